@@ -1,0 +1,155 @@
+// The one GEMM core: out[m, n] = sum_k A(m, k) * W[n, k], batched over z.
+// W is a PyTorch Linear/Conv weight ([N, K] row-major, shared by the batch). What differs between
+// a linear layer, a channel projection over an NCHW tensor and an implicit-GEMM conv2d is only
+// how A is read (A_ROWMAJOR / A_COLMAJOR / A_IM2COL) and how the result is written
+// (OUT_ROWMAJOR / OUT_COLMAJOR), plus the fused epilogue (bias, per-channel time embedding,
+// residual, scale, SiLU).
+//
+// Each thread keeps a TM x TN block of accumulators in registers; workgroup memory is left out
+// on purpose (it measured slower on CPU adapters; a tiled version belongs in bench/ first).
+#include "common"
+
+struct U {
+  M: u32, N: u32, K: u32,
+  // conv geometry (A_IM2COL); unused otherwise
+  Cin: u32, H: u32, W: u32, kh: u32, kw: u32, stride: u32,
+  padT: u32, padL: u32, Hout: u32, Wout: u32,
+  scale: f32,
+}
+
+@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<f32>;
+#if BIAS
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+#endif
+#if TEMB
+@group(0) @binding(4) var<storage, read> temb: array<f32>;
+#endif
+#if RESIDUAL
+@group(0) @binding(5) var<storage, read> res: array<f32>;
+#endif
+@group(0) @binding(6) var<storage, read_write> out: array<f32>;
+
+const TM = {{TM}}u;
+const TN = {{TN}}u;
+const WG = 16u;
+
+var<private> acc: array<array<f32, TN>, TM>;
+
+// Accumulates one k: av holds A(m_i, k) for this thread's rows.
+fn accumulate(k: u32, n0: u32, av: array<f32, TM>) {
+  var bv: array<f32, TN>;
+  for (var j = 0u; j < TN; j++) {
+    let n = n0 + j;
+    bv[j] = select(0.0, w[min(n, u.N - 1u) * u.K + k], n < u.N);
+  }
+  for (var i = 0u; i < TM; i++) {
+    for (var j = 0u; j < TN; j++) {
+      acc[i][j] = fma(av[i], bv[j], acc[i][j]);
+    }
+  }
+}
+
+fn store(z: u32, m: u32, n: u32, v: f32) {
+  var x = v;
+#if BIAS
+  x += bias[n];
+#endif
+#if TEMB
+  x += temb[z * u.N + n];
+#endif
+#if OUT_COLMAJOR
+  let idx = z * u.N * u.M + n * u.M + m;
+#else
+  let idx = z * u.M * u.N + m * u.N + n;
+#endif
+#if RESIDUAL
+  x += res[idx];
+#endif
+  x *= u.scale;
+#if SILU
+  x = silu(x);
+#endif
+  out[idx] = x;
+}
+
+@compute @workgroup_size(16, 16, 1)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let z = wid.z;
+  let m0 = (wid.y * WG + lid.y) * TM;
+  let n0 = (wid.x * WG + lid.x) * TN;
+  if (m0 >= u.M || n0 >= u.N) { return; }
+  for (var i = 0u; i < TM; i++) { for (var j = 0u; j < TN; j++) { acc[i][j] = 0.0; } }
+
+#if A_IM2COL
+  // Implicit im2col: row m is an output pixel, k runs over (ci, ky, kx) like the weight layout.
+  var oy: array<i32, TM>;
+  var ox: array<i32, TM>;
+  var valid: array<bool, TM>;
+  for (var i = 0u; i < TM; i++) {
+    let m = min(m0 + i, u.M - 1u);
+    valid[i] = m0 + i < u.M;
+    oy[i] = i32((m / u.Wout) * u.stride) - i32(u.padT);
+    ox[i] = i32((m % u.Wout) * u.stride) - i32(u.padL);
+  }
+#if UPSAMPLE
+  // Nearest 2x upsample fused into the read: the conv sees a (2H, 2W) input.
+  let inH = i32(u.H * 2u);
+  let inW = i32(u.W * 2u);
+#else
+  let inH = i32(u.H);
+  let inW = i32(u.W);
+#endif
+  let plane = u.H * u.W;
+  let base = z * u.Cin * plane;
+  var k = 0u;
+  for (var ci = 0u; ci < u.Cin; ci++) {
+    let cbase = base + ci * plane;
+    for (var ky = 0u; ky < u.kh; ky++) {
+      for (var kx = 0u; kx < u.kw; kx++) {
+        var av: array<f32, TM>;
+        for (var i = 0u; i < TM; i++) {
+          let iy = oy[i] + i32(ky);
+          let ix = ox[i] + i32(kx);
+          let inside = valid[i] && iy >= 0 && iy < inH && ix >= 0 && ix < inW;
+#if UPSAMPLE
+          let sy = u32(max(iy, 0)) / 2u;
+          let sx = u32(max(ix, 0)) / 2u;
+#else
+          let sy = u32(max(iy, 0));
+          let sx = u32(max(ix, 0));
+#endif
+          let idx = cbase + min(sy, u.H - 1u) * u.W + min(sx, u.W - 1u);
+          av[i] = select(0.0, a[idx], inside);
+        }
+        accumulate(k, n0, av);
+        k++;
+      }
+    }
+  }
+#else
+  for (var k = 0u; k < u.K; k++) {
+    var av: array<f32, TM>;
+    for (var i = 0u; i < TM; i++) {
+      let m = min(m0 + i, u.M - 1u);
+#if A_COLMAJOR
+      let v = a[z * u.K * u.M + k * u.M + m];
+#else
+      let v = a[z * u.M * u.K + m * u.K + k];
+#endif
+      av[i] = select(0.0, v, m0 + i < u.M);
+    }
+    accumulate(k, n0, av);
+  }
+#endif
+
+  for (var i = 0u; i < TM; i++) {
+    let m = m0 + i;
+    if (m >= u.M) { break; }
+    for (var j = 0u; j < TN; j++) {
+      let n = n0 + j;
+      if (n < u.N) { store(z, m, n, acc[i][j]); }
+    }
+  }
+}

@@ -1,0 +1,133 @@
+// One way to get a GPUDevice in a browser (navigator.gpu) and in Node (the `webgpu` package, Dawn).
+// On a machine without a GPU driver, Node retries with a CPU Vulkan driver that is already on the
+// system, so that nobody has to set VK_ICD_FILENAMES by hand.
+
+export interface GpuContext {
+  device: GPUDevice;
+  adapterName: string;
+  features: Set<string>;
+  limits: GPUSupportedLimits;
+  /** Resolves with a message when the device is lost; checked by long runs. */
+  lost: Promise<string>;
+  isLost(): boolean;
+}
+
+export class NoAdapterError extends Error {
+  constructor(detail: string) {
+    super(
+      `No WebGPU adapter found. ${detail}\n` +
+        'Install a GPU driver with Vulkan support, or a CPU Vulkan driver: on Debian/Ubuntu ' +
+        '`apt install chromium libvulkan1` (SwiftShader) or Mesa >= 23 lavapipe (`mesa-vulkan-drivers`). ' +
+        'In a browser, use a recent Chrome/Edge (or start Chromium with --enable-unsafe-webgpu).',
+    );
+    this.name = 'NoAdapterError';
+  }
+}
+
+/** CPU Vulkan drivers we know how to find, best first. */
+const CPU_ICDS = [
+  '/usr/lib/chromium/vk_swiftshader_icd.json',
+  '/usr/share/vulkan/icd.d/lvp_icd.x86_64.json',
+  '/usr/share/vulkan/icd.d/lvp_icd.aarch64.json',
+];
+
+function isNode(): boolean {
+  // Node 21+ has a global navigator too, but without gpu.
+  const nav = (globalThis as { navigator?: Navigator }).navigator;
+  return typeof process !== 'undefined' && !!process.versions?.node && !nav?.gpu;
+}
+
+const nodeInstances: GPU[] = [];
+
+async function nodeAdapter(powerPreference: GPUPowerPreference): Promise<GPUAdapter> {
+  const webgpu = await import('webgpu');
+  Object.assign(globalThis, webgpu.globals);
+  const fs = await import('node:fs');
+  const tried: string[] = [];
+  const attempt = async (): Promise<GPUAdapter | null> => {
+    const gpu = webgpu.create([]);
+    // The Dawn instance must outlive every device made from it: once it is garbage-collected,
+    // its event processing goes away under the devices and the process crashes.
+    nodeInstances.push(gpu);
+    return gpu.requestAdapter({ powerPreference });
+  };
+  let adapter = await attempt();
+  tried.push(`default Vulkan drivers${process.env.VK_ICD_FILENAMES ? ` (VK_ICD_FILENAMES=${process.env.VK_ICD_FILENAMES})` : ''}`);
+  if (!adapter && !process.env.VK_ICD_FILENAMES) {
+    for (const icd of CPU_ICDS) {
+      if (!fs.existsSync(icd)) continue;
+      process.env.VK_ICD_FILENAMES = icd;
+      adapter = await attempt();
+      tried.push(icd);
+      if (adapter) break;
+      delete process.env.VK_ICD_FILENAMES;
+    }
+  }
+  if (!adapter) throw new NoAdapterError(`Tried: ${tried.join('; ')}.`);
+  return adapter;
+}
+
+function describe(adapter: GPUAdapter): string {
+  const i = adapter.info;
+  const parts = [i.vendor, i.architecture, i.device, i.description].filter((s) => s && s.length > 0);
+  return [...new Set(parts)].join(' / ') || 'unknown adapter';
+}
+
+export interface DeviceOptions {
+  powerPreference?: GPUPowerPreference;
+  /** Ask for shader-f16 when present (the f16 path). */
+  wantF16?: boolean;
+}
+
+let shared: Promise<GpuContext> | null = null;
+
+/** The process-wide device; created on first use. */
+export function getGpu(options: DeviceOptions = {}): Promise<GpuContext> {
+  shared ??= createGpu(options).catch((e) => {
+    shared = null;
+    throw e;
+  });
+  return shared;
+}
+
+export async function createGpu(options: DeviceOptions = {}): Promise<GpuContext> {
+  const powerPreference = options.powerPreference ?? 'high-performance';
+  let adapter: GPUAdapter | null;
+  if (isNode()) {
+    adapter = await nodeAdapter(powerPreference);
+  } else {
+    const gpu = (globalThis as { navigator?: Navigator }).navigator?.gpu;
+    if (!gpu) throw new NoAdapterError('This browser has no navigator.gpu (WebGPU is missing or disabled).');
+    adapter = await gpu.requestAdapter({ powerPreference });
+    if (!adapter) throw new NoAdapterError('navigator.gpu.requestAdapter() returned null.');
+  }
+  const requiredFeatures: GPUFeatureName[] = [];
+  for (const f of ['timestamp-query', ...(options.wantF16 ? ['shader-f16'] : [])] as GPUFeatureName[]) {
+    if (adapter.features.has(f)) requiredFeatures.push(f);
+  }
+  // Ask for the adapter's real buffer limits: the plan still keeps every binding under the
+  // default 128 MiB, larger limits only help where an adapter has them.
+  const l = adapter.limits;
+  const device = await adapter.requestDevice({
+    requiredFeatures,
+    requiredLimits: {
+      maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
+      maxBufferSize: l.maxBufferSize,
+      maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
+      maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
+    },
+  });
+  let lostMessage: string | null = null;
+  const lost = device.lost.then((info) => {
+    lostMessage = `GPU device lost (${info.reason}): ${info.message}`;
+    return lostMessage;
+  });
+  return {
+    device,
+    adapterName: describe(adapter),
+    features: new Set([...device.features].map(String)),
+    limits: device.limits,
+    lost,
+    isLost: () => lostMessage !== null,
+  };
+}

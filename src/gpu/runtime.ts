@@ -1,0 +1,206 @@
+// The GPU runtime: compiled kernels cached by a key derived from all of their template
+// parameters, buffers, uploads and readbacks. Bind group layouts come from reflecting the
+// generated WGSL (wgsl_reflect), so no kernel writes its layout by hand and a variant that
+// drops a binding cannot get out of step with its TypeScript side.
+import { WgslReflect } from 'wgsl_reflect/wgsl_reflect.module.js';
+import { shaderSources } from '../kernels/shaders.gen.ts';
+import type { GpuContext } from './device.ts';
+import { expandTemplate, type TemplateParams } from './template.ts';
+
+export interface KernelSpec {
+  /** Shader file in shaders/ (without .wgsl). */
+  shader: string;
+  /** Compile-time choices only: tile sizes, fused epilogues, modes. Never shapes. */
+  params?: TemplateParams;
+  /** Entry point; defaults to `main`. */
+  entry?: string;
+}
+
+export interface BindingInfo {
+  name: string;
+  binding: number;
+  kind: 'uniform' | 'read-only-storage' | 'storage';
+}
+
+export interface UniformMember {
+  offset: number;
+  type: 'u32' | 'i32' | 'f32';
+}
+
+export interface CompiledKernel {
+  key: string;
+  label: string;
+  pipeline: GPUComputePipeline;
+  layout: GPUBindGroupLayout;
+  bindings: BindingInfo[];
+  /** The struct behind the one `var<uniform>` binding, if any. */
+  uniform: { name: string; size: number; members: Map<string, UniformMember> } | null;
+  workgroupSize: [number, number, number];
+  code: string;
+}
+
+export function kernelKey(spec: KernelSpec): string {
+  const params = spec.params ?? {};
+  const sorted = Object.keys(params)
+    .sort()
+    .filter((k) => params[k] !== undefined)
+    .map((k) => `${k}=${String(params[k])}`);
+  return `${spec.shader}:${spec.entry ?? 'main'}|${sorted.join(',')}`;
+}
+
+export function generateWgsl(spec: KernelSpec): string {
+  const resolve = (name: string): string => {
+    const src = shaderSources[name.replace(/\.wgsl$/, '')];
+    if (src === undefined) throw new Error(`Unknown shader '${name}' (no shaders/${name}.wgsl)`);
+    return src;
+  };
+  return expandTemplate(resolve(spec.shader), spec.params ?? {}, resolve, spec.shader);
+}
+
+export class GpuError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'GpuError';
+  }
+}
+
+export class Runtime {
+  readonly device: GPUDevice;
+  private readonly cache = new Map<string, CompiledKernel>();
+  /** Bytes currently held in buffers this runtime created (for peak-memory reports). */
+  liveBytes = 0;
+  peakBytes = 0;
+  debugDump = false;
+
+  constructor(readonly gpu: GpuContext) {
+    this.device = gpu.device;
+  }
+
+  get kernelsCompiled(): number {
+    return this.cache.size;
+  }
+
+  kernel(spec: KernelSpec): CompiledKernel {
+    const key = kernelKey(spec);
+    const hit = this.cache.get(key);
+    if (hit) return hit;
+    const code = generateWgsl(spec);
+    if (this.debugDump) console.error(`// ${key}\n${code}`);
+    const compiled = this.compile(key, code, spec.entry ?? 'main');
+    this.cache.set(key, compiled);
+    return compiled;
+  }
+
+  private compile(key: string, code: string, entry: string): CompiledKernel {
+    let reflect: WgslReflect;
+    try {
+      reflect = new WgslReflect(code);
+    } catch (e) {
+      throw new GpuError(`WGSL for ${key} does not parse: ${(e as Error).message}`);
+    }
+    const groups = reflect.getBindGroups();
+    const bindings: BindingInfo[] = [];
+    let uniform: CompiledKernel['uniform'] = null;
+    for (const b of groups[0] ?? []) {
+      if (!b) continue;
+      // wgsl_reflect's ResourceType: 0 uniform, 1 storage.
+      const kind: BindingInfo['kind'] =
+        b.resourceType === 0 ? 'uniform' : b.access === 'read_write' ? 'storage' : 'read-only-storage';
+      bindings.push({ name: b.name, binding: b.binding, kind });
+      if (kind === 'uniform') {
+        const members = new Map<string, UniformMember>();
+        for (const m of b.members ?? []) {
+          const t = m.type.name;
+          if (t !== 'u32' && t !== 'i32' && t !== 'f32') throw new GpuError(`${key}: uniform member ${m.name} has type ${t}; only scalars are supported`);
+          members.set(m.name, { offset: m.offset, type: t });
+        }
+        uniform = { name: b.name, size: Math.max(16, Math.ceil(b.size / 16) * 16), members };
+      }
+    }
+    const fn = reflect.entry.compute.find((f) => f.name === entry);
+    if (!fn) throw new GpuError(`${key}: no @compute entry point '${entry}'`);
+    const ws = (fn.workgroupSize ?? [1, 1, 1]) as number[];
+    const device = this.device;
+    device.pushErrorScope('validation');
+    const module = device.createShaderModule({ code, label: key });
+    const layout = device.createBindGroupLayout({
+      label: key,
+      entries: bindings.map((b) => ({ binding: b.binding, visibility: GPUShaderStage.COMPUTE, buffer: { type: b.kind } })),
+    });
+    const pipeline = device.createComputePipeline({
+      label: key,
+      layout: device.createPipelineLayout({ bindGroupLayouts: [layout] }),
+      compute: { module, entryPoint: entry },
+    });
+    void device.popErrorScope().then(async (err) => {
+      if (process.env.FRESCO_DEBUG) console.error("scope", key, !!err);
+      if (!err) return;
+      const info = await module.getCompilationInfo();
+      const msgs = info.messages.map((m) => `${m.lineNum}:${m.linePos} ${m.message}`).join('\n');
+      console.error(`Kernel ${key} failed to compile: ${err.message}\n${msgs}`);
+    });
+    return {
+      key,
+      label: key.split('|')[0]!,
+      pipeline,
+      layout,
+      bindings,
+      uniform,
+      workgroupSize: [ws[0] ?? 1, ws[1] ?? 1, ws[2] ?? 1],
+      code,
+    };
+  }
+
+  createBuffer(bytes: number, label: string, usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST): GPUBuffer {
+    const size = Math.max(16, Math.ceil(bytes / 16) * 16);
+    const maxBuf = this.device.limits.maxBufferSize;
+    if (size > maxBuf) throw new GpuError(`Buffer '${label}' needs ${size} bytes, over this device's maxBufferSize ${maxBuf}`);
+    const buffer = this.device.createBuffer({ size, usage, label });
+    this.liveBytes += size;
+    this.peakBytes = Math.max(this.peakBytes, this.liveBytes);
+    return buffer;
+  }
+
+  destroyBuffer(buffer: GPUBuffer): void {
+    this.liveBytes -= buffer.size;
+    buffer.destroy();
+  }
+
+  upload(data: Float32Array | Uint32Array | Int32Array, label: string): GPUBuffer {
+    const buffer = this.createBuffer(data.byteLength, label);
+    this.device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength);
+    return buffer;
+  }
+
+  async read(buffer: GPUBuffer, bytes = buffer.size, offset = 0): Promise<Float32Array> {
+    const staging = this.device.createBuffer({ size: Math.ceil(bytes / 4) * 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const enc = this.device.createCommandEncoder();
+    enc.copyBufferToBuffer(buffer, offset, staging, 0, staging.size);
+    this.device.queue.submit([enc.finish()]);
+    await this.mapOrLost(staging);
+    const out = new Float32Array(staging.getMappedRange().slice(0, bytes));
+    staging.unmap();
+    staging.destroy();
+    return out;
+  }
+
+  /** mapAsync that fails with the device-lost reason instead of hanging. */
+  private async mapOrLost(buffer: GPUBuffer): Promise<void> {
+    const lost = this.gpu.lost.then((msg) => {
+      throw new GpuError(msg);
+    });
+    await Promise.race([buffer.mapAsync(GPUMapMode.READ), lost]);
+  }
+
+  /** Runs `fn` and throws the first validation or out-of-memory error it caused. */
+  async checked<T>(what: string, fn: () => T): Promise<T> {
+    this.device.pushErrorScope('out-of-memory');
+    this.device.pushErrorScope('validation');
+    const result = fn();
+    const validation = await this.device.popErrorScope();
+    const oom = await this.device.popErrorScope();
+    if (oom) throw new GpuError(`${what}: out of GPU memory: ${oom.message}`);
+    if (validation) throw new GpuError(`${what}: ${validation.message}`);
+    return result;
+  }
+}

@@ -1,0 +1,158 @@
+// A recorded list of kernel dispatches over planned buffers. Models build it once per
+// (model, batch, size); running it only encodes the recorded dispatches into a pass. Uniforms
+// are packed into one arena buffer at finalize(), bind groups are made once, and activation
+// buffers come from a pool: a buffer released at build time is handed to a later tensor,
+// which is safe because dispatches in one queue run in recording order.
+import type { CompiledKernel, KernelSpec, Runtime } from '../gpu/runtime.ts';
+import { GpuError } from '../gpu/runtime.ts';
+import { bytesOf, numel, type Tensor } from './tensor.ts';
+
+export type Bindable = Tensor | GPUBuffer;
+
+interface PendingOp {
+  label: string;
+  kernel: CompiledKernel;
+  bind: Record<string, Bindable>;
+  uniformData: ArrayBuffer | null;
+  workgroups: [number, number, number];
+}
+
+export interface Op {
+  label: string;
+  kernel: CompiledKernel;
+  bindGroup: GPUBindGroup;
+  workgroups: [number, number, number];
+}
+
+const MAX_WG = 65535;
+
+/** Splits a 1-D workgroup count over x and y so no dimension passes the WebGPU limit. */
+export function fold1d(count: number): [number, number] {
+  if (count <= MAX_WG) return [Math.max(1, count), 1];
+  const y = Math.ceil(count / MAX_WG);
+  return [Math.ceil(count / y), y];
+}
+
+export class Graph {
+  private pending: PendingOp[] = [];
+  ops: Op[] = [];
+  private free: GPUBuffer[] = [];
+  private owned: GPUBuffer[] = [];
+  private arena: GPUBuffer | null = null;
+
+  constructor(readonly rt: Runtime, readonly label = 'graph') {}
+
+  /** A planned activation buffer, reusing a released one when one is large enough. */
+  alloc(shape: readonly number[], label: string): Tensor {
+    const bytes = Math.max(16, numel(shape) * 4);
+    let best = -1;
+    for (let i = 0; i < this.free.length; i++) {
+      const s = this.free[i]!.size;
+      if (s >= bytes && s <= bytes * 2 && (best < 0 || s < this.free[best]!.size)) best = i;
+    }
+    if (best >= 0) {
+      const [buffer] = this.free.splice(best, 1);
+      return { buffer: buffer!, shape: [...shape], label };
+    }
+    const buffer = this.rt.createBuffer(bytes, `${this.label}/${label}`);
+    this.owned.push(buffer);
+    return { buffer, shape: [...shape], label };
+  }
+
+  /** The tensor's buffer may be reused by tensors allocated after this point. */
+  release(...ts: Tensor[]): void {
+    for (const t of ts) if (!this.free.includes(t.buffer)) this.free.push(t.buffer);
+  }
+
+  dispatch(
+    label: string,
+    spec: KernelSpec,
+    bind: Record<string, Bindable>,
+    uniforms: Record<string, number>,
+    workgroups: readonly [number, number?, number?],
+  ): void {
+    const kernel = this.rt.kernel(spec);
+    let uniformData: ArrayBuffer | null = null;
+    if (kernel.uniform) {
+      uniformData = new ArrayBuffer(kernel.uniform.size);
+      const view = new DataView(uniformData);
+      for (const [name, m] of kernel.uniform.members) {
+        const v = uniforms[name];
+        if (v === undefined) throw new GpuError(`${label} (${kernel.key}): uniform '${name}' not given`);
+        if (m.type === 'f32') view.setFloat32(m.offset, v, true);
+        else if (m.type === 'i32') view.setInt32(m.offset, v, true);
+        else {
+          if (!Number.isInteger(v) || v < 0) throw new GpuError(`${label}: uniform '${name}' = ${v} is not a u32`);
+          view.setUint32(m.offset, v, true);
+        }
+      }
+      for (const name of Object.keys(uniforms)) {
+        if (!kernel.uniform.members.has(name)) throw new GpuError(`${label} (${kernel.key}): unknown uniform '${name}'`);
+      }
+    }
+    for (const b of kernel.bindings) {
+      if (b.kind !== 'uniform' && !(b.name in bind)) throw new GpuError(`${label} (${kernel.key}): binding '${b.name}' not given`);
+    }
+    const wg: [number, number, number] = [workgroups[0], workgroups[1] ?? 1, workgroups[2] ?? 1];
+    if (wg.some((n) => n > MAX_WG)) throw new GpuError(`${label}: dispatch ${wg.join('x')} exceeds ${MAX_WG} workgroups per dimension`);
+    if (wg.some((n) => n === 0)) return;
+    this.pending.push({ label, kernel, bind, uniformData, workgroups: wg });
+  }
+
+  /** Packs uniforms into one buffer and creates every bind group. Call once after building. */
+  finalize(): this {
+    const device = this.rt.device;
+    const align = device.limits.minUniformBufferOffsetAlignment;
+    let size = 0;
+    const offsets: number[] = [];
+    for (const p of this.pending) {
+      offsets.push(size);
+      if (p.uniformData) size += Math.ceil(p.uniformData.byteLength / align) * align;
+    }
+    if (size > 0) {
+      this.arena = this.rt.createBuffer(size, `${this.label}/uniforms`, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
+      const all = new Uint8Array(size);
+      this.pending.forEach((p, i) => p.uniformData && all.set(new Uint8Array(p.uniformData), offsets[i]!));
+      device.queue.writeBuffer(this.arena, 0, all);
+    }
+    this.ops = this.pending.map((p, i) => {
+      const entries: GPUBindGroupEntry[] = p.kernel.bindings.map((b) => {
+        if (b.kind === 'uniform') return { binding: b.binding, resource: { buffer: this.arena!, offset: offsets[i]!, size: p.kernel.uniform!.size } };
+        const x = p.bind[b.name]!;
+        if ('buffer' in x) {
+          const bytes = bytesOf(x);
+          if (bytes > x.buffer.size) throw new GpuError(`${p.label}: tensor ${x.label} needs ${bytes} bytes, its buffer has ${x.buffer.size}`);
+          return { binding: b.binding, resource: { buffer: x.buffer, offset: 0, size: Math.max(4, bytes) } };
+        }
+        return { binding: b.binding, resource: { buffer: x } };
+      });
+      const bindGroup = device.createBindGroup({ label: p.label, layout: p.kernel.layout, entries });
+      return { label: p.label, kernel: p.kernel, bindGroup, workgroups: p.workgroups };
+    });
+    this.pending = [];
+    return this;
+  }
+
+  encode(pass: GPUComputePassEncoder): void {
+    for (const op of this.ops) {
+      pass.setPipeline(op.kernel.pipeline);
+      pass.setBindGroup(0, op.bindGroup);
+      pass.dispatchWorkgroups(...op.workgroups);
+    }
+  }
+
+  /** Encodes the graph into its own pass on `encoder`. */
+  record(encoder: GPUCommandEncoder): void {
+    const pass = encoder.beginComputePass({ label: this.label });
+    this.encode(pass);
+    pass.end();
+  }
+
+  destroy(): void {
+    for (const b of this.owned) this.rt.destroyBuffer(b);
+    if (this.arena) this.rt.destroyBuffer(this.arena);
+    this.owned = [];
+    this.free = [];
+    this.arena = null;
+  }
+}

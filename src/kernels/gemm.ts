@@ -1,0 +1,135 @@
+// Linear layers and conv2d, both through the GEMM core in shaders/gemm.wgsl.
+import type { Graph } from '../graph/graph.ts';
+import { shapeStr, type Tensor } from '../graph/tensor.ts';
+
+const TM = 4;
+const TN = 4;
+const WG = 16;
+
+export class ShapeError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ShapeError';
+  }
+}
+
+export interface Epilogue {
+  bias?: Tensor;
+  /** [B, N]: added per batch and output channel (a ResNet's time embedding). */
+  temb?: Tensor;
+  /** Same shape as the output, added before `scale`. */
+  residual?: Tensor;
+  /** Multiplies the result after the residual add (diffusers' 1/output_scale_factor). */
+  scale?: number;
+  silu?: boolean;
+}
+
+function expect(cond: boolean, msg: string): void {
+  if (!cond) throw new ShapeError(msg);
+}
+
+function epilogueParams(e: Epilogue) {
+  return { BIAS: !!e.bias, TEMB: !!e.temb, RESIDUAL: !!e.residual, SILU: !!e.silu };
+}
+
+function epilogueBindings(e: Epilogue) {
+  const b: Record<string, Tensor> = {};
+  if (e.bias) b.bias = e.bias;
+  if (e.temb) b.temb = e.temb;
+  if (e.residual) b.res = e.residual;
+  return b;
+}
+
+const noConv = { Cin: 0, H: 0, W: 0, kh: 0, kw: 0, stride: 0, padT: 0, padL: 0, Hout: 0, Wout: 0 };
+
+export interface LinearOptions extends Epilogue {
+  /**
+   * How x is laid out: 'rows' = [..., M, K] (tokens × features), 'channels' = [B, K, ...spatial]
+   * (NCHW, projected over channels with the spatial positions as rows).
+   */
+  input?: 'rows' | 'channels';
+  /** 'rows' = [B, M, N]; 'channels' = [B, N, M] (written back as NCHW). */
+  output?: 'rows' | 'channels';
+  /** Output shape to report (defaults to x's shape with the feature dim replaced). */
+  outShape?: number[];
+}
+
+/** y = x · Wᵀ (+ epilogue). weight: [N, K]. x is batched over its first dimension when 3-D+. */
+export function linear(g: Graph, label: string, x: Tensor, weight: Tensor, opts: LinearOptions = {}): Tensor {
+  const [N, K] = weight.shape as [number, number];
+  expect(weight.shape.length === 2, `${label}: weight ${shapeStr(weight.shape)} is not 2-D`);
+  const input = opts.input ?? 'rows';
+  let batch: number, M: number;
+  if (input === 'rows') {
+    expect(x.shape[x.shape.length - 1] === K, `${label}: input ${shapeStr(x.shape)} does not end in ${K}`);
+    if (x.shape.length >= 3) {
+      batch = x.shape[0]!;
+      M = x.shape.slice(1, -1).reduce((a, b) => a * b, 1);
+    } else {
+      batch = 1;
+      M = x.shape.length === 2 ? x.shape[0]! : 1;
+    }
+  } else {
+    expect(x.shape[1] === K, `${label}: input ${shapeStr(x.shape)} has ${x.shape[1]} channels, weight expects ${K}`);
+    batch = x.shape[0]!;
+    M = x.shape.slice(2).reduce((a, b) => a * b, 1);
+  }
+  const output = opts.output ?? 'rows';
+  const outShape = opts.outShape ?? (output === 'rows' ? (x.shape.length >= 3 ? [batch, M, N] : x.shape.length === 2 ? [M, N] : [N]) : [batch, N, M]);
+  const out = g.alloc(outShape, label);
+  checkEpilogue(label, opts, batch, N, outShape);
+  g.dispatch(
+    label,
+    { shader: 'gemm', params: { TM, TN, A_COLMAJOR: input === 'channels', OUT_COLMAJOR: output === 'channels', ...epilogueParams(opts) } },
+    { a: x, w: weight, out, ...epilogueBindings(opts) },
+    { M, N, K, ...noConv, scale: opts.scale ?? 1 },
+    [Math.ceil(N / (WG * TN)), Math.ceil(M / (WG * TM)), batch],
+  );
+  return out;
+}
+
+function checkEpilogue(label: string, e: Epilogue, batch: number, N: number, outShape: readonly number[]): void {
+  if (e.bias) expect(e.bias.shape.length === 1 && e.bias.shape[0] === N, `${label}: bias ${shapeStr(e.bias.shape)} should be [${N}]`);
+  if (e.temb) expect(e.temb.shape[0] === batch && e.temb.shape[1] === N, `${label}: time embedding ${shapeStr(e.temb.shape)} should be [${batch}, ${N}]`);
+  if (e.residual) expect(shapeStr(e.residual.shape) === shapeStr(outShape), `${label}: residual ${shapeStr(e.residual.shape)} should be ${shapeStr(outShape)}`);
+}
+
+export interface Conv2dOptions extends Epilogue {
+  stride?: number;
+  /** [top, left, bottom, right]; a number pads all four sides. */
+  padding?: number | [number, number, number, number];
+  /** Nearest 2× upsample of x before the conv, fused into the read. */
+  upsample?: boolean;
+}
+
+/** Implicit-GEMM conv2d on NCHW. weight: [Cout, Cin, kh, kw]. */
+export function conv2d(g: Graph, label: string, x: Tensor, weight: Tensor, opts: Conv2dOptions = {}): Tensor {
+  expect(x.shape.length === 4, `${label}: input ${shapeStr(x.shape)} is not NCHW`);
+  expect(weight.shape.length === 4, `${label}: weight ${shapeStr(weight.shape)} is not [Cout, Cin, kh, kw]`);
+  const [B, Cin, H, W] = x.shape as [number, number, number, number];
+  const [Cout, wCin, kh, kw] = weight.shape as [number, number, number, number];
+  expect(wCin === Cin, `${label}: input has ${Cin} channels, weight ${shapeStr(weight.shape)} expects ${wCin}`);
+  const stride = opts.stride ?? 1;
+  const p = opts.padding ?? 0;
+  const [padT, padL, padB, padR] = typeof p === 'number' ? [p, p, p, p] : p;
+  const up = opts.upsample ? 2 : 1;
+  const Hout = Math.floor((H * up + padT + padB - kh) / stride) + 1;
+  const Wout = Math.floor((W * up + padL + padR - kw) / stride) + 1;
+  expect(Hout > 0 && Wout > 0, `${label}: output would be empty (input ${shapeStr(x.shape)}, kernel ${kh}x${kw})`);
+  const outShape = [B, Cout, Hout, Wout];
+  checkEpilogue(label, opts, B, Cout, outShape);
+  const out = g.alloc(outShape, label);
+  const M = Hout * Wout;
+  const pointwise = kh === 1 && kw === 1 && stride === 1 && padT + padL + padB + padR === 0 && !opts.upsample;
+  g.dispatch(
+    label,
+    {
+      shader: 'gemm',
+      params: { TM, TN, A_COLMAJOR: pointwise, A_IM2COL: !pointwise, UPSAMPLE: !!opts.upsample, OUT_COLMAJOR: true, ...epilogueParams(opts) },
+    },
+    { a: x, w: weight, out, ...epilogueBindings(opts) },
+    { M, N: Cout, K: Cin * kh * kw, Cin, H, W, kh, kw, stride, padT, padL, Hout, Wout, scale: opts.scale ?? 1 },
+    [Math.ceil(Cout / (WG * TN)), Math.ceil(M / (WG * TM)), B],
+  );
+  return out;
+}

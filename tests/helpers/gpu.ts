@@ -1,0 +1,45 @@
+import { getGpu } from '../../src/gpu/device.ts';
+import { Runtime } from '../../src/gpu/runtime.ts';
+import { Graph } from '../../src/graph/graph.ts';
+import type { Tensor } from '../../src/graph/tensor.ts';
+
+let rt: Promise<Runtime> | null = null;
+
+/** One runtime per test worker, on whatever adapter the machine has (SwiftShader in CI). */
+export function runtime(): Promise<Runtime> {
+  rt ??= getGpu().then((gpu) => new Runtime(gpu));
+  return rt;
+}
+
+export function input(rt: Runtime, data: Float32Array | number[], shape: number[], label = 'input'): Tensor {
+  const arr = data instanceof Float32Array ? data : new Float32Array(data);
+  return { buffer: rt.upload(arr, label), shape, label };
+}
+
+/** Builds a graph with `build`, runs it once and reads back its output. */
+export async function runGraph(rt: Runtime, build: (g: Graph) => Tensor): Promise<Float32Array> {
+  const g = new Graph(rt, 'test');
+  const out = build(g);
+  g.finalize();
+  const enc = rt.device.createCommandEncoder();
+  g.record(enc);
+  rt.device.queue.submit([enc.finish()]);
+  const n = out.shape.reduce((a, b) => a * b, 1);
+  const result = await rt.read(out.buffer, n * 4);
+  g.destroy();
+  return result;
+}
+
+/** Deterministic uniform(-1, 1) data (mulberry32), so failures reproduce. */
+export function randn(n: number, seed = 1, scale = 1): Float32Array {
+  let s = seed >>> 0;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    out[i] = ((((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1) * scale;
+  }
+  return out;
+}

@@ -1,0 +1,16 @@
+import type { Runtime } from '../../src/gpu/runtime.ts';
+
+/** One row of the kernel check table: run the kernel on the GPU and its CPU reference. */
+export interface OpCase {
+  op: string;
+  /** Shape and options, for the table. */
+  name: string;
+  run(rt: Runtime): Promise<{ got: ArrayLike<number>; ref: ArrayLike<number> }>;
+  atol: number;
+  rtol: number;
+  /** Why the tolerance is what it is, when looser than the f32 default. */
+  why?: string;
+}
+
+/** f32 accumulation over K terms of size ~1: errors grow like sqrt(K)·eps. */
+export const F32 = { atol: 1e-5, rtol: 1e-4 };

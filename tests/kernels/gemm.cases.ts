@@ -1,0 +1,113 @@
+import { conv2d, linear } from '../../src/kernels/gemm.ts';
+import { conv2dRef, linearRef } from '../ref/gemm.ts';
+import { input, randn, runGraph } from '../helpers/gpu.ts';
+import { F32, type OpCase } from './cases.ts';
+
+const linearShapes: [number, number, number, number][] = [
+  // B, M, K, N
+  [1, 1, 32, 128],
+  [2, 5, 7, 3],
+  [2, 64, 64, 64],
+  [3, 67, 33, 70],
+  [1, 256, 128, 128],
+];
+
+const linearCases: OpCase[] = linearShapes.flatMap(([B, M, K, N], i) =>
+  [false, true].map((silu) => ({
+    op: 'linear',
+    name: `B${B} M${M} K${K} N${N}${silu ? ' +silu' : ''} +bias +residual`,
+    ...F32,
+    async run(rt) {
+      const x = randn(B * M * K, 10 + i);
+      const w = randn(N * K, 20 + i, 0.3);
+      const bias = randn(N, 30 + i);
+      const res = randn(B * M * N, 40 + i);
+      const got = await runGraph(rt, (g) =>
+        linear(g, 'lin', input(rt, x, [B, M, K]), input(rt, w, [N, K]), {
+          bias: input(rt, bias, [N]),
+          residual: input(rt, res, [B, M, N]),
+          scale: 0.5,
+          silu,
+        }),
+      );
+      const ref = linearRef(x, w, bias, B, M, K, N).map((v, j) => {
+        const y = (v + res[j]!) * 0.5;
+        return silu ? y / (1 + Math.exp(-y)) : y;
+      });
+      return { got, ref };
+    },
+  })),
+);
+
+/** x laid out NCHW, projected over channels and written back NCHW (attention projections). */
+const channelCases: OpCase[] = [
+  [1, 8, 4, 4, 8],
+  [2, 5, 3, 7, 6],
+].map(([B, C, H, W, N], i) => ({
+  op: 'linear',
+  name: `channels-in/out B${B} C${C} ${H}x${W} N${N}`,
+  ...F32,
+  async run(rt) {
+    const T = H! * W!;
+    const x = randn(B! * C! * T, 50 + i);
+    const w = randn(N! * C!, 60 + i, 0.3);
+    const got = await runGraph(rt, (g) => linear(g, 'proj', input(rt, x, [B!, C!, H!, W!]), input(rt, w, [N!, C!]), { input: 'channels', output: 'channels', outShape: [B!, N!, H!, W!] }));
+    const ref = new Float64Array(B! * N! * T);
+    for (let b = 0; b < B!; b++)
+      for (let n = 0; n < N!; n++)
+        for (let t = 0; t < T; t++) {
+          let s = 0;
+          for (let c = 0; c < C!; c++) s += x[(b * C! + c) * T + t]! * w[n * C! + c]!;
+          ref[(b * N! + n) * T + t] = s;
+        }
+    return { got, ref };
+  },
+}));
+
+interface ConvRow { B: number; Cin: number; H: number; W: number; Cout: number; k: number; stride: number; pad: number | [number, number, number, number]; upsample?: boolean; temb?: boolean }
+
+const convRows: ConvRow[] = [
+  { B: 1, Cin: 4, H: 8, W: 8, Cout: 32, k: 3, stride: 1, pad: 1 },
+  { B: 2, Cin: 3, H: 7, W: 5, Cout: 5, k: 3, stride: 1, pad: 1, temb: true },
+  { B: 2, Cin: 6, H: 9, W: 9, Cout: 7, k: 1, stride: 1, pad: 0 },
+  { B: 1, Cin: 8, H: 8, W: 8, Cout: 8, k: 3, stride: 2, pad: 1 },
+  { B: 2, Cin: 5, H: 9, W: 7, Cout: 6, k: 3, stride: 2, pad: 1 },
+  // diffusers' Downsample2D with padding=0 pads (0, 1, 0, 1) before a stride-2 conv
+  { B: 1, Cin: 8, H: 8, W: 8, Cout: 8, k: 3, stride: 2, pad: [0, 0, 1, 1] },
+  { B: 2, Cin: 4, H: 7, W: 7, Cout: 3, k: 3, stride: 2, pad: [0, 0, 1, 1] },
+  { B: 1, Cin: 6, H: 4, W: 5, Cout: 5, k: 3, stride: 1, pad: 1, upsample: true },
+  { B: 1, Cin: 64, H: 16, W: 16, Cout: 64, k: 3, stride: 1, pad: 1 },
+];
+
+const convCases: OpCase[] = convRows.map((r, i) => ({
+  op: 'conv2d',
+  name: `B${r.B} ${r.Cin}->${r.Cout} ${r.H}x${r.W} k${r.k} s${r.stride} pad ${JSON.stringify(r.pad)}${r.upsample ? ' up2x' : ''}${r.temb ? ' +temb' : ''} +bias +residual`,
+  ...F32,
+  async run(rt) {
+    const pad: [number, number, number, number] = typeof r.pad === 'number' ? [r.pad, r.pad, r.pad, r.pad] : r.pad;
+    const x = randn(r.B * r.Cin * r.H * r.W, 70 + i);
+    const w = randn(r.Cout * r.Cin * r.k * r.k, 80 + i, 0.2);
+    const bias = randn(r.Cout, 90 + i);
+    const tembData = randn(r.B * r.Cout, 95 + i);
+    const { out, Hout, Wout } = conv2dRef(x, w, bias, { B: r.B, Cin: r.Cin, H: r.H, W: r.W, Cout: r.Cout, kh: r.k, kw: r.k, stride: r.stride, pad, upsample: r.upsample });
+    const res = randn(out.length, 99 + i);
+    const plane = Hout * Wout;
+    const ref = out.map((v, j) => {
+      const bc = Math.floor(j / plane);
+      return v + (r.temb ? tembData[bc]! : 0) + res[j]!;
+    });
+    const got = await runGraph(rt, (g) =>
+      conv2d(g, 'conv', input(rt, x, [r.B, r.Cin, r.H, r.W]), input(rt, w, [r.Cout, r.Cin, r.k, r.k]), {
+        bias: input(rt, bias, [r.Cout]),
+        temb: r.temb ? input(rt, tembData, [r.B, r.Cout]) : undefined,
+        residual: input(rt, res, [r.B, r.Cout, Hout, Wout]),
+        stride: r.stride,
+        padding: pad,
+        upsample: r.upsample,
+      }),
+    );
+    return { got, ref };
+  },
+}));
+
+export const gemmCases: OpCase[] = [...linearCases, ...channelCases, ...convCases];

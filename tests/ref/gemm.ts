@@ -1,0 +1,59 @@
+// Plain float64 references for the GEMM core's users.
+
+/** y[b, m, n] = sum_k x[b, m, k] * w[n, k] + bias[n] */
+export function linearRef(x: Float32Array, w: Float32Array, bias: Float32Array | null, B: number, M: number, K: number, N: number): Float64Array {
+  const y = new Float64Array(B * M * N);
+  for (let b = 0; b < B; b++)
+    for (let m = 0; m < M; m++)
+      for (let n = 0; n < N; n++) {
+        let s = bias ? bias[n]! : 0;
+        for (let k = 0; k < K; k++) s += x[(b * M + m) * K + k]! * w[n * K + k]!;
+        y[(b * M + m) * N + n] = s;
+      }
+  return y;
+}
+
+export interface ConvGeom {
+  B: number; Cin: number; H: number; W: number; Cout: number; kh: number; kw: number;
+  stride: number; pad: [number, number, number, number]; upsample?: boolean;
+}
+
+export function upsample2xRef(x: ArrayLike<number>, B: number, C: number, H: number, W: number): Float64Array {
+  const y = new Float64Array(B * C * H * W * 4);
+  for (let p = 0; p < B * C; p++)
+    for (let i = 0; i < 2 * H; i++)
+      for (let j = 0; j < 2 * W; j++) y[(p * 2 * H + i) * 2 * W + j] = x[(p * H + (i >> 1)) * W + (j >> 1)]!;
+  return y;
+}
+
+export function conv2dRef(x: ArrayLike<number>, w: ArrayLike<number>, bias: ArrayLike<number> | null, g: ConvGeom): { out: Float64Array; Hout: number; Wout: number } {
+  let { H, W } = g;
+  let src: ArrayLike<number> = x;
+  if (g.upsample) {
+    src = upsample2xRef(x, g.B, g.Cin, H, W);
+    H *= 2;
+    W *= 2;
+  }
+  const [pt, pl, pb, pr] = g.pad;
+  const Hout = Math.floor((H + pt + pb - g.kh) / g.stride) + 1;
+  const Wout = Math.floor((W + pl + pr - g.kw) / g.stride) + 1;
+  const out = new Float64Array(g.B * g.Cout * Hout * Wout);
+  for (let b = 0; b < g.B; b++)
+    for (let co = 0; co < g.Cout; co++)
+      for (let oy = 0; oy < Hout; oy++)
+        for (let ox = 0; ox < Wout; ox++) {
+          let s = bias ? bias[co]! : 0;
+          for (let ci = 0; ci < g.Cin; ci++)
+            for (let ky = 0; ky < g.kh; ky++) {
+              const iy = oy * g.stride - pt + ky;
+              if (iy < 0 || iy >= H) continue;
+              for (let kx = 0; kx < g.kw; kx++) {
+                const ix = ox * g.stride - pl + kx;
+                if (ix < 0 || ix >= W) continue;
+                s += src[((b * g.Cin + ci) * H + iy) * W + ix]! * w[((co * g.Cin + ci) * g.kh + ky) * g.kw + kx]!;
+              }
+            }
+          out[((b * g.Cout + co) * Hout + oy) * Wout + ox] = s;
+        }
+  return { out, Hout, Wout };
+}
