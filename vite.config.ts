@@ -1,4 +1,5 @@
-import { defineConfig, type Plugin } from 'vite';
+import type { Plugin } from 'vite';
+import { defineConfig } from 'vitest/config';
 // @ts-expect-error plain ESM script without types
 import { bundleShaders } from './scripts/bundle-shaders.mjs';
 

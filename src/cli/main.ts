@@ -1,0 +1,100 @@
+// The `fresco` command.
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { getGpu } from '../gpu/device.ts';
+import { Runtime } from '../gpu/runtime.ts';
+import { readJson } from '../io/model_folder.ts';
+import { encodePng, tensorToImage, writeFileNoClobber } from '../io/png.ts';
+import { generateClassConditional, type StepInfo } from '../pipelines/class_conditional.ts';
+import { loadLdmFolder } from '../pipelines/ldm_folder.ts';
+import { GENERATE_USAGE, parseGenerateArgs, resolveClasses, UsageError } from './args.ts';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+
+interface ModelCard {
+  class_names?: string[];
+  null_class?: number;
+  defaults?: { steps?: number; guidance?: number; scheduler?: 'ddim' | 'ddpm' };
+}
+
+function progress(info: StepInfo): void {
+  const width = 30;
+  const done = Math.round(((info.index + 1) / info.total) * width);
+  const bar = '#'.repeat(done) + '-'.repeat(width - done);
+  process.stderr.write(`\r[${bar}] ${info.index + 1}/${info.total} t=${info.timestep} ${info.ms.toFixed(0)} ms/step`);
+  if (info.index + 1 === info.total) process.stderr.write('\n');
+}
+
+async function generate(argv: string[]): Promise<void> {
+  const args = parseGenerateArgs(argv);
+  const modelDir = args.model ?? join(root, 'weights/fashion-ldm');
+  if (!existsSync(modelDir)) throw new UsageError(`model folder ${modelDir} does not exist`);
+  if (existsSync(args.out) && !args.force) throw new UsageError(`${args.out} already exists; pass --force to overwrite it`);
+  const cardPath = join(modelDir, 'fresco.json');
+  const card: ModelCard = existsSync(cardPath) ? ((await readJson(cardPath)) as ModelCard) : {};
+
+  const gpu = await getGpu();
+  const rt = new Runtime(gpu);
+  console.error(`adapter: ${gpu.adapterName}`);
+  const model = await loadLdmFolder(rt, modelDir);
+  try {
+    const numClasses = model.unet.numClasses;
+    if (numClasses === null) throw new UsageError(`${modelDir} is not a class-conditional model`);
+    const nullClass = card.null_class ?? numClasses - 1;
+    const names = card.class_names ?? null;
+    const labels = args.classes.length
+      ? resolveClasses(args.classes, names, numClasses)
+      : Array.from({ length: names?.length ?? numClasses - 1 }, (_, i) => i);
+    const batch = labels.flatMap((l) => new Array<number>(args.count).fill(l));
+    const seed = args.seed ?? Math.floor(Math.random() * 2 ** 31);
+    const steps = args.steps ?? card.defaults?.steps ?? 25;
+    const guidance = args.guidance ?? card.defaults?.guidance ?? 3;
+    const scheduler = args.scheduler ?? card.defaults?.scheduler ?? 'ddim';
+    console.error(`generating ${batch.length} image(s): ${labels.map((l) => names?.[l] ?? String(l)).join(', ')}; seed ${seed}, ${steps} ${scheduler} steps, guidance ${guidance}`);
+    const result = await generateClassConditional(rt, model, {
+      classLabels: batch,
+      nullClass,
+      guidanceScale: guidance,
+      steps,
+      scheduler,
+      eta: args.eta,
+      seed,
+      onStep: progress,
+    });
+    const cols = args.count > 1 ? args.count : Math.ceil(Math.sqrt(batch.length));
+    const img = tensorToImage(result.image, result.imageShape, { cols });
+    await writeFileNoClobber(args.out, encodePng(img.width, img.height, img.channels, img.pixels), args.force);
+    const mean = result.stepMs.reduce((a, b) => a + b, 0) / result.stepMs.length;
+    console.error(`wrote ${args.out} (${img.width}x${img.height})`);
+    console.error(`adapter ${gpu.adapterName}; ${mean.toFixed(1)} ms/step (batch ${batch.length}${guidance > 1 ? ' ×2 for guidance' : ''}); total ${(result.totalMs / 1000).toFixed(2)} s`);
+  } finally {
+    model.destroy();
+  }
+}
+
+async function main(): Promise<void> {
+  const [cmd, ...rest] = process.argv.slice(2);
+  if (cmd === 'generate') {
+    if (rest.includes('--help') || rest.includes('-h')) return void console.log(GENERATE_USAGE);
+    return generate(rest);
+  }
+  if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+    console.log(`fresco — latent diffusion on WebGPU\n\n${GENERATE_USAGE}`);
+    return;
+  }
+  throw new UsageError(`unknown command ${JSON.stringify(cmd)} (try: fresco generate --help)`);
+}
+
+main().then(
+  () => process.exit(0),
+  (e: unknown) => {
+    const err = e as Error;
+    if (err instanceof UsageError) {
+      console.error(`error: ${err.message}\n\n${GENERATE_USAGE}`);
+      process.exit(2);
+    }
+    console.error(`error: ${err?.message ?? err}`);
+    process.exit(1);
+  },
+);

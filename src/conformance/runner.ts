@@ -1,0 +1,88 @@
+// Runs every case folder under a directory (model cases, scheduler traces, pipeline runs), as
+// ../shared/fixtures/README.md describes them, telling the kind of a case by its files.
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Runtime } from '../gpu/runtime.ts';
+import { replaySchedulerTrace } from '../schedulers/replay.ts';
+import { readJson } from '../io/model_folder.ts';
+import { runModelCase } from './model_case.ts';
+import { runPipelineCase } from './pipeline_case.ts';
+import { Unsupported } from './measure.ts';
+
+export interface CaseResult {
+  name: string;
+  kind: 'model' | 'scheduler' | 'pipeline' | 'unknown';
+  cls: string;
+  maxAbsErr: number;
+  maxAbsRef: number;
+  ratio: number;
+  tol: number;
+  status: 'pass' | 'fail' | 'unsupported' | 'error';
+  ms: number;
+  note: string;
+}
+
+export function listCases(root: string): string[] {
+  return readdirSync(root)
+    .filter((n) => statSync(join(root, n)).isDirectory())
+    .filter((n) => ['case.json', 'pipeline.json'].some((f) => existsSync(join(root, n, f))))
+    .sort();
+}
+
+function kindOf(dir: string): CaseResult['kind'] {
+  if (existsSync(join(dir, 'pipeline.json'))) return 'pipeline';
+  if (existsSync(join(dir, 'scheduler_config.json')) && existsSync(join(dir, 'trace.safetensors'))) return 'scheduler';
+  if (existsSync(join(dir, 'io.safetensors'))) return 'model';
+  return 'unknown';
+}
+
+export async function runCase(rt: Runtime, root: string, name: string): Promise<CaseResult> {
+  const dir = join(root, name);
+  const kind = kindOf(dir);
+  const t0 = performance.now();
+  const base = { name, kind, cls: '?', maxAbsErr: NaN, maxAbsRef: NaN, ratio: NaN, tol: kind === 'scheduler' ? 1e-5 : 1e-3 };
+  try {
+    if (kind === 'model') {
+      const r = await runModelCase(rt, dir);
+      return { ...base, cls: r.cls, maxAbsErr: r.maxAbsErr, maxAbsRef: r.maxAbsRef, ratio: r.ratio, status: r.pass ? 'pass' : 'fail', ms: performance.now() - t0, note: r.note ?? '' };
+    }
+    if (kind === 'scheduler') {
+      const kase = await readJson(join(dir, 'case.json'));
+      const r = await replaySchedulerTrace(rt, dir);
+      let maxAbsErr = 0;
+      let ratio = 0;
+      let maxAbsRef = 0;
+      for (const s of r.steps) {
+        maxAbsErr = Math.max(maxAbsErr, s.maxAbsErr);
+        maxAbsRef = Math.max(maxAbsRef, s.maxAbsRef);
+        ratio = Math.max(ratio, s.maxAbsRef > 0 ? s.maxAbsErr / s.maxAbsRef : s.maxAbsErr);
+      }
+      const pass = r.timestepsMatch && ratio <= base.tol && r.steps.length > 0;
+      return { ...base, cls: String(kase.class), maxAbsErr, maxAbsRef, ratio, status: pass ? 'pass' : 'fail', ms: performance.now() - t0, note: r.timestepsMatch ? `${r.steps.length} steps` : 'timesteps differ' };
+    }
+    if (kind === 'pipeline') {
+      const r = await runPipelineCase(rt, dir);
+      return { ...base, cls: r.cls, maxAbsErr: r.maxAbsErr, maxAbsRef: r.maxAbsRef, ratio: r.ratio, status: r.pass ? 'pass' : 'fail', ms: performance.now() - t0, note: r.note ?? r.detail };
+    }
+    return { ...base, status: 'unsupported', ms: 0, note: 'no case.json/io.safetensors, trace or pipeline.json recognised' };
+  } catch (e) {
+    const err = e as Error;
+    let cls = base.cls;
+    try {
+      cls = String((await readJson(join(dir, 'case.json'))).class ?? cls);
+    } catch {
+      /* pipeline cases have no case.json */
+    }
+    const unsupported = err instanceof Unsupported || err.name === 'ConfigError' || err.name === 'SchedulerConfigError';
+    return { ...base, cls, status: unsupported ? 'unsupported' : 'error', ms: performance.now() - t0, note: err.message.split('\n')[0]! };
+  }
+}
+
+export function formatTable(rows: CaseResult[]): string {
+  const fmt = (x: number) => (Number.isFinite(x) ? x.toExponential(2) : String(x));
+  const header = ['case', 'class', 'max|err|', 'max|ref|', 'ratio', 'tol', 'result', 'time', 'note'];
+  const body = rows.map((r) => [r.name, r.cls, fmt(r.maxAbsErr), fmt(r.maxAbsRef), fmt(r.ratio), r.tol.toExponential(0), r.status.toUpperCase(), `${(r.ms / 1000).toFixed(1)}s`, r.note]);
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`;
+  return [line(header), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...body.map(line)].join('\n');
+}

@@ -1,0 +1,64 @@
+// diffusers.models.attention_processor.Attention as the U-Net and VAE use it on feature maps:
+// group norm, q/k/v projections over channels, multi-head SDPA, output projection, residual.
+import type { Graph } from '../graph/graph.ts';
+import type { Tensor } from '../graph/tensor.ts';
+import { attention } from '../kernels/attention.ts';
+import { linear } from '../kernels/gemm.ts';
+import { groupNorm } from '../kernels/group_norm.ts';
+import { loadNorm } from './resnet.ts';
+import type { WeightLoader } from './loader.ts';
+
+export interface SpatialAttentionOptions {
+  channels: number;
+  heads: number;
+  groups: number;
+  eps: number;
+  rescaleOutputFactor: number;
+}
+
+function loadLinear(w: WeightLoader, name: string, cin: number, cout: number) {
+  return { weight: w.tensor(`${name}.weight`, [cout, cin]), bias: w.tensor(`${name}.bias`, [cout]) };
+}
+
+export class SpatialAttention {
+  private readonly norm;
+  private readonly q;
+  private readonly k;
+  private readonly v;
+  private readonly out;
+
+  constructor(private readonly w: WeightLoader, private readonly o: SpatialAttentionOptions) {
+    const c = o.channels;
+    this.norm = loadNorm(w, 'group_norm', c);
+    this.q = loadLinear(w, 'to_q', c, c);
+    this.k = loadLinear(w, 'to_k', c, c);
+    this.v = loadLinear(w, 'to_v', c, c);
+    this.out = loadLinear(w, 'to_out.0', c, c);
+  }
+
+  forward(g: Graph, x: Tensor): Tensor {
+    const p = this.w.prefix;
+    const [B, C, H, W] = x.shape as [number, number, number, number];
+    const T = H * W;
+    const h = groupNorm(g, `${p}.group_norm`, x, this.norm.weight, this.norm.bias, { groups: this.o.groups, eps: this.o.eps });
+    // The projections read NCHW directly (tokens = pixels) and write token-major [B, T, C].
+    const proj = (name: string, l: { weight: Tensor; bias: Tensor }) =>
+      linear(g, `${p}.${name}`, h, l.weight, { bias: l.bias, input: 'channels', output: 'rows', outShape: [B, T, C] });
+    const q = proj('to_q', this.q);
+    const k = proj('to_k', this.k);
+    const v = proj('to_v', this.v);
+    g.release(h);
+    const a = attention(g, `${p}.attn`, q, k, v, this.o.heads);
+    g.release(q, k, v);
+    // Output projection writes back to NCHW with the residual and 1/rescale_output_factor fused.
+    const out = linear(g, `${p}.to_out.0`, a, this.out.weight, {
+      bias: this.out.bias,
+      output: 'channels',
+      outShape: [B, C, H, W],
+      residual: x,
+      scale: 1 / this.o.rescaleOutputFactor,
+    });
+    g.release(a);
+    return out;
+  }
+}

@@ -1,0 +1,130 @@
+// diffusers.models.unet_2d.UNet2DModel, assembled from its config.json.
+import type { Runtime } from '../gpu/runtime.ts';
+import type { Graph } from '../graph/graph.ts';
+import type { Tensor } from '../graph/tensor.ts';
+import { conv2d } from '../kernels/gemm.ts';
+import { groupNorm } from '../kernels/group_norm.ts';
+import type { WeightStore } from '../io/weights.ts';
+import { TimeEmbedding, type TimestepInput } from './embeddings.ts';
+import { ConfigError, ConfigReader, WeightLoader } from './loader.ts';
+import { loadConv, loadNorm } from './resnet.ts';
+import { MidBlock2D, makeDownBlock, makeUpBlock, type DownBlock, type UpBlock } from './unet_2d_blocks.ts';
+
+export class UNet2DModel {
+  readonly inChannels: number;
+  readonly outChannels: number;
+  readonly sampleSize: number;
+  private readonly w: WeightLoader;
+  private readonly time: TimeEmbedding;
+  private readonly convIn;
+  private readonly down: DownBlock[] = [];
+  private readonly mid: MidBlock2D;
+  private readonly up: UpBlock[] = [];
+  private readonly normOut;
+  private readonly convOut;
+  private readonly groupsOut: number;
+  private readonly eps: number;
+
+  constructor(rt: Runtime, store: WeightStore, config: Record<string, unknown>, where = 'UNet2DModel') {
+    const c = new ConfigReader(config, where);
+    c.only('_class_name', ['UNet2DModel']);
+    c.only('act_fn', ['silu']);
+    c.only('time_embedding_type', ['positional']);
+    c.only('class_embed_type', [], 'is not supported (only the default nn.Embedding class embedding, class_embed_type = null)');
+    c.only('resnet_time_scale_shift', ['default']);
+    c.only('downsample_type', ['conv']);
+    c.only('upsample_type', ['conv']);
+    c.only('center_input_sample', [false]);
+    const channels = c.get<number[]>('block_out_channels', [224, 448, 672, 896]);
+    const downTypes = c.get<string[]>('down_block_types', ['DownBlock2D', 'AttnDownBlock2D', 'AttnDownBlock2D', 'AttnDownBlock2D']);
+    const upTypes = c.get<string[]>('up_block_types', ['AttnUpBlock2D', 'AttnUpBlock2D', 'AttnUpBlock2D', 'UpBlock2D']);
+    if (downTypes.length !== channels.length || upTypes.length !== channels.length) {
+      throw new ConfigError(`${where}: down_block_types, up_block_types and block_out_channels must have the same length`);
+    }
+    this.inChannels = c.get('in_channels', 3);
+    this.outChannels = c.get('out_channels', 3);
+    this.sampleSize = c.get('sample_size', 32) as number;
+    const layers = c.get('layers_per_block', 2);
+    const groups = c.get('norm_num_groups', 32);
+    const eps = c.get('norm_eps', 1e-5);
+    const headDimRaw = c.raw('attention_head_dim');
+    const attnGroups = c.get<number | null>('attn_norm_num_groups', null) ?? groups;
+    const midScale = c.get('mid_block_scale_factor', 1);
+    const downsamplePadding = c.get('downsample_padding', 1);
+    const temb = channels[0]! * 4;
+    this.eps = eps;
+    this.groupsOut = c.get<number | null>('norm_num_groups', null) ?? Math.min(Math.floor(channels[0]! / 4), 32);
+
+    const w = new WeightLoader(rt, store);
+    this.w = w;
+    this.time = new TimeEmbedding(w, {
+      projDim: channels[0]!,
+      embedDim: temb,
+      flipSinToCos: c.get('flip_sin_to_cos', true),
+      freqShift: c.get('freq_shift', 0),
+      numClassEmbeds: c.get<number | null>('num_class_embeds', null),
+    });
+    this.convIn = loadConv(w, 'conv_in', this.inChannels, channels[0]!, 3);
+    const headDim = (ch: number) => (typeof headDimRaw === 'number' ? headDimRaw : ch);
+
+    let out = channels[0]!;
+    downTypes.forEach((type, i) => {
+      const inCh = out;
+      out = channels[i]!;
+      const isFinal = i === channels.length - 1;
+      this.down.push(
+        makeDownBlock(type, w.sub(`down_blocks.${i}`), { numLayers: layers, inChannels: inCh, outChannels: out, tembChannels: temb, groups, eps, attentionHeadDim: headDim(out), outputScaleFactor: 1 }, !isFinal, downsamplePadding, where),
+      );
+    });
+    const last = channels[channels.length - 1]!;
+    this.mid = new MidBlock2D(w.sub('mid_block'), { numLayers: 1, inChannels: last, outChannels: last, tembChannels: temb, groups, eps, attentionHeadDim: headDim(last), outputScaleFactor: midScale, addAttention: c.get('add_attention', true), attnGroups });
+    const rev = [...channels].reverse();
+    let outCh = rev[0]!;
+    upTypes.forEach((type, i) => {
+      const prev = outCh;
+      outCh = rev[i]!;
+      const inCh = rev[Math.min(i + 1, rev.length - 1)]!;
+      const isFinal = i === channels.length - 1;
+      this.up.push(
+        makeUpBlock(type, w.sub(`up_blocks.${i}`), { numLayers: layers + 1, inChannels: inCh, outChannels: outCh, prevOutputChannels: prev, tembChannels: temb, groups, eps, attentionHeadDim: headDim(outCh), outputScaleFactor: 1 }, !isFinal, where),
+      );
+    });
+    this.normOut = loadNorm(w, 'conv_norm_out', channels[0]!);
+    this.convOut = loadConv(w, 'conv_out', channels[0]!, this.outChannels, 3);
+    store.assertAllUsed();
+  }
+
+  get numClasses(): number | null {
+    return this.time.numClasses;
+  }
+
+  /** Records one forward pass. sample: [B, in_channels, H, W]. Returns [B, out_channels, H, W]. */
+  forward(g: Graph, sample: Tensor, t: TimestepInput): Tensor {
+    const B = sample.shape[0]!;
+    if (sample.shape[1] !== this.inChannels) throw new ConfigError(`UNet2DModel: sample has ${sample.shape[1]} channels, the model takes ${this.inChannels}`);
+    const factor = 2 ** (this.down.length - 1);
+    if (sample.shape[2]! % factor !== 0 || sample.shape[3]! % factor !== 0) {
+      throw new ConfigError(`UNet2DModel: sample size ${sample.shape[2]}x${sample.shape[3]} must be a multiple of ${factor}`);
+    }
+    const emb = this.time.forward(g, B, t);
+    let h = conv2d(g, 'conv_in', sample, this.convIn.weight, { bias: this.convIn.bias, padding: 1 });
+    const skips: Tensor[] = [h];
+    for (const d of this.down) {
+      const r = d.forward(g, h, emb);
+      skips.push(...r.skips);
+      h = r.out;
+    }
+    h = this.mid.forward(g, h, emb);
+    for (const u of this.up) h = u.forward(g, h, emb, skips);
+    g.release(emb);
+    const n = groupNorm(g, 'conv_norm_out', h, this.normOut.weight, this.normOut.bias, { groups: this.groupsOut, eps: this.eps, silu: true });
+    g.release(h);
+    const out = conv2d(g, 'conv_out', n, this.convOut.weight, { bias: this.convOut.bias, padding: 1 });
+    g.release(n);
+    return out;
+  }
+
+  destroy(): void {
+    this.w.destroy();
+  }
+}

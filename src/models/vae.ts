@@ -1,0 +1,61 @@
+// diffusers.models.vae.Decoder: conv_in → mid block → up blocks → norm, SiLU, conv_out.
+import type { Graph } from '../graph/graph.ts';
+import type { Tensor } from '../graph/tensor.ts';
+import { conv2d } from '../kernels/gemm.ts';
+import { groupNorm } from '../kernels/group_norm.ts';
+import type { ConfigReader, WeightLoader } from './loader.ts';
+import { loadConv, loadNorm } from './resnet.ts';
+import { MidBlock2D, makeUpBlock, type UpBlock } from './unet_2d_blocks.ts';
+
+/** The VAE's resnets and attention use eps 1e-6 regardless of config (as diffusers does). */
+const VAE_EPS = 1e-6;
+
+export class Decoder {
+  private readonly convIn;
+  private readonly mid: MidBlock2D;
+  private readonly up: UpBlock[] = [];
+  private readonly normOut;
+  private readonly convOut;
+  private readonly groups: number;
+
+  constructor(private readonly w: WeightLoader, c: ConfigReader, latentChannels: number, outChannels: number) {
+    c.only('act_fn', ['silu']);
+    c.only('norm_type', ['group']);
+    const channels = c.get<number[]>('block_out_channels', [64]);
+    const upTypes = c.get<string[]>('up_block_types', ['UpDecoderBlock2D']);
+    const layers = c.get('layers_per_block', 2);
+    const groups = c.get('norm_num_groups', 32);
+    this.groups = groups;
+    const last = channels[channels.length - 1]!;
+    this.convIn = loadConv(w, 'conv_in', latentChannels, last, 3);
+    this.mid = new MidBlock2D(w.sub('mid_block'), {
+      numLayers: 1, inChannels: last, outChannels: last, tembChannels: null, groups, eps: VAE_EPS,
+      attentionHeadDim: last, outputScaleFactor: 1, addAttention: c.get('mid_block_add_attention', true), attnGroups: groups,
+    });
+    const rev = [...channels].reverse();
+    let out = rev[0]!;
+    upTypes.forEach((type, i) => {
+      const prev = out;
+      out = rev[i]!;
+      this.up.push(
+        makeUpBlock(type, w.sub(`up_blocks.${i}`), { numLayers: layers + 1, inChannels: prev, outChannels: out, prevOutputChannels: prev, tembChannels: null, groups, eps: VAE_EPS, attentionHeadDim: out, outputScaleFactor: 1 }, i !== upTypes.length - 1, c.where),
+      );
+    });
+    this.normOut = loadNorm(w, 'conv_norm_out', channels[0]!);
+    this.convOut = loadConv(w, 'conv_out', channels[0]!, outChannels, 3);
+  }
+
+  forward(g: Graph, z: Tensor): Tensor {
+    const p = this.w.prefix;
+    let h = conv2d(g, `${p}.conv_in`, z, this.convIn.weight, { bias: this.convIn.bias, padding: 1 });
+    const m = this.mid.forward(g, h, null);
+    g.release(h);
+    h = m;
+    for (const u of this.up) h = u.forward(g, h, null, []);
+    const n = groupNorm(g, `${p}.conv_norm_out`, h, this.normOut.weight, this.normOut.bias, { groups: this.groups, eps: VAE_EPS, silu: true });
+    g.release(h);
+    const out = conv2d(g, `${p}.conv_out`, n, this.convOut.weight, { bias: this.convOut.bias, padding: 1 });
+    g.release(n);
+    return out;
+  }
+}
