@@ -61,7 +61,8 @@ export class Graph {
 
   /** The tensor's buffer may be reused by tensors allocated after this point. */
   release(...ts: Tensor[]): void {
-    for (const t of ts) if (!this.free.includes(t.buffer)) this.free.push(t.buffer);
+    // Buffers the graph does not own (inputs, weights) are never recycled.
+    for (const t of ts) if (this.owned.includes(t.buffer) && !this.free.includes(t.buffer)) this.free.push(t.buffer);
   }
 
   dispatch(

@@ -1,0 +1,104 @@
+// Times naive attention (bench/kernels/attention.v1.wgsl: full score matrix, three passes) against
+// the flash kernel (shaders/attention.wgsl). Each version is checked before it is timed: against
+// the float64 reference where that is cheap, otherwise against the other version.
+// Run `node scripts/bundle-shaders.mjs` first if shaders/ changed.
+//   npx tsx bench/attention.ts            default shapes
+//   npx tsx bench/attention.ts --big      adds 64x64 latents (4096 tokens)
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { getGpu } from '../src/gpu/device.ts';
+import { Runtime } from '../src/gpu/runtime.ts';
+import { fold1d, Graph } from '../src/graph/graph.ts';
+import type { Tensor } from '../src/graph/tensor.ts';
+import { attention } from '../src/kernels/attention.ts';
+import { shaderSources } from '../src/kernels/shaders.gen.ts';
+import { compare } from '../tests/helpers/compare.ts';
+import { randn } from '../tests/helpers/gpu.ts';
+import { attentionRef } from '../tests/ref/attention.ts';
+
+// Bench-only shaders sit beside the bundled ones so they go through the same runtime.
+shaderSources['attention.v1'] = readFileSync(join(dirname(fileURLToPath(import.meta.url)), 'kernels', 'attention.v1.wgsl'), 'utf8');
+
+interface Shape { B: number; Tq: number; Tk: number; C: number; heads: number; note: string }
+
+const shapes: Shape[] = [
+  { B: 2, Tq: 64, Tk: 64, C: 128, heads: 4, note: 'fashion mid-block' },
+  { B: 2, Tq: 256, Tk: 256, C: 128, heads: 4, note: '16x16 latent' },
+  { B: 1, Tq: 1024, Tk: 1024, C: 320, heads: 8, note: '32x32 latent, SD d40' },
+  { B: 2, Tq: 1024, Tk: 77, C: 320, heads: 8, note: 'cross-attn on 77 tokens' },
+];
+if (process.argv.includes('--big')) shapes.push({ B: 2, Tq: 4096, Tk: 4096, C: 512, heads: 8, note: '64x64 latent, d64' });
+
+function naive(g: Graph, q: Tensor, k: Tensor, v: Tensor, s: Shape): Tensor {
+  const d = s.C / s.heads;
+  const scores = g.alloc([s.B, s.heads, s.Tq, s.Tk], 'scores');
+  const out = g.alloc([s.B, s.Tq, s.C], 'out');
+  const base = { B: s.B, Tq: s.Tq, Tk: s.Tk, C: s.C, heads: s.heads, d, scale: 1 / Math.sqrt(d) };
+  const pass = (param: string, n: number, bind: Record<string, Tensor>) =>
+    g.dispatch(`naive.${param}`, { shader: 'attention.v1', params: { [param]: true } }, bind, { ...base, n }, fold1d(Math.ceil(n / 64)));
+  pass('SCORES', s.B * s.heads * s.Tq * s.Tk, { q, k, s: scores });
+  pass('SOFTMAX', s.B * s.heads * s.Tq, { s: scores });
+  pass('PV', s.B * s.Tq * s.C, { v, s: scores, out });
+  return out;
+}
+
+async function time(rt: Runtime, g: Graph, reps: number): Promise<number> {
+  const run = async () => {
+    const enc = rt.device.createCommandEncoder();
+    g.record(enc);
+    rt.device.queue.submit([enc.finish()]);
+    await rt.device.queue.onSubmittedWorkDone();
+  };
+  await run();
+  let best = Infinity;
+  for (let r = 0; r < reps; r++) {
+    const t0 = performance.now();
+    await run();
+    best = Math.min(best, performance.now() - t0);
+  }
+  return best;
+}
+
+const rt = new Runtime(await getGpu());
+console.log(`adapter: ${rt.gpu.adapterName}`);
+const maxBinding = rt.device.limits.maxStorageBufferBindingSize;
+for (const s of shapes) {
+  const q = randn(s.B * s.Tq * s.C, 1);
+  const k = randn(s.B * s.Tk * s.C, 2);
+  const v = randn(s.B * s.Tk * s.C, 3);
+  const flops = 4 * s.B * s.Tq * s.Tk * s.C;
+  const head = `B${s.B} Tq${s.Tq} Tk${s.Tk} C${s.C} heads${s.heads} (${s.note})`;
+  const versions: [string, (g: Graph, q: Tensor, k: Tensor, v: Tensor) => Tensor][] = [
+    ['flash', (g, q, k, v) => attention(g, 'attn', q, k, v, s.heads)],
+  ];
+  const scoreBytes = s.B * s.heads * s.Tq * s.Tk * 4;
+  if (scoreBytes <= maxBinding) versions.unshift(['naive', (g, q, k, v) => naive(g, q, k, v, s)]);
+  else console.log(`${head}\n  naive: skipped, its score matrix needs ${(scoreBytes / 2 ** 20).toFixed(0)} MiB (binding limit ${(maxBinding / 2 ** 20).toFixed(0)} MiB)`);
+  // The float64 reference costs about as much as the work itself; above ~1 GFLOP compare versions.
+  let check: ArrayLike<number> | null = flops <= 1e9 ? attentionRef(q, k, v, s.B, s.Tq, s.Tk, s.C, s.heads) : null;
+  console.log(check ? head : `${head}  (checked against the first version)`);
+  for (const [name, build] of versions) {
+    const g = new Graph(rt, `bench-${name}`);
+    const ins = [q, k, v].map((x, i) => {
+      const t = g.alloc(i === 0 ? [s.B, s.Tq, s.C] : [s.B, s.Tk, s.C], 'in');
+      rt.device.queue.writeBuffer(t.buffer, 0, x);
+      return t;
+    }) as [Tensor, Tensor, Tensor];
+    const out = build(g, ...ins);
+    g.finalize();
+    const ms = await time(rt, g, 3);
+    const got = await rt.read(out.buffer, s.B * s.Tq * s.C * 4);
+    let verdict = 'reference';
+    if (check) {
+      const cmp = compare(got, check, 1e-5, 1e-4);
+      verdict = cmp.ok ? `ok (max|err| ${cmp.maxAbsErr.toExponential(1)})` : `WRONG: ${cmp.report.split('\n')[0]}`;
+    } else {
+      check = got;
+    }
+    const extra = name === 'naive' ? `, scores ${(scoreBytes / 2 ** 20).toFixed(1)} MiB` : '';
+    console.log(`  ${name.padEnd(6)} ${ms.toFixed(2).padStart(9)} ms  ${(flops / ms / 1e6).toFixed(1).padStart(8)} GFLOP/s  ${verdict}${extra}`);
+    g.destroy();
+  }
+}
+process.exit(0);

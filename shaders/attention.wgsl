@@ -1,0 +1,122 @@
+// Multi-head scaled-dot-product attention, flash style: out = softmax(q·kᵀ·scale)·v per head,
+// without ever holding the [Tq, Tk] score matrix. q: [B, Tq, C], k and v: [B, Tk, C], out:
+// [B, Tq, C]; head h owns channels [h·D, (h+1)·D) in all four (torch's view(B, T, heads, D)).
+//
+// One workgroup handles BQ query rows of one (batch, head), one thread per row. The workgroup
+// walks the keys in tiles of BK rows: it stages the K and V tiles in workgroup memory (every
+// thread reads the same element at the same time, so the reads broadcast), each thread scores
+// its row against the tile, and folds the tile into its running max m, denominator l and D-wide
+// accumulator with the online-softmax rescale. Statistics and accumulation are f32 (diffusers'
+// upcast_softmax). The softmax runs in base 2: scale·log2(e) is folded into the q row once, so
+// each weight is one exp2.
+//
+// Workgroup memory: 2 tiles · BK · D · 4 bytes <= 16 KiB, i.e. BK·D <= 2048 (attention.ts picks
+// BK = min(64, 2048 / D): D 64 -> BK 32, D 128 -> 16, D 160 -> 12).
+//
+// Params: D (head dim), BQ (query rows per workgroup = threads), BK (keys per tile), CAUSAL (query
+// i sees keys j <= i). Workgroups are (q tile, head, batch) flattened and folded over x/y.
+#include "common"
+
+struct U {
+  Tq: u32, Tk: u32, C: u32, heads: u32,
+  // ceil(Tq / BQ), and q_tiles · heads · B: the real workgroup count before folding
+  q_tiles: u32, total: u32,
+  scale_log2: f32,
+}
+
+@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(1) var<storage, read> q: array<f32>;
+@group(0) @binding(2) var<storage, read> k: array<f32>;
+@group(0) @binding(3) var<storage, read> v: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+
+const D = {{D}}u;
+const BQ = {{BQ}}u;
+const BK = {{BK}}u;
+const TILE = BK * D;
+// Stands in for -inf (a masked score, a max over no keys) without inf arithmetic, which
+// fast-math compilers may assume away.
+const NEG = -3.0e38;
+
+var<workgroup> kt: array<f32, TILE>;
+var<workgroup> vt: array<f32, TILE>;
+
+@compute @workgroup_size({{BQ}}, 1, 1)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let flat = flat_workgroup(wid, nwg);
+  if (flat >= u.total) { return; }
+  let q0 = (flat % u.q_tiles) * BQ;
+  let bh = flat / u.q_tiles;
+  let h = bh % u.heads;
+  let b = bh / u.heads;
+  let i = q0 + lid;
+
+  // Rows past Tq still run: they help stage every tile and pass every barrier, and never store.
+  let qbase = (b * u.Tq + min(i, u.Tq - 1u)) * u.C + h * D;
+  var qr: array<f32, D>;
+  var acc: array<f32, D>;
+  for (var c = 0u; c < D; c++) {
+    qr[c] = q[qbase + c] * u.scale_log2;
+    acc[c] = 0.0;
+  }
+  var m = NEG;
+  var l = 0.0;
+
+#if CAUSAL
+  // Keys past the tile's last row are masked for every row in it.
+  let k_end = min(u.Tk, q0 + BQ);
+#else
+  let k_end = u.Tk;
+#endif
+  let kvbase = b * u.Tk * u.C + h * D;
+  for (var j0 = 0u; j0 < k_end; j0 += BK) {
+    // Everyone is done with the previous tile before it is overwritten.
+    workgroupBarrier();
+    for (var e = lid; e < TILE; e += BQ) {
+      // Rows past Tk load a real row (clamped) and are masked out of the scores below.
+      let idx = kvbase + min(j0 + e / D, u.Tk - 1u) * u.C + e % D;
+      kt[e] = k[idx];
+      vt[e] = v[idx];
+    }
+    workgroupBarrier();
+
+    var s: array<f32, BK>;
+    var mt = m;
+    for (var r = 0u; r < BK; r++) {
+      var dot = 0.0;
+      for (var c = 0u; c < D; c++) {
+        dot = fma(qr[c], kt[r * D + c], dot);
+      }
+      let j = j0 + r;
+#if CAUSAL
+      let live = j < u.Tk && j <= i;
+#else
+      let live = j < u.Tk;
+#endif
+      s[r] = select(NEG, dot, live);
+      mt = max(mt, s[r]);
+    }
+
+    // Rescale once per tile. While no key has been seen m = mt = NEG and corr = 1 over zeros;
+    // the first live tile gives exp2(NEG - mt) = 0.
+    let corr = exp2(m - mt);
+    l *= corr;
+    for (var c = 0u; c < D; c++) { acc[c] *= corr; }
+    for (var r = 0u; r < BK; r++) {
+      let p = select(0.0, exp2(s[r] - mt), s[r] > NEG);
+      l += p;
+      for (var c = 0u; c < D; c++) {
+        acc[c] = fma(p, vt[r * D + c], acc[c]);
+      }
+    }
+    m = mt;
+  }
+
+  // Tk >= 1 (attention.ts) and key 0 is visible to every row even when causal, so l >= 1.
+  if (i < u.Tq) {
+    let inv = 1.0 / l;
+    for (var c = 0u; c < D; c++) {
+      out[qbase + c] = acc[c] * inv;
+    }
+  }
+}

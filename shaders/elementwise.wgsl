@@ -1,0 +1,60 @@
+// The small memory-bound ops between the U-Net's GEMMs, one thread per output element. One
+// template, one op per variant (SILU, SCALE, ADD, CONCAT, UPSAMPLE), each a single pass over
+// memory. `add` carries a scale because diffusers divides every residual sum by
+// output_scale_factor; SCALE is the odd standalone multiply (latents / scaling_factor); concat
+// and upsample are pure index maps (skip connections; Upsample2D where it is not already fused
+// into the following conv's read).
+#include "common"
+
+const WG = 256u;
+
+#if SILU
+struct U { n: u32 }
+#elif SCALE
+struct U { n: u32, scale: f32 }
+#elif ADD
+struct U { n: u32, scale: f32 }
+#elif CONCAT
+// a_run / b_run: values per batch element in a and b (channels times spatial).
+struct U { n: u32, a_run: u32, b_run: u32 }
+#elif UPSAMPLE
+struct U { n: u32, H: u32, W: u32 }
+#endif
+
+@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+#if ADD
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+#elif CONCAT
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+#endif
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+@compute @workgroup_size(256, 1, 1)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let i = flat_workgroup(wid, nwg) * WG + lid.x;
+  if (i >= u.n) { return; }
+#if SILU
+  out[i] = silu(a[i]);
+#elif SCALE
+  out[i] = a[i] * u.scale;
+#elif ADD
+  out[i] = (a[i] + b[i]) * u.scale;
+#elif CONCAT
+  let run = u.a_run + u.b_run;
+  let batch = i / run;
+  let j = i - batch * run;
+  if (j < u.a_run) {
+    out[i] = a[batch * u.a_run + j];
+  } else {
+    out[i] = b[batch * u.b_run + (j - u.a_run)];
+  }
+#elif UPSAMPLE
+  let W2 = u.W * 2u;
+  let H2 = u.H * 2u;
+  let ox = i % W2;
+  let oy = (i / W2) % H2;
+  let plane = i / (W2 * H2);
+  out[i] = a[(plane * u.H + oy / 2u) * u.W + ox / 2u];
+#endif
+}

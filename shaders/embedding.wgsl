@@ -1,0 +1,55 @@
+// Two small lookups that start every U-Net forward.
+//  TIMESTEP: diffusers' get_timestep_embedding, fused into one pass (t * freq, scale, sin/cos,
+//    flip, odd-dim pad). The frequencies come in as a table computed on the host with torch's
+//    float32 rounding, because arguments reach ~1000 rad, where one ulp of a frequency is already
+//    6e-5 rad; sin/cos use the portable precise_math versions for the same reason.
+//  LOOKUP: nn.Embedding rows gathered by u32 id (class labels); ids past the table are clamped
+//    so a bad id can never read out of bounds.
+#include "common"
+#include "precise_math"
+
+const WG = 256u;
+
+#if TIMESTEP
+struct U { n: u32, dim: u32, half_dim: u32, scale: f32, flip: u32, broadcast: u32 }
+@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(1) var<storage, read> timesteps: array<f32>;
+@group(0) @binding(2) var<storage, read> freqs: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+@compute @workgroup_size(256, 1, 1)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let i = flat_workgroup(wid, nwg) * WG + lid.x;
+  if (i >= u.n) { return; }
+  let b = i / u.dim;
+  let j = i - b * u.dim;
+  if (j >= 2u * u.half_dim) {
+    out[i] = 0.0;
+    return;
+  }
+  let second = j >= u.half_dim;
+  let f = select(j, j - u.half_dim, second);
+  // Two roundings, as torch does: t * freq, then scale * that.
+  let arg = (timesteps[select(b, 0u, u.broadcast != 0u)] * freqs[f]) * u.scale;
+  let sc = sincos_precise(arg);
+  // [sin | cos], or [cos | sin] with flip_sin_to_cos.
+  out[i] = select(sc.x, sc.y, second != (u.flip != 0u));
+}
+#endif
+
+#if LOOKUP
+struct U { n: u32, dim: u32, num: u32 }
+@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(1) var<storage, read> table: array<f32>;
+@group(0) @binding(2) var<storage, read> ids: array<u32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+@compute @workgroup_size(256, 1, 1)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let i = flat_workgroup(wid, nwg) * WG + lid.x;
+  if (i >= u.n) { return; }
+  let b = i / u.dim;
+  let j = i - b * u.dim;
+  out[i] = table[min(ids[b], u.num - 1u) * u.dim + j];
+}
+#endif

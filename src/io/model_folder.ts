@@ -1,0 +1,82 @@
+// A diffusers model folder (config.json + diffusion_pytorch_model.safetensors, as save_pretrained
+// writes it). File access goes through FolderReader so a browser can load the same layout by URL.
+import { parseSafetensors, readFileBytes } from './safetensors.ts';
+import { WeightStore } from './weights.ts';
+
+export interface ModelFolder {
+  dir: string;
+  config: Record<string, unknown>;
+  weights: WeightStore;
+}
+
+export type ModelFolderErrorCode = 'missing' | 'bad-json';
+
+export class ModelFolderError extends Error {
+  readonly code: ModelFolderErrorCode;
+  constructor(code: ModelFolderErrorCode, message: string) {
+    super(message);
+    this.name = 'ModelFolderError';
+    this.code = code;
+  }
+}
+
+export interface FolderReader {
+  /** The full path or URL of `name`, for messages. */
+  where(name: string): string;
+  /** The file's bytes, or null when it does not exist. */
+  read(name: string): Promise<Uint8Array | null>;
+}
+
+const CONFIG = 'config.json';
+// The full-precision file wins when both exist; the fp16 variant is what some Hub repos ship alone.
+const WEIGHT_FILES = ['diffusion_pytorch_model.safetensors', 'diffusion_pytorch_model.fp16.safetensors'];
+
+export function parseJsonObject(bytes: Uint8Array, where: string): Record<string, unknown> {
+  let v: unknown;
+  try {
+    v = JSON.parse(new TextDecoder().decode(bytes));
+  } catch (e) {
+    throw new ModelFolderError('bad-json', `${where}: not valid JSON (${(e as Error).message})`);
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) {
+    throw new ModelFolderError('bad-json', `${where}: expected a JSON object, got ${Array.isArray(v) ? 'an array' : v === null ? 'null' : typeof v}`);
+  }
+  return v as Record<string, unknown>;
+}
+
+export async function loadModelFrom(reader: FolderReader, dir: string): Promise<ModelFolder> {
+  const configBytes = await reader.read(CONFIG);
+  if (!configBytes) throw new ModelFolderError('missing', `${reader.where(CONFIG)}: not found (a diffusers model folder needs ${CONFIG})`);
+  const config = parseJsonObject(configBytes, reader.where(CONFIG));
+  for (const name of WEIGHT_FILES) {
+    const bytes = await reader.read(name);
+    if (bytes) return { dir, config, weights: new WeightStore(parseSafetensors(bytes, reader.where(name)), dir) };
+  }
+  throw new ModelFolderError('missing', `${dir}: no weights found (looked for ${WEIGHT_FILES.join(' and ')})`);
+}
+
+function joinPath(dir: string, name: string): string {
+  return /[\\/]$/.test(dir) ? dir + name : `${dir}/${name}`;
+}
+
+/** Node: reads a folder on disk. */
+export function nodeFolderReader(dir: string): FolderReader {
+  return {
+    where: (name) => joinPath(dir, name),
+    read: (name) => readFileBytes(joinPath(dir, name)),
+  };
+}
+
+export async function loadModelFolder(dir: string): Promise<ModelFolder> {
+  const fs = await import('node:fs/promises');
+  const stat = await fs.stat(dir).catch(() => null);
+  if (!stat?.isDirectory()) throw new ModelFolderError('missing', `${dir}: model folder not found (or not a directory)`);
+  return loadModelFrom(nodeFolderReader(dir), dir);
+}
+
+/** Node: a JSON object from disk (config.json, scheduler_config.json, case.json). */
+export async function readJson(path: string): Promise<Record<string, unknown>> {
+  const bytes = await readFileBytes(path);
+  if (!bytes) throw new ModelFolderError('missing', `${path}: not found`);
+  return parseJsonObject(bytes, path);
+}

@@ -1,0 +1,73 @@
+// Multi-head scaled-dot-product attention through the flash kernel in shaders/attention.wgsl:
+// memory stays O(tokens), never tokens².
+import type { Graph } from '../graph/graph.ts';
+import { fold1d } from '../graph/graph.ts';
+import { shapeStr, type Tensor } from '../graph/tensor.ts';
+import { ShapeError } from './gemm.ts';
+
+/** Query rows per workgroup (one thread each). */
+const BQ = 64;
+/** Floats of workgroup memory per staged tile: K and V tiles together stay within 16 KiB. */
+const TILE_FLOATS = 16384 / 4 / 2;
+/** Caps the key tile for small heads: each thread keeps BK scores in registers. */
+const MAX_BK = 64;
+
+export interface AttentionOptions {
+  /** Multiplies q·kᵀ; defaults to 1/sqrt(C/heads). */
+  scale?: number;
+  /** Query i attends only keys j <= i (CLIP's text encoder). */
+  causal?: boolean;
+}
+
+function expect(cond: boolean, msg: string): void {
+  if (!cond) throw new ShapeError(msg);
+}
+
+/** Keys per tile for head dim d, so that 2 · BK · d floats fit the 16 KiB budget. */
+export function attentionKeyTile(d: number): number {
+  return Math.min(MAX_BK, Math.floor(TILE_FLOATS / d));
+}
+
+/**
+ * softmax(q·kᵀ·scale)·v per head. q: [B, Tq, C], k and v: [B, Tk, C]; heads are interleaved in
+ * the channels (head h = channels [h·d, (h+1)·d), d = C / heads). Returns [B, Tq, C] with the same
+ * interleaving.
+ */
+export function attention(
+  g: Graph,
+  label: string,
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  heads: number,
+  opts: { scale?: number; causal?: boolean } = {},
+): Tensor {
+  expect(q.shape.length === 3, `${label}: q ${shapeStr(q.shape)} is not [B, Tq, C]`);
+  expect(k.shape.length === 3, `${label}: k ${shapeStr(k.shape)} is not [B, Tk, C]`);
+  expect(v.shape.length === 3, `${label}: v ${shapeStr(v.shape)} is not [B, Tk, C]`);
+  const [B, Tq, C] = q.shape as [number, number, number];
+  const [kB, Tk, kC] = k.shape as [number, number, number];
+  expect(kB === B && v.shape[0] === B, `${label}: batch differs: q ${shapeStr(q.shape)}, k ${shapeStr(k.shape)}, v ${shapeStr(v.shape)}`);
+  expect(kC === C && v.shape[2] === C, `${label}: channels differ: q ${shapeStr(q.shape)}, k ${shapeStr(k.shape)}, v ${shapeStr(v.shape)}`);
+  expect(v.shape[1] === Tk, `${label}: k ${shapeStr(k.shape)} and v ${shapeStr(v.shape)} have different token counts`);
+  expect(Tk > 0, `${label}: no keys (k ${shapeStr(k.shape)}): softmax over nothing is undefined`);
+  expect(Number.isInteger(heads) && heads > 0, `${label}: heads = ${heads} is not a positive integer`);
+  expect(C % heads === 0, `${label}: ${C} channels do not split into ${heads} heads`);
+  const d = C / heads;
+  const BK = attentionKeyTile(d);
+  expect(BK >= 1, `${label}: head dim ${d} is over ${TILE_FLOATS}, too large to stage one key in 16 KiB`);
+  const scale = opts.scale ?? 1 / Math.sqrt(d);
+  expect(Number.isFinite(scale), `${label}: scale ${scale} is not finite`);
+
+  const out = g.alloc([B, Tq, C], label);
+  const qTiles = Math.ceil(Tq / BQ);
+  const total = qTiles * heads * B;
+  g.dispatch(
+    label,
+    { shader: 'attention', params: { D: d, BQ, BK, CAUSAL: !!opts.causal } },
+    { q, k, v, out },
+    { Tq, Tk, C, heads, q_tiles: qTiles, total, scale_log2: scale * Math.LOG2E },
+    total === 0 ? [0] : fold1d(total),
+  );
+  return out;
+}

@@ -1,0 +1,87 @@
+// Sinusoidal timestep embeddings (diffusers' get_timestep_embedding) and nn.Embedding lookups,
+// through shaders/embedding.wgsl.
+import type { Runtime } from '../gpu/runtime.ts';
+import { fold1d, type Graph } from '../graph/graph.ts';
+import { numel, shapeStr, type Tensor } from '../graph/tensor.ts';
+import { ShapeError } from './gemm.ts';
+
+const WG = 256;
+
+export interface TimestepEmbeddingOptions {
+  flipSinToCos: boolean;
+  downscaleFreqShift: number;
+  scale?: number;
+  maxPeriod?: number;
+  /** Every batch element uses timesteps[0]. */
+  broadcast?: boolean;
+}
+
+/**
+ * exp(-ln(max_period) * i / (half_dim - shift)) with the float32 roundings torch applies to each
+ * step, so the GPU multiplies by exactly torch's frequencies. They are constants per config, so
+ * each runtime uploads a table once and keeps it, like a weight.
+ */
+export function timestepFrequencies(halfDim: number, shift: number, maxPeriod: number): Float32Array {
+  const c = Math.fround(-Math.log(maxPeriod));
+  const d = Math.fround(halfDim - shift);
+  return Float32Array.from({ length: halfDim }, (_, i) => Math.exp(Math.fround(Math.fround(c * i) / d)));
+}
+
+const freqTables = new WeakMap<Runtime, Map<string, GPUBuffer>>();
+
+function frequencyBuffer(rt: Runtime, halfDim: number, shift: number, maxPeriod: number): GPUBuffer {
+  let tables = freqTables.get(rt);
+  if (!tables) freqTables.set(rt, (tables = new Map()));
+  const key = `${halfDim}/${shift}/${maxPeriod}`;
+  let buffer = tables.get(key);
+  if (!buffer) {
+    buffer = rt.upload(timestepFrequencies(halfDim, shift, maxPeriod), `timestep-freqs/${key}`);
+    tables.set(key, buffer);
+  }
+  return buffer;
+}
+
+function elementsIn(x: Tensor | GPUBuffer): number {
+  return 'shape' in x ? numel(x.shape) : Math.floor(x.size / 4);
+}
+
+/** [batch, dim] sinusoidal embedding of f32 timesteps (timesteps[b], or timesteps[0] with broadcast). */
+export function timestepEmbedding(g: Graph, label: string, timesteps: Tensor | GPUBuffer, batch: number, dim: number, opts: TimestepEmbeddingOptions): Tensor {
+  const { flipSinToCos, downscaleFreqShift: shift, scale = 1, maxPeriod = 10000, broadcast = false } = opts;
+  if (!Number.isInteger(batch) || batch < 1 || !Number.isInteger(dim) || dim < 1) throw new ShapeError(`${label}: batch ${batch} and dim ${dim} must be positive integers`);
+  const halfDim = Math.floor(dim / 2);
+  if (halfDim > 0 && halfDim - shift === 0) throw new ShapeError(`${label}: dim ${dim} with downscale_freq_shift ${shift} divides by zero`);
+  const need = broadcast ? 1 : batch;
+  if (elementsIn(timesteps) < need) throw new ShapeError(`${label}: ${need} timesteps needed, the input holds ${elementsIn(timesteps)}`);
+  const out = g.alloc([batch, dim], label);
+  const n = batch * dim;
+  g.dispatch(
+    label,
+    { shader: 'embedding', params: { TIMESTEP: true } },
+    { timesteps, freqs: frequencyBuffer(g.rt, halfDim, shift, maxPeriod), out },
+    { n, dim, half_dim: halfDim, scale, flip: flipSinToCos ? 1 : 0, broadcast: broadcast ? 1 : 0 },
+    fold1d(Math.ceil(n / WG)),
+  );
+  return out;
+}
+
+/** table[ids[b]] for table [num, dim] and u32 ids [B]; an id >= num reads row num - 1. */
+export function embeddingLookup(g: Graph, label: string, table: Tensor, ids: Tensor): Tensor {
+  if (table.shape.length !== 2 || table.shape[0]! < 1) throw new ShapeError(`${label}: table ${shapeStr(table.shape)} is not [num, dim]`);
+  if (ids.shape.length !== 1) throw new ShapeError(`${label}: ids ${shapeStr(ids.shape)} is not [B]`);
+  const [num, dim] = table.shape as [number, number];
+  const B = ids.shape[0]!;
+  const out = g.alloc([B, dim], label);
+  const n = B * dim;
+  g.dispatch(label, { shader: 'embedding', params: { LOOKUP: true } }, { table, ids, out }, { n, dim, num }, fold1d(Math.ceil(n / WG)));
+  return out;
+}
+
+/** Uploads host ids as the u32 tensor embeddingLookup reads, refusing any outside [0, num). */
+export function uploadIds(rt: Runtime, ids: ArrayLike<number>, num: number, label = 'ids'): Tensor {
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i]!;
+    if (!Number.isInteger(id) || id < 0 || id >= num) throw new ShapeError(`${label}: id ${id} at ${i} is outside [0, ${num})`);
+  }
+  return { buffer: rt.upload(Uint32Array.from(ids), label), shape: [ids.length], label };
+}

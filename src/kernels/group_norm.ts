@@ -1,0 +1,41 @@
+// GroupNorm (torch.nn.GroupNorm semantics) with an optional fused SiLU: a statistics pass per
+// (batch, group) and an elementwise apply pass; see shaders/group_norm.wgsl.
+import { fold1d, type Graph } from '../graph/graph.ts';
+import { numel, shapeStr, type Tensor } from '../graph/tensor.ts';
+import { ShapeError } from './gemm.ts';
+
+const WG = 256;
+
+export interface GroupNormOptions {
+  groups: number;
+  eps: number;
+  silu?: boolean;
+}
+
+/** x: [B, C, ...spatial] (NCHW); gamma, beta: [C]. */
+export function groupNorm(g: Graph, label: string, x: Tensor, gamma: Tensor, beta: Tensor, opts: GroupNormOptions): Tensor {
+  const { groups, eps } = opts;
+  if (x.shape.length < 2) throw new ShapeError(`${label}: input ${shapeStr(x.shape)} is not [B, C, ...spatial]`);
+  const [B, C] = x.shape as [number, number];
+  if (!Number.isInteger(groups) || groups <= 0 || C % groups !== 0) throw new ShapeError(`${label}: ${C} channels do not split into ${groups} groups`);
+  for (const [name, t] of [['gamma', gamma], ['beta', beta]] as const) {
+    if (t.shape.length !== 1 || t.shape[0] !== C) throw new ShapeError(`${label}: ${name} ${shapeStr(t.shape)} should be [${C}]`);
+  }
+  if (!(eps >= 0)) throw new ShapeError(`${label}: eps ${eps} is not a non-negative number`);
+  const spatial = numel(x.shape.slice(2));
+  const groupSize = (C / groups) * spatial;
+  const n = B * C * spatial;
+
+  const stats = g.alloc([B, groups, 4], `${label}/stats`);
+  g.dispatch(`${label}/stats`, { shader: 'group_norm', params: { STATS: true } }, { x, stats }, { group_size: groupSize, groups_total: B * groups, eps }, fold1d(B * groups));
+  const out = g.alloc(x.shape, label);
+  g.dispatch(
+    label,
+    { shader: 'group_norm', params: { APPLY: true, SILU: !!opts.silu } },
+    { x, stats, gamma, beta, out },
+    { n, spatial, C, group_size: groupSize },
+    fold1d(Math.ceil(n / WG)),
+  );
+  g.release(stats);
+  return out;
+}

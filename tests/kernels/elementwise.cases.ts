@@ -1,0 +1,72 @@
+import { add, concatChannels, scale, silu, upsampleNearest2x } from '../../src/kernels/elementwise.ts';
+import { addRef, concatChannelsRef, siluRef } from '../ref/elementwise.ts';
+import { upsample2xRef } from '../ref/gemm.ts';
+import { input, randn, runGraph } from '../helpers/gpu.ts';
+import { F32, type OpCase } from './cases.ts';
+
+const numel = (s: number[]) => s.reduce((a, b) => a * b, 1);
+
+const siluCases: OpCase[] = [[2, 64, 8, 8], [3, 5, 7], [1], [1, 320, 16, 16]].map((shape, i) => ({
+  op: 'silu',
+  name: `[${shape.join(',')}]`,
+  ...F32,
+  async run(rt) {
+    // Wide range: exp(-x) overflows to inf for x < -88, where silu must still give -0, not NaN.
+    const x = randn(numel(shape), 500 + i, 100);
+    return { got: await runGraph(rt, (g) => silu(g, 'silu', input(rt, x, shape))), ref: siluRef(x) };
+  },
+}));
+
+const scaleCases: OpCase[] = ([[[1, 4, 8, 8], 1 / 0.18215], [[3, 5, 7], -0.5]] as [number[], number][]).map(([shape, s], i) => ({
+  op: 'scale',
+  name: `[${shape.join(',')}] by ${s.toPrecision(6)}`,
+  ...F32,
+  async run(rt) {
+    const x = randn(numel(shape), 550 + i);
+    const got = await runGraph(rt, (g) => scale(g, 'scale', input(rt, x, shape), s));
+    return { got, ref: Float64Array.from(x, (v) => v * Math.fround(s)) };
+  },
+}));
+
+const addCases: OpCase[] = ([[[2, 64, 8, 8], 1], [[3, 5, 7], Math.SQRT1_2], [[1, 1, 1, 1], 0.5]] as [number[], number][]).map(([shape, scale], i) => ({
+  op: 'add',
+  name: `[${shape.join(',')}] scale ${scale.toPrecision(4)}`,
+  ...F32,
+  async run(rt) {
+    const a = randn(numel(shape), 600 + i);
+    const b = randn(numel(shape), 700 + i);
+    const got = await runGraph(rt, (g) => add(g, 'add', input(rt, a, shape), input(rt, b, shape), scale));
+    return { got, ref: addRef(a, b, Math.fround(scale)) };
+  },
+}));
+
+const concatCases: OpCase[] = [
+  [[2, 3, 4, 5], [2, 5, 4, 5]],
+  [[1, 64, 8, 8], [1, 32, 8, 8]],
+  [[2, 3, 7], [2, 1, 7]],
+  [[3, 1], [3, 2]],
+].map(([sa, sb], i) => ({
+  op: 'concat_channels',
+  name: `[${sa!.join(',')}] + [${sb!.join(',')}]`,
+  ...F32,
+  async run(rt) {
+    const a = randn(numel(sa!), 800 + i);
+    const b = randn(numel(sb!), 900 + i);
+    const got = await runGraph(rt, (g) => concatChannels(g, 'cat', input(rt, a, sa!), input(rt, b, sb!)));
+    return { got, ref: concatChannelsRef(a, b, sa![0]!, numel(sa!) / sa![0]!, numel(sb!) / sb![0]!) };
+  },
+}));
+
+const upsampleCases: OpCase[] = [[2, 3, 4, 5], [1, 64, 8, 8], [1, 1, 1, 1], [2, 3, 7, 1]].map((shape, i) => ({
+  op: 'upsample_nearest2x',
+  name: `[${shape.join(',')}]`,
+  ...F32,
+  async run(rt) {
+    const [B, C, H, W] = shape as [number, number, number, number];
+    const x = randn(numel(shape), 1000 + i);
+    const got = await runGraph(rt, (g) => upsampleNearest2x(g, 'up', input(rt, x, shape)));
+    return { got, ref: upsample2xRef(x, B, C, H, W) };
+  },
+}));
+
+export const elementwiseCases: OpCase[] = [...siluCases, ...scaleCases, ...addCases, ...concatCases, ...upsampleCases];

@@ -1,0 +1,39 @@
+import { groupNorm } from '../../src/kernels/group_norm.ts';
+import { groupNormRef } from '../ref/group_norm.ts';
+import { input, randn, runGraph } from '../helpers/gpu.ts';
+import { F32, type OpCase } from './cases.ts';
+
+interface Row { shape: number[]; groups: number; eps: number; offset?: number }
+
+const rows: Row[] = [
+  { shape: [2, 64, 8, 8], groups: 32, eps: 1e-5 },
+  { shape: [1, 32, 16, 16], groups: 8, eps: 1e-6 },
+  { shape: [2, 128, 4, 4], groups: 32, eps: 1e-5 },
+  { shape: [3, 6, 5, 7], groups: 3, eps: 1e-6 },
+  { shape: [2, 12, 10], groups: 4, eps: 1e-5 },
+  { shape: [1, 128, 32, 32], groups: 32, eps: 1e-6 },
+  // Data on a large common offset: the variance must come from a two-pass mean, not
+  // E[x^2] - E[x]^2 (which loses every digit in f32 here).
+  { shape: [2, 64, 8, 8], groups: 32, eps: 1e-6, offset: 100 },
+  { shape: [1, 32, 16, 16], groups: 1, eps: 1e-5, offset: 100 },
+  { shape: [3, 6, 5, 7], groups: 3, eps: 1e-5, offset: -1000 },
+];
+
+export const groupNormCases: OpCase[] = rows.flatMap((r, i) =>
+  [false, true].map((silu) => ({
+    op: 'group_norm',
+    name: `[${r.shape.join(',')}] groups ${r.groups} eps ${r.eps.toExponential()}${r.offset ? ` offset ${r.offset}` : ''}${silu ? ' +silu' : ''}`,
+    ...F32,
+    async run(rt) {
+      const [B, C] = r.shape as [number, number];
+      const spatial = r.shape.slice(2).reduce((a, b) => a * b, 1);
+      const x = randn(B * C * spatial, 200 + i).map((v) => v + (r.offset ?? 0));
+      const gamma = randn(C, 300 + i, 2);
+      const beta = randn(C, 400 + i);
+      const got = await runGraph(rt, (g) =>
+        groupNorm(g, 'gn', input(rt, x, r.shape), input(rt, gamma, [C]), input(rt, beta, [C]), { groups: r.groups, eps: r.eps, silu }),
+      );
+      return { got, ref: groupNormRef(x, gamma, beta, B, C, spatial, r.groups, r.eps, silu) };
+    },
+  })),
+);

@@ -1,0 +1,27 @@
+// float64 GroupNorm as torch defines it: biased variance per (batch, group), then affine.
+
+export function groupNormRef(
+  x: ArrayLike<number>, gamma: ArrayLike<number>, beta: ArrayLike<number>,
+  B: number, C: number, spatial: number, groups: number, eps: number, silu = false,
+): Float64Array {
+  const out = new Float64Array(B * C * spatial);
+  const cpg = C / groups;
+  const n = cpg * spatial;
+  for (let b = 0; b < B; b++)
+    for (let grp = 0; grp < groups; grp++) {
+      const base = (b * groups + grp) * n;
+      let mean = 0;
+      for (let i = 0; i < n; i++) mean += x[base + i]!;
+      mean /= n;
+      let variance = 0;
+      for (let i = 0; i < n; i++) variance += (x[base + i]! - mean) ** 2;
+      variance /= n;
+      const rstd = 1 / Math.sqrt(variance + eps);
+      for (let i = 0; i < n; i++) {
+        const c = grp * cpg + Math.floor(i / spatial);
+        const y = (x[base + i]! - mean) * rstd * gamma[c]! + beta[c]!;
+        out[base + i] = silu ? y / (1 + Math.exp(-y)) : y;
+      }
+    }
+  return out;
+}
