@@ -1,0 +1,60 @@
+// Options we read but do not implement are errors naming the option; weights that do not fit
+// the config are errors naming the key.
+import { describe, expect, it } from 'vitest';
+import { loadModelFolder } from '../../src/io/model_folder.ts';
+import { readSafetensorsFile } from '../../src/io/safetensors.ts';
+import { WeightStore } from '../../src/io/weights.ts';
+import { AutoencoderKL } from '../../src/models/autoencoder_kl.ts';
+import { UNet2DModel } from '../../src/models/unet_2d.ts';
+import { runtime } from '../helpers/gpu.ts';
+
+const unsupportedUnet: [string, unknown, RegExp][] = [
+  ['act_fn', 'gelu', /act_fn = "gelu"/],
+  ['time_embedding_type', 'fourier', /time_embedding_type = "fourier"/],
+  ['class_embed_type', 'timestep', /class_embed_type = "timestep"/],
+  ['resnet_time_scale_shift', 'scale_shift', /resnet_time_scale_shift = "scale_shift"/],
+  ['downsample_type', 'resnet', /downsample_type = "resnet"/],
+  ['upsample_type', 'resnet', /upsample_type = "resnet"/],
+  ['center_input_sample', true, /center_input_sample = true/],
+  ['down_block_types', ['DownBlock2D', 'SkipDownBlock2D'], /SkipDownBlock2D is not supported/],
+  ['up_block_types', ['AttnSkipUpBlock2D', 'UpBlock2D'], /AttnSkipUpBlock2D is not supported/],
+];
+
+describe('UNet2DModel config and weight errors', () => {
+  for (const [key, value, message] of unsupportedUnet) {
+    it(`${key} = ${JSON.stringify(value)} is rejected by name`, async () => {
+      const rt = await runtime();
+      const folder = await loadModelFolder('tests/fixtures/unet2d-classcond');
+      expect(() => new UNet2DModel(rt, folder.weights, { ...folder.config, [key]: value })).toThrow(message);
+    });
+  }
+
+  it('a missing weight names its key', async () => {
+    const rt = await runtime();
+    const folder = await loadModelFolder('tests/fixtures/unet2d-classcond');
+    const raw = await readSafetensorsFile('tests/fixtures/unet2d-classcond/diffusion_pytorch_model.safetensors');
+    raw.delete('mid_block.attentions.0.to_k.weight');
+    expect(() => new UNet2DModel(rt, new WeightStore(raw, 'unet'), folder.config)).toThrow(/mid_block\.attentions\.0\.to_k\.weight/);
+  });
+
+  it('a config that does not match the weights names the misshapen key', async () => {
+    const rt = await runtime();
+    const folder = await loadModelFolder('tests/fixtures/unet2d-classcond');
+    expect(() => new UNet2DModel(rt, folder.weights, { ...folder.config, block_out_channels: [32, 48] })).toThrow(/down_blocks\.1\.resnets\.0\.\S+ .*\[48/);
+  });
+
+  it('an unused weight is an error listing it', async () => {
+    const rt = await runtime();
+    const folder = await loadModelFolder('tests/fixtures/unet2d-classcond');
+    // Without class embeddings the class_embedding table is left over.
+    expect(() => new UNet2DModel(rt, folder.weights, { ...folder.config, num_class_embeds: null })).toThrow(/class_embedding\.weight/);
+  });
+});
+
+describe('AutoencoderKL config errors', () => {
+  it('rejects an unknown up block type by name', async () => {
+    const rt = await runtime();
+    const folder = await loadModelFolder('tests/fixtures/vae-kl-decode');
+    expect(() => new AutoencoderKL(rt, folder.weights, { ...folder.config, up_block_types: ['UpDecoderBlock2D', 'AttnUpDecoderBlock2D'] })).toThrow(/AttnUpDecoderBlock2D is not supported/);
+  });
+});
