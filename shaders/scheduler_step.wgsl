@@ -1,0 +1,83 @@
+// One fused "linear" scheduler step, shared by every step of DDPM and DDIM. All per-step numbers
+// come from the row buffer (layout: StepRow in src/kernels/scheduler_step.ts), so a whole denoising
+// loop runs one compiled kernel and changes only the row between steps:
+//   eps    = modelOut                      or, with CFG, e_u + g·(e_c − e_u)
+//   x0     = a0·x + a1·eps                 clamped to ±range when the row's clip flag is set
+//   epsHat = b0·x + b1·eps + b2·x0
+//   prev   = c0·x0 + c1·epsHat + c2·x + c3·noise
+// x is updated in place; NEXT also writes prev·nextScale as the next U-Net input (both CFG halves).
+#include "common"
+
+struct U {
+  n: u32,
+}
+
+@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(1) var<storage, read> row: array<f32>;
+@group(0) @binding(2) var<storage, read_write> x: array<f32>;
+@group(0) @binding(3) var<storage, read> modelOut: array<f32>;
+#if NOISE
+@group(0) @binding(4) var<storage, read> noise: array<f32>;
+#endif
+#if NEXT
+@group(0) @binding(5) var<storage, read_write> nextInput: array<f32>;
+#endif
+#if EPS_OUT
+@group(0) @binding(6) var<storage, read_write> epsOut: array<f32>;
+#endif
+
+const WG = 256u;
+// Row slots; the same numbers as StepRow in src/kernels/scheduler_step.ts.
+const GUIDANCE = 2u;
+const A0 = 3u;
+const A1 = 4u;
+const CLIP = 5u;
+const RANGE = 6u;
+const B0 = 7u;
+const B1 = 8u;
+const B2 = 9u;
+const C0 = 10u;
+const C1 = 11u;
+const C2 = 12u;
+const C3 = 13u;
+const NEXT_SCALE = 14u;
+
+@compute @workgroup_size(256, 1, 1)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let i = flat_workgroup(wid, nwg) * WG + lid.x;
+  if (i >= u.n) { return; }
+
+  let xv = x[i];
+#if CFG
+  let ec = modelOut[i];
+  let eu = modelOut[u.n + i];
+  let eps = eu + row[GUIDANCE] * (ec - eu);
+#else
+  let eps = modelOut[i];
+#endif
+
+  var x0 = row[A0] * xv + row[A1] * eps;
+  if (row[CLIP] != 0.0) {
+    x0 = clamp(x0, -row[RANGE], row[RANGE]);
+  }
+  let epsHat = row[B0] * xv + row[B1] * eps + row[B2] * x0;
+  var prev = row[C0] * x0 + row[C1] * epsHat + row[C2] * xv;
+#if NOISE
+  // A step that draws no noise has c3 = 0; skipping the read keeps a stale noise buffer out of it.
+  if (row[C3] != 0.0) {
+    prev += row[C3] * noise[i];
+  }
+#endif
+
+  x[i] = prev;
+#if NEXT
+  let nxt = prev * row[NEXT_SCALE];
+  nextInput[i] = nxt;
+#if CFG
+  nextInput[u.n + i] = nxt;
+#endif
+#endif
+#if EPS_OUT
+  epsOut[i] = eps;
+#endif
+}

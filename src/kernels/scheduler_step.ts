@@ -1,0 +1,130 @@
+// The fused scheduler step (shaders/scheduler_step.wgsl): guidance combine, predicted x0, clip,
+// and the update to the previous sample in one pass, with every per-step number read from a
+// row buffer so one compiled kernel serves each step of a DDPM or DDIM loop.
+import type { Graph } from '../graph/graph.ts';
+import { numel, shapeStr, type Tensor } from '../graph/tensor.ts';
+import { fold1d } from '../graph/graph.ts';
+import { ShapeError } from './gemm.ts';
+
+/** Slots of a step row (f32); the shader's constants use the same numbers. */
+export const StepRow = {
+  /** The timestep, for the U-Net's time embedding. */
+  t: 0,
+  /** The step index, the counter of the GPU noise generator. */
+  index: 1,
+  guidance: 2,
+  /** x0 = a0·x + a1·eps */
+  a0: 3,
+  a1: 4,
+  /** 1 to clamp x0 to ±clipRange, 0 not to. */
+  clip: 5,
+  clipRange: 6,
+  /** epsHat = b0·x + b1·eps + b2·x0 */
+  b0: 7,
+  b1: 8,
+  b2: 9,
+  /** prev = c0·x0 + c1·epsHat + c2·x + c3·noise */
+  c0: 10,
+  c1: 11,
+  c2: 12,
+  c3: 13,
+  /** Model-input scale of the next step, applied to nextInput. */
+  nextScale: 14,
+} as const;
+
+export const STEP_ROW_LENGTH = 16;
+
+export interface StepCoefficients {
+  a0: number;
+  a1: number;
+  /** Clamp range for x0, or null for no clamp. */
+  clip: number | null;
+  b0: number;
+  b1: number;
+  b2: number;
+  c0: number;
+  c1: number;
+  c2: number;
+  c3: number;
+  nextScale: number;
+}
+
+export function packStepRow(t: number, index: number, k: StepCoefficients): Float32Array {
+  const row = new Float32Array(STEP_ROW_LENGTH);
+  row[StepRow.t] = t;
+  row[StepRow.index] = index;
+  // Guidance 1 makes the CFG combine return e_c; the pipeline overwrites it.
+  row[StepRow.guidance] = 1;
+  row[StepRow.a0] = k.a0;
+  row[StepRow.a1] = k.a1;
+  row[StepRow.clip] = k.clip === null ? 0 : 1;
+  row[StepRow.clipRange] = k.clip ?? 0;
+  row[StepRow.b0] = k.b0;
+  row[StepRow.b1] = k.b1;
+  row[StepRow.b2] = k.b2;
+  row[StepRow.c0] = k.c0;
+  row[StepRow.c1] = k.c1;
+  row[StepRow.c2] = k.c2;
+  row[StepRow.c3] = k.c3;
+  row[StepRow.nextScale] = k.nextScale;
+  return row;
+}
+
+export interface SchedulerStepArgs {
+  /** [B, ...] current sample, updated in place to the previous sample. */
+  x: Tensor;
+  /** [B, ...], or with cfg [2B, ...] laid out [cond batch..., uncond batch...]. */
+  modelOut: Tensor;
+  /** Storage buffer holding the current step row (STEP_ROW_LENGTH f32). */
+  row: GPUBuffer;
+  /** [B, ...] Gaussian noise; read only on steps whose row has c3 ≠ 0. */
+  noise?: Tensor;
+  /** eps = e_u + g·(e_c − e_u) with g from the row. */
+  cfg?: boolean;
+  /** Receives prev·nextScale: [2B, ...] (both halves) with cfg, else [B, ...]. */
+  nextInput?: Tensor;
+  /** Receives the (guided) model output the step used, [B, ...]. */
+  epsOut?: Tensor;
+}
+
+const WG = 256;
+
+export function schedulerStep(g: Graph, label: string, args: SchedulerStepArgs): void {
+  const { x, modelOut, row, noise, nextInput, epsOut } = args;
+  const cfg = !!args.cfg;
+  const n = numel(x.shape);
+  const tail = shapeStr(x.shape.slice(1));
+  const B = x.shape[0] ?? 1;
+  const sameTail = (t: Tensor) => shapeStr(t.shape.slice(1)) === tail;
+  const batched = (t: Tensor, mult: number, what: string, want: string) => {
+    if (t.shape.length !== x.shape.length || t.shape[0] !== B * mult || !sameTail(t)) {
+      throw new ShapeError(`${label}: ${what} ${shapeStr(t.shape)} should be ${want} for sample ${shapeStr(x.shape)}`);
+    }
+  };
+  if (x.shape.length === 0) throw new ShapeError(`${label}: sample has no batch dimension`);
+  batched(modelOut, cfg ? 2 : 1, 'model output', cfg ? '[2B, ...] (cond then uncond)' : 'the sample shape');
+  if (noise) batched(noise, 1, 'noise', 'the sample shape');
+  if (epsOut) batched(epsOut, 1, 'eps output', 'the sample shape');
+  if (nextInput) batched(nextInput, cfg ? 2 : 1, 'next input', cfg ? '[2B, ...]' : 'the sample shape');
+  if (row.size < STEP_ROW_LENGTH * 4) throw new ShapeError(`${label}: row buffer has ${row.size} bytes, a step row needs ${STEP_ROW_LENGTH * 4}`);
+  // A buffer written by this dispatch cannot also be bound under another name.
+  const buffers: [string, GPUBuffer][] = [['sample', x.buffer], ['model output', modelOut.buffer], ['row', row]];
+  if (noise) buffers.push(['noise', noise.buffer]);
+  if (nextInput) buffers.push(['next input', nextInput.buffer]);
+  if (epsOut) buffers.push(['eps output', epsOut.buffer]);
+  for (let i = 0; i < buffers.length; i++)
+    for (let j = i + 1; j < buffers.length; j++)
+      if (buffers[i]![1] === buffers[j]![1]) throw new ShapeError(`${label}: ${buffers[i]![0]} and ${buffers[j]![0]} share one buffer`);
+
+  const bind: Record<string, Tensor | GPUBuffer> = { row, x, modelOut };
+  if (noise) bind.noise = noise;
+  if (nextInput) bind.nextInput = nextInput;
+  if (epsOut) bind.epsOut = epsOut;
+  g.dispatch(
+    label,
+    { shader: 'scheduler_step', params: { CFG: cfg, NOISE: !!noise, NEXT: !!nextInput, EPS_OUT: !!epsOut } },
+    bind,
+    { n },
+    fold1d(Math.ceil(n / WG)),
+  );
+}

@@ -1,0 +1,134 @@
+// Replays a diffusers scheduler trace (a fixtures/sched-* folder) through the fused GPU step:
+// x = x_init; per step m = scale(x), eps = 0.1·m + c, x = step(eps, t, x, noise), each result
+// compared with diffusers' prev_sample. The chain runs on our own samples, so errors accumulate
+// the way they would in a real loop. Node only (reads the folder).
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Runtime } from '../gpu/runtime.ts';
+import { Graph } from '../graph/graph.ts';
+import type { Tensor } from '../graph/tensor.ts';
+import { readSafetensorsFile, toFloat32, toInt64Numbers, type HostTensor } from '../io/safetensors.ts';
+import { schedulerStep } from '../kernels/scheduler_step.ts';
+import { createScheduler, schedulerNameOf, SchedulerConfigError, type CreateSchedulerOptions } from './scheduler.ts';
+
+export interface ReplayStep {
+  i: number;
+  t: number;
+  /** max |ours − diffusers| over step{i}_out. */
+  maxAbsErr: number;
+  maxAbsRef: number;
+  /** max |ours − diffusers| over step{i}_model_input (before the step). */
+  modelInputMaxAbsErr: number;
+  modelInputMaxAbsRef: number;
+}
+
+export interface ReplayResult {
+  steps: ReplayStep[];
+  timestepsMatch: boolean;
+  /** Our timesteps and the trace's, for a report when they differ. */
+  timesteps: number[];
+  expectedTimesteps: number[];
+}
+
+async function readJsonObject(path: string): Promise<Record<string, unknown>> {
+  const v: unknown = JSON.parse(await readFile(path, 'utf8'));
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error(`${path}: expected a JSON object`);
+  return v as Record<string, unknown>;
+}
+
+/** case.json's step_kwargs as scheduler options; a kwarg we do not model is an error, not ignored. */
+function stepOptions(kwargs: unknown, where: string): CreateSchedulerOptions {
+  const opts: CreateSchedulerOptions = {};
+  if (kwargs === undefined || kwargs === null) return opts;
+  if (typeof kwargs !== 'object' || Array.isArray(kwargs)) throw new SchedulerConfigError(`${where}: step_kwargs must be an object`);
+  for (const [k, v] of Object.entries(kwargs)) {
+    if (k === 'eta' && typeof v === 'number') opts.eta = v;
+    else if (k === 'use_clipped_model_output' && typeof v === 'boolean') opts.useClippedModelOutput = v;
+    else throw new SchedulerConfigError(`${where}: step_kwargs.${k} = ${JSON.stringify(v)} is not supported`);
+  }
+  return opts;
+}
+
+export async function replaySchedulerTrace(rt: Runtime, dir: string): Promise<ReplayResult> {
+  const config = await readJsonObject(join(dir, 'scheduler_config.json'));
+  const kase = await readJsonObject(join(dir, 'case.json'));
+  const steps = kase.steps;
+  if (typeof steps !== 'number' || !Number.isInteger(steps)) throw new Error(`${dir}/case.json: steps must be an integer`);
+  const opts = stepOptions(kase.step_kwargs, `${dir}/case.json`);
+  if (typeof kase.class === 'string' && typeof config._class_name !== 'string') config._class_name = kase.class;
+  opts.name = schedulerNameOf(config);
+  const sched = createScheduler(config, steps, opts);
+
+  const trace = await readSafetensorsFile(join(dir, 'trace.safetensors'));
+  const need = (key: string): HostTensor => {
+    const t = trace.get(key);
+    if (!t) throw new Error(`${dir}/trace.safetensors has no tensor '${key}'`);
+    return t;
+  };
+  const expectedTimesteps = toInt64Numbers(need('timesteps'));
+  const timestepsMatch = JSON.stringify(expectedTimesteps) === JSON.stringify(sched.timesteps);
+  const xInit = need('x_init');
+  const shape = xInit.shape;
+  const n = shape.reduce((a, b) => a * b, 1);
+  const c = toFloat32(need('c'));
+  const bytes = n * 4;
+
+  const owned: GPUBuffer[] = [];
+  const tensor = (label: string): Tensor => {
+    const buffer = rt.createBuffer(bytes, label);
+    owned.push(buffer);
+    return { buffer, shape, label };
+  };
+  const x = tensor('x');
+  const eps = tensor('eps');
+  const noise = tensor('noise');
+  const row = rt.createBuffer(sched.rowLength * 4, 'step-row');
+  owned.push(row);
+  const q = rt.device.queue;
+  const write = (buf: GPUBuffer, data: Float32Array) => q.writeBuffer(buf, 0, data.buffer, data.byteOffset, data.byteLength);
+  const g = new Graph(rt, 'scheduler-replay');
+  try {
+    // One graph for the whole loop, as the pipeline does: only the row and the inputs change.
+    schedulerStep(g, 'step', { x, modelOut: eps, row, noise });
+    g.finalize();
+    write(x.buffer, toFloat32(xInit));
+    let cur: Float32Array = toFloat32(xInit).slice();
+    const out: ReplayStep[] = [];
+    for (let i = 0; i < Math.min(steps, sched.timesteps.length); i++) {
+      const s = Math.fround(sched.modelInputScale(i));
+      const m = cur.map((v) => v * s);
+      const expectedM = toFloat32(need(`step${i}_model_input`));
+      let modelInputMaxAbsErr = 0;
+      let modelInputMaxAbsRef = 0;
+      for (let j = 0; j < n; j++) {
+        const d = Math.abs(m[j]! - expectedM[j]!);
+        modelInputMaxAbsErr = Number.isNaN(d) ? NaN : Math.max(modelInputMaxAbsErr, d);
+        modelInputMaxAbsRef = Math.max(modelInputMaxAbsRef, Math.abs(expectedM[j]!));
+      }
+      // The stand-in model in float32, as torch evaluates 0.1 * m + c.
+      const tenth = Math.fround(0.1);
+      const e = m.map((v, j) => Math.fround(v * tenth) + c[j]!);
+      write(eps.buffer, e);
+      write(noise.buffer, toFloat32(need(`step${i}_noise`)));
+      write(row, sched.stepRow(i));
+      const enc = rt.device.createCommandEncoder({ label: `replay step ${i}` });
+      g.record(enc);
+      q.submit([enc.finish()]);
+      cur = await rt.read(x.buffer, bytes);
+      const ref = toFloat32(need(`step${i}_out`));
+      let maxAbsErr = 0;
+      let maxAbsRef = 0;
+      for (let j = 0; j < n; j++) {
+        const d = Math.abs(cur[j]! - ref[j]!);
+        // NaN must fail the check, and Math.max(NaN, ...) keeps it.
+        maxAbsErr = Number.isNaN(d) ? NaN : Math.max(maxAbsErr, d);
+        maxAbsRef = Math.max(maxAbsRef, Math.abs(ref[j]!));
+      }
+      out.push({ i, t: sched.timesteps[i]!, maxAbsErr, maxAbsRef, modelInputMaxAbsErr, modelInputMaxAbsRef });
+    }
+    return { steps: out, timestepsMatch, timesteps: sched.timesteps, expectedTimesteps };
+  } finally {
+    g.destroy();
+    for (const b of owned) rt.destroyBuffer(b);
+  }
+}

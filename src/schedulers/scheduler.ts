@@ -1,0 +1,58 @@
+// The scheduler interface the denoising loop is written against, and the factory that builds one
+// from a diffusers scheduler_config.json. A scheduler here only does host-side float math: it turns
+// each step into a packed row of coefficients for the fused GPU step (src/kernels/scheduler_step.ts).
+import { DDIMScheduler } from './ddim.ts';
+import { DDPMScheduler } from './ddpm.ts';
+import { SchedulerConfigError } from './schedule.ts';
+
+export { SchedulerConfigError } from './schedule.ts';
+
+export interface Scheduler {
+  readonly name: 'ddpm' | 'ddim';
+  /** After set_timesteps(steps), as diffusers computes them. */
+  readonly timesteps: number[];
+  /** 1 for both DDPM and DDIM. */
+  readonly initNoiseSigma: number;
+  /** Floats per step row (the same for every step). */
+  readonly rowLength: number;
+  /**
+   * Packed f32 row for step i: row[0] = timestep t, row[1] = i (the RNG counter), row[2] = guidance
+   * scale (1 here; the pipeline sets it), the rest the step's coefficients (StepRow).
+   */
+  stepRow(i: number): Float32Array;
+  /** Whether step i adds noise (DDPM: t > 0; DDIM: eta > 0). */
+  drawsNoise(i: number): boolean;
+  /** scale_model_input's factor at step i (1 for DDPM and DDIM). */
+  modelInputScale(i: number): number;
+}
+
+export type SchedulerName = Scheduler['name'];
+
+export interface CreateSchedulerOptions {
+  /** Overrides config._class_name (diffusers' from_config into another scheduler class). */
+  name?: SchedulerName;
+  /** DDIM's eta (default 0); DDPM has none, and ignores it as diffusers' pipelines do. */
+  eta?: number;
+  /** DDIM's use_clipped_model_output (default false). */
+  useClippedModelOutput?: boolean;
+}
+
+const CLASS_NAMES: Record<string, SchedulerName> = { DDPMScheduler: 'ddpm', DDIMScheduler: 'ddim' };
+
+export function schedulerNameOf(config: Record<string, unknown>): SchedulerName {
+  const cls = config._class_name;
+  const name = typeof cls === 'string' ? CLASS_NAMES[cls] : undefined;
+  if (!name) {
+    throw new SchedulerConfigError(
+      `scheduler class ${JSON.stringify(cls ?? null)} is not supported (supported: ${Object.keys(CLASS_NAMES).join(', ')}); choose 'ddpm' or 'ddim' explicitly to reuse this config`,
+    );
+  }
+  return name;
+}
+
+export function createScheduler(config: Record<string, unknown>, steps: number, opts: CreateSchedulerOptions = {}): Scheduler {
+  const name = opts.name ?? schedulerNameOf(config);
+  if (name === 'ddpm') return new DDPMScheduler(config, steps);
+  if (name === 'ddim') return new DDIMScheduler(config, steps, { eta: opts.eta, useClippedModelOutput: opts.useClippedModelOutput });
+  throw new SchedulerConfigError(`unknown scheduler '${String(name)}' (supported: ddpm, ddim)`);
+}

@@ -1,0 +1,89 @@
+import { Graph } from '../../src/graph/graph.ts';
+import type { Tensor } from '../../src/graph/tensor.ts';
+import { schedulerStep, StepRow } from '../../src/kernels/scheduler_step.ts';
+import { createScheduler, type CreateSchedulerOptions } from '../../src/schedulers/scheduler.ts';
+import { input, randn } from '../helpers/gpu.ts';
+import { schedulerStepRef } from '../ref/scheduler_step.ts';
+import { F32, type OpCase } from './cases.ts';
+
+// The two fixture configs (tests/fixtures/sched-*), with variations the traces do not cover.
+const ddpmConfig = { _class_name: 'DDPMScheduler', beta_schedule: 'linear', beta_start: 0.0001, beta_end: 0.02, clip_sample: true, variance_type: 'fixed_small' };
+const ddimConfig = {
+  _class_name: 'DDIMScheduler',
+  beta_schedule: 'scaled_linear',
+  beta_start: 0.00085,
+  beta_end: 0.012,
+  clip_sample: false,
+  set_alpha_to_one: false,
+  steps_offset: 1,
+};
+
+interface Row {
+  what: string;
+  config: Record<string, unknown>;
+  opts?: CreateSchedulerOptions;
+  steps: number;
+  step: number;
+  shape: number[];
+  cfg?: boolean;
+  guidance?: number;
+  /** Bind nextInput and epsOut too. */
+  outputs?: boolean;
+}
+
+const rows: Row[] = [
+  { what: 'ddpm clip step 2', config: ddpmConfig, steps: 10, step: 2, shape: [1, 3, 5, 5] },
+  { what: 'ddpm clip last step (t=0, noise bound but unused)', config: ddpmConfig, steps: 10, step: 9, shape: [1, 3, 5, 5] },
+  { what: 'ddpm v_prediction fixed_large', config: { ...ddpmConfig, prediction_type: 'v_prediction', variance_type: 'fixed_large', clip_sample: false }, steps: 50, step: 20, shape: [2, 4, 8, 8] },
+  { what: 'ddim eta=0 +cfg', config: ddimConfig, steps: 10, step: 0, shape: [2, 4, 8, 8], cfg: true, guidance: 7.5, outputs: true },
+  { what: 'ddim eta=0 no cfg', config: ddimConfig, steps: 10, step: 9, shape: [1, 3, 5, 5], outputs: true },
+  { what: 'ddim eta=1 clip 0.5 v_prediction +cfg', config: { ...ddimConfig, clip_sample: true, clip_sample_range: 0.5, prediction_type: 'v_prediction' }, opts: { eta: 1 }, steps: 20, step: 5, shape: [2, 4, 8, 8], cfg: true, guidance: 3, outputs: true },
+  { what: 'ddim sample prediction clip use_clipped_model_output', config: { ...ddimConfig, clip_sample: true, prediction_type: 'sample' }, opts: { useClippedModelOutput: true, eta: 0.3 }, steps: 25, step: 3, shape: [1, 3, 5, 5] },
+  { what: 'ddim eta=0 clip, real LDM latent shape', config: { ...ddimConfig, clip_sample: true }, steps: 50, step: 1, shape: [2, 3, 32, 32], cfg: true, guidance: 2 },
+];
+
+export const schedulerStepCases: OpCase[] = rows.map((r, idx) => ({
+  op: 'scheduler_step',
+  name: `${r.what} ${JSON.stringify(r.shape)}`,
+  ...F32,
+  async run(rt) {
+    const sched = createScheduler(r.config, r.steps, r.opts);
+    const row = sched.stepRow(r.step);
+    row[StepRow.guidance] = r.guidance ?? 1;
+    const n = r.shape.reduce((a, b) => a * b, 1);
+    const B = r.shape[0]!;
+    const tail = r.shape.slice(1);
+    const x = randn(n, 100 + idx, 2);
+    const out = randn(r.cfg ? 2 * n : n, 200 + idx, 1.5);
+    const draws = row[StepRow.c3] !== 0;
+    // A step without noise must not read it: NaN there would show up in the output.
+    const noise = draws ? randn(n, 300 + idx) : new Float32Array(n).fill(NaN);
+    const ref = schedulerStepRef(x, out, row, { noise, cfg: r.cfg });
+
+    const owned: Tensor[] = [];
+    const t = <T extends Tensor>(v: T) => (owned.push(v), v);
+    const xT = t(input(rt, x, r.shape, 'x'));
+    const outT = t(input(rt, out, [r.cfg ? 2 * B : B, ...tail], 'modelOut'));
+    const noiseT = t(input(rt, noise, r.shape, 'noise'));
+    const rowBuf = rt.upload(row, 'row');
+    const g = new Graph(rt, 'sched-test');
+    const nextT = r.outputs ? g.alloc([r.cfg ? 2 * B : B, ...tail], 'next') : undefined;
+    const epsT = r.outputs ? g.alloc(r.shape, 'eps') : undefined;
+    schedulerStep(g, 'step', { x: xT, modelOut: outT, row: rowBuf, noise: noiseT, cfg: r.cfg, nextInput: nextT, epsOut: epsT });
+    g.finalize();
+    const enc = rt.device.createCommandEncoder();
+    g.record(enc);
+    rt.device.queue.submit([enc.finish()]);
+    const parts = [await rt.read(xT.buffer, n * 4)];
+    const refs: ArrayLike<number>[] = [ref.prev];
+    if (nextT && epsT) {
+      parts.push(await rt.read(nextT.buffer, ref.next.length * 4), await rt.read(epsT.buffer, n * 4));
+      refs.push(ref.next, ref.eps);
+    }
+    g.destroy();
+    for (const o of owned) rt.destroyBuffer(o.buffer);
+    rt.destroyBuffer(rowBuf);
+    const cat = (a: ArrayLike<number>[]) => Float64Array.from(a.flatMap((v) => Array.from(v)));
+    return { got: cat(parts), ref: cat(refs) };
+  },
+}));

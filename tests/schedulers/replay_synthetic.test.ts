@@ -1,0 +1,103 @@
+// The replay on trace folders of configurations the diffusers fixtures do not cover (v_prediction,
+// sample prediction, trailing / linspace spacing, eta > 0 through case.json's step_kwargs). The
+// expected samples come from the float64 diffusers formulas in tests/ref, so this checks the
+// replay's plumbing and the rows' algebra together; the diffusers traces pin the float32 details.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { writeSafetensors } from '../../src/io/safetensors.ts';
+import { DDIMScheduler } from '../../src/schedulers/ddim.ts';
+import { DDPMScheduler } from '../../src/schedulers/ddpm.ts';
+import { replaySchedulerTrace } from '../../src/schedulers/replay.ts';
+import { runtime } from '../helpers/gpu.ts';
+import { ddimStepRef, ddpmStepRef } from '../ref/scheduler_step.ts';
+
+const dirs: string[] = [];
+afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+/** Deterministic standard-normal-ish values (Box–Muller over a small LCG). */
+function gauss(n: number, seed: number): Float32Array {
+  let s = seed >>> 0;
+  const u = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) + 0.5) / 4294967296;
+  return Float32Array.from({ length: n }, () => Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u()));
+}
+
+interface Synthetic {
+  name: string;
+  config: Record<string, unknown>;
+  steps: number;
+  stepKwargs: Record<string, unknown>;
+}
+
+function writeTrace(c: Synthetic): string {
+  const shape = [1, 4, 4, 4];
+  const n = 64;
+  const x0 = gauss(n, 11);
+  const cc = gauss(n, 12);
+  const tensors: Record<string, { dtype: 'F32' | 'I64'; shape: number[]; data: ArrayBufferView }> = {
+    x_init: { dtype: 'F32', shape, data: x0 },
+    c: { dtype: 'F32', shape, data: cc },
+  };
+  let x: ArrayLike<number> = x0;
+  const eta = (c.stepKwargs.eta as number | undefined) ?? 0;
+  const ddim = c.config._class_name === 'DDIMScheduler';
+  const s = ddim ? new DDIMScheduler(c.config, c.steps, { eta }) : new DDPMScheduler(c.config, c.steps);
+  tensors.timesteps = { dtype: 'I64', shape: [c.steps], data: BigInt64Array.from(s.timesteps.map(BigInt)) };
+  const pred = (c.config.prediction_type ?? 'epsilon') as 'epsilon' | 'v_prediction' | 'sample';
+  const clip = c.config.clip_sample === false ? null : ((c.config.clip_sample_range as number | undefined) ?? 1);
+  for (let i = 0; i < c.steps; i++) {
+    const t = s.timesteps[i]!;
+    const m = Float32Array.from(x);
+    const out = Float64Array.from(m, (v, j) => 0.1 * v + cc[j]!);
+    const prev = s.prevTimestep(i);
+    const a = s.alphasCumprod[t]!;
+    const draws = s.drawsNoise(i);
+    const noise = draws ? gauss(n, 100 + i) : new Float32Array(n);
+    let next: Float64Array;
+    if (s instanceof DDIMScheduler) {
+      const ap = prev >= 0 ? s.alphasCumprod[prev]! : s.finalAlphaCumprod;
+      next = ddimStepRef(m, out, noise, { a, ap, pred, clip, eta, useClipped: false });
+    } else {
+      const ap = prev >= 0 ? s.alphasCumprod[prev]! : 1;
+      next = ddpmStepRef(m, out, draws ? noise : null, { a, ap, pred, clip, variance: (c.config.variance_type as 'fixed_large') ?? 'fixed_small' });
+    }
+    tensors[`step${i}_model_input`] = { dtype: 'F32', shape, data: m };
+    tensors[`step${i}_noise`] = { dtype: 'F32', shape, data: noise };
+    tensors[`step${i}_out`] = { dtype: 'F32', shape, data: Float32Array.from(next) };
+    x = next;
+  }
+  const dir = mkdtempSync(join(tmpdir(), `fresco-${c.name}-`));
+  dirs.push(dir);
+  writeFileSync(join(dir, 'scheduler_config.json'), JSON.stringify(c.config));
+  writeFileSync(join(dir, 'case.json'), JSON.stringify({ class: c.config._class_name, steps: c.steps, step_kwargs: c.stepKwargs }));
+  writeFileSync(join(dir, 'trace.safetensors'), writeSafetensors(tensors));
+  return dir;
+}
+
+const ldm = { beta_schedule: 'scaled_linear', beta_start: 0.00085, beta_end: 0.012 };
+const cases: Synthetic[] = [
+  { name: 'ddim-v-trailing-eta', config: { _class_name: 'DDIMScheduler', ...ldm, prediction_type: 'v_prediction', timestep_spacing: 'trailing', clip_sample: false, set_alpha_to_one: true }, steps: 8, stepKwargs: { eta: 0.7 } },
+  { name: 'ddim-sample-linspace-clip', config: { _class_name: 'DDIMScheduler', ...ldm, prediction_type: 'sample', timestep_spacing: 'linspace', clip_sample: true, clip_sample_range: 2 }, steps: 7, stepKwargs: {} },
+  { name: 'ddpm-v-trailing-large', config: { _class_name: 'DDPMScheduler', prediction_type: 'v_prediction', timestep_spacing: 'trailing', variance_type: 'fixed_large', clip_sample: false }, steps: 6, stepKwargs: {} },
+  { name: 'ddpm-cosine-offset', config: { _class_name: 'DDPMScheduler', beta_schedule: 'squaredcos_cap_v2', steps_offset: 1 }, steps: 5, stepKwargs: {} },
+];
+
+describe('replay on synthetic traces', () => {
+  for (const c of cases) {
+    it(c.name, async () => {
+      const rt = await runtime();
+      const r = await replaySchedulerTrace(rt, writeTrace(c));
+      expect(r.timestepsMatch).toBe(true);
+      expect(r.steps.length).toBe(c.steps);
+      console.log(`${c.name}: worst step ratio ${Math.max(...r.steps.map((s) => s.maxAbsErr / s.maxAbsRef)).toExponential(2)}`);
+      for (const s of r.steps) expect(s.maxAbsErr / s.maxAbsRef, `${c.name} step ${s.i} (t = ${s.t})`).toBeLessThanOrEqual(1e-5);
+    });
+  }
+  it('rejects step_kwargs it does not model', async () => {
+    const rt = await runtime();
+    const dir = writeTrace(cases[1]!);
+    writeFileSync(join(dir, 'case.json'), JSON.stringify({ class: 'DDIMScheduler', steps: 7, step_kwargs: { variance_noise: 1 } }));
+    await expect(replaySchedulerTrace(rt, dir)).rejects.toThrow(/step_kwargs.variance_noise/);
+  });
+});
