@@ -1,0 +1,37 @@
+import { describe, expect, it } from 'vitest';
+import { parseGenerateArgs, resolveClasses, UsageError } from '../../src/cli/args.ts';
+
+const names = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'];
+
+describe('fresco generate flags', () => {
+  it('parses every flag, in both --flag value and --flag=value forms', () => {
+    const a = parseGenerateArgs(['--class', 'Bag', '--class=3', '--count', '2', '--seed=9', '--steps', '30', '--guidance', '2.5', '--scheduler', 'ddpm', '--eta', '0.5', '--model', 'm', '--out', 'x.png', '--force']);
+    expect(a).toEqual({ classes: ['Bag', '3'], count: 2, seed: 9, steps: 30, guidance: 2.5, scheduler: 'ddpm', eta: 0.5, model: 'm', out: 'x.png', force: true });
+  });
+
+  const bad: [string[], RegExp][] = [
+    [['--steps', 'ten'], /--steps needs an integer/],
+    [['--steps', '0'], /--steps must be between 1 and 1000/],
+    [['--count'], /--count needs an integer, got nothing/],
+    [['--guidance', 'x'], /--guidance needs a number/],
+    [['--scheduler', 'euler'], /--scheduler must be ddim or ddpm/],
+    [['--out', 'x.jpg'], /--out needs a \.png file name/],
+    [['--seed', '-1'], /--seed must be between/],
+    [['--colour', 'red'], /unknown option "--colour"/],
+    [['--class'], /--class needs a class name or index/],
+  ];
+  for (const [argv, msg] of bad) {
+    it(`rejects ${argv.join(' ')}`, () => {
+      expect(() => parseGenerateArgs(argv)).toThrow(UsageError);
+      expect(() => parseGenerateArgs(argv)).toThrow(msg);
+    });
+  }
+
+  it('resolves class names, prefixes and indices', () => {
+    expect(resolveClasses(['sneaker', 'Ankle boot', 'trou', '0', 'T-shirt'], names, 11)).toEqual([7, 9, 1, 0, 0]);
+    expect(() => resolveClasses(['S'], names, 11)).toThrow(/ambiguous/);
+    expect(() => resolveClasses(['hat'], names, 11)).toThrow(/unknown class "hat"/);
+    expect(() => resolveClasses(['11'], names, 11)).toThrow(/out of range/);
+    expect(() => resolveClasses(['Bag'], null, 11)).toThrow(/no class names/);
+  });
+});

@@ -1,0 +1,62 @@
+// The shipped model against its diffusers reference run, and the pipeline's own behaviour.
+import { describe, expect, it } from 'vitest';
+import { runPipelineCase } from '../../src/conformance/pipeline_case.ts';
+import { CancelledError, generateClassConditional } from '../../src/pipelines/class_conditional.ts';
+import { loadLdmFolder, type LdmModel } from '../../src/pipelines/ldm_folder.ts';
+import { runtime } from '../helpers/gpu.ts';
+
+let model: LdmModel | null = null;
+async function fashion(): Promise<LdmModel> {
+  model ??= await loadLdmFolder(await runtime(), 'weights/fashion-ldm');
+  return model;
+}
+
+describe('fashion-ldm pipeline', () => {
+  it('reproduces diffusers step by step (guided eps, latents, final latents, image within 1e-3·max|ref|)', async () => {
+    const rt = await runtime();
+    const r = await runPipelineCase(rt, 'tests/fixtures/pipeline-fashion-ldm');
+    console.log(`pipeline-fashion-ldm: worst ratio ${r.ratio.toExponential(2)} (${r.detail})`);
+    expect(r.note).toBeUndefined();
+    expect(r.ratio).toBeLessThanOrEqual(1e-3);
+    expect(r.pass).toBe(true);
+  });
+
+  it('draws the same image from the same seed, and another from another seed', async () => {
+    const rt = await runtime();
+    const m = await fashion();
+    const run = (seed: number) => generateClassConditional(rt, m, { classLabels: [1], nullClass: 10, guidanceScale: 3, steps: 3, seed });
+    const [a, b, c] = [await run(5), await run(5), await run(6)];
+    expect(a.imageShape).toEqual([1, 1, 32, 32]);
+    expect(Array.from(a.image)).toEqual(Array.from(b.image));
+    const diff = a.image.reduce((s, v, i) => Math.max(s, Math.abs(v - c.image[i]!)), 0);
+    expect(diff).toBeGreaterThan(0.1);
+  });
+
+  it('DDPM draws fresh GPU noise every step and stays finite', async () => {
+    const rt = await runtime();
+    const r = await generateClassConditional(rt, await fashion(), { classLabels: [0, 9], nullClass: 10, guidanceScale: 2, steps: 4, scheduler: 'ddpm', seed: 1 });
+    expect(r.image.every(Number.isFinite)).toBe(true);
+    expect(r.scheduler.name).toBe('ddpm');
+  });
+
+  it('stops within one step when cancelled', async () => {
+    const rt = await runtime();
+    const ctl = new AbortController();
+    const seen: number[] = [];
+    const p = generateClassConditional(rt, await fashion(), {
+      classLabels: [3], nullClass: 10, guidanceScale: 3, steps: 10, seed: 1, signal: ctl.signal,
+      onStep: (s) => {
+        seen.push(s.index);
+        if (s.index === 1) ctl.abort();
+      },
+    });
+    await expect(p).rejects.toBeInstanceOf(CancelledError);
+    expect(seen).toEqual([0, 1]);
+  });
+
+  it('rejects class labels outside the model', async () => {
+    const rt = await runtime();
+    await expect(generateClassConditional(rt, await fashion(), { classLabels: [11], steps: 1 })).rejects.toThrow(/class label 11 is out of range/);
+    await expect(generateClassConditional(rt, await fashion(), { classLabels: [], steps: 1 })).rejects.toThrow(/at least one class label/);
+  });
+});
