@@ -59,7 +59,10 @@ async function nodeAdapter(powerPreference: GPUPowerPreference): Promise<GPUAdap
       process.env.VK_ICD_FILENAMES = icd;
       adapter = await attempt();
       tried.push(icd);
-      if (adapter) break;
+      if (adapter) {
+        console.error(`fresco: no GPU adapter with the default Vulkan drivers; using the CPU driver ${icd}`);
+        break;
+      }
       delete process.env.VK_ICD_FILENAMES;
     }
   }
