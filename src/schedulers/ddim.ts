@@ -2,17 +2,9 @@
 // x0 and eps from the prediction type, optional clamp of x0, σ_t = η·sqrt(variance), and
 // prev = sqrt(ᾱ_prev)·x0 + sqrt(1 − ᾱ_prev − σ_t²)·eps + σ_t·noise. As in ddpm.ts the scalar
 // math is rounded to float32 after each operation, the way torch does it on 0-dim tensors.
-import { packStepRow, STEP_ROW_LENGTH, type StepCoefficients } from '../kernels/scheduler_step.ts';
-import type { Scheduler } from './scheduler.ts';
-import {
-  alphasCumprod,
-  ConfigReader,
-  inferenceTimesteps,
-  makeBetas,
-  readCommonConfig,
-  SchedulerConfigError,
-  type CommonConfig,
-} from './schedule.ts';
+import type { StepCoefficients } from '../kernels/scheduler_step.ts';
+import { AlphaBarScheduler } from './alpha_bar.ts';
+import { ConfigReader, readCommonConfig, SchedulerConfigError, type CommonConfig } from './schedule.ts';
 
 const f = Math.fround;
 
@@ -21,52 +13,29 @@ export interface DDIMOptions {
   useClippedModelOutput?: boolean;
 }
 
-export class DDIMScheduler implements Scheduler {
+export class DDIMScheduler extends AlphaBarScheduler {
   readonly name = 'ddim' as const;
-  readonly initNoiseSigma = 1;
-  readonly rowLength = STEP_ROW_LENGTH;
-  readonly timesteps: number[];
   readonly config: CommonConfig & { setAlphaToOne: boolean };
-  readonly alphasCumprod: Float32Array;
   /** ᾱ used as "previous" by the last step: 1, or alphas_cumprod[0] without set_alpha_to_one. */
   readonly finalAlphaCumprod: number;
   readonly eta: number;
   readonly useClippedModelOutput: boolean;
-  private readonly stepRatio: number;
 
   constructor(config: Record<string, unknown>, steps: number, opts: DDIMOptions = {}) {
     const r = new ConfigReader(config, 'DDIMScheduler');
     const common = readCommonConfig(r, ['linear', 'scaled_linear', 'squaredcos_cap_v2']);
+    super('DDIMScheduler', common, steps);
     this.config = { ...common, setAlphaToOne: r.bool('set_alpha_to_one', true) };
     this.eta = opts.eta ?? 0;
     if (!Number.isFinite(this.eta) || this.eta < 0) throw new SchedulerConfigError(`DDIMScheduler: eta must be a number >= 0, got ${this.eta}`);
     this.useClippedModelOutput = opts.useClippedModelOutput ?? false;
-    this.alphasCumprod = alphasCumprod(makeBetas(common.schedule));
     this.finalAlphaCumprod = this.config.setAlphaToOne ? 1 : this.alphasCumprod[0]!;
-    this.timesteps = inferenceTimesteps(common.schedule, steps);
-    this.stepRatio = Math.floor(common.schedule.numTrainTimesteps / steps);
-    for (let i = 0; i < steps; i++) this.coefficients(i);
-  }
-
-  private t(i: number): number {
-    const t = this.timesteps[i];
-    if (t === undefined) throw new RangeError(`DDIM step ${i} is outside 0..${this.timesteps.length - 1}`);
-    return t;
-  }
-
-  /** diffusers' prev_timestep: t − T // steps, whatever the spacing. */
-  prevTimestep(i: number): number {
-    return this.t(i) - this.stepRatio;
+    this.validateSteps();
   }
 
   drawsNoise(i: number): boolean {
     this.t(i);
     return this.eta > 0;
-  }
-
-  modelInputScale(i: number): number {
-    this.t(i);
-    return 1;
   }
 
   coefficients(i: number): StepCoefficients {
@@ -109,15 +78,6 @@ export class DDIMScheduler implements Scheduler {
       c3: this.eta > 0 ? std : 0,
       nextScale: 1,
     };
-    for (const [key, v] of Object.entries(k)) {
-      if (typeof v === 'number' && !Number.isFinite(v)) {
-        throw new SchedulerConfigError(`DDIMScheduler: step ${i} (t = ${t}) has a non-finite coefficient ${key} (alphas_cumprod[t] = ${a}); this schedule cannot be used with ${pred} prediction`);
-      }
-    }
-    return k;
-  }
-
-  stepRow(i: number): Float32Array {
-    return packStepRow(this.t(i), i, this.coefficients(i));
+    return this.checkFinite(i, k, pred);
   }
 }

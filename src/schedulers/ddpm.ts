@@ -3,30 +3,17 @@
 // The scalar math runs on float32 values with a rounding after each operation, because torch does
 // it on 0-dim float32 tensors and 1 − ᾱ_t/ᾱ_prev loses digits to cancellation that float64 would
 // keep; the coefficients then equal diffusers' exactly.
-import { packStepRow, STEP_ROW_LENGTH, type StepCoefficients } from '../kernels/scheduler_step.ts';
-import type { Scheduler } from './scheduler.ts';
-import {
-  alphasCumprod,
-  ConfigReader,
-  inferenceTimesteps,
-  makeBetas,
-  readCommonConfig,
-  SchedulerConfigError,
-  type CommonConfig,
-} from './schedule.ts';
+import type { StepCoefficients } from '../kernels/scheduler_step.ts';
+import { AlphaBarScheduler } from './alpha_bar.ts';
+import { ConfigReader, readCommonConfig, type CommonConfig } from './schedule.ts';
 
 const f = Math.fround;
 
 export type DDPMVarianceType = 'fixed_small' | 'fixed_small_log' | 'fixed_large';
 
-export class DDPMScheduler implements Scheduler {
+export class DDPMScheduler extends AlphaBarScheduler {
   readonly name = 'ddpm' as const;
-  readonly initNoiseSigma = 1;
-  readonly rowLength = STEP_ROW_LENGTH;
-  readonly timesteps: number[];
   readonly config: CommonConfig & { varianceType: DDPMVarianceType };
-  readonly alphasCumprod: Float32Array;
-  private readonly stepRatio: number;
 
   constructor(config: Record<string, unknown>, steps: number) {
     const r = new ConfigReader(config, 'DDPMScheduler');
@@ -36,31 +23,13 @@ export class DDPMScheduler implements Scheduler {
       'learned',
       'learned_range',
     ]);
+    super('DDPMScheduler', common, steps);
     this.config = { ...common, varianceType };
-    this.alphasCumprod = alphasCumprod(makeBetas(common.schedule));
-    this.timesteps = inferenceTimesteps(common.schedule, steps);
-    // diffusers' previous_timestep: t − T // steps, whatever the spacing.
-    this.stepRatio = Math.floor(common.schedule.numTrainTimesteps / steps);
-    for (let i = 0; i < steps; i++) this.coefficients(i);
-  }
-
-  private t(i: number): number {
-    const t = this.timesteps[i];
-    if (t === undefined) throw new RangeError(`DDPM step ${i} is outside 0..${this.timesteps.length - 1}`);
-    return t;
-  }
-
-  prevTimestep(i: number): number {
-    return this.t(i) - this.stepRatio;
+    this.validateSteps();
   }
 
   drawsNoise(i: number): boolean {
     return this.t(i) > 0;
-  }
-
-  modelInputScale(i: number): number {
-    this.t(i);
-    return 1;
   }
 
   coefficients(i: number): StepCoefficients {
@@ -96,15 +65,6 @@ export class DDPMScheduler implements Scheduler {
       c3 = vt === 'fixed_large' ? f(Math.sqrt(curBeta)) : vt === 'fixed_small_log' ? f(Math.exp(0.5 * f(Math.log(variance)))) : f(Math.sqrt(variance));
     }
     const k: StepCoefficients = { a0, a1, clip: this.config.clip, b0: 0, b1: 0, b2: 0, c0, c1: 0, c2, c3, nextScale: 1 };
-    for (const [key, v] of Object.entries(k)) {
-      if (typeof v === 'number' && !Number.isFinite(v)) {
-        throw new SchedulerConfigError(`DDPMScheduler: step ${i} (t = ${t}) has a non-finite coefficient ${key} (alphas_cumprod[t] = ${a}); this schedule cannot be used with ${pred} prediction`);
-      }
-    }
-    return k;
-  }
-
-  stepRow(i: number): Float32Array {
-    return packStepRow(this.t(i), i, this.coefficients(i));
+    return this.checkFinite(i, k, pred);
   }
 }

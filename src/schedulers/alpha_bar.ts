@@ -1,0 +1,58 @@
+// What DDPM and DDIM share: the ᾱ table, the inference timesteps, diffusers' previous timestep
+// (t − T // steps, whatever the spacing) and the packing of a step's coefficients into the row
+// the fused GPU step reads. Each subclass only turns (t, prev) into coefficients.
+import { packStepRow, STEP_ROW_LENGTH, type StepCoefficients } from '../kernels/scheduler_step.ts';
+import type { Scheduler } from './scheduler.ts';
+import { alphasCumprod, inferenceTimesteps, makeBetas, SchedulerConfigError, type CommonConfig } from './schedule.ts';
+
+export abstract class AlphaBarScheduler implements Scheduler {
+  abstract readonly name: 'ddpm' | 'ddim';
+  readonly initNoiseSigma = 1;
+  readonly rowLength = STEP_ROW_LENGTH;
+  readonly timesteps: number[];
+  readonly alphasCumprod: Float32Array;
+  private readonly stepRatio: number;
+
+  constructor(protected readonly className: string, common: CommonConfig, steps: number) {
+    this.alphasCumprod = alphasCumprod(makeBetas(common.schedule));
+    this.timesteps = inferenceTimesteps(common.schedule, steps);
+    this.stepRatio = Math.floor(common.schedule.numTrainTimesteps / steps);
+  }
+
+  abstract coefficients(i: number): StepCoefficients;
+  abstract drawsNoise(i: number): boolean;
+
+  protected t(i: number): number {
+    const t = this.timesteps[i];
+    if (t === undefined) throw new RangeError(`${this.className} step ${i} is outside 0..${this.timesteps.length - 1}`);
+    return t;
+  }
+
+  prevTimestep(i: number): number {
+    return this.t(i) - this.stepRatio;
+  }
+
+  modelInputScale(i: number): number {
+    this.t(i);
+    return 1;
+  }
+
+  stepRow(i: number): Float32Array {
+    return packStepRow(this.t(i), i, this.coefficients(i));
+  }
+
+  /** Computes every step once so a schedule that cannot work fails at construction. */
+  protected validateSteps(): void {
+    for (let i = 0; i < this.timesteps.length; i++) this.coefficients(i);
+  }
+
+  protected checkFinite(i: number, k: StepCoefficients, prediction: string): StepCoefficients {
+    const t = this.t(i);
+    for (const [key, v] of Object.entries(k)) {
+      if (typeof v === 'number' && !Number.isFinite(v)) {
+        throw new SchedulerConfigError(`${this.className}: step ${i} (t = ${t}) has a non-finite coefficient ${key} (alphas_cumprod[t] = ${this.alphasCumprod[t]}); this schedule cannot be used with ${prediction} prediction`);
+      }
+    }
+    return k;
+  }
+}
