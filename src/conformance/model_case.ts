@@ -52,7 +52,8 @@ export async function runModelCase(rt: Runtime, dir: string): Promise<Measured &
     g.finalize();
     const enc = rt.device.createCommandEncoder();
     g.record(enc);
-    rt.device.queue.submit([enc.finish()]);
+    rt.watch(cls, () => rt.device.queue.submit([enc.finish()]));
+    await rt.assertHealthy();
     const got = await rt.read(out.buffer, numel(out.shape) * 4);
     return { cls, ...measure(got, expected, 1e-3) };
   } finally {

@@ -69,6 +69,7 @@ export class Runtime {
   private readonly cache = new Map<string, CompiledKernel>();
   /** Bytes currently held in buffers this runtime created (for peak-memory reports). */
   liveBytes = 0;
+  private pendingErrors: Promise<string | null>[] = [];
   peakBytes = 0;
   debugDump = false;
 
@@ -132,13 +133,14 @@ export class Runtime {
       layout: device.createPipelineLayout({ bindGroupLayouts: [layout] }),
       compute: { module, entryPoint: entry },
     });
-    void device.popErrorScope().then(async (err) => {
-      if (process.env.FRESCO_DEBUG) console.error("scope", key, !!err);
-      if (!err) return;
-      const info = await module.getCompilationInfo();
-      const msgs = info.messages.map((m) => `${m.lineNum}:${m.linePos} ${m.message}`).join('\n');
-      console.error(`Kernel ${key} failed to compile: ${err.message}\n${msgs}`);
-    });
+    this.pendingErrors.push(
+      device.popErrorScope().then(async (err) => {
+        if (!err) return null;
+        const info = await module.getCompilationInfo();
+        const msgs = info.messages.map((m) => `  ${m.lineNum}:${m.linePos} ${m.message}`).join('\n');
+        return `kernel ${key} failed to compile: ${err.message}${msgs ? `\n${msgs}` : ''}`;
+      }),
+    );
     return {
       key,
       label: key.split('|')[0]!,
@@ -192,15 +194,27 @@ export class Runtime {
     await Promise.race([buffer.mapAsync(GPUMapMode.READ), lost]);
   }
 
-  /** Runs `fn` and throws the first validation or out-of-memory error it caused. */
-  async checked<T>(what: string, fn: () => T): Promise<T> {
+  /**
+   * Runs `fn` (synchronous GPU calls: creating bind groups, encoding, submitting) inside error
+   * scopes; what it caused is reported by the next assertHealthy(), so the hot path never waits.
+   */
+  watch<T>(what: string, fn: () => T): T {
     this.device.pushErrorScope('out-of-memory');
     this.device.pushErrorScope('validation');
     const result = fn();
-    const validation = await this.device.popErrorScope();
-    const oom = await this.device.popErrorScope();
-    if (oom) throw new GpuError(`${what}: out of GPU memory: ${oom.message}`);
-    if (validation) throw new GpuError(`${what}: ${validation.message}`);
+    const validation = this.device.popErrorScope();
+    const oom = this.device.popErrorScope();
+    this.pendingErrors.push(
+      Promise.all([validation, oom]).then(([v, o]) => (o ? `${what}: out of GPU memory: ${o.message}` : v ? `${what}: ${v.message}` : null)),
+    );
     return result;
+  }
+
+  /** Throws the first compile, validation or out-of-memory error so far, or the device-lost reason. */
+  async assertHealthy(): Promise<void> {
+    const pending = this.pendingErrors.splice(0);
+    const messages = (await Promise.all(pending)).filter((m): m is string => m !== null);
+    if (messages.length) throw new GpuError(messages.join('\n'));
+    if (this.gpu.isLost()) throw new GpuError(await this.gpu.lost);
   }
 }

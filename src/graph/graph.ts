@@ -102,6 +102,10 @@ export class Graph {
 
   /** Packs uniforms into one buffer and creates every bind group. Call once after building. */
   finalize(): this {
+    return this.rt.watch(`planning ${this.label}`, () => this.build());
+  }
+
+  private build(): this {
     const device = this.rt.device;
     const align = device.limits.minUniformBufferOffsetAlignment;
     let size = 0;

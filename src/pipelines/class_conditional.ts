@@ -135,7 +135,9 @@ export async function generateClassConditional(rt: Runtime, model: LdmModel, opt
       const enc = device.createCommandEncoder({ label: `step ${i}` });
       enc.copyBufferToBuffer(tableBuf, i * rowBytes, rowBuf, 0, rowBytes);
       g.record(enc);
-      device.queue.submit([enc.finish()]);
+      rt.watch(`denoising step ${i}`, () => device.queue.submit([enc.finish()]));
+      // The first step surfaces any compile or validation problem before the loop goes on.
+      if (i === 0) await rt.assertHealthy();
       if (opts.trace) {
         const e = await rt.read(epsOut!.buffer, n * 4);
         const l = await rt.read(x.buffer, n * 4);
@@ -154,7 +156,8 @@ export async function generateClassConditional(rt: Runtime, model: LdmModel, opt
     d.finalize();
     const enc = device.createCommandEncoder({ label: 'decode' });
     d.record(enc);
-    device.queue.submit([enc.finish()]);
+    rt.watch('decode', () => device.queue.submit([enc.finish()]));
+    await rt.assertHealthy();
     const imageData = await rt.read(image.buffer, numel(image.shape) * 4);
     const latents = await rt.read(x.buffer, n * 4);
     if (imageData.some((v) => !Number.isFinite(v))) throw new GpuError('the decoded image contains NaN or Inf values');

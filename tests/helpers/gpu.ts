@@ -23,7 +23,8 @@ export async function runGraph(rt: Runtime, build: (g: Graph) => Tensor): Promis
   g.finalize();
   const enc = rt.device.createCommandEncoder();
   g.record(enc);
-  rt.device.queue.submit([enc.finish()]);
+  rt.watch('test graph', () => rt.device.queue.submit([enc.finish()]));
+  await rt.assertHealthy();
   const n = out.shape.reduce((a, b) => a * b, 1);
   const result = await rt.read(out.buffer, n * 4);
   g.destroy();
