@@ -32,22 +32,22 @@ struct U {
 @group(0) @binding(6) var<storage, read_write> out: array<f32>;
 
 const TM = {{TM}}u;
-const TN = {{TN}}u;
+// Four output columns per thread, held as one vec4 per row: vector FMAs, and no doubly indexed
+// private array (which CPU adapters such as SwiftShader keep in memory).
+const TN = 4u;
 const WG = 16u;
 
-var<private> acc: array<array<f32, TN>, TM>;
+var<private> acc: array<vec4<f32>, TM>;
+
+fn weight(n: u32, k: u32) -> f32 {
+  return select(0.0, w[min(n, u.N - 1u) * u.K + k], n < u.N);
+}
 
 // Accumulates one k: av holds A(m_i, k) for this thread's rows.
 fn accumulate(k: u32, n0: u32, av: array<f32, TM>) {
-  var bv: array<f32, TN>;
-  for (var j = 0u; j < TN; j++) {
-    let n = n0 + j;
-    bv[j] = select(0.0, w[min(n, u.N - 1u) * u.K + k], n < u.N);
-  }
+  let bv = vec4<f32>(weight(n0, k), weight(n0 + 1u, k), weight(n0 + 2u, k), weight(n0 + 3u, k));
   for (var i = 0u; i < TM; i++) {
-    for (var j = 0u; j < TN; j++) {
-      acc[i][j] = fma(av[i], bv[j], acc[i][j]);
-    }
+    acc[i] = fma(vec4<f32>(av[i]), bv, acc[i]);
   }
 }
 
@@ -80,7 +80,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   let m0 = (wid.y * WG + lid.y) * TM;
   let n0 = (wid.x * WG + lid.x) * TN;
   if (m0 >= u.M || n0 >= u.N) { return; }
-  for (var i = 0u; i < TM; i++) { for (var j = 0u; j < TN; j++) { acc[i][j] = 0.0; } }
+  for (var i = 0u; i < TM; i++) { acc[i] = vec4<f32>(0.0); }
 
 #if A_IM2COL
   // Implicit im2col: row m is an output pixel, k runs over (ci, ky, kx) like the weight layout.

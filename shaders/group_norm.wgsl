@@ -8,9 +8,11 @@
 //    after a norm (every ResNet block's first step) costs no extra pass over memory.
 #include "common"
 
-const WG = 256u;
-
 #if STATS
+// Threads per group: a template parameter because reductions with many threads and barriers
+// cost far more than the arithmetic on small groups (and on CPU adapters, where barriers are
+// emulated), while large groups (Stable Diffusion's VAE) need the parallel sum.
+const WG = {{WG}}u;
 struct U { group_size: u32, groups_total: u32, eps: f32 }
 @group(0) @binding(0) var<uniform> u: U;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -30,7 +32,7 @@ fn workgroup_sum(v: f32, lid: u32) -> f32 {
   return total;
 }
 
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size({{WG}}, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let grp = flat_workgroup(wid, nwg);
   if (grp >= u.groups_total) { return; }
@@ -56,6 +58,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
 #endif
 
 #if APPLY
+const WG = 256u;
 struct U { n: u32, spatial: u32, C: u32, group_size: u32 }
 @group(0) @binding(0) var<uniform> u: U;
 @group(0) @binding(1) var<storage, read> x: array<f32>;

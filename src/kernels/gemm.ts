@@ -3,6 +3,7 @@ import type { Graph } from '../graph/graph.ts';
 import { shapeStr, type Tensor } from '../graph/tensor.ts';
 
 const TM = 4;
+/** Output columns per thread; fixed at 4 by the shader's vec4 accumulators. */
 const TN = 4;
 const WG = 16;
 
@@ -80,7 +81,7 @@ export function linear(g: Graph, label: string, x: Tensor, weight: Tensor, opts:
   checkEpilogue(label, opts, batch, N, outShape);
   g.dispatch(
     label,
-    { shader: 'gemm', params: { TM, TN, A_COLMAJOR: input === 'channels', OUT_COLMAJOR: output === 'channels', ...epilogueParams(opts) } },
+    { shader: 'gemm', params: { TM, A_COLMAJOR: input === 'channels', OUT_COLMAJOR: output === 'channels', ...epilogueParams(opts) } },
     { a: x, w: weight, out, ...epilogueBindings(opts) },
     { M, N, K, ...noConv, scale: opts.scale ?? 1 },
     [Math.ceil(N / (WG * TN)), Math.ceil(M / (WG * TM)), batch],
@@ -125,7 +126,7 @@ export function conv2d(g: Graph, label: string, x: Tensor, weight: Tensor, opts:
     label,
     {
       shader: 'gemm',
-      params: { TM, TN, A_COLMAJOR: pointwise, A_IM2COL: !pointwise, UPSAMPLE: !!opts.upsample, OUT_COLMAJOR: true, ...epilogueParams(opts) },
+      params: { TM, A_COLMAJOR: pointwise, A_IM2COL: !pointwise, UPSAMPLE: !!opts.upsample, OUT_COLMAJOR: true, ...epilogueParams(opts) },
     },
     { a: x, w: weight, out, ...epilogueBindings(opts) },
     { M, N: Cout, K: Cin * kh * kw, Cin, H, W, kh, kw, stride, padT, padL, Hout, Wout, scale: opts.scale ?? 1 },
