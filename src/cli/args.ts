@@ -27,8 +27,8 @@ export const GENERATE_USAGE = `usage: fresco generate [options]
   --seed N             RNG seed (default: random, printed)
   --steps N            denoising steps (default from the model card, else 25)
   --guidance G         classifier-free guidance scale (default from the model card, else 3)
-  --scheduler ddim|ddpm
-  --eta E              DDIM eta (default 0)
+  --scheduler ddim|ddpm  (default from the model card, else ddim)
+  --eta E              DDIM eta (default 0; DDIM only)
   --model DIR          diffusers-layout model folder (default weights/fashion-ldm)
   --out FILE.png       output PNG, a grid when several images (default fresco.png)
   --force              overwrite FILE.png if it exists`;
@@ -92,6 +92,7 @@ export function parseGenerateArgs(argv: string[]): GenerateArgs {
       default: throw new UsageError(`unknown option ${JSON.stringify(argv[i])}`);
     }
   }
+  if (a.eta > 0 && a.scheduler === 'ddpm') throw new UsageError('--eta applies to --scheduler ddim only');
   return a;
 }
 

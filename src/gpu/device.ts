@@ -26,9 +26,10 @@ export class NoAdapterError extends Error {
 
 /** CPU Vulkan drivers we know how to find, best first. */
 const CPU_ICDS = [
-  '/usr/lib/chromium/vk_swiftshader_icd.json',
+  '/usr/share/vulkan/icd.d/lvp_icd.json',
   '/usr/share/vulkan/icd.d/lvp_icd.x86_64.json',
   '/usr/share/vulkan/icd.d/lvp_icd.aarch64.json',
+  '/usr/lib/chromium/vk_swiftshader_icd.json',
 ];
 
 function isNode(): boolean {

@@ -75,6 +75,10 @@ export class Runtime {
 
   constructor(readonly gpu: GpuContext) {
     this.device = gpu.device;
+    // Errors outside any scope (weight uploads, for one) still reach the next assertHealthy().
+    this.device.onuncapturederror = (ev) => {
+      this.pendingErrors.push(Promise.resolve(`GPU error: ${ev.error.message}`));
+    };
   }
 
   get kernelsCompiled(): number {

@@ -126,6 +126,8 @@ export class Graph {
         const x = p.bind[b.name]!;
         if ('buffer' in x) {
           const bytes = bytesOf(x);
+          const limit = device.limits.maxStorageBufferBindingSize;
+          if (bytes > limit) throw new GpuError(`${p.label}: tensor ${x.label} [${x.shape.join(', ')}] needs ${bytes} bytes in one binding, over this device's maxStorageBufferBindingSize ${limit}`);
           if (bytes > x.buffer.size) throw new GpuError(`${p.label}: tensor ${x.label} needs ${bytes} bytes, its buffer has ${x.buffer.size}`);
           return { binding: b.binding, resource: { buffer: x.buffer, offset: 0, size: Math.max(4, bytes) } };
         }

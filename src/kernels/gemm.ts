@@ -77,6 +77,7 @@ export function linear(g: Graph, label: string, x: Tensor, weight: Tensor, opts:
   }
   const output = opts.output ?? 'rows';
   const outShape = opts.outShape ?? (output === 'rows' ? (x.shape.length >= 3 ? [batch, M, N] : x.shape.length === 2 ? [M, N] : [N]) : [batch, N, M]);
+  expect(outShape.reduce((a, b) => a * b, 1) === batch * M * N, `${label}: output shape ${shapeStr(outShape)} does not hold ${batch}x${M}x${N} values`);
   const out = g.alloc(outShape, label);
   checkEpilogue(label, opts, batch, N, outShape);
   g.dispatch(
@@ -91,7 +92,7 @@ export function linear(g: Graph, label: string, x: Tensor, weight: Tensor, opts:
 
 function checkEpilogue(label: string, e: Epilogue, batch: number, N: number, outShape: readonly number[]): void {
   if (e.bias) expect(e.bias.shape.length === 1 && e.bias.shape[0] === N, `${label}: bias ${shapeStr(e.bias.shape)} should be [${N}]`);
-  if (e.temb) expect(e.temb.shape[0] === batch && e.temb.shape[1] === N, `${label}: time embedding ${shapeStr(e.temb.shape)} should be [${batch}, ${N}]`);
+  if (e.temb) expect(e.temb.shape.length === 2 && e.temb.shape[0] === batch && e.temb.shape[1] === N, `${label}: time embedding ${shapeStr(e.temb.shape)} should be [${batch}, ${N}]`);
   if (e.residual) expect(shapeStr(e.residual.shape) === shapeStr(outShape), `${label}: residual ${shapeStr(e.residual.shape)} should be ${shapeStr(outShape)}`);
 }
 

@@ -8,12 +8,17 @@ import { ConfigError, ConfigReader, WeightLoader } from './loader.ts';
 import { loadConv } from './resnet.ts';
 import { Decoder } from './vae.ts';
 
+/** AutoencoderKL's constructor arguments (diffusers 0.25, plus the later quant-conv switches). */
+const AUTOENCODER_KL_KEYS = [
+  'in_channels', 'out_channels', 'down_block_types', 'up_block_types', 'block_out_channels', 'layers_per_block',
+  'act_fn', 'latent_channels', 'norm_num_groups', 'sample_size', 'scaling_factor', 'force_upcast',
+  'use_quant_conv', 'use_post_quant_conv', 'mid_block_add_attention',
+];
+
 export class AutoencoderKL {
   readonly latentChannels: number;
   readonly outChannels: number;
   readonly scalingFactor: number;
-  /** Image pixels per latent pixel along each side. */
-  readonly downFactor: number;
   private readonly w: WeightLoader;
   private readonly postQuant: { weight: Tensor; bias: Tensor } | null;
   private readonly decoder: Decoder;
@@ -21,19 +26,24 @@ export class AutoencoderKL {
   constructor(rt: Runtime, store: WeightStore, config: Record<string, unknown>, where = 'AutoencoderKL') {
     const c = new ConfigReader(config, where);
     c.only('_class_name', ['AutoencoderKL']);
-    this.latentChannels = c.get('latent_channels', 4);
-    this.outChannels = c.get('out_channels', 3);
-    this.scalingFactor = c.get('scaling_factor', 0.18215);
-    const channels = c.get<number[]>('block_out_channels', [64]);
-    this.downFactor = 2 ** (channels.length - 1);
-    if (c.get<boolean>('use_quant_conv', true) === false) throw new ConfigError(`${where}: use_quant_conv = false is not supported`);
+    c.knownKeys(AUTOENCODER_KL_KEYS);
+    c.only('use_quant_conv', [true]);
+    this.latentChannels = c.int('latent_channels', 4, 1);
+    this.outChannels = c.int('out_channels', 3, 1);
+    this.scalingFactor = c.num('scaling_factor', 0.18215);
+    if (this.scalingFactor === 0) throw new ConfigError(`${where}: config option scaling_factor = 0 is not usable`);
     const w = new WeightLoader(rt, store);
     this.w = w;
-    this.postQuant = c.get<boolean>('use_post_quant_conv', true) ? loadConv(w, 'post_quant_conv', this.latentChannels, this.latentChannels, 1) : null;
-    this.decoder = new Decoder(w.sub('decoder'), c, this.latentChannels, this.outChannels);
-    // Only the decode path exists so far: the encoder's weights may be present and unused.
-    const unused = store.unused().filter((k) => !k.startsWith('encoder.') && !k.startsWith('quant_conv.'));
-    if (unused.length) throw new ConfigError(`${where}: ${unused.length} weights are not used by the model built from config.json: ${unused.slice(0, 10).join(', ')}`);
+    try {
+      this.postQuant = c.bool('use_post_quant_conv', true) ? loadConv(w, 'post_quant_conv', this.latentChannels, this.latentChannels, 1) : null;
+      this.decoder = new Decoder(w.sub('decoder'), c, this.latentChannels, this.outChannels);
+      // Only the decode path exists so far: the encoder's weights may be present and unused.
+      const unused = store.unused().filter((k) => !k.startsWith('encoder.') && !k.startsWith('quant_conv.'));
+      if (unused.length) throw new ConfigError(`${where}: ${unused.length} weights are not used by the model built from config.json: ${unused.slice(0, 10).join(', ')}`);
+    } catch (e) {
+      w.destroy();
+      throw e;
+    }
   }
 
   /** latents [B, latent_channels, h, w] (already divided by scaling_factor) → image [B, C, h·f, w·f]. */

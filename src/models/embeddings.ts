@@ -4,7 +4,7 @@ import type { Graph } from '../graph/graph.ts';
 import type { Tensor } from '../graph/tensor.ts';
 import { embeddingLookup, timestepEmbedding } from '../kernels/embedding.ts';
 import { linear } from '../kernels/gemm.ts';
-import type { WeightLoader } from './loader.ts';
+import { ConfigError, type WeightLoader } from './loader.ts';
 
 export interface TimeEmbeddingOptions {
   /** Width of the sinusoidal projection (block_out_channels[0]). */
@@ -54,8 +54,11 @@ export class TimeEmbedding {
     g.release(proj);
     let classEmb: Tensor | undefined;
     if (this.classTable) {
-      if (!input.classLabels) throw new Error('This model is class-conditional (num_class_embeds is set): class labels are required');
+      if (!input.classLabels) throw new ConfigError('this model is class-conditional (num_class_embeds is set): class labels are required');
+      if (input.classLabels.shape[0] !== batch) throw new ConfigError(`${input.classLabels.shape[0]} class labels for a batch of ${batch}`);
       classEmb = embeddingLookup(g, 'class_embedding', this.classTable, input.classLabels);
+    } else if (input.classLabels) {
+      throw new ConfigError('class labels were given, but this model has no class embedding (num_class_embeds is null)');
     }
     const act = linear(g, 'time_embedding.linear_2', h, this.l2.weight, { bias: this.l2.bias, residual: classEmb, silu: true });
     g.release(h);

@@ -10,59 +10,93 @@ import { ConfigError, ConfigReader, WeightLoader } from './loader.ts';
 import { loadConv, loadNorm } from './resnet.ts';
 import { MidBlock2D, makeDownBlock, makeUpBlock, type DownBlock, type UpBlock } from './unet_2d_blocks.ts';
 
+/** UNet2DModel's constructor arguments in diffusers 0.25. */
+const UNET_DOWN_TYPES = ['DownBlock2D', 'AttnDownBlock2D'];
+const UNET_UP_TYPES = ['UpBlock2D', 'AttnUpBlock2D'];
+
+const UNET_2D_KEYS = [
+  'sample_size', 'in_channels', 'out_channels', 'center_input_sample', 'time_embedding_type', 'freq_shift',
+  'flip_sin_to_cos', 'down_block_types', 'up_block_types', 'block_out_channels', 'layers_per_block',
+  'mid_block_scale_factor', 'downsample_padding', 'downsample_type', 'upsample_type', 'dropout', 'act_fn',
+  'attention_head_dim', 'norm_num_groups', 'attn_norm_num_groups', 'norm_eps', 'resnet_time_scale_shift',
+  'add_attention', 'class_embed_type', 'num_class_embeds', 'num_train_timesteps',
+];
+
 export class UNet2DModel {
   readonly inChannels: number;
   readonly outChannels: number;
   readonly sampleSize: number;
   private readonly w: WeightLoader;
-  private readonly time: TimeEmbedding;
-  private readonly convIn;
+  private time!: TimeEmbedding;
+  private convIn!: ReturnType<typeof loadConv>;
   private readonly down: DownBlock[] = [];
-  private readonly mid: MidBlock2D;
+  private mid!: MidBlock2D;
   private readonly up: UpBlock[] = [];
-  private readonly normOut;
-  private readonly convOut;
+  private normOut!: ReturnType<typeof loadNorm>;
+  private convOut!: ReturnType<typeof loadConv>;
   private readonly groupsOut: number;
   private readonly eps: number;
 
   constructor(rt: Runtime, store: WeightStore, config: Record<string, unknown>, where = 'UNet2DModel') {
     const c = new ConfigReader(config, where);
     c.only('_class_name', ['UNet2DModel']);
-    c.only('act_fn', ['silu']);
+    c.knownKeys(UNET_2D_KEYS);
+    c.only('act_fn', ['silu', 'swish']);
     c.only('time_embedding_type', ['positional']);
     c.only('class_embed_type', [], 'is not supported (only the default nn.Embedding class embedding, class_embed_type = null)');
     c.only('resnet_time_scale_shift', ['default']);
     c.only('downsample_type', ['conv']);
     c.only('upsample_type', ['conv']);
     c.only('center_input_sample', [false]);
-    const channels = c.get<number[]>('block_out_channels', [224, 448, 672, 896]);
-    const downTypes = c.get<string[]>('down_block_types', ['DownBlock2D', 'AttnDownBlock2D', 'AttnDownBlock2D', 'AttnDownBlock2D']);
-    const upTypes = c.get<string[]>('up_block_types', ['AttnUpBlock2D', 'AttnUpBlock2D', 'AttnUpBlock2D', 'UpBlock2D']);
+    const channels = c.intList('block_out_channels', [224, 448, 672, 896]);
+    const downTypes = c.strList('down_block_types', ['DownBlock2D', 'AttnDownBlock2D', 'AttnDownBlock2D', 'AttnDownBlock2D']);
+    const upTypes = c.strList('up_block_types', ['AttnUpBlock2D', 'AttnUpBlock2D', 'AttnUpBlock2D', 'UpBlock2D']);
     if (downTypes.length !== channels.length || upTypes.length !== channels.length) {
       throw new ConfigError(`${where}: down_block_types, up_block_types and block_out_channels must have the same length`);
     }
-    this.inChannels = c.get('in_channels', 3);
-    this.outChannels = c.get('out_channels', 3);
-    this.sampleSize = c.get('sample_size', 32) as number;
-    const layers = c.get('layers_per_block', 2);
-    const groups = c.get('norm_num_groups', 32);
-    const eps = c.get('norm_eps', 1e-5);
-    const headDimRaw = c.raw('attention_head_dim');
-    const attnGroups = c.get<number | null>('attn_norm_num_groups', null) ?? groups;
-    const midScale = c.get('mid_block_scale_factor', 1);
-    const downsamplePadding = c.get('downsample_padding', 1);
+    this.inChannels = c.int('in_channels', 3, 1);
+    this.outChannels = c.int('out_channels', 3, 1);
+    if (Array.isArray(c.raw('sample_size'))) throw new ConfigError(`${where}: config option sample_size = ${JSON.stringify(c.raw('sample_size'))} (non-square) is not supported`);
+    this.sampleSize = c.int('sample_size', 32, 1);
+    const layers = c.int('layers_per_block', 2, 1);
+    if (c.has('norm_num_groups') && c.raw('norm_num_groups') === null) throw new ConfigError(`${where}: config option norm_num_groups = null is not supported`);
+    const groups = c.int('norm_num_groups', 32, 1);
+    const eps = c.num('norm_eps', 1e-5);
+    // diffusers: a missing attention_head_dim means 8; an explicit null means one head per block.
+    const headDimRaw = c.has('attention_head_dim') ? c.raw('attention_head_dim') : 8;
+    if (headDimRaw !== null && !(typeof headDimRaw === 'number' && Number.isInteger(headDimRaw) && headDimRaw > 0)) {
+      throw new ConfigError(`${where}: config option attention_head_dim = ${JSON.stringify(headDimRaw)} is not a positive integer or null`);
+    }
+    const attnGroups = c.int('attn_norm_num_groups', groups, 1);
+    const midScale = c.num('mid_block_scale_factor', 1);
+    const downsamplePadding = c.int('downsample_padding', 1);
     const temb = channels[0]! * 4;
     this.eps = eps;
-    this.groupsOut = c.get<number | null>('norm_num_groups', null) ?? Math.min(Math.floor(channels[0]! / 4), 32);
+    this.groupsOut = groups;
 
     const w = new WeightLoader(rt, store);
     this.w = w;
+    try {
+      this.build(w, c, { channels, downTypes, upTypes, layers, groups, eps, headDimRaw, attnGroups, midScale, downsamplePadding, temb, where });
+      store.assertAllUsed();
+    } catch (e) {
+      w.destroy();
+      throw e;
+    }
+  }
+
+  private build(
+    w: WeightLoader,
+    c: ConfigReader,
+    o: { channels: number[]; downTypes: string[]; upTypes: string[]; layers: number; groups: number; eps: number; headDimRaw: unknown; attnGroups: number; midScale: number; downsamplePadding: number; temb: number; where: string },
+  ): void {
+    const { channels, downTypes, upTypes, layers, groups, eps, headDimRaw, attnGroups, midScale, downsamplePadding, temb, where } = o;
     this.time = new TimeEmbedding(w, {
       projDim: channels[0]!,
       embedDim: temb,
-      flipSinToCos: c.get('flip_sin_to_cos', true),
-      freqShift: c.get('freq_shift', 0),
-      numClassEmbeds: c.get<number | null>('num_class_embeds', null),
+      flipSinToCos: c.bool('flip_sin_to_cos', true),
+      freqShift: c.num('freq_shift', 0),
+      numClassEmbeds: c.has('num_class_embeds') && c.raw('num_class_embeds') !== null ? c.int('num_class_embeds', 0, 1) : null,
     });
     this.convIn = loadConv(w, 'conv_in', this.inChannels, channels[0]!, 3);
     const headDim = (ch: number) => (typeof headDimRaw === 'number' ? headDimRaw : ch);
@@ -73,11 +107,11 @@ export class UNet2DModel {
       out = channels[i]!;
       const isFinal = i === channels.length - 1;
       this.down.push(
-        makeDownBlock(type, w.sub(`down_blocks.${i}`), { numLayers: layers, inChannels: inCh, outChannels: out, tembChannels: temb, groups, eps, attentionHeadDim: headDim(out), outputScaleFactor: 1 }, !isFinal, downsamplePadding, where),
+        makeDownBlock(type, UNET_DOWN_TYPES, w.sub(`down_blocks.${i}`), { numLayers: layers, inChannels: inCh, outChannels: out, tembChannels: temb, groups, eps, attentionHeadDim: headDim(out), outputScaleFactor: 1 }, !isFinal, downsamplePadding, where),
       );
     });
     const last = channels[channels.length - 1]!;
-    this.mid = new MidBlock2D(w.sub('mid_block'), { numLayers: 1, inChannels: last, outChannels: last, tembChannels: temb, groups, eps, attentionHeadDim: headDim(last), outputScaleFactor: midScale, addAttention: c.get('add_attention', true), attnGroups });
+    this.mid = new MidBlock2D(w.sub('mid_block'), { numLayers: 1, inChannels: last, outChannels: last, tembChannels: temb, groups, eps, attentionHeadDim: headDim(last), outputScaleFactor: midScale, addAttention: c.bool('add_attention', true), attnGroups });
     const rev = [...channels].reverse();
     let outCh = rev[0]!;
     upTypes.forEach((type, i) => {
@@ -86,12 +120,11 @@ export class UNet2DModel {
       const inCh = rev[Math.min(i + 1, rev.length - 1)]!;
       const isFinal = i === channels.length - 1;
       this.up.push(
-        makeUpBlock(type, w.sub(`up_blocks.${i}`), { numLayers: layers + 1, inChannels: inCh, outChannels: outCh, prevOutputChannels: prev, tembChannels: temb, groups, eps, attentionHeadDim: headDim(outCh), outputScaleFactor: 1 }, !isFinal, where),
+        makeUpBlock(type, UNET_UP_TYPES, w.sub(`up_blocks.${i}`), { numLayers: layers + 1, inChannels: inCh, outChannels: outCh, prevOutputChannels: prev, tembChannels: temb, groups, eps, attentionHeadDim: headDim(outCh), outputScaleFactor: 1 }, !isFinal, where),
       );
     });
     this.normOut = loadNorm(w, 'conv_norm_out', channels[0]!);
     this.convOut = loadConv(w, 'conv_out', channels[0]!, this.outChannels, 3);
-    store.assertAllUsed();
   }
 
   get numClasses(): number | null {
@@ -116,6 +149,7 @@ export class UNet2DModel {
     }
     h = this.mid.forward(g, h, emb);
     for (const u of this.up) h = u.forward(g, h, emb, skips);
+    if (skips.length) throw new ConfigError(`UNet2DModel: ${skips.length} skip connections left unused: down and up block configs do not match`);
     g.release(emb);
     const n = groupNorm(g, 'conv_norm_out', h, this.normOut.weight, this.normOut.bias, { groups: this.groupsOut, eps: this.eps, silu: true });
     g.release(h);

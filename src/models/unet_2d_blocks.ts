@@ -67,7 +67,8 @@ class Down implements DownBlock {
   }
 }
 
-export function makeDownBlock(type: string, w: WeightLoader, o: BlockOptions, addDownsample: boolean, downsamplePadding: number, where: string): DownBlock {
+export function makeDownBlock(type: string, allowed: readonly string[], w: WeightLoader, o: BlockOptions, addDownsample: boolean, downsamplePadding: number, where: string): DownBlock {
+  if (!allowed.includes(type)) throw new ConfigError(`${where}: down block type ${type} is not supported (supported: ${allowed.join(', ')})`);
   switch (type) {
     case 'DownBlock2D':
     case 'DownEncoderBlock2D':
@@ -164,7 +165,8 @@ class Up implements UpBlock {
   }
 }
 
-export function makeUpBlock(type: string, w: WeightLoader, o: BlockOptions & { prevOutputChannels: number }, addUpsample: boolean, where: string): UpBlock {
+export function makeUpBlock(type: string, allowed: readonly string[], w: WeightLoader, o: BlockOptions & { prevOutputChannels: number }, addUpsample: boolean, where: string): UpBlock {
+  if (!allowed.includes(type)) throw new ConfigError(`${where}: up block type ${type} is not supported (supported: ${allowed.join(', ')})`);
   switch (type) {
     case 'UpBlock2D':
       return new Up(w, o, false, addUpsample, true);

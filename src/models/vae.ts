@@ -3,7 +3,7 @@ import type { Graph } from '../graph/graph.ts';
 import type { Tensor } from '../graph/tensor.ts';
 import { conv2d } from '../kernels/gemm.ts';
 import { groupNorm } from '../kernels/group_norm.ts';
-import type { ConfigReader, WeightLoader } from './loader.ts';
+import { ConfigError, type ConfigReader, type WeightLoader } from './loader.ts';
 import { loadConv, loadNorm } from './resnet.ts';
 import { MidBlock2D, makeUpBlock, type UpBlock } from './unet_2d_blocks.ts';
 
@@ -19,18 +19,19 @@ export class Decoder {
   private readonly groups: number;
 
   constructor(private readonly w: WeightLoader, c: ConfigReader, latentChannels: number, outChannels: number) {
-    c.only('act_fn', ['silu']);
+    c.only('act_fn', ['silu', 'swish']);
     c.only('norm_type', ['group']);
-    const channels = c.get<number[]>('block_out_channels', [64]);
-    const upTypes = c.get<string[]>('up_block_types', ['UpDecoderBlock2D']);
-    const layers = c.get('layers_per_block', 2);
-    const groups = c.get('norm_num_groups', 32);
+    const channels = c.intList('block_out_channels', [64]);
+    const upTypes = c.strList('up_block_types', ['UpDecoderBlock2D']);
+    if (upTypes.length !== channels.length) throw new ConfigError(`${c.where}: up_block_types and block_out_channels must have the same length`);
+    const layers = c.int('layers_per_block', 1, 1);
+    const groups = c.int('norm_num_groups', 32, 1);
     this.groups = groups;
     const last = channels[channels.length - 1]!;
     this.convIn = loadConv(w, 'conv_in', latentChannels, last, 3);
     this.mid = new MidBlock2D(w.sub('mid_block'), {
       numLayers: 1, inChannels: last, outChannels: last, tembChannels: null, groups, eps: VAE_EPS,
-      attentionHeadDim: last, outputScaleFactor: 1, addAttention: c.get('mid_block_add_attention', true), attnGroups: groups,
+      attentionHeadDim: last, outputScaleFactor: 1, addAttention: c.bool('mid_block_add_attention', true), attnGroups: groups,
     });
     const rev = [...channels].reverse();
     let out = rev[0]!;
@@ -38,7 +39,7 @@ export class Decoder {
       const prev = out;
       out = rev[i]!;
       this.up.push(
-        makeUpBlock(type, w.sub(`up_blocks.${i}`), { numLayers: layers + 1, inChannels: prev, outChannels: out, prevOutputChannels: prev, tembChannels: null, groups, eps: VAE_EPS, attentionHeadDim: out, outputScaleFactor: 1 }, i !== upTypes.length - 1, c.where),
+        makeUpBlock(type, ['UpDecoderBlock2D'], w.sub(`up_blocks.${i}`), { numLayers: layers + 1, inChannels: prev, outChannels: out, prevOutputChannels: prev, tembChannels: null, groups, eps: VAE_EPS, attentionHeadDim: out, outputScaleFactor: 1 }, i !== upTypes.length - 1, c.where),
       );
     });
     this.normOut = loadNorm(w, 'conv_norm_out', channels[0]!);

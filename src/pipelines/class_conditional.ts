@@ -9,7 +9,7 @@ import { Graph } from '../graph/graph.ts';
 import { numel, type Tensor } from '../graph/tensor.ts';
 import { scale } from '../kernels/elementwise.ts';
 import { gaussianNoise } from '../kernels/rng.ts';
-import { schedulerStep } from '../kernels/scheduler_step.ts';
+import { schedulerStep, StepRow } from '../kernels/scheduler_step.ts';
 import { createScheduler, type Scheduler } from '../schedulers/scheduler.ts';
 import type { LdmModel } from './ldm_folder.ts';
 
@@ -62,6 +62,8 @@ export async function generateClassConditional(rt: Runtime, model: LdmModel, opt
   const numClasses = unet.numClasses;
   if (numClasses === null) throw new Error('this U-Net is not class-conditional (num_class_embeds is not set)');
   const guidance = opts.guidanceScale ?? 1;
+  if (!Number.isFinite(guidance) || guidance < 0) throw new Error(`guidance scale must be a finite number >= 0, got ${guidance}`);
+  if ((opts.eta ?? 0) > 0 && opts.scheduler === 'ddpm') throw new Error('eta applies to DDIM only; DDPM always adds its own noise');
   const cfg = guidance > 1;
   const nullClass = opts.nullClass ?? numClasses - 1;
   for (const l of [...opts.classLabels, ...(cfg ? [nullClass] : [])]) {
@@ -80,7 +82,7 @@ export async function generateClassConditional(rt: Runtime, model: LdmModel, opt
   const table = new Float32Array(sched.rowLength * steps);
   for (let i = 0; i < steps; i++) {
     const row = sched.stepRow(i);
-    row[2] = guidance;
+    row[StepRow.guidance] = guidance;
     table.set(row, i * sched.rowLength);
   }
   const owned: GPUBuffer[] = [];

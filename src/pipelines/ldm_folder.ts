@@ -19,9 +19,24 @@ export async function loadLdmFolder(rt: Runtime, dir: string): Promise<LdmModel>
   const cls = unetFolder.config._class_name;
   if (cls !== 'UNet2DModel') throw new ConfigError(`${join('unet/config.json')}: _class_name ${JSON.stringify(cls)} is not supported yet (supported: UNet2DModel)`);
   const unet = new UNet2DModel(rt, unetFolder.weights, unetFolder.config, join('unet'));
-  const vaeFolder = await loadModelFolder(join('vae'));
-  const vae = new AutoencoderKL(rt, vaeFolder.weights, vaeFolder.config, join('vae'));
-  const schedulerConfig = await readJson(join('scheduler/scheduler_config.json'));
+  let vae: AutoencoderKL;
+  let schedulerConfig: Record<string, unknown>;
+  try {
+    const vaeFolder = await loadModelFolder(join('vae'));
+    vae = new AutoencoderKL(rt, vaeFolder.weights, vaeFolder.config, join('vae'));
+    schedulerConfig = await readJson(join('scheduler/scheduler_config.json'));
+    if (vae.latentChannels !== unet.inChannels) {
+      vae.destroy();
+      throw new ConfigError(`${dir}: the VAE has ${vae.latentChannels} latent channels but the U-Net takes ${unet.inChannels}`);
+    }
+    if (unet.outChannels !== unet.inChannels) {
+      vae.destroy();
+      throw new ConfigError(`${dir}: the U-Net predicts ${unet.outChannels} channels for ${unet.inChannels} input channels (learned variance is not supported)`);
+    }
+  } catch (e) {
+    unet.destroy();
+    throw e;
+  }
   return {
     dir,
     unet,

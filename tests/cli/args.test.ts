@@ -5,8 +5,8 @@ const names = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 
 
 describe('fresco generate flags', () => {
   it('parses every flag, in both --flag value and --flag=value forms', () => {
-    const a = parseGenerateArgs(['--class', 'Bag', '--class=3', '--count', '2', '--seed=9', '--steps', '30', '--guidance', '2.5', '--scheduler', 'ddpm', '--eta', '0.5', '--model', 'm', '--out', 'x.png', '--force']);
-    expect(a).toEqual({ classes: ['Bag', '3'], count: 2, seed: 9, steps: 30, guidance: 2.5, scheduler: 'ddpm', eta: 0.5, model: 'm', out: 'x.png', force: true });
+    const a = parseGenerateArgs(['--class', 'Bag', '--class=3', '--count', '2', '--seed=9', '--steps', '30', '--guidance', '2.5', '--scheduler', 'ddim', '--eta', '0.5', '--model', 'm', '--out', 'x.png', '--force']);
+    expect(a).toEqual({ classes: ['Bag', '3'], count: 2, seed: 9, steps: 30, guidance: 2.5, scheduler: 'ddim', eta: 0.5, model: 'm', out: 'x.png', force: true });
   });
 
   const bad: [string[], RegExp][] = [
@@ -19,6 +19,7 @@ describe('fresco generate flags', () => {
     [['--seed', '-1'], /--seed must be between/],
     [['--colour', 'red'], /unknown option "--colour"/],
     [['--class'], /--class needs a class name or index/],
+    [['--scheduler', 'ddpm', '--eta', '0.3'], /--eta applies to --scheduler ddim only/],
   ];
   for (const [argv, msg] of bad) {
     it(`rejects ${argv.join(' ')}`, () => {

@@ -18,6 +18,17 @@ const unsupportedUnet: [string, unknown, RegExp][] = [
   ['center_input_sample', true, /center_input_sample = true/],
   ['down_block_types', ['DownBlock2D', 'SkipDownBlock2D'], /SkipDownBlock2D is not supported/],
   ['up_block_types', ['AttnSkipUpBlock2D', 'UpBlock2D'], /AttnSkipUpBlock2D is not supported/],
+  // Block types of the VAE are not U-Net blocks.
+  ['up_block_types', ['UpDecoderBlock2D', 'UpBlock2D'], /up block type UpDecoderBlock2D is not supported \(supported: UpBlock2D, AttnUpBlock2D\)/],
+  // Values of the wrong type are named, never coerced.
+  ['layers_per_block', '1', /layers_per_block = "1" is not an integer/],
+  ['flip_sin_to_cos', 'false', /flip_sin_to_cos = "false" is not true or false/],
+  ['block_out_channels', 32, /block_out_channels = 32 is not a non-empty list/],
+  ['attention_head_dim', 'auto', /attention_head_dim = "auto" is not a positive integer or null/],
+  ['norm_num_groups', null, /norm_num_groups = null is not supported/],
+  ['sample_size', [8, 16], /sample_size = \[8,16\] \(non-square\) is not supported/],
+  // Keys UNet2DModel does not have are not silently ignored.
+  ['cross_attention_dim', 768, /cross_attention_dim is not supported/],
 ];
 
 describe('UNet2DModel config and weight errors', () => {
@@ -52,6 +63,13 @@ describe('UNet2DModel config and weight errors', () => {
 });
 
 describe('AutoencoderKL config errors', () => {
+  it('rejects options newer diffusers added that change decoding', async () => {
+    const rt = await runtime();
+    const folder = await loadModelFolder('tests/fixtures/vae-kl-decode');
+    expect(() => new AutoencoderKL(rt, folder.weights, { ...folder.config, shift_factor: 0.1159 })).toThrow(/shift_factor is not supported/);
+    expect(() => new AutoencoderKL(rt, folder.weights, { ...folder.config, use_quant_conv: false })).toThrow(/use_quant_conv = false is not supported/);
+  });
+
   it('rejects an unknown up block type by name', async () => {
     const rt = await runtime();
     const folder = await loadModelFolder('tests/fixtures/vae-kl-decode');
