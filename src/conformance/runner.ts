@@ -3,7 +3,7 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Runtime } from '../gpu/runtime.ts';
-import { replaySchedulerTrace } from '../schedulers/replay.ts';
+import { replaySchedulerTrace } from './scheduler_case.ts';
 import { readJson } from '../io/model_folder.ts';
 import { runModelCase } from './model_case.ts';
 import { runPipelineCase } from './pipeline_case.ts';

@@ -37,7 +37,7 @@ describe('attention', () => {
     }
   });
 
-  it('launches 4096 tokens, 8 heads of 64 within dispatch limits', async () => {
+  it('plans 4096 tokens, 8 heads of 64 within the dispatch limits', async () => {
     const rt = await runtime();
     const g = new Graph(rt, 'attn-4096');
     const x = g.alloc([2, 4096, 512], 'x');

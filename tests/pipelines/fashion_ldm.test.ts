@@ -33,11 +33,20 @@ describe('fashion-ldm pipeline', () => {
     expect(diff).toBeGreaterThan(0.1);
   });
 
-  it('DDPM draws fresh GPU noise every step and stays finite', async () => {
+  it('DDPM adds seeded GPU noise at every step but the last', async () => {
     const rt = await runtime();
-    const r = await generateClassConditional(rt, await fashion(), { classLabels: [0, 9], nullClass: 10, guidanceScale: 2, steps: 4, scheduler: 'ddpm', seed: 1 });
-    expect(r.image.every(Number.isFinite)).toBe(true);
-    expect(r.scheduler.name).toBe('ddpm');
+    const m = await fashion();
+    const latents = new Float32Array(2 * 4 * 8 * 8).fill(0.5);
+    const run = (seed: number) =>
+      generateClassConditional(rt, m, { classLabels: [0, 9], nullClass: 10, guidanceScale: 2, steps: 4, scheduler: 'ddpm', seed, latents });
+    const [a, b, c] = [await run(1), await run(1), await run(2)];
+    expect(a.scheduler.name).toBe('ddpm');
+    expect([0, 1, 2, 3].map((i) => a.scheduler.drawsNoise(i))).toEqual([true, true, true, false]);
+    expect(a.image.every(Number.isFinite)).toBe(true);
+    // Same initial latents: only the per-step noise (seeded, stream 1) can tell the runs apart.
+    expect(Array.from(a.latents)).toEqual(Array.from(b.latents));
+    const diff = a.latents.reduce((s, v, i) => Math.max(s, Math.abs(v - c.latents[i]!)), 0);
+    expect(diff).toBeGreaterThan(0.01);
   });
 
   it('stops within one step when cancelled', async () => {

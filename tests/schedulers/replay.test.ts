@@ -1,7 +1,7 @@
 // The acceptance check: diffusers' DDPM and DDIM traces replayed through the fused GPU step.
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { replaySchedulerTrace } from '../../src/schedulers/replay.ts';
+import { replaySchedulerTrace } from '../../src/conformance/scheduler_case.ts';
 import { runtime } from '../helpers/gpu.ts';
 
 const TOL = 1e-5;

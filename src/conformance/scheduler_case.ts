@@ -2,14 +2,14 @@
 // x = x_init; per step m = scale(x), eps = 0.1·m + c, x = step(eps, t, x, noise), each result
 // compared with diffusers' prev_sample. The chain runs on our own samples, so errors accumulate
 // the way they would in a real loop. Node only (reads the folder).
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Runtime } from '../gpu/runtime.ts';
 import { Graph } from '../graph/graph.ts';
 import type { Tensor } from '../graph/tensor.ts';
+import { readJson } from '../io/model_folder.ts';
 import { readSafetensorsFile, toFloat32, toInt64Numbers, type HostTensor } from '../io/safetensors.ts';
 import { schedulerStep } from '../kernels/scheduler_step.ts';
-import { createScheduler, schedulerNameOf, SchedulerConfigError, type CreateSchedulerOptions } from './scheduler.ts';
+import { createScheduler, schedulerNameOf, SchedulerConfigError, type CreateSchedulerOptions } from '../schedulers/scheduler.ts';
 
 export interface ReplayStep {
   i: number;
@@ -30,12 +30,6 @@ export interface ReplayResult {
   expectedTimesteps: number[];
 }
 
-async function readJsonObject(path: string): Promise<Record<string, unknown>> {
-  const v: unknown = JSON.parse(await readFile(path, 'utf8'));
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error(`${path}: expected a JSON object`);
-  return v as Record<string, unknown>;
-}
-
 /** case.json's step_kwargs as scheduler options; a kwarg we do not model is an error, not ignored. */
 function stepOptions(kwargs: unknown, where: string): CreateSchedulerOptions {
   const opts: CreateSchedulerOptions = {};
@@ -50,8 +44,8 @@ function stepOptions(kwargs: unknown, where: string): CreateSchedulerOptions {
 }
 
 export async function replaySchedulerTrace(rt: Runtime, dir: string): Promise<ReplayResult> {
-  const config = await readJsonObject(join(dir, 'scheduler_config.json'));
-  const kase = await readJsonObject(join(dir, 'case.json'));
+  const config = await readJson(join(dir, 'scheduler_config.json'));
+  const kase = await readJson(join(dir, 'case.json'));
   const steps = kase.steps;
   if (typeof steps !== 'number' || !Number.isInteger(steps)) throw new Error(`${dir}/case.json: steps must be an integer`);
   const opts = stepOptions(kase.step_kwargs, `${dir}/case.json`);
