@@ -39,6 +39,7 @@ export class Graph {
   private free: GPUBuffer[] = [];
   private owned: GPUBuffer[] = [];
   private arena: GPUBuffer | null = null;
+  private released = new WeakSet<Tensor>();
 
   constructor(readonly rt: Runtime, readonly label = 'graph') {}
 
@@ -59,10 +60,19 @@ export class Graph {
     return { buffer, shape: [...shape], label };
   }
 
-  /** The tensor's buffer may be reused by tensors allocated after this point. */
+  /**
+   * The tensor's buffer may be reused by tensors allocated after this point. Binding a released
+   * tensor again, or releasing it twice, is a planning error: its buffer may already hold another
+   * tensor, which would be a silent wrong answer.
+   */
   release(...ts: Tensor[]): void {
-    // Buffers the graph does not own (inputs, weights) are never recycled.
-    for (const t of ts) if (this.owned.includes(t.buffer) && !this.free.includes(t.buffer)) this.free.push(t.buffer);
+    for (const t of ts) {
+      // Buffers the graph does not own (inputs, weights) are never recycled.
+      if (!this.owned.includes(t.buffer)) continue;
+      if (this.released.has(t)) throw new GpuError(`${this.label}: tensor ${t.label} released twice`);
+      this.released.add(t);
+      this.free.push(t.buffer);
+    }
   }
 
   dispatch(
@@ -93,6 +103,9 @@ export class Graph {
     }
     for (const b of kernel.bindings) {
       if (b.kind !== 'uniform' && !(b.name in bind)) throw new GpuError(`${label} (${kernel.key}): binding '${b.name}' not given`);
+    }
+    for (const x of Object.values(bind)) {
+      if ('buffer' in x && this.released.has(x)) throw new GpuError(`${label}: uses tensor ${x.label} after it was released`);
     }
     const wg: [number, number, number] = [workgroups[0], workgroups[1] ?? 1, workgroups[2] ?? 1];
     if (wg.some((n) => n > MAX_WG)) throw new GpuError(`${label}: dispatch ${wg.join('x')} exceeds ${MAX_WG} workgroups per dimension`);

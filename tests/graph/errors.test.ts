@@ -34,3 +34,22 @@ describe('runtime error reporting', () => {
     await rt.assertHealthy();
   });
 });
+
+describe('buffer pool safety', () => {
+  it('a released tensor cannot be bound again or released twice', async () => {
+    const rt = await runtime();
+    const g = new Graph(rt, 'pool');
+    const x = g.alloc([4], 'x');
+    const silu = { shader: 'elementwise', params: { SILU: true } };
+    const y = g.alloc([4], 'y');
+    g.dispatch('silu', silu, { a: x, out: y }, { n: 4 }, [1]);
+    g.release(x);
+    // The pool hands x's buffer to the next tensor of that size.
+    const z = g.alloc([4], 'z');
+    expect(z.buffer).toBe(x.buffer);
+    expect(() => g.dispatch('silu-again', silu, { a: x, out: y }, { n: 4 }, [1])).toThrow(/uses tensor x after it was released/);
+    expect(() => g.release(x)).toThrow(/released twice/);
+    g.destroy();
+    await rt.assertHealthy();
+  });
+});
