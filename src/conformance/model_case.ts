@@ -46,6 +46,10 @@ export async function runModelCase(rt: Runtime, dir: string): Promise<Measured &
       const vae = new AutoencoderKL(rt, folder.weights, folder.config, dir);
       destroyModel = () => vae.destroy();
       out = vae.decode(g, track(upload(rt, need(io, 'latents', dir), 'latents')));
+    } else if (cls === 'AutoencoderKL' && call === 'encode') {
+      const vae = new AutoencoderKL(rt, folder.weights, folder.config, dir);
+      destroyModel = () => vae.destroy();
+      out = vae.encodeMean(g, track(upload(rt, need(io, 'image', dir), 'image')));
     } else {
       throw new Unsupported(`${cls}.${call} is not implemented yet`);
     }

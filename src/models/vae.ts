@@ -1,14 +1,70 @@
-// diffusers.models.vae.Decoder: conv_in → mid block → up blocks → norm, SiLU, conv_out.
+// diffusers.models.vae: the Encoder (conv_in → down blocks → mid block → norm, SiLU, conv_out to
+// 2·latent channels) and the Decoder (conv_in → mid block → up blocks → norm, SiLU, conv_out).
 import type { Graph } from '../graph/graph.ts';
 import type { Tensor } from '../graph/tensor.ts';
 import { conv2d } from '../kernels/gemm.ts';
 import { groupNorm } from '../kernels/group_norm.ts';
 import { ConfigError, type ConfigReader, type WeightLoader } from './loader.ts';
 import { loadConv, loadNorm } from './resnet.ts';
-import { MidBlock2D, makeUpBlock, type UpBlock } from './unet_2d_blocks.ts';
+import { MidBlock2D, makeDownBlock, makeUpBlock, type DownBlock, type UpBlock } from './unet_2d_blocks.ts';
 
 /** The VAE's resnets and attention use eps 1e-6 regardless of config (as diffusers does). */
 const VAE_EPS = 1e-6;
+
+/** AutoencoderKL's encoder (double_z: conv_out gives the posterior's mean and logvar stacked on channels). */
+export class Encoder {
+  private readonly convIn;
+  private readonly down: DownBlock[] = [];
+  private readonly mid: MidBlock2D;
+  private readonly normOut;
+  private readonly convOut;
+  private readonly groups: number;
+
+  constructor(private readonly w: WeightLoader, c: ConfigReader, inChannels: number, latentChannels: number) {
+    c.only('act_fn', ['silu', 'swish']);
+    const channels = c.intList('block_out_channels', [64]);
+    const downTypes = c.strList('down_block_types', ['DownEncoderBlock2D']);
+    if (downTypes.length !== channels.length) throw new ConfigError(`${c.where}: down_block_types and block_out_channels must have the same length`);
+    const layers = c.int('layers_per_block', 1, 1);
+    const groups = c.int('norm_num_groups', 32, 1);
+    this.groups = groups;
+    this.convIn = loadConv(w, 'conv_in', inChannels, channels[0]!, 3);
+    let out = channels[0]!;
+    downTypes.forEach((type, i) => {
+      const prev = out;
+      out = channels[i]!;
+      // The encoder's downsamplers use padding 0: an asymmetric right/bottom pad, unlike the UNet's.
+      this.down.push(
+        makeDownBlock(type, ['DownEncoderBlock2D'], w.sub(`down_blocks.${i}`), { numLayers: layers, inChannels: prev, outChannels: out, tembChannels: null, groups, eps: VAE_EPS, attentionHeadDim: out, outputScaleFactor: 1 }, i !== downTypes.length - 1, 0, c.where),
+      );
+    });
+    this.mid = new MidBlock2D(w.sub('mid_block'), {
+      numLayers: 1, inChannels: out, outChannels: out, tembChannels: null, groups, eps: VAE_EPS,
+      attentionHeadDim: out, outputScaleFactor: 1, addAttention: c.bool('mid_block_add_attention', true), attnGroups: groups,
+    });
+    this.normOut = loadNorm(w, 'conv_norm_out', out);
+    this.convOut = loadConv(w, 'conv_out', out, 2 * latentChannels, 3);
+  }
+
+  /** image [B, C, H, W] → moments [B, 2·latent_channels, H/f, W/f]. */
+  forward(g: Graph, x: Tensor): Tensor {
+    const p = this.w.prefix;
+    let h = conv2d(g, `${p}.conv_in`, x, this.convIn.weight, { bias: this.convIn.bias, padding: 1 });
+    for (const d of this.down) {
+      const { out, skips } = d.forward(g, h, null);
+      // Skips are the intermediate states (the output is the last); the encoder needs none of them.
+      g.release(h, ...skips.filter((s) => s !== out));
+      h = out;
+    }
+    const m = this.mid.forward(g, h, null);
+    g.release(h);
+    const n = groupNorm(g, `${p}.conv_norm_out`, m, this.normOut.weight, this.normOut.bias, { groups: this.groups, eps: VAE_EPS, silu: true });
+    g.release(m);
+    const out = conv2d(g, `${p}.conv_out`, n, this.convOut.weight, { bias: this.convOut.bias, padding: 1 });
+    g.release(n);
+    return out;
+  }
+}
 
 export class Decoder {
   private readonly convIn;
