@@ -59,7 +59,9 @@ export async function replaySchedulerTrace(rt: Runtime, dir: string): Promise<Re
     if (!t) throw new Error(`${dir}/trace.safetensors has no tensor '${key}'`);
     return t;
   };
-  const expectedTimesteps = toInt64Numbers(need('timesteps'));
+  // Integer for DDPM/DDIM; float32 (and fractional with linspace spacing) for the Euler schedulers.
+  const tsTensor = need('timesteps');
+  const expectedTimesteps = tsTensor.dtype === 'F32' || tsTensor.dtype === 'F64' ? Array.from(toFloat32(tsTensor)) : toInt64Numbers(tsTensor);
   const timestepsMatch = JSON.stringify(expectedTimesteps) === JSON.stringify(sched.timesteps);
   const xInit = need('x_init');
   const shape = xInit.shape;

@@ -3,15 +3,16 @@
 // each step into a packed row of coefficients for the fused GPU step (src/kernels/scheduler_step.ts).
 import { DDIMScheduler } from './ddim.ts';
 import { DDPMScheduler } from './ddpm.ts';
+import { EulerAncestralScheduler } from './euler_ancestral.ts';
 import { SchedulerConfigError } from './schedule.ts';
 
 export { SchedulerConfigError } from './schedule.ts';
 
 export interface Scheduler {
-  readonly name: 'ddpm' | 'ddim';
-  /** After set_timesteps(steps), as diffusers computes them. */
+  readonly name: 'ddpm' | 'ddim' | 'euler-a';
+  /** After set_timesteps(steps), as diffusers computes them (fractional for Euler with linspace spacing). */
   readonly timesteps: number[];
-  /** 1 for both DDPM and DDIM. */
+  /** 1 for DDPM and DDIM; the largest σ (or sqrt(σ² + 1)) for Euler ancestral. */
   readonly initNoiseSigma: number;
   /** Floats per step row (the same for every step). */
   readonly rowLength: number;
@@ -20,9 +21,9 @@ export interface Scheduler {
    * scale (1 here; the pipeline sets it), the rest the step's coefficients (StepRow).
    */
   stepRow(i: number): Float32Array;
-  /** Whether step i adds noise (DDPM: t > 0; DDIM: eta > 0). */
+  /** Whether step i adds noise (DDPM: t > 0; DDIM: eta > 0; Euler ancestral: σ_up > 0, all but the last). */
   drawsNoise(i: number): boolean;
-  /** scale_model_input's factor at step i (1 for DDPM and DDIM). */
+  /** scale_model_input's factor at step i (1 for DDPM and DDIM, 1/sqrt(σ² + 1) for Euler ancestral). */
   modelInputScale(i: number): number;
 }
 
@@ -31,20 +32,20 @@ export type SchedulerName = Scheduler['name'];
 export interface CreateSchedulerOptions {
   /** Overrides config._class_name (diffusers' from_config into another scheduler class). */
   name?: SchedulerName;
-  /** DDIM's eta (default 0); DDPM has none, and ignores it as diffusers' pipelines do. */
+  /** DDIM's eta (default 0); DDPM and Euler ancestral have none, and ignore it as diffusers' pipelines do. */
   eta?: number;
   /** DDIM's use_clipped_model_output (default false). */
   useClippedModelOutput?: boolean;
 }
 
-const CLASS_NAMES: Record<string, SchedulerName> = { DDPMScheduler: 'ddpm', DDIMScheduler: 'ddim' };
+const CLASS_NAMES: Record<string, SchedulerName> = { DDPMScheduler: 'ddpm', DDIMScheduler: 'ddim', EulerAncestralDiscreteScheduler: 'euler-a' };
 
 export function schedulerNameOf(config: Record<string, unknown>): SchedulerName {
   const cls = config._class_name;
   const name = typeof cls === 'string' ? CLASS_NAMES[cls] : undefined;
   if (!name) {
     throw new SchedulerConfigError(
-      `scheduler class ${JSON.stringify(cls ?? null)} is not supported (supported: ${Object.keys(CLASS_NAMES).join(', ')}); choose 'ddpm' or 'ddim' explicitly to reuse this config`,
+      `scheduler class ${JSON.stringify(cls ?? null)} is not supported (supported: ${Object.keys(CLASS_NAMES).join(', ')}); choose 'ddpm', 'ddim' or 'euler-a' explicitly to reuse this config`,
     );
   }
   return name;
@@ -54,5 +55,6 @@ export function createScheduler(config: Record<string, unknown>, steps: number, 
   const name = opts.name ?? schedulerNameOf(config);
   if (name === 'ddpm') return new DDPMScheduler(config, steps);
   if (name === 'ddim') return new DDIMScheduler(config, steps, { eta: opts.eta, useClippedModelOutput: opts.useClippedModelOutput });
-  throw new SchedulerConfigError(`unknown scheduler '${String(name)}' (supported: ddpm, ddim)`);
+  if (name === 'euler-a') return new EulerAncestralScheduler(config, steps);
+  throw new SchedulerConfigError(`unknown scheduler '${String(name)}' (supported: ddpm, ddim, euler-a)`);
 }
