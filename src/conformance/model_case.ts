@@ -6,6 +6,7 @@ import { loadModelFolder, readJson } from '../io/model_folder.ts';
 import { readSafetensorsFile, toFloat32, toInt64Numbers, type HostTensor } from '../io/safetensors.ts';
 import { AutoencoderKL } from '../models/autoencoder_kl.ts';
 import { UNet2DModel } from '../models/unet_2d.ts';
+import { VQModel } from '../models/vq_model.ts';
 import { measure, Unsupported, type Measured } from './measure.ts';
 
 function upload(rt: Runtime, t: HostTensor, label: string): Tensor {
@@ -50,6 +51,10 @@ export async function runModelCase(rt: Runtime, dir: string): Promise<Measured &
       const vae = new AutoencoderKL(rt, folder.weights, folder.config, dir);
       destroyModel = () => vae.destroy();
       out = vae.encodeMean(g, track(upload(rt, need(io, 'image', dir), 'image')));
+    } else if (cls === 'VQModel' && call === 'decode') {
+      const vq = new VQModel(rt, folder.weights, folder.config, dir);
+      destroyModel = () => vq.destroy();
+      out = vq.decode(g, track(upload(rt, need(io, 'latents', dir), 'latents')));
     } else {
       throw new Unsupported(`${cls}.${call} is not implemented yet`);
     }

@@ -8,5 +8,6 @@ import { embeddingCases } from './embedding.cases.ts';
 import { rngCases } from './rng.cases.ts';
 import { noiseAddCases } from './noise_add.cases.ts';
 import { schedulerStepCases } from './scheduler_step.cases.ts';
+import { quantizeCases } from './quantize.cases.ts';
 
-export const opTable: OpCase[] = [...gemmCases, ...attentionCases, ...groupNormCases, ...elementwiseCases, ...embeddingCases, ...rngCases, ...noiseAddCases, ...schedulerStepCases];
+export const opTable: OpCase[] = [...gemmCases, ...attentionCases, ...groupNormCases, ...elementwiseCases, ...embeddingCases, ...rngCases, ...noiseAddCases, ...schedulerStepCases, ...quantizeCases];
