@@ -14,7 +14,7 @@ export interface GenerateArgs {
   seed: number | null;
   steps: number | null;
   guidance: number | null;
-  scheduler: 'ddim' | 'ddpm' | null;
+  scheduler: 'ddim' | 'ddpm' | 'euler-a' | null;
   eta: number;
   model: string | null;
   out: string;
@@ -27,7 +27,7 @@ export const GENERATE_USAGE = `usage: fresco generate [options]
   --seed N             RNG seed (default: random, printed)
   --steps N            denoising steps (default from the model card, else 25)
   --guidance G         classifier-free guidance scale (default from the model card, else 3)
-  --scheduler ddim|ddpm  (default from the model card, else ddim)
+  --scheduler ddim|ddpm|euler-a  (default from the model card, else ddim)
   --eta E              DDIM eta (default 0; DDIM only)
   --model DIR          diffusers-layout model folder (default weights/fashion-ldm)
   --out FILE.png       output PNG, a grid when several images (default fresco.png)
@@ -72,7 +72,7 @@ export function parseGenerateArgs(argv: string[]): GenerateArgs {
       case '--eta': a.eta = num(flag, next(), 0, 1); break;
       case '--scheduler': {
         const v = next();
-        if (v !== 'ddim' && v !== 'ddpm') throw new UsageError(`--scheduler must be ddim or ddpm, got ${JSON.stringify(v)}`);
+        if (v !== 'ddim' && v !== 'ddpm' && v !== 'euler-a') throw new UsageError(`--scheduler must be ddim, ddpm or euler-a, got ${JSON.stringify(v)}`);
         a.scheduler = v;
         break;
       }
@@ -92,7 +92,7 @@ export function parseGenerateArgs(argv: string[]): GenerateArgs {
       default: throw new UsageError(`unknown option ${JSON.stringify(argv[i])}`);
     }
   }
-  if (a.eta > 0 && a.scheduler === 'ddpm') throw new UsageError('--eta applies to --scheduler ddim only');
+  if (a.eta > 0 && a.scheduler !== null && a.scheduler !== 'ddim') throw new UsageError('--eta applies to --scheduler ddim only');
   return a;
 }
 

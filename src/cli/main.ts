@@ -15,7 +15,7 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 interface ModelCard {
   class_names?: string[];
   null_class?: number;
-  defaults?: { steps?: number; guidance?: number; scheduler?: 'ddim' | 'ddpm' };
+  defaults?: { steps?: number; guidance?: number; scheduler?: 'ddim' | 'ddpm' | 'euler-a' };
 }
 
 function progress(info: StepInfo): void {

@@ -10,7 +10,7 @@ import { numel, type Tensor } from '../graph/tensor.ts';
 import { scale } from '../kernels/elementwise.ts';
 import { gaussianNoise } from '../kernels/rng.ts';
 import { schedulerStep, StepRow } from '../kernels/scheduler_step.ts';
-import { createScheduler, type Scheduler } from '../schedulers/scheduler.ts';
+import { createScheduler, type Scheduler, type SchedulerName } from '../schedulers/scheduler.ts';
 import type { LdmModel } from './ldm_folder.ts';
 
 export class CancelledError extends Error {
@@ -33,7 +33,7 @@ export interface ClassConditionalOptions {
   nullClass?: number;
   guidanceScale?: number;
   steps?: number;
-  scheduler?: 'ddim' | 'ddpm';
+  scheduler?: SchedulerName;
   eta?: number;
   seed?: number;
   /** Initial latents [B, C, h, w] instead of drawing them from the seed. */
@@ -63,7 +63,7 @@ export async function generateClassConditional(rt: Runtime, model: LdmModel, opt
   if (numClasses === null) throw new Error('this U-Net is not class-conditional (num_class_embeds is not set)');
   const guidance = opts.guidanceScale ?? 1;
   if (!Number.isFinite(guidance) || guidance < 0) throw new Error(`guidance scale must be a finite number >= 0, got ${guidance}`);
-  if ((opts.eta ?? 0) > 0 && opts.scheduler === 'ddpm') throw new Error('eta applies to DDIM only; DDPM always adds its own noise');
+  if ((opts.eta ?? 0) > 0 && opts.scheduler !== undefined && opts.scheduler !== 'ddim') throw new Error(`eta applies to DDIM only, not ${opts.scheduler}`);
   const cfg = guidance > 1;
   const nullClass = opts.nullClass ?? numClasses - 1;
   for (const l of [...opts.classLabels, ...(cfg ? [nullClass] : [])]) {
@@ -100,25 +100,27 @@ export async function generateClassConditional(rt: Runtime, model: LdmModel, opt
 
   const graphs: Graph[] = [];
   try {
-    // Initial latents: given, or drawn on the GPU from the seed (stream 0).
-    if (opts.latents) {
-      if (opts.latents.length !== n) throw new Error(`initial latents have ${opts.latents.length} values, expected ${n} for shape [${latentShape.join(', ')}]`);
-      device.queue.writeBuffer(x.buffer, 0, opts.latents.buffer, opts.latents.byteOffset, opts.latents.byteLength);
-    } else {
-      const init = new Graph(rt, 'init-noise');
+    // Initial latents: given (as diffusers' prepare_latents takes them, before init_noise_sigma),
+    // or drawn on the GPU from the seed (stream 0). x = latents·init_noise_sigma; the first U-Net
+    // input is scale_model_input(x, t0), once per guidance half. Later inputs come from the step.
+    {
+      const init = new Graph(rt, 'init');
       graphs.push(init);
-      const noise = gaussianNoise(init, 'init-noise', latentShape, opts.seed ?? 0, { stream: 0 });
+      let start: Tensor;
+      if (opts.latents) {
+        if (opts.latents.length !== n) throw new Error(`initial latents have ${opts.latents.length} values, expected ${n} for shape [${latentShape.join(', ')}]`);
+        start = { buffer: own(rt.upload(opts.latents, 'latents-init')), shape: latentShape, label: 'latents-init' };
+      } else {
+        start = gaussianNoise(init, 'init-noise', latentShape, opts.seed ?? 0, { stream: 0 });
+      }
+      const x0 = scale(init, 'init-noise-sigma', start, sched.initNoiseSigma);
+      const in0 = scale(init, 'scale-model-input', x0, sched.modelInputScale(0));
       init.finalize();
       const enc = device.createCommandEncoder();
       init.record(enc);
-      enc.copyBufferToBuffer(noise.buffer, 0, x.buffer, 0, n * 4);
-      device.queue.submit([enc.finish()]);
-    }
-    {
-      // init_noise_sigma is 1 for DDPM/DDIM; the U-Net input holds x once per guidance half.
-      const enc = device.createCommandEncoder();
-      for (let h = 0; h < (cfg ? 2 : 1); h++) enc.copyBufferToBuffer(x.buffer, 0, unetIn.buffer, h * n * 4, n * 4);
-      device.queue.submit([enc.finish()]);
+      enc.copyBufferToBuffer(x0.buffer, 0, x.buffer, 0, n * 4);
+      for (let h = 0; h < (cfg ? 2 : 1); h++) enc.copyBufferToBuffer(in0.buffer, 0, unetIn.buffer, h * n * 4, n * 4);
+      rt.watch('initial latents', () => device.queue.submit([enc.finish()]));
     }
 
     const g = new Graph(rt, 'denoise-step');

@@ -14,7 +14,7 @@ describe('fresco generate flags', () => {
     [['--steps', '0'], /--steps must be between 1 and 1000/],
     [['--count'], /--count needs an integer, got nothing/],
     [['--guidance', 'x'], /--guidance needs a number/],
-    [['--scheduler', 'euler'], /--scheduler must be ddim or ddpm/],
+    [['--scheduler', 'euler'], /--scheduler must be ddim, ddpm or euler-a/],
     [['--out', 'x.jpg'], /--out needs a \.png file name/],
     [['--seed', '-1'], /--seed must be between/],
     [['--colour', 'red'], /unknown option "--colour"/],
