@@ -70,3 +70,26 @@ describe('fashion-ldm pipeline', () => {
     await expect(generateClassConditional(rt, await fashion(), { classLabels: [], steps: 1 })).rejects.toThrow(/at least one class label/);
   });
 });
+
+describe('fashion-ldm with Euler ancestral', () => {
+  it('starts from latents scaled by init_noise_sigma: one step lands on x0 = σ0·L − σ0·eps', async () => {
+    const rt = await runtime();
+    const L = Float32Array.from({ length: 4 * 8 * 8 }, (_, i) => Math.sin(i * 12.9898) * 0.8);
+    let eps: Float32Array | null = null;
+    // One step ends at σ = 0, where Euler ancestral draws no noise and returns its x0 estimate;
+    // trailing spacing makes that one step start at t = 999, where σ0 is large.
+    const m = await fashion();
+    const trailing = { ...m, schedulerConfig: { ...m.schedulerConfig, timestep_spacing: 'trailing' } };
+    const r = await generateClassConditional(rt, trailing, {
+      classLabels: [7], nullClass: 10, guidanceScale: 3, steps: 1, scheduler: 'euler-a', latents: L,
+      trace: (_i, e) => (eps = e),
+    });
+    const s0 = r.scheduler.initNoiseSigma;
+    expect(r.scheduler.name).toBe('euler-a');
+    expect(s0).toBeGreaterThan(10);
+    const expected = L.map((l, i) => s0 * l - s0 * eps![i]!);
+    const err = r.latents.reduce((m, v, i) => Math.max(m, Math.abs(v - expected[i]!)), 0);
+    const ref = expected.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+    expect(err / ref).toBeLessThan(1e-5);
+  });
+});
