@@ -3,7 +3,9 @@
 // memory. `add` carries a scale because diffusers divides every residual sum by
 // output_scale_factor; SCALE is the odd standalone multiply (latents / scaling_factor); concat
 // and upsample are pure index maps (skip connections; Upsample2D where it is not already fused
-// into the following conv's read).
+// into the following conv's read). GEGLU is diffusers' FeedForward gate: the first half of each
+// row times the exact (erf) GELU of the second half. TANH_CLAMP is TAESD's soft latent clamp, tanh(x / m) * m;
+// AFFINE maps value ranges (TAESD's encoder takes images in [0, 1], x * 0.5 + 0.5).
 #include "common"
 
 const WG = 256u;
@@ -19,6 +21,13 @@ struct U { n: u32, scale: f32 }
 struct U { n: u32, a_run: u32, b_run: u32 }
 #elif UPSAMPLE
 struct U { n: u32, H: u32, W: u32 }
+#elif TANH_CLAMP
+struct U { n: u32, magnitude: f32 }
+#elif AFFINE
+struct U { n: u32, scale: f32, shift: f32 }
+#elif GEGLU
+// half: output features per row (the input row holds 2 * half).
+struct U { n: u32, half: u32 }
 #endif
 
 @group(0) @binding(0) var<uniform> u: U;
@@ -29,6 +38,21 @@ struct U { n: u32, H: u32, W: u32 }
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 #endif
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+#if GEGLU
+// erf(x) by Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7): torch's GELU is the exact erf form,
+// and the tanh approximation is off by up to ~5e-4.
+fn erf_approx(x: f32) -> f32 {
+  let z = abs(x);
+  let t = 1.0 / (1.0 + 0.3275911 * z);
+  let p = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
+  return sign(x) * (1.0 - p * exp(-z * z));
+}
+
+fn gelu_erf(x: f32) -> f32 {
+  return 0.5 * x * (1.0 + erf_approx(x * 0.70710678118654752));
+}
+#endif
 
 @compute @workgroup_size(256, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
@@ -56,5 +80,16 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let oy = (i / W2) % H2;
   let plane = i / (W2 * H2);
   out[i] = a[(plane * u.H + oy / 2u) * u.W + ox / 2u];
+#elif TANH_CLAMP
+  // tanh is 1 in f32 beyond |x| ~ 9; clamping first keeps adapters that build tanh from exp
+  // (sinh / cosh) from overflowing to NaN.
+  out[i] = tanh(clamp(a[i] / u.magnitude, -10.0, 10.0)) * u.magnitude;
+#elif AFFINE
+  out[i] = a[i] * u.scale + u.shift;
+#elif GEGLU
+  let row = i / u.half;
+  let j = i - row * u.half;
+  let base = row * 2u * u.half;
+  out[i] = a[base + j] * gelu_erf(a[base + u.half + j]);
 #endif
 }

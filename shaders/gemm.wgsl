@@ -3,7 +3,7 @@
 // a linear layer, a channel projection over an NCHW tensor and an implicit-GEMM conv2d is only
 // how A is read (A_ROWMAJOR / A_COLMAJOR / A_IM2COL) and how the result is written
 // (OUT_ROWMAJOR / OUT_COLMAJOR), plus the fused epilogue (bias, per-channel time embedding,
-// residual, scale, SiLU).
+// residual, scale, then SiLU or ReLU).
 //
 // Each thread keeps a TM x TN block of accumulators in registers; workgroup memory is left out
 // on purpose (it measured slower on CPU adapters; a tiled version belongs in bench/ first).
@@ -70,6 +70,9 @@ fn store(z: u32, m: u32, n: u32, v: f32) {
   x *= u.scale;
 #if SILU
   x = silu(x);
+#endif
+#if RELU
+  x = max(x, 0.0);
 #endif
   out[idx] = x;
 }

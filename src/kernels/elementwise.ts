@@ -1,12 +1,13 @@
-// SiLU, scaling, scaled residual add, channel concat and nearest 2x upsample: one thread per output
-// element through shaders/elementwise.wgsl, one template variant per op.
+// SiLU, GEGLU, scaling, the tanh soft clamp, scaled residual add, channel concat and nearest 2x
+// upsample: one thread per output element through shaders/elementwise.wgsl, one template variant
+// per op.
 import { fold1d, type Bindable, type Graph } from '../graph/graph.ts';
 import { numel, shapeStr, type Tensor } from '../graph/tensor.ts';
 import { ShapeError } from './gemm.ts';
 
 const WG = 256;
 
-type Op = 'SILU' | 'SCALE' | 'ADD' | 'CONCAT' | 'UPSAMPLE';
+type Op = 'SILU' | 'SCALE' | 'ADD' | 'CONCAT' | 'UPSAMPLE' | 'TANH_CLAMP' | 'AFFINE' | 'GEGLU';
 
 function run(g: Graph, label: string, op: Op, shape: readonly number[], bind: Record<string, Bindable>, uniforms: Record<string, number>): Tensor {
   const out = g.alloc(shape, label);
@@ -22,6 +23,17 @@ export function silu(g: Graph, label: string, x: Tensor): Tensor {
 /** x * s */
 export function scale(g: Graph, label: string, x: Tensor, s: number): Tensor {
   return run(g, label, 'SCALE', x.shape, { a: x }, { scale: s });
+}
+
+/** tanh(x / magnitude) * magnitude: squashes x smoothly into (-magnitude, magnitude). */
+export function tanhClamp(g: Graph, label: string, x: Tensor, magnitude: number): Tensor {
+  if (!(magnitude > 0)) throw new ShapeError(`${label}: clamp magnitude ${magnitude} must be positive`);
+  return run(g, label, 'TANH_CLAMP', x.shape, { a: x }, { magnitude });
+}
+
+/** x * scale + shift */
+export function affine(g: Graph, label: string, x: Tensor, scale: number, shift: number): Tensor {
+  return run(g, label, 'AFFINE', x.shape, { a: x }, { scale, shift });
 }
 
 /** (a + b) * scale, for equal shapes. */
@@ -44,4 +56,12 @@ export function upsampleNearest2x(g: Graph, label: string, x: Tensor): Tensor {
   if (x.shape.length !== 4) throw new ShapeError(`${label}: input ${shapeStr(x.shape)} is not [B, C, H, W]`);
   const [B, C, H, W] = x.shape as [number, number, number, number];
   return run(g, label, 'UPSAMPLE', [B, C, 2 * H, 2 * W], { a: x }, { H, W });
+}
+
+/** diffusers' GEGLU after its projection: x [..., 2N] → h * gelu(gate) [..., N], h = x[..., :N], gate = x[..., N:]. */
+export function geglu(g: Graph, label: string, x: Tensor): Tensor {
+  const last = x.shape[x.shape.length - 1];
+  if (last === undefined || last % 2 !== 0) throw new ShapeError(`${label}: input ${shapeStr(x.shape)} does not end in an even feature count`);
+  const half = last / 2;
+  return run(g, label, 'GEGLU', [...x.shape.slice(0, -1), half], { a: x }, { half });
 }

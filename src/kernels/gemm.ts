@@ -23,6 +23,8 @@ export interface Epilogue {
   /** Multiplies the result after the residual add (diffusers' 1/output_scale_factor). */
   scale?: number;
   silu?: boolean;
+  /** max(x, 0) last (TAESD's convs); not together with silu. */
+  relu?: boolean;
 }
 
 function expect(cond: boolean, msg: string): void {
@@ -30,7 +32,7 @@ function expect(cond: boolean, msg: string): void {
 }
 
 function epilogueParams(e: Epilogue) {
-  return { BIAS: !!e.bias, TEMB: !!e.temb, RESIDUAL: !!e.residual, SILU: !!e.silu };
+  return { BIAS: !!e.bias, TEMB: !!e.temb, RESIDUAL: !!e.residual, SILU: !!e.silu, RELU: !!e.relu };
 }
 
 function epilogueBindings(e: Epilogue) {
@@ -91,6 +93,7 @@ export function linear(g: Graph, label: string, x: Tensor, weight: Tensor, opts:
 }
 
 function checkEpilogue(label: string, e: Epilogue, batch: number, N: number, outShape: readonly number[]): void {
+  expect(!(e.silu && e.relu), `${label}: silu and relu cannot both end the epilogue`);
   if (e.bias) expect(e.bias.shape.length === 1 && e.bias.shape[0] === N, `${label}: bias ${shapeStr(e.bias.shape)} should be [${N}]`);
   if (e.temb) expect(e.temb.shape.length === 2 && e.temb.shape[0] === batch && e.temb.shape[1] === N, `${label}: time embedding ${shapeStr(e.temb.shape)} should be [${batch}, ${N}]`);
   if (e.residual) expect(shapeStr(e.residual.shape) === shapeStr(outShape), `${label}: residual ${shapeStr(e.residual.shape)} should be ${shapeStr(outShape)}`);

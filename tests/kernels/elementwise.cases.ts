@@ -1,5 +1,5 @@
-import { add, concatChannels, scale, silu, upsampleNearest2x } from '../../src/kernels/elementwise.ts';
-import { addRef, concatChannelsRef, siluRef } from '../ref/elementwise.ts';
+import { add, affine, concatChannels, geglu, scale, silu, tanhClamp, upsampleNearest2x } from '../../src/kernels/elementwise.ts';
+import { addRef, concatChannelsRef, gegluRef, siluRef, tanhClampRef } from '../ref/elementwise.ts';
 import { upsample2xRef } from '../ref/gemm.ts';
 import { input, randn, runGraph } from '../helpers/gpu.ts';
 import { F32, type OpCase } from './cases.ts';
@@ -25,6 +25,28 @@ const scaleCases: OpCase[] = ([[[1, 4, 8, 8], 1 / 0.18215], [[3, 5, 7], -0.5]] a
     const x = randn(numel(shape), 550 + i);
     const got = await runGraph(rt, (g) => scale(g, 'scale', input(rt, x, shape), s));
     return { got, ref: Float64Array.from(x, (v) => v * Math.fround(s)) };
+  },
+}));
+
+const tanhClampCases: OpCase[] = ([[[1, 4, 4, 4], 3, 1], [[3, 5, 7], 3, 300], [[2, 4, 9, 9], 0.5, 2]] as [number[], number, number][]).map(([shape, m, spread], i) => ({
+  op: 'tanh_clamp',
+  name: `[${shape.join(',')}] magnitude ${m} spread ${spread}`,
+  ...F32,
+  async run(rt) {
+    // spread 300 drives |x / m| far past where a naive exp-based tanh overflows.
+    const x = randn(numel(shape), 560 + i, spread);
+    return { got: await runGraph(rt, (g) => tanhClamp(g, 'tanh_clamp', input(rt, x, shape), m)), ref: tanhClampRef(x, m) };
+  },
+}));
+
+const affineCases: OpCase[] = ([[[1, 3, 8, 8], 0.5, 0.5], [[3, 5, 7], -2, 0.25]] as [number[], number, number][]).map(([shape, s, t], i) => ({
+  op: 'affine',
+  name: `[${shape.join(',')}] * ${s} + ${t}`,
+  ...F32,
+  async run(rt) {
+    const x = randn(numel(shape), 570 + i);
+    const got = await runGraph(rt, (g) => affine(g, 'affine', input(rt, x, shape), s, t));
+    return { got, ref: Float64Array.from(x, (v) => v * s + t) };
   },
 }));
 
@@ -69,4 +91,16 @@ const upsampleCases: OpCase[] = [[2, 3, 4, 5], [1, 64, 8, 8], [1, 1, 1, 1], [2, 
   },
 }));
 
-export const elementwiseCases: OpCase[] = [...siluCases, ...scaleCases, ...addCases, ...concatCases, ...upsampleCases];
+const gegluCases: OpCase[] = [[2, 64, 256], [3, 5, 14], [1, 2], [2, 7, 2560]].map((shape, i) => ({
+  op: 'geglu',
+  name: `[${shape.join(',')}]`,
+  ...F32,
+  async run(rt) {
+    // Gates over about ±12: both erf tails (gelu → 0 and gelu → x) must hold.
+    const x = randn(numel(shape), 1100 + i, 4);
+    const got = await runGraph(rt, (g) => geglu(g, 'geglu', input(rt, x, shape)));
+    return { got, ref: gegluRef(x, shape[shape.length - 1]! / 2) };
+  },
+}));
+
+export const elementwiseCases: OpCase[] = [...siluCases, ...scaleCases, ...tanhClampCases, ...affineCases, ...addCases, ...concatCases, ...upsampleCases, ...gegluCases];

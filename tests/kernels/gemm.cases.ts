@@ -64,7 +64,7 @@ const channelCases: OpCase[] = [
   },
 }));
 
-interface ConvRow { B: number; Cin: number; H: number; W: number; Cout: number; k: number; stride: number; pad: number | [number, number, number, number]; upsample?: boolean; temb?: boolean }
+interface ConvRow { B: number; Cin: number; H: number; W: number; Cout: number; k: number; stride: number; pad: number | [number, number, number, number]; upsample?: boolean; temb?: boolean; relu?: boolean }
 
 const convRows: ConvRow[] = [
   { B: 1, Cin: 4, H: 8, W: 8, Cout: 32, k: 3, stride: 1, pad: 1 },
@@ -77,11 +77,14 @@ const convRows: ConvRow[] = [
   { B: 2, Cin: 4, H: 7, W: 7, Cout: 3, k: 3, stride: 2, pad: [0, 0, 1, 1] },
   { B: 1, Cin: 6, H: 4, W: 5, Cout: 5, k: 3, stride: 1, pad: 1, upsample: true },
   { B: 1, Cin: 64, H: 16, W: 16, Cout: 64, k: 3, stride: 1, pad: 1 },
+  // TAESD: conv + ReLU, and the block's final conv + skip then ReLU
+  { B: 2, Cin: 5, H: 7, W: 6, Cout: 9, k: 3, stride: 1, pad: 1, relu: true },
+  { B: 1, Cin: 64, H: 8, W: 8, Cout: 64, k: 3, stride: 1, pad: 1, relu: true },
 ];
 
 const convCases: OpCase[] = convRows.map((r, i) => ({
   op: 'conv2d',
-  name: `B${r.B} ${r.Cin}->${r.Cout} ${r.H}x${r.W} k${r.k} s${r.stride} pad ${JSON.stringify(r.pad)}${r.upsample ? ' up2x' : ''}${r.temb ? ' +temb' : ''} +bias +residual`,
+  name: `B${r.B} ${r.Cin}->${r.Cout} ${r.H}x${r.W} k${r.k} s${r.stride} pad ${JSON.stringify(r.pad)}${r.upsample ? ' up2x' : ''}${r.temb ? ' +temb' : ''} +bias +residual${r.relu ? ' +relu' : ''}`,
   ...F32,
   async run(rt) {
     const pad: [number, number, number, number] = typeof r.pad === 'number' ? [r.pad, r.pad, r.pad, r.pad] : r.pad;
@@ -94,7 +97,8 @@ const convCases: OpCase[] = convRows.map((r, i) => ({
     const plane = Hout * Wout;
     const ref = out.map((v, j) => {
       const bc = Math.floor(j / plane);
-      return v + (r.temb ? tembData[bc]! : 0) + res[j]!;
+      const y = v + (r.temb ? tembData[bc]! : 0) + res[j]!;
+      return r.relu ? Math.max(y, 0) : y;
     });
     const got = await runGraph(rt, (g) =>
       conv2d(g, 'conv', input(rt, x, [r.B, r.Cin, r.H, r.W]), input(rt, w, [r.Cout, r.Cin, r.k, r.k]), {
@@ -104,6 +108,7 @@ const convCases: OpCase[] = convRows.map((r, i) => ({
         stride: r.stride,
         padding: pad,
         upsample: r.upsample,
+        relu: r.relu,
       }),
     );
     return { got, ref };

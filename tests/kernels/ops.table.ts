@@ -9,5 +9,6 @@ import { rngCases } from './rng.cases.ts';
 import { noiseAddCases } from './noise_add.cases.ts';
 import { schedulerStepCases } from './scheduler_step.cases.ts';
 import { quantizeCases } from './quantize.cases.ts';
+import { layerNormCases } from './layer_norm.cases.ts';
 
-export const opTable: OpCase[] = [...gemmCases, ...attentionCases, ...groupNormCases, ...elementwiseCases, ...embeddingCases, ...rngCases, ...noiseAddCases, ...schedulerStepCases, ...quantizeCases];
+export const opTable: OpCase[] = [...gemmCases, ...attentionCases, ...groupNormCases, ...elementwiseCases, ...embeddingCases, ...rngCases, ...noiseAddCases, ...schedulerStepCases, ...quantizeCases, ...layerNormCases];

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { runModelCase } from '../../src/conformance/model_case.ts';
 import { runtime } from '../helpers/gpu.ts';
 
-const cases = ['unet2d-classcond', 'unet2d-ddpm', 'vae-kl-decode', 'vae-kl-encode', 'vq'];
+const cases = ['unet2d-classcond', 'unet2d-cond', 'unet2d-ddpm', 'vae-kl-decode', 'vae-kl-encode', 'vq', 'taesd'];
 
 describe('models reproduce diffusers (max|err| <= 1e-3·max|ref|)', () => {
   for (const name of cases) {

@@ -4,6 +4,10 @@ export function siluRef(x: ArrayLike<number>): Float64Array {
   return Float64Array.from(x, (v) => v / (1 + Math.exp(-v)));
 }
 
+export function tanhClampRef(x: ArrayLike<number>, magnitude: number): Float64Array {
+  return Float64Array.from(x, (v) => Math.tanh(v / magnitude) * magnitude);
+}
+
 export function addRef(a: ArrayLike<number>, b: ArrayLike<number>, scale = 1): Float64Array {
   return Float64Array.from(a, (v, i) => (v + b[i]!) * scale);
 }
@@ -15,5 +19,39 @@ export function concatChannelsRef(a: ArrayLike<number>, b: ArrayLike<number>, B:
     for (let j = 0; j < aRun; j++) out[n * (aRun + bRun) + j] = a[n * aRun + j]!;
     for (let j = 0; j < bRun; j++) out[n * (aRun + bRun) + aRun + j] = b[n * bRun + j]!;
   }
+  return out;
+}
+
+/** Exact erf by its Maclaurin series (|x| < 3) or continued fraction (beyond), in float64. */
+export function erfRef(x: number): number {
+  const z = Math.abs(x);
+  let r: number;
+  if (z < 3) {
+    let term = z, sum = z;
+    for (let n = 1; n < 200; n++) {
+      term *= (-z * z) / n;
+      const add = term / (2 * n + 1);
+      sum += add;
+      if (Math.abs(add) < 1e-17) break;
+    }
+    r = (2 / Math.sqrt(Math.PI)) * sum;
+  } else {
+    // erfc z = exp(-z²)/sqrt(pi) · 1/(z + 1/2/(z + 1/(z + 3/2/(z + ...)))), evaluated bottom-up.
+    let f = z;
+    for (let k = 60; k >= 1; k--) f = z + k / 2 / f;
+    r = 1 - Math.exp(-z * z) / Math.sqrt(Math.PI) / f;
+  }
+  return x < 0 ? -r : r;
+}
+
+/** h * gelu(gate) per row of 2·half values (h first, gate second), GELU in its exact erf form. */
+export function gegluRef(x: ArrayLike<number>, half: number): Float64Array {
+  const rows = x.length / (2 * half);
+  const out = new Float64Array(rows * half);
+  for (let r = 0; r < rows; r++)
+    for (let j = 0; j < half; j++) {
+      const gate = x[r * 2 * half + half + j]!;
+      out[r * half + j] = x[r * 2 * half + j]! * 0.5 * gate * (1 + erfRef(gate / Math.SQRT2));
+    }
   return out;
 }

@@ -1,0 +1,200 @@
+// diffusers.models.AutoencoderTiny (TAESD): plain 3×3 convs, ReLU and AutoencoderTinyBlocks, no
+// norms, no attention. EncoderTiny downsamples with stride-2 convs; DecoderTiny soft-clamps the
+// latents with tanh and upsamples with nearest 2× fused into the following conv.
+import type { Runtime } from '../gpu/runtime.ts';
+import type { Graph } from '../graph/graph.ts';
+import type { Tensor } from '../graph/tensor.ts';
+import { affine, tanhClamp } from '../kernels/elementwise.ts';
+import { conv2d } from '../kernels/gemm.ts';
+import type { WeightStore } from '../io/weights.ts';
+import { ConfigError, ConfigReader, WeightLoader } from './loader.ts';
+import { loadConv } from './resnet.ts';
+
+type Conv = ReturnType<typeof loadConv>;
+
+/** AutoencoderTiny's constructor arguments in diffusers 0.25, plus block_out_channels, which it registers itself. */
+const AUTOENCODER_TINY_KEYS = [
+  'in_channels', 'out_channels', 'encoder_block_out_channels', 'decoder_block_out_channels', 'act_fn', 'latent_channels',
+  'upsampling_scaling_factor', 'num_encoder_blocks', 'num_decoder_blocks', 'latent_magnitude', 'latent_shift',
+  'force_upcast', 'scaling_factor', 'block_out_channels',
+];
+
+/** DecoderTiny clamps with a fixed tanh(x / 3) · 3, whatever latent_magnitude says. */
+const DECODER_CLAMP = 3;
+
+/** relu(conv(relu(conv(relu(conv(x))))) + x): the skip is the identity since in = out channels. */
+class AutoencoderTinyBlock {
+  private readonly convs: Conv[];
+
+  constructor(private readonly w: WeightLoader, channels: number) {
+    this.convs = [0, 2, 4].map((i) => loadConv(w, `conv.${i}`, channels, channels, 3));
+  }
+
+  forward(g: Graph, x: Tensor): Tensor {
+    const p = this.w.prefix;
+    const [c0, c2, c4] = this.convs as [Conv, Conv, Conv];
+    const h1 = conv2d(g, `${p}.conv.0`, x, c0.weight, { bias: c0.bias, padding: 1, relu: true });
+    const h2 = conv2d(g, `${p}.conv.2`, h1, c2.weight, { bias: c2.bias, padding: 1, relu: true });
+    g.release(h1);
+    const out = conv2d(g, `${p}.conv.4`, h2, c4.weight, { bias: c4.bias, padding: 1, residual: x, relu: true });
+    g.release(h2);
+    return out;
+  }
+}
+
+type Layer =
+  | { kind: 'block'; block: AutoencoderTinyBlock }
+  /** The conv that ends each stage: 2× nearest upsample fused into its read, no bias, no activation. */
+  | { kind: 'upconv'; name: string; weight: Tensor };
+
+class DecoderTiny {
+  private readonly convIn: Conv;
+  private readonly layers: Layer[] = [];
+  /** The last conv's weight and its bias minus 0.5, so that scale 2 gives diffusers' x·2 − 1. */
+  private readonly convOut: { name: string; weight: Tensor; bias: Tensor };
+
+  constructor(private readonly w: WeightLoader, ownBuffer: (b: GPUBuffer) => void, latentChannels: number, outChannels: number, channels: number[], numBlocks: number[]) {
+    this.convIn = loadConv(w, 'layers.0', latentChannels, channels[0]!, 3);
+    // layers.1 is the ReLU after conv_in; then per stage: blocks, [Upsample], conv.
+    let idx = 2;
+    const cur = channels[0]!;
+    let convOut: { name: string; weight: Tensor; bias: Tensor } | null = null;
+    for (let i = 0; i < numBlocks.length; i++) {
+      const ch = channels[i]!;
+      // Every stage's convs map its own width to itself (as in diffusers), so widths must agree.
+      if (ch !== cur) throw new ConfigError(`${w.prefix}: decoder_block_out_channels ${JSON.stringify(channels)} differ; DecoderTiny only chains stages of equal width`);
+      for (let b = 0; b < numBlocks[i]!; b++) this.layers.push({ kind: 'block', block: new AutoencoderTinyBlock(w.sub(`layers.${idx++}`), ch) });
+      if (i < numBlocks.length - 1) {
+        idx++; // the Upsample module has no weights
+        const name = `layers.${idx++}`;
+        this.layers.push({ kind: 'upconv', name: w.key(name), weight: w.tensor(`${name}.weight`, [ch, ch, 3, 3]) });
+      } else {
+        const name = `layers.${idx++}`;
+        const weight = w.tensor(`${name}.weight`, [outChannels, ch, 3, 3]);
+        const key = w.key(`${name}.bias`);
+        const label = `${key} - 0.5`;
+        const buffer = w.rt.upload(w.store.take(key, [outChannels]).map((v) => v - 0.5), label);
+        ownBuffer(buffer);
+        convOut = { name: w.key(name), weight, bias: { buffer, shape: [outChannels], label } };
+      }
+    }
+    if (!convOut) throw new ConfigError(`${w.prefix}: num_decoder_blocks is empty`);
+    this.convOut = convOut;
+  }
+
+  forward(g: Graph, z: Tensor): Tensor {
+    const p = this.w.prefix;
+    const clamped = tanhClamp(g, `${p}.clamp`, z, DECODER_CLAMP);
+    let h = conv2d(g, `${p}.layers.0`, clamped, this.convIn.weight, { bias: this.convIn.bias, padding: 1, relu: true });
+    g.release(clamped);
+    for (const l of this.layers) {
+      const next = l.kind === 'block' ? l.block.forward(g, h) : conv2d(g, l.name, h, l.weight, { padding: 1, upsample: true });
+      g.release(h);
+      h = next;
+    }
+    const o = this.convOut;
+    const out = conv2d(g, o.name, h, o.weight, { bias: o.bias, padding: 1, scale: 2 });
+    g.release(h);
+    return out;
+  }
+}
+
+/** Images in [-1, 1] → latents (unscaled). Stage 0 opens with a biased conv, later ones with a bias-free stride-2 conv. */
+class EncoderTiny {
+  private readonly convIn: Conv;
+  private readonly layers: ({ kind: 'block'; block: AutoencoderTinyBlock } | { kind: 'down'; name: string; weight: Tensor })[] = [];
+  private readonly convOut: Conv & { name: string };
+
+  constructor(private readonly w: WeightLoader, inChannels: number, latentChannels: number, channels: number[], numBlocks: number[]) {
+    const ch = channels[0]!;
+    if (channels.some((c) => c !== ch)) throw new ConfigError(`${w.prefix}: encoder_block_out_channels ${JSON.stringify(channels)} differ; EncoderTiny only chains stages of equal width`);
+    this.convIn = loadConv(w, 'layers.0', inChannels, ch, 3);
+    let idx = 1;
+    for (let i = 0; i < numBlocks.length; i++) {
+      if (i > 0) {
+        const name = `layers.${idx++}`;
+        this.layers.push({ kind: 'down', name: w.key(name), weight: w.tensor(`${name}.weight`, [ch, ch, 3, 3]) });
+      }
+      for (let b = 0; b < numBlocks[i]!; b++) this.layers.push({ kind: 'block', block: new AutoencoderTinyBlock(w.sub(`layers.${idx++}`), ch) });
+    }
+    const name = `layers.${idx}`;
+    this.convOut = { name: w.key(name), ...loadConv(w, name, ch, latentChannels, 3) };
+  }
+
+  forward(g: Graph, image: Tensor): Tensor {
+    const p = this.w.prefix;
+    // TAESD works on images in [0, 1]; (x + 1) / 2 rounds exactly like x · 0.5 + 0.5.
+    const x01 = affine(g, `${p}.to01`, image, 0.5, 0.5);
+    let h = conv2d(g, `${p}.layers.0`, x01, this.convIn.weight, { bias: this.convIn.bias, padding: 1 });
+    g.release(x01);
+    for (const l of this.layers) {
+      const next = l.kind === 'block' ? l.block.forward(g, h) : conv2d(g, l.name, h, l.weight, { padding: 1, stride: 2 });
+      g.release(h);
+      h = next;
+    }
+    const out = conv2d(g, this.convOut.name, h, this.convOut.weight, { bias: this.convOut.bias, padding: 1 });
+    g.release(h);
+    return out;
+  }
+}
+
+export class AutoencoderTiny {
+  readonly latentChannels: number;
+  readonly outChannels: number;
+  readonly inChannels: number;
+  readonly scalingFactor: number;
+  private readonly w: WeightLoader;
+  private readonly rt: Runtime;
+  private readonly ownBuffers: GPUBuffer[] = [];
+  private readonly decoder: DecoderTiny;
+  private readonly encoder: EncoderTiny;
+
+  constructor(rt: Runtime, store: WeightStore, config: Record<string, unknown>, where = 'AutoencoderTiny') {
+    const c = new ConfigReader(config, where);
+    c.only('_class_name', ['AutoencoderTiny']);
+    c.knownKeys(AUTOENCODER_TINY_KEYS);
+    c.only('act_fn', ['relu']);
+    // Upsampling is fused into the following conv's read, which knows only 2×.
+    c.only('upsampling_scaling_factor', [2]);
+    this.latentChannels = c.int('latent_channels', 4, 1);
+    this.outChannels = c.int('out_channels', 3, 1);
+    this.inChannels = c.int('in_channels', 3, 1);
+    // Used by scale_latents / unscale_latents, which decode does not apply.
+    this.scalingFactor = c.num('scaling_factor', 1);
+    const channels = c.intList('decoder_block_out_channels', [64, 64, 64, 64]);
+    const numBlocks = c.intList('num_decoder_blocks', [3, 3, 3, 1]);
+    if (channels.length !== numBlocks.length) throw new ConfigError(`${where}: decoder_block_out_channels and num_decoder_blocks must have the same length`);
+    const encChannels = c.intList('encoder_block_out_channels', [64, 64, 64, 64]);
+    const encBlocks = c.intList('num_encoder_blocks', [1, 3, 3, 3]);
+    if (encChannels.length !== encBlocks.length) throw new ConfigError(`${where}: encoder_block_out_channels and num_encoder_blocks must have the same length`);
+    this.w = new WeightLoader(rt, store);
+    this.rt = rt;
+    try {
+      this.decoder = new DecoderTiny(this.w.sub('decoder'), (b) => this.ownBuffers.push(b), this.latentChannels, this.outChannels, channels, numBlocks);
+      this.encoder = new EncoderTiny(this.w.sub('encoder'), this.inChannels, this.latentChannels, encChannels, encBlocks);
+      const unused = store.unused();
+      if (unused.length) throw new ConfigError(`${where}: ${unused.length} weights are not used by the model built from config.json: ${unused.slice(0, 10).join(', ')}`);
+    } catch (e) {
+      this.destroy();
+      throw e;
+    }
+  }
+
+  /** latents [B, latent_channels, h, w] (unscaled, as decode takes them) → image [B, out_channels, h·2^(stages−1), …] in about [-1, 1]. */
+  decode(g: Graph, latents: Tensor): Tensor {
+    if (latents.shape[1] !== this.latentChannels) throw new ConfigError(`AutoencoderTiny: latents have ${latents.shape[1]} channels, the model takes ${this.latentChannels}`);
+    return this.decoder.forward(g, latents);
+  }
+
+  /** image [B, in_channels, H, W] in [-1, 1] → latents [B, latent_channels, H/2^(stages−1), …] (unscaled, as encode returns them). */
+  encode(g: Graph, image: Tensor): Tensor {
+    if (image.shape[1] !== this.inChannels) throw new ConfigError(`AutoencoderTiny: image has ${image.shape[1]} channels, the model takes ${this.inChannels}`);
+    return this.encoder.forward(g, image);
+  }
+
+  destroy(): void {
+    this.w.destroy();
+    for (const b of this.ownBuffers) this.rt.destroyBuffer(b);
+    this.ownBuffers.length = 0;
+  }
+}

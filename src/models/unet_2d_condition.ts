@@ -1,0 +1,191 @@
+// diffusers.models.unet_2d_condition.UNet2DConditionModel (Stable Diffusion's text-conditioned
+// U-Net), assembled from its config.json: the UNet2DModel layout with cross-attention blocks that
+// attend to encoder_hidden_states.
+import type { Runtime } from '../gpu/runtime.ts';
+import type { Graph } from '../graph/graph.ts';
+import { shapeStr, type Tensor } from '../graph/tensor.ts';
+import { conv2d } from '../kernels/gemm.ts';
+import { groupNorm } from '../kernels/group_norm.ts';
+import type { WeightStore } from '../io/weights.ts';
+import { TimeEmbedding, type TimestepInput } from './embeddings.ts';
+import { ConfigError, ConfigReader, WeightLoader } from './loader.ts';
+import { loadConv, loadNorm } from './resnet.ts';
+import { COND_DOWN_TYPES, COND_UP_TYPES, makeCondDownBlock, makeCondUpBlock, MidBlock2DCrossAttn, type CondDownBlock, type CondUpBlock, type CrossAttnOptions } from './unet_2d_condition_blocks.ts';
+
+/** UNet2DConditionModel's constructor arguments in diffusers 0.25. */
+const KEYS = [
+  'sample_size', 'in_channels', 'out_channels', 'center_input_sample', 'flip_sin_to_cos', 'freq_shift',
+  'down_block_types', 'mid_block_type', 'up_block_types', 'only_cross_attention', 'block_out_channels',
+  'layers_per_block', 'downsample_padding', 'mid_block_scale_factor', 'dropout', 'act_fn', 'norm_num_groups',
+  'norm_eps', 'cross_attention_dim', 'transformer_layers_per_block', 'reverse_transformer_layers_per_block',
+  'encoder_hid_dim', 'encoder_hid_dim_type', 'attention_head_dim', 'num_attention_heads', 'dual_cross_attention',
+  'use_linear_projection', 'class_embed_type', 'addition_embed_type', 'addition_time_embed_dim',
+  'num_class_embeds', 'upcast_attention', 'resnet_time_scale_shift', 'resnet_skip_time_act',
+  'resnet_out_scale_factor', 'time_embedding_type', 'time_embedding_dim', 'time_embedding_act_fn',
+  'timestep_post_act', 'time_cond_proj_dim', 'conv_in_kernel', 'conv_out_kernel',
+  'projection_class_embeddings_input_dim', 'attention_type', 'class_embeddings_concat',
+  'mid_block_only_cross_attention', 'cross_attention_norm', 'addition_embed_type_num_heads',
+];
+
+/** An int or a per-block list of ints (diffusers accepts both for several options). */
+function perBlock(c: ConfigReader, key: string, fallback: number, n: number, where: string): number[] {
+  const v = c.raw(key);
+  if (v === undefined || v === null) return new Array<number>(n).fill(fallback);
+  if (typeof v === 'number') return new Array<number>(n).fill(c.int(key, fallback, 1));
+  const list = c.intList(key, []);
+  if (list.length !== n) throw new ConfigError(`${where}: config option ${key} has ${list.length} entries for ${n} down blocks`);
+  return list;
+}
+
+export class UNet2DConditionModel {
+  readonly inChannels: number;
+  readonly outChannels: number;
+  readonly sampleSize: number;
+  readonly crossAttentionDim: number;
+  private readonly w: WeightLoader;
+  private time!: TimeEmbedding;
+  private convIn!: ReturnType<typeof loadConv>;
+  private readonly down: CondDownBlock[] = [];
+  private mid!: MidBlock2DCrossAttn;
+  private readonly up: CondUpBlock[] = [];
+  private normOut!: ReturnType<typeof loadNorm>;
+  private convOut!: ReturnType<typeof loadConv>;
+  private readonly groups: number;
+  private readonly eps: number;
+  private readonly convInKernel: number;
+  private readonly convOutKernel: number;
+
+  constructor(rt: Runtime, store: WeightStore, config: Record<string, unknown>, where = 'UNet2DConditionModel') {
+    const c = new ConfigReader(config, where);
+    c.only('_class_name', ['UNet2DConditionModel']);
+    c.knownKeys(KEYS);
+    c.only('act_fn', ['silu', 'swish']);
+    c.only('time_embedding_type', ['positional']);
+    c.only('center_input_sample', [false]);
+    c.only('mid_block_type', ['UNetMidBlock2DCrossAttn']);
+    c.only('only_cross_attention', [false]);
+    c.only('mid_block_only_cross_attention', [false]);
+    c.only('dual_cross_attention', [false]);
+    c.only('resnet_time_scale_shift', ['default']);
+    c.only('resnet_skip_time_act', [false]);
+    c.only('resnet_out_scale_factor', [1]);
+    c.only('attention_type', ['default']);
+    c.only('class_embeddings_concat', [false]);
+    // Options that add inputs or layers we do not build: only their null defaults are accepted.
+    for (const key of [
+      'encoder_hid_dim', 'encoder_hid_dim_type', 'class_embed_type', 'num_class_embeds', 'addition_embed_type',
+      'addition_time_embed_dim', 'time_embedding_act_fn', 'timestep_post_act', 'time_cond_proj_dim',
+      'projection_class_embeddings_input_dim', 'cross_attention_norm', 'reverse_transformer_layers_per_block',
+    ]) {
+      c.only(key, [], 'is not supported');
+    }
+    // diffusers 0.25 itself refuses num_attention_heads; attention_head_dim is the head count.
+    c.only('num_attention_heads', [], 'is rejected by diffusers 0.25 (attention_head_dim gives the number of heads)');
+    if (Array.isArray(c.raw('cross_attention_dim'))) throw new ConfigError(`${where}: config option cross_attention_dim as a per-block list is not supported`);
+    if (Array.isArray(c.raw('transformer_layers_per_block'))) throw new ConfigError(`${where}: config option transformer_layers_per_block as a per-block list is not supported`);
+    if (Array.isArray(c.raw('layers_per_block'))) throw new ConfigError(`${where}: config option layers_per_block as a per-block list is not supported`);
+    if (Array.isArray(c.raw('sample_size'))) throw new ConfigError(`${where}: config option sample_size = ${JSON.stringify(c.raw('sample_size'))} (non-square) is not supported`);
+    if (c.has('norm_num_groups') && c.raw('norm_num_groups') === null) throw new ConfigError(`${where}: config option norm_num_groups = null is not supported`);
+
+    const channels = c.intList('block_out_channels', [320, 640, 1280, 1280]);
+    const downTypes = c.strList('down_block_types', ['CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'DownBlock2D']);
+    const upTypes = c.strList('up_block_types', ['UpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D']);
+    if (downTypes.length !== channels.length || upTypes.length !== channels.length) {
+      throw new ConfigError(`${where}: down_block_types, up_block_types and block_out_channels must have the same length`);
+    }
+    for (const t of downTypes) if (!COND_DOWN_TYPES.includes(t)) throw new ConfigError(`${where}: down block type ${t} is not supported (supported: ${COND_DOWN_TYPES.join(', ')})`);
+    for (const t of upTypes) if (!COND_UP_TYPES.includes(t)) throw new ConfigError(`${where}: up block type ${t} is not supported (supported: ${COND_UP_TYPES.join(', ')})`);
+    this.inChannels = c.int('in_channels', 4, 1);
+    this.outChannels = c.int('out_channels', 4, 1);
+    this.sampleSize = c.int('sample_size', 64, 1);
+    this.crossAttentionDim = c.int('cross_attention_dim', 1280, 1);
+    this.convInKernel = c.int('conv_in_kernel', 3, 1);
+    this.convOutKernel = c.int('conv_out_kernel', 3, 1);
+    if (this.convInKernel % 2 === 0 || this.convOutKernel % 2 === 0) throw new ConfigError(`${where}: even conv_in_kernel / conv_out_kernel are not supported`);
+    const layers = c.int('layers_per_block', 2, 1);
+    this.groups = c.int('norm_num_groups', 32, 1);
+    this.eps = c.num('norm_eps', 1e-5);
+    const heads = perBlock(c, 'attention_head_dim', 8, channels.length, where);
+    const transformerLayers = c.int('transformer_layers_per_block', 1, 1);
+    const linearProjection = c.bool('use_linear_projection', false);
+    const midScale = c.num('mid_block_scale_factor', 1);
+    const downsamplePadding = c.int('downsample_padding', 1);
+    const temb = c.int('time_embedding_dim', channels[0]! * 4, 1);
+    // upcast_attention only changes the precision of q·kᵀ, which is f32 here already.
+    c.bool('upcast_attention', false);
+
+    const w = new WeightLoader(rt, store);
+    this.w = w;
+    try {
+      this.time = new TimeEmbedding(w, { projDim: channels[0]!, embedDim: temb, flipSinToCos: c.bool('flip_sin_to_cos', true), freqShift: c.num('freq_shift', 0), numClassEmbeds: null });
+      this.convIn = loadConv(w, 'conv_in', this.inChannels, channels[0]!, this.convInKernel);
+      const base = { tembChannels: temb, groups: this.groups, eps: this.eps, outputScaleFactor: 1 };
+      const attn = (h: number): CrossAttnOptions => ({ heads: h, transformerLayers, crossAttentionDim: this.crossAttentionDim, linearProjection });
+      let out = channels[0]!;
+      downTypes.forEach((type, i) => {
+        const inCh = out;
+        out = channels[i]!;
+        const o = { ...base, numLayers: layers, inChannels: inCh, outChannels: out, attentionHeadDim: out / heads[i]! };
+        this.down.push(makeCondDownBlock(type, w.sub(`down_blocks.${i}`), o, attn(heads[i]!), i < channels.length - 1, downsamplePadding, where));
+      });
+      const last = channels[channels.length - 1]!;
+      const midHeads = heads[heads.length - 1]!;
+      this.mid = new MidBlock2DCrossAttn(w.sub('mid_block'), { ...base, numLayers: 1, inChannels: last, outChannels: last, attentionHeadDim: last / midHeads, outputScaleFactor: midScale }, attn(midHeads));
+      const rev = [...channels].reverse();
+      const revHeads = [...heads].reverse();
+      let outCh = rev[0]!;
+      upTypes.forEach((type, i) => {
+        const prev = outCh;
+        outCh = rev[i]!;
+        const inCh = rev[Math.min(i + 1, rev.length - 1)]!;
+        const o = { ...base, numLayers: layers + 1, inChannels: inCh, outChannels: outCh, prevOutputChannels: prev, attentionHeadDim: outCh / revHeads[i]! };
+        this.up.push(makeCondUpBlock(type, w.sub(`up_blocks.${i}`), o, attn(revHeads[i]!), i < channels.length - 1, where));
+      });
+      this.normOut = loadNorm(w, 'conv_norm_out', channels[0]!);
+      this.convOut = loadConv(w, 'conv_out', channels[0]!, this.outChannels, this.convOutKernel);
+      store.assertAllUsed();
+    } catch (e) {
+      w.destroy();
+      throw e;
+    }
+  }
+
+  /**
+   * Records one forward pass. sample: [B, in_channels, H, W]; encoderHiddenStates:
+   * [B, S, cross_attention_dim]. Returns [B, out_channels, H, W].
+   */
+  forward(g: Graph, sample: Tensor, t: TimestepInput, encoderHiddenStates: Tensor): Tensor {
+    const where = 'UNet2DConditionModel';
+    const B = sample.shape[0]!;
+    if (sample.shape.length !== 4 || sample.shape[1] !== this.inChannels) throw new ConfigError(`${where}: sample ${shapeStr(sample.shape)} is not [B, ${this.inChannels}, H, W]`);
+    const e = encoderHiddenStates.shape;
+    if (e.length !== 3 || e[0] !== B || e[2] !== this.crossAttentionDim) {
+      throw new ConfigError(`${where}: encoder_hidden_states ${shapeStr(e)} should be [${B}, S, ${this.crossAttentionDim}]`);
+    }
+    const factor = 2 ** (this.down.length - 1);
+    if (sample.shape[2]! % factor !== 0 || sample.shape[3]! % factor !== 0) {
+      throw new ConfigError(`${where}: sample size ${sample.shape[2]}x${sample.shape[3]} must be a multiple of ${factor}`);
+    }
+    const emb = this.time.forward(g, B, t);
+    let h = conv2d(g, 'conv_in', sample, this.convIn.weight, { bias: this.convIn.bias, padding: (this.convInKernel - 1) / 2 });
+    const skips: Tensor[] = [h];
+    for (const d of this.down) {
+      const r = d.forward(g, h, emb, encoderHiddenStates);
+      skips.push(...r.skips);
+      h = r.out;
+    }
+    h = this.mid.forward(g, h, emb, encoderHiddenStates);
+    for (const u of this.up) h = u.forward(g, h, emb, encoderHiddenStates, skips);
+    if (skips.length) throw new ConfigError(`${where}: ${skips.length} skip connections left unused: down and up block configs do not match`);
+    g.release(emb);
+    const n = groupNorm(g, 'conv_norm_out', h, this.normOut.weight, this.normOut.bias, { groups: this.groups, eps: this.eps, silu: true });
+    g.release(h);
+    const out = conv2d(g, 'conv_out', n, this.convOut.weight, { bias: this.convOut.bias, padding: (this.convOutKernel - 1) / 2 });
+    g.release(n);
+    return out;
+  }
+
+  destroy(): void {
+    this.w.destroy();
+  }
+}
