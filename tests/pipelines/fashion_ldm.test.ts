@@ -33,6 +33,21 @@ describe('fashion-ldm pipeline', () => {
     expect(diff).toBeGreaterThan(0.1);
   });
 
+  it('is batch-invariant: each image of a batch of 3 equals the one generated alone (DDIM, given latents)', async () => {
+    const rt = await runtime();
+    const m = await fashion();
+    const n = 4 * 8 * 8;
+    const labels = [7, 3, 5];
+    const L = Float32Array.from({ length: 3 * n }, (_, i) => Math.sin(i * 7.13) * 1.2);
+    const opts = { nullClass: 10, guidanceScale: 3, steps: 3, scheduler: 'ddim' as const };
+    const all = await generateClassConditional(rt, m, { ...opts, classLabels: labels, latents: L });
+    for (let k = 0; k < 3; k++) {
+      const one = await generateClassConditional(rt, m, { ...opts, classLabels: [labels[k]!], latents: L.slice(k * n, (k + 1) * n) });
+      const diff = one.image.reduce((d, v, i) => Math.max(d, Math.abs(v - all.image[k * 1024 + i]!)), 0);
+      expect(diff, `image ${k}`).toBeLessThan(1e-5);
+    }
+  });
+
   it('DDPM adds seeded GPU noise at every step but the last', async () => {
     const rt = await runtime();
     const m = await fashion();
