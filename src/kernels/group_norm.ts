@@ -27,7 +27,7 @@ export function groupNorm(g: Graph, label: string, x: Tensor, gamma: Tensor, bet
   const n = B * C * spatial;
 
   const stats = g.alloc([B, groups, 4], `${label}/stats`);
-  g.dispatch(`${label}/stats`, { shader: 'group_norm', params: { STATS: true, WG: statsThreads(groupSize) } }, { x, stats }, { group_size: groupSize, groups_total: B * groups, eps }, fold1d(B * groups));
+  g.dispatch(`${label}/stats`, { shader: 'group_norm', params: { STATS: true, WG: runStatsThreads(groupSize, 64) } }, { x, stats }, { group_size: groupSize, groups_total: B * groups, eps }, fold1d(B * groups));
   const out = g.alloc(x.shape, label);
   g.dispatch(
     label,
@@ -40,9 +40,12 @@ export function groupNorm(g: Graph, label: string, x: Tensor, gamma: Tensor, bet
   return out;
 }
 
-/** Threads for one group's statistics: about 64 values per thread, a power of two in 1..256. */
-export function statsThreads(groupSize: number): number {
+/**
+ * Threads for the statistics of one contiguous run (shaders/run_stats.wgsl): a power of two in
+ * 1..256 giving each thread at least `perThread` values, so short runs skip wide reductions.
+ */
+export function runStatsThreads(n: number, perThread: number): number {
   let wg = 1;
-  while (wg < 256 && wg * 64 < groupSize) wg *= 2;
+  while (wg < 256 && wg * perThread < n) wg *= 2;
   return wg;
 }

@@ -2,15 +2,10 @@
 // shaders/layer_norm.wgsl.
 import { fold1d, type Graph } from '../graph/graph.ts';
 import { numel, shapeStr, type Tensor } from '../graph/tensor.ts';
+import { runStatsThreads } from './group_norm.ts';
 import { ShapeError } from './gemm.ts';
 
 /** Threads per row: about 8 values per thread, a power of two in 1..256. */
-function rowThreads(C: number): number {
-  let wg = 1;
-  while (wg < 256 && wg * 8 < C) wg *= 2;
-  return wg;
-}
-
 /** x: [..., C]; gamma, beta: [C]. */
 export function layerNorm(g: Graph, label: string, x: Tensor, gamma: Tensor, beta: Tensor, eps: number): Tensor {
   if (x.shape.length < 1) throw new ShapeError(`${label}: input ${shapeStr(x.shape)} has no last dimension`);
@@ -22,6 +17,6 @@ export function layerNorm(g: Graph, label: string, x: Tensor, gamma: Tensor, bet
   if (!(eps >= 0)) throw new ShapeError(`${label}: eps ${eps} is not a non-negative number`);
   const rows = numel(x.shape) / C;
   const out = g.alloc(x.shape, label);
-  g.dispatch(label, { shader: 'layer_norm', params: { WG: rowThreads(C) } }, { x, gamma, beta, out }, { rows, C, eps }, rows === 0 ? [0] : fold1d(rows));
+  g.dispatch(label, { shader: 'layer_norm', params: { WG: runStatsThreads(C, 8) } }, { x, gamma, beta, out }, { rows, C, eps }, rows === 0 ? [0] : fold1d(rows));
   return out;
 }
