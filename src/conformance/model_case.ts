@@ -2,7 +2,7 @@
 import type { Runtime } from '../gpu/runtime.ts';
 import { Graph } from '../graph/graph.ts';
 import { numel, type Tensor } from '../graph/tensor.ts';
-import { loadModelFolder, readJson } from '../io/model_folder.ts';
+import { loadModelFolder, readJson, type ModelFolder } from '../io/model_folder.ts';
 import { readSafetensorsFile, toFloat32, toInt64Numbers, type HostTensor } from '../io/safetensors.ts';
 import { AutoencoderKL } from '../models/autoencoder_kl.ts';
 import { AutoencoderTiny } from '../models/autoencoder_tiny.ts';
@@ -21,59 +21,78 @@ function need(io: Map<string, HostTensor>, key: string, dir: string): HostTensor
   return t;
 }
 
+interface CaseInputs {
+  /** Uploads io.safetensors[key] (tracked, freed after the case). */
+  tensor(key: string): Tensor;
+  /** The U-Net timestep input: one f32 per batch element (a single value is broadcast). */
+  timesteps(batch: number): Tensor;
+  /** u32 class labels, when the case has them. */
+  classLabels(batch: number): Tensor | undefined;
+}
+
+interface Built {
+  out: Tensor;
+  destroy(): void;
+}
+
+type CaseRunner = (rt: Runtime, folder: ModelFolder, dir: string, g: Graph, io: CaseInputs) => Built;
+
+/** Models with one input tensor and one method call: decode(latents), encode(image). */
+function unary<M extends { destroy(): void }>(make: (rt: Runtime, f: ModelFolder, dir: string) => M, call: (m: M, g: Graph, x: Tensor) => Tensor, input: string): CaseRunner {
+  return (rt, folder, dir, g, io) => {
+    const m = make(rt, folder, dir);
+    return { out: call(m, g, io.tensor(input)), destroy: () => m.destroy() };
+  };
+}
+
+/** diffusers class.call → how Fresco runs it. */
+const RUNNERS: Record<string, CaseRunner> = {
+  'UNet2DModel.forward': (rt, folder, dir, g, io) => {
+    const unet = new UNet2DModel(rt, folder.weights, folder.config, dir);
+    const sample = io.tensor('sample');
+    const B = sample.shape[0]!;
+    return { out: unet.forward(g, sample, { timesteps: io.timesteps(B), broadcast: false, classLabels: io.classLabels(B) }), destroy: () => unet.destroy() };
+  },
+  'UNet2DConditionModel.forward': (rt, folder, dir, g, io) => {
+    const unet = new UNet2DConditionModel(rt, folder.weights, folder.config, dir);
+    const sample = io.tensor('sample');
+    const B = sample.shape[0]!;
+    return { out: unet.forward(g, sample, { timesteps: io.timesteps(B), broadcast: false }, io.tensor('encoder_hidden_states')), destroy: () => unet.destroy() };
+  },
+  'AutoencoderKL.decode': unary((rt, f, d) => new AutoencoderKL(rt, f.weights, f.config, d), (m, g, x) => m.decode(g, x), 'latents'),
+  'AutoencoderKL.encode': unary((rt, f, d) => new AutoencoderKL(rt, f.weights, f.config, d), (m, g, x) => m.encodeMean(g, x), 'image'),
+  'AutoencoderTiny.decode': unary((rt, f, d) => new AutoencoderTiny(rt, f.weights, f.config, d), (m, g, x) => m.decode(g, x), 'latents'),
+  'VQModel.decode': unary((rt, f, d) => new VQModel(rt, f.weights, f.config, d), (m, g, x) => m.decode(g, x), 'latents'),
+};
+
 export async function runModelCase(rt: Runtime, dir: string): Promise<Measured & { cls: string }> {
   const kase = await readJson(`${dir}/case.json`);
   const cls = String(kase.class);
   const call = String(kase.call);
+  const runner = RUNNERS[`${cls}.${call}`];
+  if (!runner) throw new Unsupported(`${cls}.${call} is not implemented yet`);
   const io = await readSafetensorsFile(`${dir}/io.safetensors`);
   const expected = toFloat32(need(io, 'out', dir));
   const folder = await loadModelFolder(dir);
   const inputs: GPUBuffer[] = [];
   const track = (t: Tensor) => (inputs.push(t.buffer), t);
-  const g = new Graph(rt, cls);
-  let destroyModel = () => {};
-  try {
-    let out: Tensor;
-    if (cls === 'UNet2DModel' && call === 'forward') {
-      const unet = new UNet2DModel(rt, folder.weights, folder.config, dir);
-      destroyModel = () => unet.destroy();
-      const sample = track(upload(rt, need(io, 'sample', dir), 'sample'));
-      const B = sample.shape[0]!;
+  const caseInputs: CaseInputs = {
+    tensor: (key) => track(upload(rt, need(io, key, dir), key)),
+    timesteps: (B) => {
       let ts = toInt64Numbers(need(io, 'timestep', dir));
       if (ts.length === 1 && B > 1) ts = new Array<number>(B).fill(ts[0]!);
-      const timesteps = track({ buffer: rt.upload(new Float32Array(ts), 'timesteps'), shape: [B], label: 'timesteps' });
+      return track({ buffer: rt.upload(new Float32Array(ts), 'timesteps'), shape: [B], label: 'timesteps' });
+    },
+    classLabels: (B) => {
       const cl = io.get('class_labels');
-      const classLabels = cl ? track({ buffer: rt.upload(new Uint32Array(toInt64Numbers(cl)), 'class_labels'), shape: [B], label: 'class_labels' }) : undefined;
-      out = unet.forward(g, sample, { timesteps, broadcast: false, classLabels });
-    } else if (cls === 'UNet2DConditionModel' && call === 'forward') {
-      const unet = new UNet2DConditionModel(rt, folder.weights, folder.config, dir);
-      destroyModel = () => unet.destroy();
-      const sample = track(upload(rt, need(io, 'sample', dir), 'sample'));
-      const B = sample.shape[0]!;
-      let ts = toInt64Numbers(need(io, 'timestep', dir));
-      if (ts.length === 1 && B > 1) ts = new Array<number>(B).fill(ts[0]!);
-      const timesteps = track({ buffer: rt.upload(new Float32Array(ts), 'timesteps'), shape: [B], label: 'timesteps' });
-      const context = track(upload(rt, need(io, 'encoder_hidden_states', dir), 'encoder_hidden_states'));
-      out = unet.forward(g, sample, { timesteps, broadcast: false }, context);
-    } else if (cls === 'AutoencoderKL' && call === 'decode') {
-      const vae = new AutoencoderKL(rt, folder.weights, folder.config, dir);
-      destroyModel = () => vae.destroy();
-      out = vae.decode(g, track(upload(rt, need(io, 'latents', dir), 'latents')));
-    } else if (cls === 'AutoencoderKL' && call === 'encode') {
-      const vae = new AutoencoderKL(rt, folder.weights, folder.config, dir);
-      destroyModel = () => vae.destroy();
-      out = vae.encodeMean(g, track(upload(rt, need(io, 'image', dir), 'image')));
-    } else if (cls === 'AutoencoderTiny' && call === 'decode') {
-      const taesd = new AutoencoderTiny(rt, folder.weights, folder.config, dir);
-      destroyModel = () => taesd.destroy();
-      out = taesd.decode(g, track(upload(rt, need(io, 'latents', dir), 'latents')));
-    } else if (cls === 'VQModel' && call === 'decode') {
-      const vq = new VQModel(rt, folder.weights, folder.config, dir);
-      destroyModel = () => vq.destroy();
-      out = vq.decode(g, track(upload(rt, need(io, 'latents', dir), 'latents')));
-    } else {
-      throw new Unsupported(`${cls}.${call} is not implemented yet`);
-    }
+      return cl ? track({ buffer: rt.upload(new Uint32Array(toInt64Numbers(cl)), 'class_labels'), shape: [B], label: 'class_labels' }) : undefined;
+    },
+  };
+  const g = new Graph(rt, cls);
+  let built: Built | null = null;
+  try {
+    built = runner(rt, folder, dir, g, caseInputs);
+    const out = built.out;
     g.finalize();
     const enc = rt.device.createCommandEncoder();
     g.record(enc);
@@ -83,7 +102,7 @@ export async function runModelCase(rt: Runtime, dir: string): Promise<Measured &
     return { cls, ...measure(got, expected, 1e-3) };
   } finally {
     g.destroy();
-    destroyModel();
+    built?.destroy();
     for (const b of inputs) rt.destroyBuffer(b);
   }
 }
