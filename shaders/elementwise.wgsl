@@ -6,6 +6,9 @@
 // into the following conv's read). GEGLU is diffusers' FeedForward gate: the first half of each
 // row times the exact (erf) GELU of the second half. TANH_CLAMP is TAESD's soft latent clamp, tanh(x / m) * m;
 // AFFINE maps value ranges (TAESD's encoder takes images in [0, 1], x * 0.5 + 0.5).
+// MASK_BLEND is inpainting's per-step blend, in place: out = m * out + (1 - m) * known, with
+// known [B, C, h, w] repeated over out's leading batch copies (the two guidance halves) and the
+// mask [B, 1, h, w] broadcast over channels.
 #include "common"
 
 const WG = 256u;
@@ -28,6 +31,9 @@ struct U { n: u32, scale: f32, shift: f32 }
 #elif GEGLU
 // half: output features per row (the input row holds 2 * half).
 struct U { n: u32, half: u32 }
+#elif MASK_BLEND
+// known_n: values in known; plane: h * w; chw: C * h * w.
+struct U { n: u32, known_n: u32, plane: u32, chw: u32 }
 #endif
 
 @group(0) @binding(0) var<uniform> u: U;
@@ -35,6 +41,8 @@ struct U { n: u32, half: u32 }
 #if ADD
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 #elif CONCAT
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+#elif MASK_BLEND
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 #endif
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
@@ -91,5 +99,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let j = i - row * u.half;
   let base = row * 2u * u.half;
   out[i] = a[base + j] * gelu_erf(a[base + u.half + j]);
+#elif MASK_BLEND
+  // a: known, b: mask. With m in {0, 1} either term is exactly the chosen value.
+  let k = i % u.known_n;
+  let m = b[(k / u.chw) * u.plane + k % u.plane];
+  out[i] = m * out[i] + (1.0 - m) * a[k];
 #endif
 }

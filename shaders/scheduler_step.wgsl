@@ -4,8 +4,10 @@
 //   eps    = modelOut                      or, with CFG, e_u + g·(e_c − e_u)
 //   x0     = a0·x + a1·eps                 clamped to ±range when the row's clip flag is set
 //   epsHat = b0·x + b1·eps + b2·x0
-//   prev   = c0·x0 + c1·epsHat + c2·x + c3·noise
+//   prev   = c0·x0 + c1·epsHat + c2·x + c3·noise + d·x0_prev
 // x is updated in place; NEXT also writes prev·nextScale as the next U-Net input (both CFG halves).
+// PREV_X0 gives multistep solvers (DPM-Solver++ 2M) the previous step's x0: read for the d term,
+// then overwritten with this step's x0 for the next one.
 #include "common"
 
 struct U {
@@ -25,6 +27,9 @@ struct U {
 #if EPS_OUT
 @group(0) @binding(6) var<storage, read_write> epsOut: array<f32>;
 #endif
+#if PREV_X0
+@group(0) @binding(7) var<storage, read_write> prevX0: array<f32>;
+#endif
 
 const WG = 256u;
 // Row slots; the same numbers as StepRow in src/kernels/scheduler_step.ts.
@@ -41,6 +46,7 @@ const C1 = 11u;
 const C2 = 12u;
 const C3 = 13u;
 const NEXT_SCALE = 14u;
+const D = 15u;
 
 @compute @workgroup_size(256, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
@@ -67,6 +73,14 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   if (row[C3] != 0.0) {
     prev += row[C3] * noise[i];
   }
+#endif
+
+#if PREV_X0
+  // d = 0 on a first-order step (the first one): the history is not read, so it may be stale.
+  if (row[D] != 0.0) {
+    prev += row[D] * prevX0[i];
+  }
+  prevX0[i] = x0;
 #endif
 
   x[i] = prev;

@@ -1,6 +1,8 @@
 // Flag parsing for `fresco generate`, kept apart from running so bad input is a usage error
 // before any GPU work starts.
 
+import type { SchedulerName } from '../schedulers/scheduler.ts';
+
 export class UsageError extends Error {
   constructor(message: string) {
     super(message);
@@ -8,17 +10,25 @@ export class UsageError extends Error {
   }
 }
 
+// Listed here rather than imported so the argument parser stays free of GPU code; `satisfies` keeps
+// it in step with the scheduler factory's names.
+const CLI_SCHEDULERS = ['ddim', 'ddpm', 'euler-a', 'euler', 'lcm', 'dpm++2m'] as const satisfies readonly SchedulerName[];
+type CliSchedulerName = (typeof CLI_SCHEDULERS)[number];
+
 export interface GenerateArgs {
   classes: string[];
   count: number;
   seed: number | null;
   steps: number | null;
   guidance: number | null;
-  scheduler: 'ddim' | 'ddpm' | 'euler-a' | null;
+  scheduler: CliSchedulerName | null;
   eta: number;
   model: string | null;
   out: string;
   force: boolean;
+  initImage: string | null;
+  strength: number | null;
+  mask: string | null;
 }
 
 export const GENERATE_USAGE = `usage: fresco generate [options]
@@ -27,11 +37,14 @@ export const GENERATE_USAGE = `usage: fresco generate [options]
   --seed N             RNG seed (default: random, printed)
   --steps N            denoising steps (default from the model card, else 25)
   --guidance G         classifier-free guidance scale (default from the model card, else 3)
-  --scheduler ddim|ddpm|euler-a  (default from the model card, else ddim)
+  --scheduler ddim|ddpm|euler-a|euler|lcm|dpm++2m  (default from the model card, else ddim)
   --eta E              DDIM eta (default 0; DDIM only)
   --model DIR          diffusers-layout model folder (default weights/fashion-ldm)
   --out FILE.png       output PNG, a grid when several images (default fresco.png)
-  --force              overwrite FILE.png if it exists`;
+  --force              overwrite FILE.png if it exists
+  --init-image FILE.png  img2img: start from this image (gray or RGB, the model's image size)
+  --strength S         how far to noise the init image, 0 < S <= 1 (default 0.8; needs --init-image)
+  --mask FILE.png      inpaint: white pixels are repainted, black kept (needs --init-image)`;
 
 function int(flag: string, v: string | undefined, min: number, max: number): number {
   if (v === undefined || !/^-?\d+$/.test(v)) throw new UsageError(`${flag} needs an integer, got ${v === undefined ? 'nothing' : JSON.stringify(v)}`);
@@ -48,7 +61,7 @@ function num(flag: string, v: string | undefined, min: number, max: number): num
 }
 
 export function parseGenerateArgs(argv: string[]): GenerateArgs {
-  const a: GenerateArgs = { classes: [], count: 1, seed: null, steps: null, guidance: null, scheduler: null, eta: 0, model: null, out: 'fresco.png', force: false };
+  const a: GenerateArgs = { classes: [], count: 1, seed: null, steps: null, guidance: null, scheduler: null, eta: 0, model: null, out: 'fresco.png', force: false, initImage: null, strength: null, mask: null };
   for (let i = 0; i < argv.length; i++) {
     let flag = argv[i]!;
     let value: string | undefined;
@@ -72,8 +85,9 @@ export function parseGenerateArgs(argv: string[]): GenerateArgs {
       case '--eta': a.eta = num(flag, next(), 0, 1); break;
       case '--scheduler': {
         const v = next();
-        if (v !== 'ddim' && v !== 'ddpm' && v !== 'euler-a') throw new UsageError(`--scheduler must be ddim, ddpm or euler-a, got ${JSON.stringify(v)}`);
-        a.scheduler = v;
+        const name = CLI_SCHEDULERS.find((s) => s === v);
+        if (!name) throw new UsageError(`--scheduler must be ${CLI_SCHEDULERS.join(', ')}, got ${JSON.stringify(v)}`);
+        a.scheduler = name;
         break;
       }
       case '--model': {
@@ -89,10 +103,25 @@ export function parseGenerateArgs(argv: string[]): GenerateArgs {
         break;
       }
       case '--force': a.force = true; break;
+      case '--init-image':
+      case '--mask': {
+        const v = next();
+        if (!v || !v.toLowerCase().endsWith('.png')) throw new UsageError(`${flag} needs a .png file, got ${JSON.stringify(v ?? null)}`);
+        if (flag === '--mask') a.mask = v;
+        else a.initImage = v;
+        break;
+      }
+      case '--strength': {
+        a.strength = num(flag, next(), 0, 1);
+        if (a.strength === 0) throw new UsageError('--strength must be above 0 (0 would run no denoising step)');
+        break;
+      }
       default: throw new UsageError(`unknown option ${JSON.stringify(argv[i])}`);
     }
   }
   if (a.eta > 0 && a.scheduler !== null && a.scheduler !== 'ddim') throw new UsageError('--eta applies to --scheduler ddim only');
+  if (a.strength !== null && a.initImage === null) throw new UsageError('--strength needs --init-image');
+  if (a.mask !== null && a.initImage === null) throw new UsageError('--mask needs --init-image (the image to inpaint)');
   return a;
 }
 

@@ -1,11 +1,13 @@
 // The `fresco` command.
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { getGpu } from '../gpu/device.ts';
 import { Runtime } from '../gpu/runtime.ts';
 import { readJson } from '../io/model_folder.ts';
-import { encodePng, tensorToImage, writeFileNoClobber } from '../io/png.ts';
+import { decodePng, encodePng, tensorToImage, writeFileNoClobber } from '../io/png.ts';
+import { vaeScaleFactor } from '../pipelines/img2img.ts';
 import { generateClassConditional, type StepInfo } from '../pipelines/class_conditional.ts';
 import { loadLdmFolder } from '../pipelines/ldm_folder.ts';
 import { GENERATE_USAGE, parseGenerateArgs, resolveClasses, UsageError } from './args.ts';
@@ -16,6 +18,40 @@ interface ModelCard {
   class_names?: string[];
   null_class?: number;
   defaults?: { steps?: number; guidance?: number; scheduler?: 'ddim' | 'ddpm' | 'euler-a' };
+}
+
+/**
+ * A PNG as one image [C, side, side] in [-1, 1] (diffusers' 2·(pixel/255) − 1), gray by PIL's
+ * convert('L') weights when C = 1; or, for a mask, 1 where the pixel is white (≥ 0.5), else 0.
+ */
+async function readImage(flag: string, path: string, side: number, channels: number, kind: 'image' | 'mask'): Promise<Float32Array> {
+  if (!existsSync(path)) throw new UsageError(`${flag} ${path} does not exist`);
+  let png: ReturnType<typeof decodePng>;
+  try {
+    png = decodePng(new Uint8Array(await readFile(path)));
+  } catch (e) {
+    throw new UsageError(`${flag} ${path} is not a readable PNG (${(e as Error).message})`);
+  }
+  if (png.width !== side || png.height !== side) throw new UsageError(`${flag} ${path} is ${png.width}x${png.height}; this model needs ${side}x${side}`);
+  const px = png.pixels;
+  const n = side * side;
+  // PIL's fixed-point ITU-R 601-2 luma, exact for gray pixels.
+  const luma = (p: number) => (px[4 * p]! * 19595 + px[4 * p + 1]! * 38470 + px[4 * p + 2]! * 7471 + 0x8000) >>> 16;
+  if (kind === 'mask') return Float32Array.from({ length: n }, (_, p) => (luma(p) / 255 >= 0.5 ? 1 : 0));
+  const out = new Float32Array(channels * n);
+  for (let c = 0; c < channels; c++)
+    for (let p = 0; p < n; p++) {
+      const v = channels === 1 ? luma(p) : px[4 * p + Math.min(c, 2)]!;
+      out[c * n + p] = Math.fround(Math.fround(v / 255) * 2 - 1);
+    }
+  return out;
+}
+
+/** One image repeated over the batch. */
+function repeat(x: Float32Array, times: number): Float32Array {
+  const out = new Float32Array(x.length * times);
+  for (let i = 0; i < times; i++) out.set(x, i * x.length);
+  return out;
 }
 
 function progress(info: StepInfo): void {
@@ -51,7 +87,15 @@ async function generate(argv: string[]): Promise<void> {
     const steps = args.steps ?? card.defaults?.steps ?? 25;
     const guidance = args.guidance ?? card.defaults?.guidance ?? 3;
     const scheduler = args.scheduler ?? card.defaults?.scheduler ?? 'ddim';
-    console.error(`generating ${batch.length} image(s): ${labels.map((l) => names?.[l] ?? String(l)).join(', ')}; seed ${seed}, ${steps} ${scheduler} steps, guidance ${guidance}`);
+    let initImage: Float32Array | undefined;
+    let mask: Float32Array | undefined;
+    if (args.initImage) {
+      const side = model.unet.sampleSize * (await vaeScaleFactor(modelDir));
+      initImage = repeat(await readImage('--init-image', args.initImage, side, model.vae.inChannels, 'image'), batch.length);
+      if (args.mask) mask = repeat(await readImage('--mask', args.mask, side, 1, 'mask'), batch.length);
+    }
+    const strength = args.initImage ? (args.strength ?? 0.8) : undefined;
+    console.error(`generating ${batch.length} image(s): ${labels.map((l) => names?.[l] ?? String(l)).join(', ')}; seed ${seed}, ${steps} ${scheduler} steps, guidance ${guidance}${initImage ? `; ${mask ? 'inpainting' : 'img2img'} from ${args.initImage}, strength ${strength}` : ''}`);
     const result = await generateClassConditional(rt, model, {
       classLabels: batch,
       nullClass,
@@ -60,6 +104,9 @@ async function generate(argv: string[]): Promise<void> {
       scheduler,
       eta: args.eta,
       seed,
+      initImage,
+      strength,
+      mask,
       onStep: progress,
     });
     const cols = args.count > 1 ? args.count : Math.ceil(Math.sqrt(batch.length));

@@ -78,6 +78,8 @@ export async function replaySchedulerTrace(rt: Runtime, dir: string): Promise<Re
   const x = tensor('x');
   const eps = tensor('eps');
   const noise = tensor('noise');
+  // Multistep solvers keep the previous x0 on the GPU between steps.
+  const prevX0 = sched.usesX0History ? tensor('prev-x0') : undefined;
   const row = rt.createBuffer(sched.rowLength * 4, 'step-row');
   owned.push(row);
   const q = rt.device.queue;
@@ -85,7 +87,7 @@ export async function replaySchedulerTrace(rt: Runtime, dir: string): Promise<Re
   const g = new Graph(rt, 'scheduler-replay');
   try {
     // One graph for the whole loop, as the pipeline does: only the row and the inputs change.
-    schedulerStep(g, 'step', { x, modelOut: eps, row, noise });
+    schedulerStep(g, 'step', { x, modelOut: eps, row, noise, prevX0 });
     g.finalize();
     write(x.buffer, toFloat32(xInit));
     let cur: Float32Array = toFloat32(xInit).slice();

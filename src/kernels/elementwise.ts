@@ -1,6 +1,6 @@
 // SiLU, GEGLU, scaling, the tanh soft clamp, scaled residual add, channel concat and nearest 2x
 // upsample: one thread per output element through shaders/elementwise.wgsl, one template variant
-// per op.
+// per op; maskBlend (inpainting) updates its sample in place.
 import { fold1d, type Bindable, type Graph } from '../graph/graph.ts';
 import { numel, shapeStr, type Tensor } from '../graph/tensor.ts';
 import { ShapeError } from './gemm.ts';
@@ -64,4 +64,21 @@ export function geglu(g: Graph, label: string, x: Tensor): Tensor {
   if (last === undefined || last % 2 !== 0) throw new ShapeError(`${label}: input ${shapeStr(x.shape)} does not end in an even feature count`);
   const half = last / 2;
   return run(g, label, 'GEGLU', [...x.shape.slice(0, -1), half], { a: x }, { half });
+}
+
+/**
+ * Inpainting's blend, in place: x = m·x + (1 − m)·known, m = 1 where x is repainted. x is
+ * [R·B, C, h, w] (R copies of the batch, e.g. the two guidance halves), known [B, C, h, w], mask
+ * [B, 1, h, w] broadcast over channels.
+ */
+export function maskBlend(g: Graph, label: string, x: Tensor, known: Tensor, mask: Tensor): void {
+  const k = known.shape;
+  if (k.length !== 4) throw new ShapeError(`${label}: known ${shapeStr(k)} is not [B, C, h, w]`);
+  const [B, C, h, w] = k as [number, number, number, number];
+  if (shapeStr(mask.shape) !== shapeStr([B, 1, h, w])) throw new ShapeError(`${label}: mask ${shapeStr(mask.shape)} should be [${B}, 1, ${h}, ${w}] for known ${shapeStr(k)}`);
+  const rep = x.shape.length === 4 && x.shape[0]! % B === 0 && shapeStr(x.shape.slice(1)) === shapeStr(k.slice(1));
+  if (!rep || x.shape[0] === 0) throw new ShapeError(`${label}: sample ${shapeStr(x.shape)} is not a whole number of batches of known ${shapeStr(k)}`);
+  if (x.buffer === known.buffer || x.buffer === mask.buffer) throw new ShapeError(`${label}: the sample shares a buffer with known or mask`);
+  const n = numel(x.shape);
+  g.dispatch(label, { shader: 'elementwise', params: { MASK_BLEND: true } }, { a: known, b: mask, out: x }, { n, known_n: numel(k), plane: h * w, chw: C * h * w }, fold1d(Math.ceil(n / WG)));
 }

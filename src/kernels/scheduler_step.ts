@@ -1,6 +1,7 @@
 // The fused scheduler step (shaders/scheduler_step.wgsl): guidance combine, predicted x0, clip,
 // and the update to the previous sample in one pass, with every per-step number read from a
-// row buffer so one compiled kernel serves each step of a DDPM or DDIM loop.
+// row buffer so one compiled kernel serves each step of a denoising loop (DDPM, DDIM, Euler,
+// LCM, and with an x0 history buffer DPM-Solver++ 2M).
 import type { Graph } from '../graph/graph.ts';
 import { numel, shapeStr, type Tensor } from '../graph/tensor.ts';
 import { fold1d } from '../graph/graph.ts';
@@ -30,6 +31,8 @@ export const StepRow = {
   c3: 13,
   /** Model-input scale of the next step, applied to nextInput. */
   nextScale: 14,
+  /** prev += d·x0_prev, the previous step's x0 (read only with a prevX0 binding). */
+  d: 15,
 } as const;
 
 export const STEP_ROW_LENGTH = 16;
@@ -47,6 +50,8 @@ export interface StepCoefficients {
   c2: number;
   c3: number;
   nextScale: number;
+  /** Coefficient of the previous step's x0 (multistep solvers); absent means 0. */
+  d?: number;
 }
 
 export function packStepRow(t: number, index: number, k: StepCoefficients): Float32Array {
@@ -67,6 +72,7 @@ export function packStepRow(t: number, index: number, k: StepCoefficients): Floa
   row[StepRow.c2] = k.c2;
   row[StepRow.c3] = k.c3;
   row[StepRow.nextScale] = k.nextScale;
+  row[StepRow.d] = k.d ?? 0;
   return row;
 }
 
@@ -85,12 +91,17 @@ export interface SchedulerStepArgs {
   nextInput?: Tensor;
   /** Receives the (guided) model output the step used, [B, ...]. */
   epsOut?: Tensor;
+  /**
+   * [B, ...] history for multistep solvers: holds the previous step's x0 on entry (read only when
+   * the row's d ≠ 0) and this step's x0 on exit.
+   */
+  prevX0?: Tensor;
 }
 
 const WG = 256;
 
 export function schedulerStep(g: Graph, label: string, args: SchedulerStepArgs): void {
-  const { x, modelOut, row, noise, nextInput, epsOut } = args;
+  const { x, modelOut, row, noise, nextInput, epsOut, prevX0 } = args;
   const cfg = !!args.cfg;
   const n = numel(x.shape);
   const tail = shapeStr(x.shape.slice(1));
@@ -106,12 +117,14 @@ export function schedulerStep(g: Graph, label: string, args: SchedulerStepArgs):
   if (noise) batched(noise, 1, 'noise', 'the sample shape');
   if (epsOut) batched(epsOut, 1, 'eps output', 'the sample shape');
   if (nextInput) batched(nextInput, cfg ? 2 : 1, 'next input', cfg ? '[2B, ...]' : 'the sample shape');
+  if (prevX0) batched(prevX0, 1, 'x0 history', 'the sample shape');
   if (row.size < STEP_ROW_LENGTH * 4) throw new ShapeError(`${label}: row buffer has ${row.size} bytes, a step row needs ${STEP_ROW_LENGTH * 4}`);
   // A buffer written by this dispatch cannot also be bound under another name.
   const buffers: [string, GPUBuffer][] = [['sample', x.buffer], ['model output', modelOut.buffer], ['row', row]];
   if (noise) buffers.push(['noise', noise.buffer]);
   if (nextInput) buffers.push(['next input', nextInput.buffer]);
   if (epsOut) buffers.push(['eps output', epsOut.buffer]);
+  if (prevX0) buffers.push(['x0 history', prevX0.buffer]);
   for (let i = 0; i < buffers.length; i++)
     for (let j = i + 1; j < buffers.length; j++)
       if (buffers[i]![1] === buffers[j]![1]) throw new ShapeError(`${label}: ${buffers[i]![0]} and ${buffers[j]![0]} share one buffer`);
@@ -120,9 +133,10 @@ export function schedulerStep(g: Graph, label: string, args: SchedulerStepArgs):
   if (noise) bind.noise = noise;
   if (nextInput) bind.nextInput = nextInput;
   if (epsOut) bind.epsOut = epsOut;
+  if (prevX0) bind.prevX0 = prevX0;
   g.dispatch(
     label,
-    { shader: 'scheduler_step', params: { CFG: cfg, NOISE: !!noise, NEXT: !!nextInput, EPS_OUT: !!epsOut } },
+    { shader: 'scheduler_step', params: { CFG: cfg, NOISE: !!noise, NEXT: !!nextInput, EPS_OUT: !!epsOut, PREV_X0: !!prevX0 } },
     bind,
     { n },
     fold1d(Math.ceil(n / WG)),

@@ -3,14 +3,23 @@
 // scheduler step (guidance combine inside it) and the GPU noise form one graph; each step only
 // copies its coefficient row into place, records the graph and submits. Nothing is read back
 // until the image (tracing, for conformance checks, is the exception and is opt-in).
+//
+// img2img and inpainting follow diffusers' StableDiffusionImg2ImgPipeline and the 4-channel path of
+// StableDiffusionInpaintPipeline: the init image's latents (VAE posterior mean — diffusers samples
+// the posterior by default — times scaling_factor) are noised to timesteps[t_start] and the loop
+// runs from there. Inpainting blends after every step: the known region becomes
+// add_noise(init, ε, t_next) (init itself after the last step) through the mask at latent size.
+// The per-step blend coefficients ride in the step row, so the step graph is still planned once.
 import type { Runtime } from '../gpu/runtime.ts';
 import { GpuError } from '../gpu/runtime.ts';
 import { Graph } from '../graph/graph.ts';
 import { numel, type Tensor } from '../graph/tensor.ts';
-import { scale } from '../kernels/elementwise.ts';
+import { maskBlend, scale } from '../kernels/elementwise.ts';
+import { noiseAdd } from '../kernels/noise_add.ts';
 import { gaussianNoise } from '../kernels/rng.ts';
 import { schedulerStep, StepRow } from '../kernels/scheduler_step.ts';
 import { createScheduler, type Scheduler, type SchedulerName } from '../schedulers/scheduler.ts';
+import { addNoiseCoefficients, img2imgStartStep, latentMask } from './img2img.ts';
 import type { LdmModel } from './ldm_folder.ts';
 
 export class CancelledError extends Error {
@@ -36,8 +45,14 @@ export interface ClassConditionalOptions {
   scheduler?: SchedulerName;
   eta?: number;
   seed?: number;
-  /** Initial latents [B, C, h, w] instead of drawing them from the seed. */
+  /** Initial latents [B, C, h, w] instead of drawing them from the seed (with initImage: the noise ε). */
   latents?: Float32Array;
+  /** img2img / inpainting source [B, C, H, W] in [-1, 1], H = W = the model's image size. */
+  initImage?: Float32Array;
+  /** How far to noise initImage, (0, 1] (default 0.8 as diffusers' img2img; 1 with a mask means pure noise). */
+  strength?: number;
+  /** Inpainting mask [B, 1, H, W], 1 = repaint (binarized at 0.5); needs initImage. */
+  mask?: Float32Array;
   onStep?: (info: StepInfo) => void;
   signal?: AbortSignal;
   /** Reads back the guided eps and the latents after every step (slow; for checks only). */
@@ -49,6 +64,10 @@ export interface GenerationResult {
   image: Float32Array;
   imageShape: [number, number, number, number];
   latents: Float32Array;
+  /** The encoded init image (scaled latents), when initImage was given. */
+  initLatents?: Float32Array;
+  /** The first scheduler step run (t_start; 0 without initImage). */
+  startStep: number;
   stepMs: number[];
   totalMs: number;
   scheduler: Scheduler;
@@ -70,20 +89,42 @@ export async function generateClassConditional(rt: Runtime, model: LdmModel, opt
     if (!Number.isInteger(l) || l < 0 || l >= numClasses) throw new Error(`class label ${l} is out of range: this model has ${numClasses} class embeddings (0..${numClasses - 1})`);
   }
   const steps = opts.steps ?? 50;
+  if (opts.strength !== undefined && !opts.initImage) throw new Error('strength applies to img2img only: pass initImage');
+  if (opts.mask && !opts.initImage) throw new Error('a mask needs initImage (the image to inpaint)');
   const sched = createScheduler(model.schedulerConfig, steps, { name: opts.scheduler, eta: opts.eta });
   const size = unet.sampleSize;
   const latentShape = [B, unet.inChannels, size, size];
   const n = numel(latentShape);
+  const strength = opts.strength ?? 0.8;
+  const start = opts.initImage ? img2imgStartStep(steps, strength) : 0;
+  const masked = !!opts.mask;
+  // The image side: the init image is square, and must encode to exactly the U-Net's latent size.
+  let imageSide = 0;
+  if (opts.initImage) {
+    const per = opts.initImage.length / (B * vae.inChannels);
+    imageSide = Math.round(Math.sqrt(per));
+    if (!Number.isInteger(per) || imageSide * imageSide !== per || imageSide % size !== 0) {
+      throw new Error(`init image has ${opts.initImage.length} values; expected [${B}, ${vae.inChannels}, H, H] with H a multiple of the latent size ${size}`);
+    }
+  }
   const unetBatch = cfg ? 2 * B : B;
   const device = rt.device;
 
-  // Step rows for the whole run, each with the guidance scale filled in.
-  const rowBytes = sched.rowLength * 4;
-  const table = new Float32Array(sched.rowLength * steps);
-  for (let i = 0; i < steps; i++) {
+  // Step rows for the whole run, each with the guidance scale filled in. Inpainting appends the
+  // blend's add_noise coefficients for t_next: [a, b] for the latents, [s·a, s·b] for the next
+  // U-Net input (s = scale_model_input at t_next, which commutes with the blend).
+  const rowLength = sched.rowLength + (masked ? 4 : 0);
+  const rowBytes = rowLength * 4;
+  const table = new Float32Array(rowLength * steps);
+  for (let i = start; i < steps; i++) {
     const row = sched.stepRow(i);
     row[StepRow.guidance] = guidance;
-    table.set(row, i * sched.rowLength);
+    table.set(row, i * rowLength);
+    if (masked) {
+      const [a, b] = addNoiseCoefficients(sched, i + 1);
+      const s = i + 1 < steps ? sched.modelInputScale(i + 1) : 1;
+      table.set([a, b, s * a, s * b], i * rowLength + sched.rowLength);
+    }
   }
   const owned: GPUBuffer[] = [];
   const own = (b: GPUBuffer) => (owned.push(b), b);
@@ -99,6 +140,9 @@ export async function generateClassConditional(rt: Runtime, model: LdmModel, opt
   const unetIn: Tensor = { buffer: own(rt.createBuffer(n * 4 * (cfg ? 2 : 1), 'unet-in')), shape: [unetBatch, ...latentShape.slice(1)], label: 'unet-in' };
 
   const graphs: Graph[] = [];
+  let initLatents: Tensor | undefined;
+  let epsNoise: Tensor | undefined;
+  let maskT: Tensor | undefined;
   try {
     // Initial latents: given (as diffusers' prepare_latents takes them, before init_noise_sigma),
     // or drawn on the GPU from the seed (stream 0). x = latents·init_noise_sigma; the first U-Net
@@ -106,18 +150,45 @@ export async function generateClassConditional(rt: Runtime, model: LdmModel, opt
     {
       const init = new Graph(rt, 'init');
       graphs.push(init);
-      let start: Tensor;
+      let drawn: Tensor;
       if (opts.latents) {
         if (opts.latents.length !== n) throw new Error(`initial latents have ${opts.latents.length} values, expected ${n} for shape [${latentShape.join(', ')}]`);
-        start = { buffer: own(rt.upload(opts.latents, 'latents-init')), shape: latentShape, label: 'latents-init' };
+        drawn = { buffer: own(rt.upload(opts.latents, 'latents-init')), shape: latentShape, label: 'latents-init' };
       } else {
-        start = gaussianNoise(init, 'init-noise', latentShape, opts.seed ?? 0, { stream: 0 });
+        drawn = gaussianNoise(init, 'init-noise', latentShape, opts.seed ?? 0, { stream: 0 });
       }
-      const x0 = scale(init, 'init-noise-sigma', start, sched.initNoiseSigma);
-      const in0 = scale(init, 'scale-model-input', x0, sched.modelInputScale(0));
+      let x0: Tensor;
+      let encoded: Tensor | undefined;
+      if (opts.initImage) {
+        const imageShape = [B, vae.inChannels, imageSide, imageSide];
+        const img: Tensor = { buffer: own(rt.upload(opts.initImage, 'init-image')), shape: imageShape, label: 'init-image' };
+        const mean = vae.encodeMean(init, img);
+        if (mean.shape.join() !== latentShape.join()) {
+          const factor = imageSide / (mean.shape[2] ?? imageSide);
+          throw new Error(`init image is ${imageSide}x${imageSide} but this model takes ${size * factor}x${size * factor} images`);
+        }
+        encoded = scale(init, 'init-latents', mean, vae.scalingFactor);
+        // diffusers' inpainting starts from pure noise (times init_noise_sigma) at strength 1.
+        const [a, b] = masked && strength === 1 ? [0, sched.initNoiseSigma] : addNoiseCoefficients(sched, start);
+        x0 = noiseAdd(init, 'img2img-start', encoded, drawn, { sqrtAlphaBar: a, sqrtOneMinusAlphaBar: b });
+      } else {
+        x0 = scale(init, 'init-noise-sigma', drawn, sched.initNoiseSigma);
+      }
+      const in0 = scale(init, 'scale-model-input', x0, sched.modelInputScale(start));
       init.finalize();
       const enc = device.createCommandEncoder();
       init.record(enc);
+      // The encoded image and ε outlive this graph: the blend reads them at every step.
+      if (encoded) {
+        initLatents = { buffer: own(rt.createBuffer(n * 4, 'init-latents')), shape: latentShape, label: 'init-latents' };
+        enc.copyBufferToBuffer(encoded.buffer, 0, initLatents.buffer, 0, n * 4);
+      }
+      if (masked) {
+        epsNoise = { buffer: own(rt.createBuffer(n * 4, 'img2img-noise')), shape: latentShape, label: 'img2img-noise' };
+        enc.copyBufferToBuffer(drawn.buffer, 0, epsNoise.buffer, 0, n * 4);
+        const m = latentMask(opts.mask!, B, imageSide, imageSide, size, size);
+        maskT = { buffer: own(rt.upload(m, 'latent-mask')), shape: [B, 1, size, size], label: 'latent-mask' };
+      }
       enc.copyBufferToBuffer(x0.buffer, 0, x.buffer, 0, n * 4);
       for (let h = 0; h < (cfg ? 2 : 1); h++) enc.copyBufferToBuffer(in0.buffer, 0, unetIn.buffer, h * n * 4, n * 4);
       rt.watch('initial latents', () => device.queue.submit([enc.finish()]));
@@ -126,14 +197,25 @@ export async function generateClassConditional(rt: Runtime, model: LdmModel, opt
     const g = new Graph(rt, 'denoise-step');
     graphs.push(g);
     const eps = unet.forward(g, unetIn, { timesteps: rowBuf, broadcast: true, classLabels: labelT });
-    const anyNoise = Array.from({ length: steps }, (_, i) => sched.drawsNoise(i)).some(Boolean);
+    const anyNoise = Array.from({ length: steps - start }, (_, i) => sched.drawsNoise(start + i)).some(Boolean);
     const noise = anyNoise ? gaussianNoise(g, 'step-noise', latentShape, opts.seed ?? 0, { stream: 1, counter: { buffer: rowBuf, index: 1 } }) : undefined;
     const epsOut = opts.trace ? g.alloc(latentShape, 'eps-trace') : undefined;
-    schedulerStep(g, 'scheduler-step', { x, modelOut: eps, row: rowBuf, noise, cfg, nextInput: unetIn, epsOut });
+    // Multistep solvers (DPM-Solver++ 2M) keep the previous step's x0 on the GPU between steps, so
+    // it lives outside the graph's pool (pooled buffers are rewritten by the next step's U-Net).
+    const prevX0: Tensor | undefined = sched.usesX0History ? { buffer: own(rt.createBuffer(n * 4, 'prev-x0')), shape: latentShape, label: 'prev-x0' } : undefined;
+    schedulerStep(g, 'scheduler-step', { x, modelOut: eps, row: rowBuf, noise, cfg, nextInput: unetIn, epsOut, prevX0 });
+    if (masked) {
+      const known = noiseAdd(g, 'known-latents', initLatents!, epsNoise!, { buffer: rowBuf, index: sched.rowLength });
+      maskBlend(g, 'inpaint-blend', x, known, maskT!);
+      const knownIn = noiseAdd(g, 'known-input', initLatents!, epsNoise!, { buffer: rowBuf, index: sched.rowLength + 2 });
+      maskBlend(g, 'inpaint-blend-input', unetIn, knownIn, maskT!);
+    }
     g.finalize();
 
     const stepMs: number[] = [];
-    for (let i = 0; i < steps; i++) {
+    const run = steps - start;
+    for (let i = start; i < steps; i++) {
+      const k = i - start;
       if (opts.signal?.aborted) throw new CancelledError();
       const ts = performance.now();
       const enc = device.createCommandEncoder({ label: `step ${i}` });
@@ -141,16 +223,16 @@ export async function generateClassConditional(rt: Runtime, model: LdmModel, opt
       g.record(enc);
       rt.watch(`denoising step ${i}`, () => device.queue.submit([enc.finish()]));
       // The first step surfaces any compile or validation problem before the loop goes on.
-      if (i === 0) await rt.assertHealthy();
+      if (k === 0) await rt.assertHealthy();
       if (opts.trace) {
         const e = await rt.read(epsOut!.buffer, n * 4);
         const l = await rt.read(x.buffer, n * 4);
-        opts.trace(i, e, l);
+        opts.trace(k, e, l);
       } else {
         await Promise.race([device.queue.onSubmittedWorkDone(), rt.gpu.lost.then((m) => Promise.reject(new GpuError(m)))]);
       }
       stepMs.push(performance.now() - ts);
-      opts.onStep?.({ index: i, total: steps, timestep: sched.timesteps[i]!, ms: stepMs[i]! });
+      opts.onStep?.({ index: k, total: run, timestep: sched.timesteps[i]!, ms: stepMs[k]! });
     }
 
     const d = new Graph(rt, 'decode');
@@ -164,11 +246,14 @@ export async function generateClassConditional(rt: Runtime, model: LdmModel, opt
     await rt.assertHealthy();
     const imageData = await rt.read(image.buffer, numel(image.shape) * 4);
     const latents = await rt.read(x.buffer, n * 4);
+    const initLatentsData = initLatents ? await rt.read(initLatents.buffer, n * 4) : undefined;
     if (imageData.some((v) => !Number.isFinite(v))) throw new GpuError('the decoded image contains NaN or Inf values');
     return {
       image: imageData,
       imageShape: image.shape as [number, number, number, number],
       latents,
+      initLatents: initLatentsData,
+      startStep: start,
       stepMs,
       totalMs: performance.now() - t0,
       scheduler: sched,

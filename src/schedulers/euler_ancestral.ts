@@ -51,7 +51,7 @@ function readConfig(r: ConfigReader): EulerAncestralConfig {
  * np.linspace(0, T − 1, steps, dtype=float32)[::-1]: numpy computes i·step + start in float64, sets
  * the last value to stop exactly, then rounds to float32; the timesteps stay fractional.
  */
-function linspaceTimesteps(T: number, steps: number): number[] {
+export function linspaceTimesteps(T: number, steps: number): number[] {
   if (!Number.isInteger(steps) || steps < 1) throw new SchedulerConfigError(`the number of inference steps must be a positive integer, got ${steps}`);
   if (steps === 1) return [0];
   const step = (T - 1) / (steps - 1);
@@ -59,7 +59,7 @@ function linspaceTimesteps(T: number, steps: number): number[] {
 }
 
 /** np.interp(x, arange(len(fp)), fp) in float64, as numpy does it (exact knots return fp[j] unchanged). */
-function interpAtIndex(fp: Float32Array, x: number): number {
+export function interpAtIndex(fp: Float32Array, x: number): number {
   const last = fp.length - 1;
   if (x >= last) return fp[last]!;
   if (x <= 0) return fp[0]!;

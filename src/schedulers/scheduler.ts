@@ -3,16 +3,19 @@
 // each step into a packed row of coefficients for the fused GPU step (src/kernels/scheduler_step.ts).
 import { DDIMScheduler } from './ddim.ts';
 import { DDPMScheduler } from './ddpm.ts';
+import { DPMSolverMultistepScheduler } from './dpm_solver.ts';
+import { EulerDiscreteScheduler } from './euler.ts';
 import { EulerAncestralScheduler } from './euler_ancestral.ts';
+import { LCMScheduler } from './lcm.ts';
 import { SchedulerConfigError } from './schedule.ts';
 
 export { SchedulerConfigError } from './schedule.ts';
 
 export interface Scheduler {
-  readonly name: 'ddpm' | 'ddim' | 'euler-a';
+  readonly name: 'ddpm' | 'ddim' | 'euler-a' | 'euler' | 'lcm' | 'dpm++2m';
   /** After set_timesteps(steps), as diffusers computes them (fractional for Euler with linspace spacing). */
   readonly timesteps: number[];
-  /** 1 for DDPM and DDIM; the largest σ (or sqrt(σ² + 1)) for Euler ancestral. */
+  /** 1 for DDPM, DDIM and LCM; the largest σ (or sqrt(σ² + 1)) for the Euler schedulers. */
   readonly initNoiseSigma: number;
   /** Floats per step row (the same for every step). */
   readonly rowLength: number;
@@ -21,9 +24,14 @@ export interface Scheduler {
    * scale (1 here; the pipeline sets it), the rest the step's coefficients (StepRow).
    */
   stepRow(i: number): Float32Array;
-  /** Whether step i adds noise (DDPM: t > 0; DDIM: eta > 0; Euler ancestral: σ_up > 0, all but the last). */
+  /** Whether step i adds noise (DDPM: t > 0; DDIM: eta > 0; Euler ancestral: σ_up > 0; LCM: all but the last; Euler: never). */
   drawsNoise(i: number): boolean;
-  /** scale_model_input's factor at step i (1 for DDPM and DDIM, 1/sqrt(σ² + 1) for Euler ancestral). */
+  /**
+   * True when the step needs an x0 history buffer (SchedulerStepArgs.prevX0, [B, ...], kept across
+   * the loop): DPM-Solver++ 2M. A loop that binds none must refuse such a scheduler.
+   */
+  readonly usesX0History?: boolean;
+  /** scale_model_input's factor at step i (1 for DDPM, DDIM and LCM, 1/sqrt(σ² + 1) for the Euler schedulers). */
   modelInputScale(i: number): number;
 }
 
@@ -32,20 +40,30 @@ export type SchedulerName = Scheduler['name'];
 export interface CreateSchedulerOptions {
   /** Overrides config._class_name (diffusers' from_config into another scheduler class). */
   name?: SchedulerName;
-  /** DDIM's eta (default 0); DDPM and Euler ancestral have none, and ignore it as diffusers' pipelines do. */
+  /** DDIM's eta (default 0); the other schedulers have none, and ignore it as diffusers' pipelines do. */
   eta?: number;
   /** DDIM's use_clipped_model_output (default false). */
   useClippedModelOutput?: boolean;
 }
 
-const CLASS_NAMES: Record<string, SchedulerName> = { DDPMScheduler: 'ddpm', DDIMScheduler: 'ddim', EulerAncestralDiscreteScheduler: 'euler-a' };
+const CLASS_NAMES: Record<string, SchedulerName> = {
+  DDPMScheduler: 'ddpm',
+  DDIMScheduler: 'ddim',
+  EulerAncestralDiscreteScheduler: 'euler-a',
+  EulerDiscreteScheduler: 'euler',
+  LCMScheduler: 'lcm',
+  DPMSolverMultistepScheduler: 'dpm++2m',
+};
+
+/** Every scheduler name createScheduler accepts, for CLI and error messages. */
+export const SCHEDULER_NAMES: readonly SchedulerName[] = Object.values(CLASS_NAMES);
 
 export function schedulerNameOf(config: Record<string, unknown>): SchedulerName {
   const cls = config._class_name;
   const name = typeof cls === 'string' ? CLASS_NAMES[cls] : undefined;
   if (!name) {
     throw new SchedulerConfigError(
-      `scheduler class ${JSON.stringify(cls ?? null)} is not supported (supported: ${Object.keys(CLASS_NAMES).join(', ')}); choose 'ddpm', 'ddim' or 'euler-a' explicitly to reuse this config`,
+      `scheduler class ${JSON.stringify(cls ?? null)} is not supported (supported: ${Object.keys(CLASS_NAMES).join(', ')}); choose one of ${SCHEDULER_NAMES.join(', ')} explicitly to reuse this config`,
     );
   }
   return name;
@@ -56,5 +74,8 @@ export function createScheduler(config: Record<string, unknown>, steps: number, 
   if (name === 'ddpm') return new DDPMScheduler(config, steps);
   if (name === 'ddim') return new DDIMScheduler(config, steps, { eta: opts.eta, useClippedModelOutput: opts.useClippedModelOutput });
   if (name === 'euler-a') return new EulerAncestralScheduler(config, steps);
-  throw new SchedulerConfigError(`unknown scheduler '${String(name)}' (supported: ddpm, ddim, euler-a)`);
+  if (name === 'euler') return new EulerDiscreteScheduler(config, steps);
+  if (name === 'lcm') return new LCMScheduler(config, steps);
+  if (name === 'dpm++2m') return new DPMSolverMultistepScheduler(config, steps);
+  throw new SchedulerConfigError(`unknown scheduler '${String(name)}' (supported: ${SCHEDULER_NAMES.join(', ')})`);
 }

@@ -6,7 +6,7 @@ const names = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 
 describe('fresco generate flags', () => {
   it('parses every flag, in both --flag value and --flag=value forms', () => {
     const a = parseGenerateArgs(['--class', 'Bag', '--class=3', '--count', '2', '--seed=9', '--steps', '30', '--guidance', '2.5', '--scheduler', 'ddim', '--eta', '0.5', '--model', 'm', '--out', 'x.png', '--force']);
-    expect(a).toEqual({ classes: ['Bag', '3'], count: 2, seed: 9, steps: 30, guidance: 2.5, scheduler: 'ddim', eta: 0.5, model: 'm', out: 'x.png', force: true });
+    expect(a).toEqual({ classes: ['Bag', '3'], count: 2, seed: 9, steps: 30, guidance: 2.5, scheduler: 'ddim', eta: 0.5, model: 'm', out: 'x.png', force: true, initImage: null, strength: null, mask: null });
   });
 
   const bad: [string[], RegExp][] = [
@@ -14,7 +14,7 @@ describe('fresco generate flags', () => {
     [['--steps', '0'], /--steps must be between 1 and 1000/],
     [['--count'], /--count needs an integer, got nothing/],
     [['--guidance', 'x'], /--guidance needs a number/],
-    [['--scheduler', 'euler'], /--scheduler must be ddim, ddpm or euler-a/],
+    [['--scheduler', 'heun'], /--scheduler must be ddim, ddpm, euler-a, euler, lcm/],
     [['--out', 'x.jpg'], /--out needs a \.png file name/],
     [['--seed', '-1'], /--seed must be between/],
     [['--colour', 'red'], /unknown option "--colour"/],

@@ -1,5 +1,5 @@
-import { add, affine, concatChannels, geglu, scale, silu, tanhClamp, upsampleNearest2x } from '../../src/kernels/elementwise.ts';
-import { addRef, concatChannelsRef, gegluRef, siluRef, tanhClampRef } from '../ref/elementwise.ts';
+import { add, affine, concatChannels, geglu, maskBlend, scale, silu, tanhClamp, upsampleNearest2x } from '../../src/kernels/elementwise.ts';
+import { addRef, concatChannelsRef, gegluRef, maskBlendRef, siluRef, tanhClampRef } from '../ref/elementwise.ts';
 import { upsample2xRef } from '../ref/gemm.ts';
 import { input, randn, runGraph } from '../helpers/gpu.ts';
 import { F32, type OpCase } from './cases.ts';
@@ -103,4 +103,32 @@ const gegluCases: OpCase[] = [[2, 64, 256], [3, 5, 14], [1, 2], [2, 7, 2560]].ma
   },
 }));
 
-export const elementwiseCases: OpCase[] = [...siluCases, ...scaleCases, ...tanhClampCases, ...affineCases, ...addCases, ...concatCases, ...upsampleCases, ...gegluCases];
+// [x shape, known batch, mask kind]: the guidance layout (x holds 2 copies of the batch), odd
+// planes, and a soft mask besides the binary ones the pipeline uses.
+const maskBlendRows: [number[], number, 'binary' | 'soft'][] = [
+  [[4, 4, 8, 8], 2, 'binary'],
+  [[1, 4, 8, 8], 1, 'binary'],
+  [[3, 5, 7, 3], 1, 'soft'],
+  [[6, 3, 5, 5], 3, 'binary'],
+];
+
+const maskBlendCases: OpCase[] = maskBlendRows.map(([shape, B, kind], i) => ({
+  op: 'mask_blend',
+  name: `[${shape.join(',')}] known batch ${B} ${kind}`,
+  ...F32,
+  async run(rt) {
+    const [, C, h, w] = shape as [number, number, number, number];
+    const x = randn(numel(shape), 1150 + i);
+    const known = randn(B * C * h * w, 1160 + i);
+    const r = randn(B * h * w, 1170 + i);
+    const mask = Float32Array.from(r, (v) => (kind === 'binary' ? (v > 0 ? 1 : 0) : 1 / (1 + Math.exp(-v))));
+    const got = await runGraph(rt, (g) => {
+      const xt = input(rt, x, shape, 'x');
+      maskBlend(g, 'mask_blend', xt, input(rt, known, [B, C, h, w], 'known'), input(rt, mask, [B, 1, h, w], 'mask'));
+      return xt;
+    });
+    return { got, ref: maskBlendRef(x, known, mask, C, h * w) };
+  },
+}));
+
+export const elementwiseCases: OpCase[] = [...maskBlendCases, ...siluCases, ...scaleCases, ...tanhClampCases, ...affineCases, ...addCases, ...concatCases, ...upsampleCases, ...gegluCases];

@@ -29,6 +29,8 @@ interface Row {
   guidance?: number;
   /** Bind nextInput and epsOut too. */
   outputs?: boolean;
+  /** Bind a prevX0 history (multistep solvers); checked for both its read and its new x0. */
+  history?: boolean;
 }
 
 const rows: Row[] = [
@@ -40,6 +42,11 @@ const rows: Row[] = [
   { what: 'ddim eta=1 clip 0.5 v_prediction +cfg', config: { ...ddimConfig, clip_sample: true, clip_sample_range: 0.5, prediction_type: 'v_prediction' }, opts: { eta: 1 }, steps: 20, step: 5, shape: [2, 4, 8, 8], cfg: true, guidance: 3, outputs: true },
   { what: 'ddim sample prediction clip use_clipped_model_output', config: { ...ddimConfig, clip_sample: true, prediction_type: 'sample' }, opts: { useClippedModelOutput: true, eta: 0.3 }, steps: 25, step: 3, shape: [1, 3, 5, 5] },
   { what: 'ddim eta=0 clip, real LDM latent shape', config: { ...ddimConfig, clip_sample: true }, steps: 50, step: 1, shape: [2, 3, 32, 32], cfg: true, guidance: 2 },
+  { what: 'euler v_prediction leading', config: { ...ddimConfig, _class_name: 'EulerDiscreteScheduler', prediction_type: 'v_prediction', timestep_spacing: 'leading' }, steps: 10, step: 3, shape: [1, 3, 5, 5], outputs: true },
+  { what: 'lcm clip +cfg (noise)', config: { ...ddimConfig, _class_name: 'LCMScheduler', clip_sample: true }, steps: 4, step: 1, shape: [2, 4, 8, 8], cfg: true, guidance: 1.5 },
+  { what: 'dpm++2m first step (history written, not read)', config: { ...ddimConfig, _class_name: 'DPMSolverMultistepScheduler' }, steps: 10, step: 0, shape: [1, 3, 5, 5], history: true },
+  { what: 'dpm++2m second-order step +cfg', config: { ...ddimConfig, _class_name: 'DPMSolverMultistepScheduler' }, steps: 10, step: 4, shape: [2, 4, 8, 8], cfg: true, guidance: 3, history: true, outputs: true },
+  { what: 'dpm++2m heun v_prediction odd size', config: { ...ddimConfig, _class_name: 'DPMSolverMultistepScheduler', solver_type: 'heun', prediction_type: 'v_prediction' }, steps: 7, step: 2, shape: [1, 1, 17, 19], history: true },
 ];
 
 export const schedulerStepCases: OpCase[] = rows.map((r, idx) => ({
@@ -58,7 +65,9 @@ export const schedulerStepCases: OpCase[] = rows.map((r, idx) => ({
     const draws = row[StepRow.c3] !== 0;
     // A step without noise must not read it: NaN there would show up in the output.
     const noise = draws ? randn(n, 300 + idx) : new Float32Array(n).fill(NaN);
-    const ref = schedulerStepRef(x, out, row, { noise, cfg: r.cfg });
+    // The first step must not read the history: NaN there would show up in the output.
+    const hist = r.history ? (row[StepRow.d] !== 0 ? randn(n, 400 + idx, 2) : new Float32Array(n).fill(NaN)) : undefined;
+    const ref = schedulerStepRef(x, out, row, { noise, cfg: r.cfg, prevX0: hist });
 
     const owned: Tensor[] = [];
     const t = <T extends Tensor>(v: T) => (owned.push(v), v);
@@ -69,7 +78,8 @@ export const schedulerStepCases: OpCase[] = rows.map((r, idx) => ({
     const g = new Graph(rt, 'sched-test');
     const nextT = r.outputs ? g.alloc([r.cfg ? 2 * B : B, ...tail], 'next') : undefined;
     const epsT = r.outputs ? g.alloc(r.shape, 'eps') : undefined;
-    schedulerStep(g, 'step', { x: xT, modelOut: outT, row: rowBuf, noise: noiseT, cfg: r.cfg, nextInput: nextT, epsOut: epsT });
+    const histT = hist ? t(input(rt, hist, r.shape, 'prevX0')) : undefined;
+    schedulerStep(g, 'step', { x: xT, modelOut: outT, row: rowBuf, noise: noiseT, cfg: r.cfg, nextInput: nextT, epsOut: epsT, prevX0: histT });
     g.finalize();
     const enc = rt.device.createCommandEncoder();
     g.record(enc);
@@ -79,6 +89,10 @@ export const schedulerStepCases: OpCase[] = rows.map((r, idx) => ({
     if (nextT && epsT) {
       parts.push(await rt.read(nextT.buffer, ref.next.length * 4), await rt.read(epsT.buffer, n * 4));
       refs.push(ref.next, ref.eps);
+    }
+    if (histT) {
+      parts.push(await rt.read(histT.buffer, n * 4));
+      refs.push(ref.x0);
     }
     g.destroy();
     for (const o of owned) rt.destroyBuffer(o.buffer);

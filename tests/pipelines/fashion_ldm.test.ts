@@ -4,6 +4,7 @@ import { runPipelineCase } from '../../src/conformance/pipeline_case.ts';
 import { CancelledError, generateClassConditional } from '../../src/pipelines/class_conditional.ts';
 import { loadLdmFolder, type LdmModel } from '../../src/pipelines/ldm_folder.ts';
 import { runtime } from '../helpers/gpu.ts';
+import { schedulerStepRef } from '../ref/scheduler_step.ts';
 
 let model: LdmModel | null = null;
 async function fashion(): Promise<LdmModel> {
@@ -106,5 +107,30 @@ describe('fashion-ldm with Euler ancestral', () => {
     const err = r.latents.reduce((m, v, i) => Math.max(m, Math.abs(v - expected[i]!)), 0);
     const ref = expected.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
     expect(err / ref).toBeLessThan(1e-5);
+  });
+});
+
+describe('fashion-ldm with DPM-Solver++ 2M', () => {
+  it('carries the previous x0 across steps: every step equals the row reference fed the traced eps', async () => {
+    const rt = await runtime();
+    const m = await fashion();
+    const L = Float32Array.from({ length: 4 * 8 * 8 }, (_, i) => Math.cos(i * 3.7) * 0.9);
+    const traced: { eps: Float32Array; latents: Float32Array }[] = [];
+    const r = await generateClassConditional(rt, m, {
+      classLabels: [1], nullClass: 10, guidanceScale: 3, steps: 4, scheduler: 'dpm++2m', latents: L,
+      trace: (_i, eps, latents) => traced.push({ eps, latents }),
+    });
+    expect(r.scheduler.usesX0History).toBe(true);
+    let x: ArrayLike<number> = L;
+    let prevX0: ArrayLike<number> | undefined;
+    traced.forEach(({ eps, latents }, i) => {
+      // The traced eps is already guided, so the reference step runs without CFG.
+      const ref = schedulerStepRef(x, eps, r.scheduler.stepRow(i), { prevX0 });
+      const err = latents.reduce((d, v, j) => Math.max(d, Math.abs(v - ref.prev[j]!)), 0);
+      const scale = ref.prev.reduce((d, v) => Math.max(d, Math.abs(v)), 0);
+      expect(err / scale, `step ${i}`).toBeLessThan(1e-5);
+      x = latents;
+      prevX0 = ref.x0;
+    });
   });
 });

@@ -55,3 +55,12 @@ export function gegluRef(x: ArrayLike<number>, half: number): Float64Array {
     }
   return out;
 }
+
+/** Inpainting blend: x [R·B, C, plane], known [B, C, plane], mask [B, 1, plane]; m·x + (1 − m)·known. */
+export function maskBlendRef(x: ArrayLike<number>, known: ArrayLike<number>, mask: ArrayLike<number>, C: number, plane: number): Float64Array {
+  return Float64Array.from(x, (v, i) => {
+    const k = i % known.length;
+    const m = mask[Math.floor(k / (C * plane)) * plane + (k % plane)]!;
+    return m * v + (1 - m) * known[k]!;
+  });
+}

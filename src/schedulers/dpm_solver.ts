@@ -1,0 +1,193 @@
+// DPM-Solver++ (Lu et al. 2022, arXiv 2211.01095) in its multistep 2nd-order form ("2M") as
+// diffusers' DPMSolverMultistepScheduler v0.25.1 steps it with algorithm_type dpmsolver++. The
+// solver works on x0 predictions in log-SNR time λ = log(α_t/σ_t): a first-order step is
+//   prev = (σ_t/σ_s)·x − α_t·(e^{−h} − 1)·x0,            h = λ_t − λ_s,
+// and a second-order step also uses the previous step's x0 through D1 = (x0 − x0_prev)/r0,
+// r0 = h_prev/h, so the fused GPU step keeps an x0 history buffer (SchedulerStepArgs.prevX0; the
+// row's d slot multiplies it). Note that this version's last σ is σ(t = 0), not 0 (diffusers added
+// final_sigmas_type later). Scalars are rounded to float32 where torch does float32 math.
+import { packStepRow, STEP_ROW_LENGTH, type StepCoefficients } from '../kernels/scheduler_step.ts';
+import type { Scheduler } from './scheduler.ts';
+import {
+  alphasCumprod,
+  ConfigReader,
+  inferenceTimesteps,
+  makeBetas,
+  roundHalfEven,
+  SchedulerConfigError,
+  type BetaSchedule,
+  type PredictionType,
+  type ScheduleConfig,
+  type TimestepSpacing,
+} from './schedule.ts';
+
+const f = Math.fround;
+
+export interface DPMSolverConfig {
+  schedule: ScheduleConfig;
+  predictionType: PredictionType;
+  solverOrder: 1 | 2;
+  solverType: 'midpoint' | 'heun';
+  lowerOrderFinal: boolean;
+  eulerAtFinal: boolean;
+}
+
+function readConfig(r: ConfigReader, raw: Record<string, unknown>): DPMSolverConfig {
+  const schedule: ScheduleConfig = {
+    numTrainTimesteps: r.int('num_train_timesteps', 1000, 1),
+    betaStart: r.num('beta_start', 0.0001),
+    betaEnd: r.num('beta_end', 0.02),
+    betaSchedule: 'linear',
+    trainedBetas: r.numbers('trained_betas'),
+    rescaleBetasZeroSnr: false,
+    timestepSpacing: r.choice<TimestepSpacing>('timestep_spacing', 'linspace', ['leading', 'trailing', 'linspace']),
+    stepsOffset: r.int('steps_offset', 0),
+  };
+  if (!schedule.trainedBetas) {
+    schedule.betaSchedule = r.choice<BetaSchedule>('beta_schedule', 'linear', ['linear', 'scaled_linear', 'squaredcos_cap_v2'], ['sigmoid']);
+  }
+  const refuse = (what: string) => {
+    throw new SchedulerConfigError(`${r.who}: ${what} is not supported`);
+  };
+  // v0.25.1 has no rescale_betas_zero_snr here (it would be ignored with a warning); refuse rather than guess.
+  if (r.bool('rescale_betas_zero_snr', false)) refuse('rescale_betas_zero_snr (not an option of this scheduler in diffusers v0.25.1)');
+  if (r.bool('thresholding', false)) refuse('thresholding (dynamic thresholding of x0); set it to false');
+  if (r.bool('use_karras_sigmas', false)) refuse('use_karras_sigmas (the Karras σ schedule); set it to false');
+  if (r.bool('use_lu_lambdas', false)) refuse('use_lu_lambdas; set it to false');
+  // The default -inf (no clipping) has no JSON spelling; a config carries it as null or not at all.
+  const lmc = raw.lambda_min_clipped ?? -Infinity;
+  if (lmc !== -Infinity) refuse(`lambda_min_clipped ${JSON.stringify(lmc)} (only -inf, no clipping)`);
+  // diffusers maps 'deis' to dpmsolver++ and the UniPC solver types to midpoint.
+  r.choice('algorithm_type', 'dpmsolver++', ['dpmsolver++', 'deis'], ['dpmsolver', 'sde-dpmsolver', 'sde-dpmsolver++']);
+  const st = r.choice('solver_type', 'midpoint', ['midpoint', 'heun', 'logrho', 'bh1', 'bh2']);
+  const order = r.int('solver_order', 2, 1);
+  if (order > 2) refuse(`solver_order ${order} (supported: 1, 2)`);
+  // diffusers only acts on the learned variants (it drops the variance channels); a DDPM config's
+  // fixed_small carried over by from_config changes nothing.
+  const variance = raw.variance_type ?? null;
+  if (variance === 'learned' || variance === 'learned_range') refuse(`variance_type ${JSON.stringify(variance)} (learned variance needs a U-Net with 2x output channels)`);
+  // A later diffusers option; 'sigma_min' is this version's behaviour.
+  r.choice('final_sigmas_type', 'sigma_min', ['sigma_min'], ['zero']);
+  return {
+    schedule,
+    predictionType: r.choice<PredictionType>('prediction_type', 'epsilon', ['epsilon', 'v_prediction', 'sample']),
+    solverOrder: order as 1 | 2,
+    solverType: st === 'heun' ? 'heun' : 'midpoint',
+    lowerOrderFinal: r.bool('lower_order_final', true),
+    eulerAtFinal: r.bool('euler_at_final', false),
+  };
+}
+
+/** set_timesteps(steps) with lambda_min_clipped = -inf (last_timestep = T). */
+export function dpmTimesteps(sc: ScheduleConfig, steps: number): number[] {
+  const T = sc.numTrainTimesteps;
+  if (!Number.isInteger(steps) || steps < 1) throw new SchedulerConfigError(`the number of inference steps must be a positive integer, got ${steps}`);
+  let ts: number[];
+  if (sc.timestepSpacing === 'linspace') {
+    // np.linspace(0, T − 1, steps + 1).round()[::-1][:-1]
+    const step = (T - 1) / steps;
+    ts = Array.from({ length: steps }, (_, j) => (j === 0 ? T - 1 : roundHalfEven((steps - j) * step)));
+  } else if (sc.timestepSpacing === 'leading') {
+    const ratio = Math.floor(T / (steps + 1));
+    ts = Array.from({ length: steps }, (_, j) => (steps - j) * ratio + sc.stepsOffset);
+  } else {
+    ts = inferenceTimesteps(sc, steps);
+  }
+  for (const t of ts) {
+    if (t < 0 || t >= T) throw new SchedulerConfigError(`timestep ${t} is outside [0, ${T - 1}] (timestep_spacing '${sc.timestepSpacing}', steps_offset ${sc.stepsOffset}, ${steps} steps)`);
+  }
+  return ts;
+}
+
+export class DPMSolverMultistepScheduler implements Scheduler {
+  readonly name = 'dpm++2m' as const;
+  readonly rowLength = STEP_ROW_LENGTH;
+  readonly initNoiseSigma = 1;
+  /** The step needs SchedulerStepArgs.prevX0, a [B, ...] buffer kept across the loop. */
+  readonly usesX0History = true;
+  readonly config: DPMSolverConfig;
+  readonly timesteps: number[];
+  readonly alphasCumprod: Float32Array;
+  /** σ at each inference timestep, then σ(t = 0): steps + 1 float32 values. */
+  readonly sigmas: Float32Array;
+
+  constructor(cfg: Record<string, unknown>, steps: number) {
+    const r = new ConfigReader(cfg, 'DPMSolverMultistepScheduler');
+    this.config = readConfig(r, cfg);
+    const ac = alphasCumprod(makeBetas(this.config.schedule));
+    this.alphasCumprod = ac;
+    const table = ac.map((a) => f(Math.sqrt(f(f(1 - a) / a))));
+    this.timesteps = dpmTimesteps(this.config.schedule, steps);
+    // Integer timesteps: np.interp returns the table values themselves.
+    this.sigmas = Float32Array.from([...this.timesteps.map((t) => table[t]!), table[0]!]);
+    for (let i = 0; i < this.timesteps.length; i++) this.coefficients(i);
+  }
+
+  private check(i: number): void {
+    if (!Number.isInteger(i) || i < 0 || i >= this.timesteps.length) {
+      throw new RangeError(`DPMSolverMultistepScheduler step ${i} is outside 0..${this.timesteps.length - 1}`);
+    }
+  }
+
+  modelInputScale(i: number): number {
+    this.check(i);
+    return 1;
+  }
+
+  drawsNoise(i: number): boolean {
+    this.check(i);
+    return false;
+  }
+
+  /** Whether step i is second order (uses the previous x0), as diffusers' step() decides. */
+  isSecondOrder(i: number): boolean {
+    this.check(i);
+    const n = this.timesteps.length;
+    const c = this.config;
+    const lowerFinal = i === n - 1 && (c.eulerAtFinal || (c.lowerOrderFinal && n < 15));
+    return c.solverOrder === 2 && i >= 1 && !lowerFinal;
+  }
+
+  /** _sigma_to_alpha_sigma_t and λ for sigmas[j], in float32. */
+  private point(j: number): { alpha: number; sigma: number; lambda: number } {
+    const s = this.sigmas[j]!;
+    const alpha = f(1 / f(Math.sqrt(f(f(s * s) + 1))));
+    const sigma = f(s * alpha);
+    return { alpha, sigma, lambda: f(f(Math.log(alpha)) - f(Math.log(sigma))) };
+  }
+
+  coefficients(i: number): StepCoefficients {
+    this.check(i);
+    const s0 = this.point(i);
+    const t = this.point(i + 1);
+    let a0: number, a1: number;
+    if (this.config.predictionType === 'epsilon') [a0, a1] = [1 / s0.alpha, -s0.sigma / s0.alpha];
+    else if (this.config.predictionType === 'v_prediction') [a0, a1] = [s0.alpha, -s0.sigma];
+    else [a0, a1] = [0, 1];
+    const h = f(t.lambda - s0.lambda);
+    const em1 = f(f(Math.exp(-h)) - 1);
+    const A = f(t.alpha * em1);
+    // prev = (σ_t/σ_s0)·x − A·D0 [+ k·D1], D0 = x0, D1 = (x0 − x0_prev)/r0.
+    let c0 = -A;
+    let d = 0;
+    if (this.isSecondOrder(i)) {
+      const s1 = this.point(i - 1);
+      const r0 = f(f(s0.lambda - s1.lambda) / h);
+      const k = this.config.solverType === 'midpoint' ? -f(0.5 * A) : f(t.alpha * f(f(em1 / h) + 1));
+      const kr = f(k * f(1 / r0));
+      c0 += kr;
+      d = -kr;
+    }
+    const k: StepCoefficients = { a0, a1, clip: null, b0: 0, b1: 0, b2: 0, c0, c1: 0, c2: f(t.sigma / s0.sigma), c3: 0, nextScale: 1, d };
+    for (const [key, v] of Object.entries(k)) {
+      if (typeof v === 'number' && !Number.isFinite(v)) {
+        throw new SchedulerConfigError(`DPMSolverMultistepScheduler: step ${i} (t = ${this.timesteps[i]}) has a non-finite coefficient ${key} (repeated timesteps give h = 0)`);
+      }
+    }
+    return k;
+  }
+
+  stepRow(i: number): Float32Array {
+    return packStepRow(this.timesteps[i]!, i, this.coefficients(i));
+  }
+}
