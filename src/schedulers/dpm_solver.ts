@@ -14,11 +14,10 @@ import {
   inferenceTimesteps,
   makeBetas,
   roundHalfEven,
+  readScheduleConfig,
   SchedulerConfigError,
-  type BetaSchedule,
   type PredictionType,
   type ScheduleConfig,
-  type TimestepSpacing,
 } from './schedule.ts';
 
 const f = Math.fround;
@@ -33,19 +32,7 @@ export interface DPMSolverConfig {
 }
 
 function readConfig(r: ConfigReader, raw: Record<string, unknown>): DPMSolverConfig {
-  const schedule: ScheduleConfig = {
-    numTrainTimesteps: r.int('num_train_timesteps', 1000, 1),
-    betaStart: r.num('beta_start', 0.0001),
-    betaEnd: r.num('beta_end', 0.02),
-    betaSchedule: 'linear',
-    trainedBetas: r.numbers('trained_betas'),
-    rescaleBetasZeroSnr: false,
-    timestepSpacing: r.choice<TimestepSpacing>('timestep_spacing', 'linspace', ['leading', 'trailing', 'linspace']),
-    stepsOffset: r.int('steps_offset', 0),
-  };
-  if (!schedule.trainedBetas) {
-    schedule.betaSchedule = r.choice<BetaSchedule>('beta_schedule', 'linear', ['linear', 'scaled_linear', 'squaredcos_cap_v2'], ['sigmoid']);
-  }
+  const schedule = readScheduleConfig(r, { spacing: 'linspace', readZeroSnr: false });
   const refuse = (what: string) => {
     throw new SchedulerConfigError(`${r.who}: ${what} is not supported`);
   };

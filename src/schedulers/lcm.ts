@@ -8,7 +8,7 @@
 // torch does float32 math, as in ddim.ts.
 import { packStepRow, STEP_ROW_LENGTH, type StepCoefficients } from '../kernels/scheduler_step.ts';
 import type { Scheduler } from './scheduler.ts';
-import { alphasCumprod, ConfigReader, makeBetas, SchedulerConfigError, type BetaSchedule, type PredictionType, type ScheduleConfig } from './schedule.ts';
+import { alphasCumprod, ConfigReader, makeBetas, readScheduleConfig, SchedulerConfigError, type PredictionType, type ScheduleConfig } from './schedule.ts';
 
 const f = Math.fround;
 
@@ -24,20 +24,8 @@ function readConfig(r: ConfigReader): LCMConfig {
   if (r.bool('thresholding', false)) {
     throw new SchedulerConfigError(`${r.who}: thresholding (dynamic thresholding of x0) is not supported; set it to false`);
   }
-  const schedule: ScheduleConfig = {
-    numTrainTimesteps: r.int('num_train_timesteps', 1000, 1),
-    betaStart: r.num('beta_start', 0.00085),
-    betaEnd: r.num('beta_end', 0.012),
-    betaSchedule: 'scaled_linear',
-    trainedBetas: r.numbers('trained_betas'),
-    rescaleBetasZeroSnr: r.bool('rescale_betas_zero_snr', false),
-    // LCM ignores timestep_spacing and steps_offset: its timesteps come from original_inference_steps.
-    timestepSpacing: 'leading',
-    stepsOffset: 0,
-  };
-  if (!schedule.trainedBetas) {
-    schedule.betaSchedule = r.choice<BetaSchedule>('beta_schedule', 'scaled_linear', ['linear', 'scaled_linear', 'squaredcos_cap_v2'], ['sigmoid']);
-  }
+  // LCM ignores timestep_spacing and steps_offset: its timesteps come from original_inference_steps.
+  const schedule = readScheduleConfig(r, { spacing: 'leading', betaStart: 0.00085, betaEnd: 0.012, betaSchedule: 'scaled_linear', readSpacing: false });
   const predictionType = r.choice<PredictionType>('prediction_type', 'epsilon', ['epsilon', 'v_prediction', 'sample']);
   const clipSample = r.bool('clip_sample', false);
   const range = r.num('clip_sample_range', 1);

@@ -230,22 +230,46 @@ export interface CommonConfig {
   clip: number | null;
 }
 
+const BETA_SCHEDULES: readonly BetaSchedule[] = ['linear', 'scaled_linear', 'squaredcos_cap_v2', 'sigmoid'];
+
+/** Where schedulers' defaults differ: the default spacing and betas, and which fields they read. */
+export interface ScheduleDefaults {
+  spacing: TimestepSpacing;
+  betaStart?: number;
+  betaEnd?: number;
+  betaSchedule?: BetaSchedule;
+  betaSchedules?: readonly BetaSchedule[];
+  /** false: timestep_spacing and steps_offset do not apply (LCM picks its own timesteps). */
+  readSpacing?: boolean;
+  /** false: the scheduler has no rescale_betas_zero_snr and checks the key itself. */
+  readZeroSnr?: boolean;
+}
+
+/** The training schedule fields every scheduler reads, with its own diffusers defaults. */
+export function readScheduleConfig(r: ConfigReader, d: ScheduleDefaults): ScheduleConfig {
+  const readSpacing = d.readSpacing ?? true;
+  const schedule: ScheduleConfig = {
+    numTrainTimesteps: r.int('num_train_timesteps', 1000, 1),
+    betaStart: r.num('beta_start', d.betaStart ?? 0.0001),
+    betaEnd: r.num('beta_end', d.betaEnd ?? 0.02),
+    betaSchedule: d.betaSchedule ?? 'linear',
+    trainedBetas: r.numbers('trained_betas'),
+    rescaleBetasZeroSnr: (d.readZeroSnr ?? true) ? r.bool('rescale_betas_zero_snr', false) : false,
+    timestepSpacing: readSpacing ? r.choice<TimestepSpacing>('timestep_spacing', d.spacing, ['leading', 'trailing', 'linspace']) : d.spacing,
+    stepsOffset: readSpacing ? r.int('steps_offset', 0) : 0,
+  };
+  // trained_betas wins over beta_schedule, as in diffusers, so the name is not checked then.
+  if (!schedule.trainedBetas) {
+    schedule.betaSchedule = r.choice<BetaSchedule>('beta_schedule', d.betaSchedule ?? 'linear', d.betaSchedules ?? ['linear', 'scaled_linear', 'squaredcos_cap_v2'], BETA_SCHEDULES);
+  }
+  return schedule;
+}
+
 export function readCommonConfig(r: ConfigReader, betaSchedules: readonly BetaSchedule[]): CommonConfig {
   if (r.bool('thresholding', false)) {
     throw new SchedulerConfigError(`${r.who}: thresholding (dynamic thresholding of x0) is not supported; set it to false`);
   }
-  const schedule: ScheduleConfig = {
-    numTrainTimesteps: r.int('num_train_timesteps', 1000, 1),
-    betaStart: r.num('beta_start', 0.0001),
-    betaEnd: r.num('beta_end', 0.02),
-    betaSchedule: 'linear',
-    trainedBetas: r.numbers('trained_betas'),
-    rescaleBetasZeroSnr: r.bool('rescale_betas_zero_snr', false),
-    timestepSpacing: r.choice<TimestepSpacing>('timestep_spacing', 'leading', ['leading', 'trailing', 'linspace']),
-    stepsOffset: r.int('steps_offset', 0),
-  };
-  // trained_betas wins over beta_schedule, as in diffusers, so the name is not checked then.
-  if (!schedule.trainedBetas) schedule.betaSchedule = r.choice<BetaSchedule>('beta_schedule', 'linear', betaSchedules, ['linear', 'scaled_linear', 'squaredcos_cap_v2', 'sigmoid']);
+  const schedule = readScheduleConfig(r, { spacing: 'leading', betaSchedules });
   const predictionType = r.choice<PredictionType>('prediction_type', 'epsilon', ['epsilon', 'v_prediction', 'sample']);
   const clipSample = r.bool('clip_sample', true);
   const range = r.num('clip_sample_range', 1);

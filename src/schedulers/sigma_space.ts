@@ -6,16 +6,7 @@
 // to float32 where diffusers has torch or numpy do float32 math, as in ddpm.ts.
 import { packStepRow, STEP_ROW_LENGTH, type StepCoefficients } from '../kernels/scheduler_step.ts';
 import type { Scheduler } from './scheduler.ts';
-import {
-  alphasCumprod,
-  type ConfigReader,
-  inferenceTimesteps,
-  makeBetas,
-  SchedulerConfigError,
-  type BetaSchedule,
-  type ScheduleConfig,
-  type TimestepSpacing,
-} from './schedule.ts';
+import { alphasCumprod, type ConfigReader, inferenceTimesteps, makeBetas, readScheduleConfig, SchedulerConfigError, type ScheduleConfig } from './schedule.ts';
 
 const f = Math.fround;
 
@@ -23,20 +14,7 @@ export type SigmaPredictionType = 'epsilon' | 'v_prediction' | 'sample';
 
 /** The schedule fields of the Euler family; their default spacing is linspace, not leading. */
 export function readSigmaSchedule(r: ConfigReader): ScheduleConfig {
-  const schedule: ScheduleConfig = {
-    numTrainTimesteps: r.int('num_train_timesteps', 1000, 1),
-    betaStart: r.num('beta_start', 0.0001),
-    betaEnd: r.num('beta_end', 0.02),
-    betaSchedule: 'linear',
-    trainedBetas: r.numbers('trained_betas'),
-    rescaleBetasZeroSnr: r.bool('rescale_betas_zero_snr', false),
-    timestepSpacing: r.choice<TimestepSpacing>('timestep_spacing', 'linspace', ['leading', 'trailing', 'linspace']),
-    stepsOffset: r.int('steps_offset', 0),
-  };
-  if (!schedule.trainedBetas) {
-    schedule.betaSchedule = r.choice<BetaSchedule>('beta_schedule', 'linear', ['linear', 'scaled_linear', 'squaredcos_cap_v2'], ['sigmoid']);
-  }
-  return schedule;
+  return readScheduleConfig(r, { spacing: 'linspace' });
 }
 
 /**
