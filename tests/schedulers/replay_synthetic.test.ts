@@ -2,26 +2,15 @@
 // sample prediction, trailing / linspace spacing, eta > 0 through case.json's step_kwargs). The
 // expected samples come from the float64 diffusers formulas in tests/ref, so this checks the
 // replay's plumbing and the rows' algebra together; the diffusers traces pin the float32 details.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
-import { writeSafetensors } from '../../src/io/safetensors.ts';
+import { describe, expect, it } from 'vitest';
 import { DDIMScheduler } from '../../src/schedulers/ddim.ts';
 import { DDPMScheduler } from '../../src/schedulers/ddpm.ts';
 import { replaySchedulerTrace } from '../../src/conformance/scheduler_case.ts';
 import { runtime } from '../helpers/gpu.ts';
+import { gauss, writeTraceFolder } from '../helpers/synthetic_trace.ts';
 import { ddimStepRef, ddpmStepRef } from '../ref/scheduler_step.ts';
-
-const dirs: string[] = [];
-afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
-
-/** Deterministic standard-normal-ish values (Box–Muller over a small LCG). */
-function gauss(n: number, seed: number): Float32Array {
-  let s = seed >>> 0;
-  const u = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) + 0.5) / 4294967296;
-  return Float32Array.from({ length: n }, () => Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u()));
-}
 
 interface Synthetic {
   name: string;
@@ -67,12 +56,7 @@ function writeTrace(c: Synthetic): string {
     tensors[`step${i}_out`] = { dtype: 'F32', shape, data: Float32Array.from(next) };
     x = next;
   }
-  const dir = mkdtempSync(join(tmpdir(), `fresco-${c.name}-`));
-  dirs.push(dir);
-  writeFileSync(join(dir, 'scheduler_config.json'), JSON.stringify(c.config));
-  writeFileSync(join(dir, 'case.json'), JSON.stringify({ class: c.config._class_name, steps: c.steps, step_kwargs: c.stepKwargs }));
-  writeFileSync(join(dir, 'trace.safetensors'), writeSafetensors(tensors));
-  return dir;
+  return writeTraceFolder(c.name, c.config, c.steps, tensors, c.stepKwargs);
 }
 
 const ldm = { beta_schedule: 'scaled_linear', beta_start: 0.00085, beta_end: 0.012 };
