@@ -212,45 +212,14 @@ export async function generateClassConditional(rt: Runtime, model: LdmModel, opt
     }
     g.finalize();
 
-    const stepMs: number[] = [];
-    const run = steps - start;
-    for (let i = start; i < steps; i++) {
-      const k = i - start;
-      if (opts.signal?.aborted) throw new CancelledError();
-      const ts = performance.now();
-      const enc = device.createCommandEncoder({ label: `step ${i}` });
-      enc.copyBufferToBuffer(tableBuf, i * rowBytes, rowBuf, 0, rowBytes);
-      g.record(enc);
-      rt.watch(`denoising step ${i}`, () => device.queue.submit([enc.finish()]));
-      // The first step surfaces any compile or validation problem before the loop goes on.
-      if (k === 0) await rt.assertHealthy();
-      if (opts.trace) {
-        const e = await rt.read(epsOut!.buffer, n * 4);
-        const l = await rt.read(x.buffer, n * 4);
-        opts.trace(k, e, l);
-      } else {
-        await Promise.race([device.queue.onSubmittedWorkDone(), rt.gpu.lost.then((m) => Promise.reject(new GpuError(m)))]);
-      }
-      stepMs.push(performance.now() - ts);
-      opts.onStep?.({ index: k, total: run, timestep: sched.timesteps[i]!, ms: stepMs[k]! });
-    }
+    const stepMs = await runSteps(rt, g, { tableBuf, rowBuf, rowBytes, start, sched, opts, traced: epsOut ? { eps: epsOut, x } : null });
 
-    const d = new Graph(rt, 'decode');
-    graphs.push(d);
-    const z = scale(d, 'unscale-latents', x, 1 / vae.scalingFactor);
-    const image = vae.decode(d, z);
-    d.finalize();
-    const enc = device.createCommandEncoder({ label: 'decode' });
-    d.record(enc);
-    rt.watch('decode', () => device.queue.submit([enc.finish()]));
-    await rt.assertHealthy();
-    const imageData = await rt.read(image.buffer, numel(image.shape) * 4);
+    const { image, imageShape } = await decodeLatents(rt, vae, x, graphs);
     const latents = await rt.read(x.buffer, n * 4);
     const initLatentsData = initLatents ? await rt.read(initLatents.buffer, n * 4) : undefined;
-    if (imageData.some((v) => !Number.isFinite(v))) throw new GpuError('the decoded image contains NaN or Inf values');
     return {
-      image: imageData,
-      imageShape: image.shape as [number, number, number, number],
+      image,
+      imageShape,
       latents,
       initLatents: initLatentsData,
       startStep: start,
@@ -262,4 +231,59 @@ export async function generateClassConditional(rt: Runtime, model: LdmModel, opt
     for (const gr of graphs) gr.destroy();
     for (const b of owned) rt.destroyBuffer(b);
   }
+}
+
+interface StepLoop {
+  tableBuf: GPUBuffer;
+  rowBuf: GPUBuffer;
+  rowBytes: number;
+  start: number;
+  sched: Scheduler;
+  opts: ClassConditionalOptions;
+  /** With opts.trace: the buffers read back after every step. */
+  traced: { eps: Tensor; x: Tensor } | null;
+}
+
+/** Runs steps start..end of the planned step graph, one submit each; returns the wall time per step. */
+async function runSteps(rt: Runtime, g: Graph, l: StepLoop): Promise<number[]> {
+  const { device } = rt;
+  const steps = l.sched.timesteps.length;
+  const stepMs: number[] = [];
+  for (let i = l.start; i < steps; i++) {
+    const k = i - l.start;
+    if (l.opts.signal?.aborted) throw new CancelledError();
+    const ts = performance.now();
+    const enc = device.createCommandEncoder({ label: `step ${i}` });
+    enc.copyBufferToBuffer(l.tableBuf, i * l.rowBytes, l.rowBuf, 0, l.rowBytes);
+    g.record(enc);
+    rt.watch(`denoising step ${i}`, () => device.queue.submit([enc.finish()]));
+    // The first step surfaces any compile or validation problem before the loop goes on.
+    if (k === 0) await rt.assertHealthy();
+    if (l.traced) {
+      const e = await rt.read(l.traced.eps.buffer, numel(l.traced.eps.shape) * 4);
+      const x = await rt.read(l.traced.x.buffer, numel(l.traced.x.shape) * 4);
+      l.opts.trace!(k, e, x);
+    } else {
+      await Promise.race([device.queue.onSubmittedWorkDone(), rt.gpu.lost.then((m) => Promise.reject(new GpuError(m)))]);
+    }
+    stepMs.push(performance.now() - ts);
+    l.opts.onStep?.({ index: k, total: steps - l.start, timestep: l.sched.timesteps[i]!, ms: stepMs[k]! });
+  }
+  return stepMs;
+}
+
+/** vae.decode(latents / scaling_factor), read back and checked for NaN/Inf. */
+async function decodeLatents(rt: Runtime, vae: LdmModel['vae'], x: Tensor, graphs: Graph[]): Promise<{ image: Float32Array; imageShape: [number, number, number, number] }> {
+  const d = new Graph(rt, 'decode');
+  graphs.push(d);
+  const z = scale(d, 'unscale-latents', x, 1 / vae.scalingFactor);
+  const out = vae.decode(d, z);
+  d.finalize();
+  const enc = rt.device.createCommandEncoder({ label: 'decode' });
+  d.record(enc);
+  rt.watch('decode', () => rt.device.queue.submit([enc.finish()]));
+  await rt.assertHealthy();
+  const image = await rt.read(out.buffer, numel(out.shape) * 4);
+  if (image.some((v) => !Number.isFinite(v))) throw new GpuError('the decoded image contains NaN or Inf values');
+  return { image, imageShape: out.shape as [number, number, number, number] };
 }
