@@ -18,10 +18,7 @@ export function groupNorm(g: Graph, label: string, x: Tensor, gamma: Tensor, bet
   if (x.shape.length < 2) throw new ShapeError(`${label}: input ${shapeStr(x.shape)} is not [B, C, ...spatial]`);
   const [B, C] = x.shape as [number, number];
   if (!Number.isInteger(groups) || groups <= 0 || C % groups !== 0) throw new ShapeError(`${label}: ${C} channels do not split into ${groups} groups`);
-  for (const [name, t] of [['gamma', gamma], ['beta', beta]] as const) {
-    if (t.shape.length !== 1 || t.shape[0] !== C) throw new ShapeError(`${label}: ${name} ${shapeStr(t.shape)} should be [${C}]`);
-  }
-  if (!(eps >= 0)) throw new ShapeError(`${label}: eps ${eps} is not a non-negative number`);
+  checkNormParams(label, C, gamma, beta, eps);
   const spatial = numel(x.shape.slice(2));
   const groupSize = (C / groups) * spatial;
   const n = B * C * spatial;
@@ -48,4 +45,12 @@ export function runStatsThreads(n: number, perThread: number): number {
   let wg = 1;
   while (wg < 256 && wg * perThread < n) wg *= 2;
   return wg;
+}
+
+/** The affine parameters and eps every norm over C channels takes. */
+export function checkNormParams(label: string, C: number, gamma: Tensor, beta: Tensor, eps: number): void {
+  for (const [name, t] of [['gamma', gamma], ['beta', beta]] as const) {
+    if (t.shape.length !== 1 || t.shape[0] !== C) throw new ShapeError(`${label}: ${name} ${shapeStr(t.shape)} should be [${C}]`);
+  }
+  if (!(eps >= 0)) throw new ShapeError(`${label}: eps ${eps} is not a non-negative number`);
 }

@@ -2,7 +2,7 @@
 // shaders/layer_norm.wgsl.
 import { fold1d, type Graph } from '../graph/graph.ts';
 import { numel, shapeStr, type Tensor } from '../graph/tensor.ts';
-import { runStatsThreads } from './group_norm.ts';
+import { checkNormParams, runStatsThreads } from './group_norm.ts';
 import { ShapeError } from './gemm.ts';
 
 /** Threads per row: about 8 values per thread, a power of two in 1..256. */
@@ -11,10 +11,7 @@ export function layerNorm(g: Graph, label: string, x: Tensor, gamma: Tensor, bet
   if (x.shape.length < 1) throw new ShapeError(`${label}: input ${shapeStr(x.shape)} has no last dimension`);
   const C = x.shape[x.shape.length - 1]!;
   if (C <= 0) throw new ShapeError(`${label}: input ${shapeStr(x.shape)} has an empty last dimension`);
-  for (const [name, t] of [['gamma', gamma], ['beta', beta]] as const) {
-    if (t.shape.length !== 1 || t.shape[0] !== C) throw new ShapeError(`${label}: ${name} ${shapeStr(t.shape)} should be [${C}]`);
-  }
-  if (!(eps >= 0)) throw new ShapeError(`${label}: eps ${eps} is not a non-negative number`);
+  checkNormParams(label, C, gamma, beta, eps);
   const rows = numel(x.shape) / C;
   const out = g.alloc(x.shape, label);
   g.dispatch(label, { shader: 'layer_norm', params: { WG: runStatsThreads(C, 8) } }, { x, gamma, beta, out }, { rows, C, eps }, rows === 0 ? [0] : fold1d(rows));
