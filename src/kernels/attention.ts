@@ -3,7 +3,7 @@
 import type { Graph } from '../graph/graph.ts';
 import { fold1d } from '../graph/graph.ts';
 import { shapeStr, type Tensor } from '../graph/tensor.ts';
-import { ShapeError } from './gemm.ts';
+import { expectShape } from './gemm.ts';
 
 /** Query rows per workgroup (one thread each). */
 const BQ = 64;
@@ -17,10 +17,6 @@ export interface AttentionOptions {
   scale?: number;
   /** Query i attends only keys j <= i (CLIP's text encoder). */
   causal?: boolean;
-}
-
-function expect(cond: boolean, msg: string): void {
-  if (!cond) throw new ShapeError(msg);
 }
 
 /** Keys per tile for head dim d, so that 2 · BK · d floats fit the 16 KiB budget. */
@@ -42,22 +38,22 @@ export function attention(
   heads: number,
   opts: { scale?: number; causal?: boolean } = {},
 ): Tensor {
-  expect(q.shape.length === 3, `${label}: q ${shapeStr(q.shape)} is not [B, Tq, C]`);
-  expect(k.shape.length === 3, `${label}: k ${shapeStr(k.shape)} is not [B, Tk, C]`);
-  expect(v.shape.length === 3, `${label}: v ${shapeStr(v.shape)} is not [B, Tk, C]`);
+  expectShape(q.shape.length === 3, `${label}: q ${shapeStr(q.shape)} is not [B, Tq, C]`);
+  expectShape(k.shape.length === 3, `${label}: k ${shapeStr(k.shape)} is not [B, Tk, C]`);
+  expectShape(v.shape.length === 3, `${label}: v ${shapeStr(v.shape)} is not [B, Tk, C]`);
   const [B, Tq, C] = q.shape as [number, number, number];
   const [kB, Tk, kC] = k.shape as [number, number, number];
-  expect(kB === B && v.shape[0] === B, `${label}: batch differs: q ${shapeStr(q.shape)}, k ${shapeStr(k.shape)}, v ${shapeStr(v.shape)}`);
-  expect(kC === C && v.shape[2] === C, `${label}: channels differ: q ${shapeStr(q.shape)}, k ${shapeStr(k.shape)}, v ${shapeStr(v.shape)}`);
-  expect(v.shape[1] === Tk, `${label}: k ${shapeStr(k.shape)} and v ${shapeStr(v.shape)} have different token counts`);
-  expect(Tk > 0, `${label}: no keys (k ${shapeStr(k.shape)}): softmax over nothing is undefined`);
-  expect(Number.isInteger(heads) && heads > 0, `${label}: heads = ${heads} is not a positive integer`);
-  expect(C % heads === 0, `${label}: ${C} channels do not split into ${heads} heads`);
+  expectShape(kB === B && v.shape[0] === B, `${label}: batch differs: q ${shapeStr(q.shape)}, k ${shapeStr(k.shape)}, v ${shapeStr(v.shape)}`);
+  expectShape(kC === C && v.shape[2] === C, `${label}: channels differ: q ${shapeStr(q.shape)}, k ${shapeStr(k.shape)}, v ${shapeStr(v.shape)}`);
+  expectShape(v.shape[1] === Tk, `${label}: k ${shapeStr(k.shape)} and v ${shapeStr(v.shape)} have different token counts`);
+  expectShape(Tk > 0, `${label}: no keys (k ${shapeStr(k.shape)}): softmax over nothing is undefined`);
+  expectShape(Number.isInteger(heads) && heads > 0, `${label}: heads = ${heads} is not a positive integer`);
+  expectShape(C % heads === 0, `${label}: ${C} channels do not split into ${heads} heads`);
   const d = C / heads;
   const BK = attentionKeyTile(d);
-  expect(BK >= 1, `${label}: head dim ${d} is over ${TILE_FLOATS}, too large to stage one key in 16 KiB`);
+  expectShape(BK >= 1, `${label}: head dim ${d} is over ${TILE_FLOATS}, too large to stage one key in 16 KiB`);
   const scale = opts.scale ?? 1 / Math.sqrt(d);
-  expect(Number.isFinite(scale), `${label}: scale ${scale} is not finite`);
+  expectShape(Number.isFinite(scale), `${label}: scale ${scale} is not finite`);
 
   const out = g.alloc([B, Tq, C], label);
   const qTiles = Math.ceil(Tq / BQ);

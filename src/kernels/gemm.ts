@@ -27,7 +27,8 @@ export interface Epilogue {
   relu?: boolean;
 }
 
-function expect(cond: boolean, msg: string): void {
+/** Throws a ShapeError with `msg` unless `cond` holds. */
+export function expectShape(cond: boolean, msg: string): void {
   if (!cond) throw new ShapeError(msg);
 }
 
@@ -60,11 +61,11 @@ export interface LinearOptions extends Epilogue {
 /** y = x · Wᵀ (+ epilogue). weight: [N, K]. x is batched over its first dimension when 3-D+. */
 export function linear(g: Graph, label: string, x: Tensor, weight: Tensor, opts: LinearOptions = {}): Tensor {
   const [N, K] = weight.shape as [number, number];
-  expect(weight.shape.length === 2, `${label}: weight ${shapeStr(weight.shape)} is not 2-D`);
+  expectShape(weight.shape.length === 2, `${label}: weight ${shapeStr(weight.shape)} is not 2-D`);
   const input = opts.input ?? 'rows';
   let batch: number, M: number;
   if (input === 'rows') {
-    expect(x.shape[x.shape.length - 1] === K, `${label}: input ${shapeStr(x.shape)} does not end in ${K}`);
+    expectShape(x.shape[x.shape.length - 1] === K, `${label}: input ${shapeStr(x.shape)} does not end in ${K}`);
     if (x.shape.length >= 3) {
       batch = x.shape[0]!;
       M = x.shape.slice(1, -1).reduce((a, b) => a * b, 1);
@@ -73,13 +74,13 @@ export function linear(g: Graph, label: string, x: Tensor, weight: Tensor, opts:
       M = x.shape.length === 2 ? x.shape[0]! : 1;
     }
   } else {
-    expect(x.shape[1] === K, `${label}: input ${shapeStr(x.shape)} has ${x.shape[1]} channels, weight expects ${K}`);
+    expectShape(x.shape[1] === K, `${label}: input ${shapeStr(x.shape)} has ${x.shape[1]} channels, weight expects ${K}`);
     batch = x.shape[0]!;
     M = x.shape.slice(2).reduce((a, b) => a * b, 1);
   }
   const output = opts.output ?? 'rows';
   const outShape = opts.outShape ?? (output === 'rows' ? (x.shape.length >= 3 ? [batch, M, N] : x.shape.length === 2 ? [M, N] : [N]) : [batch, N, M]);
-  expect(outShape.reduce((a, b) => a * b, 1) === batch * M * N, `${label}: output shape ${shapeStr(outShape)} does not hold ${batch}x${M}x${N} values`);
+  expectShape(outShape.reduce((a, b) => a * b, 1) === batch * M * N, `${label}: output shape ${shapeStr(outShape)} does not hold ${batch}x${M}x${N} values`);
   const out = g.alloc(outShape, label);
   checkEpilogue(label, opts, batch, N, outShape);
   g.dispatch(
@@ -93,10 +94,10 @@ export function linear(g: Graph, label: string, x: Tensor, weight: Tensor, opts:
 }
 
 function checkEpilogue(label: string, e: Epilogue, batch: number, N: number, outShape: readonly number[]): void {
-  expect(!(e.silu && e.relu), `${label}: silu and relu cannot both end the epilogue`);
-  if (e.bias) expect(e.bias.shape.length === 1 && e.bias.shape[0] === N, `${label}: bias ${shapeStr(e.bias.shape)} should be [${N}]`);
-  if (e.temb) expect(e.temb.shape.length === 2 && e.temb.shape[0] === batch && e.temb.shape[1] === N, `${label}: time embedding ${shapeStr(e.temb.shape)} should be [${batch}, ${N}]`);
-  if (e.residual) expect(shapeStr(e.residual.shape) === shapeStr(outShape), `${label}: residual ${shapeStr(e.residual.shape)} should be ${shapeStr(outShape)}`);
+  expectShape(!(e.silu && e.relu), `${label}: silu and relu cannot both end the epilogue`);
+  if (e.bias) expectShape(e.bias.shape.length === 1 && e.bias.shape[0] === N, `${label}: bias ${shapeStr(e.bias.shape)} should be [${N}]`);
+  if (e.temb) expectShape(e.temb.shape.length === 2 && e.temb.shape[0] === batch && e.temb.shape[1] === N, `${label}: time embedding ${shapeStr(e.temb.shape)} should be [${batch}, ${N}]`);
+  if (e.residual) expectShape(shapeStr(e.residual.shape) === shapeStr(outShape), `${label}: residual ${shapeStr(e.residual.shape)} should be ${shapeStr(outShape)}`);
 }
 
 export interface Conv2dOptions extends Epilogue {
@@ -109,18 +110,18 @@ export interface Conv2dOptions extends Epilogue {
 
 /** Implicit-GEMM conv2d on NCHW. weight: [Cout, Cin, kh, kw]. */
 export function conv2d(g: Graph, label: string, x: Tensor, weight: Tensor, opts: Conv2dOptions = {}): Tensor {
-  expect(x.shape.length === 4, `${label}: input ${shapeStr(x.shape)} is not NCHW`);
-  expect(weight.shape.length === 4, `${label}: weight ${shapeStr(weight.shape)} is not [Cout, Cin, kh, kw]`);
+  expectShape(x.shape.length === 4, `${label}: input ${shapeStr(x.shape)} is not NCHW`);
+  expectShape(weight.shape.length === 4, `${label}: weight ${shapeStr(weight.shape)} is not [Cout, Cin, kh, kw]`);
   const [B, Cin, H, W] = x.shape as [number, number, number, number];
   const [Cout, wCin, kh, kw] = weight.shape as [number, number, number, number];
-  expect(wCin === Cin, `${label}: input has ${Cin} channels, weight ${shapeStr(weight.shape)} expects ${wCin}`);
+  expectShape(wCin === Cin, `${label}: input has ${Cin} channels, weight ${shapeStr(weight.shape)} expects ${wCin}`);
   const stride = opts.stride ?? 1;
   const p = opts.padding ?? 0;
   const [padT, padL, padB, padR] = typeof p === 'number' ? [p, p, p, p] : p;
   const up = opts.upsample ? 2 : 1;
   const Hout = Math.floor((H * up + padT + padB - kh) / stride) + 1;
   const Wout = Math.floor((W * up + padL + padR - kw) / stride) + 1;
-  expect(Hout > 0 && Wout > 0, `${label}: output would be empty (input ${shapeStr(x.shape)}, kernel ${kh}x${kw})`);
+  expectShape(Hout > 0 && Wout > 0, `${label}: output would be empty (input ${shapeStr(x.shape)}, kernel ${kh}x${kw})`);
   const outShape = [B, Cout, Hout, Wout];
   checkEpilogue(label, opts, B, Cout, outShape);
   const out = g.alloc(outShape, label);
