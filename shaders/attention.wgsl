@@ -25,10 +25,10 @@ struct U {
 }
 
 @group(0) @binding(0) var<uniform> u: U;
-@group(0) @binding(1) var<storage, read> q: array<f32>;
-@group(0) @binding(2) var<storage, read> k: array<f32>;
-@group(0) @binding(3) var<storage, read> v: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> q: array<st>;
+@group(0) @binding(2) var<storage, read> k: array<st>;
+@group(0) @binding(3) var<storage, read> v: array<st>;
+@group(0) @binding(4) var<storage, read_write> out: array<st>;
 
 const D = {{D}}u;
 const BQ = {{BQ}}u;
@@ -56,7 +56,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   var qr: array<f32, D>;
   var acc: array<f32, D>;
   for (var c = 0u; c < D; c++) {
-    qr[c] = q[qbase + c] * u.scale_log2;
+    qr[c] = f32(q[qbase + c]) * u.scale_log2;
     acc[c] = 0.0;
   }
   var m = NEG;
@@ -75,8 +75,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     for (var e = lid; e < TILE; e += BQ) {
       // Rows past Tk load a real row (clamped) and are masked out of the scores below.
       let idx = kvbase + min(j0 + e / D, u.Tk - 1u) * u.C + e % D;
-      kt[e] = k[idx];
-      vt[e] = v[idx];
+      kt[e] = f32(k[idx]);
+      vt[e] = f32(v[idx]);
     }
     workgroupBarrier();
 
@@ -116,7 +116,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   if (i < u.Tq) {
     let inv = 1.0 / l;
     for (var c = 0u; c < D; c++) {
-      out[qbase + c] = acc[c] * inv;
+      out[qbase + c] = st(acc[c] * inv);
     }
   }
 }

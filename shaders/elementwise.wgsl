@@ -37,15 +37,15 @@ struct U { n: u32, known_n: u32, plane: u32, chw: u32 }
 #endif
 
 @group(0) @binding(0) var<uniform> u: U;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read> a: array<st>;
 #if ADD
-@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<st>;
 #elif CONCAT
-@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<st>;
 #elif MASK_BLEND
-@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<st>;
 #endif
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<st>;
 
 #if GEGLU
 // erf(x) by Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7): torch's GELU is the exact erf form,
@@ -67,11 +67,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let i = flat_workgroup(wid, nwg) * WG + lid.x;
   if (i >= u.n) { return; }
 #if SILU
-  out[i] = silu(a[i]);
+  out[i] = st(silu(f32(a[i])));
 #elif SCALE
-  out[i] = a[i] * u.scale;
+  out[i] = st(f32(a[i]) * u.scale);
 #elif ADD
-  out[i] = (a[i] + b[i]) * u.scale;
+  out[i] = st((f32(a[i]) + f32(b[i])) * u.scale);
 #elif CONCAT
   let run = u.a_run + u.b_run;
   let batch = i / run;
@@ -91,18 +91,18 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
 #elif TANH_CLAMP
   // tanh is 1 in f32 beyond |x| ~ 9; clamping first keeps adapters that build tanh from exp
   // (sinh / cosh) from overflowing to NaN.
-  out[i] = tanh(clamp(a[i] / u.magnitude, -10.0, 10.0)) * u.magnitude;
+  out[i] = st(tanh(clamp(f32(a[i]) / u.magnitude, -10.0, 10.0)) * u.magnitude);
 #elif AFFINE
-  out[i] = a[i] * u.scale + u.shift;
+  out[i] = st(f32(a[i]) * u.scale + u.shift);
 #elif GEGLU
   let row = i / u.half;
   let j = i - row * u.half;
   let base = row * 2u * u.half;
-  out[i] = a[base + j] * gelu_erf(a[base + u.half + j]);
+  out[i] = st(f32(a[base + j]) * gelu_erf(f32(a[base + u.half + j])));
 #elif MASK_BLEND
   // a: known, b: mask. With m in {0, 1} either term is exactly the chosen value.
   let k = i % u.known_n;
-  let m = b[(k / u.chw) * u.plane + k % u.plane];
-  out[i] = m * out[i] + (1.0 - m) * a[k];
+  let m = f32(b[(k / u.chw) * u.plane + k % u.plane]);
+  out[i] = st(m * f32(out[i]) + (1.0 - m) * f32(a[k]));
 #endif
 }

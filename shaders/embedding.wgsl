@@ -15,7 +15,7 @@ struct U { n: u32, dim: u32, half_dim: u32, scale: f32, flip: u32, broadcast: u3
 @group(0) @binding(0) var<uniform> u: U;
 @group(0) @binding(1) var<storage, read> timesteps: array<f32>;
 @group(0) @binding(2) var<storage, read> freqs: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<st>;
 
 @compute @workgroup_size(256, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
@@ -24,7 +24,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let b = i / u.dim;
   let j = i - b * u.dim;
   if (j >= 2u * u.half_dim) {
-    out[i] = 0.0;
+    out[i] = st(0.0);
     return;
   }
   let second = j >= u.half_dim;
@@ -33,16 +33,16 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let arg = (timesteps[select(b, 0u, u.broadcast != 0u)] * freqs[f]) * u.scale;
   let sc = sincos_precise(arg);
   // [sin | cos], or [cos | sin] with flip_sin_to_cos.
-  out[i] = select(sc.x, sc.y, second != (u.flip != 0u));
+  out[i] = st(select(sc.x, sc.y, second != (u.flip != 0u)));
 }
 #endif
 
 #if LOOKUP
 struct U { n: u32, dim: u32, num: u32 }
 @group(0) @binding(0) var<uniform> u: U;
-@group(0) @binding(1) var<storage, read> table: array<f32>;
+@group(0) @binding(1) var<storage, read> table: array<st>;
 @group(0) @binding(2) var<storage, read> ids: array<u32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<st>;
 
 @compute @workgroup_size(256, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {

@@ -14,22 +14,26 @@ struct U {
   // conv geometry (A_IM2COL); unused otherwise
   Cin: u32, H: u32, W: u32, kh: u32, kw: u32, stride: u32,
   padT: u32, padL: u32, Hout: u32, Wout: u32,
+  // UPSAMPLE: the nearest-upsampled size the conv reads (2H, or a skip's 2H - 1 in a U-Net).
+  upH: u32, upW: u32,
   scale: f32,
+  // z = batch·yfold + fold: M tiles past 65535 workgroups continue in z (see gemmGrid).
+  yfold: u32,
 }
 
 @group(0) @binding(0) var<uniform> u: U;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(1) var<storage, read> a: array<st>;
+@group(0) @binding(2) var<storage, read> w: array<st>;
 #if BIAS
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<st>;
 #endif
 #if TEMB
-@group(0) @binding(4) var<storage, read> temb: array<f32>;
+@group(0) @binding(4) var<storage, read> temb: array<st>;
 #endif
 #if RESIDUAL
-@group(0) @binding(5) var<storage, read> res: array<f32>;
+@group(0) @binding(5) var<storage, read> res: array<st>;
 #endif
-@group(0) @binding(6) var<storage, read_write> out: array<f32>;
+@group(0) @binding(6) var<storage, read_write> out: array<st>;
 
 const TM = {{TM}}u;
 // Four output columns per thread, held as one vec4 per row: vector FMAs, and no doubly indexed
@@ -40,7 +44,7 @@ const WG = 16u;
 var<private> acc: array<vec4<f32>, TM>;
 
 fn weight(n: u32, k: u32) -> f32 {
-  return select(0.0, w[min(n, u.N - 1u) * u.K + k], n < u.N);
+  return select(0.0, f32(w[min(n, u.N - 1u) * u.K + k]), n < u.N);
 }
 
 // Accumulates one k: av holds A(m_i, k) for this thread's rows.
@@ -54,10 +58,10 @@ fn accumulate(k: u32, n0: u32, av: array<f32, TM>) {
 fn store(z: u32, m: u32, n: u32, v: f32) {
   var x = v;
 #if BIAS
-  x += bias[n];
+  x += f32(bias[n]);
 #endif
 #if TEMB
-  x += temb[z * u.N + n];
+  x += f32(temb[z * u.N + n]);
 #endif
 #if OUT_COLMAJOR
   let idx = z * u.N * u.M + n * u.M + m;
@@ -65,7 +69,7 @@ fn store(z: u32, m: u32, n: u32, v: f32) {
   let idx = z * u.M * u.N + m * u.N + n;
 #endif
 #if RESIDUAL
-  x += res[idx];
+  x += f32(res[idx]);
 #endif
   x *= u.scale;
 #if SILU
@@ -74,13 +78,13 @@ fn store(z: u32, m: u32, n: u32, v: f32) {
 #if RELU
   x = max(x, 0.0);
 #endif
-  out[idx] = x;
+  out[idx] = st(x);
 }
 
 @compute @workgroup_size(16, 16, 1)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let z = wid.z;
-  let m0 = (wid.y * WG + lid.y) * TM;
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let z = wid.z / u.yfold;
+  let m0 = (((wid.z % u.yfold) * nwg.y + wid.y) * WG + lid.y) * TM;
   let n0 = (wid.x * WG + lid.x) * TN;
   if (m0 >= u.M || n0 >= u.N) { return; }
   for (var i = 0u; i < TM; i++) { acc[i] = vec4<f32>(0.0); }
@@ -97,9 +101,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
     ox[i] = i32((m % u.Wout) * u.stride) - i32(u.padL);
   }
 #if UPSAMPLE
-  // Nearest 2x upsample fused into the read: the conv sees a (2H, 2W) input.
-  let inH = i32(u.H * 2u);
-  let inW = i32(u.W * 2u);
+  // Nearest upsample fused into the read: the conv sees an (upH, upW) input, upH = 2H or 2H - 1,
+  // where source row y / 2 is torch's nearest (floor(y·H / upH)) for both.
+  let inH = i32(u.upH);
+  let inW = i32(u.upW);
 #else
   let inH = i32(u.H);
   let inW = i32(u.W);
@@ -124,7 +129,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
           let sx = u32(max(ix, 0));
 #endif
           let idx = cbase + min(sy, u.H - 1u) * u.W + min(sx, u.W - 1u);
-          av[i] = select(0.0, a[idx], inside);
+          av[i] = select(0.0, f32(a[idx]), inside);
         }
         accumulate(k, n0, av);
         k++;
@@ -137,9 +142,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
     for (var i = 0u; i < TM; i++) {
       let m = min(m0 + i, u.M - 1u);
 #if A_COLMAJOR
-      let v = a[z * u.K * u.M + k * u.M + m];
+      let v = f32(a[z * u.K * u.M + k * u.M + m]);
 #else
-      let v = a[z * u.M * u.K + m * u.K + k];
+      let v = f32(a[z * u.M * u.K + m * u.K + k]);
 #endif
       av[i] = select(0.0, v, m0 + i < u.M);
     }

@@ -4,6 +4,9 @@
 //    as (shift, mean - shift, rstd, 0) per group.
 //  APPLY: fully parallel normalize + per-channel affine + optional SiLU, fused so the activation
 //    after a norm (every ResNet block's first step) costs no extra pass over memory.
+//    SCALE_SHIFT: ResnetBlock2D's time_embedding_norm "scale_shift", y * (1 + scale) + shift
+//    before the SiLU, with (scale, shift) per (batch, channel) read from the [B, 2C] projection
+//    (scale = first C, shift = last C, torch.chunk order), so it costs no pass of its own.
 #include "common"
 
 #if STATS
@@ -13,7 +16,7 @@
 const WG = {{WG}}u;
 struct U { group_size: u32, groups_total: u32, eps: f32 }
 @group(0) @binding(0) var<uniform> u: U;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<st>;
 @group(0) @binding(2) var<storage, read_write> stats: array<f32>;
 
 #include "run_stats"
@@ -36,11 +39,14 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
 const WG = 256u;
 struct U { n: u32, spatial: u32, C: u32, group_size: u32 }
 @group(0) @binding(0) var<uniform> u: U;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<st>;
 @group(0) @binding(2) var<storage, read> stats: array<f32>;
-@group(0) @binding(3) var<storage, read> gamma: array<f32>;
-@group(0) @binding(4) var<storage, read> beta: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read> gamma: array<st>;
+@group(0) @binding(4) var<storage, read> beta: array<st>;
+@group(0) @binding(5) var<storage, read_write> out: array<st>;
+#if SCALE_SHIFT
+@group(0) @binding(6) var<storage, read> ss: array<st>;
+#endif
 
 @compute @workgroup_size(256, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
@@ -48,10 +54,14 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   if (i >= u.n) { return; }
   let c = (i / u.spatial) % u.C;
   let g = (i / u.group_size) * 4u;
-  var y = ((x[i] - stats[g]) - stats[g + 1u]) * stats[g + 2u] * gamma[c] + beta[c];
+  var y = ((f32(x[i]) - stats[g]) - stats[g + 1u]) * stats[g + 2u] * f32(gamma[c]) + f32(beta[c]);
+#if SCALE_SHIFT
+  let row = (i / (u.spatial * u.C)) * 2u * u.C;
+  y = y * (1.0 + f32(ss[row + c])) + f32(ss[row + u.C + c]);
+#endif
 #if SILU
   y = silu(y);
 #endif
-  out[i] = y;
+  out[i] = st(y);
 }
 #endif

@@ -7,10 +7,10 @@
 const WG = {{WG}}u;
 struct U { rows: u32, C: u32, eps: f32 }
 @group(0) @binding(0) var<uniform> u: U;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> gamma: array<f32>;
-@group(0) @binding(3) var<storage, read> beta: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<st>;
+@group(0) @binding(2) var<storage, read> gamma: array<st>;
+@group(0) @binding(3) var<storage, read> beta: array<st>;
+@group(0) @binding(4) var<storage, read_write> out: array<st>;
 
 #include "run_stats"
 
@@ -21,9 +21,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   if (row >= u.rows) { return; }
   let n = u.C;
   let base = row * n;
-  let st = run_stats(base, n, lid.x);
-  let rstd = inverseSqrt(st.z + u.eps);
+  let s = run_stats(base, n, lid.x);
+  let rstd = inverseSqrt(s.z + u.eps);
   for (var i = lid.x; i < n; i += WG) {
-    out[base + i] = ((x[base + i] - st.x) - st.y) * rstd * gamma[i] + beta[i];
+    out[base + i] = st(((f32(x[base + i]) - s.x) - s.y) * rstd * f32(gamma[i]) + f32(beta[i]));
   }
 }

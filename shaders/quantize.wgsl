@@ -16,9 +16,9 @@ const TILE_ROWS_MAX = 256u;
 
 struct U { pixels: u32, hw: u32, d: u32, k: u32, tile_rows: u32, direct: u32 }
 @group(0) @binding(0) var<uniform> u: U;
-@group(0) @binding(1) var<storage, read> z: array<f32>;
-@group(0) @binding(2) var<storage, read> codebook: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> z: array<st>;
+@group(0) @binding(2) var<storage, read> codebook: array<st>;
+@group(0) @binding(3) var<storage, read_write> out: array<st>;
 
 var<workgroup> tile: array<f32, TILE_VALUES>;
 var<workgroup> norms: array<f32, TILE_ROWS_MAX>;
@@ -35,7 +35,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
 
   var z_norm = 0.0;
   for (var c = 0u; c < u.d; c++) {
-    let v = z[base + c * u.hw];
+    let v = f32(z[base + c * u.hw]);
     z_norm += v * v;
   }
 
@@ -46,7 +46,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     let rows = min(u.tile_rows, u.k - row0);
     workgroupBarrier();
     for (var i = lid.x; i < rows * u.d; i += WG) {
-      tile[i] = codebook[row0 * u.d + i];
+      tile[i] = f32(codebook[row0 * u.d + i]);
     }
     workgroupBarrier();
     for (var r = lid.x; r < rows; r += WG) {
@@ -63,14 +63,14 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
       if (u.direct != 0u) {
         // torch.cdist's direct path, for tiny problems: sqrt of the summed squared differences.
         for (var c = 0u; c < u.d; c++) {
-          let diff = z[base + c * u.hw] - tile[r * u.d + c];
+          let diff = f32(z[base + c * u.hw]) - tile[r * u.d + c];
           dist += diff * diff;
         }
         dist = sqrt(dist);
       } else {
         var dot = 0.0;
         for (var c = 0u; c < u.d; c++) {
-          dot += z[base + c * u.hw] * tile[r * u.d + c];
+          dot += f32(z[base + c * u.hw]) * tile[r * u.d + c];
         }
         // torch sums [-2z, ||z||², 1]·[e, 1, ||e||²] in that order; -2 scales exactly.
         dist = sqrt(max((-2.0 * dot + z_norm) + norms[r], 1e-30));
@@ -85,8 +85,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
 
   if (!live) { return; }
   for (var c = 0u; c < u.d; c++) {
-    let zc = z[base + c * u.hw];
+    let zc = f32(z[base + c * u.hw]);
     // z + (z_q - z): the straight-through estimator's value, rounded as torch rounds it.
-    out[base + c * u.hw] = zc + (codebook[best * u.d + c] - zc);
+    out[base + c * u.hw] = st(zc + (f32(codebook[best * u.d + c]) - zc));
   }
 }

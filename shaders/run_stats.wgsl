@@ -2,7 +2,7 @@
 // a workgroup (group norm's groups, layer norm's rows). Two passes like torch: the mean first,
 // then the variance around it (no E[x^2] - E[x]^2 cancellation); sums are taken around the run's
 // first value so a large common offset costs no precision either. The includer declares WG and
-// the storage array `x`, and calls run_stats from uniform control flow (it has barriers).
+// the storage array `x` (of st, read as f32), and calls run_stats from uniform control flow (it has barriers).
 
 var<workgroup> part: array<f32, WG>;
 
@@ -20,13 +20,13 @@ fn workgroup_sum(v: f32, lid: u32) -> f32 {
 
 /** (shift, mean - shift, variance) */
 fn run_stats(base: u32, n: u32, lid: u32) -> vec3<f32> {
-  let shift = x[base];
+  let shift = f32(x[base]);
   var s = 0.0;
-  for (var i = lid; i < n; i += WG) { s += x[base + i] - shift; }
+  for (var i = lid; i < n; i += WG) { s += f32(x[base + i]) - shift; }
   let dmean = workgroup_sum(s, lid) / f32(n);
   var q = 0.0;
   for (var i = lid; i < n; i += WG) {
-    let d = (x[base + i] - shift) - dmean;
+    let d = (f32(x[base + i]) - shift) - dmean;
     q += d * d;
   }
   return vec3<f32>(shift, dmean, workgroup_sum(q, lid) / f32(n));

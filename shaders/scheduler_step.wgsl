@@ -8,6 +8,10 @@
 // x is updated in place; NEXT also writes prev·nextScale as the next U-Net input (both CFG halves).
 // PREV_X0 gives multistep solvers (DPM-Solver++ 2M) the previous step's x0: read for the d term,
 // then overwritten with this step's x0 for the next one.
+// EPS_HISTORY gives PNDM's PLMS (linear multistep) its state: a ring of 3 past guided model outputs
+// and one stored sample. The update then uses the sample s (x, or the stored one when the row says)
+// and the model output wEps·eps + Σ wHist_k·hist[k] in place of x and eps. Every history read
+// happens before this step's writes, so the ring slot being refilled can still be read.
 #include "common"
 
 struct U {
@@ -30,6 +34,10 @@ struct U {
 #if PREV_X0
 @group(0) @binding(7) var<storage, read_write> prevX0: array<f32>;
 #endif
+#if EPS_HISTORY
+@group(0) @binding(8) var<storage, read_write> epsHist: array<f32>;
+@group(0) @binding(9) var<storage, read_write> storedSample: array<f32>;
+#endif
 
 const WG = 256u;
 // Row slots; the same numbers as StepRow in src/kernels/scheduler_step.ts.
@@ -47,13 +55,19 @@ const C2 = 12u;
 const C3 = 13u;
 const NEXT_SCALE = 14u;
 const D = 15u;
+const W_EPS = 16u;
+const W_HIST0 = 17u;
+const HIST_WRITE = 20u;
+const FROM_STORED = 21u;
+const STORE_SAMPLE = 22u;
+const HIST_SLOTS = 3u;
 
 @compute @workgroup_size(256, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let i = flat_workgroup(wid, nwg) * WG + lid.x;
   if (i >= u.n) { return; }
 
-  let xv = x[i];
+  let xIn = x[i];
 #if CFG
   let ec = modelOut[i];
   let eu = modelOut[u.n + i];
@@ -62,11 +76,36 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let eps = modelOut[i];
 #endif
 
-  var x0 = row[A0] * xv + row[A1] * eps;
+#if EPS_HISTORY
+  var xv = xIn;
+  // Weights of 0 skip the read: a slot not yet filled may hold anything.
+  if (row[FROM_STORED] != 0.0) {
+    xv = storedSample[i];
+  }
+  var mo = row[W_EPS] * eps;
+  for (var k = 0u; k < HIST_SLOTS; k++) {
+    let w = row[W_HIST0 + k];
+    if (w != 0.0) {
+      mo += w * epsHist[k * u.n + i];
+    }
+  }
+  if (row[STORE_SAMPLE] != 0.0) {
+    storedSample[i] = xIn;
+  }
+  let slot = row[HIST_WRITE];
+  if (slot >= 0.0) {
+    epsHist[u32(slot) * u.n + i] = eps;
+  }
+#else
+  let xv = xIn;
+  let mo = eps;
+#endif
+
+  var x0 = row[A0] * xv + row[A1] * mo;
   if (row[CLIP] != 0.0) {
     x0 = clamp(x0, -row[RANGE], row[RANGE]);
   }
-  let epsHat = row[B0] * xv + row[B1] * eps + row[B2] * x0;
+  let epsHat = row[B0] * xv + row[B1] * mo + row[B2] * x0;
   var prev = row[C0] * x0 + row[C1] * epsHat + row[C2] * xv;
 #if NOISE
   // A step that draws no noise has c3 = 0; skipping the read keeps a stale noise buffer out of it.

@@ -2,6 +2,7 @@
 // before any GPU work starts.
 
 import type { SchedulerName } from '../schedulers/scheduler.ts';
+import { PRECISIONS, type Precision } from '../models/precision.ts';
 
 export class UsageError extends Error {
   constructor(message: string) {
@@ -12,7 +13,7 @@ export class UsageError extends Error {
 
 // Listed here rather than imported so the argument parser stays free of GPU code; `satisfies` keeps
 // it in step with the scheduler factory's names.
-const CLI_SCHEDULERS = ['ddim', 'ddpm', 'euler-a', 'euler', 'lcm', 'dpm++2m'] as const satisfies readonly SchedulerName[];
+const CLI_SCHEDULERS = ['ddim', 'ddpm', 'euler-a', 'euler', 'lcm', 'dpm++2m', 'pndm'] as const satisfies readonly SchedulerName[];
 type CliSchedulerName = (typeof CLI_SCHEDULERS)[number];
 
 export interface GenerateArgs {
@@ -29,6 +30,7 @@ export interface GenerateArgs {
   initImage: string | null;
   strength: number | null;
   mask: string | null;
+  precision: Precision;
 }
 
 export const GENERATE_USAGE = `usage: fresco generate [options]
@@ -37,14 +39,16 @@ export const GENERATE_USAGE = `usage: fresco generate [options]
   --seed N             RNG seed (default: random, printed)
   --steps N            denoising steps (default from the model card, else 25)
   --guidance G         classifier-free guidance scale (default from the model card, else 3)
-  --scheduler ddim|ddpm|euler-a|euler|lcm|dpm++2m  (default from the model card, else ddim)
+  --scheduler ddim|ddpm|euler-a|euler|lcm|dpm++2m|pndm  (default from the model card, else ddim)
   --eta E              DDIM eta (default 0; DDIM only)
   --model DIR          diffusers-layout model folder (default weights/fashion-ldm)
   --out FILE.png       output PNG, a grid when several images (default fresco.png)
   --force              overwrite FILE.png if it exists
   --init-image FILE.png  img2img: start from this image (gray or RGB, the model's image size)
   --strength S         how far to noise the init image, 0 < S <= 1 (default 0.8; needs --init-image)
-  --mask FILE.png      inpaint: white pixels are repainted, black kept (needs --init-image)`;
+  --mask FILE.png      inpaint: white pixels are repainted, black kept (needs --init-image)
+  --precision auto|f16|f32  weights and activations in f16 where the GPU has shader-f16 (auto,
+                       the default), always (f16: an error without it) or never (f32)`;
 
 function int(flag: string, v: string | undefined, min: number, max: number): number {
   if (v === undefined || !/^-?\d+$/.test(v)) throw new UsageError(`${flag} needs an integer, got ${v === undefined ? 'nothing' : JSON.stringify(v)}`);
@@ -61,7 +65,7 @@ function num(flag: string, v: string | undefined, min: number, max: number): num
 }
 
 export function parseGenerateArgs(argv: string[]): GenerateArgs {
-  const a: GenerateArgs = { classes: [], count: 1, seed: null, steps: null, guidance: null, scheduler: null, eta: 0, model: null, out: 'fresco.png', force: false, initImage: null, strength: null, mask: null };
+  const a: GenerateArgs = { classes: [], count: 1, seed: null, steps: null, guidance: null, scheduler: null, eta: 0, model: null, out: 'fresco.png', force: false, initImage: null, strength: null, mask: null, precision: 'auto' };
   for (let i = 0; i < argv.length; i++) {
     let flag = argv[i]!;
     let value: string | undefined;
@@ -109,6 +113,13 @@ export function parseGenerateArgs(argv: string[]): GenerateArgs {
         if (!v || !v.toLowerCase().endsWith('.png')) throw new UsageError(`${flag} needs a .png file, got ${JSON.stringify(v ?? null)}`);
         if (flag === '--mask') a.mask = v;
         else a.initImage = v;
+        break;
+      }
+      case '--precision': {
+        const v = next();
+        const p = PRECISIONS.find((x) => x === v);
+        if (!p) throw new UsageError(`--precision must be ${PRECISIONS.join(', ')}, got ${JSON.stringify(v ?? null)}`);
+        a.precision = p;
         break;
       }
       case '--strength': {

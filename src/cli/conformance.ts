@@ -30,9 +30,10 @@ async function main(): Promise<void> {
     cases = cases.filter((c) => only!.includes(c));
   }
   if (!cases.length) usage(`no case folders in ${dir}`);
-  const gpu = await getGpu();
+  const gpu = await getGpu({ wantF16: true });
   const rt = new Runtime(gpu);
   console.log(`adapter: ${gpu.adapterName}`);
+  console.log(gpu.features.has('shader-f16') ? 'precision: f32 and f16 (shader-f16)' : 'precision: f32 only (adapter has no shader-f16)');
   const rows: CaseResult[] = [];
   for (const c of cases) {
     const r = await runCase(rt, dir, c);

@@ -10,6 +10,7 @@ import { decodePng, encodePng, tensorToImage, writeFileNoClobber } from '../io/p
 import { vaeScaleFactor } from '../pipelines/img2img.ts';
 import { generateClassConditional, type StepInfo } from '../pipelines/class_conditional.ts';
 import { loadLdmFolder } from '../pipelines/ldm_folder.ts';
+import { resolvePrecision } from '../models/precision.ts';
 import { GENERATE_USAGE, parseGenerateArgs, resolveClasses, UsageError } from './args.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -70,10 +71,12 @@ async function generate(argv: string[]): Promise<void> {
   const cardPath = join(modelDir, 'fresco.json');
   const card: ModelCard = existsSync(cardPath) ? ((await readJson(cardPath)) as ModelCard) : {};
 
-  const gpu = await getGpu();
+  const gpu = await getGpu({ wantF16: args.precision !== 'f32' });
   const rt = new Runtime(gpu);
   console.error(`adapter: ${gpu.adapterName}`);
-  const model = await loadLdmFolder(rt, modelDir);
+  // Before any weight is read: asking for f16 on a device without shader-f16 fails here.
+  console.error(`precision: ${resolvePrecision(gpu.features, args.precision).description}`);
+  const model = await loadLdmFolder(rt, modelDir, { precision: args.precision });
   try {
     const numClasses = model.unet.numClasses;
     if (numClasses === null) throw new UsageError(`${modelDir} is not a class-conditional model`);

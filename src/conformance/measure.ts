@@ -20,15 +20,18 @@ export function measure(got: ArrayLike<number>, ref: ArrayLike<number>, tol: num
   let maxAbsErr = 0;
   let maxAbsRef = 0;
   let nonFinite = 0;
+  let firstBad = -1;
   for (let i = 0; i < ref.length; i++) {
     const x = got[i]!;
-    if (!Number.isFinite(x)) nonFinite++;
+    if (!Number.isFinite(x)) {
+      if (nonFinite++ === 0) firstBad = i;
+    }
     maxAbsErr = Math.max(maxAbsErr, Math.abs(x - ref[i]!));
     maxAbsRef = Math.max(maxAbsRef, Math.abs(ref[i]!));
   }
   const ratio = maxAbsRef > 0 ? maxAbsErr / maxAbsRef : maxAbsErr;
   const pass = nonFinite === 0 && ratio <= tol;
-  return { maxAbsErr, maxAbsRef, ratio, pass, note: nonFinite ? `${nonFinite} NaN/Inf values` : undefined };
+  return { maxAbsErr, maxAbsRef, ratio, pass, note: nonFinite ? `${nonFinite} NaN/Inf values in the output (first at index ${firstBad}: ${got[firstBad]})` : undefined };
 }
 
 /** Folds several measurements (e.g. every step of a trace) into the worst one. */

@@ -9,6 +9,7 @@ import { AutoencoderTiny } from '../models/autoencoder_tiny.ts';
 import { UNet2DModel } from '../models/unet_2d.ts';
 import { UNet2DConditionModel } from '../models/unet_2d_condition.ts';
 import { VQModel } from '../models/vq_model.ts';
+import type { Precision } from '../models/precision.ts';
 import { measure, Unsupported, type Measured } from './measure.ts';
 
 function upload(rt: Runtime, t: HostTensor, label: string): Tensor {
@@ -35,37 +36,44 @@ interface Built {
   destroy(): void;
 }
 
-type CaseRunner = (rt: Runtime, folder: ModelFolder, dir: string, g: Graph, io: CaseInputs) => Built;
+type CaseRunner = (rt: Runtime, folder: ModelFolder, dir: string, g: Graph, io: CaseInputs, precision: Precision) => Built;
 
 /** Models with one input tensor and one method call: decode(latents), encode(image). */
-function unary<M extends { destroy(): void }>(make: (rt: Runtime, f: ModelFolder, dir: string) => M, call: (m: M, g: Graph, x: Tensor) => Tensor, input: string): CaseRunner {
-  return (rt, folder, dir, g, io) => {
-    const m = make(rt, folder, dir);
+function unary<M extends { destroy(): void }>(make: (rt: Runtime, f: ModelFolder, dir: string, precision: Precision) => M, call: (m: M, g: Graph, x: Tensor) => Tensor, input: string): CaseRunner {
+  return (rt, folder, dir, g, io, precision) => {
+    const m = make(rt, folder, dir, precision);
     return { out: call(m, g, io.tensor(input)), destroy: () => m.destroy() };
   };
 }
 
 /** diffusers class.call → how Fresco runs it. */
 const RUNNERS: Record<string, CaseRunner> = {
-  'UNet2DModel.forward': (rt, folder, dir, g, io) => {
-    const unet = new UNet2DModel(rt, folder.weights, folder.config, dir);
+  'UNet2DModel.forward': (rt, folder, dir, g, io, precision) => {
+    const unet = new UNet2DModel(rt, folder.weights, folder.config, dir, { precision });
     const sample = io.tensor('sample');
     const B = sample.shape[0]!;
     return { out: unet.forward(g, sample, { timesteps: io.timesteps(B), broadcast: false, classLabels: io.classLabels(B) }), destroy: () => unet.destroy() };
   },
-  'UNet2DConditionModel.forward': (rt, folder, dir, g, io) => {
-    const unet = new UNet2DConditionModel(rt, folder.weights, folder.config, dir);
+  'UNet2DConditionModel.forward': (rt, folder, dir, g, io, precision) => {
+    const unet = new UNet2DConditionModel(rt, folder.weights, folder.config, dir, { precision });
     const sample = io.tensor('sample');
     const B = sample.shape[0]!;
     return { out: unet.forward(g, sample, { timesteps: io.timesteps(B), broadcast: false }, io.tensor('encoder_hidden_states')), destroy: () => unet.destroy() };
   },
-  'AutoencoderKL.decode': unary((rt, f, d) => new AutoencoderKL(rt, f.weights, f.config, d), (m, g, x) => m.decode(g, x), 'latents'),
-  'AutoencoderKL.encode': unary((rt, f, d) => new AutoencoderKL(rt, f.weights, f.config, d), (m, g, x) => m.encodeMean(g, x), 'image'),
-  'AutoencoderTiny.decode': unary((rt, f, d) => new AutoencoderTiny(rt, f.weights, f.config, d), (m, g, x) => m.decode(g, x), 'latents'),
-  'VQModel.decode': unary((rt, f, d) => new VQModel(rt, f.weights, f.config, d), (m, g, x) => m.decode(g, x), 'latents'),
+  'AutoencoderKL.decode': unary((rt, f, d, precision) => new AutoencoderKL(rt, f.weights, f.config, d, { precision }), (m, g, x) => m.decode(g, x), 'latents'),
+  'AutoencoderKL.encode': unary((rt, f, d, precision) => new AutoencoderKL(rt, f.weights, f.config, d, { precision }), (m, g, x) => m.encodeMean(g, x), 'image'),
+  'AutoencoderTiny.decode': unary((rt, f, d, precision) => new AutoencoderTiny(rt, f.weights, f.config, d, { precision }), (m, g, x) => m.decode(g, x), 'latents'),
+  'VQModel.decode': unary((rt, f, d, precision) => new VQModel(rt, f.weights, f.config, d, { precision }), (m, g, x) => m.decode(g, x), 'latents'),
 };
 
-export async function runModelCase(rt: Runtime, dir: string): Promise<Measured & { cls: string }> {
+/**
+ * Conformance bound per storage type, as a fraction of max|ref|: f16 rounds every weight and
+ * activation to 11 significant bits, so it is held to 1e-2 rather than f32's 1e-3.
+ */
+export const TOLERANCE: Record<'f32' | 'f16', number> = { f32: 1e-3, f16: 1e-2 };
+
+/** `precision` 'f16' or 'f32' (not 'auto': a case measures one path). */
+export async function runModelCase(rt: Runtime, dir: string, precision: 'f32' | 'f16' = 'f32'): Promise<Measured & { cls: string }> {
   const kase = await readJson(`${dir}/case.json`);
   const cls = String(kase.class);
   const call = String(kase.call);
@@ -91,7 +99,7 @@ export async function runModelCase(rt: Runtime, dir: string): Promise<Measured &
   const g = new Graph(rt, cls);
   let built: Built | null = null;
   try {
-    built = runner(rt, folder, dir, g, caseInputs);
+    built = runner(rt, folder, dir, g, caseInputs, precision);
     const out = built.out;
     g.finalize();
     const enc = rt.device.createCommandEncoder();
@@ -99,7 +107,7 @@ export async function runModelCase(rt: Runtime, dir: string): Promise<Measured &
     rt.watch(cls, () => rt.device.queue.submit([enc.finish()]));
     await rt.assertHealthy();
     const got = await rt.read(out.buffer, numel(out.shape) * 4);
-    return { cls, ...measure(got, expected, 1e-3) };
+    return { cls, ...measure(got, expected, TOLERANCE[precision]) };
   } finally {
     g.destroy();
     built?.destroy();

@@ -5,9 +5,9 @@ import { join } from 'node:path';
 import type { Runtime } from '../gpu/runtime.ts';
 import { replaySchedulerTrace } from './scheduler_case.ts';
 import { readJson } from '../io/model_folder.ts';
-import { runModelCase } from './model_case.ts';
+import { runModelCase, TOLERANCE } from './model_case.ts';
 import { runPipelineCase } from './pipeline_case.ts';
-import { Unsupported } from './measure.ts';
+import { Unsupported, type Measured } from './measure.ts';
 
 export interface CaseResult {
   name: string;
@@ -20,6 +20,24 @@ export interface CaseResult {
   status: 'pass' | 'fail' | 'unsupported' | 'error';
   ms: number;
   note: string;
+  /** The same model or pipeline case built in f16, where the device has shader-f16. */
+  f16?: { maxAbsErr: number; ratio: number; tol: number; status: 'pass' | 'fail' | 'error'; note: string };
+}
+
+/** Runs the f16 path of a case next to its f32 one; its failure fails the case. */
+async function f16Run(rt: Runtime, run: () => Promise<Measured & { detail?: string }>): Promise<CaseResult['f16']> {
+  if (!rt.gpu.features.has('shader-f16')) return undefined;
+  const tol = TOLERANCE.f16;
+  try {
+    const r = await run();
+    return { maxAbsErr: r.maxAbsErr, ratio: r.ratio, tol, status: r.pass ? 'pass' : 'fail', note: r.note ?? r.detail ?? '' };
+  } catch (e) {
+    return { maxAbsErr: NaN, ratio: NaN, tol, status: 'error', note: (e as Error).message.split('\n')[0]! };
+  }
+}
+
+function withF16(status: 'pass' | 'fail', f16: CaseResult['f16']): 'pass' | 'fail' {
+  return status === 'pass' && (!f16 || f16.status === 'pass') ? 'pass' : 'fail';
 }
 
 export function listCases(root: string): string[] {
@@ -44,7 +62,8 @@ export async function runCase(rt: Runtime, root: string, name: string): Promise<
   try {
     if (kind === 'model') {
       const r = await runModelCase(rt, dir);
-      return { ...base, cls: r.cls, maxAbsErr: r.maxAbsErr, maxAbsRef: r.maxAbsRef, ratio: r.ratio, status: r.pass ? 'pass' : 'fail', ms: performance.now() - t0, note: r.note ?? '' };
+      const f16 = await f16Run(rt, () => runModelCase(rt, dir, 'f16'));
+      return { ...base, cls: r.cls, maxAbsErr: r.maxAbsErr, maxAbsRef: r.maxAbsRef, ratio: r.ratio, status: withF16(r.pass ? 'pass' : 'fail', f16), ms: performance.now() - t0, note: r.note ?? '', f16 };
     }
     if (kind === 'scheduler') {
       const kase = await readJson(join(dir, 'case.json'));
@@ -62,7 +81,8 @@ export async function runCase(rt: Runtime, root: string, name: string): Promise<
     }
     if (kind === 'pipeline') {
       const r = await runPipelineCase(rt, dir);
-      return { ...base, cls: r.cls, maxAbsErr: r.maxAbsErr, maxAbsRef: r.maxAbsRef, ratio: r.ratio, status: r.pass ? 'pass' : 'fail', ms: performance.now() - t0, note: r.note ?? r.detail };
+      const f16 = await f16Run(rt, () => runPipelineCase(rt, dir, 'f16'));
+      return { ...base, cls: r.cls, maxAbsErr: r.maxAbsErr, maxAbsRef: r.maxAbsRef, ratio: r.ratio, status: withF16(r.pass ? 'pass' : 'fail', f16), ms: performance.now() - t0, note: r.note ?? r.detail, f16 };
     }
     return { ...base, status: 'unsupported', ms: 0, note: 'no case.json/io.safetensors, trace or pipeline.json recognised' };
   } catch (e) {
@@ -80,8 +100,13 @@ export async function runCase(rt: Runtime, root: string, name: string): Promise<
 
 export function formatTable(rows: CaseResult[]): string {
   const fmt = (x: number) => (Number.isFinite(x) ? x.toExponential(2) : String(x));
-  const header = ['case', 'class', 'max|err|', 'max|ref|', 'ratio', 'tol', 'result', 'time', 'note'];
-  const body = rows.map((r) => [r.name, r.cls, fmt(r.maxAbsErr), fmt(r.maxAbsRef), fmt(r.ratio), r.tol.toExponential(0), r.status.toUpperCase(), `${(r.ms / 1000).toFixed(1)}s`, r.note]);
+  // f32 and f16 errors side by side; '-' where a case has no f16 path or the device no shader-f16.
+  const header = ['case', 'class', 'max|err|', 'max|ref|', 'ratio', 'tol', 'f16 ratio', 'f16 tol', 'f16', 'result', 'time', 'note'];
+  const body = rows.map((r) => [
+    r.name, r.cls, fmt(r.maxAbsErr), fmt(r.maxAbsRef), fmt(r.ratio), r.tol.toExponential(0),
+    r.f16 ? fmt(r.f16.ratio) : '-', r.f16 ? r.f16.tol.toExponential(0) : '-', r.f16 ? r.f16.status.toUpperCase() : '-',
+    r.status.toUpperCase(), `${(r.ms / 1000).toFixed(1)}s`, [r.note, r.f16?.note ? `f16: ${r.f16.note}` : ''].filter(Boolean).join('; '),
+  ]);
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
   const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`;
   return [line(header), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...body.map(line)].join('\n');

@@ -1,14 +1,15 @@
 // Replays a diffusers scheduler trace (a fixtures/sched-* folder) through the fused GPU step:
 // x = x_init; per step m = scale(x), eps = 0.1·m + c, x = step(eps, t, x, noise), each result
 // compared with diffusers' prev_sample. The chain runs on our own samples, so errors accumulate
-// the way they would in a real loop. Node only (reads the folder).
+// the way they would in a real loop. Also the scheduler part of a text-to-image pipeline trace
+// (replayPipelineSchedulerTrace), fed the trace's recorded U-Net outputs. Node only (reads the folder).
 import { join } from 'node:path';
 import type { Runtime } from '../gpu/runtime.ts';
 import { Graph } from '../graph/graph.ts';
 import type { Tensor } from '../graph/tensor.ts';
 import { readJson } from '../io/model_folder.ts';
 import { readSafetensorsFile, toFloat32, toInt64Numbers, type HostTensor } from '../io/safetensors.ts';
-import { schedulerStep } from '../kernels/scheduler_step.ts';
+import { EPS_HISTORY_SLOTS, schedulerStep, StepRow } from '../kernels/scheduler_step.ts';
 import { createScheduler, schedulerNameOf, SchedulerConfigError, type CreateSchedulerOptions } from '../schedulers/scheduler.ts';
 
 export interface ReplayStep {
@@ -80,6 +81,7 @@ export async function replaySchedulerTrace(rt: Runtime, dir: string): Promise<Re
   const noise = tensor('noise');
   // Multistep solvers keep the previous x0 on the GPU between steps.
   const prevX0 = sched.usesX0History ? tensor('prev-x0') : undefined;
+  const epsHistory = sched.usesEpsHistory ? epsHistoryTensors(rt, shape, owned) : undefined;
   const row = rt.createBuffer(sched.rowLength * 4, 'step-row');
   owned.push(row);
   const q = rt.device.queue;
@@ -87,12 +89,13 @@ export async function replaySchedulerTrace(rt: Runtime, dir: string): Promise<Re
   const g = new Graph(rt, 'scheduler-replay');
   try {
     // One graph for the whole loop, as the pipeline does: only the row and the inputs change.
-    schedulerStep(g, 'step', { x, modelOut: eps, row, noise, prevX0 });
+    schedulerStep(g, 'step', { x, modelOut: eps, row, noise, prevX0, epsHistory });
     g.finalize();
     write(x.buffer, toFloat32(xInit));
     let cur: Float32Array = toFloat32(xInit).slice();
     const out: ReplayStep[] = [];
-    for (let i = 0; i < Math.min(steps, sched.timesteps.length); i++) {
+    // One row per U-Net call: steps + 1 of them for PNDM's PLMS.
+    for (let i = 0; i < sched.timesteps.length; i++) {
       const s = Math.fround(sched.modelInputScale(i));
       const m = cur.map((v) => v * s);
       const expectedM = toFloat32(need(`step${i}_model_input`));
@@ -123,6 +126,129 @@ export async function replaySchedulerTrace(rt: Runtime, dir: string): Promise<Re
         maxAbsRef = Math.max(maxAbsRef, Math.abs(ref[j]!));
       }
       out.push({ i, t: sched.timesteps[i]!, maxAbsErr, maxAbsRef, modelInputMaxAbsErr, modelInputMaxAbsRef });
+    }
+    return { steps: out, timestepsMatch, timesteps: sched.timesteps, expectedTimesteps };
+  } finally {
+    g.destroy();
+    for (const b of owned) rt.destroyBuffer(b);
+  }
+}
+
+/** The eps ring ([3B, ...]) and stored sample a PLMS loop binds; their buffers go into `owned`. */
+function epsHistoryTensors(rt: Runtime, shape: number[], owned: GPUBuffer[]): { eps: Tensor; sample: Tensor } {
+  const n = shape.reduce((a, b) => a * b, 1);
+  const make = (label: string, count: number, s: number[]): Tensor => {
+    const buffer = rt.createBuffer(count * 4, label);
+    owned.push(buffer);
+    return { buffer, shape: s, label };
+  };
+  return {
+    eps: make('eps-history', EPS_HISTORY_SLOTS * n, [EPS_HISTORY_SLOTS * shape[0]!, ...shape.slice(1)]),
+    sample: make('stored-sample', n, shape),
+  };
+}
+
+export interface PipelineReplayStep {
+  i: number;
+  t: number;
+  /** max |ours − diffusers| over step{i}_latents. */
+  maxAbsErr: number;
+  maxAbsRef: number;
+  /** With guided: max |ours − diffusers| over step{i}_noise_pred (the guidance combine). */
+  epsMaxAbsErr: number;
+  epsMaxAbsRef: number;
+}
+
+export interface PipelineReplayResult {
+  steps: PipelineReplayStep[];
+  timestepsMatch: boolean;
+  timesteps: number[];
+  expectedTimesteps: number[];
+}
+
+function maxAbs(a: ArrayLike<number>, b: ArrayLike<number>): { err: number; ref: number } {
+  let err = 0;
+  let ref = 0;
+  for (let j = 0; j < b.length; j++) {
+    const d = Math.abs(a[j]! - b[j]!);
+    err = Number.isNaN(d) ? NaN : Math.max(err, d);
+    ref = Math.max(ref, Math.abs(b[j]!));
+  }
+  return { err, ref };
+}
+
+/**
+ * The scheduler part of a text-to-image pipeline trace (pipeline.json and trace.safetensors; the
+ * model folder pipeline.json names sits beside the case, with scheduler/scheduler_config.json):
+ * x = latents_init, then per U-Net call the fused step gets the trace's guided noise_pred, or with
+ * `guided` the trace's two U-Net halves and guidance_scale, and each result is compared with
+ * step{i}_latents. The U-Net is not run: this checks the scheduler (and guidance) alone. The chain
+ * runs on our own latents, so multistep state (PLMS) has to be right from call 0 on.
+ */
+export async function replayPipelineSchedulerTrace(rt: Runtime, dir: string, opts: { guided?: boolean } = {}): Promise<PipelineReplayResult> {
+  const kase = await readJson(join(dir, 'pipeline.json'));
+  const steps = kase.steps;
+  if (typeof steps !== 'number' || !Number.isInteger(steps)) throw new Error(`${dir}/pipeline.json: steps must be an integer`);
+  if (typeof kase.model !== 'string') throw new Error(`${dir}/pipeline.json: model must name the model folder`);
+  const guidance = kase.guidance_scale;
+  if (opts.guided && typeof guidance !== 'number') throw new Error(`${dir}/pipeline.json: guidance_scale must be a number`);
+  const config = await readJson(join(dir, '..', kase.model, 'scheduler', 'scheduler_config.json'));
+  const sched = createScheduler(config, steps, { name: schedulerNameOf(config) });
+  if (sched.drawsNoise(0)) throw new SchedulerConfigError(`${dir}: the trace holds no step noise, so ${sched.name} with noise cannot be replayed`);
+
+  const trace = await readSafetensorsFile(join(dir, 'trace.safetensors'));
+  const need = (key: string): HostTensor => {
+    const t = trace.get(key);
+    if (!t) throw new Error(`${dir}/trace.safetensors has no tensor '${key}'`);
+    return t;
+  };
+  const expectedTimesteps = toInt64Numbers(need('timesteps'));
+  const timestepsMatch = JSON.stringify(expectedTimesteps) === JSON.stringify(sched.timesteps);
+  const xInit = need('latents_init');
+  const shape = xInit.shape;
+  const n = shape.reduce((a, b) => a * b, 1);
+  const B = shape[0]!;
+  const owned: GPUBuffer[] = [];
+  const tensor = (label: string, s: number[]): Tensor => {
+    const buffer = rt.createBuffer(s.reduce((a, b) => a * b, 1) * 4, label);
+    owned.push(buffer);
+    return { buffer, shape: s, label };
+  };
+  const x = tensor('x', shape);
+  const modelOut = tensor('model-out', opts.guided ? [2 * B, ...shape.slice(1)] : shape);
+  const epsOut = opts.guided ? tensor('eps-out', shape) : undefined;
+  const prevX0 = sched.usesX0History ? tensor('prev-x0', shape) : undefined;
+  const epsHistory = sched.usesEpsHistory ? epsHistoryTensors(rt, shape, owned) : undefined;
+  const row = rt.createBuffer(sched.rowLength * 4, 'step-row');
+  owned.push(row);
+  const q = rt.device.queue;
+  const write = (buf: GPUBuffer, data: Float32Array) => q.writeBuffer(buf, 0, data.buffer, data.byteOffset, data.byteLength);
+  const g = new Graph(rt, 'pipeline-scheduler-replay');
+  try {
+    schedulerStep(g, 'step', { x, modelOut, row, cfg: opts.guided, epsOut, prevX0, epsHistory });
+    g.finalize();
+    write(x.buffer, toFloat32(xInit));
+    const out: PipelineReplayStep[] = [];
+    for (let i = 0; i < sched.timesteps.length; i++) {
+      const r = sched.stepRow(i);
+      if (opts.guided) {
+        // The trace's batch is [uncond, cond]; the fused step takes [cond, uncond].
+        const u = toFloat32(need(`step${i}_unet_out`));
+        const swapped = new Float32Array(2 * n);
+        swapped.set(u.subarray(n, 2 * n), 0);
+        swapped.set(u.subarray(0, n), n);
+        write(modelOut.buffer, swapped);
+        r[StepRow.guidance] = guidance as number;
+      } else {
+        write(modelOut.buffer, toFloat32(need(`step${i}_noise_pred`)));
+      }
+      write(row, r);
+      const enc = rt.device.createCommandEncoder({ label: `pipeline replay step ${i}` });
+      g.record(enc);
+      q.submit([enc.finish()]);
+      const lat = maxAbs(await rt.read(x.buffer, n * 4), toFloat32(need(`step${i}_latents`)));
+      const e = epsOut ? maxAbs(await rt.read(epsOut.buffer, n * 4), toFloat32(need(`step${i}_noise_pred`))) : { err: 0, ref: 0 };
+      out.push({ i, t: sched.timesteps[i]!, maxAbsErr: lat.err, maxAbsRef: lat.ref, epsMaxAbsErr: e.err, epsMaxAbsRef: e.ref });
     }
     return { steps: out, timestepsMatch, timesteps: sched.timesteps, expectedTimesteps };
   } finally {

@@ -57,6 +57,21 @@ export function generateWgsl(spec: KernelSpec): string {
   return expandTemplate(resolve(spec.shader), spec.params ?? {}, resolve, spec.shader);
 }
 
+/** The buffer limits a plan keeps to: a larger tensor is split into parts (see models/channel_split.ts). */
+export interface PlanLimits {
+  /** Largest storage binding, bytes. */
+  binding: number;
+  /** Largest buffer, bytes. */
+  buffer: number;
+}
+
+/**
+ * WebGPU's default maxStorageBufferBindingSize and maxBufferSize. Plans keep to these even where
+ * an adapter offers more, so a model that runs here runs on every WebGPU device, with the same
+ * plan (and so the same rounding) everywhere.
+ */
+export const DEFAULT_PLAN_LIMITS: Readonly<PlanLimits> = { binding: 128 * 1024 * 1024, buffer: 256 * 1024 * 1024 };
+
 export class GpuError extends Error {
   constructor(message: string) {
     super(message);
@@ -72,13 +87,27 @@ export class Runtime {
   private pendingErrors: Promise<string | null>[] = [];
   peakBytes = 0;
   debugDump = false;
+  /** What graphs plan against; tests lower it to exercise splitting on small shapes. */
+  planLimits: PlanLimits;
 
   constructor(readonly gpu: GpuContext) {
     this.device = gpu.device;
+    const l = this.device.limits;
+    this.planLimits = {
+      binding: Math.min(l.maxStorageBufferBindingSize, DEFAULT_PLAN_LIMITS.binding),
+      buffer: Math.min(l.maxBufferSize, DEFAULT_PLAN_LIMITS.buffer),
+    };
     // Errors outside any scope (weight uploads, for one) still reach the next assertHealthy().
     this.device.onuncapturederror = (ev) => {
       this.pendingErrors.push(Promise.resolve(`GPU error: ${ev.error.message}`));
     };
+  }
+
+  /** Starts a new peak-memory measurement from what is allocated now; returns the previous peak. */
+  resetPeak(): number {
+    const peak = this.peakBytes;
+    this.peakBytes = this.liveBytes;
+    return peak;
   }
 
   get kernelsCompiled(): number {

@@ -3,9 +3,9 @@
 // are packed into one arena buffer at finalize(), bind groups are made once, and activation
 // buffers come from a pool: a buffer released at build time is handed to a later tensor,
 // which is safe because dispatches in one queue run in recording order.
-import type { CompiledKernel, KernelSpec, Runtime } from '../gpu/runtime.ts';
+import type { CompiledKernel, KernelSpec, PlanLimits, Runtime } from '../gpu/runtime.ts';
 import { GpuError } from '../gpu/runtime.ts';
-import { bytesOf, numel, type Tensor } from './tensor.ts';
+import { bytesFor, bytesOf, elementBytes, numel, type DType, type Tensor } from './tensor.ts';
 
 export type Bindable = Tensor | GPUBuffer;
 
@@ -40,12 +40,37 @@ export class Graph {
   private owned: GPUBuffer[] = [];
   private arena: GPUBuffer | null = null;
   private released = new WeakSet<Tensor>();
+  private views = new WeakSet<Tensor>();
+  /** The largest binding and buffer this graph planned, to prove a plan fits its limits. */
+  readonly stats = { maxBindingBytes: 0, maxBufferBytes: 0 };
 
   constructor(readonly rt: Runtime, readonly label = 'graph') {}
 
+  /** The limits models plan against (see Runtime.planLimits); a tensor over `binding` must be split. */
+  get limits(): PlanLimits {
+    return this.rt.planLimits;
+  }
+
+  /**
+   * Elements [start, start + numel(shape)) of `t` as a tensor of `shape`, sharing t's buffer.
+   * WebGPU binds storage only at offsets that are multiples of minStorageBufferOffsetAlignment,
+   * which is checked here rather than failing later in a bind group.
+   */
+  view(t: Tensor, start: number, shape: readonly number[], label: string): Tensor {
+    const offset = (t.offset ?? 0) + start * elementBytes(t.dtype);
+    const align = this.rt.device.limits.minStorageBufferOffsetAlignment;
+    if (offset % align !== 0) throw new GpuError(`${this.label}: view ${label} starts at byte ${offset}, not a multiple of minStorageBufferOffsetAlignment ${align}`);
+    if (start < 0 || start + numel(shape) > numel(t.shape)) throw new GpuError(`${this.label}: view ${label} [${start}, +${numel(shape)}) is outside ${t.label} (${numel(t.shape)} elements)`);
+    if (this.released.has(t)) throw new GpuError(`${this.label}: view ${label} of ${t.label} after it was released`);
+    const v: Tensor = { buffer: t.buffer, shape: [...shape], label, offset, ...(t.dtype ? { dtype: t.dtype } : {}) };
+    this.views.add(v);
+    return v;
+  }
+
   /** A planned activation buffer, reusing a released one when one is large enough. */
-  alloc(shape: readonly number[], label: string): Tensor {
-    const bytes = Math.max(16, numel(shape) * 4);
+  alloc(shape: readonly number[], label: string, dtype: DType = 'f32'): Tensor {
+    const bytes = Math.max(16, bytesFor(numel(shape), dtype));
+    if (bytes > this.limits.buffer) throw new GpuError(`${this.label}: tensor ${label} [${shape.join(', ')}] needs ${bytes} bytes, over the planned maxBufferSize ${this.limits.buffer}; it must be split`);
     let best = -1;
     for (let i = 0; i < this.free.length; i++) {
       const s = this.free[i]!.size;
@@ -53,11 +78,11 @@ export class Graph {
     }
     if (best >= 0) {
       const [buffer] = this.free.splice(best, 1);
-      return { buffer: buffer!, shape: [...shape], label };
+      return { buffer: buffer!, shape: [...shape], label, dtype };
     }
     const buffer = this.rt.createBuffer(bytes, `${this.label}/${label}`);
     this.owned.push(buffer);
-    return { buffer, shape: [...shape], label };
+    return { buffer, shape: [...shape], label, dtype };
   }
 
   /**
@@ -67,8 +92,9 @@ export class Graph {
    */
   release(...ts: Tensor[]): void {
     for (const t of ts) {
-      // Buffers the graph does not own (inputs, weights) are never recycled.
-      if (!this.owned.includes(t.buffer)) continue;
+      // Buffers the graph does not own (inputs, weights) are never recycled, and a view's storage
+      // belongs to the tensor it was cut from.
+      if (!this.owned.includes(t.buffer) || this.views.has(t)) continue;
       if (this.released.has(t)) throw new GpuError(`${this.label}: tensor ${t.label} released twice`);
       this.released.add(t);
       this.free.push(t.buffer);
@@ -139,10 +165,13 @@ export class Graph {
         const x = p.bind[b.name]!;
         if ('buffer' in x) {
           const bytes = bytesOf(x);
-          const limit = device.limits.maxStorageBufferBindingSize;
-          if (bytes > limit) throw new GpuError(`${p.label}: tensor ${x.label} [${x.shape.join(', ')}] needs ${bytes} bytes in one binding, over this device's maxStorageBufferBindingSize ${limit}`);
-          if (bytes > x.buffer.size) throw new GpuError(`${p.label}: tensor ${x.label} needs ${bytes} bytes, its buffer has ${x.buffer.size}`);
-          return { binding: b.binding, resource: { buffer: x.buffer, offset: 0, size: Math.max(4, bytes) } };
+          const offset = x.offset ?? 0;
+          const limit = Math.min(device.limits.maxStorageBufferBindingSize, this.limits.binding);
+          if (bytes > limit) throw new GpuError(`${p.label}: tensor ${x.label} [${x.shape.join(', ')}] needs ${bytes} bytes in one binding, over the planned maxStorageBufferBindingSize ${limit}`);
+          if (offset + bytes > x.buffer.size) throw new GpuError(`${p.label}: tensor ${x.label} needs bytes [${offset}, ${offset + bytes}), its buffer has ${x.buffer.size}`);
+          this.stats.maxBindingBytes = Math.max(this.stats.maxBindingBytes, bytes);
+          this.stats.maxBufferBytes = Math.max(this.stats.maxBufferBytes, x.buffer.size);
+          return { binding: b.binding, resource: { buffer: x.buffer, offset, size: Math.max(4, bytes) } };
         }
         return { binding: b.binding, resource: { buffer: x } };
       });

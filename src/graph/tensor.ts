@@ -1,15 +1,38 @@
+/** Element type in GPU memory. f16 is storage only: kernels load to f32, compute, and round on store. */
+export type DType = 'f32' | 'f16';
+
 export interface Tensor {
   buffer: GPUBuffer;
   shape: readonly number[];
   label: string;
+  /** Absent means f32. */
+  dtype?: DType;
+  /**
+   * Byte offset into `buffer` (absent = 0): a view of part of a larger tensor, such as one
+   * channel chunk of an activation too large for a single binding.
+   */
+  offset?: number;
 }
 
 export function numel(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
+export function dtypeOf(t: Tensor): DType {
+  return t.dtype ?? 'f32';
+}
+
+export function elementBytes(dtype: DType = 'f32'): number {
+  return dtype === 'f16' ? 2 : 4;
+}
+
+/** Bytes of `numel` elements, rounded up to 4 because storage bindings are sized in whole words. */
+export function bytesFor(n: number, dtype: DType = 'f32'): number {
+  return Math.ceil((n * elementBytes(dtype)) / 4) * 4;
+}
+
 export function bytesOf(t: Tensor): number {
-  return numel(t.shape) * 4;
+  return bytesFor(numel(t.shape), t.dtype);
 }
 
 export function shapeStr(shape: readonly number[]): string {

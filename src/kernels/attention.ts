@@ -4,6 +4,7 @@ import type { Graph } from '../graph/graph.ts';
 import { fold1d } from '../graph/graph.ts';
 import { shapeStr, type Tensor } from '../graph/tensor.ts';
 import { expectShape } from './gemm.ts';
+import { commonDType, storageParams } from './dtype.ts';
 
 /** Query rows per workgroup (one thread each). */
 const BQ = 64;
@@ -55,12 +56,13 @@ export function attention(
   const scale = opts.scale ?? 1 / Math.sqrt(d);
   expectShape(Number.isFinite(scale), `${label}: scale ${scale} is not finite`);
 
-  const out = g.alloc([B, Tq, C], label);
+  const dtype = commonDType(label, { q, k, v });
+  const out = g.alloc([B, Tq, C], label, dtype);
   const qTiles = Math.ceil(Tq / BQ);
   const total = qTiles * heads * B;
   g.dispatch(
     label,
-    { shader: 'attention', params: { D: d, BQ, BK, CAUSAL: !!opts.causal } },
+    { shader: 'attention', params: { D: d, BQ, BK, CAUSAL: !!opts.causal, ...storageParams(dtype) } },
     { q, k, v, out },
     { Tq, Tk, C, heads, q_tiles: qTiles, total, scale_log2: scale * Math.LOG2E },
     total === 0 ? [0] : fold1d(total),

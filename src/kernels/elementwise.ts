@@ -1,18 +1,20 @@
 // SiLU, GEGLU, scaling, the tanh soft clamp, scaled residual add, channel concat and nearest 2x
 // upsample: one thread per output element through shaders/elementwise.wgsl, one template variant
 // per op; maskBlend (inpainting) updates its sample in place.
-import { fold1d, type Bindable, type Graph } from '../graph/graph.ts';
+import { fold1d, type Graph } from '../graph/graph.ts';
 import { numel, shapeStr, type Tensor } from '../graph/tensor.ts';
 import { ShapeError } from './gemm.ts';
+import { commonDType, storageParams } from './dtype.ts';
 
 const WG = 256;
 
 type Op = 'SILU' | 'SCALE' | 'ADD' | 'CONCAT' | 'UPSAMPLE' | 'TANH_CLAMP' | 'AFFINE' | 'GEGLU';
 
-function run(g: Graph, label: string, op: Op, shape: readonly number[], bind: Record<string, Bindable>, uniforms: Record<string, number>): Tensor {
-  const out = g.alloc(shape, label);
+function run(g: Graph, label: string, op: Op, shape: readonly number[], bind: Record<string, Tensor>, uniforms: Record<string, number>): Tensor {
+  const dtype = commonDType(label, bind);
+  const out = g.alloc(shape, label, dtype);
   const n = numel(shape);
-  g.dispatch(label, { shader: 'elementwise', params: { [op]: true } }, { ...bind, out }, { n, ...uniforms }, fold1d(Math.ceil(n / WG)));
+  g.dispatch(label, { shader: 'elementwise', params: { [op]: true, ...storageParams(dtype) } }, { ...bind, out }, { n, ...uniforms }, fold1d(Math.ceil(n / WG)));
   return out;
 }
 
@@ -80,5 +82,6 @@ export function maskBlend(g: Graph, label: string, x: Tensor, known: Tensor, mas
   if (!rep || x.shape[0] === 0) throw new ShapeError(`${label}: sample ${shapeStr(x.shape)} is not a whole number of batches of known ${shapeStr(k)}`);
   if (x.buffer === known.buffer || x.buffer === mask.buffer) throw new ShapeError(`${label}: the sample shares a buffer with known or mask`);
   const n = numel(x.shape);
-  g.dispatch(label, { shader: 'elementwise', params: { MASK_BLEND: true } }, { a: known, b: mask, out: x }, { n, known_n: numel(k), plane: h * w, chw: C * h * w }, fold1d(Math.ceil(n / WG)));
+  const dtype = commonDType(label, { sample: x, known, mask });
+  g.dispatch(label, { shader: 'elementwise', params: { MASK_BLEND: true, ...storageParams(dtype) } }, { a: known, b: mask, out: x }, { n, known_n: numel(k), plane: h * w, chw: C * h * w }, fold1d(Math.ceil(n / WG)));
 }

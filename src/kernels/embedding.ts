@@ -2,8 +2,9 @@
 // through shaders/embedding.wgsl.
 import type { Runtime } from '../gpu/runtime.ts';
 import { fold1d, type Graph } from '../graph/graph.ts';
-import { numel, shapeStr, type Tensor } from '../graph/tensor.ts';
+import { dtypeOf, numel, shapeStr, type DType, type Tensor } from '../graph/tensor.ts';
 import { ShapeError } from './gemm.ts';
+import { DTypeError, storageParams } from './dtype.ts';
 
 const WG = 256;
 
@@ -14,6 +15,8 @@ export interface TimestepEmbeddingOptions {
   maxPeriod?: number;
   /** Every batch element uses timesteps[0]. */
   broadcast?: boolean;
+  /** Storage type of the embedding (timesteps are f32 either way); f32 by default. */
+  dtype?: DType;
 }
 
 /**
@@ -53,11 +56,13 @@ export function timestepEmbedding(g: Graph, label: string, timesteps: Tensor | G
   if (halfDim > 0 && halfDim - shift === 0) throw new ShapeError(`${label}: dim ${dim} with downscale_freq_shift ${shift} divides by zero`);
   const need = broadcast ? 1 : batch;
   if (elementsIn(timesteps) < need) throw new ShapeError(`${label}: ${need} timesteps needed, the input holds ${elementsIn(timesteps)}`);
-  const out = g.alloc([batch, dim], label);
+  if ('shape' in timesteps && dtypeOf(timesteps) !== 'f32') throw new DTypeError(`${label}: timesteps (${timesteps.label}) must be f32, not ${dtypeOf(timesteps)}`);
+  const dtype = opts.dtype ?? 'f32';
+  const out = g.alloc([batch, dim], label, dtype);
   const n = batch * dim;
   g.dispatch(
     label,
-    { shader: 'embedding', params: { TIMESTEP: true } },
+    { shader: 'embedding', params: { TIMESTEP: true, ...storageParams(dtype) } },
     { timesteps, freqs: frequencyBuffer(g.rt, halfDim, shift, maxPeriod), out },
     { n, dim, half_dim: halfDim, scale, flip: flipSinToCos ? 1 : 0, broadcast: broadcast ? 1 : 0 },
     fold1d(Math.ceil(n / WG)),
@@ -71,9 +76,10 @@ export function embeddingLookup(g: Graph, label: string, table: Tensor, ids: Ten
   if (ids.shape.length !== 1) throw new ShapeError(`${label}: ids ${shapeStr(ids.shape)} is not [B]`);
   const [num, dim] = table.shape as [number, number];
   const B = ids.shape[0]!;
-  const out = g.alloc([B, dim], label);
+  const dtype = dtypeOf(table);
+  const out = g.alloc([B, dim], label, dtype);
   const n = B * dim;
-  g.dispatch(label, { shader: 'embedding', params: { LOOKUP: true } }, { table, ids, out }, { n, dim, num }, fold1d(Math.ceil(n / WG)));
+  g.dispatch(label, { shader: 'embedding', params: { LOOKUP: true, ...storageParams(dtype) } }, { table, ids, out }, { n, dim, num }, fold1d(Math.ceil(n / WG)));
   return out;
 }
 

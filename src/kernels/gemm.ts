@@ -1,6 +1,7 @@
 // Linear layers and conv2d, both through the GEMM core in shaders/gemm.wgsl.
 import type { Graph } from '../graph/graph.ts';
 import { shapeStr, type Tensor } from '../graph/tensor.ts';
+import { commonDType, storageParams } from './dtype.ts';
 
 const TM = 4;
 /** Output columns per thread; fixed at 4 by the shader's vec4 accumulators. */
@@ -27,6 +28,21 @@ export interface Epilogue {
   relu?: boolean;
 }
 
+const MAX_WG = 65535;
+
+/** How many z slices each batch element's M tiles take: more than one past 65535 tiles (a 2048² conv). */
+function gemmFold(M: number, batch: number): number {
+  const fold = Math.ceil(Math.ceil(M / (WG * TM)) / MAX_WG);
+  expectShape(batch * fold <= MAX_WG, `GEMM over ${batch} x ${M} rows needs more than ${MAX_WG} workgroups in z`);
+  return fold;
+}
+
+/** Workgroups: N tiles in x, M tiles in y, continuing in z (batch·fold + slice) past the limit. */
+function gemmGrid(N: number, M: number, batch: number): [number, number, number] {
+  const fold = gemmFold(M, batch);
+  return [Math.ceil(N / (WG * TN)), Math.ceil(Math.ceil(M / (WG * TM)) / fold), batch * fold];
+}
+
 /** Throws a ShapeError with `msg` unless `cond` holds. */
 export function expectShape(cond: boolean, msg: string): void {
   if (!cond) throw new ShapeError(msg);
@@ -44,7 +60,7 @@ function epilogueBindings(e: Epilogue) {
   return b;
 }
 
-const noConv = { Cin: 0, H: 0, W: 0, kh: 0, kw: 0, stride: 0, padT: 0, padL: 0, Hout: 0, Wout: 0 };
+const noConv = { Cin: 0, H: 0, W: 0, kh: 0, kw: 0, stride: 0, padT: 0, padL: 0, Hout: 0, Wout: 0, upH: 0, upW: 0 };
 
 export interface LinearOptions extends Epilogue {
   /**
@@ -81,14 +97,15 @@ export function linear(g: Graph, label: string, x: Tensor, weight: Tensor, opts:
   const output = opts.output ?? 'rows';
   const outShape = opts.outShape ?? (output === 'rows' ? (x.shape.length >= 3 ? [batch, M, N] : x.shape.length === 2 ? [M, N] : [N]) : [batch, N, M]);
   expectShape(outShape.reduce((a, b) => a * b, 1) === batch * M * N, `${label}: output shape ${shapeStr(outShape)} does not hold ${batch}x${M}x${N} values`);
-  const out = g.alloc(outShape, label);
   checkEpilogue(label, opts, batch, N, outShape);
+  const dtype = commonDType(label, { input: x, weight, ...epilogueBindings(opts) });
+  const out = g.alloc(outShape, label, dtype);
   g.dispatch(
     label,
-    { shader: 'gemm', params: { TM, A_COLMAJOR: input === 'channels', OUT_COLMAJOR: output === 'channels', ...epilogueParams(opts) } },
+    { shader: 'gemm', params: { TM, A_COLMAJOR: input === 'channels', OUT_COLMAJOR: output === 'channels', ...epilogueParams(opts), ...storageParams(dtype) } },
     { a: x, w: weight, out, ...epilogueBindings(opts) },
-    { M, N, K, ...noConv, scale: opts.scale ?? 1 },
-    [Math.ceil(N / (WG * TN)), Math.ceil(M / (WG * TM)), batch],
+    { M, N, K, ...noConv, scale: opts.scale ?? 1, yfold: gemmFold(M, batch) },
+    gemmGrid(N, M, batch),
   );
   return out;
 }
@@ -104,8 +121,24 @@ export interface Conv2dOptions extends Epilogue {
   stride?: number;
   /** [top, left, bottom, right]; a number pads all four sides. */
   padding?: number | [number, number, number, number];
-  /** Nearest 2× upsample of x before the conv, fused into the read. */
-  upsample?: boolean;
+  /**
+   * Nearest upsample of x before the conv, fused into the read: true = 2×, [h, w] = to that size
+   * (2H or 2H - 1: a U-Net matching an odd skip, as diffusers' upsample_size).
+   */
+  upsample?: boolean | readonly [number, number];
+}
+
+/** Stride, padding and output size of a conv2d over NCHW input `x` with weight [Cout, Cin, kh, kw]. */
+export function conv2dGeometry(x: readonly number[], weight: readonly number[], opts: Conv2dOptions) {
+  const [, , H = 0, W = 0] = x;
+  const [, , kh = 1, kw = 1] = weight;
+  const stride = opts.stride ?? 1;
+  const p = opts.padding ?? 0;
+  const [padT, padL, padB, padR] = typeof p === 'number' ? [p, p, p, p] : p;
+  const [upH, upW] = opts.upsample === true ? [2 * H, 2 * W] : opts.upsample ? opts.upsample : [H, W];
+  const Hout = Math.floor((upH + padT + padB - kh) / stride) + 1;
+  const Wout = Math.floor((upW + padL + padR - kw) / stride) + 1;
+  return { stride, padT, padL, padB, padR, Hout, Wout, upH, upW };
 }
 
 /** Implicit-GEMM conv2d on NCHW. weight: [Cout, Cin, kh, kw]. */
@@ -115,27 +148,24 @@ export function conv2d(g: Graph, label: string, x: Tensor, weight: Tensor, opts:
   const [B, Cin, H, W] = x.shape as [number, number, number, number];
   const [Cout, wCin, kh, kw] = weight.shape as [number, number, number, number];
   expectShape(wCin === Cin, `${label}: input has ${Cin} channels, weight ${shapeStr(weight.shape)} expects ${wCin}`);
-  const stride = opts.stride ?? 1;
-  const p = opts.padding ?? 0;
-  const [padT, padL, padB, padR] = typeof p === 'number' ? [p, p, p, p] : p;
-  const up = opts.upsample ? 2 : 1;
-  const Hout = Math.floor((H * up + padT + padB - kh) / stride) + 1;
-  const Wout = Math.floor((W * up + padL + padR - kw) / stride) + 1;
+  const { stride, padT, padL, padB, padR, Hout, Wout, upH, upW } = conv2dGeometry(x.shape, weight.shape, opts);
   expectShape(Hout > 0 && Wout > 0, `${label}: output would be empty (input ${shapeStr(x.shape)}, kernel ${kh}x${kw})`);
+  if (Array.isArray(opts.upsample)) expectShape((upH === 2 * H || upH === 2 * H - 1) && (upW === 2 * W || upW === 2 * W - 1), `${label}: cannot upsample ${H}x${W} to ${upH}x${upW} (2x, or 2x - 1 for an odd skip)`);
   const outShape = [B, Cout, Hout, Wout];
   checkEpilogue(label, opts, B, Cout, outShape);
-  const out = g.alloc(outShape, label);
+  const dtype = commonDType(label, { input: x, weight, ...epilogueBindings(opts) });
+  const out = g.alloc(outShape, label, dtype);
   const M = Hout * Wout;
   const pointwise = kh === 1 && kw === 1 && stride === 1 && padT + padL + padB + padR === 0 && !opts.upsample;
   g.dispatch(
     label,
     {
       shader: 'gemm',
-      params: { TM, A_COLMAJOR: pointwise, A_IM2COL: !pointwise, UPSAMPLE: !!opts.upsample, OUT_COLMAJOR: true, ...epilogueParams(opts) },
+      params: { TM, A_COLMAJOR: pointwise, A_IM2COL: !pointwise, UPSAMPLE: !!opts.upsample, OUT_COLMAJOR: true, ...epilogueParams(opts), ...storageParams(dtype) },
     },
     { a: x, w: weight, out, ...epilogueBindings(opts) },
-    { M, N: Cout, K: Cin * kh * kw, Cin, H, W, kh, kw, stride, padT, padL, Hout, Wout, scale: opts.scale ?? 1 },
-    [Math.ceil(Cout / (WG * TN)), Math.ceil(M / (WG * TM)), B],
+    { M, N: Cout, K: Cin * kh * kw, Cin, H, W, kh, kw, stride, padT, padL, Hout, Wout, upH, upW, scale: opts.scale ?? 1, yfold: gemmFold(M, B) },
+    gemmGrid(Cout, M, B),
   );
   return out;
 }

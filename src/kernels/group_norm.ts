@@ -3,6 +3,7 @@
 import { fold1d, type Graph } from '../graph/graph.ts';
 import { numel, shapeStr, type Tensor } from '../graph/tensor.ts';
 import { ShapeError } from './gemm.ts';
+import { commonDType, storageParams } from './dtype.ts';
 
 const WG = 256;
 
@@ -10,6 +11,8 @@ export interface GroupNormOptions {
   groups: number;
   eps: number;
   silu?: boolean;
+  /** [B, 2C]: y·(1 + scale) + shift after the affine, before SiLU (scale = [:, :C], shift = [:, C:]). */
+  scaleShift?: Tensor;
 }
 
 /** x: [B, C, ...spatial] (NCHW); gamma, beta: [C]. */
@@ -19,17 +22,21 @@ export function groupNorm(g: Graph, label: string, x: Tensor, gamma: Tensor, bet
   const [B, C] = x.shape as [number, number];
   if (!Number.isInteger(groups) || groups <= 0 || C % groups !== 0) throw new ShapeError(`${label}: ${C} channels do not split into ${groups} groups`);
   checkNormParams(label, C, gamma, beta, eps);
+  const ss = opts.scaleShift;
+  if (ss && (ss.shape.length !== 2 || ss.shape[0] !== B || ss.shape[1] !== 2 * C)) throw new ShapeError(`${label}: scale/shift ${shapeStr(ss.shape)} should be [${B}, ${2 * C}]`);
   const spatial = numel(x.shape.slice(2));
   const groupSize = (C / groups) * spatial;
   const n = B * C * spatial;
 
+  const dtype = commonDType(label, { input: x, gamma, beta, scaleShift: ss });
+  // Statistics stay f32 whatever the storage type (an f16 variance of a large group overflows or underflows).
   const stats = g.alloc([B, groups, 4], `${label}/stats`);
-  g.dispatch(`${label}/stats`, { shader: 'group_norm', params: { STATS: true, WG: runStatsThreads(groupSize, 64) } }, { x, stats }, { group_size: groupSize, groups_total: B * groups, eps }, fold1d(B * groups));
-  const out = g.alloc(x.shape, label);
+  g.dispatch(`${label}/stats`, { shader: 'group_norm', params: { STATS: true, WG: runStatsThreads(groupSize, 64), ...storageParams(dtype) } }, { x, stats }, { group_size: groupSize, groups_total: B * groups, eps }, fold1d(B * groups));
+  const out = g.alloc(x.shape, label, dtype);
   g.dispatch(
     label,
-    { shader: 'group_norm', params: { APPLY: true, SILU: !!opts.silu } },
-    { x, stats, gamma, beta, out },
+    { shader: 'group_norm', params: { APPLY: true, SILU: !!opts.silu, SCALE_SHIFT: !!ss, ...storageParams(dtype) } },
+    { x, stats, gamma, beta, out, ...(ss ? { ss } : {}) },
     { n, spatial, C, group_size: groupSize },
     fold1d(Math.ceil(n / WG)),
   );

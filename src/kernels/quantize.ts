@@ -2,6 +2,7 @@
 import { fold1d, type Graph } from '../graph/graph.ts';
 import { shapeStr, type Tensor } from '../graph/tensor.ts';
 import { ShapeError } from './gemm.ts';
+import { commonDType, storageParams } from './dtype.ts';
 
 const WG = 64;
 /** Matches TILE_VALUES and TILE_ROWS_MAX in the shader (16 KiB of workgroup memory in all). */
@@ -20,10 +21,11 @@ export function quantize(g: Graph, label: string, z: Tensor, codebook: Tensor): 
   if (K < 1 || D < 1) throw new ShapeError(`${label}: codebook ${shapeStr(codebook.shape)} is empty`);
   if (B * h * w < 1) throw new ShapeError(`${label}: z ${shapeStr(z.shape)} has no pixels`);
   if (D > TILE_VALUES) throw new ShapeError(`${label}: ${D} channels exceed the ${TILE_VALUES} one codebook tile holds`);
-  const out = g.alloc(z.shape, label);
+  const dtype = commonDType(label, { z, codebook });
+  const out = g.alloc(z.shape, label, dtype);
   const pixels = B * h * w;
   const tileRows = Math.min(TILE_ROWS_MAX, Math.floor(TILE_VALUES / D));
   const direct = pixels <= CDIST_DIRECT_MAX_ROWS && K <= CDIST_DIRECT_MAX_ROWS ? 1 : 0;
-  g.dispatch(label, { shader: 'quantize' }, { z, codebook, out }, { pixels, hw: h * w, d: D, k: K, tile_rows: tileRows, direct }, fold1d(Math.ceil(pixels / WG)));
+  g.dispatch(label, { shader: 'quantize', params: storageParams(dtype) }, { z, codebook, out }, { pixels, hw: h * w, d: D, k: K, tile_rows: tileRows, direct }, fold1d(Math.ceil(pixels / WG)));
   return out;
 }

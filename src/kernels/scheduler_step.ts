@@ -1,7 +1,7 @@
 // The fused scheduler step (shaders/scheduler_step.wgsl): guidance combine, predicted x0, clip,
 // and the update to the previous sample in one pass, with every per-step number read from a
 // row buffer so one compiled kernel serves each step of a denoising loop (DDPM, DDIM, Euler,
-// LCM, and with an x0 history buffer DPM-Solver++ 2M).
+// LCM, with an x0 history buffer DPM-Solver++ 2M, and with an eps history PNDM's PLMS).
 import type { Graph } from '../graph/graph.ts';
 import { numel, shapeStr, type Tensor } from '../graph/tensor.ts';
 import { fold1d } from '../graph/graph.ts';
@@ -33,9 +33,25 @@ export const StepRow = {
   nextScale: 14,
   /** prev += d·x0_prev, the previous step's x0 (read only with a prevX0 binding). */
   d: 15,
+  // The slots below exist only in PLMS rows (PLMS_ROW_LENGTH) and are read only with an eps history.
+  /** The model output the update uses is wEps·eps + Σ_k wHist_k·hist[k] (ring slots, not ages). */
+  wEps: 16,
+  wHist0: 17,
+  wHist1: 18,
+  wHist2: 19,
+  /** Ring slot (0..2) that receives this step's eps, or -1 to store nothing. */
+  histWrite: 20,
+  /** 1: the step starts from the stored sample instead of x. */
+  fromStored: 21,
+  /** 1: store x (before the update) as the stored sample. */
+  storeSample: 22,
 } as const;
 
 export const STEP_ROW_LENGTH = 16;
+/** Row length for schedulers that use SchedulerStepArgs.epsHistory. */
+export const PLMS_ROW_LENGTH = 24;
+/** Past model outputs an eps history keeps (PLMS's 4th-order formula needs three). */
+export const EPS_HISTORY_SLOTS = 3;
 
 export interface StepCoefficients {
   a0: number;
@@ -52,6 +68,17 @@ export interface StepCoefficients {
   nextScale: number;
   /** Coefficient of the previous step's x0 (multistep solvers); absent means 0. */
   d?: number;
+}
+
+/** How a PLMS row combines the eps history and picks its sample (the PLMS_ROW_LENGTH slots). */
+export interface EpsHistoryCoefficients {
+  wEps: number;
+  /** Weights of ring slots 0..2. */
+  wHist: [number, number, number];
+  /** Ring slot for this step's eps, or -1. */
+  histWrite: number;
+  fromStored: boolean;
+  storeSample: boolean;
 }
 
 export function packStepRow(t: number, index: number, k: StepCoefficients): Float32Array {
@@ -76,6 +103,17 @@ export function packStepRow(t: number, index: number, k: StepCoefficients): Floa
   return row;
 }
 
+export function packPlmsRow(t: number, index: number, k: StepCoefficients, h: EpsHistoryCoefficients): Float32Array {
+  const row = new Float32Array(PLMS_ROW_LENGTH);
+  row.set(packStepRow(t, index, k));
+  row[StepRow.wEps] = h.wEps;
+  row.set(h.wHist, StepRow.wHist0);
+  row[StepRow.histWrite] = h.histWrite;
+  row[StepRow.fromStored] = h.fromStored ? 1 : 0;
+  row[StepRow.storeSample] = h.storeSample ? 1 : 0;
+  return row;
+}
+
 export interface SchedulerStepArgs {
   /** [B, ...] current sample, updated in place to the previous sample. */
   x: Tensor;
@@ -96,12 +134,18 @@ export interface SchedulerStepArgs {
    * the row's d ≠ 0) and this step's x0 on exit.
    */
   prevX0?: Tensor;
+  /**
+   * PLMS state kept across the loop: `eps` [3B, ...] is a ring of past (guided) model outputs, slot
+   * k at offset k·numel(x); `sample` [B, ...] the sample a step may store and a later one restart
+   * from. Needs rows of PLMS_ROW_LENGTH; read only where the row's weights and flags say so.
+   */
+  epsHistory?: { eps: Tensor; sample: Tensor };
 }
 
 const WG = 256;
 
 export function schedulerStep(g: Graph, label: string, args: SchedulerStepArgs): void {
-  const { x, modelOut, row, noise, nextInput, epsOut, prevX0 } = args;
+  const { x, modelOut, row, noise, nextInput, epsOut, prevX0, epsHistory } = args;
   const cfg = !!args.cfg;
   const n = numel(x.shape);
   const tail = shapeStr(x.shape.slice(1));
@@ -118,13 +162,19 @@ export function schedulerStep(g: Graph, label: string, args: SchedulerStepArgs):
   if (epsOut) batched(epsOut, 1, 'eps output', 'the sample shape');
   if (nextInput) batched(nextInput, cfg ? 2 : 1, 'next input', cfg ? '[2B, ...]' : 'the sample shape');
   if (prevX0) batched(prevX0, 1, 'x0 history', 'the sample shape');
-  if (row.size < STEP_ROW_LENGTH * 4) throw new ShapeError(`${label}: row buffer has ${row.size} bytes, a step row needs ${STEP_ROW_LENGTH * 4}`);
+  if (epsHistory) {
+    batched(epsHistory.eps, EPS_HISTORY_SLOTS, 'eps history', `[${EPS_HISTORY_SLOTS}B, ...] (${EPS_HISTORY_SLOTS} ring slots)`);
+    batched(epsHistory.sample, 1, 'stored sample', 'the sample shape');
+  }
+  const rowFloats = epsHistory ? PLMS_ROW_LENGTH : STEP_ROW_LENGTH;
+  if (row.size < rowFloats * 4) throw new ShapeError(`${label}: row buffer has ${row.size} bytes, a ${epsHistory ? 'PLMS ' : ''}step row needs ${rowFloats * 4}`);
   // A buffer written by this dispatch cannot also be bound under another name.
   const buffers: [string, GPUBuffer][] = [['sample', x.buffer], ['model output', modelOut.buffer], ['row', row]];
   if (noise) buffers.push(['noise', noise.buffer]);
   if (nextInput) buffers.push(['next input', nextInput.buffer]);
   if (epsOut) buffers.push(['eps output', epsOut.buffer]);
   if (prevX0) buffers.push(['x0 history', prevX0.buffer]);
+  if (epsHistory) buffers.push(['eps history', epsHistory.eps.buffer], ['stored sample', epsHistory.sample.buffer]);
   for (let i = 0; i < buffers.length; i++)
     for (let j = i + 1; j < buffers.length; j++)
       if (buffers[i]![1] === buffers[j]![1]) throw new ShapeError(`${label}: ${buffers[i]![0]} and ${buffers[j]![0]} share one buffer`);
@@ -134,9 +184,13 @@ export function schedulerStep(g: Graph, label: string, args: SchedulerStepArgs):
   if (nextInput) bind.nextInput = nextInput;
   if (epsOut) bind.epsOut = epsOut;
   if (prevX0) bind.prevX0 = prevX0;
+  if (epsHistory) {
+    bind.epsHist = epsHistory.eps;
+    bind.storedSample = epsHistory.sample;
+  }
   g.dispatch(
     label,
-    { shader: 'scheduler_step', params: { CFG: cfg, NOISE: !!noise, NEXT: !!nextInput, EPS_OUT: !!epsOut, PREV_X0: !!prevX0 } },
+    { shader: 'scheduler_step', params: { CFG: cfg, NOISE: !!noise, NEXT: !!nextInput, EPS_OUT: !!epsOut, PREV_X0: !!prevX0, EPS_HISTORY: !!epsHistory } },
     bind,
     { n },
     fold1d(Math.ceil(n / WG)),

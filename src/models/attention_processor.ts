@@ -11,7 +11,8 @@ import type { WeightLoader } from './loader.ts';
 export interface SpatialAttentionOptions {
   channels: number;
   heads: number;
-  groups: number;
+  /** null: no group_norm (diffusers' norm_num_groups = None, UNetMidBlock2D under scale_shift). */
+  groups: number | null;
   eps: number;
   rescaleOutputFactor: number;
 }
@@ -29,7 +30,7 @@ export class SpatialAttention {
 
   constructor(private readonly w: WeightLoader, private readonly o: SpatialAttentionOptions) {
     const c = o.channels;
-    this.norm = loadNorm(w, 'group_norm', c);
+    this.norm = o.groups === null ? null : loadNorm(w, 'group_norm', c);
     this.q = loadLinear(w, 'to_q', c, c);
     this.k = loadLinear(w, 'to_k', c, c);
     this.v = loadLinear(w, 'to_v', c, c);
@@ -40,14 +41,14 @@ export class SpatialAttention {
     const p = this.w.prefix;
     const [B, C, H, W] = x.shape as [number, number, number, number];
     const T = H * W;
-    const h = groupNorm(g, `${p}.group_norm`, x, this.norm.weight, this.norm.bias, { groups: this.o.groups, eps: this.o.eps });
+    const h = this.norm && this.o.groups !== null ? groupNorm(g, `${p}.group_norm`, x, this.norm.weight, this.norm.bias, { groups: this.o.groups, eps: this.o.eps }) : x;
     // The projections read NCHW directly (tokens = pixels) and write token-major [B, T, C].
     const proj = (name: string, l: { weight: Tensor; bias: Tensor }) =>
       linear(g, `${p}.${name}`, h, l.weight, { bias: l.bias, input: 'channels', output: 'rows', outShape: [B, T, C] });
     const q = proj('to_q', this.q);
     const k = proj('to_k', this.k);
     const v = proj('to_v', this.v);
-    g.release(h);
+    if (h !== x) g.release(h);
     const a = attention(g, `${p}.attn`, q, k, v, this.o.heads);
     g.release(q, k, v);
     // Output projection writes back to NCHW with the residual and 1/rescale_output_factor fused.

@@ -1,11 +1,15 @@
-// diffusers.models.autoencoder_kl.AutoencoderKL: encode (Encoder, quant_conv, posterior mean) and
-// decode (post_quant_conv, Decoder).
+// diffusers.models.autoencoder_kl.AutoencoderKL: encode (Encoder, quant_conv, then the posterior's
+// mean or a sample of it) and decode (post_quant_conv, Decoder).
 import type { Runtime } from '../gpu/runtime.ts';
 import type { Graph } from '../graph/graph.ts';
 import type { Tensor } from '../graph/tensor.ts';
 import { conv2d } from '../kernels/gemm.ts';
+import { posteriorSample } from '../kernels/posterior_sample.ts';
+import { gaussianNoise } from '../kernels/rng.ts';
 import type { WeightStore } from '../io/weights.ts';
 import { ConfigError, ConfigReader, WeightLoader } from './loader.ts';
+import { castTo, uploadTensor } from '../kernels/cast.ts';
+import { resolvePrecision, type ModelOptions, type ResolvedPrecision } from './precision.ts';
 import { loadConv } from './resnet.ts';
 import { Decoder, Encoder } from './vae.ts';
 
@@ -23,15 +27,20 @@ export class AutoencoderKL {
   readonly scalingFactor: number;
   private readonly w: WeightLoader;
   private readonly rt: Runtime;
-  /** Weights uploaded here rather than through the loader (the sliced quant_conv). */
+  /** Weights uploaded here rather than through the loader (quant_conv). */
   private readonly ownBuffers: GPUBuffer[] = [];
   private readonly postQuant: { weight: Tensor; bias: Tensor } | null;
   private readonly decoder: Decoder;
   private readonly encoder: Encoder;
-  /** quant_conv's rows for the posterior mean only: [latent, 2·latent, 1, 1]; the logvar rows are never needed. */
+  /** quant_conv [2·latent, 2·latent, 1, 1]: mean rows then logvar rows. */
+  private readonly quant: { weight: Tensor; bias: Tensor };
+  /** Views of quant_conv's first latent_channels rows, for the mean alone. */
   private readonly quantMean: { weight: Tensor; bias: Tensor };
 
-  constructor(rt: Runtime, store: WeightStore, config: Record<string, unknown>, where = 'AutoencoderKL') {
+  readonly precision: ResolvedPrecision;
+
+  constructor(rt: Runtime, store: WeightStore, config: Record<string, unknown>, where = 'AutoencoderKL', opts: ModelOptions = {}) {
+    this.precision = resolvePrecision(rt.gpu.features, opts.precision);
     const c = new ConfigReader(config, where);
     c.only('_class_name', ['AutoencoderKL']);
     c.knownKeys(AUTOENCODER_KL_KEYS);
@@ -41,14 +50,15 @@ export class AutoencoderKL {
     this.outChannels = c.int('out_channels', 3, 1);
     this.scalingFactor = c.num('scaling_factor', 0.18215);
     if (this.scalingFactor === 0) throw new ConfigError(`${where}: config option scaling_factor = 0 is not usable`);
-    const w = new WeightLoader(rt, store);
+    const w = new WeightLoader(rt, store, '', this.precision.dtype);
     this.w = w;
     this.rt = rt;
     try {
       this.postQuant = c.bool('use_post_quant_conv', true) ? loadConv(w, 'post_quant_conv', this.latentChannels, this.latentChannels, 1) : null;
       this.decoder = new Decoder(w.sub('decoder'), c, this.latentChannels, this.outChannels);
       this.encoder = new Encoder(w.sub('encoder'), c, this.inChannels, this.latentChannels);
-      this.quantMean = this.loadQuantMean(rt, store);
+      this.quant = this.loadQuant(rt, store);
+      this.quantMean = this.meanRows(this.quant);
       const unused = store.unused();
       if (unused.length) throw new ConfigError(`${where}: ${unused.length} weights are not used by the model built from config.json: ${unused.slice(0, 10).join(', ')}`);
     } catch (e) {
@@ -57,36 +67,80 @@ export class AutoencoderKL {
     }
   }
 
-  /** Uploads the first latent_channels output rows of quant_conv (1×1 conv, 2·latent → 2·latent). */
-  private loadQuantMean(rt: Runtime, store: WeightStore): { weight: Tensor; bias: Tensor } {
-    const C = this.latentChannels;
-    const rows = (key: string, shape: number[], keep: number): Tensor => {
-      const data = store.take(key, shape).slice(0, keep);
-      const label = `${key}[:${C}]`;
-      const buffer = rt.upload(data, label);
-      this.ownBuffers.push(buffer);
-      return { buffer, shape: [C, ...shape.slice(1)], label };
+  private loadQuant(rt: Runtime, store: WeightStore): { weight: Tensor; bias: Tensor } {
+    const C2 = 2 * this.latentChannels;
+    const upload = (key: string, shape: number[]): Tensor => {
+      const t = uploadTensor(rt, store.take(key, shape), shape, key, this.precision.dtype);
+      this.ownBuffers.push(t.buffer);
+      return t;
     };
-    return { weight: rows('quant_conv.weight', [2 * C, 2 * C, 1, 1], C * 2 * C), bias: rows('quant_conv.bias', [2 * C], C) };
+    return { weight: upload('quant_conv.weight', [C2, C2, 1, 1]), bias: upload('quant_conv.bias', [C2]) };
+  }
+
+  /**
+   * The mean's rows are the leading latent·2·latent weights and latent biases, so a tensor of that
+   * shape over the same buffer (bindings start at offset 0) is the sliced conv without a copy.
+   */
+  private meanRows(q: { weight: Tensor; bias: Tensor }): { weight: Tensor; bias: Tensor } {
+    const C = this.latentChannels;
+    return {
+      weight: { buffer: q.weight.buffer, shape: [C, 2 * C, 1, 1], label: `quant_conv.weight[:${C}]`, dtype: q.weight.dtype },
+      bias: { buffer: q.bias.buffer, shape: [C], label: `quant_conv.bias[:${C}]`, dtype: q.bias.dtype },
+    };
+  }
+
+  private checkImage(image: Tensor): void {
+    if (image.shape[1] !== this.inChannels) throw new ConfigError(`AutoencoderKL: image has ${image.shape[1]} channels, the model takes ${this.inChannels}`);
   }
 
   /** image [B, in_channels, H, W] in [-1, 1] → the posterior mean [B, latent_channels, H/f, W/f] (not scaled). */
   encodeMean(g: Graph, image: Tensor): Tensor {
-    if (image.shape[1] !== this.inChannels) throw new ConfigError(`AutoencoderKL: image has ${image.shape[1]} channels, the model takes ${this.inChannels}`);
-    const moments = this.encoder.forward(g, image);
+    this.checkImage(image);
+    const x = castTo(g, 'image', image, this.precision.dtype);
+    const moments = this.encoder.forward(g, x);
+    if (x !== image) g.release(x);
     const mean = conv2d(g, 'quant_conv', moments, this.quantMean.weight, { bias: this.quantMean.bias });
     g.release(moments);
-    return mean;
+    const mean32 = castTo(g, 'latent-mean', mean, 'f32');
+    if (mean32 !== mean) g.release(mean);
+    return mean32;
+  }
+
+  /**
+   * image [B, in_channels, H, W] in [-1, 1] → a sample of the posterior, mean + std·ε (diffusers'
+   * latent_dist.sample(), what img2img uses by default), not scaled. ε is the Philox noise of
+   * `seed` and `stream`, or the given `noise` [B, latent_channels, H/f, W/f].
+   */
+  encode(g: Graph, image: Tensor, eps: { seed: number; stream?: number } | { noise: Tensor }): Tensor {
+    this.checkImage(image);
+    const x = castTo(g, 'image', image, this.precision.dtype);
+    const h = this.encoder.forward(g, x);
+    if (x !== image) g.release(x);
+    const stored = conv2d(g, 'quant_conv', h, this.quant.weight, { bias: this.quant.bias });
+    g.release(h);
+    // The sample (exp of the log-variance, the noise) is taken in f32, like the latents it becomes.
+    const moments = castTo(g, 'moments', stored, 'f32');
+    if (moments !== stored) g.release(stored);
+    const shape = [moments.shape[0]!, this.latentChannels, ...moments.shape.slice(2)];
+    const noise = 'noise' in eps ? eps.noise : gaussianNoise(g, 'posterior-noise', shape, eps.seed, { stream: eps.stream ?? 0 });
+    const sample = posteriorSample(g, 'posterior-sample', moments, noise);
+    g.release(moments);
+    if (!('noise' in eps)) g.release(noise);
+    return sample;
   }
 
   /** latents [B, latent_channels, h, w] (already divided by scaling_factor) → image [B, C, h·f, w·f]. */
   decode(g: Graph, latents: Tensor): Tensor {
     if (latents.shape[1] !== this.latentChannels) throw new ConfigError(`AutoencoderKL: latents have ${latents.shape[1]} channels, the model takes ${this.latentChannels}`);
-    let z = latents;
-    if (this.postQuant) z = conv2d(g, 'post_quant_conv', latents, this.postQuant.weight, { bias: this.postQuant.bias });
+    const x = castTo(g, 'latents', latents, this.precision.dtype);
+    let z = x;
+    if (this.postQuant) z = conv2d(g, 'post_quant_conv', x, this.postQuant.weight, { bias: this.postQuant.bias });
     const out = this.decoder.forward(g, z);
     if (z !== latents) g.release(z);
-    return out;
+    if (x !== latents && x !== z) g.release(x);
+    const out32 = castTo(g, 'image', out, 'f32');
+    if (out32 !== out) g.release(out);
+    return out32;
   }
 
   destroy(): void {

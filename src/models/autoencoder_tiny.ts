@@ -8,6 +8,8 @@ import { affine, tanhClamp } from '../kernels/elementwise.ts';
 import { conv2d } from '../kernels/gemm.ts';
 import type { WeightStore } from '../io/weights.ts';
 import { ConfigError, ConfigReader, WeightLoader } from './loader.ts';
+import { castTo } from '../kernels/cast.ts';
+import { resolvePrecision, type ModelOptions, type ResolvedPrecision } from './precision.ts';
 import { loadConv } from './resnet.ts';
 
 type Conv = ReturnType<typeof loadConv>;
@@ -73,9 +75,8 @@ class DecoderTiny {
         const weight = w.tensor(`${name}.weight`, [outChannels, ch, 3, 3]);
         const key = w.key(`${name}.bias`);
         const label = `${key} - 0.5`;
-        const buffer = w.rt.upload(w.store.take(key, [outChannels]).map((v) => v - 0.5), label);
-        ownBuffer(buffer);
-        convOut = { name: w.key(name), weight, bias: { buffer, shape: [outChannels], label } };
+        const bias = w.upload(w.store.take(key, [outChannels]).map((v) => v - 0.5), [outChannels], label);
+        convOut = { name: w.key(name), weight, bias };
       }
     }
     if (!convOut) throw new ConfigError(`${w.prefix}: num_decoder_blocks is empty`);
@@ -143,13 +144,15 @@ export class AutoencoderTiny {
   readonly outChannels: number;
   readonly inChannels: number;
   readonly scalingFactor: number;
+  readonly precision: ResolvedPrecision;
   private readonly w: WeightLoader;
   private readonly rt: Runtime;
   private readonly ownBuffers: GPUBuffer[] = [];
   private readonly decoder: DecoderTiny;
   private readonly encoder: EncoderTiny;
 
-  constructor(rt: Runtime, store: WeightStore, config: Record<string, unknown>, where = 'AutoencoderTiny') {
+  constructor(rt: Runtime, store: WeightStore, config: Record<string, unknown>, where = 'AutoencoderTiny', opts: ModelOptions = {}) {
+    this.precision = resolvePrecision(rt.gpu.features, opts.precision);
     const c = new ConfigReader(config, where);
     c.only('_class_name', ['AutoencoderTiny']);
     c.knownKeys(AUTOENCODER_TINY_KEYS);
@@ -167,7 +170,7 @@ export class AutoencoderTiny {
     const encChannels = c.intList('encoder_block_out_channels', [64, 64, 64, 64]);
     const encBlocks = c.intList('num_encoder_blocks', [1, 3, 3, 3]);
     if (encChannels.length !== encBlocks.length) throw new ConfigError(`${where}: encoder_block_out_channels and num_encoder_blocks must have the same length`);
-    this.w = new WeightLoader(rt, store);
+    this.w = new WeightLoader(rt, store, '', this.precision.dtype);
     this.rt = rt;
     try {
       this.decoder = new DecoderTiny(this.w.sub('decoder'), (b) => this.ownBuffers.push(b), this.latentChannels, this.outChannels, channels, numBlocks);
@@ -183,13 +186,23 @@ export class AutoencoderTiny {
   /** latents [B, latent_channels, h, w] (unscaled, as decode takes them) → image [B, out_channels, h·2^(stages−1), …] in about [-1, 1]. */
   decode(g: Graph, latents: Tensor): Tensor {
     if (latents.shape[1] !== this.latentChannels) throw new ConfigError(`AutoencoderTiny: latents have ${latents.shape[1]} channels, the model takes ${this.latentChannels}`);
-    return this.decoder.forward(g, latents);
+    return this.boundary(g, latents, (x) => this.decoder.forward(g, x));
   }
 
   /** image [B, in_channels, H, W] in [-1, 1] → latents [B, latent_channels, H/2^(stages−1), …] (unscaled, as encode returns them). */
   encode(g: Graph, image: Tensor): Tensor {
     if (image.shape[1] !== this.inChannels) throw new ConfigError(`AutoencoderTiny: image has ${image.shape[1]} channels, the model takes ${this.inChannels}`);
-    return this.encoder.forward(g, image);
+    return this.boundary(g, image, (x) => this.encoder.forward(g, x));
+  }
+
+  /** Runs `f` in the model's storage type on an f32 input, returning f32. */
+  private boundary(g: Graph, input: Tensor, f: (x: Tensor) => Tensor): Tensor {
+    const x = castTo(g, 'input', input, this.w.dtype);
+    const out = f(x);
+    if (x !== input) g.release(x);
+    const out32 = castTo(g, 'output', out, 'f32');
+    if (out32 !== out) g.release(out);
+    return out32;
   }
 
   destroy(): void {

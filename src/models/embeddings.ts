@@ -1,7 +1,7 @@
 // diffusers.models.embeddings: TimestepEmbedding (linear_1 → SiLU → linear_2) over the
 // sinusoidal projection, plus the class-label embedding added to it.
 import type { Graph } from '../graph/graph.ts';
-import type { Tensor } from '../graph/tensor.ts';
+import type { DType, Tensor } from '../graph/tensor.ts';
 import { embeddingLookup, timestepEmbedding } from '../kernels/embedding.ts';
 import { linear } from '../kernels/gemm.ts';
 import { ConfigError, type WeightLoader } from './loader.ts';
@@ -29,7 +29,10 @@ export class TimeEmbedding {
   private readonly l2;
   private readonly classTable: Tensor | null;
 
+  private readonly dtype: DType;
+
   constructor(w: WeightLoader, private readonly o: TimeEmbeddingOptions) {
+    this.dtype = w.dtype;
     const t = w.sub('time_embedding');
     this.l1 = { weight: t.tensor('linear_1.weight', [o.embedDim, o.projDim]), bias: t.tensor('linear_1.bias', [o.embedDim]) };
     this.l2 = { weight: t.tensor('linear_2.weight', [o.embedDim, o.embedDim]), bias: t.tensor('linear_2.bias', [o.embedDim]) };
@@ -49,6 +52,7 @@ export class TimeEmbedding {
       flipSinToCos: this.o.flipSinToCos,
       downscaleFreqShift: this.o.freqShift,
       broadcast: input.broadcast,
+      dtype: this.dtype,
     });
     const h = linear(g, 'time_embedding.linear_1', proj, this.l1.weight, { bias: this.l1.bias, silu: true });
     g.release(proj);

@@ -1,8 +1,10 @@
 // Uploads a model's weights as named GPU tensors. Modules ask for their own keys (diffusers'
 // key paths), so a missing or misshapen weight is reported by the store with its full key.
 import type { Runtime } from '../gpu/runtime.ts';
-import type { Tensor } from '../graph/tensor.ts';
+import type { DType, Tensor } from '../graph/tensor.ts';
 import type { WeightStore } from '../io/weights.ts';
+import { uploadTensor } from '../kernels/cast.ts';
+import { WeightSlices } from './channel_split.ts';
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -14,7 +16,13 @@ export class ConfigError extends Error {
 export class WeightLoader {
   private readonly uploaded: GPUBuffer[] = [];
 
-  constructor(readonly rt: Runtime, readonly store: WeightStore, readonly prefix = '') {}
+  /** Channel slices of weights for activations split to fit the binding limit (shared by sub-loaders). */
+  readonly slices: WeightSlices;
+
+  /** dtype: how every weight is stored on the GPU (f16 rounds the file's values to nearest even). */
+  constructor(readonly rt: Runtime, readonly store: WeightStore, readonly prefix = '', readonly dtype: DType = 'f32') {
+    this.slices = new WeightSlices(rt, (b) => this.own(b));
+  }
 
   /** A loader whose keys are relative to `prefix.` */
   sub(name: string): WeightLoader {
@@ -29,10 +37,19 @@ export class WeightLoader {
 
   tensor(name: string, shape: readonly number[]): Tensor {
     const key = this.key(name);
-    const data = this.store.take(key, shape);
-    const buffer = this.rt.upload(data, key);
+    return this.upload(this.store.take(key, shape), shape, key);
+  }
+
+  /** Host values derived from weights (a slice, a shifted bias), stored like the weights. */
+  upload(data: Float32Array, shape: readonly number[], label: string): Tensor {
+    const t = uploadTensor(this.rt, data, shape, label, this.dtype);
+    this.uploaded.push(t.buffer);
+    return t;
+  }
+
+  /** Makes `buffer` (a weight derived on the GPU, such as a slice) freed with this loader's weights. */
+  own(buffer: GPUBuffer): void {
     this.uploaded.push(buffer);
-    return { buffer, shape: [...shape], label: key };
   }
 
   has(name: string): boolean {

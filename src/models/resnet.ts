@@ -1,9 +1,8 @@
 // diffusers.models.resnet: ResnetBlock2D, Downsample2D, Upsample2D.
 import type { Graph } from '../graph/graph.ts';
 import type { Tensor } from '../graph/tensor.ts';
-import { conv2d } from '../kernels/gemm.ts';
 import { linear } from '../kernels/gemm.ts';
-import { groupNorm } from '../kernels/group_norm.ts';
+import { releaseSplit, single, splitConv, splitGroupNorm, whole, type Split } from './channel_split.ts';
 import type { WeightLoader } from './loader.ts';
 
 export interface ResnetOptions {
@@ -14,7 +13,15 @@ export interface ResnetOptions {
   groups: number;
   eps: number;
   outputScaleFactor: number;
+  /**
+   * diffusers' time_embedding_norm (the U-Nets' resnet_time_scale_shift): 'default' adds the
+   * projected embedding to conv1's output; 'scale_shift' projects to 2C and applies
+   * norm2(h)·(1 + scale) + shift before the SiLU.
+   */
+  timeEmbeddingNorm?: TimeEmbeddingNorm;
 }
+
+export type TimeEmbeddingNorm = 'default' | 'scale_shift';
 
 interface Conv {
   weight: Tensor;
@@ -37,13 +44,17 @@ export class ResnetBlock2D {
   private readonly conv2: Conv;
   private readonly shortcut: Conv | null;
 
+  private readonly scaleShift: boolean;
+
   constructor(private readonly w: WeightLoader, private readonly o: ResnetOptions) {
+    this.scaleShift = (o.timeEmbeddingNorm ?? 'default') === 'scale_shift';
     this.norm1 = loadNorm(w, 'norm1', o.inChannels);
     this.conv1 = loadConv(w, 'conv1', o.inChannels, o.outChannels, 3);
+    const projOut = this.scaleShift ? 2 * o.outChannels : o.outChannels;
     this.timeEmbProj =
       o.tembChannels === null
         ? null
-        : { weight: w.tensor('time_emb_proj.weight', [o.outChannels, o.tembChannels]), bias: w.tensor('time_emb_proj.bias', [o.outChannels]) };
+        : { weight: w.tensor('time_emb_proj.weight', [projOut, o.tembChannels]), bias: w.tensor('time_emb_proj.bias', [projOut]) };
     this.norm2 = loadNorm(w, 'norm2', o.outChannels);
     this.conv2 = loadConv(w, 'conv2', o.outChannels, o.outChannels, 3);
     this.shortcut = o.inChannels !== o.outChannels ? loadConv(w, 'conv_shortcut', o.inChannels, o.outChannels, 1) : null;
@@ -51,27 +62,30 @@ export class ResnetBlock2D {
 
   /** x: [B, Cin, H, W]; tembAct: SiLU(emb) [B, tembChannels] shared by every block. */
   forward(g: Graph, x: Tensor, tembAct: Tensor | null): Tensor {
+    return whole(this.forwardSplit(g, single(x), tembAct), this.w.prefix);
+  }
+
+  /** The same over channel chunks (the VAE at high resolution); a time embedding needs whole tensors. */
+  forwardSplit(g: Graph, x: Split, tembAct: Tensor | null): Split {
     const p = this.w.prefix;
+    const s = this.w.slices;
     const { groups, eps } = this.o;
     let temb: Tensor | undefined;
     if (this.timeEmbProj && tembAct) {
       temb = linear(g, `${p}.time_emb_proj`, tembAct, this.timeEmbProj.weight, { bias: this.timeEmbProj.bias });
     }
-    const h1 = groupNorm(g, `${p}.norm1`, x, this.norm1.weight, this.norm1.bias, { groups, eps, silu: true });
-    const h2 = conv2d(g, `${p}.conv1`, h1, this.conv1.weight, { bias: this.conv1.bias, padding: 1, temb });
-    g.release(h1);
+    // scale_shift takes the [B, 2C] projection in norm2's apply pass; default adds it in conv1's epilogue.
+    const scaleShift = this.scaleShift ? temb : undefined;
+    const h1 = splitGroupNorm(g, s, `${p}.norm1`, x, this.norm1, { groups, eps, silu: true });
+    const h2 = splitConv(g, s, `${p}.conv1`, h1, this.conv1, { groups, padding: 1, temb: scaleShift ? undefined : temb });
+    releaseSplit(g, h1);
+    const h3 = splitGroupNorm(g, s, `${p}.norm2`, h2, this.norm2, { groups, eps, silu: true, scaleShift });
+    releaseSplit(g, h2);
     if (temb) g.release(temb);
-    const h3 = groupNorm(g, `${p}.norm2`, h2, this.norm2.weight, this.norm2.bias, { groups, eps, silu: true });
-    g.release(h2);
-    const residual = this.shortcut ? conv2d(g, `${p}.conv_shortcut`, x, this.shortcut.weight, { bias: this.shortcut.bias }) : x;
-    const out = conv2d(g, `${p}.conv2`, h3, this.conv2.weight, {
-      bias: this.conv2.bias,
-      padding: 1,
-      residual,
-      scale: 1 / this.o.outputScaleFactor,
-    });
-    g.release(h3);
-    if (residual !== x) g.release(residual);
+    const residual = this.shortcut ? splitConv(g, s, `${p}.conv_shortcut`, x, this.shortcut, { groups }) : x;
+    const out = splitConv(g, s, `${p}.conv2`, h3, this.conv2, { groups, padding: 1, residual, scale: 1 / this.o.outputScaleFactor });
+    releaseSplit(g, h3);
+    if (residual !== x) releaseSplit(g, residual);
     return out;
   }
 }
@@ -83,9 +97,14 @@ export class Downsample2D {
   }
 
   forward(g: Graph, x: Tensor): Tensor {
+    return whole(this.forwardSplit(g, single(x), 1), this.w.prefix);
+  }
+
+  /** `groups`: of the norm that reads the output, which its chunks must not cut. */
+  forwardSplit(g: Graph, x: Split, groups: number): Split {
     // padding = 0 means diffusers pads (0, 1, 0, 1) — right and bottom only — before the conv.
     const pad: [number, number, number, number] = this.padding === 0 ? [0, 0, 1, 1] : [this.padding, this.padding, this.padding, this.padding];
-    return conv2d(g, `${this.w.prefix}.conv`, x, this.conv.weight, { bias: this.conv.bias, stride: 2, padding: pad });
+    return splitConv(g, this.w.slices, `${this.w.prefix}.conv`, x, this.conv, { groups, stride: 2, padding: pad });
   }
 }
 
@@ -95,8 +114,17 @@ export class Upsample2D {
     this.conv = loadConv(w, 'conv', channels, channels, 3);
   }
 
-  /** Nearest 2x then a 3x3 conv; the upsample is fused into the conv's input read. */
-  forward(g: Graph, x: Tensor): Tensor {
-    return conv2d(g, `${this.w.prefix}.conv`, x, this.conv.weight, { bias: this.conv.bias, padding: 1, upsample: true });
+  /**
+   * Nearest 2x (or to `size`, the next skip's, as diffusers' upsample_size for odd latents) then a
+   * 3x3 conv; the upsample is fused into the conv's input read.
+   */
+  forward(g: Graph, x: Tensor, size?: readonly number[]): Tensor {
+    return whole(this.forwardSplit(g, single(x), 1, size), this.w.prefix);
+  }
+
+  /** `groups`: of the norm that reads the output, which its chunks must not cut. */
+  forwardSplit(g: Graph, x: Split, groups: number, size?: readonly number[]): Split {
+    const upsample = size ? ([size[0]!, size[1]!] as const) : true;
+    return splitConv(g, this.w.slices, `${this.w.prefix}.conv`, x, this.conv, { groups, padding: 1, upsample });
   }
 }

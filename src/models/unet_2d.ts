@@ -7,7 +7,9 @@ import { groupNorm } from '../kernels/group_norm.ts';
 import type { WeightStore } from '../io/weights.ts';
 import { TimeEmbedding, type TimestepInput } from './embeddings.ts';
 import { ConfigError, ConfigReader, WeightLoader } from './loader.ts';
-import { loadConv, loadNorm } from './resnet.ts';
+import { castTo } from '../kernels/cast.ts';
+import { resolvePrecision, type ModelOptions, type ResolvedPrecision } from './precision.ts';
+import { loadConv, loadNorm, type TimeEmbeddingNorm } from './resnet.ts';
 import { MidBlock2D, makeDownBlock, makeUpBlock, type DownBlock, type UpBlock } from './unet_2d_blocks.ts';
 
 /** UNet2DModel's constructor arguments in diffusers 0.25. */
@@ -26,6 +28,7 @@ export class UNet2DModel {
   readonly inChannels: number;
   readonly outChannels: number;
   readonly sampleSize: number;
+  readonly precision: ResolvedPrecision;
   private readonly w: WeightLoader;
   private time!: TimeEmbedding;
   private convIn!: ReturnType<typeof loadConv>;
@@ -37,14 +40,17 @@ export class UNet2DModel {
   private readonly groupsOut: number;
   private readonly eps: number;
 
-  constructor(rt: Runtime, store: WeightStore, config: Record<string, unknown>, where = 'UNet2DModel') {
+  constructor(rt: Runtime, store: WeightStore, config: Record<string, unknown>, where = 'UNet2DModel', opts: ModelOptions = {}) {
+    this.precision = resolvePrecision(rt.gpu.features, opts.precision);
     const c = new ConfigReader(config, where);
     c.only('_class_name', ['UNet2DModel']);
     c.knownKeys(UNET_2D_KEYS);
     c.only('act_fn', ['silu', 'swish']);
     c.only('time_embedding_type', ['positional']);
     c.only('class_embed_type', [], 'is not supported (only the default nn.Embedding class embedding, class_embed_type = null)');
-    c.only('resnet_time_scale_shift', ['default']);
+    // ada_group and spatial replace the norms with AdaGroupNorm / SpatialNorm, which are not built.
+    c.only('resnet_time_scale_shift', ['default', 'scale_shift']);
+    const timeEmbeddingNorm = (c.raw('resnet_time_scale_shift') ?? 'default') as TimeEmbeddingNorm;
     c.only('downsample_type', ['conv']);
     c.only('upsample_type', ['conv']);
     c.only('center_input_sample', [false]);
@@ -67,17 +73,19 @@ export class UNet2DModel {
     if (headDimRaw !== null && !(typeof headDimRaw === 'number' && Number.isInteger(headDimRaw) && headDimRaw > 0)) {
       throw new ConfigError(`${where}: config option attention_head_dim = ${JSON.stringify(headDimRaw)} is not a positive integer or null`);
     }
-    const attnGroups = c.int('attn_norm_num_groups', groups, 1);
+    // diffusers' UNetMidBlock2D: without attn_norm_num_groups the mid attention keeps a group norm
+    // only under the default time embedding norm.
+    const attnGroups = c.has('attn_norm_num_groups') && c.raw('attn_norm_num_groups') !== null ? c.int('attn_norm_num_groups', groups, 1) : timeEmbeddingNorm === 'default' ? groups : null;
     const midScale = c.num('mid_block_scale_factor', 1);
     const downsamplePadding = c.int('downsample_padding', 1);
     const temb = channels[0]! * 4;
     this.eps = eps;
     this.groupsOut = groups;
 
-    const w = new WeightLoader(rt, store);
+    const w = new WeightLoader(rt, store, '', this.precision.dtype);
     this.w = w;
     try {
-      this.build(w, c, { channels, downTypes, upTypes, layers, groups, eps, headDimRaw, attnGroups, midScale, downsamplePadding, temb, where });
+      this.build(w, c, { channels, downTypes, upTypes, layers, groups, eps, headDimRaw, attnGroups, midScale, downsamplePadding, temb, timeEmbeddingNorm, where });
       store.assertAllUsed();
     } catch (e) {
       w.destroy();
@@ -88,9 +96,9 @@ export class UNet2DModel {
   private build(
     w: WeightLoader,
     c: ConfigReader,
-    o: { channels: number[]; downTypes: string[]; upTypes: string[]; layers: number; groups: number; eps: number; headDimRaw: unknown; attnGroups: number; midScale: number; downsamplePadding: number; temb: number; where: string },
+    o: { channels: number[]; downTypes: string[]; upTypes: string[]; layers: number; groups: number; eps: number; headDimRaw: unknown; attnGroups: number | null; midScale: number; downsamplePadding: number; temb: number; timeEmbeddingNorm: TimeEmbeddingNorm; where: string },
   ): void {
-    const { channels, downTypes, upTypes, layers, groups, eps, headDimRaw, attnGroups, midScale, downsamplePadding, temb, where } = o;
+    const { channels, downTypes, upTypes, layers, groups, eps, headDimRaw, attnGroups, midScale, downsamplePadding, temb, timeEmbeddingNorm, where } = o;
     this.time = new TimeEmbedding(w, {
       projDim: channels[0]!,
       embedDim: temb,
@@ -107,11 +115,11 @@ export class UNet2DModel {
       out = channels[i]!;
       const isFinal = i === channels.length - 1;
       this.down.push(
-        makeDownBlock(type, UNET_DOWN_TYPES, w.sub(`down_blocks.${i}`), { numLayers: layers, inChannels: inCh, outChannels: out, tembChannels: temb, groups, eps, attentionHeadDim: headDim(out), outputScaleFactor: 1 }, !isFinal, downsamplePadding, where),
+        makeDownBlock(type, UNET_DOWN_TYPES, w.sub(`down_blocks.${i}`), { numLayers: layers, inChannels: inCh, outChannels: out, tembChannels: temb, groups, eps, attentionHeadDim: headDim(out), outputScaleFactor: 1, timeEmbeddingNorm }, !isFinal, downsamplePadding, where),
       );
     });
     const last = channels[channels.length - 1]!;
-    this.mid = new MidBlock2D(w.sub('mid_block'), { numLayers: 1, inChannels: last, outChannels: last, tembChannels: temb, groups, eps, attentionHeadDim: headDim(last), outputScaleFactor: midScale, addAttention: c.bool('add_attention', true), attnGroups });
+    this.mid = new MidBlock2D(w.sub('mid_block'), { numLayers: 1, inChannels: last, outChannels: last, tembChannels: temb, groups, eps, attentionHeadDim: headDim(last), outputScaleFactor: midScale, addAttention: c.bool('add_attention', true), attnGroups, timeEmbeddingNorm });
     const rev = [...channels].reverse();
     let outCh = rev[0]!;
     upTypes.forEach((type, i) => {
@@ -120,7 +128,7 @@ export class UNet2DModel {
       const inCh = rev[Math.min(i + 1, rev.length - 1)]!;
       const isFinal = i === channels.length - 1;
       this.up.push(
-        makeUpBlock(type, UNET_UP_TYPES, w.sub(`up_blocks.${i}`), { numLayers: layers + 1, inChannels: inCh, outChannels: outCh, prevOutputChannels: prev, tembChannels: temb, groups, eps, attentionHeadDim: headDim(outCh), outputScaleFactor: 1 }, !isFinal, where),
+        makeUpBlock(type, UNET_UP_TYPES, w.sub(`up_blocks.${i}`), { numLayers: layers + 1, inChannels: inCh, outChannels: outCh, prevOutputChannels: prev, tembChannels: temb, groups, eps, attentionHeadDim: headDim(outCh), outputScaleFactor: 1, timeEmbeddingNorm }, !isFinal, where),
       );
     });
     this.normOut = loadNorm(w, 'conv_norm_out', channels[0]!);
@@ -131,7 +139,7 @@ export class UNet2DModel {
     return this.time.numClasses;
   }
 
-  /** Records one forward pass. sample: [B, in_channels, H, W]. Returns [B, out_channels, H, W]. */
+  /** Records one forward pass. sample: [B, in_channels, H, W] (f32). Returns [B, out_channels, H, W] (f32). */
   forward(g: Graph, sample: Tensor, t: TimestepInput): Tensor {
     const B = sample.shape[0]!;
     if (sample.shape[1] !== this.inChannels) throw new ConfigError(`UNet2DModel: sample has ${sample.shape[1]} channels, the model takes ${this.inChannels}`);
@@ -140,7 +148,9 @@ export class UNet2DModel {
       throw new ConfigError(`UNet2DModel: sample size ${sample.shape[2]}x${sample.shape[3]} must be a multiple of ${factor}`);
     }
     const emb = this.time.forward(g, B, t);
-    let h = conv2d(g, 'conv_in', sample, this.convIn.weight, { bias: this.convIn.bias, padding: 1 });
+    const x = castTo(g, 'sample', sample, this.w.dtype);
+    let h = conv2d(g, 'conv_in', x, this.convIn.weight, { bias: this.convIn.bias, padding: 1 });
+    if (x !== sample) g.release(x);
     const skips: Tensor[] = [h];
     for (const d of this.down) {
       const r = d.forward(g, h, emb);
@@ -155,7 +165,9 @@ export class UNet2DModel {
     g.release(h);
     const out = conv2d(g, 'conv_out', n, this.convOut.weight, { bias: this.convOut.bias, padding: 1 });
     g.release(n);
-    return out;
+    const out32 = castTo(g, 'out', out, 'f32');
+    if (out32 !== out) g.release(out);
+    return out32;
   }
 
   destroy(): void {

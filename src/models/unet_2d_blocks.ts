@@ -4,8 +4,9 @@ import type { Graph } from '../graph/graph.ts';
 import type { Tensor } from '../graph/tensor.ts';
 import { concatChannels } from '../kernels/elementwise.ts';
 import { SpatialAttention } from './attention_processor.ts';
+import { releaseSplit, type Split } from './channel_split.ts';
 import { ConfigError, type WeightLoader } from './loader.ts';
-import { Downsample2D, ResnetBlock2D, Upsample2D } from './resnet.ts';
+import { Downsample2D, ResnetBlock2D, Upsample2D, type TimeEmbeddingNorm } from './resnet.ts';
 
 export interface BlockOptions {
   numLayers: number;
@@ -17,9 +18,11 @@ export interface BlockOptions {
   /** Channels per attention head (diffusers' attention_head_dim after its defaulting). */
   attentionHeadDim: number;
   outputScaleFactor: number;
+  /** resnet_time_scale_shift, passed to every ResnetBlock2D. */
+  timeEmbeddingNorm?: TimeEmbeddingNorm;
 }
 
-function makeAttention(w: WeightLoader, channels: number, o: BlockOptions): SpatialAttention {
+function makeAttention(w: WeightLoader, channels: number, o: Omit<BlockOptions, 'groups'> & { groups: number | null }): SpatialAttention {
   if (channels % o.attentionHeadDim !== 0) {
     throw new ConfigError(`${w.prefix}: ${channels} channels do not split into heads of attention_head_dim ${o.attentionHeadDim}`);
   }
@@ -29,6 +32,23 @@ function makeAttention(w: WeightLoader, channels: number, o: BlockOptions): Spat
 export interface DownBlock {
   /** Returns the block output and the skip states it adds. */
   forward(g: Graph, x: Tensor, temb: Tensor | null): { out: Tensor; skips: Tensor[] };
+  /** The VAE encoder's path: over channel chunks, consuming x, no skips kept (resnets and downsampler only). */
+  forwardSplit(g: Graph, x: Split): Split;
+}
+
+/** Resnets then the resampler over channel chunks; each input is released once consumed. */
+function chainSplit(g: Graph, x: Split, resnets: ResnetBlock2D[], resample: ((h: Split) => Split) | null): Split {
+  let h = x;
+  for (const r of [...resnets.map((r) => (t: Split) => r.forwardSplit(g, t, null)), ...(resample ? [resample] : [])]) {
+    const next = r(h);
+    releaseSplit(g, h);
+    h = next;
+  }
+  return h;
+}
+
+function noChunkedAttention(where: string, attentions: unknown[]): void {
+  if (attentions.length) throw new ConfigError(`${where}: blocks with attention run on whole tensors only`);
 }
 
 /** DownBlock2D / AttnDownBlock2D / DownEncoderBlock2D: resnets, optional attentions, optional downsampler. */
@@ -36,14 +56,23 @@ class Down implements DownBlock {
   private readonly resnets: ResnetBlock2D[] = [];
   private readonly attentions: SpatialAttention[] = [];
   private readonly down: Downsample2D | null;
+  private readonly groups: number;
+  private readonly where: string;
 
   constructor(w: WeightLoader, o: BlockOptions, withAttention: boolean, addDownsample: boolean, downsamplePadding: number) {
     for (let i = 0; i < o.numLayers; i++) {
       const cin = i === 0 ? o.inChannels : o.outChannels;
-      this.resnets.push(new ResnetBlock2D(w.sub(`resnets.${i}`), { inChannels: cin, outChannels: o.outChannels, tembChannels: o.tembChannels, groups: o.groups, eps: o.eps, outputScaleFactor: o.outputScaleFactor }));
+      this.resnets.push(new ResnetBlock2D(w.sub(`resnets.${i}`), { inChannels: cin, outChannels: o.outChannels, tembChannels: o.tembChannels, groups: o.groups, eps: o.eps, outputScaleFactor: o.outputScaleFactor, timeEmbeddingNorm: o.timeEmbeddingNorm }));
       if (withAttention) this.attentions.push(makeAttention(w.sub(`attentions.${i}`), o.outChannels, o));
     }
     this.down = addDownsample ? new Downsample2D(w.sub('downsamplers.0'), o.outChannels, downsamplePadding) : null;
+    this.groups = o.groups;
+    this.where = w.prefix;
+  }
+
+  forwardSplit(g: Graph, x: Split): Split {
+    noChunkedAttention(this.where, this.attentions);
+    return chainSplit(g, x, this.resnets, this.down ? (h) => this.down!.forwardSplit(g, h, this.groups) : null);
   }
 
   forward(g: Graph, x: Tensor, temb: Tensor | null): { out: Tensor; skips: Tensor[] } {
@@ -85,8 +114,9 @@ export class MidBlock2D {
   private readonly resnets: ResnetBlock2D[] = [];
   private readonly attentions: SpatialAttention[] = [];
 
-  constructor(w: WeightLoader, o: BlockOptions & { addAttention: boolean; attnGroups: number }) {
-    const ro = { inChannels: o.inChannels, outChannels: o.inChannels, tembChannels: o.tembChannels, groups: o.groups, eps: o.eps, outputScaleFactor: o.outputScaleFactor };
+  /** attnGroups null: attention without its group norm (diffusers' attn_groups = None). */
+  constructor(w: WeightLoader, o: BlockOptions & { addAttention: boolean; attnGroups: number | null }) {
+    const ro = { inChannels: o.inChannels, outChannels: o.inChannels, tembChannels: o.tembChannels, groups: o.groups, eps: o.eps, outputScaleFactor: o.outputScaleFactor, timeEmbeddingNorm: o.timeEmbeddingNorm };
     this.resnets.push(new ResnetBlock2D(w.sub('resnets.0'), ro));
     for (let i = 0; i < o.numLayers; i++) {
       if (o.addAttention) this.attentions.push(makeAttention(w.sub(`attentions.${i}`), o.inChannels, { ...o, groups: o.attnGroups }));
@@ -114,6 +144,8 @@ export class MidBlock2D {
 export interface UpBlock {
   /** Consumes skip states from the end of `skips` (UNet); the decoder passes none. */
   forward(g: Graph, x: Tensor, temb: Tensor | null, skips: Tensor[]): Tensor;
+  /** The VAE decoder's path: over channel chunks, consuming x (resnets and upsampler only). */
+  forwardSplit(g: Graph, x: Split): Split;
 }
 
 /** UpBlock2D / AttnUpBlock2D (with skip concatenation) and UpDecoderBlock2D (without). */
@@ -121,8 +153,12 @@ class Up implements UpBlock {
   private readonly resnets: ResnetBlock2D[] = [];
   private readonly attentions: SpatialAttention[] = [];
   private readonly up: Upsample2D | null;
+  private readonly groups: number;
+  private readonly where: string;
 
   constructor(w: WeightLoader, o: BlockOptions & { prevOutputChannels: number }, withAttention: boolean, addUpsample: boolean, private readonly useSkips: boolean) {
+    this.groups = o.groups;
+    this.where = w.prefix;
     for (let i = 0; i < o.numLayers; i++) {
       let cin: number;
       if (useSkips) {
@@ -131,10 +167,16 @@ class Up implements UpBlock {
       } else {
         cin = i === 0 ? o.inChannels : o.outChannels;
       }
-      this.resnets.push(new ResnetBlock2D(w.sub(`resnets.${i}`), { inChannels: cin, outChannels: o.outChannels, tembChannels: o.tembChannels, groups: o.groups, eps: o.eps, outputScaleFactor: o.outputScaleFactor }));
+      this.resnets.push(new ResnetBlock2D(w.sub(`resnets.${i}`), { inChannels: cin, outChannels: o.outChannels, tembChannels: o.tembChannels, groups: o.groups, eps: o.eps, outputScaleFactor: o.outputScaleFactor, timeEmbeddingNorm: o.timeEmbeddingNorm }));
       if (withAttention) this.attentions.push(makeAttention(w.sub(`attentions.${i}`), o.outChannels, o));
     }
     this.up = addUpsample ? new Upsample2D(w.sub('upsamplers.0'), o.outChannels) : null;
+  }
+
+  forwardSplit(g: Graph, x: Split): Split {
+    noChunkedAttention(this.where, this.attentions);
+    if (this.useSkips) throw new ConfigError(`${this.where}: blocks with skip connections run on whole tensors only`);
+    return chainSplit(g, x, this.resnets, this.up ? (h) => this.up!.forwardSplit(g, h, this.groups) : null);
   }
 
   forward(g: Graph, x: Tensor, temb: Tensor | null, skips: Tensor[]): Tensor {
@@ -158,7 +200,8 @@ class Up implements UpBlock {
     });
     if (this.up) {
       const prev = h;
-      h = this.up.forward(g, h);
+      // diffusers upsamples to the next skip's size, which differs from 2x for odd latent sizes.
+      h = this.up.forward(g, h, skips.at(-1)?.shape.slice(2));
       g.release(prev);
     }
     return h;

@@ -9,7 +9,9 @@ import { groupNorm } from '../kernels/group_norm.ts';
 import type { WeightStore } from '../io/weights.ts';
 import { TimeEmbedding, type TimestepInput } from './embeddings.ts';
 import { ConfigError, ConfigReader, WeightLoader } from './loader.ts';
-import { loadConv, loadNorm } from './resnet.ts';
+import { castTo } from '../kernels/cast.ts';
+import { resolvePrecision, type ModelOptions, type ResolvedPrecision } from './precision.ts';
+import { loadConv, loadNorm, type TimeEmbeddingNorm } from './resnet.ts';
 import { COND_DOWN_TYPES, COND_UP_TYPES, makeCondDownBlock, makeCondUpBlock, MidBlock2DCrossAttn, type CondDownBlock, type CondUpBlock, type CrossAttnOptions } from './unet_2d_condition_blocks.ts';
 
 /** UNet2DConditionModel's constructor arguments in diffusers 0.25. */
@@ -42,6 +44,7 @@ export class UNet2DConditionModel {
   readonly outChannels: number;
   readonly sampleSize: number;
   readonly crossAttentionDim: number;
+  readonly precision: ResolvedPrecision;
   private readonly w: WeightLoader;
   private time!: TimeEmbedding;
   private convIn!: ReturnType<typeof loadConv>;
@@ -55,7 +58,8 @@ export class UNet2DConditionModel {
   private readonly convInKernel: number;
   private readonly convOutKernel: number;
 
-  constructor(rt: Runtime, store: WeightStore, config: Record<string, unknown>, where = 'UNet2DConditionModel') {
+  constructor(rt: Runtime, store: WeightStore, config: Record<string, unknown>, where = 'UNet2DConditionModel', opts: ModelOptions = {}) {
+    this.precision = resolvePrecision(rt.gpu.features, opts.precision);
     const c = new ConfigReader(config, where);
     c.only('_class_name', ['UNet2DConditionModel']);
     c.knownKeys(KEYS);
@@ -63,10 +67,14 @@ export class UNet2DConditionModel {
     c.only('time_embedding_type', ['positional']);
     c.only('center_input_sample', [false]);
     c.only('mid_block_type', ['UNetMidBlock2DCrossAttn']);
+    // An explicit null is diffusers' "no mid block", not the default: only() would let it through.
+    if (c.has('mid_block_type') && c.raw('mid_block_type') === null) throw new ConfigError(`${where}: config option mid_block_type = null (no mid block) is not supported (supported: "UNetMidBlock2DCrossAttn")`);
     c.only('only_cross_attention', [false]);
     c.only('mid_block_only_cross_attention', [false]);
     c.only('dual_cross_attention', [false]);
-    c.only('resnet_time_scale_shift', ['default']);
+    // ada_group and spatial replace the norms with AdaGroupNorm / SpatialNorm, which are not built.
+    c.only('resnet_time_scale_shift', ['default', 'scale_shift']);
+    const timeEmbeddingNorm = (c.raw('resnet_time_scale_shift') ?? 'default') as TimeEmbeddingNorm;
     c.only('resnet_skip_time_act', [false]);
     c.only('resnet_out_scale_factor', [1]);
     c.only('attention_type', ['default']);
@@ -114,12 +122,12 @@ export class UNet2DConditionModel {
     // upcast_attention only changes the precision of q·kᵀ, which is f32 here already.
     c.bool('upcast_attention', false);
 
-    const w = new WeightLoader(rt, store);
+    const w = new WeightLoader(rt, store, '', this.precision.dtype);
     this.w = w;
     try {
       this.time = new TimeEmbedding(w, { projDim: channels[0]!, embedDim: temb, flipSinToCos: c.bool('flip_sin_to_cos', true), freqShift: c.num('freq_shift', 0), numClassEmbeds: null });
       this.convIn = loadConv(w, 'conv_in', this.inChannels, channels[0]!, this.convInKernel);
-      const base = { tembChannels: temb, groups: this.groups, eps: this.eps, outputScaleFactor: 1 };
+      const base = { tembChannels: temb, groups: this.groups, eps: this.eps, outputScaleFactor: 1, timeEmbeddingNorm };
       const attn = (h: number): CrossAttnOptions => ({ heads: h, transformerLayers, crossAttentionDim: this.crossAttentionDim, linearProjection });
       let out = channels[0]!;
       downTypes.forEach((type, i) => {
@@ -152,7 +160,7 @@ export class UNet2DConditionModel {
 
   /**
    * Records one forward pass. sample: [B, in_channels, H, W]; encoderHiddenStates:
-   * [B, S, cross_attention_dim]. Returns [B, out_channels, H, W].
+   * [B, S, cross_attention_dim], both f32. Returns [B, out_channels, H, W] in f32.
    */
   forward(g: Graph, sample: Tensor, t: TimestepInput, encoderHiddenStates: Tensor): Tensor {
     const where = 'UNet2DConditionModel';
@@ -162,27 +170,29 @@ export class UNet2DConditionModel {
     if (e.length !== 3 || e[0] !== B || e[2] !== this.crossAttentionDim) {
       throw new ConfigError(`${where}: encoder_hidden_states ${shapeStr(e)} should be [${B}, S, ${this.crossAttentionDim}]`);
     }
-    const factor = 2 ** (this.down.length - 1);
-    if (sample.shape[2]! % factor !== 0 || sample.shape[3]! % factor !== 0) {
-      throw new ConfigError(`${where}: sample size ${sample.shape[2]}x${sample.shape[3]} must be a multiple of ${factor}`);
-    }
     const emb = this.time.forward(g, B, t);
-    let h = conv2d(g, 'conv_in', sample, this.convIn.weight, { bias: this.convIn.bias, padding: (this.convInKernel - 1) / 2 });
+    const x = castTo(g, 'sample', sample, this.w.dtype);
+    const context = castTo(g, 'encoder_hidden_states', encoderHiddenStates, this.w.dtype);
+    let h = conv2d(g, 'conv_in', x, this.convIn.weight, { bias: this.convIn.bias, padding: (this.convInKernel - 1) / 2 });
+    if (x !== sample) g.release(x);
     const skips: Tensor[] = [h];
     for (const d of this.down) {
-      const r = d.forward(g, h, emb, encoderHiddenStates);
+      const r = d.forward(g, h, emb, context);
       skips.push(...r.skips);
       h = r.out;
     }
-    h = this.mid.forward(g, h, emb, encoderHiddenStates);
-    for (const u of this.up) h = u.forward(g, h, emb, encoderHiddenStates, skips);
+    h = this.mid.forward(g, h, emb, context);
+    for (const u of this.up) h = u.forward(g, h, emb, context, skips);
+    if (context !== encoderHiddenStates) g.release(context);
     if (skips.length) throw new ConfigError(`${where}: ${skips.length} skip connections left unused: down and up block configs do not match`);
     g.release(emb);
     const n = groupNorm(g, 'conv_norm_out', h, this.normOut.weight, this.normOut.bias, { groups: this.groups, eps: this.eps, silu: true });
     g.release(h);
     const out = conv2d(g, 'conv_out', n, this.convOut.weight, { bias: this.convOut.bias, padding: (this.convOutKernel - 1) / 2 });
     g.release(n);
-    return out;
+    const out32 = castTo(g, 'out', out, 'f32');
+    if (out32 !== out) g.release(out);
+    return out32;
   }
 
   destroy(): void {

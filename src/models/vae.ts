@@ -4,6 +4,7 @@ import type { Graph } from '../graph/graph.ts';
 import type { Tensor } from '../graph/tensor.ts';
 import { conv2d } from '../kernels/gemm.ts';
 import { groupNorm } from '../kernels/group_norm.ts';
+import { releaseSplit, single, splitConv, splitGroupNorm, whole } from './channel_split.ts';
 import { ConfigError, type ConfigReader, type WeightLoader } from './loader.ts';
 import { loadConv, loadNorm } from './resnet.ts';
 import { MidBlock2D, makeDownBlock, makeUpBlock, type DownBlock, type UpBlock } from './unet_2d_blocks.ts';
@@ -46,16 +47,16 @@ export class Encoder {
     this.convOut = loadConv(w, 'conv_out', out, 2 * latentChannels, 3);
   }
 
-  /** image [B, C, H, W] → moments [B, 2·latent_channels, H/f, W/f]. */
+  /**
+   * image [B, C, H, W] → moments [B, 2·latent_channels, H/f, W/f]. The high-resolution levels run
+   * over channel chunks (one chunk when a tensor fits a binding); the mid block needs whole tensors.
+   */
   forward(g: Graph, x: Tensor): Tensor {
     const p = this.w.prefix;
-    let h = conv2d(g, `${p}.conv_in`, x, this.convIn.weight, { bias: this.convIn.bias, padding: 1 });
-    for (const d of this.down) {
-      const { out, skips } = d.forward(g, h, null);
-      // Skips are the intermediate states (the output is the last); the encoder needs none of them.
-      g.release(h, ...skips.filter((s) => s !== out));
-      h = out;
-    }
+    const s = this.w.slices;
+    let hs = splitConv(g, s, `${p}.conv_in`, single(x), this.convIn, { groups: this.groups, padding: 1 });
+    for (const d of this.down) hs = d.forwardSplit(g, hs);
+    const h = whole(hs, `${p}.mid_block`);
     const m = this.mid.forward(g, h, null);
     g.release(h);
     const n = groupNorm(g, `${p}.conv_norm_out`, m, this.normOut.weight, this.normOut.bias, { groups: this.groups, eps: VAE_EPS, silu: true });
@@ -102,17 +103,22 @@ export class Decoder {
     this.convOut = loadConv(w, 'conv_out', channels[0]!, outChannels, 3);
   }
 
+  /**
+   * The up blocks run over channel chunks, so a decode whose activations pass the binding limit
+   * (Stable Diffusion's at 512×512 has 256 MiB ones) still runs; the mid block needs whole tensors.
+   */
   forward(g: Graph, z: Tensor): Tensor {
     const p = this.w.prefix;
-    let h = conv2d(g, `${p}.conv_in`, z, this.convIn.weight, { bias: this.convIn.bias, padding: 1 });
-    const m = this.mid.forward(g, h, null);
+    const s = this.w.slices;
+    const h = conv2d(g, `${p}.conv_in`, z, this.convIn.weight, { bias: this.convIn.bias, padding: 1 });
+    let hs = single(this.mid.forward(g, h, null));
     g.release(h);
-    h = m;
-    for (const u of this.up) h = u.forward(g, h, null, []);
-    const n = groupNorm(g, `${p}.conv_norm_out`, h, this.normOut.weight, this.normOut.bias, { groups: this.groups, eps: VAE_EPS, silu: true });
-    g.release(h);
-    const out = conv2d(g, `${p}.conv_out`, n, this.convOut.weight, { bias: this.convOut.bias, padding: 1 });
-    g.release(n);
-    return out;
+    for (const u of this.up) hs = u.forwardSplit(g, hs);
+    const n = splitGroupNorm(g, s, `${p}.conv_norm_out`, hs, this.normOut, { groups: this.groups, eps: VAE_EPS, silu: true });
+    releaseSplit(g, hs);
+    // One group per output channel: the image's few channels are chunked only if they must be.
+    const out = splitConv(g, s, `${p}.conv_out`, n, this.convOut, { groups: this.convOut.weight.shape[0]!, padding: 1 });
+    releaseSplit(g, n);
+    return whole(out, `${p}.conv_out`);
   }
 }

@@ -7,6 +7,8 @@ import { conv2d } from '../kernels/gemm.ts';
 import { quantize } from '../kernels/quantize.ts';
 import type { WeightStore } from '../io/weights.ts';
 import { ConfigError, ConfigReader, WeightLoader } from './loader.ts';
+import { castTo } from '../kernels/cast.ts';
+import { resolvePrecision, type ModelOptions, type ResolvedPrecision } from './precision.ts';
 import { loadConv } from './resnet.ts';
 import { Decoder } from './vae.ts';
 
@@ -23,12 +25,14 @@ export class VQModel {
   readonly latentChannels: number;
   readonly outChannels: number;
   readonly scalingFactor: number;
+  readonly precision: ResolvedPrecision;
   private readonly w: WeightLoader;
   private readonly codebook: Tensor;
   private readonly postQuant: { weight: Tensor; bias: Tensor };
   private readonly decoder: Decoder;
 
-  constructor(rt: Runtime, store: WeightStore, config: Record<string, unknown>, where = 'VQModel') {
+  constructor(rt: Runtime, store: WeightStore, config: Record<string, unknown>, where = 'VQModel', opts: ModelOptions = {}) {
+    this.precision = resolvePrecision(rt.gpu.features, opts.precision);
     const c = new ConfigReader(config, where);
     c.only('_class_name', ['VQModel']);
     c.knownKeys(VQ_MODEL_KEYS);
@@ -42,7 +46,7 @@ export class VQModel {
     const numEmbeddings = c.int('num_vq_embeddings', 256, 1);
     this.scalingFactor = c.num('scaling_factor', 0.18215);
     if (this.scalingFactor === 0) throw new ConfigError(`${where}: config option scaling_factor = 0 is not usable`);
-    const w = new WeightLoader(rt, store);
+    const w = new WeightLoader(rt, store, '', this.precision.dtype);
     this.w = w;
     try {
       this.codebook = w.tensor('quantize.embedding.weight', [numEmbeddings, this.embedDim]);
@@ -62,12 +66,16 @@ export class VQModel {
     if (latents.shape.length !== 4 || latents.shape[1] !== this.embedDim) {
       throw new ConfigError(`VQModel: latents [${latents.shape.join(', ')}] should be [B, ${this.embedDim}, h, w]`);
     }
-    const q = quantize(g, 'quantize', latents, this.codebook);
+    const x = castTo(g, 'latents', latents, this.w.dtype);
+    const q = quantize(g, 'quantize', x, this.codebook);
+    if (x !== latents) g.release(x);
     const z = conv2d(g, 'post_quant_conv', q, this.postQuant.weight, { bias: this.postQuant.bias });
     g.release(q);
     const out = this.decoder.forward(g, z);
     g.release(z);
-    return out;
+    const out32 = castTo(g, 'image', out, 'f32');
+    if (out32 !== out) g.release(out);
+    return out32;
   }
 
   destroy(): void {

@@ -5,9 +5,10 @@
 // until the image (tracing, for conformance checks, is the exception and is opt-in).
 //
 // img2img and inpainting follow diffusers' StableDiffusionImg2ImgPipeline and the 4-channel path of
-// StableDiffusionInpaintPipeline: the init image's latents (VAE posterior mean — diffusers samples
-// the posterior by default — times scaling_factor) are noised to timesteps[t_start] and the loop
-// runs from there. Inpainting blends after every step: the known region becomes
+// StableDiffusionInpaintPipeline: the init image's latents (a sample of the VAE posterior from its
+// own noise stream, as diffusers' retrieve_latents by default, or its mean with sampleMode
+// 'argmax'; times scaling_factor) are noised to timesteps[t_start] and the loop runs from there.
+// Inpainting blends after every step: the known region becomes
 // add_noise(init, ε, t_next) (init itself after the last step) through the mask at latent size.
 // The per-step blend coefficients ride in the step row, so the step graph is still planned once.
 import type { Runtime } from '../gpu/runtime.ts';
@@ -17,9 +18,9 @@ import { numel, type Tensor } from '../graph/tensor.ts';
 import { maskBlend, scale } from '../kernels/elementwise.ts';
 import { noiseAdd } from '../kernels/noise_add.ts';
 import { gaussianNoise } from '../kernels/rng.ts';
-import { schedulerStep, StepRow } from '../kernels/scheduler_step.ts';
+import { EPS_HISTORY_SLOTS, schedulerStep, StepRow } from '../kernels/scheduler_step.ts';
 import { createScheduler, type Scheduler, type SchedulerName } from '../schedulers/scheduler.ts';
-import { addNoiseCoefficients, img2imgStartStep, latentMask } from './img2img.ts';
+import { addNoiseCoefficients, encodeInitLatents, img2imgStartStep, latentMask, type SampleMode } from './img2img.ts';
 import type { LdmModel } from './ldm_folder.ts';
 
 export class CancelledError extends Error {
@@ -51,6 +52,8 @@ export interface ClassConditionalOptions {
   initImage?: Float32Array;
   /** How far to noise initImage, (0, 1] (default 0.8 as diffusers' img2img; 1 with a mask means pure noise). */
   strength?: number;
+  /** How initImage becomes latents: a posterior sample from the seed (default, as diffusers) or its mean ('argmax'). */
+  sampleMode?: SampleMode;
   /** Inpainting mask [B, 1, H, W], 1 = repaint (binarized at 0.5); needs initImage. */
   mask?: Float32Array;
   onStep?: (info: StepInfo) => void;
@@ -91,7 +94,13 @@ export async function generateClassConditional(rt: Runtime, model: LdmModel, opt
   const steps = opts.steps ?? 50;
   if (opts.strength !== undefined && !opts.initImage) throw new Error('strength applies to img2img only: pass initImage');
   if (opts.mask && !opts.initImage) throw new Error('a mask needs initImage (the image to inpaint)');
+  if (opts.sampleMode !== undefined && !opts.initImage) throw new Error('sampleMode applies to img2img only: pass initImage');
   const sched = createScheduler(model.schedulerConfig, steps, { name: opts.scheduler, eta: opts.eta });
+  // PLMS's call counter starts wherever the loop does, and diffusers' img2img then restarts its
+  // warm-up mid-schedule; that is not modelled.
+  if (opts.initImage && sched.usesEpsHistory) throw new Error(`img2img and inpainting are not supported with the ${sched.name} scheduler`);
+  // U-Net calls (and step rows): steps + 1 for PLMS, else steps.
+  const calls = sched.timesteps.length;
   const size = unet.sampleSize;
   const latentShape = [B, unet.inChannels, size, size];
   const n = numel(latentShape);
@@ -115,14 +124,14 @@ export async function generateClassConditional(rt: Runtime, model: LdmModel, opt
   // U-Net input (s = scale_model_input at t_next, which commutes with the blend).
   const rowLength = sched.rowLength + (masked ? 4 : 0);
   const rowBytes = rowLength * 4;
-  const table = new Float32Array(rowLength * steps);
-  for (let i = start; i < steps; i++) {
+  const table = new Float32Array(rowLength * calls);
+  for (let i = start; i < calls; i++) {
     const row = sched.stepRow(i);
     row[StepRow.guidance] = guidance;
     table.set(row, i * rowLength);
     if (masked) {
       const [a, b] = addNoiseCoefficients(sched, i + 1);
-      const s = i + 1 < steps ? sched.modelInputScale(i + 1) : 1;
+      const s = i + 1 < calls ? sched.modelInputScale(i + 1) : 1;
       table.set([a, b, s * a, s * b], i * rowLength + sched.rowLength);
     }
   }
@@ -162,12 +171,11 @@ export async function generateClassConditional(rt: Runtime, model: LdmModel, opt
       if (opts.initImage) {
         const imageShape = [B, vae.inChannels, imageSide, imageSide];
         const img: Tensor = { buffer: own(rt.upload(opts.initImage, 'init-image')), shape: imageShape, label: 'init-image' };
-        const mean = vae.encodeMean(init, img);
-        if (mean.shape.join() !== latentShape.join()) {
-          const factor = imageSide / (mean.shape[2] ?? imageSide);
+        encoded = encodeInitLatents(init, vae, img, opts.sampleMode ?? 'sample', opts.seed ?? 0);
+        if (encoded.shape.join() !== latentShape.join()) {
+          const factor = imageSide / (encoded.shape[2] ?? imageSide);
           throw new Error(`init image is ${imageSide}x${imageSide} but this model takes ${size * factor}x${size * factor} images`);
         }
-        encoded = scale(init, 'init-latents', mean, vae.scalingFactor);
         // diffusers' inpainting starts from pure noise (times init_noise_sigma) at strength 1.
         const [a, b] = masked && strength === 1 ? [0, sched.initNoiseSigma] : addNoiseCoefficients(sched, start);
         x0 = noiseAdd(init, 'img2img-start', encoded, drawn, { sqrtAlphaBar: a, sqrtOneMinusAlphaBar: b });
@@ -197,13 +205,20 @@ export async function generateClassConditional(rt: Runtime, model: LdmModel, opt
     const g = new Graph(rt, 'denoise-step');
     graphs.push(g);
     const eps = unet.forward(g, unetIn, { timesteps: rowBuf, broadcast: true, classLabels: labelT });
-    const anyNoise = Array.from({ length: steps - start }, (_, i) => sched.drawsNoise(start + i)).some(Boolean);
+    const anyNoise = Array.from({ length: calls - start }, (_, i) => sched.drawsNoise(start + i)).some(Boolean);
     const noise = anyNoise ? gaussianNoise(g, 'step-noise', latentShape, opts.seed ?? 0, { stream: 1, counter: { buffer: rowBuf, index: 1 } }) : undefined;
     const epsOut = opts.trace ? g.alloc(latentShape, 'eps-trace') : undefined;
     // Multistep solvers (DPM-Solver++ 2M) keep the previous step's x0 on the GPU between steps, so
     // it lives outside the graph's pool (pooled buffers are rewritten by the next step's U-Net).
     const prevX0: Tensor | undefined = sched.usesX0History ? { buffer: own(rt.createBuffer(n * 4, 'prev-x0')), shape: latentShape, label: 'prev-x0' } : undefined;
-    schedulerStep(g, 'scheduler-step', { x, modelOut: eps, row: rowBuf, noise, cfg, nextInput: unetIn, epsOut, prevX0 });
+    // PLMS keeps past guided outputs and a sample across steps, outside the pool for the same reason.
+    const epsHistory = sched.usesEpsHistory
+      ? {
+          eps: { buffer: own(rt.createBuffer(EPS_HISTORY_SLOTS * n * 4, 'eps-history')), shape: [EPS_HISTORY_SLOTS * B, ...latentShape.slice(1)], label: 'eps-history' },
+          sample: { buffer: own(rt.createBuffer(n * 4, 'stored-sample')), shape: latentShape, label: 'stored-sample' },
+        }
+      : undefined;
+    schedulerStep(g, 'scheduler-step', { x, modelOut: eps, row: rowBuf, noise, cfg, nextInput: unetIn, epsOut, prevX0, epsHistory });
     if (masked) {
       const known = noiseAdd(g, 'known-latents', initLatents!, epsNoise!, { buffer: rowBuf, index: sched.rowLength });
       maskBlend(g, 'inpaint-blend', x, known, maskT!);

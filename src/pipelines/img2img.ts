@@ -1,8 +1,30 @@
-// Host-side pieces of img2img and inpainting, as diffusers' StableDiffusionImg2ImgPipeline and
-// StableDiffusionInpaintPipeline (4-channel U-Net) define them: where `strength` starts the loop,
-// the scheduler's add_noise coefficients at a step, and the pixel mask brought to latent size.
+// Pieces of img2img and inpainting, as diffusers' StableDiffusionImg2ImgPipeline and
+// StableDiffusionInpaintPipeline (4-channel U-Net) define them: the init image's latents, where
+// `strength` starts the loop, the scheduler's add_noise coefficients at a step, and the pixel mask
+// brought to latent size.
+import type { Graph } from '../graph/graph.ts';
+import type { Tensor } from '../graph/tensor.ts';
+import { scale } from '../kernels/elementwise.ts';
 import { readJson } from '../io/model_folder.ts';
+import type { AutoencoderKL } from '../models/autoencoder_kl.ts';
 import type { Scheduler } from '../schedulers/scheduler.ts';
+
+/**
+ * diffusers' retrieve_latents sample_mode: 'sample' draws from the VAE posterior (what img2img and
+ * inpainting do), 'argmax' takes its mean.
+ */
+export type SampleMode = 'sample' | 'argmax';
+
+/** Philox stream of the posterior's noise: 0 is the initial latents, 1 the per-step noise. */
+export const POSTERIOR_NOISE_STREAM = 2;
+
+/** The init image [B, C, H, W] in [-1, 1] → latents · scaling_factor, as img2img's prepare_latents. */
+export function encodeInitLatents(g: Graph, vae: AutoencoderKL, image: Tensor, mode: SampleMode, seed: number): Tensor {
+  const z = mode === 'sample' ? vae.encode(g, image, { seed, stream: POSTERIOR_NOISE_STREAM }) : vae.encodeMean(g, image);
+  const out = scale(g, 'init-latents', z, vae.scalingFactor);
+  g.release(z);
+  return out;
+}
 
 /**
  * The first scheduler step a run with this strength takes: init_timestep = min(int(steps·strength),

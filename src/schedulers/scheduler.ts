@@ -7,13 +7,17 @@ import { DPMSolverMultistepScheduler } from './dpm_solver.ts';
 import { EulerDiscreteScheduler } from './euler.ts';
 import { EulerAncestralScheduler } from './euler_ancestral.ts';
 import { LCMScheduler } from './lcm.ts';
+import { PNDMScheduler } from './pndm.ts';
 import { SchedulerConfigError } from './schedule.ts';
 
 export { SchedulerConfigError } from './schedule.ts';
 
 export interface Scheduler {
-  readonly name: 'ddpm' | 'ddim' | 'euler-a' | 'euler' | 'lcm' | 'dpm++2m';
-  /** After set_timesteps(steps), as diffusers computes them (fractional for Euler with linspace spacing). */
+  readonly name: 'ddpm' | 'ddim' | 'euler-a' | 'euler' | 'lcm' | 'dpm++2m' | 'pndm';
+  /**
+   * After set_timesteps(steps), as diffusers computes them (fractional for Euler with linspace
+   * spacing); one per U-Net call and step row, so steps + 1 of them for PNDM's PLMS.
+   */
   readonly timesteps: number[];
   /** 1 for DDPM, DDIM and LCM; the largest σ (or sqrt(σ² + 1)) for the Euler schedulers. */
   readonly initNoiseSigma: number;
@@ -31,6 +35,12 @@ export interface Scheduler {
    * the loop): DPM-Solver++ 2M. A loop that binds none must refuse such a scheduler.
    */
   readonly usesX0History?: boolean;
+  /**
+   * True when the step needs an eps history (SchedulerStepArgs.epsHistory: a ring of past model
+   * outputs and a stored sample, kept across the loop, rows of PLMS_ROW_LENGTH): PNDM's PLMS.
+   * A loop that binds none must refuse such a scheduler.
+   */
+  readonly usesEpsHistory?: boolean;
   /** scale_model_input's factor at step i (1 for DDPM, DDIM and LCM, 1/sqrt(σ² + 1) for the Euler schedulers). */
   modelInputScale(i: number): number;
 }
@@ -53,6 +63,7 @@ const CLASS_NAMES: Record<string, SchedulerName> = {
   EulerDiscreteScheduler: 'euler',
   LCMScheduler: 'lcm',
   DPMSolverMultistepScheduler: 'dpm++2m',
+  PNDMScheduler: 'pndm',
 };
 
 /** Every scheduler name createScheduler accepts, for CLI and error messages. */
@@ -77,5 +88,6 @@ export function createScheduler(config: Record<string, unknown>, steps: number, 
   if (name === 'euler') return new EulerDiscreteScheduler(config, steps);
   if (name === 'lcm') return new LCMScheduler(config, steps);
   if (name === 'dpm++2m') return new DPMSolverMultistepScheduler(config, steps);
+  if (name === 'pndm') return new PNDMScheduler(config, steps);
   throw new SchedulerConfigError(`unknown scheduler '${String(name)}' (supported: ${SCHEDULER_NAMES.join(', ')})`);
 }

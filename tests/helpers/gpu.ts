@@ -1,25 +1,48 @@
 import { getGpu } from '../../src/gpu/device.ts';
 import { Runtime } from '../../src/gpu/runtime.ts';
 import { Graph } from '../../src/graph/graph.ts';
-import type { Tensor } from '../../src/graph/tensor.ts';
+import type { DType, Tensor } from '../../src/graph/tensor.ts';
+import { castTo, uploadTensor } from '../../src/kernels/cast.ts';
 
 let rt: Promise<Runtime> | null = null;
 
-/** One runtime per test worker, on whatever adapter the machine has (SwiftShader in CI). */
+/**
+ * One runtime per test worker, on whatever adapter the machine has (SwiftShader in CI), with
+ * shader-f16 enabled where the adapter offers it so the f16 rows can run.
+ */
 export function runtime(): Promise<Runtime> {
-  rt ??= getGpu().then((gpu) => new Runtime(gpu));
+  rt ??= getGpu({ wantF16: true }).then((gpu) => new Runtime(gpu));
   return rt;
 }
 
-export function input(rt: Runtime, data: Float32Array | number[], shape: number[], label = 'input'): Tensor {
+export function hasF16(rt: Runtime): boolean {
+  return rt.gpu.features.has('shader-f16');
+}
+
+/** Storage type input() gives tensors; the f16 rows of the op table rerun a case under 'f16'. */
+let storage: DType = 'f32';
+
+export async function withStorage<T>(dtype: DType, fn: () => Promise<T>): Promise<T> {
+  const prev = storage;
+  storage = dtype;
+  try {
+    return await fn();
+  } finally {
+    storage = prev;
+  }
+}
+
+/** An f32 host array uploaded in the current storage type (or `dtype`). */
+export function input(rt: Runtime, data: Float32Array | number[], shape: number[], label = 'input', dtype: DType = storage): Tensor {
   const arr = data instanceof Float32Array ? data : new Float32Array(data);
-  return { buffer: rt.upload(arr, label), shape, label };
+  return uploadTensor(rt, arr, shape, label, dtype);
 }
 
 /** Builds a graph with `build`, runs it once and reads back its output. */
 export async function runGraph(rt: Runtime, build: (g: Graph) => Tensor): Promise<Float32Array> {
   const g = new Graph(rt, 'test');
-  const out = build(g);
+  // An f16 result is widened on the GPU, so what is compared is exactly what was stored.
+  const out = castTo(g, 'result-f32', build(g), 'f32');
   g.finalize();
   const enc = rt.device.createCommandEncoder();
   g.record(enc);

@@ -1,4 +1,5 @@
 import type { Runtime } from '../../src/gpu/runtime.ts';
+import type { DType } from '../../src/graph/tensor.ts';
 
 /** One row of the kernel check table: run the kernel on the GPU and its CPU reference. */
 export interface OpCase {
@@ -10,6 +11,8 @@ export interface OpCase {
   rtol: number;
   /** Why the tolerance is what it is, when looser than the f32 default. */
   why?: string;
+  /** Storage type input() uploads in while the case runs (f32 when absent); f16 rows need shader-f16. */
+  dtype?: DType;
 }
 
 /** f32 accumulation over K terms of size ~1: errors grow like sqrt(K)·eps. */

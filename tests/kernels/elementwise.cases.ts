@@ -1,6 +1,6 @@
 import { add, affine, concatChannels, geglu, maskBlend, scale, silu, tanhClamp, upsampleNearest2x } from '../../src/kernels/elementwise.ts';
 import { addRef, concatChannelsRef, gegluRef, maskBlendRef, siluRef, tanhClampRef } from '../ref/elementwise.ts';
-import { upsample2xRef } from '../ref/gemm.ts';
+import { upsampleNearestRef } from '../ref/gemm.ts';
 import { input, randn, runGraph } from '../helpers/gpu.ts';
 import { F32, type OpCase } from './cases.ts';
 
@@ -87,7 +87,7 @@ const upsampleCases: OpCase[] = [[2, 3, 4, 5], [1, 64, 8, 8], [1, 1, 1, 1], [2, 
     const [B, C, H, W] = shape as [number, number, number, number];
     const x = randn(numel(shape), 1000 + i);
     const got = await runGraph(rt, (g) => upsampleNearest2x(g, 'up', input(rt, x, shape)));
-    return { got, ref: upsample2xRef(x, B, C, H, W) };
+    return { got, ref: upsampleNearestRef(x, B, C, H, W) };
   },
 }));
 

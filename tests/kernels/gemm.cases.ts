@@ -64,7 +64,7 @@ const channelCases: OpCase[] = [
   },
 }));
 
-interface ConvRow { B: number; Cin: number; H: number; W: number; Cout: number; k: number; stride: number; pad: number | [number, number, number, number]; upsample?: boolean; temb?: boolean; relu?: boolean }
+interface ConvRow { B: number; Cin: number; H: number; W: number; Cout: number; k: number; stride: number; pad: number | [number, number, number, number]; upsample?: boolean | [number, number]; temb?: boolean; relu?: boolean }
 
 const convRows: ConvRow[] = [
   { B: 1, Cin: 4, H: 8, W: 8, Cout: 32, k: 3, stride: 1, pad: 1 },
@@ -76,6 +76,9 @@ const convRows: ConvRow[] = [
   { B: 1, Cin: 8, H: 8, W: 8, Cout: 8, k: 3, stride: 2, pad: [0, 0, 1, 1] },
   { B: 2, Cin: 4, H: 7, W: 7, Cout: 3, k: 3, stride: 2, pad: [0, 0, 1, 1] },
   { B: 1, Cin: 6, H: 4, W: 5, Cout: 5, k: 3, stride: 1, pad: 1, upsample: true },
+  // A U-Net upsampling to an odd skip's size (diffusers' upsample_size): 2H - 1 and 2W - 1
+  { B: 2, Cin: 6, H: 3, W: 4, Cout: 5, k: 3, stride: 1, pad: 1, upsample: [5, 7] },
+  { B: 1, Cin: 4, H: 4, W: 3, Cout: 6, k: 3, stride: 1, pad: 1, upsample: [7, 6] },
   { B: 1, Cin: 64, H: 16, W: 16, Cout: 64, k: 3, stride: 1, pad: 1 },
   // TAESD: conv + ReLU, and the block's final conv + skip then ReLU
   { B: 2, Cin: 5, H: 7, W: 6, Cout: 9, k: 3, stride: 1, pad: 1, relu: true },
@@ -84,7 +87,7 @@ const convRows: ConvRow[] = [
 
 const convCases: OpCase[] = convRows.map((r, i) => ({
   op: 'conv2d',
-  name: `B${r.B} ${r.Cin}->${r.Cout} ${r.H}x${r.W} k${r.k} s${r.stride} pad ${JSON.stringify(r.pad)}${r.upsample ? ' up2x' : ''}${r.temb ? ' +temb' : ''} +bias +residual${r.relu ? ' +relu' : ''}`,
+  name: `B${r.B} ${r.Cin}->${r.Cout} ${r.H}x${r.W} k${r.k} s${r.stride} pad ${JSON.stringify(r.pad)}${r.upsample === true ? ' up2x' : r.upsample ? ` up to ${r.upsample.join('x')}` : ''}${r.temb ? ' +temb' : ''} +bias +residual${r.relu ? ' +relu' : ''}`,
   ...F32,
   async run(rt) {
     const pad: [number, number, number, number] = typeof r.pad === 'number' ? [r.pad, r.pad, r.pad, r.pad] : r.pad;

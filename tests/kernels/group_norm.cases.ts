@@ -19,7 +19,7 @@ const rows: Row[] = [
   { shape: [3, 6, 5, 7], groups: 3, eps: 1e-5, offset: -1000 },
 ];
 
-export const groupNormCases: OpCase[] = rows.flatMap((r, i) =>
+const plainCases: OpCase[] = rows.flatMap((r, i) =>
   [false, true].map((silu) => ({
     op: 'group_norm',
     name: `[${r.shape.join(',')}] groups ${r.groups} eps ${r.eps.toExponential()}${r.offset ? ` offset ${r.offset}` : ''}${silu ? ' +silu' : ''}`,
@@ -37,3 +37,33 @@ export const groupNormCases: OpCase[] = rows.flatMap((r, i) =>
     },
   })),
 );
+
+// ResnetBlock2D's scale_shift fused into the apply pass: a [B, 2C] time projection per row.
+const scaleShiftRows: Row[] = [
+  { shape: [2, 64, 8, 8], groups: 32, eps: 1e-5 },
+  { shape: [3, 6, 5, 7], groups: 3, eps: 1e-6 },
+  { shape: [1, 128, 32, 32], groups: 32, eps: 1e-5 },
+  { shape: [2, 12, 10], groups: 4, eps: 1e-5, offset: 100 },
+];
+
+const scaleShiftCases: OpCase[] = scaleShiftRows.flatMap((r, i) =>
+  [false, true].map((silu) => ({
+    op: 'group_norm_scale_shift',
+    name: `[${r.shape.join(',')}] groups ${r.groups} eps ${r.eps.toExponential()}${r.offset ? ` offset ${r.offset}` : ''}${silu ? ' +silu' : ''}`,
+    ...F32,
+    async run(rt) {
+      const [B, C] = r.shape as [number, number];
+      const spatial = r.shape.slice(2).reduce((a, b) => a * b, 1);
+      const x = randn(B * C * spatial, 250 + i).map((v) => v + (r.offset ?? 0));
+      const gamma = randn(C, 350 + i, 2);
+      const beta = randn(C, 450 + i);
+      const ss = randn(B * 2 * C, 550 + i, 1.5);
+      const got = await runGraph(rt, (g) =>
+        groupNorm(g, 'gn', input(rt, x, r.shape), input(rt, gamma, [C]), input(rt, beta, [C]), { groups: r.groups, eps: r.eps, silu, scaleShift: input(rt, ss, [B, 2 * C]) }),
+      );
+      return { got, ref: groupNormRef(x, gamma, beta, B, C, spatial, r.groups, r.eps, silu, ss) };
+    },
+  })),
+);
+
+export const groupNormCases: OpCase[] = [...plainCases, ...scaleShiftCases];

@@ -33,6 +33,8 @@ interface Row {
   history?: boolean;
 }
 
+const pndmConfig = { ...ddimConfig, _class_name: 'PNDMScheduler', skip_prk_steps: true };
+
 const rows: Row[] = [
   { what: 'ddpm clip step 2', config: ddpmConfig, steps: 10, step: 2, shape: [1, 3, 5, 5] },
   { what: 'ddpm clip last step (t=0, noise bound but unused)', config: ddpmConfig, steps: 10, step: 9, shape: [1, 3, 5, 5] },
@@ -46,6 +48,9 @@ const rows: Row[] = [
   { what: 'lcm clip +cfg (noise)', config: { ...ddimConfig, _class_name: 'LCMScheduler', clip_sample: true }, steps: 4, step: 1, shape: [2, 4, 8, 8], cfg: true, guidance: 1.5 },
   { what: 'dpm++2m first step (history written, not read)', config: { ...ddimConfig, _class_name: 'DPMSolverMultistepScheduler' }, steps: 10, step: 0, shape: [1, 3, 5, 5], history: true },
   { what: 'dpm++2m second-order step +cfg', config: { ...ddimConfig, _class_name: 'DPMSolverMultistepScheduler' }, steps: 10, step: 4, shape: [2, 4, 8, 8], cfg: true, guidance: 3, history: true, outputs: true },
+  { what: 'pndm call 0 (stores the sample and ring slot 0, reads no history)', config: pndmConfig, steps: 10, step: 0, shape: [1, 3, 5, 5], outputs: true },
+  { what: 'pndm call 1 (restarts from the stored sample, mean with slot 0) +cfg', config: pndmConfig, steps: 10, step: 1, shape: [2, 4, 8, 8], cfg: true, guidance: 7.5, outputs: true },
+  { what: 'pndm call 4 (4th order, refills the slot it reads) v_prediction odd size', config: { ...pndmConfig, prediction_type: 'v_prediction' }, steps: 10, step: 4, shape: [1, 1, 17, 19] },
   { what: 'dpm++2m heun v_prediction odd size', config: { ...ddimConfig, _class_name: 'DPMSolverMultistepScheduler', solver_type: 'heun', prediction_type: 'v_prediction' }, steps: 7, step: 2, shape: [1, 1, 17, 19], history: true },
 ];
 
@@ -67,7 +72,13 @@ export const schedulerStepCases: OpCase[] = rows.map((r, idx) => ({
     const noise = draws ? randn(n, 300 + idx) : new Float32Array(n).fill(NaN);
     // The first step must not read the history: NaN there would show up in the output.
     const hist = r.history ? (row[StepRow.d] !== 0 ? randn(n, 400 + idx, 2) : new Float32Array(n).fill(NaN)) : undefined;
-    const ref = schedulerStepRef(x, out, row, { noise, cfg: r.cfg, prevX0: hist });
+    // PLMS: ring slots and the stored sample the row does not read are NaN, for the same reason.
+    const plms = sched.usesEpsHistory === true;
+    const w = (k: number) => row[StepRow.wHist0 + k]!;
+    const ring = plms ? Float32Array.from({ length: 3 * n }, (_, j) => (w(Math.floor(j / n)) !== 0 ? 0 : NaN)) : undefined;
+    if (ring) [0, 1, 2].forEach((k) => w(k) !== 0 && ring.set(randn(n, 500 + 10 * idx + k, 1.5), k * n));
+    const stored = plms ? (row[StepRow.fromStored] !== 0 ? randn(n, 600 + idx, 2) : new Float32Array(n).fill(NaN)) : undefined;
+    const ref = schedulerStepRef(x, out, row, { noise, cfg: r.cfg, prevX0: hist, epsHist: ring, storedSample: stored });
 
     const owned: Tensor[] = [];
     const t = <T extends Tensor>(v: T) => (owned.push(v), v);
@@ -79,7 +90,10 @@ export const schedulerStepCases: OpCase[] = rows.map((r, idx) => ({
     const nextT = r.outputs ? g.alloc([r.cfg ? 2 * B : B, ...tail], 'next') : undefined;
     const epsT = r.outputs ? g.alloc(r.shape, 'eps') : undefined;
     const histT = hist ? t(input(rt, hist, r.shape, 'prevX0')) : undefined;
-    schedulerStep(g, 'step', { x: xT, modelOut: outT, row: rowBuf, noise: noiseT, cfg: r.cfg, nextInput: nextT, epsOut: epsT, prevX0: histT });
+    const ringT = ring ? t(input(rt, ring, [3 * B, ...tail], 'epsHist')) : undefined;
+    const storedT = stored ? t(input(rt, stored, r.shape, 'storedSample')) : undefined;
+    const epsHistory = ringT && storedT ? { eps: ringT, sample: storedT } : undefined;
+    schedulerStep(g, 'step', { x: xT, modelOut: outT, row: rowBuf, noise: noiseT, cfg: r.cfg, nextInput: nextT, epsOut: epsT, prevX0: histT, epsHistory });
     g.finalize();
     const enc = rt.device.createCommandEncoder();
     g.record(enc);
@@ -93,6 +107,19 @@ export const schedulerStepCases: OpCase[] = rows.map((r, idx) => ({
     if (histT) {
       parts.push(await rt.read(histT.buffer, n * 4));
       refs.push(ref.x0);
+    }
+    if (ringT && storedT) {
+      // Only what the step writes: this call's ring slot and, on call 0, the stored sample.
+      const slot = row[StepRow.histWrite]!;
+      if (slot >= 0) {
+        const all = await rt.read(ringT.buffer, 3 * n * 4);
+        parts.push(all.subarray(slot * n, (slot + 1) * n));
+        refs.push(ref.epsHist!.subarray(slot * n, (slot + 1) * n));
+      }
+      if (row[StepRow.storeSample] !== 0) {
+        parts.push(await rt.read(storedT.buffer, n * 4));
+        refs.push(ref.storedSample!);
+      }
     }
     g.destroy();
     for (const o of owned) rt.destroyBuffer(o.buffer);

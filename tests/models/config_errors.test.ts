@@ -4,15 +4,22 @@ import { describe, expect, it } from 'vitest';
 import { loadModelFolder } from '../../src/io/model_folder.ts';
 import { readSafetensorsFile } from '../../src/io/safetensors.ts';
 import { WeightStore } from '../../src/io/weights.ts';
+import type { Runtime } from '../../src/gpu/runtime.ts';
 import { AutoencoderKL } from '../../src/models/autoencoder_kl.ts';
+import { AutoencoderTiny } from '../../src/models/autoencoder_tiny.ts';
+import { ConfigError } from '../../src/models/loader.ts';
 import { UNet2DModel } from '../../src/models/unet_2d.ts';
+import { UNet2DConditionModel } from '../../src/models/unet_2d_condition.ts';
+import { VQModel } from '../../src/models/vq_model.ts';
+import { createScheduler, SchedulerConfigError } from '../../src/schedulers/scheduler.ts';
 import { runtime } from '../helpers/gpu.ts';
 
 const unsupportedUnet: [string, unknown, RegExp][] = [
   ['act_fn', 'gelu', /act_fn = "gelu"/],
   ['time_embedding_type', 'fourier', /time_embedding_type = "fourier"/],
   ['class_embed_type', 'timestep', /class_embed_type = "timestep"/],
-  ['resnet_time_scale_shift', 'scale_shift', /resnet_time_scale_shift = "scale_shift"/],
+  // scale_shift is built (tests/models/resnet_scale_shift.test.ts); the norm-replacing variants are not.
+  ['resnet_time_scale_shift', 'ada_group', /resnet_time_scale_shift = "ada_group"/],
   ['downsample_type', 'resnet', /downsample_type = "resnet"/],
   ['upsample_type', 'resnet', /upsample_type = "resnet"/],
   ['center_input_sample', true, /center_input_sample = true/],
@@ -75,4 +82,172 @@ describe('AutoencoderKL config errors', () => {
     const folder = await loadModelFolder('tests/fixtures/vae-kl-decode');
     expect(() => new AutoencoderKL(rt, folder.weights, { ...folder.config, up_block_types: ['UpDecoderBlock2D', 'AttnUpDecoderBlock2D'] })).toThrow(/AttnUpDecoderBlock2D is not supported/);
   });
+});
+
+// Every model class Fresco builds and the scheduler classes: options that are valid diffusers 0.25
+// but not implemented here. Each must fail with the model's error class and a message naming the
+// option (the key, and the value where one was given).
+type Row = [key: string, value: unknown, message?: RegExp];
+
+interface ModelTable {
+  cls: string;
+  fixture: string;
+  build(rt: Runtime, store: WeightStore, config: Record<string, unknown>): { destroy(): void };
+  rows: Row[];
+}
+
+const modelTables: ModelTable[] = [
+  {
+    cls: 'UNet2DModel',
+    fixture: 'unet2d-classcond',
+    build: (rt, s, c) => new UNet2DModel(rt, s, c),
+    rows: [
+      ['time_embedding_type', 'fourier'],
+      ['time_embedding_type', 'learned'],
+      ['class_embed_type', 'timestep'],
+      ['class_embed_type', 'identity'],
+      ['resnet_time_scale_shift', 'ada_group'],
+      ['resnet_time_scale_shift', 'spatial'],
+      ['downsample_type', 'resnet'],
+      ['upsample_type', 'resnet'],
+      ['act_fn', 'mish'],
+      ['center_input_sample', true],
+      ['down_block_types', ['ResnetDownsampleBlock2D', 'AttnDownBlock2D'], /ResnetDownsampleBlock2D is not supported/],
+      ['up_block_types', ['AttnUpBlock2D', 'SkipUpBlock2D'], /SkipUpBlock2D is not supported/],
+      ['norm_num_groups', null],
+      ['encoder_hid_dim', 768, /encoder_hid_dim is not supported/],
+    ],
+  },
+  {
+    cls: 'UNet2DConditionModel',
+    fixture: 'unet2d-cond',
+    build: (rt, s, c) => new UNet2DConditionModel(rt, s, c),
+    rows: [
+      ['class_embed_type', 'projection'],
+      ['class_embed_type', 'timestep'],
+      ['num_class_embeds', 10],
+      ['addition_embed_type', 'text'],
+      ['addition_embed_type', 'text_time'],
+      ['addition_time_embed_dim', 256],
+      ['time_embedding_type', 'fourier'],
+      ['time_embedding_act_fn', 'silu'],
+      ['timestep_post_act', 'silu'],
+      ['time_cond_proj_dim', 256],
+      ['only_cross_attention', true],
+      ['mid_block_only_cross_attention', true],
+      ['dual_cross_attention', true],
+      ['mid_block_type', 'UNetMidBlock2DSimpleCrossAttn'],
+      ['mid_block_type', 'UNetMidBlock2D'],
+      ['mid_block_type', null],
+      ['resnet_time_scale_shift', 'ada_group'],
+      ['resnet_time_scale_shift', 'spatial'],
+      ['resnet_skip_time_act', true],
+      ['resnet_out_scale_factor', 2],
+      ['attention_type', 'gated'],
+      ['class_embeddings_concat', true],
+      ['encoder_hid_dim', 768],
+      ['encoder_hid_dim_type', 'text_proj'],
+      ['projection_class_embeddings_input_dim', 2816],
+      ['cross_attention_norm', 'group_norm'],
+      ['num_attention_heads', 8],
+      ['reverse_transformer_layers_per_block', [[1, 1], [1, 1]]],
+      ['transformer_layers_per_block', [1, 2], /transformer_layers_per_block as a per-block list is not supported/],
+      ['cross_attention_dim', [32, 32], /cross_attention_dim as a per-block list is not supported/],
+      ['layers_per_block', [1, 2], /layers_per_block as a per-block list is not supported/],
+      ['conv_in_kernel', 4, /conv_in_kernel/],
+      ['act_fn', 'gelu'],
+      ['center_input_sample', true],
+      ['down_block_types', ['SimpleCrossAttnDownBlock2D', 'DownBlock2D'], /down block type SimpleCrossAttnDownBlock2D is not supported/],
+      ['up_block_types', ['UpBlock2D', 'SimpleCrossAttnUpBlock2D'], /up block type SimpleCrossAttnUpBlock2D is not supported/],
+      ['norm_num_groups', null],
+    ],
+  },
+  {
+    cls: 'AutoencoderKL',
+    fixture: 'vae-kl-decode',
+    build: (rt, s, c) => new AutoencoderKL(rt, s, c),
+    rows: [
+      ['use_quant_conv', false],
+      // Keys of later diffusers versions that change the latents.
+      ['shift_factor', 0.1159, /shift_factor is not supported/],
+      ['latents_mean', [0, 0, 0, 0], /latents_mean is not supported/],
+      ['act_fn', 'gelu'],
+      ['down_block_types', ['AttnDownEncoderBlock2D', 'DownEncoderBlock2D'], /AttnDownEncoderBlock2D is not supported/],
+      ['up_block_types', ['UpDecoderBlock2D', 'AttnUpDecoderBlock2D'], /AttnUpDecoderBlock2D is not supported/],
+    ],
+  },
+  {
+    cls: 'VQModel',
+    fixture: 'vq',
+    build: (rt, s, c) => new VQModel(rt, s, c),
+    rows: [
+      ['norm_type', 'spatial'],
+      ['lookup_from_codebook', true],
+      ['act_fn', 'gelu'],
+      ['up_block_types', ['AttnUpDecoderBlock2D', 'UpDecoderBlock2D'], /AttnUpDecoderBlock2D is not supported/],
+      ['shift_factor', 0.1, /shift_factor is not supported/],
+    ],
+  },
+  {
+    cls: 'AutoencoderTiny',
+    fixture: 'taesd',
+    build: (rt, s, c) => new AutoencoderTiny(rt, s, c),
+    rows: [
+      ['act_fn', 'silu'],
+      ['upsampling_scaling_factor', 4],
+      ['decoder_block_out_channels', [64, 32, 64, 64], /decoder_block_out_channels/],
+      ['encoder_block_out_channels', [32, 64, 64, 64], /encoder_block_out_channels/],
+      ['shift_factor', 0.1, /shift_factor is not supported/],
+    ],
+  },
+];
+
+/** `key = value` as ConfigReader.only writes it. */
+const named = (key: string, value: unknown) => new RegExp(`${key} = ${JSON.stringify(value).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`);
+
+describe('unsupported diffusers options are ConfigErrors naming the option, for every model class', () => {
+  for (const t of modelTables) {
+    for (const [key, value, message] of t.rows) {
+      it(`${t.cls}: ${key} = ${JSON.stringify(value)}`, async () => {
+        const rt = await runtime();
+        const folder = await loadModelFolder(`tests/fixtures/${t.fixture}`);
+        let err: unknown;
+        try {
+          t.build(rt, folder.weights, { ...folder.config, [key]: value }).destroy();
+        } catch (e) {
+          err = e;
+        }
+        expect(err, `${t.cls} accepted ${key} = ${JSON.stringify(value)}`).toBeInstanceOf(ConfigError);
+        expect((err as Error).message).toMatch(message ?? named(key, value));
+      });
+    }
+  }
+});
+
+const schedulerTables: [cls: string, rows: Row[]][] = [
+  ['DDIMScheduler', [['thresholding', true], ['timestep_spacing', 'karras'], ['beta_schedule', 'sigmoid'], ['prediction_type', 'flow']]],
+  ['DDPMScheduler', [['thresholding', true], ['variance_type', 'learned_range'], ['variance_type', 'fixed_large_log'], ['timestep_spacing', 'karras']]],
+  ['EulerDiscreteScheduler', [['use_karras_sigmas', true], ['interpolation_type', 'log_linear'], ['timestep_spacing', 'karras']]],
+  ['EulerAncestralDiscreteScheduler', [['prediction_type', 'sample'], ['timestep_spacing', 'karras']]],
+  ['LCMScheduler', [['thresholding', true], ['prediction_type', 'flow']]],
+  ['DPMSolverMultistepScheduler', [['thresholding', true], ['use_karras_sigmas', true], ['use_lu_lambdas', true], ['algorithm_type', 'sde-dpmsolver++'], ['solver_order', 3], ['final_sigmas_type', 'zero'], ['variance_type', 'learned_range'], ['lambda_min_clipped', -5.1], ['timestep_spacing', 'karras']]],
+  ['PNDMScheduler', [['skip_prk_steps', false], ['prediction_type', 'sample'], ['thresholding', true], ['timestep_spacing', 'karras']]],
+];
+
+describe('unsupported scheduler options are SchedulerConfigErrors naming the option', () => {
+  for (const [cls, rows] of schedulerTables) {
+    for (const [key, value] of rows) {
+      it(`${cls}: ${key} = ${JSON.stringify(value)}`, () => {
+        const config = { _class_name: cls, num_train_timesteps: 1000, skip_prk_steps: true, [key]: value };
+        let err: unknown;
+        try {
+          createScheduler(config, 10);
+        } catch (e) {
+          err = e;
+        }
+        expect(err, `${cls} accepted ${key} = ${JSON.stringify(value)}`).toBeInstanceOf(SchedulerConfigError);
+        expect((err as Error).message).toContain(key);
+      });
+    }
+  }
 });

@@ -9,7 +9,7 @@ import { parseGenerateArgs, UsageError } from '../../src/cli/args.ts';
 import { scale } from '../../src/kernels/elementwise.ts';
 import { decodePng, encodePng } from '../../src/io/png.ts';
 import { generateClassConditional } from '../../src/pipelines/class_conditional.ts';
-import { addNoiseCoefficients, img2imgStartStep, latentMask } from '../../src/pipelines/img2img.ts';
+import { addNoiseCoefficients, img2imgStartStep, latentMask, POSTERIOR_NOISE_STREAM } from '../../src/pipelines/img2img.ts';
 import { loadLdmFolder, type LdmModel } from '../../src/pipelines/ldm_folder.ts';
 import { createScheduler } from '../../src/schedulers/scheduler.ts';
 import { input, runGraph, runtime } from '../helpers/gpu.ts';
@@ -81,14 +81,34 @@ describe('fashion-ldm img2img and inpainting', () => {
     const [a, b] = addNoiseCoefficients(r.scheduler, 2);
     const mid = Float32Array.from(r.initLatents!, (v, i) => a * v + b * eps[i]!);
     const midErr = maxRel(after[0]!, mid);
-    // The encoder run on its own: posterior mean times scaling_factor.
-    const ref = await runGraph(rt, (g) => scale(g, 'z', m.vae.encodeMean(g, input(rt, img, [2, 1, 32, 32])), m.vae.scalingFactor));
+    // The encoder run on its own: a posterior sample (the pipeline's seed, its posterior stream) times scaling_factor.
+    const ref = await runGraph(rt, (g) => scale(g, 'z', m.vae.encode(g, input(rt, img, [2, 1, 32, 32]), { seed: 3, stream: POSTERIOR_NOISE_STREAM }), m.vae.scalingFactor));
     const encErr = maxRel(r.initLatents!, ref);
     const keepErr = maxRel(r.latents, ref);
-    console.log(`inpaint zero mask: init latents vs encodeMean rel ${encErr.toExponential(2)}; after step 1 vs add_noise(init, ε, t2) rel ${midErr.toExponential(2)}; final vs init latents rel ${keepErr.toExponential(2)}`);
+    console.log(`inpaint zero mask: init latents vs encode sample rel ${encErr.toExponential(2)}; after step 1 vs add_noise(init, ε, t2) rel ${midErr.toExponential(2)}; final vs init latents rel ${keepErr.toExponential(2)}`);
     expect(midErr).toBeLessThanOrEqual(1e-6);
     expect(encErr).toBe(0);
     expect(keepErr).toBeLessThanOrEqual(1e-5);
+  });
+
+  it('init latents are a posterior sample by default (diffusers\' sample_mode "sample"), the mean with sampleMode argmax', async () => {
+    const rt = await runtime();
+    const m = await fashion();
+    const img = initImage(2);
+    const run = (o: { seed: number; sampleMode?: 'sample' | 'argmax' }) => generateClassConditional(rt, m, { ...base, scheduler: 'ddim', initImage: img, strength: 0.25, ...o });
+    const mean = await runGraph(rt, (g) => scale(g, 'z', m.vae.encodeMean(g, input(rt, img, [2, 1, 32, 32])), m.vae.scalingFactor));
+    const argmax = await run({ seed: 4, sampleMode: 'argmax' });
+    expect(maxRel(argmax.initLatents!, mean)).toBe(0);
+    const a = await run({ seed: 4 });
+    const b = await run({ seed: 4, sampleMode: 'sample' });
+    const c = await run({ seed: 5 });
+    expect(maxRel(a.initLatents!, b.initLatents!)).toBe(0);
+    const offMean = maxRel(a.initLatents!, mean);
+    const acrossSeeds = maxRel(a.initLatents!, c.initLatents!);
+    console.log(`img2img init latents: sample vs mean rel ${offMean.toExponential(2)}, seed 4 vs 5 rel ${acrossSeeds.toExponential(2)}`);
+    expect(offMean).toBeGreaterThan(0);
+    expect(acrossSeeds).toBeGreaterThan(0);
+    await expect(generateClassConditional(rt, m, { ...base, sampleMode: 'argmax' })).rejects.toThrow(/sampleMode applies to img2img only/);
   });
 
   it('a half mask repaints only its half (known half = init latents, the other half moves)', async () => {

@@ -15,14 +15,16 @@ export function linearRef(x: Float32Array, w: Float32Array, bias: Float32Array |
 
 export interface ConvGeom {
   B: number; Cin: number; H: number; W: number; Cout: number; kh: number; kw: number;
-  stride: number; pad: [number, number, number, number]; upsample?: boolean;
+  /** true = nearest 2×; [h, w] = nearest to that size (torch's F.interpolate(size=...)). */
+  stride: number; pad: [number, number, number, number]; upsample?: boolean | readonly [number, number];
 }
 
-export function upsample2xRef(x: ArrayLike<number>, B: number, C: number, H: number, W: number): Float64Array {
-  const y = new Float64Array(B * C * H * W * 4);
+/** torch's nearest interpolation to (Ho, Wo): source index floor(dst · in / out). */
+export function upsampleNearestRef(x: ArrayLike<number>, B: number, C: number, H: number, W: number, Ho = 2 * H, Wo = 2 * W): Float64Array {
+  const y = new Float64Array(B * C * Ho * Wo);
   for (let p = 0; p < B * C; p++)
-    for (let i = 0; i < 2 * H; i++)
-      for (let j = 0; j < 2 * W; j++) y[(p * 2 * H + i) * 2 * W + j] = x[(p * H + (i >> 1)) * W + (j >> 1)]!;
+    for (let i = 0; i < Ho; i++)
+      for (let j = 0; j < Wo; j++) y[(p * Ho + i) * Wo + j] = x[(p * H + Math.floor((i * H) / Ho)) * W + Math.floor((j * W) / Wo)]!;
   return y;
 }
 
@@ -30,9 +32,10 @@ export function conv2dRef(x: ArrayLike<number>, w: ArrayLike<number>, bias: Arra
   let { H, W } = g;
   let src: ArrayLike<number> = x;
   if (g.upsample) {
-    src = upsample2xRef(x, g.B, g.Cin, H, W);
-    H *= 2;
-    W *= 2;
+    const [Ho, Wo] = g.upsample === true ? [2 * H, 2 * W] : g.upsample;
+    src = upsampleNearestRef(x, g.B, g.Cin, H, W, Ho, Wo);
+    H = Ho;
+    W = Wo;
   }
   const [pt, pl, pb, pr] = g.pad;
   const Hout = Math.floor((H + pt + pb - g.kh) / g.stride) + 1;

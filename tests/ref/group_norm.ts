@@ -1,8 +1,9 @@
-// float64 GroupNorm as torch defines it: biased variance per (batch, group), then affine.
+// float64 GroupNorm as torch defines it: biased variance per (batch, group), then affine; with
+// scaleShift [B, 2C], ResnetBlock2D's scale_shift y·(1 + scale) + shift before the SiLU.
 
 export function groupNormRef(
   x: ArrayLike<number>, gamma: ArrayLike<number>, beta: ArrayLike<number>,
-  B: number, C: number, spatial: number, groups: number, eps: number, silu = false,
+  B: number, C: number, spatial: number, groups: number, eps: number, silu = false, scaleShift?: ArrayLike<number>,
 ): Float64Array {
   const out = new Float64Array(B * C * spatial);
   const cpg = C / groups;
@@ -19,7 +20,8 @@ export function groupNormRef(
       const rstd = 1 / Math.sqrt(variance + eps);
       for (let i = 0; i < n; i++) {
         const c = grp * cpg + Math.floor(i / spatial);
-        const y = (x[base + i]! - mean) * rstd * gamma[c]! + beta[c]!;
+        let y = (x[base + i]! - mean) * rstd * gamma[c]! + beta[c]!;
+        if (scaleShift) y = y * (1 + scaleShift[b * 2 * C + c]!) + scaleShift[b * 2 * C + C + c]!;
         out[base + i] = silu ? y / (1 + Math.exp(-y)) : y;
       }
     }

@@ -1,0 +1,152 @@
+"""The building blocks of diffusers v0.25.1's U-Nets and VAEs as float64 functions of a weight dict.
+
+Each function takes `W` (all weights, by diffusers key) and the key prefix of its module, so the
+wiring reads like the diffusers module tree. Dropout is the identity (eval mode).
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def linear(W, p, x, bias=True):
+    return F.linear(x, W[p + '.weight'], W[p + '.bias'] if bias else None)
+
+
+def conv(W, p, x, stride=1, padding=None):
+    w = W[p + '.weight']
+    if padding is None:
+        padding = w.shape[-1] // 2
+    return F.conv2d(x, w, W.get(p + '.bias'), stride=stride, padding=padding)
+
+
+def group_norm(W, p, x, groups, eps):
+    return F.group_norm(x, groups, W[p + '.weight'], W[p + '.bias'], eps)
+
+
+def layer_norm(W, p, x, eps=1e-5):
+    return F.layer_norm(x, x.shape[-1:], W[p + '.weight'], W[p + '.bias'], eps)
+
+
+def timestep_embedding(t, dim, flip_sin_to_cos, freq_shift, max_period=10000):
+    """embeddings.get_timestep_embedding. diffusers builds the sinusoid arguments in float32 (the
+    exponent and t·freq products), so this does too: at t≈1000 float32 rounding of the argument moves
+    sin/cos by ~1e-4, far more than the 1e-5 this reference must reproduce."""
+    half = dim // 2
+    exponent = -math.log(max_period) * torch.arange(half, dtype=torch.float32) / (half - freq_shift)
+    args = t.to(torch.float32)[:, None] * torch.exp(exponent)[None, :]
+    emb = torch.cat([torch.sin(args.double()), torch.cos(args.double())], dim=-1)
+    if flip_sin_to_cos:
+        emb = torch.cat([emb[:, half:], emb[:, :half]], dim=-1)
+    if dim % 2 == 1:
+        emb = F.pad(emb, (0, 1))
+    return emb
+
+
+def time_mlp(W, p, x):
+    """embeddings.TimestepEmbedding with act_fn silu: linear_1 → SiLU → linear_2."""
+    return linear(W, p + '.linear_2', F.silu(linear(W, p + '.linear_1', x)))
+
+
+def resnet(W, p, x, temb, groups, eps, output_scale_factor=1.0):
+    """resnet.ResnetBlock2D (time_embedding_norm 'default', no up/down, skip_time_act False)."""
+    h = conv(W, p + '.conv1', F.silu(group_norm(W, p + '.norm1', x, groups, eps)))
+    if temb is not None:
+        h = h + linear(W, p + '.time_emb_proj', F.silu(temb))[:, :, None, None]
+    h = conv(W, p + '.conv2', F.silu(group_norm(W, p + '.norm2', h, groups, eps)))
+    if p + '.conv_shortcut.weight' in W:
+        x = conv(W, p + '.conv_shortcut', x, padding=0)
+    return (x + h) / output_scale_factor
+
+
+def downsample(W, p, x, padding):
+    """downsampling.Downsample2D with use_conv: padding 0 means an asymmetric (right, bottom) zero pad."""
+    if padding == 0:
+        x = F.pad(x, (0, 1, 0, 1))
+    return conv(W, p + '.conv', x, stride=2, padding=padding)
+
+
+def upsample(W, p, x, size=None):
+    """upsampling.Upsample2D with use_conv: nearest to `size` (the skip's size) or to 2×, then a 3×3 conv."""
+    x = F.interpolate(x, size=size, mode='nearest') if size is not None else F.interpolate(x, scale_factor=2.0, mode='nearest')
+    return conv(W, p + '.conv', x)
+
+
+def sdpa(q, k, v, heads):
+    """[B, N, heads·d] projections → softmax(q·kᵀ/√d)·v, heads merged back. upcast_attention and
+    upcast_softmax only change precision in diffusers, so float64 covers them."""
+    B, N, inner = q.shape
+    d = inner // heads
+    split = lambda t: t.reshape(B, t.shape[1], heads, d).transpose(1, 2)
+    w = torch.softmax(split(q) @ split(k).transpose(-1, -2) / math.sqrt(d), dim=-1)
+    return (w @ split(v)).transpose(1, 2).reshape(B, N, inner)
+
+
+def attention(W, p, x, heads, context=None, bias=False):
+    """attention_processor.Attention on [B, N, C] tokens (to_q/k/v, to_out.0)."""
+    ctx = x if context is None else context
+    o = sdpa(linear(W, p + '.to_q', x, bias), linear(W, p + '.to_k', ctx, bias), linear(W, p + '.to_v', ctx, bias), heads)
+    return linear(W, p + '.to_out.0', o)
+
+
+def spatial_attention(W, p, x, heads, groups, eps, rescale=1.0):
+    """attention_processor.Attention as the old AttentionBlock (UNet2DModel, VAE mid block): group norm
+    on the feature map, biased q/k/v, residual connection, divided by rescale_output_factor."""
+    B, C, H, Wd = x.shape
+    h = group_norm(W, p + '.group_norm', x, groups, eps).reshape(B, C, H * Wd).transpose(1, 2)
+    h = attention(W, p, h, heads, bias=True)
+    return (h.transpose(1, 2).reshape(B, C, H, Wd) + x) / rescale
+
+
+def geglu_ff(W, p, x):
+    """attention.FeedForward with activation_fn 'geglu': proj to 2·inner, value·GELU(gate), then net.2."""
+    value, gate = linear(W, p + '.net.0.proj', x).chunk(2, dim=-1)
+    return linear(W, p + '.net.2', value * F.gelu(gate))
+
+
+def basic_transformer_block(W, p, x, context, heads):
+    """attention.BasicTransformerBlock, norm_type 'layer_norm': self-attn, cross-attn, GEGLU feed-forward."""
+    x = x + attention(W, p + '.attn1', layer_norm(W, p + '.norm1', x), heads)
+    x = x + attention(W, p + '.attn2', layer_norm(W, p + '.norm2', x), heads, context=context)
+    return x + geglu_ff(W, p + '.ff', layer_norm(W, p + '.norm3', x))
+
+
+def transformer_2d(W, p, x, context, heads, groups, linear_projection, layers):
+    """transformer_2d.Transformer2DModel for continuous inputs (GroupNorm eps 1e-6, 1×1 conv or linear
+    proj_in/proj_out around the blocks, residual)."""
+    B, C, H, Wd = x.shape
+    h = group_norm(W, p + '.norm', x, groups, 1e-6)
+    if linear_projection:
+        h = linear(W, p + '.proj_in', h.reshape(B, C, H * Wd).transpose(1, 2))
+    else:
+        h = conv(W, p + '.proj_in', h, padding=0)
+        h = h.reshape(B, h.shape[1], H * Wd).transpose(1, 2)
+    for i in range(layers):
+        h = basic_transformer_block(W, f'{p}.transformer_blocks.{i}', h, context, heads)
+    if linear_projection:
+        h = linear(W, p + '.proj_out', h).transpose(1, 2).reshape(B, C, H, Wd)
+    else:
+        h = conv(W, p + '.proj_out', h.transpose(1, 2).reshape(B, h.shape[2], H, Wd), padding=0)
+    return h + x
+
+
+class Weights(dict):
+    """A weight dict that remembers which keys were read, so a model can prove it used them all."""
+
+    def __init__(self, tensors):
+        super().__init__({k: v.double() for k, v in tensors.items()})
+        self.read = set()
+
+    def __getitem__(self, k):
+        self.read.add(k)
+        return super().__getitem__(k)
+
+    def get(self, k, default=None):
+        if k in self:
+            return self[k]
+        return default
+
+    def assert_all_used(self, skip=()):
+        unused = sorted(k for k in set(self) - self.read if not k.startswith(tuple(skip)))
+        if unused:
+            raise ValueError(f'{len(unused)} weights unused by the reference: {unused[:8]}')

@@ -1,0 +1,135 @@
+"""Writes tests/fixtures/variants/<name>/ in the diffusers fixture format, with outputs from the
+float64 reference (not diffusers): random weights from a fixed seed, every parameter non-zero,
+scaled so activations stay O(1).
+
+Usage: python make_variants.py [fixtures_dir]   (fixtures_dir: the real-diffusers fixtures whose
+config.json files are the base configs and against which the reference is validated first)
+"""
+import json
+import math
+import os
+import sys
+import zlib
+
+import torch
+
+import check_specs
+import safetensors_io
+import validate
+from run_case import run
+from weight_specs import SPECS
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, '../../tests/fixtures/variants')
+
+# name → (base fixture whose config.json is overridden, overrides, call, inputs: name → shape or values)
+CASES = {
+    'unet-cond-headlist': ('unet2d-cond', {
+        'block_out_channels': [8, 16, 24], 'norm_num_groups': 8, 'attention_head_dim': [4, 2, 3],
+        'use_linear_projection': True, 'cross_attention_dim': 20, 'flip_sin_to_cos': False, 'freq_shift': 1,
+        'down_block_types': ['CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'DownBlock2D'],
+        'up_block_types': ['UpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D'],
+    }, 'forward', {'sample': [2, 4, 8, 12], 'timestep': [37, 801], 'encoder_hidden_states': [2, 5, 20]}),
+    # Same model, a latent that is not a multiple of 2^(levels-1): diffusers' forward_upsample_size path.
+    'unet-cond-odd': ('unet2d-cond', {
+        'block_out_channels': [8, 16, 24], 'norm_num_groups': 8, 'attention_head_dim': [4, 2, 3],
+        'use_linear_projection': True, 'cross_attention_dim': 20, 'flip_sin_to_cos': False, 'freq_shift': 1,
+        'down_block_types': ['CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'DownBlock2D'],
+        'up_block_types': ['UpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D'],
+    }, 'forward', {'sample': [1, 4, 5, 7], 'timestep': [450], 'encoder_hidden_states': [1, 5, 20]}),
+    'unet-cond-batch3-77x768': ('unet2d-cond', {
+        'block_out_channels': [10, 15], 'norm_num_groups': 5, 'attention_head_dim': [5, 3], 'cross_attention_dim': 768,
+    }, 'forward', {'sample': [3, 4, 6, 6], 'timestep': [999, 500, 1], 'encoder_hidden_states': [3, 77, 768]}),
+    'unet-cond-transformer-layers': ('unet2d-cond', {
+        'block_out_channels': [12, 24], 'norm_num_groups': 4, 'attention_head_dim': 2, 'cross_attention_dim': 16,
+        'transformer_layers_per_block': 2, 'upcast_attention': True, 'mid_block_scale_factor': 1.5,
+    }, 'forward', {'sample': [2, 4, 6, 10], 'timestep': [10, 700], 'encoder_hidden_states': [2, 9, 16]}),
+    # Odd conv_in/conv_out kernels, asymmetric downsample padding, one timestep broadcast over the batch.
+    'unet-cond-kernels': ('unet2d-cond', {
+        'block_out_channels': [8, 16], 'norm_num_groups': 4, 'attention_head_dim': [2, 4], 'cross_attention_dim': 12,
+        'conv_in_kernel': 5, 'conv_out_kernel': 1, 'downsample_padding': 0, 'layers_per_block': 2,
+    }, 'forward', {'sample': [2, 4, 8, 6], 'timestep': [250], 'encoder_hidden_states': [2, 3, 12]}),
+    'unet2d-odd': ('unet2d-classcond', {
+        'block_out_channels': [8, 16, 24], 'norm_num_groups': 8, 'attention_head_dim': 4, 'num_class_embeds': 7,
+        'downsample_padding': 0, 'flip_sin_to_cos': False, 'freq_shift': 1, 'in_channels': 3, 'out_channels': 3,
+        'down_block_types': ['DownBlock2D', 'AttnDownBlock2D', 'AttnDownBlock2D'],
+        'up_block_types': ['AttnUpBlock2D', 'AttnUpBlock2D', 'UpBlock2D'],
+    }, 'forward', {'sample': [3, 3, 12, 20], 'timestep': [3, 333, 998], 'class_labels': [6, 0, 3]}),
+    'vae-decode-odd': ('vae-kl-decode', {
+        'block_out_channels': [8, 16, 24], 'norm_num_groups': 8, 'latent_channels': 3,
+        'down_block_types': ['DownEncoderBlock2D'] * 3, 'up_block_types': ['UpDecoderBlock2D'] * 3,
+    }, 'decode', {'latents': [1, 3, 5, 7]}),
+    'vae-encode-odd': ('vae-kl-encode', {
+        'block_out_channels': [8, 16, 24], 'norm_num_groups': 8, 'latent_channels': 3, 'layers_per_block': 2,
+        'down_block_types': ['DownEncoderBlock2D'] * 3, 'up_block_types': ['UpDecoderBlock2D'] * 3,
+    }, 'encode', {'image': [2, 3, 13, 15]}),
+}
+
+
+def random_weights(spec, gen):
+    """Kaiming-like scale for matrices, small offsets around 1 for norm scales, small biases, all non-zero."""
+    w = {}
+    for name, shape in sorted(spec.items()):
+        r = torch.randn(shape, generator=gen, dtype=torch.float64)
+        if len(shape) > 1:
+            t = r / math.sqrt(math.prod(shape[1:]))
+            if name.endswith('class_embedding.weight'):
+                t = r * 0.5
+        elif 'norm' in name and name.endswith('.weight'):
+            t = 1 + 0.1 * r
+        else:
+            t = 0.1 * r
+        w[name] = torch.where(t == 0, torch.full_like(t, 1e-3), t).float()
+    return w
+
+
+def inputs(spec, gen):
+    io = {}
+    for k, v in spec.items():
+        if k in ('timestep', 'class_labels'):
+            io[k] = torch.tensor(v, dtype=torch.int64)
+        else:
+            io[k] = torch.randn(v, generator=gen, dtype=torch.float64).float()
+    return io
+
+
+def main():
+    fixtures = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, '../../../shared/fixtures')
+    sys.argv = [sys.argv[0], fixtures]
+    if validate.main() != 0:
+        sys.exit('the reference does not match the diffusers fixtures; not generating anything')
+    if check_specs.main(fixtures) != 0:
+        sys.exit('weight_specs does not give the diffusers weight names/shapes; not generating anything')
+    agreement = validate.LAST_WORST
+    for name, (base, overrides, call, io_spec) in CASES.items():
+        # Seeded by name, so adding a case leaves the others byte-identical.
+        gen = torch.Generator().manual_seed(zlib.crc32(name.encode()))
+        with open(os.path.join(fixtures, base, 'config.json')) as f:
+            cfg = {**json.load(f), **overrides}
+        cfg.pop('_diffusers_version', None)
+        folder = os.path.join(OUT, name)
+        os.makedirs(folder, exist_ok=True)
+        weights = random_weights(SPECS[cfg['_class_name']](cfg), gen)
+        io = inputs(io_spec, gen)
+        case = {
+            'class': cfg['_class_name'], 'call': call,
+            'inputs': {k: list(v.shape) for k, v in io.items()},
+            'note': ('made by scripts/reference (float64 torch re-implementation of diffusers v0.25.1), not by diffusers; '
+                     f'that reference reproduces the real-diffusers fixtures to max|err|/max|out| <= {agreement:.1e}'),
+        }
+        with open(os.path.join(folder, 'case.json'), 'w') as f:
+            json.dump(case, f, indent=1)
+        with open(os.path.join(folder, 'config.json'), 'w') as f:
+            json.dump(cfg, f, indent=2, sort_keys=True)
+        out, _ = run(folder, weights=weights, io={k: (v.double() if v.is_floating_point() else v) for k, v in io.items()})
+        case['out'] = list(out.shape)
+        with open(os.path.join(folder, 'case.json'), 'w') as f:
+            json.dump(case, f, indent=1)
+        safetensors_io.write(os.path.join(folder, 'diffusion_pytorch_model.safetensors'), weights)
+        safetensors_io.write(os.path.join(folder, 'io.safetensors'), {**io, 'out': out.float()})
+        size = sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder))
+        print(f'{name}: out {list(out.shape)} max|out| {out.abs().max().item():.2f} std {out.std().item():.2f}, {size / 1024:.0f} KiB')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,166 @@
+"""Forward passes of diffusers v0.25.1's UNet2DConditionModel, UNet2DModel and AutoencoderKL, built
+from config.json (the options Fresco's fixtures use) over a layers.Weights dict."""
+import torch
+import torch.nn.functional as F
+
+from layers import conv, downsample, group_norm, resnet, spatial_attention, time_mlp, timestep_embedding, transformer_2d, upsample
+
+
+def _per_level(v, n):
+    return list(v) if isinstance(v, (list, tuple)) else [v] * n
+
+
+def _refuse(cfg, key, allowed):
+    if cfg.get(key, allowed[0]) not in allowed:
+        raise NotImplementedError(f'{key} = {cfg[key]!r} is not reproduced by this reference')
+
+
+def unet_2d_condition(W, cfg, sample, timestep, context):
+    """UNet2DConditionModel.forward(sample, timestep, encoder_hidden_states).sample."""
+    for key, allowed in [('center_input_sample', [False]), ('class_embed_type', [None]), ('num_class_embeds', [None]),
+                         ('addition_embed_type', [None]), ('encoder_hid_dim', [None]), ('time_embedding_type', ['positional']),
+                         ('resnet_time_scale_shift', ['default']), ('only_cross_attention', [False]), ('dual_cross_attention', [False]),
+                         ('act_fn', ['silu']), ('mid_block_type', ['UNetMidBlock2DCrossAttn']), ('resnet_out_scale_factor', [1.0]),
+                         ('time_embedding_dim', [None]), ('reverse_transformer_layers_per_block', [None])]:
+        _refuse(cfg, key, allowed)
+    ch = cfg['block_out_channels']
+    n = len(ch)
+    groups, eps = cfg.get('norm_num_groups', 32), cfg.get('norm_eps', 1e-5)
+    layers = cfg.get('layers_per_block', 2)
+    # Legacy naming: without num_attention_heads, attention_head_dim is the number of heads per level.
+    heads = _per_level(cfg.get('num_attention_heads') or cfg.get('attention_head_dim', 8), n)
+    tlayers = _per_level(cfg.get('transformer_layers_per_block', 1), n)
+    lin = cfg.get('use_linear_projection', False)
+    mid_scale = cfg.get('mid_block_scale_factor', 1)
+
+    B = sample.shape[0]
+    t = timestep.expand(B) if timestep.numel() == 1 else timestep
+    temb = time_mlp(W, 'time_embedding', timestep_embedding(t, ch[0], cfg.get('flip_sin_to_cos', True), cfg.get('freq_shift', 0)))
+
+    h = conv(W, 'conv_in', sample)
+    skips = [h]
+    for i, kind in enumerate(cfg['down_block_types']):
+        p = f'down_blocks.{i}'
+        for j in range(layers):
+            h = resnet(W, f'{p}.resnets.{j}', h, temb, groups, eps)
+            if kind == 'CrossAttnDownBlock2D':
+                h = transformer_2d(W, f'{p}.attentions.{j}', h, context, heads[i], groups, lin, tlayers[i])
+            skips.append(h)
+        if i < n - 1:
+            h = downsample(W, f'{p}.downsamplers.0', h, cfg.get('downsample_padding', 1))
+            skips.append(h)
+
+    h = resnet(W, 'mid_block.resnets.0', h, temb, groups, eps, mid_scale)
+    h = transformer_2d(W, 'mid_block.attentions.0', h, context, heads[-1], groups, lin, tlayers[-1])
+    h = resnet(W, 'mid_block.resnets.1', h, temb, groups, eps, mid_scale)
+
+    # forward_upsample_size: when H or W is not a multiple of 2^upsamplers, each upsampler
+    # interpolates to the size of the skip it will be concatenated with instead of doubling.
+    factor = 2 ** (n - 1)
+    to_skip_size = any(s % factor != 0 for s in sample.shape[-2:])
+    rev_heads, rev_tlayers = heads[::-1], tlayers[::-1]
+    for i, kind in enumerate(cfg['up_block_types']):
+        p = f'up_blocks.{i}'
+        for j in range(layers + 1):
+            h = resnet(W, f'{p}.resnets.{j}', torch.cat([h, skips.pop()], dim=1), temb, groups, eps)
+            if kind == 'CrossAttnUpBlock2D':
+                h = transformer_2d(W, f'{p}.attentions.{j}', h, context, rev_heads[i], groups, lin, rev_tlayers[i])
+        if i < n - 1:
+            h = upsample(W, f'{p}.upsamplers.0', h, tuple(skips[-1].shape[2:]) if to_skip_size else None)
+    assert not skips
+    h = F.silu(group_norm(W, 'conv_norm_out', h, groups, eps))
+    return conv(W, 'conv_out', h)
+
+
+def unet_2d(W, cfg, sample, timestep, class_labels=None):
+    """UNet2DModel.forward(sample, timestep, class_labels).sample (positional time embedding, conv
+    up/down sampling, no skip blocks). It has no forward_upsample_size: H and W must divide by 2^levels-1."""
+    for key, allowed in [('center_input_sample', [False]), ('class_embed_type', [None]), ('time_embedding_type', ['positional']),
+                         ('resnet_time_scale_shift', ['default']), ('act_fn', ['silu']), ('downsample_type', ['conv']),
+                         ('upsample_type', ['conv']), ('add_attention', [True])]:
+        _refuse(cfg, key, allowed)
+    ch = cfg['block_out_channels']
+    n = len(ch)
+    groups, eps = cfg.get('norm_num_groups', 32), cfg.get('norm_eps', 1e-5)
+    layers = cfg.get('layers_per_block', 2)
+    head_dim = cfg.get('attention_head_dim', 8)
+    mid_scale = cfg.get('mid_block_scale_factor', 1)
+
+    B = sample.shape[0]
+    t = timestep.expand(B) if timestep.numel() == 1 else timestep
+    temb = time_mlp(W, 'time_embedding', timestep_embedding(t, ch[0], cfg.get('flip_sin_to_cos', True), cfg.get('freq_shift', 0)))
+    if cfg.get('num_class_embeds') is not None:
+        temb = temb + W['class_embedding.weight'][class_labels]
+
+    def attn(p, x, c):
+        # heads = channels // attention_head_dim, where a null attention_head_dim means one head.
+        return spatial_attention(W, p, x, c // (head_dim or c), groups, eps)
+
+    h = conv(W, 'conv_in', sample)
+    skips = [h]
+    for i, kind in enumerate(cfg['down_block_types']):
+        p = f'down_blocks.{i}'
+        for j in range(layers):
+            h = resnet(W, f'{p}.resnets.{j}', h, temb, groups, eps)
+            if kind == 'AttnDownBlock2D':
+                h = attn(f'{p}.attentions.{j}', h, ch[i])
+            skips.append(h)
+        if i < n - 1:
+            h = downsample(W, f'{p}.downsamplers.0', h, cfg.get('downsample_padding', 1))
+            skips.append(h)
+
+    mid_groups = cfg.get('attn_norm_num_groups') or groups
+    h = resnet(W, 'mid_block.resnets.0', h, temb, groups, eps, mid_scale)
+    h = spatial_attention(W, 'mid_block.attentions.0', h, ch[-1] // (head_dim or ch[-1]), mid_groups, eps, mid_scale)
+    h = resnet(W, 'mid_block.resnets.1', h, temb, groups, eps, mid_scale)
+
+    rev = ch[::-1]
+    for i, kind in enumerate(cfg['up_block_types']):
+        p = f'up_blocks.{i}'
+        for j in range(layers + 1):
+            h = resnet(W, f'{p}.resnets.{j}', torch.cat([h, skips.pop()], dim=1), temb, groups, eps)
+            if kind == 'AttnUpBlock2D':
+                h = attn(f'{p}.attentions.{j}', h, rev[i])
+        if i < n - 1:
+            h = upsample(W, f'{p}.upsamplers.0', h)
+    assert not skips
+    h = F.silu(group_norm(W, 'conv_norm_out', h, groups, eps))
+    return conv(W, 'conv_out', h)
+
+
+def _vae_mid(W, p, h, groups):
+    # UNetMidBlock2D with temb None, eps 1e-6 and one attention head over all channels.
+    h = resnet(W, f'{p}.resnets.0', h, None, groups, 1e-6)
+    h = spatial_attention(W, f'{p}.attentions.0', h, 1, groups, 1e-6)
+    return resnet(W, f'{p}.resnets.1', h, None, groups, 1e-6)
+
+
+def vae_encode_mean(W, cfg, image):
+    """AutoencoderKL.encode(image).latent_dist.mean."""
+    ch, groups, layers = cfg['block_out_channels'], cfg.get('norm_num_groups', 32), cfg.get('layers_per_block', 1)
+    h = conv(W, 'encoder.conv_in', image)
+    for i in range(len(ch)):
+        p = f'encoder.down_blocks.{i}'
+        for j in range(layers):
+            h = resnet(W, f'{p}.resnets.{j}', h, None, groups, 1e-6)
+        if i < len(ch) - 1:
+            h = downsample(W, f'{p}.downsamplers.0', h, 0)
+    h = _vae_mid(W, 'encoder.mid_block', h, groups)
+    h = conv(W, 'encoder.conv_out', F.silu(group_norm(W, 'encoder.conv_norm_out', h, groups, 1e-6)))
+    moments = conv(W, 'quant_conv', h, padding=0)
+    return moments[:, :cfg.get('latent_channels', 4)]
+
+
+def vae_decode(W, cfg, latents):
+    """AutoencoderKL.decode(latents).sample (no scaling_factor applied, as diffusers' decode does not)."""
+    ch, groups, layers = cfg['block_out_channels'], cfg.get('norm_num_groups', 32), cfg.get('layers_per_block', 1)
+    h = conv(W, 'post_quant_conv', latents, padding=0)
+    h = conv(W, 'decoder.conv_in', h)
+    h = _vae_mid(W, 'decoder.mid_block', h, groups)
+    for i in range(len(ch)):
+        p = f'decoder.up_blocks.{i}'
+        for j in range(layers + 1):
+            h = resnet(W, f'{p}.resnets.{j}', h, None, groups, 1e-6)
+        if i < len(ch) - 1:
+            h = upsample(W, f'{p}.upsamplers.0', h)
+    return conv(W, 'decoder.conv_out', F.silu(group_norm(W, 'decoder.conv_norm_out', h, groups, 1e-6)))

@@ -1,0 +1,129 @@
+"""The weight names and shapes diffusers v0.25.1 creates for a config (the classes models.py runs),
+so that random weights can be made for configs no diffusers fixture covers."""
+
+
+def _conv(p, cout, cin, k=3):
+    return {f'{p}.weight': (cout, cin, k, k), f'{p}.bias': (cout,)}
+
+
+def _lin(p, cout, cin, bias=True):
+    return {f'{p}.weight': (cout, cin), **({f'{p}.bias': (cout,)} if bias else {})}
+
+
+def _norm(p, c):
+    return {f'{p}.weight': (c,), f'{p}.bias': (c,)}
+
+
+def _resnet(p, cin, cout, temb):
+    s = {**_norm(f'{p}.norm1', cin), **_conv(f'{p}.conv1', cout, cin), **_norm(f'{p}.norm2', cout), **_conv(f'{p}.conv2', cout, cout)}
+    if temb:
+        s.update(_lin(f'{p}.time_emb_proj', cout, temb))
+    if cin != cout:
+        s.update(_conv(f'{p}.conv_shortcut', cout, cin, 1))
+    return s
+
+
+def _spatial_attention(p, c):
+    s = _norm(f'{p}.group_norm', c)
+    for name in ['to_q', 'to_k', 'to_v', 'to_out.0']:
+        s.update(_lin(f'{p}.{name}', c, c))
+    return s
+
+
+def _transformer(p, c, ctx, linear_projection, layers):
+    # inner_dim = heads · (c // heads) = c for the head counts used here.
+    proj = (lambda q, o, i: _lin(q, o, i)) if linear_projection else (lambda q, o, i: _conv(q, o, i, 1))
+    s = {**_norm(f'{p}.norm', c), **proj(f'{p}.proj_in', c, c), **proj(f'{p}.proj_out', c, c)}
+    for i in range(layers):
+        b = f'{p}.transformer_blocks.{i}'
+        for n in ['norm1', 'norm2', 'norm3']:
+            s.update(_norm(f'{b}.{n}', c))
+        for a, kv in [('attn1', c), ('attn2', ctx)]:
+            s.update(_lin(f'{b}.{a}.to_q', c, c, False))
+            s.update(_lin(f'{b}.{a}.to_k', c, kv, False))
+            s.update(_lin(f'{b}.{a}.to_v', c, kv, False))
+            s.update(_lin(f'{b}.{a}.to_out.0', c, c))
+        s.update(_lin(f'{b}.ff.net.0.proj', 8 * c, c))
+        s.update(_lin(f'{b}.ff.net.2', c, 4 * c))
+    return s
+
+
+def _unet(cfg, cross):
+    """UNet2DConditionModel when cross is True, UNet2DModel otherwise."""
+    ch, n, layers = cfg['block_out_channels'], len(cfg['block_out_channels']), cfg['layers_per_block']
+    temb = 4 * ch[0]
+    tl = cfg.get('transformer_layers_per_block', 1)
+    tl = tl if isinstance(tl, list) else [tl] * n
+
+    def block_attn(p, kind, c, level):
+        if 'Attn' not in kind:
+            return {}
+        return _transformer(p, c, cfg['cross_attention_dim'], cfg.get('use_linear_projection', False), tl[level]) if cross else _spatial_attention(p, c)
+
+    s = {**_lin('time_embedding.linear_1', temb, ch[0]), **_lin('time_embedding.linear_2', temb, temb), **_conv('conv_in', ch[0], cfg['in_channels'], cfg.get('conv_in_kernel', 3))}
+    if not cross and cfg.get('num_class_embeds') is not None:
+        s['class_embedding.weight'] = (cfg['num_class_embeds'], temb)
+    out = ch[0]
+    for i, kind in enumerate(cfg['down_block_types']):
+        cin, out = out, ch[i]
+        for j in range(layers):
+            s.update(_resnet(f'down_blocks.{i}.resnets.{j}', cin if j == 0 else out, out, temb))
+            s.update(block_attn(f'down_blocks.{i}.attentions.{j}', kind, out, i))
+        if i < n - 1:
+            s.update(_conv(f'down_blocks.{i}.downsamplers.0.conv', out, out))
+    s.update(_resnet('mid_block.resnets.0', ch[-1], ch[-1], temb))
+    s.update(block_attn('mid_block.attentions.0', 'Attn', ch[-1], n - 1))
+    s.update(_resnet('mid_block.resnets.1', ch[-1], ch[-1], temb))
+    rev = ch[::-1]
+    for i, kind in enumerate(cfg['up_block_types']):
+        prev, out, skip_in = rev[max(i - 1, 0)], rev[i], rev[min(i + 1, n - 1)]
+        for j in range(layers + 1):
+            cin = (prev if j == 0 else out) + (skip_in if j == layers else out)
+            s.update(_resnet(f'up_blocks.{i}.resnets.{j}', cin, out, temb))
+            s.update(block_attn(f'up_blocks.{i}.attentions.{j}', kind, out, n - 1 - i))
+        if i < n - 1:
+            s.update(_conv(f'up_blocks.{i}.upsamplers.0.conv', out, out))
+    s.update({**_norm('conv_norm_out', ch[0]), **_conv('conv_out', cfg['out_channels'], ch[0], cfg.get('conv_out_kernel', 3))})
+    return s
+
+
+def unet_2d_condition(cfg):
+    return _unet(cfg, True)
+
+
+def unet_2d(cfg):
+    return _unet(cfg, False)
+
+
+def autoencoder_kl(cfg):
+    ch, layers, lat = cfg['block_out_channels'], cfg['layers_per_block'], cfg['latent_channels']
+    n = len(ch)
+
+    def mid(p, c):
+        return {**_resnet(f'{p}.resnets.0', c, c, 0), **_spatial_attention(f'{p}.attentions.0', c), **_resnet(f'{p}.resnets.1', c, c, 0)}
+
+    s = _conv('encoder.conv_in', ch[0], cfg['in_channels'])
+    out = ch[0]
+    for i in range(n):
+        cin, out = out, ch[i]
+        for j in range(layers):
+            s.update(_resnet(f'encoder.down_blocks.{i}.resnets.{j}', cin if j == 0 else out, out, 0))
+        if i < n - 1:
+            s.update(_conv(f'encoder.down_blocks.{i}.downsamplers.0.conv', out, out))
+    s.update(mid('encoder.mid_block', ch[-1]))
+    s.update({**_norm('encoder.conv_norm_out', ch[-1]), **_conv('encoder.conv_out', 2 * lat, ch[-1])})
+    s.update({**_conv('quant_conv', 2 * lat, 2 * lat, 1), **_conv('post_quant_conv', lat, lat, 1)})
+    s.update(_conv('decoder.conv_in', ch[-1], lat))
+    s.update(mid('decoder.mid_block', ch[-1]))
+    rev = ch[::-1]
+    for i in range(n):
+        prev, out = rev[max(i - 1, 0)], rev[i]
+        for j in range(layers + 1):
+            s.update(_resnet(f'decoder.up_blocks.{i}.resnets.{j}', prev if j == 0 else out, out, 0))
+        if i < n - 1:
+            s.update(_conv(f'decoder.up_blocks.{i}.upsamplers.0.conv', out, out))
+    s.update({**_norm('decoder.conv_norm_out', ch[0]), **_conv('decoder.conv_out', cfg['out_channels'], ch[0])})
+    return s
+
+
+SPECS = {'UNet2DConditionModel': unet_2d_condition, 'UNet2DModel': unet_2d, 'AutoencoderKL': autoencoder_kl}

@@ -1,0 +1,34 @@
+// f32 <-> f16 conversion at model boundaries (shaders/cast.wgsl), and host uploads and readbacks
+// of tensors in either storage type.
+import type { Runtime } from '../gpu/runtime.ts';
+import { fold1d, type Graph } from '../graph/graph.ts';
+import { bytesFor, dtypeOf, numel, type DType, type Tensor } from '../graph/tensor.ts';
+import { fromF16Array, toF16Array } from '../io/f16.ts';
+
+const WG = 256;
+
+/**
+ * x converted to `dtype`, or x itself when it already is (the caller then must not release the
+ * result separately from x).
+ */
+export function castTo(g: Graph, label: string, x: Tensor, dtype: DType): Tensor {
+  if (dtypeOf(x) === dtype) return x;
+  const out = g.alloc(x.shape, label, dtype);
+  const n = numel(x.shape);
+  g.dispatch(label, { shader: 'cast', params: { F16: true, TO_F16: dtype === 'f16' } }, { a: x, out }, { n }, n === 0 ? [0] : fold1d(Math.ceil(n / WG)));
+  return out;
+}
+
+/** Host f32 values uploaded as a tensor stored in `dtype` (f16 rounds to nearest even). */
+export function uploadTensor(rt: Runtime, data: Float32Array, shape: readonly number[], label: string, dtype: DType = 'f32'): Tensor {
+  const host = dtype === 'f16' ? new Uint32Array(toF16Array(data).buffer) : data;
+  return { buffer: rt.upload(host, label), shape: [...shape], label, dtype };
+}
+
+/** Reads a tensor back as f32 values, whatever its storage type. */
+export async function readTensor(rt: Runtime, t: Tensor): Promise<Float32Array> {
+  const n = numel(t.shape);
+  if (dtypeOf(t) === 'f32') return rt.read(t.buffer, n * 4);
+  const words = await rt.read(t.buffer, bytesFor(n, 'f16'));
+  return fromF16Array(new Uint16Array(words.buffer, words.byteOffset, words.byteLength / 2), n);
+}

@@ -1,0 +1,159 @@
+// Activations too large for one storage binding, held as channel chunks. WebGPU's default
+// maxStorageBufferBindingSize is 128 MiB, and a Stable Diffusion VAE decode at 512×512 holds
+// 256 channels × 512² f32 = 256 MiB at its last upsampler. In NCHW every op of the VAE's
+// high-resolution levels is local to a channel range except the conv's sum over input channels,
+// which becomes a sum over input chunks carried through the GEMM's residual epilogue. Chunks
+// start at multiples of the group-norm group size, so every group lies in one chunk and group
+// norm runs on each chunk unchanged. A tensor that fits one binding is one chunk, and then every
+// op here is exactly the plain kernel call.
+import type { PlanLimits, Runtime } from '../gpu/runtime.ts';
+import { GpuError } from '../gpu/runtime.ts';
+import type { Graph } from '../graph/graph.ts';
+import { bytesFor, elementBytes, shapeStr, type DType, type Tensor } from '../graph/tensor.ts';
+import { conv2d, conv2dGeometry, type Conv2dOptions } from '../kernels/gemm.ts';
+import { groupNorm, type GroupNormOptions } from '../kernels/group_norm.ts';
+
+/** A [B, C, H, W] activation as parts [B, c_i, H, W] covering channels [starts[i], starts[i] + c_i). */
+export interface Split {
+  parts: Tensor[];
+  starts: number[];
+  shape: readonly [number, number, number, number];
+}
+
+export function single(t: Tensor): Split {
+  if (t.shape.length !== 4) throw new GpuError(`${t.label}: ${shapeStr(t.shape)} is not NCHW`);
+  return { parts: [t], starts: [0], shape: t.shape as [number, number, number, number] };
+}
+
+/** The one tensor of a one-part split (for ops that need the whole tensor, such as attention). */
+export function whole(s: Split, what: string): Tensor {
+  if (s.parts.length !== 1) throw new GpuError(`${what}: [${s.shape.join(', ')}] is split in ${s.parts.length} parts to fit the binding limit, and this op needs it whole`);
+  return s.parts[0]!;
+}
+
+export function releaseSplit(g: Graph, ...ss: Split[]): void {
+  for (const s of ss) g.release(...s.parts);
+}
+
+/**
+ * Channel starts for a [B, C, H, W] tensor: as few chunks as fit `limits.binding`, as even as the
+ * group size allows. A function of the shape alone, so a residual and the output it is added to
+ * are always chunked alike.
+ */
+export function chunkStarts(shape: readonly number[], dtype: DType, limits: PlanLimits, groups: number): number[] {
+  const [B, C, H, W] = shape as [number, number, number, number];
+  const perChannel = bytesFor(B * H * W, dtype);
+  if (C * perChannel <= limits.binding) return [0];
+  let align = C / groups;
+  // f16 slices are copied in whole 4-byte words, so chunks start at even channels.
+  if (dtype === 'f16' && align % 2 === 1) align *= 2;
+  const maxChannels = Math.floor(limits.binding / perChannel / align) * align;
+  if (maxChannels < align) {
+    throw new GpuError(`${shapeStr(shape)}: one group of ${align} channels needs ${align * perChannel} bytes, over the binding limit ${limits.binding}; use fewer images or a smaller size per call`);
+  }
+  const n = Math.ceil(C / maxChannels);
+  const size = Math.ceil(C / align / n) * align;
+  const starts: number[] = [];
+  for (let c = 0; c < C; c += size) starts.push(c);
+  return starts;
+}
+
+function ends(starts: number[], C: number): number[] {
+  return starts.map((s, i) => starts[i + 1] ?? C).map((e, i) => e - starts[i]!);
+}
+
+/**
+ * Sub-tensors of weights for chunked convs and norms, copied once on the GPU and kept with the
+ * model (a slice of input channels is not contiguous in [Cout, Cin, kh, kw]).
+ */
+export class WeightSlices {
+  private readonly cache = new WeakMap<Tensor, Map<string, Tensor>>();
+
+  constructor(private readonly rt: Runtime, private readonly own: (b: GPUBuffer) => void) {}
+
+  /** weight[o0:o1, i0:i1] of a [Cout, Cin, ...] tensor (bias: [Cout] with i0 = 0, i1 = 1). */
+  slice(w: Tensor, o0: number, o1: number, i0 = 0, i1 = w.shape[1] ?? 1): Tensor {
+    const [Cout, Cin = 1, ...rest] = w.shape as number[];
+    if (o0 === 0 && o1 === Cout && i0 === 0 && i1 === Cin) return w;
+    const key = `${o0}:${o1},${i0}:${i1}`;
+    let m = this.cache.get(w);
+    if (!m) this.cache.set(w, (m = new Map()));
+    const hit = m.get(key);
+    if (hit) return hit;
+    const inner = rest.reduce((a, b) => a * b, 1);
+    const elem = elementBytes(w.dtype);
+    const rowBytes = (i1 - i0) * inner * elem;
+    const label = `${w.label}[${o0}:${o1}, ${i0}:${i1}]`;
+    if (rowBytes % 4 !== 0 || (i0 * inner * elem) % 4 !== 0) throw new GpuError(`${label}: slice rows of ${rowBytes} bytes are not whole 4-byte words`);
+    const buffer = this.rt.createBuffer((o1 - o0) * rowBytes, label);
+    this.own(buffer);
+    const enc = this.rt.device.createCommandEncoder({ label });
+    const base = w.offset ?? 0;
+    if (i0 === 0 && i1 === Cin) {
+      enc.copyBufferToBuffer(w.buffer, base + o0 * rowBytes, buffer, 0, (o1 - o0) * rowBytes);
+    } else {
+      const stride = Cin * inner * elem;
+      for (let o = o0; o < o1; o++) enc.copyBufferToBuffer(w.buffer, base + o * stride + i0 * inner * elem, buffer, (o - o0) * rowBytes, rowBytes);
+    }
+    this.rt.watch(`slicing ${label}`, () => this.rt.device.queue.submit([enc.finish()]));
+    const t: Tensor = { buffer, shape: [o1 - o0, i1 - i0, ...rest].slice(0, w.shape.length), label, ...(w.dtype ? { dtype: w.dtype } : {}) };
+    m.set(key, t);
+    return t;
+  }
+}
+
+export interface SplitConvOptions extends Omit<Conv2dOptions, 'residual'> {
+  /** Chunked like the output (the same shape and groups give the same chunks). */
+  residual?: Split;
+  /** Group count of the norm that will read the output: chunks start at its group boundaries. */
+  groups: number;
+}
+
+/**
+ * conv2d over chunks: each output chunk sums its input chunks in order, the first with the bias
+ * and residual, the last with the scale and activation, so the epilogue is applied exactly once.
+ */
+export function splitConv(g: Graph, slices: WeightSlices, label: string, x: Split, conv: { weight: Tensor; bias: Tensor }, o: SplitConvOptions): Split {
+  const { groups, residual, temb, ...rest } = o;
+  const { scale, silu, relu, ...geometry } = rest;
+  const [Cout] = conv.weight.shape as [number];
+  const { Hout, Wout } = conv2dGeometry(x.shape, conv.weight.shape, geometry);
+  const outShape = [x.shape[0], Cout, Hout, Wout] as const;
+  const starts = chunkStarts(outShape, x.parts[0]!.dtype ?? 'f32', g.limits, groups);
+  if (residual && residual.starts.join() !== starts.join()) throw new GpuError(`${label}: residual chunks [${residual.starts}] differ from the output's [${starts}]`);
+  // [B, Cout] rows cannot be cut into channel chunks without a copy; the U-Nets never need it.
+  if (temb && starts.length > 1) throw new GpuError(`${label}: a time embedding cannot be added to an output split in ${starts.length} chunks`);
+  const inSizes = ends(x.starts, x.shape[1]);
+  const parts = ends(starts, Cout).map((oc, k) => {
+    const o0 = starts[k]!;
+    let acc: Tensor | null = null;
+    x.parts.forEach((part, j) => {
+      const i0 = x.starts[j]!;
+      const last = j === x.parts.length - 1;
+      const y: Tensor = conv2d(g, x.parts.length > 1 || starts.length > 1 ? `${label}[${k},${j}]` : label, part, slices.slice(conv.weight, o0, o0 + oc, i0, i0 + inSizes[j]!), {
+        ...geometry,
+        ...(j === 0 ? { bias: slices.slice(conv.bias, o0, o0 + oc), ...(temb ? { temb } : {}) } : {}),
+        ...(acc ? { residual: acc } : residual ? { residual: residual.parts[k]! } : {}),
+        ...(last ? { scale, silu, relu } : {}),
+      });
+      if (acc) g.release(acc);
+      acc = y;
+    });
+    return acc!;
+  });
+  return { parts, starts, shape: outShape };
+}
+
+/** GroupNorm per chunk: each chunk holds whole groups (see chunkStarts). */
+export function splitGroupNorm(g: Graph, slices: WeightSlices, label: string, x: Split, norm: { weight: Tensor; bias: Tensor }, o: GroupNormOptions): Split {
+  const C = x.shape[1];
+  if (o.scaleShift && x.parts.length > 1) throw new GpuError(`${label}: scale/shift cannot be applied to an input split in ${x.parts.length} chunks`);
+  const groupSize = C / o.groups;
+  const parts = x.parts.map((part, k) => {
+    const c0 = x.starts[k]!;
+    const c = part.shape[1]!;
+    if (c0 % groupSize !== 0 || c % groupSize !== 0) throw new GpuError(`${label}: chunk [${c0}, ${c0 + c}) splits a group of ${groupSize} channels`);
+    return groupNorm(g, x.parts.length > 1 ? `${label}[${k}]` : label, part, slices.slice(norm.weight, c0, c0 + c), slices.slice(norm.bias, c0, c0 + c), { ...o, groups: c / groupSize });
+  });
+  return { parts, starts: x.starts, shape: x.shape };
+}

@@ -1,0 +1,116 @@
+// Chunked convs and norms (src/models/channel_split.ts) give the same tensors as the plain kernels,
+// with the plan's binding limit lowered so small shapes split into several chunks.
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Runtime } from '../../src/gpu/runtime.ts';
+import { Graph } from '../../src/graph/graph.ts';
+import type { Tensor } from '../../src/graph/tensor.ts';
+import { conv2d } from '../../src/kernels/gemm.ts';
+import { groupNorm } from '../../src/kernels/group_norm.ts';
+import { chunkStarts, single, splitConv, splitGroupNorm, WeightSlices, type Split } from '../../src/models/channel_split.ts';
+import { compare } from '../helpers/compare.ts';
+import { input, randn, runtime } from '../helpers/gpu.ts';
+
+const saved: { rt: Runtime; limits: Runtime['planLimits'] }[] = [];
+afterEach(() => {
+  for (const s of saved.splice(0)) s.rt.planLimits = s.limits;
+});
+
+async function lowLimits(binding: number): Promise<Runtime> {
+  const rt = await runtime();
+  saved.push({ rt, limits: rt.planLimits });
+  rt.planLimits = { binding, buffer: rt.planLimits.buffer };
+  return rt;
+}
+
+/** Runs the graph and reads every tensor in `outs` (a split is reassembled into NCHW order). */
+async function run(rt: Runtime, g: Graph, outs: (Tensor | Split)[]): Promise<Float32Array[]> {
+  g.finalize();
+  const enc = rt.device.createCommandEncoder();
+  g.record(enc);
+  rt.device.queue.submit([enc.finish()]);
+  await rt.assertHealthy();
+  const result: Float32Array[] = [];
+  for (const o of outs) {
+    if ('buffer' in o) {
+      result.push(await rt.read(o.buffer, o.shape.reduce((a, b) => a * b, 1) * 4));
+      continue;
+    }
+    const [B, C, H, W] = o.shape;
+    const full = new Float32Array(B * C * H * W);
+    for (let k = 0; k < o.parts.length; k++) {
+      const p = o.parts[k]!;
+      const c = p.shape[1]!;
+      const data = await rt.read(p.buffer, B * c * H * W * 4);
+      for (let b = 0; b < B; b++) full.set(data.subarray(b * c * H * W, (b + 1) * c * H * W), (b * C + o.starts[k]!) * H * W);
+    }
+    result.push(full);
+  }
+  g.destroy();
+  return result;
+}
+
+function expectClose(got: Float32Array, ref: Float32Array, what: string): void {
+  const c = compare(got, ref, 1e-5, 1e-5);
+  console.log(`${what}: max|err| ${c.maxAbsErr.toExponential(2)} (max|ref| ${c.maxAbsRef.toFixed(2)})`);
+  expect(c.ok, c.report).toBe(true);
+}
+
+describe('channel chunks', () => {
+  it('chunks hold whole groups, cover the channels in order and fit the binding', () => {
+    const limits = { binding: 4096, buffer: 1 << 20 };
+    // 24 channels of 2·8·8 f32 = 512 bytes each: 8 fit, but chunks hold whole 3-channel groups.
+    expect(chunkStarts([2, 24, 8, 8], 'f32', limits, 8)).toEqual([0, 6, 12, 18]);
+    expect(chunkStarts([2, 24, 8, 8], 'f32', { ...limits, binding: 24 * 512 }, 8)).toEqual([0]);
+    // 20 channels in groups of 2, at most 8 per chunk: three chunks.
+    expect(chunkStarts([2, 20, 8, 8], 'f32', limits, 10)).toEqual([0, 8, 16]);
+    expect(() => chunkStarts([2, 32, 8, 8], 'f32', limits, 2)).toThrow(/one group of 16 channels/);
+  });
+
+  it('a chunked resnet-style sequence (norm+SiLU, 3x3 conv, residual, upsample, stride) equals the plain kernels', async () => {
+    const rt = await runtime();
+    const [B, C, H, W] = [2, 8, 12, 12];
+    const x = input(rt, randn(B * C * H * W, 1), [B, C, H, W], 'x');
+    const gamma = input(rt, randn(C, 2, 0.5).map((v) => v + 1), [C], 'gamma');
+    const beta = input(rt, randn(C, 3, 0.5), [C], 'beta');
+    const Cout = 16;
+    const w1 = input(rt, randn(Cout * C * 9, 4, 0.2), [Cout, C, 3, 3], 'w1');
+    const b1 = input(rt, randn(Cout, 5, 0.2), [Cout], 'b1');
+    const ws = input(rt, randn(Cout * C, 6, 0.3), [Cout, C, 1, 1], 'ws');
+    const bs = input(rt, randn(Cout, 7, 0.2), [Cout], 'bs');
+    const wu = input(rt, randn(Cout * Cout * 9, 8, 0.2), [Cout, Cout, 3, 3], 'wu');
+    const bu = input(rt, randn(Cout, 9, 0.2), [Cout], 'bu');
+    const wd = input(rt, randn(4 * Cout * 9, 10, 0.2), [4, Cout, 3, 3], 'wd');
+    const bd = input(rt, randn(4, 11, 0.2), [4], 'bd');
+    const norm = { weight: gamma, bias: beta };
+    const owned: GPUBuffer[] = [];
+    const slices = new WeightSlices(rt, (b) => owned.push(b));
+
+    const plain = new Graph(rt, 'plain');
+    const n = groupNorm(plain, 'n', x, gamma, beta, { groups: 4, eps: 1e-6, silu: true });
+    const s = conv2d(plain, 's', x, ws, { bias: bs });
+    const h = conv2d(plain, 'c1', n, w1, { bias: b1, padding: 1, residual: s, scale: 0.5 });
+    const u = conv2d(plain, 'up', h, wu, { bias: bu, padding: 1, upsample: true, silu: true });
+    const d = conv2d(plain, 'down', u, wd, { bias: bd, stride: 2, padding: [0, 0, 1, 1] });
+    const [nRef, hRef, uRef, dRef] = await run(rt, plain, [n, h, u, d]);
+
+    // 10 KiB bindings: x (2·8·12·12 floats) and every weight slice fit; 16 channels at 12×12 take
+    // 2 chunks, at 24×24 eight (2 channels each, so the norm after it must have 2-channel groups).
+    await lowLimits(10240);
+    const g = new Graph(rt, 'split');
+    const ns = splitGroupNorm(g, slices, 'n', single(x), norm, { groups: 4, eps: 1e-6, silu: true });
+    const ss = splitConv(g, slices, 's', single(x), { weight: ws, bias: bs }, { groups: 4 });
+    const hs = splitConv(g, slices, 'c1', ns, { weight: w1, bias: b1 }, { groups: 4, padding: 1, residual: ss, scale: 0.5 });
+    const us = splitConv(g, slices, 'up', hs, { weight: wu, bias: bu }, { groups: 8, padding: 1, upsample: true, silu: true });
+    const ds = splitConv(g, slices, 'down', us, { weight: wd, bias: bd }, { groups: 2, stride: 2, padding: [0, 0, 1, 1] });
+    expect(hs.parts.length).toBe(2);
+    expect(us.parts.length).toBe(8);
+    expect(ds.parts.length).toBe(1);
+    const [nGot, hGot, uGot, dGot] = await run(rt, g, [ns, hs, us, ds]);
+    expect(g.stats.maxBindingBytes).toBeLessThanOrEqual(10240);
+    expectClose(nGot!, nRef!, 'norm');
+    expectClose(hGot!, hRef!, 'conv + residual + scale');
+    expectClose(uGot!, uRef!, 'upsample conv + silu');
+    expectClose(dGot!, dRef!, 'strided conv over chunks');
+    for (const b of owned) rt.destroyBuffer(b);
+  });
+});
