@@ -117,7 +117,7 @@ async function generate(argv: string[]): Promise<void> {
     await writeFileNoClobber(args.out, encodePng(img.width, img.height, img.channels, img.pixels), args.force);
     const mean = result.stepMs.reduce((a, b) => a + b, 0) / result.stepMs.length;
     console.error(`wrote ${args.out} (${img.width}x${img.height})`);
-    console.error(`adapter ${gpu.adapterName}; ${mean.toFixed(1)} ms/step (batch ${batch.length}${guidance > 1 ? ' ×2 for guidance' : ''}); total ${(result.totalMs / 1000).toFixed(2)} s`);
+    console.error(`adapter ${gpu.adapterName}; ${mean.toFixed(1)} ms/step (batch ${batch.length}${guidance > 1 ? ' ×2 for guidance' : ''}); total ${(result.totalMs / 1000).toFixed(2)} s; peak GPU memory ${(result.peakBytes / 2 ** 20).toFixed(1)} MiB`);
   } finally {
     model.destroy();
   }

@@ -41,8 +41,12 @@ export class Graph {
   private arena: GPUBuffer | null = null;
   private released = new WeakSet<Tensor>();
   private views = new WeakSet<Tensor>();
-  /** The largest binding and buffer this graph planned, to prove a plan fits its limits. */
-  readonly stats = { maxBindingBytes: 0, maxBufferBytes: 0 };
+  /**
+   * The largest binding and buffer this graph planned (to prove a plan fits its limits), the
+   * bytes of every tensor it allocated, and the bytes of the buffers that held them after
+   * lifetime aliasing.
+   */
+  readonly stats = { maxBindingBytes: 0, maxBufferBytes: 0, tensorBytes: 0, bufferBytes: 0 };
 
   constructor(readonly rt: Runtime, readonly label = 'graph') {}
 
@@ -71,6 +75,7 @@ export class Graph {
   alloc(shape: readonly number[], label: string, dtype: DType = 'f32'): Tensor {
     const bytes = Math.max(16, bytesFor(numel(shape), dtype));
     if (bytes > this.limits.buffer) throw new GpuError(`${this.label}: tensor ${label} [${shape.join(', ')}] needs ${bytes} bytes, over the planned maxBufferSize ${this.limits.buffer}; it must be split`);
+    this.stats.tensorBytes += bytes;
     let best = -1;
     for (let i = 0; i < this.free.length; i++) {
       const s = this.free[i]!.size;
@@ -81,6 +86,7 @@ export class Graph {
       return { buffer: buffer!, shape: [...shape], label, dtype };
     }
     const buffer = this.rt.createBuffer(bytes, `${this.label}/${label}`);
+    this.stats.bufferBytes += buffer.size;
     this.owned.push(buffer);
     return { buffer, shape: [...shape], label, dtype };
   }

@@ -74,10 +74,13 @@ export interface GenerationResult {
   stepMs: number[];
   totalMs: number;
   scheduler: Scheduler;
+  /** Largest GPU memory held during this run (weights included), bytes: buffers Fresco created. */
+  peakBytes: number;
 }
 
 export async function generateClassConditional(rt: Runtime, model: LdmModel, opts: ClassConditionalOptions): Promise<GenerationResult> {
   const t0 = performance.now();
+  const peakBefore = rt.resetPeak();
   const { unet, vae } = model;
   const B = opts.classLabels.length;
   if (B === 0) throw new Error('at least one class label is needed');
@@ -241,8 +244,10 @@ export async function generateClassConditional(rt: Runtime, model: LdmModel, opt
       stepMs,
       totalMs: performance.now() - t0,
       scheduler: sched,
+      peakBytes: rt.peakBytes,
     };
   } finally {
+    rt.peakBytes = Math.max(rt.peakBytes, peakBefore);
     for (const gr of graphs) gr.destroy();
     for (const b of owned) rt.destroyBuffer(b);
   }
