@@ -48,18 +48,8 @@ struct U { n: u32, known_n: u32, plane: u32, chw: u32 }
 @group(0) @binding(3) var<storage, read_write> out: array<st>;
 
 #if GEGLU
-// erf(x) by Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7): torch's GELU is the exact erf form,
-// and the tanh approximation is off by up to ~5e-4.
-fn erf_approx(x: f32) -> f32 {
-  let z = abs(x);
-  let t = 1.0 / (1.0 + 0.3275911 * z);
-  let p = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
-  return sign(x) * (1.0 - p * exp(-z * z));
-}
-
-fn gelu_erf(x: f32) -> f32 {
-  return 0.5 * x * (1.0 + erf_approx(x * 0.70710678118654752));
-}
+// gelu_erf, shared with the GEMM epilogue (CLIP's exact-GELU MLP).
+#include "precise_math"
 #endif
 
 @compute @workgroup_size(256, 1, 1)

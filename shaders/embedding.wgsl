@@ -5,6 +5,10 @@
 //    6e-5 rad; sin/cos use the portable precise_math versions for the same reason.
 //  LOOKUP: nn.Embedding rows gathered by u32 id (class labels); ids past the table are clamped
 //    so a bad id can never read out of bounds.
+//  TOKENS: CLIP's token embedding plus its position embedding, from one row chunk of the token
+//    table: a real vocabulary (49408 x 768 f32 = 151 MB) is over the 128 MiB binding limit, so
+//    the table is bound in chunks, one pass each, and a pass writes only the tokens whose (clamped)
+//    id falls in its chunk. Every id falls in exactly one chunk, so every output is written once.
 #include "common"
 #include "precise_math"
 
@@ -51,5 +55,28 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let b = i / u.dim;
   let j = i - b * u.dim;
   out[i] = table[min(ids[b], u.num - 1u) * u.dim + j];
+}
+#endif
+
+#if TOKENS
+// n = rows·dim of the output; seq: tokens per sequence (position = row % seq); the chunk holds
+// table rows [first, first + rows); total: rows of the whole table.
+struct U { n: u32, dim: u32, seq: u32, first: u32, rows: u32, total: u32 }
+@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(1) var<storage, read> table: array<st>;
+@group(0) @binding(2) var<storage, read> ids: array<u32>;
+@group(0) @binding(3) var<storage, read> pos: array<st>;
+@group(0) @binding(4) var<storage, read_write> out: array<st>;
+
+@compute @workgroup_size(256, 1, 1)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let i = flat_workgroup(wid, nwg) * WG + lid.x;
+  if (i >= u.n) { return; }
+  let r = i / u.dim;
+  let j = i - r * u.dim;
+  let id = min(ids[r], u.total - 1u);
+  if (id < u.first || id - u.first >= u.rows) { return; }
+  // One f32 add, as torch adds inputs_embeds and position_embeds.
+  out[i] = st(f32(table[(id - u.first) * u.dim + j]) + f32(pos[(r % u.seq) * u.dim + j]));
 }
 #endif

@@ -3,11 +3,14 @@
 // a linear layer, a channel projection over an NCHW tensor and an implicit-GEMM conv2d is only
 // how A is read (A_ROWMAJOR / A_COLMAJOR / A_IM2COL) and how the result is written
 // (OUT_ROWMAJOR / OUT_COLMAJOR), plus the fused epilogue (bias, per-channel time embedding,
-// residual, scale, then SiLU or ReLU).
+// residual, scale, then SiLU, ReLU, quick GELU or exact GELU).
 //
 // Each thread keeps a TM x TN block of accumulators in registers; workgroup memory is left out
 // on purpose (it measured slower on CPU adapters; a tiled version belongs in bench/ first).
 #include "common"
+#if GELU
+#include "precise_math"
+#endif
 
 struct U {
   M: u32, N: u32, K: u32,
@@ -77,6 +80,13 @@ fn store(z: u32, m: u32, n: u32, v: f32) {
 #endif
 #if RELU
   x = max(x, 0.0);
+#endif
+#if QUICK_GELU
+  // torch: x * sigmoid(1.702 * x); exp overflowing to inf for very negative x still gives -0.
+  x = x / (1.0 + exp(-1.702 * x));
+#endif
+#if GELU
+  x = gelu_erf(x);
 #endif
   out[idx] = st(x);
 }

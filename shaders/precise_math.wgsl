@@ -1,4 +1,4 @@
-// Portable sin/cos/log for the kernels whose results must match torch closely and be the same on
+// Portable sin/cos/log (and the erf behind GELU) for the kernels whose results must match torch closely and be the same on
 // every adapter (timestep embedding, Gaussian noise). WGSL only promises 2^-11 absolute for the
 // builtin sin/cos on [-pi, pi] (nothing outside it) and 2^-21 absolute for log near 1, and
 // adapters differ, so these use exact-product Cody-Waite range reduction and short polynomials
@@ -59,4 +59,18 @@ fn log_precise(u: f32) -> f32 {
   let lnm = 2.0 * s * (1.0 + s2 * (1.0 / 3.0 + s2 * (1.0 / 5.0 + s2 * (1.0 / 7.0 + s2 * (1.0 / 9.0 + s2 * (1.0 / 11.0))))));
   let fe = f32(e);
   return fe * LN2_HI + (fe * LN2_LO + lnm);
+}
+
+// erf(x) by Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7): torch's GELU is the exact erf form,
+// and the tanh approximation is off by up to ~5e-4.
+fn erf_approx(x: f32) -> f32 {
+  let z = abs(x);
+  let t = 1.0 / (1.0 + 0.3275911 * z);
+  let p = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
+  return sign(x) * (1.0 - p * exp(-z * z));
+}
+
+// torch.nn.functional.gelu (approximate='none'): diffusers' GEGLU gate, transformers' "gelu".
+fn gelu_erf(x: f32) -> f32 {
+  return 0.5 * x * (1.0 + erf_approx(x * 0.70710678118654752));
 }

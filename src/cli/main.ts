@@ -7,7 +7,6 @@ import { getGpu } from '../gpu/device.ts';
 import { Runtime } from '../gpu/runtime.ts';
 import { readJson } from '../io/model_folder.ts';
 import { decodePng, encodePng, tensorToImage, writeFileNoClobber } from '../io/png.ts';
-import { vaeScaleFactor } from '../pipelines/img2img.ts';
 import { generateClassConditional, type StepInfo } from '../pipelines/class_conditional.ts';
 import { loadLdmFolder } from '../pipelines/ldm_folder.ts';
 import { resolvePrecision } from '../models/precision.ts';
@@ -93,7 +92,7 @@ async function generate(argv: string[]): Promise<void> {
     let initImage: Float32Array | undefined;
     let mask: Float32Array | undefined;
     if (args.initImage) {
-      const side = model.unet.sampleSize * (await vaeScaleFactor(modelDir));
+      const side = model.unet.sampleSize * model.vae.scaleFactor;
       initImage = repeat(await readImage('--init-image', args.initImage, side, model.vae.inChannels, 'image'), batch.length);
       if (args.mask) mask = repeat(await readImage('--mask', args.mask, side, 1, 'mask'), batch.length);
     }

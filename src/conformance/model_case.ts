@@ -2,15 +2,17 @@
 import type { Runtime } from '../gpu/runtime.ts';
 import { Graph } from '../graph/graph.ts';
 import { numel, type Tensor } from '../graph/tensor.ts';
-import { loadModelFolder, readJson, type ModelFolder } from '../io/model_folder.ts';
+import { loadModelFolder, nodeFolderReader, readJson, type ModelFolder } from '../io/model_folder.ts';
 import { readSafetensorsFile, toFloat32, toInt64Numbers, type HostTensor } from '../io/safetensors.ts';
 import { AutoencoderKL } from '../models/autoencoder_kl.ts';
 import { AutoencoderTiny } from '../models/autoencoder_tiny.ts';
+import { CLIPTextModel, readClipTextFolder } from '../models/clip_text_model.ts';
+import { uploadIds } from '../kernels/embedding.ts';
 import { UNet2DModel } from '../models/unet_2d.ts';
 import { UNet2DConditionModel } from '../models/unet_2d_condition.ts';
 import { VQModel } from '../models/vq_model.ts';
 import type { Precision } from '../models/precision.ts';
-import { measure, Unsupported, type Measured } from './measure.ts';
+import { measure, Unsupported, worst, type Measured } from './measure.ts';
 
 function upload(rt: Runtime, t: HostTensor, label: string): Tensor {
   return { buffer: rt.upload(toFloat32(t), label), shape: t.shape, label };
@@ -29,10 +31,13 @@ interface CaseInputs {
   timesteps(batch: number): Tensor;
   /** u32 class labels, when the case has them. */
   classLabels(batch: number): Tensor | undefined;
+  /** io.safetensors[key] (integer token ids) as u32, checked to lie in [0, num). */
+  ids(key: string, num: number): Tensor;
 }
 
 interface Built {
-  out: Tensor;
+  /** The output compared with io.safetensors 'out', or several, by io.safetensors key. */
+  out: Tensor | Record<string, Tensor>;
   destroy(): void;
 }
 
@@ -44,6 +49,10 @@ function unary<M extends { destroy(): void }>(make: (rt: Runtime, f: ModelFolder
     const m = make(rt, folder, dir, precision);
     return { out: call(m, g, io.tensor(input)), destroy: () => m.destroy() };
   };
+}
+
+function isTensor(x: Tensor | Record<string, Tensor>): x is Tensor {
+  return 'buffer' in x && 'shape' in x && Array.isArray(x.shape);
 }
 
 /** diffusers class.call → how Fresco runs it. */
@@ -64,6 +73,16 @@ const RUNNERS: Record<string, CaseRunner> = {
   'AutoencoderKL.encode': unary((rt, f, d, precision) => new AutoencoderKL(rt, f.weights, f.config, d, { precision }), (m, g, x) => m.encodeMean(g, x), 'image'),
   'AutoencoderTiny.decode': unary((rt, f, d, precision) => new AutoencoderTiny(rt, f.weights, f.config, d, { precision }), (m, g, x) => m.decode(g, x), 'latents'),
   'VQModel.decode': unary((rt, f, d, precision) => new VQModel(rt, f.weights, f.config, d, { precision }), (m, g, x) => m.decode(g, x), 'latents'),
+  'CLIPTextModel.encode': (rt, folder, dir, g, io, precision) => {
+    const m = new CLIPTextModel(rt, folder.weights, folder.config, { where: dir, precision });
+    const r = m.encode(g, io.ids('input_ids', m.vocabSize));
+    return { out: { last_hidden_state: r.lastHiddenState, hidden_state_penultimate: r.penultimate }, destroy: () => m.destroy() };
+  },
+};
+
+/** Classes whose folder is not a diffusers one (config.json + diffusion_pytorch_model.safetensors). */
+const FOLDERS: Record<string, (dir: string) => Promise<ModelFolder>> = {
+  CLIPTextModel: async (dir) => ({ dir, ...(await readClipTextFolder(nodeFolderReader(dir), dir)) }),
 };
 
 /**
@@ -73,15 +92,14 @@ const RUNNERS: Record<string, CaseRunner> = {
 export const TOLERANCE: Record<'f32' | 'f16', number> = { f32: 1e-3, f16: 1e-2 };
 
 /** `precision` 'f16' or 'f32' (not 'auto': a case measures one path). */
-export async function runModelCase(rt: Runtime, dir: string, precision: 'f32' | 'f16' = 'f32'): Promise<Measured & { cls: string }> {
+export async function runModelCase(rt: Runtime, dir: string, precision: 'f32' | 'f16' = 'f32'): Promise<Measured & { cls: string; detail?: string }> {
   const kase = await readJson(`${dir}/case.json`);
   const cls = String(kase.class);
   const call = String(kase.call);
   const runner = RUNNERS[`${cls}.${call}`];
   if (!runner) throw new Unsupported(`${cls}.${call} is not implemented yet`);
   const io = await readSafetensorsFile(`${dir}/io.safetensors`);
-  const expected = toFloat32(need(io, 'out', dir));
-  const folder = await loadModelFolder(dir);
+  const folder = await (FOLDERS[cls] ?? loadModelFolder)(dir);
   const inputs: GPUBuffer[] = [];
   const track = (t: Tensor) => (inputs.push(t.buffer), t);
   const caseInputs: CaseInputs = {
@@ -95,19 +113,32 @@ export async function runModelCase(rt: Runtime, dir: string, precision: 'f32' | 
       const cl = io.get('class_labels');
       return cl ? track({ buffer: rt.upload(new Uint32Array(toInt64Numbers(cl)), 'class_labels'), shape: [B], label: 'class_labels' }) : undefined;
     },
+    ids: (key, num) => {
+      const t = need(io, key, dir);
+      return { ...track(uploadIds(rt, toInt64Numbers(t), num, key)), shape: t.shape };
+    },
   };
   const g = new Graph(rt, cls);
   let built: Built | null = null;
   try {
     built = runner(rt, folder, dir, g, caseInputs, precision);
-    const out = built.out;
+    const outs: Record<string, Tensor> = isTensor(built.out) ? { out: built.out } : built.out;
     g.finalize();
     const enc = rt.device.createCommandEncoder();
     g.record(enc);
     rt.watch(cls, () => rt.device.queue.submit([enc.finish()]));
     await rt.assertHealthy();
-    const got = await rt.read(out.buffer, numel(out.shape) * 4);
-    return { cls, ...measure(got, expected, TOLERANCE[precision]) };
+    const keys = Object.keys(outs);
+    const ms: Measured[] = [];
+    for (const key of keys) {
+      const out = outs[key]!;
+      const got = await rt.read(out.buffer, numel(out.shape) * 4);
+      const m = measure(got, toFloat32(need(io, key, dir)), TOLERANCE[precision]);
+      ms.push(keys.length > 1 ? { ...m, note: m.note && `${key}: ${m.note}` } : m);
+    }
+    // Every output's ratio, where there are several (the worst one is the case's result).
+    const detail = keys.length > 1 ? keys.map((k, i) => `${k} ratio ${ms[i]!.ratio.toExponential(2)}`).join(', ') : undefined;
+    return { cls, ...(ms.length === 1 ? ms[0]! : worst(ms)), detail };
   } finally {
     g.destroy();
     built?.destroy();

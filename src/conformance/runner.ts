@@ -7,11 +7,12 @@ import { replaySchedulerTrace } from './scheduler_case.ts';
 import { readJson } from '../io/model_folder.ts';
 import { runModelCase, TOLERANCE } from './model_case.ts';
 import { runPipelineCase } from './pipeline_case.ts';
+import { runTokenizerCase } from './tokenizer_case.ts';
 import { Unsupported, type Measured } from './measure.ts';
 
 export interface CaseResult {
   name: string;
-  kind: 'model' | 'scheduler' | 'pipeline' | 'unknown';
+  kind: 'model' | 'scheduler' | 'pipeline' | 'tokenizer' | 'unknown';
   cls: string;
   maxAbsErr: number;
   maxAbsRef: number;
@@ -43,7 +44,7 @@ function withF16(status: 'pass' | 'fail', f16: CaseResult['f16']): 'pass' | 'fai
 export function listCases(root: string): string[] {
   return readdirSync(root)
     .filter((n) => statSync(join(root, n)).isDirectory())
-    .filter((n) => ['case.json', 'pipeline.json'].some((f) => existsSync(join(root, n, f))))
+    .filter((n) => ['case.json', 'pipeline.json', 'cases.json'].some((f) => existsSync(join(root, n, f))))
     .sort();
 }
 
@@ -51,6 +52,7 @@ function kindOf(dir: string): CaseResult['kind'] {
   if (existsSync(join(dir, 'pipeline.json'))) return 'pipeline';
   if (existsSync(join(dir, 'scheduler_config.json')) && existsSync(join(dir, 'trace.safetensors'))) return 'scheduler';
   if (existsSync(join(dir, 'io.safetensors'))) return 'model';
+  if (existsSync(join(dir, 'cases.json')) && existsSync(join(dir, 'vocab.json'))) return 'tokenizer';
   return 'unknown';
 }
 
@@ -58,8 +60,14 @@ export async function runCase(rt: Runtime, root: string, name: string): Promise<
   const dir = join(root, name);
   const kind = kindOf(dir);
   const t0 = performance.now();
-  const base = { name, kind, cls: '?', maxAbsErr: NaN, maxAbsRef: NaN, ratio: NaN, tol: kind === 'scheduler' ? 1e-5 : 1e-3 };
+  const base = { name, kind, cls: '?', maxAbsErr: NaN, maxAbsRef: NaN, ratio: NaN, tol: kind === 'scheduler' ? 1e-5 : kind === 'tokenizer' ? 0 : 1e-3 };
   try {
+    if (kind === 'tokenizer') {
+      // Token ids are integers: the "error" is the count of cases that differ at all.
+      const r = await runTokenizerCase(dir);
+      const note = r.firstMismatch ?? `${r.cases} prompts, ids exact`;
+      return { ...base, cls: 'CLIPTokenizer', maxAbsErr: r.mismatches, maxAbsRef: r.cases, ratio: r.mismatches / Math.max(1, r.cases), status: r.mismatches === 0 && r.cases > 0 ? 'pass' : 'fail', ms: performance.now() - t0, note };
+    }
     if (kind === 'model') {
       const r = await runModelCase(rt, dir);
       const f16 = await f16Run(rt, () => runModelCase(rt, dir, 'f16'));

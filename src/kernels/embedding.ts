@@ -1,10 +1,10 @@
-// Sinusoidal timestep embeddings (diffusers' get_timestep_embedding) and nn.Embedding lookups,
-// through shaders/embedding.wgsl.
+// Sinusoidal timestep embeddings (diffusers' get_timestep_embedding), nn.Embedding lookups and
+// CLIP's token + position embeddings, through shaders/embedding.wgsl.
 import type { Runtime } from '../gpu/runtime.ts';
 import { fold1d, type Graph } from '../graph/graph.ts';
-import { dtypeOf, numel, shapeStr, type DType, type Tensor } from '../graph/tensor.ts';
+import { bytesFor, dtypeOf, numel, shapeStr, type DType, type Tensor } from '../graph/tensor.ts';
 import { ShapeError } from './gemm.ts';
-import { DTypeError, storageParams } from './dtype.ts';
+import { commonDType, DTypeError, storageParams } from './dtype.ts';
 
 const WG = 256;
 
@@ -80,6 +80,52 @@ export function embeddingLookup(g: Graph, label: string, table: Tensor, ids: Ten
   const out = g.alloc([B, dim], label, dtype);
   const n = B * dim;
   g.dispatch(label, { shader: 'embedding', params: { LOOKUP: true, ...storageParams(dtype) } }, { table, ids, out }, { n, dim, num }, fold1d(Math.ceil(n / WG)));
+  return out;
+}
+
+/**
+ * CLIP's embeddings: table[ids[b, t]] + positions[t], as [B, T, dim]. The token table comes as row
+ * chunks (see tokenTableChunks) so no binding exceeds the plan's limit; ids past the table are
+ * clamped to its last row. positions: [P, dim] with P >= T (rows 0..T-1 are used).
+ */
+export function tokenEmbedding(g: Graph, label: string, chunks: readonly Tensor[], ids: Tensor, positions: Tensor): Tensor {
+  if (chunks.length === 0) throw new ShapeError(`${label}: no token table chunks`);
+  const dim = chunks[0]!.shape[1];
+  for (const c of chunks) {
+    if (c.shape.length !== 2 || c.shape[0]! < 1 || c.shape[1] !== dim) throw new ShapeError(`${label}: table chunk ${c.label} ${shapeStr(c.shape)} is not [rows, ${dim}]`);
+  }
+  if (ids.shape.length !== 2) throw new ShapeError(`${label}: ids ${shapeStr(ids.shape)} is not [B, T]`);
+  if (dtypeOf(ids) !== 'f32') throw new DTypeError(`${label}: ids (${ids.label}) must be a u32 buffer, not ${dtypeOf(ids)}`);
+  const [B, T] = ids.shape as [number, number];
+  if (positions.shape.length !== 2 || positions.shape[1] !== dim || positions.shape[0]! < T) {
+    throw new ShapeError(`${label}: positions ${shapeStr(positions.shape)} should be [>= ${T}, ${dim}] for ids ${shapeStr(ids.shape)}`);
+  }
+  const dtype = commonDType(label, Object.fromEntries([...chunks.map((c, k) => [`table chunk ${k}`, c]), ['positions', positions]]));
+  const total = chunks.reduce((a, c) => a + c.shape[0]!, 0);
+  const out = g.alloc([B, T, dim!], label, dtype);
+  const n = B * T * dim!;
+  let first = 0;
+  chunks.forEach((table, k) => {
+    const rows = table.shape[0]!;
+    g.dispatch(
+      chunks.length > 1 ? `${label}[${k}]` : label,
+      { shader: 'embedding', params: { TOKENS: true, ...storageParams(dtype) } },
+      { table, ids, pos: positions, out },
+      { n, dim: dim!, seq: T, first, rows, total },
+      n === 0 ? [0] : fold1d(Math.ceil(n / WG)),
+    );
+    first += rows;
+  });
+  return out;
+}
+
+/** Row ranges [start, end) of a [num, dim] table, each within `bindingBytes` (whole rows). */
+export function tokenTableChunks(num: number, dim: number, dtype: DType, bindingBytes: number): [number, number][] {
+  const rowBytes = bytesFor(dim, dtype);
+  const perChunk = Math.floor(bindingBytes / rowBytes);
+  if (perChunk < 1) throw new ShapeError(`token table rows of ${dim} ${dtype} values (${rowBytes} bytes) do not fit one binding of ${bindingBytes} bytes`);
+  const out: [number, number][] = [];
+  for (let s = 0; s < num; s += perChunk) out.push([s, Math.min(num, s + perChunk)]);
   return out;
 }
 

@@ -26,6 +26,10 @@ export interface Epilogue {
   silu?: boolean;
   /** max(x, 0) last (TAESD's convs); not together with silu. */
   relu?: boolean;
+  /** x·sigmoid(1.702·x) last (CLIP's quick_gelu MLP); one activation at most. */
+  quickGelu?: boolean;
+  /** The exact erf GELU last (CLIP configs with hidden_act gelu); one activation at most. */
+  gelu?: boolean;
 }
 
 const MAX_WG = 65535;
@@ -49,7 +53,7 @@ export function expectShape(cond: boolean, msg: string): void {
 }
 
 function epilogueParams(e: Epilogue) {
-  return { BIAS: !!e.bias, TEMB: !!e.temb, RESIDUAL: !!e.residual, SILU: !!e.silu, RELU: !!e.relu };
+  return { BIAS: !!e.bias, TEMB: !!e.temb, RESIDUAL: !!e.residual, SILU: !!e.silu, RELU: !!e.relu, QUICK_GELU: !!e.quickGelu, GELU: !!e.gelu };
 }
 
 function epilogueBindings(e: Epilogue) {
@@ -111,7 +115,8 @@ export function linear(g: Graph, label: string, x: Tensor, weight: Tensor, opts:
 }
 
 function checkEpilogue(label: string, e: Epilogue, batch: number, N: number, outShape: readonly number[]): void {
-  expectShape(!(e.silu && e.relu), `${label}: silu and relu cannot both end the epilogue`);
+  const acts = (['silu', 'relu', 'quickGelu', 'gelu'] as const).filter((a) => e[a]);
+  expectShape(acts.length <= 1, `${label}: ${acts.join(' and ')} cannot all end the epilogue (one activation at most)`);
   if (e.bias) expectShape(e.bias.shape.length === 1 && e.bias.shape[0] === N, `${label}: bias ${shapeStr(e.bias.shape)} should be [${N}]`);
   if (e.temb) expectShape(e.temb.shape.length === 2 && e.temb.shape[0] === batch && e.temb.shape[1] === N, `${label}: time embedding ${shapeStr(e.temb.shape)} should be [${batch}, ${N}]`);
   if (e.residual) expectShape(shapeStr(e.residual.shape) === shapeStr(outShape), `${label}: residual ${shapeStr(e.residual.shape)} should be ${shapeStr(outShape)}`);

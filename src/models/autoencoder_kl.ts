@@ -25,6 +25,8 @@ export class AutoencoderKL {
   readonly inChannels: number;
   readonly outChannels: number;
   readonly scalingFactor: number;
+  /** Image pixels per latent pixel along each side: 2^(levels − 1), diffusers' vae_scale_factor. */
+  readonly scaleFactor: number;
   private readonly w: WeightLoader;
   private readonly rt: Runtime;
   /** Weights uploaded here rather than through the loader (quant_conv). */
@@ -49,6 +51,7 @@ export class AutoencoderKL {
     this.inChannels = c.int('in_channels', 3, 1);
     this.outChannels = c.int('out_channels', 3, 1);
     this.scalingFactor = c.num('scaling_factor', 0.18215);
+    this.scaleFactor = 2 ** (c.intList('block_out_channels', [64]).length - 1);
     if (this.scalingFactor === 0) throw new ConfigError(`${where}: config option scaling_factor = 0 is not usable`);
     const w = new WeightLoader(rt, store, '', this.precision.dtype);
     this.w = w;

@@ -55,7 +55,7 @@ class DecoderTiny {
   /** The last conv's weight and its bias minus 0.5, so that scale 2 gives diffusers' x·2 − 1. */
   private readonly convOut: { name: string; weight: Tensor; bias: Tensor };
 
-  constructor(private readonly w: WeightLoader, ownBuffer: (b: GPUBuffer) => void, latentChannels: number, outChannels: number, channels: number[], numBlocks: number[]) {
+  constructor(private readonly w: WeightLoader, latentChannels: number, outChannels: number, channels: number[], numBlocks: number[]) {
     this.convIn = loadConv(w, 'layers.0', latentChannels, channels[0]!, 3);
     // layers.1 is the ReLU after conv_in; then per stage: blocks, [Upsample], conv.
     let idx = 2;
@@ -173,7 +173,7 @@ export class AutoencoderTiny {
     this.w = new WeightLoader(rt, store, '', this.precision.dtype);
     this.rt = rt;
     try {
-      this.decoder = new DecoderTiny(this.w.sub('decoder'), (b) => this.ownBuffers.push(b), this.latentChannels, this.outChannels, channels, numBlocks);
+      this.decoder = new DecoderTiny(this.w.sub('decoder'), this.latentChannels, this.outChannels, channels, numBlocks);
       this.encoder = new EncoderTiny(this.w.sub('encoder'), this.inChannels, this.latentChannels, encChannels, encBlocks);
       const unused = store.unused();
       if (unused.length) throw new ConfigError(`${where}: ${unused.length} weights are not used by the model built from config.json: ${unused.slice(0, 10).join(', ')}`);

@@ -1,309 +1,46 @@
-// Class-conditional latent diffusion: the denoising loop with classifier-free guidance as one
-// batch [cond, uncond], then the VAE decode. Everything is planned once: the U-Net, the fused
-// scheduler step (guidance combine inside it) and the GPU noise form one graph; each step only
-// copies its coefficient row into place, records the graph and submits. Nothing is read back
-// until the image (tracing, for conformance checks, is the exception and is opt-in).
-//
-// img2img and inpainting follow diffusers' StableDiffusionImg2ImgPipeline and the 4-channel path of
-// StableDiffusionInpaintPipeline: the init image's latents (a sample of the VAE posterior from its
-// own noise stream, as diffusers' retrieve_latents by default, or its mean with sampleMode
-// 'argmax'; times scaling_factor) are noised to timesteps[t_start] and the loop runs from there.
-// Inpainting blends after every step: the known region becomes
-// add_noise(init, ε, t_next) (init itself after the last step) through the mask at latent size.
-// The per-step blend coefficients ride in the step row, so the step graph is still planned once.
+// Class-conditional latent diffusion (fashion-ldm and other UNet2DModel folders with class
+// embeddings): the class labels, with the null class as the unconditional half of guidance, are
+// the whole of the conditioning; the loop is src/pipelines/denoise.ts.
 import type { Runtime } from '../gpu/runtime.ts';
-import { GpuError } from '../gpu/runtime.ts';
-import { Graph } from '../graph/graph.ts';
-import { numel, type Tensor } from '../graph/tensor.ts';
-import { maskBlend, scale } from '../kernels/elementwise.ts';
-import { noiseAdd } from '../kernels/noise_add.ts';
-import { gaussianNoise } from '../kernels/rng.ts';
-import { EPS_HISTORY_SLOTS, schedulerStep, StepRow } from '../kernels/scheduler_step.ts';
-import { createScheduler, type Scheduler, type SchedulerName } from '../schedulers/scheduler.ts';
-import { addNoiseCoefficients, encodeInitLatents, img2imgStartStep, latentMask, type SampleMode } from './img2img.ts';
+import type { Tensor } from '../graph/tensor.ts';
+import { denoise, type DenoiseOptions, type GenerationResult } from './denoise.ts';
 import type { LdmModel } from './ldm_folder.ts';
 
-export class CancelledError extends Error {
-  constructor() {
-    super('generation cancelled');
-    this.name = 'CancelledError';
-  }
-}
+export { CancelledError, type GenerationResult, type StepInfo } from './denoise.ts';
 
-export interface StepInfo {
-  index: number;
-  total: number;
-  timestep: number;
-  ms: number;
-}
-
-export interface ClassConditionalOptions {
+export interface ClassConditionalOptions extends DenoiseOptions {
   classLabels: number[];
   /** Label of the unconditional half of classifier-free guidance. */
   nullClass?: number;
-  guidanceScale?: number;
-  steps?: number;
-  scheduler?: SchedulerName;
-  eta?: number;
-  seed?: number;
-  /** Initial latents [B, C, h, w] instead of drawing them from the seed (with initImage: the noise ε). */
-  latents?: Float32Array;
-  /** img2img / inpainting source [B, C, H, W] in [-1, 1], H = W = the model's image size. */
-  initImage?: Float32Array;
-  /** How far to noise initImage, (0, 1] (default 0.8 as diffusers' img2img; 1 with a mask means pure noise). */
-  strength?: number;
-  /** How initImage becomes latents: a posterior sample from the seed (default, as diffusers) or its mean ('argmax'). */
-  sampleMode?: SampleMode;
-  /** Inpainting mask [B, 1, H, W], 1 = repaint (binarized at 0.5); needs initImage. */
-  mask?: Float32Array;
-  onStep?: (info: StepInfo) => void;
-  signal?: AbortSignal;
-  /** Reads back the guided eps and the latents after every step (slow; for checks only). */
-  trace?: (i: number, eps: Float32Array, latents: Float32Array) => void;
-}
-
-export interface GenerationResult {
-  /** [B, C, H, W] in [-1, 1] (not clamped). */
-  image: Float32Array;
-  imageShape: [number, number, number, number];
-  latents: Float32Array;
-  /** The encoded init image (scaled latents), when initImage was given. */
-  initLatents?: Float32Array;
-  /** The first scheduler step run (t_start; 0 without initImage). */
-  startStep: number;
-  stepMs: number[];
-  totalMs: number;
-  scheduler: Scheduler;
-  /** Largest GPU memory held during this run (weights included), bytes: buffers Fresco created. */
-  peakBytes: number;
 }
 
 export async function generateClassConditional(rt: Runtime, model: LdmModel, opts: ClassConditionalOptions): Promise<GenerationResult> {
-  const t0 = performance.now();
-  const peakBefore = rt.resetPeak();
   const { unet, vae } = model;
   const B = opts.classLabels.length;
   if (B === 0) throw new Error('at least one class label is needed');
   const numClasses = unet.numClasses;
   if (numClasses === null) throw new Error('this U-Net is not class-conditional (num_class_embeds is not set)');
-  const guidance = opts.guidanceScale ?? 1;
-  if (!Number.isFinite(guidance) || guidance < 0) throw new Error(`guidance scale must be a finite number >= 0, got ${guidance}`);
-  if ((opts.eta ?? 0) > 0 && opts.scheduler !== undefined && opts.scheduler !== 'ddim') throw new Error(`eta applies to DDIM only, not ${opts.scheduler}`);
-  const cfg = guidance > 1;
+  const cfg = (opts.guidanceScale ?? 1) > 1;
   const nullClass = opts.nullClass ?? numClasses - 1;
   for (const l of [...opts.classLabels, ...(cfg ? [nullClass] : [])]) {
     if (!Number.isInteger(l) || l < 0 || l >= numClasses) throw new Error(`class label ${l} is out of range: this model has ${numClasses} class embeddings (0..${numClasses - 1})`);
   }
-  const steps = opts.steps ?? 50;
-  if (opts.strength !== undefined && !opts.initImage) throw new Error('strength applies to img2img only: pass initImage');
-  if (opts.mask && !opts.initImage) throw new Error('a mask needs initImage (the image to inpaint)');
-  if (opts.sampleMode !== undefined && !opts.initImage) throw new Error('sampleMode applies to img2img only: pass initImage');
-  const sched = createScheduler(model.schedulerConfig, steps, { name: opts.scheduler, eta: opts.eta });
-  // PLMS's call counter starts wherever the loop does, and diffusers' img2img then restarts its
-  // warm-up mid-schedule; that is not modelled.
-  if (opts.initImage && sched.usesEpsHistory) throw new Error(`img2img and inpainting are not supported with the ${sched.name} scheduler`);
-  // U-Net calls (and step rows): steps + 1 for PLMS, else steps.
-  const calls = sched.timesteps.length;
-  const size = unet.sampleSize;
-  const latentShape = [B, unet.inChannels, size, size];
-  const n = numel(latentShape);
-  const strength = opts.strength ?? 0.8;
-  const start = opts.initImage ? img2imgStartStep(steps, strength) : 0;
-  const masked = !!opts.mask;
-  // The image side: the init image is square, and must encode to exactly the U-Net's latent size.
-  let imageSide = 0;
-  if (opts.initImage) {
-    const per = opts.initImage.length / (B * vae.inChannels);
-    imageSide = Math.round(Math.sqrt(per));
-    if (!Number.isInteger(per) || imageSide * imageSide !== per || imageSide % size !== 0) {
-      throw new Error(`init image has ${opts.initImage.length} values; expected [${B}, ${vae.inChannels}, H, H] with H a multiple of the latent size ${size}`);
-    }
-  }
-  const unetBatch = cfg ? 2 * B : B;
-  const device = rt.device;
-
-  // Step rows for the whole run, each with the guidance scale filled in. Inpainting appends the
-  // blend's add_noise coefficients for t_next: [a, b] for the latents, [s·a, s·b] for the next
-  // U-Net input (s = scale_model_input at t_next, which commutes with the blend).
-  const rowLength = sched.rowLength + (masked ? 4 : 0);
-  const rowBytes = rowLength * 4;
-  const table = new Float32Array(rowLength * calls);
-  for (let i = start; i < calls; i++) {
-    const row = sched.stepRow(i);
-    row[StepRow.guidance] = guidance;
-    table.set(row, i * rowLength);
-    if (masked) {
-      const [a, b] = addNoiseCoefficients(sched, i + 1);
-      const s = i + 1 < calls ? sched.modelInputScale(i + 1) : 1;
-      table.set([a, b, s * a, s * b], i * rowLength + sched.rowLength);
-    }
-  }
-  const owned: GPUBuffer[] = [];
-  const own = (b: GPUBuffer) => (owned.push(b), b);
-  const tableBuf = own(rt.upload(table, 'step-table'));
-  const rowBuf = own(rt.createBuffer(rowBytes, 'step-row'));
-  const labels = new Uint32Array(unetBatch);
-  opts.classLabels.forEach((l, i) => {
-    labels[i] = l;
-    if (cfg) labels[B + i] = nullClass;
-  });
-  const labelT: Tensor = { buffer: own(rt.upload(labels, 'class-labels')), shape: [unetBatch], label: 'class-labels' };
-  const x: Tensor = { buffer: own(rt.createBuffer(n * 4, 'latents')), shape: latentShape, label: 'latents' };
-  const unetIn: Tensor = { buffer: own(rt.createBuffer(n * 4 * (cfg ? 2 : 1), 'unet-in')), shape: [unetBatch, ...latentShape.slice(1)], label: 'unet-in' };
-
-  const graphs: Graph[] = [];
-  let initLatents: Tensor | undefined;
-  let epsNoise: Tensor | undefined;
-  let maskT: Tensor | undefined;
+  const labels = Uint32Array.from([...opts.classLabels, ...(cfg ? opts.classLabels.map(() => nullClass) : [])]);
+  const labelT: Tensor = { buffer: rt.upload(labels, 'class-labels'), shape: [labels.length], label: 'class-labels' };
   try {
-    // Initial latents: given (as diffusers' prepare_latents takes them, before init_noise_sigma),
-    // or drawn on the GPU from the seed (stream 0). x = latents·init_noise_sigma; the first U-Net
-    // input is scale_model_input(x, t0), once per guidance half. Later inputs come from the step.
-    {
-      const init = new Graph(rt, 'init');
-      graphs.push(init);
-      let drawn: Tensor;
-      if (opts.latents) {
-        if (opts.latents.length !== n) throw new Error(`initial latents have ${opts.latents.length} values, expected ${n} for shape [${latentShape.join(', ')}]`);
-        drawn = { buffer: own(rt.upload(opts.latents, 'latents-init')), shape: latentShape, label: 'latents-init' };
-      } else {
-        drawn = gaussianNoise(init, 'init-noise', latentShape, opts.seed ?? 0, { stream: 0 });
-      }
-      let x0: Tensor;
-      let encoded: Tensor | undefined;
-      if (opts.initImage) {
-        const imageShape = [B, vae.inChannels, imageSide, imageSide];
-        const img: Tensor = { buffer: own(rt.upload(opts.initImage, 'init-image')), shape: imageShape, label: 'init-image' };
-        encoded = encodeInitLatents(init, vae, img, opts.sampleMode ?? 'sample', opts.seed ?? 0);
-        if (encoded.shape.join() !== latentShape.join()) {
-          const factor = imageSide / (encoded.shape[2] ?? imageSide);
-          throw new Error(`init image is ${imageSide}x${imageSide} but this model takes ${size * factor}x${size * factor} images`);
-        }
-        // diffusers' inpainting starts from pure noise (times init_noise_sigma) at strength 1.
-        const [a, b] = masked && strength === 1 ? [0, sched.initNoiseSigma] : addNoiseCoefficients(sched, start);
-        x0 = noiseAdd(init, 'img2img-start', encoded, drawn, { sqrtAlphaBar: a, sqrtOneMinusAlphaBar: b });
-      } else {
-        x0 = scale(init, 'init-noise-sigma', drawn, sched.initNoiseSigma);
-      }
-      const in0 = scale(init, 'scale-model-input', x0, sched.modelInputScale(start));
-      init.finalize();
-      const enc = device.createCommandEncoder();
-      init.record(enc);
-      // The encoded image and ε outlive this graph: the blend reads them at every step.
-      if (encoded) {
-        initLatents = { buffer: own(rt.createBuffer(n * 4, 'init-latents')), shape: latentShape, label: 'init-latents' };
-        enc.copyBufferToBuffer(encoded.buffer, 0, initLatents.buffer, 0, n * 4);
-      }
-      if (masked) {
-        epsNoise = { buffer: own(rt.createBuffer(n * 4, 'img2img-noise')), shape: latentShape, label: 'img2img-noise' };
-        enc.copyBufferToBuffer(drawn.buffer, 0, epsNoise.buffer, 0, n * 4);
-        const m = latentMask(opts.mask!, B, imageSide, imageSide, size, size);
-        maskT = { buffer: own(rt.upload(m, 'latent-mask')), shape: [B, 1, size, size], label: 'latent-mask' };
-      }
-      enc.copyBufferToBuffer(x0.buffer, 0, x.buffer, 0, n * 4);
-      for (let h = 0; h < (cfg ? 2 : 1); h++) enc.copyBufferToBuffer(in0.buffer, 0, unetIn.buffer, h * n * 4, n * 4);
-      rt.watch('initial latents', () => device.queue.submit([enc.finish()]));
-    }
-
-    const g = new Graph(rt, 'denoise-step');
-    graphs.push(g);
-    const eps = unet.forward(g, unetIn, { timesteps: rowBuf, broadcast: true, classLabels: labelT });
-    const anyNoise = Array.from({ length: calls - start }, (_, i) => sched.drawsNoise(start + i)).some(Boolean);
-    const noise = anyNoise ? gaussianNoise(g, 'step-noise', latentShape, opts.seed ?? 0, { stream: 1, counter: { buffer: rowBuf, index: 1 } }) : undefined;
-    const epsOut = opts.trace ? g.alloc(latentShape, 'eps-trace') : undefined;
-    // Multistep solvers (DPM-Solver++ 2M) keep the previous step's x0 on the GPU between steps, so
-    // it lives outside the graph's pool (pooled buffers are rewritten by the next step's U-Net).
-    const prevX0: Tensor | undefined = sched.usesX0History ? { buffer: own(rt.createBuffer(n * 4, 'prev-x0')), shape: latentShape, label: 'prev-x0' } : undefined;
-    // PLMS keeps past guided outputs and a sample across steps, outside the pool for the same reason.
-    const epsHistory = sched.usesEpsHistory
-      ? {
-          eps: { buffer: own(rt.createBuffer(EPS_HISTORY_SLOTS * n * 4, 'eps-history')), shape: [EPS_HISTORY_SLOTS * B, ...latentShape.slice(1)], label: 'eps-history' },
-          sample: { buffer: own(rt.createBuffer(n * 4, 'stored-sample')), shape: latentShape, label: 'stored-sample' },
-        }
-      : undefined;
-    schedulerStep(g, 'scheduler-step', { x, modelOut: eps, row: rowBuf, noise, cfg, nextInput: unetIn, epsOut, prevX0, epsHistory });
-    if (masked) {
-      const known = noiseAdd(g, 'known-latents', initLatents!, epsNoise!, { buffer: rowBuf, index: sched.rowLength });
-      maskBlend(g, 'inpaint-blend', x, known, maskT!);
-      const knownIn = noiseAdd(g, 'known-input', initLatents!, epsNoise!, { buffer: rowBuf, index: sched.rowLength + 2 });
-      maskBlend(g, 'inpaint-blend-input', unetIn, knownIn, maskT!);
-    }
-    g.finalize();
-
-    const stepMs = await runSteps(rt, g, { tableBuf, rowBuf, rowBytes, start, sched, opts, traced: epsOut ? { eps: epsOut, x } : null });
-
-    const { image, imageShape } = await decodeLatents(rt, vae, x, graphs);
-    const latents = await rt.read(x.buffer, n * 4);
-    const initLatentsData = initLatents ? await rt.read(initLatents.buffer, n * 4) : undefined;
-    return {
-      image,
-      imageShape,
-      latents,
-      initLatents: initLatentsData,
-      startStep: start,
-      stepMs,
-      totalMs: performance.now() - t0,
-      scheduler: sched,
-      peakBytes: rt.peakBytes,
-    };
+    return await denoise(
+      rt,
+      {
+        batch: B,
+        latentChannels: unet.inChannels,
+        latentSize: [unet.sampleSize, unet.sampleSize],
+        vae,
+        schedulerConfig: model.schedulerConfig,
+        planUnet: (g, input, row) => unet.forward(g, input, { timesteps: row, broadcast: true, classLabels: labelT }),
+      },
+      opts,
+    );
   } finally {
-    rt.peakBytes = Math.max(rt.peakBytes, peakBefore);
-    for (const gr of graphs) gr.destroy();
-    for (const b of owned) rt.destroyBuffer(b);
+    rt.destroyBuffer(labelT.buffer);
   }
-}
-
-interface StepLoop {
-  tableBuf: GPUBuffer;
-  rowBuf: GPUBuffer;
-  rowBytes: number;
-  start: number;
-  sched: Scheduler;
-  opts: ClassConditionalOptions;
-  /** With opts.trace: the buffers read back after every step. */
-  traced: { eps: Tensor; x: Tensor } | null;
-}
-
-/** Runs steps start..end of the planned step graph, one submit each; returns the wall time per step. */
-async function runSteps(rt: Runtime, g: Graph, l: StepLoop): Promise<number[]> {
-  const { device } = rt;
-  const steps = l.sched.timesteps.length;
-  const stepMs: number[] = [];
-  for (let i = l.start; i < steps; i++) {
-    const k = i - l.start;
-    if (l.opts.signal?.aborted) throw new CancelledError();
-    const ts = performance.now();
-    const enc = device.createCommandEncoder({ label: `step ${i}` });
-    enc.copyBufferToBuffer(l.tableBuf, i * l.rowBytes, l.rowBuf, 0, l.rowBytes);
-    g.record(enc);
-    rt.watch(`denoising step ${i}`, () => device.queue.submit([enc.finish()]));
-    // The first step surfaces any compile or validation problem before the loop goes on.
-    if (k === 0) await rt.assertHealthy();
-    if (l.traced) {
-      const e = await rt.read(l.traced.eps.buffer, numel(l.traced.eps.shape) * 4);
-      const x = await rt.read(l.traced.x.buffer, numel(l.traced.x.shape) * 4);
-      l.opts.trace!(k, e, x);
-    } else {
-      await Promise.race([device.queue.onSubmittedWorkDone(), rt.gpu.lost.then((m) => Promise.reject(new GpuError(m)))]);
-    }
-    stepMs.push(performance.now() - ts);
-    l.opts.onStep?.({ index: k, total: steps - l.start, timestep: l.sched.timesteps[i]!, ms: stepMs[k]! });
-  }
-  return stepMs;
-}
-
-/** vae.decode(latents / scaling_factor), read back and checked for NaN/Inf. */
-async function decodeLatents(rt: Runtime, vae: LdmModel['vae'], x: Tensor, graphs: Graph[]): Promise<{ image: Float32Array; imageShape: [number, number, number, number] }> {
-  const d = new Graph(rt, 'decode');
-  graphs.push(d);
-  const z = scale(d, 'unscale-latents', x, 1 / vae.scalingFactor);
-  const out = vae.decode(d, z);
-  d.finalize();
-  const enc = rt.device.createCommandEncoder({ label: 'decode' });
-  d.record(enc);
-  rt.watch('decode', () => rt.device.queue.submit([enc.finish()]));
-  await rt.assertHealthy();
-  const image = await rt.read(out.buffer, numel(out.shape) * 4);
-  if (image.some((v) => !Number.isFinite(v))) throw new GpuError('the decoded image contains NaN or Inf values');
-  return { image, imageShape: out.shape as [number, number, number, number] };
 }

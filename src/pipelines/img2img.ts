@@ -5,7 +5,6 @@
 import type { Graph } from '../graph/graph.ts';
 import type { Tensor } from '../graph/tensor.ts';
 import { scale } from '../kernels/elementwise.ts';
-import { readJson } from '../io/model_folder.ts';
 import type { AutoencoderKL } from '../models/autoencoder_kl.ts';
 import type { Scheduler } from '../schedulers/scheduler.ts';
 
@@ -70,11 +69,4 @@ export function latentMask(mask: Float32Array, B: number, H: number, W: number, 
         out[(b * h + y) * w + x] = mask[(b * H + sy) * W + sx]! >= 0.5 ? 1 : 0;
       }
   return out;
-}
-
-/** diffusers' vae_scale_factor, 2 ** (len(vae.config.block_out_channels) − 1), from a model folder. */
-export async function vaeScaleFactor(modelDir: string): Promise<number> {
-  const cfg = (await readJson(`${modelDir.replace(/\/$/, '')}/vae/config.json`)) as { block_out_channels?: unknown };
-  const blocks = Array.isArray(cfg.block_out_channels) ? cfg.block_out_channels.length : 1;
-  return 2 ** (blocks - 1);
 }

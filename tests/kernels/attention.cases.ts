@@ -29,6 +29,9 @@ const rows: AttnRow[] = [
   { B: 2, Tq: 13, Tk: 13, C: 32, heads: 2, causal: true },
   // several query and key tiles under the causal mask (d 32 -> BK 64)
   { B: 1, Tq: 150, Tk: 150, C: 32, heads: 1, causal: true },
+  // CLIP's text self-attention: 77 tokens, head dim 64 (SD's 768 / 12) -> BK 32, so the first
+  // 64-row query tile skips the third key tile and the partial second tile reads all three
+  { B: 2, Tq: 77, Tk: 77, C: 128, heads: 2, causal: true, note: 'CLIP text' },
   // d = 160 gives BK = 12: 29 keys are three tiles, the last one partial
   { B: 1, Tq: 9, Tk: 29, C: 320, heads: 2, note: 'd160' },
   { B: 1, Tq: 20, Tk: 40, C: 128, heads: 1, scale: 0.3, note: 'd128 explicit scale' },
