@@ -31,17 +31,28 @@ export interface GenerateArgs {
   strength: number | null;
   mask: string | null;
   precision: Precision;
+  /** Text-to-image (Stable Diffusion folders): the prompt, and the negative prompt. */
+  prompt: string | null;
+  negativePrompt: string | null;
+  width: number | null;
+  height: number | null;
 }
 
 export const GENERATE_USAGE = `usage: fresco generate [options]
-  --class NAME|INDEX   class to draw (repeatable; default: every class once)
-  --count N            images per class (default 1)
+  --model DIR          diffusers-layout folder: a class-conditional LDM (unet/ vae/ scheduler/) or a
+                       Stable Diffusion pipeline (model_index.json) (default weights/fashion-ldm)
+  --class NAME|INDEX   class to draw, class-conditional models (repeatable; default: every class once)
+  --prompt TEXT        what to draw, text-to-image models (required for them)
+  --negative-prompt TEXT  what to steer away from (text-to-image; default none)
+  --width W --height H image size in pixels (text-to-image; default the model's)
+  --count N            images per class or prompt (default 1)
   --seed N             RNG seed (default: random, printed)
   --steps N            denoising steps (default from the model card, else 25)
-  --guidance G         classifier-free guidance scale (default from the model card, else 3)
-  --scheduler ddim|ddpm|euler-a|euler|lcm|dpm++2m|pndm  (default from the model card, else ddim)
+  --guidance G         classifier-free guidance scale (default from the model card, else 3;
+                       text-to-image 7.5)
+  --scheduler ddim|ddpm|euler-a|euler|lcm|dpm++2m|pndm  (default from the model card, else the
+                       folder's own scheduler for text-to-image, ddim otherwise)
   --eta E              DDIM eta (default 0; DDIM only)
-  --model DIR          diffusers-layout model folder (default weights/fashion-ldm)
   --out FILE.png       output PNG, a grid when several images (default fresco.png)
   --force              overwrite FILE.png if it exists
   --init-image FILE.png  img2img: start from this image (gray or RGB, the model's image size)
@@ -65,7 +76,7 @@ function num(flag: string, v: string | undefined, min: number, max: number): num
 }
 
 export function parseGenerateArgs(argv: string[]): GenerateArgs {
-  const a: GenerateArgs = { classes: [], count: 1, seed: null, steps: null, guidance: null, scheduler: null, eta: 0, model: null, out: 'fresco.png', force: false, initImage: null, strength: null, mask: null, precision: 'auto' };
+  const a: GenerateArgs = { classes: [], count: 1, seed: null, steps: null, guidance: null, scheduler: null, eta: 0, model: null, out: 'fresco.png', force: false, initImage: null, strength: null, mask: null, precision: 'auto', prompt: null, negativePrompt: null, width: null, height: null };
   for (let i = 0; i < argv.length; i++) {
     let flag = argv[i]!;
     let value: string | undefined;
@@ -82,6 +93,16 @@ export function parseGenerateArgs(argv: string[]): GenerateArgs {
         a.classes.push(v);
         break;
       }
+      case '--prompt':
+      case '--negative-prompt': {
+        const v = next();
+        if (v === undefined) throw new UsageError(`${flag} needs a text`);
+        if (flag === '--prompt') a.prompt = v;
+        else a.negativePrompt = v;
+        break;
+      }
+      case '--width': a.width = int(flag, next(), 8, 4096); break;
+      case '--height': a.height = int(flag, next(), 8, 4096); break;
       case '--count': a.count = int(flag, next(), 1, 64); break;
       case '--seed': a.seed = int(flag, next(), 0, 2 ** 32 - 1); break;
       case '--steps': a.steps = int(flag, next(), 1, 1000); break;
@@ -133,6 +154,8 @@ export function parseGenerateArgs(argv: string[]): GenerateArgs {
   if (a.eta > 0 && a.scheduler !== null && a.scheduler !== 'ddim') throw new UsageError('--eta applies to --scheduler ddim only');
   if (a.strength !== null && a.initImage === null) throw new UsageError('--strength needs --init-image');
   if (a.mask !== null && a.initImage === null) throw new UsageError('--mask needs --init-image (the image to inpaint)');
+  if (a.prompt !== null && a.classes.length) throw new UsageError('--prompt and --class do not go together: a model is either text- or class-conditional');
+  if (a.prompt === null && (a.negativePrompt !== null || a.width !== null || a.height !== null)) throw new UsageError('--negative-prompt, --width and --height need --prompt');
   return a;
 }
 

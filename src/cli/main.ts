@@ -7,10 +7,13 @@ import { getGpu } from '../gpu/device.ts';
 import { Runtime } from '../gpu/runtime.ts';
 import { readJson } from '../io/model_folder.ts';
 import { decodePng, encodePng, tensorToImage, writeFileNoClobber } from '../io/png.ts';
-import { generateClassConditional, type StepInfo } from '../pipelines/class_conditional.ts';
+import { generateClassConditional, type GenerationResult, type StepInfo } from '../pipelines/class_conditional.ts';
+import { loadSdFolder } from '../pipelines/sd_folder.ts';
+import { generateFromText } from '../pipelines/text_to_image.ts';
+import { schedulerNameOf } from '../schedulers/scheduler.ts';
 import { loadLdmFolder } from '../pipelines/ldm_folder.ts';
 import { resolvePrecision } from '../models/precision.ts';
-import { GENERATE_USAGE, parseGenerateArgs, resolveClasses, UsageError } from './args.ts';
+import { GENERATE_USAGE, parseGenerateArgs, resolveClasses, UsageError, type GenerateArgs } from './args.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -21,10 +24,10 @@ interface ModelCard {
 }
 
 /**
- * A PNG as one image [C, side, side] in [-1, 1] (diffusers' 2·(pixel/255) − 1), gray by PIL's
+ * A PNG as one image [C, height, width] in [-1, 1] (diffusers' 2·(pixel/255) − 1), gray by PIL's
  * convert('L') weights when C = 1; or, for a mask, 1 where the pixel is white (≥ 0.5), else 0.
  */
-async function readImage(flag: string, path: string, side: number, channels: number, kind: 'image' | 'mask'): Promise<Float32Array> {
+async function readImage(flag: string, path: string, [width, height]: readonly [number, number], channels: number, kind: 'image' | 'mask'): Promise<Float32Array> {
   if (!existsSync(path)) throw new UsageError(`${flag} ${path} does not exist`);
   let png: ReturnType<typeof decodePng>;
   try {
@@ -32,9 +35,9 @@ async function readImage(flag: string, path: string, side: number, channels: num
   } catch (e) {
     throw new UsageError(`${flag} ${path} is not a readable PNG (${(e as Error).message})`);
   }
-  if (png.width !== side || png.height !== side) throw new UsageError(`${flag} ${path} is ${png.width}x${png.height}; this model needs ${side}x${side}`);
+  if (png.width !== width || png.height !== height) throw new UsageError(`${flag} ${path} is ${png.width}x${png.height}; this model needs ${width}x${height}`);
   const px = png.pixels;
-  const n = side * side;
+  const n = width * height;
   // PIL's fixed-point ITU-R 601-2 luma, exact for gray pixels.
   const luma = (p: number) => (px[4 * p]! * 19595 + px[4 * p + 1]! * 38470 + px[4 * p + 2]! * 7471 + 0x8000) >>> 16;
   if (kind === 'mask') return Float32Array.from({ length: n }, (_, p) => (luma(p) / 255 >= 0.5 ? 1 : 0));
@@ -62,19 +65,37 @@ function progress(info: StepInfo): void {
   if (info.index + 1 === info.total) process.stderr.write('\n');
 }
 
-async function generate(argv: string[]): Promise<void> {
-  const args = parseGenerateArgs(argv);
-  const modelDir = args.model ?? join(root, 'weights/fashion-ldm');
-  if (!existsSync(modelDir)) throw new UsageError(`model folder ${modelDir} does not exist`);
-  if (existsSync(args.out) && !args.force) throw new UsageError(`${args.out} already exists; pass --force to overwrite it`);
-  const cardPath = join(modelDir, 'fresco.json');
-  const card: ModelCard = existsSync(cardPath) ? ((await readJson(cardPath)) as ModelCard) : {};
+interface Common {
+  args: GenerateArgs;
+  rt: Runtime;
+  adapter: string;
+  seed: number;
+}
 
-  const gpu = await getGpu({ wantF16: args.precision !== 'f32' });
-  const rt = new Runtime(gpu);
-  console.error(`adapter: ${gpu.adapterName}`);
-  // Before any weight is read: asking for f16 on a device without shader-f16 fails here.
-  console.error(`precision: ${resolvePrecision(gpu.features, args.precision).description}`);
+/** --init-image / --mask as [B, C, H, W] and [B, 1, H, W] arrays, each PNG repeated over the batch. */
+async function initInputs(args: GenerateArgs, size: readonly [number, number], channels: number, batch: number) {
+  if (!args.initImage) return {};
+  const initImage = repeat(await readImage('--init-image', args.initImage, size, channels, 'image'), batch);
+  const mask = args.mask ? repeat(await readImage('--mask', args.mask, size, 1, 'mask'), batch) : undefined;
+  return { initImage, mask, strength: args.strength ?? 0.8 };
+}
+
+async function finish(c: Common, result: GenerationResult, batch: number, guidance: number): Promise<void> {
+  const cols = c.args.count > 1 ? c.args.count : Math.ceil(Math.sqrt(batch));
+  const img = tensorToImage(result.image, result.imageShape, { cols });
+  await writeFileNoClobber(c.args.out, encodePng(img.width, img.height, img.channels, img.pixels), c.args.force);
+  const mean = result.stepMs.reduce((a, b) => a + b, 0) / result.stepMs.length;
+  console.error(`wrote ${c.args.out} (${img.width}x${img.height})`);
+  console.error(`adapter ${c.adapter}; ${mean.toFixed(1)} ms/step (batch ${batch}${guidance > 1 ? ' ×2 for guidance' : ''}); total ${(result.totalMs / 1000).toFixed(2)} s; peak GPU memory ${(result.peakBytes / 2 ** 20).toFixed(1)} MiB`);
+}
+
+function describeInit(args: GenerateArgs, init: { initImage?: unknown; mask?: unknown; strength?: number }): string {
+  return init.initImage ? `; ${init.mask ? 'inpainting' : 'img2img'} from ${args.initImage}, strength ${init.strength}` : '';
+}
+
+async function generateClasses(c: Common, modelDir: string, card: ModelCard): Promise<void> {
+  const { args, rt } = c;
+  if (args.prompt !== null) throw new UsageError(`${modelDir} is class-conditional: it takes --class, not --prompt`);
   const model = await loadLdmFolder(rt, modelDir, { precision: args.precision });
   try {
     const numClasses = model.unet.numClasses;
@@ -85,41 +106,74 @@ async function generate(argv: string[]): Promise<void> {
       ? resolveClasses(args.classes, names, numClasses)
       : Array.from({ length: names?.length ?? numClasses - 1 }, (_, i) => i);
     const batch = labels.flatMap((l) => new Array<number>(args.count).fill(l));
-    const seed = args.seed ?? Math.floor(Math.random() * 2 ** 31);
     const steps = args.steps ?? card.defaults?.steps ?? 25;
     const guidance = args.guidance ?? card.defaults?.guidance ?? 3;
     const scheduler = args.scheduler ?? card.defaults?.scheduler ?? 'ddim';
-    let initImage: Float32Array | undefined;
-    let mask: Float32Array | undefined;
-    if (args.initImage) {
-      const side = model.unet.sampleSize * model.vae.scaleFactor;
-      initImage = repeat(await readImage('--init-image', args.initImage, side, model.vae.inChannels, 'image'), batch.length);
-      if (args.mask) mask = repeat(await readImage('--mask', args.mask, side, 1, 'mask'), batch.length);
-    }
-    const strength = args.initImage ? (args.strength ?? 0.8) : undefined;
-    console.error(`generating ${batch.length} image(s): ${labels.map((l) => names?.[l] ?? String(l)).join(', ')}; seed ${seed}, ${steps} ${scheduler} steps, guidance ${guidance}${initImage ? `; ${mask ? 'inpainting' : 'img2img'} from ${args.initImage}, strength ${strength}` : ''}`);
-    const result = await generateClassConditional(rt, model, {
-      classLabels: batch,
-      nullClass,
+    const side = model.unet.sampleSize * model.vae.scaleFactor;
+    const init = await initInputs(args, [side, side], model.vae.inChannels, batch.length);
+    console.error(`generating ${batch.length} image(s): ${labels.map((l) => names?.[l] ?? String(l)).join(', ')}; seed ${c.seed}, ${steps} ${scheduler} steps, guidance ${guidance}${describeInit(args, init)}`);
+    const result = await generateClassConditional(rt, model, { classLabels: batch, nullClass, guidanceScale: guidance, steps, scheduler, eta: args.eta, seed: c.seed, ...init, onStep: progress });
+    await finish(c, result, batch.length, guidance);
+  } finally {
+    model.destroy();
+  }
+}
+
+async function generateText(c: Common, modelDir: string): Promise<void> {
+  const { args, rt } = c;
+  if (args.classes.length) throw new UsageError(`${modelDir} is a text-to-image model: it takes --prompt, not --class`);
+  if (args.prompt === null) throw new UsageError(`${modelDir} is a text-to-image model: --prompt is required`);
+  const model = await loadSdFolder(rt, modelDir, { precision: args.precision });
+  try {
+    const f = model.vae.scaleFactor;
+    const width = args.width ?? model.unet.sampleSize * f;
+    const height = args.height ?? model.unet.sampleSize * f;
+    if (width % f || height % f) throw new UsageError(`--width and --height must be multiples of ${f} for this model, got ${width}x${height}`);
+    const prompts = new Array<string>(args.count).fill(args.prompt);
+    const steps = args.steps ?? 50;
+    const guidance = args.guidance ?? 7.5;
+    const scheduler = args.scheduler ?? schedulerNameOf(model.schedulerConfig);
+    const init = await initInputs(args, [width, height], model.vae.inChannels, prompts.length);
+    console.error(`generating ${prompts.length} image(s) of ${JSON.stringify(args.prompt)}${args.negativePrompt ? ` (negative: ${JSON.stringify(args.negativePrompt)})` : ''}, ${width}x${height}; seed ${c.seed}, ${steps} ${scheduler} steps, guidance ${guidance}${describeInit(args, init)}`);
+    const result = await generateFromText(rt, model, {
+      prompt: prompts,
+      ...(args.negativePrompt !== null ? { negativePrompt: args.negativePrompt } : {}),
+      width,
+      height,
       guidanceScale: guidance,
       steps,
       scheduler,
       eta: args.eta,
-      seed,
-      initImage,
-      strength,
-      mask,
+      seed: c.seed,
+      ...init,
       onStep: progress,
     });
-    const cols = args.count > 1 ? args.count : Math.ceil(Math.sqrt(batch.length));
-    const img = tensorToImage(result.image, result.imageShape, { cols });
-    await writeFileNoClobber(args.out, encodePng(img.width, img.height, img.channels, img.pixels), args.force);
-    const mean = result.stepMs.reduce((a, b) => a + b, 0) / result.stepMs.length;
-    console.error(`wrote ${args.out} (${img.width}x${img.height})`);
-    console.error(`adapter ${gpu.adapterName}; ${mean.toFixed(1)} ms/step (batch ${batch.length}${guidance > 1 ? ' ×2 for guidance' : ''}); total ${(result.totalMs / 1000).toFixed(2)} s; peak GPU memory ${(result.peakBytes / 2 ** 20).toFixed(1)} MiB`);
+    if (result.truncated.length) console.error(`note: the prompt was cut to the tokenizer's ${model.tokenizer.maxLength} tokens`);
+    await finish(c, result, prompts.length, guidance);
   } finally {
     model.destroy();
   }
+}
+
+async function generate(argv: string[]): Promise<void> {
+  const args = parseGenerateArgs(argv);
+  const modelDir = args.model ?? join(root, 'weights/fashion-ldm');
+  if (!existsSync(modelDir)) throw new UsageError(`model folder ${modelDir} does not exist`);
+  if (existsSync(args.out) && !args.force) throw new UsageError(`${args.out} already exists; pass --force to overwrite it`);
+  const text = existsSync(join(modelDir, 'model_index.json'));
+  if (text && args.prompt === null) throw new UsageError(`${modelDir} is a text-to-image model: --prompt is required`);
+  if (!text && args.prompt !== null) throw new UsageError(`${modelDir} is class-conditional: it takes --class, not --prompt`);
+  const cardPath = join(modelDir, 'fresco.json');
+  const card: ModelCard = existsSync(cardPath) ? ((await readJson(cardPath)) as ModelCard) : {};
+
+  const gpu = await getGpu({ wantF16: args.precision !== 'f32' });
+  const rt = new Runtime(gpu);
+  console.error(`adapter: ${gpu.adapterName}`);
+  // Before any weight is read: asking for f16 on a device without shader-f16 fails here.
+  console.error(`precision: ${resolvePrecision(gpu.features, args.precision).description}`);
+  const c: Common = { args, rt, adapter: gpu.adapterName, seed: args.seed ?? Math.floor(Math.random() * 2 ** 31) };
+  if (text) await generateText(c, modelDir);
+  else await generateClasses(c, modelDir, card);
 }
 
 async function main(): Promise<void> {
