@@ -36,6 +36,8 @@ export interface StepInfo {
   total: number;
   timestep: number;
   ms: number;
+  /** The latents after this step [B, C, h, w], on the steps latentsEvery asks for. */
+  latents?: Float32Array;
 }
 
 /** What every text-, class- or unconditional generation takes. */
@@ -57,6 +59,8 @@ export interface DenoiseOptions {
   /** Inpainting mask [B, 1, H, W], 1 = repaint (binarized at 0.5); needs initImage. */
   mask?: Float32Array;
   onStep?: (info: StepInfo) => void;
+  /** Reads the latents back into onStep's info every N steps (and after the last), for previews. */
+  latentsEvery?: number;
   signal?: AbortSignal;
   /** Reads back the guided eps and the latents after every step (slow; for checks only). */
   trace?: (i: number, eps: Float32Array, latents: Float32Array) => void;
@@ -222,7 +226,7 @@ export async function denoise(rt: Runtime, job: DenoiseJob, opts: DenoiseOptions
     }
     g.finalize();
 
-    const stepMs = await runSteps(rt, g, { tableBuf, rowBuf, rowBytes, start, sched, opts, traced: epsOut ? { eps: epsOut, x } : null });
+    const stepMs = await runSteps(rt, g, { tableBuf, rowBuf, rowBytes, start, sched, opts, traced: epsOut ? { eps: epsOut, x } : null, x });
 
     const { image, imageShape } = await decodeLatents(rt, vae, x, graphs);
     const latents = await rt.read(x.buffer, n * 4);
@@ -254,6 +258,8 @@ interface StepLoop {
   opts: DenoiseOptions;
   /** With opts.trace: the buffers read back after every step. */
   traced: { eps: Tensor; x: Tensor } | null;
+  /** The latents, for opts.latentsEvery. */
+  x: Tensor;
 }
 
 /** Runs steps start..end of the planned step graph, one submit each; returns the wall time per step. */
@@ -279,7 +285,9 @@ async function runSteps(rt: Runtime, g: Graph, l: StepLoop): Promise<number[]> {
       await Promise.race([device.queue.onSubmittedWorkDone(), rt.gpu.lost.then((m) => Promise.reject(new GpuError(m)))]);
     }
     stepMs.push(performance.now() - ts);
-    l.opts.onStep?.({ index: k, total: steps - l.start, timestep: l.sched.timesteps[i]!, ms: stepMs[k]! });
+    const every = l.opts.latentsEvery ?? 0;
+    const latents = l.opts.onStep && every > 0 && ((k + 1) % every === 0 || i + 1 === steps) ? await rt.read(l.x.buffer, numel(l.x.shape) * 4) : undefined;
+    l.opts.onStep?.({ index: k, total: steps - l.start, timestep: l.sched.timesteps[i]!, ms: stepMs[k]!, ...(latents ? { latents } : {}) });
   }
   return stepMs;
 }

@@ -1,10 +1,12 @@
-// A class-conditional latent diffusion folder: unet/, vae/ and scheduler/ in diffusers layout.
+// A class-conditional latent diffusion folder: unet/, vae/ and scheduler/ in diffusers layout,
+// read through a FolderReader (a folder on disk in Node, a URL in a browser).
 import type { Runtime } from '../gpu/runtime.ts';
-import { loadModelFolder, readJson } from '../io/model_folder.ts';
+import { loadModelFrom, ModelFolderError, nodeFolderReader, parseJsonObject, type FolderReader } from '../io/model_folder.ts';
 import { AutoencoderKL } from '../models/autoencoder_kl.ts';
 import { ConfigError } from '../models/loader.ts';
 import type { ModelOptions, ResolvedPrecision } from '../models/precision.ts';
 import { UNet2DModel } from '../models/unet_2d.ts';
+import { subFolder } from './sd_folder.ts';
 
 export interface LdmModel {
   dir: string;
@@ -16,18 +18,28 @@ export interface LdmModel {
   destroy(): void;
 }
 
+/** Node: a folder on disk. */
 export async function loadLdmFolder(rt: Runtime, dir: string, opts: ModelOptions = {}): Promise<LdmModel> {
+  const fs = await import('node:fs/promises');
+  const stat = await fs.stat(dir).catch(() => null);
+  if (!stat?.isDirectory()) throw new ModelFolderError('missing', `${dir}: model folder not found (or not a directory)`);
+  return loadLdmFrom(rt, nodeFolderReader(dir), dir, opts);
+}
+
+export async function loadLdmFrom(rt: Runtime, root: FolderReader, dir: string, opts: ModelOptions = {}): Promise<LdmModel> {
   const join = (p: string) => `${dir.replace(/\/$/, '')}/${p}`;
-  const unetFolder = await loadModelFolder(join('unet'));
+  const unetFolder = await loadModelFrom(subFolder(root, 'unet'), join('unet'));
   const cls = unetFolder.config._class_name;
   if (cls !== 'UNet2DModel') throw new ConfigError(`${join('unet/config.json')}: _class_name ${JSON.stringify(cls)} is not supported yet (supported: UNet2DModel)`);
   const unet = new UNet2DModel(rt, unetFolder.weights, unetFolder.config, join('unet'), opts);
   let vae: AutoencoderKL;
   let schedulerConfig: Record<string, unknown>;
   try {
-    const vaeFolder = await loadModelFolder(join('vae'));
+    const vaeFolder = await loadModelFrom(subFolder(root, 'vae'), join('vae'));
     vae = new AutoencoderKL(rt, vaeFolder.weights, vaeFolder.config, join('vae'), opts);
-    schedulerConfig = await readJson(join('scheduler/scheduler_config.json'));
+    const schedBytes = await root.read('scheduler/scheduler_config.json');
+    if (!schedBytes) throw new ModelFolderError('missing', `${root.where('scheduler/scheduler_config.json')}: not found`);
+    schedulerConfig = parseJsonObject(schedBytes, root.where('scheduler/scheduler_config.json'));
     if (vae.latentChannels !== unet.inChannels) {
       vae.destroy();
       throw new ConfigError(`${dir}: the VAE has ${vae.latentChannels} latent channels but the U-Net takes ${unet.inChannels}`);
