@@ -89,7 +89,6 @@ async function readTrace(dir: string): Promise<Trace> {
  */
 async function runTextPipelineCase(rt: Runtime, dir: string, spec: Record<string, unknown>, precision: 'f32' | 'f16'): Promise<Measured & { cls: string; detail: string }> {
   const tol = TOLERANCE[precision];
-  if (Number(spec.guidance_rescale ?? 0) !== 0) throw new Unsupported(`guidance_rescale ${String(spec.guidance_rescale)} is not supported`);
   const scheduler = schedulerNameOf({ _class_name: spec.scheduler });
   const get = await readTrace(dir);
   const model = await loadSdFolder(rt, findModelFolder(dir, String(spec.model)), { precision });
@@ -104,12 +103,15 @@ async function runTextPipelineCase(rt: Runtime, dir: string, spec: Record<string
       prompt: String(spec.prompt),
       negativePrompt: spec.negative_prompt === null || spec.negative_prompt === undefined ? undefined : String(spec.negative_prompt),
       guidanceScale: guidance,
+      guidanceRescale: Number(spec.guidance_rescale ?? 0),
       steps: Number(spec.steps),
       scheduler,
       ...(spec.eta !== null && spec.eta !== undefined ? { eta: Number(spec.eta) } : {}),
       height: Number(spec.height),
       width: Number(spec.width),
       latents: toFloat32(get('latents_init')),
+      // The text traces record prepare_latents' output: init_noise_sigma is already in it.
+      latentsScaled: true,
       traceText: (t) => {
         for (const [key, got] of [['input_ids', t.ids[0]], ['uncond_input_ids', t.uncondIds?.[0]]] as const) {
           const want = toInt64Numbers(get(key));

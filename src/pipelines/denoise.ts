@@ -19,6 +19,7 @@ import { numel, type Tensor } from '../graph/tensor.ts';
 import { maskBlend, scale } from '../kernels/elementwise.ts';
 import { noiseAdd } from '../kernels/noise_add.ts';
 import { gaussianNoise } from '../kernels/rng.ts';
+import { guidanceRescale } from '../kernels/guidance_rescale.ts';
 import { EPS_HISTORY_SLOTS, schedulerStep, StepRow } from '../kernels/scheduler_step.ts';
 import type { AutoencoderKL } from '../models/autoencoder_kl.ts';
 import { createScheduler, type Scheduler, type SchedulerName } from '../schedulers/scheduler.ts';
@@ -44,12 +45,19 @@ export interface StepInfo {
 export interface DenoiseOptions {
   /** Classifier-free guidance scale; above 1 the U-Net runs on [cond, uncond] as one batch. */
   guidanceScale?: number;
+  /** diffusers' guidance_rescale φ in [0, 1] (default 0: off), applied to the guided prediction. */
+  guidanceRescale?: number;
   steps?: number;
   scheduler?: SchedulerName;
   eta?: number;
   seed?: number;
   /** Initial latents [B, C, h, w] instead of drawing them from the seed (with initImage: the noise ε). */
   latents?: Float32Array;
+  /**
+   * The given latents already include init_noise_sigma (what diffusers' prepare_latents returns,
+   * as the Stable Diffusion traces record it), so they are not scaled again. Default false.
+   */
+  latentsScaled?: boolean;
   /** img2img / inpainting source [B, C, H, W] in [-1, 1], H = W = the model's image size. */
   initImage?: Float32Array;
   /** How far to noise initImage, (0, 1] (default 0.8 as diffusers' img2img; 1 with a mask means pure noise). */
@@ -104,6 +112,8 @@ export async function denoise(rt: Runtime, job: DenoiseJob, opts: DenoiseOptions
   if (!Number.isFinite(guidance) || guidance < 0) throw new Error(`guidance scale must be a finite number >= 0, got ${guidance}`);
   if ((opts.eta ?? 0) > 0 && opts.scheduler !== undefined && opts.scheduler !== 'ddim') throw new Error(`eta applies to DDIM only, not ${opts.scheduler}`);
   const cfg = guidance > 1;
+  const rescale = cfg ? (opts.guidanceRescale ?? 0) : 0;
+  if (!(rescale >= 0 && rescale <= 1)) throw new Error(`guidance rescale must be in [0, 1], got ${opts.guidanceRescale}`);
   const steps = opts.steps ?? 50;
   if (opts.strength !== undefined && !opts.initImage) throw new Error('strength applies to img2img only: pass initImage');
   if (opts.mask && !opts.initImage) throw new Error('a mask needs initImage (the image to inpaint)');
@@ -135,7 +145,9 @@ export async function denoise(rt: Runtime, job: DenoiseJob, opts: DenoiseOptions
   const table = new Float32Array(rowLength * calls);
   for (let i = start; i < calls; i++) {
     const row = sched.stepRow(i);
-    row[StepRow.guidance] = guidance;
+    // With guidance_rescale the rescaled guided prediction replaces the cond half (see
+    // guidanceRescale), and the step's own combine must then leave it as it is.
+    row[StepRow.guidance] = rescale ? 1 : guidance;
     table.set(row, i * rowLength);
     if (masked) {
       const [a, b] = addNoiseCoefficients(sched, i + 1);
@@ -179,7 +191,7 @@ export async function denoise(rt: Runtime, job: DenoiseJob, opts: DenoiseOptions
         const [a, b] = masked && strength === 1 ? [0, sched.initNoiseSigma] : addNoiseCoefficients(sched, start);
         x0 = noiseAdd(init, 'img2img-start', encoded, drawn, { sqrtAlphaBar: a, sqrtOneMinusAlphaBar: b });
       } else {
-        x0 = scale(init, 'init-noise-sigma', drawn, sched.initNoiseSigma);
+        x0 = scale(init, 'init-noise-sigma', drawn, opts.latents && opts.latentsScaled ? 1 : sched.initNoiseSigma);
       }
       const in0 = scale(init, 'scale-model-input', x0, sched.modelInputScale(start));
       init.finalize();
@@ -204,6 +216,7 @@ export async function denoise(rt: Runtime, job: DenoiseJob, opts: DenoiseOptions
     const g = new Graph(rt, 'denoise-step');
     graphs.push(g);
     const eps = job.planUnet(g, unetIn, rowBuf);
+    if (rescale) guidanceRescale(g, 'guidance-rescale', eps, guidance, rescale);
     const anyNoise = Array.from({ length: calls - start }, (_, i) => sched.drawsNoise(start + i)).some(Boolean);
     const noise = anyNoise ? gaussianNoise(g, 'step-noise', latentShape, opts.seed ?? 0, { stream: 1, counter: { buffer: rowBuf, index: 1 } }) : undefined;
     const epsOut = opts.trace ? g.alloc(latentShape, 'eps-trace') : undefined;

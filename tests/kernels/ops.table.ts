@@ -13,8 +13,9 @@ import { layerNormCases } from './layer_norm.cases.ts';
 import { posteriorSampleCases } from './posterior_sample.cases.ts';
 import { f16OnlyCases, f16Rows } from './f16.cases.ts';
 import { clipTextCases } from './clip_text.cases.ts';
+import { guidanceRescaleCases } from './guidance_rescale.cases.ts';
 
-const f32Table: OpCase[] = [...gemmCases, ...attentionCases, ...groupNormCases, ...elementwiseCases, ...embeddingCases, ...rngCases, ...noiseAddCases, ...schedulerStepCases, ...quantizeCases, ...layerNormCases, ...posteriorSampleCases, ...clipTextCases];
+const f32Table: OpCase[] = [...gemmCases, ...attentionCases, ...groupNormCases, ...elementwiseCases, ...embeddingCases, ...rngCases, ...noiseAddCases, ...schedulerStepCases, ...quantizeCases, ...layerNormCases, ...posteriorSampleCases, ...clipTextCases, ...guidanceRescaleCases];
 
 // Every kernel with an f16 storage variant again in f16 (skipped where the adapter has no shader-f16).
 export const opTable: OpCase[] = [...f32Table, ...f16Rows(f32Table), ...f16OnlyCases];

@@ -53,6 +53,41 @@ describe('Stable Diffusion text-to-image (sd-tiny)', () => {
     expect(maxDiff(a.image, b.image)).toBeGreaterThan(0.05);
   });
 
+  it('latents given with init_noise_sigma already in them (as the traces record them) are not scaled again (Euler: σ0 > 1)', async () => {
+    const rt = await runtime();
+    const m = await sd();
+    const l = latents(4 * 8 * 8, 3);
+    const base = { prompt: 'a kite', steps: 3, guidanceScale: 5, scheduler: 'euler' as const };
+    const plain = await generateFromText(rt, m, { ...base, latents: l });
+    const sigma = plain.scheduler.initNoiseSigma;
+    expect(sigma).toBeGreaterThan(1);
+    const scaled = await generateFromText(rt, m, { ...base, latents: l.map((v) => Math.fround(v * sigma)), latentsScaled: true });
+    const err = maxDiff(scaled.latents, plain.latents) / maxAbs(plain.latents);
+    console.log(`pre-scaled vs scaled-by-the-loop latents (σ0 ${sigma.toFixed(3)}): rel ${err.toExponential(2)}`);
+    expect(err).toBeLessThanOrEqual(1e-6);
+  });
+
+  it('guidance_rescale rescales the guided prediction by φ·std(cond)/std(guided) + 1 − φ (first step)', async () => {
+    const rt = await runtime();
+    const m = await sd();
+    const l = latents(4 * 8 * 8, 4);
+    const first = async (guidanceScale: number, guidanceRescale: number) => {
+      let eps: Float32Array | null = null;
+      await generateFromText(rt, m, { prompt: 'a tree', negativePrompt: 'snow', steps: 2, scheduler: 'ddim', latents: l, guidanceScale, guidanceRescale, trace: (i, e) => (eps ??= e) });
+      return eps!;
+    };
+    const [cond, guided, rescaled] = [await first(1, 0), await first(7.5, 0), await first(7.5, 0.7)];
+    const std = (v: Float32Array) => {
+      const mean = v.reduce((a, b) => a + b, 0) / v.length;
+      return Math.sqrt(v.reduce((a, b) => a + (b - mean) ** 2, 0) / (v.length - 1));
+    };
+    const f = (0.7 * std(cond)) / std(guided) + 0.3;
+    const err = maxDiff(rescaled, guided.map((v) => v * f)) / maxAbs(rescaled);
+    console.log(`guidance_rescale 0.7: factor ${f.toFixed(4)}, rel err ${err.toExponential(2)}`);
+    expect(Math.abs(f - 1)).toBeGreaterThan(1e-3);
+    expect(err).toBeLessThanOrEqual(1e-5);
+  });
+
   it('takes other sizes (24x16 → 12x8 latents, an odd 20x12 → 10x6) and refuses sizes the VAE cannot make', async () => {
     const rt = await runtime();
     const m = await sd();
