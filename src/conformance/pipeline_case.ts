@@ -104,6 +104,7 @@ async function runTextPipelineCase(rt: Runtime, dir: string, spec: Record<string
       negativePrompt: spec.negative_prompt === null || spec.negative_prompt === undefined ? undefined : String(spec.negative_prompt),
       guidanceScale: guidance,
       guidanceRescale: Number(spec.guidance_rescale ?? 0),
+      clipSkip: Number(spec.clip_skip ?? 0),
       steps: Number(spec.steps),
       scheduler,
       ...(spec.eta !== null && spec.eta !== undefined ? { eta: Number(spec.eta) } : {}),

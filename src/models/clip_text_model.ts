@@ -188,7 +188,11 @@ export class CLIPTextModel {
    * Records the encoder. ids: u32 token ids [B, T], T <= max_position_embeddings (77 for SD; see
    * uploadIds). Both outputs are new f32 tensors the caller owns.
    */
-  encode(g: Graph, ids: Tensor): CLIPTextOutputs {
+  encode(g: Graph, ids: Tensor, opts: { clipSkip?: number } = {}): CLIPTextOutputs {
+    // diffusers' clip_skip k: the states k layers before the last, through the final layer norm.
+    const skip = opts.clipSkip ?? 0;
+    if (!Number.isInteger(skip) || skip < 0 || skip >= this.layers.length) throw new ShapeError(`CLIPTextModel: clip_skip ${skip} must be an integer in [0, ${this.layers.length - 1}]`);
+    const layers = this.layers.slice(0, this.layers.length - skip);
     const T = ids.shape[1];
     if (ids.shape.length !== 2 || T === undefined || T < 1 || T > this.maxPositions) {
       throw new ShapeError(`CLIPTextModel: input_ids ${shapeStr(ids.shape)} should be [B, T] with 1 <= T <= ${this.maxPositions}`);
@@ -196,9 +200,9 @@ export class CLIPTextModel {
     let x = tokenEmbedding(g, 'text_model.embeddings', this.tokenChunks, ids, this.positions);
     // hidden_states[-2] is what enters the last layer (the embeddings when there is one layer).
     let pen = x;
-    for (let i = 0; i < this.layers.length; i++) {
-      const next = this.layers[i]!.forward(g, x);
-      if (i === this.layers.length - 1) pen = x;
+    for (let i = 0; i < layers.length; i++) {
+      const next = layers[i]!.forward(g, x);
+      if (i === layers.length - 1) pen = x;
       else g.release(x);
       x = next;
     }

@@ -18,6 +18,8 @@ export interface TextToImageOptions extends DenoiseOptions {
   /** Image size in pixels, multiples of the VAE's scale factor (default: the U-Net's sample_size times it). */
   height?: number;
   width?: number;
+  /** diffusers' clip_skip: use the states this many layers before the last (through the final norm). */
+  clipSkip?: number;
   /** Reads back the token ids and the text states before the loop (for conformance checks). */
   traceText?: (t: TextTrace) => void;
 }
@@ -63,7 +65,7 @@ export async function generateFromText(rt: Runtime, model: SdModel, opts: TextTo
   const text = new Graph(rt, 'text-encoder');
   const ids = uploadIds(rt, rows.flat(), textEncoder.vocabSize, 'input_ids');
   try {
-    const { lastHiddenState: context, penultimate } = textEncoder.encode(text, { ...ids, shape: [rows.length, T] });
+    const { lastHiddenState: context, penultimate } = textEncoder.encode(text, { ...ids, shape: [rows.length, T] }, { clipSkip: opts.clipSkip ?? 0 });
     text.release(penultimate);
     text.finalize();
     const enc = rt.device.createCommandEncoder({ label: 'text-encoder' });

@@ -39,11 +39,11 @@ async function hostWeights(): Promise<(name: string) => Float32Array> {
 }
 
 /** Encodes `ids` [B, T] and reads both outputs back; also returns the graph's largest binding. */
-async function encode(rt: Runtime, model: CLIPTextModel, ids: number[], shape: number[]) {
+async function encode(rt: Runtime, model: CLIPTextModel, ids: number[], shape: number[], opts: { clipSkip?: number } = {}) {
   const g = new Graph(rt, 'clip');
   const idsT: Tensor = { ...uploadIds(rt, ids, model.vocabSize), shape };
   try {
-    const out = model.encode(g, idsT);
+    const out = model.encode(g, idsT, opts);
     g.finalize();
     const enc = rt.device.createCommandEncoder();
     g.record(enc);
@@ -218,6 +218,34 @@ describe('CLIPTextModel errors', () => {
       expect(() => model.encode(g, ids)).toThrow(/input_ids \[78\] should be \[B, T\]/);
       g.destroy();
       rt.destroyBuffer(ids.buffer);
+    } finally {
+      model.destroy();
+    }
+  });
+});
+
+describe('CLIPTextModel clip skip', () => {
+  it("clip_skip 1 is the final layer norm of the penultimate states (diffusers' clip_skip)", async () => {
+    const rt = await runtime();
+    const f = await fixture();
+    const folder = await freshFolder();
+    const model = new CLIPTextModel(rt, folder.weights, folder.config);
+    try {
+      const got = await encode(rt, model, f.ids, f.idsShape, { clipSkip: 1 });
+      const w = await hostWeights();
+      const [gamma, beta] = [w('final_layer_norm.weight'), w('final_layer_norm.bias')];
+      const D = gamma.length;
+      const ref = new Float64Array(f.penultimate.length);
+      for (let r = 0; r < f.penultimate.length / D; r++) {
+        const row = f.penultimate.subarray(r * D, (r + 1) * D);
+        const mean = row.reduce((a, b) => a + b, 0) / D;
+        const v = row.reduce((a, b) => a + (b - mean) ** 2, 0) / D;
+        for (let i = 0; i < D; i++) ref[r * D + i] = ((row[i]! - mean) / Math.sqrt(v + 1e-5)) * gamma[i]! + beta[i]!;
+      }
+      const c = compare(got.last, ref, 1e-5, 1e-5);
+      console.log(`clip_skip 1: max|err| ${c.maxAbsErr.toExponential(2)} vs LN(fixture penultimate)`);
+      expect(c.ok, c.report).toBe(true);
+      await expect(encode(rt, model, f.ids, f.idsShape, { clipSkip: 2 })).rejects.toThrow(/clip_skip 2 must be an integer in \[0, 1\]/);
     } finally {
       model.destroy();
     }
