@@ -19,9 +19,12 @@ function wgslBundle(): Plugin {
 
 export default defineConfig({
   plugins: [wgslBundle()],
+  // The library: dist/fresco.js (browser, worker and Node; the WGSL is inside, as strings from
+  // shaders.gen.ts) and dist/node.js (PNG files). `webgpu` (dawn.node) and node: builtins are only
+  // reached through dynamic imports on Node paths, so they stay external and browsers never load them.
   build: {
-    lib: { entry: 'src/index.ts', formats: ['es'], fileName: 'fresco' },
-    rollupOptions: { external: ['webgpu', /^node:/, 'pngjs'] },
+    lib: { entry: { fresco: 'src/index.ts', node: 'src/node.ts' }, formats: ['es'] },
+    rollupOptions: { external: ['webgpu', /^node:/, 'pngjs'], output: { chunkFileNames: 'fresco-[hash].js' } },
     target: 'es2022',
   },
   test: {

@@ -1,10 +1,19 @@
-// Fresco's public API. The browser-friendly loadModel/generate facade comes with the library
-// work (model loading by URL); today models load from a local folder in Node.
+// Fresco's public API, the same in a page, a Web Worker and Node: loadModel(url | folder) and
+// generate(model, options). Nothing here imports Node modules at load time (Node-only paths are
+// dynamic imports behind checks), so bundlers can ship it to browsers; PNG files are in 'fresco/node'.
+export { loadModel, generate, Model, GenerateOptionsError, type LoadModelOptions, type GenerateOptions, type GenerateResult, type StepEvent, type ModelKind, type ModelDefaults } from './api.ts';
+export { latentPreview, imageToRgba, SD_LATENT_RGB, type RgbaImage, type PreviewMode } from './preview.ts';
+export { urlFolderReader, DownloadError, DEFAULT_CACHE_NAME, type UrlReaderOptions } from './io/url_reader.ts';
+export { ModelFolderError, type FolderReader } from './io/model_folder.ts';
 export { getGpu, createGpu, NoAdapterError, type GpuContext, type DeviceOptions } from './gpu/device.ts';
 export { Runtime, GpuError } from './gpu/runtime.ts';
-export { loadLdmFolder, type LdmModel } from './pipelines/ldm_folder.ts';
+export { loadLdmFrom, type LdmModel } from './pipelines/ldm_folder.ts';
+export { loadSdFrom, type SdModel } from './pipelines/sd_folder.ts';
 export { generateClassConditional, CancelledError, type ClassConditionalOptions, type GenerationResult, type StepInfo } from './pipelines/class_conditional.ts';
-export { tensorToImage, encodePng } from './io/png.ts';
+export { generateFromText, type TextToImageOptions } from './pipelines/text_to_image.ts';
+export { tensorToImage, type Image } from './io/image.ts';
 export { ConfigError } from './models/loader.ts';
+export { PrecisionError, type Precision } from './models/precision.ts';
+export { SCHEDULER_NAMES, type SchedulerName } from './schedulers/scheduler.ts';
 export { SafetensorsError } from './io/safetensors.ts';
 export { WeightError } from './io/weights.ts';

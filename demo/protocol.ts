@@ -1,0 +1,28 @@
+// Messages between the demo page and its generation worker. Everything is structured-clone data;
+// image pixels travel as transferred buffers.
+import type { GenerateOptions, ModelDefaults, ModelKind, Precision, RgbaImage } from '../src/index.ts';
+
+export type ToWorker =
+  | { type: 'load'; url: string; precision: Precision }
+  | { type: 'generate'; options: Omit<GenerateOptions, 'signal' | 'onStep'> }
+  | { type: 'cancel' };
+
+export interface ModelInfo {
+  kind: ModelKind;
+  classNames: string[] | null;
+  numClasses: number | null;
+  adapterName: string;
+  precision: string;
+  defaults: ModelDefaults;
+  imageSize: readonly [number, number];
+  /** Files read from the Cache API instead of the network during this load. */
+  cacheHits: string[];
+}
+
+export type FromWorker =
+  | { type: 'progress'; loaded: number; total: number; file: string }
+  | { type: 'loaded'; info: ModelInfo }
+  | { type: 'step'; index: number; total: number; timestep: number; ms: number; preview?: RgbaImage }
+  | { type: 'done'; image: RgbaImage; stepMs: number[]; totalMs: number; seed: number }
+  | { type: 'cancelled' }
+  | { type: 'error'; name: string; message: string };

@@ -1,0 +1,47 @@
+// The demo's generation worker: the library runs here unchanged (no DOM, no window), so the page
+// stays responsive while the GPU works and only previews and results cross over.
+import { generate, loadModel, type Model } from '../src/index.ts';
+import type { FromWorker, ToWorker } from './protocol.ts';
+
+let model: Model | null = null;
+let running: AbortController | null = null;
+
+function post(msg: FromWorker, transfer: Transferable[] = []): void {
+  (self as unknown as Worker).postMessage(msg, transfer);
+}
+
+function fail(e: unknown): void {
+  const err = e instanceof Error ? e : new Error(String(e));
+  post(err.name === 'CancelledError' ? { type: 'cancelled' } : { type: 'error', name: err.name, message: err.message });
+}
+
+async function handle(msg: ToWorker): Promise<void> {
+  if (msg.type === 'cancel') return void running?.abort();
+  if (msg.type === 'load') {
+    running?.abort();
+    model?.destroy();
+    model = null;
+    const cacheHits: string[] = [];
+    model = await loadModel(msg.url, {
+      precision: msg.precision,
+      onProgress: (loaded, total, file) => post({ type: 'progress', loaded, total, file }),
+      onCacheHit: (file) => cacheHits.push(file),
+    });
+    const { kind, classNames, numClasses, adapterName, precision, defaults, imageSize } = model;
+    return post({ type: 'loaded', info: { kind, classNames, numClasses, adapterName, precision, defaults, imageSize, cacheHits } });
+  }
+  if (!model) throw new Error('no model loaded');
+  const ctl = (running = new AbortController());
+  try {
+    const r = await generate(model, {
+      ...msg.options,
+      signal: ctl.signal,
+      onStep: (e) => post({ type: 'step', ...e }, e.preview ? [e.preview.data.buffer as ArrayBuffer] : []),
+    });
+    post({ type: 'done', image: r.image, stepMs: r.stepMs, totalMs: r.totalMs, seed: r.seed }, [r.image.data.buffer as ArrayBuffer]);
+  } finally {
+    if (running === ctl) running = null;
+  }
+}
+
+self.onmessage = (ev: MessageEvent<ToWorker>) => void handle(ev.data).catch(fail);

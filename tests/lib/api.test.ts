@@ -1,0 +1,173 @@
+// The library facade in Node: loading by folder and by URL (streamed progress), both model kinds,
+// option errors, cancel within one step, and previews.
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { modelsMiddleware } from '../../demo/models_server.ts';
+import { generate, GenerateOptionsError, loadModel, type Model, type StepEvent } from '../../src/api.ts';
+import { createGpu } from '../../src/gpu/device.ts';
+import { GpuError } from '../../src/gpu/runtime.ts';
+import { CancelledError, generateClassConditional } from '../../src/pipelines/class_conditional.ts';
+import { tensorToImage } from '../../src/io/image.ts';
+
+let server: Server;
+let base: string;
+const requests: string[] = [];
+const models: Model[] = [];
+const keep = (m: Model) => (models.push(m), m);
+
+beforeAll(async () => {
+  const serve = modelsMiddleware(process.cwd());
+  server = createServer((req, res) => {
+    requests.push(req.url ?? '');
+    serve(req, res, () => {
+      res.statusCode = 404;
+      res.end();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/models`;
+});
+
+afterAll(() => {
+  models.forEach((m) => m.destroy());
+  server?.close();
+});
+
+let fashion: Promise<Model> | null = null;
+const fashionModel = () => (fashion ??= loadModel('weights/fashion-ldm', { precision: 'f32' }).then(keep));
+
+describe('loadModel + generate (class-conditional)', () => {
+  it('loads a folder: kind, class names from fresco.json, adapter and precision', async () => {
+    const files: string[] = [];
+    const m = keep(await loadModel('weights/fashion-ldm/', { precision: 'f32', onProgress: (_l, _t, f) => files.push(f) }));
+    expect(m.kind).toBe('class');
+    expect(m.classNames?.[1]).toBe('Trouser');
+    expect(m.numClasses).toBe(11);
+    expect(m.imageSize).toEqual([32, 32]);
+    expect(m.adapterName.length).toBeGreaterThan(0);
+    expect(m.precision).toMatch(/^f32/);
+    expect(files).toEqual(expect.arrayContaining(['unet/diffusion_pytorch_model.safetensors', 'vae/diffusion_pytorch_model.safetensors', 'fresco.json']));
+    m.destroy();
+    await expect(generate(m, { class: 1 })).rejects.toThrow(/destroyed/);
+  });
+
+  it('equals the pipeline it wraps, pixel for pixel, with RGBA laid out as the PNG writer does', async () => {
+    const m = await fashionModel();
+    const r = await generate(m, { class: 'trouser', seed: 5, steps: 2, guidance: 3 });
+    const direct = await generateClassConditional(m.rt, (m.loaded as { ldm: Parameters<typeof generateClassConditional>[1] }).ldm, { classLabels: [1], nullClass: 10, guidanceScale: 3, steps: 2, seed: 5, scheduler: 'ddim' });
+    expect(r.rawShape).toEqual([1, 1, 32, 32]);
+    expect(Array.from(r.raw)).toEqual(Array.from(direct.image));
+    const gray = tensorToImage(direct.image, direct.imageShape);
+    expect([r.image.width, r.image.height]).toEqual([32, 32]);
+    for (let p = 0; p < 32 * 32; p++) {
+      expect([r.image.data[4 * p], r.image.data[4 * p + 1], r.image.data[4 * p + 2], r.image.data[4 * p + 3]]).toEqual([gray.pixels[p], gray.pixels[p], gray.pixels[p], 255]);
+    }
+    expect(r.stepMs).toHaveLength(2);
+    expect(r.seed).toBe(5);
+  });
+
+  it('loads by URL with streamed progress, and draws the same image as the folder load', async () => {
+    const progress: [number, number, string][] = [];
+    requests.length = 0;
+    const m = keep(await loadModel(`${base}/fashion-ldm`, { precision: 'f32', onProgress: (l, t, f) => progress.push([l, t, f]) }));
+    expect(m.kind).toBe('class');
+    expect(m.classNames).toHaveLength(10);
+    const unet = progress.filter(([, , f]) => f === 'unet/diffusion_pytorch_model.safetensors');
+    // Streamed: several events, monotone, ending at the Content-Length.
+    expect(unet.length).toBeGreaterThan(2);
+    expect(unet.every(([l], i) => i === 0 || l >= unet[i - 1]![0])).toBe(true);
+    const [last] = unet.slice(-1);
+    expect(last![0]).toBe(last![1]);
+    expect(last![1]).toBeGreaterThan(1e6);
+    // model_index.json is probed (404: not a pipeline folder); no cache in Node, so one GET per file.
+    expect(requests.some((u) => u.endsWith('/model_index.json'))).toBe(true);
+    const [a, b] = [await generate(m, { class: 1, seed: 7, steps: 2, guidance: 3 }), await generate(await fashionModel(), { class: 1, seed: 7, steps: 2, guidance: 3 })];
+    expect(Array.from(a.raw)).toEqual(Array.from(b.raw));
+  });
+
+  it('rejects a prompt, an unknown class, width/height and a bad count on a class model', async () => {
+    const m = await fashionModel();
+    await expect(generate(m, { prompt: 'a shoe' })).rejects.toThrow(GenerateOptionsError);
+    await expect(generate(m, { prompt: 'a shoe' })).rejects.toThrow(/class-conditional: it takes class, not prompt/);
+    await expect(generate(m, {})).rejects.toThrow(/pass class/);
+    await expect(generate(m, { class: 'spaceship' })).rejects.toThrow(/unknown class "spaceship"; classes: 0 T-shirt\/top/);
+    await expect(generate(m, { class: 11 })).rejects.toThrow(/out of range/);
+    await expect(generate(m, { class: 1, width: 64 })).rejects.toThrow(/width and height apply to text models/);
+    await expect(generate(m, { class: 1, count: 0 })).rejects.toThrow(/count must be a positive integer/);
+  });
+
+  it('cancels within one step: the abort in step 0 rejects before step 1 runs', async () => {
+    const m = await fashionModel();
+    const ctl = new AbortController();
+    const seen: number[] = [];
+    const run = generate(m, { class: 1, seed: 1, steps: 5, guidance: 3, signal: ctl.signal, onStep: (e) => (seen.push(e.index), ctl.abort()) });
+    await expect(run).rejects.toThrow(CancelledError);
+    expect(seen).toEqual([0]);
+    const pre = new AbortController();
+    pre.abort();
+    await expect(generate(m, { class: 1, signal: pre.signal })).rejects.toThrow(CancelledError);
+  });
+
+  it('previews every N steps and after the last, at latent size, in a grid like the image', async () => {
+    const m = await fashionModel();
+    const events: StepEvent[] = [];
+    const r = await generate(m, { class: [0, 7], count: 2, seed: 3, steps: 3, guidance: 1, previewEvery: 2, onStep: (e) => events.push(e) });
+    expect(events.map((e) => e.index)).toEqual([0, 1, 2]);
+    expect(events.map((e) => !!e.preview)).toEqual([false, true, true]);
+    // 4 images, 2 per row (count per row, as the CLI's grid): latents 8x8, images 32x32.
+    const p = events[2]!.preview!;
+    expect([p.width, p.height]).toEqual([16, 16]);
+    expect([r.image.width, r.image.height]).toEqual([64, 64]);
+    // 4 latent channels, not SD's: each image's first 3 are stretched to 0..255 as R, G, B.
+    for (const [x0, y0] of [[0, 0], [8, 0], [0, 8], [8, 8]]) {
+      for (let k = 0; k < 3; k++) {
+        const tile = Array.from({ length: 64 }, (_, i) => p.data[4 * ((y0! + (i >> 3)) * 16 + x0! + (i & 7)) + k]!);
+        expect([Math.min(...tile), Math.max(...tile)]).toEqual([0, 255]);
+      }
+    }
+  });
+});
+
+describe('loadModel + generate (device loss)', () => {
+  it('rejects with a GpuError naming the loss when the device goes away mid-run, instead of hanging', async () => {
+    // A device of its own: destroying the shared one would break every other test in this worker.
+    const gpu = await createGpu();
+    const m = await loadModel('weights/fashion-ldm', { precision: 'f32', gpu });
+    const run = generate(m, { class: 1, seed: 1, steps: 5, guidance: 3, onStep: () => gpu.device.destroy() });
+    await expect(run).rejects.toThrow(GpuError);
+    await expect(run).rejects.toThrow(/device lost/i);
+    expect(gpu.isLost()).toBe(true);
+  });
+});
+
+describe('loadModel + generate (text-to-image)', () => {
+  let sd: Model;
+  beforeAll(async () => {
+    sd = keep(await loadModel('tests/fixtures/sd-tiny', { precision: 'f32' }));
+  });
+
+  it('loads a pipeline folder (model_index.json) as a text model and draws from a prompt', async () => {
+    expect(sd.kind).toBe('text');
+    expect(sd.classNames).toBeNull();
+    const events: StepEvent[] = [];
+    const r = await generate(sd, { prompt: 'a red shoe', negativePrompt: 'blurry', seed: 2, steps: 2, guidance: 5, previewEvery: 1, onStep: (e) => events.push(e) });
+    const [h, w] = sd.imageSize;
+    expect(r.rawShape).toEqual([1, 3, h, w]);
+    expect([r.image.width, r.image.height]).toEqual([w, h]);
+    expect(r.raw.every(Number.isFinite)).toBe(true);
+    // PNDM (this fixture's scheduler) runs steps + 1 U-Net calls; each is a step event.
+    expect(events).toHaveLength(r.stepMs.length);
+    expect(events.every((e) => e.preview)).toBe(true);
+    // 4 latent channels: the SD latent→RGB factors, at latent size.
+    const f = (sd.loaded as { sd: { vae: { scaleFactor: number } } }).sd.vae.scaleFactor;
+    expect([events.at(-1)!.preview!.width, events.at(-1)!.preview!.height]).toEqual([w / f, h / f]);
+    const again = await generate(sd, { prompt: 'a red shoe', negativePrompt: 'blurry', seed: 2, steps: 2, guidance: 5 });
+    expect(Array.from(again.raw)).toEqual(Array.from(r.raw));
+  });
+
+  it('rejects a class, and a missing prompt, on a text model', async () => {
+    await expect(generate(sd, { class: 1, prompt: 'x' })).rejects.toThrow(/text-to-image model: it takes prompt, not class/);
+    await expect(generate(sd, {})).rejects.toThrow(/prompt is required/);
+  });
+});

@@ -1,0 +1,76 @@
+// The URL FolderReader without a server or a GPU: fetch and the Cache API are stand-ins, so every
+// edge (no Content-Length, a short body, HTTP errors, a cache hit) is exercised on purpose.
+import { afterEach, describe, expect, it } from 'vitest';
+import { DownloadError, urlFolderReader } from '../../src/io/url_reader.ts';
+
+function streamed(chunks: Uint8Array[], headers: Record<string, string> = {}, status = 200): Response {
+  const body = new ReadableStream<Uint8Array>({
+    start(c) {
+      chunks.forEach((x) => c.enqueue(x));
+      c.close();
+    },
+  });
+  return new Response(body, { status, headers });
+}
+
+/** A Map-backed stand-in for the Cache API (match/put by URL). */
+function fakeCaches() {
+  const store = new Map<string, Uint8Array>();
+  const cache = {
+    match: async (url: string) => (store.has(url) ? new Response(store.get(url)! as BodyInit, { headers: { 'content-length': String(store.get(url)!.length) } }) : undefined),
+    put: async (url: string, res: Response) => void store.set(url, new Uint8Array(await res.arrayBuffer())),
+  };
+  return { store, caches: { open: async () => cache } };
+}
+
+afterEach(() => {
+  delete (globalThis as { caches?: unknown }).caches;
+});
+
+describe('urlFolderReader', () => {
+  it('reads relative names under the base URL, reports streamed progress, and maps 404 to null', async () => {
+    const seen: string[] = [];
+    const progress: [number, number][] = [];
+    const reader = urlFolderReader('http://h/m/fashion', {
+      fetch: (async (u: string) => (seen.push(u), u.endsWith('missing.json') ? new Response('no', { status: 404 }) : streamed([new Uint8Array([1, 2]), new Uint8Array([3])], { 'content-length': '3' }))) as typeof fetch,
+      onProgress: (l, t) => progress.push([l, t]),
+    });
+    expect(reader.where('unet/config.json')).toBe('http://h/m/fashion/unet/config.json');
+    expect(Array.from((await reader.read('unet/config.json'))!)).toEqual([1, 2, 3]);
+    expect(progress).toEqual([[0, 3], [2, 3], [3, 3]]);
+    expect(await reader.read('missing.json')).toBeNull();
+    expect(seen).toEqual(['http://h/m/fashion/unet/config.json', 'http://h/m/fashion/missing.json']);
+  });
+
+  it('grows its buffer when the server sends no length, and rejects short bodies and HTTP errors', async () => {
+    const big = Uint8Array.from({ length: 1000 }, (_, i) => i & 255);
+    const noLength = urlFolderReader('http://h/', { fetch: (async () => streamed([big.subarray(0, 600), big.subarray(600)])) as typeof fetch });
+    expect(Array.from((await noLength.read('a'))!)).toEqual(Array.from(big));
+    const short = urlFolderReader('http://h/', { fetch: (async () => streamed([big.subarray(0, 10)], { 'content-length': '20' })) as typeof fetch });
+    await expect(short.read('a')).rejects.toThrow(/^http:\/\/h\/a: got 10 bytes, expected 20$/);
+    const broken = urlFolderReader('http://h/', { fetch: (async () => new Response('x', { status: 500, statusText: 'Internal Server Error' })) as typeof fetch });
+    await expect(broken.read('a')).rejects.toThrow(DownloadError);
+    await expect(broken.read('a')).rejects.toThrow(/http:\/\/h\/a: HTTP 500/);
+    const offline = urlFolderReader('http://h/', { fetch: (async () => Promise.reject(new TypeError('fetch failed'))) as typeof fetch });
+    await expect(offline.read('a')).rejects.toThrow(/http:\/\/h\/a: fetch failed/);
+  });
+
+  it('keeps files in the Cache API and reads them from there on the next load', async () => {
+    const fake = fakeCaches();
+    (globalThis as { caches?: unknown }).caches = fake.caches;
+    let fetches = 0;
+    const fetchStub = (async () => (fetches++, streamed([new Uint8Array([9, 8, 7])], { 'content-length': '3' }))) as typeof fetch;
+    const hits: string[] = [];
+    const first = urlFolderReader('http://h/m/', { fetch: fetchStub, onCacheHit: (f) => hits.push(f) });
+    expect(Array.from((await first.read('w.safetensors'))!)).toEqual([9, 8, 7]);
+    expect([...fake.store.keys()]).toEqual(['http://h/m/w.safetensors']);
+    const second = urlFolderReader('http://h/m/', { fetch: fetchStub, onCacheHit: (f) => hits.push(f) });
+    expect(Array.from((await second.read('w.safetensors'))!)).toEqual([9, 8, 7]);
+    expect(fetches).toBe(1);
+    expect(hits).toEqual(['w.safetensors']);
+    // cache: false goes to the network every time.
+    const uncached = urlFolderReader('http://h/m/', { fetch: fetchStub, cache: false });
+    await uncached.read('w.safetensors');
+    expect(fetches).toBe(2);
+  });
+});
