@@ -46,7 +46,8 @@ async function nodeAdapter(powerPreference: GPUPowerPreference): Promise<GPUAdap
   const fs = await import('node:fs');
   const tried: string[] = [];
   const attempt = async (): Promise<GPUAdapter | null> => {
-    const gpu = webgpu.create([]);
+    // Dawn options for benchmarks, e.g. disable-dawn-features=timestamp_quantization (exact timestamps).
+    const gpu = webgpu.create(process.env.FRESCO_DAWN_FLAGS?.split(/\s+/).filter(Boolean) ?? []);
     // The Dawn instance must outlive every device made from it: once it is garbage-collected,
     // its event processing goes away under the devices and the process crashes.
     nodeInstances.push(gpu);

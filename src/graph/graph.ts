@@ -15,6 +15,15 @@ interface PendingOp {
   bind: Record<string, Bindable>;
   uniformData: ArrayBuffer | null;
   workgroups: [number, number, number];
+  cost?: OpCost;
+}
+
+/** What one dispatch does, estimated by the kernel that records it (for GFLOP/s and GB/s in profiles). */
+export interface OpCost {
+  /** Floating-point operations (an FMA counts 2). */
+  flops?: number;
+  /** Bytes read and written in global memory, each tensor counted once. */
+  bytes?: number;
 }
 
 export interface Op {
@@ -22,6 +31,7 @@ export interface Op {
   kernel: CompiledKernel;
   bindGroup: GPUBindGroup;
   workgroups: [number, number, number];
+  cost?: OpCost;
 }
 
 const MAX_WG = 65535;
@@ -113,6 +123,7 @@ export class Graph {
     bind: Record<string, Bindable>,
     uniforms: Record<string, number>,
     workgroups: readonly [number, number?, number?],
+    cost?: OpCost,
   ): void {
     const kernel = this.rt.kernel(spec);
     let uniformData: ArrayBuffer | null = null;
@@ -142,7 +153,7 @@ export class Graph {
     const wg: [number, number, number] = [workgroups[0], workgroups[1] ?? 1, workgroups[2] ?? 1];
     if (wg.some((n) => n > MAX_WG)) throw new GpuError(`${label}: dispatch ${wg.join('x')} exceeds ${MAX_WG} workgroups per dimension`);
     if (wg.some((n) => n === 0)) return;
-    this.pending.push({ label, kernel, bind, uniformData, workgroups: wg });
+    this.pending.push({ label, kernel, bind, uniformData, workgroups: wg, ...(cost ? { cost } : {}) });
   }
 
   /** Packs uniforms into one buffer and creates every bind group. Call once after building. */
@@ -182,7 +193,7 @@ export class Graph {
         return { binding: b.binding, resource: { buffer: x } };
       });
       const bindGroup = device.createBindGroup({ label: p.label, layout: p.kernel.layout, entries });
-      return { label: p.label, kernel: p.kernel, bindGroup, workgroups: p.workgroups };
+      return { label: p.label, kernel: p.kernel, bindGroup, workgroups: p.workgroups, ...(p.cost ? { cost: p.cost } : {}) };
     });
     this.pending = [];
     return this;

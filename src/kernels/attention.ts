@@ -3,7 +3,7 @@
 import type { Graph } from '../graph/graph.ts';
 import { fold1d } from '../graph/graph.ts';
 import { shapeStr, type Tensor } from '../graph/tensor.ts';
-import { expectShape } from './gemm.ts';
+import { expectShape, trafficBytes } from './gemm.ts';
 import { commonDType, storageParams } from './dtype.ts';
 
 /** Query rows per workgroup (one thread each). */
@@ -66,6 +66,8 @@ export function attention(
     { q, k, v, out },
     { Tq, Tk, C, heads, q_tiles: qTiles, total, scale_log2: scale * Math.LOG2E },
     total === 0 ? [0] : fold1d(total),
+    // q·kᵀ and p·v: 2 FMAs per (query, key, channel); a causal mask still computes every tile it touches.
+    { flops: 4 * B * Tq * Tk * C, bytes: trafficBytes(q, k, v, out) },
   );
   return out;
 }

@@ -3,7 +3,7 @@
 // per op; maskBlend (inpainting) updates its sample in place.
 import { fold1d, type Graph } from '../graph/graph.ts';
 import { numel, shapeStr, type Tensor } from '../graph/tensor.ts';
-import { ShapeError } from './gemm.ts';
+import { ShapeError, trafficBytes } from './gemm.ts';
 import { commonDType, storageParams } from './dtype.ts';
 
 const WG = 256;
@@ -14,7 +14,9 @@ function run(g: Graph, label: string, op: Op, shape: readonly number[], bind: Re
   const dtype = commonDType(label, bind);
   const out = g.alloc(shape, label, dtype);
   const n = numel(shape);
-  g.dispatch(label, { shader: 'elementwise', params: { [op]: true, ...storageParams(dtype) } }, { ...bind, out }, { n, ...uniforms }, fold1d(Math.ceil(n / WG)));
+  g.dispatch(label, { shader: 'elementwise', params: { [op]: true, ...storageParams(dtype) } }, { ...bind, out }, { n, ...uniforms }, fold1d(Math.ceil(n / WG)), {
+    bytes: trafficBytes(...Object.values(bind), out),
+  });
   return out;
 }
 
@@ -83,5 +85,8 @@ export function maskBlend(g: Graph, label: string, x: Tensor, known: Tensor, mas
   if (x.buffer === known.buffer || x.buffer === mask.buffer) throw new ShapeError(`${label}: the sample shares a buffer with known or mask`);
   const n = numel(x.shape);
   const dtype = commonDType(label, { sample: x, known, mask });
-  g.dispatch(label, { shader: 'elementwise', params: { MASK_BLEND: true, ...storageParams(dtype) } }, { a: known, b: mask, out: x }, { n, known_n: numel(k), plane: h * w, chw: C * h * w }, fold1d(Math.ceil(n / WG)));
+  g.dispatch(label, { shader: 'elementwise', params: { MASK_BLEND: true, ...storageParams(dtype) } }, { a: known, b: mask, out: x }, { n, known_n: numel(k), plane: h * w, chw: C * h * w }, fold1d(Math.ceil(n / WG)), {
+    // x is read and written in place.
+    bytes: 2 * trafficBytes(x) + trafficBytes(known, mask),
+  });
 }

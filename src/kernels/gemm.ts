@@ -1,6 +1,6 @@
 // Linear layers and conv2d, both through the GEMM core in shaders/gemm.wgsl.
 import type { Graph } from '../graph/graph.ts';
-import { shapeStr, type Tensor } from '../graph/tensor.ts';
+import { bytesOf, shapeStr, type Tensor } from '../graph/tensor.ts';
 import { commonDType, storageParams } from './dtype.ts';
 
 const TM = 4;
@@ -45,6 +45,11 @@ function gemmFold(M: number, batch: number): number {
 function gemmGrid(N: number, M: number, batch: number): [number, number, number] {
   const fold = gemmFold(M, batch);
   return [Math.ceil(N / (WG * TN)), Math.ceil(Math.ceil(M / (WG * TM)) / fold), batch * fold];
+}
+
+/** Global-memory traffic of a dispatch for its cost estimate: each tensor read or written once. */
+export function trafficBytes(...ts: (Tensor | undefined)[]): number {
+  return ts.reduce((sum, t) => sum + (t ? bytesOf(t) : 0), 0);
 }
 
 /** Throws a ShapeError with `msg` unless `cond` holds. */
@@ -110,6 +115,7 @@ export function linear(g: Graph, label: string, x: Tensor, weight: Tensor, opts:
     { a: x, w: weight, out, ...epilogueBindings(opts) },
     { M, N, K, ...noConv, scale: opts.scale ?? 1, yfold: gemmFold(M, batch) },
     gemmGrid(N, M, batch),
+    { flops: 2 * M * N * K * batch, bytes: trafficBytes(x, weight, out, ...Object.values(epilogueBindings(opts))) },
   );
   return out;
 }
@@ -171,6 +177,8 @@ export function conv2d(g: Graph, label: string, x: Tensor, weight: Tensor, opts:
     { a: x, w: weight, out, ...epilogueBindings(opts) },
     { M, N: Cout, K: Cin * kh * kw, Cin, H, W, kh, kw, stride, padT, padL, Hout, Wout, upH, upW, scale: opts.scale ?? 1, yfold: gemmFold(M, B) },
     gemmGrid(Cout, M, B),
+    // Padding taps are multiplied as zeros by the kernel, so they count: this is the work done.
+    { flops: 2 * M * Cout * Cin * kh * kw * B, bytes: trafficBytes(x, weight, out, ...Object.values(epilogueBindings(opts))) },
   );
   return out;
 }

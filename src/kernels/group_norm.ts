@@ -2,7 +2,7 @@
 // (batch, group) and an elementwise apply pass; see shaders/group_norm.wgsl.
 import { fold1d, type Graph } from '../graph/graph.ts';
 import { numel, shapeStr, type Tensor } from '../graph/tensor.ts';
-import { ShapeError } from './gemm.ts';
+import { ShapeError, trafficBytes } from './gemm.ts';
 import { commonDType, storageParams } from './dtype.ts';
 
 const WG = 256;
@@ -31,7 +31,7 @@ export function groupNorm(g: Graph, label: string, x: Tensor, gamma: Tensor, bet
   const dtype = commonDType(label, { input: x, gamma, beta, scaleShift: ss });
   // Statistics stay f32 whatever the storage type (an f16 variance of a large group overflows or underflows).
   const stats = g.alloc([B, groups, 4], `${label}/stats`);
-  g.dispatch(`${label}/stats`, { shader: 'group_norm', params: { STATS: true, WG: runStatsThreads(groupSize, 64), ...storageParams(dtype) } }, { x, stats }, { group_size: groupSize, groups_total: B * groups, eps }, fold1d(B * groups));
+  g.dispatch(`${label}/stats`, { shader: 'group_norm', params: { STATS: true, WG: runStatsThreads(groupSize, 64), ...storageParams(dtype) } }, { x, stats }, { group_size: groupSize, groups_total: B * groups, eps }, fold1d(B * groups), { bytes: trafficBytes(x, stats) });
   const out = g.alloc(x.shape, label, dtype);
   g.dispatch(
     label,
@@ -39,6 +39,7 @@ export function groupNorm(g: Graph, label: string, x: Tensor, gamma: Tensor, bet
     { x, stats, gamma, beta, out, ...(ss ? { ss } : {}) },
     { n, spatial, C, group_size: groupSize },
     fold1d(Math.ceil(n / WG)),
+    { bytes: trafficBytes(x, stats, gamma, beta, out, ss) },
   );
   g.release(stats);
   return out;

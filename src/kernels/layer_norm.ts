@@ -3,7 +3,7 @@
 import { fold1d, type Graph } from '../graph/graph.ts';
 import { numel, shapeStr, type Tensor } from '../graph/tensor.ts';
 import { checkNormParams, runStatsThreads } from './group_norm.ts';
-import { ShapeError } from './gemm.ts';
+import { ShapeError, trafficBytes } from './gemm.ts';
 import { commonDType, storageParams } from './dtype.ts';
 
 /** Threads per row: about 8 values per thread, a power of two in 1..256. */
@@ -16,6 +16,6 @@ export function layerNorm(g: Graph, label: string, x: Tensor, gamma: Tensor, bet
   const rows = numel(x.shape) / C;
   const dtype = commonDType(label, { input: x, gamma, beta });
   const out = g.alloc(x.shape, label, dtype);
-  g.dispatch(label, { shader: 'layer_norm', params: { WG: runStatsThreads(C, 8), ...storageParams(dtype) } }, { x, gamma, beta, out }, { rows, C, eps }, rows === 0 ? [0] : fold1d(rows));
+  g.dispatch(label, { shader: 'layer_norm', params: { WG: runStatsThreads(C, 8), ...storageParams(dtype) } }, { x, gamma, beta, out }, { rows, C, eps }, rows === 0 ? [0] : fold1d(rows), { bytes: trafficBytes(x, gamma, beta, out) });
   return out;
 }

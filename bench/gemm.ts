@@ -1,0 +1,139 @@
+// GEMM/conv microbenchmark: the adapter's FMA peak (bench/kernels/fma_peak.wgsl), then Fresco's
+// linear and conv2d on the fashion-ldm U-Net's own shapes and on SD 1.5-like shapes scaled down
+// to run on CPU adapters, each as achieved GFLOP/s and as a fraction of that peak. Times are GPU
+// timestamps of one pass where the adapter has them, wall time otherwise; each shape repeats
+// until about 200 ms are measured, so it runs on any adapter. Writes bench/results/gemm-<adapter>-<date>.json.
+//   node scripts/bundle-shaders.mjs && npx tsx bench/gemm.ts [--quick]   (--quick: fashion-ldm shapes only)
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { getGpu } from '../src/gpu/device.ts';
+import { Runtime } from '../src/gpu/runtime.ts';
+import { fold1d, Graph } from '../src/graph/graph.ts';
+import type { Tensor } from '../src/graph/tensor.ts';
+import { conv2d, linear } from '../src/kernels/gemm.ts';
+import { shaderSources } from '../src/kernels/shaders.gen.ts';
+import { randn } from '../tests/helpers/gpu.ts';
+import { adapterSlug, roundJson } from './core/generate_bench.ts';
+import { timeGraph, type Timing } from './core/time_graph.ts';
+
+process.env.FRESCO_DAWN_FLAGS ??= 'disable-dawn-features=timestamp_quantization';
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, '..');
+shaderSources['fma_peak'] = readFileSync(join(here, 'kernels', 'fma_peak.wgsl'), 'utf8');
+
+const gpu = await getGpu();
+const rt = new Runtime(gpu);
+const useGpuTime = gpu.features.has('timestamp-query');
+console.error(`adapter: ${gpu.adapterName}; timing: ${useGpuTime ? 'GPU timestamps' : 'wall time'}`);
+
+const pick = (t: Timing) => (useGpuTime && t.gpuMedianMs !== null ? t.gpuMedianMs : t.medianMs);
+
+/** Times a graph: one probe run, then enough repeats for ~200 ms of measurement (1..20). */
+async function measure(g: Graph): Promise<number> {
+  const probe = pick(await timeGraph(rt, g, 1, 1));
+  const repeat = Math.max(1, Math.min(20, Math.ceil(200 / Math.max(probe, 1e-3))));
+  return pick(await timeGraph(rt, g, repeat, 1));
+}
+
+// Peak: grow the loop until one dispatch takes >= 20 ms, so launch overhead is a small part.
+const THREADS = 256 * 1024;
+let peak = { gflops: 0, iters: 0, ms: 0 };
+{
+  const out = rt.createBuffer(THREADS * 16, 'fma-out');
+  try {
+    for (let iters = 64; iters <= 1 << 16; iters *= 2) {
+      const g = new Graph(rt, 'fma-peak');
+      g.dispatch('fma', { shader: 'fma_peak' }, { out }, { iters, mul: 0.9999, add: 1e-4 }, fold1d(THREADS / 256), { flops: THREADS * iters * 64 });
+      g.finalize();
+      const ms = await measure(g);
+      g.destroy();
+      const gflops = (THREADS * iters * 64) / (ms * 1e6);
+      if (gflops > peak.gflops) peak = { gflops, iters, ms };
+      if (ms >= 20) break;
+    }
+    await rt.assertHealthy();
+  } finally {
+    rt.destroyBuffer(out);
+  }
+}
+console.error(`FMA peak: ${peak.gflops.toFixed(1)} GFLOP/s (${peak.iters} iterations, ${peak.ms.toFixed(2)} ms)`);
+
+interface Case {
+  name: string;
+  op: 'linear' | 'conv2d';
+  /** linear: [batch, tokens, K] → N; conv2d: [B, Cin, H, W] with Cout, k×k, stride. */
+  x: number[];
+  n: number;
+  k?: number;
+  stride?: number;
+  source: 'fashion-ldm' | 'SD 1.5-like';
+}
+
+const fashion: Case[] = [
+  { name: 'conv_in 4→64, 8×8', op: 'conv2d', x: [2, 4, 8, 8], n: 64, k: 3, source: 'fashion-ldm' },
+  { name: 'down0 resnet conv 64→64, 8×8', op: 'conv2d', x: [2, 64, 8, 8], n: 64, k: 3, source: 'fashion-ldm' },
+  { name: 'down1 resnet conv 128→128, 4×4', op: 'conv2d', x: [2, 128, 4, 4], n: 128, k: 3, source: 'fashion-ldm' },
+  { name: 'up1 resnet conv1 256→128, 4×4', op: 'conv2d', x: [2, 256, 4, 4], n: 128, k: 3, source: 'fashion-ldm' },
+  { name: 'up1 upsampler conv 128→128, 8×8', op: 'conv2d', x: [2, 128, 8, 8], n: 128, k: 3, source: 'fashion-ldm' },
+  { name: 'up2 resnet conv1 192→64, 8×8', op: 'conv2d', x: [2, 192, 8, 8], n: 64, k: 3, source: 'fashion-ldm' },
+  { name: 'attn to_q 128→128, 16 tokens', op: 'linear', x: [2, 16, 128], n: 128, source: 'fashion-ldm' },
+  { name: 'time_emb linear 256→256', op: 'linear', x: [2, 256], n: 256, source: 'fashion-ldm' },
+];
+// SD 1.5 at 256² (32² latents) instead of 512²: the same channel counts, a quarter of the positions.
+const sd: Case[] = [
+  { name: 'resnet conv 320→320, 32×32', op: 'conv2d', x: [1, 320, 32, 32], n: 320, k: 3, source: 'SD 1.5-like' },
+  { name: 'resnet conv 640→640, 16×16', op: 'conv2d', x: [1, 640, 16, 16], n: 640, k: 3, source: 'SD 1.5-like' },
+  { name: 'resnet conv 1280→1280, 8×8', op: 'conv2d', x: [1, 1280, 8, 8], n: 1280, k: 3, source: 'SD 1.5-like' },
+  { name: 'downsampler conv 320→320 /2, 32×32', op: 'conv2d', x: [1, 320, 32, 32], n: 320, k: 3, stride: 2, source: 'SD 1.5-like' },
+  { name: 'proj_in 1×1 320→320, 32×32', op: 'conv2d', x: [1, 320, 32, 32], n: 320, k: 1, source: 'SD 1.5-like' },
+  { name: 'attn to_q 320→320, 1024 tokens', op: 'linear', x: [1, 1024, 320], n: 320, source: 'SD 1.5-like' },
+  { name: 'GEGLU proj 320→2560, 1024 tokens', op: 'linear', x: [1, 1024, 320], n: 2560, source: 'SD 1.5-like' },
+  { name: 'cross-attn to_k 768→320, 77 tokens', op: 'linear', x: [1, 77, 768], n: 320, source: 'SD 1.5-like' },
+];
+const cases = process.argv.includes('--quick') ? fashion : [...fashion, ...sd];
+
+const rows = [];
+for (const c of cases) {
+  const upload = (shape: number[], label: string, seed: number): Tensor => {
+    const n = shape.reduce((a, b) => a * b, 1);
+    return { buffer: rt.upload(randn(n, seed, 0.1), label), shape, label };
+  };
+  const x = upload(c.x, 'x', 1);
+  const w = c.op === 'linear' ? upload([c.n, c.x[c.x.length - 1]!], 'w', 2) : upload([c.n, c.x[1]!, c.k!, c.k!], 'w', 2);
+  const bias = upload([c.n], 'bias', 3);
+  const g = new Graph(rt, c.name);
+  try {
+    if (c.op === 'linear') linear(g, c.name, x, w, { bias });
+    else conv2d(g, c.name, x, w, { bias, stride: c.stride ?? 1, padding: (c.k! - 1) / 2 });
+    g.finalize();
+    const cost = g.ops[0]!.cost!;
+    const ms = await measure(g);
+    await rt.assertHealthy();
+    const gflops = cost.flops! / (ms * 1e6);
+    rows.push({ ...c, ms, flops: cost.flops!, bytes: cost.bytes!, gflops, fractionOfPeak: gflops / peak.gflops });
+    console.error(`${c.name}: ${ms.toFixed(3)} ms, ${gflops.toFixed(2)} GFLOP/s (${((100 * gflops) / peak.gflops).toFixed(1)}% of peak)`);
+  } finally {
+    g.destroy();
+    for (const t of [x, w, bias]) rt.destroyBuffer(t.buffer);
+  }
+}
+
+const date = new Date().toISOString();
+const shape = (c: Case) => (c.op === 'linear' ? `[${c.x.join('×')}] · [${c.n}×${c.x[c.x.length - 1]}]ᵀ` : `[${c.x.join('×')}] ⊛ ${c.n}×${c.x[1]}×${c.k}×${c.k}${c.stride && c.stride > 1 ? ` /${c.stride}` : ''}`);
+console.log(
+  [
+    `**${gpu.adapterName}** — ${date.slice(0, 10)}, Node ${process.version}; FMA peak ${peak.gflops.toFixed(1)} GFLOP/s; ${useGpuTime ? 'GPU timestamps' : 'wall time'}, median per shape.`,
+    '',
+    '| shape | source | op | operands | MFLOP | time | GFLOP/s | of peak |',
+    '|---|---|---|---|---:|---:|---:|---:|',
+    ...rows.map((r) => `| ${r.name} | ${r.source} | ${r.op} | ${shape(r)} | ${(r.flops / 1e6).toFixed(1)} | ${r.ms.toFixed(3)} ms | ${r.gflops.toFixed(2)} | ${(100 * r.fractionOfPeak).toFixed(1)}% |`),
+  ].join('\n'),
+);
+const outDir = join(root, 'bench', 'results');
+mkdirSync(outDir, { recursive: true });
+const outFile = join(outDir, `gemm-${adapterSlug(gpu.adapterName)}-${date.slice(0, 10)}.json`);
+const result = { adapter: gpu.adapterName, date, node: process.version, timing: useGpuTime ? 'gpu-timestamps' : 'wall', peak: { ...peak, threads: THREADS, flopsPerThreadPerIter: 64 }, shapes: rows };
+writeFileSync(outFile, `${JSON.stringify(result, roundJson, 2)}\n`);
+console.error(`wrote ${relative(process.cwd(), outFile)}`);
+process.exit(0);
