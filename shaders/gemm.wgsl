@@ -46,13 +46,13 @@ const WG = 16u;
 
 var<private> acc: array<vec4<f32>, TM>;
 
-fn weight(n: u32, k: u32) -> f32 {
-  return select(0.0, f32(w[min(n, u.N - 1u) * u.K + k]), n < u.N);
-}
+// Where this thread's four weight rows start. Columns past N read row N - 1 (in bounds) and are
+// never stored, so the loop needs no mask: on a CPU adapter every select in it is paid per k.
+var<private> wrow: vec4<u32>;
 
 // Accumulates one k: av holds A(m_i, k) for this thread's rows.
-fn accumulate(k: u32, n0: u32, av: array<f32, TM>) {
-  let bv = vec4<f32>(weight(n0, k), weight(n0 + 1u, k), weight(n0 + 2u, k), weight(n0 + 3u, k));
+fn accumulate(k: u32, av: array<f32, TM>) {
+  let bv = vec4<f32>(f32(w[wrow.x + k]), f32(w[wrow.y + k]), f32(w[wrow.z + k]), f32(w[wrow.w + k]));
   for (var i = 0u; i < TM; i++) {
     acc[i] = fma(vec4<f32>(av[i]), bv, acc[i]);
   }
@@ -98,18 +98,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   let n0 = (wid.x * WG + lid.x) * TN;
   if (m0 >= u.M || n0 >= u.N) { return; }
   for (var i = 0u; i < TM; i++) { acc[i] = vec4<f32>(0.0); }
+  wrow = min(vec4<u32>(n0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(u.N - 1u)) * u.K;
 
 #if A_IM2COL
   // Implicit im2col: row m is an output pixel, k runs over (ci, ky, kx) like the weight layout.
-  var oy: array<i32, TM>;
-  var ox: array<i32, TM>;
-  var valid: array<bool, TM>;
-  for (var i = 0u; i < TM; i++) {
-    let m = min(m0 + i, u.M - 1u);
-    valid[i] = m0 + i < u.M;
-    oy[i] = i32((m / u.Wout) * u.stride) - i32(u.padT);
-    ox[i] = i32((m % u.Wout) * u.stride) - i32(u.padL);
-  }
+  // The tap (ky, kx) is the outer loop and ci the inner one, so each row's address and padding
+  // test are worked out once per tap and the inner loop only steps a plane: the index arithmetic
+  // is what a CPU adapter spends most of its time on, next to four FMAs per k.
 #if UPSAMPLE
   // Nearest upsample fused into the read: the conv sees an (upH, upW) input, upH = 2H or 2H - 1,
   // where source row y / 2 is torch's nearest (floor(y·H / upH)) for both.
@@ -121,28 +116,33 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
 #endif
   let plane = u.H * u.W;
   let base = z * u.Cin * plane;
-  var k = 0u;
-  for (var ci = 0u; ci < u.Cin; ci++) {
-    let cbase = base + ci * plane;
-    for (var ky = 0u; ky < u.kh; ky++) {
-      for (var kx = 0u; kx < u.kw; kx++) {
+  let taps = u.kh * u.kw;
+  for (var ky = 0u; ky < u.kh; ky++) {
+    for (var kx = 0u; kx < u.kw; kx++) {
+      var off: array<u32, TM>;
+      var inside: array<bool, TM>;
+      for (var i = 0u; i < TM; i++) {
+        let m = min(m0 + i, u.M - 1u);
+        let iy = i32((m / u.Wout) * u.stride) - i32(u.padT) + i32(ky);
+        let ix = i32((m % u.Wout) * u.stride) - i32(u.padL) + i32(kx);
+        inside[i] = iy >= 0 && iy < inH && ix >= 0 && ix < inW;
+#if UPSAMPLE
+        let sy = u32(max(iy, 0)) / 2u;
+        let sx = u32(max(ix, 0)) / 2u;
+#else
+        let sy = u32(max(iy, 0));
+        let sx = u32(max(ix, 0));
+#endif
+        off[i] = base + min(sy, u.H - 1u) * u.W + min(sx, u.W - 1u);
+      }
+      var k = ky * u.kw + kx;
+      for (var ci = 0u; ci < u.Cin; ci++) {
         var av: array<f32, TM>;
         for (var i = 0u; i < TM; i++) {
-          let iy = oy[i] + i32(ky);
-          let ix = ox[i] + i32(kx);
-          let inside = valid[i] && iy >= 0 && iy < inH && ix >= 0 && ix < inW;
-#if UPSAMPLE
-          let sy = u32(max(iy, 0)) / 2u;
-          let sx = u32(max(ix, 0)) / 2u;
-#else
-          let sy = u32(max(iy, 0));
-          let sx = u32(max(ix, 0));
-#endif
-          let idx = cbase + min(sy, u.H - 1u) * u.W + min(sx, u.W - 1u);
-          av[i] = select(0.0, f32(a[idx]), inside);
+          av[i] = select(0.0, f32(a[off[i] + ci * plane]), inside[i]);
         }
-        accumulate(k, n0, av);
-        k++;
+        accumulate(k, av);
+        k += taps;
       }
     }
   }
@@ -150,15 +150,15 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   for (var k = 0u; k < u.K; k++) {
     var av: array<f32, TM>;
     for (var i = 0u; i < TM; i++) {
+      // Rows past M read row M - 1 and are never stored.
       let m = min(m0 + i, u.M - 1u);
 #if A_COLMAJOR
-      let v = f32(a[z * u.K * u.M + k * u.M + m]);
+      av[i] = f32(a[z * u.K * u.M + k * u.M + m]);
 #else
-      let v = f32(a[z * u.M * u.K + m * u.K + k]);
+      av[i] = f32(a[z * u.M * u.K + m * u.K + k]);
 #endif
-      av[i] = select(0.0, v, m0 + i < u.M);
     }
-    accumulate(k, n0, av);
+    accumulate(k, av);
   }
 #endif
 

@@ -6,8 +6,10 @@ const names = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 
 describe('fresco generate flags', () => {
   it('parses every flag, in both --flag value and --flag=value forms', () => {
     const a = parseGenerateArgs(['--class', 'Bag', '--class=3', '--count', '2', '--seed=9', '--steps', '30', '--guidance', '2.5', '--scheduler', 'ddim', '--eta', '0.5', '--model', 'm', '--out', 'x.png', '--force', '--precision', 'f32']);
-    expect(a).toEqual({ classes: ['Bag', '3'], count: 2, seed: 9, steps: 30, guidance: 2.5, scheduler: 'ddim', eta: 0.5, model: 'm', out: 'x.png', force: true, initImage: null, strength: null, mask: null, precision: 'f32' });
+    expect(a).toEqual({ classes: ['Bag', '3'], count: 2, seed: 9, steps: 30, guidance: 2.5, scheduler: 'ddim', eta: 0.5, model: 'm', out: 'x.png', force: true, initImage: null, strength: null, mask: null, precision: 'f32', prompt: null, negativePrompt: null, width: null, height: null });
     expect(parseGenerateArgs([]).precision).toBe('auto');
+    const t = parseGenerateArgs(['--prompt', 'a cat', '--negative-prompt=blurry', '--width', '24', '--height=16']);
+    expect([t.prompt, t.negativePrompt, t.width, t.height]).toEqual(['a cat', 'blurry', 24, 16]);
   });
 
   const bad: [string[], RegExp][] = [
@@ -22,6 +24,9 @@ describe('fresco generate flags', () => {
     [['--class'], /--class needs a class name or index/],
     [['--scheduler', 'ddpm', '--eta', '0.3'], /--eta applies to --scheduler ddim only/],
     [['--precision', 'bf16'], /--precision must be auto, f16, f32, got "bf16"/],
+    [['--prompt', 'a', '--class', '1'], /--prompt and --class do not go together/],
+    [['--width', '64'], /--negative-prompt, --width and --height need --prompt/],
+    [['--prompt'], /--prompt needs a text/],
   ];
   for (const [argv, msg] of bad) {
     it(`rejects ${argv.join(' ')}`, () => {

@@ -1,0 +1,175 @@
+// The GEMM core as shipped before the im2col loop reorder (see README.md): the baseline for
+// `npm run bench:ort -- --ab` and bench/ort/ab_node.ts. Not bundled; shaders/gemm.wgsl is the live one.
+// The one GEMM core: out[m, n] = sum_k A(m, k) * W[n, k], batched over z.
+// W is a PyTorch Linear/Conv weight ([N, K] row-major, shared by the batch). What differs between
+// a linear layer, a channel projection over an NCHW tensor and an implicit-GEMM conv2d is only
+// how A is read (A_ROWMAJOR / A_COLMAJOR / A_IM2COL) and how the result is written
+// (OUT_ROWMAJOR / OUT_COLMAJOR), plus the fused epilogue (bias, per-channel time embedding,
+// residual, scale, then SiLU, ReLU, quick GELU or exact GELU).
+//
+// Each thread keeps a TM x TN block of accumulators in registers; workgroup memory is left out
+// on purpose (it measured slower on CPU adapters; a tiled version belongs in bench/ first).
+#include "common"
+#if GELU
+#include "precise_math"
+#endif
+
+struct U {
+  M: u32, N: u32, K: u32,
+  // conv geometry (A_IM2COL); unused otherwise
+  Cin: u32, H: u32, W: u32, kh: u32, kw: u32, stride: u32,
+  padT: u32, padL: u32, Hout: u32, Wout: u32,
+  // UPSAMPLE: the nearest-upsampled size the conv reads (2H, or a skip's 2H - 1 in a U-Net).
+  upH: u32, upW: u32,
+  scale: f32,
+  // z = batch·yfold + fold: M tiles past 65535 workgroups continue in z (see gemmGrid).
+  yfold: u32,
+}
+
+@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(1) var<storage, read> a: array<st>;
+@group(0) @binding(2) var<storage, read> w: array<st>;
+#if BIAS
+@group(0) @binding(3) var<storage, read> bias: array<st>;
+#endif
+#if TEMB
+@group(0) @binding(4) var<storage, read> temb: array<st>;
+#endif
+#if RESIDUAL
+@group(0) @binding(5) var<storage, read> res: array<st>;
+#endif
+@group(0) @binding(6) var<storage, read_write> out: array<st>;
+
+const TM = {{TM}}u;
+// Four output columns per thread, held as one vec4 per row: vector FMAs, and no doubly indexed
+// private array (which CPU adapters such as SwiftShader keep in memory).
+const TN = 4u;
+const WG = 16u;
+
+var<private> acc: array<vec4<f32>, TM>;
+
+fn weight(n: u32, k: u32) -> f32 {
+  return select(0.0, f32(w[min(n, u.N - 1u) * u.K + k]), n < u.N);
+}
+
+// Accumulates one k: av holds A(m_i, k) for this thread's rows.
+fn accumulate(k: u32, n0: u32, av: array<f32, TM>) {
+  let bv = vec4<f32>(weight(n0, k), weight(n0 + 1u, k), weight(n0 + 2u, k), weight(n0 + 3u, k));
+  for (var i = 0u; i < TM; i++) {
+    acc[i] = fma(vec4<f32>(av[i]), bv, acc[i]);
+  }
+}
+
+fn store(z: u32, m: u32, n: u32, v: f32) {
+  var x = v;
+#if BIAS
+  x += f32(bias[n]);
+#endif
+#if TEMB
+  x += f32(temb[z * u.N + n]);
+#endif
+#if OUT_COLMAJOR
+  let idx = z * u.N * u.M + n * u.M + m;
+#else
+  let idx = z * u.M * u.N + m * u.N + n;
+#endif
+#if RESIDUAL
+  x += f32(res[idx]);
+#endif
+  x *= u.scale;
+#if SILU
+  x = silu(x);
+#endif
+#if RELU
+  x = max(x, 0.0);
+#endif
+#if QUICK_GELU
+  // torch: x * sigmoid(1.702 * x); exp overflowing to inf for very negative x still gives -0.
+  x = x / (1.0 + exp(-1.702 * x));
+#endif
+#if GELU
+  x = gelu_erf(x);
+#endif
+  out[idx] = st(x);
+}
+
+@compute @workgroup_size(16, 16, 1)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let z = wid.z / u.yfold;
+  let m0 = (((wid.z % u.yfold) * nwg.y + wid.y) * WG + lid.y) * TM;
+  let n0 = (wid.x * WG + lid.x) * TN;
+  if (m0 >= u.M || n0 >= u.N) { return; }
+  for (var i = 0u; i < TM; i++) { acc[i] = vec4<f32>(0.0); }
+
+#if A_IM2COL
+  // Implicit im2col: row m is an output pixel, k runs over (ci, ky, kx) like the weight layout.
+  var oy: array<i32, TM>;
+  var ox: array<i32, TM>;
+  var valid: array<bool, TM>;
+  for (var i = 0u; i < TM; i++) {
+    let m = min(m0 + i, u.M - 1u);
+    valid[i] = m0 + i < u.M;
+    oy[i] = i32((m / u.Wout) * u.stride) - i32(u.padT);
+    ox[i] = i32((m % u.Wout) * u.stride) - i32(u.padL);
+  }
+#if UPSAMPLE
+  // Nearest upsample fused into the read: the conv sees an (upH, upW) input, upH = 2H or 2H - 1,
+  // where source row y / 2 is torch's nearest (floor(y·H / upH)) for both.
+  let inH = i32(u.upH);
+  let inW = i32(u.upW);
+#else
+  let inH = i32(u.H);
+  let inW = i32(u.W);
+#endif
+  let plane = u.H * u.W;
+  let base = z * u.Cin * plane;
+  var k = 0u;
+  for (var ci = 0u; ci < u.Cin; ci++) {
+    let cbase = base + ci * plane;
+    for (var ky = 0u; ky < u.kh; ky++) {
+      for (var kx = 0u; kx < u.kw; kx++) {
+        var av: array<f32, TM>;
+        for (var i = 0u; i < TM; i++) {
+          let iy = oy[i] + i32(ky);
+          let ix = ox[i] + i32(kx);
+          let inside = valid[i] && iy >= 0 && iy < inH && ix >= 0 && ix < inW;
+#if UPSAMPLE
+          let sy = u32(max(iy, 0)) / 2u;
+          let sx = u32(max(ix, 0)) / 2u;
+#else
+          let sy = u32(max(iy, 0));
+          let sx = u32(max(ix, 0));
+#endif
+          let idx = cbase + min(sy, u.H - 1u) * u.W + min(sx, u.W - 1u);
+          av[i] = select(0.0, f32(a[idx]), inside);
+        }
+        accumulate(k, n0, av);
+        k++;
+      }
+    }
+  }
+#else
+  for (var k = 0u; k < u.K; k++) {
+    var av: array<f32, TM>;
+    for (var i = 0u; i < TM; i++) {
+      let m = min(m0 + i, u.M - 1u);
+#if A_COLMAJOR
+      let v = f32(a[z * u.K * u.M + k * u.M + m]);
+#else
+      let v = f32(a[z * u.M * u.K + m * u.K + k]);
+#endif
+      av[i] = select(0.0, v, m0 + i < u.M);
+    }
+    accumulate(k, n0, av);
+  }
+#endif
+
+  for (var i = 0u; i < TM; i++) {
+    let m = m0 + i;
+    if (m >= u.M) { break; }
+    for (var j = 0u; j < TN; j++) {
+      let n = n0 + j;
+      if (n < u.N) { store(z, m, n, acc[i][j]); }
+    }
+  }
+}
