@@ -25,6 +25,7 @@ const configName = arg('config', 'sd15');
 const precision = arg('precision', 'auto') as Precision;
 if (!PRECISIONS.includes(precision)) throw new Error(`--precision must be ${PRECISIONS.join(', ')}`);
 const runs = Number(arg('runs', '3'));
+if (!Number.isInteger(runs) || runs < 0) throw new Error('--runs must be an integer >= 0');
 const configs = JSON.parse(readFileSync(join(root, 'bench/sd-configs', `${configName}.json`), 'utf8')) as Record<string, Record<string, unknown>>;
 const size = Number(arg('size', String((configs.vae!.sample_size as number) ?? 512)));
 
@@ -32,6 +33,7 @@ const gpu = await getGpu({ wantF16: precision !== 'f32' });
 const rt = new Runtime(gpu);
 console.error(`adapter: ${gpu.adapterName}`);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+const s = (x: { firstMs: number; ms: number | null }) => (x.ms === null ? `${(x.firstMs / 1000).toFixed(1)} s (first run, compilation included)` : `${(x.ms / 1000).toFixed(2)} s (first ${(x.firstMs / 1000).toFixed(2)} s)`);
 
 async function submit(g: Graph): Promise<number> {
   const t0 = performance.now();
@@ -43,12 +45,17 @@ async function submit(g: Graph): Promise<number> {
   return performance.now() - t0;
 }
 
-/** First run (compiling its pipelines) and the median of `runs` more. */
-async function time(g: Graph): Promise<{ firstMs: number; ms: number }> {
+/**
+ * First run (compiling its pipelines) and the median of `runs` more (null with --runs 0, for
+ * adapters where one run takes minutes). Each stage is printed as it ends.
+ */
+async function time(g: Graph): Promise<{ firstMs: number; ms: number | null }> {
   const firstMs = await submit(g);
   const ms: number[] = [];
   for (let i = 0; i < runs; i++) ms.push(await submit(g));
-  return { firstMs, ms: median(ms) };
+  const r = { firstMs, ms: ms.length ? median(ms) : null };
+  console.error(`${g.label}: ${s(r)}`);
+  return r;
 }
 
 const store = new RandomWeightStore(1);
@@ -105,7 +112,6 @@ const result = {
   planLimits: rt.planLimits,
 };
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
-const s = (x: { firstMs: number; ms: number }) => `${(x.ms / 1000).toFixed(2)} s (first ${(x.firstMs / 1000).toFixed(2)} s)`;
 console.log(`| ${result.model}, ${result.precision} | |\n|---|---|`);
 console.log(`| text encoding, batch 2 × 77 tokens | ${s(textTime)} |`);
 console.log(`| U-Net step, batch 2 (guidance), ${latent}x${latent} latents | ${s(unetTime)} |`);
