@@ -2,12 +2,10 @@
 import type { Runtime } from '../gpu/runtime.ts';
 import type { Graph } from '../graph/graph.ts';
 import type { Tensor } from '../graph/tensor.ts';
-import { conv2d } from '../kernels/gemm.ts';
-import { groupNorm } from '../kernels/group_norm.ts';
 import type { WeightStore } from '../io/weights.ts';
 import { TimeEmbedding, type TimestepInput } from './embeddings.ts';
+import { runUNetBody } from './unet_body.ts';
 import { ConfigError, ConfigReader, WeightLoader } from './loader.ts';
-import { castTo } from '../kernels/cast.ts';
 import { resolvePrecision, type ModelOptions, type ResolvedPrecision } from './precision.ts';
 import { loadConv, loadNorm, type TimeEmbeddingNorm } from './resnet.ts';
 import { MidBlock2D, makeDownBlock, makeUpBlock, type DownBlock, type UpBlock } from './unet_2d_blocks.ts';
@@ -148,26 +146,22 @@ export class UNet2DModel {
       throw new ConfigError(`UNet2DModel: sample size ${sample.shape[2]}x${sample.shape[3]} must be a multiple of ${factor}`);
     }
     const emb = this.time.forward(g, B, t);
-    const x = castTo(g, 'sample', sample, this.w.dtype);
-    let h = conv2d(g, 'conv_in', x, this.convIn.weight, { bias: this.convIn.bias, padding: 1 });
-    if (x !== sample) g.release(x);
-    const skips: Tensor[] = [h];
-    for (const d of this.down) {
-      const r = d.forward(g, h, emb);
-      skips.push(...r.skips);
-      h = r.out;
-    }
-    h = this.mid.forward(g, h, emb);
-    for (const u of this.up) h = u.forward(g, h, emb, skips);
-    if (skips.length) throw new ConfigError(`UNet2DModel: ${skips.length} skip connections left unused: down and up block configs do not match`);
+    const out = runUNetBody(g, {
+      where: 'UNet2DModel',
+      dtype: this.w.dtype,
+      convIn: this.convIn,
+      convInPadding: 1,
+      down: this.down.map((d) => (gr: Graph, h: Tensor) => d.forward(gr, h, emb)),
+      mid: (gr, h) => this.mid.forward(gr, h, emb),
+      up: this.up.map((u) => (gr: Graph, h: Tensor, skips: Tensor[]) => u.forward(gr, h, emb, skips)),
+      normOut: this.normOut,
+      groups: this.groupsOut,
+      eps: this.eps,
+      convOut: this.convOut,
+      convOutPadding: 1,
+    }, sample);
     g.release(emb);
-    const n = groupNorm(g, 'conv_norm_out', h, this.normOut.weight, this.normOut.bias, { groups: this.groupsOut, eps: this.eps, silu: true });
-    g.release(h);
-    const out = conv2d(g, 'conv_out', n, this.convOut.weight, { bias: this.convOut.bias, padding: 1 });
-    g.release(n);
-    const out32 = castTo(g, 'out', out, 'f32');
-    if (out32 !== out) g.release(out);
-    return out32;
+    return out;
   }
 
   destroy(): void {

@@ -4,10 +4,9 @@
 import type { Runtime } from '../gpu/runtime.ts';
 import type { Graph } from '../graph/graph.ts';
 import { shapeStr, type Tensor } from '../graph/tensor.ts';
-import { conv2d } from '../kernels/gemm.ts';
-import { groupNorm } from '../kernels/group_norm.ts';
 import type { WeightStore } from '../io/weights.ts';
 import { TimeEmbedding, type TimestepInput } from './embeddings.ts';
+import { runUNetBody } from './unet_body.ts';
 import { ConfigError, ConfigReader, WeightLoader } from './loader.ts';
 import { castTo } from '../kernels/cast.ts';
 import { resolvePrecision, type ModelOptions, type ResolvedPrecision } from './precision.ts';
@@ -171,28 +170,24 @@ export class UNet2DConditionModel {
       throw new ConfigError(`${where}: encoder_hidden_states ${shapeStr(e)} should be [${B}, S, ${this.crossAttentionDim}]`);
     }
     const emb = this.time.forward(g, B, t);
-    const x = castTo(g, 'sample', sample, this.w.dtype);
     const context = castTo(g, 'encoder_hidden_states', encoderHiddenStates, this.w.dtype);
-    let h = conv2d(g, 'conv_in', x, this.convIn.weight, { bias: this.convIn.bias, padding: (this.convInKernel - 1) / 2 });
-    if (x !== sample) g.release(x);
-    const skips: Tensor[] = [h];
-    for (const d of this.down) {
-      const r = d.forward(g, h, emb, context);
-      skips.push(...r.skips);
-      h = r.out;
-    }
-    h = this.mid.forward(g, h, emb, context);
-    for (const u of this.up) h = u.forward(g, h, emb, context, skips);
+    const out = runUNetBody(g, {
+      where,
+      dtype: this.w.dtype,
+      convIn: this.convIn,
+      convInPadding: (this.convInKernel - 1) / 2,
+      down: this.down.map((d) => (gr: Graph, h: Tensor) => d.forward(gr, h, emb, context)),
+      mid: (gr, h) => this.mid.forward(gr, h, emb, context),
+      up: this.up.map((u) => (gr: Graph, h: Tensor, skips: Tensor[]) => u.forward(gr, h, emb, context, skips)),
+      normOut: this.normOut,
+      groups: this.groups,
+      eps: this.eps,
+      convOut: this.convOut,
+      convOutPadding: (this.convOutKernel - 1) / 2,
+    }, sample);
     if (context !== encoderHiddenStates) g.release(context);
-    if (skips.length) throw new ConfigError(`${where}: ${skips.length} skip connections left unused: down and up block configs do not match`);
     g.release(emb);
-    const n = groupNorm(g, 'conv_norm_out', h, this.normOut.weight, this.normOut.bias, { groups: this.groups, eps: this.eps, silu: true });
-    g.release(h);
-    const out = conv2d(g, 'conv_out', n, this.convOut.weight, { bias: this.convOut.bias, padding: (this.convOutKernel - 1) / 2 });
-    g.release(n);
-    const out32 = castTo(g, 'out', out, 'f32');
-    if (out32 !== out) g.release(out);
-    return out32;
+    return out;
   }
 
   destroy(): void {

@@ -1,0 +1,50 @@
+// The path every diffusers U-Net takes once its time embedding is made: conv_in → down blocks
+// (collecting skips) → mid block → up blocks (consuming them) → norm, SiLU, conv_out, in the
+// model's storage type with f32 at the boundary. UNet2DModel and UNet2DConditionModel differ only
+// in what their blocks take besides (h, emb); they pass that in closures.
+import type { Graph } from '../graph/graph.ts';
+import type { DType, Tensor } from '../graph/tensor.ts';
+import { castTo } from '../kernels/cast.ts';
+import { conv2d } from '../kernels/gemm.ts';
+import { groupNorm } from '../kernels/group_norm.ts';
+import { ConfigError } from './loader.ts';
+
+type Param = { weight: Tensor; bias: Tensor };
+
+export interface UNetBody {
+  where: string;
+  dtype: DType;
+  convIn: Param;
+  convInPadding: number;
+  down: ((g: Graph, h: Tensor) => { out: Tensor; skips: Tensor[] })[];
+  mid: (g: Graph, h: Tensor) => Tensor;
+  up: ((g: Graph, h: Tensor, skips: Tensor[]) => Tensor)[];
+  normOut: Param;
+  groups: number;
+  eps: number;
+  convOut: Param;
+  convOutPadding: number;
+}
+
+/** sample (any dtype) → the U-Net's output in f32. */
+export function runUNetBody(g: Graph, b: UNetBody, sample: Tensor): Tensor {
+  const x = castTo(g, 'sample', sample, b.dtype);
+  let h = conv2d(g, 'conv_in', x, b.convIn.weight, { bias: b.convIn.bias, padding: b.convInPadding });
+  if (x !== sample) g.release(x);
+  const skips: Tensor[] = [h];
+  for (const d of b.down) {
+    const r = d(g, h);
+    skips.push(...r.skips);
+    h = r.out;
+  }
+  h = b.mid(g, h);
+  for (const u of b.up) h = u(g, h, skips);
+  if (skips.length) throw new ConfigError(`${b.where}: ${skips.length} skip connections left unused: down and up block configs do not match`);
+  const n = groupNorm(g, 'conv_norm_out', h, b.normOut.weight, b.normOut.bias, { groups: b.groups, eps: b.eps, silu: true });
+  g.release(h);
+  const out = conv2d(g, 'conv_out', n, b.convOut.weight, { bias: b.convOut.bias, padding: b.convOutPadding });
+  g.release(n);
+  const out32 = castTo(g, 'out', out, 'f32');
+  if (out32 !== out) g.release(out);
+  return out32;
+}
