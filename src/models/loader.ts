@@ -2,6 +2,7 @@
 // key paths), so a missing or misshapen weight is reported by the store with its full key.
 import type { Runtime } from '../gpu/runtime.ts';
 import type { DType, Tensor } from '../graph/tensor.ts';
+import { ConfigReader as BaseConfigReader } from '../io/config_reader.ts';
 import type { WeightStore } from '../io/weights.ts';
 import { uploadTensor } from '../kernels/cast.ts';
 import { WeightSlices } from './channel_split.ts';
@@ -62,79 +63,9 @@ export class WeightLoader {
   }
 }
 
-/**
- * Reads config fields with their diffusers defaults, checking each value's type, and rejects
- * values we do not implement and keys the model class does not know, so nothing is silently
- * ignored.
- */
-export class ConfigReader {
-  constructor(readonly config: Record<string, unknown>, readonly where: string) {}
-
-  private fail(key: string, want: string): never {
-    throw new ConfigError(`${this.where}: config option ${key} = ${JSON.stringify(this.config[key])} is not ${want}`);
-  }
-
-  private present(key: string): boolean {
-    return this.config[key] !== undefined && this.config[key] !== null;
-  }
-
-  int(key: string, fallback: number, min = 0): number {
-    if (!this.present(key)) return fallback;
-    const v = this.config[key];
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min) this.fail(key, `an integer >= ${min}`);
-    return v;
-  }
-
-  num(key: string, fallback: number): number {
-    if (!this.present(key)) return fallback;
-    const v = this.config[key];
-    if (typeof v !== 'number' || !Number.isFinite(v)) this.fail(key, 'a finite number');
-    return v;
-  }
-
-  bool(key: string, fallback: boolean): boolean {
-    if (!this.present(key)) return fallback;
-    const v = this.config[key];
-    if (typeof v !== 'boolean') this.fail(key, 'true or false');
-    return v;
-  }
-
-  intList(key: string, fallback: number[]): number[] {
-    if (!this.present(key)) return fallback;
-    const v = this.config[key];
-    if (!Array.isArray(v) || v.length === 0 || !v.every((x) => typeof x === 'number' && Number.isInteger(x) && x > 0)) this.fail(key, 'a non-empty list of positive integers');
-    return v as number[];
-  }
-
-  strList(key: string, fallback: string[]): string[] {
-    if (!this.present(key)) return fallback;
-    const v = this.config[key];
-    if (!Array.isArray(v) || v.length === 0 || !v.every((x) => typeof x === 'string')) this.fail(key, 'a non-empty list of strings');
-    return v as string[];
-  }
-
-  /** The raw value, where null is meaningful (e.g. attention_head_dim = None). */
-  raw(key: string): unknown {
-    return this.config[key];
-  }
-
-  has(key: string): boolean {
-    return key in this.config;
-  }
-
-  /** Throws unless the option is absent, null, or one of `allowed`. */
-  only(key: string, allowed: unknown[], why = 'is not supported'): void {
-    const v = this.config[key];
-    if (v === undefined || v === null) return;
-    if (!allowed.some((a) => JSON.stringify(a) === JSON.stringify(v))) {
-      throw new ConfigError(`${this.where}: config option ${key} = ${JSON.stringify(v)} ${why} (supported: ${allowed.map((a) => JSON.stringify(a)).join(', ') || 'none'})`);
-    }
-  }
-
-  /** Rejects keys outside the class's constructor signature (beyond diffusers' bookkeeping keys). */
-  knownKeys(keys: readonly string[]): void {
-    const known = new Set([...keys, '_class_name', '_diffusers_version', '_name_or_path', '_use_default_values']);
-    const unknown = Object.keys(this.config).filter((k) => !known.has(k) && this.config[k] !== null && this.config[k] !== false);
-    if (unknown.length) throw new ConfigError(`${this.where}: config option${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')} ${unknown.length > 1 ? 'are' : 'is'} not supported (not part of this model class in diffusers 0.25)`);
+/** The shared config reader (src/io/config_reader.ts), raising ConfigError. */
+export class ConfigReader extends BaseConfigReader {
+  constructor(config: Record<string, unknown>, where: string) {
+    super(config, where, (m) => new ConfigError(m));
   }
 }

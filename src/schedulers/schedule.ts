@@ -4,6 +4,8 @@
 // in the sample, so the tables copy torch's float32 rounding (Math.fround after every operation
 // torch does in float32) rather than computing the schedule in float64.
 
+import { ConfigReader as BaseConfigReader } from '../io/config_reader.ts';
+
 const f = Math.fround;
 
 export class SchedulerConfigError extends Error {
@@ -171,52 +173,10 @@ export function inferenceTimesteps(cfg: ScheduleConfig, steps: number): number[]
   return ts;
 }
 
-/** Typed reads of a scheduler_config.json, with diffusers' defaults and named errors. */
-export class ConfigReader {
-  constructor(
-    private readonly cfg: Record<string, unknown>,
-    readonly who: string,
-  ) {}
-
-  private get(key: string): unknown {
-    const v = this.cfg[key];
-    return v === null ? undefined : v;
-  }
-
-  num(key: string, def: number): number {
-    const v = this.get(key) ?? def;
-    if (typeof v !== 'number' || !Number.isFinite(v)) throw new SchedulerConfigError(`${this.who}: ${key} must be a number, got ${JSON.stringify(v)}`);
-    return v;
-  }
-
-  int(key: string, def: number, min = 0): number {
-    const v = this.num(key, def);
-    if (!Number.isInteger(v) || v < min) throw new SchedulerConfigError(`${this.who}: ${key} must be an integer >= ${min}, got ${v}`);
-    return v;
-  }
-
-  bool(key: string, def: boolean): boolean {
-    const v = this.get(key) ?? def;
-    // diffusers types some flags as int (DDPM's rescale_betas_zero_snr).
-    if (v === 0 || v === 1) return v === 1;
-    if (typeof v !== 'boolean') throw new SchedulerConfigError(`${this.who}: ${key} must be true or false, got ${JSON.stringify(v)}`);
-    return v;
-  }
-
-  choice<T extends string>(key: string, def: T, supported: readonly T[], known: readonly string[] = []): T {
-    const v = this.get(key) ?? def;
-    if (typeof v === 'string' && (supported as readonly string[]).includes(v)) return v as T;
-    const what = typeof v === 'string' && known.includes(v) ? 'is not supported' : 'is unknown';
-    throw new SchedulerConfigError(`${this.who}: ${key} '${String(v)}' ${what} (supported: ${supported.join(', ')})`);
-  }
-
-  numbers(key: string): number[] | null {
-    const v = this.get(key);
-    if (v === undefined) return null;
-    if (!Array.isArray(v) || !v.every((x) => typeof x === 'number' && Number.isFinite(x))) {
-      throw new SchedulerConfigError(`${this.who}: ${key} must be null or an array of numbers`);
-    }
-    return v as number[];
+/** The shared config reader (src/io/config_reader.ts), raising SchedulerConfigError. */
+export class ConfigReader extends BaseConfigReader {
+  constructor(config: Record<string, unknown>, who: string) {
+    super(config, who, (m) => new SchedulerConfigError(m));
   }
 }
 

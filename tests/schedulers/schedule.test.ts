@@ -102,8 +102,8 @@ describe('config handling', () => {
       [{ ...ddim, beta_schedule: 'sigmoid' }, /beta_schedule 'sigmoid' is not supported/],
       [{ ...ddim, beta_schedule: 'cubic' }, /beta_schedule 'cubic' is unknown/],
       [{ ...ddim, timestep_spacing: 'karras' }, /timestep_spacing 'karras' is unknown/],
-      [{ ...ddim, clip_sample: 'yes' }, /clip_sample must be true or false/],
-      [{ ...ddim, steps_offset: -1 }, /steps_offset must be an integer/],
+      [{ ...ddim, clip_sample: 'yes' }, /clip_sample = "yes" is not true or false/],
+      [{ ...ddim, steps_offset: -1 }, /steps_offset = -1 is not an integer >= 0/],
     ];
     for (const [cfg, msg] of bad) {
       expect(() => createScheduler(cfg, 10)).toThrow(SchedulerConfigError);
