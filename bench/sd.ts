@@ -2,6 +2,7 @@
 // with random weights in the real component shapes (bench/sd-configs/), within WebGPU's default
 // limits (the 512×512 decode holds 256 MiB activations; the plan splits them into chunks).
 //   npx tsx bench/sd.ts [--config sd15|sd21] [--precision auto|f16|f32] [--runs 3] [--size 512]
+//                       [--stages text,unet,decode]
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,7 +34,7 @@ const gpu = await getGpu({ wantF16: precision !== 'f32' });
 const rt = new Runtime(gpu);
 console.error(`adapter: ${gpu.adapterName}`);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
-const s = (x: { firstMs: number; ms: number | null }) => (x.ms === null ? `${(x.firstMs / 1000).toFixed(1)} s (first run, compilation included)` : `${(x.ms / 1000).toFixed(2)} s (first ${(x.firstMs / 1000).toFixed(2)} s)`);
+const s = (x: { firstMs: number; ms: number | null }) => (Number.isNaN(x.firstMs) ? 'not run' : x.ms === null ? `${(x.firstMs / 1000).toFixed(1)} s (first run, compilation included)` : `${(x.ms / 1000).toFixed(2)} s (first ${(x.firstMs / 1000).toFixed(2)} s)`);
 
 async function submit(g: Graph): Promise<number> {
   const t0 = performance.now();
@@ -58,6 +59,9 @@ async function time(g: Graph): Promise<{ firstMs: number; ms: number | null }> {
   return r;
 }
 
+const stages = new Set(arg('stages', 'text,unet,decode').split(','));
+for (const st of stages) if (!['text', 'unet', 'decode'].includes(st)) throw new Error(`--stages takes text, unet, decode; got ${st}`);
+const skipped = { firstMs: NaN, ms: null };
 const store = new RandomWeightStore(1);
 let t = performance.now();
 const text = new CLIPTextModel(rt, store, configs.text_encoder!, { precision, where: `${configName}/text_encoder` });
@@ -78,7 +82,7 @@ own.push(ids.buffer);
 const gText = new Graph(rt, 'text-encoder');
 const states = text.encode(gText, { ...ids, shape: [2, T] });
 gText.finalize();
-const textTime = await time(gText);
+const textTime = stages.has('text') ? await time(gText) : skipped;
 
 // One U-Net step of the guidance batch at the model's latent size.
 const latent = size / vae.scaleFactor;
@@ -87,16 +91,18 @@ const sample = f32(noise(2 * 4 * latent * latent, 1), [2, 4, latent, latent], 's
 const tstep = f32(new Float32Array([500, 500]), [2], 'timestep');
 unet.forward(gUnet, sample, { timesteps: tstep, broadcast: false }, states.lastHiddenState);
 gUnet.finalize();
-const unetTime = await time(gUnet);
+const unetTime = stages.has('unet') ? await time(gUnet) : skipped;
 
 // The decode of one image.
 const gDec = new Graph(rt, 'vae-decode');
 const z = f32(noise(4 * latent * latent, 2), [1, 4, latent, latent], 'latents');
 const image = vae.decode(gDec, z);
 gDec.finalize();
-const decodeTime = await time(gDec);
-const img = await rt.read(image.buffer, numel(image.shape) * 4);
-if (!img.every(Number.isFinite)) throw new Error('the decoded image has NaN/Inf values');
+const decodeTime = stages.has('decode') ? await time(gDec) : skipped;
+if (stages.has('decode')) {
+  const img = await rt.read(image.buffer, numel(image.shape) * 4);
+  if (!img.every(Number.isFinite)) throw new Error('the decoded image has NaN/Inf values');
+}
 
 const result = {
   model: `${configName} (random weights, ${size}x${size})`,
@@ -119,7 +125,7 @@ console.log(`| VAE decode, 1 image ${size}x${size} | ${s(decodeTime)} |`);
 console.log(`| weights / peak GPU memory | ${mib(weightBytes)} / ${mib(rt.peakBytes)} |`);
 console.log(`| largest binding in the decode (limit ${mib(rt.planLimits.binding)}) | ${mib(gDec.stats.maxBindingBytes)} |`);
 console.log(`\nadapter: ${gpu.adapterName}`);
-const out = join(root, 'bench/results', `${configName}-${gpu.adapterName.replace(/[^a-z0-9]+/gi, '-').slice(0, 60).toLowerCase()}-${result.date.slice(0, 10)}.json`);
+const out = join(root, 'bench/results', `${configName}-${unet.precision.dtype}-${[...stages].join('+')}-${gpu.adapterName.replace(/[^a-z0-9]+/gi, '-').slice(0, 60).toLowerCase()}-${result.date.slice(0, 10)}.json`);
 mkdirSync(dirname(out), { recursive: true });
 writeFileSync(out, JSON.stringify(result, null, 2) + '\n');
 console.error(`wrote ${out}`);
