@@ -3,7 +3,7 @@
 // the fused GPU step reads. Each subclass only turns (t, prev) into coefficients.
 import { packStepRow, STEP_ROW_LENGTH, type StepCoefficients } from '../kernels/scheduler_step.ts';
 import type { Scheduler } from './scheduler.ts';
-import { alphasCumprod, inferenceTimesteps, makeBetas, SchedulerConfigError, type CommonConfig } from './schedule.ts';
+import { alphasCumprod, inferenceTimesteps, makeBetas, SchedulerConfigError, stepAt, type CommonConfig } from './schedule.ts';
 
 export abstract class AlphaBarScheduler implements Scheduler {
   abstract readonly name: 'ddpm' | 'ddim';
@@ -23,9 +23,7 @@ export abstract class AlphaBarScheduler implements Scheduler {
   abstract drawsNoise(i: number): boolean;
 
   protected t(i: number): number {
-    const t = this.timesteps[i];
-    if (t === undefined) throw new RangeError(`${this.className} step ${i} is outside 0..${this.timesteps.length - 1}`);
-    return t;
+    return stepAt(this.timesteps, i, this.className);
   }
 
   prevTimestep(i: number): number {

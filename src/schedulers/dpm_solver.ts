@@ -16,6 +16,7 @@ import {
   roundHalfEven,
   readScheduleConfig,
   SchedulerConfigError,
+  stepAt,
   type PredictionType,
   type ScheduleConfig,
 } from './schedule.ts';
@@ -111,9 +112,7 @@ export class DPMSolverMultistepScheduler implements Scheduler {
   }
 
   private check(i: number): void {
-    if (!Number.isInteger(i) || i < 0 || i >= this.timesteps.length) {
-      throw new RangeError(`DPMSolverMultistepScheduler step ${i} is outside 0..${this.timesteps.length - 1}`);
-    }
+    stepAt(this.timesteps, i, 'DPMSolverMultistepScheduler');
   }
 
   modelInputScale(i: number): number {

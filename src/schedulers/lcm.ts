@@ -8,7 +8,7 @@
 // torch does float32 math, as in ddim.ts.
 import { packStepRow, STEP_ROW_LENGTH, type StepCoefficients } from '../kernels/scheduler_step.ts';
 import type { Scheduler } from './scheduler.ts';
-import { alphasCumprod, ConfigReader, makeBetas, readScheduleConfig, SchedulerConfigError, type PredictionType, type ScheduleConfig } from './schedule.ts';
+import { alphasCumprod, ConfigReader, makeBetas, readScheduleConfig, SchedulerConfigError, stepAt, type PredictionType, type ScheduleConfig } from './schedule.ts';
 
 const f = Math.fround;
 
@@ -72,9 +72,7 @@ export class LCMScheduler implements Scheduler {
   }
 
   private t(i: number): number {
-    const t = this.timesteps[i];
-    if (!Number.isInteger(i) || t === undefined) throw new RangeError(`LCMScheduler step ${i} is outside 0..${this.timesteps.length - 1}`);
-    return t;
+    return stepAt(this.timesteps, i, 'LCMScheduler');
   }
 
   private isLast(i: number): boolean {

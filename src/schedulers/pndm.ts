@@ -9,7 +9,7 @@
 // rounded to float32 where torch computes on float32 0-dim tensors.
 import { EPS_HISTORY_SLOTS, packPlmsRow, PLMS_ROW_LENGTH, type EpsHistoryCoefficients, type StepCoefficients } from '../kernels/scheduler_step.ts';
 import type { Scheduler } from './scheduler.ts';
-import { alphasCumprod, ConfigReader, inferenceTimesteps, makeBetas, readScheduleConfig, SchedulerConfigError, type ScheduleConfig } from './schedule.ts';
+import { alphasCumprod, ConfigReader, inferenceTimesteps, makeBetas, readScheduleConfig, SchedulerConfigError, stepAt, type ScheduleConfig } from './schedule.ts';
 
 const f = Math.fround;
 
@@ -121,9 +121,7 @@ export class PNDMScheduler implements Scheduler {
   }
 
   private check(i: number): PlmsCall {
-    const c = this.calls[i];
-    if (!Number.isInteger(i) || c === undefined) throw new RangeError(`PNDMScheduler step ${i} is outside 0..${this.calls.length - 1}`);
-    return c;
+    return stepAt(this.calls, i, 'PNDMScheduler');
   }
 
   modelInputScale(i: number): number {

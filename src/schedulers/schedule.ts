@@ -180,6 +180,12 @@ export class ConfigReader extends BaseConfigReader {
   }
 }
 
+/** items[i] for a step index i of a loop of items.length steps; a RangeError naming `who` otherwise. */
+export function stepAt<T>(items: readonly T[], i: number, who: string): T {
+  if (!Number.isInteger(i) || i < 0 || i >= items.length) throw new RangeError(`${who} step ${i} is outside 0..${items.length - 1}`);
+  return items[i]!;
+}
+
 export type PredictionType = 'epsilon' | 'v_prediction' | 'sample';
 
 /** The settings DDPM and DDIM share, read with their (identical) diffusers defaults. */

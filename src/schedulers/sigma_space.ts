@@ -6,7 +6,7 @@
 // to float32 where diffusers has torch or numpy do float32 math, as in ddpm.ts.
 import { packStepRow, STEP_ROW_LENGTH, type StepCoefficients } from '../kernels/scheduler_step.ts';
 import type { Scheduler } from './scheduler.ts';
-import { alphasCumprod, type ConfigReader, inferenceTimesteps, makeBetas, readScheduleConfig, SchedulerConfigError, type ScheduleConfig } from './schedule.ts';
+import { alphasCumprod, type ConfigReader, inferenceTimesteps, makeBetas, readScheduleConfig, SchedulerConfigError, stepAt, type ScheduleConfig } from './schedule.ts';
 
 const f = Math.fround;
 
@@ -70,9 +70,7 @@ export abstract class SigmaScheduler implements Scheduler {
   }
 
   protected sigma(i: number): number {
-    if (!Number.isInteger(i) || i < 0 || i >= this.timesteps.length) {
-      throw new RangeError(`${this.className} step ${i} is outside 0..${this.timesteps.length - 1}`);
-    }
+    stepAt(this.timesteps, i, this.className);
     return this.sigmas[i]!;
   }
 
