@@ -1,8 +1,9 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { DDIMScheduler } from '../../src/schedulers/ddim.ts';
 import { DDPMScheduler } from '../../src/schedulers/ddpm.ts';
 import { alphasCumprod, inferenceTimesteps, makeBetas, roundHalfEven, type ScheduleConfig } from '../../src/schedulers/schedule.ts';
-import { createScheduler, SchedulerConfigError } from '../../src/schedulers/scheduler.ts';
+import { createScheduler, SCHEDULER_NAMES, SchedulerConfigError } from '../../src/schedulers/scheduler.ts';
 
 const base: ScheduleConfig = {
   numTrainTimesteps: 1000,
@@ -143,5 +144,20 @@ describe('config handling', () => {
     expect([row[0], row[1], row[2]]).toEqual([601, 3, 1]);
     expect(s.modelInputScale(3)).toBe(1);
     expect(() => s.stepRow(10)).toThrow(RangeError);
+  });
+});
+
+describe('step indices', () => {
+  it('every scheduler refuses a step outside its loop with a RangeError naming it', () => {
+    const config = JSON.parse(readFileSync('tests/fixtures/sd-tiny/scheduler/scheduler_config.json', 'utf8')) as Record<string, unknown>;
+    for (const name of SCHEDULER_NAMES) {
+      const s = createScheduler(config, 4, { name });
+      const n = s.timesteps.length;
+      expect(() => s.stepRow(0)).not.toThrow();
+      for (const bad of [-1, n, 1.5]) {
+        expect(() => s.stepRow(bad), `${name} step ${bad}`).toThrow(RangeError);
+        expect(() => s.stepRow(bad), `${name} step ${bad}`).toThrow(new RegExp(`step ${bad} is outside 0\\.\\.${n - 1}`));
+      }
+    }
   });
 });
