@@ -44,6 +44,18 @@ function stepOptions(kwargs: unknown, where: string): CreateSchedulerOptions {
   return opts;
 }
 
+/** max|a − b| and max|b|; a NaN anywhere makes the error NaN, so it fails every check. */
+function maxAbs(a: ArrayLike<number>, b: ArrayLike<number>): { err: number; ref: number } {
+  let err = 0;
+  let ref = 0;
+  for (let j = 0; j < b.length; j++) {
+    const d = Math.abs(a[j]! - b[j]!);
+    err = Number.isNaN(d) ? NaN : Math.max(err, d);
+    ref = Math.max(ref, Math.abs(b[j]!));
+  }
+  return { err, ref };
+}
+
 export async function replaySchedulerTrace(rt: Runtime, dir: string): Promise<ReplayResult> {
   const config = await readJson(join(dir, 'scheduler_config.json'));
   const kase = await readJson(join(dir, 'case.json'));
@@ -98,14 +110,7 @@ export async function replaySchedulerTrace(rt: Runtime, dir: string): Promise<Re
     for (let i = 0; i < sched.timesteps.length; i++) {
       const s = Math.fround(sched.modelInputScale(i));
       const m = cur.map((v) => v * s);
-      const expectedM = toFloat32(need(`step${i}_model_input`));
-      let modelInputMaxAbsErr = 0;
-      let modelInputMaxAbsRef = 0;
-      for (let j = 0; j < n; j++) {
-        const d = Math.abs(m[j]! - expectedM[j]!);
-        modelInputMaxAbsErr = Number.isNaN(d) ? NaN : Math.max(modelInputMaxAbsErr, d);
-        modelInputMaxAbsRef = Math.max(modelInputMaxAbsRef, Math.abs(expectedM[j]!));
-      }
+      const mi = maxAbs(m, toFloat32(need(`step${i}_model_input`)));
       // The stand-in model in float32, as torch evaluates 0.1 * m + c.
       const tenth = Math.fround(0.1);
       const e = m.map((v, j) => Math.fround(v * tenth) + c[j]!);
@@ -116,16 +121,8 @@ export async function replaySchedulerTrace(rt: Runtime, dir: string): Promise<Re
       g.record(enc);
       q.submit([enc.finish()]);
       cur = await rt.read(x.buffer, bytes);
-      const ref = toFloat32(need(`step${i}_out`));
-      let maxAbsErr = 0;
-      let maxAbsRef = 0;
-      for (let j = 0; j < n; j++) {
-        const d = Math.abs(cur[j]! - ref[j]!);
-        // NaN must fail the check, and Math.max(NaN, ...) keeps it.
-        maxAbsErr = Number.isNaN(d) ? NaN : Math.max(maxAbsErr, d);
-        maxAbsRef = Math.max(maxAbsRef, Math.abs(ref[j]!));
-      }
-      out.push({ i, t: sched.timesteps[i]!, maxAbsErr, maxAbsRef, modelInputMaxAbsErr, modelInputMaxAbsRef });
+      const o = maxAbs(cur, toFloat32(need(`step${i}_out`)));
+      out.push({ i, t: sched.timesteps[i]!, maxAbsErr: o.err, maxAbsRef: o.ref, modelInputMaxAbsErr: mi.err, modelInputMaxAbsRef: mi.ref });
     }
     return { steps: out, timestepsMatch, timesteps: sched.timesteps, expectedTimesteps };
   } finally {
@@ -164,17 +161,6 @@ export interface PipelineReplayResult {
   timestepsMatch: boolean;
   timesteps: number[];
   expectedTimesteps: number[];
-}
-
-function maxAbs(a: ArrayLike<number>, b: ArrayLike<number>): { err: number; ref: number } {
-  let err = 0;
-  let ref = 0;
-  for (let j = 0; j < b.length; j++) {
-    const d = Math.abs(a[j]! - b[j]!);
-    err = Number.isNaN(d) ? NaN : Math.max(err, d);
-    ref = Math.max(ref, Math.abs(b[j]!));
-  }
-  return { err, ref };
 }
 
 /**
