@@ -19,6 +19,20 @@ export function castTo(g: Graph, label: string, x: Tensor, dtype: DType): Tensor
   return out;
 }
 
+/**
+ * A model's boundary: `f` runs on `input` converted to the model's storage type, and its result
+ * comes back as f32. The converted input and f's own result are released once converted; `input`
+ * stays the caller's.
+ */
+export function inStorage(g: Graph, dtype: DType, input: Tensor, f: (x: Tensor) => Tensor, labels: [string, string] = ['input', 'output']): Tensor {
+  const x = castTo(g, labels[0], input, dtype);
+  const out = f(x);
+  if (x !== input && x !== out) g.release(x);
+  const out32 = castTo(g, labels[1], out, 'f32');
+  if (out32 !== out) g.release(out);
+  return out32;
+}
+
 /** Host f32 values uploaded as a tensor stored in `dtype` (f16 rounds to nearest even). */
 export function uploadTensor(rt: Runtime, data: Float32Array, shape: readonly number[], label: string, dtype: DType = 'f32'): Tensor {
   const host = dtype === 'f16' ? new Uint32Array(toF16Array(data).buffer) : data;

@@ -8,7 +8,7 @@ import { posteriorSample } from '../kernels/posterior_sample.ts';
 import { gaussianNoise } from '../kernels/rng.ts';
 import type { WeightStore } from '../io/weights.ts';
 import { ConfigError, ConfigReader, WeightLoader } from './loader.ts';
-import { castTo, uploadTensor } from '../kernels/cast.ts';
+import { inStorage, uploadTensor } from '../kernels/cast.ts';
 import { resolvePrecision, type ModelOptions, type ResolvedPrecision } from './precision.ts';
 import { loadConv } from './resnet.ts';
 import { Decoder, Encoder } from './vae.ts';
@@ -99,14 +99,12 @@ export class AutoencoderKL {
   /** image [B, in_channels, H, W] in [-1, 1] → the posterior mean [B, latent_channels, H/f, W/f] (not scaled). */
   encodeMean(g: Graph, image: Tensor): Tensor {
     this.checkImage(image);
-    const x = castTo(g, 'image', image, this.precision.dtype);
-    const moments = this.encoder.forward(g, x);
-    if (x !== image) g.release(x);
-    const mean = conv2d(g, 'quant_conv', moments, this.quantMean.weight, { bias: this.quantMean.bias });
-    g.release(moments);
-    const mean32 = castTo(g, 'latent-mean', mean, 'f32');
-    if (mean32 !== mean) g.release(mean);
-    return mean32;
+    return inStorage(g, this.precision.dtype, image, (x) => {
+      const moments = this.encoder.forward(g, x);
+      const mean = conv2d(g, 'quant_conv', moments, this.quantMean.weight, { bias: this.quantMean.bias });
+      g.release(moments);
+      return mean;
+    }, ['image', 'latent-mean']);
   }
 
   /**
@@ -116,14 +114,13 @@ export class AutoencoderKL {
    */
   encode(g: Graph, image: Tensor, eps: { seed: number; stream?: number } | { noise: Tensor }): Tensor {
     this.checkImage(image);
-    const x = castTo(g, 'image', image, this.precision.dtype);
-    const h = this.encoder.forward(g, x);
-    if (x !== image) g.release(x);
-    const stored = conv2d(g, 'quant_conv', h, this.quant.weight, { bias: this.quant.bias });
-    g.release(h);
     // The sample (exp of the log-variance, the noise) is taken in f32, like the latents it becomes.
-    const moments = castTo(g, 'moments', stored, 'f32');
-    if (moments !== stored) g.release(stored);
+    const moments = inStorage(g, this.precision.dtype, image, (x) => {
+      const h = this.encoder.forward(g, x);
+      const stored = conv2d(g, 'quant_conv', h, this.quant.weight, { bias: this.quant.bias });
+      g.release(h);
+      return stored;
+    }, ['image', 'moments']);
     const shape = [moments.shape[0]!, this.latentChannels, ...moments.shape.slice(2)];
     const noise = 'noise' in eps ? eps.noise : gaussianNoise(g, 'posterior-noise', shape, eps.seed, { stream: eps.stream ?? 0 });
     const sample = posteriorSample(g, 'posterior-sample', moments, noise);
@@ -135,15 +132,12 @@ export class AutoencoderKL {
   /** latents [B, latent_channels, h, w] (already divided by scaling_factor) → image [B, C, h·f, w·f]. */
   decode(g: Graph, latents: Tensor): Tensor {
     if (latents.shape[1] !== this.latentChannels) throw new ConfigError(`AutoencoderKL: latents have ${latents.shape[1]} channels, the model takes ${this.latentChannels}`);
-    const x = castTo(g, 'latents', latents, this.precision.dtype);
-    let z = x;
-    if (this.postQuant) z = conv2d(g, 'post_quant_conv', x, this.postQuant.weight, { bias: this.postQuant.bias });
-    const out = this.decoder.forward(g, z);
-    if (z !== latents) g.release(z);
-    if (x !== latents && x !== z) g.release(x);
-    const out32 = castTo(g, 'image', out, 'f32');
-    if (out32 !== out) g.release(out);
-    return out32;
+    return inStorage(g, this.precision.dtype, latents, (x) => {
+      const z = this.postQuant ? conv2d(g, 'post_quant_conv', x, this.postQuant.weight, { bias: this.postQuant.bias }) : x;
+      const out = this.decoder.forward(g, z);
+      if (z !== x) g.release(z);
+      return out;
+    }, ['latents', 'image']);
   }
 
   destroy(): void {

@@ -8,7 +8,7 @@ import { affine, tanhClamp } from '../kernels/elementwise.ts';
 import { conv2d } from '../kernels/gemm.ts';
 import type { WeightStore } from '../io/weights.ts';
 import { ConfigError, ConfigReader, WeightLoader } from './loader.ts';
-import { castTo } from '../kernels/cast.ts';
+import { inStorage } from '../kernels/cast.ts';
 import { resolvePrecision, type ModelOptions, type ResolvedPrecision } from './precision.ts';
 import { loadConv } from './resnet.ts';
 
@@ -146,8 +146,6 @@ export class AutoencoderTiny {
   readonly scalingFactor: number;
   readonly precision: ResolvedPrecision;
   private readonly w: WeightLoader;
-  private readonly rt: Runtime;
-  private readonly ownBuffers: GPUBuffer[] = [];
   private readonly decoder: DecoderTiny;
   private readonly encoder: EncoderTiny;
 
@@ -171,7 +169,6 @@ export class AutoencoderTiny {
     const encBlocks = c.intList('num_encoder_blocks', [1, 3, 3, 3]);
     if (encChannels.length !== encBlocks.length) throw new ConfigError(`${where}: encoder_block_out_channels and num_encoder_blocks must have the same length`);
     this.w = new WeightLoader(rt, store, '', this.precision.dtype);
-    this.rt = rt;
     try {
       this.decoder = new DecoderTiny(this.w.sub('decoder'), this.latentChannels, this.outChannels, channels, numBlocks);
       this.encoder = new EncoderTiny(this.w.sub('encoder'), this.inChannels, this.latentChannels, encChannels, encBlocks);
@@ -186,28 +183,16 @@ export class AutoencoderTiny {
   /** latents [B, latent_channels, h, w] (unscaled, as decode takes them) → image [B, out_channels, h·2^(stages−1), …] in about [-1, 1]. */
   decode(g: Graph, latents: Tensor): Tensor {
     if (latents.shape[1] !== this.latentChannels) throw new ConfigError(`AutoencoderTiny: latents have ${latents.shape[1]} channels, the model takes ${this.latentChannels}`);
-    return this.boundary(g, latents, (x) => this.decoder.forward(g, x));
+    return inStorage(g, this.w.dtype, latents, (x) => this.decoder.forward(g, x));
   }
 
   /** image [B, in_channels, H, W] in [-1, 1] → latents [B, latent_channels, H/2^(stages−1), …] (unscaled, as encode returns them). */
   encode(g: Graph, image: Tensor): Tensor {
     if (image.shape[1] !== this.inChannels) throw new ConfigError(`AutoencoderTiny: image has ${image.shape[1]} channels, the model takes ${this.inChannels}`);
-    return this.boundary(g, image, (x) => this.encoder.forward(g, x));
-  }
-
-  /** Runs `f` in the model's storage type on an f32 input, returning f32. */
-  private boundary(g: Graph, input: Tensor, f: (x: Tensor) => Tensor): Tensor {
-    const x = castTo(g, 'input', input, this.w.dtype);
-    const out = f(x);
-    if (x !== input) g.release(x);
-    const out32 = castTo(g, 'output', out, 'f32');
-    if (out32 !== out) g.release(out);
-    return out32;
+    return inStorage(g, this.w.dtype, image, (x) => this.encoder.forward(g, x));
   }
 
   destroy(): void {
     this.w.destroy();
-    for (const b of this.ownBuffers) this.rt.destroyBuffer(b);
-    this.ownBuffers.length = 0;
   }
 }

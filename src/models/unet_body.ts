@@ -4,7 +4,7 @@
 // in what their blocks take besides (h, emb); they pass that in closures.
 import type { Graph } from '../graph/graph.ts';
 import type { DType, Tensor } from '../graph/tensor.ts';
-import { castTo } from '../kernels/cast.ts';
+import { inStorage } from '../kernels/cast.ts';
 import { conv2d } from '../kernels/gemm.ts';
 import { groupNorm } from '../kernels/group_norm.ts';
 import { ConfigError } from './loader.ts';
@@ -28,9 +28,11 @@ export interface UNetBody {
 
 /** sample (any dtype) → the U-Net's output in f32. */
 export function runUNetBody(g: Graph, b: UNetBody, sample: Tensor): Tensor {
-  const x = castTo(g, 'sample', sample, b.dtype);
+  return inStorage(g, b.dtype, sample, (x) => body(g, b, x), ['sample', 'out']);
+}
+
+function body(g: Graph, b: UNetBody, x: Tensor): Tensor {
   let h = conv2d(g, 'conv_in', x, b.convIn.weight, { bias: b.convIn.bias, padding: b.convInPadding });
-  if (x !== sample) g.release(x);
   const skips: Tensor[] = [h];
   for (const d of b.down) {
     const r = d(g, h);
@@ -44,7 +46,5 @@ export function runUNetBody(g: Graph, b: UNetBody, sample: Tensor): Tensor {
   g.release(h);
   const out = conv2d(g, 'conv_out', n, b.convOut.weight, { bias: b.convOut.bias, padding: b.convOutPadding });
   g.release(n);
-  const out32 = castTo(g, 'out', out, 'f32');
-  if (out32 !== out) g.release(out);
-  return out32;
+  return out;
 }

@@ -7,7 +7,7 @@ import { conv2d } from '../kernels/gemm.ts';
 import { quantize } from '../kernels/quantize.ts';
 import type { WeightStore } from '../io/weights.ts';
 import { ConfigError, ConfigReader, WeightLoader } from './loader.ts';
-import { castTo } from '../kernels/cast.ts';
+import { inStorage } from '../kernels/cast.ts';
 import { resolvePrecision, type ModelOptions, type ResolvedPrecision } from './precision.ts';
 import { loadConv } from './resnet.ts';
 import { Decoder } from './vae.ts';
@@ -66,16 +66,14 @@ export class VQModel {
     if (latents.shape.length !== 4 || latents.shape[1] !== this.embedDim) {
       throw new ConfigError(`VQModel: latents [${latents.shape.join(', ')}] should be [B, ${this.embedDim}, h, w]`);
     }
-    const x = castTo(g, 'latents', latents, this.w.dtype);
-    const q = quantize(g, 'quantize', x, this.codebook);
-    if (x !== latents) g.release(x);
-    const z = conv2d(g, 'post_quant_conv', q, this.postQuant.weight, { bias: this.postQuant.bias });
-    g.release(q);
-    const out = this.decoder.forward(g, z);
-    g.release(z);
-    const out32 = castTo(g, 'image', out, 'f32');
-    if (out32 !== out) g.release(out);
-    return out32;
+    return inStorage(g, this.w.dtype, latents, (x) => {
+      const q = quantize(g, 'quantize', x, this.codebook);
+      const z = conv2d(g, 'post_quant_conv', q, this.postQuant.weight, { bias: this.postQuant.bias });
+      g.release(q);
+      const out = this.decoder.forward(g, z);
+      g.release(z);
+      return out;
+    }, ['latents', 'image']);
   }
 
   destroy(): void {
