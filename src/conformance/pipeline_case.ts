@@ -6,12 +6,12 @@ import { fileURLToPath } from 'node:url';
 import type { Runtime } from '../gpu/runtime.ts';
 import { readJson } from '../io/model_folder.ts';
 import { readSafetensorsFile, toFloat32, toInt64Numbers, type HostTensor } from '../io/safetensors.ts';
-import { generateClassConditional } from '../pipelines/class_conditional.ts';
+import { generateClassConditional, type GenerationResult } from '../pipelines/class_conditional.ts';
 import { loadLdmFolder } from '../pipelines/ldm_folder.ts';
 import { loadSdFolder } from '../pipelines/sd_folder.ts';
 import { generateFromText } from '../pipelines/text_to_image.ts';
 import { schedulerNameOf } from '../schedulers/scheduler.ts';
-import { measure, Unsupported, worst, type Measured } from './measure.ts';
+import { measure, worst, type Measured } from './measure.ts';
 import { TOLERANCE } from './model_case.ts';
 
 const projectWeights = resolve(dirname(fileURLToPath(import.meta.url)), '../../weights');
@@ -27,52 +27,33 @@ export async function runPipelineCase(rt: Runtime, dir: string, precision: 'f32'
   const tol = TOLERANCE[precision];
   const spec = await readJson(`${dir}/pipeline.json`);
   if (spec.kind === 'text-to-image') return runTextPipelineCase(rt, dir, spec, precision);
-  const sched = String(spec.scheduler ?? '');
-  const schedName = /^DDIM/i.test(sched) ? 'ddim' : /^DDPM/i.test(sched) ? 'ddpm' : null;
-  if (!schedName) throw new Unsupported(`pipeline scheduler '${sched}' is not supported yet`);
-  const trace = await readSafetensorsFile(`${dir}/trace.safetensors`);
-  const get = (k: string): HostTensor => {
-    const t = trace.get(k);
-    if (!t) throw new Error(`${dir}/trace.safetensors has no '${k}'`);
-    return t;
-  };
+  const get = await readTrace(dir);
   const model = await loadLdmFolder(rt, findModelFolder(dir, String(spec.model)), { precision });
-  // Guidance amplifies the eps error: (1 + g)·cond − g·uncond carries up to (1 + 2g) times each
-  // branch's error. f32 meets its bound without this allowance; f16's rounding (1e-3 per branch
-  // here) does not, so in f16 the guided eps alone gets it. Latents and the image keep `tol`.
-  const epsTol = precision === 'f16' ? tol * (1 + 2 * Math.abs(Number(spec.guidance_scale))) : tol;
+  const guidance = Number(spec.guidance_scale);
+  const checks = traceChecks(get, tol, guidedEpsTol(tol, precision, guidance), 'eps');
   try {
-    const steps = Number(spec.steps);
-    const epsSteps: Measured[] = [];
-    const latentSteps: Measured[] = [];
     const result = await generateClassConditional(rt, model, {
       classLabels: spec.class_labels as number[],
       nullClass: spec.null_class as number,
-      guidanceScale: Number(spec.guidance_scale),
-      steps,
-      scheduler: schedName,
+      guidanceScale: guidance,
+      steps: Number(spec.steps),
+      scheduler: traceScheduler(spec),
       eta: Number(spec.eta ?? 0),
       latents: toFloat32(get('latents_init')),
-      trace: (i, eps, latents) => {
-        epsSteps.push(measure(eps, toFloat32(get(`step${i}_eps`)), epsTol));
-        latentSteps.push(measure(latents, toFloat32(get(`step${i}_latents`)), tol));
-      },
+      trace: checks.trace,
     });
-    const expectedTs = toInt64Numbers(get('timesteps'));
-    if (JSON.stringify(expectedTs) !== JSON.stringify(result.scheduler.timesteps)) {
-      return { cls: 'pipeline', detail: 'timesteps differ', maxAbsErr: NaN, maxAbsRef: NaN, ratio: Infinity, pass: false, note: `timesteps ${result.scheduler.timesteps.join(',')} != ${expectedTs.join(',')}` };
-    }
-    const fin = measure(result.latents, toFloat32(get('latents_final')), tol);
-    const img = measure(result.image, toFloat32(get('image')), tol);
-    const w = worst([...epsSteps, ...latentSteps, fin, img]);
-    const r = (m: Measured) => m.ratio.toExponential(2);
-    return { cls: 'pipeline', ...w, detail: `image ratio ${r(img)}, final latents ${r(fin)}, worst step: guided eps ${r(worst(epsSteps))}${epsTol !== tol ? ` (bound ${epsTol.toExponential(0)})` : ''}, latents ${r(worst(latentSteps))}` };
+    return checks.finish('pipeline', result);
   } finally {
     model.destroy();
   }
 }
 
 type Trace = (k: string) => HostTensor;
+
+/** pipeline.json's scheduler: a diffusers class name, possibly followed by a remark ("DDIMScheduler (from ...)"). */
+function traceScheduler(spec: Record<string, unknown>) {
+  return schedulerNameOf({ _class_name: String(spec.scheduler ?? '').split(/[\s(]/)[0] });
+}
 
 async function readTrace(dir: string): Promise<Trace> {
   const trace = await readSafetensorsFile(`${dir}/trace.safetensors`);
@@ -84,21 +65,57 @@ async function readTrace(dir: string): Promise<Trace> {
 }
 
 /**
+ * Guidance amplifies the eps error: (1 + g)·cond − g·uncond carries up to (1 + 2g) times each
+ * branch's error. f32 meets its bound without this allowance; f16's rounding (1e-3 per branch)
+ * does not, so in f16 the guided eps alone gets it. Latents and the image keep `tol`.
+ */
+function guidedEpsTol(tol: number, precision: 'f32' | 'f16', guidance: number): number {
+  return precision === 'f16' ? tol * (1 + 2 * Math.abs(guidance)) : tol;
+}
+
+/**
+ * The checks of a pipeline trace: every step's guided eps (trace key step{i}_<epsKey>) and latents
+ * as the loop runs, then the timesteps exactly, the final latents and the image.
+ */
+function traceChecks(get: Trace, tol: number, epsTol: number, epsKey: string) {
+  const eps: Measured[] = [];
+  const latents: Measured[] = [];
+  return {
+    trace(i: number, e: Float32Array, l: Float32Array): void {
+      eps.push(measure(e, toFloat32(get(`step${i}_${epsKey}`)), epsTol));
+      latents.push(measure(l, toFloat32(get(`step${i}_latents`)), tol));
+    },
+    /** `before`: other named checks (text states) that enter the verdict and lead the detail. */
+    finish(cls: string, result: GenerationResult, before: [string, Measured[]][] = []): Measured & { cls: string; detail: string } {
+      const expectedTs = toInt64Numbers(get('timesteps'));
+      if (JSON.stringify(expectedTs) !== JSON.stringify(result.scheduler.timesteps)) {
+        return { cls, detail: 'timesteps differ', maxAbsErr: NaN, maxAbsRef: NaN, ratio: Infinity, pass: false, note: `timesteps ${result.scheduler.timesteps.join(',')} != ${expectedTs.join(',')}` };
+      }
+      const fin = measure(result.latents, toFloat32(get('latents_final')), tol);
+      const img = measure(result.image, toFloat32(get('image')), tol);
+      const w = worst([...before.flatMap(([, m]) => m), ...eps, ...latents, fin, img]);
+      const r = (m: Measured) => m.ratio.toExponential(2);
+      const parts = [...before.map(([name, m]) => `${name} ${r(worst(m))}`), `image ${r(img)}`, `final latents ${r(fin)}`];
+      const bound = epsTol !== tol ? ` (bound ${epsTol.toExponential(0)})` : '';
+      return { cls, ...w, detail: `${parts.join(', ')}, worst step: ${epsKey} ${r(worst(eps))}${bound}, latents ${r(worst(latents))}` };
+    },
+  };
+}
+
+/**
  * A StableDiffusionPipeline trace (../shared/fixtures-text): token ids exactly, then the text
  * states, every step's guided noise prediction and latents, the final latents and the image.
  */
 async function runTextPipelineCase(rt: Runtime, dir: string, spec: Record<string, unknown>, precision: 'f32' | 'f16'): Promise<Measured & { cls: string; detail: string }> {
   const tol = TOLERANCE[precision];
-  const scheduler = schedulerNameOf({ _class_name: spec.scheduler });
+  const scheduler = traceScheduler(spec);
   const get = await readTrace(dir);
   const model = await loadSdFolder(rt, findModelFolder(dir, String(spec.model)), { precision });
   const guidance = Number(spec.guidance_scale);
-  const epsTol = precision === 'f16' ? tol * (1 + 2 * Math.abs(guidance)) : tol;
+  const checks = traceChecks(get, tol, guidedEpsTol(tol, precision, guidance), 'noise_pred');
   try {
     const text: Measured[] = [];
     let idsNote = '';
-    const epsSteps: Measured[] = [];
-    const latentSteps: Measured[] = [];
     const result = await generateFromText(rt, model, {
       prompt: String(spec.prompt),
       negativePrompt: spec.negative_prompt === null || spec.negative_prompt === undefined ? undefined : String(spec.negative_prompt),
@@ -121,22 +138,10 @@ async function runTextPipelineCase(rt: Runtime, dir: string, spec: Record<string
         text.push(measure(t.promptEmbeds, toFloat32(get('prompt_embeds')), tol));
         if (t.negativePromptEmbeds) text.push(measure(t.negativePromptEmbeds, toFloat32(get('negative_prompt_embeds')), tol));
       },
-      trace: (i, eps, latents) => {
-        epsSteps.push(measure(eps, toFloat32(get(`step${i}_noise_pred`)), epsTol));
-        latentSteps.push(measure(latents, toFloat32(get(`step${i}_latents`)), tol));
-      },
+      trace: checks.trace,
     });
-    const expectedTs = toInt64Numbers(get('timesteps'));
-    if (JSON.stringify(expectedTs) !== JSON.stringify(result.scheduler.timesteps)) {
-      return { cls: 'text-to-image', detail: 'timesteps differ', maxAbsErr: NaN, maxAbsRef: NaN, ratio: Infinity, pass: false, note: `timesteps ${result.scheduler.timesteps.join(',')} != ${expectedTs.join(',')}` };
-    }
-    const fin = measure(result.latents, toFloat32(get('latents_final')), tol);
-    const img = measure(result.image, toFloat32(get('image')), tol);
-    const w = worst([...text, ...epsSteps, ...latentSteps, fin, img]);
-    const r = (m: Measured) => m.ratio.toExponential(2);
-    const detail = `text states ${r(worst(text))}, image ${r(img)}, final latents ${r(fin)}, worst step: noise_pred ${r(worst(epsSteps))}${epsTol !== tol ? ` (bound ${epsTol.toExponential(0)})` : ''}, latents ${r(worst(latentSteps))}`;
-    if (idsNote) return { cls: 'text-to-image', ...w, pass: false, note: idsNote.trim(), detail };
-    return { cls: 'text-to-image', ...w, detail };
+    const r = checks.finish('text-to-image', result, [['text states', text]]);
+    return idsNote ? { ...r, pass: false, note: idsNote.trim() } : r;
   } finally {
     model.destroy();
   }
