@@ -12,6 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { dirname, extname, join, normalize, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import puppeteer from 'puppeteer-core';
+import { pageResult, type BatchResult } from './ort/page_result.ts';
 import { build } from 'vite';
 // @ts-expect-error plain ESM script without types
 import { bundleShaders } from '../scripts/bundle-shaders.mjs';
@@ -89,17 +90,6 @@ const browser = await puppeteer.launch({
   protocolTimeout: 0,
   args: ['--enable-unsafe-webgpu', '--enable-webgpu-developer-features', '--no-sandbox'],
 });
-interface BatchResult {
-  batch: number;
-  ortUnetStepMs: number;
-  frescoUnetStepMs: number;
-  ratio: number;
-  maxAbsDiff: number;
-  maxRelDiff: number;
-  maxAbsRef: number;
-  ortMs: number[];
-  frescoMs: number[];
-}
 interface PageResult {
   adapter: string;
   frescoAdapter: Record<string, string>;
@@ -115,11 +105,8 @@ if (ab !== null) {
     const tab = await browser.newPage();
     tab.on('console', (m) => console.error(`[page] ${m.text()}`));
     const variant = `/bench-ort/${relative(pageDir, resolve(ab))}`;
-    await tab.goto(`http://127.0.0.1:${port}/ab.html?variant=${encodeURIComponent(variant)}&batches=${batches}&runs=${runs}&warmup=${warmup}`);
-    await tab.waitForFunction('window.__result || window.__error', { timeout: 0, polling: 1000 });
-    const error = (await tab.evaluate('window.__error')) as string | undefined;
-    if (error) throw new Error(`the page failed: ${error}`);
-    console.log(JSON.stringify(await tab.evaluate('window.__result'), null, 2));
+    const result = await pageResult<unknown>(tab, `http://127.0.0.1:${port}/ab.html?variant=${encodeURIComponent(variant)}&batches=${batches}&runs=${runs}&warmup=${warmup}`);
+    console.log(JSON.stringify(result, null, 2));
   } finally {
     await browser.close();
     server.close();
@@ -131,11 +118,7 @@ try {
   const tab = await browser.newPage();
   tab.on('console', (m) => console.error(`[page] ${m.text()}`));
   tab.on('pageerror', (e) => console.error(`[page error] ${(e as Error).message}`));
-  await tab.goto(`http://127.0.0.1:${port}/?batches=${batches}&runs=${runs}&warmup=${warmup}&profile=${profile ? 1 : 0}`);
-  await tab.waitForFunction('window.__result || window.__error', { timeout: 0, polling: 1000 });
-  const error = (await tab.evaluate('window.__error')) as string | undefined;
-  if (error) throw new Error(`the page failed: ${error}`);
-  page = (await tab.evaluate('window.__result')) as PageResult;
+  page = await pageResult<PageResult>(tab, `http://127.0.0.1:${port}/?batches=${batches}&runs=${runs}&warmup=${warmup}&profile=${profile ? 1 : 0}`);
 } finally {
   await browser.close();
   server.close();

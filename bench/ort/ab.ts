@@ -4,6 +4,7 @@ import { createGpu } from '../../src/gpu/device.ts';
 import { loadModelFrom } from '../../src/io/model_folder.ts';
 import { urlFolderReader } from '../../src/io/url_reader.ts';
 import { abGemm } from './ab_core.ts';
+import { publish } from './page_result.ts';
 
 const q = new URLSearchParams(location.search);
 const variantUrl = q.get('variant') ?? '/bench-ort/gemm.v1.wgsl';
@@ -19,12 +20,4 @@ async function main() {
   return { variant: variantUrl, ...(await abGemm(ctx, folder, await res.text(), batches, runs, warmup)) };
 }
 
-const w = window as unknown as { __result?: unknown; __error?: string };
-main().then(
-  (r) => {
-    w.__result = r;
-  },
-  (e: Error) => {
-    w.__error = `${e.name}: ${e.message}\n${e.stack ?? ''}`;
-  },
-);
+publish(main());

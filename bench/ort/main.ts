@@ -17,6 +17,7 @@ import { UNet2DModel } from '../../src/models/unet_2d.ts';
 import { countStep, installHooks, type StepCounts } from './hooks.ts';
 import { profileGraph, type KernelTotal } from './profile.ts';
 import { urlFolderReader } from '../../src/io/url_reader.ts';
+import { publish, type BatchResult } from './page_result.ts';
 
 type Ort = typeof OrtModule;
 
@@ -61,18 +62,6 @@ function info(device: GPUDevice) {
   return { vendor: i.vendor, architecture: i.architecture, device: i.device, description: i.description };
 }
 
-interface BatchResult {
-  batch: number;
-  labels: number[];
-  ortMs: number[];
-  frescoMs: number[];
-  ortUnetStepMs: number;
-  frescoUnetStepMs: number;
-  ratio: number;
-  maxAbsDiff: number;
-  maxRelDiff: number;
-  maxAbsRef: number;
-}
 
 async function main() {
   // ORT's own ES module, served as shipped: it loads its wasm from the same folder.
@@ -191,13 +180,4 @@ async function main() {
   return { adapter: ctx.adapterName, frescoAdapter, ortAdapter, ortVersion: ort.env.versions.web, userAgent: navigator.userAgent, timestampQuery: ctx.features.has('timestamp-query'), runs, warmup, results, profiles };
 }
 
-const w = window as unknown as { __result?: unknown; __error?: string };
-main().then(
-  (r) => {
-    w.__result = r;
-  },
-  (e: Error) => {
-    w.__error = `${e.name}: ${e.message}\n${e.stack ?? ''}`;
-    log(w.__error);
-  },
-);
+publish(main(), log);
