@@ -56,7 +56,7 @@ export async function abGemm(ctx: GpuContext, folder: ModelFolder, variant: stri
     for (const b of built) {
       await b.run();
       await b.s.rt.assertHealthy();
-      outs.push(await b.s.rt.read(b.y.buffer, n * 4, b.y.offset ?? 0));
+      outs.push(await b.s.rt.read(b.y.buffer, n * 4));
     }
     let maxAbsDiff = 0;
     for (let i = 0; i < n; i++) maxAbsDiff = Math.max(maxAbsDiff, Math.abs(outs[0]![i]! - outs[1]![i]!));

@@ -132,7 +132,7 @@ async function main() {
     const ortData = (await ortOut.getData(true)) as Float32Array;
     await frescoRun();
     await rt.assertHealthy();
-    const frescoData = await rt.read(out.buffer, n * 4, out.offset ?? 0);
+    const frescoData = await rt.read(out.buffer, n * 4);
     let maxAbsDiff = 0;
     let maxAbsRef = 0;
     for (let i = 0; i < n; i++) {

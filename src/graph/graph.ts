@@ -5,7 +5,7 @@
 // which is safe because dispatches in one queue run in recording order.
 import type { CompiledKernel, KernelSpec, PlanLimits, Runtime } from '../gpu/runtime.ts';
 import { GpuError } from '../gpu/runtime.ts';
-import { bytesFor, bytesOf, elementBytes, numel, type DType, type Tensor } from './tensor.ts';
+import { bytesFor, bytesOf, numel, type DType, type Tensor } from './tensor.ts';
 
 export type Bindable = Tensor | GPUBuffer;
 
@@ -50,7 +50,6 @@ export class Graph {
   private owned: GPUBuffer[] = [];
   private arena: GPUBuffer | null = null;
   private released = new WeakSet<Tensor>();
-  private views = new WeakSet<Tensor>();
   /**
    * The largest binding and buffer this graph planned (to prove a plan fits its limits), the
    * bytes of every tensor it allocated, and the bytes of the buffers that held them after
@@ -63,22 +62,6 @@ export class Graph {
   /** The limits models plan against (see Runtime.planLimits); a tensor over `binding` must be split. */
   get limits(): PlanLimits {
     return this.rt.planLimits;
-  }
-
-  /**
-   * Elements [start, start + numel(shape)) of `t` as a tensor of `shape`, sharing t's buffer.
-   * WebGPU binds storage only at offsets that are multiples of minStorageBufferOffsetAlignment,
-   * which is checked here rather than failing later in a bind group.
-   */
-  view(t: Tensor, start: number, shape: readonly number[], label: string): Tensor {
-    const offset = (t.offset ?? 0) + start * elementBytes(t.dtype);
-    const align = this.rt.device.limits.minStorageBufferOffsetAlignment;
-    if (offset % align !== 0) throw new GpuError(`${this.label}: view ${label} starts at byte ${offset}, not a multiple of minStorageBufferOffsetAlignment ${align}`);
-    if (start < 0 || start + numel(shape) > numel(t.shape)) throw new GpuError(`${this.label}: view ${label} [${start}, +${numel(shape)}) is outside ${t.label} (${numel(t.shape)} elements)`);
-    if (this.released.has(t)) throw new GpuError(`${this.label}: view ${label} of ${t.label} after it was released`);
-    const v: Tensor = { buffer: t.buffer, shape: [...shape], label, offset, ...(t.dtype ? { dtype: t.dtype } : {}) };
-    this.views.add(v);
-    return v;
   }
 
   /** A planned activation buffer, reusing a released one when one is large enough. */
@@ -108,9 +91,8 @@ export class Graph {
    */
   release(...ts: Tensor[]): void {
     for (const t of ts) {
-      // Buffers the graph does not own (inputs, weights) are never recycled, and a view's storage
-      // belongs to the tensor it was cut from.
-      if (!this.owned.includes(t.buffer) || this.views.has(t)) continue;
+      // Buffers the graph does not own (inputs, weights) are never recycled.
+      if (!this.owned.includes(t.buffer)) continue;
       if (this.released.has(t)) throw new GpuError(`${this.label}: tensor ${t.label} released twice`);
       this.released.add(t);
       this.free.push(t.buffer);
@@ -182,13 +164,12 @@ export class Graph {
         const x = p.bind[b.name]!;
         if ('buffer' in x) {
           const bytes = bytesOf(x);
-          const offset = x.offset ?? 0;
           const limit = Math.min(device.limits.maxStorageBufferBindingSize, this.limits.binding);
           if (bytes > limit) throw new GpuError(`${p.label}: tensor ${x.label} [${x.shape.join(', ')}] needs ${bytes} bytes in one binding, over the planned maxStorageBufferBindingSize ${limit}`);
-          if (offset + bytes > x.buffer.size) throw new GpuError(`${p.label}: tensor ${x.label} needs bytes [${offset}, ${offset + bytes}), its buffer has ${x.buffer.size}`);
+          if (bytes > x.buffer.size) throw new GpuError(`${p.label}: tensor ${x.label} needs ${bytes} bytes, its buffer has ${x.buffer.size}`);
           this.stats.maxBindingBytes = Math.max(this.stats.maxBindingBytes, bytes);
           this.stats.maxBufferBytes = Math.max(this.stats.maxBufferBytes, x.buffer.size);
-          return { binding: b.binding, resource: { buffer: x.buffer, offset, size: Math.max(4, bytes) } };
+          return { binding: b.binding, resource: { buffer: x.buffer, offset: 0, size: Math.max(4, bytes) } };
         }
         return { binding: b.binding, resource: { buffer: x } };
       });

@@ -7,11 +7,6 @@ export interface Tensor {
   label: string;
   /** Absent means f32. */
   dtype?: DType;
-  /**
-   * Byte offset into `buffer` (absent = 0): a view of part of a larger tensor, such as one
-   * channel chunk of an activation too large for a single binding.
-   */
-  offset?: number;
 }
 
 export function numel(shape: readonly number[]): number {

@@ -88,12 +88,11 @@ export class WeightSlices {
     const buffer = this.rt.createBuffer((o1 - o0) * rowBytes, label);
     this.own(buffer);
     const enc = this.rt.device.createCommandEncoder({ label });
-    const base = w.offset ?? 0;
     if (i0 === 0 && i1 === Cin) {
-      enc.copyBufferToBuffer(w.buffer, base + o0 * rowBytes, buffer, 0, (o1 - o0) * rowBytes);
+      enc.copyBufferToBuffer(w.buffer, o0 * rowBytes, buffer, 0, (o1 - o0) * rowBytes);
     } else {
       const stride = Cin * inner * elem;
-      for (let o = o0; o < o1; o++) enc.copyBufferToBuffer(w.buffer, base + o * stride + i0 * inner * elem, buffer, (o - o0) * rowBytes, rowBytes);
+      for (let o = o0; o < o1; o++) enc.copyBufferToBuffer(w.buffer, o * stride + i0 * inner * elem, buffer, (o - o0) * rowBytes, rowBytes);
     }
     this.rt.watch(`slicing ${label}`, () => this.rt.device.queue.submit([enc.finish()]));
     const t: Tensor = { buffer, shape: [o1 - o0, i1 - i0, ...rest].slice(0, w.shape.length), label, ...(w.dtype ? { dtype: w.dtype } : {}) };
