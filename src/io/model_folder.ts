@@ -59,6 +59,18 @@ function joinPath(dir: string, name: string): string {
   return /[\\/]$/.test(dir) ? dir + name : `${dir}/${name}`;
 }
 
+/** A reader for `sub/` of the folder `root` reads (a pipeline's unet/, vae/, ...). */
+export function subFolder(root: FolderReader, sub: string): FolderReader {
+  return { where: (name) => root.where(`${sub}/${name}`), read: (name) => root.read(`${sub}/${name}`) };
+}
+
+/** A JSON object file the folder must have; `why` ends the not-found message. */
+export async function readJsonFrom(reader: FolderReader, name: string, why = ''): Promise<Record<string, unknown>> {
+  const bytes = await reader.read(name);
+  if (!bytes) throw new ModelFolderError('missing', `${reader.where(name)}: not found${why ? ` (${why})` : ''}`);
+  return parseJsonObject(bytes, reader.where(name));
+}
+
 /** Node: reads a folder on disk. */
 export function nodeFolderReader(dir: string): FolderReader {
   return {

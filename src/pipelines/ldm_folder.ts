@@ -1,12 +1,11 @@
 // A class-conditional latent diffusion folder: unet/, vae/ and scheduler/ in diffusers layout,
 // read through a FolderReader (a folder on disk in Node, a URL in a browser).
 import type { Runtime } from '../gpu/runtime.ts';
-import { loadModelFrom, ModelFolderError, nodeFolderReader, parseJsonObject, type FolderReader } from '../io/model_folder.ts';
+import { loadModelFrom, ModelFolderError, nodeFolderReader, readJsonFrom, subFolder, type FolderReader } from '../io/model_folder.ts';
 import { AutoencoderKL } from '../models/autoencoder_kl.ts';
 import { ConfigError } from '../models/loader.ts';
 import type { ModelOptions, ResolvedPrecision } from '../models/precision.ts';
 import { UNet2DModel } from '../models/unet_2d.ts';
-import { subFolder } from './sd_folder.ts';
 
 export interface LdmModel {
   dir: string;
@@ -32,23 +31,15 @@ export async function loadLdmFrom(rt: Runtime, root: FolderReader, dir: string, 
   const cls = unetFolder.config._class_name;
   if (cls !== 'UNet2DModel') throw new ConfigError(`${join('unet/config.json')}: _class_name ${JSON.stringify(cls)} is not supported yet (supported: UNet2DModel)`);
   const unet = new UNet2DModel(rt, unetFolder.weights, unetFolder.config, join('unet'), opts);
-  let vae: AutoencoderKL;
+  let vae: AutoencoderKL | undefined;
   let schedulerConfig: Record<string, unknown>;
   try {
     const vaeFolder = await loadModelFrom(subFolder(root, 'vae'), join('vae'));
     vae = new AutoencoderKL(rt, vaeFolder.weights, vaeFolder.config, join('vae'), opts);
-    const schedBytes = await root.read('scheduler/scheduler_config.json');
-    if (!schedBytes) throw new ModelFolderError('missing', `${root.where('scheduler/scheduler_config.json')}: not found`);
-    schedulerConfig = parseJsonObject(schedBytes, root.where('scheduler/scheduler_config.json'));
-    if (vae.latentChannels !== unet.inChannels) {
-      vae.destroy();
-      throw new ConfigError(`${dir}: the VAE has ${vae.latentChannels} latent channels but the U-Net takes ${unet.inChannels}`);
-    }
-    if (unet.outChannels !== unet.inChannels) {
-      vae.destroy();
-      throw new ConfigError(`${dir}: the U-Net predicts ${unet.outChannels} channels for ${unet.inChannels} input channels (learned variance is not supported)`);
-    }
+    schedulerConfig = await readJsonFrom(root, 'scheduler/scheduler_config.json');
+    checkLatentChannels(dir, unet, vae);
   } catch (e) {
+    vae?.destroy();
     unet.destroy();
     throw e;
   }
@@ -63,4 +54,10 @@ export async function loadLdmFrom(rt: Runtime, root: FolderReader, dir: string, 
       vae.destroy();
     },
   };
+}
+
+/** The U-Net must take the VAE's latents and predict as many channels (no learned variance). */
+export function checkLatentChannels(dir: string, unet: { inChannels: number; outChannels: number }, vae: { latentChannels: number }): void {
+  if (vae.latentChannels !== unet.inChannels) throw new ConfigError(`${dir}: the VAE has ${vae.latentChannels} latent channels but the U-Net takes ${unet.inChannels}`);
+  if (unet.outChannels !== unet.inChannels) throw new ConfigError(`${dir}: the U-Net predicts ${unet.outChannels} channels for ${unet.inChannels} input channels (learned variance is not supported)`);
 }

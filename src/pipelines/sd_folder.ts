@@ -2,10 +2,11 @@
 // SD 1.x/2.x): model_index.json names each component's library and class, and each component
 // lives in its own sub-folder (unet/, vae/, text_encoder/, tokenizer/, scheduler/).
 import type { Runtime } from '../gpu/runtime.ts';
-import { loadModelFrom, nodeFolderReader, parseJsonObject, ModelFolderError, type FolderReader } from '../io/model_folder.ts';
+import { loadModelFrom, nodeFolderReader, readJsonFrom, subFolder, type FolderReader } from '../io/model_folder.ts';
 import { AutoencoderKL } from '../models/autoencoder_kl.ts';
 import { CLIPTextModel, readClipTextFolder } from '../models/clip_text_model.ts';
 import { ConfigError } from '../models/loader.ts';
+import { checkLatentChannels } from './ldm_folder.ts';
 import type { ModelOptions, ResolvedPrecision } from '../models/precision.ts';
 import { UNet2DConditionModel } from '../models/unet_2d_condition.ts';
 import { CLIPTokenizer } from '../text/clip_tokenizer.ts';
@@ -33,11 +34,6 @@ const COMPONENTS: Record<string, [string, string]> = {
 /** Components that may be absent or null; present ones are not run (say so rather than guess). */
 const OPTIONAL = ['safety_checker', 'feature_extractor', 'image_encoder'];
 
-/** A reader for `sub/` of a pipeline folder read by `root`. */
-export function subFolder(root: FolderReader, sub: string): FolderReader {
-  return { where: (name) => root.where(`${sub}/${name}`), read: (name) => root.read(`${sub}/${name}`) };
-}
-
 /** Checks that model_index.json names a pipeline and components Fresco builds. */
 export function checkModelIndex(index: Record<string, unknown>, where: string): void {
   const cls = index._class_name;
@@ -58,13 +54,9 @@ export function checkModelIndex(index: Record<string, unknown>, where: string): 
 }
 
 export async function loadSdFrom(rt: Runtime, root: FolderReader, dir: string, opts: ModelOptions = {}): Promise<SdModel> {
-  const indexBytes = await root.read('model_index.json');
-  if (!indexBytes) throw new ModelFolderError('missing', `${root.where('model_index.json')}: not found (a diffusers pipeline folder needs it)`);
-  const index = parseJsonObject(indexBytes, root.where('model_index.json'));
+  const index = await readJsonFrom(root, 'model_index.json', 'a diffusers pipeline folder needs it');
   checkModelIndex(index, root.where('model_index.json'));
-  const schedBytes = await root.read('scheduler/scheduler_config.json');
-  if (!schedBytes) throw new ModelFolderError('missing', `${root.where('scheduler/scheduler_config.json')}: not found`);
-  const schedulerConfig = parseJsonObject(schedBytes, root.where('scheduler/scheduler_config.json'));
+  const schedulerConfig = await readJsonFrom(root, 'scheduler/scheduler_config.json');
   const tokenizer = await CLIPTokenizer.load(subFolder(root, 'tokenizer'));
 
   const built: { destroy(): void }[] = [];
@@ -76,8 +68,7 @@ export async function loadSdFrom(rt: Runtime, root: FolderReader, dir: string, o
     const vae = keep(new AutoencoderKL(rt, v.weights, v.config, `${dir}/vae`, opts));
     const t = await readClipTextFolder(subFolder(root, 'text_encoder'), `${dir}/text_encoder`);
     const textEncoder = keep(new CLIPTextModel(rt, t.weights, t.config, { ...opts, where: `${dir}/text_encoder` }));
-    if (vae.latentChannels !== unet.inChannels) throw new ConfigError(`${dir}: the VAE has ${vae.latentChannels} latent channels but the U-Net takes ${unet.inChannels}`);
-    if (unet.outChannels !== unet.inChannels) throw new ConfigError(`${dir}: the U-Net predicts ${unet.outChannels} channels for ${unet.inChannels} input channels`);
+    checkLatentChannels(dir, unet, vae);
     if (textEncoder.hiddenSize !== unet.crossAttentionDim) throw new ConfigError(`${dir}: the text encoder gives ${textEncoder.hiddenSize} features but the U-Net's cross_attention_dim is ${unet.crossAttentionDim}`);
     if (tokenizer.maxLength > textEncoder.maxPositions) throw new ConfigError(`${dir}: the tokenizer pads to ${tokenizer.maxLength} tokens but the text encoder has ${textEncoder.maxPositions} positions`);
     return {
