@@ -82,7 +82,7 @@ const RUNNERS: Record<string, CaseRunner> = {
 
 /** Classes whose folder is not a diffusers one (config.json + diffusion_pytorch_model.safetensors). */
 const FOLDERS: Record<string, (dir: string) => Promise<ModelFolder>> = {
-  CLIPTextModel: async (dir) => ({ dir, ...(await readClipTextFolder(nodeFolderReader(dir), dir)) }),
+  CLIPTextModel: (dir) => readClipTextFolder(nodeFolderReader(dir), dir),
 };
 
 /**

@@ -44,15 +44,17 @@ export function parseJsonObject(bytes: Uint8Array, where: string): Record<string
   return v as Record<string, unknown>;
 }
 
-export async function loadModelFrom(reader: FolderReader, dir: string): Promise<ModelFolder> {
-  const configBytes = await reader.read(CONFIG);
-  if (!configBytes) throw new ModelFolderError('missing', `${reader.where(CONFIG)}: not found (a diffusers model folder needs ${CONFIG})`);
-  const config = parseJsonObject(configBytes, reader.where(CONFIG));
-  for (const name of WEIGHT_FILES) {
+/**
+ * config.json and the first weight file present of `weightFiles` (diffusers' names by default;
+ * a transformers folder such as text_encoder/ passes its own). `kind` names the folder in errors.
+ */
+export async function loadModelFrom(reader: FolderReader, dir: string, weightFiles: readonly string[] = WEIGHT_FILES, kind = 'a diffusers model folder'): Promise<ModelFolder> {
+  const config = await readJsonFrom(reader, CONFIG, `${kind} needs ${CONFIG}`);
+  for (const name of weightFiles) {
     const bytes = await reader.read(name);
     if (bytes) return { dir, config, weights: new WeightStore(parseSafetensors(bytes, reader.where(name)), dir) };
   }
-  throw new ModelFolderError('missing', `${dir}: no weights found (looked for ${WEIGHT_FILES.join(' and ')})`);
+  throw new ModelFolderError('missing', `${dir}: no weights found (looked for ${weightFiles.join(' and ')})`);
 }
 
 function joinPath(dir: string, name: string): string {

@@ -11,8 +11,7 @@ import { castTo } from '../kernels/cast.ts';
 import { tokenEmbedding, tokenTableChunks } from '../kernels/embedding.ts';
 import { linear, ShapeError } from '../kernels/gemm.ts';
 import { layerNorm } from '../kernels/layer_norm.ts';
-import { parseJsonObject, nodeFolderReader, ModelFolderError, type FolderReader } from '../io/model_folder.ts';
-import { parseSafetensors } from '../io/safetensors.ts';
+import { loadModelFrom, nodeFolderReader, type FolderReader, type ModelFolder } from '../io/model_folder.ts';
 import { WeightStore } from '../io/weights.ts';
 import { ConfigError, ConfigReader, WeightLoader } from './loader.ts';
 import { resolvePrecision, type ModelOptions, type ResolvedPrecision } from './precision.ts';
@@ -226,15 +225,8 @@ export class CLIPTextModel {
 const WEIGHT_FILES = ['model.safetensors', 'model.fp16.safetensors'];
 
 /** config.json and the weights of a transformers text_encoder/ folder. */
-export async function readClipTextFolder(reader: FolderReader, dir: string): Promise<{ config: Record<string, unknown>; weights: WeightStore }> {
-  const configBytes = await reader.read('config.json');
-  if (!configBytes) throw new ModelFolderError('missing', `${reader.where('config.json')}: not found (a text_encoder folder needs config.json)`);
-  const config = parseJsonObject(configBytes, reader.where('config.json'));
-  for (const name of WEIGHT_FILES) {
-    const bytes = await reader.read(name);
-    if (bytes) return { config, weights: new WeightStore(parseSafetensors(bytes, reader.where(name)), dir) };
-  }
-  throw new ModelFolderError('missing', `${dir}: no text encoder weights found (looked for ${WEIGHT_FILES.join(' and ')})`);
+export function readClipTextFolder(reader: FolderReader, dir: string): Promise<ModelFolder> {
+  return loadModelFrom(reader, dir, WEIGHT_FILES, 'a text_encoder folder');
 }
 
 /** Loads a text_encoder/ folder: a path on disk (Node) or a FolderReader (a browser's URLs). */
