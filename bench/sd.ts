@@ -7,7 +7,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { getGpu } from '../src/gpu/device.ts';
-import { GpuError, Runtime } from '../src/gpu/runtime.ts';
+import { Runtime } from '../src/gpu/runtime.ts';
 import { Graph } from '../src/graph/graph.ts';
 import { numel, type Tensor } from '../src/graph/tensor.ts';
 import { RandomWeightStore } from '../src/io/random_weights.ts';
@@ -16,6 +16,7 @@ import { AutoencoderKL } from '../src/models/autoencoder_kl.ts';
 import { CLIPTextModel } from '../src/models/clip_text_model.ts';
 import { PRECISIONS, type Precision } from '../src/models/precision.ts';
 import { UNet2DConditionModel } from '../src/models/unet_2d_condition.ts';
+import { done, median } from './core/time_graph.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const arg = (name: string, fallback: string) => {
@@ -33,7 +34,6 @@ const size = Number(arg('size', String((configs.vae!.sample_size as number) ?? 5
 const gpu = await getGpu({ wantF16: precision !== 'f32' });
 const rt = new Runtime(gpu);
 console.error(`adapter: ${gpu.adapterName}`);
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 const s = (x: { firstMs: number; ms: number | null }) => (Number.isNaN(x.firstMs) ? 'not run' : x.ms === null ? `${(x.firstMs / 1000).toFixed(1)} s (first run, compilation included)` : `${(x.ms / 1000).toFixed(2)} s (first ${(x.firstMs / 1000).toFixed(2)} s)`);
 
 async function submit(g: Graph): Promise<number> {
@@ -41,7 +41,7 @@ async function submit(g: Graph): Promise<number> {
   const enc = rt.device.createCommandEncoder({ label: g.label });
   g.record(enc);
   rt.watch(g.label, () => rt.device.queue.submit([enc.finish()]));
-  await Promise.race([rt.device.queue.onSubmittedWorkDone(), rt.gpu.lost.then((m) => Promise.reject(new GpuError(m)))]);
+  await done(rt);
   await rt.assertHealthy();
   return performance.now() - t0;
 }
