@@ -30,6 +30,7 @@ export default defineConfig({
   test: {
     include: ['tests/**/*.test.ts'],
     globalSetup: ['tests/setup/global.ts'],
+    setupFiles: ['tests/setup/settle_gpu.ts'],
     testTimeout: 120_000,
     hookTimeout: 120_000,
     // Worker threads, not forks: dawn.node crashes inside vitest's forked workers.

@@ -79,6 +79,18 @@ export class GpuError extends Error {
   }
 }
 
+/** Every runtime made in this realm, so that settleAllRuntimes() can reach them. */
+const liveRuntimes = new Set<Runtime>();
+
+/**
+ * Waits until no runtime has a GPU promise outstanding. dawn.node aborts the whole process when a
+ * worker thread is terminated while one of its promises (an error scope, a map) is unresolved, so
+ * test workers call this before they end.
+ */
+export async function settleAllRuntimes(): Promise<void> {
+  await Promise.all([...liveRuntimes].map((rt) => rt.settle()));
+}
+
 export class Runtime {
   readonly device: GPUDevice;
   private readonly cache = new Map<string, CompiledKernel>();
@@ -92,6 +104,7 @@ export class Runtime {
 
   constructor(readonly gpu: GpuContext) {
     this.device = gpu.device;
+    liveRuntimes.add(this);
     const l = this.device.limits;
     this.planLimits = {
       binding: Math.min(l.maxStorageBufferBindingSize, DEFAULT_PLAN_LIMITS.binding),
@@ -241,6 +254,15 @@ export class Runtime {
       Promise.all([validation, oom]).then(([v, o]) => (o ? `${what}: out of GPU memory: ${o.message}` : v ? `${what}: ${v.message}` : null)),
     );
     return result;
+  }
+
+  /**
+   * Resolves once submitted work is done and every error check so far has an answer; the answers
+   * stay queued for the next assertHealthy().
+   */
+  async settle(): Promise<void> {
+    if (this.gpu.isLost()) return;
+    await Promise.allSettled([...this.pendingErrors, this.device.queue.onSubmittedWorkDone()]);
   }
 
   /** Throws the first compile, validation or out-of-memory error so far, or the device-lost reason. */
