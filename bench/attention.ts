@@ -23,7 +23,9 @@ shaderSources['attention.v1'] = readFileSync(join(dirname(fileURLToPath(import.m
 interface Shape { B: number; Tq: number; Tk: number; C: number; heads: number; note: string }
 
 const shapes: Shape[] = [
-  { B: 2, Tq: 64, Tk: 64, C: 128, heads: 4, note: 'fashion mid-block' },
+  { B: 2, Tq: 16, Tk: 16, C: 128, heads: 4, note: "fashion 4x4 level" },
+  { B: 2, Tq: 4, Tk: 4, C: 128, heads: 4, note: "fashion 2x2 level and mid-block" },
+  { B: 2, Tq: 64, Tk: 64, C: 128, heads: 4, note: "8x8 latent" },
   { B: 2, Tq: 256, Tk: 256, C: 128, heads: 4, note: '16x16 latent' },
   { B: 1, Tq: 1024, Tk: 1024, C: 320, heads: 8, note: '32x32 latent, SD d40' },
   { B: 2, Tq: 1024, Tk: 77, C: 320, heads: 8, note: 'cross-attn on 77 tokens' },

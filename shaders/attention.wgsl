@@ -11,7 +11,7 @@
 // each weight is one exp2.
 //
 // Workgroup memory: 2 tiles · BK · D · 4 bytes <= 16 KiB, i.e. BK·D <= 2048 (attention.ts picks
-// BK = min(64, 2048 / D): D 64 -> BK 32, D 128 -> 16, D 160 -> 12).
+// BK = min(64, 2048 / D): D 64 -> BK 32, D 128 -> 16, D 160 -> 12; shorter when the keys are few).
 //
 // Params: D (head dim), BQ (query rows per workgroup = threads), BK (keys per tile), CAUSAL (query
 // i sees keys j <= i). Workgroups are (q tile, head, batch) flattened and folded over x/y.

@@ -6,8 +6,9 @@ import { shapeStr, type Tensor } from '../graph/tensor.ts';
 import { expectShape, trafficBytes } from './gemm.ts';
 import { commonDType, storageParams } from './dtype.ts';
 
-/** Query rows per workgroup (one thread each). */
-const BQ = 64;
+/** Query rows per workgroup (one thread each); short sequences take the small size. */
+const BQ_LARGE = 64;
+const BQ_SMALL = 32;
 /** Floats of workgroup memory per staged tile: K and V tiles together stay within 16 KiB. */
 const TILE_FLOATS = 16384 / 4 / 2;
 /** Caps the key tile for small heads: each thread keeps BK scores in registers. */
@@ -23,6 +24,18 @@ export interface AttentionOptions {
 /** Keys per tile for head dim d, so that 2 · BK · d floats fit the 16 KiB budget. */
 export function attentionKeyTile(d: number): number {
   return Math.min(MAX_BK, Math.floor(TILE_FLOATS / d));
+}
+
+/**
+ * Workgroup rows and key tile for one call. A tile longer than the keys would stage and score
+ * clamped rows only to mask them (at 16 tokens, three quarters of the work), so short key sets
+ * get a tile of their own length, rounded up to 4 to keep the pipeline variants few.
+ */
+export function attentionTiles(d: number, Tq: number, Tk: number): { BQ: number; BK: number } {
+  return {
+    BQ: Tq <= BQ_SMALL ? BQ_SMALL : BQ_LARGE,
+    BK: Math.min(attentionKeyTile(d), Math.ceil(Tk / 4) * 4),
+  };
 }
 
 /**
@@ -51,8 +64,8 @@ export function attention(
   expectShape(Number.isInteger(heads) && heads > 0, `${label}: heads = ${heads} is not a positive integer`);
   expectShape(C % heads === 0, `${label}: ${C} channels do not split into ${heads} heads`);
   const d = C / heads;
-  const BK = attentionKeyTile(d);
-  expectShape(BK >= 1, `${label}: head dim ${d} is over ${TILE_FLOATS}, too large to stage one key in 16 KiB`);
+  const { BQ, BK } = attentionTiles(d, Tq, Tk);
+  expectShape(attentionKeyTile(d) >= 1, `${label}: head dim ${d} is over ${TILE_FLOATS}, too large to stage one key in 16 KiB`);
   const scale = opts.scale ?? 1 / Math.sqrt(d);
   expectShape(Number.isFinite(scale), `${label}: scale ${scale} is not finite`);
 

@@ -21,7 +21,8 @@ const rows: AttnRow[] = [
   // the fashion model's mid-block: 8x8 tokens, 128 channels, head dim 32
   { B: 2, Tq: 64, Tk: 64, C: 128, heads: 4, note: 'fashion mid-block' },
   { B: 2, Tq: 64, Tk: 64, C: 64, heads: 2 },
-  // nothing is a tile multiple: 37 rows of a 64-row tile, 11 keys of a 64-key tile, d = 8
+  // nothing is a tile multiple: 37 rows of a 64-row tile, 11 keys of a 12-key tile (short key
+  // sets get a tile of their own length, rounded up to 4), d = 8
   { B: 3, Tq: 37, Tk: 11, C: 24, heads: 3 },
   // cross-attention on CLIP's 77 tokens: two key tiles (BK 64 at d = 8), the second partial
   { B: 1, Tq: 64, Tk: 77, C: 64, heads: 8, note: 'cross-attn' },
