@@ -12,10 +12,15 @@
 // and one stored sample. The update then uses the sample s (x, or the stored one when the row says)
 // and the model output wEps·eps + Σ wHist_k·hist[k] in place of x and eps. Every history read
 // happens before this step's writes, so the ring slot being refilled can still be read.
+// Dynamic thresholding runs the step twice around shaders/threshold.wgsl: X0_ONLY writes the x0
+// each element would get (nothing else), the threshold kernel takes a quantile per batch item,
+// and THRESHOLD then clamps x0 to ±s and divides by s (s per batch item) in place of the clip.
 #include "common"
 
 struct U {
   n: u32,
+  // elements per batch item (THRESHOLD's s index)
+  per: u32,
 }
 
 @group(0) @binding(0) var<uniform> u: U;
@@ -37,6 +42,12 @@ struct U {
 #if EPS_HISTORY
 @group(0) @binding(8) var<storage, read_write> epsHist: array<f32>;
 @group(0) @binding(9) var<storage, read_write> storedSample: array<f32>;
+#endif
+#if X0_ONLY
+@group(0) @binding(10) var<storage, read_write> x0Out: array<f32>;
+#endif
+#if THRESHOLD
+@group(0) @binding(11) var<storage, read> thresh: array<f32>;
 #endif
 
 const WG = 256u;
@@ -102,9 +113,17 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
 #endif
 
   var x0 = row[A0] * xv + row[A1] * mo;
+#if X0_ONLY
+  x0Out[i] = x0;
+#else
+#if THRESHOLD
+  let s = thresh[i / u.per];
+  x0 = clamp(x0, -s, s) / s;
+#else
   if (row[CLIP] != 0.0) {
     x0 = clamp(x0, -row[RANGE], row[RANGE]);
   }
+#endif
   let epsHat = row[B0] * xv + row[B1] * mo + row[B2] * x0;
   var prev = row[C0] * x0 + row[C1] * epsHat + row[C2] * xv;
 #if NOISE
@@ -132,5 +151,6 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
 #endif
 #if EPS_OUT
   epsOut[i] = eps;
+#endif
 #endif
 }

@@ -101,7 +101,7 @@ export async function replaySchedulerTrace(rt: Runtime, dir: string): Promise<Re
   const g = new Graph(rt, 'scheduler-replay');
   try {
     // One graph for the whole loop, as the pipeline does: only the row and the inputs change.
-    schedulerStep(g, 'step', { x, modelOut: eps, row, noise, prevX0, epsHistory });
+    schedulerStep(g, 'step', { x, modelOut: eps, row, noise, prevX0, epsHistory, threshold: sched.threshold });
     g.finalize();
     write(x.buffer, toFloat32(xInit));
     let cur: Float32Array = toFloat32(xInit).slice();
@@ -119,7 +119,9 @@ export async function replaySchedulerTrace(rt: Runtime, dir: string): Promise<Re
       write(row, sched.stepRow(i));
       const enc = rt.device.createCommandEncoder({ label: `replay step ${i}` });
       g.record(enc);
-      q.submit([enc.finish()]);
+      rt.watch(`replay step ${i}`, () => q.submit([enc.finish()]));
+      // A kernel that failed to build leaves the buffers as they were: a wrong answer, not an error, unless checked.
+      await rt.assertHealthy();
       cur = await rt.read(x.buffer, bytes);
       const o = maxAbs(cur, toFloat32(need(`step${i}_out`)));
       out.push({ i, t: sched.timesteps[i]!, maxAbsErr: o.err, maxAbsRef: o.ref, modelInputMaxAbsErr: mi.err, modelInputMaxAbsRef: mi.ref });
@@ -211,7 +213,7 @@ export async function replayPipelineSchedulerTrace(rt: Runtime, dir: string, opt
   const write = (buf: GPUBuffer, data: Float32Array) => q.writeBuffer(buf, 0, data.buffer, data.byteOffset, data.byteLength);
   const g = new Graph(rt, 'pipeline-scheduler-replay');
   try {
-    schedulerStep(g, 'step', { x, modelOut, row, cfg: opts.guided, epsOut, prevX0, epsHistory });
+    schedulerStep(g, 'step', { x, modelOut, row, cfg: opts.guided, epsOut, prevX0, epsHistory, threshold: sched.threshold });
     g.finalize();
     write(x.buffer, toFloat32(xInit));
     const out: PipelineReplayStep[] = [];
@@ -231,7 +233,8 @@ export async function replayPipelineSchedulerTrace(rt: Runtime, dir: string, opt
       write(row, r);
       const enc = rt.device.createCommandEncoder({ label: `pipeline replay step ${i}` });
       g.record(enc);
-      q.submit([enc.finish()]);
+      rt.watch(`pipeline replay step ${i}`, () => q.submit([enc.finish()]));
+      await rt.assertHealthy();
       const lat = maxAbs(await rt.read(x.buffer, n * 4), toFloat32(need(`step${i}_latents`)));
       const e = epsOut ? maxAbs(await rt.read(epsOut.buffer, n * 4), toFloat32(need(`step${i}_noise_pred`))) : { err: 0, ref: 0 };
       out.push({ i, t: sched.timesteps[i]!, maxAbsErr: lat.err, maxAbsRef: lat.ref, epsMaxAbsErr: e.err, epsMaxAbsRef: e.ref });

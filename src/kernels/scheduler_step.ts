@@ -5,6 +5,7 @@
 import type { Graph } from '../graph/graph.ts';
 import { numel, shapeStr, type Tensor } from '../graph/tensor.ts';
 import { fold1d } from '../graph/graph.ts';
+import type { Threshold } from '../schedulers/schedule.ts';
 import { ShapeError } from './gemm.ts';
 
 /** Slots of a step row (f32); the shader's constants use the same numbers. */
@@ -140,12 +141,27 @@ export interface SchedulerStepArgs {
    * from. Needs rows of PLMS_ROW_LENGTH; read only where the row's weights and flags say so.
    */
   epsHistory?: { eps: Tensor; sample: Tensor };
+  /**
+   * Dynamic thresholding of x0 in place of the row's clip (Scheduler.threshold): the step then runs
+   * as three dispatches (x0, its per-item quantile in shaders/threshold.wgsl, the step itself).
+   */
+  threshold?: Threshold | null;
+}
+
+/**
+ * torch.quantile's rank for `ratio` over n values, as it computes it: q·(n − 1) in float32, the
+ * order statistics at its floor and ceil, and the fraction between them.
+ */
+export function quantileRank(ratio: number, n: number): { lo: number; hi: number; frac: number } {
+  const rank = Math.fround(Math.fround(ratio) * (n - 1));
+  const lo = Math.floor(rank);
+  return { lo, hi: Math.ceil(rank), frac: Math.fround(rank - lo) };
 }
 
 const WG = 256;
 
 export function schedulerStep(g: Graph, label: string, args: SchedulerStepArgs): void {
-  const { x, modelOut, row, noise, nextInput, epsOut, prevX0, epsHistory } = args;
+  const { x, modelOut, row, noise, nextInput, epsOut, prevX0, epsHistory, threshold } = args;
   const cfg = !!args.cfg;
   const n = numel(x.shape);
   const tail = shapeStr(x.shape.slice(1));
@@ -188,11 +204,26 @@ export function schedulerStep(g: Graph, label: string, args: SchedulerStepArgs):
     bind.epsHist = epsHistory.eps;
     bind.storedSample = epsHistory.sample;
   }
+  const per = n / B;
+  let thresholdParam = false;
+  if (threshold) {
+    if (epsHistory) throw new ShapeError(`${label}: dynamic thresholding with an eps history (PLMS) is not supported`);
+    const x0 = g.alloc(x.shape, `${label}-x0`, 'f32');
+    g.dispatch(`${label}-x0`, { shader: 'scheduler_step', params: { CFG: cfg, X0_ONLY: true } }, { row, x, modelOut, x0Out: x0 }, { n, per }, fold1d(Math.ceil(n / WG)));
+    const s = g.alloc([B], `${label}-threshold`, 'f32');
+    const { lo, hi, frac } = quantileRank(threshold.ratio, per);
+    g.dispatch(`${label}-threshold`, { shader: 'threshold' }, { x0, s }, { n: per, batch: B, lo, hi, frac, smax: threshold.maxValue }, fold1d(B));
+    bind.thresh = s;
+    thresholdParam = true;
+  }
   g.dispatch(
     label,
-    { shader: 'scheduler_step', params: { CFG: cfg, NOISE: !!noise, NEXT: !!nextInput, EPS_OUT: !!epsOut, PREV_X0: !!prevX0, EPS_HISTORY: !!epsHistory } },
+    {
+      shader: 'scheduler_step',
+      params: { CFG: cfg, NOISE: !!noise, NEXT: !!nextInput, EPS_OUT: !!epsOut, PREV_X0: !!prevX0, EPS_HISTORY: !!epsHistory, THRESHOLD: thresholdParam },
+    },
     bind,
-    { n },
+    { n, per },
     fold1d(Math.ceil(n / WG)),
   );
 }

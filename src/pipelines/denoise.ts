@@ -230,7 +230,7 @@ export async function denoise(rt: Runtime, job: DenoiseJob, opts: DenoiseOptions
           sample: { buffer: own(rt.createBuffer(n * 4, 'stored-sample')), shape: latentShape, label: 'stored-sample' },
         }
       : undefined;
-    schedulerStep(g, 'scheduler-step', { x, modelOut: eps, row: rowBuf, noise, cfg, nextInput: unetIn, epsOut, prevX0, epsHistory });
+    schedulerStep(g, 'scheduler-step', { x, modelOut: eps, row: rowBuf, noise, cfg, nextInput: unetIn, epsOut, prevX0, epsHistory, threshold: sched.threshold });
     if (masked) {
       const known = noiseAdd(g, 'known-latents', initLatents!, epsNoise!, { buffer: rowBuf, index: sched.rowLength });
       maskBlend(g, 'inpaint-blend', x, known, maskT!);

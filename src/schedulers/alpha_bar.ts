@@ -3,7 +3,7 @@
 // the fused GPU step reads. Each subclass only turns (t, prev) into coefficients.
 import { packStepRow, STEP_ROW_LENGTH, type StepCoefficients } from '../kernels/scheduler_step.ts';
 import type { Scheduler } from './scheduler.ts';
-import { alphasCumprod, inferenceTimesteps, makeBetas, SchedulerConfigError, stepAt, type CommonConfig } from './schedule.ts';
+import { alphasCumprod, inferenceTimesteps, makeBetas, SchedulerConfigError, stepAt, type CommonConfig, type Threshold } from './schedule.ts';
 
 export abstract class AlphaBarScheduler implements Scheduler {
   abstract readonly name: 'ddpm' | 'ddim';
@@ -12,8 +12,10 @@ export abstract class AlphaBarScheduler implements Scheduler {
   readonly timesteps: number[];
   readonly alphasCumprod: Float32Array;
   private readonly stepRatio: number;
+  readonly threshold: Threshold | null;
 
   constructor(protected readonly className: string, common: CommonConfig, steps: number) {
+    this.threshold = common.threshold;
     this.alphasCumprod = alphasCumprod(makeBetas(common.schedule));
     this.timesteps = inferenceTimesteps(common.schedule, steps);
     this.stepRatio = Math.floor(common.schedule.numTrainTimesteps / steps);

@@ -15,10 +15,12 @@ import {
   makeBetas,
   roundHalfEven,
   readScheduleConfig,
+  readThreshold,
   SchedulerConfigError,
   stepAt,
   type PredictionType,
   type ScheduleConfig,
+  type Threshold,
 } from './schedule.ts';
 
 const f = Math.fround;
@@ -30,6 +32,8 @@ export interface DPMSolverConfig {
   solverType: 'midpoint' | 'heun';
   lowerOrderFinal: boolean;
   eulerAtFinal: boolean;
+  /** Thresholds the x0 prediction (the model output diffusers converts, and keeps for the next step). */
+  threshold: Threshold | null;
 }
 
 function readConfig(r: ConfigReader, raw: Record<string, unknown>): DPMSolverConfig {
@@ -39,7 +43,6 @@ function readConfig(r: ConfigReader, raw: Record<string, unknown>): DPMSolverCon
   };
   // v0.25.1 has no rescale_betas_zero_snr here (it would be ignored with a warning); refuse rather than guess.
   if (r.bool('rescale_betas_zero_snr', false)) refuse('rescale_betas_zero_snr (not an option of this scheduler in diffusers v0.25.1)');
-  if (r.bool('thresholding', false)) refuse('thresholding (dynamic thresholding of x0); set it to false');
   if (r.bool('use_karras_sigmas', false)) refuse('use_karras_sigmas (the Karras σ schedule); set it to false');
   if (r.bool('use_lu_lambdas', false)) refuse('use_lu_lambdas; set it to false');
   // The default -inf (no clipping) has no JSON spelling; a config carries it as null or not at all.
@@ -63,6 +66,7 @@ function readConfig(r: ConfigReader, raw: Record<string, unknown>): DPMSolverCon
     solverType: st === 'heun' ? 'heun' : 'midpoint',
     lowerOrderFinal: r.bool('lower_order_final', true),
     eulerAtFinal: r.bool('euler_at_final', false),
+    threshold: readThreshold(r),
   };
 }
 
@@ -98,6 +102,10 @@ export class DPMSolverMultistepScheduler implements Scheduler {
   readonly alphasCumprod: Float32Array;
   /** σ at each inference timestep, then σ(t = 0): steps + 1 float32 values. */
   readonly sigmas: Float32Array;
+
+  get threshold(): Threshold | null {
+    return this.config.threshold;
+  }
 
   constructor(cfg: Record<string, unknown>, steps: number) {
     const r = new ConfigReader(cfg, 'DPMSolverMultistepScheduler');

@@ -8,7 +8,7 @@
 // torch does float32 math, as in ddim.ts.
 import { packStepRow, STEP_ROW_LENGTH, type StepCoefficients } from '../kernels/scheduler_step.ts';
 import type { Scheduler } from './scheduler.ts';
-import { alphasCumprod, ConfigReader, makeBetas, readScheduleConfig, SchedulerConfigError, stepAt, type PredictionType, type ScheduleConfig } from './schedule.ts';
+import { alphasCumprod, ConfigReader, makeBetas, readScheduleConfig, readThreshold, SchedulerConfigError, stepAt, type PredictionType, type ScheduleConfig, type Threshold } from './schedule.ts';
 
 const f = Math.fround;
 
@@ -16,14 +16,13 @@ export interface LCMConfig {
   schedule: ScheduleConfig;
   predictionType: PredictionType;
   clip: number | null;
+  threshold: Threshold | null;
   originalInferenceSteps: number;
   timestepScaling: number;
 }
 
 function readConfig(r: ConfigReader): LCMConfig {
-  if (r.bool('thresholding', false)) {
-    throw new SchedulerConfigError(`${r.who}: thresholding (dynamic thresholding of x0) is not supported; set it to false`);
-  }
+  const threshold = readThreshold(r);
   // LCM ignores timestep_spacing and steps_offset: its timesteps come from original_inference_steps.
   const schedule = readScheduleConfig(r, { spacing: 'leading', betaStart: 0.00085, betaEnd: 0.012, betaSchedule: 'scaled_linear', readSpacing: false });
   const predictionType = r.choice<PredictionType>('prediction_type', 'epsilon', ['epsilon', 'v_prediction', 'sample']);
@@ -34,7 +33,8 @@ function readConfig(r: ConfigReader): LCMConfig {
   return {
     schedule,
     predictionType,
-    clip: clipSample ? range : null,
+    clip: clipSample && !threshold ? range : null,
+    threshold,
     originalInferenceSteps: r.int('original_inference_steps', 50, 1),
     timestepScaling: r.num('timestep_scaling', 10),
   };
@@ -69,6 +69,10 @@ export class LCMScheduler implements Scheduler {
     this.alphasCumprod = alphasCumprod(makeBetas(this.config.schedule));
     this.timesteps = lcmTimesteps(this.config.schedule.numTrainTimesteps, this.config.originalInferenceSteps, steps);
     for (let i = 0; i < this.timesteps.length; i++) this.coefficients(i);
+  }
+
+  get threshold(): Threshold | null {
+    return this.config.threshold;
   }
 
   private t(i: number): number {

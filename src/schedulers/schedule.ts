@@ -194,6 +194,27 @@ export interface CommonConfig {
   predictionType: PredictionType;
   /** Clamp range for predicted x0, or null. */
   clip: number | null;
+  /** Dynamic thresholding of predicted x0, or null; when set, clip is null (diffusers ignores it then). */
+  threshold: Threshold | null;
+}
+
+/**
+ * diffusers' _threshold_sample (Imagen's dynamic thresholding): per batch item, s = the `ratio`
+ * quantile of |x0| clamped to [1, maxValue], then x0 = clamp(x0, −s, s) / s.
+ */
+export interface Threshold {
+  ratio: number;
+  maxValue: number;
+}
+
+/** thresholding, dynamic_thresholding_ratio and sample_max_value (DDPM, DDIM, LCM, DPM-Solver). */
+export function readThreshold(r: ConfigReader): Threshold | null {
+  const ratio = r.num('dynamic_thresholding_ratio', 0.995);
+  const maxValue = r.num('sample_max_value', 1);
+  if (!r.bool('thresholding', false)) return null;
+  if (!(ratio >= 0 && ratio <= 1)) throw new SchedulerConfigError(`${r.who}: dynamic_thresholding_ratio ${ratio} is not a quantile in [0, 1]`);
+  if (!(maxValue > 0)) throw new SchedulerConfigError(`${r.who}: sample_max_value ${maxValue} must be > 0 (x0 is divided by the threshold)`);
+  return { ratio, maxValue };
 }
 
 const BETA_SCHEDULES: readonly BetaSchedule[] = ['linear', 'scaled_linear', 'squaredcos_cap_v2', 'sigmoid'];
@@ -232,12 +253,10 @@ export function readScheduleConfig(r: ConfigReader, d: ScheduleDefaults): Schedu
 }
 
 export function readCommonConfig(r: ConfigReader, betaSchedules: readonly BetaSchedule[]): CommonConfig {
-  if (r.bool('thresholding', false)) {
-    throw new SchedulerConfigError(`${r.who}: thresholding (dynamic thresholding of x0) is not supported; set it to false`);
-  }
+  const threshold = readThreshold(r);
   const schedule = readScheduleConfig(r, { spacing: 'leading', betaSchedules });
   const predictionType = r.choice<PredictionType>('prediction_type', 'epsilon', ['epsilon', 'v_prediction', 'sample']);
   const clipSample = r.bool('clip_sample', true);
   const range = r.num('clip_sample_range', 1);
-  return { schedule, predictionType, clip: clipSample ? range : null };
+  return { schedule, predictionType, clip: clipSample && !threshold ? range : null, threshold };
 }

@@ -8,7 +8,7 @@ import { EulerDiscreteScheduler } from './euler.ts';
 import { EulerAncestralScheduler } from './euler_ancestral.ts';
 import { LCMScheduler } from './lcm.ts';
 import { PNDMScheduler } from './pndm.ts';
-import { SchedulerConfigError } from './schedule.ts';
+import { SchedulerConfigError, type Threshold } from './schedule.ts';
 
 export { SchedulerConfigError } from './schedule.ts';
 
@@ -41,6 +41,11 @@ export interface Scheduler {
    * A loop that binds none must refuse such a scheduler.
    */
   readonly usesEpsHistory?: boolean;
+  /**
+   * Dynamic thresholding of the predicted x0 (SchedulerStepArgs.threshold), or null/absent for
+   * none. It needs a per-sample quantile before the step, so the step becomes three dispatches.
+   */
+  readonly threshold?: Threshold | null;
   /** scale_model_input's factor at step i (1 for DDPM, DDIM and LCM, 1/sqrt(σ² + 1) for the Euler schedulers). */
   modelInputScale(i: number): number;
 }

@@ -51,6 +51,10 @@ const rows: Row[] = [
   { what: 'pndm call 0 (stores the sample and ring slot 0, reads no history)', config: pndmConfig, steps: 10, step: 0, shape: [1, 3, 5, 5], outputs: true },
   { what: 'pndm call 1 (restarts from the stored sample, mean with slot 0) +cfg', config: pndmConfig, steps: 10, step: 1, shape: [2, 4, 8, 8], cfg: true, guidance: 7.5, outputs: true },
   { what: 'pndm call 4 (4th order, refills the slot it reads) v_prediction odd size', config: { ...pndmConfig, prediction_type: 'v_prediction' }, steps: 10, step: 4, shape: [1, 1, 17, 19] },
+  // Dynamic thresholding: three dispatches (x0, per-item quantile, step), each item its own s.
+  { what: 'ddim thresholding +cfg', config: { ...ddimConfig, thresholding: true, dynamic_thresholding_ratio: 0.9, sample_max_value: 2 }, steps: 10, step: 2, shape: [2, 4, 8, 8], cfg: true, guidance: 3, outputs: true },
+  { what: 'dpm++2m thresholding second-order (thresholded x0 into the history) +cfg', config: { ...ddimConfig, _class_name: 'DPMSolverMultistepScheduler', thresholding: true, sample_max_value: 3 }, steps: 10, step: 4, shape: [2, 4, 8, 8], cfg: true, guidance: 3, history: true },
+  { what: 'lcm thresholding, 3 items (noise)', config: { ...ddimConfig, _class_name: 'LCMScheduler', thresholding: true, dynamic_thresholding_ratio: 0.7, sample_max_value: 4 }, steps: 4, step: 1, shape: [3, 2, 5, 5] },
   { what: 'dpm++2m heun v_prediction odd size', config: { ...ddimConfig, _class_name: 'DPMSolverMultistepScheduler', solver_type: 'heun', prediction_type: 'v_prediction' }, steps: 7, step: 2, shape: [1, 1, 17, 19], history: true },
 ];
 
@@ -78,7 +82,8 @@ export const schedulerStepCases: OpCase[] = rows.map((r, idx) => ({
     const ring = plms ? Float32Array.from({ length: 3 * n }, (_, j) => (w(Math.floor(j / n)) !== 0 ? 0 : NaN)) : undefined;
     if (ring) [0, 1, 2].forEach((k) => w(k) !== 0 && ring.set(randn(n, 500 + 10 * idx + k, 1.5), k * n));
     const stored = plms ? (row[StepRow.fromStored] !== 0 ? randn(n, 600 + idx, 2) : new Float32Array(n).fill(NaN)) : undefined;
-    const ref = schedulerStepRef(x, out, row, { noise, cfg: r.cfg, prevX0: hist, epsHist: ring, storedSample: stored });
+    const threshold = sched.threshold ?? null;
+    const ref = schedulerStepRef(x, out, row, { noise, cfg: r.cfg, prevX0: hist, epsHist: ring, storedSample: stored, threshold, items: B });
 
     const owned: Tensor[] = [];
     const t = <T extends Tensor>(v: T) => (owned.push(v), v);
@@ -93,7 +98,7 @@ export const schedulerStepCases: OpCase[] = rows.map((r, idx) => ({
     const ringT = ring ? t(input(rt, ring, [3 * B, ...tail], 'epsHist')) : undefined;
     const storedT = stored ? t(input(rt, stored, r.shape, 'storedSample')) : undefined;
     const epsHistory = ringT && storedT ? { eps: ringT, sample: storedT } : undefined;
-    schedulerStep(g, 'step', { x: xT, modelOut: outT, row: rowBuf, noise: noiseT, cfg: r.cfg, nextInput: nextT, epsOut: epsT, prevX0: histT, epsHistory });
+    schedulerStep(g, 'step', { x: xT, modelOut: outT, row: rowBuf, noise: noiseT, cfg: r.cfg, nextInput: nextT, epsOut: epsT, prevX0: histT, epsHistory, threshold });
     g.finalize();
     const enc = rt.device.createCommandEncoder();
     g.record(enc);

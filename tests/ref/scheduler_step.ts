@@ -16,7 +16,16 @@ export function schedulerStepRef(
   x: ArrayLike<number>,
   modelOut: ArrayLike<number>,
   row: ArrayLike<number>,
-  opts: { noise?: ArrayLike<number>; cfg?: boolean; prevX0?: ArrayLike<number>; epsHist?: ArrayLike<number>; storedSample?: ArrayLike<number> } = {},
+  opts: {
+    noise?: ArrayLike<number>;
+    cfg?: boolean;
+    prevX0?: ArrayLike<number>;
+    epsHist?: ArrayLike<number>;
+    storedSample?: ArrayLike<number>;
+    /** Dynamic thresholding over `items` batch items, in place of the row's clip. */
+    threshold?: ThresholdRef | null;
+    items?: number;
+  } = {},
 ): RowStepResult & { epsHist?: Float64Array; storedSample?: Float64Array } {
   const n = x.length;
   const r = (k: keyof typeof StepRow) => row[StepRow[k]]!;
@@ -27,6 +36,8 @@ export function schedulerStepRef(
   const plms = opts.epsHist !== undefined;
   const hist = plms ? Float64Array.from(opts.epsHist!) : undefined;
   const stored = plms ? Float64Array.from(opts.storedSample!) : undefined;
+  const xvs = new Float64Array(n);
+  const mos = new Float64Array(n);
   for (let i = 0; i < n; i++) {
     const e = opts.cfg ? modelOut[n + i]! + r('guidance') * (modelOut[i]! - modelOut[n + i]!) : modelOut[i]!;
     // PLMS rows: the sample may be the stored one, the model output a mix of e and the ring.
@@ -38,8 +49,14 @@ export function schedulerStepRef(
       if (r('storeSample') !== 0) stored![i] = x[i]!;
       if (r('histWrite') >= 0) hist![r('histWrite') * n + i] = e;
     }
-    let x0 = r('a0') * xv + r('a1') * mo;
-    if (r('clip') !== 0) x0 = Math.min(Math.max(x0, -r('clipRange')), r('clipRange'));
+    x0s[i] = r('a0') * xv + r('a1') * mo;
+    xvs[i] = xv;
+    mos[i] = mo;
+    eps[i] = e;
+  }
+  const clipped = clipOrThreshold(x0s, opts.items ?? 1, r('clip') !== 0 ? r('clipRange') : null, opts.threshold);
+  for (let i = 0; i < n; i++) {
+    const [xv, mo, x0] = [xvs[i]!, mos[i]!, clipped[i]!];
     const epsHat = r('b0') * xv + r('b1') * mo + r('b2') * x0;
     let p = r('c0') * x0 + r('c1') * epsHat + r('c2') * xv;
     if (r('c3') !== 0) p += r('c3') * opts.noise![i]!;
@@ -48,7 +65,6 @@ export function schedulerStepRef(
     x0s[i] = x0;
     next[i] = p * r('nextScale');
     if (opts.cfg) next[n + i] = next[i]!;
-    eps[i] = e;
   }
   return { prev, next, eps, x0: x0s, epsHist: hist, storedSample: stored };
 }
@@ -63,12 +79,44 @@ function predictX0(pred: Prediction, x: number, out: number, a: number): number 
 
 const clamp = (v: number, r: number | null) => (r === null ? v : Math.min(Math.max(v, -r), r));
 
+export interface ThresholdRef {
+  ratio: number;
+  maxValue: number;
+}
+
+/** torch.quantile(v, q) with linear interpolation: the rank q·(n − 1) in float32, then torch.lerp. */
+export function torchQuantileRef(values: ArrayLike<number>, q: number): number {
+  const sorted = Float64Array.from(values).sort();
+  const rank = Math.fround(Math.fround(q) * (sorted.length - 1));
+  const lo = Math.floor(rank);
+  const w = rank - lo;
+  const a = sorted[lo]!;
+  const b = sorted[Math.ceil(rank)]!;
+  return w < 0.5 ? a + w * (b - a) : b - (b - a) * (1 - w);
+}
+
+/**
+ * diffusers' _threshold_sample on x0 of `items` batch items: s = quantile(|x0|, ratio) per item,
+ * clamped to [1, maxValue]; x0 → clamp(x0, −s, s) / s. Without a threshold, the plain clip.
+ */
+export function clipOrThreshold(x0: Float64Array, items: number, clip: number | null, threshold?: ThresholdRef | null): Float64Array {
+  if (!threshold) return x0.map((v) => clamp(v, clip));
+  const per = x0.length / items;
+  const out = new Float64Array(x0.length);
+  for (let b = 0; b < items; b++) {
+    const item = x0.subarray(b * per, (b + 1) * per);
+    const s = Math.min(Math.max(torchQuantileRef(item.map(Math.abs), threshold.ratio), 1), threshold.maxValue);
+    for (let i = 0; i < per; i++) out[b * per + i] = clamp(item[i]!, s) / s;
+  }
+  return out;
+}
+
 /** DDPMScheduler.step in float64: a = ᾱ_t, ap = ᾱ_prev (1 past the start), noise only when t > 0. */
 export function ddpmStepRef(
   x: ArrayLike<number>,
   out: ArrayLike<number>,
   noise: ArrayLike<number> | null,
-  p: { a: number; ap: number; pred: Prediction; clip: number | null; variance: 'fixed_small' | 'fixed_small_log' | 'fixed_large' },
+  p: { a: number; ap: number; pred: Prediction; clip: number | null; variance: 'fixed_small' | 'fixed_small_log' | 'fixed_large'; threshold?: ThresholdRef | null; items?: number },
 ): Float64Array {
   const { a, ap } = p;
   const curAlpha = a / ap;
@@ -77,10 +125,8 @@ export function ddpmStepRef(
   const cx = (Math.sqrt(curAlpha) * (1 - ap)) / (1 - a);
   const variance = Math.max(((1 - ap) / (1 - a)) * curBeta, 1e-20);
   const std = p.variance === 'fixed_large' ? Math.sqrt(curBeta) : Math.sqrt(variance);
-  return Float64Array.from(x, (xv, i) => {
-    const x0 = clamp(predictX0(p.pred, xv, out[i]!, a), p.clip);
-    return cx0 * x0 + cx * xv + (noise ? std * noise[i]! : 0);
-  });
+  const x0 = clipOrThreshold(Float64Array.from(x, (xv, i) => predictX0(p.pred, xv, out[i]!, a)), p.items ?? 1, p.clip, p.threshold);
+  return Float64Array.from(x, (xv, i) => cx0 * x0[i]! + cx * xv + (noise ? std * noise[i]! : 0));
 }
 
 /** DDIMScheduler.step in float64. */
@@ -88,16 +134,17 @@ export function ddimStepRef(
   x: ArrayLike<number>,
   out: ArrayLike<number>,
   noise: ArrayLike<number> | null,
-  p: { a: number; ap: number; pred: Prediction; clip: number | null; eta: number; useClipped: boolean },
+  p: { a: number; ap: number; pred: Prediction; clip: number | null; eta: number; useClipped: boolean; threshold?: ThresholdRef | null; items?: number },
 ): Float64Array {
   const { a, ap } = p;
   const variance = ((1 - ap) / (1 - a)) * (1 - a / ap);
   const std = p.eta * Math.sqrt(variance);
+  const rawX0 = Float64Array.from(x, (xv, i) => predictX0(p.pred, xv, out[i]!, a));
+  const x0s = clipOrThreshold(rawX0, p.items ?? 1, p.clip, p.threshold);
   return Float64Array.from(x, (xv, i) => {
     const o = out[i]!;
-    let x0 = predictX0(p.pred, xv, o, a);
-    let eps = p.pred === 'epsilon' ? o : p.pred === 'v_prediction' ? Math.sqrt(a) * o + Math.sqrt(1 - a) * xv : (xv - Math.sqrt(a) * x0) / Math.sqrt(1 - a);
-    x0 = clamp(x0, p.clip);
+    const x0 = x0s[i]!;
+    let eps = p.pred === 'epsilon' ? o : p.pred === 'v_prediction' ? Math.sqrt(a) * o + Math.sqrt(1 - a) * xv : (xv - Math.sqrt(a) * rawX0[i]!) / Math.sqrt(1 - a);
     if (p.useClipped) eps = (xv - Math.sqrt(a) * x0) / Math.sqrt(1 - a);
     const dir = Math.sqrt(1 - ap - std * std) * eps;
     return Math.sqrt(ap) * x0 + dir + (p.eta > 0 && noise ? std * noise[i]! : 0);
@@ -127,13 +174,14 @@ export function lcmStepRef(
   x: ArrayLike<number>,
   out: ArrayLike<number>,
   noise: ArrayLike<number> | null,
-  p: { t: number; a: number; ap: number | null; pred: Prediction; clip: number | null; timestepScaling: number },
+  p: { t: number; a: number; ap: number | null; pred: Prediction; clip: number | null; timestepScaling: number; threshold?: ThresholdRef | null; items?: number },
 ): Float64Array {
   const st = p.t * p.timestepScaling;
   const cSkip = 0.25 / (st * st + 0.25);
   const cOut = st / Math.sqrt(st * st + 0.25);
+  const x0s = clipOrThreshold(Float64Array.from(x, (xv, i) => predictX0(p.pred, xv, out[i]!, p.a)), p.items ?? 1, p.clip, p.threshold);
   return Float64Array.from(x, (xv, i) => {
-    const x0 = clamp(predictX0(p.pred, xv, out[i]!, p.a), p.clip);
+    const x0 = x0s[i]!;
     const denoised = cOut * x0 + cSkip * xv;
     if (p.ap === null) return denoised;
     return Math.sqrt(p.ap) * denoised + Math.sqrt(1 - p.ap) * noise![i]!;

@@ -101,7 +101,7 @@ describe('DPMSolverMultistepScheduler schedule', () => {
       [{ ...dpm, solver_order: 3 }, /solver_order 3/],
       [{ ...dpm, use_karras_sigmas: true }, /use_karras_sigmas/],
       [{ ...dpm, use_lu_lambdas: true }, /use_lu_lambdas/],
-      [{ ...dpm, thresholding: true }, /thresholding/],
+      [{ ...dpm, thresholding: true, sample_max_value: 0 }, /sample_max_value 0 must be > 0/],
       [{ ...dpm, variance_type: 'learned_range' }, /variance_type "learned_range"/],
       [{ ...dpm, final_sigmas_type: 'zero' }, /final_sigmas_type 'zero' is not supported/],
       [{ ...dpm, lambda_min_clipped: -5.1 }, /lambda_min_clipped -5.1/],

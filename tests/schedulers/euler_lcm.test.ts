@@ -168,7 +168,7 @@ describe('LCMScheduler schedule', () => {
 
   it('rejects what it does not implement, and impossible step counts, by name', () => {
     const cases: [Record<string, unknown>, number, RegExp][] = [
-      [{ ...lcm, thresholding: true }, 4, /thresholding .* is not supported/],
+      [{ ...lcm, thresholding: true, dynamic_thresholding_ratio: -0.1 }, 4, /dynamic_thresholding_ratio -0.1 is not a quantile/],
       [{ ...lcm, beta_schedule: 'sigmoid' }, 4, /beta_schedule 'sigmoid' is not supported/],
       [lcm, 51, /more than original_inference_steps \(50\)/],
       [{ ...lcm, original_inference_steps: 2000 }, 4, /original_inference_steps 2000 is more than num_train_timesteps/],

@@ -95,7 +95,7 @@ describe('config handling', () => {
   });
   it('names each unsupported option', () => {
     const bad: [Record<string, unknown>, RegExp][] = [
-      [{ ...ddim, thresholding: true }, /thresholding/],
+      [{ ...ddim, thresholding: true, dynamic_thresholding_ratio: 1.5 }, /dynamic_thresholding_ratio 1.5 is not a quantile/],
       [{ ...ddpm, variance_type: 'learned_range' }, /variance_type 'learned_range' is not supported/],
       [{ ...ddpm, variance_type: 'fixed_large_log' }, /variance_type 'fixed_large_log' is not supported/],
       [{ ...ddpm, variance_type: 'wobbly' }, /variance_type 'wobbly' is unknown/],
