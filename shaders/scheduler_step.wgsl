@@ -3,7 +3,7 @@
 // loop runs one compiled kernel and changes only the row between steps:
 //   eps    = modelOut                      or, with CFG, e_u + g·(e_c − e_u)
 //   x0     = a0·x + a1·eps                 clamped to ±range when the row's clip flag is set
-//   epsHat = b0·x + b1·eps + b2·x0
+//   epsHat = (b0·x + b1·eps + b2·x0) / bDiv
 //   prev   = c0·x0 + c1·epsHat + c2·x + c3·noise + d·x0_prev
 // x is updated in place; NEXT also writes prev·nextScale as the next U-Net input (both CFG halves).
 // PREV_X0 gives multistep solvers (DPM-Solver++ 2M) the previous step's x0: read for the d term,
@@ -66,11 +66,12 @@ const C2 = 12u;
 const C3 = 13u;
 const NEXT_SCALE = 14u;
 const D = 15u;
-const W_EPS = 16u;
-const W_HIST0 = 17u;
-const HIST_WRITE = 20u;
-const FROM_STORED = 21u;
-const STORE_SAMPLE = 22u;
+const B_DIV = 16u;
+const W_EPS = 17u;
+const W_HIST0 = 18u;
+const HIST_WRITE = 21u;
+const FROM_STORED = 22u;
+const STORE_SAMPLE = 23u;
 const HIST_SLOTS = 3u;
 
 @compute @workgroup_size(256, 1, 1)
@@ -124,7 +125,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     x0 = clamp(x0, -row[RANGE], row[RANGE]);
   }
 #endif
-  let epsHat = row[B0] * xv + row[B1] * mo + row[B2] * x0;
+  let epsHat = (row[B0] * xv + row[B1] * mo + row[B2] * x0) / row[B_DIV];
   var prev = row[C0] * x0 + row[C1] * epsHat + row[C2] * xv;
 #if NOISE
   // A step that draws no noise has c3 = 0; skipping the read keeps a stale noise buffer out of it.

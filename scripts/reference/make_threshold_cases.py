@@ -3,7 +3,7 @@ _threshold_sample: torch.quantile of |x0| per batch item, clamp to [1, sample_ma
 clamp(x0, -s, s) / s) evaluated by torch in float32, on inputs chosen to pin torch.quantile's rank
 and interpolation rules: ties, integral ranks, ratios 0 and 1, one element, -0.0, wide exponents.
 
-    /tmp/refenv/bin/python -B scripts/reference/make_threshold_cases.py
+    /usr/bin/python3 -B scripts/reference/make_threshold_cases.py   (Debian python3-torch 1.13, as the fixtures)
 """
 import json
 import os

@@ -1,5 +1,6 @@
 // A diffusers model folder (config.json + diffusion_pytorch_model.safetensors, as save_pretrained
 // writes it). File access goes through FolderReader so a browser can load the same layout by URL.
+import { parsePythonJson } from './python_json.ts';
 import { parseSafetensors, readFileBytes } from './safetensors.ts';
 import { WeightStore } from './weights.ts';
 
@@ -34,7 +35,7 @@ const WEIGHT_FILES = ['diffusion_pytorch_model.safetensors', 'diffusion_pytorch_
 export function parseJsonObject(bytes: Uint8Array, where: string): Record<string, unknown> {
   let v: unknown;
   try {
-    v = JSON.parse(new TextDecoder().decode(bytes));
+    v = parsePythonJson(new TextDecoder().decode(bytes));
   } catch (e) {
     throw new ModelFolderError('bad-json', `${where}: not valid JSON (${(e as Error).message})`);
   }

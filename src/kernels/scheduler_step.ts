@@ -21,7 +21,7 @@ export const StepRow = {
   /** 1 to clamp x0 to ±clipRange, 0 not to. */
   clip: 5,
   clipRange: 6,
-  /** epsHat = b0·x + b1·eps + b2·x0 */
+  /** epsHat = (b0·x + b1·eps + b2·x0) / bDiv */
   b0: 7,
   b1: 8,
   b2: 9,
@@ -34,21 +34,27 @@ export const StepRow = {
   nextScale: 14,
   /** prev += d·x0_prev, the previous step's x0 (read only with a prevX0 binding). */
   d: 15,
+  /**
+   * epsHat is divided by this (1 when unused). The σ-space schedulers form (x − x0)/σ as diffusers
+   * does, difference first: at σ in the thousands (zero terminal SNR) the step cancels x against
+   * σ_to-sized terms, and x/σ − x0/σ rounds differently enough to move it by 2e-5 of its scale.
+   */
+  bDiv: 16,
   // The slots below exist only in PLMS rows (PLMS_ROW_LENGTH) and are read only with an eps history.
   /** The model output the update uses is wEps·eps + Σ_k wHist_k·hist[k] (ring slots, not ages). */
-  wEps: 16,
-  wHist0: 17,
-  wHist1: 18,
-  wHist2: 19,
+  wEps: 17,
+  wHist0: 18,
+  wHist1: 19,
+  wHist2: 20,
   /** Ring slot (0..2) that receives this step's eps, or -1 to store nothing. */
-  histWrite: 20,
+  histWrite: 21,
   /** 1: the step starts from the stored sample instead of x. */
-  fromStored: 21,
+  fromStored: 22,
   /** 1: store x (before the update) as the stored sample. */
-  storeSample: 22,
+  storeSample: 23,
 } as const;
 
-export const STEP_ROW_LENGTH = 16;
+export const STEP_ROW_LENGTH = 17;
 /** Row length for schedulers that use SchedulerStepArgs.epsHistory. */
 export const PLMS_ROW_LENGTH = 24;
 /** Past model outputs an eps history keeps (PLMS's 4th-order formula needs three). */
@@ -69,6 +75,8 @@ export interface StepCoefficients {
   nextScale: number;
   /** Coefficient of the previous step's x0 (multistep solvers); absent means 0. */
   d?: number;
+  /** Divisor of epsHat; absent means 1. */
+  bDiv?: number;
 }
 
 /** How a PLMS row combines the eps history and picks its sample (the PLMS_ROW_LENGTH slots). */
@@ -101,6 +109,7 @@ export function packStepRow(t: number, index: number, k: StepCoefficients): Floa
   row[StepRow.c3] = k.c3;
   row[StepRow.nextScale] = k.nextScale;
   row[StepRow.d] = k.d ?? 0;
+  row[StepRow.bDiv] = k.bDiv ?? 1;
   return row;
 }
 

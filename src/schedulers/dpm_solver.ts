@@ -7,6 +7,7 @@
 // row's d slot multiplies it). Note that this version's last σ is σ(t = 0), not 0 (diffusers added
 // final_sigmas_type later). Scalars are rounded to float32 where torch does float32 math.
 import { packStepRow, STEP_ROW_LENGTH, type StepCoefficients } from '../kernels/scheduler_step.ts';
+import { karrasSigmas, logSigmaTable, sigmaToT } from './karras.ts';
 import type { Scheduler } from './scheduler.ts';
 import {
   alphasCumprod,
@@ -34,6 +35,11 @@ export interface DPMSolverConfig {
   eulerAtFinal: boolean;
   /** Thresholds the x0 prediction (the model output diffusers converts, and keeps for the next step). */
   threshold: Threshold | null;
+  /**
+   * use_karras_sigmas: Karras σ from σ(T − 1) down to σ(0) (src/schedulers/karras.ts), timesteps
+   * rounded from them (and possibly repeated), and the last step ending at σ_min instead of below it.
+   */
+  karras: boolean;
 }
 
 function readConfig(r: ConfigReader, raw: Record<string, unknown>): DPMSolverConfig {
@@ -43,7 +49,6 @@ function readConfig(r: ConfigReader, raw: Record<string, unknown>): DPMSolverCon
   };
   // v0.25.1 has no rescale_betas_zero_snr here (it would be ignored with a warning); refuse rather than guess.
   if (r.bool('rescale_betas_zero_snr', false)) refuse('rescale_betas_zero_snr (not an option of this scheduler in diffusers v0.25.1)');
-  if (r.bool('use_karras_sigmas', false)) refuse('use_karras_sigmas (the Karras σ schedule); set it to false');
   if (r.bool('use_lu_lambdas', false)) refuse('use_lu_lambdas; set it to false');
   // The default -inf (no clipping) has no JSON spelling; a config carries it as null or not at all.
   const lmc = raw.lambda_min_clipped ?? -Infinity;
@@ -67,6 +72,7 @@ function readConfig(r: ConfigReader, raw: Record<string, unknown>): DPMSolverCon
     lowerOrderFinal: r.bool('lower_order_final', true),
     eulerAtFinal: r.bool('euler_at_final', false),
     threshold: readThreshold(r),
+    karras: r.bool('use_karras_sigmas', false),
   };
 }
 
@@ -113,9 +119,17 @@ export class DPMSolverMultistepScheduler implements Scheduler {
     const ac = alphasCumprod(makeBetas(this.config.schedule));
     this.alphasCumprod = ac;
     const table = ac.map((a) => f(Math.sqrt(f(f(1 - a) / a))));
-    this.timesteps = dpmTimesteps(this.config.schedule, steps);
-    // Integer timesteps: np.interp returns the table values themselves.
-    this.sigmas = Float32Array.from([...this.timesteps.map((t) => table[t]!), table[0]!]);
+    if (this.config.karras) {
+      dpmTimesteps(this.config.schedule, steps);
+      const ks = karrasSigmas(table[0]!, table[table.length - 1]!, steps);
+      const logs = logSigmaTable(table);
+      this.timesteps = ks.map((s) => roundHalfEven(sigmaToT(s, logs)));
+      this.sigmas = Float32Array.from([...ks, ks[ks.length - 1]!]);
+    } else {
+      this.timesteps = dpmTimesteps(this.config.schedule, steps);
+      // Integer timesteps: np.interp returns the table values themselves.
+      this.sigmas = Float32Array.from([...this.timesteps.map((t) => table[t]!), table[0]!]);
+    }
     for (let i = 0; i < this.timesteps.length; i++) this.coefficients(i);
   }
 

@@ -11,6 +11,8 @@ export type EulerDiscretePredictionType = SigmaPredictionType;
 export interface EulerDiscreteConfig {
   schedule: ScheduleConfig;
   predictionType: EulerDiscretePredictionType;
+  /** use_karras_sigmas: the Karras σ schedule (src/schedulers/karras.ts). */
+  karras: boolean;
 }
 
 function readConfig(r: ConfigReader): EulerDiscreteConfig {
@@ -18,16 +20,14 @@ function readConfig(r: ConfigReader): EulerDiscreteConfig {
   // diffusers accepts 'original_sample' as a synonym of 'sample'.
   const pred = r.choice<EulerDiscretePredictionType | 'original_sample'>('prediction_type', 'epsilon', ['epsilon', 'v_prediction', 'sample', 'original_sample']);
   r.choice('interpolation_type', 'linear', ['linear'], ['log_linear']);
-  if (r.bool('use_karras_sigmas', false)) {
-    throw new SchedulerConfigError(`${r.who}: use_karras_sigmas (the Karras σ schedule) is not supported; set it to false`);
-  }
+  const karras = r.bool('use_karras_sigmas', false);
   const predictionType = pred === 'original_sample' ? 'sample' : pred;
   // 'continuous' changes the timesteps only with v_prediction (0.25·log σ); elsewhere it is inert.
   const tt = r.choice('timestep_type', 'discrete', ['discrete', 'continuous']);
   if (tt === 'continuous' && predictionType === 'v_prediction') {
     throw new SchedulerConfigError(`${r.who}: timestep_type 'continuous' with v_prediction is not supported (supported: discrete)`);
   }
-  return { schedule, predictionType };
+  return { schedule, predictionType, karras };
 }
 
 export class EulerDiscreteScheduler extends SigmaScheduler {
@@ -36,7 +36,7 @@ export class EulerDiscreteScheduler extends SigmaScheduler {
 
   constructor(config: Record<string, unknown>, steps: number) {
     const c = readConfig(new ConfigReader(config, 'EulerDiscreteScheduler'));
-    super('EulerDiscreteScheduler', c.schedule, c.predictionType, steps);
+    super('EulerDiscreteScheduler', c.schedule, c.predictionType, steps, c.karras);
     this.config = c;
     this.validateSteps();
   }

@@ -144,7 +144,7 @@ function npArange(start: number, stop: number, step: number): number[] {
 }
 
 /** np.linspace(start, stop, n) with endpoint: i*step + start, the last value set to stop exactly. */
-function npLinspace(start: number, stop: number, n: number): number[] {
+export function npLinspace(start: number, stop: number, n: number): number[] {
   if (n === 1) return [start];
   const step = (stop - start) / (n - 1);
   return Array.from({ length: n }, (_, i) => (i === n - 1 ? stop : i * step + start));

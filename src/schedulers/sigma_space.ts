@@ -5,6 +5,7 @@
 // deterministically and how much noise it adds. The σ table and the per-step scalars are rounded
 // to float32 where diffusers has torch or numpy do float32 math, as in ddpm.ts.
 import { packStepRow, STEP_ROW_LENGTH, type StepCoefficients } from '../kernels/scheduler_step.ts';
+import { karrasSigmas, logSigmaTable, sigmaToT } from './karras.ts';
 import type { Scheduler } from './scheduler.ts';
 import { alphasCumprod, type ConfigReader, inferenceTimesteps, makeBetas, readScheduleConfig, SchedulerConfigError, stepAt, type ScheduleConfig } from './schedule.ts';
 
@@ -48,16 +49,32 @@ export abstract class SigmaScheduler implements Scheduler {
   readonly sigmas: Float32Array;
   readonly initNoiseSigma: number;
 
-  constructor(protected readonly className: string, sc: ScheduleConfig, protected readonly prediction: SigmaPredictionType, steps: number) {
+  constructor(
+    protected readonly className: string,
+    sc: ScheduleConfig,
+    protected readonly prediction: SigmaPredictionType,
+    steps: number,
+    /** use_karras_sigmas (EulerDiscreteScheduler): Karras σ between the schedule's ends, fractional timesteps. */
+    karras = false,
+  ) {
     const ac = alphasCumprod(makeBetas(sc));
     // Zero terminal SNR makes σ_T infinite; diffusers substitutes the smallest positive fp16 subnormal.
     if (sc.rescaleBetasZeroSnr) ac[ac.length - 1] = 2 ** -24;
     this.alphasCumprod = ac;
     // torch float32: ((1 − ᾱ)/ᾱ) ** 0.5, where pow(·, 0.5) is a correctly rounded sqrt.
     const table = ac.map((a) => f(Math.sqrt(f(f(1 - a) / a))));
-    this.timesteps = sc.timestepSpacing === 'linspace' ? linspaceTimesteps(sc.numTrainTimesteps, steps) : inferenceTimesteps(sc, steps);
-    this.sigmas = new Float32Array(this.timesteps.length + 1);
-    this.timesteps.forEach((t, i) => (this.sigmas[i] = interpAtIndex(table, t)));
+    const spaced = sc.timestepSpacing === 'linspace' ? linspaceTimesteps(sc.numTrainTimesteps, steps) : inferenceTimesteps(sc, steps);
+    this.sigmas = new Float32Array(spaced.length + 1);
+    if (karras) {
+      // The ends are the float64 σ interpolated at the spaced timesteps; the timesteps are replaced.
+      const ks = karrasSigmas(interpAtIndex(table, spaced[spaced.length - 1]!), interpAtIndex(table, spaced[0]!), spaced.length);
+      const logs = logSigmaTable(table);
+      this.timesteps = ks.map((s) => f(sigmaToT(s, logs)));
+      ks.forEach((s, i) => (this.sigmas[i] = s));
+    } else {
+      this.timesteps = spaced;
+      spaced.forEach((t, i) => (this.sigmas[i] = interpAtIndex(table, t)));
+    }
     const max = this.sigmas.reduce((m, s) => Math.max(m, s), 0);
     this.initNoiseSigma = sc.timestepSpacing === 'leading' ? f(Math.sqrt(f(f(max * max) + 1))) : max;
   }
@@ -89,7 +106,8 @@ export abstract class SigmaScheduler implements Scheduler {
   }
 
   /**
-   * x0 from the prediction type; derivative = (x − x0)/σ as epsHat; prev = x + (σ_to − σ)·derivative
+   * x0 from the prediction type; derivative = (x − x0)/σ as epsHat (difference, then division, in
+   * diffusers' order: see StepRow.bDiv); prev = x + (σ_to − σ)·derivative
    * + σ_noise·noise. Keeping x's coefficient at 1 (rather than folding the derivative into c0/c2)
    * avoids a cancellation between x and x0 when σ is small.
    */
@@ -104,9 +122,10 @@ export abstract class SigmaScheduler implements Scheduler {
       a0,
       a1,
       clip: null,
-      b0: 1 / sigma,
+      b0: 1,
       b1: 0,
-      b2: -1 / sigma,
+      b2: -1,
+      bDiv: sigma,
       c0: 0,
       c1: f(to - sigma),
       c2: 1,

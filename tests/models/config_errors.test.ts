@@ -227,10 +227,10 @@ describe('unsupported diffusers options are ConfigErrors naming the option, for 
 const schedulerTables: [cls: string, rows: Row[]][] = [
   ['DDIMScheduler', [['timestep_spacing', 'karras'], ['beta_schedule', 'sigmoid'], ['prediction_type', 'flow']]],
   ['DDPMScheduler', [['variance_type', 'learned_range'], ['variance_type', 'fixed_large_log'], ['timestep_spacing', 'karras']]],
-  ['EulerDiscreteScheduler', [['use_karras_sigmas', true], ['interpolation_type', 'log_linear'], ['timestep_spacing', 'karras']]],
+  ['EulerDiscreteScheduler', [['interpolation_type', 'log_linear'], ['timestep_spacing', 'karras']]],
   ['EulerAncestralDiscreteScheduler', [['prediction_type', 'sample'], ['timestep_spacing', 'karras']]],
   ['LCMScheduler', [['prediction_type', 'flow']]],
-  ['DPMSolverMultistepScheduler', [['use_karras_sigmas', true], ['use_lu_lambdas', true], ['algorithm_type', 'sde-dpmsolver++'], ['solver_order', 3], ['final_sigmas_type', 'zero'], ['variance_type', 'learned_range'], ['lambda_min_clipped', -5.1], ['timestep_spacing', 'karras']]],
+  ['DPMSolverMultistepScheduler', [['use_lu_lambdas', true], ['algorithm_type', 'sde-dpmsolver++'], ['solver_order', 3], ['final_sigmas_type', 'zero'], ['variance_type', 'learned_range'], ['lambda_min_clipped', -5.1], ['timestep_spacing', 'karras']]],
   ['PNDMScheduler', [['skip_prk_steps', false], ['prediction_type', 'sample'], ['thresholding', true], ['timestep_spacing', 'karras']]],
 ];
 

@@ -57,7 +57,7 @@ export function schedulerStepRef(
   const clipped = clipOrThreshold(x0s, opts.items ?? 1, r('clip') !== 0 ? r('clipRange') : null, opts.threshold);
   for (let i = 0; i < n; i++) {
     const [xv, mo, x0] = [xvs[i]!, mos[i]!, clipped[i]!];
-    const epsHat = r('b0') * xv + r('b1') * mo + r('b2') * x0;
+    const epsHat = (r('b0') * xv + r('b1') * mo + r('b2') * x0) / r('bDiv');
     let p = r('c0') * x0 + r('c1') * epsHat + r('c2') * xv;
     if (r('c3') !== 0) p += r('c3') * opts.noise![i]!;
     if (opts.prevX0 && r('d') !== 0) p += r('d') * opts.prevX0[i]!;

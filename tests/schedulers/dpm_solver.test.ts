@@ -99,7 +99,6 @@ describe('DPMSolverMultistepScheduler schedule', () => {
       [{ ...dpm, algorithm_type: 'dpmsolver' }, /algorithm_type 'dpmsolver' is not supported/],
       [{ ...dpm, algorithm_type: 'sde-dpmsolver++' }, /algorithm_type 'sde-dpmsolver\+\+' is not supported/],
       [{ ...dpm, solver_order: 3 }, /solver_order 3/],
-      [{ ...dpm, use_karras_sigmas: true }, /use_karras_sigmas/],
       [{ ...dpm, use_lu_lambdas: true }, /use_lu_lambdas/],
       [{ ...dpm, thresholding: true, sample_max_value: 0 }, /sample_max_value 0 must be > 0/],
       [{ ...dpm, variance_type: 'learned_range' }, /variance_type "learned_range"/],

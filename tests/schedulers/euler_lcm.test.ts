@@ -123,7 +123,6 @@ describe('EulerDiscreteScheduler schedule', () => {
 
   it('rejects what it does not implement, by name', () => {
     const cases: [Record<string, unknown>, RegExp][] = [
-      [{ ...euler, use_karras_sigmas: true }, /use_karras_sigmas .* is not supported/],
       [{ ...euler, interpolation_type: 'log_linear' }, /interpolation_type 'log_linear' is not supported/],
       [{ ...euler, timestep_type: 'continuous', prediction_type: 'v_prediction' }, /timestep_type 'continuous' with v_prediction is not supported/],
       [{ ...euler, beta_schedule: 'sigmoid' }, /beta_schedule 'sigmoid' is not supported/],

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { STEP_ROW_LENGTH } from '../../src/kernels/scheduler_step.ts';
 import { DDIMScheduler } from '../../src/schedulers/ddim.ts';
 import { DDPMScheduler } from '../../src/schedulers/ddpm.ts';
 import { alphasCumprod, inferenceTimesteps, makeBetas, roundHalfEven, type ScheduleConfig } from '../../src/schedulers/schedule.ts';
@@ -138,7 +139,7 @@ describe('config handling', () => {
   });
   it('rows carry t, the step index and guidance 1', () => {
     const s = createScheduler({ ...ddim, steps_offset: 1 }, 10);
-    expect(s.rowLength).toBe(16);
+    expect(s.rowLength).toBe(STEP_ROW_LENGTH);
     expect(s.initNoiseSigma).toBe(1);
     const row = s.stepRow(3);
     expect([row[0], row[1], row[2]]).toEqual([601, 3, 1]);

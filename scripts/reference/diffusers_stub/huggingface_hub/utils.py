@@ -1,0 +1,2 @@
+def validate_hf_hub_args(fn):
+    return fn
