@@ -67,11 +67,15 @@ const C3 = 13u;
 const NEXT_SCALE = 14u;
 const D = 15u;
 const B_DIV = 16u;
-const W_EPS = 17u;
-const W_HIST0 = 18u;
-const HIST_WRITE = 21u;
-const FROM_STORED = 22u;
-const STORE_SAMPLE = 23u;
+const X0_INF = 17u;
+const W_EPS = 18u;
+const W_HIST0 = 19u;
+const HIST_WRITE = 22u;
+const FROM_STORED = 23u;
+const STORE_SAMPLE = 24u;
+// Stands in for diffusers' ±inf x0 (finite: WGSL may assume no infinities); any clip range or
+// threshold is far below it, so the clamp that follows gives the same ±range.
+const X0_HUGE = 3.0e38;
 const HIST_SLOTS = 3u;
 
 @compute @workgroup_size(256, 1, 1)
@@ -114,6 +118,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
 #endif
 
   var x0 = row[A0] * xv + row[A1] * mo;
+  if (row[X0_INF] != 0.0) {
+    x0 = sign(x0) * X0_HUGE;
+  }
 #if X0_ONLY
   x0Out[i] = x0;
 #else

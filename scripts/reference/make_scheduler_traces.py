@@ -148,6 +148,11 @@ CASES = [
                        'set_alpha_to_one': False}, 12, {}, [1, 4, 4, 4]),
     ('sched-ddim-zero-snr-trailing', {'_class_name': 'DDIMScheduler', **SD, 'rescale_betas_zero_snr': True,
                                       'timestep_spacing': 'trailing', 'prediction_type': 'v_prediction', 'clip_sample': False}, 9, {}, [1, 4, 4, 4]),
+    # epsilon at ᾱ = 0: diffusers' x0 is ±inf, made finite again by the clip (a threshold gives NaN)
+    ('sched-ddim-zero-snr-eps-clip', {'_class_name': 'DDIMScheduler', **SD, 'rescale_betas_zero_snr': True,
+                                      'timestep_spacing': 'trailing', 'clip_sample_range': 1.5}, 6, {'eta': 0.4}, [1, 4, 4, 4]),
+    ('sched-ddpm-zero-snr-eps-clip', {'_class_name': 'DDPMScheduler', 'rescale_betas_zero_snr': True, 'timestep_spacing': 'linspace',
+                                      'variance_type': 'fixed_large'}, 5, {}, [2, 4, 4, 4]),
 ]
 
 
@@ -166,6 +171,9 @@ def main():
         x_init = torch.randn(shape, generator=g) * probe.init_noise_sigma
         c = torch.randn(shape, generator=g)
         trace = run(config, steps, x_init, c, kwargs)
+        bad = [k for k, v in trace.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        if bad:
+            raise SystemExit(f'{name}: diffusers gives non-finite {bad[0]}; not a usable case')
         folder = os.path.join(OUT, name)
         os.makedirs(folder, exist_ok=True)
         full = {**{k: v for k, v in probe.config.items()}, '_class_name': config['_class_name'], '_diffusers_version': '0.25.1'}

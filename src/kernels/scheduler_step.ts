@@ -40,23 +40,28 @@ export const StepRow = {
    * σ_to-sized terms, and x/σ − x0/σ rounds differently enough to move it by 2e-5 of its scale.
    */
   bDiv: 16,
+  /**
+   * 1: x0 is ±∞ with the sign of a0·x + a1·eps (an epsilon step at ᾱ_t = 0, zero terminal SNR,
+   * where diffusers divides by sqrt(ᾱ_t) = 0); the clip or threshold that follows bounds it.
+   */
+  x0Inf: 17,
   // The slots below exist only in PLMS rows (PLMS_ROW_LENGTH) and are read only with an eps history.
   /** The model output the update uses is wEps·eps + Σ_k wHist_k·hist[k] (ring slots, not ages). */
-  wEps: 17,
-  wHist0: 18,
-  wHist1: 19,
-  wHist2: 20,
+  wEps: 18,
+  wHist0: 19,
+  wHist1: 20,
+  wHist2: 21,
   /** Ring slot (0..2) that receives this step's eps, or -1 to store nothing. */
-  histWrite: 21,
+  histWrite: 22,
   /** 1: the step starts from the stored sample instead of x. */
-  fromStored: 22,
+  fromStored: 23,
   /** 1: store x (before the update) as the stored sample. */
-  storeSample: 23,
+  storeSample: 24,
 } as const;
 
-export const STEP_ROW_LENGTH = 17;
+export const STEP_ROW_LENGTH = 18;
 /** Row length for schedulers that use SchedulerStepArgs.epsHistory. */
-export const PLMS_ROW_LENGTH = 24;
+export const PLMS_ROW_LENGTH = 25;
 /** Past model outputs an eps history keeps (PLMS's 4th-order formula needs three). */
 export const EPS_HISTORY_SLOTS = 3;
 
@@ -77,6 +82,8 @@ export interface StepCoefficients {
   d?: number;
   /** Divisor of epsHat; absent means 1. */
   bDiv?: number;
+  /** x0 = ±∞·sign(a0·x + a1·eps) before the clip or threshold (StepRow.x0Inf). */
+  x0Inf?: boolean;
 }
 
 /** How a PLMS row combines the eps history and picks its sample (the PLMS_ROW_LENGTH slots). */
@@ -110,6 +117,7 @@ export function packStepRow(t: number, index: number, k: StepCoefficients): Floa
   row[StepRow.nextScale] = k.nextScale;
   row[StepRow.d] = k.d ?? 0;
   row[StepRow.bDiv] = k.bDiv ?? 1;
+  row[StepRow.x0Inf] = k.x0Inf ? 1 : 0;
   return row;
 }
 

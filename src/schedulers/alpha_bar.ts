@@ -5,6 +5,18 @@ import { packStepRow, STEP_ROW_LENGTH, type StepCoefficients } from '../kernels/
 import type { Scheduler } from './scheduler.ts';
 import { alphasCumprod, inferenceTimesteps, makeBetas, SchedulerConfigError, stepAt, type CommonConfig, type Threshold } from './schedule.ts';
 
+/**
+ * x0 from an epsilon prediction, (x − sqrt(1 − ᾱ)·eps)/sqrt(ᾱ), as a0·x + a1·eps. At ᾱ = 0 (the last
+ * training timestep under zero terminal SNR) diffusers divides by zero; with clip_sample its ±inf x0
+ * becomes ±clip_sample_range and the step is usable (x0Inf). Otherwise the coefficients stay
+ * non-finite and the caller refuses the schedule: diffusers' own result is inf or NaN (a threshold
+ * takes the quantile of infinities, which torch.lerp turns into NaN).
+ */
+export function epsilonX0(sa: number, sb: number, clipped: boolean): { a0: number; a1: number; x0Inf?: boolean } {
+  if (sa === 0 && clipped) return { a0: 1, a1: -sb, x0Inf: true };
+  return { a0: 1 / sa, a1: -sb / sa };
+}
+
 export abstract class AlphaBarScheduler implements Scheduler {
   abstract readonly name: 'ddpm' | 'ddim';
   readonly initNoiseSigma = 1;
@@ -50,7 +62,10 @@ export abstract class AlphaBarScheduler implements Scheduler {
     const t = this.t(i);
     for (const [key, v] of Object.entries(k)) {
       if (typeof v === 'number' && !Number.isFinite(v)) {
-        throw new SchedulerConfigError(`${this.className}: step ${i} (t = ${t}) has a non-finite coefficient ${key} (alphas_cumprod[t] = ${this.alphasCumprod[t]}); this schedule cannot be used with ${prediction} prediction`);
+        throw new SchedulerConfigError(
+          `${this.className}: step ${i} (t = ${t}) has a non-finite coefficient ${key} (alphas_cumprod[t] = ${this.alphasCumprod[t]}); this schedule cannot be used with ${prediction} prediction` +
+            (this.alphasCumprod[t] === 0 ? ' without clip_sample (diffusers divides by sqrt(alphas_cumprod[t]) = 0 and gets inf or NaN)' : ''),
+        );
       }
     }
     return k;

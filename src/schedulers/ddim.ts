@@ -3,7 +3,7 @@
 // prev = sqrt(ᾱ_prev)·x0 + sqrt(1 − ᾱ_prev − σ_t²)·eps + σ_t·noise. As in ddpm.ts the scalar
 // math is rounded to float32 after each operation, the way torch does it on 0-dim tensors.
 import type { StepCoefficients } from '../kernels/scheduler_step.ts';
-import { AlphaBarScheduler } from './alpha_bar.ts';
+import { AlphaBarScheduler, epsilonX0 } from './alpha_bar.ts';
 import { ConfigReader, readCommonConfig, SchedulerConfigError, type CommonConfig } from './schedule.ts';
 
 const f = Math.fround;
@@ -48,9 +48,11 @@ export class DDIMScheduler extends AlphaBarScheduler {
     const sa = f(Math.sqrt(a));
     const sb = f(Math.sqrt(bt));
     let a0: number, a1: number, b0: number, b1: number;
+    let x0Inf: boolean | undefined;
     const pred = this.config.predictionType;
     if (pred === 'epsilon') {
-      [a0, a1, b0, b1] = [1 / sa, -sb / sa, 0, 1];
+      ({ a0, a1, x0Inf } = epsilonX0(sa, sb, this.config.clip !== null));
+      [b0, b1] = [0, 1];
     } else if (pred === 'v_prediction') {
       [a0, a1, b0, b1] = [sa, -sb, sb, sa];
     } else {
@@ -77,6 +79,7 @@ export class DDIMScheduler extends AlphaBarScheduler {
       c2: 0,
       c3: this.eta > 0 ? std : 0,
       nextScale: 1,
+      x0Inf,
     };
     return this.checkFinite(i, k, pred);
   }

@@ -4,7 +4,7 @@
 // it on 0-dim float32 tensors and 1 − ᾱ_t/ᾱ_prev loses digits to cancellation that float64 would
 // keep; the coefficients then equal diffusers' exactly.
 import type { StepCoefficients } from '../kernels/scheduler_step.ts';
-import { AlphaBarScheduler } from './alpha_bar.ts';
+import { AlphaBarScheduler, epsilonX0 } from './alpha_bar.ts';
 import { ConfigReader, readCommonConfig, type CommonConfig } from './schedule.ts';
 
 const f = Math.fround;
@@ -44,10 +44,10 @@ export class DDPMScheduler extends AlphaBarScheduler {
     const sa = f(Math.sqrt(a));
     const sb = f(Math.sqrt(bt));
     let a0: number, a1: number;
+    let x0Inf: boolean | undefined;
     const pred = this.config.predictionType;
     if (pred === 'epsilon') {
-      a0 = 1 / sa;
-      a1 = -sb / sa;
+      ({ a0, a1, x0Inf } = epsilonX0(sa, sb, this.config.clip !== null));
     } else if (pred === 'v_prediction') {
       a0 = sa;
       a1 = -sb;
@@ -64,7 +64,7 @@ export class DDPMScheduler extends AlphaBarScheduler {
       // fixed_small_log is exp(0.5·log(variance)): sqrt(variance) up to rounding.
       c3 = vt === 'fixed_large' ? f(Math.sqrt(curBeta)) : vt === 'fixed_small_log' ? f(Math.exp(0.5 * f(Math.log(variance)))) : f(Math.sqrt(variance));
     }
-    const k: StepCoefficients = { a0, a1, clip: this.config.clip, b0: 0, b1: 0, b2: 0, c0, c1: 0, c2, c3, nextScale: 1 };
+    const k: StepCoefficients = { a0, a1, clip: this.config.clip, b0: 0, b1: 0, b2: 0, c0, c1: 0, c2, c3, nextScale: 1, x0Inf };
     return this.checkFinite(i, k, pred);
   }
 }

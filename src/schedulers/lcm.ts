@@ -7,6 +7,7 @@
 // (k·j − 1 for j = 1..N, k = T // N), evenly spaced by index. Scalars are rounded to float32 where
 // torch does float32 math, as in ddim.ts.
 import { packStepRow, STEP_ROW_LENGTH, type StepCoefficients } from '../kernels/scheduler_step.ts';
+import { epsilonX0 } from './alpha_bar.ts';
 import type { Scheduler } from './scheduler.ts';
 import { alphasCumprod, ConfigReader, makeBetas, readScheduleConfig, readThreshold, SchedulerConfigError, stepAt, type PredictionType, type ScheduleConfig, type Threshold } from './schedule.ts';
 
@@ -106,7 +107,8 @@ export class LCMScheduler implements Scheduler {
     const sa = f(Math.sqrt(a));
     const sb = f(Math.sqrt(f(1 - a)));
     let a0: number, a1: number;
-    if (this.config.predictionType === 'epsilon') [a0, a1] = [1 / sa, -sb / sa];
+    let x0Inf: boolean | undefined;
+    if (this.config.predictionType === 'epsilon') ({ a0, a1, x0Inf } = epsilonX0(sa, sb, this.config.clip !== null));
     else if (this.config.predictionType === 'v_prediction') [a0, a1] = [sa, -sb];
     else [a0, a1] = [0, 1];
     const { cSkip, cOut } = this.boundaryScalings(i);
@@ -116,7 +118,7 @@ export class LCMScheduler implements Scheduler {
       const sap = f(Math.sqrt(ap));
       [c0, c2, c3] = [sap * cOut, sap * cSkip, f(Math.sqrt(f(1 - ap)))];
     }
-    const k: StepCoefficients = { a0, a1, clip: this.config.clip, b0: 0, b1: 0, b2: 0, c0, c1: 0, c2, c3, nextScale: 1 };
+    const k: StepCoefficients = { a0, a1, clip: this.config.clip, b0: 0, b1: 0, b2: 0, c0, c1: 0, c2, c3, nextScale: 1, x0Inf };
     for (const [key, v] of Object.entries(k)) {
       if (typeof v === 'number' && !Number.isFinite(v)) {
         throw new SchedulerConfigError(`LCMScheduler: step ${i} (t = ${t}) has a non-finite coefficient ${key} (alphas_cumprod[t] = ${a}); this schedule cannot be used with ${this.config.predictionType} prediction`);

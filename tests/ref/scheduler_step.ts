@@ -50,6 +50,7 @@ export function schedulerStepRef(
       if (r('histWrite') >= 0) hist![r('histWrite') * n + i] = e;
     }
     x0s[i] = r('a0') * xv + r('a1') * mo;
+    if (r('x0Inf') !== 0) x0s[i] = Math.sign(x0s[i]!) * 3e38;
     xvs[i] = xv;
     mos[i] = mo;
     eps[i] = e;

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { STEP_ROW_LENGTH } from '../../src/kernels/scheduler_step.ts';
+import { STEP_ROW_LENGTH, StepRow } from '../../src/kernels/scheduler_step.ts';
 import { DDIMScheduler } from '../../src/schedulers/ddim.ts';
 import { DDPMScheduler } from '../../src/schedulers/ddpm.ts';
 import { alphasCumprod, inferenceTimesteps, makeBetas, roundHalfEven, type ScheduleConfig } from '../../src/schedulers/schedule.ts';
@@ -106,6 +106,9 @@ describe('config handling', () => {
       [{ ...ddim, timestep_spacing: 'karras' }, /timestep_spacing 'karras' is unknown/],
       [{ ...ddim, clip_sample: 'yes' }, /clip_sample = "yes" is not true or false/],
       [{ ...ddim, steps_offset: -1 }, /steps_offset = -1 is not an integer >= 0/],
+      // epsilon at ᾱ = 0 (zero terminal SNR, trailing): only a clip makes diffusers' ±inf x0 finite
+      [{ ...ddim, rescale_betas_zero_snr: true, timestep_spacing: 'trailing', clip_sample: false }, /t = 999\) .* without clip_sample/],
+      [{ ...ddpm, rescale_betas_zero_snr: true, timestep_spacing: 'trailing', thresholding: true }, /without clip_sample .* inf or NaN/],
     ];
     for (const [cfg, msg] of bad) {
       expect(() => createScheduler(cfg, 10)).toThrow(SchedulerConfigError);
@@ -116,9 +119,13 @@ describe('config handling', () => {
     const s = new DDPMScheduler({ ...ddpm, beta_schedule: 'sigmoid', variance_type: 'fixed_small_log' }, 10);
     expect(s.alphasCumprod[999]).toBeGreaterThan(0);
   });
-  it('epsilon prediction at a zero-SNR timestep is refused, v_prediction is fine', () => {
-    const zsnr = { ...ddim, rescale_betas_zero_snr: true, timestep_spacing: 'trailing' };
+  it('epsilon prediction at a zero-SNR timestep is refused unless clipped, v_prediction is fine', () => {
+    const zsnr = { ...ddim, rescale_betas_zero_snr: true, timestep_spacing: 'trailing', clip_sample: false };
     expect(() => createScheduler(zsnr, 10)).toThrow(/non-finite coefficient/);
+    // With clip_sample, diffusers' ±inf x0 clips to ±range: the row marks x0 as infinite.
+    const clipped = createScheduler({ ...zsnr, clip_sample: true }, 10).stepRow(0);
+    expect(clipped[StepRow.x0Inf]).toBe(1);
+    expect(Array.from(clipped).every(Number.isFinite)).toBe(true);
     const s = createScheduler({ ...zsnr, prediction_type: 'v_prediction' }, 10);
     expect(s.timesteps[0]).toBe(999);
     expect(Array.from(s.stepRow(0)).every(Number.isFinite)).toBe(true);
