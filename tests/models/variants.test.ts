@@ -9,7 +9,8 @@ import { ConfigError } from '../../src/models/loader.ts';
 import { runtime } from '../helpers/gpu.ts';
 
 const root = 'tests/fixtures/variants';
-const cases = readdirSync(root, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name).sort();
+// Model cases only; the sched-* folders beside them are scheduler traces (tests/schedulers/diffusers_traces.test.ts).
+const cases = readdirSync(root, { withFileTypes: true }).filter((d) => d.isDirectory() && !d.name.startsWith('sched-')).map((d) => d.name).sort();
 
 /**
  * Inputs diffusers handles but Fresco refuses by design for now: the case must fail with a
