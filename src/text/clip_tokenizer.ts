@@ -1,10 +1,11 @@
 // CLIP's byte-level BPE tokenizer, as transformers' CLIPTokenizer runs it for Stable Diffusion:
-// special tokens split out of the raw prompt, ftfy-style cleanup, whitespace collapsed, lower-cased,
-// CLIP's pre-tokenizer regex, byte symbols with `</w>` on the last, merges by rank, then
-// [bos] + ids[:max-2] + [eos] padded to model_max_length with the folder's pad token.
+// special tokens split out of the raw prompt, openai/CLIP's cleanup (ftfy, html.unescape,
+// whitespace collapsed, lower-cased: clean_text.ts), CLIP's pre-tokenizer regex, byte symbols with
+// `</w>` on the last, merges by rank, then [bos] + ids[:max-2] + [eos] padded to model_max_length
+// with the folder's pad token.
 import type { FolderReader } from '../io/model_folder.ts';
 import { byteSymbols } from './byte_symbols.ts';
-import { cleanText, PY_WHITESPACE } from './clean_text.ts';
+import { cleanText, htmlCutoff, PY_WHITESPACE } from './clean_text.ts';
 import {
   asObject, CONFIG_FILE, MERGES_FILE, parseJson, parseMerges, parseVocab, resolveSpecialTokens,
   SPECIAL_TOKENS_FILE, TokenizerError, VOCAB_FILE, type Json,
@@ -143,14 +144,16 @@ export class CLIPTokenizer {
   private words(prompt: string): Word[] {
     const segments = this.specialSplit ? prompt.split(this.specialSplit) : [prompt];
     const out: Word[] = [];
+    // ftfy's "skip HTML unescaping from the first line with '<'" is about the whole prompt.
+    const htmlUntil = htmlCutoff(prompt);
     // split() with a capturing group alternates text and the special tokens between it.
-    for (let i = 0; i < segments.length; i++) {
+    for (let i = 0, at = 0; i < segments.length; at += segments[i]!.length, i++) {
       const seg = segments[i]!;
       if (i % 2 === 1) {
         out.push({ pieces: [seg], ids: [this.specials.get(seg)!] });
         continue;
       }
-      for (const m of cleanText(seg).matchAll(PRETOKENIZE)) out.push(this.word(m[0]));
+      for (const m of cleanText(seg, htmlUntil - at).matchAll(PRETOKENIZE)) out.push(this.word(m[0]));
     }
     return out;
   }
