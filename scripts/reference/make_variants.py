@@ -55,6 +55,37 @@ CASES = {
         'down_block_types': ['DownBlock2D', 'AttnDownBlock2D', 'AttnDownBlock2D'],
         'up_block_types': ['AttnUpBlock2D', 'AttnUpBlock2D', 'UpBlock2D'],
     }, 'forward', {'sample': [3, 3, 12, 20], 'timestep': [3, 333, 998], 'class_labels': [6, 0, 3]}),
+    # Per-block layers_per_block and transformer_layers_per_block: down block i uses entry i, the mid
+    # block the last transformer entry, up block i the reversed lists (layers + 1 resnets).
+    'unet-cond-layer-lists': ('unet2d-cond', {
+        'block_out_channels': [8, 12, 16], 'norm_num_groups': 4, 'attention_head_dim': [2, 3, 4], 'cross_attention_dim': 12,
+        'layers_per_block': [3, 1, 2], 'transformer_layers_per_block': [3, 1, 2],
+        'down_block_types': ['CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D'],
+        'up_block_types': ['CrossAttnUpBlock2D', 'UpBlock2D', 'CrossAttnUpBlock2D'],
+    }, 'forward', {'sample': [2, 4, 8, 8], 'timestep': [61, 912], 'encoder_hidden_states': [2, 5, 12]}),
+    # center_input_sample: sample = 2·sample − 1 before conv_in.
+    'unet-cond-center': ('unet2d-cond', {
+        'block_out_channels': [8, 16], 'norm_num_groups': 4, 'attention_head_dim': 2, 'cross_attention_dim': 12,
+        'center_input_sample': True,
+    }, 'forward', {'sample': [2, 4, 6, 6], 'timestep': [140, 620], 'encoder_hidden_states': [2, 4, 12]}),
+    'unet2d-center': ('unet2d-classcond', {
+        'block_out_channels': [8, 16], 'norm_num_groups': 4, 'attention_head_dim': 4, 'num_class_embeds': None, 'in_channels': 3, 'out_channels': 3,
+        'center_input_sample': True, 'down_block_types': ['DownBlock2D', 'AttnDownBlock2D'], 'up_block_types': ['AttnUpBlock2D', 'UpBlock2D'],
+    }, 'forward', {'sample': [2, 3, 8, 8], 'timestep': [5, 777]}),
+    # Class conditioning of UNet2DConditionModel: nn.Embedding (class_embed_type null), the labels
+    # through the timestep projection and a TimestepEmbedding ('timestep'), the labels as embeddings ('identity').
+    'unet-cond-class-embed': ('unet2d-cond', {
+        'block_out_channels': [8, 16], 'norm_num_groups': 4, 'attention_head_dim': 2, 'cross_attention_dim': 12,
+        'num_class_embeds': 6,
+    }, 'forward', {'sample': [2, 4, 6, 6], 'timestep': [300, 20], 'encoder_hidden_states': [2, 4, 12], 'class_labels': [5, 2]}),
+    'unet-cond-class-timestep': ('unet2d-cond', {
+        'block_out_channels': [8, 16], 'norm_num_groups': 4, 'attention_head_dim': 2, 'cross_attention_dim': 12,
+        'class_embed_type': 'timestep', 'flip_sin_to_cos': False, 'freq_shift': 1,
+    }, 'forward', {'sample': [2, 4, 6, 6], 'timestep': [300, 20], 'encoder_hidden_states': [2, 4, 12], 'class_labels': [250, 7]}),
+    'unet-cond-class-identity': ('unet2d-cond', {
+        'block_out_channels': [8, 16], 'norm_num_groups': 4, 'attention_head_dim': 2, 'cross_attention_dim': 12,
+        'class_embed_type': 'identity',
+    }, 'forward', {'sample': [2, 4, 6, 6], 'timestep': [300, 20], 'encoder_hidden_states': [2, 4, 12], 'class_labels': ('randn', [2, 32])}),
     'vae-decode-odd': ('vae-kl-decode', {
         'block_out_channels': [8, 16, 24], 'norm_num_groups': 8, 'latent_channels': 3,
         'down_block_types': ['DownEncoderBlock2D'] * 3, 'up_block_types': ['UpDecoderBlock2D'] * 3,
@@ -84,9 +115,13 @@ def random_weights(spec, gen):
 
 
 def inputs(spec, gen):
+    """name → shape (standard normal), or integer values (timestep, class_labels), or ('randn', shape)
+    for float class labels (class_embed_type 'identity')."""
     io = {}
     for k, v in spec.items():
-        if k in ('timestep', 'class_labels'):
+        if isinstance(v, tuple) and v[0] == 'randn':
+            io[k] = torch.randn(v[1], generator=gen, dtype=torch.float64).float()
+        elif k in ('timestep', 'class_labels'):
             io[k] = torch.tensor(v, dtype=torch.int64)
         else:
             io[k] = torch.randn(v, generator=gen, dtype=torch.float64).float()

@@ -15,9 +15,28 @@ def _refuse(cfg, key, allowed):
         raise NotImplementedError(f'{key} = {cfg[key]!r} is not reproduced by this reference')
 
 
-def unet_2d_condition(W, cfg, sample, timestep, context):
-    """UNet2DConditionModel.forward(sample, timestep, encoder_hidden_states).sample."""
-    for key, allowed in [('center_input_sample', [False]), ('class_embed_type', [None]), ('num_class_embeds', [None]),
+def _class_embedding(W, cfg, temb, class_labels, proj):
+    """emb + class_emb of UNet2DConditionModel / UNet2DModel (class_embeddings_concat False): an
+    nn.Embedding when class_embed_type is None and num_class_embeds is set, a TimestepEmbedding
+    'class_embedding' over the labels' sinusoidal projection (the time_proj the timesteps go
+    through) for 'timestep', the labels themselves ([B, time_embed_dim]) for 'identity'."""
+    kind = cfg.get('class_embed_type')
+    if kind is None and cfg.get('num_class_embeds') is None:
+        return temb
+    if class_labels is None:
+        raise ValueError('class_labels should be provided for a class-conditional model')
+    if kind is None:
+        return temb + W['class_embedding.weight'][class_labels]
+    if kind == 'timestep':
+        return temb + time_mlp(W, 'class_embedding', proj(class_labels))
+    if kind == 'identity':
+        return temb + class_labels
+    raise NotImplementedError(f'class_embed_type = {kind!r} is not reproduced by this reference')
+
+
+def unet_2d_condition(W, cfg, sample, timestep, context, class_labels=None):
+    """UNet2DConditionModel.forward(sample, timestep, encoder_hidden_states, class_labels).sample."""
+    for key, allowed in [('class_embed_type', [None, 'timestep', 'identity']), ('class_embeddings_concat', [False]),
                          ('addition_embed_type', [None]), ('encoder_hid_dim', [None]), ('time_embedding_type', ['positional']),
                          ('resnet_time_scale_shift', ['default']), ('only_cross_attention', [False]), ('dual_cross_attention', [False]),
                          ('act_fn', ['silu']), ('mid_block_type', ['UNetMidBlock2DCrossAttn']), ('resnet_out_scale_factor', [1.0]),
@@ -26,22 +45,33 @@ def unet_2d_condition(W, cfg, sample, timestep, context):
     ch = cfg['block_out_channels']
     n = len(ch)
     groups, eps = cfg.get('norm_num_groups', 32), cfg.get('norm_eps', 1e-5)
-    layers = cfg.get('layers_per_block', 2)
+    # Down block i has layers[i] resnets, up block i reversed(layers)[i] + 1.
+    layers = _per_level(cfg.get('layers_per_block', 2), n)
     # Legacy naming: without num_attention_heads, attention_head_dim is the number of heads per level.
     heads = _per_level(cfg.get('num_attention_heads') or cfg.get('attention_head_dim', 8), n)
+    # Down block i uses entry i, the mid block the last one, up block i reversed(list)[i]
+    # (reverse_transformer_layers_per_block, needed for per-layer lists, is refused above).
     tlayers = _per_level(cfg.get('transformer_layers_per_block', 1), n)
+    if any(isinstance(x, (list, tuple)) for x in tlayers):
+        raise NotImplementedError('per-layer transformer_layers_per_block lists are not reproduced by this reference')
+    assert len(layers) == n and len(tlayers) == n
     lin = cfg.get('use_linear_projection', False)
     mid_scale = cfg.get('mid_block_scale_factor', 1)
 
+    if cfg.get('center_input_sample', False):
+        sample = 2 * sample - 1.0
+
     B = sample.shape[0]
     t = timestep.expand(B) if timestep.numel() == 1 else timestep
-    temb = time_mlp(W, 'time_embedding', timestep_embedding(t, ch[0], cfg.get('flip_sin_to_cos', True), cfg.get('freq_shift', 0)))
+    proj = lambda x: timestep_embedding(x, ch[0], cfg.get('flip_sin_to_cos', True), cfg.get('freq_shift', 0))
+    temb = time_mlp(W, 'time_embedding', proj(t))
+    temb = _class_embedding(W, cfg, temb, class_labels, proj)
 
     h = conv(W, 'conv_in', sample)
     skips = [h]
     for i, kind in enumerate(cfg['down_block_types']):
         p = f'down_blocks.{i}'
-        for j in range(layers):
+        for j in range(layers[i]):
             h = resnet(W, f'{p}.resnets.{j}', h, temb, groups, eps)
             if kind == 'CrossAttnDownBlock2D':
                 h = transformer_2d(W, f'{p}.attentions.{j}', h, context, heads[i], groups, lin, tlayers[i])
@@ -58,10 +88,10 @@ def unet_2d_condition(W, cfg, sample, timestep, context):
     # interpolates to the size of the skip it will be concatenated with instead of doubling.
     factor = 2 ** (n - 1)
     to_skip_size = any(s % factor != 0 for s in sample.shape[-2:])
-    rev_heads, rev_tlayers = heads[::-1], tlayers[::-1]
+    rev_heads, rev_tlayers, rev_layers = heads[::-1], tlayers[::-1], layers[::-1]
     for i, kind in enumerate(cfg['up_block_types']):
         p = f'up_blocks.{i}'
-        for j in range(layers + 1):
+        for j in range(rev_layers[i] + 1):
             h = resnet(W, f'{p}.resnets.{j}', torch.cat([h, skips.pop()], dim=1), temb, groups, eps)
             if kind == 'CrossAttnUpBlock2D':
                 h = transformer_2d(W, f'{p}.attentions.{j}', h, context, rev_heads[i], groups, lin, rev_tlayers[i])
@@ -75,7 +105,7 @@ def unet_2d_condition(W, cfg, sample, timestep, context):
 def unet_2d(W, cfg, sample, timestep, class_labels=None):
     """UNet2DModel.forward(sample, timestep, class_labels).sample (positional time embedding, conv
     up/down sampling, no skip blocks). It has no forward_upsample_size: H and W must divide by 2^levels-1."""
-    for key, allowed in [('center_input_sample', [False]), ('class_embed_type', [None]), ('time_embedding_type', ['positional']),
+    for key, allowed in [('class_embed_type', [None]), ('time_embedding_type', ['positional']),
                          ('resnet_time_scale_shift', ['default']), ('act_fn', ['silu']), ('downsample_type', ['conv']),
                          ('upsample_type', ['conv']), ('add_attention', [True])]:
         _refuse(cfg, key, allowed)
@@ -86,11 +116,13 @@ def unet_2d(W, cfg, sample, timestep, class_labels=None):
     head_dim = cfg.get('attention_head_dim', 8)
     mid_scale = cfg.get('mid_block_scale_factor', 1)
 
+    if cfg.get('center_input_sample', False):
+        sample = 2 * sample - 1.0
+
     B = sample.shape[0]
     t = timestep.expand(B) if timestep.numel() == 1 else timestep
-    temb = time_mlp(W, 'time_embedding', timestep_embedding(t, ch[0], cfg.get('flip_sin_to_cos', True), cfg.get('freq_shift', 0)))
-    if cfg.get('num_class_embeds') is not None:
-        temb = temb + W['class_embedding.weight'][class_labels]
+    proj = lambda x: timestep_embedding(x, ch[0], cfg.get('flip_sin_to_cos', True), cfg.get('freq_shift', 0))
+    temb = _class_embedding(W, cfg, time_mlp(W, 'time_embedding', proj(t)), class_labels, proj)
 
     def attn(p, x, c):
         # heads = channels // attention_head_dim, where a null attention_head_dim means one head.

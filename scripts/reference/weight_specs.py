@@ -50,7 +50,9 @@ def _transformer(p, c, ctx, linear_projection, layers):
 
 def _unet(cfg, cross):
     """UNet2DConditionModel when cross is True, UNet2DModel otherwise."""
-    ch, n, layers = cfg['block_out_channels'], len(cfg['block_out_channels']), cfg['layers_per_block']
+    ch, n = cfg['block_out_channels'], len(cfg['block_out_channels'])
+    layers = cfg['layers_per_block']
+    layers = layers if isinstance(layers, list) else [layers] * n
     temb = 4 * ch[0]
     tl = cfg.get('transformer_layers_per_block', 1)
     tl = tl if isinstance(tl, list) else [tl] * n
@@ -61,12 +63,17 @@ def _unet(cfg, cross):
         return _transformer(p, c, cfg['cross_attention_dim'], cfg.get('use_linear_projection', False), tl[level]) if cross else _spatial_attention(p, c)
 
     s = {**_lin('time_embedding.linear_1', temb, ch[0]), **_lin('time_embedding.linear_2', temb, temb), **_conv('conv_in', ch[0], cfg['in_channels'], cfg.get('conv_in_kernel', 3))}
-    if not cross and cfg.get('num_class_embeds') is not None:
+    # class_embed_type None with num_class_embeds: nn.Embedding; 'timestep': a TimestepEmbedding
+    # from the sinusoidal projection's width; 'identity' has no weights.
+    class_kind = cfg.get('class_embed_type')
+    if class_kind is None and cfg.get('num_class_embeds') is not None:
         s['class_embedding.weight'] = (cfg['num_class_embeds'], temb)
+    elif class_kind == 'timestep':
+        s.update({**_lin('class_embedding.linear_1', temb, ch[0]), **_lin('class_embedding.linear_2', temb, temb)})
     out = ch[0]
     for i, kind in enumerate(cfg['down_block_types']):
         cin, out = out, ch[i]
-        for j in range(layers):
+        for j in range(layers[i]):
             s.update(_resnet(f'down_blocks.{i}.resnets.{j}', cin if j == 0 else out, out, temb))
             s.update(block_attn(f'down_blocks.{i}.attentions.{j}', kind, out, i))
         if i < n - 1:
@@ -74,11 +81,11 @@ def _unet(cfg, cross):
     s.update(_resnet('mid_block.resnets.0', ch[-1], ch[-1], temb))
     s.update(block_attn('mid_block.attentions.0', 'Attn', ch[-1], n - 1))
     s.update(_resnet('mid_block.resnets.1', ch[-1], ch[-1], temb))
-    rev = ch[::-1]
+    rev, rev_layers = ch[::-1], layers[::-1]
     for i, kind in enumerate(cfg['up_block_types']):
         prev, out, skip_in = rev[max(i - 1, 0)], rev[i], rev[min(i + 1, n - 1)]
-        for j in range(layers + 1):
-            cin = (prev if j == 0 else out) + (skip_in if j == layers else out)
+        for j in range(rev_layers[i] + 1):
+            cin = (prev if j == 0 else out) + (skip_in if j == rev_layers[i] else out)
             s.update(_resnet(f'up_blocks.{i}.resnets.{j}', cin, out, temb))
             s.update(block_attn(f'up_blocks.{i}.attentions.{j}', kind, out, n - 1 - i))
         if i < n - 1:

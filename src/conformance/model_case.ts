@@ -31,6 +31,10 @@ interface CaseInputs {
   timesteps(batch: number): Tensor;
   /** u32 class labels, when the case has them. */
   classLabels(batch: number): Tensor | undefined;
+  /** io.safetensors 'class_labels' as f32 values (ids, label values or embedding rows), when present. */
+  classLabelValues(): Float32Array | undefined;
+  /** Frees `t` with the case's inputs. */
+  track(t: Tensor): Tensor;
   /** io.safetensors[key] (integer token ids) as u32, checked to lie in [0, num). */
   ids(key: string, num: number): Tensor;
 }
@@ -67,7 +71,10 @@ const RUNNERS: Record<string, CaseRunner> = {
     const unet = new UNet2DConditionModel(rt, folder.weights, folder.config, dir, { precision });
     const sample = io.tensor('sample');
     const B = sample.shape[0]!;
-    return { out: unet.forward(g, sample, { timesteps: io.timesteps(B), broadcast: false }, io.tensor('encoder_hidden_states')), destroy: () => unet.destroy() };
+    // Class-conditional configs take ids, label values ('timestep') or embedding rows ('identity'): the model uploads them its way.
+    const values = io.classLabelValues();
+    const classLabels = values ? io.track(unet.uploadClassLabels(rt, values, B)) : undefined;
+    return { out: unet.forward(g, sample, { timesteps: io.timesteps(B), broadcast: false, classLabels }, io.tensor('encoder_hidden_states')), destroy: () => unet.destroy() };
   },
   'AutoencoderKL.decode': unary((rt, f, d, precision) => new AutoencoderKL(rt, f.weights, f.config, d, { precision }), (m, g, x) => m.decode(g, x), 'latents'),
   'AutoencoderKL.encode': unary((rt, f, d, precision) => new AutoencoderKL(rt, f.weights, f.config, d, { precision }), (m, g, x) => m.encodeMean(g, x), 'image'),
@@ -113,6 +120,11 @@ export async function runModelCase(rt: Runtime, dir: string, precision: 'f32' | 
       const cl = io.get('class_labels');
       return cl ? track({ buffer: rt.upload(new Uint32Array(toInt64Numbers(cl)), 'class_labels'), shape: [B], label: 'class_labels' }) : undefined;
     },
+    classLabelValues: () => {
+      const cl = io.get('class_labels');
+      return cl ? toFloat32(cl) : undefined;
+    },
+    track,
     ids: (key, num) => {
       const t = need(io, key, dir);
       return { ...track(uploadIds(rt, toInt64Numbers(t), num, key)), shape: t.shape };

@@ -1,10 +1,22 @@
 // diffusers.models.embeddings: TimestepEmbedding (linear_1 → SiLU → linear_2) over the
-// sinusoidal projection, plus the class-label embedding added to it.
+// sinusoidal projection, plus the class-label embedding added to it (the U-Nets' class_embedding:
+// an nn.Embedding table, a second TimestepEmbedding over the labels' sinusoidal projection, or the
+// labels themselves).
+import type { Runtime } from '../gpu/runtime.ts';
 import type { Graph } from '../graph/graph.ts';
-import type { DType, Tensor } from '../graph/tensor.ts';
-import { embeddingLookup, timestepEmbedding } from '../kernels/embedding.ts';
+import { shapeStr, type DType, type Tensor } from '../graph/tensor.ts';
+import { castTo } from '../kernels/cast.ts';
+import { embeddingLookup, timestepEmbedding, uploadIds } from '../kernels/embedding.ts';
 import { linear } from '../kernels/gemm.ts';
 import { ConfigError, type WeightLoader } from './loader.ts';
+
+/**
+ * How class labels become an embedding (diffusers' class_embed_type): 'embedding' is nn.Embedding
+ * (class_embed_type null with num_class_embeds set), 'timestep' sends the labels through the same
+ * sinusoidal projection as the timesteps and then a TimestepEmbedding of its own, 'identity' adds
+ * the labels, [B, time_embed_dim], as they are.
+ */
+export type ClassEmbedType = 'embedding' | 'timestep' | 'identity';
 
 export interface TimeEmbeddingOptions {
   /** Width of the sinusoidal projection (block_out_channels[0]). */
@@ -13,34 +25,96 @@ export interface TimeEmbeddingOptions {
   embedDim: number;
   flipSinToCos: boolean;
   freqShift: number;
+  /** nn.Embedding class table rows (class_embed_type null), or null. Ignored when classEmbedType is 'timestep' or 'identity'. */
   numClassEmbeds: number | null;
+  /** 'timestep' or 'identity' (diffusers' class_embed_type); left out, numClassEmbeds decides. */
+  classEmbedType?: 'timestep' | 'identity' | null;
 }
 
 export interface TimestepInput {
   /** f32 timesteps, one per batch element, or one shared value with broadcast. */
   timesteps: Tensor | GPUBuffer;
   broadcast: boolean;
-  /** u32 class ids [B] for class-conditional models. */
+  /**
+   * Class labels for class-conditional models, one per batch element: u32 class ids [B] for an
+   * nn.Embedding class embedding, f32 values [B] for class_embed_type 'timestep', f32 embeddings
+   * [B, time_embed_dim] for 'identity' (uploadClassLabels makes the right one from host values).
+   */
   classLabels?: Tensor;
+}
+
+type LinearParams = { weight: Tensor; bias: Tensor };
+
+/** diffusers' TimestepEmbedding weights (linear_1: proj → embed, linear_2: embed → embed). */
+function loadMlp(w: WeightLoader, projDim: number, embedDim: number): { l1: LinearParams; l2: LinearParams } {
+  return {
+    l1: { weight: w.tensor('linear_1.weight', [embedDim, projDim]), bias: w.tensor('linear_1.bias', [embedDim]) },
+    l2: { weight: w.tensor('linear_2.weight', [embedDim, embedDim]), bias: w.tensor('linear_2.bias', [embedDim]) },
+  };
 }
 
 export class TimeEmbedding {
   private readonly l1;
   private readonly l2;
-  private readonly classTable: Tensor | null;
+  private readonly classTable: Tensor | null = null;
+  private readonly classMlp: { l1: LinearParams; l2: LinearParams } | null = null;
+  /** The class embedding kind, or null for a model without class conditioning. */
+  readonly classEmbedType: ClassEmbedType | null;
 
   private readonly dtype: DType;
 
   constructor(w: WeightLoader, private readonly o: TimeEmbeddingOptions) {
     this.dtype = w.dtype;
-    const t = w.sub('time_embedding');
-    this.l1 = { weight: t.tensor('linear_1.weight', [o.embedDim, o.projDim]), bias: t.tensor('linear_1.bias', [o.embedDim]) };
-    this.l2 = { weight: t.tensor('linear_2.weight', [o.embedDim, o.embedDim]), bias: t.tensor('linear_2.bias', [o.embedDim]) };
-    this.classTable = o.numClassEmbeds !== null ? w.tensor('class_embedding.weight', [o.numClassEmbeds, o.embedDim]) : null;
+    ({ l1: this.l1, l2: this.l2 } = loadMlp(w.sub('time_embedding'), o.projDim, o.embedDim));
+    this.classEmbedType = o.classEmbedType ?? (o.numClassEmbeds !== null ? 'embedding' : null);
+    if (this.classEmbedType === 'embedding') this.classTable = w.tensor('class_embedding.weight', [o.numClassEmbeds!, o.embedDim]);
+    if (this.classEmbedType === 'timestep') this.classMlp = loadMlp(w.sub('class_embedding'), o.projDim, o.embedDim);
   }
 
+  /** Rows of the nn.Embedding class table; null for other class embeddings and none. */
   get numClasses(): number | null {
-    return this.o.numClassEmbeds;
+    return this.classEmbedType === 'embedding' ? this.o.numClassEmbeds : null;
+  }
+
+  /**
+   * Host class labels as the tensor forward() takes: ids (checked against the table) for
+   * 'embedding', f32 values for 'timestep', f32 [batch, embedDim] rows for 'identity'.
+   */
+  uploadClassLabels(rt: Runtime, values: ArrayLike<number>, batch: number, label = 'class_labels'): Tensor {
+    switch (this.classEmbedType) {
+      case 'embedding':
+        if (values.length !== batch) throw new ConfigError(`${values.length} class labels for a batch of ${batch}`);
+        return uploadIds(rt, values, this.o.numClassEmbeds!, label);
+      case 'timestep':
+        if (values.length !== batch) throw new ConfigError(`${values.length} class labels for a batch of ${batch}`);
+        return { buffer: rt.upload(Float32Array.from(values), label), shape: [batch], label };
+      case 'identity':
+        if (values.length !== batch * this.o.embedDim) throw new ConfigError(`class_embed_type 'identity' takes [${batch}, ${this.o.embedDim}] class labels, got ${values.length} values`);
+        return { buffer: rt.upload(Float32Array.from(values), label), shape: [batch, this.o.embedDim], label };
+      default:
+        throw new ConfigError('class labels were given, but this model has no class embedding (num_class_embeds and class_embed_type are null)');
+    }
+  }
+
+  /** The class embedding [batch, embedDim] in the storage type, and whether it is a new tensor to release. */
+  private classEmbedding(g: Graph, batch: number, labels: Tensor): { emb: Tensor; owned: boolean } {
+    const expect = this.classEmbedType === 'identity' ? [batch, this.o.embedDim] : [batch];
+    if (shapeStr(labels.shape) !== shapeStr(expect)) throw new ConfigError(`class labels ${shapeStr(labels.shape)} should be ${shapeStr(expect)} for a batch of ${batch}`);
+    if (this.classTable) return { emb: embeddingLookup(g, 'class_embedding', this.classTable, labels), owned: true };
+    if (this.classMlp) {
+      const proj = timestepEmbedding(g, 'class_proj', labels, batch, this.o.projDim, {
+        flipSinToCos: this.o.flipSinToCos,
+        downscaleFreqShift: this.o.freqShift,
+        dtype: this.dtype,
+      });
+      const h = linear(g, 'class_embedding.linear_1', proj, this.classMlp.l1.weight, { bias: this.classMlp.l1.bias, silu: true });
+      g.release(proj);
+      const emb = linear(g, 'class_embedding.linear_2', h, this.classMlp.l2.weight, { bias: this.classMlp.l2.bias });
+      g.release(h);
+      return { emb, owned: true };
+    }
+    const emb = castTo(g, 'class_embedding', labels, this.dtype);
+    return { emb, owned: emb !== labels };
   }
 
   /**
@@ -56,17 +130,20 @@ export class TimeEmbedding {
     });
     const h = linear(g, 'time_embedding.linear_1', proj, this.l1.weight, { bias: this.l1.bias, silu: true });
     g.release(proj);
-    let classEmb: Tensor | undefined;
-    if (this.classTable) {
-      if (!input.classLabels) throw new ConfigError('this model is class-conditional (num_class_embeds is set): class labels are required');
-      if (input.classLabels.shape[0] !== batch) throw new ConfigError(`${input.classLabels.shape[0]} class labels for a batch of ${batch}`);
-      classEmb = embeddingLookup(g, 'class_embedding', this.classTable, input.classLabels);
+    let classEmb: { emb: Tensor; owned: boolean } | undefined;
+    if (this.classEmbedType) {
+      if (!input.classLabels) {
+        const why = this.classEmbedType === 'embedding' ? 'num_class_embeds is set' : `class_embed_type is '${this.classEmbedType}'`;
+        throw new ConfigError(`this model is class-conditional (${why}): class labels are required`);
+      }
+      classEmb = this.classEmbedding(g, batch, input.classLabels);
     } else if (input.classLabels) {
-      throw new ConfigError('class labels were given, but this model has no class embedding (num_class_embeds is null)');
+      throw new ConfigError('class labels were given, but this model has no class embedding (num_class_embeds and class_embed_type are null)');
     }
-    const act = linear(g, 'time_embedding.linear_2', h, this.l2.weight, { bias: this.l2.bias, residual: classEmb, silu: true });
+    // emb + class_emb, then the SiLU every ResNet applies, in linear_2's write.
+    const act = linear(g, 'time_embedding.linear_2', h, this.l2.weight, { bias: this.l2.bias, residual: classEmb?.emb, silu: true });
     g.release(h);
-    if (classEmb) g.release(classEmb);
+    if (classEmb?.owned) g.release(classEmb.emb);
     return act;
   }
 }

@@ -37,6 +37,7 @@ export class UNet2DModel {
   private convOut!: ReturnType<typeof loadConv>;
   private readonly groupsOut: number;
   private readonly eps: number;
+  private readonly centerInput: boolean;
 
   constructor(rt: Runtime, store: WeightStore, config: Record<string, unknown>, where = 'UNet2DModel', opts: ModelOptions = {}) {
     this.precision = resolvePrecision(rt.gpu.features, opts.precision);
@@ -51,7 +52,7 @@ export class UNet2DModel {
     const timeEmbeddingNorm = (c.raw('resnet_time_scale_shift') ?? 'default') as TimeEmbeddingNorm;
     c.only('downsample_type', ['conv']);
     c.only('upsample_type', ['conv']);
-    c.only('center_input_sample', [false]);
+    this.centerInput = c.bool('center_input_sample', false);
     const channels = c.intList('block_out_channels', [224, 448, 672, 896]);
     const downTypes = c.strList('down_block_types', ['DownBlock2D', 'AttnDownBlock2D', 'AttnDownBlock2D', 'AttnDownBlock2D']);
     const upTypes = c.strList('up_block_types', ['AttnUpBlock2D', 'AttnUpBlock2D', 'AttnUpBlock2D', 'UpBlock2D']);
@@ -137,6 +138,11 @@ export class UNet2DModel {
     return this.time.numClasses;
   }
 
+  /** Host class ids as the u32 tensor forward() takes in TimestepInput.classLabels. */
+  uploadClassLabels(rt: Runtime, ids: ArrayLike<number>, batch: number, label = 'class_labels'): Tensor {
+    return this.time.uploadClassLabels(rt, ids, batch, label);
+  }
+
   /** Records one forward pass. sample: [B, in_channels, H, W] (f32). Returns [B, out_channels, H, W] (f32). */
   forward(g: Graph, sample: Tensor, t: TimestepInput): Tensor {
     const B = sample.shape[0]!;
@@ -149,6 +155,7 @@ export class UNet2DModel {
     const out = runUNetBody(g, {
       where: 'UNet2DModel',
       dtype: this.w.dtype,
+      centerInput: this.centerInput,
       convIn: this.convIn,
       convInPadding: 1,
       down: this.down.map((d) => (gr: Graph, h: Tensor) => d.forward(gr, h, emb)),

@@ -5,7 +5,7 @@ import type { Runtime } from '../gpu/runtime.ts';
 import type { Graph } from '../graph/graph.ts';
 import { shapeStr, type Tensor } from '../graph/tensor.ts';
 import type { WeightStore } from '../io/weights.ts';
-import { TimeEmbedding, type TimestepInput } from './embeddings.ts';
+import { TimeEmbedding, type ClassEmbedType, type TimestepInput } from './embeddings.ts';
 import { runUNetBody } from './unet_body.ts';
 import { ConfigError, ConfigReader, WeightLoader } from './loader.ts';
 import { castTo } from '../kernels/cast.ts';
@@ -32,7 +32,7 @@ const KEYS = [
 function perBlock(c: ConfigReader, key: string, fallback: number, n: number, where: string): number[] {
   const v = c.raw(key);
   if (v === undefined || v === null) return new Array<number>(n).fill(fallback);
-  if (typeof v === 'number') return new Array<number>(n).fill(c.int(key, fallback, 1));
+  if (!Array.isArray(v)) return new Array<number>(n).fill(c.int(key, fallback, 1));
   const list = c.intList(key, []);
   if (list.length !== n) throw new ConfigError(`${where}: config option ${key} has ${list.length} entries for ${n} down blocks`);
   return list;
@@ -56,6 +56,7 @@ export class UNet2DConditionModel {
   private readonly eps: number;
   private readonly convInKernel: number;
   private readonly convOutKernel: number;
+  private readonly centerInput: boolean;
 
   constructor(rt: Runtime, store: WeightStore, config: Record<string, unknown>, where = 'UNet2DConditionModel', opts: ModelOptions = {}) {
     this.precision = resolvePrecision(rt.gpu.features, opts.precision);
@@ -64,7 +65,7 @@ export class UNet2DConditionModel {
     c.knownKeys(KEYS);
     c.only('act_fn', ['silu', 'swish']);
     c.only('time_embedding_type', ['positional']);
-    c.only('center_input_sample', [false]);
+    this.centerInput = c.bool('center_input_sample', false);
     c.only('mid_block_type', ['UNetMidBlock2DCrossAttn']);
     // An explicit null is diffusers' "no mid block", not the default: only() would let it through.
     if (c.has('mid_block_type') && c.raw('mid_block_type') === null) throw new ConfigError(`${where}: config option mid_block_type = null (no mid block) is not supported (supported: "UNetMidBlock2DCrossAttn")`);
@@ -78,9 +79,11 @@ export class UNet2DConditionModel {
     c.only('resnet_out_scale_factor', [1]);
     c.only('attention_type', ['default']);
     c.only('class_embeddings_concat', [false]);
+    // projection and simple_projection (a TimestepEmbedding / Linear over raw class vectors) are not built.
+    c.only('class_embed_type', ['timestep', 'identity']);
     // Options that add inputs or layers we do not build: only their null defaults are accepted.
     for (const key of [
-      'encoder_hid_dim', 'encoder_hid_dim_type', 'class_embed_type', 'num_class_embeds', 'addition_embed_type',
+      'encoder_hid_dim', 'encoder_hid_dim_type', 'addition_embed_type',
       'addition_time_embed_dim', 'time_embedding_act_fn', 'timestep_post_act', 'time_cond_proj_dim',
       'projection_class_embeddings_input_dim', 'cross_attention_norm', 'reverse_transformer_layers_per_block',
     ]) {
@@ -89,8 +92,12 @@ export class UNet2DConditionModel {
     // diffusers 0.25 itself refuses num_attention_heads; attention_head_dim is the head count.
     c.only('num_attention_heads', [], 'is rejected by diffusers 0.25 (attention_head_dim gives the number of heads)');
     if (Array.isArray(c.raw('cross_attention_dim'))) throw new ConfigError(`${where}: config option cross_attention_dim as a per-block list is not supported`);
-    if (Array.isArray(c.raw('transformer_layers_per_block'))) throw new ConfigError(`${where}: config option transformer_layers_per_block as a per-block list is not supported`);
-    if (Array.isArray(c.raw('layers_per_block'))) throw new ConfigError(`${where}: config option layers_per_block as a per-block list is not supported`);
+    // Per-layer lists inside the per-block list are diffusers' asymmetric U-Net, which it only accepts
+    // with reverse_transformer_layers_per_block (refused above).
+    const tl = c.raw('transformer_layers_per_block');
+    if (Array.isArray(tl) && tl.some((x) => Array.isArray(x))) {
+      throw new ConfigError(`${where}: config option transformer_layers_per_block = ${JSON.stringify(tl)} with per-layer lists is not supported (diffusers needs reverse_transformer_layers_per_block for it)`);
+    }
     if (Array.isArray(c.raw('sample_size'))) throw new ConfigError(`${where}: config option sample_size = ${JSON.stringify(c.raw('sample_size'))} (non-square) is not supported`);
     if (c.has('norm_num_groups') && c.raw('norm_num_groups') === null) throw new ConfigError(`${where}: config option norm_num_groups = null is not supported`);
 
@@ -109,44 +116,51 @@ export class UNet2DConditionModel {
     this.convInKernel = c.int('conv_in_kernel', 3, 1);
     this.convOutKernel = c.int('conv_out_kernel', 3, 1);
     if (this.convInKernel % 2 === 0 || this.convOutKernel % 2 === 0) throw new ConfigError(`${where}: even conv_in_kernel / conv_out_kernel are not supported`);
-    const layers = c.int('layers_per_block', 2, 1);
+    // Down block i has layers[i] resnets; up block i has the reversed list's entry i plus one.
+    const layers = perBlock(c, 'layers_per_block', 2, channels.length, where);
     this.groups = c.int('norm_num_groups', 32, 1);
     this.eps = c.num('norm_eps', 1e-5);
     const heads = perBlock(c, 'attention_head_dim', 8, channels.length, where);
-    const transformerLayers = c.int('transformer_layers_per_block', 1, 1);
+    // Down block i uses entry i, the mid block the last entry, up block i the reversed list's entry i.
+    const transformerLayers = perBlock(c, 'transformer_layers_per_block', 1, channels.length, where);
     const linearProjection = c.bool('use_linear_projection', false);
     const midScale = c.num('mid_block_scale_factor', 1);
     const downsamplePadding = c.int('downsample_padding', 1);
     const temb = c.int('time_embedding_dim', channels[0]! * 4, 1);
+    // diffusers: class_embed_type wins; num_class_embeds only matters when it is null (nn.Embedding).
+    const classEmbedType = (c.raw('class_embed_type') ?? null) as 'timestep' | 'identity' | null;
+    const numClassEmbeds = classEmbedType === null && c.raw('num_class_embeds') !== undefined && c.raw('num_class_embeds') !== null ? c.int('num_class_embeds', 0, 1) : null;
     // upcast_attention only changes the precision of q·kᵀ, which is f32 here already.
     c.bool('upcast_attention', false);
 
     const w = new WeightLoader(rt, store, '', this.precision.dtype);
     this.w = w;
     try {
-      this.time = new TimeEmbedding(w, { projDim: channels[0]!, embedDim: temb, flipSinToCos: c.bool('flip_sin_to_cos', true), freqShift: c.num('freq_shift', 0), numClassEmbeds: null });
+      this.time = new TimeEmbedding(w, { projDim: channels[0]!, embedDim: temb, flipSinToCos: c.bool('flip_sin_to_cos', true), freqShift: c.num('freq_shift', 0), numClassEmbeds, classEmbedType });
       this.convIn = loadConv(w, 'conv_in', this.inChannels, channels[0]!, this.convInKernel);
       const base = { tembChannels: temb, groups: this.groups, eps: this.eps, outputScaleFactor: 1, timeEmbeddingNorm };
-      const attn = (h: number): CrossAttnOptions => ({ heads: h, transformerLayers, crossAttentionDim: this.crossAttentionDim, linearProjection });
+      const attn = (h: number, transformerLayers: number): CrossAttnOptions => ({ heads: h, transformerLayers, crossAttentionDim: this.crossAttentionDim, linearProjection });
       let out = channels[0]!;
       downTypes.forEach((type, i) => {
         const inCh = out;
         out = channels[i]!;
-        const o = { ...base, numLayers: layers, inChannels: inCh, outChannels: out, attentionHeadDim: out / heads[i]! };
-        this.down.push(makeCondDownBlock(type, w.sub(`down_blocks.${i}`), o, attn(heads[i]!), i < channels.length - 1, downsamplePadding, where));
+        const o = { ...base, numLayers: layers[i]!, inChannels: inCh, outChannels: out, attentionHeadDim: out / heads[i]! };
+        this.down.push(makeCondDownBlock(type, w.sub(`down_blocks.${i}`), o, attn(heads[i]!, transformerLayers[i]!), i < channels.length - 1, downsamplePadding, where));
       });
       const last = channels[channels.length - 1]!;
       const midHeads = heads[heads.length - 1]!;
-      this.mid = new MidBlock2DCrossAttn(w.sub('mid_block'), { ...base, numLayers: 1, inChannels: last, outChannels: last, attentionHeadDim: last / midHeads, outputScaleFactor: midScale }, attn(midHeads));
+      this.mid = new MidBlock2DCrossAttn(w.sub('mid_block'), { ...base, numLayers: 1, inChannels: last, outChannels: last, attentionHeadDim: last / midHeads, outputScaleFactor: midScale }, attn(midHeads, transformerLayers[transformerLayers.length - 1]!));
       const rev = [...channels].reverse();
       const revHeads = [...heads].reverse();
+      const revLayers = [...layers].reverse();
+      const revTransformerLayers = [...transformerLayers].reverse();
       let outCh = rev[0]!;
       upTypes.forEach((type, i) => {
         const prev = outCh;
         outCh = rev[i]!;
         const inCh = rev[Math.min(i + 1, rev.length - 1)]!;
-        const o = { ...base, numLayers: layers + 1, inChannels: inCh, outChannels: outCh, prevOutputChannels: prev, attentionHeadDim: outCh / revHeads[i]! };
-        this.up.push(makeCondUpBlock(type, w.sub(`up_blocks.${i}`), o, attn(revHeads[i]!), i < channels.length - 1, where));
+        const o = { ...base, numLayers: revLayers[i]! + 1, inChannels: inCh, outChannels: outCh, prevOutputChannels: prev, attentionHeadDim: outCh / revHeads[i]! };
+        this.up.push(makeCondUpBlock(type, w.sub(`up_blocks.${i}`), o, attn(revHeads[i]!, revTransformerLayers[i]!), i < channels.length - 1, where));
       });
       this.normOut = loadNorm(w, 'conv_norm_out', channels[0]!);
       this.convOut = loadConv(w, 'conv_out', channels[0]!, this.outChannels, this.convOutKernel);
@@ -157,9 +171,28 @@ export class UNet2DConditionModel {
     }
   }
 
+  /** The class embedding kind (diffusers' class_embed_type, 'embedding' for nn.Embedding), or null. */
+  get classEmbedType(): ClassEmbedType | null {
+    return this.time.classEmbedType;
+  }
+
+  /** Rows of the nn.Embedding class table (num_class_embeds with class_embed_type null), else null. */
+  get numClasses(): number | null {
+    return this.time.numClasses;
+  }
+
+  /**
+   * Host class labels as the tensor forward() takes in TimestepInput.classLabels: class ids for
+   * nn.Embedding, label values for 'timestep', [batch, time_embed_dim] rows for 'identity'.
+   */
+  uploadClassLabels(rt: Runtime, values: ArrayLike<number>, batch: number, label = 'class_labels'): Tensor {
+    return this.time.uploadClassLabels(rt, values, batch, label);
+  }
+
   /**
    * Records one forward pass. sample: [B, in_channels, H, W]; encoderHiddenStates:
-   * [B, S, cross_attention_dim], both f32. Returns [B, out_channels, H, W] in f32.
+   * [B, S, cross_attention_dim], both f32; t.classLabels for class-conditional configs
+   * (see uploadClassLabels). Returns [B, out_channels, H, W] in f32.
    */
   forward(g: Graph, sample: Tensor, t: TimestepInput, encoderHiddenStates: Tensor): Tensor {
     const where = 'UNet2DConditionModel';
@@ -174,6 +207,7 @@ export class UNet2DConditionModel {
     const out = runUNetBody(g, {
       where,
       dtype: this.w.dtype,
+      centerInput: this.centerInput,
       convIn: this.convIn,
       convInPadding: (this.convInKernel - 1) / 2,
       down: this.down.map((d) => (gr: Graph, h: Tensor) => d.forward(gr, h, emb, context)),

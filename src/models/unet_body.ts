@@ -1,10 +1,11 @@
-// The path every diffusers U-Net takes once its time embedding is made: conv_in → down blocks
+// The path every diffusers U-Net takes once its time embedding is made: (centering,) conv_in → down blocks
 // (collecting skips) → mid block → up blocks (consuming them) → norm, SiLU, conv_out, in the
 // model's storage type with f32 at the boundary. UNet2DModel and UNet2DConditionModel differ only
 // in what their blocks take besides (h, emb); they pass that in closures.
 import type { Graph } from '../graph/graph.ts';
 import type { DType, Tensor } from '../graph/tensor.ts';
 import { inStorage } from '../kernels/cast.ts';
+import { affine } from '../kernels/elementwise.ts';
 import { conv2d } from '../kernels/gemm.ts';
 import { groupNorm } from '../kernels/group_norm.ts';
 import { ConfigError } from './loader.ts';
@@ -14,6 +15,8 @@ type Param = { weight: Tensor; bias: Tensor };
 export interface UNetBody {
   where: string;
   dtype: DType;
+  /** center_input_sample: the sample becomes 2·sample − 1 before conv_in (in the storage type, as diffusers does). */
+  centerInput?: boolean;
   convIn: Param;
   convInPadding: number;
   down: ((g: Graph, h: Tensor) => { out: Tensor; skips: Tensor[] })[];
@@ -32,7 +35,9 @@ export function runUNetBody(g: Graph, b: UNetBody, sample: Tensor): Tensor {
 }
 
 function body(g: Graph, b: UNetBody, x: Tensor): Tensor {
-  let h = conv2d(g, 'conv_in', x, b.convIn.weight, { bias: b.convIn.bias, padding: b.convInPadding });
+  const centered = b.centerInput ? affine(g, 'center_input_sample', x, 2, -1) : x;
+  let h = conv2d(g, 'conv_in', centered, b.convIn.weight, { bias: b.convIn.bias, padding: b.convInPadding });
+  if (centered !== x) g.release(centered);
   const skips: Tensor[] = [h];
   for (const d of b.down) {
     const r = d(g, h);

@@ -12,6 +12,7 @@ import { UNet2DModel } from '../../src/models/unet_2d.ts';
 import { UNet2DConditionModel } from '../../src/models/unet_2d_condition.ts';
 import { VQModel } from '../../src/models/vq_model.ts';
 import { createScheduler, SchedulerConfigError } from '../../src/schedulers/scheduler.ts';
+import { Graph } from '../../src/graph/graph.ts';
 import { runtime } from '../helpers/gpu.ts';
 
 const unsupportedUnet: [string, unknown, RegExp][] = [
@@ -22,7 +23,6 @@ const unsupportedUnet: [string, unknown, RegExp][] = [
   ['resnet_time_scale_shift', 'ada_group', /resnet_time_scale_shift = "ada_group"/],
   ['downsample_type', 'resnet', /downsample_type = "resnet"/],
   ['upsample_type', 'resnet', /upsample_type = "resnet"/],
-  ['center_input_sample', true, /center_input_sample = true/],
   ['down_block_types', ['DownBlock2D', 'SkipDownBlock2D'], /SkipDownBlock2D is not supported/],
   ['up_block_types', ['AttnSkipUpBlock2D', 'UpBlock2D'], /AttnSkipUpBlock2D is not supported/],
   // Block types of the VAE are not U-Net blocks.
@@ -69,6 +69,52 @@ describe('UNet2DModel config and weight errors', () => {
   });
 });
 
+describe('UNet2DConditionModel class conditioning', () => {
+  it('names the class embedding weights a class-conditional config needs', async () => {
+    const rt = await runtime();
+    const folder = await loadModelFolder('tests/fixtures/unet2d-cond');
+    expect(() => new UNet2DConditionModel(rt, folder.weights, { ...folder.config, num_class_embeds: 10 })).toThrow(/class_embedding\.weight/);
+    const again = await loadModelFolder('tests/fixtures/unet2d-cond');
+    expect(() => new UNet2DConditionModel(rt, again.weights, { ...again.config, class_embed_type: 'timestep' })).toThrow(/class_embedding\.linear_1\.weight/);
+  });
+
+  it('asks for class labels where the config is class-conditional, and refuses them where it is not', async () => {
+    const rt = await runtime();
+    const dims = (m: UNet2DConditionModel) => ({ sample: [1, m.inChannels, 8, 8], context: [1, 3, m.crossAttentionDim] });
+    const tensor = (shape: number[], label: string) => ({ buffer: rt.upload(new Float32Array(shape.reduce((a, b) => a * b, 1)), label), shape, label });
+    // 'identity' has no weights of its own, so the plain fixture builds with it.
+    const folder = await loadModelFolder('tests/fixtures/unet2d-cond');
+    const identity = new UNet2DConditionModel(rt, folder.weights, { ...folder.config, class_embed_type: 'identity' });
+    const plainFolder = await loadModelFolder('tests/fixtures/unet2d-cond');
+    const plain = new UNet2DConditionModel(rt, plainFolder.weights, plainFolder.config);
+    const g = new Graph(rt, 'class-labels');
+    const buffers: GPUBuffer[] = [];
+    const t = (shape: number[], label: string) => {
+      const x = tensor(shape, label);
+      buffers.push(x.buffer);
+      return x;
+    };
+    try {
+      expect(identity.classEmbedType).toBe('identity');
+      expect(identity.numClasses).toBeNull();
+      const d = dims(identity);
+      const timesteps = t([1], 'timesteps');
+      expect(() => identity.forward(g, t(d.sample, 'sample'), { timesteps, broadcast: false }, t(d.context, 'context'))).toThrow(/class_embed_type is 'identity'\): class labels are required/);
+      // 'identity' labels are [B, time_embed_dim] rows (128 for block_out_channels[0] = 32).
+      expect(() => identity.uploadClassLabels(rt, [1, 2], 1)).toThrow(/\[1, 128\]/);
+      expect(() => identity.forward(g, t(d.sample, 'sample'), { timesteps, broadcast: false, classLabels: t([1, 64], 'labels') }, t(d.context, 'context'))).toThrow(ConfigError);
+      expect(plain.classEmbedType).toBeNull();
+      expect(() => plain.forward(g, t(d.sample, 'sample'), { timesteps, broadcast: false, classLabels: t([1], 'labels') }, t(d.context, 'context'))).toThrow(/no class embedding/);
+      expect(() => plain.uploadClassLabels(rt, [0], 1)).toThrow(/no class embedding/);
+    } finally {
+      g.destroy();
+      identity.destroy();
+      plain.destroy();
+      for (const b of buffers) rt.destroyBuffer(b);
+    }
+  });
+});
+
 describe('AutoencoderKL config errors', () => {
   it('rejects options newer diffusers added that change decoding', async () => {
     const rt = await runtime();
@@ -111,7 +157,6 @@ const modelTables: ModelTable[] = [
       ['downsample_type', 'resnet'],
       ['upsample_type', 'resnet'],
       ['act_fn', 'mish'],
-      ['center_input_sample', true],
       ['down_block_types', ['ResnetDownsampleBlock2D', 'AttnDownBlock2D'], /ResnetDownsampleBlock2D is not supported/],
       ['up_block_types', ['AttnUpBlock2D', 'SkipUpBlock2D'], /SkipUpBlock2D is not supported/],
       ['norm_num_groups', null],
@@ -123,9 +168,9 @@ const modelTables: ModelTable[] = [
     fixture: 'unet2d-cond',
     build: (rt, s, c) => new UNet2DConditionModel(rt, s, c),
     rows: [
+      // nn.Embedding (num_class_embeds), 'timestep' and 'identity' are built (tests/fixtures/variants/unet-cond-class-*).
       ['class_embed_type', 'projection'],
-      ['class_embed_type', 'timestep'],
-      ['num_class_embeds', 10],
+      ['class_embed_type', 'simple_projection'],
       ['addition_embed_type', 'text'],
       ['addition_embed_type', 'text_time'],
       ['addition_time_embed_dim', 256],
@@ -151,12 +196,15 @@ const modelTables: ModelTable[] = [
       ['cross_attention_norm', 'group_norm'],
       ['num_attention_heads', 8],
       ['reverse_transformer_layers_per_block', [[1, 1], [1, 1]]],
-      ['transformer_layers_per_block', [1, 2], /transformer_layers_per_block as a per-block list is not supported/],
+      // Per-block lists of ints are built (tests/fixtures/variants/unet-cond-layer-lists); per-layer
+      // lists need reverse_transformer_layers_per_block, and a list must have one entry per block.
+      ['transformer_layers_per_block', [[1, 2], [1, 1]], /transformer_layers_per_block = \[\[1,2\],\[1,1\]\] with per-layer lists is not supported/],
+      ['transformer_layers_per_block', [1, 2, 3], /transformer_layers_per_block has 3 entries for 2 down blocks/],
       ['cross_attention_dim', [32, 32], /cross_attention_dim as a per-block list is not supported/],
-      ['layers_per_block', [1, 2], /layers_per_block as a per-block list is not supported/],
+      ['layers_per_block', [1, 2, 1], /layers_per_block has 3 entries for 2 down blocks/],
+      ['layers_per_block', [1, 0], /layers_per_block = \[1,0\] is not a non-empty list of positive integers/],
       ['conv_in_kernel', 4, /conv_in_kernel/],
       ['act_fn', 'gelu'],
-      ['center_input_sample', true],
       ['down_block_types', ['SimpleCrossAttnDownBlock2D', 'DownBlock2D'], /down block type SimpleCrossAttnDownBlock2D is not supported/],
       ['up_block_types', ['UpBlock2D', 'SimpleCrossAttnUpBlock2D'], /up block type SimpleCrossAttnUpBlock2D is not supported/],
       ['norm_num_groups', null],

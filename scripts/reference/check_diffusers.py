@@ -1,0 +1,86 @@
+"""Optional cross-check: runs diffusers v0.25.1's own UNet2DConditionModel / UNet2DModel, in float64,
+on every U-Net case in tests/fixtures/variants and prints max|diffusers − io 'out'| / max|out|.
+It needs what make_variants.py needs plus a diffusers v0.25.1 source tree (no install, no hub):
+
+    git -C <diffusers clone> archive v0.25.1 src/diffusers | tar -x -C /tmp/dfsrc
+    /tmp/refenv/bin/pip install --no-index --no-deps --target /tmp/dfextra numpy safetensors pillow regex \\
+      requests urllib3 idna certifi charset_normalizer importlib_metadata zipp packaging pyyaml tqdm filelock
+    PYTHONPATH=/tmp/dfextra /tmp/refenv/bin/python -W ignore check_diffusers.py /tmp/dfsrc/src
+
+huggingface_hub is replaced by a stand-in written to a temporary folder (diffusers' model code only
+imports names from it). The weights are loaded with load_state_dict(strict=True), so this also checks
+that weight_specs gives diffusers' weight names and shapes for each case. Expected: ratios ~1e-8
+(io 'out' is stored in float32).
+"""
+import json
+import os
+import sys
+import tempfile
+
+import torch
+
+import safetensors_io
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.join(HERE, '../../tests/fixtures/variants')
+
+STUB = '''
+def __getattr__(name):
+    if name.startswith('__'):
+        raise AttributeError(name)
+    if name[0].isupper():
+        return type(name, (), {'__init__': lambda self, *a, **k: None})
+    def f(*a, **k):
+        return a[0] if a and callable(a[0]) and not k else None
+    return f
+'''
+CONSTANTS = "HF_HOME = '/tmp/hf'\nHF_HUB_CACHE = '/tmp/hf/hub'\nHF_HUB_DISABLE_TELEMETRY = True\nHF_HUB_OFFLINE = True\n"
+
+
+def stub_hub():
+    d = tempfile.mkdtemp(prefix='hubstub')
+    pkg = os.path.join(d, 'huggingface_hub')
+    os.makedirs(pkg)
+    for m in ['__init__', 'utils', 'file_download', '_commit_api']:
+        with open(os.path.join(pkg, m + '.py'), 'w') as f:
+            f.write(STUB + ("REGEX_COMMIT_HASH = r'^[0-9a-f]{40}$'\n" if m == 'file_download' else ''))
+    with open(os.path.join(pkg, 'constants.py'), 'w') as f:
+        f.write(CONSTANTS)
+    return d
+
+
+def main(diffusers_src):
+    sys.path[:0] = [stub_hub(), diffusers_src]
+    from diffusers.models.unet_2d import UNet2DModel
+    from diffusers.models.unet_2d_condition import UNet2DConditionModel
+    classes = {'UNet2DConditionModel': UNet2DConditionModel, 'UNet2DModel': UNet2DModel}
+    worst = 0.0
+    for name in sorted(os.listdir(ROOT)):
+        d = os.path.join(ROOT, name)
+        if name.startswith('sched-') or not os.path.exists(os.path.join(d, 'case.json')):
+            continue
+        with open(os.path.join(d, 'case.json')) as f:
+            case = json.load(f)
+        if case['class'] not in classes:
+            continue
+        with open(os.path.join(d, 'config.json')) as f:
+            cfg = json.load(f)
+        model = classes[case['class']](**{k: v for k, v in cfg.items() if not k.startswith('_')})
+        model.load_state_dict(safetensors_io.read(os.path.join(d, 'diffusion_pytorch_model.safetensors')), strict=True)
+        model = model.double().eval()
+        io = safetensors_io.read(os.path.join(d, 'io.safetensors'))
+        get = lambda k: io[k].double() if io[k].is_floating_point() else io[k]
+        kw = {'class_labels': get('class_labels')} if 'class_labels' in io else {}
+        args = [get('sample'), get('timestep')] + ([get('encoder_hidden_states')] if case['class'] == 'UNet2DConditionModel' else [])
+        with torch.no_grad():
+            out = model(*args, **kw).sample
+        ref = io['out'].double()
+        ratio = (out - ref).abs().max().item() / ref.abs().max().item()
+        worst = max(worst, ratio)
+        print(f'{name}: diffusers v0.25.1 vs case out: ratio {ratio:.2e}')
+    print(f'worst ratio {worst:.2e}')
+    return 0 if worst <= 1e-5 else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else '/tmp/dfsrc/src'))
