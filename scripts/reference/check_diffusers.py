@@ -68,9 +68,14 @@ def main(diffusers_src):
         model = classes[case['class']](**{k: v for k, v in cfg.items() if not k.startswith('_')})
         model.load_state_dict(safetensors_io.read(os.path.join(d, 'diffusion_pytorch_model.safetensors')), strict=True)
         model = model.double().eval()
+        if case['class'] == 'UNet2DModel' and cfg.get('class_embed_type') == 'timestep':
+            # v0.25.1's UNet2DModel feeds time_proj(class_labels) (always float32) to class_embedding
+            # without casting it to the model dtype, so it only runs in float32; cast it here as
+            # UNet2DConditionModel does (a no-op for the time path, which casts t_emb itself).
+            model.time_proj.register_forward_hook(lambda _m, _i, out: out.double())
         io = safetensors_io.read(os.path.join(d, 'io.safetensors'))
         get = lambda k: io[k].double() if io[k].is_floating_point() else io[k]
-        kw = {'class_labels': get('class_labels')} if 'class_labels' in io else {}
+        kw = {k: get(k) for k in ('class_labels', 'timestep_cond') if k in io}
         args = [get('sample'), get('timestep')] + ([get('encoder_hidden_states')] if case['class'] == 'UNet2DConditionModel' else [])
         with torch.no_grad():
             out = model(*args, **kw).sample

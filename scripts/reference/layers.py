@@ -43,8 +43,12 @@ def timestep_embedding(t, dim, flip_sin_to_cos, freq_shift, max_period=10000):
     return emb
 
 
-def time_mlp(W, p, x):
-    """embeddings.TimestepEmbedding with act_fn silu: linear_1 → SiLU → linear_2."""
+def time_mlp(W, p, x, cond=None):
+    """embeddings.TimestepEmbedding with act_fn silu: linear_1 → SiLU → linear_2. With `cond`
+    (time_cond_proj_dim, LCM's timestep_cond) x + cond_proj(cond) (no bias) goes into linear_1; a
+    None cond is skipped, as diffusers does."""
+    if cond is not None:
+        x = x + linear(W, p + '.cond_proj', cond, bias=False)
     return linear(W, p + '.linear_2', F.silu(linear(W, p + '.linear_1', x)))
 
 
@@ -104,14 +108,15 @@ def geglu_ff(W, p, x):
     return linear(W, p + '.net.2', value * F.gelu(gate))
 
 
-def basic_transformer_block(W, p, x, context, heads):
-    """attention.BasicTransformerBlock, norm_type 'layer_norm': self-attn, cross-attn, GEGLU feed-forward."""
-    x = x + attention(W, p + '.attn1', layer_norm(W, p + '.norm1', x), heads)
+def basic_transformer_block(W, p, x, context, heads, only_cross=False):
+    """attention.BasicTransformerBlock, norm_type 'layer_norm': self-attn, cross-attn, GEGLU feed-forward.
+    only_cross (only_cross_attention): attn1 attends to the context too."""
+    x = x + attention(W, p + '.attn1', layer_norm(W, p + '.norm1', x), heads, context=context if only_cross else None)
     x = x + attention(W, p + '.attn2', layer_norm(W, p + '.norm2', x), heads, context=context)
     return x + geglu_ff(W, p + '.ff', layer_norm(W, p + '.norm3', x))
 
 
-def transformer_2d(W, p, x, context, heads, groups, linear_projection, layers):
+def transformer_2d(W, p, x, context, heads, groups, linear_projection, layers, only_cross=False):
     """transformer_2d.Transformer2DModel for continuous inputs (GroupNorm eps 1e-6, 1×1 conv or linear
     proj_in/proj_out around the blocks, residual)."""
     B, C, H, Wd = x.shape
@@ -122,7 +127,7 @@ def transformer_2d(W, p, x, context, heads, groups, linear_projection, layers):
         h = conv(W, p + '.proj_in', h, padding=0)
         h = h.reshape(B, h.shape[1], H * Wd).transpose(1, 2)
     for i in range(layers):
-        h = basic_transformer_block(W, f'{p}.transformer_blocks.{i}', h, context, heads)
+        h = basic_transformer_block(W, f'{p}.transformer_blocks.{i}', h, context, heads, only_cross)
     if linear_projection:
         h = linear(W, p + '.proj_out', h).transpose(1, 2).reshape(B, C, H, Wd)
     else:

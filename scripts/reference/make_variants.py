@@ -86,6 +86,37 @@ CASES = {
         'block_out_channels': [8, 16], 'norm_num_groups': 4, 'attention_head_dim': 2, 'cross_attention_dim': 12,
         'class_embed_type': 'identity',
     }, 'forward', {'sample': [2, 4, 6, 6], 'timestep': [300, 20], 'encoder_hidden_states': [2, 4, 12], 'class_labels': ('randn', [2, 32])}),
+    # UNet2DModel's 'timestep' and 'identity' class embeddings (the same code as UNet2DConditionModel's).
+    'unet2d-class-timestep': ('unet2d-classcond', {
+        'block_out_channels': [4, 8], 'norm_num_groups': 2, 'attention_head_dim': 4, 'num_class_embeds': None, 'in_channels': 3, 'out_channels': 3,
+        'class_embed_type': 'timestep', 'flip_sin_to_cos': False, 'freq_shift': 1,
+    }, 'forward', {'sample': [2, 3, 8, 8], 'timestep': [5, 777], 'class_labels': [300, 12]}),
+    'unet2d-class-identity': ('unet2d-classcond', {
+        'block_out_channels': [4, 8], 'norm_num_groups': 2, 'attention_head_dim': 4, 'num_class_embeds': None, 'in_channels': 3, 'out_channels': 3,
+        'class_embed_type': 'identity',
+    }, 'forward', {'sample': [2, 3, 8, 8], 'timestep': [41, 650], 'class_labels': ('randn', [2, 16])}),
+    # mid_block_type 'UNetMidBlock2D' (UNet2DConditionModel builds it with num_layers 0 and no
+    # attention: one resnet, scaled by mid_block_scale_factor) and null (no mid block).
+    'unet-cond-mid-resnet': ('unet2d-cond', {
+        'block_out_channels': [4, 8], 'norm_num_groups': 2, 'attention_head_dim': 2, 'cross_attention_dim': 6,
+        'mid_block_type': 'UNetMidBlock2D', 'mid_block_scale_factor': 1.5,
+    }, 'forward', {'sample': [2, 4, 6, 6], 'timestep': [90, 810], 'encoder_hidden_states': [2, 3, 6]}),
+    'unet-cond-no-mid': ('unet2d-cond', {
+        'block_out_channels': [4, 8], 'norm_num_groups': 2, 'attention_head_dim': 2, 'cross_attention_dim': 6,
+        'mid_block_type': None,
+    }, 'forward', {'sample': [2, 4, 6, 6], 'timestep': [90, 810], 'encoder_hidden_states': [2, 3, 6]}),
+    # only_cross_attention per block: attn1 of block 0 (and of the last up block) attends to the
+    # text states; mid_block_only_cross_attention does not reach UNetMidBlock2DCrossAttn.
+    'unet-cond-only-cross': ('unet2d-cond', {
+        'block_out_channels': [4, 8], 'norm_num_groups': 2, 'attention_head_dim': 2, 'cross_attention_dim': 6,
+        'only_cross_attention': [True, False], 'mid_block_only_cross_attention': True,
+        'down_block_types': ['CrossAttnDownBlock2D', 'CrossAttnDownBlock2D'], 'up_block_types': ['CrossAttnUpBlock2D', 'CrossAttnUpBlock2D'],
+    }, 'forward', {'sample': [2, 4, 6, 6], 'timestep': [90, 810], 'encoder_hidden_states': [2, 3, 6]}),
+    # time_cond_proj_dim (LCM-distilled U-Nets): timestep_cond through cond_proj into linear_1.
+    'unet-cond-lcm': ('unet2d-cond', {
+        'block_out_channels': [4, 8], 'norm_num_groups': 2, 'attention_head_dim': 2, 'cross_attention_dim': 6,
+        'time_cond_proj_dim': 5,
+    }, 'forward', {'sample': [2, 4, 6, 6], 'timestep': [499, 259], 'encoder_hidden_states': [2, 3, 6], 'timestep_cond': [2, 5]}),
     'vae-decode-odd': ('vae-kl-decode', {
         'block_out_channels': [8, 16, 24], 'norm_num_groups': 8, 'latent_channels': 3,
         'down_block_types': ['DownEncoderBlock2D'] * 3, 'up_block_types': ['UpDecoderBlock2D'] * 3,

@@ -34,12 +34,12 @@ def _class_embedding(W, cfg, temb, class_labels, proj):
     raise NotImplementedError(f'class_embed_type = {kind!r} is not reproduced by this reference')
 
 
-def unet_2d_condition(W, cfg, sample, timestep, context, class_labels=None):
-    """UNet2DConditionModel.forward(sample, timestep, encoder_hidden_states, class_labels).sample."""
+def unet_2d_condition(W, cfg, sample, timestep, context, class_labels=None, timestep_cond=None):
+    """UNet2DConditionModel.forward(sample, timestep, encoder_hidden_states, class_labels, timestep_cond).sample."""
     for key, allowed in [('class_embed_type', [None, 'timestep', 'identity']), ('class_embeddings_concat', [False]),
                          ('addition_embed_type', [None]), ('encoder_hid_dim', [None]), ('time_embedding_type', ['positional']),
-                         ('resnet_time_scale_shift', ['default']), ('only_cross_attention', [False]), ('dual_cross_attention', [False]),
-                         ('act_fn', ['silu']), ('mid_block_type', ['UNetMidBlock2DCrossAttn']), ('resnet_out_scale_factor', [1.0]),
+                         ('resnet_time_scale_shift', ['default']), ('dual_cross_attention', [False]),
+                         ('act_fn', ['silu']), ('mid_block_type', ['UNetMidBlock2DCrossAttn', 'UNetMidBlock2D', None]), ('resnet_out_scale_factor', [1.0]),
                          ('time_embedding_dim', [None]), ('reverse_transformer_layers_per_block', [None])]:
         _refuse(cfg, key, allowed)
     ch = cfg['block_out_channels']
@@ -57,6 +57,11 @@ def unet_2d_condition(W, cfg, sample, timestep, context, class_labels=None):
     assert len(layers) == n and len(tlayers) == n
     lin = cfg.get('use_linear_projection', False)
     mid_scale = cfg.get('mid_block_scale_factor', 1)
+    # only_cross_attention: a bool for every block or one per down block (up blocks: reversed). The
+    # UNetMidBlock2DCrossAttn / UNetMidBlock2D mid blocks take no such option
+    # (mid_block_only_cross_attention only reaches UNetMidBlock2DSimpleCrossAttn).
+    only_cross = _per_level(cfg.get('only_cross_attention', False), n)
+    assert len(only_cross) == n
 
     if cfg.get('center_input_sample', False):
         sample = 2 * sample - 1.0
@@ -64,7 +69,8 @@ def unet_2d_condition(W, cfg, sample, timestep, context, class_labels=None):
     B = sample.shape[0]
     t = timestep.expand(B) if timestep.numel() == 1 else timestep
     proj = lambda x: timestep_embedding(x, ch[0], cfg.get('flip_sin_to_cos', True), cfg.get('freq_shift', 0))
-    temb = time_mlp(W, 'time_embedding', proj(t))
+    # time_cond_proj_dim: timestep_cond goes through cond_proj into linear_1's input (skipped when None, as in diffusers).
+    temb = time_mlp(W, 'time_embedding', proj(t), timestep_cond)
     temb = _class_embedding(W, cfg, temb, class_labels, proj)
 
     h = conv(W, 'conv_in', sample)
@@ -74,27 +80,32 @@ def unet_2d_condition(W, cfg, sample, timestep, context, class_labels=None):
         for j in range(layers[i]):
             h = resnet(W, f'{p}.resnets.{j}', h, temb, groups, eps)
             if kind == 'CrossAttnDownBlock2D':
-                h = transformer_2d(W, f'{p}.attentions.{j}', h, context, heads[i], groups, lin, tlayers[i])
+                h = transformer_2d(W, f'{p}.attentions.{j}', h, context, heads[i], groups, lin, tlayers[i], only_cross[i])
             skips.append(h)
         if i < n - 1:
             h = downsample(W, f'{p}.downsamplers.0', h, cfg.get('downsample_padding', 1))
             skips.append(h)
 
-    h = resnet(W, 'mid_block.resnets.0', h, temb, groups, eps, mid_scale)
-    h = transformer_2d(W, 'mid_block.attentions.0', h, context, heads[-1], groups, lin, tlayers[-1])
-    h = resnet(W, 'mid_block.resnets.1', h, temb, groups, eps, mid_scale)
+    # mid_block_type: UNetMidBlock2DCrossAttn (resnet, transformer, resnet); UNetMidBlock2D (built with
+    # num_layers 0 and add_attention False: one resnet); None: no mid block.
+    mid_type = cfg.get('mid_block_type', 'UNetMidBlock2DCrossAttn')
+    if mid_type is not None:
+        h = resnet(W, 'mid_block.resnets.0', h, temb, groups, eps, mid_scale)
+    if mid_type == 'UNetMidBlock2DCrossAttn':
+        h = transformer_2d(W, 'mid_block.attentions.0', h, context, heads[-1], groups, lin, tlayers[-1])
+        h = resnet(W, 'mid_block.resnets.1', h, temb, groups, eps, mid_scale)
 
     # forward_upsample_size: when H or W is not a multiple of 2^upsamplers, each upsampler
     # interpolates to the size of the skip it will be concatenated with instead of doubling.
     factor = 2 ** (n - 1)
     to_skip_size = any(s % factor != 0 for s in sample.shape[-2:])
-    rev_heads, rev_tlayers, rev_layers = heads[::-1], tlayers[::-1], layers[::-1]
+    rev_heads, rev_tlayers, rev_layers, rev_only_cross = heads[::-1], tlayers[::-1], layers[::-1], only_cross[::-1]
     for i, kind in enumerate(cfg['up_block_types']):
         p = f'up_blocks.{i}'
         for j in range(rev_layers[i] + 1):
             h = resnet(W, f'{p}.resnets.{j}', torch.cat([h, skips.pop()], dim=1), temb, groups, eps)
             if kind == 'CrossAttnUpBlock2D':
-                h = transformer_2d(W, f'{p}.attentions.{j}', h, context, rev_heads[i], groups, lin, rev_tlayers[i])
+                h = transformer_2d(W, f'{p}.attentions.{j}', h, context, rev_heads[i], groups, lin, rev_tlayers[i], rev_only_cross[i])
         if i < n - 1:
             h = upsample(W, f'{p}.upsamplers.0', h, tuple(skips[-1].shape[2:]) if to_skip_size else None)
     assert not skips
@@ -105,7 +116,7 @@ def unet_2d_condition(W, cfg, sample, timestep, context, class_labels=None):
 def unet_2d(W, cfg, sample, timestep, class_labels=None):
     """UNet2DModel.forward(sample, timestep, class_labels).sample (positional time embedding, conv
     up/down sampling, no skip blocks). It has no forward_upsample_size: H and W must divide by 2^levels-1."""
-    for key, allowed in [('class_embed_type', [None]), ('time_embedding_type', ['positional']),
+    for key, allowed in [('class_embed_type', [None, 'timestep', 'identity']), ('time_embedding_type', ['positional']),
                          ('resnet_time_scale_shift', ['default']), ('act_fn', ['silu']), ('downsample_type', ['conv']),
                          ('upsample_type', ['conv']), ('add_attention', [True])]:
         _refuse(cfg, key, allowed)

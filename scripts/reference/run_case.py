@@ -9,7 +9,7 @@ from models import unet_2d, unet_2d_condition, vae_decode, vae_encode_mean
 
 # class.call → (reference function over (W, cfg, io), weight prefixes the call does not use)
 CALLS = {
-    'UNet2DConditionModel.forward': (lambda W, c, io: unet_2d_condition(W, c, io['sample'], io['timestep'], io['encoder_hidden_states'], io.get('class_labels')), ()),
+    'UNet2DConditionModel.forward': (lambda W, c, io: unet_2d_condition(W, c, io['sample'], io['timestep'], io['encoder_hidden_states'], io.get('class_labels'), io.get('timestep_cond')), ()),
     'UNet2DModel.forward': (lambda W, c, io: unet_2d(W, c, io['sample'], io['timestep'], io.get('class_labels')), ()),
     'AutoencoderKL.decode': (lambda W, c, io: vae_decode(W, c, io['latents']), ('encoder.', 'quant_conv.')),
     'AutoencoderKL.encode': (lambda W, c, io: vae_encode_mean(W, c, io['image']), ('decoder.', 'post_quant_conv.')),

@@ -30,7 +30,7 @@ def _spatial_attention(p, c):
     return s
 
 
-def _transformer(p, c, ctx, linear_projection, layers):
+def _transformer(p, c, ctx, linear_projection, layers, only_cross=False):
     # inner_dim = heads · (c // heads) = c for the head counts used here.
     proj = (lambda q, o, i: _lin(q, o, i)) if linear_projection else (lambda q, o, i: _conv(q, o, i, 1))
     s = {**_norm(f'{p}.norm', c), **proj(f'{p}.proj_in', c, c), **proj(f'{p}.proj_out', c, c)}
@@ -38,7 +38,8 @@ def _transformer(p, c, ctx, linear_projection, layers):
         b = f'{p}.transformer_blocks.{i}'
         for n in ['norm1', 'norm2', 'norm3']:
             s.update(_norm(f'{b}.{n}', c))
-        for a, kv in [('attn1', c), ('attn2', ctx)]:
+        # only_cross_attention: attn1's keys and values come from the context too.
+        for a, kv in [('attn1', ctx if only_cross else c), ('attn2', ctx)]:
             s.update(_lin(f'{b}.{a}.to_q', c, c, False))
             s.update(_lin(f'{b}.{a}.to_k', c, kv, False))
             s.update(_lin(f'{b}.{a}.to_v', c, kv, False))
@@ -57,12 +58,19 @@ def _unet(cfg, cross):
     tl = cfg.get('transformer_layers_per_block', 1)
     tl = tl if isinstance(tl, list) else [tl] * n
 
-    def block_attn(p, kind, c, level):
+    oc = cfg.get('only_cross_attention', False)
+    oc = oc if isinstance(oc, list) else [oc] * n
+
+    def block_attn(p, kind, c, level, only_cross=None):
         if 'Attn' not in kind:
             return {}
-        return _transformer(p, c, cfg['cross_attention_dim'], cfg.get('use_linear_projection', False), tl[level]) if cross else _spatial_attention(p, c)
+        if not cross:
+            return _spatial_attention(p, c)
+        return _transformer(p, c, cfg['cross_attention_dim'], cfg.get('use_linear_projection', False), tl[level], oc[level] if only_cross is None else only_cross)
 
     s = {**_lin('time_embedding.linear_1', temb, ch[0]), **_lin('time_embedding.linear_2', temb, temb), **_conv('conv_in', ch[0], cfg['in_channels'], cfg.get('conv_in_kernel', 3))}
+    if cfg.get('time_cond_proj_dim') is not None:
+        s.update(_lin('time_embedding.cond_proj', ch[0], cfg['time_cond_proj_dim'], bias=False))
     # class_embed_type None with num_class_embeds: nn.Embedding; 'timestep': a TimestepEmbedding
     # from the sinusoidal projection's width; 'identity' has no weights.
     class_kind = cfg.get('class_embed_type')
@@ -78,9 +86,14 @@ def _unet(cfg, cross):
             s.update(block_attn(f'down_blocks.{i}.attentions.{j}', kind, out, i))
         if i < n - 1:
             s.update(_conv(f'down_blocks.{i}.downsamplers.0.conv', out, out))
-    s.update(_resnet('mid_block.resnets.0', ch[-1], ch[-1], temb))
-    s.update(block_attn('mid_block.attentions.0', 'Attn', ch[-1], n - 1))
-    s.update(_resnet('mid_block.resnets.1', ch[-1], ch[-1], temb))
+    # UNetMidBlock2DCrossAttn (no only_cross_attention of its own), UNetMidBlock2D as
+    # UNet2DConditionModel builds it (one resnet), or no mid block.
+    mid_type = cfg.get('mid_block_type', 'UNetMidBlock2DCrossAttn') if cross else 'UNetMidBlock2D+attn'
+    if mid_type is not None:
+        s.update(_resnet('mid_block.resnets.0', ch[-1], ch[-1], temb))
+    if mid_type in ('UNetMidBlock2DCrossAttn', 'UNetMidBlock2D+attn'):
+        s.update(block_attn('mid_block.attentions.0', 'Attn', ch[-1], n - 1, False))
+        s.update(_resnet('mid_block.resnets.1', ch[-1], ch[-1], temb))
     rev, rev_layers = ch[::-1], layers[::-1]
     for i, kind in enumerate(cfg['up_block_types']):
         prev, out, skip_in = rev[max(i - 1, 0)], rev[i], rev[min(i + 1, n - 1)]

@@ -27,6 +27,8 @@ function need(io: Map<string, HostTensor>, key: string, dir: string): HostTensor
 interface CaseInputs {
   /** Uploads io.safetensors[key] (tracked, freed after the case). */
   tensor(key: string): Tensor;
+  /** Whether io.safetensors has `key`. */
+  has(key: string): boolean;
   /** The U-Net timestep input: one f32 per batch element (a single value is broadcast). */
   timesteps(batch: number): Tensor;
   /** u32 class labels, when the case has them. */
@@ -65,7 +67,10 @@ const RUNNERS: Record<string, CaseRunner> = {
     const unet = new UNet2DModel(rt, folder.weights, folder.config, dir, { precision });
     const sample = io.tensor('sample');
     const B = sample.shape[0]!;
-    return { out: unet.forward(g, sample, { timesteps: io.timesteps(B), broadcast: false, classLabels: io.classLabels(B) }), destroy: () => unet.destroy() };
+    // Class ids, label values ('timestep') or embedding rows ('identity'): the model uploads them its way.
+    const values = io.classLabelValues();
+    const classLabels = values ? io.track(unet.uploadClassLabels(rt, values, B)) : undefined;
+    return { out: unet.forward(g, sample, { timesteps: io.timesteps(B), broadcast: false, classLabels }), destroy: () => unet.destroy() };
   },
   'UNet2DConditionModel.forward': (rt, folder, dir, g, io, precision) => {
     const unet = new UNet2DConditionModel(rt, folder.weights, folder.config, dir, { precision });
@@ -74,7 +79,9 @@ const RUNNERS: Record<string, CaseRunner> = {
     // Class-conditional configs take ids, label values ('timestep') or embedding rows ('identity'): the model uploads them its way.
     const values = io.classLabelValues();
     const classLabels = values ? io.track(unet.uploadClassLabels(rt, values, B)) : undefined;
-    return { out: unet.forward(g, sample, { timesteps: io.timesteps(B), broadcast: false, classLabels }, io.tensor('encoder_hidden_states')), destroy: () => unet.destroy() };
+    // timestep_cond (time_cond_proj_dim models, e.g. LCM-distilled U-Nets), when the case has one.
+    const timestepCond = io.has('timestep_cond') ? io.tensor('timestep_cond') : undefined;
+    return { out: unet.forward(g, sample, { timesteps: io.timesteps(B), broadcast: false, classLabels, timestepCond }, io.tensor('encoder_hidden_states')), destroy: () => unet.destroy() };
   },
   'AutoencoderKL.decode': unary((rt, f, d, precision) => new AutoencoderKL(rt, f.weights, f.config, d, { precision }), (m, g, x) => m.decode(g, x), 'latents'),
   'AutoencoderKL.encode': unary((rt, f, d, precision) => new AutoencoderKL(rt, f.weights, f.config, d, { precision }), (m, g, x) => m.encodeMean(g, x), 'image'),
@@ -111,6 +118,7 @@ export async function runModelCase(rt: Runtime, dir: string, precision: 'f32' | 
   const track = (t: Tensor) => (inputs.push(t.buffer), t);
   const caseInputs: CaseInputs = {
     tensor: (key) => track(upload(rt, need(io, key, dir), key)),
+    has: (key) => io.has(key),
     timesteps: (B) => {
       let ts = toInt64Numbers(need(io, 'timestep', dir));
       if (ts.length === 1 && B > 1) ts = new Array<number>(B).fill(ts[0]!);

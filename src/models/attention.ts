@@ -18,6 +18,8 @@ export interface TransformerBlockOptions {
   crossAttentionDim: number;
   /** LayerNorm eps (diffusers' norm_eps, 1e-5 by default). */
   eps: number;
+  /** only_cross_attention: attn1 takes its keys and values from the context (attn2 still follows). */
+  onlyCrossAttention?: boolean;
 }
 
 interface Linear {
@@ -68,7 +70,7 @@ export class BasicTransformerBlock {
     // FeedForward(dim, mult=4, activation_fn='geglu'): the projection makes value and gate halves.
     const inner = 4 * d;
     this.norm1 = loadNorm(w, 'norm1', d);
-    this.attn1 = new CrossAttention(w.sub('attn1'), d, d, o.heads);
+    this.attn1 = new CrossAttention(w.sub('attn1'), d, o.onlyCrossAttention ? o.crossAttentionDim : d, o.heads);
     this.norm2 = loadNorm(w, 'norm2', d);
     this.attn2 = new CrossAttention(w.sub('attn2'), d, o.crossAttentionDim, o.heads);
     this.norm3 = loadNorm(w, 'norm3', d);
@@ -81,7 +83,7 @@ export class BasicTransformerBlock {
     const p = this.w.prefix;
     const eps = this.o.eps;
     const n1 = layerNorm(g, `${p}.norm1`, x, this.norm1.weight, this.norm1.bias, eps);
-    const h1 = this.attn1.forward(g, n1, n1, x);
+    const h1 = this.attn1.forward(g, n1, this.o.onlyCrossAttention ? context : n1, x);
     g.release(n1);
     const n2 = layerNorm(g, `${p}.norm2`, h1, this.norm2.weight, this.norm2.bias, eps);
     const h2 = this.attn2.forward(g, n2, context, h1);

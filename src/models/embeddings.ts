@@ -29,6 +29,8 @@ export interface TimeEmbeddingOptions {
   numClassEmbeds: number | null;
   /** 'timestep' or 'identity' (diffusers' class_embed_type); left out, numClassEmbeds decides. */
   classEmbedType?: 'timestep' | 'identity' | null;
+  /** time_cond_proj_dim: width of timestep_cond, projected by time_embedding.cond_proj (no bias); null or left out: none. */
+  condProjDim?: number | null;
 }
 
 export interface TimestepInput {
@@ -41,6 +43,12 @@ export interface TimestepInput {
    * [B, time_embed_dim] for 'identity' (uploadClassLabels makes the right one from host values).
    */
   classLabels?: Tensor;
+  /**
+   * timestep_cond [B, time_cond_proj_dim] (f32) for models with time_cond_proj_dim (LCM-distilled
+   * U-Nets, which get the guidance scale's embedding here): cond_proj(timestep_cond) is added to the
+   * sinusoidal projection before linear_1.
+   */
+  timestepCond?: Tensor;
 }
 
 type LinearParams = { weight: Tensor; bias: Tensor };
@@ -58,6 +66,8 @@ export class TimeEmbedding {
   private readonly l2;
   private readonly classTable: Tensor | null = null;
   private readonly classMlp: { l1: LinearParams; l2: LinearParams } | null = null;
+  /** time_embedding.cond_proj.weight [projDim, time_cond_proj_dim], or null. */
+  private readonly condProj: Tensor | null = null;
   /** The class embedding kind, or null for a model without class conditioning. */
   readonly classEmbedType: ClassEmbedType | null;
 
@@ -66,6 +76,7 @@ export class TimeEmbedding {
   constructor(w: WeightLoader, private readonly o: TimeEmbeddingOptions) {
     this.dtype = w.dtype;
     ({ l1: this.l1, l2: this.l2 } = loadMlp(w.sub('time_embedding'), o.projDim, o.embedDim));
+    if (o.condProjDim != null) this.condProj = w.tensor('time_embedding.cond_proj.weight', [o.projDim, o.condProjDim]);
     this.classEmbedType = o.classEmbedType ?? (o.numClassEmbeds !== null ? 'embedding' : null);
     if (this.classEmbedType === 'embedding') this.classTable = w.tensor('class_embedding.weight', [o.numClassEmbeds!, o.embedDim]);
     if (this.classEmbedType === 'timestep') this.classMlp = loadMlp(w.sub('class_embedding'), o.projDim, o.embedDim);
@@ -118,6 +129,22 @@ export class TimeEmbedding {
   }
 
   /**
+   * proj + cond_proj(timestep_cond) for time_cond_proj_dim models, else proj. Like diffusers'
+   * TimestepEmbedding, a model with cond_proj given no timestep_cond just skips the projection
+   * (diffusers does not require it either); a timestep_cond for a model without cond_proj is an error.
+   */
+  private condProject(g: Graph, batch: number, proj: Tensor, cond: Tensor | undefined): Tensor {
+    if (!cond) return proj;
+    if (!this.condProj) throw new ConfigError('timestep_cond was given, but this model has no time_embedding.cond_proj (time_cond_proj_dim is null)');
+    const dim = this.o.condProjDim!;
+    if (shapeStr(cond.shape) !== shapeStr([batch, dim])) throw new ConfigError(`timestep_cond ${shapeStr(cond.shape)} should be ${shapeStr([batch, dim])} for a batch of ${batch}`);
+    const c = castTo(g, 'timestep_cond', cond, this.dtype);
+    const out = linear(g, 'time_embedding.cond_proj', c, this.condProj, { residual: proj });
+    if (c !== cond) g.release(c);
+    return out;
+  }
+
+  /**
    * Returns SiLU(emb): every ResNet applies SiLU to the embedding before its time_emb_proj,
    * so it is computed once here, fused into linear_2's write together with the class embedding.
    */
@@ -128,8 +155,10 @@ export class TimeEmbedding {
       broadcast: input.broadcast,
       dtype: this.dtype,
     });
-    const h = linear(g, 'time_embedding.linear_1', proj, this.l1.weight, { bias: this.l1.bias, silu: true });
-    g.release(proj);
+    const sample = this.condProject(g, batch, proj, input.timestepCond);
+    if (sample !== proj) g.release(proj);
+    const h = linear(g, 'time_embedding.linear_1', sample, this.l1.weight, { bias: this.l1.bias, silu: true });
+    g.release(sample);
     let classEmb: { emb: Tensor; owned: boolean } | undefined;
     if (this.classEmbedType) {
       if (!input.classLabels) {

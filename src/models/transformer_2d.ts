@@ -18,6 +18,8 @@ export interface Transformer2DOptions {
   eps: number;
   /** true: proj_in / proj_out are nn.Linear over tokens; false: 1×1 convs (same math, 4-D weights). */
   linearProjection: boolean;
+  /** only_cross_attention: each block's attn1 attends to the context too. */
+  onlyCrossAttention?: boolean;
 }
 
 export class Transformer2D {
@@ -37,7 +39,7 @@ export class Transformer2D {
     };
     this.projIn = load('proj_in');
     for (let i = 0; i < o.numLayers; i++) {
-      this.blocks.push(new BasicTransformerBlock(w.sub(`transformer_blocks.${i}`), { dim: c, heads: o.heads, crossAttentionDim: o.crossAttentionDim, eps: o.eps }));
+      this.blocks.push(new BasicTransformerBlock(w.sub(`transformer_blocks.${i}`), { dim: c, heads: o.heads, crossAttentionDim: o.crossAttentionDim, eps: o.eps, onlyCrossAttention: o.onlyCrossAttention ?? false }));
     }
     this.projOut = load('proj_out');
   }

@@ -3,7 +3,7 @@ import type { Runtime } from '../gpu/runtime.ts';
 import type { Graph } from '../graph/graph.ts';
 import type { Tensor } from '../graph/tensor.ts';
 import type { WeightStore } from '../io/weights.ts';
-import { TimeEmbedding, type TimestepInput } from './embeddings.ts';
+import { TimeEmbedding, type ClassEmbedType, type TimestepInput } from './embeddings.ts';
 import { runUNetBody } from './unet_body.ts';
 import { ConfigError, ConfigReader, WeightLoader } from './loader.ts';
 import { resolvePrecision, type ModelOptions, type ResolvedPrecision } from './precision.ts';
@@ -46,7 +46,9 @@ export class UNet2DModel {
     c.knownKeys(UNET_2D_KEYS);
     c.only('act_fn', ['silu', 'swish']);
     c.only('time_embedding_type', ['positional']);
-    c.only('class_embed_type', [], 'is not supported (only the default nn.Embedding class embedding, class_embed_type = null)');
+    // 'timestep' / 'identity' as UNet2DConditionModel has them (TimeEmbedding); diffusers' UNet2DModel
+    // silently builds no class embedding for any other value, which is refused here instead.
+    c.only('class_embed_type', ['timestep', 'identity']);
     // ada_group and spatial replace the norms with AdaGroupNorm / SpatialNorm, which are not built.
     c.only('resnet_time_scale_shift', ['default', 'scale_shift']);
     const timeEmbeddingNorm = (c.raw('resnet_time_scale_shift') ?? 'default') as TimeEmbeddingNorm;
@@ -104,6 +106,8 @@ export class UNet2DModel {
       flipSinToCos: c.bool('flip_sin_to_cos', true),
       freqShift: c.num('freq_shift', 0),
       numClassEmbeds: c.has('num_class_embeds') && c.raw('num_class_embeds') !== null ? c.int('num_class_embeds', 0, 1) : null,
+      // class_embed_type wins over num_class_embeds, as in diffusers.
+      classEmbedType: (c.raw('class_embed_type') ?? null) as 'timestep' | 'identity' | null,
     });
     this.convIn = loadConv(w, 'conv_in', this.inChannels, channels[0]!, 3);
     const headDim = (ch: number) => (typeof headDimRaw === 'number' ? headDimRaw : ch);
@@ -134,11 +138,19 @@ export class UNet2DModel {
     this.convOut = loadConv(w, 'conv_out', channels[0]!, this.outChannels, 3);
   }
 
+  /** The class embedding kind (diffusers' class_embed_type, 'embedding' for nn.Embedding), or null. */
+  get classEmbedType(): ClassEmbedType | null {
+    return this.time.classEmbedType;
+  }
+
   get numClasses(): number | null {
     return this.time.numClasses;
   }
 
-  /** Host class ids as the u32 tensor forward() takes in TimestepInput.classLabels. */
+  /**
+   * Host class labels as the tensor forward() takes in TimestepInput.classLabels: class ids for
+   * nn.Embedding, label values for 'timestep', [batch, time_embed_dim] rows for 'identity'.
+   */
   uploadClassLabels(rt: Runtime, ids: ArrayLike<number>, batch: number, label = 'class_labels'): Tensor {
     return this.time.uploadClassLabels(rt, ids, batch, label);
   }

@@ -187,7 +187,8 @@ class Up implements UpBlock {
         const skip = skips.pop();
         if (!skip) throw new ConfigError('up block ran out of skip connections: down and up block configs do not match');
         input = concatChannels(g, `cat`, h, skip);
-        g.release(h, skip);
+        // h is the skip itself after an absent mid block (mid_block_type null): release it once.
+        g.release(...(h === skip ? [h] : [h, skip]));
       }
       h = r.forward(g, input, temb);
       g.release(input);

@@ -12,6 +12,7 @@ import { castTo } from '../kernels/cast.ts';
 import { resolvePrecision, type ModelOptions, type ResolvedPrecision } from './precision.ts';
 import { loadConv, loadNorm, type TimeEmbeddingNorm } from './resnet.ts';
 import { COND_DOWN_TYPES, COND_UP_TYPES, makeCondDownBlock, makeCondUpBlock, MidBlock2DCrossAttn, type CondDownBlock, type CondUpBlock, type CrossAttnOptions } from './unet_2d_condition_blocks.ts';
+import { MidBlock2D } from './unet_2d_blocks.ts';
 
 /** UNet2DConditionModel's constructor arguments in diffusers 0.25. */
 const KEYS = [
@@ -38,6 +39,15 @@ function perBlock(c: ConfigReader, key: string, fallback: number, n: number, whe
   return list;
 }
 
+/** only_cross_attention: a bool (every block) or one bool per down block. */
+function onlyCrossList(v: unknown, n: number, where: string): boolean[] {
+  if (v === undefined || v === null) return new Array<boolean>(n).fill(false);
+  if (typeof v === 'boolean') return new Array<boolean>(n).fill(v);
+  if (!Array.isArray(v) || !v.every((x) => typeof x === 'boolean')) throw new ConfigError(`${where}: config option only_cross_attention = ${JSON.stringify(v)} is not true, false or a list of them`);
+  if (v.length !== n) throw new ConfigError(`${where}: config option only_cross_attention has ${v.length} entries for ${n} down blocks`);
+  return v as boolean[];
+}
+
 export class UNet2DConditionModel {
   readonly inChannels: number;
   readonly outChannels: number;
@@ -48,7 +58,8 @@ export class UNet2DConditionModel {
   private time!: TimeEmbedding;
   private convIn!: ReturnType<typeof loadConv>;
   private readonly down: CondDownBlock[] = [];
-  private mid!: MidBlock2DCrossAttn;
+  /** The mid block (null: mid_block_type null, none). */
+  private mid!: ((g: Graph, h: Tensor, emb: Tensor, context: Tensor) => Tensor) | null;
   private readonly up: CondUpBlock[] = [];
   private normOut!: ReturnType<typeof loadNorm>;
   private convOut!: ReturnType<typeof loadConv>;
@@ -66,11 +77,14 @@ export class UNet2DConditionModel {
     c.only('act_fn', ['silu', 'swish']);
     c.only('time_embedding_type', ['positional']);
     this.centerInput = c.bool('center_input_sample', false);
-    c.only('mid_block_type', ['UNetMidBlock2DCrossAttn']);
-    // An explicit null is diffusers' "no mid block", not the default: only() would let it through.
-    if (c.has('mid_block_type') && c.raw('mid_block_type') === null) throw new ConfigError(`${where}: config option mid_block_type = null (no mid block) is not supported (supported: "UNetMidBlock2DCrossAttn")`);
-    c.only('only_cross_attention', [false]);
-    c.only('mid_block_only_cross_attention', [false]);
+    // UNetMidBlock2DCrossAttn (the default), UNetMidBlock2D (diffusers builds it here with num_layers 0
+    // and add_attention False: one resnet) or an explicit null (no mid block). UNetMidBlock2DSimpleCrossAttn is not built.
+    c.only('mid_block_type', ['UNetMidBlock2DCrossAttn', 'UNetMidBlock2D']);
+    const midType = !c.has('mid_block_type') ? 'UNetMidBlock2DCrossAttn' : (c.raw('mid_block_type') as 'UNetMidBlock2DCrossAttn' | 'UNetMidBlock2D' | null);
+    // mid_block_only_cross_attention only reaches UNetMidBlock2DSimpleCrossAttn (refused above) in
+    // diffusers 0.25: UNetMidBlock2DCrossAttn and UNetMidBlock2D take no such option, so any value is accepted and has no effect.
+    const midOnlyCross = c.raw('mid_block_only_cross_attention');
+    if (midOnlyCross !== undefined && midOnlyCross !== null && typeof midOnlyCross !== 'boolean') throw new ConfigError(`${where}: config option mid_block_only_cross_attention = ${JSON.stringify(midOnlyCross)} is not true, false or null`);
     c.only('dual_cross_attention', [false]);
     // ada_group and spatial replace the norms with AdaGroupNorm / SpatialNorm, which are not built.
     c.only('resnet_time_scale_shift', ['default', 'scale_shift']);
@@ -84,7 +98,7 @@ export class UNet2DConditionModel {
     // Options that add inputs or layers we do not build: only their null defaults are accepted.
     for (const key of [
       'encoder_hid_dim', 'encoder_hid_dim_type', 'addition_embed_type',
-      'addition_time_embed_dim', 'time_embedding_act_fn', 'timestep_post_act', 'time_cond_proj_dim',
+      'addition_time_embed_dim', 'time_embedding_act_fn', 'timestep_post_act',
       'projection_class_embeddings_input_dim', 'cross_attention_norm', 'reverse_transformer_layers_per_block',
     ]) {
       c.only(key, [], 'is not supported');
@@ -124,6 +138,11 @@ export class UNet2DConditionModel {
     // Down block i uses entry i, the mid block the last entry, up block i the reversed list's entry i.
     const transformerLayers = perBlock(c, 'transformer_layers_per_block', 1, channels.length, where);
     const linearProjection = c.bool('use_linear_projection', false);
+    // only_cross_attention: one bool for every block or one per down block (up blocks: reversed);
+    // where true, attn1 attends to encoder_hidden_states too. The mid block never has it (see above).
+    const onlyCross = onlyCrossList(c.raw('only_cross_attention'), channels.length, where);
+    // time_cond_proj_dim: TimestepEmbedding's cond_proj over forward's timestep_cond (LCM-distilled U-Nets).
+    const condProjDim = c.raw('time_cond_proj_dim') === undefined || c.raw('time_cond_proj_dim') === null ? null : c.int('time_cond_proj_dim', 0, 1);
     const midScale = c.num('mid_block_scale_factor', 1);
     const downsamplePadding = c.int('downsample_padding', 1);
     const temb = c.int('time_embedding_dim', channels[0]! * 4, 1);
@@ -136,31 +155,41 @@ export class UNet2DConditionModel {
     const w = new WeightLoader(rt, store, '', this.precision.dtype);
     this.w = w;
     try {
-      this.time = new TimeEmbedding(w, { projDim: channels[0]!, embedDim: temb, flipSinToCos: c.bool('flip_sin_to_cos', true), freqShift: c.num('freq_shift', 0), numClassEmbeds, classEmbedType });
+      this.time = new TimeEmbedding(w, { projDim: channels[0]!, embedDim: temb, flipSinToCos: c.bool('flip_sin_to_cos', true), freqShift: c.num('freq_shift', 0), numClassEmbeds, classEmbedType, condProjDim });
       this.convIn = loadConv(w, 'conv_in', this.inChannels, channels[0]!, this.convInKernel);
       const base = { tembChannels: temb, groups: this.groups, eps: this.eps, outputScaleFactor: 1, timeEmbeddingNorm };
-      const attn = (h: number, transformerLayers: number): CrossAttnOptions => ({ heads: h, transformerLayers, crossAttentionDim: this.crossAttentionDim, linearProjection });
+      const attn = (h: number, transformerLayers: number, onlyCrossAttention = false): CrossAttnOptions => ({ heads: h, transformerLayers, crossAttentionDim: this.crossAttentionDim, linearProjection, onlyCrossAttention });
       let out = channels[0]!;
       downTypes.forEach((type, i) => {
         const inCh = out;
         out = channels[i]!;
         const o = { ...base, numLayers: layers[i]!, inChannels: inCh, outChannels: out, attentionHeadDim: out / heads[i]! };
-        this.down.push(makeCondDownBlock(type, w.sub(`down_blocks.${i}`), o, attn(heads[i]!, transformerLayers[i]!), i < channels.length - 1, downsamplePadding, where));
+        this.down.push(makeCondDownBlock(type, w.sub(`down_blocks.${i}`), o, attn(heads[i]!, transformerLayers[i]!, onlyCross[i]!), i < channels.length - 1, downsamplePadding, where));
       });
       const last = channels[channels.length - 1]!;
       const midHeads = heads[heads.length - 1]!;
-      this.mid = new MidBlock2DCrossAttn(w.sub('mid_block'), { ...base, numLayers: 1, inChannels: last, outChannels: last, attentionHeadDim: last / midHeads, outputScaleFactor: midScale }, attn(midHeads, transformerLayers[transformerLayers.length - 1]!));
+      const midOptions = { ...base, numLayers: 1, inChannels: last, outChannels: last, attentionHeadDim: last / midHeads, outputScaleFactor: midScale };
+      if (midType === 'UNetMidBlock2DCrossAttn') {
+        const mid = new MidBlock2DCrossAttn(w.sub('mid_block'), midOptions, attn(midHeads, transformerLayers[transformerLayers.length - 1]!));
+        this.mid = (g, h, emb, context) => mid.forward(g, h, emb, context);
+      } else if (midType === 'UNetMidBlock2D') {
+        const mid = new MidBlock2D(w.sub('mid_block'), { ...midOptions, numLayers: 0, addAttention: false, attnGroups: null });
+        this.mid = (g, h, emb) => mid.forward(g, h, emb);
+      } else {
+        this.mid = null;
+      }
       const rev = [...channels].reverse();
       const revHeads = [...heads].reverse();
       const revLayers = [...layers].reverse();
       const revTransformerLayers = [...transformerLayers].reverse();
+      const revOnlyCross = [...onlyCross].reverse();
       let outCh = rev[0]!;
       upTypes.forEach((type, i) => {
         const prev = outCh;
         outCh = rev[i]!;
         const inCh = rev[Math.min(i + 1, rev.length - 1)]!;
         const o = { ...base, numLayers: revLayers[i]! + 1, inChannels: inCh, outChannels: outCh, prevOutputChannels: prev, attentionHeadDim: outCh / revHeads[i]! };
-        this.up.push(makeCondUpBlock(type, w.sub(`up_blocks.${i}`), o, attn(revHeads[i]!, revTransformerLayers[i]!), i < channels.length - 1, where));
+        this.up.push(makeCondUpBlock(type, w.sub(`up_blocks.${i}`), o, attn(revHeads[i]!, revTransformerLayers[i]!, revOnlyCross[i]!), i < channels.length - 1, where));
       });
       this.normOut = loadNorm(w, 'conv_norm_out', channels[0]!);
       this.convOut = loadConv(w, 'conv_out', channels[0]!, this.outChannels, this.convOutKernel);
@@ -192,7 +221,8 @@ export class UNet2DConditionModel {
   /**
    * Records one forward pass. sample: [B, in_channels, H, W]; encoderHiddenStates:
    * [B, S, cross_attention_dim], both f32; t.classLabels for class-conditional configs
-   * (see uploadClassLabels). Returns [B, out_channels, H, W] in f32.
+   * (see uploadClassLabels); t.timestepCond [B, time_cond_proj_dim] (f32) for time_cond_proj_dim
+   * configs, optional as in diffusers. Returns [B, out_channels, H, W] in f32.
    */
   forward(g: Graph, sample: Tensor, t: TimestepInput, encoderHiddenStates: Tensor): Tensor {
     const where = 'UNet2DConditionModel';
@@ -211,7 +241,7 @@ export class UNet2DConditionModel {
       convIn: this.convIn,
       convInPadding: (this.convInKernel - 1) / 2,
       down: this.down.map((d) => (gr: Graph, h: Tensor) => d.forward(gr, h, emb, context)),
-      mid: (gr, h) => this.mid.forward(gr, h, emb, context),
+      mid: this.mid && ((gr, h) => this.mid!(gr, h, emb, context)),
       up: this.up.map((u) => (gr: Graph, h: Tensor, skips: Tensor[]) => u.forward(gr, h, emb, context, skips)),
       normOut: this.normOut,
       groups: this.groups,

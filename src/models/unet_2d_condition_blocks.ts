@@ -15,6 +15,8 @@ export interface CrossAttnOptions {
   transformerLayers: number;
   crossAttentionDim: number;
   linearProjection: boolean;
+  /** only_cross_attention: attn1 attends to encoder_hidden_states instead of the tokens. */
+  onlyCrossAttention?: boolean;
 }
 
 export interface CondDownBlock {
@@ -26,7 +28,7 @@ export interface CondUpBlock {
 }
 
 function makeTransformer(w: WeightLoader, channels: number, o: BlockOptions, a: CrossAttnOptions): Transformer2D {
-  return new Transformer2D(w, { channels, heads: a.heads, numLayers: a.transformerLayers, crossAttentionDim: a.crossAttentionDim, groups: o.groups, eps: 1e-5, linearProjection: a.linearProjection });
+  return new Transformer2D(w, { channels, heads: a.heads, numLayers: a.transformerLayers, crossAttentionDim: a.crossAttentionDim, groups: o.groups, eps: 1e-5, linearProjection: a.linearProjection, onlyCrossAttention: a.onlyCrossAttention ?? false });
 }
 
 /** Runs `t` on h, releasing h. */
@@ -86,7 +88,8 @@ class CrossAttnUp implements CondUpBlock {
       const skip = skips.pop();
       if (!skip) throw new ConfigError('up block ran out of skip connections: down and up block configs do not match');
       const input = concatChannels(g, 'cat', h, skip);
-      g.release(h, skip);
+      // h is the skip itself after an absent mid block (mid_block_type null): release it once.
+      g.release(...(h === skip ? [h] : [h, skip]));
       const res = r.forward(g, input, temb);
       g.release(input);
       h = attend(g, this.attentions[i]!, res, context);

@@ -20,7 +20,8 @@ export interface UNetBody {
   convIn: Param;
   convInPadding: number;
   down: ((g: Graph, h: Tensor) => { out: Tensor; skips: Tensor[] })[];
-  mid: (g: Graph, h: Tensor) => Tensor;
+  /** null: no mid block (UNet2DConditionModel's mid_block_type null); the last down output goes on to the up blocks. */
+  mid: ((g: Graph, h: Tensor) => Tensor) | null;
   up: ((g: Graph, h: Tensor, skips: Tensor[]) => Tensor)[];
   normOut: Param;
   groups: number;
@@ -44,7 +45,8 @@ function body(g: Graph, b: UNetBody, x: Tensor): Tensor {
     skips.push(...r.skips);
     h = r.out;
   }
-  h = b.mid(g, h);
+  // Without a mid block h is also the last skip: the first up resnet concatenates it with itself.
+  if (b.mid) h = b.mid(g, h);
   for (const u of b.up) h = u(g, h, skips);
   if (skips.length) throw new ConfigError(`${b.where}: ${skips.length} skip connections left unused: down and up block configs do not match`);
   const n = groupNorm(g, 'conv_norm_out', h, b.normOut.weight, b.normOut.bias, { groups: b.groups, eps: b.eps, silu: true });

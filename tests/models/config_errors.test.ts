@@ -18,7 +18,9 @@ import { runtime } from '../helpers/gpu.ts';
 const unsupportedUnet: [string, unknown, RegExp][] = [
   ['act_fn', 'gelu', /act_fn = "gelu"/],
   ['time_embedding_type', 'fourier', /time_embedding_type = "fourier"/],
-  ['class_embed_type', 'timestep', /class_embed_type = "timestep"/],
+  // 'timestep' and 'identity' are built (tests/fixtures/variants/unet2d-class-*); diffusers' UNet2DModel
+  // silently drops any other value, Fresco refuses it.
+  ['class_embed_type', 'projection', /class_embed_type = "projection"/],
   // scale_shift is built (tests/models/resnet_scale_shift.test.ts); the norm-replacing variants are not.
   ['resnet_time_scale_shift', 'ada_group', /resnet_time_scale_shift = "ada_group"/],
   ['downsample_type', 'resnet', /downsample_type = "resnet"/],
@@ -115,6 +117,49 @@ describe('UNet2DConditionModel class conditioning', () => {
   });
 });
 
+describe('UNet2DConditionModel mid block, only_cross_attention and time_cond_proj_dim', () => {
+  it('names the weights each mid_block_type and time_cond_proj_dim needs or leaves over', async () => {
+    const rt = await runtime();
+    const load = () => loadModelFolder('tests/fixtures/unet2d-cond');
+    // UNetMidBlock2D is one resnet: the fixture's mid attention and second resnet are left over.
+    let f = await load();
+    expect(() => new UNet2DConditionModel(rt, f.weights, { ...f.config, mid_block_type: 'UNetMidBlock2D' })).toThrow(/mid_block\.attentions\.0\./);
+    f = await load();
+    expect(() => new UNet2DConditionModel(rt, f.weights, { ...f.config, mid_block_type: null })).toThrow(/weights were never used: mid_block\./);
+    f = await load();
+    expect(() => new UNet2DConditionModel(rt, f.weights, { ...f.config, time_cond_proj_dim: 8 })).toThrow(/time_embedding\.cond_proj\.weight/);
+    // attn1 of an only_cross_attention block reads [dim, cross_attention_dim] keys: a 48-wide context does not fit the fixture's.
+    f = await load();
+    expect(() => new UNet2DConditionModel(rt, f.weights, { ...f.config, only_cross_attention: true, cross_attention_dim: 48 })).toThrow(/attn1\.to_k\.weight/);
+  });
+
+  it('refuses a timestep_cond for a model without cond_proj, and one of the wrong shape', async () => {
+    const rt = await runtime();
+    const folder = await loadModelFolder('tests/fixtures/unet2d-cond');
+    const plain = new UNet2DConditionModel(rt, folder.weights, folder.config);
+    const lcmFolder = await loadModelFolder('tests/fixtures/variants/unet-cond-lcm');
+    const lcm = new UNet2DConditionModel(rt, lcmFolder.weights, lcmFolder.config);
+    const g = new Graph(rt, 'timestep-cond');
+    const buffers: GPUBuffer[] = [];
+    const t = (shape: number[], label: string) => {
+      const x = { buffer: rt.upload(new Float32Array(shape.reduce((a, b) => a * b, 1)), label), shape, label };
+      buffers.push(x.buffer);
+      return x;
+    };
+    try {
+      const run = (m: UNet2DConditionModel, cond: number[]) => m.forward(g, t([1, m.inChannels, 8, 8], 'sample'), { timesteps: t([1], 'timesteps'), broadcast: false, timestepCond: t(cond, 'cond') }, t([1, 3, m.crossAttentionDim], 'context'));
+      expect(() => run(plain, [1, 4])).toThrow(/timestep_cond was given, but this model has no time_embedding\.cond_proj/);
+      // unet-cond-lcm has time_cond_proj_dim 5.
+      expect(() => run(lcm, [1, 4])).toThrow(/timestep_cond \[1, 4\] should be \[1, 5\]/);
+    } finally {
+      g.destroy();
+      plain.destroy();
+      lcm.destroy();
+      for (const b of buffers) rt.destroyBuffer(b);
+    }
+  });
+});
+
 describe('AutoencoderKL config errors', () => {
   it('rejects options newer diffusers added that change decoding', async () => {
     const rt = await runtime();
@@ -150,8 +195,8 @@ const modelTables: ModelTable[] = [
     rows: [
       ['time_embedding_type', 'fourier'],
       ['time_embedding_type', 'learned'],
-      ['class_embed_type', 'timestep'],
-      ['class_embed_type', 'identity'],
+      // nn.Embedding, 'timestep' and 'identity' are built (tests/fixtures/variants/unet2d-odd, unet2d-class-*).
+      ['class_embed_type', 'simple_projection'],
       ['resnet_time_scale_shift', 'ada_group'],
       ['resnet_time_scale_shift', 'spatial'],
       ['downsample_type', 'resnet'],
@@ -177,13 +222,16 @@ const modelTables: ModelTable[] = [
       ['time_embedding_type', 'fourier'],
       ['time_embedding_act_fn', 'silu'],
       ['timestep_post_act', 'silu'],
-      ['time_cond_proj_dim', 256],
-      ['only_cross_attention', true],
-      ['mid_block_only_cross_attention', true],
+      // time_cond_proj_dim, only_cross_attention (bool or per block), mid_block_type 'UNetMidBlock2D' and
+      // null are built (tests/fixtures/variants/unet-cond-lcm, -only-cross, -mid-resnet, -no-mid);
+      // mid_block_only_cross_attention only reaches UNetMidBlock2DSimpleCrossAttn, which is not.
+      ['only_cross_attention', [true, false, true], /only_cross_attention has 3 entries for 2 down blocks/],
+      ['only_cross_attention', 'yes', /only_cross_attention = "yes" is not true, false or a list of them/],
+      ['mid_block_only_cross_attention', 1, /mid_block_only_cross_attention = 1 is not true, false or null/],
+      ['time_cond_proj_dim', 0, /time_cond_proj_dim/],
       ['dual_cross_attention', true],
       ['mid_block_type', 'UNetMidBlock2DSimpleCrossAttn'],
-      ['mid_block_type', 'UNetMidBlock2D'],
-      ['mid_block_type', null],
+      ['mid_block_type', 'UNetMidBlock2DCrossAttnSimple', /mid_block_type = "UNetMidBlock2DCrossAttnSimple"/],
       ['resnet_time_scale_shift', 'ada_group'],
       ['resnet_time_scale_shift', 'spatial'],
       ['resnet_skip_time_act', true],
