@@ -13,7 +13,7 @@ import { CancelledError, type GenerationResult } from './pipelines/denoise.ts';
 import { loadLdmFrom, type LdmModel } from './pipelines/ldm_folder.ts';
 import { loadSdFrom, type SdModel } from './pipelines/sd_folder.ts';
 import { generateFromText } from './pipelines/text_to_image.ts';
-import { imageToRgba, latentPreview, type PreviewMode, type RgbaImage } from './preview.ts';
+import { imageToRgba, latentPreview, parsePreviewFactors, type PreviewFactors, type PreviewMode, type RgbaImage } from './preview.ts';
 import { schedulerNameOf, type SchedulerName } from './schedulers/scheduler.ts';
 
 /** A generate() option that does not fit the model (a prompt for a class model, an unknown class). */
@@ -49,9 +49,11 @@ interface ModelCard {
   class_names?: string[];
   null_class?: number;
   defaults?: Partial<ModelDefaults>;
+  /** Latent → image factors for previews: { latent_to_image, bias } (see PreviewFactors). */
+  preview?: unknown;
 }
 
-type Loaded = { kind: 'class'; ldm: LdmModel; nullClass: number } | { kind: 'text'; sd: SdModel };
+type Loaded = { kind: 'class'; ldm: LdmModel; nullClass: number; preview: PreviewFactors | null } | { kind: 'text'; sd: SdModel };
 
 export class Model {
   /** The adapter, as the device reports it ("google / swiftshader", "mesa / lavapipe"). */
@@ -149,7 +151,15 @@ export async function loadModel(source: string | FolderReader, opts: LoadModelOp
     const side = ldm.unet.sampleSize * ldm.vae.scaleFactor;
     const defaults = { steps: card.defaults?.steps ?? 25, guidance: card.defaults?.guidance ?? 3, scheduler: card.defaults?.scheduler ?? ('ddim' as const) };
     const nullClass = card.null_class ?? (numClasses ?? 1) - 1;
-    model = new Model('class', where, card.class_names ?? null, numClasses, defaults, [side, side], rt, { kind: 'class', ldm, nullClass });
+    let preview: PreviewFactors | null = null;
+    try {
+      // Checked at load, not at the first preview: a bad card entry fails here, naming the file.
+      if (card.preview !== undefined) preview = parsePreviewFactors(card.preview, ldm.unet.inChannels, ldm.vae.outChannels, reader.where('fresco.json'));
+    } catch (e) {
+      ldm.destroy();
+      throw e;
+    }
+    model = new Model('class', where, card.class_names ?? null, numClasses, defaults, [side, side], rt, { kind: 'class', ldm, nullClass, preview });
   }
   try {
     // Weight uploads that ran out of memory are reported here, not halfway into a generation.
@@ -269,7 +279,8 @@ export async function generate(model: Model, opts: GenerateOptions = {}): Promis
     cols = count > 1 ? count : Math.ceil(Math.sqrt(batch));
     const { unet } = loaded.ldm;
     latentShape = [batch, unet.inChannels, unet.sampleSize, unet.sampleSize];
-    previewMode = 'normalize';
+    // The card's own factors when it has them; otherwise nothing is known about this VAE's latents.
+    previewMode = loaded.preview ? { factors: loaded.preview } : 'normalize';
     run = generateClassConditional(rt, loaded.ldm, { ...common, classLabels: classLabelsBatch, nullClass: loaded.nullClass, onStep: onStep(cols) });
   } else {
     if (opts.class !== undefined) throw new GenerateOptionsError(`${model.source} is a text-to-image model: it takes prompt, not class`);

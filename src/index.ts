@@ -2,7 +2,7 @@
 // generate(model, options). Nothing here imports Node modules at load time (Node-only paths are
 // dynamic imports behind checks), so bundlers can ship it to browsers; PNG files are in 'fresco/node'.
 export { loadModel, generate, Model, GenerateOptionsError, type LoadModelOptions, type GenerateOptions, type GenerateResult, type StepEvent, type ModelKind, type ModelDefaults } from './api.ts';
-export { latentPreview, imageToRgba, SD_LATENT_RGB, type RgbaImage, type PreviewMode } from './preview.ts';
+export { latentPreview, imageToRgba, parsePreviewFactors, SD_LATENT_RGB, type RgbaImage, type PreviewMode, type PreviewFactors } from './preview.ts';
 export { urlFolderReader, DownloadError, DEFAULT_CACHE_NAME, type UrlReaderOptions } from './io/url_reader.ts';
 export { ModelFolderError, type FolderReader } from './io/model_folder.ts';
 export { getGpu, createGpu, NoAdapterError, type GpuContext, type DeviceOptions } from './gpu/device.ts';
