@@ -7,6 +7,12 @@
 //    SCALE_SHIFT: ResnetBlock2D's time_embedding_norm "scale_shift", y * (1 + scale) + shift
 //    before the SiLU, with (scale, shift) per (batch, channel) read from the [B, 2C] projection
 //    (scale = first C, shift = last C, torch.chunk order), so it costs no pass of its own.
+//    SPATIAL: SpatialNorm (MoVQ), y * my + mb with my, mb = conv_y(zq), conv_b(zq) at the latent
+//    size [B, C, zh, zw], read at the nearest source pixel: a 1x1 conv commutes with nearest
+//    upsampling, so the upsampled maps are never materialised. The source index is torch's
+//    float32 rule for F.interpolate(size=..., mode='nearest'): min(floor(f32(o) * sy), zh - 1)
+//    with sy = f32(zh / H) rounded on the host (exact for equal sizes and for 2x; for other
+//    ratios it reproduces torch's rounding, which floor(o·zh/H) in integers does not).
 #include "common"
 
 #if STATS
@@ -37,7 +43,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
 
 #if APPLY
 const WG = 256u;
+#if SPATIAL
+struct U { n: u32, spatial: u32, C: u32, group_size: u32, W: u32, zh: u32, zw: u32, sy: f32, sx: f32 }
+#else
 struct U { n: u32, spatial: u32, C: u32, group_size: u32 }
+#endif
 @group(0) @binding(0) var<uniform> u: U;
 @group(0) @binding(1) var<storage, read> x: array<st>;
 @group(0) @binding(2) var<storage, read> stats: array<f32>;
@@ -46,6 +56,10 @@ struct U { n: u32, spatial: u32, C: u32, group_size: u32 }
 @group(0) @binding(5) var<storage, read_write> out: array<st>;
 #if SCALE_SHIFT
 @group(0) @binding(6) var<storage, read> ss: array<st>;
+#endif
+#if SPATIAL
+@group(0) @binding(6) var<storage, read> my: array<st>;
+@group(0) @binding(7) var<storage, read> mb: array<st>;
 #endif
 
 @compute @workgroup_size(256, 1, 1)
@@ -58,6 +72,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
 #if SCALE_SHIFT
   let row = (i / (u.spatial * u.C)) * 2u * u.C;
   y = y * (1.0 + f32(ss[row + c])) + f32(ss[row + u.C + c]);
+#endif
+#if SPATIAL
+  let p = i % u.spatial;
+  let zy = min(u32(floor(f32(p / u.W) * u.sy)), u.zh - 1u);
+  let zx = min(u32(floor(f32(p % u.W) * u.sx)), u.zw - 1u);
+  let m = (i / u.spatial) * u.zh * u.zw + zy * u.zw + zx;
+  y = y * f32(my[m]) + f32(mb[m]);
 #endif
 #if SILU
   y = silu(y);

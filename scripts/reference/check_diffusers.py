@@ -1,5 +1,6 @@
-"""Optional cross-check: runs diffusers v0.25.1's own UNet2DConditionModel / UNet2DModel, in float64,
-on every U-Net case in tests/fixtures/variants and prints max|diffusers − io 'out'| / max|out|.
+"""Optional cross-check: runs diffusers v0.25.1's own UNet2DConditionModel / UNet2DModel / VQModel
+(decode), in float64, on every such case in tests/fixtures/variants and prints
+max|diffusers − io 'out'| / max|out|.
 It needs what make_variants.py needs plus a diffusers v0.25.1 source tree (no install, no hub):
 
     git -C <diffusers clone> archive v0.25.1 src/diffusers | tar -x -C /tmp/dfsrc
@@ -9,8 +10,9 @@ It needs what make_variants.py needs plus a diffusers v0.25.1 source tree (no in
 
 huggingface_hub is replaced by a stand-in written to a temporary folder (diffusers' model code only
 imports names from it). The weights are loaded with load_state_dict(strict=True), so this also checks
-that weight_specs gives diffusers' weight names and shapes for each case. Expected: ratios ~1e-8
-(io 'out' is stored in float32).
+that weight_specs gives diffusers' weight names and shapes for each case (VQModel decode cases leave
+out the encoder's weights: those, and only those, may be missing). Expected: ratios ~1e-8 (io 'out'
+is stored in float32).
 """
 import json
 import os
@@ -53,7 +55,8 @@ def main(diffusers_src):
     sys.path[:0] = [stub_hub(), diffusers_src]
     from diffusers.models.unet_2d import UNet2DModel
     from diffusers.models.unet_2d_condition import UNet2DConditionModel
-    classes = {'UNet2DConditionModel': UNet2DConditionModel, 'UNet2DModel': UNet2DModel}
+    from diffusers.models.vq_model import VQModel
+    classes = {'UNet2DConditionModel': UNet2DConditionModel, 'UNet2DModel': UNet2DModel, 'VQModel': VQModel}
     worst = 0.0
     for name in sorted(os.listdir(ROOT)):
         d = os.path.join(ROOT, name)
@@ -66,7 +69,14 @@ def main(diffusers_src):
         with open(os.path.join(d, 'config.json')) as f:
             cfg = json.load(f)
         model = classes[case['class']](**{k: v for k, v in cfg.items() if not k.startswith('_')})
-        model.load_state_dict(safetensors_io.read(os.path.join(d, 'diffusion_pytorch_model.safetensors')), strict=True)
+        weights = safetensors_io.read(os.path.join(d, 'diffusion_pytorch_model.safetensors'))
+        if case['class'] == 'VQModel':
+            missing, unexpected = model.load_state_dict(weights, strict=False)
+            bad = [k for k in missing if not k.startswith(('encoder.', 'quant_conv.'))] + list(unexpected)
+            if bad:
+                raise ValueError(f'{name}: weight names differ from diffusers: {bad[:8]}')
+        else:
+            model.load_state_dict(weights, strict=True)
         model = model.double().eval()
         if case['class'] == 'UNet2DModel' and cfg.get('class_embed_type') == 'timestep':
             # v0.25.1's UNet2DModel feeds time_proj(class_labels) (always float32) to class_embedding
@@ -76,9 +86,12 @@ def main(diffusers_src):
         io = safetensors_io.read(os.path.join(d, 'io.safetensors'))
         get = lambda k: io[k].double() if io[k].is_floating_point() else io[k]
         kw = {k: get(k) for k in ('class_labels', 'timestep_cond') if k in io}
-        args = [get('sample'), get('timestep')] + ([get('encoder_hidden_states')] if case['class'] == 'UNet2DConditionModel' else [])
         with torch.no_grad():
-            out = model(*args, **kw).sample
+            if case['class'] == 'VQModel':
+                out = model.decode(get('latents')).sample
+            else:
+                args = [get('sample'), get('timestep')] + ([get('encoder_hidden_states')] if case['class'] == 'UNet2DConditionModel' else [])
+                out = model(*args, **kw).sample
         ref = io['out'].double()
         ratio = (out - ref).abs().max().item() / ref.abs().max().item()
         worst = max(worst, ratio)

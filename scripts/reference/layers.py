@@ -52,12 +52,21 @@ def time_mlp(W, p, x, cond=None):
     return linear(W, p + '.linear_2', F.silu(linear(W, p + '.linear_1', x)))
 
 
-def resnet(W, p, x, temb, groups, eps, output_scale_factor=1.0):
-    """resnet.ResnetBlock2D (time_embedding_norm 'default', no up/down, skip_time_act False)."""
-    h = conv(W, p + '.conv1', F.silu(group_norm(W, p + '.norm1', x, groups, eps)))
+def spatial_norm(W, p, f, zq):
+    """attention_processor.SpatialNorm: GroupNorm(32 groups, eps 1e-6) of f times conv_y(zq) plus
+    conv_b(zq), zq nearest-interpolated to f's size first (as diffusers does, before the 1x1 convs)."""
+    zq = F.interpolate(zq, size=f.shape[-2:], mode='nearest')
+    return group_norm(W, p + '.norm_layer', f, 32, 1e-6) * conv(W, p + '.conv_y', zq) + conv(W, p + '.conv_b', zq)
+
+
+def resnet(W, p, x, temb, groups, eps, output_scale_factor=1.0, zq=None):
+    """resnet.ResnetBlock2D (time_embedding_norm 'default', no up/down, skip_time_act False); with zq,
+    time_embedding_norm 'spatial': norm1 and norm2 are SpatialNorms over zq (and temb is unused)."""
+    norm = (lambda q, t: spatial_norm(W, q, t, zq)) if zq is not None else (lambda q, t: group_norm(W, q, t, groups, eps))
+    h = conv(W, p + '.conv1', F.silu(norm(p + '.norm1', x)))
     if temb is not None:
         h = h + linear(W, p + '.time_emb_proj', F.silu(temb))[:, :, None, None]
-    h = conv(W, p + '.conv2', F.silu(group_norm(W, p + '.norm2', h, groups, eps)))
+    h = conv(W, p + '.conv2', F.silu(norm(p + '.norm2', h)))
     if p + '.conv_shortcut.weight' in W:
         x = conv(W, p + '.conv_shortcut', x, padding=0)
     return (x + h) / output_scale_factor
@@ -93,11 +102,15 @@ def attention(W, p, x, heads, context=None, bias=False):
     return linear(W, p + '.to_out.0', o)
 
 
-def spatial_attention(W, p, x, heads, groups, eps, rescale=1.0):
+def spatial_attention(W, p, x, heads, groups, eps, rescale=1.0, zq=None):
     """attention_processor.Attention as the old AttentionBlock (UNet2DModel, VAE mid block): group norm
-    on the feature map, biased q/k/v, residual connection, divided by rescale_output_factor."""
+    on the feature map, biased q/k/v, residual connection, divided by rescale_output_factor. With zq
+    (spatial_norm_dim, MoVQ): a SpatialNorm first, and no group norm when groups is None."""
     B, C, H, Wd = x.shape
-    h = group_norm(W, p + '.group_norm', x, groups, eps).reshape(B, C, H * Wd).transpose(1, 2)
+    h = spatial_norm(W, p + '.spatial_norm', x, zq) if zq is not None else x
+    if groups is not None:
+        h = group_norm(W, p + '.group_norm', h, groups, eps)
+    h = h.reshape(B, C, H * Wd).transpose(1, 2)
     h = attention(W, p, h, heads, bias=True)
     return (h.transpose(1, 2).reshape(B, C, H, Wd) + x) / rescale
 

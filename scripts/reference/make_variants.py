@@ -125,6 +125,15 @@ CASES = {
         'block_out_channels': [8, 16, 24], 'norm_num_groups': 8, 'latent_channels': 3, 'layers_per_block': 2,
         'down_block_types': ['DownEncoderBlock2D'] * 3, 'up_block_types': ['UpDecoderBlock2D'] * 3,
     }, 'encode', {'image': [2, 3, 13, 15]}),
+    # VQModel norm_type 'spatial' (MoVQ): every decoder norm a SpatialNorm over the quantized latents,
+    # nearest-interpolated to each level's size (odd latents: 5x7 → 10x14; 3x5 → 6x10 → 12x20).
+    'vq-spatial-odd': ('vq', {
+        'block_out_channels': [32, 64], 'latent_channels': 4, 'norm_type': 'spatial', 'num_vq_embeddings': 16,
+    }, 'decode', {'latents': [1, 4, 5, 7]}),
+    'vq-spatial-3lvl': ('vq', {
+        'block_out_channels': [32, 32, 32], 'latent_channels': 3, 'layers_per_block': 2, 'norm_type': 'spatial',
+        'num_vq_embeddings': 24, 'down_block_types': ['DownEncoderBlock2D'] * 3, 'up_block_types': ['UpDecoderBlock2D'] * 3,
+    }, 'decode', {'latents': [2, 3, 3, 5]}),
 }
 
 
@@ -176,6 +185,9 @@ def main():
         folder = os.path.join(OUT, name)
         os.makedirs(folder, exist_ok=True)
         weights = random_weights(SPECS[cfg['_class_name']](cfg), gen)
+        if cfg['_class_name'] == 'VQModel' and call == 'decode':
+            # The encoder is never run by a decode case: leave its weights out of the (large) file.
+            weights = {k: v for k, v in weights.items() if not k.startswith(('encoder.', 'quant_conv.'))}
         io = inputs(io_spec, gen)
         case = {
             'class': cfg['_class_name'], 'call': call,

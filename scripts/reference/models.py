@@ -3,7 +3,7 @@ from config.json (the options Fresco's fixtures use) over a layers.Weights dict.
 import torch
 import torch.nn.functional as F
 
-from layers import conv, downsample, group_norm, resnet, spatial_attention, time_mlp, timestep_embedding, transformer_2d, upsample
+from layers import conv, downsample, group_norm, resnet, spatial_attention, spatial_norm, time_mlp, timestep_embedding, transformer_2d, upsample
 
 
 def _per_level(v, n):
@@ -171,11 +171,13 @@ def unet_2d(W, cfg, sample, timestep, class_labels=None):
     return conv(W, 'conv_out', h)
 
 
-def _vae_mid(W, p, h, groups):
-    # UNetMidBlock2D with temb None, eps 1e-6 and one attention head over all channels.
-    h = resnet(W, f'{p}.resnets.0', h, None, groups, 1e-6)
-    h = spatial_attention(W, f'{p}.attentions.0', h, 1, groups, 1e-6)
-    return resnet(W, f'{p}.resnets.1', h, None, groups, 1e-6)
+def _vae_mid(W, p, h, groups, zq=None, attention=True):
+    # UNetMidBlock2D with temb None, eps 1e-6 and one attention head over all channels; with zq
+    # (resnet_time_scale_shift 'spatial') SpatialNorms everywhere and attn_groups None.
+    h = resnet(W, f'{p}.resnets.0', h, None, groups, 1e-6, zq=zq)
+    if attention:
+        h = spatial_attention(W, f'{p}.attentions.0', h, 1, None if zq is not None else groups, 1e-6, zq=zq)
+    return resnet(W, f'{p}.resnets.1', h, None, groups, 1e-6, zq=zq)
 
 
 def vae_encode_mean(W, cfg, image):
@@ -194,16 +196,35 @@ def vae_encode_mean(W, cfg, image):
     return moments[:, :cfg.get('latent_channels', 4)]
 
 
-def vae_decode(W, cfg, latents):
-    """AutoencoderKL.decode(latents).sample (no scaling_factor applied, as diffusers' decode does not)."""
+def vae_decode(W, cfg, latents, zq=None):
+    """AutoencoderKL.decode(latents).sample (no scaling_factor applied, as diffusers' decode does not);
+    with zq, the Decoder under norm_type 'spatial' (every norm a SpatialNorm over zq)."""
     ch, groups, layers = cfg['block_out_channels'], cfg.get('norm_num_groups', 32), cfg.get('layers_per_block', 1)
     h = conv(W, 'post_quant_conv', latents, padding=0)
     h = conv(W, 'decoder.conv_in', h)
-    h = _vae_mid(W, 'decoder.mid_block', h, groups)
+    h = _vae_mid(W, 'decoder.mid_block', h, groups, zq, cfg.get('mid_block_add_attention', True))
     for i in range(len(ch)):
         p = f'decoder.up_blocks.{i}'
         for j in range(layers + 1):
-            h = resnet(W, f'{p}.resnets.{j}', h, None, groups, 1e-6)
+            h = resnet(W, f'{p}.resnets.{j}', h, None, groups, 1e-6, zq=zq)
         if i < len(ch) - 1:
             h = upsample(W, f'{p}.upsamplers.0', h)
-    return conv(W, 'decoder.conv_out', F.silu(group_norm(W, 'decoder.conv_norm_out', h, groups, 1e-6)))
+    if zq is not None:
+        h = spatial_norm(W, 'decoder.conv_norm_out', h, zq)
+    else:
+        h = group_norm(W, 'decoder.conv_norm_out', h, groups, 1e-6)
+    return conv(W, 'decoder.conv_out', F.silu(h))
+
+
+def vq_decode(W, cfg, latents):
+    """VQModel.decode(latents).sample: each latent vector replaced by its nearest codebook entry
+    (VectorQuantizer, legacy: argmin of the squared distance, first index on ties), then
+    post_quant_conv and the Decoder, which under norm_type 'spatial' also takes the quantized latents."""
+    for key, allowed in [('norm_type', ['group', 'spatial']), ('lookup_from_codebook', [False]), ('act_fn', ['silu'])]:
+        _refuse(cfg, key, allowed)
+    E = W['quantize.embedding.weight']
+    B, D, H, Wd = latents.shape
+    z = latents.permute(0, 2, 3, 1).reshape(-1, D)
+    idx = torch.argmin(torch.cdist(z, E), dim=1)
+    q = E[idx].reshape(B, H, Wd, D).permute(0, 3, 1, 2)
+    return vae_decode(W, cfg, q, q if cfg.get('norm_type', 'group') == 'spatial' else None)

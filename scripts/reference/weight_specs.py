@@ -115,35 +115,74 @@ def unet_2d(cfg):
     return _unet(cfg, False)
 
 
-def autoencoder_kl(cfg):
+def _spatial_norm(p, c, zq):
+    return {**_norm(f'{p}.norm_layer', c), **_conv(f'{p}.conv_y', c, zq, 1), **_conv(f'{p}.conv_b', c, zq, 1)}
+
+
+def _vae(cfg, double_z, zq=None):
+    """Encoder, decoder and quant convs of AutoencoderKL (double_z) / VQModel (quant_conv and
+    post_quant_conv from/to vq_embed_dim). zq: the SpatialNorms' zq channels under norm_type 'spatial'
+    (resnet norms, the mid attention's spatial_norm instead of its group_norm, conv_norm_out)."""
     ch, layers, lat = cfg['block_out_channels'], cfg['layers_per_block'], cfg['latent_channels']
     n = len(ch)
 
-    def mid(p, c):
-        return {**_resnet(f'{p}.resnets.0', c, c, 0), **_spatial_attention(f'{p}.attentions.0', c), **_resnet(f'{p}.resnets.1', c, c, 0)}
+    def resnet(p, cin, cout, spatial):
+        s = _resnet(p, cin, cout, 0)
+        if spatial:
+            for k in ('norm1', 'norm2'):
+                c = s.pop(f'{p}.{k}.weight')[0]
+                del s[f'{p}.{k}.bias']
+                s.update(_spatial_norm(f'{p}.{k}', c, zq))
+        return s
+
+    def mid(p, c, spatial=False):
+        attn = _spatial_attention(f'{p}.attentions.0', c)
+        if spatial:
+            del attn[f'{p}.attentions.0.group_norm.weight'], attn[f'{p}.attentions.0.group_norm.bias']
+            attn.update(_spatial_norm(f'{p}.attentions.0.spatial_norm', c, zq))
+        if not cfg.get('mid_block_add_attention', True):
+            attn = {}
+        return {**resnet(f'{p}.resnets.0', c, c, spatial), **attn, **resnet(f'{p}.resnets.1', c, c, spatial)}
 
     s = _conv('encoder.conv_in', ch[0], cfg['in_channels'])
     out = ch[0]
     for i in range(n):
         cin, out = out, ch[i]
         for j in range(layers):
-            s.update(_resnet(f'encoder.down_blocks.{i}.resnets.{j}', cin if j == 0 else out, out, 0))
+            s.update(resnet(f'encoder.down_blocks.{i}.resnets.{j}', cin if j == 0 else out, out, False))
         if i < n - 1:
             s.update(_conv(f'encoder.down_blocks.{i}.downsamplers.0.conv', out, out))
     s.update(mid('encoder.mid_block', ch[-1]))
-    s.update({**_norm('encoder.conv_norm_out', ch[-1]), **_conv('encoder.conv_out', 2 * lat, ch[-1])})
-    s.update({**_conv('quant_conv', 2 * lat, 2 * lat, 1), **_conv('post_quant_conv', lat, lat, 1)})
+    zc = 2 * lat if double_z else lat
+    s.update({**_norm('encoder.conv_norm_out', ch[-1]), **_conv('encoder.conv_out', zc, ch[-1])})
+    if double_z:
+        s.update({**_conv('quant_conv', zc, zc, 1), **_conv('post_quant_conv', lat, lat, 1)})
+    else:
+        vq = cfg.get('vq_embed_dim') or lat
+        s.update({**_conv('quant_conv', vq, lat, 1), **_conv('post_quant_conv', lat, vq, 1)})
+        s['quantize.embedding.weight'] = (cfg.get('num_vq_embeddings', 256), vq)
+    spatial = zq is not None
     s.update(_conv('decoder.conv_in', ch[-1], lat))
-    s.update(mid('decoder.mid_block', ch[-1]))
+    s.update(mid('decoder.mid_block', ch[-1], spatial))
     rev = ch[::-1]
     for i in range(n):
         prev, out = rev[max(i - 1, 0)], rev[i]
         for j in range(layers + 1):
-            s.update(_resnet(f'decoder.up_blocks.{i}.resnets.{j}', prev if j == 0 else out, out, 0))
+            s.update(resnet(f'decoder.up_blocks.{i}.resnets.{j}', prev if j == 0 else out, out, spatial))
         if i < n - 1:
             s.update(_conv(f'decoder.up_blocks.{i}.upsamplers.0.conv', out, out))
-    s.update({**_norm('decoder.conv_norm_out', ch[0]), **_conv('decoder.conv_out', cfg['out_channels'], ch[0])})
+    s.update({**(_spatial_norm('decoder.conv_norm_out', ch[0], zq) if spatial else _norm('decoder.conv_norm_out', ch[0])),
+              **_conv('decoder.conv_out', cfg['out_channels'], ch[0])})
     return s
 
 
-SPECS = {'UNet2DConditionModel': unet_2d_condition, 'UNet2DModel': unet_2d, 'AutoencoderKL': autoencoder_kl}
+def autoencoder_kl(cfg):
+    return _vae(cfg, True)
+
+
+def vq_model(cfg):
+    # diffusers' Decoder gives its SpatialNorms temb_channels = in_channels = latent_channels.
+    return _vae(cfg, False, cfg['latent_channels'] if cfg.get('norm_type', 'group') == 'spatial' else None)
+
+
+SPECS = {'UNet2DConditionModel': unet_2d_condition, 'UNet2DModel': unet_2d, 'AutoencoderKL': autoencoder_kl, 'VQModel': vq_model}

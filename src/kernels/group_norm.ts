@@ -13,6 +13,13 @@ export interface GroupNormOptions {
   silu?: boolean;
   /** [B, 2C]: y·(1 + scale) + shift after the affine, before SiLU (scale = [:, :C], shift = [:, C:]). */
   scaleShift?: Tensor;
+  /**
+   * SpatialNorm (MoVQ): y·scale + shift after the affine, before SiLU, with scale and shift
+   * [B, C, h, w] (conv_y(zq), conv_b(zq) at the latent size) read at the nearest source pixel of
+   * each output pixel, as torch's F.interpolate(size, mode='nearest') picks it in float32:
+   * min(floor(f32(oy)·f32(h/H)), h − 1) (see nearestUniforms).
+   */
+  spatial?: { scale: Tensor; shift: Tensor };
 }
 
 /** x: [B, C, ...spatial] (NCHW); gamma, beta: [C]. */
@@ -24,25 +31,42 @@ export function groupNorm(g: Graph, label: string, x: Tensor, gamma: Tensor, bet
   checkNormParams(label, C, gamma, beta, eps);
   const ss = opts.scaleShift;
   if (ss && (ss.shape.length !== 2 || ss.shape[0] !== B || ss.shape[1] !== 2 * C)) throw new ShapeError(`${label}: scale/shift ${shapeStr(ss.shape)} should be [${B}, ${2 * C}]`);
+  const sp = opts.spatial;
+  if (sp && ss) throw new ShapeError(`${label}: scale/shift and spatial modulation do not combine`);
+  if (sp && x.shape.length !== 4) throw new ShapeError(`${label}: spatial modulation needs an NCHW input, got ${shapeStr(x.shape)}`);
+  for (const t of sp ? [sp.scale, sp.shift] : []) {
+    if (t.shape.length !== 4 || t.shape[0] !== B || t.shape[1] !== C || !(t.shape[2]! >= 1) || !(t.shape[3]! >= 1)) throw new ShapeError(`${label}: spatial modulation ${shapeStr(t.shape)} should be [${B}, ${C}, h, w]`);
+  }
+  if (sp && (sp.scale.shape[2] !== sp.shift.shape[2] || sp.scale.shape[3] !== sp.shift.shape[3])) throw new ShapeError(`${label}: spatial scale ${shapeStr(sp.scale.shape)} and shift ${shapeStr(sp.shift.shape)} differ`);
   const spatial = numel(x.shape.slice(2));
   const groupSize = (C / groups) * spatial;
   const n = B * C * spatial;
 
-  const dtype = commonDType(label, { input: x, gamma, beta, scaleShift: ss });
+  const dtype = commonDType(label, { input: x, gamma, beta, scaleShift: ss, spatialScale: sp?.scale, spatialShift: sp?.shift });
   // Statistics stay f32 whatever the storage type (an f16 variance of a large group overflows or underflows).
   const stats = g.alloc([B, groups, 4], `${label}/stats`);
   g.dispatch(`${label}/stats`, { shader: 'group_norm', params: { STATS: true, WG: runStatsThreads(groupSize, 64), ...storageParams(dtype) } }, { x, stats }, { group_size: groupSize, groups_total: B * groups, eps }, fold1d(B * groups), { bytes: trafficBytes(x, stats) });
   const out = g.alloc(x.shape, label, dtype);
   g.dispatch(
     label,
-    { shader: 'group_norm', params: { APPLY: true, SILU: !!opts.silu, SCALE_SHIFT: !!ss, ...storageParams(dtype) } },
-    { x, stats, gamma, beta, out, ...(ss ? { ss } : {}) },
-    { n, spatial, C, group_size: groupSize },
+    { shader: 'group_norm', params: { APPLY: true, SILU: !!opts.silu, SCALE_SHIFT: !!ss, SPATIAL: !!sp, ...storageParams(dtype) } },
+    { x, stats, gamma, beta, out, ...(ss ? { ss } : {}), ...(sp ? { my: sp.scale, mb: sp.shift } : {}) },
+    { n, spatial, C, group_size: groupSize, ...(sp ? nearestUniforms(x.shape, sp.scale.shape) : {}) },
     fold1d(Math.ceil(n / WG)),
-    { bytes: trafficBytes(x, stats, gamma, beta, out, ss) },
+    { bytes: trafficBytes(x, stats, gamma, beta, out, ss, sp?.scale, sp?.shift) },
   );
   g.release(stats);
   return out;
+}
+
+/**
+ * The apply pass's nearest-source uniforms: torch's float32 scale in/out per axis (its
+ * nearest_idx computes floorf(dst · (float)in/out)); Math.fround gives the f32 the shader multiplies by.
+ */
+function nearestUniforms(x: readonly number[], z: readonly number[]) {
+  const [H, W] = [x[2]!, x[3]!];
+  const [zh, zw] = [z[2]!, z[3]!];
+  return { W, zh, zw, sy: Math.fround(zh / H), sx: Math.fround(zw / W) };
 }
 
 /**

@@ -5,8 +5,9 @@ import type { Tensor } from '../graph/tensor.ts';
 import { attention } from '../kernels/attention.ts';
 import { linear } from '../kernels/gemm.ts';
 import { groupNorm } from '../kernels/group_norm.ts';
-import { loadNorm } from './resnet.ts';
-import type { WeightLoader } from './loader.ts';
+import { single, whole } from './channel_split.ts';
+import { loadNorm, loadSpatialNorm, splitSpatialNorm, type SpatialNormWeights } from './resnet.ts';
+import { ConfigError, type WeightLoader } from './loader.ts';
 
 export interface SpatialAttentionOptions {
   channels: number;
@@ -15,6 +16,8 @@ export interface SpatialAttentionOptions {
   groups: number | null;
   eps: number;
   rescaleOutputFactor: number;
+  /** diffusers' spatial_norm_dim: a SpatialNorm conditioned on zq with these channels before the projections. */
+  spatialNormDim?: number;
 }
 
 function loadLinear(w: WeightLoader, name: string, cin: number, cout: number) {
@@ -27,9 +30,11 @@ export class SpatialAttention {
   private readonly k;
   private readonly v;
   private readonly out;
+  private readonly spatialNorm: SpatialNormWeights | null;
 
   constructor(private readonly w: WeightLoader, private readonly o: SpatialAttentionOptions) {
     const c = o.channels;
+    this.spatialNorm = o.spatialNormDim === undefined ? null : loadSpatialNorm(w, 'spatial_norm', c, o.spatialNormDim);
     this.norm = o.groups === null ? null : loadNorm(w, 'group_norm', c);
     this.q = loadLinear(w, 'to_q', c, c);
     this.k = loadLinear(w, 'to_k', c, c);
@@ -37,11 +42,15 @@ export class SpatialAttention {
     this.out = loadLinear(w, 'to_out.0', c, c);
   }
 
-  forward(g: Graph, x: Tensor): Tensor {
+  /** zq: the quantized latents, for a spatial_norm (the residual stays x, as in diffusers). */
+  forward(g: Graph, x: Tensor, zq?: Tensor): Tensor {
     const p = this.w.prefix;
     const [B, C, H, W] = x.shape as [number, number, number, number];
     const T = H * W;
-    const h = this.norm && this.o.groups !== null ? groupNorm(g, `${p}.group_norm`, x, this.norm.weight, this.norm.bias, { groups: this.o.groups, eps: this.o.eps }) : x;
+    if (this.spatialNorm && !zq) throw new ConfigError(`${p}: spatial_norm needs the quantized latents`);
+    const s = this.spatialNorm ? whole(splitSpatialNorm(g, this.w.slices, `${p}.spatial_norm`, single(x), this.spatialNorm, zq!, false), `${p}.spatial_norm`) : x;
+    const h = this.norm && this.o.groups !== null ? groupNorm(g, `${p}.group_norm`, s, this.norm.weight, this.norm.bias, { groups: this.o.groups, eps: this.o.eps }) : s;
+    if (h !== s && s !== x) g.release(s);
     // The projections read NCHW directly (tokens = pixels) and write token-major [B, T, C].
     const proj = (name: string, l: { weight: Tensor; bias: Tensor }) =>
       linear(g, `${p}.${name}`, h, l.weight, { bias: l.bias, input: 'channels', output: 'rows', outShape: [B, T, C] });

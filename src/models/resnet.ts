@@ -1,9 +1,10 @@
 // diffusers.models.resnet: ResnetBlock2D, Downsample2D, Upsample2D.
 import type { Graph } from '../graph/graph.ts';
 import type { Tensor } from '../graph/tensor.ts';
-import { linear } from '../kernels/gemm.ts';
-import { releaseSplit, single, splitConv, splitGroupNorm, whole, type Split } from './channel_split.ts';
-import type { WeightLoader } from './loader.ts';
+import { conv2d, linear } from '../kernels/gemm.ts';
+import { groupNorm } from '../kernels/group_norm.ts';
+import { releaseSplit, single, splitConv, splitGroupNorm, whole, type Split, type WeightSlices } from './channel_split.ts';
+import { ConfigError, type WeightLoader } from './loader.ts';
 
 export interface ResnetOptions {
   inChannels: number;
@@ -16,12 +17,14 @@ export interface ResnetOptions {
   /**
    * diffusers' time_embedding_norm (the U-Nets' resnet_time_scale_shift): 'default' adds the
    * projected embedding to conv1's output; 'scale_shift' projects to 2C and applies
-   * norm2(h)·(1 + scale) + shift before the SiLU.
+   * norm2(h)·(1 + scale) + shift before the SiLU; 'spatial' (MoVQ's decoder) makes norm1 and
+   * norm2 SpatialNorms conditioned on the quantized latents zq (passed as the time embedding,
+   * tembChannels = zq's channels), with no time_emb_proj.
    */
   timeEmbeddingNorm?: TimeEmbeddingNorm;
 }
 
-export type TimeEmbeddingNorm = 'default' | 'scale_shift';
+export type TimeEmbeddingNorm = 'default' | 'scale_shift' | 'spatial';
 
 interface Conv {
   weight: Tensor;
@@ -36,6 +39,52 @@ export function loadNorm(w: WeightLoader, name: string, c: number): { weight: Te
   return { weight: w.tensor(`${name}.weight`, [c]), bias: w.tensor(`${name}.bias`, [c]) };
 }
 
+/**
+ * diffusers.models.attention_processor.SpatialNorm: GroupNorm(32 groups, eps 1e-6, affine) of f,
+ * then f·conv_y(zq) + conv_b(zq) with zq nearest-interpolated to f's size. The 1x1 convs run at
+ * the latent size (a 1x1 conv commutes with nearest upsampling) and the apply pass of the norm
+ * reads them at each pixel's nearest source position.
+ */
+export interface SpatialNormWeights {
+  norm: { weight: Tensor; bias: Tensor };
+  convY: Conv;
+  convB: Conv;
+}
+
+/** SpatialNorm's fixed group count and eps (it ignores norm_num_groups). */
+export const SPATIAL_NORM_GROUPS = 32;
+const SPATIAL_NORM_EPS = 1e-6;
+
+export function loadSpatialNorm(w: WeightLoader, name: string, channels: number, zqChannels: number): SpatialNormWeights {
+  return {
+    norm: loadNorm(w, `${name}.norm_layer`, channels),
+    convY: loadConv(w, `${name}.conv_y`, zqChannels, channels, 1),
+    convB: loadConv(w, `${name}.conv_b`, zqChannels, channels, 1),
+  };
+}
+
+/** SpatialNorm over channel chunks (each chunk holds whole groups), with an optional fused SiLU after it. */
+export function splitSpatialNorm(g: Graph, slices: WeightSlices, label: string, x: Split, n: SpatialNormWeights, zq: Tensor, silu: boolean): Split {
+  const C = x.shape[1];
+  if (C % SPATIAL_NORM_GROUPS !== 0) throw new ConfigError(`${label}: SpatialNorm's GroupNorm takes 32 groups, and ${C} channels do not split into 32`);
+  const groupSize = C / SPATIAL_NORM_GROUPS;
+  const parts = x.parts.map((part, k) => {
+    const c0 = x.starts[k]!;
+    const c = part.shape[1]!;
+    const l = x.parts.length > 1 ? `${label}[${k}]` : label;
+    const mod = (name: string, conv: Conv) =>
+      conv2d(g, `${l}.${name}`, zq, slices.slice(conv.weight, c0, c0 + c), { bias: slices.slice(conv.bias, c0, c0 + c) });
+    const scale = mod('conv_y', n.convY);
+    const shift = mod('conv_b', n.convB);
+    const out = groupNorm(g, `${l}.norm_layer`, part, slices.slice(n.norm.weight, c0, c0 + c), slices.slice(n.norm.bias, c0, c0 + c), {
+      groups: c / groupSize, eps: SPATIAL_NORM_EPS, silu, spatial: { scale, shift },
+    });
+    g.release(scale, shift);
+    return out;
+  });
+  return { parts, starts: x.starts, shape: x.shape };
+}
+
 export class ResnetBlock2D {
   private readonly norm1;
   private readonly conv1: Conv;
@@ -45,22 +94,33 @@ export class ResnetBlock2D {
   private readonly shortcut: Conv | null;
 
   private readonly scaleShift: boolean;
+  /** time_embedding_norm 'spatial': SpatialNorm weights for norm1 and norm2 (then norm1/norm2 are unused). */
+  private readonly spatial: { norm1: SpatialNormWeights; norm2: SpatialNormWeights } | null;
 
   constructor(private readonly w: WeightLoader, private readonly o: ResnetOptions) {
     this.scaleShift = (o.timeEmbeddingNorm ?? 'default') === 'scale_shift';
-    this.norm1 = loadNorm(w, 'norm1', o.inChannels);
+    if (o.timeEmbeddingNorm === 'spatial') {
+      if (o.tembChannels === null) throw new ConfigError(`${w.prefix}: time_embedding_norm 'spatial' needs the quantized latents' channels as temb_channels`);
+      this.spatial = { norm1: loadSpatialNorm(w, 'norm1', o.inChannels, o.tembChannels), norm2: loadSpatialNorm(w, 'norm2', o.outChannels, o.tembChannels) };
+    } else {
+      this.spatial = null;
+    }
+    this.norm1 = this.spatial ? null : loadNorm(w, 'norm1', o.inChannels);
     this.conv1 = loadConv(w, 'conv1', o.inChannels, o.outChannels, 3);
     const projOut = this.scaleShift ? 2 * o.outChannels : o.outChannels;
     this.timeEmbProj =
-      o.tembChannels === null
+      o.tembChannels === null || this.spatial
         ? null
         : { weight: w.tensor('time_emb_proj.weight', [projOut, o.tembChannels]), bias: w.tensor('time_emb_proj.bias', [projOut]) };
-    this.norm2 = loadNorm(w, 'norm2', o.outChannels);
+    this.norm2 = this.spatial ? null : loadNorm(w, 'norm2', o.outChannels);
     this.conv2 = loadConv(w, 'conv2', o.outChannels, o.outChannels, 3);
     this.shortcut = o.inChannels !== o.outChannels ? loadConv(w, 'conv_shortcut', o.inChannels, o.outChannels, 1) : null;
   }
 
-  /** x: [B, Cin, H, W]; tembAct: SiLU(emb) [B, tembChannels] shared by every block. */
+  /**
+   * x: [B, Cin, H, W]; tembAct: SiLU(emb) [B, tembChannels] shared by every block, or under
+   * 'spatial' the quantized latents zq [B, tembChannels, h, w].
+   */
   forward(g: Graph, x: Tensor, tembAct: Tensor | null): Tensor {
     return whole(this.forwardSplit(g, single(x), tembAct), this.w.prefix);
   }
@@ -76,10 +136,12 @@ export class ResnetBlock2D {
     }
     // scale_shift takes the [B, 2C] projection in norm2's apply pass; default adds it in conv1's epilogue.
     const scaleShift = this.scaleShift ? temb : undefined;
-    const h1 = splitGroupNorm(g, s, `${p}.norm1`, x, this.norm1, { groups, eps, silu: true });
+    const sp = this.spatial;
+    if (sp && !tembAct) throw new ConfigError(`${p}: time_embedding_norm 'spatial' needs the quantized latents`);
+    const h1 = sp ? splitSpatialNorm(g, s, `${p}.norm1`, x, sp.norm1, tembAct!, true) : splitGroupNorm(g, s, `${p}.norm1`, x, this.norm1!, { groups, eps, silu: true });
     const h2 = splitConv(g, s, `${p}.conv1`, h1, this.conv1, { groups, padding: 1, temb: scaleShift ? undefined : temb });
     releaseSplit(g, h1);
-    const h3 = splitGroupNorm(g, s, `${p}.norm2`, h2, this.norm2, { groups, eps, silu: true, scaleShift });
+    const h3 = sp ? splitSpatialNorm(g, s, `${p}.norm2`, h2, sp.norm2, tembAct!, true) : splitGroupNorm(g, s, `${p}.norm2`, h2, this.norm2!, { groups, eps, silu: true, scaleShift });
     releaseSplit(g, h2);
     if (temb) g.release(temb);
     const residual = this.shortcut ? splitConv(g, s, `${p}.conv_shortcut`, x, this.shortcut, { groups }) : x;

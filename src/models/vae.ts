@@ -4,9 +4,10 @@ import type { Graph } from '../graph/graph.ts';
 import type { Tensor } from '../graph/tensor.ts';
 import { conv2d } from '../kernels/gemm.ts';
 import { groupNorm } from '../kernels/group_norm.ts';
-import { releaseSplit, single, splitConv, splitGroupNorm, whole } from './channel_split.ts';
+import { releaseSplit, single, splitConv, splitGroupNorm, whole, type Split } from './channel_split.ts';
 import { ConfigError, type ConfigReader, type WeightLoader } from './loader.ts';
-import { loadConv, loadNorm } from './resnet.ts';
+import { SpatialAttention } from './attention_processor.ts';
+import { loadConv, loadNorm, loadSpatialNorm, ResnetBlock2D, splitSpatialNorm, SPATIAL_NORM_GROUPS, Upsample2D, type SpatialNormWeights } from './resnet.ts';
 import { MidBlock2D, makeDownBlock, makeUpBlock, type DownBlock, type UpBlock } from './unet_2d_blocks.ts';
 
 /** The VAE's resnets and attention use eps 1e-6 regardless of config (as diffusers does). */
@@ -67,25 +68,73 @@ export class Encoder {
   }
 }
 
+/**
+ * The decoder under norm_type 'spatial' (MoVQ): every norm is a SpatialNorm conditioned on the
+ * quantized latents zq (resnets' norm1/norm2 with time_embedding_norm 'spatial', the mid-block
+ * attention's spatial_norm with no group_norm, conv_norm_out). diffusers builds the mid and up
+ * blocks with temb_channels = the decoder's in_channels, so zq must have latent_channels channels.
+ */
+class SpatialDecoderBlocks {
+  readonly midResnets: ResnetBlock2D[] = [];
+  readonly midAttention: SpatialAttention | null;
+  readonly up: { resnets: ResnetBlock2D[]; upsampler: Upsample2D | null }[] = [];
+  readonly normOut: SpatialNormWeights;
+
+  constructor(w: WeightLoader, c: ConfigReader, channels: number[], upTypes: string[], layers: number, zqChannels: number) {
+    const last = channels[channels.length - 1]!;
+    const resnet = (p: string, cin: number, cout: number) =>
+      new ResnetBlock2D(w.sub(p), { inChannels: cin, outChannels: cout, tembChannels: zqChannels, groups: SPATIAL_NORM_GROUPS, eps: VAE_EPS, outputScaleFactor: 1, timeEmbeddingNorm: 'spatial' });
+    this.midResnets.push(resnet('mid_block.resnets.0', last, last));
+    // attention_head_dim = the channels: one head; attn_groups is None under 'spatial' (no group_norm).
+    this.midAttention = c.bool('mid_block_add_attention', true)
+      ? new SpatialAttention(w.sub('mid_block.attentions.0'), { channels: last, heads: 1, groups: null, eps: VAE_EPS, rescaleOutputFactor: 1, spatialNormDim: zqChannels })
+      : null;
+    this.midResnets.push(resnet('mid_block.resnets.1', last, last));
+    const rev = [...channels].reverse();
+    let out = rev[0]!;
+    upTypes.forEach((type, i) => {
+      if (type !== 'UpDecoderBlock2D') throw new ConfigError(`${c.where}: up block type ${type} is not supported (supported: UpDecoderBlock2D)`);
+      const prev = out;
+      out = rev[i]!;
+      const resnets: ResnetBlock2D[] = [];
+      for (let j = 0; j < layers + 1; j++) resnets.push(resnet(`up_blocks.${i}.resnets.${j}`, j === 0 ? prev : out, out));
+      this.up.push({ resnets, upsampler: i !== upTypes.length - 1 ? new Upsample2D(w.sub(`up_blocks.${i}.upsamplers.0`), out) : null });
+    });
+    this.normOut = loadSpatialNorm(w, 'conv_norm_out', channels[0]!, zqChannels);
+  }
+}
+
+export type DecoderNormType = 'group' | 'spatial';
+
 export class Decoder {
   private readonly convIn;
-  private readonly mid: MidBlock2D;
+  private readonly mid: MidBlock2D | null = null;
   private readonly up: UpBlock[] = [];
   private readonly normOut;
   private readonly convOut;
   private readonly groups: number;
+  private readonly spatial: SpatialDecoderBlocks | null = null;
 
-  constructor(private readonly w: WeightLoader, c: ConfigReader, latentChannels: number, outChannels: number) {
+  /** normType 'spatial': forward() takes the quantized latents zq (latentChannels channels) too. */
+  constructor(private readonly w: WeightLoader, c: ConfigReader, latentChannels: number, outChannels: number, normType: DecoderNormType = 'group') {
     c.only('act_fn', ['silu', 'swish']);
-    c.only('norm_type', ['group']);
+    c.only('norm_type', [normType]);
     const channels = c.intList('block_out_channels', [64]);
     const upTypes = c.strList('up_block_types', ['UpDecoderBlock2D']);
     if (upTypes.length !== channels.length) throw new ConfigError(`${c.where}: up_block_types and block_out_channels must have the same length`);
     const layers = c.int('layers_per_block', 1, 1);
-    const groups = c.int('norm_num_groups', 32, 1);
+    // SpatialNorm always takes 32 groups: norm_num_groups reaches no decoder norm under 'spatial'.
+    const groups = normType === 'spatial' ? SPATIAL_NORM_GROUPS : c.int('norm_num_groups', 32, 1);
     this.groups = groups;
     const last = channels[channels.length - 1]!;
     this.convIn = loadConv(w, 'conv_in', latentChannels, last, 3);
+    this.convOut = loadConv(w, 'conv_out', channels[0]!, outChannels, 3);
+    if (normType === 'spatial') {
+      for (const ch of channels) if (ch % SPATIAL_NORM_GROUPS !== 0) throw new ConfigError(`${c.where}: norm_type 'spatial' needs block_out_channels divisible by 32 (SpatialNorm's group count), got ${ch}`);
+      this.spatial = new SpatialDecoderBlocks(w, c, channels, upTypes, layers, latentChannels);
+      this.normOut = null;
+      return;
+    }
     this.mid = new MidBlock2D(w.sub('mid_block'), {
       numLayers: 1, inChannels: last, outChannels: last, tembChannels: null, groups, eps: VAE_EPS,
       attentionHeadDim: last, outputScaleFactor: 1, addAttention: c.bool('mid_block_add_attention', true), attnGroups: groups,
@@ -100,21 +149,52 @@ export class Decoder {
       );
     });
     this.normOut = loadNorm(w, 'conv_norm_out', channels[0]!);
-    this.convOut = loadConv(w, 'conv_out', channels[0]!, outChannels, 3);
   }
 
   /**
    * The up blocks run over channel chunks, so a decode whose activations pass the binding limit
    * (Stable Diffusion's at 512×512 has 256 MiB ones) still runs; the mid block needs whole tensors.
+   * zq: the quantized latents under norm_type 'spatial' (VQModel passes them before post_quant_conv).
    */
-  forward(g: Graph, z: Tensor): Tensor {
+  forward(g: Graph, z: Tensor, zq?: Tensor): Tensor {
     const p = this.w.prefix;
     const s = this.w.slices;
     const h = conv2d(g, `${p}.conv_in`, z, this.convIn.weight, { bias: this.convIn.bias, padding: 1 });
-    let hs = single(this.mid.forward(g, h, null));
-    g.release(h);
-    for (const u of this.up) hs = u.forwardSplit(g, hs);
-    const n = splitGroupNorm(g, s, `${p}.conv_norm_out`, hs, this.normOut, { groups: this.groups, eps: VAE_EPS, silu: true });
+    let hs: Split;
+    let n: Split;
+    const sp = this.spatial;
+    if (sp) {
+      if (!zq) throw new ConfigError(`${p}: norm_type 'spatial' needs the quantized latents`);
+      let m = sp.midResnets[0]!.forward(g, h, zq);
+      g.release(h);
+      if (sp.midAttention) {
+        const prev = m;
+        m = sp.midAttention.forward(g, m, zq);
+        g.release(prev);
+      }
+      const prev = m;
+      m = sp.midResnets[1]!.forward(g, m, zq);
+      g.release(prev);
+      hs = single(m);
+      for (const u of sp.up) {
+        for (const r of u.resnets) {
+          const next = r.forwardSplit(g, hs, zq);
+          releaseSplit(g, hs);
+          hs = next;
+        }
+        if (u.upsampler) {
+          const next = u.upsampler.forwardSplit(g, hs, this.groups);
+          releaseSplit(g, hs);
+          hs = next;
+        }
+      }
+      n = splitSpatialNorm(g, s, `${p}.conv_norm_out`, hs, sp.normOut, zq, true);
+    } else {
+      hs = single(this.mid!.forward(g, h, null));
+      g.release(h);
+      for (const u of this.up) hs = u.forwardSplit(g, hs);
+      n = splitGroupNorm(g, s, `${p}.conv_norm_out`, hs, this.normOut!, { groups: this.groups, eps: VAE_EPS, silu: true });
+    }
     releaseSplit(g, hs);
     // One group per output channel: the image's few channels are chunked only if they must be.
     const out = splitConv(g, s, `${p}.conv_out`, n, this.convOut, { groups: this.convOut.weight.shape[0]!, padding: 1 });

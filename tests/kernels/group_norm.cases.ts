@@ -1,5 +1,5 @@
 import { groupNorm } from '../../src/kernels/group_norm.ts';
-import { groupNormRef } from '../ref/group_norm.ts';
+import { groupNormRef, groupNormSpatialRef } from '../ref/group_norm.ts';
 import { input, randn, runGraph } from '../helpers/gpu.ts';
 import { F32, type OpCase } from './cases.ts';
 
@@ -66,4 +66,40 @@ const scaleShiftCases: OpCase[] = scaleShiftRows.flatMap((r, i) =>
   })),
 );
 
-export const groupNormCases: OpCase[] = [...plainCases, ...scaleShiftCases];
+// SpatialNorm (MoVQ's decoder): the modulation maps at a latent size [zh, zw] read at nearest
+// positions: the same size, exact 2x, non-integer ratios (7 from 3, 10 from 4), one pixel, and
+// 74 from 6 / 141 from 3, where torch's float32 rule differs from floor(dst·in/out) in integers.
+interface SpatialRow { shape: [number, number, number, number]; z: [number, number]; groups: number; eps: number; offset?: number }
+const spatialRows: SpatialRow[] = [
+  { shape: [1, 64, 5, 7], z: [5, 7], groups: 32, eps: 1e-6 },
+  { shape: [2, 32, 10, 14], z: [5, 7], groups: 32, eps: 1e-6 },
+  { shape: [1, 64, 7, 10], z: [3, 4], groups: 32, eps: 1e-6 },
+  { shape: [2, 6, 9, 5], z: [1, 1], groups: 3, eps: 1e-5 },
+  { shape: [1, 32, 74, 141], z: [6, 3], groups: 32, eps: 1e-6 },
+  { shape: [1, 32, 16, 16], z: [4, 4], groups: 8, eps: 1e-6, offset: 100 },
+];
+
+const spatialCases: OpCase[] = spatialRows.flatMap((r, i) =>
+  [false, true].map((silu) => ({
+    op: 'group_norm_spatial',
+    name: `[${r.shape.join(',')}] from [${r.z.join(',')}] groups ${r.groups} eps ${r.eps.toExponential()}${r.offset ? ` offset ${r.offset}` : ''}${silu ? ' +silu' : ''}`,
+    ...F32,
+    async run(rt) {
+      const [B, C, H, W] = r.shape;
+      const [zh, zw] = r.z;
+      const x = randn(B * C * H * W, 260 + i).map((v) => v + (r.offset ?? 0));
+      const gamma = randn(C, 360 + i, 2);
+      const beta = randn(C, 460 + i);
+      const my = randn(B * C * zh * zw, 560 + i, 1.5);
+      const mb = randn(B * C * zh * zw, 660 + i);
+      const got = await runGraph(rt, (g) =>
+        groupNorm(g, 'gn', input(rt, x, r.shape), input(rt, gamma, [C]), input(rt, beta, [C]), {
+          groups: r.groups, eps: r.eps, silu, spatial: { scale: input(rt, my, [B, C, zh, zw]), shift: input(rt, mb, [B, C, zh, zw]) },
+        }),
+      );
+      return { got, ref: groupNormSpatialRef(x, gamma, beta, B, C, H, W, r.groups, r.eps, silu, my, mb, zh, zw) };
+    },
+  })),
+);
+
+export const groupNormCases: OpCase[] = [...plainCases, ...scaleShiftCases, ...spatialCases];

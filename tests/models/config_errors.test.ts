@@ -277,7 +277,8 @@ const modelTables: ModelTable[] = [
     fixture: 'vq',
     build: (rt, s, c) => new VQModel(rt, s, c),
     rows: [
-      ['norm_type', 'spatial'],
+      // 'spatial' (SpatialNorm, MoVQ) is built: tests/fixtures/variants/vq-spatial-*.
+      ['norm_type', 'layer'],
       ['lookup_from_codebook', true],
       ['act_fn', 'gelu'],
       ['up_block_types', ['AttnUpDecoderBlock2D', 'UpDecoderBlock2D'], /AttnUpDecoderBlock2D is not supported/],
@@ -297,6 +298,14 @@ const modelTables: ModelTable[] = [
     ],
   },
 ];
+
+describe('VQModel norm_type spatial', () => {
+  it('refuses vq_embed_dim != latent_channels (the SpatialNorms take the quantized latents)', async () => {
+    const rt = await runtime();
+    const folder = await loadModelFolder('tests/fixtures/vq');
+    expect(() => new VQModel(rt, folder.weights, { ...folder.config, norm_type: 'spatial', vq_embed_dim: 4 })).toThrow(/norm_type 'spatial' needs vq_embed_dim \(4\) = latent_channels \(3\)/);
+  });
+});
 
 /** `key = value` as ConfigReader.only writes it. */
 const named = (key: string, value: unknown) => new RegExp(`${key} = ${JSON.stringify(value).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`);

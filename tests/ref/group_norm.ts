@@ -27,3 +27,27 @@ export function groupNormRef(
     }
   return out;
 }
+
+/**
+ * SpatialNorm (diffusers' attention_processor.SpatialNorm with the 1x1 convs already applied):
+ * groupNorm(x)·my + mb, with my, mb [B, C, zh, zw] upsampled to x's [H, W] as torch's
+ * F.interpolate(size, mode='nearest') does on float32 tensors (source index
+ * min(floorf(dst · (float)in/out), in − 1), every step rounded to f32), then the optional SiLU.
+ */
+export function groupNormSpatialRef(
+  x: ArrayLike<number>, gamma: ArrayLike<number>, beta: ArrayLike<number>,
+  B: number, C: number, H: number, W: number, groups: number, eps: number, silu: boolean,
+  my: ArrayLike<number>, mb: ArrayLike<number>, zh: number, zw: number,
+): Float64Array {
+  const out = groupNormRef(x, gamma, beta, B, C, H * W, groups, eps);
+  for (let bc = 0; bc < B * C; bc++)
+    for (let oy = 0; oy < H; oy++)
+      for (let ox = 0; ox < W; ox++) {
+        const i = (bc * H + oy) * W + ox;
+        const src = (dst: number, n: number, out: number) => Math.min(Math.floor(Math.fround(dst * Math.fround(n / out))), n - 1);
+        const m = (bc * zh + src(oy, zh, H)) * zw + src(ox, zw, W);
+        const y = out[i]! * my[m]! + mb[m]!;
+        out[i] = silu ? y / (1 + Math.exp(-y)) : y;
+      }
+  return out;
+}
