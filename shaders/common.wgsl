@@ -20,3 +20,37 @@ fn flat_workgroup(wid: vec3u, nwg: vec3u) -> u32 {
 fn silu(x: f32) -> f32 {
   return x / (1.0 + exp(-x));
 }
+
+// act(x): the activation a kernel fuses, chosen by one ACT_* template parameter (see
+// activationParams in src/kernels/gemm.ts); without one it is the identity. torch's forms:
+// SiLU x·sigmoid(x) (silu above, unchanged), Mish x·tanh(softplus(x)), exact erf GELU, ReLU,
+// and transformers' quick_gelu x·sigmoid(1.702·x).
+#if ACT_GELU
+#include "precise_math"
+#endif
+
+// Mish without tanh or log: tanh(log(1 + e)) = n / (n + 2) with n = e·(e + 2), e = exp(x), which
+// has no cancellation for negative x; past x = 20 the ratio is 1 in f32 (torch's softplus
+// threshold), so exp is capped there and never overflows.
+fn mish(x: f32) -> f32 {
+  let e = exp(min(x, 20.0));
+  let n = e * (e + 2.0);
+  return x * (n / (n + 2.0));
+}
+
+fn act(x: f32) -> f32 {
+#if ACT_SILU
+  return silu(x);
+#elif ACT_MISH
+  return mish(x);
+#elif ACT_GELU
+  return gelu_erf(x);
+#elif ACT_RELU
+  return max(x, 0.0);
+#elif ACT_QUICK_GELU
+  // torch: x * sigmoid(1.702 * x); exp overflowing to inf for very negative x still gives -0.
+  return x / (1.0 + exp(-1.702 * x));
+#else
+  return x;
+#endif
+}

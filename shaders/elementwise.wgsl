@@ -1,5 +1,5 @@
 // The small memory-bound ops between the U-Net's GEMMs, one thread per output element. One
-// template, one op per variant (SILU, SCALE, ADD, CONCAT, UPSAMPLE), each a single pass over
+// template, one op per variant (ACT: a standalone activation, act in common.wgsl; SCALE, ADD, CONCAT, UPSAMPLE), each a single pass over
 // memory. `add` carries a scale because diffusers divides every residual sum by
 // output_scale_factor; SCALE is the odd standalone multiply (latents / scaling_factor); concat
 // and upsample are pure index maps (skip connections; Upsample2D where it is not already fused
@@ -13,9 +13,7 @@
 
 const WG = 256u;
 
-#if SILU
-struct U { n: u32 }
-#elif SCALE
+#if SCALE
 struct U { n: u32, scale: f32 }
 #elif ADD
 struct U { n: u32, scale: f32 }
@@ -34,6 +32,9 @@ struct U { n: u32, half: u32 }
 #elif MASK_BLEND
 // known_n: values in known; plane: h * w; chw: C * h * w.
 struct U { n: u32, known_n: u32, plane: u32, chw: u32 }
+#else
+// ACT: one value in, one out.
+struct U { n: u32 }
 #endif
 
 @group(0) @binding(0) var<uniform> u: U;
@@ -48,7 +49,8 @@ struct U { n: u32, known_n: u32, plane: u32, chw: u32 }
 @group(0) @binding(3) var<storage, read_write> out: array<st>;
 
 #if GEGLU
-// gelu_erf, shared with the GEMM epilogue (CLIP's exact-GELU MLP).
+// gelu_erf, shared with the GEMM epilogue (CLIP's exact-GELU MLP) and act's ACT_GELU (which
+// includes it through common; the ACT and GEGLU variants never meet).
 #include "precise_math"
 #endif
 
@@ -56,9 +58,7 @@ struct U { n: u32, known_n: u32, plane: u32, chw: u32 }
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let i = flat_workgroup(wid, nwg) * WG + lid.x;
   if (i >= u.n) { return; }
-#if SILU
-  out[i] = st(silu(f32(a[i])));
-#elif SCALE
+#if SCALE
   out[i] = st(f32(a[i]) * u.scale);
 #elif ADD
   out[i] = st((f32(a[i]) + f32(b[i])) * u.scale);
@@ -94,5 +94,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let k = i % u.known_n;
   let m = f32(b[(k / u.chw) * u.plane + k % u.plane]);
   out[i] = st(m * f32(out[i]) + (1.0 - m) * f32(a[k]));
+#else
+  // ACT: the activation act (common.wgsl) picks from ACT_*.
+  out[i] = st(act(f32(a[i])));
 #endif
 }

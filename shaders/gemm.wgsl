@@ -3,14 +3,11 @@
 // a linear layer, a channel projection over an NCHW tensor and an implicit-GEMM conv2d is only
 // how A is read (A_ROWMAJOR / A_COLMAJOR / A_IM2COL) and how the result is written
 // (OUT_ROWMAJOR / OUT_COLMAJOR), plus the fused epilogue (bias, per-channel time embedding,
-// residual, scale, then SiLU, ReLU, quick GELU or exact GELU).
+// residual, scale, then one activation: SiLU, Mish, exact GELU, ReLU or quick GELU).
 //
 // Each thread keeps a TM x TN block of accumulators in registers; workgroup memory is left out
 // on purpose (it measured slower on CPU adapters; a tiled version belongs in bench/ first).
 #include "common"
-#if GELU
-#include "precise_math"
-#endif
 
 struct U {
   M: u32, N: u32, K: u32,
@@ -75,19 +72,8 @@ fn store(z: u32, m: u32, n: u32, v: f32) {
   x += f32(res[idx]);
 #endif
   x *= u.scale;
-#if SILU
-  x = silu(x);
-#endif
-#if RELU
-  x = max(x, 0.0);
-#endif
-#if QUICK_GELU
-  // torch: x * sigmoid(1.702 * x); exp overflowing to inf for very negative x still gives -0.
-  x = x / (1.0 + exp(-1.702 * x));
-#endif
-#if GELU
-  x = gelu_erf(x);
-#endif
+  // The one fused activation (act in common.wgsl, picked by ACT_*): SiLU, Mish, GELU, ReLU or quick GELU.
+  x = act(x);
   out[idx] = st(x);
 }
 

@@ -2,10 +2,11 @@
 // a (batch, group) is one run of group_size = (C/G)*spatial values.
 //  STATS: one workgroup per (batch, group): mean and variance of its run (run_stats), written
 //    as (shift, mean - shift, rstd, 0) per group.
-//  APPLY: fully parallel normalize + per-channel affine + optional SiLU, fused so the activation
-//    after a norm (every ResNet block's first step) costs no extra pass over memory.
+//  APPLY: fully parallel normalize + per-channel affine + optional activation (ACT_SILU, ACT_MISH,
+//    ACT_GELU or ACT_RELU; act in common.wgsl), fused so the activation after a norm (every ResNet
+//    block's first step) costs no extra pass over memory.
 //    SCALE_SHIFT: ResnetBlock2D's time_embedding_norm "scale_shift", y * (1 + scale) + shift
-//    before the SiLU, with (scale, shift) per (batch, channel) read from the [B, 2C] projection
+//    before the activation, with (scale, shift) per (batch, channel) read from the [B, 2C] projection
 //    (scale = first C, shift = last C, torch.chunk order), so it costs no pass of its own.
 //    SPATIAL: SpatialNorm (MoVQ), y * my + mb with my, mb = conv_y(zq), conv_b(zq) at the latent
 //    size [B, C, zh, zw], read at the nearest source pixel: a 1x1 conv commutes with nearest
@@ -80,9 +81,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let m = (i / u.spatial) * u.zh * u.zw + zy * u.zw + zx;
   y = y * f32(my[m]) + f32(mb[m]);
 #endif
-#if SILU
-  y = silu(y);
-#endif
+  // The activation after the norm (act in common.wgsl; the identity without an ACT_* parameter).
+  y = act(y);
   out[i] = st(y);
 }
 #endif

@@ -1,5 +1,5 @@
 """Optional cross-check: runs diffusers v0.25.1's own UNet2DConditionModel / UNet2DModel / VQModel
-(decode), in float64, on every such case in tests/fixtures/variants and prints
+(decode) / AutoencoderKL (encode: the posterior mean; decode) / AutoencoderTiny (decode), in float64, on every such case in tests/fixtures/variants and prints
 max|diffusers − io 'out'| / max|out|.
 It needs what make_variants.py needs plus a diffusers v0.25.1 source tree (no install, no hub):
 
@@ -14,6 +14,7 @@ that weight_specs gives diffusers' weight names and shapes for each case (VQMode
 out the encoder's weights: those, and only those, may be missing). Expected: ratios ~1e-8 (io 'out'
 is stored in float32).
 """
+import inspect
 import json
 import os
 import sys
@@ -56,7 +57,10 @@ def main(diffusers_src):
     from diffusers.models.unet_2d import UNet2DModel
     from diffusers.models.unet_2d_condition import UNet2DConditionModel
     from diffusers.models.vq_model import VQModel
-    classes = {'UNet2DConditionModel': UNet2DConditionModel, 'UNet2DModel': UNet2DModel, 'VQModel': VQModel}
+    from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
+    from diffusers.models.autoencoders.autoencoder_tiny import AutoencoderTiny
+    classes = {'UNet2DConditionModel': UNet2DConditionModel, 'UNet2DModel': UNet2DModel, 'VQModel': VQModel,
+               'AutoencoderKL': AutoencoderKL, 'AutoencoderTiny': AutoencoderTiny}
     worst = 0.0
     for name in sorted(os.listdir(ROOT)):
         d = os.path.join(ROOT, name)
@@ -68,7 +72,11 @@ def main(diffusers_src):
             continue
         with open(os.path.join(d, 'config.json')) as f:
             cfg = json.load(f)
-        model = classes[case['class']](**{k: v for k, v in cfg.items() if not k.startswith('_')})
+        cls = classes[case['class']]
+        # Keys the constructor does not take (AutoencoderTiny configs carry a stale block_out_channels)
+        # are dropped, as diffusers' from_config does.
+        params = inspect.signature(cls.__init__).parameters
+        model = cls(**{k: v for k, v in cfg.items() if not k.startswith('_') and k in params})
         weights = safetensors_io.read(os.path.join(d, 'diffusion_pytorch_model.safetensors'))
         if case['class'] == 'VQModel':
             missing, unexpected = model.load_state_dict(weights, strict=False)
@@ -87,7 +95,9 @@ def main(diffusers_src):
         get = lambda k: io[k].double() if io[k].is_floating_point() else io[k]
         kw = {k: get(k) for k in ('class_labels', 'timestep_cond') if k in io}
         with torch.no_grad():
-            if case['class'] == 'VQModel':
+            if case['class'] == 'AutoencoderKL' and case['call'] == 'encode':
+                out = model.encode(get('image')).latent_dist.mean
+            elif case['call'] == 'decode':
                 out = model.decode(get('latents')).sample
             else:
                 args = [get('sample'), get('timestep')] + ([get('encoder_hidden_states')] if case['class'] == 'UNet2DConditionModel' else [])

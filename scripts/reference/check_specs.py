@@ -9,7 +9,7 @@ import sys
 import safetensors_io
 from weight_specs import SPECS
 
-CASES = ['unet2d-cond', 'unet2d-ddpm', 'unet2d-classcond', 'vae-kl-decode', 'vq']
+CASES = ['unet2d-cond', 'unet2d-ddpm', 'unet2d-classcond', 'vae-kl-decode', 'vq', 'taesd']
 
 
 def main(root):

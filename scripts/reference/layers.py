@@ -20,6 +20,17 @@ def conv(W, p, x, stride=1, padding=None):
     return F.conv2d(x, w, W.get(p + '.bias'), stride=stride, padding=padding)
 
 
+# activations.get_activation: act_fn names (case-insensitive) → torch's activation; 'gelu' is nn.GELU()
+# (the exact erf form).
+ACTIVATIONS = {'swish': F.silu, 'silu': F.silu, 'mish': F.mish, 'gelu': F.gelu, 'relu': F.relu}
+
+
+def get_activation(name):
+    if name.lower() not in ACTIVATIONS:
+        raise ValueError(f'Unsupported activation function: {name}')
+    return ACTIVATIONS[name.lower()]
+
+
 def group_norm(W, p, x, groups, eps):
     return F.group_norm(x, groups, W[p + '.weight'], W[p + '.bias'], eps)
 
@@ -43,13 +54,13 @@ def timestep_embedding(t, dim, flip_sin_to_cos, freq_shift, max_period=10000):
     return emb
 
 
-def time_mlp(W, p, x, cond=None):
-    """embeddings.TimestepEmbedding with act_fn silu: linear_1 → SiLU → linear_2. With `cond`
+def time_mlp(W, p, x, cond=None, act=F.silu):
+    """embeddings.TimestepEmbedding: linear_1 → act (its act_fn, SiLU by default) → linear_2. With `cond`
     (time_cond_proj_dim, LCM's timestep_cond) x + cond_proj(cond) (no bias) goes into linear_1; a
     None cond is skipped, as diffusers does."""
     if cond is not None:
         x = x + linear(W, p + '.cond_proj', cond, bias=False)
-    return linear(W, p + '.linear_2', F.silu(linear(W, p + '.linear_1', x)))
+    return linear(W, p + '.linear_2', act(linear(W, p + '.linear_1', x)))
 
 
 def spatial_norm(W, p, f, zq):
@@ -59,14 +70,15 @@ def spatial_norm(W, p, f, zq):
     return group_norm(W, p + '.norm_layer', f, 32, 1e-6) * conv(W, p + '.conv_y', zq) + conv(W, p + '.conv_b', zq)
 
 
-def resnet(W, p, x, temb, groups, eps, output_scale_factor=1.0, zq=None):
+def resnet(W, p, x, temb, groups, eps, output_scale_factor=1.0, zq=None, act=F.silu):
     """resnet.ResnetBlock2D (time_embedding_norm 'default', no up/down, skip_time_act False); with zq,
-    time_embedding_norm 'spatial': norm1 and norm2 are SpatialNorms over zq (and temb is unused)."""
+    time_embedding_norm 'spatial': norm1 and norm2 are SpatialNorms over zq (and temb is unused).
+    act: its nonlinearity (resnet_act_fn), after norm1, norm2 and on temb."""
     norm = (lambda q, t: spatial_norm(W, q, t, zq)) if zq is not None else (lambda q, t: group_norm(W, q, t, groups, eps))
-    h = conv(W, p + '.conv1', F.silu(norm(p + '.norm1', x)))
+    h = conv(W, p + '.conv1', act(norm(p + '.norm1', x)))
     if temb is not None:
-        h = h + linear(W, p + '.time_emb_proj', F.silu(temb))[:, :, None, None]
-    h = conv(W, p + '.conv2', F.silu(norm(p + '.norm2', h)))
+        h = h + linear(W, p + '.time_emb_proj', act(temb))[:, :, None, None]
+    h = conv(W, p + '.conv2', act(norm(p + '.norm2', h)))
     if p + '.conv_shortcut.weight' in W:
         x = conv(W, p + '.conv_shortcut', x, padding=0)
     return (x + h) / output_scale_factor

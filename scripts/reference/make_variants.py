@@ -134,6 +134,26 @@ CASES = {
         'block_out_channels': [32, 32, 32], 'latent_channels': 3, 'layers_per_block': 2, 'norm_type': 'spatial',
         'num_vq_embeddings': 24, 'down_block_types': ['DownEncoderBlock2D'] * 3, 'up_block_types': ['UpDecoderBlock2D'] * 3,
     }, 'decode', {'latents': [2, 3, 3, 5]}),
+    # act_fn other than SiLU, one case per model family. UNet2DModel: the resnets only (its
+    # TimestepEmbedding and conv_act stay SiLU); UNet2DConditionModel: the resnets, both
+    # TimestepEmbeddings (time and 'timestep' class) and conv_act; AutoencoderKL: the resnets
+    # (conv_act stays SiLU); AutoencoderTiny: inside every block and after conv_in (the fuse stays ReLU).
+    'unet2d-act-mish': ('unet2d-classcond', {
+        'block_out_channels': [4, 8], 'norm_num_groups': 2, 'attention_head_dim': 4, 'num_class_embeds': None, 'in_channels': 3, 'out_channels': 3,
+        'act_fn': 'mish',
+    }, 'forward', {'sample': [2, 3, 8, 8], 'timestep': [17, 903]}),
+    'unet-cond-act-gelu': ('unet2d-cond', {
+        'block_out_channels': [4, 8], 'norm_num_groups': 2, 'attention_head_dim': 2, 'cross_attention_dim': 6,
+        'act_fn': 'gelu', 'class_embed_type': 'timestep',
+    }, 'forward', {'sample': [2, 4, 6, 6], 'timestep': [120, 640], 'encoder_hidden_states': [2, 3, 6], 'class_labels': [33, 480]}),
+    'vae-decode-act-mish': ('vae-kl-decode', {
+        'block_out_channels': [8, 16], 'norm_num_groups': 4, 'latent_channels': 3, 'act_fn': 'mish',
+        'down_block_types': ['DownEncoderBlock2D'] * 2, 'up_block_types': ['UpDecoderBlock2D'] * 2,
+    }, 'decode', {'latents': [1, 3, 5, 6]}),
+    'taesd-act-silu': ('taesd', {
+        'block_out_channels': [8, 8, 8], 'encoder_block_out_channels': [8, 8, 8], 'decoder_block_out_channels': [8, 8, 8],
+        'num_encoder_blocks': [1, 1, 1], 'num_decoder_blocks': [1, 2, 1], 'act_fn': 'silu',
+    }, 'decode', {'latents': [2, 4, 5, 6]}),
 }
 
 

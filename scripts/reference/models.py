@@ -1,9 +1,10 @@
-"""Forward passes of diffusers v0.25.1's UNet2DConditionModel, UNet2DModel and AutoencoderKL, built
+"""Forward passes of diffusers v0.25.1's UNet2DConditionModel, UNet2DModel, AutoencoderKL, VQModel
+(decode) and AutoencoderTiny (decode), built
 from config.json (the options Fresco's fixtures use) over a layers.Weights dict."""
 import torch
 import torch.nn.functional as F
 
-from layers import conv, downsample, group_norm, resnet, spatial_attention, spatial_norm, time_mlp, timestep_embedding, transformer_2d, upsample
+from layers import conv, downsample, get_activation, group_norm, resnet, spatial_attention, spatial_norm, time_mlp, timestep_embedding, transformer_2d, upsample
 
 
 def _per_level(v, n):
@@ -15,11 +16,11 @@ def _refuse(cfg, key, allowed):
         raise NotImplementedError(f'{key} = {cfg[key]!r} is not reproduced by this reference')
 
 
-def _class_embedding(W, cfg, temb, class_labels, proj):
+def _class_embedding(W, cfg, temb, class_labels, proj, act=F.silu):
     """emb + class_emb of UNet2DConditionModel / UNet2DModel (class_embeddings_concat False): an
     nn.Embedding when class_embed_type is None and num_class_embeds is set, a TimestepEmbedding
     'class_embedding' over the labels' sinusoidal projection (the time_proj the timesteps go
-    through) for 'timestep', the labels themselves ([B, time_embed_dim]) for 'identity'."""
+    through, with activation `act`) for 'timestep', the labels themselves ([B, time_embed_dim]) for 'identity'."""
     kind = cfg.get('class_embed_type')
     if kind is None and cfg.get('num_class_embeds') is None:
         return temb
@@ -28,7 +29,7 @@ def _class_embedding(W, cfg, temb, class_labels, proj):
     if kind is None:
         return temb + W['class_embedding.weight'][class_labels]
     if kind == 'timestep':
-        return temb + time_mlp(W, 'class_embedding', proj(class_labels))
+        return temb + time_mlp(W, 'class_embedding', proj(class_labels), act=act)
     if kind == 'identity':
         return temb + class_labels
     raise NotImplementedError(f'class_embed_type = {kind!r} is not reproduced by this reference')
@@ -39,7 +40,7 @@ def unet_2d_condition(W, cfg, sample, timestep, context, class_labels=None, time
     for key, allowed in [('class_embed_type', [None, 'timestep', 'identity']), ('class_embeddings_concat', [False]),
                          ('addition_embed_type', [None]), ('encoder_hid_dim', [None]), ('time_embedding_type', ['positional']),
                          ('resnet_time_scale_shift', ['default']), ('dual_cross_attention', [False]),
-                         ('act_fn', ['silu']), ('mid_block_type', ['UNetMidBlock2DCrossAttn', 'UNetMidBlock2D', None]), ('resnet_out_scale_factor', [1.0]),
+                         ('time_embedding_act_fn', [None]), ('timestep_post_act', [None]), ('mid_block_type', ['UNetMidBlock2DCrossAttn', 'UNetMidBlock2D', None]), ('resnet_out_scale_factor', [1.0]),
                          ('time_embedding_dim', [None]), ('reverse_transformer_layers_per_block', [None])]:
         _refuse(cfg, key, allowed)
     ch = cfg['block_out_channels']
@@ -70,15 +71,17 @@ def unet_2d_condition(W, cfg, sample, timestep, context, class_labels=None, time
     t = timestep.expand(B) if timestep.numel() == 1 else timestep
     proj = lambda x: timestep_embedding(x, ch[0], cfg.get('flip_sin_to_cos', True), cfg.get('freq_shift', 0))
     # time_cond_proj_dim: timestep_cond goes through cond_proj into linear_1's input (skipped when None, as in diffusers).
-    temb = time_mlp(W, 'time_embedding', proj(t), timestep_cond)
-    temb = _class_embedding(W, cfg, temb, class_labels, proj)
+    # act_fn: the TimestepEmbeddings' activation (time and 'timestep' class), every resnet's and conv_act.
+    act = get_activation(cfg.get('act_fn', 'silu'))
+    temb = time_mlp(W, 'time_embedding', proj(t), timestep_cond, act)
+    temb = _class_embedding(W, cfg, temb, class_labels, proj, act)
 
     h = conv(W, 'conv_in', sample)
     skips = [h]
     for i, kind in enumerate(cfg['down_block_types']):
         p = f'down_blocks.{i}'
         for j in range(layers[i]):
-            h = resnet(W, f'{p}.resnets.{j}', h, temb, groups, eps)
+            h = resnet(W, f'{p}.resnets.{j}', h, temb, groups, eps, act=act)
             if kind == 'CrossAttnDownBlock2D':
                 h = transformer_2d(W, f'{p}.attentions.{j}', h, context, heads[i], groups, lin, tlayers[i], only_cross[i])
             skips.append(h)
@@ -90,10 +93,10 @@ def unet_2d_condition(W, cfg, sample, timestep, context, class_labels=None, time
     # num_layers 0 and add_attention False: one resnet); None: no mid block.
     mid_type = cfg.get('mid_block_type', 'UNetMidBlock2DCrossAttn')
     if mid_type is not None:
-        h = resnet(W, 'mid_block.resnets.0', h, temb, groups, eps, mid_scale)
+        h = resnet(W, 'mid_block.resnets.0', h, temb, groups, eps, mid_scale, act=act)
     if mid_type == 'UNetMidBlock2DCrossAttn':
         h = transformer_2d(W, 'mid_block.attentions.0', h, context, heads[-1], groups, lin, tlayers[-1])
-        h = resnet(W, 'mid_block.resnets.1', h, temb, groups, eps, mid_scale)
+        h = resnet(W, 'mid_block.resnets.1', h, temb, groups, eps, mid_scale, act=act)
 
     # forward_upsample_size: when H or W is not a multiple of 2^upsamplers, each upsampler
     # interpolates to the size of the skip it will be concatenated with instead of doubling.
@@ -103,13 +106,13 @@ def unet_2d_condition(W, cfg, sample, timestep, context, class_labels=None, time
     for i, kind in enumerate(cfg['up_block_types']):
         p = f'up_blocks.{i}'
         for j in range(rev_layers[i] + 1):
-            h = resnet(W, f'{p}.resnets.{j}', torch.cat([h, skips.pop()], dim=1), temb, groups, eps)
+            h = resnet(W, f'{p}.resnets.{j}', torch.cat([h, skips.pop()], dim=1), temb, groups, eps, act=act)
             if kind == 'CrossAttnUpBlock2D':
                 h = transformer_2d(W, f'{p}.attentions.{j}', h, context, rev_heads[i], groups, lin, rev_tlayers[i], rev_only_cross[i])
         if i < n - 1:
             h = upsample(W, f'{p}.upsamplers.0', h, tuple(skips[-1].shape[2:]) if to_skip_size else None)
     assert not skips
-    h = F.silu(group_norm(W, 'conv_norm_out', h, groups, eps))
+    h = act(group_norm(W, 'conv_norm_out', h, groups, eps))
     return conv(W, 'conv_out', h)
 
 
@@ -117,7 +120,7 @@ def unet_2d(W, cfg, sample, timestep, class_labels=None):
     """UNet2DModel.forward(sample, timestep, class_labels).sample (positional time embedding, conv
     up/down sampling, no skip blocks). It has no forward_upsample_size: H and W must divide by 2^levels-1."""
     for key, allowed in [('class_embed_type', [None, 'timestep', 'identity']), ('time_embedding_type', ['positional']),
-                         ('resnet_time_scale_shift', ['default']), ('act_fn', ['silu']), ('downsample_type', ['conv']),
+                         ('resnet_time_scale_shift', ['default']), ('downsample_type', ['conv']),
                          ('upsample_type', ['conv']), ('add_attention', [True])]:
         _refuse(cfg, key, allowed)
     ch = cfg['block_out_channels']
@@ -133,6 +136,8 @@ def unet_2d(W, cfg, sample, timestep, class_labels=None):
     B = sample.shape[0]
     t = timestep.expand(B) if timestep.numel() == 1 else timestep
     proj = lambda x: timestep_embedding(x, ch[0], cfg.get('flip_sin_to_cos', True), cfg.get('freq_shift', 0))
+    # act_fn reaches the resnets only: UNet2DModel's TimestepEmbeddings and conv_act are always SiLU.
+    act = get_activation(cfg.get('act_fn', 'silu'))
     temb = _class_embedding(W, cfg, time_mlp(W, 'time_embedding', proj(t)), class_labels, proj)
 
     def attn(p, x, c):
@@ -144,7 +149,7 @@ def unet_2d(W, cfg, sample, timestep, class_labels=None):
     for i, kind in enumerate(cfg['down_block_types']):
         p = f'down_blocks.{i}'
         for j in range(layers):
-            h = resnet(W, f'{p}.resnets.{j}', h, temb, groups, eps)
+            h = resnet(W, f'{p}.resnets.{j}', h, temb, groups, eps, act=act)
             if kind == 'AttnDownBlock2D':
                 h = attn(f'{p}.attentions.{j}', h, ch[i])
             skips.append(h)
@@ -153,15 +158,15 @@ def unet_2d(W, cfg, sample, timestep, class_labels=None):
             skips.append(h)
 
     mid_groups = cfg.get('attn_norm_num_groups') or groups
-    h = resnet(W, 'mid_block.resnets.0', h, temb, groups, eps, mid_scale)
+    h = resnet(W, 'mid_block.resnets.0', h, temb, groups, eps, mid_scale, act=act)
     h = spatial_attention(W, 'mid_block.attentions.0', h, ch[-1] // (head_dim or ch[-1]), mid_groups, eps, mid_scale)
-    h = resnet(W, 'mid_block.resnets.1', h, temb, groups, eps, mid_scale)
+    h = resnet(W, 'mid_block.resnets.1', h, temb, groups, eps, mid_scale, act=act)
 
     rev = ch[::-1]
     for i, kind in enumerate(cfg['up_block_types']):
         p = f'up_blocks.{i}'
         for j in range(layers + 1):
-            h = resnet(W, f'{p}.resnets.{j}', torch.cat([h, skips.pop()], dim=1), temb, groups, eps)
+            h = resnet(W, f'{p}.resnets.{j}', torch.cat([h, skips.pop()], dim=1), temb, groups, eps, act=act)
             if kind == 'AttnUpBlock2D':
                 h = attn(f'{p}.attentions.{j}', h, rev[i])
         if i < n - 1:
@@ -171,26 +176,27 @@ def unet_2d(W, cfg, sample, timestep, class_labels=None):
     return conv(W, 'conv_out', h)
 
 
-def _vae_mid(W, p, h, groups, zq=None, attention=True):
+def _vae_mid(W, p, h, groups, zq=None, attention=True, act=F.silu):
     # UNetMidBlock2D with temb None, eps 1e-6 and one attention head over all channels; with zq
     # (resnet_time_scale_shift 'spatial') SpatialNorms everywhere and attn_groups None.
-    h = resnet(W, f'{p}.resnets.0', h, None, groups, 1e-6, zq=zq)
+    h = resnet(W, f'{p}.resnets.0', h, None, groups, 1e-6, zq=zq, act=act)
     if attention:
         h = spatial_attention(W, f'{p}.attentions.0', h, 1, None if zq is not None else groups, 1e-6, zq=zq)
-    return resnet(W, f'{p}.resnets.1', h, None, groups, 1e-6, zq=zq)
+    return resnet(W, f'{p}.resnets.1', h, None, groups, 1e-6, zq=zq, act=act)
 
 
 def vae_encode_mean(W, cfg, image):
-    """AutoencoderKL.encode(image).latent_dist.mean."""
+    """AutoencoderKL.encode(image).latent_dist.mean. act_fn: the resnets' (conv_act is always SiLU)."""
     ch, groups, layers = cfg['block_out_channels'], cfg.get('norm_num_groups', 32), cfg.get('layers_per_block', 1)
+    act = get_activation(cfg.get('act_fn', 'silu'))
     h = conv(W, 'encoder.conv_in', image)
     for i in range(len(ch)):
         p = f'encoder.down_blocks.{i}'
         for j in range(layers):
-            h = resnet(W, f'{p}.resnets.{j}', h, None, groups, 1e-6)
+            h = resnet(W, f'{p}.resnets.{j}', h, None, groups, 1e-6, act=act)
         if i < len(ch) - 1:
             h = downsample(W, f'{p}.downsamplers.0', h, 0)
-    h = _vae_mid(W, 'encoder.mid_block', h, groups)
+    h = _vae_mid(W, 'encoder.mid_block', h, groups, act=act)
     h = conv(W, 'encoder.conv_out', F.silu(group_norm(W, 'encoder.conv_norm_out', h, groups, 1e-6)))
     moments = conv(W, 'quant_conv', h, padding=0)
     return moments[:, :cfg.get('latent_channels', 4)]
@@ -198,15 +204,17 @@ def vae_encode_mean(W, cfg, image):
 
 def vae_decode(W, cfg, latents, zq=None):
     """AutoencoderKL.decode(latents).sample (no scaling_factor applied, as diffusers' decode does not);
-    with zq, the Decoder under norm_type 'spatial' (every norm a SpatialNorm over zq)."""
+    with zq, the Decoder under norm_type 'spatial' (every norm a SpatialNorm over zq). act_fn: the
+    resnets' (conv_act is always SiLU)."""
     ch, groups, layers = cfg['block_out_channels'], cfg.get('norm_num_groups', 32), cfg.get('layers_per_block', 1)
+    act = get_activation(cfg.get('act_fn', 'silu'))
     h = conv(W, 'post_quant_conv', latents, padding=0)
     h = conv(W, 'decoder.conv_in', h)
-    h = _vae_mid(W, 'decoder.mid_block', h, groups, zq, cfg.get('mid_block_add_attention', True))
+    h = _vae_mid(W, 'decoder.mid_block', h, groups, zq, cfg.get('mid_block_add_attention', True), act)
     for i in range(len(ch)):
         p = f'decoder.up_blocks.{i}'
         for j in range(layers + 1):
-            h = resnet(W, f'{p}.resnets.{j}', h, None, groups, 1e-6, zq=zq)
+            h = resnet(W, f'{p}.resnets.{j}', h, None, groups, 1e-6, zq=zq, act=act)
         if i < len(ch) - 1:
             h = upsample(W, f'{p}.upsamplers.0', h)
     if zq is not None:
@@ -220,7 +228,7 @@ def vq_decode(W, cfg, latents):
     """VQModel.decode(latents).sample: each latent vector replaced by its nearest codebook entry
     (VectorQuantizer, legacy: argmin of the squared distance, first index on ties), then
     post_quant_conv and the Decoder, which under norm_type 'spatial' also takes the quantized latents."""
-    for key, allowed in [('norm_type', ['group', 'spatial']), ('lookup_from_codebook', [False]), ('act_fn', ['silu'])]:
+    for key, allowed in [('norm_type', ['group', 'spatial']), ('lookup_from_codebook', [False])]:
         _refuse(cfg, key, allowed)
     E = W['quantize.embedding.weight']
     B, D, H, Wd = latents.shape
@@ -228,3 +236,32 @@ def vq_decode(W, cfg, latents):
     idx = torch.argmin(torch.cdist(z, E), dim=1)
     q = E[idx].reshape(B, H, Wd, D).permute(0, 3, 1, 2)
     return vae_decode(W, cfg, q, q if cfg.get('norm_type', 'group') == 'spatial' else None)
+
+
+def _tiny_block(W, p, x, act):
+    """unet_2d_blocks.AutoencoderTinyBlock (in = out channels, so the skip is the identity):
+    ReLU(conv(act(conv(act(conv(x))))) + x); the fuse is always ReLU."""
+    h = conv(W, f'{p}.conv.4', act(conv(W, f'{p}.conv.2', act(conv(W, f'{p}.conv.0', x)))))
+    return F.relu(h + x)
+
+
+def taesd_decode(W, cfg, latents):
+    """AutoencoderTiny.decode(latents).sample (no slicing or tiling): DecoderTiny's soft clamp
+    tanh(x / 3)·3, conv → act_fn, then per stage num_decoder_blocks blocks, a nearest 2x upsample
+    and a bias-free conv (the last stage: no upsample, conv with bias to out_channels), then x·2 − 1."""
+    _refuse(cfg, 'upsampling_scaling_factor', [2])
+    act = get_activation(cfg.get('act_fn', 'relu'))
+    nb = cfg.get('num_decoder_blocks', [3, 3, 3, 1])
+    h = torch.tanh(latents / 3) * 3
+    h = act(conv(W, 'decoder.layers.0', h))
+    idx = 2
+    for i, n in enumerate(nb):
+        for _ in range(n):
+            h = _tiny_block(W, f'decoder.layers.{idx}', h, act)
+            idx += 1
+        if i < len(nb) - 1:
+            h = F.interpolate(h, scale_factor=2, mode='nearest')
+            idx += 1
+        h = conv(W, f'decoder.layers.{idx}', h)
+        idx += 1
+    return h * 2 - 1

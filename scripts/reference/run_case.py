@@ -5,7 +5,7 @@ import os
 
 import safetensors_io
 from layers import Weights
-from models import unet_2d, unet_2d_condition, vae_decode, vae_encode_mean, vq_decode
+from models import taesd_decode, unet_2d, unet_2d_condition, vae_decode, vae_encode_mean, vq_decode
 
 # class.call → (reference function over (W, cfg, io), weight prefixes the call does not use)
 CALLS = {
@@ -14,6 +14,7 @@ CALLS = {
     'AutoencoderKL.decode': (lambda W, c, io: vae_decode(W, c, io['latents']), ('encoder.', 'quant_conv.')),
     'AutoencoderKL.encode': (lambda W, c, io: vae_encode_mean(W, c, io['image']), ('decoder.', 'post_quant_conv.')),
     'VQModel.decode': (lambda W, c, io: vq_decode(W, c, io['latents']), ('encoder.', 'quant_conv.')),
+    'AutoencoderTiny.decode': (lambda W, c, io: taesd_decode(W, c, io['latents']), ('encoder.',)),
 }
 
 

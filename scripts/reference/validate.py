@@ -8,7 +8,7 @@ import sys
 
 from run_case import run
 
-CASES = ['unet2d-cond', 'unet2d-ddpm', 'unet2d-classcond', 'vae-kl-decode', 'vae-kl-encode', 'vq']
+CASES = ['unet2d-cond', 'unet2d-ddpm', 'unet2d-classcond', 'vae-kl-decode', 'vae-kl-encode', 'vq', 'taesd']
 LIMIT = 1e-5
 LAST_WORST = None  # the worst ratio of the last main() run, for the generator's notes
 

@@ -185,4 +185,42 @@ def vq_model(cfg):
     return _vae(cfg, False, cfg['latent_channels'] if cfg.get('norm_type', 'group') == 'spatial' else None)
 
 
-SPECS = {'UNet2DConditionModel': unet_2d_condition, 'UNet2DModel': unet_2d, 'AutoencoderKL': autoencoder_kl, 'VQModel': vq_model}
+def _tiny_block(p, c):
+    return {**_conv(f'{p}.conv.0', c, c), **_conv(f'{p}.conv.2', c, c), **_conv(f'{p}.conv.4', c, c)}
+
+
+def autoencoder_tiny(cfg):
+    """EncoderTiny and DecoderTiny (stages of equal width, so every block's skip is the identity).
+    Their nn.Sequential indices count the weightless act_fn after the decoder's conv_in and each Upsample."""
+    enc_ch, enc_nb = cfg['encoder_block_out_channels'], cfg['num_encoder_blocks']
+    dec_ch, dec_nb = cfg['decoder_block_out_channels'], cfg['num_decoder_blocks']
+    s, idx = {}, 0
+    for i, n in enumerate(enc_nb):
+        c = enc_ch[i]
+        if i == 0:
+            s.update(_conv(f'encoder.layers.{idx}', c, cfg['in_channels']))
+        else:
+            s[f'encoder.layers.{idx}.weight'] = (c, c, 3, 3)
+        idx += 1
+        for _ in range(n):
+            s.update(_tiny_block(f'encoder.layers.{idx}', c))
+            idx += 1
+    s.update(_conv(f'encoder.layers.{idx}', cfg['latent_channels'], enc_ch[-1]))
+    s.update(_conv('decoder.layers.0', dec_ch[0], cfg['latent_channels']))
+    idx = 2
+    for i, n in enumerate(dec_nb):
+        c = dec_ch[i]
+        for _ in range(n):
+            s.update(_tiny_block(f'decoder.layers.{idx}', c))
+            idx += 1
+        if i < len(dec_nb) - 1:
+            idx += 1
+            s[f'decoder.layers.{idx}.weight'] = (c, c, 3, 3)
+        else:
+            s.update(_conv(f'decoder.layers.{idx}', cfg['out_channels'], c))
+        idx += 1
+    return s
+
+
+SPECS = {'UNet2DConditionModel': unet_2d_condition, 'UNet2DModel': unet_2d, 'AutoencoderKL': autoencoder_kl, 'VQModel': vq_model,
+         'AutoencoderTiny': autoencoder_tiny}

@@ -1,27 +1,34 @@
-// SiLU, GEGLU, scaling, the tanh soft clamp, scaled residual add, channel concat and nearest 2x
+// Activations (SiLU, Mish, GELU, ReLU), GEGLU, scaling, the tanh soft clamp, scaled residual add, channel concat and nearest 2x
 // upsample: one thread per output element through shaders/elementwise.wgsl, one template variant
 // per op; maskBlend (inpainting) updates its sample in place.
 import { fold1d, type Graph } from '../graph/graph.ts';
 import { numel, shapeStr, type Tensor } from '../graph/tensor.ts';
-import { ShapeError, trafficBytes } from './gemm.ts';
+import { activationParams, ShapeError, trafficBytes, type Activation } from './gemm.ts';
 import { commonDType, storageParams } from './dtype.ts';
 
 const WG = 256;
 
-type Op = 'SILU' | 'SCALE' | 'ADD' | 'CONCAT' | 'UPSAMPLE' | 'TANH_CLAMP' | 'AFFINE' | 'GEGLU';
+type Op = 'SCALE' | 'ADD' | 'CONCAT' | 'UPSAMPLE' | 'TANH_CLAMP' | 'AFFINE' | 'GEGLU';
 
-function run(g: Graph, label: string, op: Op, shape: readonly number[], bind: Record<string, Tensor>, uniforms: Record<string, number>): Tensor {
+function run(g: Graph, label: string, op: Op | Activation, shape: readonly number[], bind: Record<string, Tensor>, uniforms: Record<string, number>): Tensor {
   const dtype = commonDType(label, bind);
   const out = g.alloc(shape, label, dtype);
   const n = numel(shape);
-  g.dispatch(label, { shader: 'elementwise', params: { [op]: true, ...storageParams(dtype) } }, { ...bind, out }, { n, ...uniforms }, fold1d(Math.ceil(n / WG)), {
+  // An activation is the ACT variant with its ACT_<NAME>; every other op is its own variant.
+  const opParams = op === op.toUpperCase() ? { [op]: true } : activationParams(op as Activation);
+  g.dispatch(label, { shader: 'elementwise', params: { ...opParams, ...storageParams(dtype) } }, { ...bind, out }, { n, ...uniforms }, fold1d(Math.ceil(n / WG)), {
     bytes: trafficBytes(...Object.values(bind), out),
   });
   return out;
 }
 
 export function silu(g: Graph, label: string, x: Tensor): Tensor {
-  return run(g, label, 'SILU', x.shape, { a: x }, {});
+  return activation(g, label, x, 'silu');
+}
+
+/** act(x) elementwise: SiLU, Mish, exact GELU, ReLU or quick GELU (act in shaders/common.wgsl). */
+export function activation(g: Graph, label: string, x: Tensor, act: Activation): Tensor {
+  return run(g, label, act, x.shape, { a: x }, {});
 }
 
 /** x * s */

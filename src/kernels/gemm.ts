@@ -15,6 +15,23 @@ export class ShapeError extends Error {
   }
 }
 
+/**
+ * The activations a kernel can fuse (act in shaders/common.wgsl): diffusers' get_activation names
+ * (silu/swish → SiLU, mish, gelu in its exact erf form, relu) plus transformers' quick_gelu.
+ */
+export type Activation = 'silu' | 'mish' | 'gelu' | 'relu' | 'quick_gelu';
+
+/** The template parameters selecting `act`: ACT (the name) and ACT_<NAME>; none without one. */
+export function activationParams(act: Activation | undefined): Record<string, string | boolean> {
+  return act ? { ACT: act, [`ACT_${act.toUpperCase()}`]: true } : {};
+}
+
+/** diffusers' get_activation: config act_fn names (lower-cased) to the activation, 'swish' being SiLU. */
+export function activationOf(name: string): Activation | undefined {
+  const n = name.toLowerCase();
+  return n === 'swish' || n === 'silu' ? 'silu' : n === 'mish' || n === 'gelu' || n === 'relu' ? n : undefined;
+}
+
 export interface Epilogue {
   bias?: Tensor;
   /** [B, N]: added per batch and output channel (a ResNet's time embedding). */
@@ -30,6 +47,13 @@ export interface Epilogue {
   quickGelu?: boolean;
   /** The exact erf GELU last (CLIP configs with hidden_act gelu); one activation at most. */
   gelu?: boolean;
+  /** Any activation last, by name (the booleans above are shorthands); one activation at most. */
+  act?: Activation;
+}
+
+/** The one activation an epilogue asks for (act, or one of the boolean shorthands). */
+function epilogueAct(e: Epilogue): Activation | undefined {
+  return e.act ?? (e.silu ? 'silu' : e.relu ? 'relu' : e.quickGelu ? 'quick_gelu' : e.gelu ? 'gelu' : undefined);
 }
 
 const MAX_WG = 65535;
@@ -58,7 +82,7 @@ export function expectShape(cond: boolean, msg: string): void {
 }
 
 function epilogueParams(e: Epilogue) {
-  return { BIAS: !!e.bias, TEMB: !!e.temb, RESIDUAL: !!e.residual, SILU: !!e.silu, RELU: !!e.relu, QUICK_GELU: !!e.quickGelu, GELU: !!e.gelu };
+  return { BIAS: !!e.bias, TEMB: !!e.temb, RESIDUAL: !!e.residual, ...activationParams(epilogueAct(e)) };
 }
 
 function epilogueBindings(e: Epilogue) {
@@ -121,7 +145,7 @@ export function linear(g: Graph, label: string, x: Tensor, weight: Tensor, opts:
 }
 
 function checkEpilogue(label: string, e: Epilogue, batch: number, N: number, outShape: readonly number[]): void {
-  const acts = (['silu', 'relu', 'quickGelu', 'gelu'] as const).filter((a) => e[a]);
+  const acts = [...(['silu', 'relu', 'quickGelu', 'gelu'] as const).filter((a) => e[a]), ...(e.act ? [e.act] : [])];
   expectShape(acts.length <= 1, `${label}: ${acts.join(' and ')} cannot all end the epilogue (one activation at most)`);
   if (e.bias) expectShape(e.bias.shape.length === 1 && e.bias.shape[0] === N, `${label}: bias ${shapeStr(e.bias.shape)} should be [${N}]`);
   if (e.temb) expectShape(e.temb.shape.length === 2 && e.temb.shape[0] === batch && e.temb.shape[1] === N, `${label}: time embedding ${shapeStr(e.temb.shape)} should be [${batch}, ${N}]`);

@@ -1,8 +1,8 @@
-// GroupNorm (torch.nn.GroupNorm semantics) with an optional fused SiLU: a statistics pass per
+// GroupNorm (torch.nn.GroupNorm semantics) with an optional fused activation (SiLU, Mish, GELU, ReLU): a statistics pass per
 // (batch, group) and an elementwise apply pass; see shaders/group_norm.wgsl.
 import { fold1d, type Graph } from '../graph/graph.ts';
 import { numel, shapeStr, type Tensor } from '../graph/tensor.ts';
-import { ShapeError, trafficBytes } from './gemm.ts';
+import { activationParams, ShapeError, trafficBytes, type Activation } from './gemm.ts';
 import { commonDType, storageParams } from './dtype.ts';
 
 const WG = 256;
@@ -10,11 +10,14 @@ const WG = 256;
 export interface GroupNormOptions {
   groups: number;
   eps: number;
+  /** Shorthand for act: 'silu'. */
   silu?: boolean;
-  /** [B, 2C]: y·(1 + scale) + shift after the affine, before SiLU (scale = [:, :C], shift = [:, C:]). */
+  /** The activation after the norm (and after scaleShift / spatial); not together with silu. */
+  act?: Activation;
+  /** [B, 2C]: y·(1 + scale) + shift after the affine, before the activation (scale = [:, :C], shift = [:, C:]). */
   scaleShift?: Tensor;
   /**
-   * SpatialNorm (MoVQ): y·scale + shift after the affine, before SiLU, with scale and shift
+   * SpatialNorm (MoVQ): y·scale + shift after the affine, before the activation, with scale and shift
    * [B, C, h, w] (conv_y(zq), conv_b(zq) at the latent size) read at the nearest source pixel of
    * each output pixel, as torch's F.interpolate(size, mode='nearest') picks it in float32:
    * min(floor(f32(oy)·f32(h/H)), h − 1) (see nearestUniforms).
@@ -29,6 +32,8 @@ export function groupNorm(g: Graph, label: string, x: Tensor, gamma: Tensor, bet
   const [B, C] = x.shape as [number, number];
   if (!Number.isInteger(groups) || groups <= 0 || C % groups !== 0) throw new ShapeError(`${label}: ${C} channels do not split into ${groups} groups`);
   checkNormParams(label, C, gamma, beta, eps);
+  if (opts.silu && opts.act && opts.act !== 'silu') throw new ShapeError(`${label}: silu and ${opts.act} cannot both follow the norm`);
+  const act = opts.act ?? (opts.silu ? 'silu' : undefined);
   const ss = opts.scaleShift;
   if (ss && (ss.shape.length !== 2 || ss.shape[0] !== B || ss.shape[1] !== 2 * C)) throw new ShapeError(`${label}: scale/shift ${shapeStr(ss.shape)} should be [${B}, ${2 * C}]`);
   const sp = opts.spatial;
@@ -49,7 +54,7 @@ export function groupNorm(g: Graph, label: string, x: Tensor, gamma: Tensor, bet
   const out = g.alloc(x.shape, label, dtype);
   g.dispatch(
     label,
-    { shader: 'group_norm', params: { APPLY: true, SILU: !!opts.silu, SCALE_SHIFT: !!ss, SPATIAL: !!sp, ...storageParams(dtype) } },
+    { shader: 'group_norm', params: { APPLY: true, ...activationParams(act), SCALE_SHIFT: !!ss, SPATIAL: !!sp, ...storageParams(dtype) } },
     { x, stats, gamma, beta, out, ...(ss ? { ss } : {}), ...(sp ? { my: sp.scale, mb: sp.shift } : {}) },
     { n, spatial, C, group_size: groupSize, ...(sp ? nearestUniforms(x.shape, sp.scale.shape) : {}) },
     fold1d(Math.ceil(n / WG)),

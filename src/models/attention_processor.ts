@@ -48,7 +48,7 @@ export class SpatialAttention {
     const [B, C, H, W] = x.shape as [number, number, number, number];
     const T = H * W;
     if (this.spatialNorm && !zq) throw new ConfigError(`${p}: spatial_norm needs the quantized latents`);
-    const s = this.spatialNorm ? whole(splitSpatialNorm(g, this.w.slices, `${p}.spatial_norm`, single(x), this.spatialNorm, zq!, false), `${p}.spatial_norm`) : x;
+    const s = this.spatialNorm ? whole(splitSpatialNorm(g, this.w.slices, `${p}.spatial_norm`, single(x), this.spatialNorm, zq!, undefined), `${p}.spatial_norm`) : x;
     const h = this.norm && this.o.groups !== null ? groupNorm(g, `${p}.group_norm`, s, this.norm.weight, this.norm.bias, { groups: this.o.groups, eps: this.o.eps }) : s;
     if (h !== s && s !== x) g.release(s);
     // The projections read NCHW directly (tokens = pixels) and write token-major [B, T, C].

@@ -5,7 +5,7 @@ import type { Runtime } from '../gpu/runtime.ts';
 import type { Graph } from '../graph/graph.ts';
 import type { Tensor } from '../graph/tensor.ts';
 import { affine, tanhClamp } from '../kernels/elementwise.ts';
-import { conv2d } from '../kernels/gemm.ts';
+import { conv2d, type Activation } from '../kernels/gemm.ts';
 import type { WeightStore } from '../io/weights.ts';
 import { ConfigError, ConfigReader, WeightLoader } from './loader.ts';
 import { inStorage } from '../kernels/cast.ts';
@@ -24,19 +24,19 @@ const AUTOENCODER_TINY_KEYS = [
 /** DecoderTiny clamps with a fixed tanh(x / 3) · 3, whatever latent_magnitude says. */
 const DECODER_CLAMP = 3;
 
-/** relu(conv(relu(conv(relu(conv(x))))) + x): the skip is the identity since in = out channels. */
+/** relu(conv(act(conv(act(conv(x))))) + x): act is act_fn, the final fuse always ReLU; the skip is the identity since in = out channels. */
 class AutoencoderTinyBlock {
   private readonly convs: Conv[];
 
-  constructor(private readonly w: WeightLoader, channels: number) {
+  constructor(private readonly w: WeightLoader, channels: number, private readonly act: Activation) {
     this.convs = [0, 2, 4].map((i) => loadConv(w, `conv.${i}`, channels, channels, 3));
   }
 
   forward(g: Graph, x: Tensor): Tensor {
     const p = this.w.prefix;
     const [c0, c2, c4] = this.convs as [Conv, Conv, Conv];
-    const h1 = conv2d(g, `${p}.conv.0`, x, c0.weight, { bias: c0.bias, padding: 1, relu: true });
-    const h2 = conv2d(g, `${p}.conv.2`, h1, c2.weight, { bias: c2.bias, padding: 1, relu: true });
+    const h1 = conv2d(g, `${p}.conv.0`, x, c0.weight, { bias: c0.bias, padding: 1, act: this.act });
+    const h2 = conv2d(g, `${p}.conv.2`, h1, c2.weight, { bias: c2.bias, padding: 1, act: this.act });
     g.release(h1);
     const out = conv2d(g, `${p}.conv.4`, h2, c4.weight, { bias: c4.bias, padding: 1, residual: x, relu: true });
     g.release(h2);
@@ -55,9 +55,9 @@ class DecoderTiny {
   /** The last conv's weight and its bias minus 0.5, so that scale 2 gives diffusers' x·2 − 1. */
   private readonly convOut: { name: string; weight: Tensor; bias: Tensor };
 
-  constructor(private readonly w: WeightLoader, latentChannels: number, outChannels: number, channels: number[], numBlocks: number[]) {
+  constructor(private readonly w: WeightLoader, latentChannels: number, outChannels: number, channels: number[], numBlocks: number[], private readonly act: Activation) {
     this.convIn = loadConv(w, 'layers.0', latentChannels, channels[0]!, 3);
-    // layers.1 is the ReLU after conv_in; then per stage: blocks, [Upsample], conv.
+    // layers.1 is act_fn after conv_in; then per stage: blocks, [Upsample], conv.
     let idx = 2;
     const cur = channels[0]!;
     let convOut: { name: string; weight: Tensor; bias: Tensor } | null = null;
@@ -65,7 +65,7 @@ class DecoderTiny {
       const ch = channels[i]!;
       // Every stage's convs map its own width to itself (as in diffusers), so widths must agree.
       if (ch !== cur) throw new ConfigError(`${w.prefix}: decoder_block_out_channels ${JSON.stringify(channels)} differ; DecoderTiny only chains stages of equal width`);
-      for (let b = 0; b < numBlocks[i]!; b++) this.layers.push({ kind: 'block', block: new AutoencoderTinyBlock(w.sub(`layers.${idx++}`), ch) });
+      for (let b = 0; b < numBlocks[i]!; b++) this.layers.push({ kind: 'block', block: new AutoencoderTinyBlock(w.sub(`layers.${idx++}`), ch, act) });
       if (i < numBlocks.length - 1) {
         idx++; // the Upsample module has no weights
         const name = `layers.${idx++}`;
@@ -86,7 +86,7 @@ class DecoderTiny {
   forward(g: Graph, z: Tensor): Tensor {
     const p = this.w.prefix;
     const clamped = tanhClamp(g, `${p}.clamp`, z, DECODER_CLAMP);
-    let h = conv2d(g, `${p}.layers.0`, clamped, this.convIn.weight, { bias: this.convIn.bias, padding: 1, relu: true });
+    let h = conv2d(g, `${p}.layers.0`, clamped, this.convIn.weight, { bias: this.convIn.bias, padding: 1, act: this.act });
     g.release(clamped);
     for (const l of this.layers) {
       const next = l.kind === 'block' ? l.block.forward(g, h) : conv2d(g, l.name, h, l.weight, { padding: 1, upsample: true });
@@ -106,7 +106,7 @@ class EncoderTiny {
   private readonly layers: ({ kind: 'block'; block: AutoencoderTinyBlock } | { kind: 'down'; name: string; weight: Tensor })[] = [];
   private readonly convOut: Conv & { name: string };
 
-  constructor(private readonly w: WeightLoader, inChannels: number, latentChannels: number, channels: number[], numBlocks: number[]) {
+  constructor(private readonly w: WeightLoader, inChannels: number, latentChannels: number, channels: number[], numBlocks: number[], act: Activation) {
     const ch = channels[0]!;
     if (channels.some((c) => c !== ch)) throw new ConfigError(`${w.prefix}: encoder_block_out_channels ${JSON.stringify(channels)} differ; EncoderTiny only chains stages of equal width`);
     this.convIn = loadConv(w, 'layers.0', inChannels, ch, 3);
@@ -116,7 +116,7 @@ class EncoderTiny {
         const name = `layers.${idx++}`;
         this.layers.push({ kind: 'down', name: w.key(name), weight: w.tensor(`${name}.weight`, [ch, ch, 3, 3]) });
       }
-      for (let b = 0; b < numBlocks[i]!; b++) this.layers.push({ kind: 'block', block: new AutoencoderTinyBlock(w.sub(`layers.${idx++}`), ch) });
+      for (let b = 0; b < numBlocks[i]!; b++) this.layers.push({ kind: 'block', block: new AutoencoderTinyBlock(w.sub(`layers.${idx++}`), ch, act) });
     }
     const name = `layers.${idx}`;
     this.convOut = { name: w.key(name), ...loadConv(w, name, ch, latentChannels, 3) };
@@ -154,7 +154,8 @@ export class AutoencoderTiny {
     const c = new ConfigReader(config, where);
     c.only('_class_name', ['AutoencoderTiny']);
     c.knownKeys(AUTOENCODER_TINY_KEYS);
-    c.only('act_fn', ['relu']);
+    // act_fn: inside every AutoencoderTinyBlock and after the decoder's conv_in (the blocks' fuse stays ReLU).
+    const act = c.activation('act_fn', 'relu');
     // Upsampling is fused into the following conv's read, which knows only 2×.
     c.only('upsampling_scaling_factor', [2]);
     this.latentChannels = c.int('latent_channels', 4, 1);
@@ -170,8 +171,8 @@ export class AutoencoderTiny {
     if (encChannels.length !== encBlocks.length) throw new ConfigError(`${where}: encoder_block_out_channels and num_encoder_blocks must have the same length`);
     this.w = new WeightLoader(rt, store, '', this.precision.dtype);
     try {
-      this.decoder = new DecoderTiny(this.w.sub('decoder'), this.latentChannels, this.outChannels, channels, numBlocks);
-      this.encoder = new EncoderTiny(this.w.sub('encoder'), this.inChannels, this.latentChannels, encChannels, encBlocks);
+      this.decoder = new DecoderTiny(this.w.sub('decoder'), this.latentChannels, this.outChannels, channels, numBlocks, act);
+      this.encoder = new EncoderTiny(this.w.sub('encoder'), this.inChannels, this.latentChannels, encChannels, encBlocks, act);
       const unused = store.unused();
       if (unused.length) throw new ConfigError(`${where}: ${unused.length} weights are not used by the model built from config.json: ${unused.slice(0, 10).join(', ')}`);
     } catch (e) {

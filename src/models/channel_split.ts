@@ -114,7 +114,7 @@ export interface SplitConvOptions extends Omit<Conv2dOptions, 'residual'> {
  */
 export function splitConv(g: Graph, slices: WeightSlices, label: string, x: Split, conv: { weight: Tensor; bias: Tensor }, o: SplitConvOptions): Split {
   const { groups, residual, temb, ...rest } = o;
-  const { scale, silu, relu, ...geometry } = rest;
+  const { scale, silu, relu, act, ...geometry } = rest;
   const [Cout] = conv.weight.shape as [number];
   const { Hout, Wout } = conv2dGeometry(x.shape, conv.weight.shape, geometry);
   const outShape = [x.shape[0], Cout, Hout, Wout] as const;
@@ -133,7 +133,7 @@ export function splitConv(g: Graph, slices: WeightSlices, label: string, x: Spli
         ...geometry,
         ...(j === 0 ? { bias: slices.slice(conv.bias, o0, o0 + oc), ...(temb ? { temb } : {}) } : {}),
         ...(acc ? { residual: acc } : residual ? { residual: residual.parts[k]! } : {}),
-        ...(last ? { scale, silu, relu } : {}),
+        ...(last ? { scale, silu, relu, act } : {}),
       });
       if (acc) g.release(acc);
       acc = y;

@@ -7,7 +7,7 @@ import type { Graph } from '../graph/graph.ts';
 import { shapeStr, type DType, type Tensor } from '../graph/tensor.ts';
 import { castTo } from '../kernels/cast.ts';
 import { embeddingLookup, timestepEmbedding, uploadIds } from '../kernels/embedding.ts';
-import { linear } from '../kernels/gemm.ts';
+import { linear, type Activation } from '../kernels/gemm.ts';
 import { ConfigError, type WeightLoader } from './loader.ts';
 
 /**
@@ -31,6 +31,13 @@ export interface TimeEmbeddingOptions {
   classEmbedType?: 'timestep' | 'identity' | null;
   /** time_cond_proj_dim: width of timestep_cond, projected by time_embedding.cond_proj (no bias); null or left out: none. */
   condProjDim?: number | null;
+  /**
+   * The activation inside TimestepEmbedding (between linear_1 and linear_2), of the time embedding
+   * and of a 'timestep' class embedding: act_fn in UNet2DConditionModel, SiLU in UNet2DModel. Default SiLU.
+   */
+  mlpAct?: Activation;
+  /** The activation every ResNet applies to the embedding before time_emb_proj (resnet_act_fn). Default SiLU. */
+  resnetAct?: Activation;
 }
 
 export interface TimestepInput {
@@ -118,7 +125,7 @@ export class TimeEmbedding {
         downscaleFreqShift: this.o.freqShift,
         dtype: this.dtype,
       });
-      const h = linear(g, 'class_embedding.linear_1', proj, this.classMlp.l1.weight, { bias: this.classMlp.l1.bias, silu: true });
+      const h = linear(g, 'class_embedding.linear_1', proj, this.classMlp.l1.weight, { bias: this.classMlp.l1.bias, act: this.o.mlpAct ?? 'silu' });
       g.release(proj);
       const emb = linear(g, 'class_embedding.linear_2', h, this.classMlp.l2.weight, { bias: this.classMlp.l2.bias });
       g.release(h);
@@ -145,8 +152,8 @@ export class TimeEmbedding {
   }
 
   /**
-   * Returns SiLU(emb): every ResNet applies SiLU to the embedding before its time_emb_proj,
-   * so it is computed once here, fused into linear_2's write together with the class embedding.
+   * Returns act(emb) (SiLU unless resnetAct says otherwise): every ResNet applies its activation to
+   * the embedding before its time_emb_proj, so it is computed once here, fused into linear_2's write together with the class embedding.
    */
   forward(g: Graph, batch: number, input: TimestepInput): Tensor {
     const proj = timestepEmbedding(g, 'time_proj', input.timesteps, batch, this.o.projDim, {
@@ -157,7 +164,7 @@ export class TimeEmbedding {
     });
     const sample = this.condProject(g, batch, proj, input.timestepCond);
     if (sample !== proj) g.release(proj);
-    const h = linear(g, 'time_embedding.linear_1', sample, this.l1.weight, { bias: this.l1.bias, silu: true });
+    const h = linear(g, 'time_embedding.linear_1', sample, this.l1.weight, { bias: this.l1.bias, act: this.o.mlpAct ?? 'silu' });
     g.release(sample);
     let classEmb: { emb: Tensor; owned: boolean } | undefined;
     if (this.classEmbedType) {
@@ -169,8 +176,8 @@ export class TimeEmbedding {
     } else if (input.classLabels) {
       throw new ConfigError('class labels were given, but this model has no class embedding (num_class_embeds and class_embed_type are null)');
     }
-    // emb + class_emb, then the SiLU every ResNet applies, in linear_2's write.
-    const act = linear(g, 'time_embedding.linear_2', h, this.l2.weight, { bias: this.l2.bias, residual: classEmb?.emb, silu: true });
+    // emb + class_emb, then the activation every ResNet applies, in linear_2's write.
+    const act = linear(g, 'time_embedding.linear_2', h, this.l2.weight, { bias: this.l2.bias, residual: classEmb?.emb, act: this.o.resnetAct ?? 'silu' });
     g.release(h);
     if (classEmb?.owned) g.release(classEmb.emb);
     return act;

@@ -5,6 +5,7 @@ import type { DType, Tensor } from '../graph/tensor.ts';
 import { ConfigReader as BaseConfigReader } from '../io/config_reader.ts';
 import type { WeightStore } from '../io/weights.ts';
 import { uploadTensor } from '../kernels/cast.ts';
+import { activationOf, type Activation } from '../kernels/gemm.ts';
 import { WeightSlices } from './channel_split.ts';
 
 export class ConfigError extends Error {
@@ -68,4 +69,19 @@ export class ConfigReader extends BaseConfigReader {
   constructor(config: Record<string, unknown>, where: string) {
     super(config, where, (m) => new ConfigError(m));
   }
+
+  /**
+   * An activation option such as act_fn, as diffusers' get_activation names them ('swish' and
+   * 'silu' are SiLU; 'gelu' is the exact erf GELU). Missing or null: `fallback` (diffusers' default for the class).
+   */
+  activation(key = 'act_fn', fallback = 'silu'): Activation {
+    const v = this.raw(key) ?? fallback;
+    // get_activation lower-cases the name first ('SiLU' is SiLU); anything else is refused by name.
+    const act = typeof v === 'string' ? activationOf(v) : undefined;
+    if (!act) this.only(key, ACT_FN_NAMES);
+    return act!;
+  }
 }
+
+/** get_activation's names in diffusers v0.25.1 (activations.ACTIVATION_FUNCTIONS). */
+export const ACT_FN_NAMES = ['silu', 'swish', 'mish', 'gelu', 'relu'];

@@ -1,7 +1,7 @@
 // diffusers.models.resnet: ResnetBlock2D, Downsample2D, Upsample2D.
 import type { Graph } from '../graph/graph.ts';
 import type { Tensor } from '../graph/tensor.ts';
-import { conv2d, linear } from '../kernels/gemm.ts';
+import { conv2d, linear, type Activation } from '../kernels/gemm.ts';
 import { groupNorm } from '../kernels/group_norm.ts';
 import { releaseSplit, single, splitConv, splitGroupNorm, whole, type Split, type WeightSlices } from './channel_split.ts';
 import { ConfigError, type WeightLoader } from './loader.ts';
@@ -22,6 +22,8 @@ export interface ResnetOptions {
    * tembChannels = zq's channels), with no time_emb_proj.
    */
   timeEmbeddingNorm?: TimeEmbeddingNorm;
+  /** resnet_act_fn: the activation after norm1 and norm2 (the one on the time embedding is the caller's). Default SiLU. */
+  act?: Activation;
 }
 
 export type TimeEmbeddingNorm = 'default' | 'scale_shift' | 'spatial';
@@ -63,8 +65,8 @@ export function loadSpatialNorm(w: WeightLoader, name: string, channels: number,
   };
 }
 
-/** SpatialNorm over channel chunks (each chunk holds whole groups), with an optional fused SiLU after it. */
-export function splitSpatialNorm(g: Graph, slices: WeightSlices, label: string, x: Split, n: SpatialNormWeights, zq: Tensor, silu: boolean): Split {
+/** SpatialNorm over channel chunks (each chunk holds whole groups), with an optional fused activation after it. */
+export function splitSpatialNorm(g: Graph, slices: WeightSlices, label: string, x: Split, n: SpatialNormWeights, zq: Tensor, act: Activation | undefined): Split {
   const C = x.shape[1];
   if (C % SPATIAL_NORM_GROUPS !== 0) throw new ConfigError(`${label}: SpatialNorm's GroupNorm takes 32 groups, and ${C} channels do not split into 32`);
   const groupSize = C / SPATIAL_NORM_GROUPS;
@@ -77,7 +79,7 @@ export function splitSpatialNorm(g: Graph, slices: WeightSlices, label: string, 
     const scale = mod('conv_y', n.convY);
     const shift = mod('conv_b', n.convB);
     const out = groupNorm(g, `${l}.norm_layer`, part, slices.slice(n.norm.weight, c0, c0 + c), slices.slice(n.norm.bias, c0, c0 + c), {
-      groups: c / groupSize, eps: SPATIAL_NORM_EPS, silu, spatial: { scale, shift },
+      groups: c / groupSize, eps: SPATIAL_NORM_EPS, act, spatial: { scale, shift },
     });
     g.release(scale, shift);
     return out;
@@ -118,7 +120,7 @@ export class ResnetBlock2D {
   }
 
   /**
-   * x: [B, Cin, H, W]; tembAct: SiLU(emb) [B, tembChannels] shared by every block, or under
+   * x: [B, Cin, H, W]; tembAct: act(emb) [B, tembChannels] (act = resnet_act_fn) shared by every block, or under
    * 'spatial' the quantized latents zq [B, tembChannels, h, w].
    */
   forward(g: Graph, x: Tensor, tembAct: Tensor | null): Tensor {
@@ -130,6 +132,7 @@ export class ResnetBlock2D {
     const p = this.w.prefix;
     const s = this.w.slices;
     const { groups, eps } = this.o;
+    const act = this.o.act ?? 'silu';
     let temb: Tensor | undefined;
     if (this.timeEmbProj && tembAct) {
       temb = linear(g, `${p}.time_emb_proj`, tembAct, this.timeEmbProj.weight, { bias: this.timeEmbProj.bias });
@@ -138,10 +141,10 @@ export class ResnetBlock2D {
     const scaleShift = this.scaleShift ? temb : undefined;
     const sp = this.spatial;
     if (sp && !tembAct) throw new ConfigError(`${p}: time_embedding_norm 'spatial' needs the quantized latents`);
-    const h1 = sp ? splitSpatialNorm(g, s, `${p}.norm1`, x, sp.norm1, tembAct!, true) : splitGroupNorm(g, s, `${p}.norm1`, x, this.norm1!, { groups, eps, silu: true });
+    const h1 = sp ? splitSpatialNorm(g, s, `${p}.norm1`, x, sp.norm1, tembAct!, act) : splitGroupNorm(g, s, `${p}.norm1`, x, this.norm1!, { groups, eps, act });
     const h2 = splitConv(g, s, `${p}.conv1`, h1, this.conv1, { groups, padding: 1, temb: scaleShift ? undefined : temb });
     releaseSplit(g, h1);
-    const h3 = sp ? splitSpatialNorm(g, s, `${p}.norm2`, h2, sp.norm2, tembAct!, true) : splitGroupNorm(g, s, `${p}.norm2`, h2, this.norm2!, { groups, eps, silu: true, scaleShift });
+    const h3 = sp ? splitSpatialNorm(g, s, `${p}.norm2`, h2, sp.norm2, tembAct!, act) : splitGroupNorm(g, s, `${p}.norm2`, h2, this.norm2!, { groups, eps, act, scaleShift });
     releaseSplit(g, h2);
     if (temb) g.release(temb);
     const residual = this.shortcut ? splitConv(g, s, `${p}.conv_shortcut`, x, this.shortcut, { groups }) : x;

@@ -3,6 +3,7 @@ import type { Runtime } from '../gpu/runtime.ts';
 import type { Graph } from '../graph/graph.ts';
 import type { Tensor } from '../graph/tensor.ts';
 import type { WeightStore } from '../io/weights.ts';
+import type { Activation } from '../kernels/gemm.ts';
 import { TimeEmbedding, type ClassEmbedType, type TimestepInput } from './embeddings.ts';
 import { runUNetBody } from './unet_body.ts';
 import { ConfigError, ConfigReader, WeightLoader } from './loader.ts';
@@ -38,13 +39,15 @@ export class UNet2DModel {
   private readonly groupsOut: number;
   private readonly eps: number;
   private readonly centerInput: boolean;
+  private readonly act: Activation;
 
   constructor(rt: Runtime, store: WeightStore, config: Record<string, unknown>, where = 'UNet2DModel', opts: ModelOptions = {}) {
     this.precision = resolvePrecision(rt.gpu.features, opts.precision);
     const c = new ConfigReader(config, where);
     c.only('_class_name', ['UNet2DModel']);
     c.knownKeys(UNET_2D_KEYS);
-    c.only('act_fn', ['silu', 'swish']);
+    // resnet_act_fn of every block (and of the ResNets' time embedding); conv_act and the time MLP stay SiLU, as in diffusers.
+    this.act = c.activation('act_fn');
     c.only('time_embedding_type', ['positional']);
     // 'timestep' / 'identity' as UNet2DConditionModel has them (TimeEmbedding); diffusers' UNet2DModel
     // silently builds no class embedding for any other value, which is refused here instead.
@@ -108,6 +111,7 @@ export class UNet2DModel {
       numClassEmbeds: c.has('num_class_embeds') && c.raw('num_class_embeds') !== null ? c.int('num_class_embeds', 0, 1) : null,
       // class_embed_type wins over num_class_embeds, as in diffusers.
       classEmbedType: (c.raw('class_embed_type') ?? null) as 'timestep' | 'identity' | null,
+      resnetAct: this.act,
     });
     this.convIn = loadConv(w, 'conv_in', this.inChannels, channels[0]!, 3);
     const headDim = (ch: number) => (typeof headDimRaw === 'number' ? headDimRaw : ch);
@@ -118,11 +122,11 @@ export class UNet2DModel {
       out = channels[i]!;
       const isFinal = i === channels.length - 1;
       this.down.push(
-        makeDownBlock(type, UNET_DOWN_TYPES, w.sub(`down_blocks.${i}`), { numLayers: layers, inChannels: inCh, outChannels: out, tembChannels: temb, groups, eps, attentionHeadDim: headDim(out), outputScaleFactor: 1, timeEmbeddingNorm }, !isFinal, downsamplePadding, where),
+        makeDownBlock(type, UNET_DOWN_TYPES, w.sub(`down_blocks.${i}`), { numLayers: layers, inChannels: inCh, outChannels: out, tembChannels: temb, groups, eps, attentionHeadDim: headDim(out), outputScaleFactor: 1, timeEmbeddingNorm, act: this.act }, !isFinal, downsamplePadding, where),
       );
     });
     const last = channels[channels.length - 1]!;
-    this.mid = new MidBlock2D(w.sub('mid_block'), { numLayers: 1, inChannels: last, outChannels: last, tembChannels: temb, groups, eps, attentionHeadDim: headDim(last), outputScaleFactor: midScale, addAttention: c.bool('add_attention', true), attnGroups, timeEmbeddingNorm });
+    this.mid = new MidBlock2D(w.sub('mid_block'), { numLayers: 1, inChannels: last, outChannels: last, tembChannels: temb, groups, eps, attentionHeadDim: headDim(last), outputScaleFactor: midScale, addAttention: c.bool('add_attention', true), attnGroups, timeEmbeddingNorm, act: this.act });
     const rev = [...channels].reverse();
     let outCh = rev[0]!;
     upTypes.forEach((type, i) => {
@@ -131,7 +135,7 @@ export class UNet2DModel {
       const inCh = rev[Math.min(i + 1, rev.length - 1)]!;
       const isFinal = i === channels.length - 1;
       this.up.push(
-        makeUpBlock(type, UNET_UP_TYPES, w.sub(`up_blocks.${i}`), { numLayers: layers + 1, inChannels: inCh, outChannels: outCh, prevOutputChannels: prev, tembChannels: temb, groups, eps, attentionHeadDim: headDim(outCh), outputScaleFactor: 1, timeEmbeddingNorm }, !isFinal, where),
+        makeUpBlock(type, UNET_UP_TYPES, w.sub(`up_blocks.${i}`), { numLayers: layers + 1, inChannels: inCh, outChannels: outCh, prevOutputChannels: prev, tembChannels: temb, groups, eps, attentionHeadDim: headDim(outCh), outputScaleFactor: 1, timeEmbeddingNorm, act: this.act }, !isFinal, where),
       );
     });
     this.normOut = loadNorm(w, 'conv_norm_out', channels[0]!);

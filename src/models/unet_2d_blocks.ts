@@ -2,6 +2,7 @@
 // AutoencoderKL decoder, built from their block type names.
 import type { Graph } from '../graph/graph.ts';
 import type { Tensor } from '../graph/tensor.ts';
+import type { Activation } from '../kernels/gemm.ts';
 import { concatChannels } from '../kernels/elementwise.ts';
 import { SpatialAttention } from './attention_processor.ts';
 import { releaseSplit, type Split } from './channel_split.ts';
@@ -20,6 +21,8 @@ export interface BlockOptions {
   outputScaleFactor: number;
   /** resnet_time_scale_shift, passed to every ResnetBlock2D. */
   timeEmbeddingNorm?: TimeEmbeddingNorm;
+  /** resnet_act_fn, passed to every ResnetBlock2D (default SiLU). */
+  act?: Activation;
 }
 
 function makeAttention(w: WeightLoader, channels: number, o: Omit<BlockOptions, 'groups'> & { groups: number | null }): SpatialAttention {
@@ -62,7 +65,7 @@ class Down implements DownBlock {
   constructor(w: WeightLoader, o: BlockOptions, withAttention: boolean, addDownsample: boolean, downsamplePadding: number) {
     for (let i = 0; i < o.numLayers; i++) {
       const cin = i === 0 ? o.inChannels : o.outChannels;
-      this.resnets.push(new ResnetBlock2D(w.sub(`resnets.${i}`), { inChannels: cin, outChannels: o.outChannels, tembChannels: o.tembChannels, groups: o.groups, eps: o.eps, outputScaleFactor: o.outputScaleFactor, timeEmbeddingNorm: o.timeEmbeddingNorm }));
+      this.resnets.push(new ResnetBlock2D(w.sub(`resnets.${i}`), { inChannels: cin, outChannels: o.outChannels, tembChannels: o.tembChannels, groups: o.groups, eps: o.eps, outputScaleFactor: o.outputScaleFactor, timeEmbeddingNorm: o.timeEmbeddingNorm, act: o.act }));
       if (withAttention) this.attentions.push(makeAttention(w.sub(`attentions.${i}`), o.outChannels, o));
     }
     this.down = addDownsample ? new Downsample2D(w.sub('downsamplers.0'), o.outChannels, downsamplePadding) : null;
@@ -116,7 +119,7 @@ export class MidBlock2D {
 
   /** attnGroups null: attention without its group norm (diffusers' attn_groups = None). */
   constructor(w: WeightLoader, o: BlockOptions & { addAttention: boolean; attnGroups: number | null }) {
-    const ro = { inChannels: o.inChannels, outChannels: o.inChannels, tembChannels: o.tembChannels, groups: o.groups, eps: o.eps, outputScaleFactor: o.outputScaleFactor, timeEmbeddingNorm: o.timeEmbeddingNorm };
+    const ro = { inChannels: o.inChannels, outChannels: o.inChannels, tembChannels: o.tembChannels, groups: o.groups, eps: o.eps, outputScaleFactor: o.outputScaleFactor, timeEmbeddingNorm: o.timeEmbeddingNorm, act: o.act };
     this.resnets.push(new ResnetBlock2D(w.sub('resnets.0'), ro));
     for (let i = 0; i < o.numLayers; i++) {
       if (o.addAttention) this.attentions.push(makeAttention(w.sub(`attentions.${i}`), o.inChannels, { ...o, groups: o.attnGroups }));
@@ -167,7 +170,7 @@ class Up implements UpBlock {
       } else {
         cin = i === 0 ? o.inChannels : o.outChannels;
       }
-      this.resnets.push(new ResnetBlock2D(w.sub(`resnets.${i}`), { inChannels: cin, outChannels: o.outChannels, tembChannels: o.tembChannels, groups: o.groups, eps: o.eps, outputScaleFactor: o.outputScaleFactor, timeEmbeddingNorm: o.timeEmbeddingNorm }));
+      this.resnets.push(new ResnetBlock2D(w.sub(`resnets.${i}`), { inChannels: cin, outChannels: o.outChannels, tembChannels: o.tembChannels, groups: o.groups, eps: o.eps, outputScaleFactor: o.outputScaleFactor, timeEmbeddingNorm: o.timeEmbeddingNorm, act: o.act }));
       if (withAttention) this.attentions.push(makeAttention(w.sub(`attentions.${i}`), o.outChannels, o));
     }
     this.up = addUpsample ? new Upsample2D(w.sub('upsamplers.0'), o.outChannels) : null;

@@ -7,6 +7,7 @@ import { shapeStr, type Tensor } from '../graph/tensor.ts';
 import type { WeightStore } from '../io/weights.ts';
 import { TimeEmbedding, type ClassEmbedType, type TimestepInput } from './embeddings.ts';
 import { runUNetBody } from './unet_body.ts';
+import type { Activation } from '../kernels/gemm.ts';
 import { ConfigError, ConfigReader, WeightLoader } from './loader.ts';
 import { castTo } from '../kernels/cast.ts';
 import { resolvePrecision, type ModelOptions, type ResolvedPrecision } from './precision.ts';
@@ -68,13 +69,15 @@ export class UNet2DConditionModel {
   private readonly convInKernel: number;
   private readonly convOutKernel: number;
   private readonly centerInput: boolean;
+  private readonly act: Activation;
 
   constructor(rt: Runtime, store: WeightStore, config: Record<string, unknown>, where = 'UNet2DConditionModel', opts: ModelOptions = {}) {
     this.precision = resolvePrecision(rt.gpu.features, opts.precision);
     const c = new ConfigReader(config, where);
     c.only('_class_name', ['UNet2DConditionModel']);
     c.knownKeys(KEYS);
-    c.only('act_fn', ['silu', 'swish']);
+    // act_fn: every ResNet (norms and time embedding), TimestepEmbedding's own activation and conv_act.
+    this.act = c.activation('act_fn');
     c.only('time_embedding_type', ['positional']);
     this.centerInput = c.bool('center_input_sample', false);
     // UNetMidBlock2DCrossAttn (the default), UNetMidBlock2D (diffusers builds it here with num_layers 0
@@ -155,9 +158,9 @@ export class UNet2DConditionModel {
     const w = new WeightLoader(rt, store, '', this.precision.dtype);
     this.w = w;
     try {
-      this.time = new TimeEmbedding(w, { projDim: channels[0]!, embedDim: temb, flipSinToCos: c.bool('flip_sin_to_cos', true), freqShift: c.num('freq_shift', 0), numClassEmbeds, classEmbedType, condProjDim });
+      this.time = new TimeEmbedding(w, { projDim: channels[0]!, embedDim: temb, flipSinToCos: c.bool('flip_sin_to_cos', true), freqShift: c.num('freq_shift', 0), numClassEmbeds, classEmbedType, condProjDim, mlpAct: this.act, resnetAct: this.act });
       this.convIn = loadConv(w, 'conv_in', this.inChannels, channels[0]!, this.convInKernel);
-      const base = { tembChannels: temb, groups: this.groups, eps: this.eps, outputScaleFactor: 1, timeEmbeddingNorm };
+      const base = { tembChannels: temb, groups: this.groups, eps: this.eps, outputScaleFactor: 1, timeEmbeddingNorm, act: this.act };
       const attn = (h: number, transformerLayers: number, onlyCrossAttention = false): CrossAttnOptions => ({ heads: h, transformerLayers, crossAttentionDim: this.crossAttentionDim, linearProjection, onlyCrossAttention });
       let out = channels[0]!;
       downTypes.forEach((type, i) => {
@@ -248,6 +251,7 @@ export class UNet2DConditionModel {
       eps: this.eps,
       convOut: this.convOut,
       convOutPadding: (this.convOutKernel - 1) / 2,
+      outAct: this.act,
     }, sample);
     if (context !== encoderHiddenStates) g.release(context);
     g.release(emb);

@@ -46,7 +46,7 @@ class CrossAttnDown implements CondDownBlock {
   constructor(w: WeightLoader, o: BlockOptions, a: CrossAttnOptions, addDownsample: boolean, downsamplePadding: number) {
     for (let i = 0; i < o.numLayers; i++) {
       const cin = i === 0 ? o.inChannels : o.outChannels;
-      this.resnets.push(new ResnetBlock2D(w.sub(`resnets.${i}`), { inChannels: cin, outChannels: o.outChannels, tembChannels: o.tembChannels, groups: o.groups, eps: o.eps, outputScaleFactor: o.outputScaleFactor, timeEmbeddingNorm: o.timeEmbeddingNorm }));
+      this.resnets.push(new ResnetBlock2D(w.sub(`resnets.${i}`), { inChannels: cin, outChannels: o.outChannels, tembChannels: o.tembChannels, groups: o.groups, eps: o.eps, outputScaleFactor: o.outputScaleFactor, timeEmbeddingNorm: o.timeEmbeddingNorm, act: o.act }));
       this.attentions.push(makeTransformer(w.sub(`attentions.${i}`), o.outChannels, o, a));
     }
     this.down = addDownsample ? new Downsample2D(w.sub('downsamplers.0'), o.outChannels, downsamplePadding) : null;
@@ -76,7 +76,7 @@ class CrossAttnUp implements CondUpBlock {
     for (let i = 0; i < o.numLayers; i++) {
       const skipChannels = i === o.numLayers - 1 ? o.inChannels : o.outChannels;
       const cin = (i === 0 ? o.prevOutputChannels : o.outChannels) + skipChannels;
-      this.resnets.push(new ResnetBlock2D(w.sub(`resnets.${i}`), { inChannels: cin, outChannels: o.outChannels, tembChannels: o.tembChannels, groups: o.groups, eps: o.eps, outputScaleFactor: o.outputScaleFactor, timeEmbeddingNorm: o.timeEmbeddingNorm }));
+      this.resnets.push(new ResnetBlock2D(w.sub(`resnets.${i}`), { inChannels: cin, outChannels: o.outChannels, tembChannels: o.tembChannels, groups: o.groups, eps: o.eps, outputScaleFactor: o.outputScaleFactor, timeEmbeddingNorm: o.timeEmbeddingNorm, act: o.act }));
       this.attentions.push(makeTransformer(w.sub(`attentions.${i}`), o.outChannels, o, a));
     }
     this.up = addUpsample ? new Upsample2D(w.sub('upsamplers.0'), o.outChannels) : null;
@@ -110,7 +110,7 @@ export class MidBlock2DCrossAttn {
   private readonly attentions: Transformer2D[] = [];
 
   constructor(w: WeightLoader, o: BlockOptions, a: CrossAttnOptions) {
-    const ro = { inChannels: o.inChannels, outChannels: o.inChannels, tembChannels: o.tembChannels, groups: o.groups, eps: o.eps, outputScaleFactor: o.outputScaleFactor, timeEmbeddingNorm: o.timeEmbeddingNorm };
+    const ro = { inChannels: o.inChannels, outChannels: o.inChannels, tembChannels: o.tembChannels, groups: o.groups, eps: o.eps, outputScaleFactor: o.outputScaleFactor, timeEmbeddingNorm: o.timeEmbeddingNorm, act: o.act };
     this.resnets.push(new ResnetBlock2D(w.sub('resnets.0'), ro));
     for (let i = 0; i < o.numLayers; i++) {
       this.attentions.push(makeTransformer(w.sub(`attentions.${i}`), o.inChannels, o, a));

@@ -1,12 +1,12 @@
 // The path every diffusers U-Net takes once its time embedding is made: (centering,) conv_in → down blocks
-// (collecting skips) → mid block → up blocks (consuming them) → norm, SiLU, conv_out, in the
+// (collecting skips) → mid block → up blocks (consuming them) → norm, activation (conv_act), conv_out, in the
 // model's storage type with f32 at the boundary. UNet2DModel and UNet2DConditionModel differ only
 // in what their blocks take besides (h, emb); they pass that in closures.
 import type { Graph } from '../graph/graph.ts';
 import type { DType, Tensor } from '../graph/tensor.ts';
 import { inStorage } from '../kernels/cast.ts';
 import { affine } from '../kernels/elementwise.ts';
-import { conv2d } from '../kernels/gemm.ts';
+import { conv2d, type Activation } from '../kernels/gemm.ts';
 import { groupNorm } from '../kernels/group_norm.ts';
 import { ConfigError } from './loader.ts';
 
@@ -28,6 +28,8 @@ export interface UNetBody {
   eps: number;
   convOut: Param;
   convOutPadding: number;
+  /** conv_act after conv_norm_out: SiLU in UNet2DModel, act_fn in UNet2DConditionModel. Default SiLU. */
+  outAct?: Activation;
 }
 
 /** sample (any dtype) → the U-Net's output in f32. */
@@ -49,7 +51,7 @@ function body(g: Graph, b: UNetBody, x: Tensor): Tensor {
   if (b.mid) h = b.mid(g, h);
   for (const u of b.up) h = u(g, h, skips);
   if (skips.length) throw new ConfigError(`${b.where}: ${skips.length} skip connections left unused: down and up block configs do not match`);
-  const n = groupNorm(g, 'conv_norm_out', h, b.normOut.weight, b.normOut.bias, { groups: b.groups, eps: b.eps, silu: true });
+  const n = groupNorm(g, 'conv_norm_out', h, b.normOut.weight, b.normOut.bias, { groups: b.groups, eps: b.eps, act: b.outAct ?? 'silu' });
   g.release(h);
   const out = conv2d(g, 'conv_out', n, b.convOut.weight, { bias: b.convOut.bias, padding: b.convOutPadding });
   g.release(n);

@@ -2,7 +2,7 @@
 // 2·latent channels) and the Decoder (conv_in → mid block → up blocks → norm, SiLU, conv_out).
 import type { Graph } from '../graph/graph.ts';
 import type { Tensor } from '../graph/tensor.ts';
-import { conv2d } from '../kernels/gemm.ts';
+import { conv2d, type Activation } from '../kernels/gemm.ts';
 import { groupNorm } from '../kernels/group_norm.ts';
 import { releaseSplit, single, splitConv, splitGroupNorm, whole, type Split } from './channel_split.ts';
 import { ConfigError, type ConfigReader, type WeightLoader } from './loader.ts';
@@ -23,7 +23,8 @@ export class Encoder {
   private readonly groups: number;
 
   constructor(private readonly w: WeightLoader, c: ConfigReader, inChannels: number, latentChannels: number) {
-    c.only('act_fn', ['silu', 'swish']);
+    // act_fn is every resnet's activation (resnet_act_fn); conv_act after conv_norm_out is always SiLU in diffusers.
+    const act = c.activation('act_fn');
     const channels = c.intList('block_out_channels', [64]);
     const downTypes = c.strList('down_block_types', ['DownEncoderBlock2D']);
     if (downTypes.length !== channels.length) throw new ConfigError(`${c.where}: down_block_types and block_out_channels must have the same length`);
@@ -37,12 +38,12 @@ export class Encoder {
       out = channels[i]!;
       // The encoder's downsamplers use padding 0: an asymmetric right/bottom pad, unlike the UNet's.
       this.down.push(
-        makeDownBlock(type, ['DownEncoderBlock2D'], w.sub(`down_blocks.${i}`), { numLayers: layers, inChannels: prev, outChannels: out, tembChannels: null, groups, eps: VAE_EPS, attentionHeadDim: out, outputScaleFactor: 1 }, i !== downTypes.length - 1, 0, c.where),
+        makeDownBlock(type, ['DownEncoderBlock2D'], w.sub(`down_blocks.${i}`), { numLayers: layers, inChannels: prev, outChannels: out, tembChannels: null, groups, eps: VAE_EPS, attentionHeadDim: out, outputScaleFactor: 1, act }, i !== downTypes.length - 1, 0, c.where),
       );
     });
     this.mid = new MidBlock2D(w.sub('mid_block'), {
       numLayers: 1, inChannels: out, outChannels: out, tembChannels: null, groups, eps: VAE_EPS,
-      attentionHeadDim: out, outputScaleFactor: 1, addAttention: c.bool('mid_block_add_attention', true), attnGroups: groups,
+      attentionHeadDim: out, outputScaleFactor: 1, addAttention: c.bool('mid_block_add_attention', true), attnGroups: groups, act,
     });
     this.normOut = loadNorm(w, 'conv_norm_out', out);
     this.convOut = loadConv(w, 'conv_out', out, 2 * latentChannels, 3);
@@ -80,10 +81,10 @@ class SpatialDecoderBlocks {
   readonly up: { resnets: ResnetBlock2D[]; upsampler: Upsample2D | null }[] = [];
   readonly normOut: SpatialNormWeights;
 
-  constructor(w: WeightLoader, c: ConfigReader, channels: number[], upTypes: string[], layers: number, zqChannels: number) {
+  constructor(w: WeightLoader, c: ConfigReader, channels: number[], upTypes: string[], layers: number, zqChannels: number, act: Activation) {
     const last = channels[channels.length - 1]!;
     const resnet = (p: string, cin: number, cout: number) =>
-      new ResnetBlock2D(w.sub(p), { inChannels: cin, outChannels: cout, tembChannels: zqChannels, groups: SPATIAL_NORM_GROUPS, eps: VAE_EPS, outputScaleFactor: 1, timeEmbeddingNorm: 'spatial' });
+      new ResnetBlock2D(w.sub(p), { inChannels: cin, outChannels: cout, tembChannels: zqChannels, groups: SPATIAL_NORM_GROUPS, eps: VAE_EPS, outputScaleFactor: 1, timeEmbeddingNorm: 'spatial', act });
     this.midResnets.push(resnet('mid_block.resnets.0', last, last));
     // attention_head_dim = the channels: one head; attn_groups is None under 'spatial' (no group_norm).
     this.midAttention = c.bool('mid_block_add_attention', true)
@@ -117,7 +118,8 @@ export class Decoder {
 
   /** normType 'spatial': forward() takes the quantized latents zq (latentChannels channels) too. */
   constructor(private readonly w: WeightLoader, c: ConfigReader, latentChannels: number, outChannels: number, normType: DecoderNormType = 'group') {
-    c.only('act_fn', ['silu', 'swish']);
+    // act_fn is every resnet's activation (resnet_act_fn); conv_act after conv_norm_out is always SiLU in diffusers.
+    const act = c.activation('act_fn');
     c.only('norm_type', [normType]);
     const channels = c.intList('block_out_channels', [64]);
     const upTypes = c.strList('up_block_types', ['UpDecoderBlock2D']);
@@ -131,13 +133,13 @@ export class Decoder {
     this.convOut = loadConv(w, 'conv_out', channels[0]!, outChannels, 3);
     if (normType === 'spatial') {
       for (const ch of channels) if (ch % SPATIAL_NORM_GROUPS !== 0) throw new ConfigError(`${c.where}: norm_type 'spatial' needs block_out_channels divisible by 32 (SpatialNorm's group count), got ${ch}`);
-      this.spatial = new SpatialDecoderBlocks(w, c, channels, upTypes, layers, latentChannels);
+      this.spatial = new SpatialDecoderBlocks(w, c, channels, upTypes, layers, latentChannels, act);
       this.normOut = null;
       return;
     }
     this.mid = new MidBlock2D(w.sub('mid_block'), {
       numLayers: 1, inChannels: last, outChannels: last, tembChannels: null, groups, eps: VAE_EPS,
-      attentionHeadDim: last, outputScaleFactor: 1, addAttention: c.bool('mid_block_add_attention', true), attnGroups: groups,
+      attentionHeadDim: last, outputScaleFactor: 1, addAttention: c.bool('mid_block_add_attention', true), attnGroups: groups, act,
     });
     const rev = [...channels].reverse();
     let out = rev[0]!;
@@ -145,7 +147,7 @@ export class Decoder {
       const prev = out;
       out = rev[i]!;
       this.up.push(
-        makeUpBlock(type, ['UpDecoderBlock2D'], w.sub(`up_blocks.${i}`), { numLayers: layers + 1, inChannels: prev, outChannels: out, prevOutputChannels: prev, tembChannels: null, groups, eps: VAE_EPS, attentionHeadDim: out, outputScaleFactor: 1 }, i !== upTypes.length - 1, c.where),
+        makeUpBlock(type, ['UpDecoderBlock2D'], w.sub(`up_blocks.${i}`), { numLayers: layers + 1, inChannels: prev, outChannels: out, prevOutputChannels: prev, tembChannels: null, groups, eps: VAE_EPS, attentionHeadDim: out, outputScaleFactor: 1, act }, i !== upTypes.length - 1, c.where),
       );
     });
     this.normOut = loadNorm(w, 'conv_norm_out', channels[0]!);
@@ -188,7 +190,7 @@ export class Decoder {
           hs = next;
         }
       }
-      n = splitSpatialNorm(g, s, `${p}.conv_norm_out`, hs, sp.normOut, zq, true);
+      n = splitSpatialNorm(g, s, `${p}.conv_norm_out`, hs, sp.normOut, zq, 'silu');
     } else {
       hs = single(this.mid!.forward(g, h, null));
       g.release(h);

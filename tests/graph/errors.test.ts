@@ -26,7 +26,7 @@ describe('runtime error reporting', () => {
     const rt = await runtime();
     const g = new Graph(rt, 'plan');
     const x = g.alloc([4], 'x');
-    const silu = { shader: 'elementwise', params: { SILU: true } };
+    const silu = { shader: 'elementwise', params: { ACT_SILU: true } };
     expect(() => g.dispatch('silu', silu, { a: x }, { n: 4 }, [1])).toThrow(/binding 'out' not given/);
     expect(() => g.dispatch('silu', silu, { a: x, out: x }, {}, [1])).toThrow(/uniform 'n' not given/);
     expect(() => g.dispatch('silu', silu, { a: x, out: x }, { n: 4, m: 1 }, [1])).toThrow(GpuError);
@@ -40,7 +40,7 @@ describe('buffer pool safety', () => {
     const rt = await runtime();
     const g = new Graph(rt, 'pool');
     const x = g.alloc([4], 'x');
-    const silu = { shader: 'elementwise', params: { SILU: true } };
+    const silu = { shader: 'elementwise', params: { ACT_SILU: true } };
     const y = g.alloc([4], 'y');
     g.dispatch('silu', silu, { a: x, out: y }, { n: 4 }, [1]);
     g.release(x);

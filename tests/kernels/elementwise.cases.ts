@@ -1,5 +1,5 @@
-import { add, affine, concatChannels, geglu, maskBlend, scale, silu, tanhClamp, upsampleNearest2x } from '../../src/kernels/elementwise.ts';
-import { addRef, concatChannelsRef, gegluRef, maskBlendRef, siluRef, tanhClampRef } from '../ref/elementwise.ts';
+import { activation, add, affine, concatChannels, geglu, maskBlend, scale, silu, tanhClamp, upsampleNearest2x } from '../../src/kernels/elementwise.ts';
+import { activationRef, addRef, concatChannelsRef, gegluRef, maskBlendRef, siluRef, tanhClampRef, type ActName } from '../ref/elementwise.ts';
 import { upsampleNearestRef } from '../ref/gemm.ts';
 import { input, randn, runGraph } from '../helpers/gpu.ts';
 import { F32, type OpCase } from './cases.ts';
@@ -16,6 +16,20 @@ const siluCases: OpCase[] = [[2, 64, 8, 8], [3, 5, 7], [1], [1, 320, 16, 16]].ma
     return { got: await runGraph(rt, (g) => silu(g, 'silu', input(rt, x, shape))), ref: siluRef(x) };
   },
 }));
+
+// The other act_fn activations standalone (the same act() the norm and GEMM epilogues fuse): a
+// wide range for the tails (Mish's exp cap past 20, GELU's erf tails) and a narrow one near 0.
+const activationCases: OpCase[] = (['mish', 'gelu', 'relu'] as ActName[]).flatMap((act, a) =>
+  ([[[2, 64, 8, 8], 30], [[3, 5, 7], 3]] as [number[], number][]).map(([shape, spread], i) => ({
+    op: 'activation',
+    name: `${act} [${shape.join(',')}] spread ${spread}`,
+    ...F32,
+    async run(rt) {
+      const x = randn(numel(shape), 580 + 10 * a + i, spread);
+      return { got: await runGraph(rt, (g) => activation(g, act, input(rt, x, shape), act)), ref: activationRef(act, x) };
+    },
+  })),
+);
 
 const scaleCases: OpCase[] = ([[[1, 4, 8, 8], 1 / 0.18215], [[3, 5, 7], -0.5]] as [number[], number][]).map(([shape, s], i) => ({
   op: 'scale',
@@ -131,4 +145,4 @@ const maskBlendCases: OpCase[] = maskBlendRows.map(([shape, B, kind], i) => ({
   },
 }));
 
-export const elementwiseCases: OpCase[] = [...maskBlendCases, ...siluCases, ...scaleCases, ...tanhClampCases, ...affineCases, ...addCases, ...concatCases, ...upsampleCases, ...gegluCases];
+export const elementwiseCases: OpCase[] = [...maskBlendCases, ...siluCases, ...activationCases, ...scaleCases, ...tanhClampCases, ...affineCases, ...addCases, ...concatCases, ...upsampleCases, ...gegluCases];

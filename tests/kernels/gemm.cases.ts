@@ -2,6 +2,7 @@ import { conv2d, linear } from '../../src/kernels/gemm.ts';
 import { conv2dRef, linearRef } from '../ref/gemm.ts';
 import { input, randn, runGraph } from '../helpers/gpu.ts';
 import { F32, type OpCase } from './cases.ts';
+import { maybeActRef, type ActName } from '../ref/elementwise.ts';
 
 const linearShapes: [number, number, number, number][] = [
   // B, M, K, N
@@ -12,10 +13,12 @@ const linearShapes: [number, number, number, number][] = [
   [1, 256, 128, 128],
 ];
 
+// No activation, the silu flag, and on the first three shapes the other act_fn activations by name.
+type Act = boolean | ActName;
 const linearCases: OpCase[] = linearShapes.flatMap(([B, M, K, N], i) =>
-  [false, true].map((silu) => ({
+  (i < 3 ? [false, true, 'mish', 'gelu', 'relu'] as Act[] : [false, true]).map((silu) => ({
     op: 'linear',
-    name: `B${B} M${M} K${K} N${N}${silu ? ' +silu' : ''} +bias +residual`,
+    name: `B${B} M${M} K${K} N${N}${silu === true ? ' +silu' : silu ? ` +${silu}` : ''} +bias +residual`,
     ...F32,
     async run(rt) {
       const x = randn(B * M * K, 10 + i);
@@ -27,12 +30,12 @@ const linearCases: OpCase[] = linearShapes.flatMap(([B, M, K, N], i) =>
           bias: input(rt, bias, [N]),
           residual: input(rt, res, [B, M, N]),
           scale: 0.5,
-          silu,
+          ...(typeof silu === 'string' ? { act: silu } : { silu }),
         }),
       );
       const ref = linearRef(x, w, bias, B, M, K, N).map((v, j) => {
         const y = (v + res[j]!) * 0.5;
-        return silu ? y / (1 + Math.exp(-y)) : y;
+        return maybeActRef(silu, y);
       });
       return { got, ref };
     },
@@ -64,7 +67,7 @@ const channelCases: OpCase[] = [
   },
 }));
 
-interface ConvRow { B: number; Cin: number; H: number; W: number; Cout: number; k: number; stride: number; pad: number | [number, number, number, number]; upsample?: boolean | [number, number]; temb?: boolean; relu?: boolean }
+interface ConvRow { B: number; Cin: number; H: number; W: number; Cout: number; k: number; stride: number; pad: number | [number, number, number, number]; upsample?: boolean | [number, number]; temb?: boolean; relu?: boolean; act?: ActName }
 
 const convRows: ConvRow[] = [
   { B: 1, Cin: 4, H: 8, W: 8, Cout: 32, k: 3, stride: 1, pad: 1 },
@@ -83,11 +86,15 @@ const convRows: ConvRow[] = [
   // TAESD: conv + ReLU, and the block's final conv + skip then ReLU
   { B: 2, Cin: 5, H: 7, W: 6, Cout: 9, k: 3, stride: 1, pad: 1, relu: true },
   { B: 1, Cin: 64, H: 8, W: 8, Cout: 64, k: 3, stride: 1, pad: 1, relu: true },
+  // act_fn other than SiLU in the epilogue (TAESD blocks, any activation by name)
+  { B: 2, Cin: 5, H: 7, W: 6, Cout: 9, k: 3, stride: 1, pad: 1, temb: true, act: 'mish' },
+  { B: 1, Cin: 6, H: 4, W: 5, Cout: 5, k: 3, stride: 1, pad: 1, upsample: true, act: 'gelu' },
+  { B: 1, Cin: 8, H: 8, W: 8, Cout: 8, k: 3, stride: 2, pad: 1, act: 'silu' },
 ];
 
 const convCases: OpCase[] = convRows.map((r, i) => ({
   op: 'conv2d',
-  name: `B${r.B} ${r.Cin}->${r.Cout} ${r.H}x${r.W} k${r.k} s${r.stride} pad ${JSON.stringify(r.pad)}${r.upsample === true ? ' up2x' : r.upsample ? ` up to ${r.upsample.join('x')}` : ''}${r.temb ? ' +temb' : ''} +bias +residual${r.relu ? ' +relu' : ''}`,
+  name: `B${r.B} ${r.Cin}->${r.Cout} ${r.H}x${r.W} k${r.k} s${r.stride} pad ${JSON.stringify(r.pad)}${r.upsample === true ? ' up2x' : r.upsample ? ` up to ${r.upsample.join('x')}` : ''}${r.temb ? ' +temb' : ''} +bias +residual${r.relu ? ' +relu' : ''}${r.act ? ` +${r.act}` : ''}`,
   ...F32,
   async run(rt) {
     const pad: [number, number, number, number] = typeof r.pad === 'number' ? [r.pad, r.pad, r.pad, r.pad] : r.pad;
@@ -101,7 +108,7 @@ const convCases: OpCase[] = convRows.map((r, i) => ({
     const ref = out.map((v, j) => {
       const bc = Math.floor(j / plane);
       const y = v + (r.temb ? tembData[bc]! : 0) + res[j]!;
-      return r.relu ? Math.max(y, 0) : y;
+      return maybeActRef(r.relu ? 'relu' : r.act, y);
     });
     const got = await runGraph(rt, (g) =>
       conv2d(g, 'conv', input(rt, x, [r.B, r.Cin, r.H, r.W]), input(rt, w, [r.Cout, r.Cin, r.k, r.k]), {
@@ -112,6 +119,7 @@ const convCases: OpCase[] = convRows.map((r, i) => ({
         padding: pad,
         upsample: r.upsample,
         relu: r.relu,
+        act: r.act,
       }),
     );
     return { got, ref };

@@ -1,9 +1,16 @@
 import { groupNorm } from '../../src/kernels/group_norm.ts';
 import { groupNormRef, groupNormSpatialRef } from '../ref/group_norm.ts';
+import type { ActName } from '../ref/elementwise.ts';
 import { input, randn, runGraph } from '../helpers/gpu.ts';
 import { F32, type OpCase } from './cases.ts';
 
 interface Row { shape: number[]; groups: number; eps: number; offset?: number }
+
+/** No activation, the silu flag, and (on the first `n` rows) the other act_fn activations by name. */
+type Act = boolean | ActName;
+const acts = (i: number, n: number): Act[] => (i < n ? [false, true, 'mish', 'gelu', 'relu'] : [false, true]);
+const actName = (a: Act) => (a === true ? ' +silu' : a ? ` +${a}` : '');
+const actOpts = (a: Act) => (typeof a === 'string' ? { act: a } : { silu: a });
 
 const rows: Row[] = [
   { shape: [2, 64, 8, 8], groups: 32, eps: 1e-5 },
@@ -20,9 +27,9 @@ const rows: Row[] = [
 ];
 
 const plainCases: OpCase[] = rows.flatMap((r, i) =>
-  [false, true].map((silu) => ({
+  acts(i, 4).map((silu) => ({
     op: 'group_norm',
-    name: `[${r.shape.join(',')}] groups ${r.groups} eps ${r.eps.toExponential()}${r.offset ? ` offset ${r.offset}` : ''}${silu ? ' +silu' : ''}`,
+    name: `[${r.shape.join(',')}] groups ${r.groups} eps ${r.eps.toExponential()}${r.offset ? ` offset ${r.offset}` : ''}${actName(silu)}`,
     ...F32,
     async run(rt) {
       const [B, C] = r.shape as [number, number];
@@ -31,7 +38,7 @@ const plainCases: OpCase[] = rows.flatMap((r, i) =>
       const gamma = randn(C, 300 + i, 2);
       const beta = randn(C, 400 + i);
       const got = await runGraph(rt, (g) =>
-        groupNorm(g, 'gn', input(rt, x, r.shape), input(rt, gamma, [C]), input(rt, beta, [C]), { groups: r.groups, eps: r.eps, silu }),
+        groupNorm(g, 'gn', input(rt, x, r.shape), input(rt, gamma, [C]), input(rt, beta, [C]), { groups: r.groups, eps: r.eps, ...actOpts(silu) }),
       );
       return { got, ref: groupNormRef(x, gamma, beta, B, C, spatial, r.groups, r.eps, silu) };
     },
@@ -47,9 +54,9 @@ const scaleShiftRows: Row[] = [
 ];
 
 const scaleShiftCases: OpCase[] = scaleShiftRows.flatMap((r, i) =>
-  [false, true].map((silu) => ({
+  acts(i, 2).map((silu) => ({
     op: 'group_norm_scale_shift',
-    name: `[${r.shape.join(',')}] groups ${r.groups} eps ${r.eps.toExponential()}${r.offset ? ` offset ${r.offset}` : ''}${silu ? ' +silu' : ''}`,
+    name: `[${r.shape.join(',')}] groups ${r.groups} eps ${r.eps.toExponential()}${r.offset ? ` offset ${r.offset}` : ''}${actName(silu)}`,
     ...F32,
     async run(rt) {
       const [B, C] = r.shape as [number, number];
@@ -59,7 +66,7 @@ const scaleShiftCases: OpCase[] = scaleShiftRows.flatMap((r, i) =>
       const beta = randn(C, 450 + i);
       const ss = randn(B * 2 * C, 550 + i, 1.5);
       const got = await runGraph(rt, (g) =>
-        groupNorm(g, 'gn', input(rt, x, r.shape), input(rt, gamma, [C]), input(rt, beta, [C]), { groups: r.groups, eps: r.eps, silu, scaleShift: input(rt, ss, [B, 2 * C]) }),
+        groupNorm(g, 'gn', input(rt, x, r.shape), input(rt, gamma, [C]), input(rt, beta, [C]), { groups: r.groups, eps: r.eps, ...actOpts(silu), scaleShift: input(rt, ss, [B, 2 * C]) }),
       );
       return { got, ref: groupNormRef(x, gamma, beta, B, C, spatial, r.groups, r.eps, silu, ss) };
     },
@@ -80,9 +87,9 @@ const spatialRows: SpatialRow[] = [
 ];
 
 const spatialCases: OpCase[] = spatialRows.flatMap((r, i) =>
-  [false, true].map((silu) => ({
+  acts(i, 2).map((silu) => ({
     op: 'group_norm_spatial',
-    name: `[${r.shape.join(',')}] from [${r.z.join(',')}] groups ${r.groups} eps ${r.eps.toExponential()}${r.offset ? ` offset ${r.offset}` : ''}${silu ? ' +silu' : ''}`,
+    name: `[${r.shape.join(',')}] from [${r.z.join(',')}] groups ${r.groups} eps ${r.eps.toExponential()}${r.offset ? ` offset ${r.offset}` : ''}${actName(silu)}`,
     ...F32,
     async run(rt) {
       const [B, C, H, W] = r.shape;
@@ -94,7 +101,7 @@ const spatialCases: OpCase[] = spatialRows.flatMap((r, i) =>
       const mb = randn(B * C * zh * zw, 660 + i);
       const got = await runGraph(rt, (g) =>
         groupNorm(g, 'gn', input(rt, x, r.shape), input(rt, gamma, [C]), input(rt, beta, [C]), {
-          groups: r.groups, eps: r.eps, silu, spatial: { scale: input(rt, my, [B, C, zh, zw]), shift: input(rt, mb, [B, C, zh, zw]) },
+          groups: r.groups, eps: r.eps, ...actOpts(silu), spatial: { scale: input(rt, my, [B, C, zh, zw]), shift: input(rt, mb, [B, C, zh, zw]) },
         }),
       );
       return { got, ref: groupNormSpatialRef(x, gamma, beta, B, C, H, W, r.groups, r.eps, silu, my, mb, zh, zw) };

@@ -16,7 +16,8 @@ import { Graph } from '../../src/graph/graph.ts';
 import { runtime } from '../helpers/gpu.ts';
 
 const unsupportedUnet: [string, unknown, RegExp][] = [
-  ['act_fn', 'gelu', /act_fn = "gelu"/],
+  // silu/swish, mish, gelu and relu are built (tests/fixtures/variants/*-act-*); diffusers' get_activation has no other.
+  ['act_fn', 'tanh', /act_fn = "tanh" is not supported \(supported: "silu", "swish", "mish", "gelu", "relu"\)/],
   ['time_embedding_type', 'fourier', /time_embedding_type = "fourier"/],
   // 'timestep' and 'identity' are built (tests/fixtures/variants/unet2d-class-*); diffusers' UNet2DModel
   // silently drops any other value, Fresco refuses it.
@@ -201,7 +202,7 @@ const modelTables: ModelTable[] = [
       ['resnet_time_scale_shift', 'spatial'],
       ['downsample_type', 'resnet'],
       ['upsample_type', 'resnet'],
-      ['act_fn', 'mish'],
+      ['act_fn', 'tanh'],
       ['down_block_types', ['ResnetDownsampleBlock2D', 'AttnDownBlock2D'], /ResnetDownsampleBlock2D is not supported/],
       ['up_block_types', ['AttnUpBlock2D', 'SkipUpBlock2D'], /SkipUpBlock2D is not supported/],
       ['norm_num_groups', null],
@@ -252,7 +253,7 @@ const modelTables: ModelTable[] = [
       ['layers_per_block', [1, 2, 1], /layers_per_block has 3 entries for 2 down blocks/],
       ['layers_per_block', [1, 0], /layers_per_block = \[1,0\] is not a non-empty list of positive integers/],
       ['conv_in_kernel', 4, /conv_in_kernel/],
-      ['act_fn', 'gelu'],
+      ['act_fn', 'tanh'],
       ['down_block_types', ['SimpleCrossAttnDownBlock2D', 'DownBlock2D'], /down block type SimpleCrossAttnDownBlock2D is not supported/],
       ['up_block_types', ['UpBlock2D', 'SimpleCrossAttnUpBlock2D'], /up block type SimpleCrossAttnUpBlock2D is not supported/],
       ['norm_num_groups', null],
@@ -267,7 +268,7 @@ const modelTables: ModelTable[] = [
       // Keys of later diffusers versions that change the latents.
       ['shift_factor', 0.1159, /shift_factor is not supported/],
       ['latents_mean', [0, 0, 0, 0], /latents_mean is not supported/],
-      ['act_fn', 'gelu'],
+      ['act_fn', 'tanh'],
       ['down_block_types', ['AttnDownEncoderBlock2D', 'DownEncoderBlock2D'], /AttnDownEncoderBlock2D is not supported/],
       ['up_block_types', ['UpDecoderBlock2D', 'AttnUpDecoderBlock2D'], /AttnUpDecoderBlock2D is not supported/],
     ],
@@ -280,7 +281,7 @@ const modelTables: ModelTable[] = [
       // 'spatial' (SpatialNorm, MoVQ) is built: tests/fixtures/variants/vq-spatial-*.
       ['norm_type', 'layer'],
       ['lookup_from_codebook', true],
-      ['act_fn', 'gelu'],
+      ['act_fn', 'tanh'],
       ['up_block_types', ['AttnUpDecoderBlock2D', 'UpDecoderBlock2D'], /AttnUpDecoderBlock2D is not supported/],
       ['shift_factor', 0.1, /shift_factor is not supported/],
     ],
@@ -290,7 +291,7 @@ const modelTables: ModelTable[] = [
     fixture: 'taesd',
     build: (rt, s, c) => new AutoencoderTiny(rt, s, c),
     rows: [
-      ['act_fn', 'silu'],
+      ['act_fn', 'leaky_relu'],
       ['upsampling_scaling_factor', 4],
       ['decoder_block_out_channels', [64, 32, 64, 64], /decoder_block_out_channels/],
       ['encoder_block_out_channels', [32, 64, 64, 64], /encoder_block_out_channels/],
@@ -305,6 +306,18 @@ describe('VQModel norm_type spatial', () => {
     const folder = await loadModelFolder('tests/fixtures/vq');
     expect(() => new VQModel(rt, folder.weights, { ...folder.config, norm_type: 'spatial', vq_embed_dim: 4 })).toThrow(/norm_type 'spatial' needs vq_embed_dim \(4\) = latent_channels \(3\)/);
   });
+});
+
+describe('act_fn: every get_activation name builds, case-insensitive as diffusers lower-cases it', () => {
+  // The numbers are checked by tests/fixtures/variants/*-act-*; here only that each class takes each name.
+  const names = ['silu', 'swish', 'mish', 'gelu', 'relu', 'Mish', 'GELU', 'SiLU'];
+  for (const t of modelTables) {
+    it(`${t.cls}: ${names.join(', ')}`, async () => {
+      const rt = await runtime();
+      const folder = await loadModelFolder(`tests/fixtures/${t.fixture}`);
+      for (const act_fn of names) t.build(rt, folder.weights, { ...folder.config, act_fn }).destroy();
+    });
+  }
 });
 
 /** `key = value` as ConfigReader.only writes it. */

@@ -1,11 +1,12 @@
 // Whole models on configs and shapes no diffusers fixture covers (per-level head lists, linear
 // projection, 2 transformer layers, per-block layer lists, center_input_sample, class conditioning
 // of both U-Nets, UNetMidBlock2D / no mid block, only_cross_attention, time_cond_proj_dim with
-// timestep_cond, batch 3 with 77×768 text states, odd sizes, VQModel norm_type 'spatial'). The expected
+// timestep_cond, batch 3 with 77×768 text states, odd sizes, VQModel norm_type 'spatial', act_fn mish /
+// gelu / silu in UNet2DModel, UNet2DConditionModel, AutoencoderKL and AutoencoderTiny). The expected
 // outputs come from scripts/reference, a float64 torch re-implementation of diffusers v0.25.1 that
 // reproduces the real-diffusers fixtures to ~1e-6 relative; see scripts/reference/README.md. The
-// U-Net and VQModel cases were also run through diffusers v0.25.1 itself in float64
-// (scripts/reference/check_diffusers.py: ratios <= 5e-8).
+// cases were also run through diffusers v0.25.1 itself in float64
+// (scripts/reference/check_diffusers.py: ratios <= 5.1e-8).
 import { readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { runModelCase } from '../../src/conformance/model_case.ts';

@@ -4,6 +4,33 @@ export function siluRef(x: ArrayLike<number>): Float64Array {
   return Float64Array.from(x, (v) => v / (1 + Math.exp(-v)));
 }
 
+/** The activations diffusers' act_fn names (get_activation), as torch computes them in float64. */
+export type ActName = 'silu' | 'mish' | 'gelu' | 'relu';
+export const ACT_NAMES: ActName[] = ['silu', 'mish', 'gelu', 'relu'];
+
+export function actRef(act: ActName, v: number): number {
+  switch (act) {
+    case 'silu':
+      return v / (1 + Math.exp(-v));
+    case 'mish':
+      // torch.nn.Mish: x·tanh(softplus(x)); softplus is log1p(exp(x)) (torch's threshold 20 returns x, the same to float64 rounding of tanh).
+      return v * Math.tanh(v > 20 ? v : Math.log1p(Math.exp(v)));
+    case 'gelu':
+      return 0.5 * v * (1 + erfRef(v / Math.SQRT2));
+    case 'relu':
+      return Math.max(v, 0);
+  }
+}
+
+/** An optional activation after a fused op: true is SiLU (the kernels' silu flag), false / undefined none. */
+export function maybeActRef(act: boolean | ActName | undefined, v: number): number {
+  return act === true ? actRef('silu', v) : act ? actRef(act, v) : v;
+}
+
+export function activationRef(act: ActName, x: ArrayLike<number>): Float64Array {
+  return Float64Array.from(x, (v) => actRef(act, v));
+}
+
 export function tanhClampRef(x: ArrayLike<number>, magnitude: number): Float64Array {
   return Float64Array.from(x, (v) => Math.tanh(v / magnitude) * magnitude);
 }

@@ -1,9 +1,12 @@
+import { maybeActRef, type ActName } from './elementwise.ts';
+
 // float64 GroupNorm as torch defines it: biased variance per (batch, group), then affine; with
-// scaleShift [B, 2C], ResnetBlock2D's scale_shift y·(1 + scale) + shift before the SiLU.
+// scaleShift [B, 2C], ResnetBlock2D's scale_shift y·(1 + scale) + shift before the activation
+// (`silu`: true for SiLU, or an activation's name).
 
 export function groupNormRef(
   x: ArrayLike<number>, gamma: ArrayLike<number>, beta: ArrayLike<number>,
-  B: number, C: number, spatial: number, groups: number, eps: number, silu = false, scaleShift?: ArrayLike<number>,
+  B: number, C: number, spatial: number, groups: number, eps: number, silu: boolean | ActName = false, scaleShift?: ArrayLike<number>,
 ): Float64Array {
   const out = new Float64Array(B * C * spatial);
   const cpg = C / groups;
@@ -22,7 +25,7 @@ export function groupNormRef(
         const c = grp * cpg + Math.floor(i / spatial);
         let y = (x[base + i]! - mean) * rstd * gamma[c]! + beta[c]!;
         if (scaleShift) y = y * (1 + scaleShift[b * 2 * C + c]!) + scaleShift[b * 2 * C + C + c]!;
-        out[base + i] = silu ? y / (1 + Math.exp(-y)) : y;
+        out[base + i] = maybeActRef(silu, y);
       }
     }
   return out;
@@ -36,7 +39,7 @@ export function groupNormRef(
  */
 export function groupNormSpatialRef(
   x: ArrayLike<number>, gamma: ArrayLike<number>, beta: ArrayLike<number>,
-  B: number, C: number, H: number, W: number, groups: number, eps: number, silu: boolean,
+  B: number, C: number, H: number, W: number, groups: number, eps: number, silu: boolean | ActName,
   my: ArrayLike<number>, mb: ArrayLike<number>, zh: number, zw: number,
 ): Float64Array {
   const out = groupNormRef(x, gamma, beta, B, C, H * W, groups, eps);
@@ -47,7 +50,7 @@ export function groupNormSpatialRef(
         const src = (dst: number, n: number, out: number) => Math.min(Math.floor(Math.fround(dst * Math.fround(n / out))), n - 1);
         const m = (bc * zh + src(oy, zh, H)) * zw + src(ox, zw, W);
         const y = out[i]! * my[m]! + mb[m]!;
-        out[i] = silu ? y / (1 + Math.exp(-y)) : y;
+        out[i] = maybeActRef(silu, y);
       }
   return out;
 }
