@@ -40,18 +40,23 @@ export function input(rt: Runtime, data: Float32Array | number[], shape: number[
 
 /** Builds a graph with `build`, runs it once and reads back its output. */
 export async function runGraph(rt: Runtime, build: (g: Graph) => Tensor): Promise<Float32Array> {
-  const g = new Graph(rt, 'test');
+  return (await runGraphWithPlan(rt, 'test', build)).out;
+}
+
+/** runGraph, also returning the (destroyed) graph, whose plan stats a test may check. */
+export async function runGraphWithPlan(rt: Runtime, label: string, build: (g: Graph) => Tensor): Promise<{ out: Float32Array; g: Graph }> {
+  const g = new Graph(rt, label);
   // An f16 result is widened on the GPU, so what is compared is exactly what was stored.
   const out = castTo(g, 'result-f32', build(g), 'f32');
   g.finalize();
   const enc = rt.device.createCommandEncoder();
   g.record(enc);
-  rt.watch('test graph', () => rt.device.queue.submit([enc.finish()]));
+  rt.watch(label, () => rt.device.queue.submit([enc.finish()]));
   await rt.assertHealthy();
   const n = out.shape.reduce((a, b) => a * b, 1);
   const result = await rt.read(out.buffer, n * 4);
   g.destroy();
-  return result;
+  return { out: result, g };
 }
 
 /** Deterministic uniform(-1, 1) data (mulberry32), so failures reproduce. */

@@ -8,7 +8,7 @@ import { Graph } from '../../src/graph/graph.ts';
 import { RandomWeightStore } from '../../src/io/random_weights.ts';
 import { AutoencoderKL } from '../../src/models/autoencoder_kl.ts';
 import { compare } from '../helpers/compare.ts';
-import { input, randn, runtime } from '../helpers/gpu.ts';
+import { input, randn, runGraphWithPlan, runtime } from '../helpers/gpu.ts';
 
 const config = {
   _class_name: 'AutoencoderKL',
@@ -25,17 +25,8 @@ const config = {
 };
 const LATENT = 1032;
 
-async function decode(rt: Runtime, vae: AutoencoderKL, z: Float32Array): Promise<{ image: Float32Array; g: Graph }> {
-  const g = new Graph(rt, 'large-decode');
-  const out = vae.decode(g, input(rt, z, [1, 4, LATENT, LATENT], 'z'));
-  g.finalize();
-  const enc = rt.device.createCommandEncoder();
-  g.record(enc);
-  rt.watch('large decode', () => rt.device.queue.submit([enc.finish()]));
-  await rt.assertHealthy();
-  const image = await rt.read(out.buffer, 3 * (2 * LATENT) ** 2 * 4);
-  g.destroy();
-  return { image, g };
+function decode(rt: Runtime, vae: AutoencoderKL, z: Float32Array): Promise<{ out: Float32Array; g: Graph }> {
+  return runGraphWithPlan(rt, 'large-decode', (g) => vae.decode(g, input(rt, z, [1, 4, LATENT, LATENT], 'z')));
 }
 
 describe('a decode past the default binding limit', () => {
@@ -50,7 +41,7 @@ describe('a decode past the default binding limit', () => {
       console.log(`split decode: largest binding ${split.g.stats.maxBindingBytes} bytes, largest buffer ${split.g.stats.maxBufferBytes} bytes`);
       expect(split.g.stats.maxBindingBytes).toBeLessThanOrEqual(DEFAULT_PLAN_LIMITS.binding);
       expect(split.g.stats.maxBufferBytes).toBeLessThanOrEqual(DEFAULT_PLAN_LIMITS.buffer);
-      expect(split.image.every(Number.isFinite)).toBe(true);
+      expect(split.out.every(Number.isFinite)).toBe(true);
 
       const l = rt.device.limits;
       const need = 8 * (2 * LATENT) ** 2 * 4;
@@ -61,7 +52,7 @@ describe('a decode past the default binding limit', () => {
       rt.planLimits = { binding: l.maxStorageBufferBindingSize, buffer: l.maxBufferSize };
       const plain = await decode(rt, vae, z);
       expect(plain.g.stats.maxBindingBytes).toBeGreaterThan(DEFAULT_PLAN_LIMITS.binding);
-      const c = compare(split.image, plain.image, 1e-5, 1e-5);
+      const c = compare(split.out, plain.out, 1e-5, 1e-5);
       console.log(`split vs unsplit decode: max|err| ${c.maxAbsErr.toExponential(2)}, max|ref| ${c.maxAbsRef.toFixed(3)}`);
       expect(c.ok, c.report).toBe(true);
     } finally {

@@ -9,21 +9,12 @@ import { Graph } from '../../src/graph/graph.ts';
 import { loadModelFolder } from '../../src/io/model_folder.ts';
 import { VQModel } from '../../src/models/vq_model.ts';
 import { compare } from '../helpers/compare.ts';
-import { input, randn, runtime } from '../helpers/gpu.ts';
+import { input, randn, runGraphWithPlan, runtime } from '../helpers/gpu.ts';
 
 const LATENT = 16;
 
-async function decode(rt: Runtime, vq: VQModel, z: Float32Array): Promise<{ image: Float32Array; g: Graph }> {
-  const g = new Graph(rt, 'vq-spatial-split');
-  const out = vq.decode(g, input(rt, z, [1, 4, LATENT, LATENT], 'z'));
-  g.finalize();
-  const enc = rt.device.createCommandEncoder();
-  g.record(enc);
-  rt.watch('vq spatial decode', () => rt.device.queue.submit([enc.finish()]));
-  await rt.assertHealthy();
-  const image = await rt.read(out.buffer, 3 * (2 * LATENT) ** 2 * 4);
-  g.destroy();
-  return { image, g };
+function decode(rt: Runtime, vq: VQModel, z: Float32Array): Promise<{ out: Float32Array; g: Graph }> {
+  return runGraphWithPlan(rt, 'vq-spatial-split', (g) => vq.decode(g, input(rt, z, [1, 4, LATENT, LATENT], 'z')));
 }
 
 describe('VQModel spatial decode over channel chunks', () => {
@@ -39,7 +30,7 @@ describe('VQModel spatial decode over channel chunks', () => {
       const split = await decode(rt, vq, z);
       expect(plain.g.stats.maxBindingBytes).toBeGreaterThan(150000);
       expect(split.g.stats.maxBindingBytes).toBeLessThanOrEqual(150000);
-      const c = compare(split.image, plain.image, 1e-5, 1e-5);
+      const c = compare(split.out, plain.out, 1e-5, 1e-5);
       console.log(`split vs unsplit spatial decode: max|err| ${c.maxAbsErr.toExponential(2)}, max|ref| ${c.maxAbsRef.toFixed(3)}`);
       expect(c.ok, c.report).toBe(true);
     } finally {
