@@ -54,13 +54,14 @@ def timestep_embedding(t, dim, flip_sin_to_cos, freq_shift, max_period=10000):
     return emb
 
 
-def time_mlp(W, p, x, cond=None, act=F.silu):
-    """embeddings.TimestepEmbedding: linear_1 → act (its act_fn, SiLU by default) → linear_2. With `cond`
-    (time_cond_proj_dim, LCM's timestep_cond) x + cond_proj(cond) (no bias) goes into linear_1; a
-    None cond is skipped, as diffusers does."""
+def time_mlp(W, p, x, cond=None, act=F.silu, post_act=None):
+    """embeddings.TimestepEmbedding: linear_1 → act (its act_fn, SiLU by default) → linear_2 (→ post_act,
+    its post_act_fn, when given). With `cond` (time_cond_proj_dim, LCM's timestep_cond) x + cond_proj(cond)
+    (no bias) goes into linear_1; a None cond is skipped, as diffusers does."""
     if cond is not None:
         x = x + linear(W, p + '.cond_proj', cond, bias=False)
-    return linear(W, p + '.linear_2', act(linear(W, p + '.linear_1', x)))
+    out = linear(W, p + '.linear_2', act(linear(W, p + '.linear_1', x)))
+    return post_act(out) if post_act is not None else out
 
 
 def spatial_norm(W, p, f, zq):

@@ -117,6 +117,22 @@ CASES = {
         'block_out_channels': [4, 8], 'norm_num_groups': 2, 'attention_head_dim': 2, 'cross_attention_dim': 6,
         'time_cond_proj_dim': 5,
     }, 'forward', {'sample': [2, 4, 6, 6], 'timestep': [499, 259], 'encoder_hidden_states': [2, 3, 6], 'timestep_cond': [2, 5]}),
+    # The time embedding's own options: time_embedding_dim (a width other than 4·block_out_channels[0]),
+    # timestep_post_act (after linear_2, before the class embedding is added), time_embedding_act_fn
+    # (once on emb + class_emb), float class vectors through a TimestepEmbedding ('projection', SiLU
+    # whatever act_fn is) or one Linear ('simple_projection'). resnet_out_scale_factor and
+    # resnet_skip_time_act do not reach these block types in v0.25.1 (no effect; diffusers agrees).
+    'unet-cond-time-proj': ('unet2d-cond', {
+        'block_out_channels': [4, 8], 'norm_num_groups': 2, 'attention_head_dim': 2, 'cross_attention_dim': 6,
+        'time_embedding_dim': 20, 'timestep_post_act': 'gelu', 'time_embedding_act_fn': 'mish', 'act_fn': 'relu',
+        'class_embed_type': 'projection', 'projection_class_embeddings_input_dim': 7,
+        'resnet_out_scale_factor': 2.0, 'resnet_skip_time_act': True,
+    }, 'forward', {'sample': [2, 4, 6, 6], 'timestep': [333, 71], 'encoder_hidden_states': [2, 3, 6], 'class_labels': ('randn', [2, 7])}),
+    'unet-cond-time-simple-proj': ('unet2d-cond', {
+        'block_out_channels': [4, 8], 'norm_num_groups': 2, 'attention_head_dim': 2, 'cross_attention_dim': 6,
+        'time_embedding_dim': 12, 'time_embedding_act_fn': 'silu',
+        'class_embed_type': 'simple_projection', 'projection_class_embeddings_input_dim': 5,
+    }, 'forward', {'sample': [2, 4, 6, 6], 'timestep': [640, 5], 'encoder_hidden_states': [2, 3, 6], 'class_labels': ('randn', [2, 5])}),
     'vae-decode-odd': ('vae-kl-decode', {
         'block_out_channels': [8, 16, 24], 'norm_num_groups': 8, 'latent_channels': 3,
         'down_block_types': ['DownEncoderBlock2D'] * 3, 'up_block_types': ['UpDecoderBlock2D'] * 3,

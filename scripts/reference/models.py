@@ -4,7 +4,7 @@ from config.json (the options Fresco's fixtures use) over a layers.Weights dict.
 import torch
 import torch.nn.functional as F
 
-from layers import conv, downsample, get_activation, group_norm, resnet, spatial_attention, spatial_norm, time_mlp, timestep_embedding, transformer_2d, upsample
+from layers import conv, downsample, get_activation, group_norm, linear, resnet, spatial_attention, spatial_norm, time_mlp, timestep_embedding, transformer_2d, upsample
 
 
 def _per_level(v, n):
@@ -20,7 +20,9 @@ def _class_embedding(W, cfg, temb, class_labels, proj, act=F.silu):
     """emb + class_emb of UNet2DConditionModel / UNet2DModel (class_embeddings_concat False): an
     nn.Embedding when class_embed_type is None and num_class_embeds is set, a TimestepEmbedding
     'class_embedding' over the labels' sinusoidal projection (the time_proj the timesteps go
-    through, with activation `act`) for 'timestep', the labels themselves ([B, time_embed_dim]) for 'identity'."""
+    through, with activation `act`) for 'timestep', the labels themselves ([B, time_embed_dim]) for 'identity',
+    a TimestepEmbedding with its default SiLU (not act_fn) over float class vectors
+    [B, projection_class_embeddings_input_dim] for 'projection', one Linear over them for 'simple_projection'."""
     kind = cfg.get('class_embed_type')
     if kind is None and cfg.get('num_class_embeds') is None:
         return temb
@@ -32,17 +34,27 @@ def _class_embedding(W, cfg, temb, class_labels, proj, act=F.silu):
         return temb + time_mlp(W, 'class_embedding', proj(class_labels), act=act)
     if kind == 'identity':
         return temb + class_labels
+    if kind == 'projection':
+        return temb + time_mlp(W, 'class_embedding', class_labels)
+    if kind == 'simple_projection':
+        return temb + linear(W, 'class_embedding', class_labels)
     raise NotImplementedError(f'class_embed_type = {kind!r} is not reproduced by this reference')
 
 
 def unet_2d_condition(W, cfg, sample, timestep, context, class_labels=None, timestep_cond=None):
     """UNet2DConditionModel.forward(sample, timestep, encoder_hidden_states, class_labels, timestep_cond).sample."""
-    for key, allowed in [('class_embed_type', [None, 'timestep', 'identity']), ('class_embeddings_concat', [False]),
+    for key, allowed in [('class_embed_type', [None, 'timestep', 'identity', 'projection', 'simple_projection']), ('class_embeddings_concat', [False]),
                          ('addition_embed_type', [None]), ('encoder_hid_dim', [None]), ('time_embedding_type', ['positional']),
                          ('resnet_time_scale_shift', ['default']), ('dual_cross_attention', [False]),
-                         ('time_embedding_act_fn', [None]), ('timestep_post_act', [None]), ('mid_block_type', ['UNetMidBlock2DCrossAttn', 'UNetMidBlock2D', None]), ('resnet_out_scale_factor', [1.0]),
-                         ('time_embedding_dim', [None]), ('reverse_transformer_layers_per_block', [None])]:
+                         ('mid_block_type', ['UNetMidBlock2DCrossAttn', 'UNetMidBlock2D', None]),
+                         ('reverse_transformer_layers_per_block', [None])]:
         _refuse(cfg, key, allowed)
+    # resnet_out_scale_factor and resnet_skip_time_act: v0.25.1's get_down_block / get_up_block pass them
+    # only to ResnetDownsampleBlock2D, ResnetUpsampleBlock2D and the SimpleCrossAttn blocks, none of
+    # which this reference builds; DownBlock2D, CrossAttnDownBlock2D, UpBlock2D and CrossAttnUpBlock2D
+    # (and the mid blocks) ignore them.
+    blocks = set(cfg['down_block_types']) | set(cfg['up_block_types'])
+    assert blocks <= {'DownBlock2D', 'CrossAttnDownBlock2D', 'UpBlock2D', 'CrossAttnUpBlock2D'}, blocks
     ch = cfg['block_out_channels']
     n = len(ch)
     groups, eps = cfg.get('norm_num_groups', 32), cfg.get('norm_eps', 1e-5)
@@ -73,8 +85,13 @@ def unet_2d_condition(W, cfg, sample, timestep, context, class_labels=None, time
     # time_cond_proj_dim: timestep_cond goes through cond_proj into linear_1's input (skipped when None, as in diffusers).
     # act_fn: the TimestepEmbeddings' activation (time and 'timestep' class), every resnet's and conv_act.
     act = get_activation(cfg.get('act_fn', 'silu'))
-    temb = time_mlp(W, 'time_embedding', proj(t), timestep_cond, act)
+    # timestep_post_act: the time embedding's post_act after linear_2 (not a class embedding's).
+    post = cfg.get('timestep_post_act')
+    temb = time_mlp(W, 'time_embedding', proj(t), timestep_cond, act, get_activation(post) if post else None)
     temb = _class_embedding(W, cfg, temb, class_labels, proj, act)
+    # time_embedding_act_fn: applied once to emb (+ class_emb) before the blocks.
+    if cfg.get('time_embedding_act_fn'):
+        temb = get_activation(cfg['time_embedding_act_fn'])(temb)
 
     h = conv(W, 'conv_in', sample)
     skips = [h]

@@ -54,7 +54,8 @@ def _unet(cfg, cross):
     ch, n = cfg['block_out_channels'], len(cfg['block_out_channels'])
     layers = cfg['layers_per_block']
     layers = layers if isinstance(layers, list) else [layers] * n
-    temb = 4 * ch[0]
+    # time_embedding_dim (UNet2DConditionModel): the time embedding's width, 4·block_out_channels[0] when null.
+    temb = (cfg.get('time_embedding_dim') if cross else None) or 4 * ch[0]
     tl = cfg.get('transformer_layers_per_block', 1)
     tl = tl if isinstance(tl, list) else [tl] * n
 
@@ -78,6 +79,11 @@ def _unet(cfg, cross):
         s['class_embedding.weight'] = (cfg['num_class_embeds'], temb)
     elif class_kind == 'timestep':
         s.update({**_lin('class_embedding.linear_1', temb, ch[0]), **_lin('class_embedding.linear_2', temb, temb)})
+    elif class_kind == 'projection':
+        pin = cfg['projection_class_embeddings_input_dim']
+        s.update({**_lin('class_embedding.linear_1', temb, pin), **_lin('class_embedding.linear_2', temb, temb)})
+    elif class_kind == 'simple_projection':
+        s.update(_lin('class_embedding', temb, cfg['projection_class_embeddings_input_dim']))
     out = ch[0]
     for i, kind in enumerate(cfg['down_block_types']):
         cin, out = out, ch[i]

@@ -92,17 +92,21 @@ export class UNet2DConditionModel {
     // ada_group and spatial replace the norms with AdaGroupNorm / SpatialNorm, which are not built.
     c.only('resnet_time_scale_shift', ['default', 'scale_shift']);
     const timeEmbeddingNorm = (c.raw('resnet_time_scale_shift') ?? 'default') as TimeEmbeddingNorm;
-    c.only('resnet_skip_time_act', [false]);
-    c.only('resnet_out_scale_factor', [1]);
+    // resnet_skip_time_act and resnet_out_scale_factor: in diffusers 0.25 get_down_block / get_up_block pass
+    // them only to ResnetDownsampleBlock2D, ResnetUpsampleBlock2D and the SimpleCrossAttn blocks (not
+    // built); DownBlock2D, CrossAttnDownBlock2D, UpBlock2D, CrossAttnUpBlock2D and the mid blocks do not
+    // take them, so any value is accepted (type-checked) and has no effect, as in diffusers.
+    c.bool('resnet_skip_time_act', false);
+    c.num('resnet_out_scale_factor', 1);
     c.only('attention_type', ['default']);
     c.only('class_embeddings_concat', [false]);
-    // projection and simple_projection (a TimestepEmbedding / Linear over raw class vectors) are not built.
-    c.only('class_embed_type', ['timestep', 'identity']);
+    // projection and simple_projection: a TimestepEmbedding / Linear over float class vectors of
+    // projection_class_embeddings_input_dim.
+    c.only('class_embed_type', ['timestep', 'identity', 'projection', 'simple_projection']);
     // Options that add inputs or layers we do not build: only their null defaults are accepted.
     for (const key of [
       'encoder_hid_dim', 'encoder_hid_dim_type', 'addition_embed_type',
-      'addition_time_embed_dim', 'time_embedding_act_fn', 'timestep_post_act',
-      'projection_class_embeddings_input_dim', 'cross_attention_norm', 'reverse_transformer_layers_per_block',
+      'addition_time_embed_dim', 'cross_attention_norm', 'reverse_transformer_layers_per_block',
     ]) {
       c.only(key, [], 'is not supported');
     }
@@ -148,9 +152,20 @@ export class UNet2DConditionModel {
     const condProjDim = c.raw('time_cond_proj_dim') === undefined || c.raw('time_cond_proj_dim') === null ? null : c.int('time_cond_proj_dim', 0, 1);
     const midScale = c.num('mid_block_scale_factor', 1);
     const downsamplePadding = c.int('downsample_padding', 1);
-    const temb = c.int('time_embedding_dim', channels[0]! * 4, 1);
+    // time_embedding_dim: the time embedding's width (time_embed_dim), 4·block_out_channels[0] when null.
+    const temb = c.raw('time_embedding_dim') === null ? channels[0]! * 4 : c.int('time_embedding_dim', channels[0]! * 4, 1);
+    // time_embedding_act_fn: once on emb (+ class_emb) before the blocks; timestep_post_act:
+    // TimestepEmbedding's post_act after linear_2 (the time embedding only, not a class embedding's).
+    const optionalAct = (key: string): Activation | null => (c.raw(key) === undefined || c.raw(key) === null ? null : c.activation(key));
+    const embedAct = optionalAct('time_embedding_act_fn');
+    const postAct = optionalAct('timestep_post_act');
     // diffusers: class_embed_type wins; num_class_embeds only matters when it is null (nn.Embedding).
-    const classEmbedType = (c.raw('class_embed_type') ?? null) as 'timestep' | 'identity' | null;
+    const classEmbedType = (c.raw('class_embed_type') ?? null) as 'timestep' | 'identity' | 'projection' | 'simple_projection' | null;
+    // projection_class_embeddings_input_dim: the class vectors' width, required by (and only used by) the projections.
+    const projectionInputDim = c.raw('projection_class_embeddings_input_dim') === undefined || c.raw('projection_class_embeddings_input_dim') === null ? null : c.int('projection_class_embeddings_input_dim', 0, 1);
+    if ((classEmbedType === 'projection' || classEmbedType === 'simple_projection') && projectionInputDim === null) {
+      throw new ConfigError(`${where}: class_embed_type '${classEmbedType}' requires projection_class_embeddings_input_dim`);
+    }
     const numClassEmbeds = classEmbedType === null && c.raw('num_class_embeds') !== undefined && c.raw('num_class_embeds') !== null ? c.int('num_class_embeds', 0, 1) : null;
     // upcast_attention only changes the precision of q·kᵀ, which is f32 here already.
     c.bool('upcast_attention', false);
@@ -158,7 +173,7 @@ export class UNet2DConditionModel {
     const w = new WeightLoader(rt, store, '', this.precision.dtype);
     this.w = w;
     try {
-      this.time = new TimeEmbedding(w, { projDim: channels[0]!, embedDim: temb, flipSinToCos: c.bool('flip_sin_to_cos', true), freqShift: c.num('freq_shift', 0), numClassEmbeds, classEmbedType, condProjDim, mlpAct: this.act, resnetAct: this.act });
+      this.time = new TimeEmbedding(w, { projDim: channels[0]!, embedDim: temb, flipSinToCos: c.bool('flip_sin_to_cos', true), freqShift: c.num('freq_shift', 0), numClassEmbeds, classEmbedType, projectionInputDim, condProjDim, mlpAct: this.act, resnetAct: this.act, postAct, embedAct });
       this.convIn = loadConv(w, 'conv_in', this.inChannels, channels[0]!, this.convInKernel);
       const base = { tembChannels: temb, groups: this.groups, eps: this.eps, outputScaleFactor: 1, timeEmbeddingNorm, act: this.act };
       const attn = (h: number, transformerLayers: number, onlyCrossAttention = false): CrossAttnOptions => ({ heads: h, transformerLayers, crossAttentionDim: this.crossAttentionDim, linearProjection, onlyCrossAttention });

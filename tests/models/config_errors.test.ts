@@ -214,15 +214,21 @@ const modelTables: ModelTable[] = [
     fixture: 'unet2d-cond',
     build: (rt, s, c) => new UNet2DConditionModel(rt, s, c),
     rows: [
-      // nn.Embedding (num_class_embeds), 'timestep' and 'identity' are built (tests/fixtures/variants/unet-cond-class-*).
-      ['class_embed_type', 'projection'],
-      ['class_embed_type', 'simple_projection'],
+      // nn.Embedding (num_class_embeds), 'timestep' and 'identity' are built (tests/fixtures/variants/unet-cond-class-*),
+      // 'projection' and 'simple_projection' too (unet-cond-time-proj, unet-cond-time-simple-proj), but need
+      // projection_class_embeddings_input_dim, as in diffusers.
+      ['class_embed_type', 'projection', /class_embed_type 'projection' requires projection_class_embeddings_input_dim/],
+      ['class_embed_type', 'simple_projection', /class_embed_type 'simple_projection' requires projection_class_embeddings_input_dim/],
+      ['class_embed_type', 'learned'],
+      ['projection_class_embeddings_input_dim', 0, /projection_class_embeddings_input_dim/],
       ['addition_embed_type', 'text'],
       ['addition_embed_type', 'text_time'],
       ['addition_time_embed_dim', 256],
       ['time_embedding_type', 'fourier'],
-      ['time_embedding_act_fn', 'silu'],
-      ['timestep_post_act', 'silu'],
+      // time_embedding_act_fn, timestep_post_act and time_embedding_dim are built
+      // (tests/fixtures/variants/unet-cond-time-*); they take get_activation's names only.
+      ['time_embedding_act_fn', 'tanh'],
+      ['timestep_post_act', 'tanh'],
       // time_cond_proj_dim, only_cross_attention (bool or per block), mid_block_type 'UNetMidBlock2D' and
       // null are built (tests/fixtures/variants/unet-cond-lcm, -only-cross, -mid-resnet, -no-mid);
       // mid_block_only_cross_attention only reaches UNetMidBlock2DSimpleCrossAttn, which is not.
@@ -235,13 +241,14 @@ const modelTables: ModelTable[] = [
       ['mid_block_type', 'UNetMidBlock2DCrossAttnSimple', /mid_block_type = "UNetMidBlock2DCrossAttnSimple"/],
       ['resnet_time_scale_shift', 'ada_group'],
       ['resnet_time_scale_shift', 'spatial'],
-      ['resnet_skip_time_act', true],
-      ['resnet_out_scale_factor', 2],
+      // resnet_skip_time_act and resnet_out_scale_factor are accepted: in v0.25.1 they only reach the
+      // Resnet*/SimpleCrossAttn block types (not built), so they have no effect (unet-cond-time-proj sets both).
+      ['resnet_skip_time_act', 'yes', /resnet_skip_time_act = "yes" is not true or false/],
+      ['resnet_out_scale_factor', 'big', /resnet_out_scale_factor/],
       ['attention_type', 'gated'],
       ['class_embeddings_concat', true],
       ['encoder_hid_dim', 768],
       ['encoder_hid_dim_type', 'text_proj'],
-      ['projection_class_embeddings_input_dim', 2816],
       ['cross_attention_norm', 'group_norm'],
       ['num_attention_heads', 8],
       ['reverse_transformer_layers_per_block', [[1, 1], [1, 1]]],
