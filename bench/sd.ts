@@ -38,9 +38,7 @@ const s = (x: { firstMs: number; ms: number | null }) => (Number.isNaN(x.firstMs
 
 async function submit(g: Graph): Promise<number> {
   const t0 = performance.now();
-  const enc = rt.device.createCommandEncoder({ label: g.label });
-  g.record(enc);
-  rt.watch(g.label, () => rt.device.queue.submit([enc.finish()]));
+  g.submit();
   await done(rt);
   await rt.assertHealthy();
   return performance.now() - t0;

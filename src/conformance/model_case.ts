@@ -31,14 +31,17 @@ interface CaseInputs {
   has(key: string): boolean;
   /** The U-Net timestep input: one f32 per batch element (a single value is broadcast). */
   timesteps(batch: number): Tensor;
-  /** u32 class labels, when the case has them. */
-  classLabels(batch: number): Tensor | undefined;
-  /** io.safetensors 'class_labels' as f32 values (ids, label values or embedding rows), when present. */
-  classLabelValues(): Float32Array | undefined;
-  /** Frees `t` with the case's inputs. */
-  track(t: Tensor): Tensor;
+  /**
+   * io.safetensors 'class_labels', when the case has them, uploaded the way `model` takes them
+   * (class ids, label values for 'timestep' or embedding rows for 'identity').
+   */
+  classLabels(model: ClassLabelled, batch: number): Tensor | undefined;
   /** io.safetensors[key] (integer token ids) as u32, checked to lie in [0, num). */
   ids(key: string, num: number): Tensor;
+}
+
+interface ClassLabelled {
+  uploadClassLabels(rt: Runtime, values: ArrayLike<number>, batch: number): Tensor;
 }
 
 interface Built {
@@ -67,18 +70,13 @@ const RUNNERS: Record<string, CaseRunner> = {
     const unet = new UNet2DModel(rt, folder.weights, folder.config, dir, { precision });
     const sample = io.tensor('sample');
     const B = sample.shape[0]!;
-    // Class ids, label values ('timestep') or embedding rows ('identity'): the model uploads them its way.
-    const values = io.classLabelValues();
-    const classLabels = values ? io.track(unet.uploadClassLabels(rt, values, B)) : undefined;
-    return { out: unet.forward(g, sample, { timesteps: io.timesteps(B), broadcast: false, classLabels }), destroy: () => unet.destroy() };
+    return { out: unet.forward(g, sample, { timesteps: io.timesteps(B), broadcast: false, classLabels: io.classLabels(unet, B) }), destroy: () => unet.destroy() };
   },
   'UNet2DConditionModel.forward': (rt, folder, dir, g, io, precision) => {
     const unet = new UNet2DConditionModel(rt, folder.weights, folder.config, dir, { precision });
     const sample = io.tensor('sample');
     const B = sample.shape[0]!;
-    // Class-conditional configs take ids, label values ('timestep') or embedding rows ('identity'): the model uploads them its way.
-    const values = io.classLabelValues();
-    const classLabels = values ? io.track(unet.uploadClassLabels(rt, values, B)) : undefined;
+    const classLabels = io.classLabels(unet, B);
     // timestep_cond (time_cond_proj_dim models, e.g. LCM-distilled U-Nets), when the case has one.
     const timestepCond = io.has('timestep_cond') ? io.tensor('timestep_cond') : undefined;
     return { out: unet.forward(g, sample, { timesteps: io.timesteps(B), broadcast: false, classLabels, timestepCond }, io.tensor('encoder_hidden_states')), destroy: () => unet.destroy() };
@@ -124,15 +122,10 @@ export async function runModelCase(rt: Runtime, dir: string, precision: 'f32' | 
       if (ts.length === 1 && B > 1) ts = new Array<number>(B).fill(ts[0]!);
       return track({ buffer: rt.upload(new Float32Array(ts), 'timesteps'), shape: [B], label: 'timesteps' });
     },
-    classLabels: (B) => {
+    classLabels: (model, B) => {
       const cl = io.get('class_labels');
-      return cl ? track({ buffer: rt.upload(new Uint32Array(toInt64Numbers(cl)), 'class_labels'), shape: [B], label: 'class_labels' }) : undefined;
+      return cl ? track(model.uploadClassLabels(rt, toFloat32(cl), B)) : undefined;
     },
-    classLabelValues: () => {
-      const cl = io.get('class_labels');
-      return cl ? toFloat32(cl) : undefined;
-    },
-    track,
     ids: (key, num) => {
       const t = need(io, key, dir);
       return { ...track(uploadIds(rt, toInt64Numbers(t), num, key)), shape: t.shape };
@@ -144,9 +137,7 @@ export async function runModelCase(rt: Runtime, dir: string, precision: 'f32' | 
     built = runner(rt, folder, dir, g, caseInputs, precision);
     const outs: Record<string, Tensor> = isTensor(built.out) ? { out: built.out } : built.out;
     g.finalize();
-    const enc = rt.device.createCommandEncoder();
-    g.record(enc);
-    rt.watch(cls, () => rt.device.queue.submit([enc.finish()]));
+    g.submit(cls);
     await rt.assertHealthy();
     const keys = Object.keys(outs);
     const ms: Measured[] = [];

@@ -195,6 +195,16 @@ export class Graph {
     pass.end();
   }
 
+  /**
+   * Records the graph into its own command buffer and submits it inside the runtime's error
+   * scopes; what went wrong is reported by the next rt.assertHealthy().
+   */
+  submit(what: string = this.label): void {
+    const enc = this.rt.device.createCommandEncoder({ label: what });
+    this.record(enc);
+    this.rt.watch(what, () => this.rt.device.queue.submit([enc.finish()]));
+  }
+
   destroy(): void {
     for (const b of this.owned) this.rt.destroyBuffer(b);
     if (this.arena) this.rt.destroyBuffer(this.arena);

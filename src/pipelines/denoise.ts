@@ -312,9 +312,7 @@ async function decodeLatents(rt: Runtime, vae: AutoencoderKL, x: Tensor, graphs:
   const z = scale(d, 'unscale-latents', x, 1 / vae.scalingFactor);
   const out = vae.decode(d, z);
   d.finalize();
-  const enc = rt.device.createCommandEncoder({ label: 'decode' });
-  d.record(enc);
-  rt.watch('decode', () => rt.device.queue.submit([enc.finish()]));
+  d.submit('decode');
   await rt.assertHealthy();
   const image = await rt.read(out.buffer, numel(out.shape) * 4);
   if (image.some((v) => !Number.isFinite(v))) throw new GpuError('the decoded image contains NaN or Inf values');

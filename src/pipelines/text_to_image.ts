@@ -68,9 +68,7 @@ export async function generateFromText(rt: Runtime, model: SdModel, opts: TextTo
     const { lastHiddenState: context, penultimate } = textEncoder.encode(text, { ...ids, shape: [rows.length, T] }, { clipSkip: opts.clipSkip ?? 0 });
     text.release(penultimate);
     text.finalize();
-    const enc = rt.device.createCommandEncoder({ label: 'text-encoder' });
-    text.record(enc);
-    rt.watch('text encoder', () => rt.device.queue.submit([enc.finish()]));
+    text.submit('text encoder');
     await rt.assertHealthy();
     if (opts.traceText) {
       const states = await rt.read(context.buffer, numel(context.shape) * 4);

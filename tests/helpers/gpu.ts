@@ -49,9 +49,7 @@ export async function runGraphWithPlan(rt: Runtime, label: string, build: (g: Gr
   // An f16 result is widened on the GPU, so what is compared is exactly what was stored.
   const out = castTo(g, 'result-f32', build(g), 'f32');
   g.finalize();
-  const enc = rt.device.createCommandEncoder();
-  g.record(enc);
-  rt.watch(label, () => rt.device.queue.submit([enc.finish()]));
+  g.submit(label);
   await rt.assertHealthy();
   const n = out.shape.reduce((a, b) => a * b, 1);
   const result = await rt.read(out.buffer, n * 4);

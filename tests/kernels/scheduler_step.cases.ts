@@ -100,9 +100,8 @@ export const schedulerStepCases: OpCase[] = rows.map((r, idx) => ({
     const epsHistory = ringT && storedT ? { eps: ringT, sample: storedT } : undefined;
     schedulerStep(g, 'step', { x: xT, modelOut: outT, row: rowBuf, noise: noiseT, cfg: r.cfg, nextInput: nextT, epsOut: epsT, prevX0: histT, epsHistory, threshold });
     g.finalize();
-    const enc = rt.device.createCommandEncoder();
-    g.record(enc);
-    rt.device.queue.submit([enc.finish()]);
+    g.submit();
+    await rt.assertHealthy();
     const parts = [await rt.read(xT.buffer, n * 4)];
     const refs: ArrayLike<number>[] = [ref.prev];
     if (nextT && epsT) {

@@ -25,9 +25,7 @@ async function lowLimits(binding: number): Promise<Runtime> {
 /** Runs the graph and reads every tensor in `outs` (a split is reassembled into NCHW order). */
 async function run(rt: Runtime, g: Graph, outs: (Tensor | Split)[]): Promise<Float32Array[]> {
   g.finalize();
-  const enc = rt.device.createCommandEncoder();
-  g.record(enc);
-  rt.device.queue.submit([enc.finish()]);
+  g.submit();
   await rt.assertHealthy();
   const result: Float32Array[] = [];
   for (const o of outs) {

@@ -45,9 +45,7 @@ async function encode(rt: Runtime, model: CLIPTextModel, ids: number[], shape: n
   try {
     const out = model.encode(g, idsT, opts);
     g.finalize();
-    const enc = rt.device.createCommandEncoder();
-    g.record(enc);
-    rt.device.queue.submit([enc.finish()]);
+    g.submit();
     await rt.assertHealthy();
     const read = (t: Tensor) => rt.read(t.buffer, numel(t.shape) * 4);
     return { last: await read(out.lastHiddenState), penultimate: await read(out.penultimate), shape: out.lastHiddenState.shape, maxBinding: g.stats.maxBindingBytes };
