@@ -73,8 +73,8 @@ const W_HIST0 = 19u;
 const HIST_WRITE = 22u;
 const FROM_STORED = 23u;
 const STORE_SAMPLE = 24u;
-// Stands in for diffusers' ±inf x0 (finite: WGSL may assume no infinities); any clip range or
-// threshold is far below it, so the clamp that follows gives the same ±range.
+// Stands in for diffusers' ±inf x0 (finite: WGSL may assume no infinities); any clip range is far
+// below it, so the clamp that follows gives the same ±range.
 const X0_HUGE = 3.0e38;
 const HIST_SLOTS = 3u;
 

@@ -42,7 +42,8 @@ export const StepRow = {
   bDiv: 16,
   /**
    * 1: x0 is ±∞ with the sign of a0·x + a1·eps (an epsilon step at ᾱ_t = 0, zero terminal SNR,
-   * where diffusers divides by sqrt(ᾱ_t) = 0); the clip or threshold that follows bounds it.
+   * where diffusers divides by sqrt(ᾱ_t) = 0); the clip that follows bounds it (schedulers set it
+   * only with clip_sample: a threshold over infinities is NaN in diffusers, and is refused).
    */
   x0Inf: 17,
   // The slots below exist only in PLMS rows (PLMS_ROW_LENGTH) and are read only with an eps history.
@@ -82,7 +83,7 @@ export interface StepCoefficients {
   d?: number;
   /** Divisor of epsHat; absent means 1. */
   bDiv?: number;
-  /** x0 = ±∞·sign(a0·x + a1·eps) before the clip or threshold (StepRow.x0Inf). */
+  /** x0 = ±∞·sign(a0·x + a1·eps) before the clip (StepRow.x0Inf). */
   x0Inf?: boolean;
 }
 
@@ -222,7 +223,6 @@ export function schedulerStep(g: Graph, label: string, args: SchedulerStepArgs):
     bind.storedSample = epsHistory.sample;
   }
   const per = n / B;
-  let thresholdParam = false;
   if (threshold) {
     if (epsHistory) throw new ShapeError(`${label}: dynamic thresholding with an eps history (PLMS) is not supported`);
     const x0 = g.alloc(x.shape, `${label}-x0`, 'f32');
@@ -231,13 +231,12 @@ export function schedulerStep(g: Graph, label: string, args: SchedulerStepArgs):
     const { lo, hi, frac } = quantileRank(threshold.ratio, per);
     g.dispatch(`${label}-threshold`, { shader: 'threshold' }, { x0, s }, { n: per, batch: B, lo, hi, frac, smax: threshold.maxValue }, fold1d(B));
     bind.thresh = s;
-    thresholdParam = true;
   }
   g.dispatch(
     label,
     {
       shader: 'scheduler_step',
-      params: { CFG: cfg, NOISE: !!noise, NEXT: !!nextInput, EPS_OUT: !!epsOut, PREV_X0: !!prevX0, EPS_HISTORY: !!epsHistory, THRESHOLD: thresholdParam },
+      params: { CFG: cfg, NOISE: !!noise, NEXT: !!nextInput, EPS_OUT: !!epsOut, PREV_X0: !!prevX0, EPS_HISTORY: !!epsHistory, THRESHOLD: !!threshold },
     },
     bind,
     { n, per },
