@@ -5,8 +5,10 @@
 // (OUT_ROWMAJOR / OUT_COLMAJOR), plus the fused epilogue (bias, per-channel time embedding,
 // residual, scale, then one activation: SiLU, Mish, exact GELU, ReLU or quick GELU).
 //
-// Each thread keeps a TM x TN block of accumulators in registers; workgroup memory is left out
-// on purpose (it measured slower on CPU adapters; a tiled version belongs in bench/ first).
+// Each thread keeps a TM x TN block of accumulators in registers (8 x 8 by default: on CPU
+// adapters each k costs TM + TN loads for TM·TN FMAs, and 8 x 8 measured 1.8-2.1x faster than
+// 4 x 4 on lavapipe, 1.3-1.6x on SwiftShader); workgroup memory is left out on purpose (it
+// measured slower on CPU adapters; a tiled version belongs in bench/ first).
 #include "common"
 
 struct U {
@@ -36,22 +38,29 @@ struct U {
 @group(0) @binding(6) var<storage, read_write> out: array<st>;
 
 const TM = {{TM}}u;
-// Four output columns per thread, held as one vec4 per row: vector FMAs, and no doubly indexed
-// private array (which CPU adapters such as SwiftShader keep in memory).
-const TN = 4u;
+// Output columns per thread come in groups of four, each held as one vec4 per row: vector FMAs,
+// and a private array indexed only by loop counters that unroll (CPU adapters such as SwiftShader
+// keep a dynamically indexed one in memory).
+const TN4 = {{TN4}}u;
+const TN = 4u * TN4;
 const WG = 16u;
 
-var<private> acc: array<vec4<f32>, TM>;
+// acc[i * TN4 + j] holds row i's columns 4j .. 4j + 3.
+var<private> acc: array<vec4<f32>, TM * TN4>;
 
-// Where this thread's four weight rows start. Columns past N read row N - 1 (in bounds) and are
-// never stored, so the loop needs no mask: on a CPU adapter every select in it is paid per k.
-var<private> wrow: vec4<u32>;
+// Where this thread's weight rows start, four per vec4. Columns past N read row N - 1 (in
+// bounds) and are never stored, so the loop needs no mask: on a CPU adapter every select in it
+// is paid per k.
+var<private> wrow: array<vec4<u32>, TN4>;
 
 // Accumulates one k: av holds A(m_i, k) for this thread's rows.
 fn accumulate(k: u32, av: array<f32, TM>) {
-  let bv = vec4<f32>(f32(w[wrow.x + k]), f32(w[wrow.y + k]), f32(w[wrow.z + k]), f32(w[wrow.w + k]));
-  for (var i = 0u; i < TM; i++) {
-    acc[i] = fma(vec4<f32>(av[i]), bv, acc[i]);
+  for (var j = 0u; j < TN4; j++) {
+    let r = wrow[j];
+    let bv = vec4<f32>(f32(w[r.x + k]), f32(w[r.y + k]), f32(w[r.z + k]), f32(w[r.w + k]));
+    for (var i = 0u; i < TM; i++) {
+      acc[i * TN4 + j] = fma(vec4<f32>(av[i]), bv, acc[i * TN4 + j]);
+    }
   }
 }
 
@@ -83,8 +92,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   let m0 = (((wid.z % u.yfold) * nwg.y + wid.y) * WG + lid.y) * TM;
   let n0 = (wid.x * WG + lid.x) * TN;
   if (m0 >= u.M || n0 >= u.N) { return; }
-  for (var i = 0u; i < TM; i++) { acc[i] = vec4<f32>(0.0); }
-  wrow = min(vec4<u32>(n0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(u.N - 1u)) * u.K;
+  for (var i = 0u; i < TM * TN4; i++) { acc[i] = vec4<f32>(0.0); }
+  for (var j = 0u; j < TN4; j++) {
+    wrow[j] = min(vec4<u32>(n0 + 4u * j) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(u.N - 1u)) * u.K;
+  }
 
 #if A_IM2COL
   // Implicit im2col: row m is an output pixel, k runs over (ci, ky, kx) like the weight layout.
@@ -153,7 +164,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
     if (m >= u.M) { break; }
     for (var j = 0u; j < TN; j++) {
       let n = n0 + j;
-      if (n < u.N) { store(z, m, n, acc[i][j]); }
+      if (n < u.N) { store(z, m, n, acc[i * TN4 + j / 4u][j % 4u]); }
     }
   }
 }

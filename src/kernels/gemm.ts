@@ -3,9 +3,10 @@ import type { Graph } from '../graph/graph.ts';
 import { bytesOf, shapeStr, type Tensor } from '../graph/tensor.ts';
 import { commonDType, storageParams } from './dtype.ts';
 
-const TM = 4;
-/** Output columns per thread; fixed at 4 by the shader's vec4 accumulators. */
-const TN = 4;
+/** Rows and columns per thread (shaders/gemm.wgsl: columns in vec4 groups, TN = 4·TN4). */
+const TM = 8;
+const TN4 = 2;
+const TN = 4 * TN4;
 const WG = 16;
 
 export class ShapeError extends Error {
@@ -135,7 +136,7 @@ export function linear(g: Graph, label: string, x: Tensor, weight: Tensor, opts:
   const out = g.alloc(outShape, label, dtype);
   g.dispatch(
     label,
-    { shader: 'gemm', params: { TM, A_COLMAJOR: input === 'channels', OUT_COLMAJOR: output === 'channels', ...epilogueParams(opts), ...storageParams(dtype) } },
+    { shader: 'gemm', params: { TM, TN4, A_COLMAJOR: input === 'channels', OUT_COLMAJOR: output === 'channels', ...epilogueParams(opts), ...storageParams(dtype) } },
     { a: x, w: weight, out, ...epilogueBindings(opts) },
     { M, N, K, ...noConv, scale: opts.scale ?? 1, yfold: gemmFold(M, batch) },
     gemmGrid(N, M, batch),
@@ -196,7 +197,7 @@ export function conv2d(g: Graph, label: string, x: Tensor, weight: Tensor, opts:
     label,
     {
       shader: 'gemm',
-      params: { TM, A_COLMAJOR: pointwise, A_IM2COL: !pointwise, UPSAMPLE: !!opts.upsample, OUT_COLMAJOR: true, ...epilogueParams(opts), ...storageParams(dtype) },
+      params: { TM, TN4, A_COLMAJOR: pointwise, A_IM2COL: !pointwise, UPSAMPLE: !!opts.upsample, OUT_COLMAJOR: true, ...epilogueParams(opts), ...storageParams(dtype) },
     },
     { a: x, w: weight, out, ...epilogueBindings(opts) },
     { M, N: Cout, K: Cin * kh * kw, Cin, H, W, kh, kw, stride, padT, padL, Hout, Wout, upH, upW, scale: opts.scale ?? 1, yfold: gemmFold(M, B) },

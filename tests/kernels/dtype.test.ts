@@ -29,7 +29,7 @@ describe('storage types', () => {
     const f = linear(g, 'f', input(rt, [1, 2, 3, 4], [1, 4], 'x', 'f32'), input(rt, [1, 2, 3, 4], [1, 4], 'w', 'f32'));
     expect(h.dtype).toBe('f16');
     expect(f.dtype).toBe('f32');
-    expect(rt.kernel({ shader: 'gemm', params: { TM: 4, F16: true } }).key).not.toBe(rt.kernel({ shader: 'gemm', params: { TM: 4, F16: false } }).key);
+    expect(rt.kernel({ shader: 'gemm', params: { TM: 8, TN4: 2, F16: true } }).key).not.toBe(rt.kernel({ shader: 'gemm', params: { TM: 8, TN4: 2, F16: false } }).key);
     g.destroy();
   });
 });
