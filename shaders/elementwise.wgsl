@@ -1,5 +1,5 @@
 // The small memory-bound ops between the U-Net's GEMMs, one thread per output element. One
-// template, one op per variant (ACT: a standalone activation, act in common.wgsl; SCALE, ADD, CONCAT, UPSAMPLE), each a single pass over
+// template, one op per variant (ACT: a standalone activation, act in common.wgsl; SCALE, ADD, CONCAT, UPSAMPLE, AVG_POOL, BATCH_DIV), each a single pass over
 // memory. `add` carries a scale because diffusers divides every residual sum by
 // output_scale_factor; SCALE is the odd standalone multiply (latents / scaling_factor); concat
 // and upsample are pure index maps (skip connections; Upsample2D where it is not already fused
@@ -9,6 +9,9 @@
 // MASK_BLEND is inpainting's per-step blend, in place: out = m * out + (1 - m) * known, with
 // known [B, C, h, w] repeated over out's leading batch copies (the two guidance halves) and the
 // mask [B, 1, h, w] broadcast over channels.
+// AVG_POOL is nn.AvgPool2d(2, 2) (a ResnetBlock2D with down=True pools its input and its hidden
+// states so), summed in torch's order; BATCH_DIV divides each batch element by its own f32 value
+// (UNet2DModel's fourier time embedding ends with sample / timesteps).
 #include "common"
 
 const WG = 256u;
@@ -22,6 +25,12 @@ struct U { n: u32, scale: f32 }
 struct U { n: u32, a_run: u32, b_run: u32 }
 #elif UPSAMPLE
 struct U { n: u32, H: u32, W: u32 }
+#elif AVG_POOL
+// H, W: the input's size (the output is H / 2 x W / 2, an odd last row or column dropped).
+struct U { n: u32, H: u32, W: u32 }
+#elif BATCH_DIV
+// per: values per batch element; broadcast: every element divides by b[0].
+struct U { n: u32, per: u32, broadcast: u32 }
 #elif TANH_CLAMP
 struct U { n: u32, magnitude: f32 }
 #elif AFFINE
@@ -45,6 +54,9 @@ struct U { n: u32 }
 @group(0) @binding(2) var<storage, read> b: array<st>;
 #elif MASK_BLEND
 @group(0) @binding(2) var<storage, read> b: array<st>;
+#elif BATCH_DIV
+// The divisors (timesteps) stay f32 whatever the storage type.
+@group(0) @binding(2) var<storage, read> b: array<f32>;
 #endif
 @group(0) @binding(3) var<storage, read_write> out: array<st>;
 
@@ -78,6 +90,17 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let oy = (i / W2) % H2;
   let plane = i / (W2 * H2);
   out[i] = a[(plane * u.H + oy / 2u) * u.W + ox / 2u];
+#elif AVG_POOL
+  let Wo = u.W / 2u;
+  let Ho = u.H / 2u;
+  let ox = i % Wo;
+  let oy = (i / Wo) % Ho;
+  let plane = i / (Wo * Ho);
+  let p = (plane * u.H + 2u * oy) * u.W + 2u * ox;
+  // Row by row, left to right, as torch sums the window; / 4 is exact as * 0.25.
+  out[i] = st((((f32(a[p]) + f32(a[p + 1u])) + f32(a[p + u.W])) + f32(a[p + u.W + 1u])) * 0.25);
+#elif BATCH_DIV
+  out[i] = st(f32(a[i]) / b[select(i / u.per, 0u, u.broadcast != 0u)]);
 #elif TANH_CLAMP
   // tanh is 1 in f32 beyond |x| ~ 9; clamping first keeps adapters that build tanh from exp
   // (sinh / cosh) from overflowing to NaN.

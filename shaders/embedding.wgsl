@@ -2,9 +2,12 @@
 //  TIMESTEP: diffusers' get_timestep_embedding, fused into one pass (t * freq, scale, sin/cos,
 //    flip, odd-dim pad). The frequencies come in as a table computed on the host with torch's
 //    float32 rounding, because arguments reach ~1000 rad, where one ulp of a frequency is already
-//    6e-5 rad; sin/cos use the portable precise_math versions for the same reason.
+//    6e-5 rad; sin/cos use the portable precise_math versions for the same reason. With LOG it
+//    is GaussianFourierProjection (UNet2DModel's fourier time embedding): the table holds its
+//    weight and the argument is (ln t * w) * 2pi.
 //  LOOKUP: nn.Embedding rows gathered by u32 id (class labels); ids past the table are clamped
-//    so a bad id can never read out of bounds.
+//    so a bad id can never read out of bounds. With IDS_F32 the ids are f32 values truncated to
+//    an index (UNet2DModel's learned time embedding, an nn.Embedding over the timesteps).
 //  TOKENS: CLIP's token embedding plus its position embedding, from one row chunk of the token
 //    table: a real vocabulary (49408 x 768 f32 = 151 MB) is over the 128 MiB binding limit, so
 //    the table is bound in chunks, one pass each, and a pass writes only the tokens whose (clamped)
@@ -33,8 +36,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   }
   let second = j >= u.half_dim;
   let f = select(j, j - u.half_dim, second);
+#if LOG
+  let t = log_precise(timesteps[select(b, 0u, u.broadcast != 0u)]);
+#else
+  let t = timesteps[select(b, 0u, u.broadcast != 0u)];
+#endif
   // Two roundings, as torch does: t * freq, then scale * that.
-  let arg = (timesteps[select(b, 0u, u.broadcast != 0u)] * freqs[f]) * u.scale;
+  let arg = (t * freqs[f]) * u.scale;
   let sc = sincos_precise(arg);
   // [sin | cos], or [cos | sin] with flip_sin_to_cos.
   out[i] = st(select(sc.x, sc.y, second != (u.flip != 0u)));
@@ -42,10 +50,15 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
 #endif
 
 #if LOOKUP
-struct U { n: u32, dim: u32, num: u32 }
+// broadcast: every row reads ids[0].
+struct U { n: u32, dim: u32, num: u32, broadcast: u32 }
 @group(0) @binding(0) var<uniform> u: U;
 @group(0) @binding(1) var<storage, read> table: array<st>;
+#if IDS_F32
+@group(0) @binding(2) var<storage, read> ids: array<f32>;
+#else
 @group(0) @binding(2) var<storage, read> ids: array<u32>;
+#endif
 @group(0) @binding(3) var<storage, read_write> out: array<st>;
 
 @compute @workgroup_size(256, 1, 1)
@@ -54,7 +67,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   if (i >= u.n) { return; }
   let b = i / u.dim;
   let j = i - b * u.dim;
-  out[i] = table[min(ids[b], u.num - 1u) * u.dim + j];
+#if IDS_F32
+  // Truncated toward zero (torch's .long()), clamped to the table.
+  let id = u32(clamp(ids[select(b, 0u, u.broadcast != 0u)], 0.0, f32(u.num - 1u)));
+#else
+  let id = min(ids[select(b, 0u, u.broadcast != 0u)], u.num - 1u);
+#endif
+  out[i] = table[id * u.dim + j];
 }
 #endif
 

@@ -1,6 +1,7 @@
 """Optional cross-check: runs diffusers v0.25.1's own UNet2DConditionModel / UNet2DModel / VQModel
 (decode) / AutoencoderKL (encode: the posterior mean; decode) / AutoencoderTiny (decode), in float64, on every such case in tests/fixtures/variants and prints
-max|diffusers − io 'out'| / max|out|.
+max|diffusers − io 'out'| / max|out| (io 'text_embeds' and 'time_ids', for addition_embed_type 'text_time',
+go in as added_cond_kwargs).
 It needs what make_variants.py needs plus a diffusers v0.25.1 source tree (no install, no hub):
 
     git -C <diffusers clone> archive v0.25.1 src/diffusers | tar -x -C /tmp/dfsrc
@@ -91,9 +92,19 @@ def main(diffusers_src):
             # without casting it to the model dtype, so it only runs in float32; cast it here as
             # UNet2DConditionModel does (a no-op for the time path, which casts t_emb itself).
             model.time_proj.register_forward_hook(lambda _m, _i, out: out.double())
+        if case['class'] == 'UNet2DModel' and cfg.get('time_embedding_type') == 'fourier':
+            # GaussianFourierProjection as a float32 model runs it, and as the reference and Fresco do: float32
+            # weight and input (its sinusoid arguments reach ~1000 rad, where float64 moves sin/cos by ~1e-4 and
+            # the case outputs by 3e-7 to 8e-7); UNet2DModel casts t_emb to the model's float64 itself.
+            model.time_proj.float()
+            model.time_proj.register_forward_pre_hook(lambda _m, args: (args[0].float(),))
         io = safetensors_io.read(os.path.join(d, 'io.safetensors'))
         get = lambda k: io[k].double() if io[k].is_floating_point() else io[k]
         kw = {k: get(k) for k in ('class_labels', 'timestep_cond') if k in io}
+        # addition_embed_type 'text_time' (SDXL): text_embeds and time_ids go in added_cond_kwargs.
+        added = {k: get(k) for k in ('text_embeds', 'time_ids') if k in io}
+        if added:
+            kw['added_cond_kwargs'] = added
         with torch.no_grad():
             if case['class'] == 'AutoencoderKL' and case['call'] == 'encode':
                 out = model.encode(get('image')).latent_dist.mean

@@ -54,6 +54,17 @@ def timestep_embedding(t, dim, flip_sin_to_cos, freq_shift, max_period=10000):
     return emb
 
 
+def gaussian_fourier(W, p, t):
+    """embeddings.GaussianFourierProjection as UNet2DModel builds it (log=True, flip_sin_to_cos=False),
+    with a float32 model's roundings: ln t, ln t·w, ·2, ·float32(π) in float32 (the arguments reach
+    ~1000 rad, where those roundings move sin/cos by ~1e-4); sin/cos in float64. diffusers registers
+    the weight as both W and weight (one parameter): both are read, weight is used."""
+    w = W[p + '.weight'].float()
+    W.get(p + '.W')
+    args = torch.log(t.to(torch.float32))[:, None] * w[None, :] * 2 * math.pi
+    return torch.cat([torch.sin(args.double()), torch.cos(args.double())], dim=-1)
+
+
 def time_mlp(W, p, x, cond=None, act=F.silu, post_act=None):
     """embeddings.TimestepEmbedding: linear_1 → act (its act_fn, SiLU by default) → linear_2 (→ post_act,
     its post_act_fn, when given). With `cond` (time_cond_proj_dim, LCM's timestep_cond) x + cond_proj(cond)
@@ -71,12 +82,19 @@ def spatial_norm(W, p, f, zq):
     return group_norm(W, p + '.norm_layer', f, 32, 1e-6) * conv(W, p + '.conv_y', zq) + conv(W, p + '.conv_b', zq)
 
 
-def resnet(W, p, x, temb, groups, eps, output_scale_factor=1.0, zq=None, act=F.silu):
-    """resnet.ResnetBlock2D (time_embedding_norm 'default', no up/down, skip_time_act False); with zq,
+def resnet(W, p, x, temb, groups, eps, output_scale_factor=1.0, zq=None, act=F.silu, resample=None):
+    """resnet.ResnetBlock2D (time_embedding_norm 'default', skip_time_act False); with zq,
     time_embedding_norm 'spatial': norm1 and norm2 are SpatialNorms over zq (and temb is unused).
-    act: its nonlinearity (resnet_act_fn), after norm1, norm2 and on temb."""
+    act: its nonlinearity (resnet_act_fn), after norm1, norm2 and on temb. resample 'up' / 'down' (up=True /
+    down=True, no FIR kernel): after norm1 and act, the hidden states and the shortcut's input are both
+    nearest-upsampled 2x (Upsample2D without conv) or 2x2 average-pooled (Downsample2D without conv)."""
     norm = (lambda q, t: spatial_norm(W, q, t, zq)) if zq is not None else (lambda q, t: group_norm(W, q, t, groups, eps))
-    h = conv(W, p + '.conv1', act(norm(p + '.norm1', x)))
+    h = act(norm(p + '.norm1', x))
+    if resample == 'up':
+        x, h = (F.interpolate(v, scale_factor=2.0, mode='nearest') for v in (x, h))
+    elif resample == 'down':
+        x, h = (F.avg_pool2d(v, kernel_size=2, stride=2) for v in (x, h))
+    h = conv(W, p + '.conv1', h)
     if temb is not None:
         h = h + linear(W, p + '.time_emb_proj', act(temb))[:, :, None, None]
     h = conv(W, p + '.conv2', act(norm(p + '.norm2', h)))

@@ -133,6 +133,71 @@ CASES = {
         'time_embedding_dim': 12, 'time_embedding_act_fn': 'silu',
         'class_embed_type': 'simple_projection', 'projection_class_embeddings_input_dim': 5,
     }, 'forward', {'sample': [2, 4, 6, 6], 'timestep': [640, 5], 'encoder_hidden_states': [2, 3, 6], 'class_labels': ('randn', [2, 5])}),
+    # addition_embed_type 'text_time' (Stable Diffusion XL): SDXL base's layout at toy size (Down, CrossAttn,
+    # CrossAttn levels, per-level head counts and transformer layers, linear projection), text_embeds [B, 12]
+    # and six time ids per sample (original size, crop top-left, target size) at SDXL's magnitudes, each
+    # through add_time_proj (8 wide): projection_class_embeddings_input_dim = 12 + 6·8.
+    'unet-cond-sdxl': ('unet2d-cond', {
+        'block_out_channels': [8, 16, 24], 'norm_num_groups': 4, 'attention_head_dim': [2, 4, 6], 'cross_attention_dim': 20,
+        'use_linear_projection': True, 'transformer_layers_per_block': [1, 1, 2], 'layers_per_block': 2,
+        'down_block_types': ['DownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D'],
+        'up_block_types': ['CrossAttnUpBlock2D', 'CrossAttnUpBlock2D', 'UpBlock2D'],
+        'addition_embed_type': 'text_time', 'addition_time_embed_dim': 8, 'projection_class_embeddings_input_dim': 60,
+    }, 'forward', {'sample': [2, 4, 8, 8], 'timestep': [999, 15], 'encoder_hidden_states': [2, 5, 20], 'text_embeds': [2, 12],
+                   'time_ids': ('values', [[1024, 1024, 0, 0, 1024, 1024], [768, 1344, 16, 32, 1024, 1024]])}),
+    # 'text_time' beside a 'timestep' class embedding and time_embedding_act_fn (emb + class_emb + aug_emb, then
+    # the activation), act_fn gelu (add_embedding keeps its default SiLU), flip_sin_to_cos False and freq_shift 1
+    # (add_time_proj takes them too), an odd addition_time_embed_dim (zero-padded sinusoid) and five time ids
+    # (the SDXL refiner's: original size, crop top-left, aesthetic score): 10 + 5·7.
+    'unet-cond-sdxl-class': ('unet2d-cond', {
+        'block_out_channels': [4, 8], 'norm_num_groups': 2, 'attention_head_dim': 2, 'cross_attention_dim': 6,
+        'act_fn': 'gelu', 'class_embed_type': 'timestep', 'time_embedding_act_fn': 'mish', 'flip_sin_to_cos': False, 'freq_shift': 1,
+        'addition_embed_type': 'text_time', 'addition_time_embed_dim': 7, 'projection_class_embeddings_input_dim': 45,
+    }, 'forward', {'sample': [2, 4, 6, 6], 'timestep': [420, 77], 'encoder_hidden_states': [2, 3, 6], 'class_labels': [12, 700],
+                   'text_embeds': [2, 10], 'time_ids': ('values', [[1024, 768, 0, 0, 6.0], [512, 640, 8, 16, 2.5]])}),
+    # cross_attention_dim as a per-block list: down block i takes entry i, the mid block the last entry, up block i
+    # the reversed list's entry i. One encoder_hidden_states feeds every cross-attention block, so the list can only
+    # differ where a block has none: here the DownBlock2D / UpBlock2D level and the UNetMidBlock2D mid block.
+    'unet-cond-cross-dim-list': ('unet2d-cond', {
+        'block_out_channels': [4, 8, 12], 'norm_num_groups': 2, 'attention_head_dim': [2, 2, 3], 'cross_attention_dim': [10, 10, 16],
+        'mid_block_type': 'UNetMidBlock2D',
+        'down_block_types': ['CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'DownBlock2D'],
+        'up_block_types': ['UpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D'],
+    }, 'forward', {'sample': [2, 4, 8, 8], 'timestep': [33, 666], 'encoder_hidden_states': [2, 4, 10]}),
+    # UNet2DModel's downsample_type / upsample_type 'resnet': AttnDownBlock2D / AttnUpBlock2D resample with a
+    # ResnetBlock2D (down / up = True: 2x2 average pool / nearest 2x of the hidden states and the shortcut);
+    # v0.25.1's DownBlock2D and UpBlock2D ignore the options and keep their conv resamplers (down block 0, up block 1).
+    'unet2d-resnet-updown': ('unet2d-classcond', {
+        'block_out_channels': [8, 16, 24], 'norm_num_groups': 4, 'attention_head_dim': 4, 'num_class_embeds': None, 'in_channels': 3, 'out_channels': 3,
+        'downsample_type': 'resnet', 'upsample_type': 'resnet',
+        'down_block_types': ['DownBlock2D', 'AttnDownBlock2D', 'AttnDownBlock2D'], 'up_block_types': ['AttnUpBlock2D', 'UpBlock2D', 'AttnUpBlock2D'],
+    }, 'forward', {'sample': [2, 3, 8, 12], 'timestep': [41, 860]}),
+    # ResnetDownsampleBlock2D / ResnetUpsampleBlock2D (always a resnet resampler) beside conv-resampling attention
+    # blocks, two layers each, and one 'UNetRes'-prefixed name (get_down_block strips it).
+    'unet2d-resnet-blocks': ('unet2d-classcond', {
+        'block_out_channels': [8, 12, 16], 'norm_num_groups': 4, 'attention_head_dim': 4, 'num_class_embeds': None, 'in_channels': 3, 'out_channels': 3,
+        'layers_per_block': 2,
+        'down_block_types': ['ResnetDownsampleBlock2D', 'UNetResAttnDownBlock2D', 'ResnetDownsampleBlock2D'],
+        'up_block_types': ['ResnetUpsampleBlock2D', 'AttnUpBlock2D', 'ResnetUpsampleBlock2D'],
+    }, 'forward', {'sample': [2, 3, 8, 8], 'timestep': [7, 512]}),
+    # time_embedding_type 'fourier' (NCSN++'s): GaussianFourierProjection(8, scale 16) of ln t at sigma-like
+    # float timesteps ([sin | cos]: flip_sin_to_cos is not passed to it), linear_1 from 16, and the output
+    # divided by the timesteps. 'unet2d-fourier-class' adds a 'timestep' class embedding, which takes the
+    # labels through the same projection.
+    'unet2d-fourier': ('unet2d-classcond', {
+        'block_out_channels': [8, 16], 'norm_num_groups': 4, 'attention_head_dim': 4, 'num_class_embeds': None, 'in_channels': 3, 'out_channels': 3,
+        'time_embedding_type': 'fourier', 'flip_sin_to_cos': True,
+    }, 'forward', {'sample': [2, 3, 8, 8], 'timestep': ('values', [0.37, 348.5])}),
+    'unet2d-fourier-class': ('unet2d-classcond', {
+        'block_out_channels': [4, 8], 'norm_num_groups': 2, 'attention_head_dim': 4, 'num_class_embeds': None, 'in_channels': 3, 'out_channels': 3,
+        'time_embedding_type': 'fourier', 'class_embed_type': 'timestep',
+    }, 'forward', {'sample': [2, 3, 8, 8], 'timestep': ('values', [12.25, 1.5]), 'class_labels': ('values', [3.0, 0.75])}),
+    # time_embedding_type 'learned': nn.Embedding(num_train_timesteps, 8) over the (integer) timesteps, and a
+    # 'timestep' class embedding looking its labels up in the same table.
+    'unet2d-learned-time': ('unet2d-classcond', {
+        'block_out_channels': [8, 16], 'norm_num_groups': 4, 'attention_head_dim': 4, 'num_class_embeds': None, 'in_channels': 3, 'out_channels': 3,
+        'time_embedding_type': 'learned', 'num_train_timesteps': 50, 'class_embed_type': 'timestep',
+    }, 'forward', {'sample': [2, 3, 8, 8], 'timestep': [3, 49], 'class_labels': [17, 0]}),
     'vae-decode-odd': ('vae-kl-decode', {
         'block_out_channels': [8, 16, 24], 'norm_num_groups': 8, 'latent_channels': 3,
         'down_block_types': ['DownEncoderBlock2D'] * 3, 'up_block_types': ['UpDecoderBlock2D'] * 3,
@@ -180,23 +245,32 @@ def random_weights(spec, gen):
         r = torch.randn(shape, generator=gen, dtype=torch.float64)
         if len(shape) > 1:
             t = r / math.sqrt(math.prod(shape[1:]))
-            if name.endswith('class_embedding.weight'):
+            if name.endswith('class_embedding.weight') or name == 'time_proj.weight':
                 t = r * 0.5
+        elif name in ('time_proj.weight', 'time_proj.W'):
+            # GaussianFourierProjection's own init: randn · scale 16.
+            t = 16 * r
         elif 'norm' in name and name.endswith('.weight'):
             t = 1 + 0.1 * r
         else:
             t = 0.1 * r
         w[name] = torch.where(t == 0, torch.full_like(t, 1e-3), t).float()
+    if 'time_proj.W' in w:
+        # One parameter under two names in diffusers: the same values.
+        w['time_proj.W'] = w['time_proj.weight'].clone()
     return w
 
 
 def inputs(spec, gen):
     """name → shape (standard normal), or integer values (timestep, class_labels), or ('randn', shape)
-    for float class labels (class_embed_type 'identity')."""
+    for float class labels (class_embed_type 'identity'), or ('values', nested list) for given float
+    values (e.g. time_ids)."""
     io = {}
     for k, v in spec.items():
         if isinstance(v, tuple) and v[0] == 'randn':
             io[k] = torch.randn(v[1], generator=gen, dtype=torch.float64).float()
+        elif isinstance(v, tuple) and v[0] == 'values':
+            io[k] = torch.tensor(v[1], dtype=torch.float64).float()
         elif k in ('timestep', 'class_labels'):
             io[k] = torch.tensor(v, dtype=torch.int64)
         else:

@@ -4,7 +4,7 @@ from config.json (the options Fresco's fixtures use) over a layers.Weights dict.
 import torch
 import torch.nn.functional as F
 
-from layers import conv, downsample, get_activation, group_norm, linear, resnet, spatial_attention, spatial_norm, time_mlp, timestep_embedding, transformer_2d, upsample
+from layers import conv, downsample, gaussian_fourier, get_activation, group_norm, linear, resnet, spatial_attention, spatial_norm, time_mlp, timestep_embedding, transformer_2d, upsample
 
 
 def _per_level(v, n):
@@ -41,10 +41,23 @@ def _class_embedding(W, cfg, temb, class_labels, proj, act=F.silu):
     raise NotImplementedError(f'class_embed_type = {kind!r} is not reproduced by this reference')
 
 
-def unet_2d_condition(W, cfg, sample, timestep, context, class_labels=None, timestep_cond=None):
-    """UNet2DConditionModel.forward(sample, timestep, encoder_hidden_states, class_labels, timestep_cond).sample."""
+def _add_embedding(W, cfg, text_embeds, time_ids):
+    """aug_emb of addition_embed_type 'text_time' (SDXL): add_time_proj, Timesteps(addition_time_embed_dim,
+    flip_sin_to_cos, freq_shift), over time_ids.flatten(), reshaped to [B, N·addition_time_embed_dim] and
+    concatenated after text_embeds [B, P], through add_embedding, a TimestepEmbedding with its default SiLU
+    (not act_fn). diffusers requires both inputs."""
+    if text_embeds is None or time_ids is None:
+        raise ValueError("addition_embed_type 'text_time' requires text_embeds and time_ids")
+    proj = timestep_embedding(time_ids.flatten(), cfg['addition_time_embed_dim'], cfg.get('flip_sin_to_cos', True), cfg.get('freq_shift', 0))
+    return time_mlp(W, 'add_embedding', torch.cat([text_embeds, proj.reshape(text_embeds.shape[0], -1)], dim=-1))
+
+
+def unet_2d_condition(W, cfg, sample, timestep, context, class_labels=None, timestep_cond=None, text_embeds=None, time_ids=None):
+    """UNet2DConditionModel.forward(sample, timestep, encoder_hidden_states, class_labels, timestep_cond,
+    added_cond_kwargs={'text_embeds': text_embeds, 'time_ids': time_ids}).sample. cross_attention_dim may be
+    per block: the weights carry each block's width, so only weight_specs reads it."""
     for key, allowed in [('class_embed_type', [None, 'timestep', 'identity', 'projection', 'simple_projection']), ('class_embeddings_concat', [False]),
-                         ('addition_embed_type', [None]), ('encoder_hid_dim', [None]), ('time_embedding_type', ['positional']),
+                         ('addition_embed_type', [None, 'text_time']), ('encoder_hid_dim', [None]), ('time_embedding_type', ['positional']),
                          ('resnet_time_scale_shift', ['default']), ('dual_cross_attention', [False]),
                          ('mid_block_type', ['UNetMidBlock2DCrossAttn', 'UNetMidBlock2D', None]),
                          ('reverse_transformer_layers_per_block', [None])]:
@@ -89,7 +102,10 @@ def unet_2d_condition(W, cfg, sample, timestep, context, class_labels=None, time
     post = cfg.get('timestep_post_act')
     temb = time_mlp(W, 'time_embedding', proj(t), timestep_cond, act, get_activation(post) if post else None)
     temb = _class_embedding(W, cfg, temb, class_labels, proj, act)
-    # time_embedding_act_fn: applied once to emb (+ class_emb) before the blocks.
+    # emb + class_emb + aug_emb, in diffusers' order.
+    if cfg.get('addition_embed_type') == 'text_time':
+        temb = temb + _add_embedding(W, cfg, text_embeds, time_ids)
+    # time_embedding_act_fn: applied once to emb (+ class_emb + aug_emb) before the blocks.
     if cfg.get('time_embedding_act_fn'):
         temb = get_activation(cfg['time_embedding_act_fn'])(temb)
 
@@ -133,13 +149,33 @@ def unet_2d_condition(W, cfg, sample, timestep, context, class_labels=None, time
     return conv(W, 'conv_out', h)
 
 
+def _unet2d_resampler(cfg, kind, direction):
+    """How a UNet2DModel block resamples, as v0.25.1's get_down_block / get_up_block build it: 'resnet' (a
+    ResnetBlock2D with down / up = True) in ResnetDownsampleBlock2D / ResnetUpsampleBlock2D, and in
+    AttnDownBlock2D / AttnUpBlock2D under downsample_type / upsample_type 'resnet'; 'conv' otherwise
+    (DownBlock2D and UpBlock2D ignore those options)."""
+    if kind in ('ResnetDownsampleBlock2D', 'ResnetUpsampleBlock2D'):
+        return 'resnet'
+    if kind in ('AttnDownBlock2D', 'AttnUpBlock2D'):
+        return cfg.get(f'{direction}sample_type', 'conv') or 'conv'
+    return 'conv'
+
+
 def unet_2d(W, cfg, sample, timestep, class_labels=None):
-    """UNet2DModel.forward(sample, timestep, class_labels).sample (positional time embedding, conv
-    up/down sampling, no skip blocks). It has no forward_upsample_size: H and W must divide by 2^levels-1."""
-    for key, allowed in [('class_embed_type', [None, 'timestep', 'identity']), ('time_embedding_type', ['positional']),
-                         ('resnet_time_scale_shift', ['default']), ('downsample_type', ['conv']),
-                         ('upsample_type', ['conv']), ('add_attention', [True])]:
+    """UNet2DModel.forward(sample, timestep, class_labels).sample (no skip blocks). time_embedding_type
+    'positional' (Timesteps), 'fourier' (GaussianFourierProjection of ln t, width 2·block_out_channels[0],
+    and the output divided by the timesteps) or 'learned' (nn.Embedding(num_train_timesteps) over the
+    timesteps). It has no forward_upsample_size: H and W must divide by 2^levels-1."""
+    for key, allowed in [('class_embed_type', [None, 'timestep', 'identity']), ('time_embedding_type', ['positional', 'fourier', 'learned']),
+                         ('resnet_time_scale_shift', ['default']), ('downsample_type', ['conv', 'resnet']),
+                         ('upsample_type', ['conv', 'resnet']), ('add_attention', [True])]:
         _refuse(cfg, key, allowed)
+    # get_down_block / get_up_block strip a leading 'UNetRes'.
+    strip = lambda k: k[7:] if k.startswith('UNetRes') else k
+    down_types = [strip(k) for k in cfg['down_block_types']]
+    up_types = [strip(k) for k in cfg['up_block_types']]
+    assert set(down_types) <= {'DownBlock2D', 'AttnDownBlock2D', 'ResnetDownsampleBlock2D'}, down_types
+    assert set(up_types) <= {'UpBlock2D', 'AttnUpBlock2D', 'ResnetUpsampleBlock2D'}, up_types
     ch = cfg['block_out_channels']
     n = len(ch)
     groups, eps = cfg.get('norm_num_groups', 32), cfg.get('norm_eps', 1e-5)
@@ -152,7 +188,14 @@ def unet_2d(W, cfg, sample, timestep, class_labels=None):
 
     B = sample.shape[0]
     t = timestep.expand(B) if timestep.numel() == 1 else timestep
-    proj = lambda x: timestep_embedding(x, ch[0], cfg.get('flip_sin_to_cos', True), cfg.get('freq_shift', 0))
+    time_type = cfg.get('time_embedding_type', 'positional')
+    if time_type == 'fourier':
+        # flip_sin_to_cos and freq_shift are not passed to GaussianFourierProjection.
+        proj = lambda x: gaussian_fourier(W, 'time_proj', x)
+    elif time_type == 'learned':
+        proj = lambda x: W['time_proj.weight'][x]
+    else:
+        proj = lambda x: timestep_embedding(x, ch[0], cfg.get('flip_sin_to_cos', True), cfg.get('freq_shift', 0))
     # act_fn reaches the resnets only: UNet2DModel's TimestepEmbeddings and conv_act are always SiLU.
     act = get_activation(cfg.get('act_fn', 'silu'))
     temb = _class_embedding(W, cfg, time_mlp(W, 'time_embedding', proj(t)), class_labels, proj)
@@ -163,7 +206,7 @@ def unet_2d(W, cfg, sample, timestep, class_labels=None):
 
     h = conv(W, 'conv_in', sample)
     skips = [h]
-    for i, kind in enumerate(cfg['down_block_types']):
+    for i, kind in enumerate(down_types):
         p = f'down_blocks.{i}'
         for j in range(layers):
             h = resnet(W, f'{p}.resnets.{j}', h, temb, groups, eps, act=act)
@@ -171,7 +214,10 @@ def unet_2d(W, cfg, sample, timestep, class_labels=None):
                 h = attn(f'{p}.attentions.{j}', h, ch[i])
             skips.append(h)
         if i < n - 1:
-            h = downsample(W, f'{p}.downsamplers.0', h, cfg.get('downsample_padding', 1))
+            if _unet2d_resampler(cfg, kind, 'down') == 'resnet':
+                h = resnet(W, f'{p}.downsamplers.0', h, temb, groups, eps, act=act, resample='down')
+            else:
+                h = downsample(W, f'{p}.downsamplers.0', h, cfg.get('downsample_padding', 1))
             skips.append(h)
 
     mid_groups = cfg.get('attn_norm_num_groups') or groups
@@ -180,17 +226,23 @@ def unet_2d(W, cfg, sample, timestep, class_labels=None):
     h = resnet(W, 'mid_block.resnets.1', h, temb, groups, eps, mid_scale, act=act)
 
     rev = ch[::-1]
-    for i, kind in enumerate(cfg['up_block_types']):
+    for i, kind in enumerate(up_types):
         p = f'up_blocks.{i}'
         for j in range(layers + 1):
             h = resnet(W, f'{p}.resnets.{j}', torch.cat([h, skips.pop()], dim=1), temb, groups, eps, act=act)
             if kind == 'AttnUpBlock2D':
                 h = attn(f'{p}.attentions.{j}', h, rev[i])
         if i < n - 1:
-            h = upsample(W, f'{p}.upsamplers.0', h)
+            if _unet2d_resampler(cfg, kind, 'up') == 'resnet':
+                h = resnet(W, f'{p}.upsamplers.0', h, temb, groups, eps, act=act, resample='up')
+            else:
+                h = upsample(W, f'{p}.upsamplers.0', h)
     assert not skips
     h = F.silu(group_norm(W, 'conv_norm_out', h, groups, eps))
-    return conv(W, 'conv_out', h)
+    out = conv(W, 'conv_out', h)
+    if time_type == 'fourier':
+        out = out / t.reshape(B, 1, 1, 1)
+    return out
 
 
 def _vae_mid(W, p, h, groups, zq=None, attention=True, act=F.silu):

@@ -9,7 +9,8 @@ from models import taesd_decode, unet_2d, unet_2d_condition, vae_decode, vae_enc
 
 # class.call → (reference function over (W, cfg, io), weight prefixes the call does not use)
 CALLS = {
-    'UNet2DConditionModel.forward': (lambda W, c, io: unet_2d_condition(W, c, io['sample'], io['timestep'], io['encoder_hidden_states'], io.get('class_labels'), io.get('timestep_cond')), ()),
+    'UNet2DConditionModel.forward': (lambda W, c, io: unet_2d_condition(W, c, io['sample'], io['timestep'], io['encoder_hidden_states'], io.get('class_labels'), io.get('timestep_cond'),
+                                                                      io.get('text_embeds'), io.get('time_ids')), ()),
     'UNet2DModel.forward': (lambda W, c, io: unet_2d(W, c, io['sample'], io['timestep'], io.get('class_labels')), ()),
     'AutoencoderKL.decode': (lambda W, c, io: vae_decode(W, c, io['latents']), ('encoder.', 'quant_conv.')),
     'AutoencoderKL.encode': (lambda W, c, io: vae_encode_mean(W, c, io['image']), ('decoder.', 'post_quant_conv.')),

@@ -61,15 +61,26 @@ def _unet(cfg, cross):
 
     oc = cfg.get('only_cross_attention', False)
     oc = oc if isinstance(oc, list) else [oc] * n
+    # cross_attention_dim: an int or one per level (down block i entry i, the mid block the last, up block i reversed).
+    cad = cfg.get('cross_attention_dim', 1280) if cross else None
+    cad = cad if isinstance(cad, list) else [cad] * n
 
     def block_attn(p, kind, c, level, only_cross=None):
         if 'Attn' not in kind:
             return {}
         if not cross:
             return _spatial_attention(p, c)
-        return _transformer(p, c, cfg['cross_attention_dim'], cfg.get('use_linear_projection', False), tl[level], oc[level] if only_cross is None else only_cross)
+        return _transformer(p, c, cad[level], cfg.get('use_linear_projection', False), tl[level], oc[level] if only_cross is None else only_cross)
 
-    s = {**_lin('time_embedding.linear_1', temb, ch[0]), **_lin('time_embedding.linear_2', temb, temb), **_conv('conv_in', ch[0], cfg['in_channels'], cfg.get('conv_in_kernel', 3))}
+    # UNet2DModel's time_embedding_type: 'fourier' has GaussianFourierProjection's weight, registered as both
+    # W and weight, and doubles timestep_input_dim; 'learned' an nn.Embedding(num_train_timesteps, ch[0]).
+    time_type = 'positional' if cross else cfg.get('time_embedding_type', 'positional')
+    tin = 2 * ch[0] if time_type == 'fourier' else ch[0]
+    s = {**_lin('time_embedding.linear_1', temb, tin), **_lin('time_embedding.linear_2', temb, temb), **_conv('conv_in', ch[0], cfg['in_channels'], cfg.get('conv_in_kernel', 3))}
+    if time_type == 'fourier':
+        s.update({'time_proj.weight': (ch[0],), 'time_proj.W': (ch[0],)})
+    elif time_type == 'learned':
+        s['time_proj.weight'] = (cfg['num_train_timesteps'], ch[0])
     if cfg.get('time_cond_proj_dim') is not None:
         s.update(_lin('time_embedding.cond_proj', ch[0], cfg['time_cond_proj_dim'], bias=False))
     # class_embed_type None with num_class_embeds: nn.Embedding; 'timestep': a TimestepEmbedding
@@ -78,19 +89,35 @@ def _unet(cfg, cross):
     if class_kind is None and cfg.get('num_class_embeds') is not None:
         s['class_embedding.weight'] = (cfg['num_class_embeds'], temb)
     elif class_kind == 'timestep':
-        s.update({**_lin('class_embedding.linear_1', temb, ch[0]), **_lin('class_embedding.linear_2', temb, temb)})
+        s.update({**_lin('class_embedding.linear_1', temb, tin), **_lin('class_embedding.linear_2', temb, temb)})
     elif class_kind == 'projection':
         pin = cfg['projection_class_embeddings_input_dim']
         s.update({**_lin('class_embedding.linear_1', temb, pin), **_lin('class_embedding.linear_2', temb, temb)})
     elif class_kind == 'simple_projection':
         s.update(_lin('class_embedding', temb, cfg['projection_class_embeddings_input_dim']))
+    # addition_embed_type 'text_time' (SDXL): add_embedding, a TimestepEmbedding from projection_class_embeddings_input_dim
+    # (add_time_proj has no weights).
+    if cross and cfg.get('addition_embed_type') == 'text_time':
+        pin = cfg['projection_class_embeddings_input_dim']
+        s.update({**_lin('add_embedding.linear_1', temb, pin), **_lin('add_embedding.linear_2', temb, temb)})
+    # get_down_block / get_up_block strip a leading 'UNetRes'. A ResnetBlock2D resamples (down / up = True) in
+    # ResnetDownsampleBlock2D / ResnetUpsampleBlock2D, and in UNet2DModel's AttnDownBlock2D / AttnUpBlock2D under
+    # downsample_type / upsample_type 'resnet'; a conv Downsample2D / Upsample2D otherwise.
+    strip = lambda k: k[7:] if k.startswith('UNetRes') else k
+
+    def resnet_resampler(kind, direction):
+        return kind in ('ResnetDownsampleBlock2D', 'ResnetUpsampleBlock2D') or (
+            not cross and kind in ('AttnDownBlock2D', 'AttnUpBlock2D') and cfg.get(f'{direction}sample_type') == 'resnet')
+
     out = ch[0]
-    for i, kind in enumerate(cfg['down_block_types']):
+    for i, kind in enumerate(map(strip, cfg['down_block_types'])):
         cin, out = out, ch[i]
         for j in range(layers[i]):
             s.update(_resnet(f'down_blocks.{i}.resnets.{j}', cin if j == 0 else out, out, temb))
             s.update(block_attn(f'down_blocks.{i}.attentions.{j}', kind, out, i))
-        if i < n - 1:
+        if i < n - 1 and resnet_resampler(kind, 'down'):
+            s.update(_resnet(f'down_blocks.{i}.downsamplers.0', out, out, temb))
+        elif i < n - 1:
             s.update(_conv(f'down_blocks.{i}.downsamplers.0.conv', out, out))
     # UNetMidBlock2DCrossAttn (no only_cross_attention of its own), UNetMidBlock2D as
     # UNet2DConditionModel builds it (one resnet), or no mid block.
@@ -101,13 +128,15 @@ def _unet(cfg, cross):
         s.update(block_attn('mid_block.attentions.0', 'Attn', ch[-1], n - 1, False))
         s.update(_resnet('mid_block.resnets.1', ch[-1], ch[-1], temb))
     rev, rev_layers = ch[::-1], layers[::-1]
-    for i, kind in enumerate(cfg['up_block_types']):
+    for i, kind in enumerate(map(strip, cfg['up_block_types'])):
         prev, out, skip_in = rev[max(i - 1, 0)], rev[i], rev[min(i + 1, n - 1)]
         for j in range(rev_layers[i] + 1):
             cin = (prev if j == 0 else out) + (skip_in if j == rev_layers[i] else out)
             s.update(_resnet(f'up_blocks.{i}.resnets.{j}', cin, out, temb))
             s.update(block_attn(f'up_blocks.{i}.attentions.{j}', kind, out, n - 1 - i))
-        if i < n - 1:
+        if i < n - 1 and resnet_resampler(kind, 'up'):
+            s.update(_resnet(f'up_blocks.{i}.upsamplers.0', out, out, temb))
+        elif i < n - 1:
             s.update(_conv(f'up_blocks.{i}.upsamplers.0.conv', out, out))
     s.update({**_norm('conv_norm_out', ch[0]), **_conv('conv_out', cfg['out_channels'], ch[0], cfg.get('conv_out_kernel', 3))})
     return s

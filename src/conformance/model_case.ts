@@ -1,4 +1,8 @@
 // Runs one diffusers model case (config + weights + io.safetensors) and measures the error.
+// Besides the inputs ../shared/fixtures/README.md lists, io.safetensors may hold `timestep_cond`
+// (time_cond_proj_dim U-Nets) and `text_embeds` [B, P] / `time_ids` [B, N] (f32, diffusers'
+// added_cond_kwargs for addition_embed_type 'text_time', SDXL); each one present is passed to the
+// model (scripts/reference/README.md, "Inputs of the variant model cases").
 import type { Runtime } from '../gpu/runtime.ts';
 import { Graph } from '../graph/graph.ts';
 import { numel, type Tensor } from '../graph/tensor.ts';
@@ -79,7 +83,10 @@ const RUNNERS: Record<string, CaseRunner> = {
     const classLabels = io.classLabels(unet, B);
     // timestep_cond (time_cond_proj_dim models, e.g. LCM-distilled U-Nets), when the case has one.
     const timestepCond = io.has('timestep_cond') ? io.tensor('timestep_cond') : undefined;
-    return { out: unet.forward(g, sample, { timesteps: io.timesteps(B), broadcast: false, classLabels, timestepCond }, io.tensor('encoder_hidden_states')), destroy: () => unet.destroy() };
+    // added_cond_kwargs text_embeds and time_ids (addition_embed_type 'text_time', SDXL), when the case has them.
+    const textEmbeds = io.has('text_embeds') ? io.tensor('text_embeds') : undefined;
+    const timeIds = io.has('time_ids') ? io.tensor('time_ids') : undefined;
+    return { out: unet.forward(g, sample, { timesteps: io.timesteps(B), broadcast: false, classLabels, timestepCond, textEmbeds, timeIds }, io.tensor('encoder_hidden_states')), destroy: () => unet.destroy() };
   },
   'AutoencoderKL.decode': unary((rt, f, d, precision) => new AutoencoderKL(rt, f.weights, f.config, d, { precision }), (m, g, x) => m.decode(g, x), 'latents'),
   'AutoencoderKL.encode': unary((rt, f, d, precision) => new AutoencoderKL(rt, f.weights, f.config, d, { precision }), (m, g, x) => m.encodeMean(g, x), 'image'),
@@ -118,7 +125,9 @@ export async function runModelCase(rt: Runtime, dir: string, precision: 'f32' | 
     tensor: (key) => track(upload(rt, need(io, key, dir), key)),
     has: (key) => io.has(key),
     timesteps: (B) => {
-      let ts = toInt64Numbers(need(io, 'timestep', dir));
+      // Integer timesteps, or float ones (a fourier UNet2DModel takes sigmas).
+      const raw = need(io, 'timestep', dir);
+      let ts = raw.dtype.startsWith('F') || raw.dtype === 'BF16' ? Array.from(toFloat32(raw)) : toInt64Numbers(raw);
       if (ts.length === 1 && B > 1) ts = new Array<number>(B).fill(ts[0]!);
       return track({ buffer: rt.upload(new Float32Array(ts), 'timesteps'), shape: [B], label: 'timesteps' });
     },

@@ -1,14 +1,14 @@
-// Activations (SiLU, Mish, GELU, ReLU), GEGLU, scaling, the tanh soft clamp, scaled residual add, channel concat and nearest 2x
-// upsample: one thread per output element through shaders/elementwise.wgsl, one template variant
+// Activations (SiLU, Mish, GELU, ReLU), GEGLU, scaling, the tanh soft clamp, scaled residual add, channel concat, nearest 2x
+// upsample, 2x2 average pooling and per-batch division: one thread per output element through shaders/elementwise.wgsl, one template variant
 // per op; maskBlend (inpainting) updates its sample in place.
 import { fold1d, type Graph } from '../graph/graph.ts';
-import { numel, shapeStr, type Tensor } from '../graph/tensor.ts';
+import { dtypeOf, numel, shapeStr, type Tensor } from '../graph/tensor.ts';
 import { activationParams, ShapeError, trafficBytes, type Activation } from './gemm.ts';
 import { commonDType, storageParams } from './dtype.ts';
 
 const WG = 256;
 
-type Op = 'SCALE' | 'ADD' | 'CONCAT' | 'UPSAMPLE' | 'TANH_CLAMP' | 'AFFINE' | 'GEGLU';
+type Op = 'SCALE' | 'ADD' | 'CONCAT' | 'UPSAMPLE' | 'AVG_POOL' | 'TANH_CLAMP' | 'AFFINE' | 'GEGLU';
 
 function run(g: Graph, label: string, op: Op | Activation, shape: readonly number[], bind: Record<string, Tensor>, uniforms: Record<string, number>): Tensor {
   const dtype = commonDType(label, bind);
@@ -67,6 +67,34 @@ export function upsampleNearest2x(g: Graph, label: string, x: Tensor): Tensor {
   if (x.shape.length !== 4) throw new ShapeError(`${label}: input ${shapeStr(x.shape)} is not [B, C, H, W]`);
   const [B, C, H, W] = x.shape as [number, number, number, number];
   return run(g, label, 'UPSAMPLE', [B, C, 2 * H, 2 * W], { a: x }, { H, W });
+}
+
+/** F.avg_pool2d(x, kernel_size=2, stride=2) for [B, C, H, W]: [B, C, H / 2, W / 2] (floored, as torch). */
+export function avgPool2x(g: Graph, label: string, x: Tensor): Tensor {
+  if (x.shape.length !== 4) throw new ShapeError(`${label}: input ${shapeStr(x.shape)} is not [B, C, H, W]`);
+  const [B, C, H, W] = x.shape as [number, number, number, number];
+  if (H < 2 || W < 2) throw new ShapeError(`${label}: a 2x2 average pool of ${shapeStr(x.shape)} is empty`);
+  return run(g, label, 'AVG_POOL', [B, C, Math.floor(H / 2), Math.floor(W / 2)], { a: x }, { H, W });
+}
+
+/**
+ * x / d[b] for x [B, ...] and f32 divisors d (one per batch element, or d[0] for all with
+ * broadcast): UNet2DModel's final sample / timesteps under the fourier time embedding.
+ */
+export function divideBatch(g: Graph, label: string, x: Tensor, divisors: Tensor | GPUBuffer, broadcast: boolean): Tensor {
+  const B = x.shape[0];
+  if (B === undefined || x.shape.length < 2) throw new ShapeError(`${label}: input ${shapeStr(x.shape)} has no batch dimension`);
+  const need = broadcast ? 1 : B;
+  const have = 'shape' in divisors ? numel(divisors.shape) : Math.floor(divisors.size / 4);
+  if (have < need) throw new ShapeError(`${label}: ${need} divisors needed, the input holds ${have}`);
+  if ('shape' in divisors && dtypeOf(divisors) !== 'f32') throw new ShapeError(`${label}: divisors (${divisors.label}) must be f32, not ${dtypeOf(divisors)}`);
+  const dtype = dtypeOf(x);
+  const out = g.alloc(x.shape, label, dtype);
+  const n = numel(x.shape);
+  g.dispatch(label, { shader: 'elementwise', params: { BATCH_DIV: true, ...storageParams(dtype) } }, { a: x, b: divisors, out }, { n, per: n / B, broadcast: broadcast ? 1 : 0 }, fold1d(Math.ceil(n / WG)), {
+    bytes: trafficBytes(x, out) + 4 * need,
+  });
+  return out;
 }
 
 /** diffusers' GEGLU after its projection: x [..., 2N] → h * gelu(gate) [..., N], h = x[..., :N], gate = x[..., N:]. */

@@ -1,5 +1,6 @@
-// Sinusoidal timestep embeddings (diffusers' get_timestep_embedding), nn.Embedding lookups and
-// CLIP's token + position embeddings, through shaders/embedding.wgsl.
+// Sinusoidal timestep embeddings (diffusers' get_timestep_embedding, and GaussianFourierProjection),
+// nn.Embedding lookups (by u32 id, or by f32 timestep) and CLIP's token + position embeddings,
+// through shaders/embedding.wgsl.
 import type { Runtime } from '../gpu/runtime.ts';
 import { fold1d, type Graph } from '../graph/graph.ts';
 import { bytesFor, dtypeOf, numel, shapeStr, type DType, type Tensor } from '../graph/tensor.ts';
@@ -79,7 +80,63 @@ export function embeddingLookup(g: Graph, label: string, table: Tensor, ids: Ten
   const dtype = dtypeOf(table);
   const out = g.alloc([B, dim], label, dtype);
   const n = B * dim;
-  g.dispatch(label, { shader: 'embedding', params: { LOOKUP: true, ...storageParams(dtype) } }, { table, ids, out }, { n, dim, num }, fold1d(Math.ceil(n / WG)));
+  g.dispatch(label, { shader: 'embedding', params: { LOOKUP: true, ...storageParams(dtype) } }, { table, ids, out }, { n, dim, num, broadcast: 0 }, fold1d(Math.ceil(n / WG)));
+  return out;
+}
+
+/**
+ * table[long(t[b])] for table [num, dim] and f32 values t (timesteps[b], or timesteps[0] with
+ * broadcast): UNet2DModel's learned time embedding, nn.Embedding(num_train_timesteps, dim) over the
+ * timesteps. Values are truncated toward zero as torch's .long() does; past the table (where torch
+ * raises an IndexError) they are clamped to it.
+ */
+export function embeddingLookupAt(g: Graph, label: string, table: Tensor, timesteps: Tensor | GPUBuffer, batch: number, broadcast = false): Tensor {
+  if (table.shape.length !== 2 || table.shape[0]! < 1) throw new ShapeError(`${label}: table ${shapeStr(table.shape)} is not [num, dim]`);
+  if (!Number.isInteger(batch) || batch < 1) throw new ShapeError(`${label}: batch ${batch} must be a positive integer`);
+  const need = broadcast ? 1 : batch;
+  if (elementsIn(timesteps) < need) throw new ShapeError(`${label}: ${need} timesteps needed, the input holds ${elementsIn(timesteps)}`);
+  if ('shape' in timesteps && dtypeOf(timesteps) !== 'f32') throw new DTypeError(`${label}: timesteps (${timesteps.label}) must be f32, not ${dtypeOf(timesteps)}`);
+  const [num, dim] = table.shape as [number, number];
+  const dtype = dtypeOf(table);
+  const out = g.alloc([batch, dim], label, dtype);
+  const n = batch * dim;
+  g.dispatch(label, { shader: 'embedding', params: { LOOKUP: true, IDS_F32: true, ...storageParams(dtype) } }, { table, ids: timesteps, out }, { n, dim, num, broadcast: broadcast ? 1 : 0 }, fold1d(Math.ceil(n / WG)));
+  return out;
+}
+
+/**
+ * diffusers' GaussianFourierProjection (log=True, as UNet2DModel builds it): [sin | cos] of
+ * (ln t · w) · 2π, [batch, 2·len(w)], or [cos | sin] with flipSinToCos. `weight` is the
+ * projection's f32 weight on the GPU (kept in f32 whatever the model's storage type, as the
+ * sinusoid's arguments reach ~1000 rad). t must be positive (diffusers gives -inf/NaN at 0).
+ */
+export function gaussianFourierProjection(
+  g: Graph,
+  label: string,
+  timesteps: Tensor | GPUBuffer,
+  batch: number,
+  weight: GPUBuffer,
+  opts: { flipSinToCos?: boolean; broadcast?: boolean; dtype?: DType },
+): Tensor {
+  const { flipSinToCos = false, broadcast = false } = opts;
+  if (!Number.isInteger(batch) || batch < 1) throw new ShapeError(`${label}: batch ${batch} must be a positive integer`);
+  const half = Math.floor(weight.size / 4);
+  if (half < 1) throw new ShapeError(`${label}: empty projection weight`);
+  const need = broadcast ? 1 : batch;
+  if (elementsIn(timesteps) < need) throw new ShapeError(`${label}: ${need} timesteps needed, the input holds ${elementsIn(timesteps)}`);
+  if ('shape' in timesteps && dtypeOf(timesteps) !== 'f32') throw new DTypeError(`${label}: timesteps (${timesteps.label}) must be f32, not ${dtypeOf(timesteps)}`);
+  const dtype = opts.dtype ?? 'f32';
+  const dim = 2 * half;
+  const out = g.alloc([batch, dim], label, dtype);
+  const n = batch * dim;
+  // torch: ((x * w) * 2) * float32(pi); the * 2 is exact, so this is (x * w) * float32(2 pi).
+  g.dispatch(
+    label,
+    { shader: 'embedding', params: { TIMESTEP: true, LOG: true, ...storageParams(dtype) } },
+    { timesteps, freqs: weight, out },
+    { n, dim, half_dim: half, scale: 2 * Math.PI, flip: flipSinToCos ? 1 : 0, broadcast: broadcast ? 1 : 0 },
+    fold1d(Math.ceil(n / WG)),
+  );
   return out;
 }
 

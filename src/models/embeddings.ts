@@ -1,13 +1,14 @@
 // diffusers.models.embeddings: TimestepEmbedding (linear_1 → SiLU → linear_2) over the
-// sinusoidal projection, plus the class-label embedding added to it (the U-Nets' class_embedding:
+// sinusoidal projection (UNet2DModel: or GaussianFourierProjection, or a learned table), plus the class-label embedding added to it (the U-Nets' class_embedding:
 // an nn.Embedding table, a second TimestepEmbedding over the labels' sinusoidal projection, or the
-// labels themselves, or a TimestepEmbedding / Linear over float class vectors).
+// labels themselves, or a TimestepEmbedding / Linear over float class vectors), and the U-Net's
+// add_embedding for addition_embed_type 'text_time' (SDXL: pooled text embeds and time ids).
 import type { Runtime } from '../gpu/runtime.ts';
 import type { Graph } from '../graph/graph.ts';
 import { shapeStr, type DType, type Tensor } from '../graph/tensor.ts';
 import { castTo } from '../kernels/cast.ts';
-import { activation, add } from '../kernels/elementwise.ts';
-import { embeddingLookup, timestepEmbedding, uploadIds } from '../kernels/embedding.ts';
+import { activation, add, concatChannels } from '../kernels/elementwise.ts';
+import { embeddingLookup, embeddingLookupAt, gaussianFourierProjection, timestepEmbedding, uploadIds } from '../kernels/embedding.ts';
 import { linear, type Activation } from '../kernels/gemm.ts';
 import { ConfigError, type WeightLoader } from './loader.ts';
 
@@ -21,9 +22,22 @@ import { ConfigError, type WeightLoader } from './loader.ts';
  */
 export type ClassEmbedType = 'embedding' | 'timestep' | 'identity' | 'projection' | 'simple_projection';
 
+/**
+ * UNet2DModel's time_embedding_type: what the timesteps (and 'timestep' class labels) go through
+ * before TimestepEmbedding. 'positional' is the sinusoidal Timesteps projection (width projDim);
+ * 'fourier' GaussianFourierProjection(projDim, scale 16, log) of ln t, [sin | cos] (width 2·projDim,
+ * weight time_proj.weight; flip_sin_to_cos is not passed to it); 'learned' nn.Embedding(num_train_timesteps,
+ * projDim) indexed by the timestep (time_proj.weight).
+ */
+export type TimeEmbeddingType = 'positional' | 'fourier' | 'learned';
+
 export interface TimeEmbeddingOptions {
   /** Width of the sinusoidal projection (block_out_channels[0]). */
   projDim: number;
+  /** The time projection (UNet2DModel's time_embedding_type); default 'positional'. */
+  timeEmbeddingType?: TimeEmbeddingType;
+  /** Rows of the 'learned' time table (num_train_timesteps). */
+  numTrainTimesteps?: number | null;
   /** Width of the embedding (time_embed_dim). */
   embedDim: number;
   flipSinToCos: boolean;
@@ -47,6 +61,14 @@ export interface TimeEmbeddingOptions {
   mlpAct?: Activation;
   /** The activation every ResNet applies to the embedding before time_emb_proj (resnet_act_fn). Default SiLU. */
   resnetAct?: Activation;
+  /**
+   * addition_embed_type 'text_time' (Stable Diffusion XL): add_time_proj, a sinusoidal projection of
+   * width `timeEmbedDim` (addition_time_embed_dim, with flipSinToCos and freqShift) of every time id,
+   * and add_embedding, a TimestepEmbedding (SiLU, whatever act_fn is: diffusers builds it with its
+   * default) from `inputDim` (projection_class_embeddings_input_dim) over cat(text_embeds, those
+   * projections). Null or left out: none.
+   */
+  textTime?: { timeEmbedDim: number; inputDim: number } | null;
 }
 
 export interface TimestepInput {
@@ -65,6 +87,14 @@ export interface TimestepInput {
    * sinusoidal projection before linear_1.
    */
   timestepCond?: Tensor;
+  /**
+   * addition_embed_type 'text_time' models (SDXL), diffusers' added_cond_kwargs: text_embeds [B, P]
+   * (f32; SDXL's pooled text embedding) and time_ids [B, N] (f32; SDXL's original size, crop
+   * top-left and target size or aesthetic score), with P + N·addition_time_embed_dim =
+   * projection_class_embeddings_input_dim. Both are required by such a model and refused by others.
+   */
+  textEmbeds?: Tensor;
+  timeIds?: Tensor;
 }
 
 type LinearParams = { weight: Tensor; bias: Tensor };
@@ -86,24 +116,46 @@ export class TimeEmbedding {
   private readonly classLinear: LinearParams | null = null;
   /** time_embedding.cond_proj.weight [projDim, time_cond_proj_dim], or null. */
   private readonly condProj: Tensor | null = null;
+  /** add_embedding (addition_embed_type 'text_time'), or null. */
+  private readonly addMlp: { l1: LinearParams; l2: LinearParams } | null = null;
   /** The class embedding kind, or null for a model without class conditioning. */
   readonly classEmbedType: ClassEmbedType | null;
 
   private readonly dtype: DType;
+  /** 'fourier': GaussianFourierProjection's weight [projDim], kept in f32 on the GPU. */
+  private readonly fourierWeight: GPUBuffer | null = null;
+  /** 'learned': time_proj.weight [num_train_timesteps, projDim]. */
+  private readonly timeTable: Tensor | null = null;
 
   constructor(w: WeightLoader, private readonly o: TimeEmbeddingOptions) {
     this.dtype = w.dtype;
-    ({ l1: this.l1, l2: this.l2 } = loadMlp(w.sub('time_embedding'), o.projDim, o.embedDim));
-    if (o.condProjDim != null) this.condProj = w.tensor('time_embedding.cond_proj.weight', [o.projDim, o.condProjDim]);
+    const timeType = o.timeEmbeddingType ?? 'positional';
+    // timestep_input_dim: the projection's width, linear_1's input (and a 'timestep' class embedding's).
+    const projWidth = timeType === 'fourier' ? 2 * o.projDim : o.projDim;
+    if (timeType === 'fourier') {
+      // diffusers registers the one parameter under two names, W and weight; a checkpoint holds both,
+      // and the forward of a from_pretrained model reads weight. It stays f32 whatever the storage type:
+      // the arguments (ln t · w · 2π) reach ~1000 rad, where f16 weights would move them by radians.
+      const data = w.store.optional(w.key('time_proj.weight'), [o.projDim]) ?? w.store.optional(w.key('time_proj.W'), [o.projDim]) ?? w.store.take(w.key('time_proj.weight'), [o.projDim]);
+      if (w.store.has(w.key('time_proj.W'))) w.store.take(w.key('time_proj.W'), [o.projDim]);
+      this.fourierWeight = w.rt.upload(Float32Array.from(data), w.key('time_proj.weight'));
+      w.own(this.fourierWeight);
+    } else if (timeType === 'learned') {
+      if (o.numTrainTimesteps == null) throw new ConfigError(`time_embedding_type 'learned' requires num_train_timesteps`);
+      this.timeTable = w.tensor('time_proj.weight', [o.numTrainTimesteps, o.projDim]);
+    }
+    ({ l1: this.l1, l2: this.l2 } = loadMlp(w.sub('time_embedding'), projWidth, o.embedDim));
+    if (o.condProjDim != null) this.condProj = w.tensor('time_embedding.cond_proj.weight', [projWidth, o.condProjDim]);
     this.classEmbedType = o.classEmbedType ?? (o.numClassEmbeds !== null ? 'embedding' : null);
     if (this.classEmbedType === 'embedding') this.classTable = w.tensor('class_embedding.weight', [o.numClassEmbeds!, o.embedDim]);
-    if (this.classEmbedType === 'timestep') this.classMlp = loadMlp(w.sub('class_embedding'), o.projDim, o.embedDim);
+    if (this.classEmbedType === 'timestep') this.classMlp = loadMlp(w.sub('class_embedding'), projWidth, o.embedDim);
     if (this.classEmbedType === 'projection' || this.classEmbedType === 'simple_projection') {
       const pin = o.projectionInputDim;
       if (pin == null) throw new ConfigError(`class_embed_type '${this.classEmbedType}' requires projection_class_embeddings_input_dim`);
       if (this.classEmbedType === 'projection') this.classMlp = loadMlp(w.sub('class_embedding'), pin, o.embedDim);
       else this.classLinear = { weight: w.tensor('class_embedding.weight', [o.embedDim, pin]), bias: w.tensor('class_embedding.bias', [o.embedDim]) };
     }
+    if (o.textTime) this.addMlp = loadMlp(w.sub('add_embedding'), o.textTime.inputDim, o.embedDim);
   }
 
   /** The width of one class label row: time_embed_dim for 'identity', projection_class_embeddings_input_dim for the projections; null for scalar labels. */
@@ -164,11 +216,8 @@ export class TimeEmbedding {
       return { emb, owned: true };
     }
     if (this.classMlp) {
-      const proj = timestepEmbedding(g, 'class_proj', labels, batch, this.o.projDim, {
-        flipSinToCos: this.o.flipSinToCos,
-        downscaleFreqShift: this.o.freqShift,
-        dtype: this.dtype,
-      });
+      // 'timestep': the labels through the same time_proj as the timesteps.
+      const proj = this.project(g, 'class_proj', labels, batch, false);
       const h = linear(g, 'class_embedding.linear_1', proj, this.classMlp.l1.weight, { bias: this.classMlp.l1.bias, act: this.o.mlpAct ?? 'silu' });
       g.release(proj);
       const emb = linear(g, 'class_embedding.linear_2', h, this.classMlp.l2.weight, { bias: this.classMlp.l2.bias });
@@ -177,6 +226,18 @@ export class TimeEmbedding {
     }
     const emb = castTo(g, 'class_embedding', labels, this.dtype);
     return { emb, owned: emb !== labels };
+  }
+
+  /** time_proj of f32 values (timesteps, or 'timestep' class labels): [batch, timestep_input_dim] in the storage type. */
+  private project(g: Graph, label: string, values: Tensor | GPUBuffer, batch: number, broadcast: boolean): Tensor {
+    if (this.fourierWeight) return gaussianFourierProjection(g, label, values, batch, this.fourierWeight, { broadcast, dtype: this.dtype });
+    if (this.timeTable) return embeddingLookupAt(g, label, this.timeTable, values, batch, broadcast);
+    return timestepEmbedding(g, label, values, batch, this.o.projDim, {
+      flipSinToCos: this.o.flipSinToCos,
+      downscaleFreqShift: this.o.freqShift,
+      broadcast,
+      dtype: this.dtype,
+    });
   }
 
   /**
@@ -195,51 +256,102 @@ export class TimeEmbedding {
     return out;
   }
 
+  /** Refuses text_embeds / time_ids that are missing, unwanted or misshapen, before anything is recorded. */
+  private checkTextTime(batch: number, input: TimestepInput): void {
+    const { textEmbeds, timeIds } = input;
+    const tt = this.o.textTime;
+    if (!tt) {
+      if (textEmbeds || timeIds) throw new ConfigError(`${textEmbeds ? 'text_embeds' : 'time_ids'} was given, but this model has no add_embedding (addition_embed_type is null)`);
+      return;
+    }
+    if (!textEmbeds || !timeIds) {
+      const missing = [!textEmbeds && 'text_embeds', !timeIds && 'time_ids'].filter(Boolean).join(' and ');
+      throw new ConfigError(`this model has addition_embed_type 'text_time' (SDXL): ${missing} ${!textEmbeds && !timeIds ? 'are' : 'is'} required (diffusers' added_cond_kwargs: text_embeds [B, P] and time_ids [B, N] with P + N·${tt.timeEmbedDim} = ${tt.inputDim})`);
+    }
+    const te = textEmbeds.shape;
+    const ti = timeIds.shape;
+    if (te.length !== 2 || te[0] !== batch) throw new ConfigError(`text_embeds ${shapeStr(te)} should be [${batch}, P] for a batch of ${batch}`);
+    if (ti.length !== 2 || ti[0] !== batch || ti[1]! < 1) throw new ConfigError(`time_ids ${shapeStr(ti)} should be [${batch}, N] for a batch of ${batch}`);
+    if (te[1]! + ti[1]! * tt.timeEmbedDim !== tt.inputDim) {
+      throw new ConfigError(`text_embeds ${shapeStr(te)} and time_ids ${shapeStr(ti)} give ${te[1]} + ${ti[1]}·${tt.timeEmbedDim} = ${te[1]! + ti[1]! * tt.timeEmbedDim} features, but add_embedding takes ${tt.inputDim} (projection_class_embeddings_input_dim)`);
+    }
+  }
+
   /**
-   * Returns act(emb) (SiLU unless resnetAct says otherwise): every ResNet applies its activation to
-   * the embedding before its time_emb_proj, so it is computed once here, fused into linear_2's write together with the class embedding.
+   * add_embedding(cat(text_embeds, add_time_proj(time_ids.flatten()).reshape(B, -1))), plus
+   * `residual` (the class embedding, when there is one) in linear_2's write.
    */
-  forward(g: Graph, batch: number, input: TimestepInput): Tensor {
-    const proj = timestepEmbedding(g, 'time_proj', input.timesteps, batch, this.o.projDim, {
+  private addEmbedding(g: Graph, batch: number, input: TimestepInput, residual: Tensor | undefined): Tensor {
+    const tt = this.o.textTime!;
+    const m = this.addMlp!;
+    const textEmbeds = input.textEmbeds!;
+    const n = input.timeIds!.shape[1]!;
+    // One sinusoid row per time id, [B·N, D], read as [B, N·D] (diffusers' reshape).
+    const proj = timestepEmbedding(g, 'add_time_proj', input.timeIds!, batch * n, tt.timeEmbedDim, {
       flipSinToCos: this.o.flipSinToCos,
       downscaleFreqShift: this.o.freqShift,
-      broadcast: input.broadcast,
       dtype: this.dtype,
     });
+    const timeEmbeds: Tensor = { ...proj, shape: [batch, n * tt.timeEmbedDim] };
+    const text = castTo(g, 'text_embeds', textEmbeds, this.dtype);
+    const cat = concatChannels(g, 'add_embeds', text, timeEmbeds);
+    g.release(timeEmbeds);
+    if (text !== textEmbeds) g.release(text);
+    const h = linear(g, 'add_embedding.linear_1', cat, m.l1.weight, { bias: m.l1.bias, act: 'silu' });
+    g.release(cat);
+    const aug = linear(g, 'add_embedding.linear_2', h, m.l2.weight, { bias: m.l2.bias, residual });
+    g.release(h);
+    return aug;
+  }
+
+  /**
+   * Returns act(emb) (SiLU unless resnetAct says otherwise): every ResNet applies its activation to
+   * the embedding before its time_emb_proj, so it is computed once here, fused into linear_2's write together with the class embedding and the 'text_time' add_embedding.
+   */
+  forward(g: Graph, batch: number, input: TimestepInput): Tensor {
+    this.checkTextTime(batch, input);
+    const proj = this.project(g, 'time_proj', input.timesteps, batch, input.broadcast);
     const sample = this.condProject(g, batch, proj, input.timestepCond);
     if (sample !== proj) g.release(proj);
     const h = linear(g, 'time_embedding.linear_1', sample, this.l1.weight, { bias: this.l1.bias, act: this.o.mlpAct ?? 'silu' });
     g.release(sample);
-    let classEmb: { emb: Tensor; owned: boolean } | undefined;
+    // What diffusers adds to emb before time_embed_act: class_emb, aug_emb ('text_time'), or their sum.
+    let added: { emb: Tensor; owned: boolean } | undefined;
     if (this.classEmbedType) {
       if (!input.classLabels) {
         const why = this.classEmbedType === 'embedding' ? 'num_class_embeds is set' : `class_embed_type is '${this.classEmbedType}'`;
         throw new ConfigError(`this model is class-conditional (${why}): class labels are required`);
       }
-      classEmb = this.classEmbedding(g, batch, input.classLabels);
+      added = this.classEmbedding(g, batch, input.classLabels);
     } else if (input.classLabels) {
       throw new ConfigError('class labels were given, but this model has no class embedding (num_class_embeds and class_embed_type are null)');
+    }
+    // emb + class_emb + aug_emb: the 'text_time' add_embedding, with the class embedding summed into its linear_2.
+    if (this.addMlp) {
+      const aug = this.addEmbedding(g, batch, input, added?.emb);
+      if (added?.owned) g.release(added.emb);
+      added = { emb: aug, owned: true };
     }
     const resnetAct = this.o.resnetAct ?? 'silu';
     const postAct = this.o.postAct ?? undefined;
     const embedAct = this.o.embedAct ?? undefined;
     if (!postAct && !embedAct) {
-      // emb + class_emb, then the activation every ResNet applies, in linear_2's write.
-      const act = linear(g, 'time_embedding.linear_2', h, this.l2.weight, { bias: this.l2.bias, residual: classEmb?.emb, act: resnetAct });
+      // emb + class_emb (+ aug_emb), then the activation every ResNet applies, in linear_2's write.
+      const act = linear(g, 'time_embedding.linear_2', h, this.l2.weight, { bias: this.l2.bias, residual: added?.emb, act: resnetAct });
       g.release(h);
-      if (classEmb?.owned) g.release(classEmb.emb);
+      if (added?.owned) g.release(added.emb);
       return act;
     }
-    // post_act(linear_2(h)) (timestep_post_act) + class_emb, then time_embed_act (time_embedding_act_fn),
+    // post_act(linear_2(h)) (timestep_post_act) + class_emb (+ aug_emb), then time_embed_act (time_embedding_act_fn),
     // then the ResNets' activation.
-    let e = linear(g, 'time_embedding.linear_2', h, this.l2.weight, { bias: this.l2.bias, residual: postAct ? undefined : classEmb?.emb, act: postAct });
+    let e = linear(g, 'time_embedding.linear_2', h, this.l2.weight, { bias: this.l2.bias, residual: postAct ? undefined : added?.emb, act: postAct });
     g.release(h);
     const step = (next: Tensor): void => {
       g.release(e);
       e = next;
     };
-    if (postAct && classEmb) step(add(g, 'time_embedding+class_embedding', e, classEmb.emb));
-    if (classEmb?.owned) g.release(classEmb.emb);
+    if (postAct && added) step(add(g, 'time_embedding+added', e, added.emb));
+    if (added?.owned) g.release(added.emb);
     if (embedAct) step(activation(g, 'time_embed_act', e, embedAct));
     step(activation(g, 'time_embedding.resnet_act', e, resnetAct));
     return e;

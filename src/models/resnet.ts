@@ -1,7 +1,8 @@
-// diffusers.models.resnet: ResnetBlock2D, Downsample2D, Upsample2D.
+// diffusers.models.resnet: ResnetBlock2D (with its up / down resampling), Downsample2D, Upsample2D.
 import type { Graph } from '../graph/graph.ts';
 import type { Tensor } from '../graph/tensor.ts';
 import { conv2d, linear, type Activation } from '../kernels/gemm.ts';
+import { avgPool2x, upsampleNearest2x } from '../kernels/elementwise.ts';
 import { groupNorm } from '../kernels/group_norm.ts';
 import { releaseSplit, single, splitConv, splitGroupNorm, whole, type Split, type WeightSlices } from './channel_split.ts';
 import { ConfigError, type WeightLoader } from './loader.ts';
@@ -24,6 +25,13 @@ export interface ResnetOptions {
   timeEmbeddingNorm?: TimeEmbeddingNorm;
   /** resnet_act_fn: the activation after norm1 and norm2 (the one on the time embedding is the caller's). Default SiLU. */
   act?: Activation;
+  /**
+   * diffusers' up=True / down=True (no FIR kernel): after norm1 and its activation, the hidden
+   * states and the shortcut's input are both nearest-upsampled 2x ('up', Upsample2D without conv)
+   * or 2x2 average-pooled ('down', Downsample2D without conv). The U-Nets' downsample_type /
+   * upsample_type 'resnet' and ResnetDownsampleBlock2D / ResnetUpsampleBlock2D.
+   */
+  resample?: 'up' | 'down';
 }
 
 export type TimeEmbeddingNorm = 'default' | 'scale_shift' | 'spatial';
@@ -87,6 +95,14 @@ export function splitSpatialNorm(g: Graph, slices: WeightSlices, label: string, 
   return { parts, starts: x.starts, shape: x.shape };
 }
 
+/** f on every chunk (an op local to its channels), `[k]` in the label where there are several. */
+function mapParts(x: Split, f: (t: Tensor, labelSuffix: string) => Tensor): Split {
+  const parts = x.parts.map((t, k) => f(t, x.parts.length > 1 ? `[${k}]` : ''));
+  const [B, C] = x.shape;
+  const [, , H, W] = parts[0]!.shape as [number, number, number, number];
+  return { parts, starts: x.starts, shape: [B, C, H, W] };
+}
+
 export class ResnetBlock2D {
   private readonly norm1;
   private readonly conv1: Conv;
@@ -141,16 +157,29 @@ export class ResnetBlock2D {
     const scaleShift = this.scaleShift ? temb : undefined;
     const sp = this.spatial;
     if (sp && !tembAct) throw new ConfigError(`${p}: time_embedding_norm 'spatial' needs the quantized latents`);
-    const h1 = sp ? splitSpatialNorm(g, s, `${p}.norm1`, x, sp.norm1, tembAct!, act) : splitGroupNorm(g, s, `${p}.norm1`, x, this.norm1!, { groups, eps, act });
-    const h2 = splitConv(g, s, `${p}.conv1`, h1, this.conv1, { groups, padding: 1, temb: scaleShift ? undefined : temb });
+    let h1 = sp ? splitSpatialNorm(g, s, `${p}.norm1`, x, sp.norm1, tembAct!, act) : splitGroupNorm(g, s, `${p}.norm1`, x, this.norm1!, { groups, eps, act });
+    // up / down: the hidden states are resampled here (an upsample fuses into conv1's read), the
+    // shortcut's input too, before its 1x1 conv.
+    const { resample } = this.o;
+    let input = x;
+    if (resample === 'down') {
+      const pooled = mapParts(h1, (t, l) => avgPool2x(g, `${p}.downsample${l}`, t));
+      releaseSplit(g, h1);
+      h1 = pooled;
+      input = mapParts(x, (t, l) => avgPool2x(g, `${p}.downsample.input${l}`, t));
+    } else if (resample === 'up') {
+      input = mapParts(x, (t, l) => upsampleNearest2x(g, `${p}.upsample.input${l}`, t));
+    }
+    const h2 = splitConv(g, s, `${p}.conv1`, h1, this.conv1, { groups, padding: 1, temb: scaleShift ? undefined : temb, upsample: resample === 'up' });
     releaseSplit(g, h1);
     const h3 = sp ? splitSpatialNorm(g, s, `${p}.norm2`, h2, sp.norm2, tembAct!, act) : splitGroupNorm(g, s, `${p}.norm2`, h2, this.norm2!, { groups, eps, act, scaleShift });
     releaseSplit(g, h2);
     if (temb) g.release(temb);
-    const residual = this.shortcut ? splitConv(g, s, `${p}.conv_shortcut`, x, this.shortcut, { groups }) : x;
+    const residual = this.shortcut ? splitConv(g, s, `${p}.conv_shortcut`, input, this.shortcut, { groups }) : input;
     const out = splitConv(g, s, `${p}.conv2`, h3, this.conv2, { groups, padding: 1, residual, scale: 1 / this.o.outputScaleFactor });
     releaseSplit(g, h3);
     if (residual !== x) releaseSplit(g, residual);
+    if (input !== x && input !== residual) releaseSplit(g, input);
     return out;
   }
 }

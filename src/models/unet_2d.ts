@@ -4,17 +4,25 @@ import type { Graph } from '../graph/graph.ts';
 import type { Tensor } from '../graph/tensor.ts';
 import type { WeightStore } from '../io/weights.ts';
 import type { Activation } from '../kernels/gemm.ts';
-import { TimeEmbedding, type ClassEmbedType, type TimestepInput } from './embeddings.ts';
+import { divideBatch } from '../kernels/elementwise.ts';
+import { TimeEmbedding, type ClassEmbedType, type TimeEmbeddingType, type TimestepInput } from './embeddings.ts';
 import { runUNetBody } from './unet_body.ts';
 import { ConfigError, ConfigReader, WeightLoader } from './loader.ts';
 import { resolvePrecision, type ModelOptions, type ResolvedPrecision } from './precision.ts';
 import { loadConv, loadNorm, type TimeEmbeddingNorm } from './resnet.ts';
-import { MidBlock2D, makeDownBlock, makeUpBlock, type DownBlock, type UpBlock } from './unet_2d_blocks.ts';
+import { MidBlock2D, makeDownBlock, makeUpBlock, type DownBlock, type ResampleType, type UpBlock } from './unet_2d_blocks.ts';
+
+/**
+ * The block types of get_down_block / get_up_block built for UNet2DModel (SkipDownBlock2D,
+ * AttnSkipDownBlock2D, SkipUpBlock2D and AttnSkipUpBlock2D, NCSN++'s FIR blocks, are not).
+ */
+const UNET_DOWN_TYPES = ['DownBlock2D', 'AttnDownBlock2D', 'ResnetDownsampleBlock2D'];
+const UNET_UP_TYPES = ['UpBlock2D', 'AttnUpBlock2D', 'ResnetUpsampleBlock2D'];
+
+/** get_down_block / get_up_block strip a leading "UNetRes" from the type name. */
+const blockType = (t: string) => (t.startsWith('UNetRes') ? t.slice(7) : t);
 
 /** UNet2DModel's constructor arguments in diffusers 0.25. */
-const UNET_DOWN_TYPES = ['DownBlock2D', 'AttnDownBlock2D'];
-const UNET_UP_TYPES = ['UpBlock2D', 'AttnUpBlock2D'];
-
 const UNET_2D_KEYS = [
   'sample_size', 'in_channels', 'out_channels', 'center_input_sample', 'time_embedding_type', 'freq_shift',
   'flip_sin_to_cos', 'down_block_types', 'up_block_types', 'block_out_channels', 'layers_per_block',
@@ -40,6 +48,8 @@ export class UNet2DModel {
   private readonly eps: number;
   private readonly centerInput: boolean;
   private readonly act: Activation;
+  /** time_embedding_type 'fourier': the output is divided by the timesteps. */
+  private readonly divideByTimesteps: boolean;
 
   constructor(rt: Runtime, store: WeightStore, config: Record<string, unknown>, where = 'UNet2DModel', opts: ModelOptions = {}) {
     this.precision = resolvePrecision(rt.gpu.features, opts.precision);
@@ -48,19 +58,25 @@ export class UNet2DModel {
     c.knownKeys(UNET_2D_KEYS);
     // resnet_act_fn of every block (and of the ResNets' time embedding); conv_act and the time MLP stay SiLU, as in diffusers.
     this.act = c.activation('act_fn');
-    c.only('time_embedding_type', ['positional']);
+    c.only('time_embedding_type', ['positional', 'fourier', 'learned']);
+    const timeEmbeddingType = (c.raw('time_embedding_type') ?? 'positional') as TimeEmbeddingType;
+    this.divideByTimesteps = timeEmbeddingType === 'fourier';
     // 'timestep' / 'identity' as UNet2DConditionModel has them (TimeEmbedding); diffusers' UNet2DModel
     // silently builds no class embedding for any other value, which is refused here instead.
     c.only('class_embed_type', ['timestep', 'identity']);
     // ada_group and spatial replace the norms with AdaGroupNorm / SpatialNorm, which are not built.
     c.only('resnet_time_scale_shift', ['default', 'scale_shift']);
     const timeEmbeddingNorm = (c.raw('resnet_time_scale_shift') ?? 'default') as TimeEmbeddingNorm;
-    c.only('downsample_type', ['conv']);
-    c.only('upsample_type', ['conv']);
+    // 'resnet': a ResnetBlock2D with down / up = True resamples in AttnDownBlock2D / AttnUpBlock2D
+    // (diffusers' DownBlock2D and UpBlock2D ignore these options).
+    c.only('downsample_type', ['conv', 'resnet']);
+    c.only('upsample_type', ['conv', 'resnet']);
+    const downsampleType = (c.raw('downsample_type') ?? 'conv') as ResampleType;
+    const upsampleType = (c.raw('upsample_type') ?? 'conv') as ResampleType;
     this.centerInput = c.bool('center_input_sample', false);
     const channels = c.intList('block_out_channels', [224, 448, 672, 896]);
-    const downTypes = c.strList('down_block_types', ['DownBlock2D', 'AttnDownBlock2D', 'AttnDownBlock2D', 'AttnDownBlock2D']);
-    const upTypes = c.strList('up_block_types', ['AttnUpBlock2D', 'AttnUpBlock2D', 'AttnUpBlock2D', 'UpBlock2D']);
+    const downTypes = c.strList('down_block_types', ['DownBlock2D', 'AttnDownBlock2D', 'AttnDownBlock2D', 'AttnDownBlock2D']).map(blockType);
+    const upTypes = c.strList('up_block_types', ['AttnUpBlock2D', 'AttnUpBlock2D', 'AttnUpBlock2D', 'UpBlock2D']).map(blockType);
     if (downTypes.length !== channels.length || upTypes.length !== channels.length) {
       throw new ConfigError(`${where}: down_block_types, up_block_types and block_out_channels must have the same length`);
     }
@@ -89,7 +105,7 @@ export class UNet2DModel {
     const w = new WeightLoader(rt, store, '', this.precision.dtype);
     this.w = w;
     try {
-      this.build(w, c, { channels, downTypes, upTypes, layers, groups, eps, headDimRaw, attnGroups, midScale, downsamplePadding, temb, timeEmbeddingNorm, where });
+      this.build(w, c, { channels, downTypes, upTypes, layers, groups, eps, headDimRaw, attnGroups, midScale, downsamplePadding, temb, timeEmbeddingNorm, timeEmbeddingType, downsampleType, upsampleType, where });
       store.assertAllUsed();
     } catch (e) {
       w.destroy();
@@ -100,11 +116,16 @@ export class UNet2DModel {
   private build(
     w: WeightLoader,
     c: ConfigReader,
-    o: { channels: number[]; downTypes: string[]; upTypes: string[]; layers: number; groups: number; eps: number; headDimRaw: unknown; attnGroups: number | null; midScale: number; downsamplePadding: number; temb: number; timeEmbeddingNorm: TimeEmbeddingNorm; where: string },
+    o: {
+      channels: number[]; downTypes: string[]; upTypes: string[]; layers: number; groups: number; eps: number; headDimRaw: unknown; attnGroups: number | null; midScale: number;
+      downsamplePadding: number; temb: number; timeEmbeddingNorm: TimeEmbeddingNorm; timeEmbeddingType: TimeEmbeddingType; downsampleType: ResampleType; upsampleType: ResampleType; where: string;
+    },
   ): void {
-    const { channels, downTypes, upTypes, layers, groups, eps, headDimRaw, attnGroups, midScale, downsamplePadding, temb, timeEmbeddingNorm, where } = o;
+    const { channels, downTypes, upTypes, layers, groups, eps, headDimRaw, attnGroups, midScale, downsamplePadding, temb, timeEmbeddingNorm, timeEmbeddingType, downsampleType, upsampleType, where } = o;
     this.time = new TimeEmbedding(w, {
       projDim: channels[0]!,
+      timeEmbeddingType,
+      numTrainTimesteps: c.has('num_train_timesteps') && c.raw('num_train_timesteps') !== null ? c.int('num_train_timesteps', 1, 1) : null,
       embedDim: temb,
       flipSinToCos: c.bool('flip_sin_to_cos', true),
       freqShift: c.num('freq_shift', 0),
@@ -122,7 +143,7 @@ export class UNet2DModel {
       out = channels[i]!;
       const isFinal = i === channels.length - 1;
       this.down.push(
-        makeDownBlock(type, UNET_DOWN_TYPES, w.sub(`down_blocks.${i}`), { numLayers: layers, inChannels: inCh, outChannels: out, tembChannels: temb, groups, eps, attentionHeadDim: headDim(out), outputScaleFactor: 1, timeEmbeddingNorm, act: this.act }, !isFinal, downsamplePadding, where),
+        makeDownBlock(type, UNET_DOWN_TYPES, w.sub(`down_blocks.${i}`), { numLayers: layers, inChannels: inCh, outChannels: out, tembChannels: temb, groups, eps, attentionHeadDim: headDim(out), outputScaleFactor: 1, timeEmbeddingNorm, act: this.act }, !isFinal, downsamplePadding, where, downsampleType),
       );
     });
     const last = channels[channels.length - 1]!;
@@ -135,7 +156,7 @@ export class UNet2DModel {
       const inCh = rev[Math.min(i + 1, rev.length - 1)]!;
       const isFinal = i === channels.length - 1;
       this.up.push(
-        makeUpBlock(type, UNET_UP_TYPES, w.sub(`up_blocks.${i}`), { numLayers: layers + 1, inChannels: inCh, outChannels: outCh, prevOutputChannels: prev, tembChannels: temb, groups, eps, attentionHeadDim: headDim(outCh), outputScaleFactor: 1, timeEmbeddingNorm, act: this.act }, !isFinal, where),
+        makeUpBlock(type, UNET_UP_TYPES, w.sub(`up_blocks.${i}`), { numLayers: layers + 1, inChannels: inCh, outChannels: outCh, prevOutputChannels: prev, tembChannels: temb, groups, eps, attentionHeadDim: headDim(outCh), outputScaleFactor: 1, timeEmbeddingNorm, act: this.act }, !isFinal, where, upsampleType),
       );
     });
     this.normOut = loadNorm(w, 'conv_norm_out', channels[0]!);
@@ -184,7 +205,12 @@ export class UNet2DModel {
       convOutPadding: 1,
     }, sample);
     g.release(emb);
-    return out;
+    if (!this.divideByTimesteps) return out;
+    // time_embedding_type 'fourier': sample / timesteps, per batch element (in f32, as diffusers'
+    // f32 timesteps promote it).
+    const scaled = divideBatch(g, 'sample/timesteps', out, t.timesteps, t.broadcast);
+    g.release(out);
+    return scaled;
   }
 
   destroy(): void {

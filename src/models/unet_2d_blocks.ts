@@ -1,5 +1,5 @@
 // diffusers.models.unet_2d_blocks: the down, mid and up blocks of UNet2DModel and of the
-// AutoencoderKL decoder, built from their block type names.
+// AutoencoderKL decoder, built from their block type names (get_down_block / get_up_block).
 import type { Graph } from '../graph/graph.ts';
 import type { Tensor } from '../graph/tensor.ts';
 import type { Activation } from '../kernels/gemm.ts';
@@ -54,28 +54,44 @@ function noChunkedAttention(where: string, attentions: unknown[]): void {
   if (attentions.length) throw new ConfigError(`${where}: blocks with attention run on whole tensors only`);
 }
 
-/** DownBlock2D / AttnDownBlock2D / DownEncoderBlock2D: resnets, optional attentions, optional downsampler. */
+/**
+ * How a block resamples: 'conv' is Downsample2D / Upsample2D with their 3x3 conv, 'resnet' a
+ * ResnetBlock2D with down=True / up=True (AttnDownBlock2D / AttnUpBlock2D under the U-Net's
+ * downsample_type / upsample_type 'resnet', and always in ResnetDownsampleBlock2D / ResnetUpsampleBlock2D).
+ */
+export type ResampleType = 'conv' | 'resnet';
+
+/** The ResnetBlock2D (in = out channels) that resamples in place of a conv Downsample2D / Upsample2D. */
+function resampleResnet(w: WeightLoader, o: BlockOptions, resample: 'up' | 'down'): ResnetBlock2D {
+  return new ResnetBlock2D(w, { inChannels: o.outChannels, outChannels: o.outChannels, tembChannels: o.tembChannels, groups: o.groups, eps: o.eps, outputScaleFactor: o.outputScaleFactor, timeEmbeddingNorm: o.timeEmbeddingNorm, act: o.act, resample });
+}
+
+/** DownBlock2D / AttnDownBlock2D / DownEncoderBlock2D / ResnetDownsampleBlock2D: resnets, optional attentions, optional downsampler. */
 class Down implements DownBlock {
   private readonly resnets: ResnetBlock2D[] = [];
   private readonly attentions: SpatialAttention[] = [];
-  private readonly down: Downsample2D | null;
+  private readonly down: Downsample2D | null = null;
+  /** downsamplers.0 as a ResnetBlock2D with down=True (takes the time embedding). */
+  private readonly downResnet: ResnetBlock2D | null = null;
   private readonly groups: number;
   private readonly where: string;
 
-  constructor(w: WeightLoader, o: BlockOptions, withAttention: boolean, addDownsample: boolean, downsamplePadding: number) {
+  constructor(w: WeightLoader, o: BlockOptions, withAttention: boolean, addDownsample: boolean, downsamplePadding: number, downsampleType: ResampleType = 'conv') {
     for (let i = 0; i < o.numLayers; i++) {
       const cin = i === 0 ? o.inChannels : o.outChannels;
       this.resnets.push(new ResnetBlock2D(w.sub(`resnets.${i}`), { inChannels: cin, outChannels: o.outChannels, tembChannels: o.tembChannels, groups: o.groups, eps: o.eps, outputScaleFactor: o.outputScaleFactor, timeEmbeddingNorm: o.timeEmbeddingNorm, act: o.act }));
       if (withAttention) this.attentions.push(makeAttention(w.sub(`attentions.${i}`), o.outChannels, o));
     }
-    this.down = addDownsample ? new Downsample2D(w.sub('downsamplers.0'), o.outChannels, downsamplePadding) : null;
+    if (addDownsample && downsampleType === 'resnet') this.downResnet = resampleResnet(w.sub('downsamplers.0'), o, 'down');
+    else if (addDownsample) this.down = new Downsample2D(w.sub('downsamplers.0'), o.outChannels, downsamplePadding);
     this.groups = o.groups;
     this.where = w.prefix;
   }
 
   forwardSplit(g: Graph, x: Split): Split {
     noChunkedAttention(this.where, this.attentions);
-    return chainSplit(g, x, this.resnets, this.down ? (h) => this.down!.forwardSplit(g, h, this.groups) : null);
+    const resample = this.down ? (h: Split) => this.down!.forwardSplit(g, h, this.groups) : this.downResnet ? (h: Split) => this.downResnet!.forwardSplit(g, h, null) : null;
+    return chainSplit(g, x, this.resnets, resample);
   }
 
   forward(g: Graph, x: Tensor, temb: Tensor | null): { out: Tensor; skips: Tensor[] } {
@@ -94,21 +110,32 @@ class Down implements DownBlock {
     if (this.down) {
       h = this.down.forward(g, h);
       skips.push(h);
+    } else if (this.downResnet) {
+      h = this.downResnet.forward(g, h, temb);
+      skips.push(h);
     }
     return { out: h, skips };
   }
 }
 
-export function makeDownBlock(type: string, allowed: readonly string[], w: WeightLoader, o: BlockOptions, addDownsample: boolean, downsamplePadding: number, where: string): DownBlock {
+/**
+ * diffusers' get_down_block for the types `allowed` names. `downsampleType` is the U-Net's
+ * downsample_type, which in diffusers v0.25.1 only AttnDownBlock2D reads: DownBlock2D keeps its
+ * conv Downsample2D whatever it is, and ResnetDownsampleBlock2D always resamples with a ResnetBlock2D
+ * (and ignores downsample_padding).
+ */
+export function makeDownBlock(type: string, allowed: readonly string[], w: WeightLoader, o: BlockOptions, addDownsample: boolean, downsamplePadding: number, where: string, downsampleType: ResampleType = 'conv'): DownBlock {
   if (!allowed.includes(type)) throw new ConfigError(`${where}: down block type ${type} is not supported (supported: ${allowed.join(', ')})`);
   switch (type) {
     case 'DownBlock2D':
     case 'DownEncoderBlock2D':
       return new Down(w, o, false, addDownsample, downsamplePadding);
     case 'AttnDownBlock2D':
-      return new Down(w, o, true, addDownsample, downsamplePadding);
+      return new Down(w, o, true, addDownsample, downsamplePadding, downsampleType);
+    case 'ResnetDownsampleBlock2D':
+      return new Down(w, o, false, addDownsample, downsamplePadding, 'resnet');
     default:
-      throw new ConfigError(`${where}: down block type ${type} is not supported (supported: DownBlock2D, AttnDownBlock2D, DownEncoderBlock2D)`);
+      throw new ConfigError(`${where}: down block type ${type} is not supported (supported: DownBlock2D, AttnDownBlock2D, DownEncoderBlock2D, ResnetDownsampleBlock2D)`);
   }
 }
 
@@ -151,15 +178,17 @@ export interface UpBlock {
   forwardSplit(g: Graph, x: Split): Split;
 }
 
-/** UpBlock2D / AttnUpBlock2D (with skip concatenation) and UpDecoderBlock2D (without). */
+/** UpBlock2D / AttnUpBlock2D / ResnetUpsampleBlock2D (with skip concatenation) and UpDecoderBlock2D (without). */
 class Up implements UpBlock {
   private readonly resnets: ResnetBlock2D[] = [];
   private readonly attentions: SpatialAttention[] = [];
-  private readonly up: Upsample2D | null;
+  private readonly up: Upsample2D | null = null;
+  /** upsamplers.0 as a ResnetBlock2D with up=True (takes the time embedding). */
+  private readonly upResnet: ResnetBlock2D | null = null;
   private readonly groups: number;
   private readonly where: string;
 
-  constructor(w: WeightLoader, o: BlockOptions & { prevOutputChannels: number }, withAttention: boolean, addUpsample: boolean, private readonly useSkips: boolean) {
+  constructor(w: WeightLoader, o: BlockOptions & { prevOutputChannels: number }, withAttention: boolean, addUpsample: boolean, private readonly useSkips: boolean, upsampleType: ResampleType = 'conv') {
     this.groups = o.groups;
     this.where = w.prefix;
     for (let i = 0; i < o.numLayers; i++) {
@@ -173,13 +202,15 @@ class Up implements UpBlock {
       this.resnets.push(new ResnetBlock2D(w.sub(`resnets.${i}`), { inChannels: cin, outChannels: o.outChannels, tembChannels: o.tembChannels, groups: o.groups, eps: o.eps, outputScaleFactor: o.outputScaleFactor, timeEmbeddingNorm: o.timeEmbeddingNorm, act: o.act }));
       if (withAttention) this.attentions.push(makeAttention(w.sub(`attentions.${i}`), o.outChannels, o));
     }
-    this.up = addUpsample ? new Upsample2D(w.sub('upsamplers.0'), o.outChannels) : null;
+    if (addUpsample && upsampleType === 'resnet') this.upResnet = resampleResnet(w.sub('upsamplers.0'), o, 'up');
+    else if (addUpsample) this.up = new Upsample2D(w.sub('upsamplers.0'), o.outChannels);
   }
 
   forwardSplit(g: Graph, x: Split): Split {
     noChunkedAttention(this.where, this.attentions);
     if (this.useSkips) throw new ConfigError(`${this.where}: blocks with skip connections run on whole tensors only`);
-    return chainSplit(g, x, this.resnets, this.up ? (h) => this.up!.forwardSplit(g, h, this.groups) : null);
+    const resample = this.up ? (h: Split) => this.up!.forwardSplit(g, h, this.groups) : this.upResnet ? (h: Split) => this.upResnet!.forwardSplit(g, h, null) : null;
+    return chainSplit(g, x, this.resnets, resample);
   }
 
   forward(g: Graph, x: Tensor, temb: Tensor | null, skips: Tensor[]): Tensor {
@@ -207,21 +238,33 @@ class Up implements UpBlock {
       // diffusers upsamples to the next skip's size, which differs from 2x for odd latent sizes.
       h = this.up.forward(g, h, skips.at(-1)?.shape.slice(2));
       g.release(prev);
+    } else if (this.upResnet) {
+      // Always 2x (diffusers' ResnetBlock2D up has no output size): only UNet2DModel builds it, which takes sizes divisible by 2^(levels-1).
+      const prev = h;
+      h = this.upResnet.forward(g, h, temb);
+      g.release(prev);
     }
     return h;
   }
 }
 
-export function makeUpBlock(type: string, allowed: readonly string[], w: WeightLoader, o: BlockOptions & { prevOutputChannels: number }, addUpsample: boolean, where: string): UpBlock {
+/**
+ * diffusers' get_up_block for the types `allowed` names. `upsampleType` is the U-Net's
+ * upsample_type, which in diffusers v0.25.1 only AttnUpBlock2D reads: UpBlock2D keeps its conv
+ * Upsample2D, and ResnetUpsampleBlock2D always resamples with a ResnetBlock2D.
+ */
+export function makeUpBlock(type: string, allowed: readonly string[], w: WeightLoader, o: BlockOptions & { prevOutputChannels: number }, addUpsample: boolean, where: string, upsampleType: ResampleType = 'conv'): UpBlock {
   if (!allowed.includes(type)) throw new ConfigError(`${where}: up block type ${type} is not supported (supported: ${allowed.join(', ')})`);
   switch (type) {
     case 'UpBlock2D':
       return new Up(w, o, false, addUpsample, true);
     case 'AttnUpBlock2D':
-      return new Up(w, o, true, addUpsample, true);
+      return new Up(w, o, true, addUpsample, true, upsampleType);
+    case 'ResnetUpsampleBlock2D':
+      return new Up(w, o, false, addUpsample, true, 'resnet');
     case 'UpDecoderBlock2D':
       return new Up(w, o, false, addUpsample, false);
     default:
-      throw new ConfigError(`${where}: up block type ${type} is not supported (supported: UpBlock2D, AttnUpBlock2D, UpDecoderBlock2D)`);
+      throw new ConfigError(`${where}: up block type ${type} is not supported (supported: UpBlock2D, AttnUpBlock2D, ResnetUpsampleBlock2D, UpDecoderBlock2D)`);
   }
 }

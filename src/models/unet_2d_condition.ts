@@ -53,7 +53,10 @@ export class UNet2DConditionModel {
   readonly inChannels: number;
   readonly outChannels: number;
   readonly sampleSize: number;
+  /** The width encoder_hidden_states must have (cross_attention_dim, or the entry its cross-attention blocks share). */
   readonly crossAttentionDim: number;
+  /** addition_embed_type: 'text_time' (SDXL; forward needs t.textEmbeds and t.timeIds) or null. */
+  readonly additionEmbedType: 'text_time' | null;
   readonly precision: ResolvedPrecision;
   private readonly w: WeightLoader;
   private time!: TimeEmbedding;
@@ -104,15 +107,18 @@ export class UNet2DConditionModel {
     // projection_class_embeddings_input_dim.
     c.only('class_embed_type', ['timestep', 'identity', 'projection', 'simple_projection']);
     // Options that add inputs or layers we do not build: only their null defaults are accepted.
-    for (const key of [
-      'encoder_hid_dim', 'encoder_hid_dim_type', 'addition_embed_type',
-      'addition_time_embed_dim', 'cross_attention_norm', 'reverse_transformer_layers_per_block',
-    ]) {
+    for (const key of ['encoder_hid_dim', 'encoder_hid_dim_type', 'cross_attention_norm', 'reverse_transformer_layers_per_block']) {
       c.only(key, [], 'is not supported');
     }
+    // addition_embed_type 'text_time' (Stable Diffusion XL): add_time_proj over forward's time_ids and
+    // add_embedding over cat(text_embeds, that). 'text', 'text_image', 'image' and 'image_hint'
+    // (Kandinsky, ControlNet-style hints) are not built. addition_embed_type_num_heads only reaches 'text'.
+    c.only('addition_embed_type', ['text_time']);
+    this.additionEmbedType = (c.raw('addition_embed_type') ?? null) as 'text_time' | null;
+    // addition_time_embed_dim: add_time_proj's width; diffusers reads it for 'text_time' only.
+    const addTimeDim = c.raw('addition_time_embed_dim') === undefined || c.raw('addition_time_embed_dim') === null ? null : c.int('addition_time_embed_dim', 0, 1);
     // diffusers 0.25 itself refuses num_attention_heads; attention_head_dim is the head count.
     c.only('num_attention_heads', [], 'is rejected by diffusers 0.25 (attention_head_dim gives the number of heads)');
-    if (Array.isArray(c.raw('cross_attention_dim'))) throw new ConfigError(`${where}: config option cross_attention_dim as a per-block list is not supported`);
     // Per-layer lists inside the per-block list are diffusers' asymmetric U-Net, which it only accepts
     // with reverse_transformer_layers_per_block (refused above).
     const tl = c.raw('transformer_layers_per_block');
@@ -133,7 +139,11 @@ export class UNet2DConditionModel {
     this.inChannels = c.int('in_channels', 4, 1);
     this.outChannels = c.int('out_channels', 4, 1);
     this.sampleSize = c.int('sample_size', 64, 1);
-    this.crossAttentionDim = c.int('cross_attention_dim', 1280, 1);
+    // cross_attention_dim: an int or one per down block (down block i entry i, the mid block the last
+    // entry, up block i the reversed list's entry i). One encoder_hidden_states feeds every
+    // cross-attention block, so those that have one must agree (diffusers builds other lists, but
+    // their forward fails on a shape mismatch).
+    const crossDims = perBlock(c, 'cross_attention_dim', 1280, channels.length, where);
     this.convInKernel = c.int('conv_in_kernel', 3, 1);
     this.convOutKernel = c.int('conv_out_kernel', 3, 1);
     if (this.convInKernel % 2 === 0 || this.convOutKernel % 2 === 0) throw new ConfigError(`${where}: even conv_in_kernel / conv_out_kernel are not supported`);
@@ -166,29 +176,46 @@ export class UNet2DConditionModel {
     if ((classEmbedType === 'projection' || classEmbedType === 'simple_projection') && projectionInputDim === null) {
       throw new ConfigError(`${where}: class_embed_type '${classEmbedType}' requires projection_class_embeddings_input_dim`);
     }
+    // 'text_time': add_embedding takes projection_class_embeddings_input_dim = text_embeds' width +
+    // (number of time ids)·addition_time_embed_dim features (SDXL base 1280 + 6·256, refiner 1280 + 5·256).
+    if (this.additionEmbedType === 'text_time' && (projectionInputDim === null || addTimeDim === null)) {
+      throw new ConfigError(`${where}: addition_embed_type 'text_time' requires ${[addTimeDim === null && 'addition_time_embed_dim', projectionInputDim === null && 'projection_class_embeddings_input_dim'].filter(Boolean).join(' and ')}`);
+    }
+    const textTime = this.additionEmbedType === 'text_time' ? { timeEmbedDim: addTimeDim!, inputDim: projectionInputDim! } : null;
     const numClassEmbeds = classEmbedType === null && c.raw('num_class_embeds') !== undefined && c.raw('num_class_embeds') !== null ? c.int('num_class_embeds', 0, 1) : null;
     // upcast_attention only changes the precision of q·kᵀ, which is f32 here already.
     c.bool('upcast_attention', false);
 
+    const usesCross = [
+      ...downTypes.map((t, i) => [t.startsWith('CrossAttn'), crossDims[i]!] as const),
+      [midType === 'UNetMidBlock2DCrossAttn', crossDims[crossDims.length - 1]!] as const,
+      ...upTypes.map((t, i) => [t.startsWith('CrossAttn'), crossDims[crossDims.length - 1 - i]!] as const),
+    ].filter(([cross]) => cross).map(([, dim]) => dim);
+    const distinct = [...new Set(usesCross)];
+    if (distinct.length > 1) {
+      throw new ConfigError(`${where}: config option cross_attention_dim = ${JSON.stringify(c.raw('cross_attention_dim'))} gives the cross-attention blocks different widths (${distinct.join(', ')}); one encoder_hidden_states cannot feed them all`);
+    }
+    this.crossAttentionDim = distinct[0] ?? crossDims[crossDims.length - 1]!;
+
     const w = new WeightLoader(rt, store, '', this.precision.dtype);
     this.w = w;
     try {
-      this.time = new TimeEmbedding(w, { projDim: channels[0]!, embedDim: temb, flipSinToCos: c.bool('flip_sin_to_cos', true), freqShift: c.num('freq_shift', 0), numClassEmbeds, classEmbedType, projectionInputDim, condProjDim, mlpAct: this.act, resnetAct: this.act, postAct, embedAct });
+      this.time = new TimeEmbedding(w, { projDim: channels[0]!, embedDim: temb, flipSinToCos: c.bool('flip_sin_to_cos', true), freqShift: c.num('freq_shift', 0), numClassEmbeds, classEmbedType, projectionInputDim, condProjDim, mlpAct: this.act, resnetAct: this.act, postAct, embedAct, textTime });
       this.convIn = loadConv(w, 'conv_in', this.inChannels, channels[0]!, this.convInKernel);
       const base = { tembChannels: temb, groups: this.groups, eps: this.eps, outputScaleFactor: 1, timeEmbeddingNorm, act: this.act };
-      const attn = (h: number, transformerLayers: number, onlyCrossAttention = false): CrossAttnOptions => ({ heads: h, transformerLayers, crossAttentionDim: this.crossAttentionDim, linearProjection, onlyCrossAttention });
+      const attn = (h: number, transformerLayers: number, crossAttentionDim: number, onlyCrossAttention = false): CrossAttnOptions => ({ heads: h, transformerLayers, crossAttentionDim, linearProjection, onlyCrossAttention });
       let out = channels[0]!;
       downTypes.forEach((type, i) => {
         const inCh = out;
         out = channels[i]!;
         const o = { ...base, numLayers: layers[i]!, inChannels: inCh, outChannels: out, attentionHeadDim: out / heads[i]! };
-        this.down.push(makeCondDownBlock(type, w.sub(`down_blocks.${i}`), o, attn(heads[i]!, transformerLayers[i]!, onlyCross[i]!), i < channels.length - 1, downsamplePadding, where));
+        this.down.push(makeCondDownBlock(type, w.sub(`down_blocks.${i}`), o, attn(heads[i]!, transformerLayers[i]!, crossDims[i]!, onlyCross[i]!), i < channels.length - 1, downsamplePadding, where));
       });
       const last = channels[channels.length - 1]!;
       const midHeads = heads[heads.length - 1]!;
       const midOptions = { ...base, numLayers: 1, inChannels: last, outChannels: last, attentionHeadDim: last / midHeads, outputScaleFactor: midScale };
       if (midType === 'UNetMidBlock2DCrossAttn') {
-        const mid = new MidBlock2DCrossAttn(w.sub('mid_block'), midOptions, attn(midHeads, transformerLayers[transformerLayers.length - 1]!));
+        const mid = new MidBlock2DCrossAttn(w.sub('mid_block'), midOptions, attn(midHeads, transformerLayers[transformerLayers.length - 1]!, crossDims[crossDims.length - 1]!));
         this.mid = (g, h, emb, context) => mid.forward(g, h, emb, context);
       } else if (midType === 'UNetMidBlock2D') {
         const mid = new MidBlock2D(w.sub('mid_block'), { ...midOptions, numLayers: 0, addAttention: false, attnGroups: null });
@@ -201,13 +228,14 @@ export class UNet2DConditionModel {
       const revLayers = [...layers].reverse();
       const revTransformerLayers = [...transformerLayers].reverse();
       const revOnlyCross = [...onlyCross].reverse();
+      const revCrossDims = [...crossDims].reverse();
       let outCh = rev[0]!;
       upTypes.forEach((type, i) => {
         const prev = outCh;
         outCh = rev[i]!;
         const inCh = rev[Math.min(i + 1, rev.length - 1)]!;
         const o = { ...base, numLayers: revLayers[i]! + 1, inChannels: inCh, outChannels: outCh, prevOutputChannels: prev, attentionHeadDim: outCh / revHeads[i]! };
-        this.up.push(makeCondUpBlock(type, w.sub(`up_blocks.${i}`), o, attn(revHeads[i]!, revTransformerLayers[i]!, revOnlyCross[i]!), i < channels.length - 1, where));
+        this.up.push(makeCondUpBlock(type, w.sub(`up_blocks.${i}`), o, attn(revHeads[i]!, revTransformerLayers[i]!, revCrossDims[i]!, revOnlyCross[i]!), i < channels.length - 1, where));
       });
       this.normOut = loadNorm(w, 'conv_norm_out', channels[0]!);
       this.convOut = loadConv(w, 'conv_out', channels[0]!, this.outChannels, this.convOutKernel);
@@ -240,7 +268,8 @@ export class UNet2DConditionModel {
    * Records one forward pass. sample: [B, in_channels, H, W]; encoderHiddenStates:
    * [B, S, cross_attention_dim], both f32; t.classLabels for class-conditional configs
    * (see uploadClassLabels); t.timestepCond [B, time_cond_proj_dim] (f32) for time_cond_proj_dim
-   * configs, optional as in diffusers. Returns [B, out_channels, H, W] in f32.
+   * configs, optional as in diffusers; t.textEmbeds [B, P] and t.timeIds [B, N] (f32) for
+   * addition_embed_type 'text_time' (SDXL), required as in diffusers. Returns [B, out_channels, H, W] in f32.
    */
   forward(g: Graph, sample: Tensor, t: TimestepInput, encoderHiddenStates: Tensor): Tensor {
     const where = 'UNet2DConditionModel';

@@ -69,6 +69,8 @@ export async function loadSdFrom(rt: Runtime, root: FolderReader, dir: string, o
     const t = await readClipTextFolder(subFolder(root, 'text_encoder'), `${dir}/text_encoder`);
     const textEncoder = keep(new CLIPTextModel(rt, t.weights, t.config, { ...opts, where: `${dir}/text_encoder` }));
     checkLatentChannels(dir, unet, vae);
+    // StableDiffusionPipeline gives a U-Net no added_cond_kwargs: an SDXL-style one would fail at its first step.
+    if (unet.additionEmbedType) throw new ConfigError(`${dir}: the U-Net has addition_embed_type '${unet.additionEmbedType}' (Stable Diffusion XL), whose text_embeds and time_ids StableDiffusionPipeline does not give`);
     if (textEncoder.hiddenSize !== unet.crossAttentionDim) throw new ConfigError(`${dir}: the text encoder gives ${textEncoder.hiddenSize} features but the U-Net's cross_attention_dim is ${unet.crossAttentionDim}`);
     if (tokenizer.maxLength > textEncoder.maxPositions) throw new ConfigError(`${dir}: the tokenizer pads to ${tokenizer.maxLength} tokens but the text encoder has ${textEncoder.maxPositions} positions`);
     return {

@@ -1,5 +1,5 @@
-import { activation, add, affine, concatChannels, geglu, maskBlend, scale, silu, tanhClamp, upsampleNearest2x } from '../../src/kernels/elementwise.ts';
-import { activationRef, addRef, concatChannelsRef, gegluRef, maskBlendRef, siluRef, tanhClampRef, type ActName } from '../ref/elementwise.ts';
+import { activation, add, affine, avgPool2x, concatChannels, divideBatch, geglu, maskBlend, scale, silu, tanhClamp, upsampleNearest2x } from '../../src/kernels/elementwise.ts';
+import { activationRef, addRef, avgPool2Ref, concatChannelsRef, divideBatchRef, gegluRef, maskBlendRef, siluRef, tanhClampRef, type ActName } from '../ref/elementwise.ts';
 import { upsampleNearestRef } from '../ref/gemm.ts';
 import { input, randn, runGraph } from '../helpers/gpu.ts';
 import { F32, type OpCase } from './cases.ts';
@@ -105,6 +105,36 @@ const upsampleCases: OpCase[] = [[2, 3, 4, 5], [1, 64, 8, 8], [1, 1, 1, 1], [2, 
   },
 }));
 
+// Odd sizes drop the last row / column, as torch floors; [2,8,16,16] is a UNet2DModel level.
+const avgPoolCases: OpCase[] = [[2, 3, 4, 6], [2, 8, 16, 16], [1, 2, 5, 7], [3, 1, 2, 2], [1, 4, 9, 2]].map((shape, i) => ({
+  op: 'avg_pool2x',
+  name: `[${shape.join(',')}]`,
+  ...F32,
+  async run(rt) {
+    const [B, C, H, W] = shape as [number, number, number, number];
+    const x = randn(numel(shape), 1050 + i);
+    const got = await runGraph(rt, (g) => avgPool2x(g, 'pool', input(rt, x, shape)));
+    return { got, ref: avgPool2Ref(x, B, C, H, W) };
+  },
+}));
+
+// Divisors as the fourier U-Net sees them: timesteps (sigmas) from 0.01 to ~350, one per batch element or broadcast.
+const divideBatchRows: [number[], number[], boolean][] = [
+  [[2, 3, 4, 4], [0.37, 348.5], false],
+  [[3, 5, 7], [1, 0.01, 12.25], false],
+  [[4, 2, 3, 3], [48.5], true],
+];
+const divideBatchCases: OpCase[] = divideBatchRows.map(([shape, d, broadcast], i) => ({
+  op: 'divide_batch',
+  name: `[${shape.join(',')}] by ${d.join(',')}${broadcast ? ' broadcast' : ''}`,
+  ...F32,
+  async run(rt) {
+    const x = randn(numel(shape), 1060 + i);
+    const got = await runGraph(rt, (g) => divideBatch(g, 'div', input(rt, x, shape), input(rt, d, [d.length], 'divisors', 'f32'), broadcast));
+    return { got, ref: divideBatchRef(x, shape[0]!, d.map(Math.fround), broadcast) };
+  },
+}));
+
 const gegluCases: OpCase[] = [[2, 64, 256], [3, 5, 14], [1, 2], [2, 7, 2560]].map((shape, i) => ({
   op: 'geglu',
   name: `[${shape.join(',')}]`,
@@ -145,4 +175,4 @@ const maskBlendCases: OpCase[] = maskBlendRows.map(([shape, B, kind], i) => ({
   },
 }));
 
-export const elementwiseCases: OpCase[] = [...maskBlendCases, ...siluCases, ...activationCases, ...scaleCases, ...tanhClampCases, ...affineCases, ...addCases, ...concatCases, ...upsampleCases, ...gegluCases];
+export const elementwiseCases: OpCase[] = [...maskBlendCases, ...siluCases, ...activationCases, ...scaleCases, ...tanhClampCases, ...affineCases, ...addCases, ...concatCases, ...upsampleCases, ...avgPoolCases, ...divideBatchCases, ...gegluCases];

@@ -1,5 +1,5 @@
-import { embeddingLookup, timestepEmbedding } from '../../src/kernels/embedding.ts';
-import { embeddingLookupRef, timestepEmbeddingRef } from '../ref/embedding.ts';
+import { embeddingLookup, embeddingLookupAt, gaussianFourierProjection, timestepEmbedding } from '../../src/kernels/embedding.ts';
+import { embeddingLookupRef, gaussianFourierRef, timestepEmbeddingRef } from '../ref/embedding.ts';
 import { input, randn, runGraph } from '../helpers/gpu.ts';
 import { F32, type OpCase } from './cases.ts';
 
@@ -52,4 +52,52 @@ const lookupCases: OpCase[] = [
   },
 }));
 
-export const embeddingCases: OpCase[] = [...timestepCases, ...lookupCases];
+// nn.Embedding over f32 timesteps (UNet2DModel's learned time embedding): integral values, one
+// broadcast, values truncated as .long() does, and values past the table clamped.
+const lookupAtRows: { num: number; dim: number; t: number[]; batch?: number; broadcast?: boolean }[] = [
+  { num: 1000, dim: 32, t: [999, 0, 500, 37] },
+  { num: 50, dim: 7, t: [12], batch: 3, broadcast: true },
+  { num: 10, dim: 4, t: [2.75, 9.5, 12, -1] },
+];
+const lookupAtCases: OpCase[] = lookupAtRows.map((r, i) => ({
+  op: 'embedding_lookup',
+  name: `table [${r.num},${r.dim}] at f32 ${r.t.join(',')}${r.broadcast ? ' broadcast' : ''}`,
+  ...F32,
+  async run(rt) {
+    const table = randn(r.num * r.dim, 1120 + i);
+    const batch = r.batch ?? r.t.length;
+    const got = await runGraph(rt, (g) => embeddingLookupAt(g, 'emb', input(rt, table, [r.num, r.dim]), input(rt, r.t, [r.t.length], 'timesteps', 'f32'), batch, r.broadcast));
+    const ids = Array.from({ length: batch }, (_, b) => Math.max(0, Math.trunc(r.t[r.broadcast ? 0 : b]!)));
+    return { got, ref: embeddingLookupRef(table, r.num, r.dim, ids) };
+  },
+}));
+
+// GaussianFourierProjection(scale 16, log) of sigma-like timesteps: ln t · w · 2π reaches ~1500 rad
+// here. Measured 6e-8 on lavapipe (precise_math's ln gave the reference's float32 ln); the bound lets
+// ln t differ by 1 ulp (its division may be 2.5 ulp on other adapters), ~5e-7 at ln t ~ 6, which
+// |2π·w| <= ~300 turns into ~1.5e-4 rad.
+const FOURIER = { atol: 5e-4, rtol: 0, why: 'ln t may differ from the reference by 1 ulp, times |2πw| up to ~300 (measured 6e-8 on lavapipe)' };
+const fourierRows: { dim: number; t: number[]; flip?: boolean; broadcast?: boolean; batch?: number }[] = [
+  { dim: 16, t: [0.01, 0.37, 1, 48.5, 348] },
+  { dim: 64, t: [999, 2.5], flip: true },
+  { dim: 8, t: [17.25], broadcast: true, batch: 3 },
+];
+const fourierCases: OpCase[] = fourierRows.map((r, i) => ({
+  op: 'gaussian_fourier',
+  name: `dim ${r.dim} t ${r.t.join(',')}${r.flip ? ' flip' : ''}${r.broadcast ? ' broadcast' : ''}`,
+  ...FOURIER,
+  async run(rt) {
+    const w = Float32Array.from(randn(r.dim, 1130 + i), (v) => v * 16);
+    const batch = r.batch ?? r.t.length;
+    const weight = rt.upload(w, 'fourier-w');
+    try {
+      const got = await runGraph(rt, (g) => gaussianFourierProjection(g, 'fourier', input(rt, r.t, [r.t.length], 'timesteps', 'f32'), batch, weight, { flipSinToCos: r.flip, broadcast: r.broadcast }));
+      const ts = Array.from({ length: batch }, (_, b) => r.t[r.broadcast ? 0 : b]!);
+      return { got, ref: gaussianFourierRef(ts, w, r.flip) };
+    } finally {
+      rt.destroyBuffer(weight);
+    }
+  },
+}));
+
+export const embeddingCases: OpCase[] = [...timestepCases, ...lookupCases, ...lookupAtCases, ...fourierCases];

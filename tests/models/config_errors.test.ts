@@ -18,18 +18,25 @@ import { runtime } from '../helpers/gpu.ts';
 const unsupportedUnet: [string, unknown, RegExp][] = [
   // silu/swish, mish, gelu and relu are built (tests/fixtures/variants/*-act-*); diffusers' get_activation has no other.
   ['act_fn', 'tanh', /act_fn = "tanh" is not supported \(supported: "silu", "swish", "mish", "gelu", "relu"\)/],
-  ['time_embedding_type', 'fourier', /time_embedding_type = "fourier"/],
+  // 'positional', 'fourier' and 'learned' are built (tests/fixtures/variants/unet2d-fourier*, unet2d-learned-time);
+  // diffusers crashes on any other value.
+  ['time_embedding_type', 'sinusoidal', /time_embedding_type = "sinusoidal"/],
+  // An nn.Embedding of num_train_timesteps rows needs that number.
+  ['time_embedding_type', 'learned', /time_embedding_type 'learned' requires num_train_timesteps/],
   // 'timestep' and 'identity' are built (tests/fixtures/variants/unet2d-class-*); diffusers' UNet2DModel
   // silently drops any other value, Fresco refuses it.
   ['class_embed_type', 'projection', /class_embed_type = "projection"/],
   // scale_shift is built (tests/models/resnet_scale_shift.test.ts); the norm-replacing variants are not.
   ['resnet_time_scale_shift', 'ada_group', /resnet_time_scale_shift = "ada_group"/],
-  ['downsample_type', 'resnet', /downsample_type = "resnet"/],
-  ['upsample_type', 'resnet', /upsample_type = "resnet"/],
+  // 'conv' and 'resnet' are built (tests/fixtures/variants/unet2d-resnet-*); diffusers' AttnDownBlock2D /
+  // AttnUpBlock2D silently build no resampler for any other value, which Fresco refuses.
+  ['downsample_type', 'fir', /downsample_type = "fir"/],
+  ['upsample_type', 'fir', /upsample_type = "fir"/],
+  // NCSN++'s skip blocks (FIR resampling, skip_conv) are not built.
   ['down_block_types', ['DownBlock2D', 'SkipDownBlock2D'], /SkipDownBlock2D is not supported/],
   ['up_block_types', ['AttnSkipUpBlock2D', 'UpBlock2D'], /AttnSkipUpBlock2D is not supported/],
   // Block types of the VAE are not U-Net blocks.
-  ['up_block_types', ['UpDecoderBlock2D', 'UpBlock2D'], /up block type UpDecoderBlock2D is not supported \(supported: UpBlock2D, AttnUpBlock2D\)/],
+  ['up_block_types', ['UpDecoderBlock2D', 'UpBlock2D'], /up block type UpDecoderBlock2D is not supported \(supported: UpBlock2D, AttnUpBlock2D, ResnetUpsampleBlock2D\)/],
   // Values of the wrong type are named, never coerced.
   ['layers_per_block', '1', /layers_per_block = "1" is not an integer/],
   ['flip_sin_to_cos', 'false', /flip_sin_to_cos = "false" is not true or false/],
@@ -161,6 +168,70 @@ describe('UNet2DConditionModel mid block, only_cross_attention and time_cond_pro
   });
 });
 
+describe('UNet2DConditionModel addition_embed_type text_time and per-block cross_attention_dim', () => {
+  it('names the add_embedding weights a text_time config needs', async () => {
+    const rt = await runtime();
+    const f = await loadModelFolder('tests/fixtures/unet2d-cond');
+    expect(() => new UNet2DConditionModel(rt, f.weights, { ...f.config, addition_embed_type: 'text_time', addition_time_embed_dim: 8, projection_class_embeddings_input_dim: 60 })).toThrow(/add_embedding\.linear_1\.weight/);
+  });
+
+  it('builds a per-block list whose cross-attention blocks agree', async () => {
+    const rt = await runtime();
+    const f = await loadModelFolder('tests/fixtures/unet2d-cond');
+    // The fixture's DownBlock2D level (entry 1) has no cross-attention; its mid block and CrossAttn blocks use entries 1 and 0.
+    const m = new UNet2DConditionModel(rt, f.weights, { ...f.config, cross_attention_dim: [32, 32] });
+    expect(m.crossAttentionDim).toBe(32);
+    expect(m.additionEmbedType).toBeNull();
+    m.destroy();
+  });
+
+  it('requires text_embeds and time_ids for text_time, checks their widths, and refuses them elsewhere', async () => {
+    const rt = await runtime();
+    const plainFolder = await loadModelFolder('tests/fixtures/unet2d-cond');
+    const plain = new UNet2DConditionModel(rt, plainFolder.weights, plainFolder.config);
+    // unet-cond-sdxl-class: addition_time_embed_dim 7, projection_class_embeddings_input_dim 45 (10 + 5·7), a 'timestep' class embedding.
+    const sdxlFolder = await loadModelFolder('tests/fixtures/variants/unet-cond-sdxl-class');
+    const sdxl = new UNet2DConditionModel(rt, sdxlFolder.weights, sdxlFolder.config);
+    const g = new Graph(rt, 'text-time');
+    const buffers: GPUBuffer[] = [];
+    const t = (shape: number[], label: string) => {
+      const x = { buffer: rt.upload(new Float32Array(shape.reduce((a, b) => a * b, 1)), label), shape, label };
+      buffers.push(x.buffer);
+      return x;
+    };
+    try {
+      expect(sdxl.additionEmbedType).toBe('text_time');
+      const run = (m: UNet2DConditionModel, extra: { textEmbeds?: number[]; timeIds?: number[] }, B = 1) =>
+        m.forward(
+          g,
+          t([B, m.inChannels, 8, 8], 'sample'),
+          {
+            timesteps: t([B], 'timesteps'),
+            broadcast: false,
+            classLabels: m.classEmbedType ? t([B], 'labels') : undefined,
+            textEmbeds: extra.textEmbeds && t(extra.textEmbeds, 'text_embeds'),
+            timeIds: extra.timeIds && t(extra.timeIds, 'time_ids'),
+          },
+          t([B, 3, m.crossAttentionDim], 'context'),
+        );
+      expect(() => run(sdxl, {})).toThrow(ConfigError);
+      expect(() => run(sdxl, {})).toThrow(/addition_embed_type 'text_time' \(SDXL\): text_embeds and time_ids are required/);
+      expect(() => run(sdxl, { textEmbeds: [1, 10] })).toThrow(/time_ids is required/);
+      expect(() => run(sdxl, { timeIds: [1, 5] })).toThrow(/text_embeds is required/);
+      expect(() => run(sdxl, { textEmbeds: [1, 10], timeIds: [1, 6] })).toThrow(/give 10 \+ 6·7 = 52 features, but add_embedding takes 45/);
+      expect(() => run(sdxl, { textEmbeds: [2, 10], timeIds: [2, 5] })).toThrow(/text_embeds \[2, 10\] should be \[1, P\]/);
+      expect(() => run(sdxl, { textEmbeds: [1, 10], timeIds: [5] })).toThrow(/time_ids \[5\] should be \[1, N\]/);
+      expect(() => run(plain, { textEmbeds: [1, 10], timeIds: [1, 5] })).toThrow(/text_embeds was given, but this model has no add_embedding \(addition_embed_type is null\)/);
+      expect(() => run(plain, { timeIds: [1, 5] })).toThrow(/time_ids was given/);
+    } finally {
+      g.destroy();
+      plain.destroy();
+      sdxl.destroy();
+      for (const b of buffers) rt.destroyBuffer(b);
+    }
+  });
+});
+
 describe('AutoencoderKL config errors', () => {
   it('rejects options newer diffusers added that change decoding', async () => {
     const rt = await runtime();
@@ -194,16 +265,16 @@ const modelTables: ModelTable[] = [
     fixture: 'unet2d-classcond',
     build: (rt, s, c) => new UNet2DModel(rt, s, c),
     rows: [
-      ['time_embedding_type', 'fourier'],
-      ['time_embedding_type', 'learned'],
+      // 'fourier' and 'learned' are built (tests/fixtures/variants/unet2d-fourier*, unet2d-learned-time); 'learned' needs its table size.
+      ['time_embedding_type', 'learned', /time_embedding_type 'learned' requires num_train_timesteps/],
       // nn.Embedding, 'timestep' and 'identity' are built (tests/fixtures/variants/unet2d-odd, unet2d-class-*).
       ['class_embed_type', 'simple_projection'],
       ['resnet_time_scale_shift', 'ada_group'],
       ['resnet_time_scale_shift', 'spatial'],
-      ['downsample_type', 'resnet'],
-      ['upsample_type', 'resnet'],
+      // downsample_type / upsample_type 'resnet' and ResnetDownsampleBlock2D / ResnetUpsampleBlock2D are built
+      // (tests/fixtures/variants/unet2d-resnet-*); NCSN++'s skip blocks are not.
       ['act_fn', 'tanh'],
-      ['down_block_types', ['ResnetDownsampleBlock2D', 'AttnDownBlock2D'], /ResnetDownsampleBlock2D is not supported/],
+      ['down_block_types', ['AttnSkipDownBlock2D', 'AttnDownBlock2D'], /AttnSkipDownBlock2D is not supported/],
       ['up_block_types', ['AttnUpBlock2D', 'SkipUpBlock2D'], /SkipUpBlock2D is not supported/],
       ['norm_num_groups', null],
       ['encoder_hid_dim', 768, /encoder_hid_dim is not supported/],
@@ -221,9 +292,16 @@ const modelTables: ModelTable[] = [
       ['class_embed_type', 'simple_projection', /class_embed_type 'simple_projection' requires projection_class_embeddings_input_dim/],
       ['class_embed_type', 'learned'],
       ['projection_class_embeddings_input_dim', 0, /projection_class_embeddings_input_dim/],
+      // 'text_time' (SDXL) is built (tests/fixtures/variants/unet-cond-sdxl*), given its two widths, as
+      // diffusers needs them; the other addition embeddings (Kandinsky, hints) are not.
+      ['addition_embed_type', 'text_time', /addition_embed_type 'text_time' requires addition_time_embed_dim and projection_class_embeddings_input_dim/],
       ['addition_embed_type', 'text'],
-      ['addition_embed_type', 'text_time'],
-      ['addition_time_embed_dim', 256],
+      ['addition_embed_type', 'text_image'],
+      ['addition_embed_type', 'image'],
+      ['addition_embed_type', 'image_hint'],
+      ['addition_embed_type', 'text_time_v2', /addition_embed_type = "text_time_v2" is not supported \(supported: "text_time"\)/],
+      // Only 'text_time' reads addition_time_embed_dim (any other config ignores it, as diffusers does); it must be a width.
+      ['addition_time_embed_dim', 0, /addition_time_embed_dim = 0 is not an integer >= 1/],
       ['time_embedding_type', 'fourier'],
       // time_embedding_act_fn, timestep_post_act and time_embedding_dim are built
       // (tests/fixtures/variants/unet-cond-time-*); they take get_activation's names only.
@@ -256,7 +334,11 @@ const modelTables: ModelTable[] = [
       // lists need reverse_transformer_layers_per_block, and a list must have one entry per block.
       ['transformer_layers_per_block', [[1, 2], [1, 1]], /transformer_layers_per_block = \[\[1,2\],\[1,1\]\] with per-layer lists is not supported/],
       ['transformer_layers_per_block', [1, 2, 3], /transformer_layers_per_block has 3 entries for 2 down blocks/],
-      ['cross_attention_dim', [32, 32], /cross_attention_dim as a per-block list is not supported/],
+      // Per-block cross_attention_dim lists are built (tests/fixtures/variants/unet-cond-cross-dim-list), one entry per
+      // block; one encoder_hidden_states feeds every cross-attention block, so theirs must agree (here the
+      // mid block's 48, the last entry, against the first level's 32).
+      ['cross_attention_dim', [32, 48], /cross_attention_dim = \[32,48\] gives the cross-attention blocks different widths \(32, 48\)/],
+      ['cross_attention_dim', [32, 32, 32], /cross_attention_dim has 3 entries for 2 down blocks/],
       ['layers_per_block', [1, 2, 1], /layers_per_block has 3 entries for 2 down blocks/],
       ['layers_per_block', [1, 0], /layers_per_block = \[1,0\] is not a non-empty list of positive integers/],
       ['conv_in_kernel', 4, /conv_in_kernel/],

@@ -1,7 +1,10 @@
 // Whole models on configs and shapes no diffusers fixture covers (per-level head lists, linear
 // projection, 2 transformer layers, per-block layer lists, center_input_sample, class conditioning
 // of both U-Nets, UNetMidBlock2D / no mid block, only_cross_attention, time_cond_proj_dim with
-// timestep_cond, batch 3 with 77×768 text states, odd sizes, VQModel norm_type 'spatial', act_fn mish /
+// timestep_cond, addition_embed_type 'text_time' with text_embeds and time_ids (SDXL), per-block
+// cross_attention_dim, UNet2DModel's fourier / learned time embeddings and resnet up/down sampling
+// (downsample_type / upsample_type 'resnet', ResnetDownsampleBlock2D / ResnetUpsampleBlock2D),
+// batch 3 with 77×768 text states, odd sizes, VQModel norm_type 'spatial', act_fn mish /
 // gelu / silu in UNet2DModel, UNet2DConditionModel, AutoencoderKL and AutoencoderTiny). The expected
 // outputs come from scripts/reference, a float64 torch re-implementation of diffusers v0.25.1 that
 // reproduces the real-diffusers fixtures to ~1e-6 relative; see scripts/reference/README.md. The

@@ -91,3 +91,23 @@ export function maskBlendRef(x: ArrayLike<number>, known: ArrayLike<number>, mas
     return m * v + (1 - m) * known[k]!;
   });
 }
+
+/** F.avg_pool2d(x, 2, 2) on [B, C, H, W] (floored output size), in float64. */
+export function avgPool2Ref(x: ArrayLike<number>, B: number, C: number, H: number, W: number): Float64Array {
+  const Ho = Math.floor(H / 2);
+  const Wo = Math.floor(W / 2);
+  const y = new Float64Array(B * C * Ho * Wo);
+  for (let p = 0; p < B * C; p++)
+    for (let i = 0; i < Ho; i++)
+      for (let j = 0; j < Wo; j++) {
+        const at = (r: number, c: number) => x[(p * H + 2 * i + r) * W + 2 * j + c]!;
+        y[(p * Ho + i) * Wo + j] = (at(0, 0) + at(0, 1) + at(1, 0) + at(1, 1)) / 4;
+      }
+  return y;
+}
+
+/** x [B, ...] divided by d[b] (or d[0] for every b), in float64. */
+export function divideBatchRef(x: ArrayLike<number>, B: number, d: ArrayLike<number>, broadcast: boolean): Float64Array {
+  const per = x.length / B;
+  return Float64Array.from(x, (v, i) => v / d[broadcast ? 0 : Math.floor(i / per)]!);
+}

@@ -32,3 +32,23 @@ export function embeddingLookupRef(table: ArrayLike<number>, num: number, dim: n
   for (let b = 0; b < ids.length; b++) for (let j = 0; j < dim; j++) out[b * dim + j] = table[ids[b]! * dim + j]!;
   return out;
 }
+
+/**
+ * diffusers' GaussianFourierProjection (log=True) with torch's float32 roundings: ln t, then
+ * (ln t · w), · 2 (exact), · float32(π); sin/cos in float64. [sin | cos], or [cos | sin] with flip.
+ */
+export function gaussianFourierRef(timesteps: ArrayLike<number>, weight: ArrayLike<number>, flipSinToCos = false): Float64Array {
+  const f = Math.fround;
+  const half = weight.length;
+  const out = new Float64Array(timesteps.length * 2 * half);
+  for (let b = 0; b < timesteps.length; b++) {
+    const lt = f(Math.log(f(timesteps[b]!)));
+    for (let i = 0; i < half; i++) {
+      const arg = f(f(f(lt * f(weight[i]!)) * 2) * f(Math.PI));
+      const [first, second] = flipSinToCos ? [Math.cos(arg), Math.sin(arg)] : [Math.sin(arg), Math.cos(arg)];
+      out[b * 2 * half + i] = first;
+      out[b * 2 * half + half + i] = second;
+    }
+  }
+  return out;
+}
