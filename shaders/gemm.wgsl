@@ -7,8 +7,14 @@
 //
 // Each thread keeps a TM x TN block of accumulators in registers (8 x 8 by default: on CPU
 // adapters each k costs TM + TN loads for TM·TN FMAs, and 8 x 8 measured 1.8-2.1x faster than
-// 4 x 4 on lavapipe, 1.3-1.6x on SwiftShader); workgroup memory is left out on purpose (it
-// measured slower on CPU adapters; a tiled version belongs in bench/ first).
+// 4 x 4 on lavapipe, 1.3-1.6x on SwiftShader). Two ways to feed them:
+// - direct (default): every thread reads its own A and W values from global memory, with the
+//   im2col addressing hoisted per tap. Best on CPU adapters, where workgroup memory and barriers
+//   are emulated (a tiled kernel measured 3x slower on SwiftShader).
+// - TILED: the workgroup stages BK-deep slices of A and W in workgroup memory with coalesced
+//   loads (neighbouring threads read neighbouring addresses) and every thread reads its operands
+//   from there: the usual GPU GEMM, where direct reads of W rows K apart would each touch their
+//   own cache line.
 #include "common"
 
 struct U {
@@ -64,6 +70,80 @@ fn accumulate(k: u32, av: array<f32, TM>) {
   }
 }
 
+#if TILED
+// The workgroup's tile: BM rows x BN columns, walked in BK-deep slices. Threads own TM contiguous
+// rows (the 16 threads of a row of the workgroup read the same A values: a broadcast) and TN4
+// groups of four columns 64 apart (neighbouring threads read neighbouring vec4s of a W slice).
+const BM = WG * TM;
+const BN = WG * TN;
+const BK = {{BK}}u;
+const THREADS = WG * WG;
+// k-major slices, f32 whatever the storage type: BK·(BM + BN)·4 bytes (16 KiB at 16 x 128 + 128).
+var<workgroup> at: array<vec4<f32>, BK * BM / 4u>;
+var<workgroup> wt: array<vec4<f32>, BK * BN / 4u>;
+
+// A(m, k) of batch item z, zero outside the matrix (and in a conv's padding).
+fn read_a(z: u32, m: u32, k: u32) -> f32 {
+  if (m >= u.M || k >= u.K) { return 0.0; }
+#if A_IM2COL
+  let taps = u.kh * u.kw;
+  let ci = k / taps;
+  let tap = k % taps;
+  let iy = i32((m / u.Wout) * u.stride) - i32(u.padT) + i32(tap / u.kw);
+  let ix = i32((m % u.Wout) * u.stride) - i32(u.padL) + i32(tap % u.kw);
+#if UPSAMPLE
+  if (iy < 0 || iy >= i32(u.upH) || ix < 0 || ix >= i32(u.upW)) { return 0.0; }
+  let sy = u32(iy) / 2u;
+  let sx = u32(ix) / 2u;
+#else
+  if (iy < 0 || iy >= i32(u.H) || ix < 0 || ix >= i32(u.W)) { return 0.0; }
+  let sy = u32(iy);
+  let sx = u32(ix);
+#endif
+  return f32(a[((z * u.Cin + ci) * u.H + sy) * u.W + sx]);
+#elif A_COLMAJOR
+  return f32(a[z * u.K * u.M + k * u.M + m]);
+#else
+  return f32(a[z * u.M * u.K + m * u.K + k]);
+#endif
+}
+
+fn read_w(n: u32, k: u32) -> f32 {
+  if (n >= u.N || k >= u.K) { return 0.0; }
+  return f32(w[n * u.K + k]);
+}
+
+// Stages the slice k0 .. k0 + BK - 1 of the tile at (mt, nt). Which index runs fastest across
+// threads follows the memory layout, so a warp's loads are contiguous: m for im2col and
+// channel-major A (neighbouring pixels), k for row-major A and for W.
+#if A_IM2COL
+const A_M_FAST = true;
+#elif A_COLMAJOR
+const A_M_FAST = true;
+#else
+const A_M_FAST = false;
+#endif
+
+fn stage(z: u32, mt: u32, nt: u32, k0: u32, t: u32) {
+  for (var e = t; e < BK * BM; e += THREADS) {
+    var ml = e % BM;
+    var kl = e / BM;
+    if (!A_M_FAST) {
+      kl = e % BK;
+      ml = e / BK;
+    }
+    let i = kl * BM + ml;
+    at[i / 4u][i % 4u] = read_a(z, mt + ml, k0 + kl);
+  }
+  for (var e = t; e < BK * BN; e += THREADS) {
+    let kl = e % BK;
+    let nl = e / BK;
+    let i = kl * BN + nl;
+    wt[i / 4u][i % 4u] = read_w(nt + nl, k0 + kl);
+  }
+}
+#endif
+
 fn store(z: u32, m: u32, n: u32, v: f32) {
   var x = v;
 #if BIAS
@@ -86,6 +166,49 @@ fn store(z: u32, m: u32, n: u32, v: f32) {
   out[idx] = st(x);
 }
 
+#if TILED
+@compute @workgroup_size(16, 16, 1)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let z = wid.z / u.yfold;
+  let mt = ((wid.z % u.yfold) * nwg.y + wid.y) * BM;
+  let nt = wid.x * BN;
+  let t = lid.y * WG + lid.x;
+  for (var i = 0u; i < TM * TN4; i++) { acc[i] = vec4<f32>(0.0); }
+  // No early return: every thread stages its share and meets every barrier.
+  for (var k0 = 0u; k0 < u.K; k0 += BK) {
+    stage(z, mt, nt, k0, t);
+    workgroupBarrier();
+    for (var kl = 0u; kl < BK; kl++) {
+      var av: array<f32, TM>;
+      for (var q = 0u; q < TM / 4u; q++) {
+        let v = at[(kl * BM + lid.y * TM) / 4u + q];
+        av[4u * q] = v.x;
+        av[4u * q + 1u] = v.y;
+        av[4u * q + 2u] = v.z;
+        av[4u * q + 3u] = v.w;
+      }
+      for (var j = 0u; j < TN4; j++) {
+        let bv = wt[(kl * BN) / 4u + j * WG + lid.x];
+        for (var i = 0u; i < TM; i++) {
+          acc[i * TN4 + j] = fma(vec4<f32>(av[i]), bv, acc[i * TN4 + j]);
+        }
+      }
+    }
+    workgroupBarrier();
+  }
+  let m0 = mt + lid.y * TM;
+  for (var i = 0u; i < TM; i++) {
+    let m = m0 + i;
+    if (m >= u.M) { break; }
+    for (var j = 0u; j < TN4; j++) {
+      for (var c = 0u; c < 4u; c++) {
+        let n = nt + (j * WG + lid.x) * 4u + c;
+        if (n < u.N) { store(z, m, n, acc[i * TN4 + j][c]); }
+      }
+    }
+  }
+}
+#else
 @compute @workgroup_size(16, 16, 1)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let z = wid.z / u.yfold;
@@ -168,3 +291,4 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
     }
   }
 }
+#endif

@@ -91,6 +91,13 @@ export async function settleAllRuntimes(): Promise<void> {
   await Promise.all([...liveRuntimes].map((rt) => rt.settle()));
 }
 
+export type GemmFeed = 'direct' | 'tiled';
+
+/** Software rasterizers that run compute shaders on the CPU (Mesa's llvmpipe/lavapipe, SwiftShader). */
+export function isCpuAdapter(adapterName: string): boolean {
+  return /llvmpipe|lavapipe|swiftshader|softpipe/i.test(adapterName);
+}
+
 export class Runtime {
   readonly device: GPUDevice;
   private readonly cache = new Map<string, CompiledKernel>();
@@ -101,6 +108,12 @@ export class Runtime {
   debugDump = false;
   /** What graphs plan against; tests lower it to exercise splitting on small shapes. */
   planLimits: PlanLimits;
+  /**
+   * How the GEMM core feeds its registers (shaders/gemm.wgsl): 'tiled' through workgroup memory
+   * on GPUs, 'direct' global reads on CPU adapters, where workgroup memory is emulated. Benches
+   * and tests set it to compare or check both.
+   */
+  gemmFeed: GemmFeed;
 
   constructor(readonly gpu: GpuContext) {
     this.device = gpu.device;
@@ -110,6 +123,7 @@ export class Runtime {
       binding: Math.min(l.maxStorageBufferBindingSize, DEFAULT_PLAN_LIMITS.binding),
       buffer: Math.min(l.maxBufferSize, DEFAULT_PLAN_LIMITS.buffer),
     };
+    this.gemmFeed = isCpuAdapter(gpu.adapterName) ? 'direct' : 'tiled';
     // Errors outside any scope (weight uploads, for one) still reach the next assertHealthy().
     this.device.onuncapturederror = (ev) => {
       this.pendingErrors.push(Promise.resolve(`GPU error: ${ev.error.message}`));

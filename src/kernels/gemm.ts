@@ -8,6 +8,13 @@ const TM = 8;
 const TN4 = 2;
 const TN = 4 * TN4;
 const WG = 16;
+/** k-depth of the workgroup-memory slices of the tiled feed: 16·(128 + 128)·4 bytes = 16 KiB, WebGPU's default limit. */
+const BK = 16;
+
+/** Template parameters choosing how the GEMM core is fed (Runtime.gemmFeed). */
+function feedParams(g: Graph) {
+  return g.rt.gemmFeed === 'tiled' ? { TILED: true, BK } : {};
+}
 
 export class ShapeError extends Error {
   constructor(message: string) {
@@ -136,7 +143,7 @@ export function linear(g: Graph, label: string, x: Tensor, weight: Tensor, opts:
   const out = g.alloc(outShape, label, dtype);
   g.dispatch(
     label,
-    { shader: 'gemm', params: { TM, TN4, A_COLMAJOR: input === 'channels', OUT_COLMAJOR: output === 'channels', ...epilogueParams(opts), ...storageParams(dtype) } },
+    { shader: 'gemm', params: { TM, TN4, ...feedParams(g), A_COLMAJOR: input === 'channels', OUT_COLMAJOR: output === 'channels', ...epilogueParams(opts), ...storageParams(dtype) } },
     { a: x, w: weight, out, ...epilogueBindings(opts) },
     { M, N, K, ...noConv, scale: opts.scale ?? 1, yfold: gemmFold(M, batch) },
     gemmGrid(N, M, batch),
@@ -197,7 +204,7 @@ export function conv2d(g: Graph, label: string, x: Tensor, weight: Tensor, opts:
     label,
     {
       shader: 'gemm',
-      params: { TM, TN4, A_COLMAJOR: pointwise, A_IM2COL: !pointwise, UPSAMPLE: !!opts.upsample, OUT_COLMAJOR: true, ...epilogueParams(opts), ...storageParams(dtype) },
+      params: { TM, TN4, ...feedParams(g), A_COLMAJOR: pointwise, A_IM2COL: !pointwise, UPSAMPLE: !!opts.upsample, OUT_COLMAJOR: true, ...epilogueParams(opts), ...storageParams(dtype) },
     },
     { a: x, w: weight, out, ...epilogueBindings(opts) },
     { M, N: Cout, K: Cin * kh * kw, Cin, H, W, kh, kw, stride, padT, padL, Hout, Wout, upH, upW, scale: opts.scale ?? 1, yfold: gemmFold(M, B) },

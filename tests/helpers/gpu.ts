@@ -1,5 +1,5 @@
 import { getGpu } from '../../src/gpu/device.ts';
-import { Runtime } from '../../src/gpu/runtime.ts';
+import { Runtime, type GemmFeed } from '../../src/gpu/runtime.ts';
 import { Graph } from '../../src/graph/graph.ts';
 import type { DType, Tensor } from '../../src/graph/tensor.ts';
 import { castTo, uploadTensor } from '../../src/kernels/cast.ts';
@@ -29,6 +29,17 @@ export async function withStorage<T>(dtype: DType, fn: () => Promise<T>): Promis
     return await fn();
   } finally {
     storage = prev;
+  }
+}
+
+/** Runs fn with the GEMM core fed `feed`'s way (cases run one at a time, so the switch is theirs alone). */
+export async function withGemmFeed<T>(rt: Runtime, feed: GemmFeed, fn: () => Promise<T>): Promise<T> {
+  const prev = rt.gemmFeed;
+  rt.gemmFeed = feed;
+  try {
+    return await fn();
+  } finally {
+    rt.gemmFeed = prev;
   }
 }
 

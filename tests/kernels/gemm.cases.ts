@@ -1,6 +1,7 @@
 import { conv2d, linear } from '../../src/kernels/gemm.ts';
 import { conv2dRef, linearRef } from '../ref/gemm.ts';
-import { input, randn, runGraph } from '../helpers/gpu.ts';
+import type { Runtime } from '../../src/gpu/runtime.ts';
+import { input, randn, runGraph, withGemmFeed } from '../helpers/gpu.ts';
 import { F32, type OpCase } from './cases.ts';
 import { maybeActRef, type ActName } from '../ref/elementwise.ts';
 
@@ -11,6 +12,8 @@ const linearShapes: [number, number, number, number][] = [
   [2, 64, 64, 64],
   [3, 67, 33, 70],
   [1, 256, 128, 128],
+  // past one 128 x 128 tile of the tiled feed in both dimensions, K not a multiple of its 16-deep slices
+  [2, 150, 45, 140],
 ];
 
 // No activation, the silu flag, and on the first three shapes the other act_fn activations by name.
@@ -83,6 +86,8 @@ const convRows: ConvRow[] = [
   { B: 2, Cin: 6, H: 3, W: 4, Cout: 5, k: 3, stride: 1, pad: 1, upsample: [5, 7] },
   { B: 1, Cin: 4, H: 4, W: 3, Cout: 6, k: 3, stride: 1, pad: 1, upsample: [7, 6] },
   { B: 1, Cin: 64, H: 16, W: 16, Cout: 64, k: 3, stride: 1, pad: 1 },
+  // more than one 128-row and 128-column tile, K = 19·9
+  { B: 2, Cin: 19, H: 12, W: 11, Cout: 133, k: 3, stride: 1, pad: 1 },
   // TAESD: conv + ReLU, and the block's final conv + skip then ReLU
   { B: 2, Cin: 5, H: 7, W: 6, Cout: 9, k: 3, stride: 1, pad: 1, relu: true },
   { B: 1, Cin: 64, H: 8, W: 8, Cout: 64, k: 3, stride: 1, pad: 1, relu: true },
@@ -126,4 +131,9 @@ const convCases: OpCase[] = convRows.map((r, i) => ({
   },
 }));
 
-export const gemmCases: OpCase[] = [...linearCases, ...channelCases, ...convCases];
+/** Every case under both feeds of the GEMM core (Runtime.gemmFeed), whichever one the adapter would get. */
+function bothFeeds(cases: OpCase[]): OpCase[] {
+  return (['direct', 'tiled'] as const).flatMap((feed) => cases.map((c) => ({ ...c, name: `${c.name} [${feed}]`, run: (rt: Runtime) => withGemmFeed(rt, feed, () => c.run(rt)) })));
+}
+
+export const gemmCases: OpCase[] = bothFeeds([...linearCases, ...channelCases, ...convCases]);
