@@ -14,6 +14,28 @@ import { VQModel } from '../../src/models/vq_model.ts';
 import { createScheduler, SchedulerConfigError } from '../../src/schedulers/scheduler.ts';
 import { Graph } from '../../src/graph/graph.ts';
 import { runtime } from '../helpers/gpu.ts';
+import type { Tensor } from '../../src/graph/tensor.ts';
+
+/**
+ * Runs `body` with a scratch graph and a zero-filled input maker, then frees them and `models`
+ * (forward calls here only need to reach their shape checks).
+ */
+function withScratch(rt: Runtime, label: string, models: { destroy(): void }[], body: (g: Graph, t: (shape: number[], label: string) => Tensor) => void): void {
+  const g = new Graph(rt, label);
+  const buffers: GPUBuffer[] = [];
+  const t = (shape: number[], name: string): Tensor => {
+    const x = { buffer: rt.upload(new Float32Array(shape.reduce((a, b) => a * b, 1)), name), shape, label: name };
+    buffers.push(x.buffer);
+    return x;
+  };
+  try {
+    body(g, t);
+  } finally {
+    g.destroy();
+    for (const m of models) m.destroy();
+    for (const b of buffers) rt.destroyBuffer(b);
+  }
+}
 
 const unsupportedUnet: [string, unknown, RegExp][] = [
   // silu/swish, mish, gelu and relu are built (tests/fixtures/variants/*-act-*); diffusers' get_activation has no other.
@@ -147,24 +169,12 @@ describe('UNet2DConditionModel mid block, only_cross_attention and time_cond_pro
     const plain = new UNet2DConditionModel(rt, folder.weights, folder.config);
     const lcmFolder = await loadModelFolder('tests/fixtures/variants/unet-cond-lcm');
     const lcm = new UNet2DConditionModel(rt, lcmFolder.weights, lcmFolder.config);
-    const g = new Graph(rt, 'timestep-cond');
-    const buffers: GPUBuffer[] = [];
-    const t = (shape: number[], label: string) => {
-      const x = { buffer: rt.upload(new Float32Array(shape.reduce((a, b) => a * b, 1)), label), shape, label };
-      buffers.push(x.buffer);
-      return x;
-    };
-    try {
+    withScratch(rt, 'timestep-cond', [plain, lcm], (g, t) => {
       const run = (m: UNet2DConditionModel, cond: number[]) => m.forward(g, t([1, m.inChannels, 8, 8], 'sample'), { timesteps: t([1], 'timesteps'), broadcast: false, timestepCond: t(cond, 'cond') }, t([1, 3, m.crossAttentionDim], 'context'));
       expect(() => run(plain, [1, 4])).toThrow(/timestep_cond was given, but this model has no time_embedding\.cond_proj/);
       // unet-cond-lcm has time_cond_proj_dim 5.
       expect(() => run(lcm, [1, 4])).toThrow(/timestep_cond \[1, 4\] should be \[1, 5\]/);
-    } finally {
-      g.destroy();
-      plain.destroy();
-      lcm.destroy();
-      for (const b of buffers) rt.destroyBuffer(b);
-    }
+    });
   });
 });
 
@@ -192,14 +202,7 @@ describe('UNet2DConditionModel addition_embed_type text_time and per-block cross
     // unet-cond-sdxl-class: addition_time_embed_dim 7, projection_class_embeddings_input_dim 45 (10 + 5·7), a 'timestep' class embedding.
     const sdxlFolder = await loadModelFolder('tests/fixtures/variants/unet-cond-sdxl-class');
     const sdxl = new UNet2DConditionModel(rt, sdxlFolder.weights, sdxlFolder.config);
-    const g = new Graph(rt, 'text-time');
-    const buffers: GPUBuffer[] = [];
-    const t = (shape: number[], label: string) => {
-      const x = { buffer: rt.upload(new Float32Array(shape.reduce((a, b) => a * b, 1)), label), shape, label };
-      buffers.push(x.buffer);
-      return x;
-    };
-    try {
+    withScratch(rt, 'text-time', [plain, sdxl], (g, t) => {
       expect(sdxl.additionEmbedType).toBe('text_time');
       const run = (m: UNet2DConditionModel, extra: { textEmbeds?: number[]; timeIds?: number[] }, B = 1) =>
         m.forward(
@@ -223,12 +226,7 @@ describe('UNet2DConditionModel addition_embed_type text_time and per-block cross
       expect(() => run(sdxl, { textEmbeds: [1, 10], timeIds: [5] })).toThrow(/time_ids \[5\] should be \[1, N\]/);
       expect(() => run(plain, { textEmbeds: [1, 10], timeIds: [1, 5] })).toThrow(/text_embeds was given, but this model has no add_embedding \(addition_embed_type is null\)/);
       expect(() => run(plain, { timeIds: [1, 5] })).toThrow(/time_ids was given/);
-    } finally {
-      g.destroy();
-      plain.destroy();
-      sdxl.destroy();
-      for (const b of buffers) rt.destroyBuffer(b);
-    }
+    });
   });
 });
 
