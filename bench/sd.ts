@@ -2,12 +2,14 @@
 // with random weights in the real component shapes (bench/sd-configs/), within WebGPU's default
 // limits (the 512×512 decode holds 256 MiB activations; the plan splits them into chunks).
 //   npx tsx bench/sd.ts [--config sd15|sd21] [--precision auto|f16|f32] [--runs 3] [--size 512]
-//                       [--stages text,unet,decode]
+//                       [--stages text,unet,decode] [--gemm-feed auto|direct|tiled]
+// --gemm-feed overrides how the GEMM core is fed (Runtime.gemmFeed; auto: tiled on GPUs, direct on
+// CPU adapters), so one machine can time both.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { getGpu } from '../src/gpu/device.ts';
-import { Runtime } from '../src/gpu/runtime.ts';
+import { Runtime, type GemmFeed } from '../src/gpu/runtime.ts';
 import { Graph } from '../src/graph/graph.ts';
 import { numel, type Tensor } from '../src/graph/tensor.ts';
 import { RandomWeightStore } from '../src/io/random_weights.ts';
@@ -33,7 +35,10 @@ const size = Number(arg('size', String((configs.vae!.sample_size as number) ?? 5
 
 const gpu = await getGpu({ wantF16: precision !== 'f32' });
 const rt = new Runtime(gpu);
-console.error(`adapter: ${gpu.adapterName}`);
+const feedArg = arg('gemm-feed', 'auto');
+if (!['auto', 'direct', 'tiled'].includes(feedArg)) throw new Error('--gemm-feed must be auto, direct or tiled');
+if (feedArg !== 'auto') rt.gemmFeed = feedArg as GemmFeed;
+console.error(`adapter: ${gpu.adapterName}; GEMM feed: ${rt.gemmFeed}`);
 const s = (x: { firstMs: number; ms: number | null }) => (Number.isNaN(x.firstMs) ? 'not run' : x.ms === null ? `${(x.firstMs / 1000).toFixed(1)} s (first run, compilation included)` : `${(x.ms / 1000).toFixed(2)} s (first ${(x.firstMs / 1000).toFixed(2)} s)`);
 
 async function submit(g: Graph): Promise<number> {
@@ -107,6 +112,7 @@ const result = {
   adapter: gpu.adapterName,
   date: new Date().toISOString(),
   precision: unet.precision.description,
+  gemmFeed: rt.gemmFeed,
   weightBytes,
   peakBytes: rt.peakBytes,
   textEncodeMs: textTime,
@@ -116,14 +122,14 @@ const result = {
   planLimits: rt.planLimits,
 };
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
-console.log(`| ${result.model}, ${result.precision} | |\n|---|---|`);
+console.log(`| ${result.model}, ${result.precision}, GEMM feed ${rt.gemmFeed} | |\n|---|---|`);
 console.log(`| text encoding, batch 2 × 77 tokens | ${s(textTime)} |`);
 console.log(`| U-Net step, batch 2 (guidance), ${latent}x${latent} latents | ${s(unetTime)} |`);
 console.log(`| VAE decode, 1 image ${size}x${size} | ${s(decodeTime)} |`);
 console.log(`| weights / peak GPU memory | ${mib(weightBytes)} / ${mib(rt.peakBytes)} |`);
 console.log(`| largest binding in the decode (limit ${mib(rt.planLimits.binding)}) | ${mib(gDec.stats.maxBindingBytes)} |`);
 console.log(`\nadapter: ${gpu.adapterName}`);
-const out = join(root, 'bench/results', `${configName}-${unet.precision.dtype}-${[...stages].join('+')}-${gpu.adapterName.replace(/[^a-z0-9]+/gi, '-').slice(0, 60).toLowerCase()}-${result.date.slice(0, 10)}.json`);
+const out = join(root, 'bench/results', `${configName}-${unet.precision.dtype}-${[...stages].join('+')}${feedArg === 'auto' ? '' : `-${feedArg}`}-${gpu.adapterName.replace(/[^a-z0-9]+/gi, '-').slice(0, 60).toLowerCase()}-${result.date.slice(0, 10)}.json`);
 mkdirSync(dirname(out), { recursive: true });
 writeFileSync(out, JSON.stringify(result, null, 2) + '\n');
 console.error(`wrote ${out}`);

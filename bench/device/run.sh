@@ -48,6 +48,10 @@ for p in f16 f32; do
   timeout 300 "$NODE" "$KIT/bench/sd.mjs" --precision "$p" "${sd[@]}"
 done
 
+# The GEMM core's other feed on the same GPU (auto picks 'tiled' there): is workgroup-memory tiling the faster one?
+stage "fresco: SD 1.5-shaped U-Net step, f16, GEMM feed 'direct' (bench/sd.ts)"
+timeout 150 "$NODE" "$KIT/bench/sd.mjs" --precision f16 --stages unet --gemm-feed direct "${sd[@]}"
+
 stage "pytorch: the same models on the same GPU (bench/device/torch_bench.py)"
 timeout 300 "$PY" -B bench/device/torch_bench.py --out "$OUT/torch.json" "${torchq[@]}"
 
