@@ -79,8 +79,13 @@ class NoiseTape:
             self.module.randn_tensor = self.original
 
 
-def run(config, steps, x_init, c, step_kwargs, noise=None):
-    """The trace tensors of one case; `noise` (a list per step, None for none) plays recorded noise back."""
+def run(config, steps, x_init, c, step_kwargs, noise=None, start=0):
+    """The trace tensors of one case; `noise` (a list per step, None for none) plays recorded noise back.
+
+    start > 0 runs timesteps[start:] on a fresh scheduler, as diffusers' img2img and inpainting
+    pipelines do (get_timesteps: timesteps[t_start * order:], order 1 for all of these): the steps
+    keep their index i in the names, and multistep state (PLMS's counter, DPM-Solver's lower-order
+    warm-up) starts over at the first step run."""
     cls = scheduler_class(config['_class_name'])
     sched = cls(**{k: v for k, v in config.items() if not k.startswith('_')})
     sched.set_timesteps(steps)
@@ -91,6 +96,8 @@ def run(config, steps, x_init, c, step_kwargs, noise=None):
     # PNDM's step takes no generator.
     extra = {'generator': g} if 'generator' in inspect.signature(sched.step).parameters else {}
     for i, t in enumerate(sched.timesteps):
+        if i < start:
+            continue
         m = sched.scale_model_input(x, t)
         eps = 0.1 * m + c
         tape = NoiseTape(module, None if noise is None else ([noise[i]] if noise[i] is not None else []))
@@ -155,6 +162,18 @@ CASES = [
                                       'variance_type': 'fixed_large'}, 5, {}, [2, 4, 4, 4]),
 ]
 
+# img2img / inpainting: the loop runs timesteps[start:] on a fresh scheduler (name, config, steps, start, shape).
+# PNDM's list d0, d1, d1, d2, ...: start 2 begins on the repeated d1, start 5 past it; DPM-Solver++
+# restarts first order; Euler ancestral finds its step index from the timestep.
+START_CASES = [
+    ('sched-pndm-img2img-2', {'_class_name': 'PNDMScheduler', **SD, 'skip_prk_steps': True, 'steps_offset': 1,
+                              'set_alpha_to_one': False}, 10, 2, [1, 4, 4, 4]),
+    ('sched-pndm-img2img-5', {'_class_name': 'PNDMScheduler', **SD, 'skip_prk_steps': True, 'steps_offset': 1,
+                              'set_alpha_to_one': False}, 10, 5, [2, 4, 4, 4]),
+    ('sched-dpm-img2img', {'_class_name': 'DPMSolverMultistepScheduler', **SD}, 12, 4, [1, 4, 4, 4]),
+    ('sched-euler-a-img2img', {'_class_name': 'EulerAncestralDiscreteScheduler', **SD}, 8, 3, [1, 4, 4, 4]),
+]
+
 
 def main():
     ap = argparse.ArgumentParser()
@@ -163,14 +182,14 @@ def main():
     a = ap.parse_args()
     load_diffusers(a.schedulers)
     check_shared(a.check)
-    for name, config, steps, kwargs, shape in CASES:
+    for name, config, steps, kwargs, shape, start in [(*c, 0) for c in CASES] + [(n, cfg, st, {}, sh, s0) for n, cfg, st, s0, sh in START_CASES]:
         g = torch.Generator().manual_seed(sum(map(ord, name)))
         cls = scheduler_class(config['_class_name'])
         probe = cls(**{k: v for k, v in config.items() if not k.startswith('_')})
         probe.set_timesteps(steps)
         x_init = torch.randn(shape, generator=g) * probe.init_noise_sigma
         c = torch.randn(shape, generator=g)
-        trace = run(config, steps, x_init, c, kwargs)
+        trace = run(config, steps, x_init, c, kwargs, start=start)
         bad = [k for k, v in trace.items() if v.is_floating_point() and not torch.isfinite(v).all()]
         if bad:
             raise SystemExit(f'{name}: diffusers gives non-finite {bad[0]}; not a usable case')
@@ -181,7 +200,8 @@ def main():
             json.dump(full, f, indent=2, sort_keys=True)
             f.write('\n')
         with open(os.path.join(folder, 'case.json'), 'w') as f:
-            json.dump({'class': config['_class_name'], 'steps': steps, 'step_kwargs': kwargs, 'model': 'eps = 0.1 * model_input + c',
+            json.dump({'class': config['_class_name'], 'steps': steps, 'step_kwargs': kwargs, **({'start': start} if start else {}),
+                       'model': 'eps = 0.1 * model_input + c',
                        'note': 'made by scripts/reference/make_scheduler_traces.py from diffusers v0.25.1 scheduler code'}, f, indent=1)
             f.write('\n')
         safetensors_io.write(os.path.join(folder, 'trace.safetensors'), trace)

@@ -1,5 +1,5 @@
 // Replays a diffusers scheduler trace (a fixtures/sched-* folder) through the fused GPU step:
-// x = x_init; per step m = scale(x), eps = 0.1·m + c, x = step(eps, t, x, noise), each result
+// x = x_init; per step (from case.json's start, an img2img-style slice, when it has one) m = scale(x), eps = 0.1·m + c, x = step(eps, t, x, noise), each result
 // compared with diffusers' prev_sample. The chain runs on our own samples, so errors accumulate
 // the way they would in a real loop. Also the scheduler part of a text-to-image pipeline trace
 // (replayPipelineSchedulerTrace), fed the trace's recorded U-Net outputs. Node only (reads the folder).
@@ -76,6 +76,10 @@ export async function replaySchedulerTrace(rt: Runtime, dir: string): Promise<Re
   const opts = stepOptions(kase.step_kwargs, `${dir}/case.json`);
   if (typeof kase.class === 'string' && typeof config._class_name !== 'string') config._class_name = kase.class;
   opts.name = schedulerNameOf(config);
+  // start: an img2img-style run of timesteps[start:] on a fresh scheduler (step names keep their index).
+  const start = kase.start ?? 0;
+  if (typeof start !== 'number' || !Number.isInteger(start)) throw new Error(`${dir}/case.json: start must be an integer`);
+  opts.start = start;
   const sched = createScheduler(config, steps, opts);
 
   const trace = await readSafetensorsFile(join(dir, 'trace.safetensors'));
@@ -119,7 +123,7 @@ export async function replaySchedulerTrace(rt: Runtime, dir: string): Promise<Re
     let cur: Float32Array = toFloat32(xInit).slice();
     const out: ReplayStep[] = [];
     // One row per U-Net call: steps + 1 of them for PNDM's PLMS.
-    for (let i = 0; i < sched.timesteps.length; i++) {
+    for (let i = start; i < sched.timesteps.length; i++) {
       const s = Math.fround(sched.modelInputScale(i));
       const m = cur.map((v) => v * s);
       const mi = maxAbs(m, toFloat32(need(`step${i}_model_input`)));

@@ -118,17 +118,17 @@ export async function denoise(rt: Runtime, job: DenoiseJob, opts: DenoiseOptions
   if (opts.strength !== undefined && !opts.initImage) throw new Error('strength applies to img2img only: pass initImage');
   if (opts.mask && !opts.initImage) throw new Error('a mask needs initImage (the image to inpaint)');
   if (opts.sampleMode !== undefined && !opts.initImage) throw new Error('sampleMode applies to img2img only: pass initImage');
-  const sched = createScheduler(job.schedulerConfig, steps, { name: opts.scheduler, eta: opts.eta });
-  // PLMS's call counter starts wherever the loop does, and diffusers' img2img then restarts its
-  // warm-up mid-schedule; that is not modelled.
-  if (opts.initImage && sched.usesEpsHistory) throw new Error(`img2img and inpainting are not supported with the ${sched.name} scheduler`);
+  const strength = opts.strength ?? 0.8;
+  // img2img runs timesteps[start:] (diffusers' get_timesteps slices the scheduler's own list, so
+  // for PLMS, whose list repeats its second timestep, the same index lands on a different step);
+  // multistep state starts over there.
+  const start = opts.initImage ? img2imgStartStep(steps, strength) : 0;
+  const sched = createScheduler(job.schedulerConfig, steps, { name: opts.scheduler, eta: opts.eta, start });
   // U-Net calls (and step rows): steps + 1 for PLMS, else steps.
   const calls = sched.timesteps.length;
   const [h, w] = job.latentSize;
   const latentShape = [B, job.latentChannels, h, w];
   const n = numel(latentShape);
-  const strength = opts.strength ?? 0.8;
-  const start = opts.initImage ? img2imgStartStep(steps, strength) : 0;
   const masked = !!opts.mask;
   const [imageH, imageW] = [h * vae.scaleFactor, w * vae.scaleFactor];
   if (opts.initImage && opts.initImage.length !== B * vae.inChannels * imageH * imageW) {

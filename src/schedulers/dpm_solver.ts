@@ -113,7 +113,11 @@ export class DPMSolverMultistepScheduler implements Scheduler {
     return this.config.threshold;
   }
 
-  constructor(cfg: Record<string, unknown>, steps: number) {
+  /**
+   * start: the first step the loop runs (img2img); diffusers' step() counts lower_order_nums from
+   * its own first call, so that step is first order, whatever its index.
+   */
+  constructor(cfg: Record<string, unknown>, steps: number, readonly start = 0) {
     const r = new ConfigReader(cfg, 'DPMSolverMultistepScheduler');
     this.config = readConfig(r, cfg);
     const ac = alphasCumprod(makeBetas(this.config.schedule));
@@ -153,7 +157,7 @@ export class DPMSolverMultistepScheduler implements Scheduler {
     const n = this.timesteps.length;
     const c = this.config;
     const lowerFinal = i === n - 1 && (c.eulerAtFinal || (c.lowerOrderFinal && n < 15));
-    return c.solverOrder === 2 && i >= 1 && !lowerFinal;
+    return c.solverOrder === 2 && i >= this.start + 1 && !lowerFinal;
   }
 
   /** _sigma_to_alpha_sigma_t and λ for sigmas[j], in float32. */

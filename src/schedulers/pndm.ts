@@ -73,16 +73,23 @@ export class PNDMScheduler implements Scheduler {
   readonly timesteps: number[];
   readonly alphasCumprod: Float32Array;
   readonly finalAlphaCumprod: number;
-  readonly calls: PlmsCall[];
+  /** Per call index; null before `start` (never run). */
+  readonly calls: (PlmsCall | null)[];
 
-  constructor(cfg: Record<string, unknown>, steps: number) {
+  /**
+   * start: the first call the loop makes (img2img runs timesteps[start:] on a fresh scheduler, as
+   * diffusers' pipelines slice them): step_plms's counter and stored outputs start there, so the
+   * warm-up of calls 0 and 1 happens at calls start and start + 1. Calls before it have no row.
+   */
+  constructor(cfg: Record<string, unknown>, steps: number, readonly start = 0) {
     const r = new ConfigReader(cfg, 'PNDMScheduler');
     this.config = readConfig(r, cfg);
     this.alphasCumprod = alphasCumprod(makeBetas(this.config.schedule));
     this.finalAlphaCumprod = this.config.setAlphaToOne ? 1 : this.alphasCumprod[0]!;
     this.timesteps = plmsTimesteps(this.config.schedule, steps);
+    if (!(Number.isInteger(start) && start >= 0 && start < this.timesteps.length)) throw new SchedulerConfigError(`PNDMScheduler: first call ${start} is outside 0..${this.timesteps.length - 1}`);
     this.calls = this.plan(Math.floor(this.config.schedule.numTrainTimesteps / steps));
-    for (let i = 0; i < this.calls.length; i++) this.coefficients(i);
+    for (let i = start; i < this.timesteps.length; i++) this.coefficients(i);
   }
 
   /**
@@ -90,11 +97,14 @@ export class PNDMScheduler implements Scheduler {
    * call but call 1 and trimmed to the newest 4; the newest is this call's own (not yet on the GPU),
    * the 3 before it sit in the ring at (append number mod 3).
    */
-  private plan(ratio: number): PlmsCall[] {
+  private plan(ratio: number): (PlmsCall | null)[] {
     const T = this.config.schedule.numTrainTimesteps;
     const stored: number[] = []; // append numbers of the stored outputs, oldest first
     let appends = 0;
-    return this.timesteps.map((ts, c) => {
+    return this.timesteps.map((ts, i) => {
+      // step_plms's counter: calls before the first one run do not exist for it.
+      const c = i - this.start;
+      if (c < 0) return null;
       let t = ts;
       let prev = ts - ratio;
       const wHist: [number, number, number] = [0, 0, 0];
@@ -115,13 +125,15 @@ export class PNDMScheduler implements Scheduler {
         stored.push(appends++);
       }
       // diffusers would index alphas_cumprod out of range here (e.g. a large steps_offset).
-      if (t >= T) throw new SchedulerConfigError(`PNDMScheduler: call ${c} steps from timestep ${t}, outside [0, ${T - 1}] (timestep_spacing '${this.config.schedule.timestepSpacing}', ${this.timesteps.length - 1} steps)`);
+      if (t >= T) throw new SchedulerConfigError(`PNDMScheduler: call ${i} steps from timestep ${t}, outside [0, ${T - 1}] (timestep_spacing '${this.config.schedule.timestepSpacing}', ${this.timesteps.length - 1} steps)`);
       return { t, prev, fromStored: c === 1, storeSample: c === 0, histWrite, wEps, wHist };
     });
   }
 
   private check(i: number): PlmsCall {
-    return stepAt(this.calls, i, 'PNDMScheduler');
+    const call = stepAt(this.calls, i, 'PNDMScheduler');
+    if (!call) throw new RangeError(`PNDMScheduler: call ${i} comes before the first call run (${this.start})`);
+    return call;
   }
 
   modelInputScale(i: number): number {

@@ -59,6 +59,12 @@ export interface CreateSchedulerOptions {
   eta?: number;
   /** DDIM's use_clipped_model_output (default false). */
   useClippedModelOutput?: boolean;
+  /**
+   * The first step the loop runs (img2img and inpainting: diffusers runs timesteps[t_start:] on a
+   * fresh scheduler), where multistep state starts: PLMS's call counter and DPM-Solver's
+   * first-order warm-up. Default 0.
+   */
+  start?: number;
 }
 
 const CLASS_NAMES: Record<string, SchedulerName> = {
@@ -87,12 +93,15 @@ export function schedulerNameOf(config: Record<string, unknown>): SchedulerName 
 
 export function createScheduler(config: Record<string, unknown>, steps: number, opts: CreateSchedulerOptions = {}): Scheduler {
   const name = opts.name ?? schedulerNameOf(config);
+  // (Step counts themselves are checked by each scheduler, which names them.)
+  const start = opts.start ?? 0;
+  if (start !== 0 && (!Number.isInteger(start) || start < 0 || start >= steps)) throw new SchedulerConfigError(`the first step run (${start}) must be an integer in 0..${steps - 1}`);
   if (name === 'ddpm') return new DDPMScheduler(config, steps);
   if (name === 'ddim') return new DDIMScheduler(config, steps, { eta: opts.eta, useClippedModelOutput: opts.useClippedModelOutput });
   if (name === 'euler-a') return new EulerAncestralScheduler(config, steps);
   if (name === 'euler') return new EulerDiscreteScheduler(config, steps);
   if (name === 'lcm') return new LCMScheduler(config, steps);
-  if (name === 'dpm++2m') return new DPMSolverMultistepScheduler(config, steps);
-  if (name === 'pndm') return new PNDMScheduler(config, steps);
+  if (name === 'dpm++2m') return new DPMSolverMultistepScheduler(config, steps, opts.start);
+  if (name === 'pndm') return new PNDMScheduler(config, steps, opts.start);
   throw new SchedulerConfigError(`unknown scheduler '${String(name)}' (supported: ${SCHEDULER_NAMES.join(', ')})`);
 }
