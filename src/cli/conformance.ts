@@ -1,4 +1,5 @@
 // npm run conformance -- DIR [--only a,b]
+import { existsSync, statSync } from 'node:fs';
 import { getGpu } from '../gpu/device.ts';
 import { Runtime } from '../gpu/runtime.ts';
 import { formatTable, listCases, runCase, type CaseResult } from '../conformance/runner.ts';
@@ -23,6 +24,8 @@ async function main(): Promise<void> {
     else dir = a;
   }
   if (!dir) usage('DIR is required');
+  if (!existsSync(dir)) usage(`${dir} does not exist (the repository's own cases: tests/fixtures, tests/fixtures/variants)`);
+  if (!statSync(dir).isDirectory()) usage(`${dir} is not a folder of case folders`);
   let cases = listCases(dir);
   if (only) {
     const missing = only.filter((o) => !cases.includes(o));
@@ -47,6 +50,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((e) => {
-  console.error(e instanceof Error ? e.message : e);
+  console.error(`error: ${e instanceof Error ? e.message : String(e)}`);
   process.exit(1);
 });
