@@ -27,6 +27,9 @@ struct U {
   scale: f32,
   // z = batch·yfold + fold: M tiles past 65535 workgroups continue in z (see gemmGrid).
   yfold: u32,
+  // TEMB: row z of the [B, tembStride] time embedding, from column tembOffset (an output channel
+  // chunk of a conv split to fit the binding limit reads its own columns of the full row).
+  tembStride: u32, tembOffset: u32,
 }
 
 @group(0) @binding(0) var<uniform> u: U;
@@ -150,7 +153,7 @@ fn store(z: u32, m: u32, n: u32, v: f32) {
   x += f32(bias[n]);
 #endif
 #if TEMB
-  x += f32(temb[z * u.N + n]);
+  x += f32(temb[z * u.tembStride + u.tembOffset + n]);
 #endif
 #if OUT_COLMAJOR
   let idx = z * u.N * u.M + n * u.M + m;

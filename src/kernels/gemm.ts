@@ -44,6 +44,8 @@ export interface Epilogue {
   bias?: Tensor;
   /** [B, N]: added per batch and output channel (a ResNet's time embedding). */
   temb?: Tensor;
+  /** temb is [B, W] with this output's N columns from tembOffset on (a channel chunk's share); default 0. */
+  tembOffset?: number;
   /** Same shape as the output, added before `scale`. */
   residual?: Tensor;
   /** Multiplies the result after the residual add (diffusers' 1/output_scale_factor). */
@@ -91,6 +93,10 @@ export function expectShape(cond: boolean, msg: string): void {
 
 function epilogueParams(e: Epilogue) {
   return { BIAS: !!e.bias, TEMB: !!e.temb, RESIDUAL: !!e.residual, ...activationParams(epilogueAct(e)) };
+}
+
+function tembUniforms(e: Epilogue, N: number) {
+  return { tembStride: e.temb ? e.temb.shape[1]! : N, tembOffset: e.tembOffset ?? 0 };
 }
 
 function epilogueBindings(e: Epilogue) {
@@ -145,7 +151,7 @@ export function linear(g: Graph, label: string, x: Tensor, weight: Tensor, opts:
     label,
     { shader: 'gemm', params: { TM, TN4, ...feedParams(g), A_COLMAJOR: input === 'channels', OUT_COLMAJOR: output === 'channels', ...epilogueParams(opts), ...storageParams(dtype) } },
     { a: x, w: weight, out, ...epilogueBindings(opts) },
-    { M, N, K, ...noConv, scale: opts.scale ?? 1, yfold: gemmFold(M, batch) },
+    { M, N, K, ...noConv, scale: opts.scale ?? 1, yfold: gemmFold(M, batch), ...tembUniforms(opts, N) },
     gemmGrid(N, M, batch),
     { flops: 2 * M * N * K * batch, bytes: trafficBytes(x, weight, out, ...Object.values(epilogueBindings(opts))) },
   );
@@ -156,7 +162,9 @@ function checkEpilogue(label: string, e: Epilogue, batch: number, N: number, out
   const acts = [...(['silu', 'relu', 'quickGelu', 'gelu'] as const).filter((a) => e[a]), ...(e.act ? [e.act] : [])];
   expectShape(acts.length <= 1, `${label}: ${acts.join(' and ')} cannot all end the epilogue (one activation at most)`);
   if (e.bias) expectShape(e.bias.shape.length === 1 && e.bias.shape[0] === N, `${label}: bias ${shapeStr(e.bias.shape)} should be [${N}]`);
-  if (e.temb) expectShape(e.temb.shape.length === 2 && e.temb.shape[0] === batch && e.temb.shape[1] === N, `${label}: time embedding ${shapeStr(e.temb.shape)} should be [${batch}, ${N}]`);
+  const off = e.tembOffset ?? 0;
+  expectShape(Number.isInteger(off) && off >= 0 && (off === 0 || !!e.temb), `${label}: tembOffset ${off} needs a time embedding and a whole non-negative column`);
+  if (e.temb) expectShape(e.temb.shape.length === 2 && e.temb.shape[0] === batch && (e.tembOffset === undefined ? e.temb.shape[1] === N : e.temb.shape[1]! >= off + N), `${label}: time embedding ${shapeStr(e.temb.shape)} should be [${batch}, ${e.tembOffset === undefined ? N : `>= ${off + N}`}]`);
   if (e.residual) expectShape(shapeStr(e.residual.shape) === shapeStr(outShape), `${label}: residual ${shapeStr(e.residual.shape)} should be ${shapeStr(outShape)}`);
 }
 
@@ -207,7 +215,7 @@ export function conv2d(g: Graph, label: string, x: Tensor, weight: Tensor, opts:
       params: { TM, TN4, ...feedParams(g), A_COLMAJOR: pointwise, A_IM2COL: !pointwise, UPSAMPLE: !!opts.upsample, OUT_COLMAJOR: true, ...epilogueParams(opts), ...storageParams(dtype) },
     },
     { a: x, w: weight, out, ...epilogueBindings(opts) },
-    { M, N: Cout, K: Cin * kh * kw, Cin, H, W, kh, kw, stride, padT, padL, Hout, Wout, upH, upW, scale: opts.scale ?? 1, yfold: gemmFold(M, B) },
+    { M, N: Cout, K: Cin * kh * kw, Cin, H, W, kh, kw, stride, padT, padL, Hout, Wout, upH, upW, scale: opts.scale ?? 1, yfold: gemmFold(M, B), ...tembUniforms(opts, Cout) },
     gemmGrid(Cout, M, B),
     // Padding taps are multiplied as zeros by the kernel, so they count: this is the work done.
     { flops: 2 * M * Cout * Cin * kh * kw * B, bytes: trafficBytes(x, weight, out, ...Object.values(epilogueBindings(opts))) },

@@ -120,8 +120,6 @@ export function splitConv(g: Graph, slices: WeightSlices, label: string, x: Spli
   const outShape = [x.shape[0], Cout, Hout, Wout] as const;
   const starts = chunkStarts(outShape, x.parts[0]!.dtype ?? 'f32', g.limits, groups);
   if (residual && residual.starts.join() !== starts.join()) throw new GpuError(`${label}: residual chunks [${residual.starts}] differ from the output's [${starts}]`);
-  // [B, Cout] rows cannot be cut into channel chunks without a copy; the U-Nets never need it.
-  if (temb && starts.length > 1) throw new GpuError(`${label}: a time embedding cannot be added to an output split in ${starts.length} chunks`);
   const inSizes = ends(x.starts, x.shape[1]);
   const parts = ends(starts, Cout).map((oc, k) => {
     const o0 = starts[k]!;
@@ -131,7 +129,8 @@ export function splitConv(g: Graph, slices: WeightSlices, label: string, x: Spli
       const last = j === x.parts.length - 1;
       const y: Tensor = conv2d(g, x.parts.length > 1 || starts.length > 1 ? `${label}[${k},${j}]` : label, part, slices.slice(conv.weight, o0, o0 + oc, i0, i0 + inSizes[j]!), {
         ...geometry,
-        ...(j === 0 ? { bias: slices.slice(conv.bias, o0, o0 + oc), ...(temb ? { temb } : {}) } : {}),
+        // Each output chunk adds its own columns of the [B, Cout] time embedding.
+        ...(j === 0 ? { bias: slices.slice(conv.bias, o0, o0 + oc), ...(temb ? { temb, tembOffset: o0 } : {}) } : {}),
         ...(acc ? { residual: acc } : residual ? { residual: residual.parts[k]! } : {}),
         ...(last ? { scale, silu, relu, act } : {}),
       });

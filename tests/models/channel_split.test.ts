@@ -64,7 +64,7 @@ describe('channel chunks', () => {
     expect(() => chunkStarts([2, 32, 8, 8], 'f32', limits, 2)).toThrow(/one group of 16 channels/);
   });
 
-  it('a chunked resnet-style sequence (norm+SiLU, 3x3 conv, residual, upsample, stride) equals the plain kernels', async () => {
+  it('a chunked resnet-style sequence (norm+SiLU, 3x3 conv with time embedding and residual, upsample, stride) equals the plain kernels', async () => {
     const rt = await runtime();
     const [B, C, H, W] = [2, 8, 12, 12];
     const x = input(rt, randn(B * C * H * W, 1), [B, C, H, W], 'x');
@@ -75,6 +75,7 @@ describe('channel chunks', () => {
     const b1 = input(rt, randn(Cout, 5, 0.2), [Cout], 'b1');
     const ws = input(rt, randn(Cout * C, 6, 0.3), [Cout, C, 1, 1], 'ws');
     const bs = input(rt, randn(Cout, 7, 0.2), [Cout], 'bs');
+    const temb = input(rt, randn(B * Cout, 12, 0.5), [B, Cout], 'temb');
     const wu = input(rt, randn(Cout * Cout * 9, 8, 0.2), [Cout, Cout, 3, 3], 'wu');
     const bu = input(rt, randn(Cout, 9, 0.2), [Cout], 'bu');
     const wd = input(rt, randn(4 * Cout * 9, 10, 0.2), [4, Cout, 3, 3], 'wd');
@@ -86,7 +87,7 @@ describe('channel chunks', () => {
     const plain = new Graph(rt, 'plain');
     const n = groupNorm(plain, 'n', x, gamma, beta, { groups: 4, eps: 1e-6, silu: true });
     const s = conv2d(plain, 's', x, ws, { bias: bs });
-    const h = conv2d(plain, 'c1', n, w1, { bias: b1, padding: 1, residual: s, scale: 0.5 });
+    const h = conv2d(plain, 'c1', n, w1, { bias: b1, temb, padding: 1, residual: s, scale: 0.5 });
     const u = conv2d(plain, 'up', h, wu, { bias: bu, padding: 1, upsample: true, silu: true });
     const d = conv2d(plain, 'down', u, wd, { bias: bd, stride: 2, padding: [0, 0, 1, 1] });
     const [nRef, hRef, uRef, dRef] = await run(rt, plain, [n, h, u, d]);
@@ -97,7 +98,8 @@ describe('channel chunks', () => {
     const g = new Graph(rt, 'split');
     const ns = splitGroupNorm(g, slices, 'n', single(x), norm, { groups: 4, eps: 1e-6, silu: true });
     const ss = splitConv(g, slices, 's', single(x), { weight: ws, bias: bs }, { groups: 4 });
-    const hs = splitConv(g, slices, 'c1', ns, { weight: w1, bias: b1 }, { groups: 4, padding: 1, residual: ss, scale: 0.5 });
+    // Each of its two output chunks adds its own half of the time embedding's columns.
+    const hs = splitConv(g, slices, 'c1', ns, { weight: w1, bias: b1 }, { groups: 4, padding: 1, temb, residual: ss, scale: 0.5 });
     const us = splitConv(g, slices, 'up', hs, { weight: wu, bias: bu }, { groups: 8, padding: 1, upsample: true, silu: true });
     const ds = splitConv(g, slices, 'down', us, { weight: wd, bias: bd }, { groups: 2, stride: 2, padding: [0, 0, 1, 1] });
     expect(hs.parts.length).toBe(2);
@@ -106,7 +108,7 @@ describe('channel chunks', () => {
     const [nGot, hGot, uGot, dGot] = await run(rt, g, [ns, hs, us, ds]);
     expect(g.stats.maxBindingBytes).toBeLessThanOrEqual(10240);
     expectClose(nGot!, nRef!, 'norm');
-    expectClose(hGot!, hRef!, 'conv + residual + scale');
+    expectClose(hGot!, hRef!, 'conv + time embedding + residual + scale');
     expectClose(uGot!, uRef!, 'upsample conv + silu');
     expectClose(dGot!, dRef!, 'strided conv over chunks');
     for (const b of owned) rt.destroyBuffer(b);
