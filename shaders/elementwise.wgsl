@@ -1,5 +1,5 @@
 // The small memory-bound ops between the U-Net's GEMMs, one thread per output element. One
-// template, one op per variant (ACT: a standalone activation, act in common.wgsl; SCALE, ADD, CONCAT, UPSAMPLE, AVG_POOL, BATCH_DIV), each a single pass over
+// template, one op per variant (ACT: a standalone activation, act in common.wgsl; SCALE, ADD, CONCAT, UPSAMPLE, AVG_POOL, FIR, BATCH_DIV), each a single pass over
 // memory. `add` carries a scale because diffusers divides every residual sum by
 // output_scale_factor; SCALE is the odd standalone multiply (latents / scaling_factor); concat
 // and upsample are pure index maps (skip connections; Upsample2D where it is not already fused
@@ -12,6 +12,10 @@
 // AVG_POOL is nn.AvgPool2d(2, 2) (a ResnetBlock2D with down=True pools its input and its hidden
 // states so), summed in torch's order; BATCH_DIV divides each batch element by its own f32 value
 // (UNet2DModel's fourier time embedding ends with sample / timesteps).
+// FIR (down, or up with FIR_UP) is diffusers' upfirdn2d with its fixed FIR kernel (1, 3, 3, 1) (NCSN++'s
+// FirDownsample2D / FirUpsample2D and ResnetBlock2D kernel='fir', zeros outside the image):
+// per axis, the 2x decimation takes taps 2o-1..2o+2 weighted 1, 3, 3, 1 (/ 8); the 2x interpolation
+// gives output 2m the inputs m-1, m weighted 1, 3 (/ 4) and output 2m+1 the inputs m, m+1 weighted 3, 1.
 #include "common"
 
 const WG = 256u;
@@ -27,6 +31,9 @@ struct U { n: u32, a_run: u32, b_run: u32 }
 struct U { n: u32, H: u32, W: u32 }
 #elif AVG_POOL
 // H, W: the input's size (the output is H / 2 x W / 2, an odd last row or column dropped).
+struct U { n: u32, H: u32, W: u32 }
+#elif FIR
+// H, W: the input's size (the output is 2H x 2W with FIR_UP, else H / 2 x W / 2, floored as upfirdn2d's).
 struct U { n: u32, H: u32, W: u32 }
 #elif BATCH_DIV
 // per: values per batch element; broadcast: every element divides by b[0].
@@ -66,6 +73,16 @@ struct U { n: u32 }
 #include "precise_math"
 #endif
 
+#if FIR
+// Input value (y, x) of the plane starting at base, zero outside the image.
+fn fir_at(base: u32, y: i32, x: i32) -> f32 {
+  if (y < 0 || y >= i32(u.H) || x < 0 || x >= i32(u.W)) { return 0.0; }
+  return f32(a[base + u32(y) * u.W + u32(x)]);
+}
+// The weight (/ 8) of tap t = 0..3 of the (1, 3, 3, 1) kernel.
+fn fir_w(t: u32) -> f32 { return select(0.125, 0.375, t == 1u || t == 2u); }
+#endif
+
 @compute @workgroup_size(256, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let i = flat_workgroup(wid, nwg) * WG + lid.x;
@@ -99,6 +116,40 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let p = (plane * u.H + 2u * oy) * u.W + 2u * ox;
   // Row by row, left to right, as torch sums the window; / 4 is exact as * 0.25.
   out[i] = st((((f32(a[p]) + f32(a[p + 1u])) + f32(a[p + u.W])) + f32(a[p + u.W + 1u])) * 0.25);
+#elif FIR
+#if FIR_UP
+  let W2 = u.W * 2u;
+  let H2 = u.H * 2u;
+  let ox = i % W2;
+  let oy = (i / W2) % H2;
+  let base = (i / (W2 * H2)) * u.H * u.W;
+  // The near input (weight 3/4) and the far one (1/4) on each axis: the far one before the near
+  // one for an even output, after it for an odd one.
+  let ny = i32(oy / 2u);
+  let nx = i32(ox / 2u);
+  let fy = ny + select(-1, 1, (oy & 1u) == 1u);
+  let fx = nx + select(-1, 1, (ox & 1u) == 1u);
+  let near = 0.75 * fir_at(base, ny, nx) + 0.25 * fir_at(base, ny, fx);
+  let far = 0.75 * fir_at(base, fy, nx) + 0.25 * fir_at(base, fy, fx);
+  out[i] = st(0.75 * near + 0.25 * far);
+#else
+  let Wo = u.W / 2u;
+  let Ho = u.H / 2u;
+  let ox = i % Wo;
+  let oy = (i / Wo) % Ho;
+  let base = (i / (Wo * Ho)) * u.H * u.W;
+  let y0 = i32(2u * oy) - 1;
+  let x0 = i32(2u * ox) - 1;
+  var acc = 0.0;
+  for (var r = 0u; r < 4u; r++) {
+    var row = 0.0;
+    for (var c = 0u; c < 4u; c++) {
+      row += fir_w(c) * fir_at(base, y0 + i32(r), x0 + i32(c));
+    }
+    acc += fir_w(r) * row;
+  }
+  out[i] = st(acc);
+#endif
 #elif BATCH_DIV
   out[i] = st(f32(a[i]) / b[select(i / u.per, 0u, u.broadcast != 0u)]);
 #elif TANH_CLAMP

@@ -142,7 +142,8 @@ export async function loadModel(source: string | FolderReader, opts: LoadModelOp
   if (index) {
     const sd = await loadSdFrom(rt, reader, where, { precision: opts.precision });
     const f = sd.vae.scaleFactor;
-    const defaults = { steps: 50, guidance: 7.5, scheduler: schedulerNameOf(sd.schedulerConfig) };
+    // diffusers' defaults: 50 steps; guidance_scale 7.5 (StableDiffusionPipeline), 5 (StableDiffusionXLPipeline).
+    const defaults = { steps: 50, guidance: sd.xl ? 5 : 7.5, scheduler: schedulerNameOf(sd.schedulerConfig) };
     model = new Model('text', where, null, null, defaults, [sd.unet.sampleSize * f, sd.unet.sampleSize * f], rt, { kind: 'text', sd });
   } else {
     const card = ((await readOptionalJson(reader, 'fresco.json')) ?? {}) as ModelCard;
@@ -292,7 +293,8 @@ export async function generate(model: Model, opts: GenerateOptions = {}): Promis
     const f = vae.scaleFactor;
     const [height, width] = [opts.height ?? model.imageSize[0], opts.width ?? model.imageSize[1]];
     latentShape = [batch, unet.inChannels, Math.floor(height / f), Math.floor(width / f)];
-    previewMode = unet.inChannels === 4 ? 'sd' : 'normalize';
+    // SD_LATENT_RGB is fitted to SD 1.x/2.x's VAE; SDXL's VAE has other latents, so its previews are only stretched.
+    previewMode = unet.inChannels === 4 && !loaded.sd.xl ? 'sd' : 'normalize';
     run = generateFromText(rt, loaded.sd, { ...common, prompt: prompts, negativePrompt: opts.negativePrompt, width, height, onStep: onStep(cols) });
   }
   // The loop races device loss at every step; this also covers the text encoder and decode, so a

@@ -14,6 +14,11 @@ imports names from it). The weights are loaded with load_state_dict(strict=True)
 that weight_specs gives diffusers' weight names and shapes for each case (VQModel decode cases leave
 out the encoder's weights: those, and only those, may be missing). Expected: ratios ~1e-8 (io 'out'
 is stored in float32).
+
+v0.25.1's FIR resampling (upsample_2d / downsample_2d / FirUpsample2D / FirDownsample2D, NCSN++'s
+skip blocks) always builds its kernel in float32, which F.conv2d refuses beside float64 activations;
+upfirdn2d_native is wrapped to cast the kernel to the input's dtype (lossless: its values are
+multiples of 1/64).
 """
 import inspect
 import json
@@ -53,8 +58,20 @@ def stub_hub():
     return d
 
 
+def float64_fir():
+    """Lets diffusers' FIR resampling run in float64 (see the module docstring); nothing else changes."""
+    from diffusers.models import downsampling, upsampling
+    native = upsampling.upfirdn2d_native
+
+    def upfirdn2d_native(tensor, kernel, *args, **kwargs):
+        return native(tensor, kernel.to(tensor.dtype), *args, **kwargs)
+
+    upsampling.upfirdn2d_native = downsampling.upfirdn2d_native = upfirdn2d_native
+
+
 def main(diffusers_src):
     sys.path[:0] = [stub_hub(), diffusers_src]
+    float64_fir()
     from diffusers.models.unet_2d import UNet2DModel
     from diffusers.models.unet_2d_condition import UNet2DConditionModel
     from diffusers.models.vq_model import VQModel

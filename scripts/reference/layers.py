@@ -82,22 +82,65 @@ def spatial_norm(W, p, f, zq):
     return group_norm(W, p + '.norm_layer', f, 32, 1e-6) * conv(W, p + '.conv_y', zq) + conv(W, p + '.conv_b', zq)
 
 
-def resnet(W, p, x, temb, groups, eps, output_scale_factor=1.0, zq=None, act=F.silu, resample=None):
+def upfirdn2d(x, k1d, up, down, pad0, pad1):
+    """diffusers' upfirdn2d_native (upsampling.py) on [B, C, H, W], from its definition: up − 1 zeros
+    after every sample of each axis, zero padding pad0 before and pad1 after, correlation with the
+    flipped outer(k1d, k1d), every down-th output kept."""
+    B, C, H, Wd = x.shape
+    if up > 1:
+        z = x.new_zeros(B, C, H * up, Wd * up)
+        z[:, :, ::up, ::up] = x
+        x = z
+    x = F.pad(x, (pad0, pad1, pad0, pad1))
+    k = torch.outer(k1d, k1d).flip(0, 1).to(x.dtype)
+    out = F.conv2d(x.reshape(B * C, 1, *x.shape[2:]), k[None, None])[:, :, ::down, ::down]
+    return out.reshape(B, C, out.shape[2], out.shape[3])
+
+
+def fir_resample(x, direction, kernel=(1, 3, 3, 1)):
+    """upsample_2d / downsample_2d (FirUpsample2D / FirDownsample2D without conv): the kernel
+    normalized to sum 1 in 2-D (so k / sum(k) per axis), times gain·factor² = 4 for 'up' (2 per axis);
+    padding (pad_value + 1) // 2 (+ factor − 1 for up) before and pad_value // 2 after, pad_value = 4 − 2."""
+    k = torch.tensor(kernel, dtype=torch.float64)
+    k = k / k.sum()
+    pv = len(kernel) - 2
+    if direction == 'up':
+        return upfirdn2d(x, 2 * k, 2, 1, (pv + 1) // 2 + 1, pv // 2)
+    return upfirdn2d(x, k, 1, 2, (pv + 1) // 2, pv // 2)
+
+
+def resnet(W, p, x, temb, groups, eps, output_scale_factor=1.0, zq=None, act=F.silu, resample=None, groups_out=None, time_norm='default'):
     """resnet.ResnetBlock2D (time_embedding_norm 'default', skip_time_act False); with zq,
-    time_embedding_norm 'spatial': norm1 and norm2 are SpatialNorms over zq (and temb is unused).
-    act: its nonlinearity (resnet_act_fn), after norm1, norm2 and on temb. resample 'up' / 'down' (up=True /
-    down=True, no FIR kernel): after norm1 and act, the hidden states and the shortcut's input are both
-    nearest-upsampled 2x (Upsample2D without conv) or 2x2 average-pooled (Downsample2D without conv)."""
-    norm = (lambda q, t: spatial_norm(W, q, t, zq)) if zq is not None else (lambda q, t: group_norm(W, q, t, groups, eps))
-    h = act(norm(p + '.norm1', x))
+    time_embedding_norm 'spatial': norm1 and norm2 are SpatialNorms over zq (and temb is unused);
+    time_norm 'scale_shift': time_emb_proj gives [scale | shift] (2·C) and norm2(h)·(1 + scale) + shift
+    replaces the addition after conv1. act: its nonlinearity (resnet_act_fn), after norm1, norm2 and on
+    temb. resample 'up' / 'down' (up=True / down=True, no FIR kernel): after norm1 and act, the hidden
+    states and the shortcut's input are both nearest-upsampled 2x (Upsample2D without conv) or 2x2
+    average-pooled (Downsample2D without conv); 'fir_up' / 'fir_down' (kernel='fir'): FIR (1, 3, 3, 1)
+    resampling of both instead. groups_out: norm2's groups (default groups). The 1x1 shortcut is there
+    where its weight is (in ≠ out channels, or use_in_shortcut)."""
+    if zq is not None:
+        n1 = n2 = lambda q, t: spatial_norm(W, q, t, zq)
+    else:
+        n1 = lambda q, t: group_norm(W, q, t, groups, eps)
+        n2 = lambda q, t: group_norm(W, q, t, groups if groups_out is None else groups_out, eps)
+    h = act(n1(p + '.norm1', x))
     if resample == 'up':
         x, h = (F.interpolate(v, scale_factor=2.0, mode='nearest') for v in (x, h))
     elif resample == 'down':
         x, h = (F.avg_pool2d(v, kernel_size=2, stride=2) for v in (x, h))
+    elif resample in ('fir_up', 'fir_down'):
+        x, h = (fir_resample(v, resample[4:]) for v in (x, h))
     h = conv(W, p + '.conv1', h)
-    if temb is not None:
-        h = h + linear(W, p + '.time_emb_proj', act(temb))[:, :, None, None]
-    h = conv(W, p + '.conv2', act(norm(p + '.norm2', h)))
+    t = linear(W, p + '.time_emb_proj', act(temb))[:, :, None, None] if temb is not None else None
+    if t is not None and time_norm == 'scale_shift':
+        scale, shift = t.chunk(2, dim=1)
+        h = n2(p + '.norm2', h) * (1 + scale) + shift
+    else:
+        if t is not None:
+            h = h + t
+        h = n2(p + '.norm2', h)
+    h = conv(W, p + '.conv2', act(h))
     if p + '.conv_shortcut.weight' in W:
         x = conv(W, p + '.conv_shortcut', x, padding=0)
     return (x + h) / output_scale_factor

@@ -2,8 +2,9 @@
 float64 reference (not diffusers): random weights from a fixed seed, every parameter non-zero,
 scaled so activations stay O(1).
 
-Usage: python make_variants.py [fixtures_dir]   (fixtures_dir: the real-diffusers fixtures whose
-config.json files are the base configs and against which the reference is validated first)
+Usage: python make_variants.py [fixtures_dir] [--only name,name]   (fixtures_dir: the real-diffusers
+fixtures whose config.json files are the base configs and against which the reference is validated
+first; --only: write just those cases, leaving the other folders untouched)
 """
 import json
 import math
@@ -198,6 +199,31 @@ CASES = {
         'block_out_channels': [8, 16], 'norm_num_groups': 4, 'attention_head_dim': 4, 'num_class_embeds': None, 'in_channels': 3, 'out_channels': 3,
         'time_embedding_type': 'learned', 'num_train_timesteps': 50, 'class_embed_type': 'timestep',
     }, 'forward', {'sample': [2, 3, 8, 8], 'timestep': [3, 49], 'class_labels': [17, 0]}),
+    # NCSN++'s skip blocks (score-SDE models, google/ncsnpp-*): the layout of diffusers' NCSNppModelTests at
+    # toy size (time_embedding_type 'fourier' at sigma-like timesteps, norm_num_groups null: the mid block and
+    # conv_norm_out take min(C // 4, 32) groups, attention_head_dim null, norm_eps 1e-6, mid_block_scale_factor
+    # √2). AttnSkipDownBlock2D downsamples (resnet_down with a FIR down, the skip sample FIR-downsampled into
+    # skip_conv); SkipUpBlock2D builds the image-space skip (skip_norm, skip_conv, resnet_up with a FIR up),
+    # AttnSkipUpBlock2D FIR-upsamples it and has one attention; the skip is added before the fourier division.
+    # 32 channels: the skip attentions' norm has 32 groups, and AttnSkipUpBlock2D's min(in + skip // 4, 32)
+    # (32, where the intended (in + skip) // 4 is 16) must divide 64.
+    'unet2d-ncsnpp': ('unet2d-classcond', {
+        'block_out_channels': [32, 32], 'norm_num_groups': None, 'attention_head_dim': None, 'num_class_embeds': None,
+        'in_channels': 3, 'out_channels': 3, 'layers_per_block': 1, 'norm_eps': 1e-6, 'mid_block_scale_factor': math.sqrt(2.0),
+        'time_embedding_type': 'fourier',
+        'down_block_types': ['AttnSkipDownBlock2D', 'SkipDownBlock2D'], 'up_block_types': ['SkipUpBlock2D', 'AttnSkipUpBlock2D'],
+    }, 'forward', {'sample': [2, 3, 8, 8], 'timestep': ('values', [0.6, 1.7])}),
+    # Three levels of skip blocks (the second up block FIR-upsamples the first one's skip and adds its own
+    # skip_conv to it), a final DownBlock2D (no downsample: the skip sample passes it unused), positional time,
+    # center_input_sample (the skip path starts from the centered sample), resnet_time_scale_shift
+    # 'scale_shift' (every resnet, FIR ones too; no group norm in the mid attention), act_fn mish in the
+    # resnets (the skip path's activation stays SiLU), norm_num_groups 4 for the DownBlock2D and the mid block.
+    'unet2d-ncsnpp-mixed': ('unet2d-classcond', {
+        'block_out_channels': [8, 16, 12], 'norm_num_groups': 4, 'attention_head_dim': 4, 'num_class_embeds': None,
+        'in_channels': 3, 'out_channels': 3, 'layers_per_block': 1, 'center_input_sample': True,
+        'resnet_time_scale_shift': 'scale_shift', 'act_fn': 'mish',
+        'down_block_types': ['SkipDownBlock2D', 'SkipDownBlock2D', 'DownBlock2D'], 'up_block_types': ['SkipUpBlock2D', 'SkipUpBlock2D', 'SkipUpBlock2D'],
+    }, 'forward', {'sample': [2, 3, 8, 8], 'timestep': [12, 730]}),
     'vae-decode-odd': ('vae-kl-decode', {
         'block_out_channels': [8, 16, 24], 'norm_num_groups': 8, 'latent_channels': 3,
         'down_block_types': ['DownEncoderBlock2D'] * 3, 'up_block_types': ['UpDecoderBlock2D'] * 3,
@@ -279,7 +305,15 @@ def inputs(spec, gen):
 
 
 def main():
-    fixtures = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, '../../../shared/fixtures')
+    args = sys.argv[1:]
+    only = None
+    if '--only' in args:
+        k = args.index('--only')
+        only = set(args[k + 1].split(','))
+        del args[k:k + 2]
+        if only - set(CASES):
+            sys.exit(f'unknown cases: {sorted(only - set(CASES))}')
+    fixtures = args[0] if args else os.path.join(HERE, '../../../shared/fixtures')
     sys.argv = [sys.argv[0], fixtures]
     if validate.main() != 0:
         sys.exit('the reference does not match the diffusers fixtures; not generating anything')
@@ -287,6 +321,8 @@ def main():
         sys.exit('weight_specs does not give the diffusers weight names/shapes; not generating anything')
     agreement = validate.LAST_WORST
     for name, (base, overrides, call, io_spec) in CASES.items():
+        if only is not None and name not in only:
+            continue
         # Seeded by name, so adding a case leaves the others byte-identical.
         gen = torch.Generator().manual_seed(zlib.crc32(name.encode()))
         with open(os.path.join(fixtures, base, 'config.json')) as f:

@@ -1,10 +1,12 @@
 """Forward passes of diffusers v0.25.1's UNet2DConditionModel, UNet2DModel, AutoencoderKL, VQModel
 (decode) and AutoencoderTiny (decode), built
 from config.json (the options Fresco's fixtures use) over a layers.Weights dict."""
+import math
+
 import torch
 import torch.nn.functional as F
 
-from layers import conv, downsample, gaussian_fourier, get_activation, group_norm, linear, resnet, spatial_attention, spatial_norm, time_mlp, timestep_embedding, transformer_2d, upsample
+from layers import conv, downsample, fir_resample, gaussian_fourier, get_activation, group_norm, linear, resnet, spatial_attention, spatial_norm, time_mlp, timestep_embedding, transformer_2d, upsample
 
 
 def _per_level(v, n):
@@ -161,24 +163,46 @@ def _unet2d_resampler(cfg, kind, direction):
     return 'conv'
 
 
+# NCSN++'s skip blocks (score-SDE models): output_scale_factor √2 (np.sqrt(2.0)) whatever the U-Net's.
+SKIP_DOWN, SKIP_UP = ('SkipDownBlock2D', 'AttnSkipDownBlock2D'), ('SkipUpBlock2D', 'AttnSkipUpBlock2D')
+SKIP_SCALE = math.sqrt(2.0)
+
+
+def _quarter(c):
+    """The group count the skip blocks (and, under norm_num_groups None, the mid block and conv_norm_out) use: min(C // 4, 32)."""
+    return min(c // 4, 32)
+
+
 def unet_2d(W, cfg, sample, timestep, class_labels=None):
-    """UNet2DModel.forward(sample, timestep, class_labels).sample (no skip blocks). time_embedding_type
+    """UNet2DModel.forward(sample, timestep, class_labels).sample. time_embedding_type
     'positional' (Timesteps), 'fourier' (GaussianFourierProjection of ln t, width 2·block_out_channels[0],
     and the output divided by the timesteps) or 'learned' (nn.Embedding(num_train_timesteps) over the
-    timesteps). It has no forward_upsample_size: H and W must divide by 2^levels-1."""
+    timesteps). It has no forward_upsample_size: H and W must divide by 2^levels-1. NCSN++'s skip blocks
+    carry skip_sample: the (centered) input, FIR-downsampled by each skip down block that downsamples
+    (which adds skip_conv of it to its output), then reset to None before the up blocks, where each
+    skip up block FIR-upsamples it (None becomes 0) and, where it upsamples, adds
+    skip_conv(SiLU(skip_norm(h))); what is left is added to conv_out's output, before the fourier division.
+    norm_num_groups None (only the skip blocks, which compute their own groups, build with it): the mid
+    block and conv_norm_out take min(C // 4, 32). resnet_time_scale_shift 'scale_shift': every resnet,
+    and the mid attention has no group norm (attn_norm_num_groups None)."""
     for key, allowed in [('class_embed_type', [None, 'timestep', 'identity']), ('time_embedding_type', ['positional', 'fourier', 'learned']),
-                         ('resnet_time_scale_shift', ['default']), ('downsample_type', ['conv', 'resnet']),
+                         ('resnet_time_scale_shift', ['default', 'scale_shift']), ('downsample_type', ['conv', 'resnet']),
                          ('upsample_type', ['conv', 'resnet']), ('add_attention', [True])]:
         _refuse(cfg, key, allowed)
     # get_down_block / get_up_block strip a leading 'UNetRes'.
     strip = lambda k: k[7:] if k.startswith('UNetRes') else k
     down_types = [strip(k) for k in cfg['down_block_types']]
     up_types = [strip(k) for k in cfg['up_block_types']]
-    assert set(down_types) <= {'DownBlock2D', 'AttnDownBlock2D', 'ResnetDownsampleBlock2D'}, down_types
-    assert set(up_types) <= {'UpBlock2D', 'AttnUpBlock2D', 'ResnetUpsampleBlock2D'}, up_types
+    assert set(down_types) <= {'DownBlock2D', 'AttnDownBlock2D', 'ResnetDownsampleBlock2D', *SKIP_DOWN}, down_types
+    assert set(up_types) <= {'UpBlock2D', 'AttnUpBlock2D', 'ResnetUpsampleBlock2D', *SKIP_UP}, up_types
     ch = cfg['block_out_channels']
     n = len(ch)
-    groups, eps = cfg.get('norm_num_groups', 32), cfg.get('norm_eps', 1e-5)
+    groups_cfg, eps = cfg.get('norm_num_groups', 32), cfg.get('norm_eps', 1e-5)
+    if groups_cfg is None:
+        assert set(down_types) <= set(SKIP_DOWN) and set(up_types) <= set(SKIP_UP), 'norm_num_groups None needs skip blocks only'
+    groups = groups_cfg if groups_cfg is not None else _quarter(ch[0])
+    mid_res_groups = groups_cfg if groups_cfg is not None else _quarter(ch[-1])
+    time_norm = cfg.get('resnet_time_scale_shift', 'default')
     layers = cfg.get('layers_per_block', 2)
     head_dim = cfg.get('attention_head_dim', 8)
     mid_scale = cfg.get('mid_block_scale_factor', 1)
@@ -200,46 +224,82 @@ def unet_2d(W, cfg, sample, timestep, class_labels=None):
     act = get_activation(cfg.get('act_fn', 'silu'))
     temb = _class_embedding(W, cfg, time_mlp(W, 'time_embedding', proj(t)), class_labels, proj)
 
-    def attn(p, x, c):
+    def attn(p, x, c, norm_groups=groups, rescale=1.0):
         # heads = channels // attention_head_dim, where a null attention_head_dim means one head.
-        return spatial_attention(W, p, x, c // (head_dim or c), groups, eps)
+        return spatial_attention(W, p, x, c // (head_dim or c), norm_groups, eps, rescale)
 
+    def res(p, x, g, scale=1.0, **kw):
+        return resnet(W, p, x, temb, g, eps, scale, act=act, time_norm=time_norm, **kw)
+
+    skip_sample = sample
     h = conv(W, 'conv_in', sample)
     skips = [h]
     for i, kind in enumerate(down_types):
         p = f'down_blocks.{i}'
+        if kind in SKIP_DOWN:
+            # groups min(C // 4, 32) per norm, output scale √2, the attention's norm 32 groups.
+            for j in range(layers):
+                h = res(f'{p}.resnets.{j}', h, _quarter(h.shape[1]), SKIP_SCALE, groups_out=_quarter(ch[i]))
+                if kind == 'AttnSkipDownBlock2D':
+                    h = attn(f'{p}.attentions.{j}', h, ch[i], 32, SKIP_SCALE)
+                skips.append(h)
+            if i < n - 1:
+                h = res(f'{p}.resnet_down', h, _quarter(ch[i]), SKIP_SCALE, resample='fir_down')
+                skip_sample = fir_resample(skip_sample, 'down')
+                h = conv(W, f'{p}.skip_conv', skip_sample, padding=0) + h
+                skips.append(h)
+            continue
         for j in range(layers):
-            h = resnet(W, f'{p}.resnets.{j}', h, temb, groups, eps, act=act)
+            h = res(f'{p}.resnets.{j}', h, groups)
             if kind == 'AttnDownBlock2D':
                 h = attn(f'{p}.attentions.{j}', h, ch[i])
             skips.append(h)
         if i < n - 1:
             if _unet2d_resampler(cfg, kind, 'down') == 'resnet':
-                h = resnet(W, f'{p}.downsamplers.0', h, temb, groups, eps, act=act, resample='down')
+                h = res(f'{p}.downsamplers.0', h, groups, resample='down')
             else:
                 h = downsample(W, f'{p}.downsamplers.0', h, cfg.get('downsample_padding', 1))
             skips.append(h)
 
-    mid_groups = cfg.get('attn_norm_num_groups') or groups
-    h = resnet(W, 'mid_block.resnets.0', h, temb, groups, eps, mid_scale, act=act)
+    # UNetMidBlock2D: without attn_norm_num_groups its attention keeps a group norm (of the resnets'
+    # groups) only under the default time embedding norm.
+    mid_groups = cfg.get('attn_norm_num_groups') or (mid_res_groups if time_norm == 'default' else None)
+    h = res('mid_block.resnets.0', h, mid_res_groups, mid_scale)
     h = spatial_attention(W, 'mid_block.attentions.0', h, ch[-1] // (head_dim or ch[-1]), mid_groups, eps, mid_scale)
-    h = resnet(W, 'mid_block.resnets.1', h, temb, groups, eps, mid_scale, act=act)
+    h = res('mid_block.resnets.1', h, mid_res_groups, mid_scale)
 
     rev = ch[::-1]
+    skip_sample = None
     for i, kind in enumerate(up_types):
         p = f'up_blocks.{i}'
+        if kind in SKIP_UP:
+            for j in range(layers + 1):
+                rin, skip = h.shape[1], skips.pop()
+                # AttnSkipUpBlock2D's groups are min(in + skip // 4, 32) (// before +), SkipUpBlock2D's min((in + skip) // 4, 32).
+                g1 = min(rin + skip.shape[1] // 4, 32) if kind == 'AttnSkipUpBlock2D' else _quarter(rin + skip.shape[1])
+                h = res(f'{p}.resnets.{j}', torch.cat([h, skip], dim=1), g1, SKIP_SCALE, groups_out=_quarter(rev[i]))
+            if kind == 'AttnSkipUpBlock2D':
+                h = attn(f'{p}.attentions.0', h, rev[i], 32, SKIP_SCALE)
+            skip_sample = fir_resample(skip_sample, 'up') if skip_sample is not None else 0
+            if i < n - 1:
+                # SiLU whatever act_fn is.
+                skip_sample = skip_sample + conv(W, f'{p}.skip_conv', F.silu(group_norm(W, f'{p}.skip_norm', h, _quarter(rev[i]), eps)))
+                h = res(f'{p}.resnet_up', h, _quarter(rev[i]), SKIP_SCALE, resample='fir_up')
+            continue
         for j in range(layers + 1):
-            h = resnet(W, f'{p}.resnets.{j}', torch.cat([h, skips.pop()], dim=1), temb, groups, eps, act=act)
+            h = res(f'{p}.resnets.{j}', torch.cat([h, skips.pop()], dim=1), groups)
             if kind == 'AttnUpBlock2D':
                 h = attn(f'{p}.attentions.{j}', h, rev[i])
         if i < n - 1:
             if _unet2d_resampler(cfg, kind, 'up') == 'resnet':
-                h = resnet(W, f'{p}.upsamplers.0', h, temb, groups, eps, act=act, resample='up')
+                h = res(f'{p}.upsamplers.0', h, groups, resample='up')
             else:
                 h = upsample(W, f'{p}.upsamplers.0', h)
     assert not skips
     h = F.silu(group_norm(W, 'conv_norm_out', h, groups, eps))
     out = conv(W, 'conv_out', h)
+    if skip_sample is not None:
+        out = out + skip_sample
     if time_type == 'fourier':
         out = out / t.reshape(B, 1, 1, 1)
     return out

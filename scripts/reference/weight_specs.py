@@ -14,11 +14,13 @@ def _norm(p, c):
     return {f'{p}.weight': (c,), f'{p}.bias': (c,)}
 
 
-def _resnet(p, cin, cout, temb):
+def _resnet(p, cin, cout, temb, scale_shift=False, shortcut=False):
+    """scale_shift: time_emb_proj to 2·cout (resnet_time_scale_shift 'scale_shift'); shortcut: use_in_shortcut
+    (a 1x1 conv_shortcut even where cin = cout)."""
     s = {**_norm(f'{p}.norm1', cin), **_conv(f'{p}.conv1', cout, cin), **_norm(f'{p}.norm2', cout), **_conv(f'{p}.conv2', cout, cout)}
     if temb:
-        s.update(_lin(f'{p}.time_emb_proj', cout, temb))
-    if cin != cout:
+        s.update(_lin(f'{p}.time_emb_proj', 2 * cout if scale_shift else cout, temb))
+    if cin != cout or shortcut:
         s.update(_conv(f'{p}.conv_shortcut', cout, cin, 1))
     return s
 
@@ -109,33 +111,53 @@ def _unet(cfg, cross):
         return kind in ('ResnetDownsampleBlock2D', 'ResnetUpsampleBlock2D') or (
             not cross and kind in ('AttnDownBlock2D', 'AttnUpBlock2D') and cfg.get(f'{direction}sample_type') == 'resnet')
 
+    # UNet2DModel's resnet_time_scale_shift 'scale_shift': every time_emb_proj projects to 2·C.
+    shift = not cross and cfg.get('resnet_time_scale_shift', 'default') == 'scale_shift'
+    resnet = lambda p, cin, cout, shortcut=False: _resnet(p, cin, cout, temb, shift, shortcut)
     out = ch[0]
     for i, kind in enumerate(map(strip, cfg['down_block_types'])):
         cin, out = out, ch[i]
         for j in range(layers[i]):
-            s.update(_resnet(f'down_blocks.{i}.resnets.{j}', cin if j == 0 else out, out, temb))
+            s.update(resnet(f'down_blocks.{i}.resnets.{j}', cin if j == 0 else out, out))
             s.update(block_attn(f'down_blocks.{i}.attentions.{j}', kind, out, i))
-        if i < n - 1 and resnet_resampler(kind, 'down'):
-            s.update(_resnet(f'down_blocks.{i}.downsamplers.0', out, out, temb))
+        if i < n - 1 and kind in ('SkipDownBlock2D', 'AttnSkipDownBlock2D'):
+            # NCSN++: resnet_down (use_in_shortcut) and skip_conv, 1x1 from the 3-channel skip sample
+            # (FirDownsample2D has no weights without use_conv).
+            s.update(resnet(f'down_blocks.{i}.resnet_down', out, out, True))
+            s.update(_conv(f'down_blocks.{i}.skip_conv', out, 3, 1))
+        elif i < n - 1 and resnet_resampler(kind, 'down'):
+            s.update(resnet(f'down_blocks.{i}.downsamplers.0', out, out))
         elif i < n - 1:
             s.update(_conv(f'down_blocks.{i}.downsamplers.0.conv', out, out))
     # UNetMidBlock2DCrossAttn (no only_cross_attention of its own), UNetMidBlock2D as
     # UNet2DConditionModel builds it (one resnet), or no mid block.
     mid_type = cfg.get('mid_block_type', 'UNetMidBlock2DCrossAttn') if cross else 'UNetMidBlock2D+attn'
     if mid_type is not None:
-        s.update(_resnet('mid_block.resnets.0', ch[-1], ch[-1], temb))
+        s.update(resnet('mid_block.resnets.0', ch[-1], ch[-1]))
     if mid_type in ('UNetMidBlock2DCrossAttn', 'UNetMidBlock2D+attn'):
-        s.update(block_attn('mid_block.attentions.0', 'Attn', ch[-1], n - 1, False))
-        s.update(_resnet('mid_block.resnets.1', ch[-1], ch[-1], temb))
+        mid_attn = block_attn('mid_block.attentions.0', 'Attn', ch[-1], n - 1, False)
+        if shift and cfg.get('attn_norm_num_groups') is None:
+            # UNet2DModel's mid attention has no group norm under 'scale_shift' without attn_norm_num_groups.
+            mid_attn = {k: v for k, v in mid_attn.items() if '.group_norm.' not in k}
+        s.update(mid_attn)
+        s.update(resnet('mid_block.resnets.1', ch[-1], ch[-1]))
     rev, rev_layers = ch[::-1], layers[::-1]
     for i, kind in enumerate(map(strip, cfg['up_block_types'])):
         prev, out, skip_in = rev[max(i - 1, 0)], rev[i], rev[min(i + 1, n - 1)]
+        skip_block = kind in ('SkipUpBlock2D', 'AttnSkipUpBlock2D')
         for j in range(rev_layers[i] + 1):
             cin = (prev if j == 0 else out) + (skip_in if j == rev_layers[i] else out)
-            s.update(_resnet(f'up_blocks.{i}.resnets.{j}', cin, out, temb))
-            s.update(block_attn(f'up_blocks.{i}.attentions.{j}', kind, out, n - 1 - i))
-        if i < n - 1 and resnet_resampler(kind, 'up'):
-            s.update(_resnet(f'up_blocks.{i}.upsamplers.0', out, out, temb))
+            s.update(resnet(f'up_blocks.{i}.resnets.{j}', cin, out))
+            # AttnSkipUpBlock2D has one attention, after all its resnets.
+            if not skip_block or j == 0:
+                s.update(block_attn(f'up_blocks.{i}.attentions.{j}', kind, out, n - 1 - i))
+        if i < n - 1 and skip_block:
+            # NCSN++: resnet_up (use_in_shortcut), skip_norm and skip_conv (3x3 to the 3-channel skip);
+            # FirUpsample2D has no weights without use_conv.
+            s.update(resnet(f'up_blocks.{i}.resnet_up', out, out, True))
+            s.update({**_norm(f'up_blocks.{i}.skip_norm', out), **_conv(f'up_blocks.{i}.skip_conv', 3, out)})
+        elif i < n - 1 and resnet_resampler(kind, 'up'):
+            s.update(resnet(f'up_blocks.{i}.upsamplers.0', out, out))
         elif i < n - 1:
             s.update(_conv(f'up_blocks.{i}.upsamplers.0.conv', out, out))
     s.update({**_norm('conv_norm_out', ch[0]), **_conv('conv_out', cfg['out_channels'], ch[0], cfg.get('conv_out_kernel', 3))})

@@ -40,7 +40,8 @@ export interface GenerateArgs {
 
 export const GENERATE_USAGE = `usage: fresco generate [options]
   --model DIR          diffusers-layout folder: a class-conditional LDM (unet/ vae/ scheduler/) or a
-                       Stable Diffusion pipeline (model_index.json) (default weights/fashion-ldm)
+                       Stable Diffusion 1.x/2.x or XL pipeline (model_index.json) (default
+                       weights/fashion-ldm)
   --class NAME|INDEX   class to draw, class-conditional models (repeatable; default: every class once)
   --prompt TEXT        what to draw, text-to-image models (required for them)
   --negative-prompt TEXT  what to steer away from (text-to-image; default none)
@@ -49,13 +50,14 @@ export const GENERATE_USAGE = `usage: fresco generate [options]
   --seed N             RNG seed (default: random, printed)
   --steps N            denoising steps (default from the model card, else 25)
   --guidance G         classifier-free guidance scale (default from the model card, else 3;
-                       text-to-image 7.5)
+                       text-to-image 7.5, Stable Diffusion XL 5)
   --scheduler ddim|ddpm|euler-a|euler|lcm|dpm++2m|pndm  (default from the model card, else the
                        folder's own scheduler for text-to-image, ddim otherwise)
   --eta E              DDIM eta (default 0; DDIM only)
   --out FILE.png       output PNG, a grid when several images (default fresco.png)
   --force              overwrite FILE.png if it exists
-  --init-image FILE.png  img2img: start from this image (gray or RGB, the model's image size)
+  --init-image FILE.png  img2img: start from this image (gray or RGB, the model's image size;
+                       not with Stable Diffusion XL)
   --strength S         how far to noise the init image, 0 < S <= 1 (default 0.8; needs --init-image)
   --mask FILE.png      inpaint: white pixels are repainted, black kept (needs --init-image)
   --precision auto|f16|f32  weights and activations in f16 where the GPU has shader-f16 (auto,

@@ -125,13 +125,16 @@ async function generateText(c: Common, modelDir: string): Promise<void> {
   if (args.prompt === null) throw new UsageError(`${modelDir} is a text-to-image model: --prompt is required`);
   const model = await loadSdFolder(rt, modelDir, { precision: args.precision });
   try {
+    if (model.xl && args.initImage !== null) throw new UsageError(`${modelDir} is a Stable Diffusion XL pipeline: --init-image and --mask (img2img, inpainting) are not supported for it`);
+    if (model.xl && model.vae.precision.dtype !== model.unet.precision.dtype) console.error(`the VAE decodes in ${model.vae.precision.dtype} (its config's force_upcast, as StableDiffusionXLPipeline)`);
     const f = model.vae.scaleFactor;
     const width = args.width ?? model.unet.sampleSize * f;
     const height = args.height ?? model.unet.sampleSize * f;
     if (width % f || height % f) throw new UsageError(`--width and --height must be multiples of ${f} for this model, got ${width}x${height}`);
     const prompts = new Array<string>(args.count).fill(args.prompt);
     const steps = args.steps ?? 50;
-    const guidance = args.guidance ?? 7.5;
+    // diffusers' default guidance_scale: 7.5 for StableDiffusionPipeline, 5 for StableDiffusionXLPipeline.
+    const guidance = args.guidance ?? (model.xl ? 5 : 7.5);
     const scheduler = args.scheduler ?? schedulerNameOf(model.schedulerConfig);
     const init = await initInputs(args, [width, height], model.vae.inChannels, prompts.length);
     console.error(`generating ${prompts.length} image(s) of ${JSON.stringify(args.prompt)}${args.negativePrompt ? ` (negative: ${JSON.stringify(args.negativePrompt)})` : ''}, ${width}x${height}; seed ${c.seed}, ${steps} ${scheduler} steps, guidance ${guidance}${describeInit(args, init)}`);

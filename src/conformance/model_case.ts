@@ -3,6 +3,7 @@
 // (time_cond_proj_dim U-Nets) and `text_embeds` [B, P] / `time_ids` [B, N] (f32, diffusers'
 // added_cond_kwargs for addition_embed_type 'text_time', SDXL); each one present is passed to the
 // model (scripts/reference/README.md, "Inputs of the variant model cases").
+import { join } from 'node:path';
 import type { Runtime } from '../gpu/runtime.ts';
 import { Graph } from '../graph/graph.ts';
 import { numel, type Tensor } from '../graph/tensor.ts';
@@ -10,7 +11,7 @@ import { loadModelFolder, nodeFolderReader, readJson, type ModelFolder } from '.
 import { readSafetensorsFile, toFloat32, toInt64Numbers, type HostTensor } from '../io/safetensors.ts';
 import { AutoencoderKL } from '../models/autoencoder_kl.ts';
 import { AutoencoderTiny } from '../models/autoencoder_tiny.ts';
-import { CLIPTextModel, readClipTextFolder } from '../models/clip_text_model.ts';
+import { CLIPTextModel, CLIPTextModelWithProjection, readClipTextFolder } from '../models/clip_text_model.ts';
 import { uploadIds } from '../kernels/embedding.ts';
 import { UNet2DModel } from '../models/unet_2d.ts';
 import { UNet2DConditionModel } from '../models/unet_2d_condition.ts';
@@ -40,8 +41,10 @@ interface CaseInputs {
    * (class ids, label values for 'timestep' or embedding rows for 'identity').
    */
   classLabels(model: ClassLabelled, batch: number): Tensor | undefined;
-  /** io.safetensors[key] (integer token ids) as u32, checked to lie in [0, num). */
-  ids(key: string, num: number): Tensor;
+  /** io.safetensors[key] (integer token ids) as u32, checked to lie in [0, num); `values` instead of the file's, when given. */
+  ids(key: string, num: number, values?: number[]): Tensor;
+  /** io.safetensors[key] (integers [B, T]) as rows. */
+  intRows(key: string): number[][];
 }
 
 interface ClassLabelled {
@@ -97,11 +100,26 @@ const RUNNERS: Record<string, CaseRunner> = {
     const r = m.encode(g, io.ids('input_ids', m.vocabSize));
     return { out: { last_hidden_state: r.lastHiddenState, hidden_state_penultimate: r.penultimate }, destroy: () => m.destroy() };
   },
+  // text_embeds: the pooled row (poolRows, from the host ids) through text_projection.
+  'CLIPTextModelWithProjection.encode': (rt, folder, dir, g, io, precision) => {
+    const m = new CLIPTextModelWithProjection(rt, folder.weights, folder.config, { where: dir, precision });
+    const ids = io.ids('input_ids', m.vocabSize);
+    const host = io.intRows('input_ids');
+    const pool = io.ids('pool_rows', ids.shape[0]! * ids.shape[1]!, m.poolRows(host));
+    const r = m.encode(g, ids, { pool });
+    return { out: { text_embeds: r.textEmbeds!, last_hidden_state: r.lastHiddenState, hidden_state_penultimate: r.penultimate }, destroy: () => m.destroy() };
+  },
 };
 
 /** Classes whose folder is not a diffusers one (config.json + diffusion_pytorch_model.safetensors). */
 const FOLDERS: Record<string, (dir: string) => Promise<ModelFolder>> = {
   CLIPTextModel: (dir) => readClipTextFolder(nodeFolderReader(dir), dir),
+  // case.json may name the model folder (a pipeline's text_encoder_2) instead of holding a copy.
+  CLIPTextModelWithProjection: async (dir) => {
+    const at = (await readJson(`${dir}/case.json`)).model_folder;
+    const folder = typeof at === 'string' ? join(dir, at) : dir;
+    return readClipTextFolder(nodeFolderReader(folder), folder);
+  },
 };
 
 /**
@@ -135,9 +153,16 @@ export async function runModelCase(rt: Runtime, dir: string, precision: 'f32' | 
       const cl = io.get('class_labels');
       return cl ? track(model.uploadClassLabels(rt, toFloat32(cl), B)) : undefined;
     },
-    ids: (key, num) => {
+    ids: (key, num, values) => {
+      if (values) return track(uploadIds(rt, values, num, key));
       const t = need(io, key, dir);
       return { ...track(uploadIds(rt, toInt64Numbers(t), num, key)), shape: t.shape };
+    },
+    intRows: (key) => {
+      const t = need(io, key, dir);
+      const flat = toInt64Numbers(t);
+      const T = t.shape[t.shape.length - 1]!;
+      return Array.from({ length: flat.length / T }, (_, b) => flat.slice(b * T, (b + 1) * T));
     },
   };
   const g = new Graph(rt, cls);

@@ -49,7 +49,8 @@ export async function runPipelineCase(rt: Runtime, dir: string, precision: 'f32'
   }
 }
 
-type Trace = (k: string) => HostTensor;
+/** A trace entry by key (an error when absent); has(k) says whether it is there. */
+type Trace = ((k: string) => HostTensor) & { has(k: string): boolean };
 
 /** pipeline.json's scheduler: a diffusers class name, possibly followed by a remark ("DDIMScheduler (from ...)"). */
 function traceScheduler(spec: Record<string, unknown>) {
@@ -58,11 +59,12 @@ function traceScheduler(spec: Record<string, unknown>) {
 
 async function readTrace(dir: string): Promise<Trace> {
   const trace = await readSafetensorsFile(`${dir}/trace.safetensors`);
-  return (k) => {
+  const get = (k: string) => {
     const t = trace.get(k);
     if (!t) throw new Error(`${dir}/trace.safetensors has no '${k}'`);
     return t;
   };
+  return Object.assign(get, { has: (k: string) => trace.has(k) });
 }
 
 /**
@@ -103,23 +105,55 @@ function traceChecks(get: Trace, tol: number, epsTol: number, epsKey: string) {
   };
 }
 
+/** pipeline.json's (height, width) pairs of SDXL cases; null or absent: the pipeline's default. */
+function sizeOf(v: unknown): [number, number] | undefined {
+  return Array.isArray(v) && v.length === 2 ? [Number(v[0]), Number(v[1])] : undefined;
+}
+
+function stringOf(v: unknown): string | undefined {
+  return v === null || v === undefined ? undefined : String(v);
+}
+
+/** A prompt entry: one string, or one per image (SDXL traces with B > 1). */
+function promptsOf(v: unknown): string | string[] | undefined {
+  return Array.isArray(v) ? v.map(String) : stringOf(v);
+}
+
 /**
- * A StableDiffusionPipeline trace (../shared/fixtures-text): token ids exactly, then the text
- * states, every step's guided noise prediction and latents, the final latents and the image.
+ * A StableDiffusionPipeline trace (../shared/fixtures-text), or a StableDiffusionXLPipeline one
+ * (tests/fixtures/pipeline-sdxl-tiny*): token ids exactly, then the text states (SDXL: also the
+ * pooled embeddings, and the time ids exactly), every step's guided noise prediction and latents,
+ * the final latents and the image.
  */
 async function runTextPipelineCase(rt: Runtime, dir: string, spec: Record<string, unknown>, precision: 'f32' | 'f16'): Promise<Measured & { cls: string; detail: string }> {
   const tol = TOLERANCE[precision];
   const scheduler = traceScheduler(spec);
   const get = await readTrace(dir);
   const model = await loadSdFolder(rt, findModelFolder(dir, String(spec.model)), { precision });
+  const xl = spec.pipeline === 'StableDiffusionXLPipeline';
   const guidance = Number(spec.guidance_scale);
   const checks = traceChecks(get, tol, guidedEpsTol(tol, precision, guidance), 'noise_pred');
   try {
+    if (xl !== !!model.xl) throw new Error(`${dir}: the trace is of ${String(spec.pipeline)} but the model folder is a ${model.pipeline ?? 'StableDiffusionPipeline'}`);
     const text: Measured[] = [];
+    const pooled: Measured[] = [];
     let idsNote = '';
+    const xlOptions = xl
+      ? {
+          prompt2: promptsOf(spec.prompt_2),
+          negativePrompt2: promptsOf(spec.negative_prompt_2),
+          originalSize: sizeOf(spec.original_size),
+          cropsCoordsTopLeft: sizeOf(spec.crops_coords_top_left),
+          targetSize: sizeOf(spec.target_size),
+          negativeOriginalSize: sizeOf(spec.negative_original_size),
+          negativeCropsCoordsTopLeft: sizeOf(spec.negative_crops_coords_top_left),
+          negativeTargetSize: sizeOf(spec.negative_target_size),
+        }
+      : {};
     const result = await generateFromText(rt, model, {
-      prompt: String(spec.prompt),
-      negativePrompt: spec.negative_prompt === null || spec.negative_prompt === undefined ? undefined : String(spec.negative_prompt),
+      prompt: promptsOf(spec.prompt)!,
+      negativePrompt: promptsOf(spec.negative_prompt),
+      ...xlOptions,
       guidanceScale: guidance,
       guidanceRescale: Number(spec.guidance_rescale ?? 0),
       clipSkip: Number(spec.clip_skip ?? 0),
@@ -132,16 +166,36 @@ async function runTextPipelineCase(rt: Runtime, dir: string, spec: Record<string
       // The text traces record prepare_latents' output: init_noise_sigma is already in it.
       latentsScaled: true,
       traceText: (t) => {
-        for (const [key, got] of [['input_ids', t.ids[0]], ['uncond_input_ids', t.uncondIds?.[0]]] as const) {
-          const want = toInt64Numbers(get(key));
+        // Every row ([B, 77] in the trace).
+        const ids: [string, number[] | undefined][] = [['input_ids', t.ids.flat()], ['uncond_input_ids', t.uncondIds?.flat()]];
+        if (xl) ids.push(['input_ids_2', t.ids2?.flat()], ['uncond_input_ids_2', t.uncondIds2?.flat()]);
+        for (const [key, got] of ids) {
+          // An SDXL trace without a negative prompt (force_zeros_for_empty_prompt) has no uncond ids.
+          const want = xl && !get.has(key) ? undefined : toInt64Numbers(get(key));
           if (JSON.stringify(got) !== JSON.stringify(want)) idsNote += `${key} differ: ${JSON.stringify(got)} != ${JSON.stringify(want)}; `;
         }
         text.push(measure(t.promptEmbeds, toFloat32(get('prompt_embeds')), tol));
         if (t.negativePromptEmbeds) text.push(measure(t.negativePromptEmbeds, toFloat32(get('negative_prompt_embeds')), tol));
+        if (xl) {
+          pooled.push(measure(t.pooledPromptEmbeds!, toFloat32(get('pooled_prompt_embeds')), tol));
+          if (t.negativePooledPromptEmbeds) pooled.push(measure(t.negativePooledPromptEmbeds, toFloat32(get('negative_pooled_prompt_embeds')), tol));
+          for (const [key, got] of [['add_time_ids', t.addTimeIds], ['negative_add_time_ids', t.negativeAddTimeIds]] as const) {
+            const want = Array.from(toFloat32(get(key)));
+            if (got && JSON.stringify(got) !== JSON.stringify(want)) idsNote += `${key} differ: ${JSON.stringify(got)} != ${JSON.stringify(want)}; `;
+          }
+          // The U-Net's time ids row by row; the trace's rows are in diffusers' [uncond, cond] order.
+          if (get.has('unet_time_ids') && t.unetTimeIds) {
+            const rows = t.unetTimeIds;
+            const half = rows.length / 2;
+            const diffusersOrder = rows.length > 1 && t.negativeAddTimeIds ? [...rows.slice(half), ...rows.slice(0, half)] : rows;
+            const want = Array.from(toFloat32(get('unet_time_ids')));
+            if (JSON.stringify(diffusersOrder.flat()) !== JSON.stringify(want)) idsNote += `unet_time_ids differ: ${JSON.stringify(diffusersOrder)} != ${JSON.stringify(want)}; `;
+          }
+        }
       },
       trace: checks.trace,
     });
-    const r = checks.finish('text-to-image', result, [['text states', text]]);
+    const r = checks.finish(xl ? 'text-to-image (SDXL)' : 'text-to-image', result, xl ? [['text states', text], ['pooled', pooled]] : [['text states', text]]);
     return idsNote ? { ...r, pass: false, note: idsNote.trim() } : r;
   } finally {
     model.destroy();

@@ -1,5 +1,5 @@
 // Activations (SiLU, Mish, GELU, ReLU), GEGLU, scaling, the tanh soft clamp, scaled residual add, channel concat, nearest 2x
-// upsample, 2x2 average pooling and per-batch division: one thread per output element through shaders/elementwise.wgsl, one template variant
+// upsample, 2x2 average pooling, FIR (1, 3, 3, 1) 2x resampling and per-batch division: one thread per output element through shaders/elementwise.wgsl, one template variant
 // per op; maskBlend (inpainting) updates its sample in place.
 import { fold1d, type Graph } from '../graph/graph.ts';
 import { dtypeOf, numel, shapeStr, type Tensor } from '../graph/tensor.ts';
@@ -75,6 +75,27 @@ export function avgPool2x(g: Graph, label: string, x: Tensor): Tensor {
   const [B, C, H, W] = x.shape as [number, number, number, number];
   if (H < 2 || W < 2) throw new ShapeError(`${label}: a 2x2 average pool of ${shapeStr(x.shape)} is empty`);
   return run(g, label, 'AVG_POOL', [B, C, Math.floor(H / 2), Math.floor(W / 2)], { a: x }, { H, W });
+}
+
+/**
+ * diffusers' FIR resampling with its fixed kernel (1, 3, 3, 1), for [B, C, H, W] (zeros outside the
+ * image): 'down' is FirDownsample2D without conv / downsample_2d (upfirdn2d, down 2, pad (1, 1)):
+ * [B, C, H / 2, W / 2] (floored, as upfirdn2d's output size); 'up' is FirUpsample2D without conv /
+ * upsample_2d (up 2, pad (2, 1), gain 4): [B, C, 2H, 2W]. NCSN++'s skip blocks and their
+ * ResnetBlock2D kernel='fir' resamplers.
+ */
+export function firResample2x(g: Graph, label: string, x: Tensor, direction: 'up' | 'down'): Tensor {
+  if (x.shape.length !== 4) throw new ShapeError(`${label}: input ${shapeStr(x.shape)} is not [B, C, H, W]`);
+  const [B, C, H, W] = x.shape as [number, number, number, number];
+  if (direction === 'down' && (H < 2 || W < 2)) throw new ShapeError(`${label}: a 2x FIR downsample of ${shapeStr(x.shape)} is empty`);
+  const shape = direction === 'up' ? [B, C, 2 * H, 2 * W] : [B, C, Math.floor(H / 2), Math.floor(W / 2)];
+  const dtype = dtypeOf(x);
+  const out = g.alloc(shape, label, dtype);
+  const n = numel(shape);
+  g.dispatch(label, { shader: 'elementwise', params: { FIR: true, FIR_UP: direction === 'up', ...storageParams(dtype) } }, { a: x, out }, { n, H, W }, fold1d(Math.ceil(n / WG)), {
+    bytes: trafficBytes(x, out),
+  });
+  return out;
 }
 
 /**

@@ -2,13 +2,15 @@
 // Diffusion, loaded from a text_encoder/ folder (config.json + model.safetensors, transformers key
 // names): token + position embeddings, pre-LN encoder layers with causal multi-head
 // self-attention and a quick_gelu / GELU MLP, then final_layer_norm. SD pipelines call it without
-// an attention mask, so padding tokens are encoded like any other.
+// an attention mask, so padding tokens are encoded like any other. CLIPTextModelWithProjection
+// (Stable Diffusion XL's text_encoder_2) adds text_embeds: the final-norm state at each row's
+// end-of-text token (transformers' pooler_output) through text_projection, a bias-free Linear.
 import type { Runtime } from '../gpu/runtime.ts';
 import type { Graph } from '../graph/graph.ts';
 import { shapeStr, type Tensor } from '../graph/tensor.ts';
 import { attention } from '../kernels/attention.ts';
 import { castTo } from '../kernels/cast.ts';
-import { tokenEmbedding, tokenTableChunks } from '../kernels/embedding.ts';
+import { embeddingLookup, tokenEmbedding, tokenTableChunks } from '../kernels/embedding.ts';
 import { linear, ShapeError } from '../kernels/gemm.ts';
 import { layerNorm } from '../kernels/layer_norm.ts';
 import { loadModelFrom, nodeFolderReader, type FolderReader, type ModelFolder } from '../io/model_folder.ts';
@@ -19,7 +21,7 @@ import { resolvePrecision, type ModelOptions, type ResolvedPrecision } from './p
 /**
  * CLIPTextConfig's fields plus PretrainedConfig bookkeeping that real text_encoder/config.json
  * files carry. Dropouts, initializers, projection_dim (CLIPTextModelWithProjection only) and the
- * special token ids (pooled output only) do not change last_hidden_state.
+ * special token ids (eos_token_id: the pooled output only) do not change last_hidden_state.
  */
 const KEYS = [
   'vocab_size', 'hidden_size', 'intermediate_size', 'projection_dim', 'num_hidden_layers', 'num_attention_heads',
@@ -39,15 +41,25 @@ export interface CLIPTextConfig {
   maxPositions: number;
   act: ClipActivation;
   eps: number;
+  /** text_projection's output width (CLIPTextModelWithProjection); null for CLIPTextModel. */
+  projectionDim: number | null;
+  /** Which row pools (see poolPositions): config eos_token_id (transformers' default 49407). */
+  eosTokenId: number;
 }
 
-/** Reads and checks a CLIPTextConfig (transformers' defaults where a field is absent). */
-export function readClipTextConfig(config: Record<string, unknown>, where: string): CLIPTextConfig {
+/**
+ * Reads and checks a CLIPTextConfig (transformers' defaults where a field is absent), for
+ * CLIPTextModel or, with `withProjection`, CLIPTextModelWithProjection.
+ */
+export function readClipTextConfig(config: Record<string, unknown>, where: string, withProjection = false): CLIPTextConfig {
   const c = new ConfigReader(config, where);
   c.knownKeys(KEYS);
   c.only('model_type', ['clip_text_model']);
-  c.only('architectures', [['CLIPTextModel']], 'is not supported (this builds CLIPTextModel, without a projection)');
+  if (withProjection) c.only('architectures', [['CLIPTextModelWithProjection']], 'is not supported (this builds CLIPTextModelWithProjection)');
+  else c.only('architectures', [['CLIPTextModel']], 'is not supported (this builds CLIPTextModel, without a projection)');
   c.only('hidden_act', ['quick_gelu', 'gelu']);
+  // transformers 5 allows a list of end-of-text ids; CLIP's pooling compares with one.
+  if (Array.isArray(c.raw('eos_token_id'))) throw new ConfigError(`${where}: config option eos_token_id = ${JSON.stringify(c.raw('eos_token_id'))} (a list) is not supported`);
   const hiddenSize = c.int('hidden_size', 512, 1);
   const heads = c.int('num_attention_heads', 8, 1);
   if (hiddenSize % heads !== 0) throw new ConfigError(`${where}: config option hidden_size = ${hiddenSize} does not split into num_attention_heads = ${heads} heads`);
@@ -60,7 +72,27 @@ export function readClipTextConfig(config: Record<string, unknown>, where: strin
     maxPositions: c.int('max_position_embeddings', 77, 1),
     act: (c.raw('hidden_act') ?? 'quick_gelu') as ClipActivation,
     eps: c.num('layer_norm_eps', 1e-5),
+    projectionDim: withProjection ? c.int('projection_dim', 512, 1) : null,
+    eosTokenId: c.int('eos_token_id', 49407, 0),
   };
+}
+
+/**
+ * The row of each sequence that transformers' CLIPTextTransformer pools (pooler_output, which
+ * CLIPTextModelWithProjection projects to text_embeds): with the legacy eos_token_id 2 of older
+ * configs (SDXL's among them), the first position of the largest id (torch's argmax; CLIP's
+ * <|endoftext|> is the largest id of its vocabulary); otherwise the first position of
+ * eos_token_id, or 0 where a row has none (argmax of all zeros).
+ */
+export function poolPositions(rows: readonly (readonly number[])[], eosTokenId: number): number[] {
+  return rows.map((ids) => {
+    if (eosTokenId === 2) {
+      let best = 0;
+      for (let i = 1; i < ids.length; i++) if (ids[i]! > ids[best]!) best = i;
+      return best;
+    }
+    return Math.max(0, ids.indexOf(eosTokenId));
+  });
 }
 
 interface Linear {
@@ -130,13 +162,35 @@ class CLIPEncoderLayer {
 export interface CLIPTextOutputs {
   /** f32 [B, T, D]: final_layer_norm of the last layer's output (SD 1.x's encoder_hidden_states). */
   lastHiddenState: Tensor;
-  /** f32 [B, T, D]: transformers' hidden_states[-2], the input of the last layer, no final norm (clip skip). */
+  /**
+   * f32 [B, T, D]: transformers' hidden_states[-2], the input of the last layer, no final norm
+   * (clip skip; SDXL's states); hidden_states[-(2 + stateSkip)] with EncodeOptions.stateSkip.
+   */
   penultimate: Tensor;
+  /** f32 [B, projection_dim]: CLIPTextModelWithProjection's text_embeds, when EncodeOptions.pool is given. */
+  textEmbeds?: Tensor;
+}
+
+export interface EncodeOptions {
+  /** diffusers' (SD 1.x/2.x) clip_skip k: the states k layers before the last, through the final layer norm. */
+  clipSkip?: number;
+  /**
+   * `penultimate` becomes hidden_states[-(2 + stateSkip)] while the whole model still runs (SDXL's
+   * clip_skip, whose pooled output stays the last layer's). Needs clipSkip 0.
+   */
+  stateSkip?: number;
+  /**
+   * CLIPTextModelWithProjection: u32 [B] indices b·T + (pooled position of row b) into the [B·T]
+   * rows of the final-norm states (see poolRows); text_embeds is computed from those rows.
+   */
+  pool?: Tensor;
 }
 
 export interface CLIPTextModelOptions extends ModelOptions {
   /** Names the model in errors (the folder, usually). */
   where?: string;
+  /** Build CLIPTextModelWithProjection (its text_projection weight, text_embeds). */
+  withProjection?: boolean;
 }
 
 export class CLIPTextModel {
@@ -149,13 +203,17 @@ export class CLIPTextModel {
   readonly tokenChunks: readonly Tensor[];
   private readonly w: WeightLoader;
   private readonly positions: Tensor;
+  /** text_projection's width (CLIPTextModelWithProjection), else null. */
+  readonly projectionDim: number | null;
   private readonly layers: CLIPEncoderLayer[] = [];
   private readonly finalNorm: Norm;
+  private readonly projection: Tensor | null = null;
 
   constructor(rt: Runtime, store: WeightStore, config: Record<string, unknown>, opts: CLIPTextModelOptions = {}) {
-    const where = opts.where ?? 'CLIPTextModel';
+    const where = opts.where ?? (opts.withProjection ? 'CLIPTextModelWithProjection' : 'CLIPTextModel');
     this.precision = resolvePrecision(rt.gpu.features, opts.precision);
-    const cfg = readClipTextConfig(config, where);
+    const cfg = readClipTextConfig(config, where, opts.withProjection ?? false);
+    this.projectionDim = cfg.projectionDim;
     this.config = cfg;
     this.hiddenSize = cfg.hiddenSize;
     this.maxPositions = cfg.maxPositions;
@@ -176,6 +234,8 @@ export class CLIPTextModel {
       const enc = w.sub('encoder');
       for (let i = 0; i < cfg.layers; i++) this.layers.push(new CLIPEncoderLayer(enc.sub(`layers.${i}`), cfg));
       this.finalNorm = loadLayerNorm(w, 'final_layer_norm', d);
+      // text_projection sits beside text_model, not under it: nn.Linear(hidden, projection_dim, bias=False).
+      if (cfg.projectionDim !== null) this.projection = w.upload(store.take('text_projection.weight', [cfg.projectionDim, d]), [cfg.projectionDim, d], 'text_projection.weight');
       store.assertAllUsed();
     } catch (e) {
       w.destroy();
@@ -184,30 +244,57 @@ export class CLIPTextModel {
   }
 
   /**
-   * Records the encoder. ids: u32 token ids [B, T], T <= max_position_embeddings (77 for SD; see
-   * uploadIds). Both outputs are new f32 tensors the caller owns.
+   * poolPositions as the u32 indices EncodeOptions.pool takes: b·T + position for each row of
+   * `rows` (token ids [B][T]). The caller uploads them (uploadIds with num = B·T).
    */
-  encode(g: Graph, ids: Tensor, opts: { clipSkip?: number } = {}): CLIPTextOutputs {
+  poolRows(rows: readonly (readonly number[])[]): number[] {
+    const T = rows[0]?.length ?? 0;
+    return poolPositions(rows, this.config.eosTokenId).map((p, b) => b * T + p);
+  }
+
+  /**
+   * Records the encoder. ids: u32 token ids [B, T], T <= max_position_embeddings (77 for SD; see
+   * uploadIds). The outputs are new f32 tensors the caller owns.
+   */
+  encode(g: Graph, ids: Tensor, opts: EncodeOptions = {}): CLIPTextOutputs {
+    const name = this.projection ? 'CLIPTextModelWithProjection' : 'CLIPTextModel';
     // diffusers' clip_skip k: the states k layers before the last, through the final layer norm.
     const skip = opts.clipSkip ?? 0;
-    if (!Number.isInteger(skip) || skip < 0 || skip >= this.layers.length) throw new ShapeError(`CLIPTextModel: clip_skip ${skip} must be an integer in [0, ${this.layers.length - 1}]`);
+    if (!Number.isInteger(skip) || skip < 0 || skip >= this.layers.length) throw new ShapeError(`${name}: clip_skip ${skip} must be an integer in [0, ${this.layers.length - 1}]`);
+    const stateSkip = opts.stateSkip ?? 0;
+    if (!Number.isInteger(stateSkip) || stateSkip < 0 || stateSkip >= this.layers.length) throw new ShapeError(`${name}: stateSkip ${stateSkip} must be an integer in [0, ${this.layers.length - 1}]`);
+    if (stateSkip && skip) throw new ShapeError(`${name}: clipSkip and stateSkip do not go together`);
+    if (opts.pool && !this.projection) throw new ShapeError(`${name}: text_embeds needs CLIPTextModelWithProjection (a text_projection)`);
     const layers = this.layers.slice(0, this.layers.length - skip);
     const T = ids.shape[1];
     if (ids.shape.length !== 2 || T === undefined || T < 1 || T > this.maxPositions) {
-      throw new ShapeError(`CLIPTextModel: input_ids ${shapeStr(ids.shape)} should be [B, T] with 1 <= T <= ${this.maxPositions}`);
+      throw new ShapeError(`${name}: input_ids ${shapeStr(ids.shape)} should be [B, T] with 1 <= T <= ${this.maxPositions}`);
     }
+    const B = ids.shape[0]!;
+    if (opts.pool && (opts.pool.shape.length !== 1 || opts.pool.shape[0] !== B)) throw new ShapeError(`${name}: pool indices ${shapeStr(opts.pool.shape)} should be [${B}]`);
     let x = tokenEmbedding(g, 'text_model.embeddings', this.tokenChunks, ids, this.positions);
-    // hidden_states[-2] is what enters the last layer (the embeddings when there is one layer).
+    // hidden_states[-(2 + stateSkip)] is what enters layer L - 1 - stateSkip (the embeddings for the first).
+    const penAt = layers.length - 1 - stateSkip;
     let pen = x;
     for (let i = 0; i < layers.length; i++) {
       const next = layers[i]!.forward(g, x);
-      if (i === layers.length - 1) pen = x;
+      if (i === penAt) pen = x;
       else g.release(x);
       x = next;
     }
     const n = layerNorm(g, 'text_model.final_layer_norm', x, this.finalNorm.weight, this.finalNorm.bias, this.config.eps);
     if (x !== pen) g.release(x);
-    return { lastHiddenState: this.toF32(g, 'last_hidden_state', n), penultimate: this.toF32(g, 'hidden_state_penultimate', pen) };
+    let textEmbeds: Tensor | undefined;
+    if (opts.pool) {
+      // pooler_output: one row of the final-norm states per sequence, then text_projection (no bias).
+      const D = this.hiddenSize;
+      const rows: Tensor = { ...n, shape: [B * T, D] };
+      const pooled = embeddingLookup(g, 'text_model.pooler_output', rows, opts.pool);
+      const proj = linear(g, 'text_projection', pooled, this.projection!);
+      g.release(pooled);
+      textEmbeds = this.toF32(g, 'text_embeds', proj);
+    }
+    return { lastHiddenState: this.toF32(g, 'last_hidden_state', n), penultimate: this.toF32(g, 'hidden_state_penultimate', pen), ...(textEmbeds ? { textEmbeds } : {}) };
   }
 
   private toF32(g: Graph, label: string, t: Tensor): Tensor {
@@ -227,6 +314,15 @@ const WEIGHT_FILES = ['model.safetensors', 'model.fp16.safetensors'];
 /** config.json and the weights of a transformers text_encoder/ folder. */
 export function readClipTextFolder(reader: FolderReader, dir: string): Promise<ModelFolder> {
   return loadModelFrom(reader, dir, WEIGHT_FILES, 'a text_encoder folder');
+}
+
+/** transformers' CLIPTextModelWithProjection: a CLIPTextModel with text_projection (SDXL's text_encoder_2). */
+export class CLIPTextModelWithProjection extends CLIPTextModel {
+  declare readonly projectionDim: number;
+
+  constructor(rt: Runtime, store: WeightStore, config: Record<string, unknown>, opts: Omit<CLIPTextModelOptions, 'withProjection'> = {}) {
+    super(rt, store, config, { ...opts, withProjection: true });
+  }
 }
 
 /** Loads a text_encoder/ folder: a path on disk (Node) or a FolderReader (a browser's URLs). */

@@ -2,7 +2,7 @@
 import type { Graph } from '../graph/graph.ts';
 import type { Tensor } from '../graph/tensor.ts';
 import { conv2d, linear, type Activation } from '../kernels/gemm.ts';
-import { avgPool2x, upsampleNearest2x } from '../kernels/elementwise.ts';
+import { avgPool2x, firResample2x, upsampleNearest2x } from '../kernels/elementwise.ts';
 import { groupNorm } from '../kernels/group_norm.ts';
 import { releaseSplit, single, splitConv, splitGroupNorm, whole, type Split, type WeightSlices } from './channel_split.ts';
 import { ConfigError, type WeightLoader } from './loader.ts';
@@ -32,6 +32,15 @@ export interface ResnetOptions {
    * upsample_type 'resnet' and ResnetDownsampleBlock2D / ResnetUpsampleBlock2D.
    */
   resample?: 'up' | 'down';
+  /**
+   * diffusers' kernel='fir' (NCSN++'s skip blocks): `resample` uses the FIR (1, 3, 3, 1) filter
+   * (upsample_2d / downsample_2d) instead of nearest / average pooling.
+   */
+  fir?: boolean;
+  /** groups_out: norm2's group count (default `groups`). */
+  groupsOut?: number;
+  /** use_in_shortcut: a 1x1 conv_shortcut even where in = out channels (default: only where they differ). */
+  useInShortcut?: boolean;
 }
 
 export type TimeEmbeddingNorm = 'default' | 'scale_shift' | 'spatial';
@@ -132,7 +141,7 @@ export class ResnetBlock2D {
         : { weight: w.tensor('time_emb_proj.weight', [projOut, o.tembChannels]), bias: w.tensor('time_emb_proj.bias', [projOut]) };
     this.norm2 = this.spatial ? null : loadNorm(w, 'norm2', o.outChannels);
     this.conv2 = loadConv(w, 'conv2', o.outChannels, o.outChannels, 3);
-    this.shortcut = o.inChannels !== o.outChannels ? loadConv(w, 'conv_shortcut', o.inChannels, o.outChannels, 1) : null;
+    this.shortcut = (o.useInShortcut ?? o.inChannels !== o.outChannels) ? loadConv(w, 'conv_shortcut', o.inChannels, o.outChannels, 1) : null;
   }
 
   /**
@@ -148,6 +157,7 @@ export class ResnetBlock2D {
     const p = this.w.prefix;
     const s = this.w.slices;
     const { groups, eps } = this.o;
+    const groupsOut = this.o.groupsOut ?? groups;
     const act = this.o.act ?? 'silu';
     let temb: Tensor | undefined;
     if (this.timeEmbProj && tembAct) {
@@ -158,21 +168,22 @@ export class ResnetBlock2D {
     const sp = this.spatial;
     if (sp && !tembAct) throw new ConfigError(`${p}: time_embedding_norm 'spatial' needs the quantized latents`);
     let h1 = sp ? splitSpatialNorm(g, s, `${p}.norm1`, x, sp.norm1, tembAct!, act) : splitGroupNorm(g, s, `${p}.norm1`, x, this.norm1!, { groups, eps, act });
-    // up / down: the hidden states are resampled here (an upsample fuses into conv1's read), the
-    // shortcut's input too, before its 1x1 conv.
-    const { resample } = this.o;
+    // up / down: the hidden states are resampled here (a nearest upsample fuses into conv1's read),
+    // the shortcut's input too, before its 1x1 conv.
+    const { resample, fir } = this.o;
     let input = x;
-    if (resample === 'down') {
-      const pooled = mapParts(h1, (t, l) => avgPool2x(g, `${p}.downsample${l}`, t));
+    if (resample === 'down' || (resample === 'up' && fir)) {
+      const op = fir ? (t: Tensor, l: string) => firResample2x(g, l, t, resample) : (t: Tensor, l: string) => avgPool2x(g, l, t);
+      const resampled = mapParts(h1, (t, l) => op(t, `${p}.${resample}sample${l}`));
       releaseSplit(g, h1);
-      h1 = pooled;
-      input = mapParts(x, (t, l) => avgPool2x(g, `${p}.downsample.input${l}`, t));
+      h1 = resampled;
+      input = mapParts(x, (t, l) => op(t, `${p}.${resample}sample.input${l}`));
     } else if (resample === 'up') {
       input = mapParts(x, (t, l) => upsampleNearest2x(g, `${p}.upsample.input${l}`, t));
     }
-    const h2 = splitConv(g, s, `${p}.conv1`, h1, this.conv1, { groups, padding: 1, temb: scaleShift ? undefined : temb, upsample: resample === 'up' });
+    const h2 = splitConv(g, s, `${p}.conv1`, h1, this.conv1, { groups: groupsOut, padding: 1, temb: scaleShift ? undefined : temb, upsample: resample === 'up' && !fir });
     releaseSplit(g, h1);
-    const h3 = sp ? splitSpatialNorm(g, s, `${p}.norm2`, h2, sp.norm2, tembAct!, act) : splitGroupNorm(g, s, `${p}.norm2`, h2, this.norm2!, { groups, eps, act, scaleShift });
+    const h3 = sp ? splitSpatialNorm(g, s, `${p}.norm2`, h2, sp.norm2, tembAct!, act) : splitGroupNorm(g, s, `${p}.norm2`, h2, this.norm2!, { groups: groupsOut, eps, act, scaleShift });
     releaseSplit(g, h2);
     if (temb) g.release(temb);
     const residual = this.shortcut ? splitConv(g, s, `${p}.conv_shortcut`, input, this.shortcut, { groups }) : input;

@@ -10,14 +10,15 @@ import { runUNetBody } from './unet_body.ts';
 import { ConfigError, ConfigReader, WeightLoader } from './loader.ts';
 import { resolvePrecision, type ModelOptions, type ResolvedPrecision } from './precision.ts';
 import { loadConv, loadNorm, type TimeEmbeddingNorm } from './resnet.ts';
-import { MidBlock2D, makeDownBlock, makeUpBlock, type DownBlock, type ResampleType, type UpBlock } from './unet_2d_blocks.ts';
+import { MidBlock2D, makeDownBlock, makeUpBlock, SKIP_SAMPLE_CHANNELS, type DownBlock, type ResampleType, type SkipSample, type UpBlock } from './unet_2d_blocks.ts';
 
 /**
- * The block types of get_down_block / get_up_block built for UNet2DModel (SkipDownBlock2D,
- * AttnSkipDownBlock2D, SkipUpBlock2D and AttnSkipUpBlock2D, NCSN++'s FIR blocks, are not).
+ * The block types of get_down_block / get_up_block built for UNet2DModel, NCSN++'s skip blocks
+ * (FIR resampling and the image-space skip_sample path) included.
  */
-const UNET_DOWN_TYPES = ['DownBlock2D', 'AttnDownBlock2D', 'ResnetDownsampleBlock2D'];
-const UNET_UP_TYPES = ['UpBlock2D', 'AttnUpBlock2D', 'ResnetUpsampleBlock2D'];
+const UNET_DOWN_TYPES = ['DownBlock2D', 'AttnDownBlock2D', 'ResnetDownsampleBlock2D', 'SkipDownBlock2D', 'AttnSkipDownBlock2D'];
+const UNET_UP_TYPES = ['UpBlock2D', 'AttnUpBlock2D', 'ResnetUpsampleBlock2D', 'SkipUpBlock2D', 'AttnSkipUpBlock2D'];
+const isSkipBlock = (t: string) => t === 'SkipDownBlock2D' || t === 'AttnSkipDownBlock2D' || t === 'SkipUpBlock2D' || t === 'AttnSkipUpBlock2D';
 
 /** get_down_block / get_up_block strip a leading "UNetRes" from the type name. */
 const blockType = (t: string) => (t.startsWith('UNetRes') ? t.slice(7) : t);
@@ -50,6 +51,8 @@ export class UNet2DModel {
   private readonly act: Activation;
   /** time_embedding_type 'fourier': the output is divided by the timesteps. */
   private readonly divideByTimesteps: boolean;
+  /** Some block is one of NCSN++'s skip blocks: forward carries diffusers' skip_sample. */
+  private readonly skipPath: boolean;
 
   constructor(rt: Runtime, store: WeightStore, config: Record<string, unknown>, where = 'UNet2DModel', opts: ModelOptions = {}) {
     this.precision = resolvePrecision(rt.gpu.features, opts.precision);
@@ -85,8 +88,22 @@ export class UNet2DModel {
     if (Array.isArray(c.raw('sample_size'))) throw new ConfigError(`${where}: config option sample_size = ${JSON.stringify(c.raw('sample_size'))} (non-square) is not supported`);
     this.sampleSize = c.int('sample_size', 32, 1);
     const layers = c.int('layers_per_block', 2, 1);
-    if (c.has('norm_num_groups') && c.raw('norm_num_groups') === null) throw new ConfigError(`${where}: config option norm_num_groups = null is not supported`);
-    const groups = c.int('norm_num_groups', 32, 1);
+    this.skipPath = [...downTypes, ...upTypes].some(isSkipBlock);
+    if (this.skipPath) checkSkipPath(where, downTypes, upTypes, this.inChannels, this.outChannels);
+    // norm_num_groups null (NCSN++'s configs): the mid block and conv_norm_out take min(C // 4, 32)
+    // groups; only the skip blocks, which compute their own, can be built with it in diffusers.
+    const groupsNull = c.has('norm_num_groups') && c.raw('norm_num_groups') === null;
+    if (groupsNull) {
+      const other = [...downTypes, ...upTypes].find((t) => !isSkipBlock(t));
+      if (other) throw new ConfigError(`${where}: config option norm_num_groups = null is not supported with ${other} (only NCSN++'s skip blocks build without it, as in diffusers)`);
+    }
+    const fourth = (ch: number) => {
+      const g = Math.min(Math.floor(ch / 4), 32);
+      if (g < 1 || ch % g !== 0) throw new ConfigError(`${where}: norm_num_groups = null gives ${ch} channels min(${ch} // 4, 32) = ${g} groups, which do not split them`);
+      return g;
+    };
+    const groups = groupsNull ? fourth(channels[0]!) : c.int('norm_num_groups', 32, 1);
+    const midGroups = groupsNull ? fourth(channels[channels.length - 1]!) : groups;
     const eps = c.num('norm_eps', 1e-5);
     // diffusers: a missing attention_head_dim means 8; an explicit null means one head per block.
     const headDimRaw = c.has('attention_head_dim') ? c.raw('attention_head_dim') : 8;
@@ -95,7 +112,7 @@ export class UNet2DModel {
     }
     // diffusers' UNetMidBlock2D: without attn_norm_num_groups the mid attention keeps a group norm
     // only under the default time embedding norm.
-    const attnGroups = c.has('attn_norm_num_groups') && c.raw('attn_norm_num_groups') !== null ? c.int('attn_norm_num_groups', groups, 1) : timeEmbeddingNorm === 'default' ? groups : null;
+    const attnGroups = c.has('attn_norm_num_groups') && c.raw('attn_norm_num_groups') !== null ? c.int('attn_norm_num_groups', groups, 1) : timeEmbeddingNorm === 'default' ? midGroups : null;
     const midScale = c.num('mid_block_scale_factor', 1);
     const downsamplePadding = c.int('downsample_padding', 1);
     const temb = channels[0]! * 4;
@@ -105,7 +122,7 @@ export class UNet2DModel {
     const w = new WeightLoader(rt, store, '', this.precision.dtype);
     this.w = w;
     try {
-      this.build(w, c, { channels, downTypes, upTypes, layers, groups, eps, headDimRaw, attnGroups, midScale, downsamplePadding, temb, timeEmbeddingNorm, timeEmbeddingType, downsampleType, upsampleType, where });
+      this.build(w, c, { channels, downTypes, upTypes, layers, groups, midGroups, eps, headDimRaw, attnGroups, midScale, downsamplePadding, temb, timeEmbeddingNorm, timeEmbeddingType, downsampleType, upsampleType, where });
       store.assertAllUsed();
     } catch (e) {
       w.destroy();
@@ -117,11 +134,11 @@ export class UNet2DModel {
     w: WeightLoader,
     c: ConfigReader,
     o: {
-      channels: number[]; downTypes: string[]; upTypes: string[]; layers: number; groups: number; eps: number; headDimRaw: unknown; attnGroups: number | null; midScale: number;
+      channels: number[]; downTypes: string[]; upTypes: string[]; layers: number; groups: number; midGroups: number; eps: number; headDimRaw: unknown; attnGroups: number | null; midScale: number;
       downsamplePadding: number; temb: number; timeEmbeddingNorm: TimeEmbeddingNorm; timeEmbeddingType: TimeEmbeddingType; downsampleType: ResampleType; upsampleType: ResampleType; where: string;
     },
   ): void {
-    const { channels, downTypes, upTypes, layers, groups, eps, headDimRaw, attnGroups, midScale, downsamplePadding, temb, timeEmbeddingNorm, timeEmbeddingType, downsampleType, upsampleType, where } = o;
+    const { channels, downTypes, upTypes, layers, groups, midGroups, eps, headDimRaw, attnGroups, midScale, downsamplePadding, temb, timeEmbeddingNorm, timeEmbeddingType, downsampleType, upsampleType, where } = o;
     this.time = new TimeEmbedding(w, {
       projDim: channels[0]!,
       timeEmbeddingType,
@@ -147,7 +164,7 @@ export class UNet2DModel {
       );
     });
     const last = channels[channels.length - 1]!;
-    this.mid = new MidBlock2D(w.sub('mid_block'), { numLayers: 1, inChannels: last, outChannels: last, tembChannels: temb, groups, eps, attentionHeadDim: headDim(last), outputScaleFactor: midScale, addAttention: c.bool('add_attention', true), attnGroups, timeEmbeddingNorm, act: this.act });
+    this.mid = new MidBlock2D(w.sub('mid_block'), { numLayers: 1, inChannels: last, outChannels: last, tembChannels: temb, groups: midGroups, eps, attentionHeadDim: headDim(last), outputScaleFactor: midScale, addAttention: c.bool('add_attention', true), attnGroups, timeEmbeddingNorm, act: this.act });
     const rev = [...channels].reverse();
     let outCh = rev[0]!;
     upTypes.forEach((type, i) => {
@@ -189,20 +206,22 @@ export class UNet2DModel {
       throw new ConfigError(`UNet2DModel: sample size ${sample.shape[2]}x${sample.shape[3]} must be a multiple of ${factor}`);
     }
     const emb = this.time.forward(g, B, t);
+    const skip: SkipSample | undefined = this.skipPath ? { t: null, owned: false } : undefined;
     const out = runUNetBody(g, {
       where: 'UNet2DModel',
       dtype: this.w.dtype,
       centerInput: this.centerInput,
       convIn: this.convIn,
       convInPadding: 1,
-      down: this.down.map((d) => (gr: Graph, h: Tensor) => d.forward(gr, h, emb)),
+      down: this.down.map((d) => (gr: Graph, h: Tensor) => d.forward(gr, h, emb, skip)),
       mid: (gr, h) => this.mid.forward(gr, h, emb),
-      up: this.up.map((u) => (gr: Graph, h: Tensor, skips: Tensor[]) => u.forward(gr, h, emb, skips)),
+      up: this.up.map((u) => (gr: Graph, h: Tensor, skips: Tensor[]) => u.forward(gr, h, emb, skips, skip)),
       normOut: this.normOut,
       groups: this.groupsOut,
       eps: this.eps,
       convOut: this.convOut,
       convOutPadding: 1,
+      ...(skip ? { skipSample: skip } : {}),
     }, sample);
     g.release(emb);
     if (!this.divideByTimesteps) return out;
@@ -215,5 +234,28 @@ export class UNet2DModel {
 
   destroy(): void {
     this.w.destroy();
+  }
+}
+
+/**
+ * Where diffusers' UNet2DModel.forward can carry skip_sample through the blocks without a shape
+ * error: skip_conv is wired to 3 channels (so the input sample, and the output it is added to, must
+ * have 3), a skip down block that downsamples needs the skip sample at its level (every block
+ * before it a skip block too), and once an up block has made the image-space skip every later up
+ * block must be a skip block that upsamples it.
+ */
+function checkSkipPath(where: string, downTypes: string[], upTypes: string[], inChannels: number, outChannels: number): void {
+  const n = downTypes.length;
+  const firstOther = downTypes.findIndex((t) => !isSkipBlock(t));
+  downTypes.forEach((t, i) => {
+    if (!isSkipBlock(t) || i === n - 1) return;
+    if (inChannels !== SKIP_SAMPLE_CHANNELS) throw new ConfigError(`${where}: ${t}'s skip_conv takes ${SKIP_SAMPLE_CHANNELS}-channel samples, in_channels is ${inChannels}`);
+    if (firstOther >= 0 && firstOther < i) throw new ConfigError(`${where}: down block ${i} (${t}) gets the skip sample at full size after ${downTypes[firstOther]} downsampled the hidden states (diffusers fails on this)`);
+  });
+  const making = upTypes.findIndex((t, i) => isSkipBlock(t) && i < n - 1);
+  if (making >= 0) {
+    if (outChannels !== SKIP_SAMPLE_CHANNELS) throw new ConfigError(`${where}: ${upTypes[making]}'s skip_conv makes a ${SKIP_SAMPLE_CHANNELS}-channel skip for the output, out_channels is ${outChannels}`);
+    const after = upTypes.slice(making + 1).find((t) => !isSkipBlock(t));
+    if (after) throw new ConfigError(`${where}: up block ${upTypes.indexOf(after, making + 1)} (${after}) does not upsample the skip that up block ${making} (${upTypes[making]}) made (diffusers fails on this)`);
   }
 }

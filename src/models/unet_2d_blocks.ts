@@ -2,12 +2,13 @@
 // AutoencoderKL decoder, built from their block type names (get_down_block / get_up_block).
 import type { Graph } from '../graph/graph.ts';
 import type { Tensor } from '../graph/tensor.ts';
-import type { Activation } from '../kernels/gemm.ts';
-import { concatChannels } from '../kernels/elementwise.ts';
+import { conv2d, type Activation } from '../kernels/gemm.ts';
+import { concatChannels, firResample2x } from '../kernels/elementwise.ts';
+import { groupNorm } from '../kernels/group_norm.ts';
 import { SpatialAttention } from './attention_processor.ts';
 import { releaseSplit, type Split } from './channel_split.ts';
 import { ConfigError, type WeightLoader } from './loader.ts';
-import { Downsample2D, ResnetBlock2D, Upsample2D, type TimeEmbeddingNorm } from './resnet.ts';
+import { Downsample2D, loadConv, loadNorm, ResnetBlock2D, Upsample2D, type TimeEmbeddingNorm } from './resnet.ts';
 
 export interface BlockOptions {
   numLayers: number;
@@ -32,9 +33,21 @@ function makeAttention(w: WeightLoader, channels: number, o: Omit<BlockOptions, 
   return new SpatialAttention(w, { channels, heads: channels / o.attentionHeadDim, groups: o.groups, eps: o.eps, rescaleOutputFactor: o.outputScaleFactor });
 }
 
+/**
+ * UNet2DModel's skip_sample, which NCSN++'s skip blocks carry beside the hidden states: the down
+ * blocks get the (centered) input sample and FIR-downsample it level by level (each adds
+ * skip_conv of it to its output); the up blocks start from null (diffusers' None, then 0) and build
+ * the image-space skip that is added to the model's output. `owned`: t was made by a block (and is
+ * released when a block replaces it), not the caller's sample. Other block types ignore it.
+ */
+export interface SkipSample {
+  t: Tensor | null;
+  owned: boolean;
+}
+
 export interface DownBlock {
   /** Returns the block output and the skip states it adds. */
-  forward(g: Graph, x: Tensor, temb: Tensor | null): { out: Tensor; skips: Tensor[] };
+  forward(g: Graph, x: Tensor, temb: Tensor | null, skip?: SkipSample): { out: Tensor; skips: Tensor[] };
   /** The VAE encoder's path: over channel chunks, consuming x, no skips kept (resnets and downsampler only). */
   forwardSplit(g: Graph, x: Split): Split;
 }
@@ -134,8 +147,103 @@ export function makeDownBlock(type: string, allowed: readonly string[], w: Weigh
       return new Down(w, o, true, addDownsample, downsamplePadding, downsampleType);
     case 'ResnetDownsampleBlock2D':
       return new Down(w, o, false, addDownsample, downsamplePadding, 'resnet');
+    case 'SkipDownBlock2D':
+      return new SkipDown(w, o, false, addDownsample);
+    case 'AttnSkipDownBlock2D':
+      return new SkipDown(w, o, true, addDownsample);
     default:
-      throw new ConfigError(`${where}: down block type ${type} is not supported (supported: DownBlock2D, AttnDownBlock2D, DownEncoderBlock2D, ResnetDownsampleBlock2D)`);
+      throw new ConfigError(`${where}: down block type ${type} is not supported (supported: DownBlock2D, AttnDownBlock2D, DownEncoderBlock2D, ResnetDownsampleBlock2D, SkipDownBlock2D, AttnSkipDownBlock2D)`);
+  }
+}
+
+/** The image-space channels of NCSN++'s skip path: skip_conv is hard-wired to RGB in diffusers (Conv2d(3, C) down, Conv2d(C, 3) up). */
+export const SKIP_SAMPLE_CHANNELS = 3;
+
+/** NCSN++'s skip blocks' residual scale (their output_scale_factor, np.sqrt(2.0); they ignore the U-Net's). */
+const SKIP_OUTPUT_SCALE = Math.SQRT2;
+
+/**
+ * A group count NCSN++'s skip blocks compute for their norms instead of taking norm_num_groups:
+ * min(channels // 4, 32) by default (`groups` where a block computes another), checked to divide the channels.
+ */
+function skipGroups(where: string, channels: number, groups = Math.min(Math.floor(channels / 4), 32)): number {
+  if (groups < 1 || channels % groups !== 0) throw new ConfigError(`${where}: ${channels} channels do not split into ${groups} groups (the group count the skip block computes from its channels)`);
+  return groups;
+}
+
+/** The attention of AttnSkipDownBlock2D / AttnSkipUpBlock2D: GroupNorm with 32 groups whatever norm_num_groups is, rescaled by √2. */
+function skipAttention(w: WeightLoader, o: BlockOptions): SpatialAttention {
+  if (o.outChannels % 32 !== 0) throw new ConfigError(`${w.prefix}: the skip blocks' attention norm takes 32 groups, and ${o.outChannels} channels do not split into 32`);
+  return makeAttention(w, o.outChannels, { ...o, groups: 32, outputScaleFactor: SKIP_OUTPUT_SCALE });
+}
+
+/** Replaces skip.t with t (made from it), releasing the old tensor where a block made it. */
+function replaceSkip(g: Graph, skip: SkipSample, t: Tensor): void {
+  if (skip.t && skip.owned) g.release(skip.t);
+  skip.t = t;
+  skip.owned = true;
+}
+
+function skipBlocksWholeOnly(where: string): never {
+  throw new ConfigError(`${where}: skip blocks run in the U-Net only, on whole tensors`);
+}
+
+/**
+ * SkipDownBlock2D / AttnSkipDownBlock2D (NCSN++): resnets (groups min(C // 4, 32) for each norm,
+ * output scale √2, no norm_num_groups), optional attentions; where it downsamples, resnet_down (a
+ * ResnetBlock2D with a FIR down and a 1x1 shortcut) on the hidden states, the skip sample
+ * FIR-downsampled (FirDownsample2D, no conv) and skip_conv (1x1, 3 → C) of it added to the output.
+ */
+class SkipDown implements DownBlock {
+  private readonly resnets: ResnetBlock2D[] = [];
+  private readonly attentions: SpatialAttention[] = [];
+  private readonly resnetDown: ResnetBlock2D | null = null;
+  private readonly skipConv: ReturnType<typeof loadConv> | null = null;
+  private readonly where: string;
+
+  constructor(w: WeightLoader, o: BlockOptions, withAttention: boolean, addDownsample: boolean) {
+    this.where = w.prefix;
+    const shared = { tembChannels: o.tembChannels, eps: o.eps, outputScaleFactor: SKIP_OUTPUT_SCALE, timeEmbeddingNorm: o.timeEmbeddingNorm, act: o.act };
+    for (let i = 0; i < o.numLayers; i++) {
+      const cin = i === 0 ? o.inChannels : o.outChannels;
+      const rw = w.sub(`resnets.${i}`);
+      this.resnets.push(new ResnetBlock2D(rw, { ...shared, inChannels: cin, outChannels: o.outChannels, groups: skipGroups(rw.prefix, cin), groupsOut: skipGroups(rw.prefix, o.outChannels) }));
+      if (withAttention) this.attentions.push(skipAttention(w.sub(`attentions.${i}`), o));
+    }
+    if (addDownsample) {
+      const rw = w.sub('resnet_down');
+      const groups = skipGroups(rw.prefix, o.outChannels);
+      this.resnetDown = new ResnetBlock2D(rw, { ...shared, inChannels: o.outChannels, outChannels: o.outChannels, groups, resample: 'down', fir: true, useInShortcut: true });
+      this.skipConv = loadConv(w, 'skip_conv', SKIP_SAMPLE_CHANNELS, o.outChannels, 1);
+    }
+  }
+
+  forwardSplit(): Split {
+    return skipBlocksWholeOnly(this.where);
+  }
+
+  forward(g: Graph, x: Tensor, temb: Tensor | null, skip?: SkipSample): { out: Tensor; skips: Tensor[] } {
+    const skips: Tensor[] = [];
+    let h = x;
+    this.resnets.forEach((r, i) => {
+      h = r.forward(g, h, temb);
+      const a = this.attentions[i];
+      if (a) {
+        const prev = h;
+        h = a.forward(g, h);
+        g.release(prev);
+      }
+      skips.push(h);
+    });
+    if (this.resnetDown && this.skipConv) {
+      if (!skip?.t) throw new ConfigError(`${this.where}: a skip block needs the skip sample, which only UNet2DModel passes`);
+      const down = this.resnetDown.forward(g, h, temb);
+      replaceSkip(g, skip, firResample2x(g, `${this.where}.downsamplers.0`, skip.t, 'down'));
+      h = conv2d(g, `${this.where}.skip_conv`, skip.t!, this.skipConv.weight, { bias: this.skipConv.bias, residual: down });
+      g.release(down);
+      skips.push(h);
+    }
+    return { out: h, skips };
   }
 }
 
@@ -172,8 +280,8 @@ export class MidBlock2D {
 }
 
 export interface UpBlock {
-  /** Consumes skip states from the end of `skips` (UNet); the decoder passes none. */
-  forward(g: Graph, x: Tensor, temb: Tensor | null, skips: Tensor[]): Tensor;
+  /** Consumes skip states from the end of `skips` (UNet); the decoder passes none. `skip`: UNet2DModel's skip sample. */
+  forward(g: Graph, x: Tensor, temb: Tensor | null, skips: Tensor[], skip?: SkipSample): Tensor;
   /** The VAE decoder's path: over channel chunks, consuming x (resnets and upsampler only). */
   forwardSplit(g: Graph, x: Split): Split;
 }
@@ -264,7 +372,89 @@ export function makeUpBlock(type: string, allowed: readonly string[], w: WeightL
       return new Up(w, o, false, addUpsample, true, 'resnet');
     case 'UpDecoderBlock2D':
       return new Up(w, o, false, addUpsample, false);
+    case 'SkipUpBlock2D':
+      return new SkipUp(w, o, false, addUpsample);
+    case 'AttnSkipUpBlock2D':
+      return new SkipUp(w, o, true, addUpsample);
     default:
-      throw new ConfigError(`${where}: up block type ${type} is not supported (supported: UpBlock2D, AttnUpBlock2D, ResnetUpsampleBlock2D, UpDecoderBlock2D)`);
+      throw new ConfigError(`${where}: up block type ${type} is not supported (supported: UpBlock2D, AttnUpBlock2D, ResnetUpsampleBlock2D, UpDecoderBlock2D, SkipUpBlock2D, AttnSkipUpBlock2D)`);
+  }
+}
+
+/**
+ * SkipUpBlock2D / AttnSkipUpBlock2D (NCSN++): resnets over the concatenated skips (output scale √2,
+ * own group counts), for the attention variant one attention after all of them; then the skip
+ * sample, where there is one, FIR-upsampled 2x (FirUpsample2D, no conv) and, where the block
+ * upsamples, skip_conv(SiLU(skip_norm(h))) (3x3, C → 3) added to it, and resnet_up (a ResnetBlock2D
+ * with a FIR up and a 1x1 shortcut) on the hidden states.
+ */
+class SkipUp implements UpBlock {
+  private readonly resnets: ResnetBlock2D[] = [];
+  private readonly attention: SpatialAttention | null = null;
+  private readonly resnetUp: ResnetBlock2D | null = null;
+  private readonly skipConv: ReturnType<typeof loadConv> | null = null;
+  private readonly skipNorm: ReturnType<typeof loadNorm> | null = null;
+  private readonly skipNormGroups: number = 0;
+  private readonly eps: number;
+  private readonly where: string;
+
+  constructor(w: WeightLoader, o: BlockOptions & { prevOutputChannels: number }, withAttention: boolean, addUpsample: boolean) {
+    this.where = w.prefix;
+    this.eps = o.eps;
+    const shared = { tembChannels: o.tembChannels, eps: o.eps, outputScaleFactor: SKIP_OUTPUT_SCALE, timeEmbeddingNorm: o.timeEmbeddingNorm, act: o.act };
+    for (let i = 0; i < o.numLayers; i++) {
+      const skipChannels = i === o.numLayers - 1 ? o.inChannels : o.outChannels;
+      const resnetIn = i === 0 ? o.prevOutputChannels : o.outChannels;
+      const cin = resnetIn + skipChannels;
+      // diffusers v0.25.1: SkipUpBlock2D gives norm1 min((in + skip) // 4, 32) groups, AttnSkipUpBlock2D
+      // min(in + skip // 4, 32) (its // binds before +: 32 whenever in >= 32).
+      const groups = withAttention ? Math.min(resnetIn + Math.floor(skipChannels / 4), 32) : Math.min(Math.floor(cin / 4), 32);
+      const rw = w.sub(`resnets.${i}`);
+      this.resnets.push(new ResnetBlock2D(rw, { ...shared, inChannels: cin, outChannels: o.outChannels, groups: skipGroups(rw.prefix, cin, groups), groupsOut: skipGroups(rw.prefix, o.outChannels) }));
+    }
+    if (withAttention) this.attention = skipAttention(w.sub('attentions.0'), o);
+    if (addUpsample) {
+      const rw = w.sub('resnet_up');
+      const groups = skipGroups(rw.prefix, o.outChannels);
+      this.resnetUp = new ResnetBlock2D(rw, { ...shared, inChannels: o.outChannels, outChannels: o.outChannels, groups, resample: 'up', fir: true, useInShortcut: true });
+      this.skipConv = loadConv(w, 'skip_conv', o.outChannels, SKIP_SAMPLE_CHANNELS, 3);
+      this.skipNorm = loadNorm(w, 'skip_norm', o.outChannels);
+      this.skipNormGroups = groups;
+    }
+  }
+
+  forwardSplit(): Split {
+    return skipBlocksWholeOnly(this.where);
+  }
+
+  forward(g: Graph, x: Tensor, temb: Tensor | null, skips: Tensor[], skip?: SkipSample): Tensor {
+    if (!skip) throw new ConfigError(`${this.where}: a skip block needs the skip sample, which only UNet2DModel passes`);
+    const p = this.where;
+    let h = x;
+    for (const r of this.resnets) {
+      const res = skips.pop();
+      if (!res) throw new ConfigError('up block ran out of skip connections: down and up block configs do not match');
+      const input = concatChannels(g, 'cat', h, res);
+      g.release(...(h === res ? [h] : [h, res]));
+      h = r.forward(g, input, temb);
+      g.release(input);
+    }
+    if (this.attention) {
+      const prev = h;
+      h = this.attention.forward(g, h);
+      g.release(prev);
+    }
+    if (skip.t) replaceSkip(g, skip, firResample2x(g, `${p}.upsampler`, skip.t, 'up'));
+    if (this.resnetUp && this.skipConv && this.skipNorm) {
+      // skip_sample (0 where there was none) + skip_conv(SiLU(skip_norm(h))): SiLU whatever act_fn is.
+      const n = groupNorm(g, `${p}.skip_norm`, h, this.skipNorm.weight, this.skipNorm.bias, { groups: this.skipNormGroups, eps: this.eps, act: 'silu' });
+      const s = conv2d(g, `${p}.skip_conv`, n, this.skipConv.weight, { bias: this.skipConv.bias, padding: 1, ...(skip.t ? { residual: skip.t } : {}) });
+      g.release(n);
+      replaceSkip(g, skip, s);
+      const prev = h;
+      h = this.resnetUp.forward(g, h, temb);
+      g.release(prev);
+    }
+    return h;
   }
 }

@@ -1,10 +1,11 @@
 // A Stable Diffusion pipeline folder as diffusers' save_pretrained writes it (the Hub layout of
-// SD 1.x/2.x): model_index.json names each component's library and class, and each component
-// lives in its own sub-folder (unet/, vae/, text_encoder/, tokenizer/, scheduler/).
+// SD 1.x/2.x and SDXL): model_index.json names each component's library and class, and each
+// component lives in its own sub-folder (unet/, vae/, text_encoder/, tokenizer/, scheduler/; SDXL
+// also text_encoder_2/ (CLIPTextModelWithProjection) and tokenizer_2/).
 import type { Runtime } from '../gpu/runtime.ts';
 import { loadModelFrom, nodeFolderReader, readJsonFrom, subFolder, type FolderReader } from '../io/model_folder.ts';
 import { AutoencoderKL } from '../models/autoencoder_kl.ts';
-import { CLIPTextModel, readClipTextFolder } from '../models/clip_text_model.ts';
+import { CLIPTextModel, CLIPTextModelWithProjection, readClipTextFolder } from '../models/clip_text_model.ts';
 import { ConfigError } from '../models/loader.ts';
 import { checkLatentChannels } from './ldm_folder.ts';
 import type { ModelOptions, ResolvedPrecision } from '../models/precision.ts';
@@ -19,11 +20,24 @@ export interface SdModel {
   tokenizer: CLIPTokenizer;
   schedulerConfig: Record<string, unknown>;
   precision: ResolvedPrecision;
+  /** model_index.json's _class_name (absent: StableDiffusionPipeline). */
+  pipeline?: string;
+  /** Stable Diffusion XL's second text encoder and tokenizer and its pipeline options; absent for SD 1.x/2.x. */
+  xl?: SdxlParts;
   destroy(): void;
 }
 
+export interface SdxlParts {
+  /** text_encoder_2: its hidden_states[-2] follow text_encoder's in the U-Net's context; its text_embeds are the pooled embedding. */
+  textEncoder2: CLIPTextModelWithProjection;
+  tokenizer2: CLIPTokenizer;
+  /** model_index.json force_zeros_for_empty_prompt (diffusers' default true): no negative prompt means zero negative embeddings. */
+  forceZerosForEmptyPrompt: boolean;
+}
+
 /** Pipeline classes whose folders hold exactly what text-to-image needs. */
-const PIPELINES = ['StableDiffusionPipeline', 'StableDiffusionImg2ImgPipeline'];
+const PIPELINES = ['StableDiffusionPipeline', 'StableDiffusionImg2ImgPipeline', 'StableDiffusionXLPipeline'];
+const XL = 'StableDiffusionXLPipeline';
 /** The component classes Fresco builds, by model_index.json key. */
 const COMPONENTS: Record<string, [string, string]> = {
   unet: ['diffusers', 'UNet2DConditionModel'],
@@ -31,33 +45,67 @@ const COMPONENTS: Record<string, [string, string]> = {
   text_encoder: ['transformers', 'CLIPTextModel'],
   tokenizer: ['transformers', 'CLIPTokenizer'],
 };
+/** StableDiffusionXLPipeline's components beyond those. */
+const XL_COMPONENTS: Record<string, [string, string]> = {
+  ...COMPONENTS,
+  text_encoder_2: ['transformers', 'CLIPTextModelWithProjection'],
+  tokenizer_2: ['transformers', 'CLIPTokenizer'],
+};
 /** Components that may be absent or null; present ones are not run (say so rather than guess). */
 const OPTIONAL = ['safety_checker', 'feature_extractor', 'image_encoder'];
+/** Pipelines of the SDXL family that are not built, and why, for the error. */
+const NOT_BUILT: Record<string, string> = {
+  StableDiffusionXLImg2ImgPipeline: 'SDXL img2img and the SDXL refiner are not supported',
+  StableDiffusionXLInpaintPipeline: 'SDXL inpainting is not supported',
+  StableDiffusionXLInstructPix2PixPipeline: 'SDXL InstructPix2Pix is not supported',
+  StableDiffusionXLControlNetPipeline: 'ControlNets are not supported',
+  StableDiffusionXLAdapterPipeline: 'T2I adapters are not supported',
+};
 
 /** Checks that model_index.json names a pipeline and components Fresco builds. */
 export function checkModelIndex(index: Record<string, unknown>, where: string): void {
   const cls = index._class_name;
-  if (typeof cls !== 'string' || !PIPELINES.includes(cls)) throw new ConfigError(`${where}: _class_name ${JSON.stringify(cls ?? null)} is not supported (supported: ${PIPELINES.join(', ')})`);
-  for (const [key, [lib, want]] of Object.entries(COMPONENTS)) {
+  if (typeof cls !== 'string' || !PIPELINES.includes(cls)) {
+    const why = typeof cls === 'string' && NOT_BUILT[cls] ? `: ${NOT_BUILT[cls]}` : '';
+    throw new ConfigError(`${where}: _class_name ${JSON.stringify(cls ?? null)} is not supported${why} (supported: ${PIPELINES.join(', ')})`);
+  }
+  const xl = cls === XL;
+  // The SDXL refiner's layout (as a StableDiffusionXLPipeline folder): no first text encoder, and
+  // aesthetic-score time ids instead of the target size.
+  if (xl && Array.isArray(index.text_encoder) && index.text_encoder[0] === null) {
+    throw new ConfigError(`${where}: component text_encoder = ${JSON.stringify(index.text_encoder)}: a pipeline with text_encoder_2 alone (the SDXL refiner's layout) is not supported`);
+  }
+  if (xl && index.requires_aesthetics_score === true) throw new ConfigError(`${where}: requires_aesthetics_score = true (the SDXL refiner's aesthetic-score time ids) is not supported`);
+  // add_watermarker (null: diffusers watermarks only where invisible-watermark is installed) changes the pixels when on.
+  if (xl && index.add_watermarker === true) throw new ConfigError(`${where}: add_watermarker = true (the invisible watermark diffusers adds to SDXL images) is not supported`);
+  if (xl && index.force_zeros_for_empty_prompt !== undefined && typeof index.force_zeros_for_empty_prompt !== 'boolean') {
+    throw new ConfigError(`${where}: force_zeros_for_empty_prompt = ${JSON.stringify(index.force_zeros_for_empty_prompt)} is not a boolean`);
+  }
+  const components = xl ? XL_COMPONENTS : COMPONENTS;
+  for (const [key, [lib, want]] of Object.entries(components)) {
     const v = index[key];
     if (!Array.isArray(v) || v[1] !== want) throw new ConfigError(`${where}: component ${key} = ${JSON.stringify(v ?? null)} is not supported (Fresco builds ${lib} ${want})`);
   }
   const s = index.scheduler;
   if (!Array.isArray(s) || typeof s[1] !== 'string') throw new ConfigError(`${where}: component scheduler = ${JSON.stringify(s ?? null)} names no scheduler class`);
-  const known = new Set([...Object.keys(COMPONENTS), 'scheduler', ...OPTIONAL, 'requires_safety_checker']);
+  const options = xl ? ['force_zeros_for_empty_prompt', 'requires_aesthetics_score', 'add_watermarker'] : ['requires_safety_checker'];
+  const known = new Set([...Object.keys(components), 'scheduler', ...OPTIONAL, ...options]);
   for (const key of Object.keys(index)) {
     if (key.startsWith('_') || known.has(key)) continue;
     const v = index[key];
     if (Array.isArray(v) && v[0] === null) continue;
-    throw new ConfigError(`${where}: component ${key} = ${JSON.stringify(v)} is not supported`);
+    throw new ConfigError(`${where}: component ${key} = ${JSON.stringify(v)} is not supported by ${cls}`);
   }
 }
 
 export async function loadSdFrom(rt: Runtime, root: FolderReader, dir: string, opts: ModelOptions = {}): Promise<SdModel> {
   const index = await readJsonFrom(root, 'model_index.json', 'a diffusers pipeline folder needs it');
   checkModelIndex(index, root.where('model_index.json'));
+  const pipeline = index._class_name as string;
+  const xl = pipeline === XL;
   const schedulerConfig = await readJsonFrom(root, 'scheduler/scheduler_config.json');
   const tokenizer = await CLIPTokenizer.load(subFolder(root, 'tokenizer'));
+  const tokenizer2 = xl ? await CLIPTokenizer.load(subFolder(root, 'tokenizer_2')) : null;
 
   const built: { destroy(): void }[] = [];
   const keep = <T extends { destroy(): void }>(m: T): T => (built.push(m), m);
@@ -65,14 +113,26 @@ export async function loadSdFrom(rt: Runtime, root: FolderReader, dir: string, o
     const u = await loadModelFrom(subFolder(root, 'unet'), `${dir}/unet`);
     const unet = keep(new UNet2DConditionModel(rt, u.weights, u.config, `${dir}/unet`, opts));
     const v = await loadModelFrom(subFolder(root, 'vae'), `${dir}/vae`);
-    const vae = keep(new AutoencoderKL(rt, v.weights, v.config, `${dir}/vae`, opts));
+    // StableDiffusionXLPipeline decodes in float32 when the VAE is float16 and its config says
+    // force_upcast (AutoencoderKL's default: SDXL's VAE overflows in half precision); its
+    // StableDiffusionPipeline does not.
+    const upcast = xl && unet.precision.dtype === 'f16' && v.config.force_upcast !== false;
+    const vae = keep(new AutoencoderKL(rt, v.weights, v.config, `${dir}/vae`, upcast ? { ...opts, precision: 'f32' } : opts));
     const t = await readClipTextFolder(subFolder(root, 'text_encoder'), `${dir}/text_encoder`);
     const textEncoder = keep(new CLIPTextModel(rt, t.weights, t.config, { ...opts, where: `${dir}/text_encoder` }));
     checkLatentChannels(dir, unet, vae);
-    // StableDiffusionPipeline gives a U-Net no added_cond_kwargs: an SDXL-style one would fail at its first step.
-    if (unet.additionEmbedType) throw new ConfigError(`${dir}: the U-Net has addition_embed_type '${unet.additionEmbedType}' (Stable Diffusion XL), whose text_embeds and time_ids StableDiffusionPipeline does not give`);
-    if (textEncoder.hiddenSize !== unet.crossAttentionDim) throw new ConfigError(`${dir}: the text encoder gives ${textEncoder.hiddenSize} features but the U-Net's cross_attention_dim is ${unet.crossAttentionDim}`);
-    if (tokenizer.maxLength > textEncoder.maxPositions) throw new ConfigError(`${dir}: the tokenizer pads to ${tokenizer.maxLength} tokens but the text encoder has ${textEncoder.maxPositions} positions`);
+    let parts: SdxlParts | undefined;
+    if (xl) {
+      const t2 = await readClipTextFolder(subFolder(root, 'text_encoder_2'), `${dir}/text_encoder_2`);
+      const textEncoder2 = keep(new CLIPTextModelWithProjection(rt, t2.weights, t2.config, { ...opts, where: `${dir}/text_encoder_2` }));
+      checkXl(dir, u.config, unet, textEncoder, textEncoder2, tokenizer, tokenizer2!);
+      parts = { textEncoder2, tokenizer2: tokenizer2!, forceZerosForEmptyPrompt: index.force_zeros_for_empty_prompt !== false };
+    } else {
+      // StableDiffusionPipeline gives a U-Net no added_cond_kwargs: an SDXL-style one would fail at its first step.
+      if (unet.additionEmbedType) throw new ConfigError(`${dir}: the U-Net has addition_embed_type '${unet.additionEmbedType}' (Stable Diffusion XL), whose text_embeds and time_ids StableDiffusionPipeline does not give`);
+      if (textEncoder.hiddenSize !== unet.crossAttentionDim) throw new ConfigError(`${dir}: the text encoder gives ${textEncoder.hiddenSize} features but the U-Net's cross_attention_dim is ${unet.crossAttentionDim}`);
+      if (tokenizer.maxLength > textEncoder.maxPositions) throw new ConfigError(`${dir}: the tokenizer pads to ${tokenizer.maxLength} tokens but the text encoder has ${textEncoder.maxPositions} positions`);
+    }
     return {
       dir,
       unet,
@@ -81,11 +141,37 @@ export async function loadSdFrom(rt: Runtime, root: FolderReader, dir: string, o
       tokenizer,
       schedulerConfig,
       precision: unet.precision,
+      pipeline,
+      ...(parts ? { xl: parts } : {}),
       destroy: () => built.forEach((m) => m.destroy()),
     };
   } catch (e) {
     built.forEach((m) => m.destroy());
     throw e;
+  }
+}
+
+/** Time ids StableDiffusionXLPipeline gives: original size, crop top-left and target size, (h, w) each. */
+export const SDXL_TIME_IDS = 6;
+
+/** What StableDiffusionXLPipeline needs of its components, checked at load rather than at the first step. */
+function checkXl(dir: string, unetConfig: Record<string, unknown>, unet: UNet2DConditionModel, te1: CLIPTextModel, te2: CLIPTextModelWithProjection, tok1: CLIPTokenizer, tok2: CLIPTokenizer): void {
+  // _get_add_time_ids reads unet.add_embedding: a U-Net without it fails there in diffusers.
+  if (unet.additionEmbedType !== 'text_time') throw new ConfigError(`${dir}: StableDiffusionXLPipeline needs a U-Net with addition_embed_type 'text_time' (its add_embedding takes the pooled text embedding and time ids); this one has ${JSON.stringify(unet.additionEmbedType)}`);
+  // diffusers' _get_add_time_ids: addition_time_embed_dim · 6 + text_encoder_2's projection_dim must be add_embedding's input width.
+  const passed = Number(unetConfig.addition_time_embed_dim) * SDXL_TIME_IDS + te2.projectionDim;
+  const expected = Number(unetConfig.projection_class_embeddings_input_dim);
+  if (passed !== expected) {
+    throw new ConfigError(`${dir}: the U-Net's add_embedding takes ${expected} features (projection_class_embeddings_input_dim), but ${SDXL_TIME_IDS} time ids of addition_time_embed_dim ${unetConfig.addition_time_embed_dim} and text_encoder_2's projection_dim ${te2.projectionDim} give ${passed}`);
+  }
+  const width = te1.hiddenSize + te2.hiddenSize;
+  if (width !== unet.crossAttentionDim) {
+    throw new ConfigError(`${dir}: the text encoders give ${te1.hiddenSize} + ${te2.hiddenSize} = ${width} features (concatenated) but the U-Net's cross_attention_dim is ${unet.crossAttentionDim}`);
+  }
+  // Both encoders' states are concatenated per token: the two tokenizers must pad to one length.
+  if (tok1.maxLength !== tok2.maxLength) throw new ConfigError(`${dir}: tokenizer pads to ${tok1.maxLength} tokens but tokenizer_2 to ${tok2.maxLength}; their encoders' states are concatenated token by token`);
+  for (const [name, te] of [['text_encoder', te1], ['text_encoder_2', te2]] as const) {
+    if (tok1.maxLength > te.maxPositions) throw new ConfigError(`${dir}: the tokenizers pad to ${tok1.maxLength} tokens but ${name} has ${te.maxPositions} positions`);
   }
 }
 

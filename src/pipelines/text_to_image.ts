@@ -3,34 +3,79 @@
 // shared denoising loop (src/pipelines/denoise.ts) with those states as encoder_hidden_states,
 // both halves of classifier-free guidance in one batch. Fresco orders that batch [cond, uncond]
 // (diffusers: [uncond, cond]); each half is computed independently, so only the order differs.
+//
+// Stable Diffusion XL (a folder whose SdModel has `xl`), as diffusers v0.25.1's
+// StableDiffusionXLPipeline: each tokenizer/encoder pair encodes its prompt (prompt_2 defaults to
+// the prompt), and the two encoders' hidden_states[-2] are concatenated along the features; the
+// pooled embedding is text_encoder_2's text_embeds. Without a negative prompt and with
+// force_zeros_for_empty_prompt, both negative embeddings are zeros. The U-Net also takes the
+// pooled embeddings and the time ids (original size, crop top-left, target size).
 import type { Runtime } from '../gpu/runtime.ts';
 import { Graph } from '../graph/graph.ts';
 import { numel, type Tensor } from '../graph/tensor.ts';
+import { concatChannels } from '../kernels/elementwise.ts';
 import { uploadIds } from '../kernels/embedding.ts';
+import type { CLIPTokenizer, Encoded } from '../text/clip_tokenizer.ts';
 import { denoise, type DenoiseOptions, type GenerationResult } from './denoise.ts';
-import type { SdModel } from './sd_folder.ts';
+import { SDXL_TIME_IDS, type SdModel, type SdxlParts } from './sd_folder.ts';
+
+/** (height, width) in pixels. */
+export type Size = readonly [number, number];
 
 export interface TextToImageOptions extends DenoiseOptions {
   /** One prompt per image. */
   prompt: string | string[];
-  /** The unconditional half of guidance: one per prompt, or one for all (default ""). */
+  /**
+   * The unconditional half of guidance: one per prompt, or one for all (default ""; SDXL with
+   * force_zeros_for_empty_prompt: none means zero negative embeddings).
+   */
   negativePrompt?: string | string[];
   /** Image size in pixels, multiples of the VAE's scale factor (default: the U-Net's sample_size times it). */
   height?: number;
   width?: number;
-  /** diffusers' clip_skip: use the states this many layers before the last (through the final norm). */
+  /**
+   * diffusers' clip_skip: use the states this many layers before the last (SD: through the final
+   * norm; SDXL: hidden_states[-(clip_skip + 2)] of both encoders for the prompt, while v0.25.1 keeps
+   * hidden_states[-2] for the negative prompt).
+   */
   clipSkip?: number;
+  /** SDXL: text_encoder_2's prompt (diffusers' prompt_2; default, or "": the prompt). */
+  prompt2?: string | string[];
+  /** SDXL: text_encoder_2's negative prompt (negative_prompt_2; default, or "": the negative prompt). */
+  negativePrompt2?: string | string[];
+  /** SDXL micro-conditioning (time ids): original_size, default the image size. */
+  originalSize?: Size;
+  /** SDXL: crops_coords_top_left, default (0, 0). */
+  cropsCoordsTopLeft?: Size;
+  /** SDXL: target_size, default the image size. */
+  targetSize?: Size;
+  /**
+   * SDXL: the negative half's time ids, used (as in diffusers) only when both
+   * negativeOriginalSize and negativeTargetSize are given; otherwise they equal the prompt's.
+   */
+  negativeOriginalSize?: Size;
+  negativeCropsCoordsTopLeft?: Size;
+  negativeTargetSize?: Size;
   /** Reads back the token ids and the text states before the loop (for conformance checks). */
   traceText?: (t: TextTrace) => void;
 }
 
 export interface TextTrace {
   ids: number[][];
-  /** Present when guidance runs (guidance scale > 1). */
+  /** Present when guidance runs (guidance scale > 1) and the negative prompt is encoded. */
   uncondIds: number[][] | null;
-  /** [B, T, D] */
+  /** [B, T, D] (SDXL: both encoders' states, concatenated) */
   promptEmbeds: Float32Array;
   negativePromptEmbeds: Float32Array | null;
+  /** SDXL: tokenizer_2's ids, text_encoder_2's text_embeds [B, P] and the time ids of one row of each half. */
+  ids2?: number[][];
+  uncondIds2?: number[][] | null;
+  pooledPromptEmbeds?: Float32Array;
+  negativePooledPromptEmbeds?: Float32Array | null;
+  addTimeIds?: number[];
+  negativeAddTimeIds?: number[] | null;
+  /** SDXL: the time ids of every row of the U-Net's batch, in Fresco's [cond, uncond] order. */
+  unetTimeIds?: number[][];
 }
 
 export interface TextToImageResult extends GenerationResult {
@@ -44,42 +89,31 @@ function asList(v: string | string[], n: number, what: string): string[] {
   return list;
 }
 
+const XL_ONLY = ['prompt2', 'negativePrompt2', 'originalSize', 'cropsCoordsTopLeft', 'targetSize', 'negativeOriginalSize', 'negativeCropsCoordsTopLeft', 'negativeTargetSize'] as const;
+
 export async function generateFromText(rt: Runtime, model: SdModel, opts: TextToImageOptions): Promise<TextToImageResult> {
-  const { unet, vae, textEncoder, tokenizer } = model;
+  const { unet, vae } = model;
   const prompts = typeof opts.prompt === 'string' ? [opts.prompt] : opts.prompt;
   const B = prompts.length;
   if (B === 0) throw new Error('at least one prompt is needed');
-  const cfg = (opts.guidanceScale ?? 1) > 1;
-  const negatives = asList(opts.negativePrompt ?? '', B, 'negative prompts');
   const f = vae.scaleFactor;
   const height = opts.height ?? unet.sampleSize * f;
   const width = opts.width ?? unet.sampleSize * f;
   for (const [name, v] of [['height', height], ['width', width]] as const) {
     if (!Number.isInteger(v) || v <= 0 || v % f !== 0) throw new Error(`${name} ${v} must be a positive multiple of ${f} (the VAE's scale factor)`);
   }
+  if (model.xl) {
+    // diffusers' StableDiffusionXLImg2ImgPipeline / InpaintPipeline prepare latents and time ids their own way.
+    if (opts.initImage || opts.mask) throw new Error('img2img and inpainting with Stable Diffusion XL are not supported (StableDiffusionXLImg2ImgPipeline / StableDiffusionXLInpaintPipeline are not built)');
+  } else {
+    const given = XL_ONLY.filter((k) => opts[k] !== undefined);
+    if (given.length) throw new Error(`${given.join(', ')} apply to Stable Diffusion XL pipelines only (${model.dir} is ${model.pipeline ?? 'StableDiffusionPipeline'})`);
+  }
 
-  const encoded = prompts.map((p) => tokenizer.encode(p));
-  const uncond = cfg ? negatives.map((p) => tokenizer.encode(p)) : [];
-  const rows = [...encoded, ...uncond].map((e) => e.ids);
-  const T = tokenizer.maxLength;
   const text = new Graph(rt, 'text-encoder');
-  const ids = uploadIds(rt, rows.flat(), textEncoder.vocabSize, 'input_ids');
+  const owned: GPUBuffer[] = [];
   try {
-    const { lastHiddenState: context, penultimate } = textEncoder.encode(text, { ...ids, shape: [rows.length, T] }, { clipSkip: opts.clipSkip ?? 0 });
-    text.release(penultimate);
-    text.finalize();
-    text.submit('text encoder');
-    await rt.assertHealthy();
-    if (opts.traceText) {
-      const states = await rt.read(context.buffer, numel(context.shape) * 4);
-      const half = B * T * textEncoder.hiddenSize;
-      opts.traceText({
-        ids: encoded.map((e) => e.ids),
-        uncondIds: cfg ? uncond.map((e) => e.ids) : null,
-        promptEmbeds: states.slice(0, half),
-        negativePromptEmbeds: cfg ? states.slice(half) : null,
-      });
-    }
+    const cond = model.xl ? await encodeXl(rt, text, owned, model, model.xl, prompts, [height, width], opts) : await encodeSd(rt, text, owned, model, prompts, opts);
     const result = await denoise(
       rt,
       {
@@ -88,13 +122,168 @@ export async function generateFromText(rt: Runtime, model: SdModel, opts: TextTo
         latentSize: [height / f, width / f],
         vae,
         schedulerConfig: model.schedulerConfig,
-        planUnet: (g, input, row) => unet.forward(g, input, { timesteps: row, broadcast: true }, context as Tensor),
+        planUnet: (g, input, row) => unet.forward(g, input, { timesteps: row, broadcast: true, ...cond.added }, cond.context),
       },
       opts,
     );
-    return { ...result, truncated: prompts.filter((_, i) => encoded[i]!.truncated) };
+    return { ...result, truncated: cond.truncated };
   } finally {
     text.destroy();
-    rt.destroyBuffer(ids.buffer);
+    for (const b of owned) rt.destroyBuffer(b);
   }
 }
+
+interface Conditioning {
+  /** encoder_hidden_states [B or 2B, T, D], [cond, uncond] */
+  context: Tensor;
+  /** SDXL's added_cond_kwargs, the same batch order. */
+  added: { textEmbeds?: Tensor; timeIds?: Tensor };
+  truncated: string[];
+}
+
+/** StableDiffusionPipeline.encode_prompt: one encoder, last_hidden_state (or clip skip). */
+async function encodeSd(rt: Runtime, text: Graph, owned: GPUBuffer[], model: SdModel, prompts: string[], opts: TextToImageOptions): Promise<Conditioning> {
+  const { textEncoder, tokenizer } = model;
+  const B = prompts.length;
+  const cfg = (opts.guidanceScale ?? 1) > 1;
+  const negatives = asList(opts.negativePrompt ?? '', B, 'negative prompts');
+  const encoded = prompts.map((p) => tokenizer.encode(p));
+  const uncond = cfg ? negatives.map((p) => tokenizer.encode(p)) : [];
+  const rows = [...encoded, ...uncond].map((e) => e.ids);
+  const T = tokenizer.maxLength;
+  const ids = uploadIds(rt, rows.flat(), textEncoder.vocabSize, 'input_ids');
+  owned.push(ids.buffer);
+  const { lastHiddenState: context, penultimate } = textEncoder.encode(text, { ...ids, shape: [rows.length, T] }, { clipSkip: opts.clipSkip ?? 0 });
+  text.release(penultimate);
+  text.finalize();
+  text.submit('text encoder');
+  await rt.assertHealthy();
+  if (opts.traceText) {
+    const states = await rt.read(context.buffer, numel(context.shape) * 4);
+    const half = B * T * textEncoder.hiddenSize;
+    opts.traceText({
+      ids: encoded.map((e) => e.ids),
+      uncondIds: cfg ? uncond.map((e) => e.ids) : null,
+      promptEmbeds: states.slice(0, half),
+      negativePromptEmbeds: cfg ? states.slice(half) : null,
+    });
+  }
+  return { context, added: {}, truncated: prompts.filter((_, i) => encoded[i]!.truncated) };
+}
+
+function checkSize(v: Size | undefined, name: string): void {
+  if (v === undefined) return;
+  if (!Array.isArray(v) || v.length !== 2 || !v.every((x) => typeof x === 'number' && Number.isFinite(x))) throw new Error(`${name} must be (height, width): two finite numbers, got ${JSON.stringify(v)}`);
+}
+
+/**
+ * StableDiffusionXLPipeline.encode_prompt and _get_add_time_ids: the concatenated states, the
+ * pooled embeddings and the time ids, [cond, uncond] when guided.
+ */
+async function encodeXl(rt: Runtime, text: Graph, owned: GPUBuffer[], model: SdModel, xl: SdxlParts, prompts: string[], [height, width]: Size, opts: TextToImageOptions): Promise<Conditioning> {
+  const B = prompts.length;
+  const cfg = (opts.guidanceScale ?? 1) > 1;
+  for (const k of ['originalSize', 'cropsCoordsTopLeft', 'targetSize', 'negativeOriginalSize', 'negativeCropsCoordsTopLeft', 'negativeTargetSize'] as const) checkSize(opts[k], k);
+  const clipSkip = opts.clipSkip ?? 0;
+  // diffusers' `prompt_2 or prompt` and `negative_prompt_2 or negative_prompt`: "" (or an empty
+  // list) falls back too; a list is taken as it is, "" entries included.
+  const orElse = (v: string | string[] | undefined, fallback: string[], what: string) => (v === undefined || v.length === 0 ? fallback : asList(v, B, what));
+  const prompts2 = orElse(opts.prompt2, prompts, 'prompt2');
+  // force_zeros_for_empty_prompt applies when negative_prompt is None, whatever negative_prompt_2 is.
+  const zeros = cfg && opts.negativePrompt === undefined && xl.forceZerosForEmptyPrompt;
+  const encodeNegative = cfg && !zeros;
+  const negatives = asList(opts.negativePrompt ?? '', B, 'negative prompts');
+  const negatives2 = orElse(opts.negativePrompt2, negatives, 'negativePrompt2');
+
+  const te1 = model.textEncoder;
+  const te2 = xl.textEncoder2;
+  const T = model.tokenizer.maxLength;
+  const D = te1.hiddenSize + te2.hiddenSize;
+  const P = te2.projectionDim;
+  const tok = (t: CLIPTokenizer, list: string[]) => list.map((p) => t.encode(p));
+  const cond = [tok(model.tokenizer, prompts), tok(xl.tokenizer2, prompts2)] as const;
+  const uncond = encodeNegative ? ([tok(model.tokenizer, negatives), tok(xl.tokenizer2, negatives2)] as const) : null;
+
+  const upload = (rows: number[][], num: number, label: string, shape: number[]): Tensor => {
+    const t = uploadIds(rt, rows.flat(), num, label);
+    owned.push(t.buffer);
+    return { ...t, shape };
+  };
+  /** Both encoders on one half: hidden_states[-(2 + skip)] concatenated per token [R·T, D], and text_embeds [R, P]. */
+  const encodeHalf = ([e1, e2]: readonly [Encoded[], Encoded[]], skip: number, label: string): { states: Tensor; pooled: Tensor } => {
+    const R = e1.length;
+    const rows1 = e1.map((e) => e.ids);
+    const rows2 = e2.map((e) => e.ids);
+    const o1 = te1.encode(text, upload(rows1, te1.vocabSize, `${label}_input_ids`, [R, T]), { stateSkip: skip });
+    const pool = upload([te2.poolRows(rows2)], R * T, `${label}_pool_rows`, [R]);
+    const o2 = te2.encode(text, upload(rows2, te2.vocabSize, `${label}_input_ids_2`, [R, T]), { stateSkip: skip, pool });
+    text.release(o1.lastHiddenState, o2.lastHiddenState);
+    const states = concatChannels(text, `${label}_prompt_embeds`, { ...o1.penultimate, shape: [R * T, te1.hiddenSize] }, { ...o2.penultimate, shape: [R * T, te2.hiddenSize] });
+    text.release(o1.penultimate, o2.penultimate);
+    return { states, pooled: o2.textEmbeds! };
+  };
+  const c = encodeHalf(cond, clipSkip, 'cond');
+  // v0.25.1 encodes the negative prompt from hidden_states[-2] whatever clip_skip is.
+  const u = uncond ? encodeHalf(uncond, 0, 'uncond') : null;
+  const zeroTensor = (n: number, label: string): Tensor => {
+    const buffer = rt.upload(new Float32Array(n), label);
+    owned.push(buffer);
+    return { buffer, shape: [n], label };
+  };
+  const negStates = u ? u.states : zeros ? zeroTensor(B * T * D, 'zero_negative_prompt_embeds') : null;
+  const negPooled = u ? u.pooled : zeros ? zeroTensor(B * P, 'zero_negative_pooled_prompt_embeds') : null;
+  /** [cond; uncond] along the batch: flat views concatenated. */
+  const stack = (a: Tensor, b: Tensor | null, shape: number[], label: string): Tensor => {
+    if (!b) return { ...a, shape };
+    const flat = (t: Tensor): Tensor => ({ ...t, shape: [1, numel(t.shape)] });
+    const out = concatChannels(text, label, flat(a), flat(b));
+    // The zero tensors are not the graph's: release leaves them alone.
+    text.release(a, b);
+    return { ...out, shape };
+  };
+  const rowsTotal = cfg ? 2 * B : B;
+  const context = stack(c.states, negStates, [rowsTotal, T, D], 'prompt_embeds');
+  const textEmbeds = stack(c.pooled, negPooled, [rowsTotal, P], 'add_text_embeds');
+
+  // _get_add_time_ids: original_size + crops_coords_top_left + target_size, (h, w) each.
+  const timeIds = (o: Size | undefined, crop: Size | undefined, target: Size | undefined) => [...(o ?? [height, width]), ...(crop ?? [0, 0]), ...(target ?? [height, width])];
+  const pos = timeIds(opts.originalSize, opts.cropsCoordsTopLeft, opts.targetSize);
+  const neg = opts.negativeOriginalSize && opts.negativeTargetSize ? timeIds(opts.negativeOriginalSize, opts.negativeCropsCoordsTopLeft, opts.negativeTargetSize) : pos;
+  if (pos.length !== SDXL_TIME_IDS) throw new Error(`time ids: ${pos.length} values, expected ${SDXL_TIME_IDS}`);
+  // diffusers builds cat([negative_add_time_ids, add_time_ids]).repeat(batch, 1): its rows alternate
+  // negative, positive while its embeddings are [B negative rows, B positive rows], so for B > 1 with
+  // distinct negative time ids, its row r gets the negative ids exactly when r is even. The same
+  // rows, in Fresco's [cond, uncond] order (Fresco row j is diffusers row B + j, then j - B):
+  const rowIds = Array.from({ length: rowsTotal }, (_, j) => {
+    if (!cfg) return pos;
+    const r = j < B ? B + j : j - B;
+    return r % 2 === 0 ? neg : pos;
+  });
+  const timeIdsT: Tensor = { buffer: rt.upload(Float32Array.from(rowIds.flat()), 'add_time_ids'), shape: [rowsTotal, SDXL_TIME_IDS], label: 'add_time_ids' };
+  owned.push(timeIdsT.buffer);
+
+  text.finalize();
+  text.submit('text encoders');
+  await rt.assertHealthy();
+  if (opts.traceText) {
+    const states = await rt.read(context.buffer, numel(context.shape) * 4);
+    const pooled = await rt.read(textEmbeds.buffer, numel(textEmbeds.shape) * 4);
+    const [half, halfP] = [B * T * D, B * P];
+    opts.traceText({
+      ids: cond[0].map((e) => e.ids),
+      uncondIds: uncond ? uncond[0].map((e) => e.ids) : null,
+      ids2: cond[1].map((e) => e.ids),
+      uncondIds2: uncond ? uncond[1].map((e) => e.ids) : null,
+      promptEmbeds: states.slice(0, half),
+      negativePromptEmbeds: cfg ? states.slice(half) : null,
+      pooledPromptEmbeds: pooled.slice(0, halfP),
+      negativePooledPromptEmbeds: cfg ? pooled.slice(halfP) : null,
+      addTimeIds: pos,
+      negativeAddTimeIds: cfg ? neg : null,
+      unetTimeIds: rowIds,
+    });
+  }
+  const truncated = prompts.filter((_, i) => cond[0][i]!.truncated || cond[1][i]!.truncated);
+  return { context, added: { textEmbeds, timeIds: timeIdsT }, truncated };
+}
+

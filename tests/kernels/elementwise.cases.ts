@@ -1,5 +1,5 @@
-import { activation, add, affine, avgPool2x, concatChannels, divideBatch, geglu, maskBlend, scale, silu, tanhClamp, upsampleNearest2x } from '../../src/kernels/elementwise.ts';
-import { activationRef, addRef, avgPool2Ref, concatChannelsRef, divideBatchRef, gegluRef, maskBlendRef, siluRef, tanhClampRef, type ActName } from '../ref/elementwise.ts';
+import { activation, add, affine, avgPool2x, concatChannels, divideBatch, firResample2x, geglu, maskBlend, scale, silu, tanhClamp, upsampleNearest2x } from '../../src/kernels/elementwise.ts';
+import { activationRef, addRef, avgPool2Ref, concatChannelsRef, divideBatchRef, firResampleRef, gegluRef, maskBlendRef, siluRef, tanhClampRef, type ActName } from '../ref/elementwise.ts';
 import { upsampleNearestRef } from '../ref/gemm.ts';
 import { input, randn, runGraph } from '../helpers/gpu.ts';
 import { F32, type OpCase } from './cases.ts';
@@ -118,6 +118,24 @@ const avgPoolCases: OpCase[] = [[2, 3, 4, 6], [2, 8, 16, 16], [1, 2, 5, 7], [3, 
   },
 }));
 
+// FIR (1, 3, 3, 1) resampling (NCSN++'s skip blocks): odd sizes (down floors, as upfirdn2d), 1-pixel
+// planes (every tap but one outside), a 3-channel skip sample at NCSN++'s 2x levels, and wide planes.
+const firRows: [number[], 'up' | 'down'][] = [
+  [[2, 3, 8, 8], 'down'], [[2, 3, 8, 8], 'up'], [[1, 5, 7, 9], 'down'], [[1, 5, 7, 9], 'up'], [[3, 2, 2, 6], 'down'],
+  [[2, 1, 1, 1], 'up'], [[1, 2, 1, 3], 'up'], [[2, 32, 16, 16], 'down'], [[2, 32, 16, 16], 'up'], [[1, 3, 2, 2], 'down'],
+];
+const firCases: OpCase[] = firRows.map(([shape, direction], i) => ({
+  op: 'fir_resample2x',
+  name: `${direction} [${shape.join(',')}]`,
+  ...F32,
+  async run(rt) {
+    const [B, C, H, W] = shape as [number, number, number, number];
+    const x = randn(numel(shape), 1070 + i);
+    const got = await runGraph(rt, (g) => firResample2x(g, 'fir', input(rt, x, shape), direction));
+    return { got, ref: firResampleRef(x, B, C, H, W, direction) };
+  },
+}));
+
 // Divisors as the fourier U-Net sees them: timesteps (sigmas) from 0.01 to ~350, one per batch element or broadcast.
 const divideBatchRows: [number[], number[], boolean][] = [
   [[2, 3, 4, 4], [0.37, 348.5], false],
@@ -175,4 +193,4 @@ const maskBlendCases: OpCase[] = maskBlendRows.map(([shape, B, kind], i) => ({
   },
 }));
 
-export const elementwiseCases: OpCase[] = [...maskBlendCases, ...siluCases, ...activationCases, ...scaleCases, ...tanhClampCases, ...affineCases, ...addCases, ...concatCases, ...upsampleCases, ...avgPoolCases, ...divideBatchCases, ...gegluCases];
+export const elementwiseCases: OpCase[] = [...maskBlendCases, ...siluCases, ...activationCases, ...scaleCases, ...tanhClampCases, ...affineCases, ...addCases, ...concatCases, ...upsampleCases, ...avgPoolCases, ...firCases, ...divideBatchCases, ...gegluCases];

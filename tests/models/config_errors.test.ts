@@ -2,6 +2,7 @@
 // the config are errors naming the key.
 import { describe, expect, it } from 'vitest';
 import { loadModelFolder } from '../../src/io/model_folder.ts';
+import { RandomWeightStore } from '../../src/io/random_weights.ts';
 import { readSafetensorsFile } from '../../src/io/safetensors.ts';
 import { WeightStore } from '../../src/io/weights.ts';
 import type { Runtime } from '../../src/gpu/runtime.ts';
@@ -54,17 +55,19 @@ const unsupportedUnet: [string, unknown, RegExp][] = [
   // AttnUpBlock2D silently build no resampler for any other value, which Fresco refuses.
   ['downsample_type', 'fir', /downsample_type = "fir"/],
   ['upsample_type', 'fir', /upsample_type = "fir"/],
-  // NCSN++'s skip blocks (FIR resampling, skip_conv) are not built.
-  ['down_block_types', ['DownBlock2D', 'SkipDownBlock2D'], /SkipDownBlock2D is not supported/],
-  ['up_block_types', ['AttnSkipUpBlock2D', 'UpBlock2D'], /AttnSkipUpBlock2D is not supported/],
+  // NCSN++'s skip blocks are built (tests/fixtures/variants/unet2d-ncsnpp*), where diffusers can run them: their
+  // skip_conv takes and makes 3-channel images, and this fixture has 4 channels (see also 'NCSN++ skip blocks' below).
+  ['down_block_types', ['SkipDownBlock2D', 'AttnDownBlock2D'], /SkipDownBlock2D's skip_conv takes 3-channel samples, in_channels is 4/],
+  ['up_block_types', ['AttnSkipUpBlock2D', 'UpBlock2D'], /AttnSkipUpBlock2D's skip_conv makes a 3-channel skip for the output, out_channels is 4/],
   // Block types of the VAE are not U-Net blocks.
-  ['up_block_types', ['UpDecoderBlock2D', 'UpBlock2D'], /up block type UpDecoderBlock2D is not supported \(supported: UpBlock2D, AttnUpBlock2D, ResnetUpsampleBlock2D\)/],
+  ['up_block_types', ['UpDecoderBlock2D', 'UpBlock2D'], /up block type UpDecoderBlock2D is not supported \(supported: UpBlock2D, AttnUpBlock2D, ResnetUpsampleBlock2D, SkipUpBlock2D, AttnSkipUpBlock2D\)/],
   // Values of the wrong type are named, never coerced.
   ['layers_per_block', '1', /layers_per_block = "1" is not an integer/],
   ['flip_sin_to_cos', 'false', /flip_sin_to_cos = "false" is not true or false/],
   ['block_out_channels', 32, /block_out_channels = 32 is not a non-empty list/],
   ['attention_head_dim', 'auto', /attention_head_dim = "auto" is not a positive integer or null/],
-  ['norm_num_groups', null, /norm_num_groups = null is not supported/],
+  // null (NCSN++'s configs) builds only the skip blocks, which compute their own group counts, as in diffusers.
+  ['norm_num_groups', null, /norm_num_groups = null is not supported with DownBlock2D/],
   ['sample_size', [8, 16], /sample_size = \[8,16\] \(non-square\) is not supported/],
   // Keys UNet2DModel does not have are not silently ignored.
   ['cross_attention_dim', 768, /cross_attention_dim is not supported/],
@@ -98,6 +101,41 @@ describe('UNet2DModel config and weight errors', () => {
     const folder = await loadModelFolder('tests/fixtures/unet2d-classcond');
     // Without class embeddings the class_embedding table is left over.
     expect(() => new UNet2DModel(rt, folder.weights, { ...folder.config, num_class_embeds: null })).toThrow(/class_embedding\.weight/);
+  });
+});
+
+describe('UNet2DModel with NCSN++ skip blocks', () => {
+  // The skip path as diffusers v0.25.1 can run it; each row breaks it one way (diffusers fails on each:
+  // a shape mismatch in forward, or GroupNorm refusing its groups in __init__). Random weights: only the config matters.
+  const base = {
+    _class_name: 'UNet2DModel', in_channels: 3, out_channels: 3, block_out_channels: [32, 32, 32], layers_per_block: 1,
+    norm_num_groups: null, attention_head_dim: null, time_embedding_type: 'fourier',
+    down_block_types: ['SkipDownBlock2D', 'AttnSkipDownBlock2D', 'SkipDownBlock2D'], up_block_types: ['SkipUpBlock2D', 'AttnSkipUpBlock2D', 'SkipUpBlock2D'],
+  };
+  const rows: [string, Record<string, unknown>, RegExp][] = [
+    ['a skip down block after one that downsampled', { norm_num_groups: 8, down_block_types: ['DownBlock2D', 'SkipDownBlock2D', 'SkipDownBlock2D'] }, /down block 1 \(SkipDownBlock2D\) gets the skip sample at full size after DownBlock2D/],
+    ['an up block that does not upsample the skip', { norm_num_groups: 8, up_block_types: ['SkipUpBlock2D', 'UpBlock2D', 'SkipUpBlock2D'] }, /up block 1 \(UpBlock2D\) does not upsample the skip that up block 0 \(SkipUpBlock2D\) made/],
+    ['norm_num_groups null beside another block type', { down_block_types: ['SkipDownBlock2D', 'SkipDownBlock2D', 'DownBlock2D'] }, /norm_num_groups = null is not supported with DownBlock2D/],
+    ['a skip attention whose 32-group norm cannot split its channels', { block_out_channels: [16, 16, 16] }, /down_blocks\.1\.attentions\.0: the skip blocks' attention norm takes 32 groups, and 16 channels/],
+    // AttnSkipUpBlock2D's min(in + skip // 4, 32): 32 groups for 32 + 16 channels.
+    ['AttnSkipUpBlock2D groups that do not split the concatenated channels', { block_out_channels: [16, 32, 32] }, /up_blocks\.1\.resnets\.1: 48 channels do not split into 32 groups/],
+  ];
+
+  it('the base config builds', async () => {
+    const rt = await runtime();
+    new UNet2DModel(rt, new RandomWeightStore(1), base).destroy();
+  });
+  for (const [what, change, message] of rows) {
+    it(`refuses ${what}`, async () => {
+      const rt = await runtime();
+      expect(() => new UNet2DModel(rt, new RandomWeightStore(1), { ...base, ...change }).destroy()).toThrow(message);
+    });
+  }
+
+  it('a final SkipUpBlock2D without a skip to carry builds on UpBlock2D weights (diffusers adds 0)', async () => {
+    const rt = await runtime();
+    const folder = await loadModelFolder('tests/fixtures/unet2d-classcond');
+    new UNet2DModel(rt, folder.weights, { ...folder.config, up_block_types: ['AttnUpBlock2D', 'SkipUpBlock2D'] }).destroy();
   });
 });
 
@@ -270,10 +308,11 @@ const modelTables: ModelTable[] = [
       ['resnet_time_scale_shift', 'ada_group'],
       ['resnet_time_scale_shift', 'spatial'],
       // downsample_type / upsample_type 'resnet' and ResnetDownsampleBlock2D / ResnetUpsampleBlock2D are built
-      // (tests/fixtures/variants/unet2d-resnet-*); NCSN++'s skip blocks are not.
+      // (tests/fixtures/variants/unet2d-resnet-*), NCSN++'s skip blocks too (unet2d-ncsnpp*), but their skip_conv
+      // takes and makes 3-channel images (this fixture has 4), as in diffusers.
       ['act_fn', 'tanh'],
-      ['down_block_types', ['AttnSkipDownBlock2D', 'AttnDownBlock2D'], /AttnSkipDownBlock2D is not supported/],
-      ['up_block_types', ['AttnUpBlock2D', 'SkipUpBlock2D'], /SkipUpBlock2D is not supported/],
+      ['down_block_types', ['AttnSkipDownBlock2D', 'AttnDownBlock2D'], /AttnSkipDownBlock2D's skip_conv takes 3-channel samples, in_channels is 4/],
+      ['up_block_types', ['SkipUpBlock2D', 'UpBlock2D'], /SkipUpBlock2D's skip_conv makes a 3-channel skip for the output, out_channels is 4/],
       ['norm_num_groups', null],
       ['encoder_hid_dim', 768, /encoder_hid_dim is not supported/],
     ],

@@ -2,8 +2,9 @@
 // projection, 2 transformer layers, per-block layer lists, center_input_sample, class conditioning
 // of both U-Nets, UNetMidBlock2D / no mid block, only_cross_attention, time_cond_proj_dim with
 // timestep_cond, addition_embed_type 'text_time' with text_embeds and time_ids (SDXL), per-block
-// cross_attention_dim, UNet2DModel's fourier / learned time embeddings and resnet up/down sampling
-// (downsample_type / upsample_type 'resnet', ResnetDownsampleBlock2D / ResnetUpsampleBlock2D),
+// cross_attention_dim, UNet2DModel's fourier / learned time embeddings, resnet up/down sampling
+// (downsample_type / upsample_type 'resnet', ResnetDownsampleBlock2D / ResnetUpsampleBlock2D) and
+// NCSN++'s skip blocks (FIR resampling, the skip_sample path, norm_num_groups null, scale_shift),
 // batch 3 with 77×768 text states, odd sizes, VQModel norm_type 'spatial', act_fn mish /
 // gelu / silu in UNet2DModel, UNet2DConditionModel, AutoencoderKL and AutoencoderTiny). The expected
 // outputs come from scripts/reference, a float64 torch re-implementation of diffusers v0.25.1 that

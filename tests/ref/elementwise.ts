@@ -111,3 +111,40 @@ export function divideBatchRef(x: ArrayLike<number>, B: number, d: ArrayLike<num
   const per = x.length / B;
   return Float64Array.from(x, (v, i) => v / d[broadcast ? 0 : Math.floor(i / per)]!);
 }
+
+/**
+ * diffusers' upfirdn2d_native on [B, C, H, W] in float64, from its definition: insert up - 1 zeros
+ * after every input sample (each axis), zero-pad by pad0 before and pad1 after, correlate with the
+ * flipped 2-D kernel (outer product of k1d with itself), keep every down-th output.
+ */
+export function upfirdn2dRef(x: ArrayLike<number>, B: number, C: number, H: number, W: number, k1d: readonly number[], up: number, down: number, pad0: number, pad1: number): { data: Float64Array; H: number; W: number } {
+  const K = k1d.length;
+  const k = (i: number, j: number) => k1d[K - 1 - i]! * k1d[K - 1 - j]!; // flipped (torch.flip over both axes)
+  const [Hp, Wp] = [H * up + pad0 + pad1, W * up + pad0 + pad1];
+  const [Ho, Wo] = [Math.floor((Hp - K) / down) + 1, Math.floor((Wp - K) / down) + 1];
+  // The padded, zero-stuffed plane value at (y, x).
+  const padded = (p: number, y: number, x: number) => {
+    const [uy, ux] = [y - pad0, x - pad0];
+    if (uy < 0 || ux < 0 || uy % up !== 0 || ux % up !== 0) return 0;
+    const [iy, ix] = [uy / up, ux / up];
+    return iy < H && ix < W ? x_(p, iy, ix) : 0;
+  };
+  const x_ = (p: number, y: number, x1: number) => x[(p * H + y) * W + x1]!;
+  const out = new Float64Array(B * C * Ho * Wo);
+  for (let p = 0; p < B * C; p++)
+    for (let oy = 0; oy < Ho; oy++)
+      for (let ox = 0; ox < Wo; ox++) {
+        let s = 0;
+        for (let i = 0; i < K; i++) for (let j = 0; j < K; j++) s += k(i, j) * padded(p, oy * down + i, ox * down + j);
+        out[(p * Ho + oy) * Wo + ox] = s;
+      }
+  return { data: out, H: Ho, W: Wo };
+}
+
+/** FirDownsample2D / FirUpsample2D without conv (kernel (1, 3, 3, 1) normalized, × factor² for up) via upfirdn2dRef. */
+export function firResampleRef(x: ArrayLike<number>, B: number, C: number, H: number, W: number, direction: 'up' | 'down'): Float64Array {
+  // The 2-D kernel outer(k, k) / sum, times gain·factor² = 4 for up: per axis k / 8, times 2 for up.
+  const k = [1, 3, 3, 1].map((v) => (v / 8) * (direction === 'up' ? 2 : 1));
+  // pad_value = 4 - 2: down pads ((2 + 1) // 2, 2 // 2) = (1, 1); up ((2 + 1) // 2 + 2 - 1, 2 // 2) = (2, 1).
+  return direction === 'up' ? upfirdn2dRef(x, B, C, H, W, k, 2, 1, 2, 1).data : upfirdn2dRef(x, B, C, H, W, k, 1, 2, 1, 1).data;
+}
