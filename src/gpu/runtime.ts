@@ -79,6 +79,14 @@ export class GpuError extends Error {
   }
 }
 
+/** A planned tensor or binding larger than the plan's limits allow (see planGraph in graph/graph.ts). */
+export class PlanLimitError extends GpuError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'PlanLimitError';
+  }
+}
+
 /** Every runtime made in this realm, so that settleAllRuntimes() can reach them. */
 const liveRuntimes = new Set<Runtime>();
 
@@ -108,6 +116,8 @@ export class Runtime {
   debugDump = false;
   /** What graphs plan against; tests lower it to exercise splitting on small shapes. */
   planLimits: PlanLimits;
+  /** The device's own limits, which planGraph falls back to for a graph the plan limits cannot hold. */
+  readonly deviceLimits: PlanLimits;
   /**
    * How the GEMM core feeds its registers (shaders/gemm.wgsl): 'tiled' through workgroup memory
    * on GPUs, 'direct' global reads on CPU adapters, where workgroup memory is emulated. Benches
@@ -123,6 +133,7 @@ export class Runtime {
       binding: Math.min(l.maxStorageBufferBindingSize, DEFAULT_PLAN_LIMITS.binding),
       buffer: Math.min(l.maxBufferSize, DEFAULT_PLAN_LIMITS.buffer),
     };
+    this.deviceLimits = { binding: l.maxStorageBufferBindingSize, buffer: l.maxBufferSize };
     this.gemmFeed = isCpuAdapter(gpu.adapterName) ? 'direct' : 'tiled';
     // Errors outside any scope (weight uploads, for one) still reach the next assertHealthy().
     this.device.onuncapturederror = (ev) => {
@@ -261,13 +272,17 @@ export class Runtime {
   watch<T>(what: string, fn: () => T): T {
     this.device.pushErrorScope('out-of-memory');
     this.device.pushErrorScope('validation');
-    const result = fn();
-    const validation = this.device.popErrorScope();
-    const oom = this.device.popErrorScope();
-    this.pendingErrors.push(
-      Promise.all([validation, oom]).then(([v, o]) => (o ? `${what}: out of GPU memory: ${o.message}` : v ? `${what}: ${v.message}` : null)),
-    );
-    return result;
+    // The scopes are popped even when fn throws (a plan over its limits, say): a scope left
+    // open would swallow the errors of everything after it.
+    try {
+      return fn();
+    } finally {
+      const validation = this.device.popErrorScope();
+      const oom = this.device.popErrorScope();
+      this.pendingErrors.push(
+        Promise.all([validation, oom]).then(([v, o]) => (o ? `${what}: out of GPU memory: ${o.message}` : v ? `${what}: ${v.message}` : null)),
+      );
+    }
   }
 
   /**

@@ -4,7 +4,7 @@
 // buffers come from a pool: a buffer released at build time is handed to a later tensor,
 // which is safe because dispatches in one queue run in recording order.
 import type { CompiledKernel, KernelSpec, PlanLimits, Runtime } from '../gpu/runtime.ts';
-import { GpuError } from '../gpu/runtime.ts';
+import { GpuError, PlanLimitError } from '../gpu/runtime.ts';
 import { bytesFor, bytesOf, numel, type DType, type Tensor } from './tensor.ts';
 
 export type Bindable = Tensor | GPUBuffer;
@@ -57,17 +57,18 @@ export class Graph {
    */
   readonly stats = { maxBindingBytes: 0, maxBufferBytes: 0, tensorBytes: 0, bufferBytes: 0 };
 
-  constructor(readonly rt: Runtime, readonly label = 'graph') {}
+  /** limits: what this graph plans against instead of rt.planLimits (planGraph's fallback). */
+  constructor(readonly rt: Runtime, readonly label = 'graph', private readonly ownLimits?: PlanLimits) {}
 
   /** The limits models plan against (see Runtime.planLimits); a tensor over `binding` must be split. */
   get limits(): PlanLimits {
-    return this.rt.planLimits;
+    return this.ownLimits ?? this.rt.planLimits;
   }
 
   /** A planned activation buffer, reusing a released one when one is large enough. */
   alloc(shape: readonly number[], label: string, dtype: DType = 'f32'): Tensor {
     const bytes = Math.max(16, bytesFor(numel(shape), dtype));
-    if (bytes > this.limits.buffer) throw new GpuError(`${this.label}: tensor ${label} [${shape.join(', ')}] needs ${bytes} bytes, over the planned maxBufferSize ${this.limits.buffer}; it must be split`);
+    if (bytes > this.limits.buffer) throw new PlanLimitError(`${this.label}: tensor ${label} [${shape.join(', ')}] needs ${bytes} bytes, over the planned maxBufferSize ${this.limits.buffer}; it must be split`);
     this.stats.tensorBytes += bytes;
     let best = -1;
     for (let i = 0; i < this.free.length; i++) {
@@ -165,7 +166,7 @@ export class Graph {
         if ('buffer' in x) {
           const bytes = bytesOf(x);
           const limit = Math.min(device.limits.maxStorageBufferBindingSize, this.limits.binding);
-          if (bytes > limit) throw new GpuError(`${p.label}: tensor ${x.label} [${x.shape.join(', ')}] needs ${bytes} bytes in one binding, over the planned maxStorageBufferBindingSize ${limit}`);
+          if (bytes > limit) throw new PlanLimitError(`${p.label}: tensor ${x.label} [${x.shape.join(', ')}] needs ${bytes} bytes in one binding, over the planned maxStorageBufferBindingSize ${limit}`);
           if (bytes > x.buffer.size) throw new GpuError(`${p.label}: tensor ${x.label} needs ${bytes} bytes, its buffer has ${x.buffer.size}`);
           this.stats.maxBindingBytes = Math.max(this.stats.maxBindingBytes, bytes);
           this.stats.maxBufferBytes = Math.max(this.stats.maxBufferBytes, x.buffer.size);
@@ -211,5 +212,33 @@ export class Graph {
     this.owned = [];
     this.free = [];
     this.arena = null;
+  }
+}
+
+/**
+ * A graph built by `build` and finalized: within rt.planLimits (WebGPU's defaults) when it fits
+ * them, so that such a model gets the same plan, and the same rounding, on every device; else,
+ * where the device's own limits are larger, within those, so a larger image still runs where the
+ * adapter allows it. `build` may run twice; what it creates outside the graph it must not repeat.
+ */
+export function planGraph<T>(rt: Runtime, label: string, build: (g: Graph) => T): { g: Graph; out: T } {
+  const attempt = (limits?: PlanLimits) => {
+    const g = new Graph(rt, label, limits);
+    try {
+      const out = build(g);
+      g.finalize();
+      return { g, out };
+    } catch (e) {
+      g.destroy();
+      throw e;
+    }
+  };
+  try {
+    return attempt();
+  } catch (e) {
+    const dev = rt.deviceLimits;
+    const larger = dev.binding > rt.planLimits.binding || dev.buffer > rt.planLimits.buffer;
+    if (!(e instanceof PlanLimitError) || !larger) throw e;
+    return attempt({ binding: Math.max(dev.binding, rt.planLimits.binding), buffer: Math.max(dev.buffer, rt.planLimits.buffer) });
   }
 }

@@ -7,7 +7,7 @@
 // norm runs on each chunk unchanged. A tensor that fits one binding is one chunk, and then every
 // op here is exactly the plain kernel call.
 import type { PlanLimits, Runtime } from '../gpu/runtime.ts';
-import { GpuError } from '../gpu/runtime.ts';
+import { GpuError, PlanLimitError } from '../gpu/runtime.ts';
 import type { Graph } from '../graph/graph.ts';
 import { bytesFor, elementBytes, shapeStr, type DType, type Tensor } from '../graph/tensor.ts';
 import { conv2d, conv2dGeometry, type Conv2dOptions } from '../kernels/gemm.ts';
@@ -27,7 +27,7 @@ export function single(t: Tensor): Split {
 
 /** The one tensor of a one-part split (for ops that need the whole tensor, such as attention). */
 export function whole(s: Split, what: string): Tensor {
-  if (s.parts.length !== 1) throw new GpuError(`${what}: [${s.shape.join(', ')}] is split in ${s.parts.length} parts to fit the binding limit, and this op needs it whole`);
+  if (s.parts.length !== 1) throw new PlanLimitError(`${what}: [${s.shape.join(', ')}] is split in ${s.parts.length} parts to fit the binding limit, and this op needs it whole`);
   return s.parts[0]!;
 }
 
@@ -49,7 +49,7 @@ export function chunkStarts(shape: readonly number[], dtype: DType, limits: Plan
   if (dtype === 'f16' && align % 2 === 1) align *= 2;
   const maxChannels = Math.floor(limits.binding / perChannel / align) * align;
   if (maxChannels < align) {
-    throw new GpuError(`${shapeStr(shape)}: one group of ${align} channels needs ${align * perChannel} bytes, over the binding limit ${limits.binding}; use fewer images or a smaller size per call`);
+    throw new PlanLimitError(`${shapeStr(shape)}: one group of ${align} channels needs ${align * perChannel} bytes, over the binding limit ${limits.binding}; use fewer images or a smaller size per call`);
   }
   const n = Math.ceil(C / maxChannels);
   const size = Math.ceil(C / align / n) * align;
@@ -145,7 +145,7 @@ export function splitConv(g: Graph, slices: WeightSlices, label: string, x: Spli
 /** GroupNorm per chunk: each chunk holds whole groups (see chunkStarts). */
 export function splitGroupNorm(g: Graph, slices: WeightSlices, label: string, x: Split, norm: { weight: Tensor; bias: Tensor }, o: GroupNormOptions): Split {
   const C = x.shape[1];
-  if (o.scaleShift && x.parts.length > 1) throw new GpuError(`${label}: scale/shift cannot be applied to an input split in ${x.parts.length} chunks`);
+  if (o.scaleShift && x.parts.length > 1) throw new PlanLimitError(`${label}: scale/shift cannot be applied to an input split in ${x.parts.length} chunks`);
   const groupSize = C / o.groups;
   const parts = x.parts.map((part, k) => {
     const c0 = x.starts[k]!;

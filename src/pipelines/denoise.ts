@@ -13,8 +13,8 @@
 // add_noise(init, ε, t_next) (init itself after the last step) through the mask at latent size.
 // The per-step blend coefficients ride in the step row, so the step graph is still planned once.
 import type { Runtime } from '../gpu/runtime.ts';
-import { GpuError } from '../gpu/runtime.ts';
-import { Graph } from '../graph/graph.ts';
+import { GpuError, PlanLimitError } from '../gpu/runtime.ts';
+import { Graph, planGraph } from '../graph/graph.ts';
 import { numel, type Tensor } from '../graph/tensor.ts';
 import { maskBlend, scale } from '../kernels/elementwise.ts';
 import { noiseAdd } from '../kernels/noise_add.ts';
@@ -213,13 +213,6 @@ export async function denoise(rt: Runtime, job: DenoiseJob, opts: DenoiseOptions
       rt.watch('initial latents', () => device.queue.submit([enc.finish()]));
     }
 
-    const g = new Graph(rt, 'denoise-step');
-    graphs.push(g);
-    const eps = job.planUnet(g, unetIn, rowBuf);
-    if (rescale) guidanceRescale(g, 'guidance-rescale', eps, guidance, rescale);
-    const anyNoise = Array.from({ length: calls - start }, (_, i) => sched.drawsNoise(start + i)).some(Boolean);
-    const noise = anyNoise ? gaussianNoise(g, 'step-noise', latentShape, opts.seed ?? 0, { stream: 1, counter: { buffer: rowBuf, index: 1 } }) : undefined;
-    const epsOut = opts.trace ? g.alloc(latentShape, 'eps-trace') : undefined;
     // Multistep solvers (DPM-Solver++ 2M) keep the previous step's x0 on the GPU between steps, so
     // it lives outside the graph's pool (pooled buffers are rewritten by the next step's U-Net).
     const prevX0: Tensor | undefined = sched.usesX0History ? { buffer: own(rt.createBuffer(n * 4, 'prev-x0')), shape: latentShape, label: 'prev-x0' } : undefined;
@@ -230,14 +223,24 @@ export async function denoise(rt: Runtime, job: DenoiseJob, opts: DenoiseOptions
           sample: { buffer: own(rt.createBuffer(n * 4, 'stored-sample')), shape: latentShape, label: 'stored-sample' },
         }
       : undefined;
-    schedulerStep(g, 'scheduler-step', { x, modelOut: eps, row: rowBuf, noise, cfg, nextInput: unetIn, epsOut, prevX0, epsHistory, threshold: sched.threshold });
-    if (masked) {
-      const known = noiseAdd(g, 'known-latents', initLatents!, epsNoise!, { buffer: rowBuf, index: sched.rowLength });
-      maskBlend(g, 'inpaint-blend', x, known, maskT!);
-      const knownIn = noiseAdd(g, 'known-input', initLatents!, epsNoise!, { buffer: rowBuf, index: sched.rowLength + 2 });
-      maskBlend(g, 'inpaint-blend-input', unetIn, knownIn, maskT!);
-    }
-    g.finalize();
+    const anyNoise = Array.from({ length: calls - start }, (_, i) => sched.drawsNoise(start + i)).some(Boolean);
+    const { g, out: epsOut } = plan(`${imageW}x${imageH} images`, () =>
+      planGraph(rt, 'denoise-step', (g) => {
+        const eps = job.planUnet(g, unetIn, rowBuf);
+        if (rescale) guidanceRescale(g, 'guidance-rescale', eps, guidance, rescale);
+        const noise = anyNoise ? gaussianNoise(g, 'step-noise', latentShape, opts.seed ?? 0, { stream: 1, counter: { buffer: rowBuf, index: 1 } }) : undefined;
+        const epsOut = opts.trace ? g.alloc(latentShape, 'eps-trace') : undefined;
+        schedulerStep(g, 'scheduler-step', { x, modelOut: eps, row: rowBuf, noise, cfg, nextInput: unetIn, epsOut, prevX0, epsHistory, threshold: sched.threshold });
+        if (masked) {
+          const known = noiseAdd(g, 'known-latents', initLatents!, epsNoise!, { buffer: rowBuf, index: sched.rowLength });
+          maskBlend(g, 'inpaint-blend', x, known, maskT!);
+          const knownIn = noiseAdd(g, 'known-input', initLatents!, epsNoise!, { buffer: rowBuf, index: sched.rowLength + 2 });
+          maskBlend(g, 'inpaint-blend-input', unetIn, knownIn, maskT!);
+        }
+        return epsOut;
+      }),
+    );
+    graphs.push(g);
 
     const stepMs = await runSteps(rt, g, { tableBuf, rowBuf, rowBytes, start, sched, opts, traced: epsOut ? { eps: epsOut, x } : null, x });
 
@@ -307,14 +310,24 @@ async function runSteps(rt: Runtime, g: Graph, l: StepLoop): Promise<number[]> {
 
 /** vae.decode(latents / scaling_factor), read back and checked for NaN/Inf. */
 async function decodeLatents(rt: Runtime, vae: AutoencoderKL, x: Tensor, graphs: Graph[]): Promise<{ image: Float32Array; imageShape: [number, number, number, number] }> {
-  const d = new Graph(rt, 'decode');
+  const [, , h, w] = x.shape as [number, number, number, number];
+  const { g: d, out } = plan(`${w * vae.scaleFactor}x${h * vae.scaleFactor} images`, () =>
+    planGraph(rt, 'decode', (d) => vae.decode(d, scale(d, 'unscale-latents', x, 1 / vae.scalingFactor))),
+  );
   graphs.push(d);
-  const z = scale(d, 'unscale-latents', x, 1 / vae.scalingFactor);
-  const out = vae.decode(d, z);
-  d.finalize();
   d.submit('decode');
   await rt.assertHealthy();
   const image = await rt.read(out.buffer, numel(out.shape) * 4);
   if (image.some((v) => !Number.isFinite(v))) throw new GpuError('the decoded image contains NaN or Inf values');
   return { image, imageShape: out.shape as [number, number, number, number] };
+}
+
+/** Runs a planning step, naming the image size when its tensors pass even the device's limits. */
+function plan<T>(what: string, f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof PlanLimitError) throw new PlanLimitError(`${what} are too large for this model on this adapter: ${e.message}`);
+    throw e;
+  }
 }
