@@ -9,10 +9,11 @@ import { nodeFolderReader, parseJsonObject, type FolderReader } from './io/model
 import { urlFolderReader } from './io/url_reader.ts';
 import { resolvePrecision, type Precision } from './models/precision.ts';
 import { generateClassConditional } from './pipelines/class_conditional.ts';
+import { resolveClassLabels } from './pipelines/class_names.ts';
 import { CancelledError, type GenerationResult } from './pipelines/denoise.ts';
 import { loadLdmFrom, type LdmModel } from './pipelines/ldm_folder.ts';
 import { loadSdFrom, type SdModel } from './pipelines/sd_folder.ts';
-import { generateFromText } from './pipelines/text_to_image.ts';
+import { generateFromText, SDXL_OPTIONS, type Size } from './pipelines/text_to_image.ts';
 import { imageToRgba, latentPreview, parsePreviewFactors, type PreviewFactors, type PreviewMode, type RgbaImage } from './preview.ts';
 import { schedulerNameOf, type SchedulerName } from './schedulers/scheduler.ts';
 
@@ -27,7 +28,10 @@ export class GenerateOptionsError extends Error {
 export type ModelKind = 'class' | 'text';
 
 export interface LoadModelOptions {
-  /** 'f32' (default), 'f16' (needs shader-f16) or 'auto'. */
+  /**
+   * 'auto' (default: f16 weights and activations where the device has shader-f16, else f32),
+   * 'f16' (a PrecisionError without shader-f16) or 'f32'. Model.precision says which path runs.
+   */
   precision?: Precision;
   /** Bytes of `file` read so far; `total` is 0 when a server sends no length. */
   onProgress?: (loadedBytes: number, totalBytes: number, file: string) => void;
@@ -78,6 +82,14 @@ export class Model {
   ) {
     this.adapterName = rt.gpu.adapterName;
     this.precision = (loaded.kind === 'class' ? loaded.ldm : loaded.sd).precision.description;
+  }
+
+  /**
+   * Class models: the label guidance uses as "no class" (fresco.json's null_class, else the last
+   * label). Asking for it draws an unconditional sample. Text models: null.
+   */
+  get nullClass(): number | null {
+    return this.loaded.kind === 'class' ? this.loaded.nullClass : null;
   }
 
   get isDestroyed(): boolean {
@@ -133,21 +145,23 @@ async function readOptionalJson(reader: FolderReader, name: string): Promise<Rec
 
 export async function loadModel(source: string | FolderReader, opts: LoadModelOptions = {}): Promise<Model> {
   const { reader, where } = readerFor(source, opts);
-  const gpu = opts.gpu ?? (await getGpu({ wantF16: (opts.precision ?? 'f32') !== 'f32' }));
+  // The CLI's default too: f16 where the device has shader-f16.
+  const precision = opts.precision ?? 'auto';
+  const gpu = opts.gpu ?? (await getGpu({ wantF16: precision !== 'f32' }));
   const rt = runtimeFor(gpu);
   // Before any weight is read: f16 on a device without shader-f16 fails here.
-  resolvePrecision(gpu.features, opts.precision);
+  resolvePrecision(gpu.features, precision);
   const index = await readOptionalJson(reader, 'model_index.json');
   let model: Model;
   if (index) {
-    const sd = await loadSdFrom(rt, reader, where, { precision: opts.precision });
+    const sd = await loadSdFrom(rt, reader, where, { precision });
     const f = sd.vae.scaleFactor;
     // diffusers' defaults: 50 steps; guidance_scale 7.5 (StableDiffusionPipeline), 5 (StableDiffusionXLPipeline).
     const defaults = { steps: 50, guidance: sd.xl ? 5 : 7.5, scheduler: schedulerNameOf(sd.schedulerConfig) };
     model = new Model('text', where, null, null, defaults, [sd.unet.sampleSize * f, sd.unet.sampleSize * f], rt, { kind: 'text', sd });
   } else {
     const card = ((await readOptionalJson(reader, 'fresco.json')) ?? {}) as ModelCard;
-    const ldm = await loadLdmFrom(rt, reader, where, { precision: opts.precision });
+    const ldm = await loadLdmFrom(rt, reader, where, { precision });
     const numClasses = ldm.unet.numClasses;
     const side = ldm.unet.sampleSize * ldm.vae.scaleFactor;
     const defaults = { steps: card.defaults?.steps ?? 25, guidance: card.defaults?.guidance ?? 3, scheduler: card.defaults?.scheduler ?? ('ddim' as const) };
@@ -187,7 +201,35 @@ export interface GenerateOptions {
   class?: number | string | (number | string)[];
   /** Text models: one image per prompt (times count). */
   prompt?: string | string[];
+  /**
+   * Text models: what to steer away from, one for all prompts (default none: "" for SD 1.x/2.x;
+   * zero negative embeddings for SDXL with force_zeros_for_empty_prompt, as diffusers).
+   */
   negativePrompt?: string;
+  /**
+   * Stable Diffusion XL only (an error for other models): the second text encoder's prompt
+   * (diffusers' prompt_2), one for all or one per prompt; default (or ""): the prompt.
+   */
+  prompt2?: string | string[];
+  /** SDXL: the second text encoder's negative prompt (negative_prompt_2); default (or ""): negativePrompt. */
+  negativePrompt2?: string;
+  /**
+   * SDXL micro-conditioning (the time ids), pixel sizes as [height, width] (diffusers'
+   * original_size): default the image size.
+   */
+  originalSize?: Size;
+  /** SDXL: [top, left] of the crop (crops_coords_top_left), default [0, 0]. */
+  cropsCoordsTopLeft?: Size;
+  /** SDXL: [height, width] (target_size), default the image size. */
+  targetSize?: Size;
+  /**
+   * SDXL: the negative half's time ids, [height, width] and [top, left]; as in diffusers they are
+   * used only when both negativeOriginalSize and negativeTargetSize are given (otherwise the
+   * negative half takes the prompt's).
+   */
+  negativeOriginalSize?: Size;
+  negativeCropsCoordsTopLeft?: Size;
+  negativeTargetSize?: Size;
   /** Images per class or prompt (default 1). */
   count?: number;
   seed?: number;
@@ -223,22 +265,30 @@ export interface GenerateResult {
 function classLabels(model: Model, classes: GenerateOptions['class']): number[] {
   const list = classes === undefined ? [] : Array.isArray(classes) ? classes : [classes];
   if (list.length === 0) throw new GenerateOptionsError('this model is class-conditional: pass class (a label or a class name)');
-  const names = model.classNames;
-  const usable = names?.length ?? model.numClasses! - 1;
-  return list.map((c) => {
-    if (typeof c === 'number') {
-      if (!Number.isInteger(c) || c < 0 || c >= model.numClasses!) throw new GenerateOptionsError(`class ${c} is out of range (0..${model.numClasses! - 1})`);
-      return c;
+  return resolveClassLabels(list, model.classNames, model.numClasses!, model.nullClass!, (m) => new GenerateOptionsError(m));
+}
+
+/** The SDXL options as generateFromText takes them, checked, prompt2 lists repeated `count` times like the prompts. */
+function sdxlOptions(opts: GenerateOptions, prompts: number, count: number): Partial<Pick<GenerateOptions, (typeof SDXL_OPTIONS)[number]>> {
+  const out: Partial<Pick<GenerateOptions, (typeof SDXL_OPTIONS)[number]>> = {};
+  for (const k of SDXL_OPTIONS) {
+    const v = opts[k];
+    if (v === undefined) continue;
+    if (k === 'prompt2') {
+      const list = v as string | string[];
+      if (typeof list !== 'string' && !(Array.isArray(list) && list.every((p) => typeof p === 'string'))) throw new GenerateOptionsError(`prompt2 must be a string or one string per prompt, got ${JSON.stringify(list)}`);
+      if (Array.isArray(list) && list.length !== prompts) throw new GenerateOptionsError(`prompt2: ${list.length} given for ${prompts} prompts`);
+      out.prompt2 = typeof list === 'string' ? list : list.flatMap((p) => new Array<string>(count).fill(p));
+    } else if (k === 'negativePrompt2') {
+      if (typeof v !== 'string') throw new GenerateOptionsError(`negativePrompt2 must be a string, got ${JSON.stringify(v)}`);
+      out.negativePrompt2 = v;
+    } else {
+      const what = /crops/i.test(k) ? '[top, left]' : '[height, width]';
+      if (!Array.isArray(v) || v.length !== 2 || !v.every((x) => typeof x === 'number' && Number.isInteger(x) && x >= 0)) throw new GenerateOptionsError(`${k} must be ${what}: two whole numbers of pixels, got ${JSON.stringify(v)}`);
+      out[k] = [v[0], v[1]] as Size;
     }
-    if (/^\d+$/.test(c)) return classLabels(model, Number(c))[0]!;
-    if (!names) throw new GenerateOptionsError(`this model has no class names; use a label 0..${usable - 1}`);
-    const key = c.toLowerCase();
-    const exact = names.findIndex((n) => n.toLowerCase() === key);
-    if (exact >= 0) return exact;
-    const partial = names.flatMap((n, i) => (n.toLowerCase().startsWith(key) || n.toLowerCase().split('/').includes(key) ? [i] : []));
-    if (partial.length === 1) return partial[0]!;
-    throw new GenerateOptionsError(`unknown class ${JSON.stringify(c)}${partial.length > 1 ? ' (ambiguous)' : ''}; classes: ${names.map((n, i) => `${i} ${n}`).join(', ')}`);
-  });
+  }
+  return out;
 }
 
 function rejectOnLoss(gpu: GpuContext): Promise<never> {
@@ -271,8 +321,11 @@ export async function generate(model: Model, opts: GenerateOptions = {}): Promis
 
   let run: Promise<GenerationResult & { truncated?: string[] }>;
   let cols: number;
+  const sdxlGiven = SDXL_OPTIONS.filter((k) => opts[k] !== undefined);
+  const sdxlApply = `${sdxlGiven.join(', ')} ${sdxlGiven.length > 1 ? 'apply' : 'applies'} to Stable Diffusion XL`;
   if (loaded.kind === 'class') {
     if (opts.prompt !== undefined || opts.negativePrompt !== undefined) throw new GenerateOptionsError(`${model.source} is class-conditional: it takes class, not prompt`);
+    if (sdxlGiven.length) throw new GenerateOptionsError(`${model.source} is class-conditional: ${sdxlApply} text models only`);
     if (opts.width !== undefined || opts.height !== undefined) throw new GenerateOptionsError(`${model.source} generates ${model.imageSize.join('x')} images only: width and height apply to text models`);
     const labels = classLabels(model, opts.class);
     const classLabelsBatch = labels.flatMap((l) => new Array<number>(count).fill(l));
@@ -286,7 +339,10 @@ export async function generate(model: Model, opts: GenerateOptions = {}): Promis
   } else {
     if (opts.class !== undefined) throw new GenerateOptionsError(`${model.source} is a text-to-image model: it takes prompt, not class`);
     if (opts.prompt === undefined) throw new GenerateOptionsError(`${model.source} is a text-to-image model: prompt is required`);
-    const prompts = (typeof opts.prompt === 'string' ? [opts.prompt] : opts.prompt).flatMap((p) => new Array<string>(count).fill(p));
+    if (sdxlGiven.length && !loaded.sd.xl) throw new GenerateOptionsError(`${sdxlApply} pipelines only (${model.source} is a ${loaded.sd.pipeline ?? 'StableDiffusionPipeline'})`);
+    const given = typeof opts.prompt === 'string' ? [opts.prompt] : opts.prompt;
+    const prompts = given.flatMap((p) => new Array<string>(count).fill(p));
+    const xlOptions = sdxlOptions(opts, given.length, count);
     batch = prompts.length;
     cols = count > 1 ? count : Math.ceil(Math.sqrt(batch));
     const { unet, vae } = loaded.sd;
@@ -295,7 +351,7 @@ export async function generate(model: Model, opts: GenerateOptions = {}): Promis
     latentShape = [batch, unet.inChannels, Math.floor(height / f), Math.floor(width / f)];
     // SD_LATENT_RGB is fitted to SD 1.x/2.x's VAE; SDXL's VAE has other latents, so its previews are only stretched.
     previewMode = unet.inChannels === 4 && !loaded.sd.xl ? 'sd' : 'normalize';
-    run = generateFromText(rt, loaded.sd, { ...common, prompt: prompts, negativePrompt: opts.negativePrompt, width, height, onStep: onStep(cols) });
+    run = generateFromText(rt, loaded.sd, { ...common, prompt: prompts, negativePrompt: opts.negativePrompt, ...xlOptions, width, height, onStep: onStep(cols) });
   }
   // The loop races device loss at every step; this also covers the text encoder and decode, so a
   // lost device rejects instead of leaving a promise that never settles.

@@ -32,6 +32,10 @@ _reference_sdpa = layers.sdpa
 
 
 def _flash_sdpa(q, k, v, heads):
+    # torch < 2.0 (Debian's 1.13, where the kit is checked on a CPU) has no fused attention:
+    # the reference's own attention then runs, in the bench's dtype.
+    if not hasattr(F, 'scaled_dot_product_attention'):
+        return _reference_sdpa(q, k, v, heads)
     B, N, inner = q.shape
     d = inner // heads
     split = lambda t: t.reshape(B, t.shape[1], heads, d).transpose(1, 2)

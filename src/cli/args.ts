@@ -3,6 +3,7 @@
 
 import type { SchedulerName } from '../schedulers/scheduler.ts';
 import { PRECISIONS, type Precision } from '../models/precision.ts';
+import { resolveClassLabels } from '../pipelines/class_names.ts';
 
 export class UsageError extends Error {
   constructor(message: string) {
@@ -36,19 +37,38 @@ export interface GenerateArgs {
   negativePrompt: string | null;
   width: number | null;
   height: number | null;
+  /** Stable Diffusion XL: the second encoder's prompts (diffusers' prompt_2, negative_prompt_2). */
+  prompt2: string | null;
+  negativePrompt2: string | null;
+  /** SDXL time ids, in diffusers' order: original_size and target_size (height, width), crops_coords_top_left (top, left). */
+  originalSize: [number, number] | null;
+  cropTopLeft: [number, number] | null;
+  targetSize: [number, number] | null;
 }
+
+/** The flags only Stable Diffusion XL takes. */
+export const SDXL_FLAGS = ['--prompt-2', '--negative-prompt-2', '--original-size', '--crop-top-left', '--target-size'] as const;
 
 export const GENERATE_USAGE = `usage: fresco generate [options]
   --model DIR          diffusers-layout folder: a class-conditional LDM (unet/ vae/ scheduler/) or a
                        Stable Diffusion 1.x/2.x or XL pipeline (model_index.json) (default
                        weights/fashion-ldm)
-  --class NAME|INDEX   class to draw, class-conditional models (repeatable; default: every class once)
+  --class NAME|INDEX   class to draw, class-conditional models (repeatable; default: every class once;
+                       null, or the null class's index (fashion-ldm: 10), draws unconditionally)
   --prompt TEXT        what to draw, text-to-image models (required for them)
   --negative-prompt TEXT  what to steer away from (text-to-image; default none)
   --width W --height H image size in pixels (text-to-image; default the model's)
+  --prompt-2 TEXT      Stable Diffusion XL: the second text encoder's prompt (default the prompt)
+  --negative-prompt-2 TEXT  SDXL: the second text encoder's negative prompt (default the negative one)
+  --original-size WxH  SDXL micro-conditioning, width x height in pixels like --width/--height:
+                       1024x768 is diffusers' original_size (768, 1024) (default the image size)
+  --crop-top-left Y,X  SDXL: top then left crop offset in pixels, diffusers' crops_coords_top_left
+                       (default 0,0)
+  --target-size WxH    SDXL: width x height in pixels, diffusers' target_size (height, width)
+                       (default the image size)
   --count N            images per class or prompt (default 1)
   --seed N             RNG seed (default: random, printed)
-  --steps N            denoising steps (default from the model card, else 25)
+  --steps N            denoising steps (default from the model card, else 25; text-to-image 50)
   --guidance G         classifier-free guidance scale (default from the model card, else 3;
                        text-to-image 7.5, Stable Diffusion XL 5)
   --scheduler ddim|ddpm|euler-a|euler|lcm|dpm++2m|pndm  (default from the model card, else the
@@ -70,6 +90,24 @@ function int(flag: string, v: string | undefined, min: number, max: number): num
   return n;
 }
 
+/** WxH (width first, as --width and --height) → diffusers' (height, width). */
+function size(flag: string, v: string | undefined): [number, number] {
+  const m = v === undefined ? null : /^(\d+)x(\d+)$/i.exec(v);
+  if (!m) throw new UsageError(`${flag} needs WIDTHxHEIGHT in pixels, like 1024x768, got ${v === undefined ? 'nothing' : JSON.stringify(v)}`);
+  const [w, h] = [Number(m[1]), Number(m[2])];
+  if (w < 1 || h < 1 || w > 16384 || h > 16384) throw new UsageError(`${flag} sizes must be between 1 and 16384, got ${v}`);
+  return [h, w];
+}
+
+/** Y,X (top, then left), as diffusers' crops_coords_top_left. */
+function topLeft(flag: string, v: string | undefined): [number, number] {
+  const m = v === undefined ? null : /^(\d+),(\d+)$/.exec(v);
+  if (!m) throw new UsageError(`${flag} needs TOP,LEFT in pixels, like 0,0 or 64,32, got ${v === undefined ? 'nothing' : JSON.stringify(v)}`);
+  const [y, x] = [Number(m[1]), Number(m[2])];
+  if (y > 16384 || x > 16384) throw new UsageError(`${flag} offsets must be between 0 and 16384, got ${v}`);
+  return [y, x];
+}
+
 function num(flag: string, v: string | undefined, min: number, max: number): number {
   const n = v === undefined ? NaN : Number(v);
   if (!Number.isFinite(n) || v!.trim() === '') throw new UsageError(`${flag} needs a number, got ${v === undefined ? 'nothing' : JSON.stringify(v)}`);
@@ -78,7 +116,8 @@ function num(flag: string, v: string | undefined, min: number, max: number): num
 }
 
 export function parseGenerateArgs(argv: string[]): GenerateArgs {
-  const a: GenerateArgs = { classes: [], count: 1, seed: null, steps: null, guidance: null, scheduler: null, eta: 0, model: null, out: 'fresco.png', force: false, initImage: null, strength: null, mask: null, precision: 'auto', prompt: null, negativePrompt: null, width: null, height: null };
+  const a: GenerateArgs = { classes: [], count: 1, seed: null, steps: null, guidance: null, scheduler: null, eta: 0, model: null, out: 'fresco.png', force: false, initImage: null, strength: null, mask: null, precision: 'auto', prompt: null, negativePrompt: null, width: null, height: null, prompt2: null, negativePrompt2: null, originalSize: null, cropTopLeft: null, targetSize: null };
+  const given = new Set<string>();
   for (let i = 0; i < argv.length; i++) {
     let flag = argv[i]!;
     let value: string | undefined;
@@ -88,6 +127,7 @@ export function parseGenerateArgs(argv: string[]): GenerateArgs {
       flag = flag.slice(0, eq);
     }
     const next = () => value ?? argv[++i];
+    given.add(flag);
     switch (flag) {
       case '--class': {
         const v = next();
@@ -96,13 +136,20 @@ export function parseGenerateArgs(argv: string[]): GenerateArgs {
         break;
       }
       case '--prompt':
-      case '--negative-prompt': {
+      case '--negative-prompt':
+      case '--prompt-2':
+      case '--negative-prompt-2': {
         const v = next();
         if (v === undefined) throw new UsageError(`${flag} needs a text`);
         if (flag === '--prompt') a.prompt = v;
-        else a.negativePrompt = v;
+        else if (flag === '--negative-prompt') a.negativePrompt = v;
+        else if (flag === '--prompt-2') a.prompt2 = v;
+        else a.negativePrompt2 = v;
         break;
       }
+      case '--original-size': a.originalSize = size(flag, next()); break;
+      case '--target-size': a.targetSize = size(flag, next()); break;
+      case '--crop-top-left': a.cropTopLeft = topLeft(flag, next()); break;
       case '--width': a.width = int(flag, next(), 8, 4096); break;
       case '--height': a.height = int(flag, next(), 8, 4096); break;
       case '--count': a.count = int(flag, next(), 1, 64); break;
@@ -157,24 +204,15 @@ export function parseGenerateArgs(argv: string[]): GenerateArgs {
   if (a.strength !== null && a.initImage === null) throw new UsageError('--strength needs --init-image');
   if (a.mask !== null && a.initImage === null) throw new UsageError('--mask needs --init-image (the image to inpaint)');
   if (a.prompt !== null && a.classes.length) throw new UsageError('--prompt and --class do not go together: a model is either text- or class-conditional');
-  if (a.prompt === null && (a.negativePrompt !== null || a.width !== null || a.height !== null)) throw new UsageError('--negative-prompt, --width and --height need --prompt');
+  const textOnly = ['--negative-prompt', '--width', '--height', ...SDXL_FLAGS].filter((f) => given.has(f));
+  if (a.prompt === null && textOnly.length) throw new UsageError(`${textOnly.join(', ')} ${textOnly.length > 1 ? 'need' : 'needs'} --prompt (text-to-image models)`);
   return a;
 }
 
-/** Resolves class names (case-insensitive, or a unique prefix) and indices to labels. */
-export function resolveClasses(requested: string[], names: string[] | null, numClasses: number): number[] {
-  return requested.map((r) => {
-    if (/^\d+$/.test(r)) {
-      const n = Number(r);
-      if (n >= numClasses) throw new UsageError(`class index ${n} is out of range (0..${numClasses - 1})`);
-      return n;
-    }
-    if (!names) throw new UsageError(`this model has no class names; use an index 0..${numClasses - 1}`);
-    const key = r.toLowerCase();
-    const exact = names.findIndex((n) => n.toLowerCase() === key);
-    if (exact >= 0) return exact;
-    const partial = names.map((n, i) => [n, i] as const).filter(([n]) => n.toLowerCase().startsWith(key) || n.toLowerCase().split('/').includes(key));
-    if (partial.length === 1) return partial[0]![1];
-    throw new UsageError(`unknown class ${JSON.stringify(r)}${partial.length > 1 ? ' (ambiguous)' : ''}; classes: ${names.map((n, i) => `${i} ${n}`).join(', ')}`);
-  });
+/**
+ * Resolves class names (case-insensitive, or a unique prefix; `null`: the null class) and indices
+ * (the null class's included: an unconditional sample) to labels.
+ */
+export function resolveClasses(requested: string[], names: string[] | null, numClasses: number, nullClass = numClasses - 1): number[] {
+  return resolveClassLabels(requested, names, numClasses, nullClass, (m) => new UsageError(m));
 }

@@ -1,5 +1,5 @@
 // The `fresco` command.
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,8 +12,9 @@ import { loadSdFolder } from '../pipelines/sd_folder.ts';
 import { generateFromText } from '../pipelines/text_to_image.ts';
 import { schedulerNameOf } from '../schedulers/scheduler.ts';
 import { loadLdmFolder } from '../pipelines/ldm_folder.ts';
-import { resolvePrecision } from '../models/precision.ts';
-import { GENERATE_USAGE, parseGenerateArgs, resolveClasses, UsageError, type GenerateArgs } from './args.ts';
+import { PrecisionError, resolvePrecision } from '../models/precision.ts';
+import { describeClass } from '../pipelines/class_names.ts';
+import { GENERATE_USAGE, parseGenerateArgs, resolveClasses, SDXL_FLAGS, UsageError, type GenerateArgs } from './args.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -103,7 +104,7 @@ async function generateClasses(c: Common, modelDir: string, card: ModelCard): Pr
     const nullClass = card.null_class ?? numClasses - 1;
     const names = card.class_names ?? null;
     const labels = args.classes.length
-      ? resolveClasses(args.classes, names, numClasses)
+      ? resolveClasses(args.classes, names, numClasses, nullClass)
       : Array.from({ length: names?.length ?? numClasses - 1 }, (_, i) => i);
     const batch = labels.flatMap((l) => new Array<number>(args.count).fill(l));
     const steps = args.steps ?? card.defaults?.steps ?? 25;
@@ -111,12 +112,30 @@ async function generateClasses(c: Common, modelDir: string, card: ModelCard): Pr
     const scheduler = args.scheduler ?? card.defaults?.scheduler ?? 'ddim';
     const side = model.unet.sampleSize * model.vae.scaleFactor;
     const init = await initInputs(args, [side, side], model.vae.inChannels, batch.length);
-    console.error(`generating ${batch.length} image(s): ${labels.map((l) => names?.[l] ?? String(l)).join(', ')}; seed ${c.seed}, ${steps} ${scheduler} steps, guidance ${guidance}${describeInit(args, init)}`);
+    console.error(`generating ${batch.length} image(s): ${labels.map((l) => describeClass(l, names, nullClass)).join(', ')}; seed ${c.seed}, ${steps} ${scheduler} steps, guidance ${guidance}${describeInit(args, init)}`);
     const result = await generateClassConditional(rt, model, { classLabels: batch, nullClass, guidanceScale: guidance, steps, scheduler, eta: args.eta, seed: c.seed, ...init, onStep: progress });
     await finish(c, result, batch.length, guidance);
   } finally {
     model.destroy();
   }
+}
+
+function xlFlagValue(args: GenerateArgs, flag: (typeof SDXL_FLAGS)[number]): unknown {
+  const values = { '--prompt-2': args.prompt2, '--negative-prompt-2': args.negativePrompt2, '--original-size': args.originalSize, '--crop-top-left': args.cropTopLeft, '--target-size': args.targetSize };
+  return values[flag];
+}
+
+/** The SDXL flags given, in the CLI's own syntax (sizes WxH). */
+function describeXl(args: GenerateArgs): string {
+  const wxh = (s: [number, number]) => `${s[1]}x${s[0]}`;
+  const parts = [
+    args.prompt2 !== null ? `prompt 2 ${JSON.stringify(args.prompt2)}` : '',
+    args.negativePrompt2 !== null ? `negative prompt 2 ${JSON.stringify(args.negativePrompt2)}` : '',
+    args.originalSize ? `original size ${wxh(args.originalSize)}` : '',
+    args.cropTopLeft ? `crop top-left ${args.cropTopLeft.join(',')}` : '',
+    args.targetSize ? `target size ${wxh(args.targetSize)}` : '',
+  ].filter(Boolean);
+  return parts.length ? `; ${parts.join(', ')}` : '';
 }
 
 async function generateText(c: Common, modelDir: string): Promise<void> {
@@ -137,10 +156,15 @@ async function generateText(c: Common, modelDir: string): Promise<void> {
     const guidance = args.guidance ?? (model.xl ? 5 : 7.5);
     const scheduler = args.scheduler ?? schedulerNameOf(model.schedulerConfig);
     const init = await initInputs(args, [width, height], model.vae.inChannels, prompts.length);
-    console.error(`generating ${prompts.length} image(s) of ${JSON.stringify(args.prompt)}${args.negativePrompt ? ` (negative: ${JSON.stringify(args.negativePrompt)})` : ''}, ${width}x${height}; seed ${c.seed}, ${steps} ${scheduler} steps, guidance ${guidance}${describeInit(args, init)}`);
+    console.error(`generating ${prompts.length} image(s) of ${JSON.stringify(args.prompt)}${args.negativePrompt ? ` (negative: ${JSON.stringify(args.negativePrompt)})` : ''}, ${width}x${height}; seed ${c.seed}, ${steps} ${scheduler} steps, guidance ${guidance}${describeInit(args, init)}${describeXl(args)}`);
     const result = await generateFromText(rt, model, {
       prompt: prompts,
       ...(args.negativePrompt !== null ? { negativePrompt: args.negativePrompt } : {}),
+      ...(args.prompt2 !== null ? { prompt2: args.prompt2 } : {}),
+      ...(args.negativePrompt2 !== null ? { negativePrompt2: args.negativePrompt2 } : {}),
+      ...(args.originalSize ? { originalSize: args.originalSize } : {}),
+      ...(args.cropTopLeft ? { cropsCoordsTopLeft: args.cropTopLeft } : {}),
+      ...(args.targetSize ? { targetSize: args.targetSize } : {}),
       width,
       height,
       guidanceScale: guidance,
@@ -163,9 +187,18 @@ async function generate(argv: string[]): Promise<void> {
   const modelDir = args.model ?? join(root, 'weights/fashion-ldm');
   if (!existsSync(modelDir)) throw new UsageError(`model folder ${modelDir} does not exist`);
   if (existsSync(args.out) && !args.force) throw new UsageError(`${args.out} already exists; pass --force to overwrite it`);
+  // The PNG goes into an existing folder only: a typo in --out must not create folders.
+  const outDir = dirname(resolve(args.out));
+  if (!existsSync(outDir)) throw new UsageError(`--out ${args.out}: the folder ${outDir} does not exist`);
+  if (!statSync(outDir).isDirectory()) throw new UsageError(`--out ${args.out}: ${outDir} is not a folder`);
   const text = existsSync(join(modelDir, 'model_index.json'));
   if (text && args.prompt === null) throw new UsageError(`${modelDir} is a text-to-image model: --prompt is required`);
   if (!text && args.prompt !== null) throw new UsageError(`${modelDir} is class-conditional: it takes --class, not --prompt`);
+  const xlFlags = SDXL_FLAGS.filter((f) => xlFlagValue(args, f) !== null);
+  if (text && xlFlags.length) {
+    const pipeline = (await readJson(join(modelDir, 'model_index.json')))._class_name ?? 'StableDiffusionPipeline';
+    if (pipeline !== 'StableDiffusionXLPipeline') throw new UsageError(`${xlFlags.join(', ')} ${xlFlags.length > 1 ? 'apply' : 'applies'} to Stable Diffusion XL pipelines only (${modelDir} is a ${String(pipeline)})`);
+  }
   const cardPath = join(modelDir, 'fresco.json');
   const card: ModelCard = existsSync(cardPath) ? ((await readJson(cardPath)) as ModelCard) : {};
 
@@ -173,7 +206,14 @@ async function generate(argv: string[]): Promise<void> {
   const rt = new Runtime(gpu);
   console.error(`adapter: ${gpu.adapterName}`);
   // Before any weight is read: asking for f16 on a device without shader-f16 fails here.
-  console.error(`precision: ${resolvePrecision(gpu.features, args.precision).description}`);
+  let precision: string;
+  try {
+    precision = resolvePrecision(gpu.features, args.precision).description;
+  } catch (e) {
+    if (e instanceof PrecisionError) throw new Error(`--precision f16 needs the WebGPU feature shader-f16, which ${gpu.adapterName} does not have (use --precision auto or f32)`);
+    throw e;
+  }
+  console.error(`precision: ${precision}`);
   const c: Common = { args, rt, adapter: gpu.adapterName, seed: args.seed ?? Math.floor(Math.random() * 2 ** 31) };
   if (text) await generateText(c, modelDir);
   else await generateClasses(c, modelDir, card);
@@ -189,7 +229,7 @@ async function main(): Promise<void> {
     console.log(`fresco — latent diffusion on WebGPU\n\n${GENERATE_USAGE}`);
     return;
   }
-  throw new UsageError(`unknown command ${JSON.stringify(cmd)} (try: fresco generate --help)`);
+  throw new UsageError(`unknown command ${JSON.stringify(cmd)} (the command is: fresco generate)`);
 }
 
 main().then(
@@ -197,7 +237,7 @@ main().then(
   (e: unknown) => {
     const err = e as Error;
     if (err instanceof UsageError) {
-      console.error(`error: ${err.message}\n\n${GENERATE_USAGE}`);
+      console.error(`error: ${err.message}\nrun with --help for the options`);
       process.exit(2);
     }
     console.error(`error: ${err?.message ?? err}`);

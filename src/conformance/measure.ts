@@ -34,6 +34,11 @@ export function measure(got: ArrayLike<number>, ref: ArrayLike<number>, tol: num
   return { maxAbsErr, maxAbsRef, ratio, pass, note: nonFinite ? `${nonFinite} NaN/Inf values in the output (first at index ${firstBad}: ${got[firstBad]})` : undefined };
 }
 
+/** A tolerance for people: 1e-2, 7e-2, 1.3e-1 (two significant digits at most). */
+export function formatTol(x: number): string {
+  return Number.isFinite(x) ? Number(x.toPrecision(2)).toExponential() : String(x);
+}
+
 /** Folds several measurements (e.g. every step of a trace) into the worst one. */
 export function worst(ms: Measured[]): Measured {
   let w: Measured = { maxAbsErr: 0, maxAbsRef: 0, ratio: 0, pass: true };

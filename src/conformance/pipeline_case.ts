@@ -11,7 +11,7 @@ import { loadLdmFolder } from '../pipelines/ldm_folder.ts';
 import { loadSdFolder } from '../pipelines/sd_folder.ts';
 import { generateFromText } from '../pipelines/text_to_image.ts';
 import { schedulerNameOf } from '../schedulers/scheduler.ts';
-import { measure, worst, type Measured } from './measure.ts';
+import { formatTol, measure, worst, type Measured } from './measure.ts';
 import { TOLERANCE } from './model_case.ts';
 import { timestepsAgree } from './scheduler_case.ts';
 
@@ -24,7 +24,8 @@ export function findModelFolder(caseDir: string, name: string): string {
   throw new Error(`model '${name}' not found beside ${caseDir} or in ${projectWeights}`);
 }
 
-export async function runPipelineCase(rt: Runtime, dir: string, precision: 'f32' | 'f16' = 'f32'): Promise<Measured & { cls: string; detail: string }> {
+/** `epsTol`: the guided noise prediction's own bound, where it differs from the tolerance (f16, guided). */
+export async function runPipelineCase(rt: Runtime, dir: string, precision: 'f32' | 'f16' = 'f32'): Promise<Measured & { cls: string; detail: string; epsTol?: number }> {
   const tol = TOLERANCE[precision];
   const spec = await readJson(`${dir}/pipeline.json`);
   if (spec.kind === 'text-to-image') return runTextPipelineCase(rt, dir, spec, precision);
@@ -89,7 +90,7 @@ function traceChecks(get: Trace, tol: number, epsTol: number, epsKey: string) {
       latents.push(measure(l, toFloat32(get(`step${i}_latents`)), tol));
     },
     /** `before`: other named checks (text states) that enter the verdict and lead the detail. */
-    finish(cls: string, result: GenerationResult, before: [string, Measured[]][] = []): Measured & { cls: string; detail: string } {
+    finish(cls: string, result: GenerationResult, before: [string, Measured[]][] = []): Measured & { cls: string; detail: string; epsTol?: number } {
       const expectedTs = toInt64Numbers(get('timesteps'));
       if (!timestepsAgree(result.scheduler.timesteps, expectedTs)) {
         return { cls, detail: 'timesteps differ', maxAbsErr: NaN, maxAbsRef: NaN, ratio: Infinity, pass: false, note: `timesteps ${result.scheduler.timesteps.join(',')} != ${expectedTs.join(',')}` };
@@ -99,8 +100,8 @@ function traceChecks(get: Trace, tol: number, epsTol: number, epsKey: string) {
       const w = worst([...before.flatMap(([, m]) => m), ...eps, ...latents, fin, img]);
       const r = (m: Measured) => m.ratio.toExponential(2);
       const parts = [...before.map(([name, m]) => `${name} ${r(worst(m))}`), `image ${r(img)}`, `final latents ${r(fin)}`];
-      const bound = epsTol !== tol ? ` (bound ${epsTol.toExponential(0)})` : '';
-      return { cls, ...w, detail: `${parts.join(', ')}, worst step: ${epsKey} ${r(worst(eps))}${bound}, latents ${r(worst(latents))}` };
+      const bound = epsTol !== tol ? ` (bound ${formatTol(epsTol)})` : '';
+      return { cls, ...w, detail: `${parts.join(', ')}, worst step: ${epsKey} ${r(worst(eps))}${bound}, latents ${r(worst(latents))}`, ...(epsTol !== tol ? { epsTol } : {}) };
     },
   };
 }
@@ -125,7 +126,7 @@ function promptsOf(v: unknown): string | string[] | undefined {
  * pooled embeddings, and the time ids exactly), every step's guided noise prediction and latents,
  * the final latents and the image.
  */
-async function runTextPipelineCase(rt: Runtime, dir: string, spec: Record<string, unknown>, precision: 'f32' | 'f16'): Promise<Measured & { cls: string; detail: string }> {
+async function runTextPipelineCase(rt: Runtime, dir: string, spec: Record<string, unknown>, precision: 'f32' | 'f16'): Promise<Measured & { cls: string; detail: string; epsTol?: number }> {
   const tol = TOLERANCE[precision];
   const scheduler = traceScheduler(spec);
   const get = await readTrace(dir);

@@ -8,7 +8,7 @@ import { readJson } from '../io/model_folder.ts';
 import { runModelCase, TOLERANCE } from './model_case.ts';
 import { runPipelineCase } from './pipeline_case.ts';
 import { runTokenizerCase } from './tokenizer_case.ts';
-import { Unsupported, type Measured } from './measure.ts';
+import { formatTol, Unsupported, type Measured } from './measure.ts';
 
 export interface CaseResult {
   name: string;
@@ -21,17 +21,20 @@ export interface CaseResult {
   status: 'pass' | 'fail' | 'unsupported' | 'error';
   ms: number;
   note: string;
-  /** The same model or pipeline case built in f16, where the device has shader-f16. */
-  f16?: { maxAbsErr: number; ratio: number; tol: number; status: 'pass' | 'fail' | 'error'; note: string };
+  /**
+   * The same model or pipeline case built in f16, where the device has shader-f16. `epsTol`: a
+   * guided pipeline's bound for its guided noise prediction, tol · (1 + 2g) (the rest keeps tol).
+   */
+  f16?: { maxAbsErr: number; ratio: number; tol: number; epsTol?: number; status: 'pass' | 'fail' | 'error'; note: string };
 }
 
 /** Runs the f16 path of a case next to its f32 one; its failure fails the case. */
-async function f16Run(rt: Runtime, run: () => Promise<Measured & { detail?: string }>): Promise<CaseResult['f16']> {
+async function f16Run(rt: Runtime, run: () => Promise<Measured & { detail?: string; epsTol?: number }>): Promise<CaseResult['f16']> {
   if (!rt.gpu.features.has('shader-f16')) return undefined;
   const tol = TOLERANCE.f16;
   try {
     const r = await run();
-    return { maxAbsErr: r.maxAbsErr, ratio: r.ratio, tol, status: r.pass ? 'pass' : 'fail', note: r.note ?? r.detail ?? '' };
+    return { maxAbsErr: r.maxAbsErr, ratio: r.ratio, tol, ...(r.epsTol !== undefined ? { epsTol: r.epsTol } : {}), status: r.pass ? 'pass' : 'fail', note: r.note ?? r.detail ?? '' };
   } catch (e) {
     return { maxAbsErr: NaN, ratio: NaN, tol, status: 'error', note: (e as Error).message.split('\n')[0]! };
   }
@@ -106,13 +109,18 @@ export async function runCase(rt: Runtime, root: string, name: string): Promise<
   }
 }
 
+/** The f16 tol column: the tolerance, and a guided pipeline's own noise-prediction bound beside it. */
+function f16Tol(f16: NonNullable<CaseResult['f16']>): string {
+  return f16.epsTol !== undefined ? `${formatTol(f16.tol)} (guided eps ${formatTol(f16.epsTol)})` : formatTol(f16.tol);
+}
+
 export function formatTable(rows: CaseResult[]): string {
   const fmt = (x: number) => (Number.isFinite(x) ? x.toExponential(2) : String(x));
   // f32 and f16 errors side by side; '-' where a case has no f16 path or the device no shader-f16.
   const header = ['case', 'class', 'max|err|', 'max|ref|', 'ratio', 'tol', 'f16 ratio', 'f16 tol', 'f16', 'result', 'time', 'note'];
   const body = rows.map((r) => [
     r.name, r.cls, fmt(r.maxAbsErr), fmt(r.maxAbsRef), fmt(r.ratio), r.tol.toExponential(0),
-    r.f16 ? fmt(r.f16.ratio) : '-', r.f16 ? r.f16.tol.toExponential(0) : '-', r.f16 ? r.f16.status.toUpperCase() : '-',
+    r.f16 ? fmt(r.f16.ratio) : '-', r.f16 ? f16Tol(r.f16) : '-', r.f16 ? r.f16.status.toUpperCase() : '-',
     r.status.toUpperCase(), `${(r.ms / 1000).toFixed(1)}s`, [r.note, r.f16?.note ? `f16: ${r.f16.note}` : ''].filter(Boolean).join('; '),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));

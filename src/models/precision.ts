@@ -14,22 +14,33 @@ export class PrecisionError extends Error {
 }
 
 export interface ModelOptions {
-  /** Storage type of weights and activations; f32 when absent. */
+  /**
+   * Storage type of weights and activations. The model classes and folder loaders (the building
+   * blocks) take f32 when absent; the library's loadModel and the CLI default to 'auto'.
+   */
   precision?: Precision;
 }
 
 export interface ResolvedPrecision {
   dtype: DType;
-  /** Why this path runs, for the user: "f16 (shader-f16)", "f32 (adapter has no shader-f16)". */
+  /**
+   * Why this path runs, for the user: "f16 (shader-f16)", "f32 (adapter has no shader-f16)",
+   * "f32 (asked for)" (precision 'f32' given), "f32 (the default)" (none given to a building block).
+   */
   description: string;
 }
 
-/** `features`: the device's enabled features (GpuContext.features). */
-export function resolvePrecision(features: ReadonlySet<string>, precision: Precision = 'f32'): ResolvedPrecision {
+/**
+ * `features`: the device's enabled features (GpuContext.features). `precision` absent: f32, the
+ * building blocks' default (loadModel and the CLI pass 'auto' themselves).
+ */
+export function resolvePrecision(features: ReadonlySet<string>, precision?: Precision): ResolvedPrecision {
   const has = features.has('shader-f16');
   if (precision === 'f16' && !has) {
-    throw new PrecisionError("precision f16 needs the WebGPU feature shader-f16, which this device does not have (use --precision auto or f32)");
+    // Neutral wording: library users pass { precision: 'auto' }, the CLI says --precision (src/cli/main.ts).
+    throw new PrecisionError("precision 'f16' needs the WebGPU feature shader-f16, which this device does not have (use precision 'auto' or 'f32')");
   }
+  if (precision === undefined) return { dtype: 'f32', description: 'f32 (the default)' };
   if (precision === 'f32') return { dtype: 'f32', description: 'f32 (asked for)' };
   if (has) return { dtype: 'f16', description: 'f16 (shader-f16)' };
   return { dtype: 'f32', description: 'f32 (adapter has no shader-f16)' };

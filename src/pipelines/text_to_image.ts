@@ -89,7 +89,8 @@ function asList(v: string | string[], n: number, what: string): string[] {
   return list;
 }
 
-const XL_ONLY = ['prompt2', 'negativePrompt2', 'originalSize', 'cropsCoordsTopLeft', 'targetSize', 'negativeOriginalSize', 'negativeCropsCoordsTopLeft', 'negativeTargetSize'] as const;
+/** The options only Stable Diffusion XL takes (an error for an SD 1.x/2.x folder); the library's generate() takes them too. */
+export const SDXL_OPTIONS = ['prompt2', 'negativePrompt2', 'originalSize', 'cropsCoordsTopLeft', 'targetSize', 'negativeOriginalSize', 'negativeCropsCoordsTopLeft', 'negativeTargetSize'] as const;
 
 export async function generateFromText(rt: Runtime, model: SdModel, opts: TextToImageOptions): Promise<TextToImageResult> {
   const { unet, vae } = model;
@@ -106,7 +107,7 @@ export async function generateFromText(rt: Runtime, model: SdModel, opts: TextTo
     // diffusers' StableDiffusionXLImg2ImgPipeline / InpaintPipeline prepare latents and time ids their own way.
     if (opts.initImage || opts.mask) throw new Error('img2img and inpainting with Stable Diffusion XL are not supported (StableDiffusionXLImg2ImgPipeline / StableDiffusionXLInpaintPipeline are not built)');
   } else {
-    const given = XL_ONLY.filter((k) => opts[k] !== undefined);
+    const given = SDXL_OPTIONS.filter((k) => opts[k] !== undefined);
     if (given.length) throw new Error(`${given.join(', ')} apply to Stable Diffusion XL pipelines only (${model.dir} is ${model.pipeline ?? 'StableDiffusionPipeline'})`);
   }
 

@@ -35,11 +35,36 @@ describe('fresco generate (CLI)', () => {
     expect(readFileSync(out).subarray(1, 4).toString()).toBe('PNG');
   });
 
-  it('exits 2 with usage on bad flags, before touching the GPU', () => {
+  it('exits 2 on bad flags with the error and a pointer to --help (not the whole help), before touching the GPU', () => {
     const r = fresco('generate', '--steps', 'many');
     expect(r.status).toBe(2);
-    expect(r.stderr).toMatch(/--steps needs an integer/);
-    expect(r.stderr).toMatch(/usage: fresco generate/);
+    expect(r.stderr).toBe('error: --steps needs an integer, got "many"\nrun with --help for the options\n');
     expect(existsSync('fresco.png')).toBe(false);
+    const help = fresco('generate', '--help');
+    expect(help.status).toBe(0);
+    expect(help.stdout).toMatch(/^usage: fresco generate/);
+  });
+
+  it('refuses an --out whose folder does not exist, naming it, and creates nothing', () => {
+    const missing = join(dir, 'no-such-folder');
+    const r = fresco('generate', '--class', '0', '--steps', '1', '--out', join(missing, 'x.png'));
+    expect(r.status).toBe(2);
+    expect(r.stderr).toBe(`error: --out ${join(missing, 'x.png')}: the folder ${missing} does not exist\nrun with --help for the options\n`);
+    expect(existsSync(missing)).toBe(false);
+    const file = join(dir, 'a-file');
+    writeFileSync(file, '');
+    const f = fresco('generate', '--class', '0', '--steps', '1', '--out', join(file, 'x.png'));
+    expect(f.status).toBe(2);
+    expect(f.stderr).toMatch(/is not a folder/);
+  });
+
+  it('draws the null class (--class 10 or null) as an unconditional sample, and says so', () => {
+    const out = join(dir, 'null.png');
+    const r = fresco('generate', '--class', '10', '--class', 'null', '--steps', '1', '--seed', '2', '--out', out);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/generating 2 image\(s\): null class \(unconditional\), null class \(unconditional\);/);
+    const bad = fresco('generate', '--class', 'hat', '--out', join(dir, 'never.png'));
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/unknown class "hat"; classes: 0 T-shirt\/top, .*, 9 Ankle boot, 10 null class \(unconditional\)\n/);
   });
 });

@@ -5,7 +5,8 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { modelsMiddleware } from '../../demo/models_server.ts';
 import { generate, GenerateOptionsError, loadModel, type Model, type StepEvent } from '../../src/api.ts';
-import { createGpu } from '../../src/gpu/device.ts';
+import { createGpu, getGpu } from '../../src/gpu/device.ts';
+import { PrecisionError } from '../../src/models/precision.ts';
 import { GpuError } from '../../src/gpu/runtime.ts';
 import { CancelledError, generateClassConditional } from '../../src/pipelines/class_conditional.ts';
 import { tensorToImage } from '../../src/io/image.ts';
@@ -95,6 +96,20 @@ describe('loadModel + generate (class-conditional)', () => {
     await expect(generate(m, { class: 11 })).rejects.toThrow(/out of range/);
     await expect(generate(m, { class: 1, width: 64 })).rejects.toThrow(/width and height apply to text models/);
     await expect(generate(m, { class: 1, count: 0 })).rejects.toThrow(/count must be a positive integer/);
+    await expect(generate(m, { class: 1, originalSize: [64, 64] })).rejects.toThrow(GenerateOptionsError);
+    await expect(generate(m, { class: 1, prompt2: 'x', targetSize: [32, 32] })).rejects.toThrow(/is class-conditional: prompt2, targetSize apply to Stable Diffusion XL text models only/);
+  });
+
+  it('draws the null class (its label or "null") as an unconditional sample, and lists it in messages', async () => {
+    const m = await fashionModel();
+    expect(m.nullClass).toBe(10);
+    const [a, b] = [await generate(m, { class: 10, seed: 4, steps: 2, guidance: 3 }), await generate(m, { class: 'null', seed: 4, steps: 2, guidance: 3 })];
+    expect(Array.from(a.raw)).toEqual(Array.from(b.raw));
+    // cond = uncond: guidance changes nothing, the guided prediction is the unconditional one.
+    const unguided = await generate(m, { class: 10, seed: 4, steps: 2, guidance: 1 });
+    expect(Math.max(...Array.from(a.raw, (v, i) => Math.abs(v - unguided.raw[i]!)))).toBeLessThan(1e-4);
+    await expect(generate(m, { class: 11 })).rejects.toThrow('class 11 is out of range (0..10; 10 is the null class: an unconditional sample)');
+    await expect(generate(m, { class: 'hat' })).rejects.toThrow(/classes: 0 T-shirt\/top, .*, 9 Ankle boot, 10 null class \(unconditional\)$/);
   });
 
   it('cancels within one step: the abort in step 0 rejects before step 1 runs', async () => {
@@ -122,6 +137,30 @@ describe('loadModel + generate (class-conditional)', () => {
     // fresco.json's own latent → image factors, one image channel: gray (tests/lib/preview.test.ts
     // checks the values, and 'normalize' for a model without factors).
     for (let i = 0; i < p.data.length; i += 4) expect([p.data[i + 1], p.data[i + 2], p.data[i + 3]]).toEqual([p.data[i], p.data[i], 255]);
+  });
+});
+
+describe('loadModel precision', () => {
+  it("defaults to 'auto' as the CLI does, and never reports 'asked for' when nothing was", async () => {
+    const shared = await getGpu({ wantF16: true });
+    const m = keep(await loadModel('weights/fashion-ldm'));
+    expect(m.precision).toBe(shared.features.has('shader-f16') ? 'f16 (shader-f16)' : 'f32 (adapter has no shader-f16)');
+    m.destroy();
+    expect(keep(await loadModel('weights/fashion-ldm', { precision: 'f32' })).precision).toBe('f32 (asked for)');
+  });
+
+  it("on a device without shader-f16: 'auto' is f32 and says why, 'f16' is a PrecisionError in library terms", async () => {
+    const gpu = await createGpu(); // no shader-f16 asked for: the device lacks it
+    try {
+      const m = await loadModel('weights/fashion-ldm', { gpu });
+      expect(m.precision).toBe('f32 (adapter has no shader-f16)');
+      m.destroy();
+      const f16 = loadModel('weights/fashion-ldm', { gpu, precision: 'f16' });
+      await expect(f16).rejects.toThrow(PrecisionError);
+      await expect(loadModel('weights/fashion-ldm', { gpu, precision: 'f16' })).rejects.toThrow("precision 'f16' needs the WebGPU feature shader-f16, which this device does not have (use precision 'auto' or 'f32')");
+    } finally {
+      gpu.device.destroy();
+    }
   });
 });
 
@@ -165,5 +204,12 @@ describe('loadModel + generate (text-to-image)', () => {
   it('rejects a class, and a missing prompt, on a text model', async () => {
     await expect(generate(sd, { class: 1, prompt: 'x' })).rejects.toThrow(/text-to-image model: it takes prompt, not class/);
     await expect(generate(sd, {})).rejects.toThrow(/prompt is required/);
+  });
+
+  it('rejects the SDXL options on an SD 1.x/2.x folder, naming them', async () => {
+    const run = generate(sd, { prompt: 'x', prompt2: 'y', cropsCoordsTopLeft: [0, 0], negativeTargetSize: [8, 8] });
+    await expect(run).rejects.toThrow(GenerateOptionsError);
+    await expect(generate(sd, { prompt: 'x', originalSize: [64, 64] })).rejects.toThrow(/^originalSize applies to Stable Diffusion XL pipelines only \(tests\/fixtures\/sd-tiny is a StableDiffusionPipeline\)$/);
+    await expect(generate(sd, { prompt: 'x', prompt2: 'y', cropsCoordsTopLeft: [0, 0], negativeTargetSize: [8, 8] })).rejects.toThrow(/^prompt2, cropsCoordsTopLeft, negativeTargetSize apply to Stable Diffusion XL/);
   });
 });

@@ -8,13 +8,15 @@ describe('model precision', () => {
     expect(resolvePrecision(withF16, 'auto')).toEqual({ dtype: 'f16', description: 'f16 (shader-f16)' });
     expect(resolvePrecision(without, 'auto')).toEqual({ dtype: 'f32', description: 'f32 (adapter has no shader-f16)' });
   });
-  it('f32 is f32 anywhere, and the default', () => {
-    expect(resolvePrecision(withF16, 'f32').dtype).toBe('f32');
-    expect(resolvePrecision(withF16).dtype).toBe('f32');
+  it("f32 is f32 anywhere, and the building blocks' default; 'asked for' only when it was", () => {
+    expect(resolvePrecision(withF16, 'f32')).toEqual({ dtype: 'f32', description: 'f32 (asked for)' });
+    expect(resolvePrecision(withF16)).toEqual({ dtype: 'f32', description: 'f32 (the default)' });
   });
   it('f16 without shader-f16 is an error naming the feature', () => {
     expect(resolvePrecision(withF16, 'f16').dtype).toBe('f16');
     expect(() => resolvePrecision(without, 'f16')).toThrow(PrecisionError);
     expect(() => resolvePrecision(without, 'f16')).toThrow(/shader-f16/);
+    // Library wording (the CLI rephrases it with --precision).
+    expect(() => resolvePrecision(without, 'f16')).toThrow("precision 'f16' needs the WebGPU feature shader-f16, which this device does not have (use precision 'auto' or 'f32')");
   });
 });

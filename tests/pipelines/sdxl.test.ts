@@ -8,12 +8,12 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { generate, loadModel } from '../../src/api.ts';
+import { generate, GenerateOptionsError, loadModel, type GenerateOptions, type Model } from '../../src/api.ts';
 import { runModelCase } from '../../src/conformance/model_case.ts';
 import { runPipelineCase } from '../../src/conformance/pipeline_case.ts';
 import { decodePng } from '../../src/io/png.ts';
 import { nodeFolderReader, type FolderReader } from '../../src/io/model_folder.ts';
-import { readSafetensorsFile, toInt64Numbers } from '../../src/io/safetensors.ts';
+import { readSafetensorsFile, toFloat32, toInt64Numbers } from '../../src/io/safetensors.ts';
 import { Graph } from '../../src/graph/graph.ts';
 import { uploadIds } from '../../src/kernels/embedding.ts';
 import { poolPositions } from '../../src/models/clip_text_model.ts';
@@ -286,8 +286,90 @@ describe('Stable Diffusion XL through the library and the CLI', () => {
     }
   });
 
+  // pipeline-sdxl-tiny-zeros' options (prompt_2, sizes, crop, negative sizes), 24x16.
+  const zeros = {
+    prompt: 'a watercolor painting of a lighthouse at dusk',
+    prompt2: 'oil on canvas, a storm at sea!',
+    originalSize: [40, 56],
+    cropsCoordsTopLeft: [4, 8],
+    targetSize: [16, 24],
+    negativeOriginalSize: [12, 20],
+    negativeCropsCoordsTopLeft: [0, 0],
+    negativeTargetSize: [16, 16],
+  } as const satisfies GenerateOptions;
+  const run = { width: 24, height: 16, seed: 7, steps: 2, guidance: 6, scheduler: 'ddim' } as const;
+  let lib: Model | null = null;
+  const libModel = async () => (lib ??= await loadModel(MODEL, { precision: 'f32' }));
+  afterAll(() => lib?.destroy());
+  const direct = async (m: Model, opts: Omit<Parameters<typeof generateFromText>[2], 'prompt'> & { prompt: string | string[] }) => {
+    const { rt, loaded } = m as unknown as { rt: Parameters<typeof generateFromText>[0]; loaded: { sd: SdModel } };
+    return generateFromText(rt, loaded.sd, opts);
+  };
+
+  it("generate() takes SDXL's prompt2 and micro-conditioning: diffusers' time ids (the zeros trace's), the same image as generateFromText", async () => {
+    const m = await libModel();
+    const r = await generate(m, { ...zeros, ...run });
+    let seen: TextTrace | null = null;
+    const d = await direct(m, { ...zeros, width: 24, height: 16, seed: 7, steps: 2, guidanceScale: 6, scheduler: 'ddim', traceText: (t) => (seen = t) });
+    expect(Array.from(r.raw)).toEqual(Array.from(d.image));
+    // The options reach the U-Net as diffusers v0.25.1 made them for this trace.
+    const trace = await readSafetensorsFile('tests/fixtures/pipeline-sdxl-tiny-zeros/trace.safetensors');
+    const t = seen as TextTrace | null;
+    expect(t!.addTimeIds).toEqual(Array.from(toFloat32(trace.get('add_time_ids')!)));
+    expect(t!.negativeAddTimeIds).toEqual(Array.from(toFloat32(trace.get('negative_add_time_ids')!)));
+    expect(t!.ids2).toEqual([toInt64Numbers(trace.get('input_ids_2')!)]);
+    // And they matter: without them the image differs.
+    const plain = await generate(m, { prompt: zeros.prompt, ...run });
+    expect(Array.from(plain.raw)).not.toEqual(Array.from(r.raw));
+  });
+
+  it('generate(): negativePrompt2, and prompt2 lists repeated with count like the prompts', async () => {
+    const m = await libModel();
+    const r = await generate(m, { prompt: ['a cat', 'a dog'], prompt2: ['ink', 'chalk'], negativePrompt: 'fog', negativePrompt2: 'rain', count: 2, ...run, steps: 1 });
+    const d = await direct(m, { prompt: ['a cat', 'a cat', 'a dog', 'a dog'], prompt2: ['ink', 'ink', 'chalk', 'chalk'], negativePrompt: 'fog', negativePrompt2: 'rain', width: 24, height: 16, seed: 7, steps: 1, guidanceScale: 6, scheduler: 'ddim' });
+    expect(r.rawShape[0]).toBe(4);
+    expect(Array.from(r.raw)).toEqual(Array.from(d.image));
+    const noNeg2 = await generate(m, { prompt: ['a cat', 'a dog'], prompt2: ['ink', 'chalk'], negativePrompt: 'fog', count: 2, ...run, steps: 1 });
+    expect(Array.from(noNeg2.raw)).not.toEqual(Array.from(r.raw));
+  });
+
+  const misuse: [string, GenerateOptions, RegExp][] = [
+    ['prompt2 list of the wrong length', { prompt: ['a', 'b'], prompt2: ['c'] }, /^prompt2: 1 given for 2 prompts$/],
+    ['originalSize not a pair', { prompt: 'a', originalSize: [16] as unknown as [number, number] }, /^originalSize must be \[height, width\]: two whole numbers of pixels, got \[16\]$/],
+    ['cropsCoordsTopLeft not whole', { prompt: 'a', cropsCoordsTopLeft: [1.5, 0] }, /^cropsCoordsTopLeft must be \[top, left\]/],
+    ['negativeTargetSize negative', { prompt: 'a', negativeTargetSize: [-8, 8] }, /^negativeTargetSize must be \[height, width\]/],
+    ['negativePrompt2 not a string', { prompt: 'a', negativePrompt2: ['x'] as unknown as string }, /^negativePrompt2 must be a string/],
+  ];
+  for (const [what, opts, msg] of misuse) {
+    it(`generate(): ${what} is a GenerateOptionsError`, async () => {
+      const m = await libModel();
+      await expect(generate(m, { ...opts, steps: 1 })).rejects.toThrow(GenerateOptionsError);
+      await expect(generate(m, { ...opts, steps: 1 })).rejects.toThrow(msg);
+    });
+  }
+
   const dir = mkdtempSync(join(tmpdir(), 'fresco-sdxl-'));
   const fresco = (...args: string[]) => spawnSync(process.execPath, ['bin/fresco.js', 'generate', ...args], { encoding: 'utf8', timeout: 300_000 });
+
+  it('fresco generate --prompt-2 --negative-prompt-2 --original-size WxH --crop-top-left Y,X --target-size WxH: the library\'s image', async () => {
+    const out = join(dir, 'sdxl-micro.png');
+    const r = fresco('--model', MODEL, '--prompt', zeros.prompt, '--prompt-2', zeros.prompt2, '--negative-prompt', 'fog', '--negative-prompt-2', 'rain', '--original-size', '56x40', '--crop-top-left', '4,8', '--target-size', '24x16', '--width', '24', '--height', '16', '--steps', '2', '--seed', '7', '--precision', 'f32', '--out', out);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/; prompt 2 "oil on canvas, a storm at sea!", negative prompt 2 "rain", original size 56x40, crop top-left 4,8, target size 24x16\n/);
+    const png = decodePng(new Uint8Array(readFileSync(out)));
+    const m = await libModel();
+    const want = await generate(m, { prompt: zeros.prompt, prompt2: zeros.prompt2, negativePrompt: 'fog', negativePrompt2: 'rain', originalSize: [40, 56], cropsCoordsTopLeft: [4, 8], targetSize: [16, 24], width: 24, height: 16, steps: 2, seed: 7 });
+    expect([png.width, png.height]).toEqual([want.image.width, want.image.height]);
+    let worst = 0;
+    for (let i = 0; i < png.pixels.length; i++) worst = Math.max(worst, Math.abs(png.pixels[i]! - want.image.data[i]!));
+    expect(worst).toBeLessThanOrEqual(1);
+  });
+
+  it('the SDXL flags with an SD 1.x/2.x folder are a usage error naming them, before the GPU starts', () => {
+    const r = fresco('--model', 'tests/fixtures/sd-tiny', '--prompt', 'a cat', '--original-size', '64x64', '--crop-top-left', '0,0', '--out', join(dir, 'never.png'));
+    expect(r.status).toBe(2);
+    expect(r.stderr).toBe('error: --original-size, --crop-top-left apply to Stable Diffusion XL pipelines only (tests/fixtures/sd-tiny is a StableDiffusionPipeline)\nrun with --help for the options\n');
+  });
 
   it('fresco generate --model sdxl-tiny --prompt writes the image (guidance 5, the folder\'s Euler scheduler)', () => {
     const out = join(dir, 'sdxl.png');
