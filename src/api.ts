@@ -13,7 +13,7 @@ import { resolveClassLabels } from './pipelines/class_names.ts';
 import { CancelledError, type GenerationResult } from './pipelines/denoise.ts';
 import { loadLdmFrom, type LdmModel } from './pipelines/ldm_folder.ts';
 import { loadSdFrom, type SdModel } from './pipelines/sd_folder.ts';
-import { generateFromText, SDXL_OPTIONS, type Size } from './pipelines/text_to_image.ts';
+import { generateFromText, SDXL_OPTIONS, type SdxlSizeOptions, type Size } from './pipelines/text_to_image.ts';
 import { imageToRgba, latentPreview, parsePreviewFactors, type PreviewFactors, type PreviewMode, type RgbaImage } from './preview.ts';
 import { schedulerNameOf, type SchedulerName } from './schedulers/scheduler.ts';
 
@@ -196,7 +196,8 @@ export interface StepEvent {
   preview?: RgbaImage;
 }
 
-export interface GenerateOptions {
+/** The SdxlSizeOptions (SDXL's time ids) apply to Stable Diffusion XL only; elsewhere they are errors. */
+export interface GenerateOptions extends SdxlSizeOptions {
   /** Class models: labels or names (a name may be a unique prefix), one image each (times count). */
   class?: number | string | (number | string)[];
   /** Text models: one image per prompt (times count). */
@@ -213,23 +214,6 @@ export interface GenerateOptions {
   prompt2?: string | string[];
   /** SDXL: the second text encoder's negative prompt (negative_prompt_2); default (or ""): negativePrompt. */
   negativePrompt2?: string;
-  /**
-   * SDXL micro-conditioning (the time ids), pixel sizes as [height, width] (diffusers'
-   * original_size): default the image size.
-   */
-  originalSize?: Size;
-  /** SDXL: [top, left] of the crop (crops_coords_top_left), default [0, 0]. */
-  cropsCoordsTopLeft?: Size;
-  /** SDXL: [height, width] (target_size), default the image size. */
-  targetSize?: Size;
-  /**
-   * SDXL: the negative half's time ids, [height, width] and [top, left]; as in diffusers they are
-   * used only when both negativeOriginalSize and negativeTargetSize are given (otherwise the
-   * negative half takes the prompt's).
-   */
-  negativeOriginalSize?: Size;
-  negativeCropsCoordsTopLeft?: Size;
-  negativeTargetSize?: Size;
   /** Images per class or prompt (default 1). */
   count?: number;
   seed?: number;

@@ -10,6 +10,26 @@ import { releaseSplit, type Split } from './channel_split.ts';
 import { ConfigError, type WeightLoader } from './loader.ts';
 import { Downsample2D, loadConv, loadNorm, ResnetBlock2D, Upsample2D, type TimeEmbeddingNorm } from './resnet.ts';
 
+
+/**
+ * A down block's layers: each resnet, then its attention where it has one; every layer's output
+ * is also a skip for the up path (pushed to `skips`). Returns the last output.
+ */
+function resnetsAndAttentions(g: Graph, x: Tensor, temb: Tensor | null, resnets: readonly ResnetBlock2D[], attentions: readonly SpatialAttention[], skips: Tensor[]): Tensor {
+  let h = x;
+  resnets.forEach((r, i) => {
+    h = r.forward(g, h, temb);
+    const a = attentions[i];
+    if (a) {
+      const prev = h;
+      h = a.forward(g, h);
+      g.release(prev);
+    }
+    skips.push(h);
+  });
+  return h;
+}
+
 export interface BlockOptions {
   numLayers: number;
   inChannels: number;
@@ -109,17 +129,7 @@ class Down implements DownBlock {
 
   forward(g: Graph, x: Tensor, temb: Tensor | null): { out: Tensor; skips: Tensor[] } {
     const skips: Tensor[] = [];
-    let h = x;
-    this.resnets.forEach((r, i) => {
-      h = r.forward(g, h, temb);
-      const a = this.attentions[i];
-      if (a) {
-        const prev = h;
-        h = a.forward(g, h);
-        g.release(prev);
-      }
-      skips.push(h);
-    });
+    let h = resnetsAndAttentions(g, x, temb, this.resnets, this.attentions, skips);
     if (this.down) {
       h = this.down.forward(g, h);
       skips.push(h);
@@ -224,17 +234,7 @@ class SkipDown implements DownBlock {
 
   forward(g: Graph, x: Tensor, temb: Tensor | null, skip?: SkipSample): { out: Tensor; skips: Tensor[] } {
     const skips: Tensor[] = [];
-    let h = x;
-    this.resnets.forEach((r, i) => {
-      h = r.forward(g, h, temb);
-      const a = this.attentions[i];
-      if (a) {
-        const prev = h;
-        h = a.forward(g, h);
-        g.release(prev);
-      }
-      skips.push(h);
-    });
+    let h = resnetsAndAttentions(g, x, temb, this.resnets, this.attentions, skips);
     if (this.resnetDown && this.skipConv) {
       if (!skip?.t) throw new ConfigError(`${this.where}: a skip block needs the skip sample, which only UNet2DModel passes`);
       const down = this.resnetDown.forward(g, h, temb);

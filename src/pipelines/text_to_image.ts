@@ -22,7 +22,24 @@ import { SDXL_TIME_IDS, type SdModel, type SdxlParts } from './sd_folder.ts';
 /** (height, width) in pixels. */
 export type Size = readonly [number, number];
 
-export interface TextToImageOptions extends DenoiseOptions {
+/** SDXL's micro-conditioning (the time ids), pixel sizes as [height, width], crops as [top, left]. */
+export interface SdxlSizeOptions {
+  /** original_size, default the image size. */
+  originalSize?: Size;
+  /** crops_coords_top_left, default [0, 0]. */
+  cropsCoordsTopLeft?: Size;
+  /** target_size, default the image size. */
+  targetSize?: Size;
+  /**
+   * The negative half's time ids, used (as in diffusers) only when both negativeOriginalSize and
+   * negativeTargetSize are given; otherwise they equal the prompt's.
+   */
+  negativeOriginalSize?: Size;
+  negativeCropsCoordsTopLeft?: Size;
+  negativeTargetSize?: Size;
+}
+
+export interface TextToImageOptions extends DenoiseOptions, SdxlSizeOptions {
   /** One prompt per image. */
   prompt: string | string[];
   /**
@@ -43,19 +60,6 @@ export interface TextToImageOptions extends DenoiseOptions {
   prompt2?: string | string[];
   /** SDXL: text_encoder_2's negative prompt (negative_prompt_2; default, or "": the negative prompt). */
   negativePrompt2?: string | string[];
-  /** SDXL micro-conditioning (time ids): original_size, default the image size. */
-  originalSize?: Size;
-  /** SDXL: crops_coords_top_left, default (0, 0). */
-  cropsCoordsTopLeft?: Size;
-  /** SDXL: target_size, default the image size. */
-  targetSize?: Size;
-  /**
-   * SDXL: the negative half's time ids, used (as in diffusers) only when both
-   * negativeOriginalSize and negativeTargetSize are given; otherwise they equal the prompt's.
-   */
-  negativeOriginalSize?: Size;
-  negativeCropsCoordsTopLeft?: Size;
-  negativeTargetSize?: Size;
   /** Reads back the token ids and the text states before the loop (for conformance checks). */
   traceText?: (t: TextTrace) => void;
 }
