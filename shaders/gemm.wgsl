@@ -116,9 +116,11 @@ fn read_w(n: u32, k: u32) -> f32 {
   return f32(w[n * u.K + k]);
 }
 
-// Stages the slice k0 .. k0 + BK - 1 of the tile at (mt, nt). Which index runs fastest across
-// threads follows the memory layout, so a warp's loads are contiguous: m for im2col and
-// channel-major A (neighbouring pixels), k for row-major A and for W.
+// Stages the slice k0 .. k0 + BK - 1 of the tile at (mt, nt). Each thread writes whole vec4s
+// (4 neighbouring m, or n, at one k): a store to one component of a vector may touch the whole
+// vector (WGSL's memory model; Dawn's HLSL writes it back entire), so threads must never share
+// one. Which index runs fastest across threads follows the memory layout, so a warp's loads are
+// contiguous: m for im2col and channel-major A (neighbouring pixels), k for row-major A and for W.
 #if A_IM2COL
 const A_M_FAST = true;
 #elif A_COLMAJOR
@@ -128,21 +130,22 @@ const A_M_FAST = false;
 #endif
 
 fn stage(z: u32, mt: u32, nt: u32, k0: u32, t: u32) {
-  for (var e = t; e < BK * BM; e += THREADS) {
-    var ml = e % BM;
-    var kl = e / BM;
+  for (var e = t; e < BK * BM / 4u; e += THREADS) {
+    var m4 = e % (BM / 4u);
+    var kl = e / (BM / 4u);
     if (!A_M_FAST) {
       kl = e % BK;
-      ml = e / BK;
+      m4 = e / BK;
     }
-    let i = kl * BM + ml;
-    at[i / 4u][i % 4u] = read_a(z, mt + ml, k0 + kl);
+    let m = mt + 4u * m4;
+    let k = k0 + kl;
+    at[kl * (BM / 4u) + m4] = vec4<f32>(read_a(z, m, k), read_a(z, m + 1u, k), read_a(z, m + 2u, k), read_a(z, m + 3u, k));
   }
-  for (var e = t; e < BK * BN; e += THREADS) {
+  for (var e = t; e < BK * BN / 4u; e += THREADS) {
     let kl = e % BK;
-    let nl = e / BK;
-    let i = kl * BN + nl;
-    wt[i / 4u][i % 4u] = read_w(nt + nl, k0 + kl);
+    let n = nt + 4u * (e / BK);
+    let k = k0 + kl;
+    wt[kl * (BN / 4u) + e / BK] = vec4<f32>(read_w(n, k), read_w(n + 1u, k), read_w(n + 2u, k), read_w(n + 3u, k));
   }
 }
 #endif

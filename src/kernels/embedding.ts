@@ -115,12 +115,14 @@ export function gaussianFourierProjection(
   label: string,
   timesteps: Tensor | GPUBuffer,
   batch: number,
-  weight: GPUBuffer,
+  weight: Tensor,
   opts: { flipSinToCos?: boolean; broadcast?: boolean; dtype?: DType },
 ): Tensor {
   const { flipSinToCos = false, broadcast = false } = opts;
   if (!Number.isInteger(batch) || batch < 1) throw new ShapeError(`${label}: batch ${batch} must be a positive integer`);
-  const half = Math.floor(weight.size / 4);
+  // The shape, not the buffer's size, which is rounded up to whole 16 bytes.
+  if (weight.shape.length !== 1 || dtypeOf(weight) !== 'f32') throw new ShapeError(`${label}: the projection weight ${weight.label} must be a 1-D f32 tensor, got ${shapeStr(weight.shape)} ${dtypeOf(weight)}`);
+  const half = weight.shape[0]!;
   if (half < 1) throw new ShapeError(`${label}: empty projection weight`);
   const need = broadcast ? 1 : batch;
   if (elementsIn(timesteps) < need) throw new ShapeError(`${label}: ${need} timesteps needed, the input holds ${elementsIn(timesteps)}`);

@@ -123,7 +123,7 @@ export class TimeEmbedding {
 
   private readonly dtype: DType;
   /** 'fourier': GaussianFourierProjection's weight [projDim], kept in f32 on the GPU. */
-  private readonly fourierWeight: GPUBuffer | null = null;
+  private readonly fourierWeight: Tensor | null = null;
   /** 'learned': time_proj.weight [num_train_timesteps, projDim]. */
   private readonly timeTable: Tensor | null = null;
 
@@ -138,8 +138,9 @@ export class TimeEmbedding {
       // the arguments (ln t · w · 2π) reach ~1000 rad, where f16 weights would move them by radians.
       const data = w.store.optional(w.key('time_proj.weight'), [o.projDim]) ?? w.store.optional(w.key('time_proj.W'), [o.projDim]) ?? w.store.take(w.key('time_proj.weight'), [o.projDim]);
       if (w.store.has(w.key('time_proj.W'))) w.store.take(w.key('time_proj.W'), [o.projDim]);
-      this.fourierWeight = w.rt.upload(Float32Array.from(data), w.key('time_proj.weight'));
-      w.own(this.fourierWeight);
+      const label = w.key('time_proj.weight');
+      this.fourierWeight = { buffer: w.rt.upload(Float32Array.from(data), label), shape: [o.projDim], label };
+      w.own(this.fourierWeight.buffer);
     } else if (timeType === 'learned') {
       if (o.numTrainTimesteps == null) throw new ConfigError(`time_embedding_type 'learned' requires num_train_timesteps`);
       this.timeTable = w.tensor('time_proj.weight', [o.numTrainTimesteps, o.projDim]);

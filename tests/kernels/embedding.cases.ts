@@ -79,6 +79,8 @@ const lookupAtCases: OpCase[] = lookupAtRows.map((r, i) => ({
 const FOURIER = { atol: 5e-4, rtol: 0, why: 'ln t may differ from the reference by 1 ulp, times |2πw| up to ~300 (measured 6e-8 on lavapipe)' };
 const fourierRows: { dim: number; t: number[]; flip?: boolean; broadcast?: boolean; batch?: number }[] = [
   { dim: 16, t: [0.01, 0.37, 1, 48.5, 348] },
+  // A width whose f32 buffer is padded to 16 bytes: the projection must take its shape, not the buffer's size.
+  { dim: 6, t: [3.5, 0.2] },
   { dim: 64, t: [999, 2.5], flip: true },
   { dim: 8, t: [17.25], broadcast: true, batch: 3 },
 ];
@@ -89,13 +91,13 @@ const fourierCases: OpCase[] = fourierRows.map((r, i) => ({
   async run(rt) {
     const w = Float32Array.from(randn(r.dim, 1130 + i), (v) => v * 16);
     const batch = r.batch ?? r.t.length;
-    const weight = rt.upload(w, 'fourier-w');
+    const weight = input(rt, w, [r.dim], 'fourier-w', 'f32');
     try {
       const got = await runGraph(rt, (g) => gaussianFourierProjection(g, 'fourier', input(rt, r.t, [r.t.length], 'timesteps', 'f32'), batch, weight, { flipSinToCos: r.flip, broadcast: r.broadcast }));
       const ts = Array.from({ length: batch }, (_, b) => r.t[r.broadcast ? 0 : b]!);
       return { got, ref: gaussianFourierRef(ts, w, r.flip) };
     } finally {
-      rt.destroyBuffer(weight);
+      rt.destroyBuffer(weight.buffer);
     }
   },
 }));
