@@ -9,6 +9,7 @@ import { resolve, sep } from 'node:path';
 export const DEMO_MODELS: Record<string, string> = {
   'fashion-ldm': 'weights/fashion-ldm',
   'sd-tiny': 'tests/fixtures/sd-tiny',
+  'sdxl-tiny': 'tests/fixtures/sdxl-tiny',
 };
 
 const TYPES: Record<string, string> = { json: 'application/json', txt: 'text/plain; charset=utf-8', md: 'text/markdown; charset=utf-8' };

@@ -160,8 +160,8 @@ describe.skipIf(!haveChromium)('demo page in headless Chromium', () => {
     await page.close();
   }, 240_000);
 
-  it('shows a prompt box for a text model (an SD pipeline folder) and generates from a prompt', async () => {
-    const page = await openDemo('?model=sd-tiny&precision=f32');
+  for (const model of ['sd-tiny', 'sdxl-tiny']) it(`shows a prompt box for a text model (${model}, a pipeline folder) and generates from a prompt`, async () => {
+    const page = await openDemo(`?model=${model}&precision=f32`);
     expect(await waitState(page, ['ready', 'error'])).toBe('ready');
     expect(await page.$eval('#prompt-row', (el) => (el as HTMLElement).hidden)).toBe(false);
     expect(await page.$eval('#class-row', (el) => (el as HTMLElement).hidden)).toBe(true);
