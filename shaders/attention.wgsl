@@ -11,7 +11,8 @@
 // each weight is one exp2.
 //
 // Workgroup memory: 2 tiles · BK · D · 4 bytes <= 16 KiB, i.e. BK·D <= 2048 (attention.ts picks
-// BK = min(64, 2048 / D): D 64 -> BK 32, D 128 -> 16, D 160 -> 12; shorter when the keys are few).
+// BK = min(64, 2048 / D) rounded down to a multiple of 4: D 40 -> 48, D 64 -> 32, D 128 -> 16,
+// D 160 -> 12, D 512 -> 4; shorter when the keys are few, always a multiple of 4).
 //
 // Params: D (head dim), BQ (query rows per workgroup = threads), BK (keys per tile), CAUSAL (query
 // i sees keys j <= i). Workgroups are (q tile, head, batch) flattened and folded over x/y.
@@ -82,19 +83,23 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
 
     var s: array<f32, BK>;
     var mt = m;
-    for (var r = 0u; r < BK; r++) {
-      var dot = 0.0;
+    // Four keys at a time (BK is a multiple of 4): four independent FMA chains per q value
+    // instead of one, which a single running dot would serialise on its latency.
+    for (var r = 0u; r < BK; r += 4u) {
+      var dot = vec4<f32>(0.0);
       for (var c = 0u; c < D; c++) {
-        dot = fma(qr[c], kt[r * D + c], dot);
+        dot = fma(vec4<f32>(qr[c]), vec4<f32>(kt[r * D + c], kt[(r + 1u) * D + c], kt[(r + 2u) * D + c], kt[(r + 3u) * D + c]), dot);
       }
-      let j = j0 + r;
+      for (var e = 0u; e < 4u; e++) {
+        let j = j0 + r + e;
 #if CAUSAL
-      let live = j < u.Tk && j <= i;
+        let live = j < u.Tk && j <= i;
 #else
-      let live = j < u.Tk;
+        let live = j < u.Tk;
 #endif
-      s[r] = select(NEG, dot, live);
-      mt = max(mt, s[r]);
+        s[r + e] = select(NEG, dot[e], live);
+        mt = max(mt, s[r + e]);
+      }
     }
 
     // Rescale once per tile. While no key has been seen m = mt = NEG and corr = 1 over zeros;
@@ -102,11 +107,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     let corr = exp2(m - mt);
     l *= corr;
     for (var c = 0u; c < D; c++) { acc[c] *= corr; }
-    for (var r = 0u; r < BK; r++) {
-      let p = select(0.0, exp2(s[r] - mt), s[r] > NEG);
-      l += p;
+    for (var r = 0u; r < BK; r += 4u) {
+      var p: vec4<f32>;
+      for (var e = 0u; e < 4u; e++) { p[e] = select(0.0, exp2(s[r + e] - mt), s[r + e] > NEG); }
+      l += p.x + p.y + p.z + p.w;
+      // One read-modify-write of each accumulator per four keys.
       for (var c = 0u; c < D; c++) {
-        acc[c] = fma(p, vt[r * D + c], acc[c]);
+        acc[c] += dot(p, vec4<f32>(vt[r * D + c], vt[(r + 1u) * D + c], vt[(r + 2u) * D + c], vt[(r + 3u) * D + c]));
       }
     }
     m = mt;

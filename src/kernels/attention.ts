@@ -23,7 +23,8 @@ export interface AttentionOptions {
 
 /** Keys per tile for head dim d, so that 2 · BK · d floats fit the 16 KiB budget. */
 export function attentionKeyTile(d: number): number {
-  return Math.min(MAX_BK, Math.floor(TILE_FLOATS / d));
+  // A multiple of 4: the kernel scores and accumulates four keys at a time.
+  return Math.min(MAX_BK, Math.floor(TILE_FLOATS / d / 4) * 4);
 }
 
 /**
@@ -65,7 +66,7 @@ export function attention(
   expectShape(C % heads === 0, `${label}: ${C} channels do not split into ${heads} heads`);
   const d = C / heads;
   const { BQ, BK } = attentionTiles(d, Tq, Tk);
-  expectShape(attentionKeyTile(d) >= 1, `${label}: head dim ${d} is over ${TILE_FLOATS}, too large to stage one key in 16 KiB`);
+  expectShape(attentionKeyTile(d) >= 4, `${label}: head dim ${d} is over ${TILE_FLOATS / 4}, too large to stage four keys in 16 KiB`);
   const scale = opts.scale ?? 1 / Math.sqrt(d);
   expectShape(Number.isFinite(scale), `${label}: scale ${scale} is not finite`);
 
