@@ -118,6 +118,8 @@ export class Runtime {
   planLimits: PlanLimits;
   /** The device's own limits, which planGraph falls back to for a graph the plan limits cannot hold. */
   readonly deviceLimits: PlanLimits;
+  /** While planGraph's first attempt runs: how to undo what it made outside its graph (weight slices). */
+  private planUndo: (() => void)[] | null = null;
   /**
    * How the GEMM core feeds its registers (shaders/gemm.wgsl): 'tiled' through workgroup memory
    * on GPUs, 'direct' global reads on CPU adapters, where workgroup memory is emulated. Benches
@@ -139,6 +141,29 @@ export class Runtime {
     this.device.onuncapturederror = (ev) => {
       this.pendingErrors.push(Promise.resolve(`GPU error: ${ev.error.message}`));
     };
+  }
+
+  /** Registers how to undo something a plan made outside its graph, if the plan is abandoned. */
+  onPlanAbandoned(undo: () => void): void {
+    this.planUndo?.push(undo);
+  }
+
+  /**
+   * Runs a plan attempt that may be abandoned: if `f` throws, what it registered with
+   * onPlanAbandoned is undone (newest first) before the error goes on.
+   */
+  abandonable<T>(f: () => T): T {
+    const outer = this.planUndo;
+    const undo: (() => void)[] = [];
+    this.planUndo = undo;
+    try {
+      return f();
+    } catch (e) {
+      for (const u of undo.reverse()) u();
+      throw e;
+    } finally {
+      this.planUndo = outer;
+    }
   }
 
   /** Starts a new peak-memory measurement from what is allocated now; returns the previous peak. */

@@ -234,7 +234,8 @@ export function planGraph<T>(rt: Runtime, label: string, build: (g: Graph) => T)
     }
   };
   try {
-    return attempt();
+    // Slices of weights this attempt makes for its chunks go again if it is abandoned.
+    return rt.abandonable(() => attempt());
   } catch (e) {
     const dev = rt.deviceLimits;
     const larger = dev.binding > rt.planLimits.binding || dev.buffer > rt.planLimits.buffer;

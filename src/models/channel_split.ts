@@ -69,7 +69,8 @@ function ends(starts: number[], C: number): number[] {
 export class WeightSlices {
   private readonly cache = new WeakMap<Tensor, Map<string, Tensor>>();
 
-  constructor(private readonly rt: Runtime, private readonly own: (b: GPUBuffer) => void) {}
+  /** own: keeps a new slice's buffer with the model's weights; disown: gives one back (before destroying it). */
+  constructor(private readonly rt: Runtime, private readonly own: (b: GPUBuffer) => void, private readonly disown: (b: GPUBuffer) => void = () => {}) {}
 
   /** weight[o0:o1, i0:i1] of a [Cout, Cin, ...] tensor (bias: [Cout] with i0 = 0, i1 = 1). */
   slice(w: Tensor, o0: number, o1: number, i0 = 0, i1 = w.shape[1] ?? 1): Tensor {
@@ -87,6 +88,12 @@ export class WeightSlices {
     if (rowBytes % 4 !== 0 || (i0 * inner * elem) % 4 !== 0) throw new GpuError(`${label}: slice rows of ${rowBytes} bytes are not whole 4-byte words`);
     const buffer = this.rt.createBuffer((o1 - o0) * rowBytes, label);
     this.own(buffer);
+    // A plan that is abandoned for a larger one (planGraph) takes its slices back with it.
+    this.rt.onPlanAbandoned(() => {
+      m!.delete(key);
+      this.disown(buffer);
+      this.rt.destroyBuffer(buffer);
+    });
     const enc = this.rt.device.createCommandEncoder({ label });
     if (i0 === 0 && i1 === Cin) {
       enc.copyBufferToBuffer(w.buffer, o0 * rowBytes, buffer, 0, (o1 - o0) * rowBytes);

@@ -23,7 +23,7 @@ export class WeightLoader {
 
   /** dtype: how every weight is stored on the GPU (f16 rounds the file's values to nearest even). */
   constructor(readonly rt: Runtime, readonly store: WeightStore, readonly prefix = '', readonly dtype: DType = 'f32') {
-    this.slices = new WeightSlices(rt, (b) => this.own(b));
+    this.slices = new WeightSlices(rt, (b) => this.own(b), (b) => this.disown(b));
   }
 
   /** A loader whose keys are relative to `prefix.` */
@@ -52,6 +52,12 @@ export class WeightLoader {
   /** Makes `buffer` (a weight derived on the GPU, such as a slice) freed with this loader's weights. */
   own(buffer: GPUBuffer): void {
     this.uploaded.push(buffer);
+  }
+
+  /** Takes back a buffer given to own() (the caller destroys it). */
+  disown(buffer: GPUBuffer): void {
+    const i = this.uploaded.indexOf(buffer);
+    if (i >= 0) this.uploaded.splice(i, 1);
   }
 
   has(name: string): boolean {
