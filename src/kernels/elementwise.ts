@@ -3,7 +3,7 @@
 // per op; maskBlend (inpainting) updates its sample in place.
 import { fold1d, type Graph } from '../graph/graph.ts';
 import { dtypeOf, numel, shapeStr, type Tensor } from '../graph/tensor.ts';
-import { activationParams, ShapeError, trafficBytes, type Activation } from './gemm.ts';
+import { activationParams, checkF32Values, ShapeError, trafficBytes, type Activation } from './gemm.ts';
 import { commonDType, storageParams } from './dtype.ts';
 
 const WG = 256;
@@ -106,9 +106,7 @@ export function divideBatch(g: Graph, label: string, x: Tensor, divisors: Tensor
   const B = x.shape[0];
   if (B === undefined || x.shape.length < 2) throw new ShapeError(`${label}: input ${shapeStr(x.shape)} has no batch dimension`);
   const need = broadcast ? 1 : B;
-  const have = 'shape' in divisors ? numel(divisors.shape) : Math.floor(divisors.size / 4);
-  if (have < need) throw new ShapeError(`${label}: ${need} divisors needed, the input holds ${have}`);
-  if ('shape' in divisors && dtypeOf(divisors) !== 'f32') throw new ShapeError(`${label}: divisors (${divisors.label}) must be f32, not ${dtypeOf(divisors)}`);
+  checkF32Values(label, 'divisors', divisors, need);
   const dtype = dtypeOf(x);
   const out = g.alloc(x.shape, label, dtype);
   const n = numel(x.shape);

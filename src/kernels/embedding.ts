@@ -3,8 +3,8 @@
 // through shaders/embedding.wgsl.
 import type { Runtime } from '../gpu/runtime.ts';
 import { fold1d, type Graph } from '../graph/graph.ts';
-import { bytesFor, dtypeOf, numel, shapeStr, type DType, type Tensor } from '../graph/tensor.ts';
-import { ShapeError } from './gemm.ts';
+import { bytesFor, dtypeOf, shapeStr, type DType, type Tensor } from '../graph/tensor.ts';
+import { checkF32Values, ShapeError } from './gemm.ts';
 import { commonDType, DTypeError, storageParams } from './dtype.ts';
 
 const WG = 256;
@@ -45,10 +45,6 @@ function frequencyBuffer(rt: Runtime, halfDim: number, shift: number, maxPeriod:
   return buffer;
 }
 
-function elementsIn(x: Tensor | GPUBuffer): number {
-  return 'shape' in x ? numel(x.shape) : Math.floor(x.size / 4);
-}
-
 /** [batch, dim] sinusoidal embedding of f32 timesteps (timesteps[b], or timesteps[0] with broadcast). */
 export function timestepEmbedding(g: Graph, label: string, timesteps: Tensor | GPUBuffer, batch: number, dim: number, opts: TimestepEmbeddingOptions): Tensor {
   const { flipSinToCos, downscaleFreqShift: shift, scale = 1, maxPeriod = 10000, broadcast = false } = opts;
@@ -56,8 +52,7 @@ export function timestepEmbedding(g: Graph, label: string, timesteps: Tensor | G
   const halfDim = Math.floor(dim / 2);
   if (halfDim > 0 && halfDim - shift === 0) throw new ShapeError(`${label}: dim ${dim} with downscale_freq_shift ${shift} divides by zero`);
   const need = broadcast ? 1 : batch;
-  if (elementsIn(timesteps) < need) throw new ShapeError(`${label}: ${need} timesteps needed, the input holds ${elementsIn(timesteps)}`);
-  if ('shape' in timesteps && dtypeOf(timesteps) !== 'f32') throw new DTypeError(`${label}: timesteps (${timesteps.label}) must be f32, not ${dtypeOf(timesteps)}`);
+  checkF32Values(label, 'timesteps', timesteps, need);
   const dtype = opts.dtype ?? 'f32';
   const out = g.alloc([batch, dim], label, dtype);
   const n = batch * dim;
@@ -94,8 +89,7 @@ export function embeddingLookupAt(g: Graph, label: string, table: Tensor, timest
   if (table.shape.length !== 2 || table.shape[0]! < 1) throw new ShapeError(`${label}: table ${shapeStr(table.shape)} is not [num, dim]`);
   if (!Number.isInteger(batch) || batch < 1) throw new ShapeError(`${label}: batch ${batch} must be a positive integer`);
   const need = broadcast ? 1 : batch;
-  if (elementsIn(timesteps) < need) throw new ShapeError(`${label}: ${need} timesteps needed, the input holds ${elementsIn(timesteps)}`);
-  if ('shape' in timesteps && dtypeOf(timesteps) !== 'f32') throw new DTypeError(`${label}: timesteps (${timesteps.label}) must be f32, not ${dtypeOf(timesteps)}`);
+  checkF32Values(label, 'timesteps', timesteps, need);
   const [num, dim] = table.shape as [number, number];
   const dtype = dtypeOf(table);
   const out = g.alloc([batch, dim], label, dtype);
@@ -125,8 +119,7 @@ export function gaussianFourierProjection(
   const half = weight.shape[0]!;
   if (half < 1) throw new ShapeError(`${label}: empty projection weight`);
   const need = broadcast ? 1 : batch;
-  if (elementsIn(timesteps) < need) throw new ShapeError(`${label}: ${need} timesteps needed, the input holds ${elementsIn(timesteps)}`);
-  if ('shape' in timesteps && dtypeOf(timesteps) !== 'f32') throw new DTypeError(`${label}: timesteps (${timesteps.label}) must be f32, not ${dtypeOf(timesteps)}`);
+  checkF32Values(label, 'timesteps', timesteps, need);
   const dtype = opts.dtype ?? 'f32';
   const dim = 2 * half;
   const out = g.alloc([batch, dim], label, dtype);

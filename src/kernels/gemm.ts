@@ -1,7 +1,7 @@
 // Linear layers and conv2d, both through the GEMM core in shaders/gemm.wgsl.
 import type { Graph } from '../graph/graph.ts';
-import { bytesOf, shapeStr, type Tensor } from '../graph/tensor.ts';
-import { commonDType, storageParams } from './dtype.ts';
+import { bytesOf, dtypeOf, numel, shapeStr, type Tensor } from '../graph/tensor.ts';
+import { commonDType, DTypeError, storageParams } from './dtype.ts';
 
 /** Rows and columns per thread (shaders/gemm.wgsl: columns in vec4 groups, TN = 4·TN4). */
 const TM = 8;
@@ -84,6 +84,16 @@ function gemmGrid(N: number, M: number, batch: number): [number, number, number]
 /** Global-memory traffic of a dispatch for its cost estimate: each tensor read or written once. */
 export function trafficBytes(...ts: (Tensor | undefined)[]): number {
   return ts.reduce((sum, t) => sum + (t ? bytesOf(t) : 0), 0);
+}
+
+/**
+ * Per-item f32 values a kernel reads as f32 whatever the storage type (timesteps, divisors): at
+ * least `need` of them, as a tensor or a raw buffer of f32 words.
+ */
+export function checkF32Values(label: string, what: string, x: Tensor | GPUBuffer, need: number): void {
+  const have = 'shape' in x ? numel(x.shape) : Math.floor(x.size / 4);
+  expectShape(have >= need, `${label}: ${need} ${what} needed, the input holds ${have}`);
+  if ('shape' in x && dtypeOf(x) !== 'f32') throw new DTypeError(`${label}: ${what} (${x.label}) must be f32, not ${dtypeOf(x)}`);
 }
 
 /** Throws a ShapeError with `msg` unless `cond` holds. */

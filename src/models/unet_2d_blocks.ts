@@ -12,6 +12,19 @@ import { Downsample2D, loadConv, loadNorm, ResnetBlock2D, Upsample2D, type TimeE
 
 
 /**
+ * An up block resnet's input: h with the newest skip connection (popped) concatenated along the
+ * channels; h and the skip are released. h is the skip itself after an absent mid block
+ * (mid_block_type null), and is then released once.
+ */
+export function catSkip(g: Graph, h: Tensor, skips: Tensor[]): Tensor {
+  const skip = skips.pop();
+  if (!skip) throw new ConfigError('up block ran out of skip connections: down and up block configs do not match');
+  const input = concatChannels(g, 'cat', h, skip);
+  g.release(...(h === skip ? [h] : [h, skip]));
+  return input;
+}
+
+/**
  * A down block's layers: each resnet, then its attention where it has one; every layer's output
  * is also a skip for the up path (pushed to `skips`). Returns the last output.
  */
@@ -325,13 +338,7 @@ class Up implements UpBlock {
     let h = x;
     this.resnets.forEach((r, i) => {
       let input = h;
-      if (this.useSkips) {
-        const skip = skips.pop();
-        if (!skip) throw new ConfigError('up block ran out of skip connections: down and up block configs do not match');
-        input = concatChannels(g, `cat`, h, skip);
-        // h is the skip itself after an absent mid block (mid_block_type null): release it once.
-        g.release(...(h === skip ? [h] : [h, skip]));
-      }
+      if (this.useSkips) input = catSkip(g, h, skips);
       h = r.forward(g, input, temb);
       g.release(input);
       const a = this.attentions[i];
@@ -432,10 +439,7 @@ class SkipUp implements UpBlock {
     const p = this.where;
     let h = x;
     for (const r of this.resnets) {
-      const res = skips.pop();
-      if (!res) throw new ConfigError('up block ran out of skip connections: down and up block configs do not match');
-      const input = concatChannels(g, 'cat', h, res);
-      g.release(...(h === res ? [h] : [h, res]));
+      const input = catSkip(g, h, skips);
       h = r.forward(g, input, temb);
       g.release(input);
     }

@@ -4,11 +4,10 @@
 // interface.
 import type { Graph } from '../graph/graph.ts';
 import type { Tensor } from '../graph/tensor.ts';
-import { concatChannels } from '../kernels/elementwise.ts';
-import { ConfigError, type WeightLoader } from './loader.ts';
+import type { WeightLoader } from './loader.ts';
 import { Downsample2D, ResnetBlock2D, Upsample2D } from './resnet.ts';
 import { Transformer2D } from './transformer_2d.ts';
-import { makeDownBlock, makeUpBlock, type BlockOptions } from './unet_2d_blocks.ts';
+import { catSkip, makeDownBlock, makeUpBlock, type BlockOptions } from './unet_2d_blocks.ts';
 
 export interface CrossAttnOptions {
   heads: number;
@@ -85,11 +84,7 @@ class CrossAttnUp implements CondUpBlock {
   forward(g: Graph, x: Tensor, temb: Tensor, context: Tensor, skips: Tensor[]): Tensor {
     let h = x;
     this.resnets.forEach((r, i) => {
-      const skip = skips.pop();
-      if (!skip) throw new ConfigError('up block ran out of skip connections: down and up block configs do not match');
-      const input = concatChannels(g, 'cat', h, skip);
-      // h is the skip itself after an absent mid block (mid_block_type null): release it once.
-      g.release(...(h === skip ? [h] : [h, skip]));
+      const input = catSkip(g, h, skips);
       const res = r.forward(g, input, temb);
       g.release(input);
       h = attend(g, this.attentions[i]!, res, context);

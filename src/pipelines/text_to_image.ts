@@ -94,7 +94,9 @@ function asList(v: string | string[], n: number, what: string): string[] {
 }
 
 /** The options only Stable Diffusion XL takes (an error for an SD 1.x/2.x folder); the library's generate() takes them too. */
-export const SDXL_OPTIONS = ['prompt2', 'negativePrompt2', 'originalSize', 'cropsCoordsTopLeft', 'targetSize', 'negativeOriginalSize', 'negativeCropsCoordsTopLeft', 'negativeTargetSize'] as const;
+/** The SdxlSizeOptions keys (the time ids). */
+const SDXL_SIZE_OPTIONS = ['originalSize', 'cropsCoordsTopLeft', 'targetSize', 'negativeOriginalSize', 'negativeCropsCoordsTopLeft', 'negativeTargetSize'] as const;
+export const SDXL_OPTIONS = ['prompt2', 'negativePrompt2', ...SDXL_SIZE_OPTIONS] as const;
 
 export async function generateFromText(rt: Runtime, model: SdModel, opts: TextToImageOptions): Promise<TextToImageResult> {
   const { unet, vae } = model;
@@ -188,7 +190,7 @@ function checkSize(v: Size | undefined, name: string): void {
 async function encodeXl(rt: Runtime, text: Graph, owned: GPUBuffer[], model: SdModel, xl: SdxlParts, prompts: string[], [height, width]: Size, opts: TextToImageOptions): Promise<Conditioning> {
   const B = prompts.length;
   const cfg = (opts.guidanceScale ?? 1) > 1;
-  for (const k of ['originalSize', 'cropsCoordsTopLeft', 'targetSize', 'negativeOriginalSize', 'negativeCropsCoordsTopLeft', 'negativeTargetSize'] as const) checkSize(opts[k], k);
+  for (const k of SDXL_SIZE_OPTIONS) checkSize(opts[k], k);
   const clipSkip = opts.clipSkip ?? 0;
   // diffusers' `prompt_2 or prompt` and `negative_prompt_2 or negative_prompt`: "" (or an empty
   // list) falls back too; a list is taken as it is, "" entries included.
