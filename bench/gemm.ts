@@ -15,6 +15,7 @@ import { conv2d, linear } from '../src/kernels/gemm.ts';
 import { shaderSources } from '../src/kernels/shaders.gen.ts';
 import { randn } from '../tests/helpers/gpu.ts';
 import { adapterSlug, roundJson } from './core/generate_bench.ts';
+import { gemmFeedName } from './core/gemm_feed.ts';
 import { timeGraph, type Timing } from './core/time_graph.ts';
 
 process.env.FRESCO_DAWN_FLAGS ??= 'disable-dawn-features=timestamp_quantization';
@@ -93,11 +94,16 @@ const sd: Case[] = [
 ];
 const cases = process.argv.includes('--quick') ? fashion : [...fashion, ...sd];
 
-// Both feeds of the GEMM core on every shape (Runtime.gemmFeed: 'direct' global reads, 'tiled'
-// through workgroup memory), so one run shows which suits the adapter; the default is the one
-// the runtime picks for it.
-const feeds: GemmFeed[] = ['direct', 'tiled'];
-const defaultFeed = rt.gemmFeed;
+// Every way the GEMM core can run a shape, so one run shows which suits the adapter: 'direct'
+// global reads (CPU adapters' default), 'tiled' through workgroup memory with 128 x 128 tiles over
+// all of K, and 'sized' = tiled with tiles and K splits sized to the shape (gemmTiling; GPUs' default).
+const variants = [
+  { name: 'direct', feed: 'direct', adapt: false },
+  { name: 'tiled', feed: 'tiled', adapt: false },
+  { name: 'sized', feed: 'tiled', adapt: true },
+] as const satisfies readonly { name: string; feed: GemmFeed; adapt: boolean }[];
+const defaults = { feed: rt.gemmFeed, adapt: rt.gemmAdapt };
+const defaultVariant = gemmFeedName(rt);
 const rows = [];
 for (const c of cases) {
   const upload = (shape: number[], label: string, seed: number): Tensor => {
@@ -107,31 +113,34 @@ for (const c of cases) {
   const x = upload(c.x, 'x', 1);
   const w = c.op === 'linear' ? upload([c.n, c.x[c.x.length - 1]!], 'w', 2) : upload([c.n, c.x[1]!, c.k!, c.k!], 'w', 2);
   const bias = upload([c.n], 'bias', 3);
-  const byFeed: Record<string, { ms: number; gflops: number; fractionOfPeak: number }> = {};
+  const byFeed: Record<string, { ms: number; gflops: number; fractionOfPeak: number; dispatches: number }> = {};
   let cost = { flops: 0, bytes: 0 };
   try {
-    for (const feed of feeds) {
-      rt.gemmFeed = feed;
+    for (const v of variants) {
+      rt.gemmFeed = v.feed;
+      rt.gemmAdapt = v.adapt;
       const g = new Graph(rt, c.name);
       try {
         if (c.op === 'linear') linear(g, c.name, x, w, { bias });
         else conv2d(g, c.name, x, w, { bias, stride: c.stride ?? 1, padding: (c.k! - 1) / 2 });
         g.finalize();
-        cost = { flops: g.ops[0]!.cost!.flops!, bytes: g.ops[0]!.cost!.bytes! };
+        // A split-K run is two dispatches (slices, then their sum): the shape's work is the first's flops.
+        if (v.name === 'direct') cost = { flops: g.ops[0]!.cost!.flops!, bytes: g.ops[0]!.cost!.bytes! };
         const ms = await measure(g);
         await rt.assertHealthy();
         const gflops = cost.flops / (ms * 1e6);
-        byFeed[feed] = { ms, gflops, fractionOfPeak: gflops / peak.gflops };
-        console.error(`${c.name} [${feed}]: ${ms.toFixed(3)} ms, ${gflops.toFixed(2)} GFLOP/s (${((100 * gflops) / peak.gflops).toFixed(1)}% of peak)`);
+        byFeed[v.name] = { ms, gflops, fractionOfPeak: gflops / peak.gflops, dispatches: g.ops.length };
+        console.error(`${c.name} [${v.name}]: ${ms.toFixed(3)} ms, ${gflops.toFixed(2)} GFLOP/s (${((100 * gflops) / peak.gflops).toFixed(1)}% of peak)`);
       } finally {
         g.destroy();
       }
     }
   } finally {
-    rt.gemmFeed = defaultFeed;
+    rt.gemmFeed = defaults.feed;
+    rt.gemmAdapt = defaults.adapt;
     for (const t of [x, w, bias]) rt.destroyBuffer(t.buffer);
   }
-  rows.push({ ...c, ...byFeed[defaultFeed]!, flops: cost.flops, bytes: cost.bytes, feed: defaultFeed, byFeed });
+  rows.push({ ...c, ...byFeed[defaultVariant]!, flops: cost.flops, bytes: cost.bytes, variant: defaultVariant, byFeed });
 }
 
 const date = new Date().toISOString();
@@ -139,20 +148,23 @@ const shape = (c: Case) => (c.op === 'linear' ? `[${c.x.join('×')}] · [${c.n}�
 const pct = (f: number) => `${(100 * f).toFixed(1)}%`;
 console.log(
   [
-    `**${gpu.adapterName}** — ${date.slice(0, 10)}, Node ${process.version}; FMA peak ${peak.gflops.toFixed(1)} GFLOP/s; ${useGpuTime ? 'GPU timestamps' : 'wall time'}, median per shape; the runtime feeds the GEMM core '${defaultFeed}' on this adapter.`,
+    `**${gpu.adapterName}** — ${date.slice(0, 10)}, Node ${process.version}; FMA peak ${peak.gflops.toFixed(1)} GFLOP/s; ${useGpuTime ? 'GPU timestamps' : 'wall time'}, median per shape; the runtime runs '${defaultVariant}' on this adapter (direct: global reads; tiled: workgroup memory, 128 x 128 tiles, all of K; sized: tiled, tiles and K splits sized to the shape).`,
     '',
-    '| shape | source | op | operands | MFLOP | direct | GFLOP/s | of peak | tiled | GFLOP/s | of peak |',
-    '|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|',
+    `| shape | source | op | operands | MFLOP | ${variants.map((v) => `${v.name} | GFLOP/s | of peak`).join(' | ')} |`,
+    `|---|---|---|---|---:|${variants.map(() => '---:|---:|---:').join('|')}|`,
     ...rows.map((r) => {
-      const [d, t] = [r.byFeed.direct!, r.byFeed.tiled!];
-      return `| ${r.name} | ${r.source} | ${r.op} | ${shape(r)} | ${(r.flops / 1e6).toFixed(1)} | ${d.ms.toFixed(3)} ms | ${d.gflops.toFixed(2)} | ${pct(d.fractionOfPeak)} | ${t.ms.toFixed(3)} ms | ${t.gflops.toFixed(2)} | ${pct(t.fractionOfPeak)} |`;
+      const cells = variants.map((v) => {
+        const t = r.byFeed[v.name]!;
+        return `${t.ms.toFixed(3)} ms | ${t.gflops.toFixed(2)} | ${pct(t.fractionOfPeak)}`;
+      });
+      return `| ${r.name} | ${r.source} | ${r.op} | ${shape(r)} | ${(r.flops / 1e6).toFixed(1)} | ${cells.join(' | ')} |`;
     }),
   ].join('\n'),
 );
 const outDir = join(root, 'bench', 'results');
 mkdirSync(outDir, { recursive: true });
 const outFile = join(outDir, `gemm-${adapterSlug(gpu.adapterName)}-${date.slice(0, 10)}.json`);
-const result = { adapter: gpu.adapterName, date, node: process.version, timing: useGpuTime ? 'gpu-timestamps' : 'wall', defaultFeed, peak: { ...peak, threads: THREADS, flopsPerThreadPerIter: 64 }, shapes: rows };
+const result = { adapter: gpu.adapterName, date, node: process.version, timing: useGpuTime ? 'gpu-timestamps' : 'wall', defaultVariant, peak: { ...peak, threads: THREADS, flopsPerThreadPerIter: 64 }, shapes: rows };
 writeFileSync(outFile, `${JSON.stringify(result, roundJson, 2)}\n`);
 console.error(`wrote ${relative(process.cwd(), outFile)}`);
 process.exit(0);

@@ -3,7 +3,8 @@
 // Prints a markdown table and writes bench/results/<adapter>-<date>.json. Nothing here expects a
 // speed: it runs on any adapter.
 //   node scripts/bundle-shaders.mjs && npx tsx bench/generate.ts [--steps 25] [--batch 1] [--repeat 10]
-//   (or: npm run bench -- [options]; more: --gen-repeat N, --profile-runs N (0: no per-kernel
+//   (or: npm run bench -- [options]; more: --gen-repeat N, --gemm-feed auto|direct|tiled|sized
+//   (bench/core/gemm_feed.ts), --profile-runs N (0: no per-kernel
 //   profile), --guidance G, --class N, --seed N, --model DIR)
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -11,6 +12,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { getGpu } from '../src/gpu/device.ts';
 import { Runtime } from '../src/gpu/runtime.ts';
+import { applyGemmFeedArg } from './core/gemm_feed.ts';
 import { readJson } from '../src/io/model_folder.ts';
 import { loadLdmFolder } from '../src/pipelines/ldm_folder.ts';
 import { adapterSlug, markdown, ortStepMs, roundJson, runGenerateBench } from './core/generate_bench.ts';
@@ -57,7 +59,8 @@ const tStart = performance.now();
 const gpu = await getGpu();
 const deviceMs = performance.now() - tStart;
 const rt = new Runtime(gpu);
-console.error(`adapter: ${gpu.adapterName}`);
+const feed = applyGemmFeedArg(rt);
+console.error(`adapter: ${gpu.adapterName}; GEMM feed: ${feed.name}`);
 
 const core = await runGenerateBench(
   {
@@ -73,7 +76,7 @@ const core = await runGenerateBench(
   opts,
 );
 const host = { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, platform: `${process.platform}-${process.arch}` };
-const result = { ...core, node: process.version, config: { ...core.config, driverShaderCache: driverCacheNote, dawnFlags: process.env.FRESCO_DAWN_FLAGS, host } };
+const result = { ...core, node: process.version, config: { ...core.config, gemmFeed: feed.name, driverShaderCache: driverCacheNote, dawnFlags: process.env.FRESCO_DAWN_FLAGS, host } };
 
 const slug = adapterSlug(gpu.adapterName);
 const day = result.date.slice(0, 10);
@@ -87,7 +90,8 @@ if (existsSync(ortFile)) {
 
 console.log(markdown(result, `${host.cores} × ${host.cpu}; driver shader cache ${driverCacheNote}`));
 mkdirSync(outDir, { recursive: true });
-const outFile = join(outDir, `${slug}-${day}.json`);
+// A forced --gemm-feed is a comparison run: it must not replace the adapter's default result.
+const outFile = join(outDir, `${slug}-${day}${feed.forced ? `-${feed.name}` : ''}.json`);
 writeFileSync(outFile, `${JSON.stringify(result, roundJson, 2)}\n`);
 console.error(`wrote ${relative(process.cwd(), outFile)}`);
 process.exit(0);

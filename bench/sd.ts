@@ -2,14 +2,17 @@
 // with random weights in the real component shapes (bench/sd-configs/), within WebGPU's default
 // limits (the 512×512 decode holds 256 MiB activations; the plan splits them into chunks).
 //   npx tsx bench/sd.ts [--config sd15|sd21] [--precision auto|f16|f32] [--runs 3] [--size 512]
-//                       [--stages text,unet,decode] [--gemm-feed auto|direct|tiled]
-// --gemm-feed overrides how the GEMM core is fed (Runtime.gemmFeed; auto: tiled on GPUs, direct on
-// CPU adapters), so one machine can time both.
+//                       [--stages text,unet,decode] [--gemm-feed auto|direct|tiled|sized] [--profile]
+// --profile: per-kernel GPU time of the U-Net step and the decode (timestamp queries, one timed
+// pass per dispatch), by kind and the ten slowest dispatches.
+// --gemm-feed: how the GEMM core runs (bench/core/gemm_feed.ts), so one machine can time each way.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { getGpu } from '../src/gpu/device.ts';
-import { Runtime, type GemmFeed } from '../src/gpu/runtime.ts';
+import { profileGraph, summarizeByKind } from '../src/gpu/profiler.ts';
+import { Runtime } from '../src/gpu/runtime.ts';
+import { applyGemmFeedArg } from './core/gemm_feed.ts';
 import { Graph } from '../src/graph/graph.ts';
 import { numel, type Tensor } from '../src/graph/tensor.ts';
 import { RandomWeightStore } from '../src/io/random_weights.ts';
@@ -33,12 +36,13 @@ if (!Number.isInteger(runs) || runs < 0) throw new Error('--runs must be an inte
 const configs = JSON.parse(readFileSync(join(root, 'bench/sd-configs', `${configName}.json`), 'utf8')) as Record<string, Record<string, unknown>>;
 const size = Number(arg('size', String((configs.vae!.sample_size as number) ?? 512)));
 
+// Exact timestamps for --profile (Dawn rounds them to 100 µs unless told otherwise).
+if (process.argv.includes('--profile')) process.env.FRESCO_DAWN_FLAGS ??= 'disable-dawn-features=timestamp_quantization';
 const gpu = await getGpu({ wantF16: precision !== 'f32' });
 const rt = new Runtime(gpu);
-const feedArg = arg('gemm-feed', 'auto');
-if (!['auto', 'direct', 'tiled'].includes(feedArg)) throw new Error('--gemm-feed must be auto, direct or tiled');
-if (feedArg !== 'auto') rt.gemmFeed = feedArg as GemmFeed;
-console.error(`adapter: ${gpu.adapterName}; GEMM feed: ${rt.gemmFeed}`);
+const feed = applyGemmFeedArg(rt);
+const feedName = feed.name;
+console.error(`adapter: ${gpu.adapterName}; GEMM feed: ${feedName}`);
 const s = (x: { firstMs: number; ms: number | null }) => (Number.isNaN(x.firstMs) ? 'not run' : x.ms === null ? `${(x.firstMs / 1000).toFixed(1)} s (first run, compilation included)` : `${(x.ms / 1000).toFixed(2)} s (first ${(x.firstMs / 1000).toFixed(2)} s)`);
 
 async function submit(g: Graph): Promise<number> {
@@ -95,6 +99,23 @@ const tstep = f32(new Float32Array([500, 500]), [2], 'timestep');
 unet.forward(gUnet, sample, { timesteps: tstep, broadcast: false }, states.lastHiddenState);
 gUnet.finalize();
 const unetTime = stages.has('unet') ? await time(gUnet) : skipped;
+const profiles: Record<string, unknown> = {};
+/** --profile: where a graph's GPU time goes, by kind of kernel and by dispatch. */
+async function profile(g: Graph): Promise<void> {
+  if (!process.argv.includes('--profile')) return;
+  if (!gpu.features.has('timestamp-query')) throw new Error('--profile needs the timestamp-query feature, which this adapter lacks');
+  const p = await profileGraph(rt, g, 3);
+  const kinds = summarizeByKind(p);
+  const top = [...p.ops].sort((a, b) => b.ms - a.ms).slice(0, 10);
+  const rate = (v: number | null, unit: string) => (v === null ? '–' : `${v.toFixed(1)} ${unit}`);
+  console.log(`\n${g.label}: ${p.ops.length} dispatches, ${p.totalMs.toFixed(2)} ms summed (each timed alone, median of ${p.runs})\n`);
+  console.log('| kernel | dispatches | time | share | GFLOP/s | GB/s |\n|---|---:|---:|---:|---:|---:|');
+  for (const k of kinds) console.log(`| ${k.kind} | ${k.ops} | ${k.ms.toFixed(2)} ms | ${(100 * k.share).toFixed(1)}% | ${rate(k.gflops, '')} | ${rate(k.gbps, '')} |`);
+  console.log('\n| slowest dispatches | kind | time | GFLOP/s |\n|---|---|---:|---:|');
+  for (const o of top) console.log(`| ${o.label} | ${o.kind} | ${o.ms.toFixed(3)} ms | ${o.cost?.flops ? (o.cost.flops / (o.ms * 1e6)).toFixed(1) : '–'} |`);
+  profiles[g.label] = { totalMs: p.totalMs, kinds, top: top.map((o) => ({ label: o.label, kind: o.kind, ms: o.ms, flops: o.cost?.flops ?? null })) };
+}
+if (stages.has('unet')) await profile(gUnet);
 
 // The decode of one image.
 const gDec = new Graph(rt, 'vae-decode');
@@ -102,6 +123,7 @@ const z = f32(noise(4 * latent * latent, 2), [1, 4, latent, latent], 'latents');
 const image = vae.decode(gDec, z);
 gDec.finalize();
 const decodeTime = stages.has('decode') ? await time(gDec) : skipped;
+if (stages.has('decode')) await profile(gDec);
 if (stages.has('decode')) {
   const img = await rt.read(image.buffer, numel(image.shape) * 4);
   if (!img.every(Number.isFinite)) throw new Error('the decoded image has NaN/Inf values');
@@ -112,7 +134,7 @@ const result = {
   adapter: gpu.adapterName,
   date: new Date().toISOString(),
   precision: unet.precision.description,
-  gemmFeed: rt.gemmFeed,
+  gemmFeed: feedName,
   weightBytes,
   peakBytes: rt.peakBytes,
   textEncodeMs: textTime,
@@ -120,16 +142,17 @@ const result = {
   decodeMs: decodeTime,
   decodeLargestBindingBytes: gDec.stats.maxBindingBytes,
   planLimits: rt.planLimits,
+  profiles,
 };
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
-console.log(`| ${result.model}, ${result.precision}, GEMM feed ${rt.gemmFeed} | |\n|---|---|`);
+console.log(`| ${result.model}, ${result.precision}, GEMM feed ${feedName} | |\n|---|---|`);
 console.log(`| text encoding, batch 2 × 77 tokens | ${s(textTime)} |`);
 console.log(`| U-Net step, batch 2 (guidance), ${latent}x${latent} latents | ${s(unetTime)} |`);
 console.log(`| VAE decode, 1 image ${size}x${size} | ${s(decodeTime)} |`);
 console.log(`| weights / peak GPU memory | ${mib(weightBytes)} / ${mib(rt.peakBytes)} |`);
 console.log(`| largest binding in the decode (limit ${mib(rt.planLimits.binding)}) | ${mib(gDec.stats.maxBindingBytes)} |`);
 console.log(`\nadapter: ${gpu.adapterName}`);
-const out = join(root, 'bench/results', `${configName}-${unet.precision.dtype}-${[...stages].join('+')}${feedArg === 'auto' ? '' : `-${feedArg}`}-${gpu.adapterName.replace(/[^a-z0-9]+/gi, '-').slice(0, 60).toLowerCase()}-${result.date.slice(0, 10)}.json`);
+const out = join(root, 'bench/results', `${configName}-${unet.precision.dtype}-${[...stages].join('_')}${feed.forced ? `-${feedName}` : ''}-${gpu.adapterName.replace(/[^a-z0-9]+/gi, '-').slice(0, 60).toLowerCase()}-${result.date.slice(0, 10)}.json`);
 mkdirSync(dirname(out), { recursive: true });
 writeFileSync(out, JSON.stringify(result, null, 2) + '\n');
 console.error(`wrote ${out}`);

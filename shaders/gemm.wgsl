@@ -15,6 +15,9 @@
 //   loads (neighbouring threads read neighbouring addresses) and every thread reads its operands
 //   from there: the usual GPU GEMM, where direct reads of W rows K apart would each touch their
 //   own cache line.
+// A dispatch whose tiles alone would leave most of a GPU idle (a 1280-channel conv at 8 x 8 has
+// 20 of them) splits K: SPLITK writes each slice's raw sums to an f32 scratch, and the REDUCE
+// variant of this template adds the slices and applies the epilogue (src/kernels/gemm.ts sizes it).
 #include "common"
 
 struct U {
@@ -30,11 +33,17 @@ struct U {
   // TEMB: row z of the [B, tembStride] time embedding, from column tembOffset (an output channel
   // chunk of a conv split to fit the binding limit reads its own columns of the full row).
   tembStride: u32, tembOffset: u32,
+  // SPLITK / REDUCE: K slices of kChunk (a multiple of BK) each, and the batch·M·N outputs of one.
+  splits: u32, kChunk: u32, total: u32,
 }
 
 @group(0) @binding(0) var<uniform> u: U;
+#if REDUCE
+@group(0) @binding(1) var<storage, read> part: array<f32>;
+#else
 @group(0) @binding(1) var<storage, read> a: array<st>;
 @group(0) @binding(2) var<storage, read> w: array<st>;
+#endif
 #if BIAS
 @group(0) @binding(3) var<storage, read> bias: array<st>;
 #endif
@@ -44,8 +53,57 @@ struct U {
 #if RESIDUAL
 @group(0) @binding(5) var<storage, read> res: array<st>;
 #endif
+#if SPLITK
+@group(0) @binding(6) var<storage, read_write> part: array<f32>;
+#else
 @group(0) @binding(6) var<storage, read_write> out: array<st>;
+#endif
 
+fn out_index(z: u32, m: u32, n: u32) -> u32 {
+#if OUT_COLMAJOR
+  return z * u.N * u.M + n * u.M + m;
+#else
+  return z * u.M * u.N + m * u.N + n;
+#endif
+}
+
+#if !SPLITK
+fn store(z: u32, m: u32, n: u32, v: f32) {
+  var x = v;
+#if BIAS
+  x += f32(bias[n]);
+#endif
+#if TEMB
+  x += f32(temb[z * u.tembStride + u.tembOffset + n]);
+#endif
+  let idx = out_index(z, m, n);
+#if RESIDUAL
+  x += f32(res[idx]);
+#endif
+  x *= u.scale;
+  // The one fused activation (act in common.wgsl, picked by ACT_*): SiLU, Mish, GELU, ReLU or quick GELU.
+  x = act(x);
+  out[idx] = st(x);
+}
+#endif
+
+#if REDUCE
+// One thread per output: the K slices' sums in slice order (deterministic), then the epilogue.
+@compute @workgroup_size(256, 1, 1)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let idx = (wid.y * nwg.x + wid.x) * 256u + lid.x;
+  if (idx >= u.total) { return; }
+  var sum = 0.0;
+  for (var s = 0u; s < u.splits; s++) { sum += part[s * u.total + idx]; }
+  let per = u.M * u.N;
+  let r = idx % per;
+#if OUT_COLMAJOR
+  store(idx / per, r % u.M, r / u.M, sum);
+#else
+  store(idx / per, r / u.N, r % u.N, sum);
+#endif
+}
+#else
 const TM = {{TM}}u;
 // Output columns per thread come in groups of four, each held as one vec4 per row: vector FMAs,
 // and a private array indexed only by loop counters that unroll (CPU adapters such as SwiftShader
@@ -150,38 +208,30 @@ fn stage(z: u32, mt: u32, nt: u32, k0: u32, t: u32) {
 }
 #endif
 
-fn store(z: u32, m: u32, n: u32, v: f32) {
-  var x = v;
-#if BIAS
-  x += f32(bias[n]);
-#endif
-#if TEMB
-  x += f32(temb[z * u.tembStride + u.tembOffset + n]);
-#endif
-#if OUT_COLMAJOR
-  let idx = z * u.N * u.M + n * u.M + m;
+// A finished sum: the epilogue and the output, or (SPLITK) this K slice's raw sum in the scratch.
+fn emit(slice: u32, z: u32, m: u32, n: u32, v: f32) {
+#if SPLITK
+  part[slice * u.total + out_index(z, m, n)] = v;
 #else
-  let idx = z * u.M * u.N + m * u.N + n;
+  store(z, m, n, v);
 #endif
-#if RESIDUAL
-  x += f32(res[idx]);
-#endif
-  x *= u.scale;
-  // The one fused activation (act in common.wgsl, picked by ACT_*): SiLU, Mish, GELU, ReLU or quick GELU.
-  x = act(x);
-  out[idx] = st(x);
 }
 
 #if TILED
 @compute @workgroup_size(16, 16, 1)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let z = wid.z / u.yfold;
-  let mt = ((wid.z % u.yfold) * nwg.y + wid.y) * BM;
+  // z = (batch·yfold + fold)·splits + K slice.
+  let slice = wid.z % u.splits;
+  let zf = wid.z / u.splits;
+  let z = zf / u.yfold;
+  let mt = ((zf % u.yfold) * nwg.y + wid.y) * BM;
   let nt = wid.x * BN;
   let t = lid.y * WG + lid.x;
   for (var i = 0u; i < TM * TN4; i++) { acc[i] = vec4<f32>(0.0); }
-  // No early return: every thread stages its share and meets every barrier.
-  for (var k0 = 0u; k0 < u.K; k0 += BK) {
+  // No early return: every thread stages its share and meets every barrier. A slice's last
+  // BK-deep step never reaches into the next (kChunk is a multiple of BK); read_a/read_w zero k >= K.
+  let kEnd = min(u.K, (slice + 1u) * u.kChunk);
+  for (var k0 = slice * u.kChunk; k0 < kEnd; k0 += BK) {
     stage(z, mt, nt, k0, t);
     workgroupBarrier();
     for (var kl = 0u; kl < BK; kl++) {
@@ -209,7 +259,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
     for (var j = 0u; j < TN4; j++) {
       for (var c = 0u; c < 4u; c++) {
         let n = nt + (j * WG + lid.x) * 4u + c;
-        if (n < u.N) { store(z, m, n, acc[i * TN4 + j][c]); }
+        if (n < u.N) { emit(slice, z, m, n, acc[i * TN4 + j][c]); }
       }
     }
   }
@@ -297,4 +347,5 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
     }
   }
 }
+#endif
 #endif

@@ -40,8 +40,10 @@ const xz = (from, to) => writeFileSync(to, execFileSync('xz', ['-6', '-T0', '-c'
 xz(join(webgpu, 'dist/linux-x64/dawn.node'), join(kit, 'dawn.node.xz'));
 xz(process.execPath, join(kit, 'node.xz'));
 
-// The Vulkan loader: the GPU machines have NVIDIA's driver but not always libvulkan.so.1.
-execFileSync('apt-get', ['download', '-qq', 'libvulkan1'], { cwd: kit, stdio: 'inherit' });
+// The Vulkan loader and GL vendor-neutral dispatch: the GPU machines have NVIDIA's driver, but
+// not libvulkan.so.1, and NVIDIA's Vulkan ICD (libGLX_nvidia) answers no vkCreateInstance
+// without glvnd's libraries beside it (seen on an H200 machine: 'Found no drivers').
+execFileSync('apt-get', ['download', '-qq', 'libvulkan1', 'libglvnd0', 'libglx0', 'libgl1', 'libegl1', 'libopengl0', 'libgles2'], { cwd: kit, stdio: 'inherit' });
 
 const size = (p) => (statSync(p).isDirectory() ? readdirSync(p).reduce((s, f) => s + size(join(p, f)), 0) : statSync(p).size);
 const kitBytes = size(kit);

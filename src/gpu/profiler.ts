@@ -53,7 +53,7 @@ const MAX_QUERIES = 4096;
 /** Groups ops by what they compute: convolutions apart from other GEMMs, then by shader. */
 export function kernelKind(kernelKey: string): string {
   const shader = kernelKey.split(/[:|]/)[0] ?? kernelKey;
-  if (shader === 'gemm') return /\bA_IM2COL=true\b/.test(kernelKey) ? 'conv2d' : 'gemm';
+  if (shader === 'gemm') return /\bREDUCE=true\b/.test(kernelKey) ? 'split-K sum' : /\bA_IM2COL=true\b/.test(kernelKey) ? 'conv2d' : 'gemm';
   return shader;
 }
 

@@ -126,6 +126,12 @@ export class Runtime {
    * and tests set it to compare or check both.
    */
   gemmFeed: GemmFeed;
+  /**
+   * With the tiled feed: size tiles and split K to each GEMM (src/kernels/gemm.ts gemmTiling), so
+   * small and long-K GEMMs fill a GPU. False keeps 128 x 128 tiles over all of K (benches and tests
+   * compare the two).
+   */
+  gemmAdapt = true;
 
   constructor(readonly gpu: GpuContext) {
     this.device = gpu.device;

@@ -1,19 +1,51 @@
 // Linear layers and conv2d, both through the GEMM core in shaders/gemm.wgsl.
-import type { Graph } from '../graph/graph.ts';
-import { bytesOf, dtypeOf, numel, shapeStr, type Tensor } from '../graph/tensor.ts';
+import { fold1d, type Graph } from '../graph/graph.ts';
+import { bytesOf, dtypeOf, numel, shapeStr, type DType, type Tensor } from '../graph/tensor.ts';
 import { commonDType, DTypeError, storageParams } from './dtype.ts';
 
-/** Rows and columns per thread (shaders/gemm.wgsl: columns in vec4 groups, TN = 4·TN4). */
-const TM = 8;
-const TN4 = 2;
-const TN = 4 * TN4;
+/** Threads per workgroup side; each thread holds TM rows x 4·TN4 columns (shaders/gemm.wgsl). */
 const WG = 16;
 /** k-depth of the workgroup-memory slices of the tiled feed: 16·(128 + 128)·4 bytes = 16 KiB, WebGPU's default limit. */
 const BK = 16;
+/**
+ * Workgroups a tiled dispatch should have before it stops splitting K: two per multiprocessor of
+ * a large GPU (an H200 has 132). A 1280-channel SD conv at 8 x 8 has 20 tiles of 128 x 128, a
+ * fashion-ldm conv 2: without splits, most of such a GPU waits on a few workgroups' K loops.
+ */
+const TARGET_WORKGROUPS = 256;
+/** The fewest k a K slice gets (four BK steps): shorter ones cost more in scratch traffic than they save. */
+const MIN_SLICE_K = 4 * BK;
 
-/** Template parameters choosing how the GEMM core is fed (Runtime.gemmFeed). */
-function feedParams(g: Graph) {
-  return g.rt.gemmFeed === 'tiled' ? { TILED: true, BK } : {};
+/**
+ * How one GEMM is cut into workgroups: TM x 4·TN4 outputs per thread, and K in `splits` slices
+ * of kChunk. The direct feed (CPU adapters) and Runtime.gemmAdapt = false keep 8 x 8 and one slice;
+ * the tiled feed takes 4-wide tiles along a dimension of 64 or less (a 128-wide tile would be
+ * mostly padding) and splits K until the dispatch has TARGET_WORKGROUPS, within the binding limit
+ * for the f32 scratch of partial sums.
+ */
+export interface GemmTiling {
+  TM: number;
+  TN4: number;
+  splits: number;
+  kChunk: number;
+}
+
+export function gemmTiling(g: Graph, M: number, N: number, K: number, batch: number): GemmTiling {
+  const whole = { TM: 8, TN4: 2, splits: 1, kChunk: K };
+  if (g.rt.gemmFeed !== 'tiled' || !g.rt.gemmAdapt) return whole;
+  const TM = M <= 64 ? 4 : 8;
+  const TN4 = N <= 64 ? 1 : 2;
+  const tiles = Math.ceil(M / (WG * TM)) * Math.ceil(N / (WG * 4 * TN4)) * batch;
+  const scratchMax = Math.floor(g.limits.binding / (4 * batch * M * N));
+  let splits = Math.max(1, Math.min(Math.ceil(TARGET_WORKGROUPS / tiles), Math.floor(K / MIN_SLICE_K), scratchMax));
+  const kChunk = Math.ceil(K / splits / BK) * BK;
+  splits = Math.ceil(K / kChunk);
+  return { TM, TN4, splits, kChunk: splits > 1 ? kChunk : K };
+}
+
+/** Template parameters choosing how the GEMM core is fed (Runtime.gemmFeed) and tiled. */
+function feedParams(g: Graph, t: GemmTiling) {
+  return { TM: t.TM, TN4: t.TN4, ...(g.rt.gemmFeed === 'tiled' ? { TILED: true, BK } : {}), ...(t.splits > 1 ? { SPLITK: true } : {}) };
 }
 
 export class ShapeError extends Error {
@@ -69,16 +101,74 @@ function epilogueAct(e: Epilogue): Activation | undefined {
 const MAX_WG = 65535;
 
 /** How many z slices each batch element's M tiles take: more than one past 65535 tiles (a 2048² conv). */
-function gemmFold(M: number, batch: number): number {
-  const fold = Math.ceil(Math.ceil(M / (WG * TM)) / MAX_WG);
-  expectShape(batch * fold <= MAX_WG, `GEMM over ${batch} x ${M} rows needs more than ${MAX_WG} workgroups in z`);
+function gemmFold(M: number, batch: number, t: GemmTiling): number {
+  const fold = Math.ceil(Math.ceil(M / (WG * t.TM)) / MAX_WG);
+  expectShape(batch * fold * t.splits <= MAX_WG, `GEMM over ${batch} x ${M} rows needs more than ${MAX_WG} workgroups in z`);
   return fold;
 }
 
-/** Workgroups: N tiles in x, M tiles in y, continuing in z (batch·fold + slice) past the limit. */
-function gemmGrid(N: number, M: number, batch: number): [number, number, number] {
-  const fold = gemmFold(M, batch);
-  return [Math.ceil(N / (WG * TN)), Math.ceil(Math.ceil(M / (WG * TM)) / fold), batch * fold];
+/** Workgroups: N tiles in x, M tiles in y, continuing in z ((batch·fold + fold slice)·splits + K slice). */
+function gemmGrid(N: number, M: number, batch: number, t: GemmTiling): [number, number, number] {
+  const fold = gemmFold(M, batch, t);
+  return [Math.ceil(N / (WG * 4 * t.TN4)), Math.ceil(Math.ceil(M / (WG * t.TM)) / fold), batch * fold * t.splits];
+}
+
+interface GemmDispatch {
+  label: string;
+  M: number;
+  N: number;
+  K: number;
+  batch: number;
+  /** How A is read and the output written: A_COLMAJOR, A_IM2COL, UPSAMPLE, OUT_COLMAJOR. */
+  layout: Record<string, boolean>;
+  dtype: DType;
+  a: Tensor;
+  w: Tensor;
+  out: Tensor;
+  epilogue: Epilogue;
+  /** Conv geometry uniforms (zeros for a linear layer). */
+  geometry: Record<string, number>;
+}
+
+/**
+ * One GEMM: a single dispatch with the epilogue fused, or, split along K (gemmTiling), the slices'
+ * raw sums into an f32 scratch and a second dispatch adding them up under the epilogue.
+ */
+function dispatchGemm(g: Graph, d: GemmDispatch): void {
+  const { label, M, N, K, batch, epilogue: e } = d;
+  const t = gemmTiling(g, M, N, K, batch);
+  const uniforms = { M, N, K, ...d.geometry, scale: e.scale ?? 1, yfold: gemmFold(M, batch, t), ...tembUniforms(e, N), splits: t.splits, kChunk: t.kChunk, total: batch * M * N };
+  const flops = 2 * M * N * K * batch;
+  const extras = Object.values(epilogueBindings(e));
+  if (t.splits === 1) {
+    g.dispatch(
+      label,
+      { shader: 'gemm', params: { ...feedParams(g, t), ...d.layout, ...epilogueParams(e), ...storageParams(d.dtype) } },
+      { a: d.a, w: d.w, out: d.out, ...epilogueBindings(e) },
+      uniforms,
+      gemmGrid(N, M, batch, t),
+      { flops, bytes: trafficBytes(d.a, d.w, d.out, ...extras) },
+    );
+    return;
+  }
+  const part = g.alloc([t.splits, batch * M * N], `${label}/partial sums`, 'f32');
+  g.dispatch(
+    label,
+    { shader: 'gemm', params: { ...feedParams(g, t), ...d.layout, ...storageParams(d.dtype) } },
+    { a: d.a, w: d.w, part },
+    uniforms,
+    gemmGrid(N, M, batch, t),
+    { flops, bytes: trafficBytes(d.a, d.w, part) },
+  );
+  g.dispatch(
+    `${label}/reduce`,
+    { shader: 'gemm', params: { REDUCE: true, OUT_COLMAJOR: !!d.layout.OUT_COLMAJOR, ...epilogueParams(e), ...storageParams(d.dtype) } },
+    { part, out: d.out, ...epilogueBindings(e) },
+    uniforms,
+    fold1d(Math.ceil((batch * M * N) / 256)),
+    { bytes: trafficBytes(part, d.out, ...extras) },
+  );
+  g.release(part);
 }
 
 /** Global-memory traffic of a dispatch for its cost estimate: each tensor read or written once. */
@@ -157,14 +247,7 @@ export function linear(g: Graph, label: string, x: Tensor, weight: Tensor, opts:
   checkEpilogue(label, opts, batch, N, outShape);
   const dtype = commonDType(label, { input: x, weight, ...epilogueBindings(opts) });
   const out = g.alloc(outShape, label, dtype);
-  g.dispatch(
-    label,
-    { shader: 'gemm', params: { TM, TN4, ...feedParams(g), A_COLMAJOR: input === 'channels', OUT_COLMAJOR: output === 'channels', ...epilogueParams(opts), ...storageParams(dtype) } },
-    { a: x, w: weight, out, ...epilogueBindings(opts) },
-    { M, N, K, ...noConv, scale: opts.scale ?? 1, yfold: gemmFold(M, batch), ...tembUniforms(opts, N) },
-    gemmGrid(N, M, batch),
-    { flops: 2 * M * N * K * batch, bytes: trafficBytes(x, weight, out, ...Object.values(epilogueBindings(opts))) },
-  );
+  dispatchGemm(g, { label, M, N, K, batch, layout: { A_COLMAJOR: input === 'channels', OUT_COLMAJOR: output === 'channels' }, dtype, a: x, w: weight, out, epilogue: opts, geometry: noConv });
   return out;
 }
 
@@ -218,17 +301,12 @@ export function conv2d(g: Graph, label: string, x: Tensor, weight: Tensor, opts:
   const out = g.alloc(outShape, label, dtype);
   const M = Hout * Wout;
   const pointwise = kh === 1 && kw === 1 && stride === 1 && padT + padL + padB + padR === 0 && !opts.upsample;
-  g.dispatch(
-    label,
-    {
-      shader: 'gemm',
-      params: { TM, TN4, ...feedParams(g), A_COLMAJOR: pointwise, A_IM2COL: !pointwise, UPSAMPLE: !!opts.upsample, OUT_COLMAJOR: true, ...epilogueParams(opts), ...storageParams(dtype) },
-    },
-    { a: x, w: weight, out, ...epilogueBindings(opts) },
-    { M, N: Cout, K: Cin * kh * kw, Cin, H, W, kh, kw, stride, padT, padL, Hout, Wout, upH, upW, scale: opts.scale ?? 1, yfold: gemmFold(M, B), ...tembUniforms(opts, Cout) },
-    gemmGrid(Cout, M, B),
-    // Padding taps are multiplied as zeros by the kernel, so they count: this is the work done.
-    { flops: 2 * M * Cout * Cin * kh * kw * B, bytes: trafficBytes(x, weight, out, ...Object.values(epilogueBindings(opts))) },
-  );
+  // Padding taps are multiplied as zeros by the kernel, so they count in the cost: the work done.
+  dispatchGemm(g, {
+    label, M, N: Cout, K: Cin * kh * kw, batch: B,
+    layout: { A_COLMAJOR: pointwise, A_IM2COL: !pointwise, UPSAMPLE: !!opts.upsample, OUT_COLMAJOR: true },
+    dtype, a: x, w: weight, out, epilogue: opts,
+    geometry: { Cin, H, W, kh, kw, stride, padT, padL, Hout, Wout, upH, upW },
+  });
   return out;
 }

@@ -79,6 +79,8 @@ describe('cost estimates', () => {
       const op = g.ops.find((o) => o.label === 'conv')!;
       expect(op.cost?.flops).toBe(2 * (2 * 4 * 4) * 16 * (8 * 9));
       expect(kernelKind(op.kernel.key)).toBe('conv2d');
+      // The second dispatch of a K-split GEMM (gemmTiling) is its own kind, conv or not.
+      expect(kernelKind(`${op.kernel.key.replace('A_IM2COL=true', 'REDUCE=true')}`)).toBe('split-K sum');
       const attn = g.ops.find((o) => o.label === 'attn')!;
       expect(attn.cost?.flops).toBe(4 * 1 * 16 * 16 * 24);
     } finally {

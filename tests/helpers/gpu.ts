@@ -33,13 +33,14 @@ export async function withStorage<T>(dtype: DType, fn: () => Promise<T>): Promis
 }
 
 /** Runs fn with the GEMM core fed `feed`'s way (cases run one at a time, so the switch is theirs alone). */
-export async function withGemmFeed<T>(rt: Runtime, feed: GemmFeed, fn: () => Promise<T>): Promise<T> {
-  const prev = rt.gemmFeed;
+export async function withGemmFeed<T>(rt: Runtime, feed: GemmFeed, fn: () => Promise<T>, adapt = true): Promise<T> {
+  const prev = [rt.gemmFeed, rt.gemmAdapt] as const;
   rt.gemmFeed = feed;
+  rt.gemmAdapt = adapt;
   try {
     return await fn();
   } finally {
-    rt.gemmFeed = prev;
+    [rt.gemmFeed, rt.gemmAdapt] = prev;
   }
 }
 

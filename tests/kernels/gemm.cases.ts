@@ -14,6 +14,8 @@ const linearShapes: [number, number, number, number][] = [
   [1, 256, 128, 128],
   // past one 128 x 128 tile of the tiled feed in both dimensions, K not a multiple of its 16-deep slices
   [2, 150, 45, 140],
+  // long K in the tiled feed's K splits, the last slice short (K = 300: 80 + 80 + 80 + 60)
+  [2, 37, 300, 50],
 ];
 
 // No activation, the silu flag, and on the first three shapes the other act_fn activations by name.
@@ -49,6 +51,8 @@ const linearCases: OpCase[] = linearShapes.flatMap(([B, M, K, N], i) =>
 const channelCases: OpCase[] = [
   [1, 8, 4, 4, 8],
   [2, 5, 3, 7, 6],
+  // K split in the tiled feed, the slices summed into a channel-major output
+  [1, 160, 4, 4, 24],
 ].map(([B, C, H, W, N], i) => ({
   op: 'linear',
   name: `channels-in/out B${B} C${C} ${H}x${W} N${N}`,
@@ -95,6 +99,9 @@ const convRows: ConvRow[] = [
   { B: 2, Cin: 5, H: 7, W: 6, Cout: 9, k: 3, stride: 1, pad: 1, temb: true, act: 'mish' },
   { B: 1, Cin: 6, H: 4, W: 5, Cout: 5, k: 3, stride: 1, pad: 1, upsample: true, act: 'gelu' },
   { B: 1, Cin: 8, H: 8, W: 8, Cout: 8, k: 3, stride: 2, pad: 1, act: 'silu' },
+  // K splits (tiled feed) under the whole epilogue, the time embedding included, and with upsampling
+  { B: 2, Cin: 32, H: 6, W: 5, Cout: 12, k: 3, stride: 1, pad: 1, temb: true, act: 'silu' },
+  { B: 1, Cin: 16, H: 4, W: 4, Cout: 8, k: 3, stride: 1, pad: 1, upsample: true },
 ];
 
 const convCases: OpCase[] = convRows.map((r, i) => ({
@@ -131,9 +138,20 @@ const convCases: OpCase[] = convRows.map((r, i) => ({
   },
 }));
 
-/** Every case under both feeds of the GEMM core (Runtime.gemmFeed), whichever one the adapter would get. */
+/**
+ * Every case under both feeds of the GEMM core (Runtime.gemmFeed), whichever one the adapter would
+ * get; the tiled feed both with its tiles and K splits sized to the shape (what GPUs run) and with
+ * 128 x 128 tiles over all of K (Runtime.gemmAdapt off).
+ */
 function bothFeeds(cases: OpCase[]): OpCase[] {
-  return (['direct', 'tiled'] as const).flatMap((feed) => cases.map((c) => ({ ...c, name: `${c.name} [${feed}]`, run: (rt: Runtime) => withGemmFeed(rt, feed, () => c.run(rt)) })));
+  const variants = [
+    { name: 'direct', feed: 'direct', adapt: true },
+    { name: 'tiled', feed: 'tiled', adapt: true },
+    { name: 'tiled, whole K', feed: 'tiled', adapt: false },
+  ] as const;
+  return variants.flatMap((v) =>
+    cases.map((c) => ({ ...c, name: `${c.name} [${v.name}]`, run: (rt: Runtime) => withGemmFeed(rt, v.feed, () => c.run(rt), v.adapt) })),
+  );
 }
 
 export const gemmCases: OpCase[] = bothFeeds([...linearCases, ...channelCases, ...convCases]);

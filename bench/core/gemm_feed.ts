@@ -1,0 +1,24 @@
+// The benches' --gemm-feed option: how the GEMM core runs (Runtime.gemmFeed and gemmAdapt), so one
+// machine can time each way. 'direct': global reads (the CPU adapters' default); 'tiled': workgroup
+// memory, 128 x 128 tiles over all of K; 'sized': tiled, with tiles and K splits sized to each GEMM
+// (the GPUs' default); 'auto': whatever the runtime picked for the adapter.
+import type { Runtime } from '../../src/gpu/runtime.ts';
+
+export type GemmFeedName = 'direct' | 'tiled' | 'sized';
+
+/** The way the runtime runs GEMMs now. */
+export function gemmFeedName(rt: Runtime): GemmFeedName {
+  return rt.gemmFeed === 'direct' ? 'direct' : rt.gemmAdapt ? 'sized' : 'tiled';
+}
+
+/** Sets the runtime per `--gemm-feed <value>` in argv (default auto) and returns the way in effect. */
+export function applyGemmFeedArg(rt: Runtime, argv: readonly string[] = process.argv): { name: GemmFeedName; forced: boolean } {
+  const i = argv.indexOf('--gemm-feed');
+  const v = i >= 0 ? argv[i + 1] : 'auto';
+  if (v !== 'auto' && v !== 'direct' && v !== 'tiled' && v !== 'sized') throw new Error(`--gemm-feed must be auto, direct, tiled or sized; got ${JSON.stringify(v)}`);
+  if (v !== 'auto') {
+    rt.gemmFeed = v === 'direct' ? 'direct' : 'tiled';
+    rt.gemmAdapt = v === 'sized';
+  }
+  return { name: gemmFeedName(rt), forced: v !== 'auto' };
+}

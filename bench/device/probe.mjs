@@ -1,0 +1,21 @@
+// Run on the GPU machine before the benches: does Dawn (the kit's dawn.node) find a Vulkan adapter
+// under the current environment? Prints the adapter and exits 0, or exits 1 so run.sh can try
+// another driver setting before spending the lease on benches that would all fail the same way.
+//   node bench/device/probe.mjs <kit folder>
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+const kit = resolve(process.argv[2] ?? '.device-kit');
+const webgpu = await import(pathToFileURL(resolve(kit, 'node_modules/webgpu/index.js')).href);
+const gpu = webgpu.create([]);
+const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+if (!adapter) {
+  console.log('probe: no adapter');
+  process.exit(1);
+}
+const { vendor, architecture, device, description } = adapter.info;
+console.log(`probe: ${JSON.stringify({ vendor, architecture, device, description })}`);
+console.log(`probe: features ${[...adapter.features].sort().join(' ')}`);
+console.log(`probe: maxStorageBufferBindingSize ${adapter.limits.maxStorageBufferBindingSize}, maxBufferSize ${adapter.limits.maxBufferSize}`);
+// A CPU driver found instead of the GPU's would make every figure meaningless here.
+process.exit(/swiftshader|llvmpipe|lavapipe/i.test(`${vendor} ${device} ${description}`) && !process.env.FRESCO_PROBE_ANY ? 1 : 0);
