@@ -39,8 +39,12 @@ const TILE = BK * D;
 // fast-math compilers may assume away.
 const NEG = -3.0e38;
 
-var<workgroup> kt: array<f32, TILE>;
-var<workgroup> vt: array<f32, TILE>;
+// Channel-major tiles of four keys: kt[c · BK/4 + r/4] holds channel c of keys r .. r+3, so the
+// four-key score and accumulate steps each read one vec4 (one 16-byte load per four FMAs; with
+// key-major scalars, four loads, and a GPU's shared-memory load rate bounds the kernel).
+const BK4 = BK / 4u;
+var<workgroup> kt: array<vec4<f32>, TILE / 4u>;
+var<workgroup> vt: array<vec4<f32>, TILE / 4u>;
 
 @compute @workgroup_size({{BQ}}, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -73,11 +77,19 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   for (var j0 = 0u; j0 < k_end; j0 += BK) {
     // Everyone is done with the previous tile before it is overwritten.
     workgroupBarrier();
-    for (var e = lid; e < TILE; e += BQ) {
+    // Each thread writes whole vec4s (never one component: a component store may rewrite the
+    // whole vector, racing with a neighbour). Channels run fastest across threads, so each of the
+    // four global reads is contiguous over the workgroup.
+    for (var e = lid; e < TILE / 4u; e += BQ) {
+      let c = e % D;
+      let r = (e / D) * 4u;
       // Rows past Tk load a real row (clamped) and are masked out of the scores below.
-      let idx = kvbase + min(j0 + e / D, u.Tk - 1u) * u.C + e % D;
-      kt[e] = f32(k[idx]);
-      vt[e] = f32(v[idx]);
+      let i0 = kvbase + min(j0 + r, u.Tk - 1u) * u.C + c;
+      let i1 = kvbase + min(j0 + r + 1u, u.Tk - 1u) * u.C + c;
+      let i2 = kvbase + min(j0 + r + 2u, u.Tk - 1u) * u.C + c;
+      let i3 = kvbase + min(j0 + r + 3u, u.Tk - 1u) * u.C + c;
+      kt[c * BK4 + r / 4u] = vec4<f32>(f32(k[i0]), f32(k[i1]), f32(k[i2]), f32(k[i3]));
+      vt[c * BK4 + r / 4u] = vec4<f32>(f32(v[i0]), f32(v[i1]), f32(v[i2]), f32(v[i3]));
     }
     workgroupBarrier();
 
@@ -88,7 +100,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     for (var r = 0u; r < BK; r += 4u) {
       var dot = vec4<f32>(0.0);
       for (var c = 0u; c < D; c++) {
-        dot = fma(vec4<f32>(qr[c]), vec4<f32>(kt[r * D + c], kt[(r + 1u) * D + c], kt[(r + 2u) * D + c], kt[(r + 3u) * D + c]), dot);
+        dot = fma(vec4<f32>(qr[c]), kt[c * BK4 + r / 4u], dot);
       }
       for (var e = 0u; e < 4u; e++) {
         let j = j0 + r + e;
@@ -113,7 +125,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
       l += p.x + p.y + p.z + p.w;
       // One read-modify-write of each accumulator per four keys.
       for (var c = 0u; c < D; c++) {
-        acc[c] += dot(p, vec4<f32>(vt[r * D + c], vt[(r + 1u) * D + c], vt[(r + 2u) * D + c], vt[(r + 3u) * D + c]));
+        acc[c] += dot(p, vt[c * BK4 + r / 4u]);
       }
     }
     m = mt;

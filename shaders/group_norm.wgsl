@@ -1,7 +1,8 @@
 // GroupNorm over NCHW in two dispatches. In NCHW the C/G channels of a group are contiguous, so
 // a (batch, group) is one run of group_size = (C/G)*spatial values.
 //  STATS: one workgroup per (batch, group): mean and variance of its run (run_stats), written
-//    as (shift, mean - shift, rstd, 0) per group.
+//    as (shift, mean - shift, rstd, 0) per group; with PARTS, one per part of a group, and
+//    COMBINE merges the parts into the same (shift, mean - shift, rstd, 0).
 //  APPLY: fully parallel normalize + per-channel affine + optional activation (ACT_SILU, ACT_MISH,
 //    ACT_GELU or ACT_RELU; act in common.wgsl), fused so the activation after a norm (every ResNet
 //    block's first step) costs no extra pass over memory.
@@ -21,12 +22,38 @@
 // cost far more than the arithmetic on small groups (and on CPU adapters, where barriers are
 // emulated), while large groups (Stable Diffusion's VAE) need the parallel sum.
 const WG = {{WG}}u;
+@group(0) @binding(1) var<storage, read> x: array<st>;
+#include "run_stats"
+
+#if PARTS
+// PARTS: a GPU would wait on a few workgroups walking a million values each (an SD VAE decoder's
+// 32 groups at 512²), so each group is cut into `parts` runs of `chunk` values, one workgroup
+// each, written as (count as u32 bits, mean - shift, sum of squared deviations, shift) with
+// the group's first value as the shift of every part; COMBINE merges them.
+struct U { group_size: u32, groups_total: u32, parts: u32, chunk: u32 }
+@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(2) var<storage, read_write> partial: array<f32>;
+
+@compute @workgroup_size({{WG}}, 1, 1)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let flat = flat_workgroup(wid, nwg);
+  if (flat >= u.groups_total * u.parts) { return; }
+  let base = (flat / u.parts) * u.group_size;
+  let start = (flat % u.parts) * u.chunk;
+  let n = min(u.chunk, u.group_size - start);
+  let shift = f32(x[base]);
+  let st = run_stats_around(base + start, n, shift, lid.x);
+  if (lid.x == 0u) {
+    partial[flat * 4u] = bitcast<f32>(n);
+    partial[flat * 4u + 1u] = st.y;
+    partial[flat * 4u + 2u] = st.z * f32(n);
+    partial[flat * 4u + 3u] = shift;
+  }
+}
+#else
 struct U { group_size: u32, groups_total: u32, eps: f32 }
 @group(0) @binding(0) var<uniform> u: U;
-@group(0) @binding(1) var<storage, read> x: array<st>;
 @group(0) @binding(2) var<storage, read_write> stats: array<f32>;
-
-#include "run_stats"
 
 @compute @workgroup_size({{WG}}, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
@@ -39,6 +66,39 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     stats[grp * 4u + 2u] = inverseSqrt(st.z + u.eps);
     stats[grp * 4u + 3u] = 0.0;
   }
+}
+#endif
+#endif
+
+#if COMBINE
+// One thread per group: Chan et al.'s pairwise merge of the parts' (count, mean, M2), in part
+// order. The means are relative to the group's shared shift, so their differences keep their
+// digits when the data sit on a large offset.
+struct U { groups_total: u32, parts: u32, eps: f32 }
+@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(1) var<storage, read> partial: array<f32>;
+@group(0) @binding(2) var<storage, read_write> stats: array<f32>;
+
+@compute @workgroup_size(64, 1, 1)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let grp = flat_workgroup(wid, nwg) * 64u + lid.x;
+  if (grp >= u.groups_total) { return; }
+  var n = 0.0;
+  var mean = 0.0;
+  var m2 = 0.0;
+  for (var p = 0u; p < u.parts; p++) {
+    let i = (grp * u.parts + p) * 4u;
+    let nb = f32(bitcast<u32>(partial[i]));
+    let total = n + nb;
+    let delta = partial[i + 1u] - mean;
+    mean += delta * (nb / total);
+    m2 += partial[i + 2u] + delta * delta * (n * nb / total);
+    n = total;
+  }
+  stats[grp * 4u] = partial[grp * u.parts * 4u + 3u];
+  stats[grp * 4u + 1u] = mean;
+  stats[grp * 4u + 2u] = inverseSqrt(m2 / n + u.eps);
+  stats[grp * 4u + 3u] = 0.0;
 }
 #endif
 

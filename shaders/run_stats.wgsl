@@ -20,7 +20,11 @@ fn workgroup_sum(v: f32, lid: u32) -> f32 {
 
 /** (shift, mean - shift, variance) */
 fn run_stats(base: u32, n: u32, lid: u32) -> vec3<f32> {
-  let shift = f32(x[base]);
+  return run_stats_around(base, n, f32(x[base]), lid);
+}
+
+/** (shift, mean - shift, variance) of x[base .. base + n) around a given shift (a part of a longer run shares the run's). */
+fn run_stats_around(base: u32, n: u32, shift: f32, lid: u32) -> vec3<f32> {
   var s = 0.0;
   for (var i = lid; i < n; i += WG) { s += f32(x[base + i]) - shift; }
   let dmean = workgroup_sum(s, lid) / f32(n);

@@ -84,6 +84,9 @@ timeout 120 "$NODE" "$KIT/bench/sd.mjs" --precision "$prec" --profile "${sd[@]}"
 stage "fresco: GEMM/conv vs FMA peak, each way of running the GEMM core (bench/gemm.ts)"
 timeout 60 "$NODE" "$KIT/bench/gemm.mjs" "${gemm[@]}"; keep
 
+stage "fresco: attention kernels vs a naive three-pass version, up to 4096 tokens (bench/attention.ts --big)"
+timeout 60 "$NODE" "$KIT/bench/attention.mjs" --big
+
 # The GEMM core's other ways on the same GPU (auto picks 'sized' there).
 for f in tiled direct; do
   stage "fresco: SD 1.5-shaped U-Net step, $prec, GEMM feed '$f' (bench/sd.ts)"

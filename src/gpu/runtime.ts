@@ -132,6 +132,12 @@ export class Runtime {
    * compare the two).
    */
   gemmAdapt = true;
+  /**
+   * Group norm statistics of large groups in parallel parts, merged after (src/kernels/group_norm.ts
+   * groupNormParts): on GPUs, where one workgroup per group leaves most of the chip idle. CPU
+   * adapters keep one workgroup per group (their few threads are busy either way).
+   */
+  splitNormStats: boolean;
 
   constructor(readonly gpu: GpuContext) {
     this.device = gpu.device;
@@ -143,6 +149,7 @@ export class Runtime {
     };
     this.deviceLimits = { binding: l.maxStorageBufferBindingSize, buffer: l.maxBufferSize };
     this.gemmFeed = isCpuAdapter(gpu.adapterName) ? 'direct' : 'tiled';
+    this.splitNormStats = !isCpuAdapter(gpu.adapterName);
     // Errors outside any scope (weight uploads, for one) still reach the next assertHealthy().
     this.device.onuncapturederror = (ev) => {
       this.pendingErrors.push(Promise.resolve(`GPU error: ${ev.error.message}`));

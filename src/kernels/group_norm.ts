@@ -6,6 +6,21 @@ import { activationParams, ShapeError, trafficBytes, type Activation } from './g
 import { commonDType, storageParams } from './dtype.ts';
 
 const WG = 256;
+/** Workgroups the statistics pass should have before it stops cutting groups into parts (GPUs). */
+const TARGET_STAT_WORKGROUPS = 512;
+/** The fewest values a part gets: shorter ones cost more in the merge than they save. */
+const MIN_PART = 1024;
+
+/**
+ * Parts per group for the statistics pass: 1 on CPU adapters (Runtime.splitNormStats off), else
+ * enough for about TARGET_STAT_WORKGROUPS workgroups, each part at least MIN_PART values.
+ */
+export function groupNormParts(split: boolean, groupsTotal: number, groupSize: number): { parts: number; chunk: number } {
+  const want = split ? Math.min(Math.ceil(TARGET_STAT_WORKGROUPS / groupsTotal), Math.floor(groupSize / MIN_PART)) : 1;
+  if (want <= 1) return { parts: 1, chunk: groupSize };
+  const chunk = Math.ceil(groupSize / want);
+  return { parts: Math.ceil(groupSize / chunk), chunk };
+}
 
 export interface GroupNormOptions {
   groups: number;
@@ -50,7 +65,23 @@ export function groupNorm(g: Graph, label: string, x: Tensor, gamma: Tensor, bet
   const dtype = commonDType(label, { input: x, gamma, beta, scaleShift: ss, spatialScale: sp?.scale, spatialShift: sp?.shift });
   // Statistics stay f32 whatever the storage type (an f16 variance of a large group overflows or underflows).
   const stats = g.alloc([B, groups, 4], `${label}/stats`);
-  g.dispatch(`${label}/stats`, { shader: 'group_norm', params: { STATS: true, WG: runStatsThreads(groupSize, 64), ...storageParams(dtype) } }, { x, stats }, { group_size: groupSize, groups_total: B * groups, eps }, fold1d(B * groups), { bytes: trafficBytes(x, stats) });
+  const groupsTotal = B * groups;
+  const { parts, chunk } = groupNormParts(g.rt.splitNormStats, groupsTotal, groupSize);
+  if (parts === 1) {
+    g.dispatch(`${label}/stats`, { shader: 'group_norm', params: { STATS: true, WG: runStatsThreads(groupSize, 64), ...storageParams(dtype) } }, { x, stats }, { group_size: groupSize, groups_total: groupsTotal, eps }, fold1d(groupsTotal), { bytes: trafficBytes(x, stats) });
+  } else {
+    const partial = g.alloc([groupsTotal, parts, 4], `${label}/partial stats`);
+    g.dispatch(
+      `${label}/stats`,
+      { shader: 'group_norm', params: { STATS: true, PARTS: true, WG: runStatsThreads(chunk, 64), ...storageParams(dtype) } },
+      { x, partial },
+      { group_size: groupSize, groups_total: groupsTotal, parts, chunk },
+      fold1d(groupsTotal * parts),
+      { bytes: trafficBytes(x, partial) },
+    );
+    g.dispatch(`${label}/stats merge`, { shader: 'group_norm', params: { COMBINE: true } }, { partial, stats }, { groups_total: groupsTotal, parts, eps }, fold1d(Math.ceil(groupsTotal / 64)), { bytes: trafficBytes(partial, stats) });
+    g.release(partial);
+  }
   const out = g.alloc(x.shape, label, dtype);
   g.dispatch(
     label,

@@ -1,4 +1,5 @@
-import { groupNorm } from '../../src/kernels/group_norm.ts';
+import { groupNorm, groupNormParts } from '../../src/kernels/group_norm.ts';
+import type { Runtime } from '../../src/gpu/runtime.ts';
 import { groupNormRef, groupNormSpatialRef } from '../ref/group_norm.ts';
 import type { ActName } from '../ref/elementwise.ts';
 import { input, randn, runGraph } from '../helpers/gpu.ts';
@@ -24,6 +25,8 @@ const rows: Row[] = [
   { shape: [2, 64, 8, 8], groups: 32, eps: 1e-6, offset: 100 },
   { shape: [1, 32, 16, 16], groups: 1, eps: 1e-5, offset: 100 },
   { shape: [3, 6, 5, 7], groups: 3, eps: 1e-5, offset: -1000 },
+  // Groups of 3410 values: three statistics parts of 1137, 1137 and 1136 where the split runs
+  { shape: [1, 10, 31, 11], groups: 1, eps: 1e-5, offset: 50 },
 ];
 
 const plainCases: OpCase[] = rows.flatMap((r, i) =>
@@ -109,4 +112,36 @@ const spatialCases: OpCase[] = spatialRows.flatMap((r, i) =>
   })),
 );
 
-export const groupNormCases: OpCase[] = [...plainCases, ...scaleShiftCases, ...spatialCases];
+/**
+ * The rows whose groups the statistics pass cuts into parts on GPUs (groupNormParts), rerun with
+ * the split forced on (Runtime.splitNormStats), whichever way the adapter runs them by default.
+ */
+function splitStats(cases: OpCase[], shapeOf: (name: string) => { groupsTotal: number; groupSize: number }): OpCase[] {
+  return cases
+    .filter((c) => {
+      const { groupsTotal, groupSize } = shapeOf(c.name);
+      return groupNormParts(true, groupsTotal, groupSize).parts > 1;
+    })
+    .map((c) => ({ ...c, name: `${c.name} [split stats]`, run: (rt: Runtime) => withSplitNormStats(rt, () => c.run(rt)) }));
+}
+
+async function withSplitNormStats<T>(rt: Runtime, fn: () => Promise<T>): Promise<T> {
+  const prev = rt.splitNormStats;
+  rt.splitNormStats = true;
+  try {
+    return await fn();
+  } finally {
+    rt.splitNormStats = prev;
+  }
+}
+
+/** Groups and group size from a case name's leading "[B,C,...spatial] ... groups G". */
+function shapeFromName(name: string): { groupsTotal: number; groupSize: number } {
+  const dims = /^\[([\d,]+)\]/.exec(name)![1]!.split(',').map(Number);
+  const groups = Number(/groups (\d+)/.exec(name)![1]);
+  const [B, C] = dims as [number, number];
+  return { groupsTotal: B * groups, groupSize: (C / groups) * dims.slice(2).reduce((a, b) => a * b, 1) };
+}
+
+const oneWay = [...plainCases, ...scaleShiftCases, ...spatialCases];
+export const groupNormCases: OpCase[] = [...oneWay, ...splitStats(oneWay, shapeFromName)];
