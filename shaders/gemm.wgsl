@@ -143,26 +143,11 @@ const THREADS = WG * WG;
 var<workgroup> at: array<vec4<f32>, BK * BM / 4u>;
 var<workgroup> wt: array<vec4<f32>, BK * BN / 4u>;
 
-// A(m, k) of batch item z, zero outside the matrix (and in a conv's padding).
+// A(m, k) of batch item z for the layouts read as plain matrices, zero outside (a conv's
+// implicit im2col stages its own way, below).
 fn read_a(z: u32, m: u32, k: u32) -> f32 {
   if (m >= u.M || k >= u.K) { return 0.0; }
-#if A_IM2COL
-  let taps = u.kh * u.kw;
-  let ci = k / taps;
-  let tap = k % taps;
-  let iy = i32((m / u.Wout) * u.stride) - i32(u.padT) + i32(tap / u.kw);
-  let ix = i32((m % u.Wout) * u.stride) - i32(u.padL) + i32(tap % u.kw);
-#if UPSAMPLE
-  if (iy < 0 || iy >= i32(u.upH) || ix < 0 || ix >= i32(u.upW)) { return 0.0; }
-  let sy = u32(iy) / 2u;
-  let sx = u32(ix) / 2u;
-#else
-  if (iy < 0 || iy >= i32(u.H) || ix < 0 || ix >= i32(u.W)) { return 0.0; }
-  let sy = u32(iy);
-  let sx = u32(ix);
-#endif
-  return f32(a[((z * u.Cin + ci) * u.H + sy) * u.W + sx]);
-#elif A_COLMAJOR
+#if A_COLMAJOR
   return f32(a[z * u.K * u.M + k * u.M + m]);
 #else
   return f32(a[z * u.M * u.K + m * u.K + k]);
@@ -179,15 +164,62 @@ fn read_w(n: u32, k: u32) -> f32 {
 // vector (WGSL's memory model; Dawn's HLSL writes it back entire), so threads must never share
 // one. Which index runs fastest across threads follows the memory layout, so a warp's loads are
 // contiguous: m for im2col and channel-major A (neighbouring pixels), k for row-major A and for W.
-#if A_IM2COL
-const A_M_FAST = true;
-#elif A_COLMAJOR
+#if A_COLMAJOR
 const A_M_FAST = true;
 #else
 const A_M_FAST = false;
 #endif
 
+#if A_IM2COL
+// With m fastest across threads and THREADS a multiple of BM / 4, a thread stages the same four
+// output pixels of its tile at every k: their input origins are worked out once (im2col_rows),
+// and each k's (ci, ky, kx) once per four pixels, instead of six integer divisions per value.
+var<private> org_y: array<i32, 4>;
+var<private> org_x: array<i32, 4>;
+var<private> org_ok: array<bool, 4>;
+
+fn im2col_rows(mt: u32, t: u32) {
+  let m4 = t % (BM / 4u);
+  for (var j = 0u; j < 4u; j++) {
+    let m = mt + 4u * m4 + j;
+    let mm = min(m, u.M - 1u);
+    org_y[j] = i32((mm / u.Wout) * u.stride) - i32(u.padT);
+    org_x[j] = i32((mm % u.Wout) * u.stride) - i32(u.padL);
+    org_ok[j] = m < u.M;
+  }
+}
+#endif
+
 fn stage(z: u32, mt: u32, nt: u32, k0: u32, t: u32) {
+#if A_IM2COL
+  let taps = u.kh * u.kw;
+  let m4 = t % (BM / 4u);
+  for (var kl = t / (BM / 4u); kl < BK; kl += THREADS / (BM / 4u)) {
+    let k = k0 + kl;
+    var val = vec4<f32>(0.0);
+    if (k < u.K) {
+      let ci = k / taps;
+      let tap = k % taps;
+      let ky = i32(tap / u.kw);
+      let kx = i32(tap % u.kw);
+      let plane = (z * u.Cin + ci) * u.H;
+      for (var j = 0u; j < 4u; j++) {
+        let iy = org_y[j] + ky;
+        let ix = org_x[j] + kx;
+#if UPSAMPLE
+        if (org_ok[j] && iy >= 0 && iy < i32(u.upH) && ix >= 0 && ix < i32(u.upW)) {
+          val[j] = f32(a[(plane + u32(iy) / 2u) * u.W + u32(ix) / 2u]);
+        }
+#else
+        if (org_ok[j] && iy >= 0 && iy < i32(u.H) && ix >= 0 && ix < i32(u.W)) {
+          val[j] = f32(a[(plane + u32(iy)) * u.W + u32(ix)]);
+        }
+#endif
+      }
+    }
+    at[kl * (BM / 4u) + m4] = val;
+  }
+#else
   for (var e = t; e < BK * BM / 4u; e += THREADS) {
     var m4 = e % (BM / 4u);
     var kl = e / (BM / 4u);
@@ -199,6 +231,7 @@ fn stage(z: u32, mt: u32, nt: u32, k0: u32, t: u32) {
     let k = k0 + kl;
     at[kl * (BM / 4u) + m4] = vec4<f32>(read_a(z, m, k), read_a(z, m + 1u, k), read_a(z, m + 2u, k), read_a(z, m + 3u, k));
   }
+#endif
   for (var e = t; e < BK * BN / 4u; e += THREADS) {
     let kl = e % BK;
     let n = nt + 4u * (e / BK);
@@ -231,6 +264,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   // No early return: every thread stages its share and meets every barrier. A slice's last
   // BK-deep step never reaches into the next (kChunk is a multiple of BK); read_a/read_w zero k >= K.
   let kEnd = min(u.K, (slice + 1u) * u.kChunk);
+#if A_IM2COL
+  im2col_rows(mt, t);
+#endif
   for (var k0 = slice * u.kChunk; k0 < kEnd; k0 += BK) {
     stage(z, mt, nt, k0, t);
     workgroupBarrier();

@@ -3,7 +3,9 @@
 # carried (bench/device/pack.mjs made it): Fresco's Node/Dawn benches on the GPU through Vulkan,
 # then the same models in PyTorch on the same GPU. Everything worth keeping lands in $OUT.
 #   bench/device/run.sh [quick]      (quick: small sizes and few repeats, to check the kit on a CPU adapter;
-#                                    SKIP_TORCH=1 leaves PyTorch out, e.g. when an earlier call measured it)
+#                                    SKIP_TORCH=1 leaves PyTorch out, e.g. when an earlier call measured it;
+#                                    STAGES="fashion sd gemm" runs only those: fashion fashion-tiled sd
+#                                    gemm attention sd-feeds sd-f32 torch)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/fresco-out}
@@ -66,39 +68,50 @@ fi
 # included) ends well inside its limit; results are copied to $OUT after each, so a stage killed
 # at its cap still leaves the earlier ones' files behind.
 # $OUT takes names of letters, digits, '.', '_' and '-' only.
+want() { [ -z "${STAGES:-}" ] || [[ " $STAGES " == *" $1 "* ]]; }
 keep() { for f in "$KIT"/bench/results/*.json; do [ -f "$f" ] && cp "$f" "$OUT/$(basename "$f" | tr -c 'A-Za-z0-9._\n-' '_')"; done; true; }
 
 # Dawn on NVIDIA's Vulkan driver offered no shader-f16 on an H200 (2026-11-26): the SD stages then run f32.
 prec=f32
 "$NODE" bench/device/probe.mjs "$KIT" 2>/dev/null | grep -q ' shader-f16' && prec=f16
 
-stage "fresco: fashion-ldm (bench/generate.ts)"
-timeout 90 "$NODE" "$KIT/bench/generate.mjs" "${gen[@]}"; keep
+if want fashion; then
+  stage "fresco: fashion-ldm (bench/generate.ts)"
+  timeout 90 "$NODE" "$KIT/bench/generate.mjs" "${gen[@]}"; keep
+fi
 
-stage "fresco: fashion-ldm U-Net steps, GEMM feed 'tiled' (128 x 128 tiles, all of K) for comparison"
-timeout 60 "$NODE" "$KIT/bench/generate.mjs" "${gen[@]}" --gen-repeat 1 --profile-runs 0 --gemm-feed tiled; keep
+if want fashion-tiled; then
+  stage "fresco: fashion-ldm U-Net steps, GEMM feed 'tiled' (128 x 128 tiles, all of K) for comparison"
+  timeout 60 "$NODE" "$KIT/bench/generate.mjs" "${gen[@]}" --gen-repeat 1 --profile-runs 0 --gemm-feed tiled; keep
+fi
 
-stage "fresco: SD 1.5-shaped text, U-Net step, 512x512 decode, $prec, per-kernel profile (bench/sd.ts)"
-timeout 120 "$NODE" "$KIT/bench/sd.mjs" --precision "$prec" --profile "${sd[@]}"; keep
+if want sd; then
+  stage "fresco: SD 1.5-shaped text, U-Net step, 512x512 decode, $prec, per-kernel profile (bench/sd.ts)"
+  timeout 120 "$NODE" "$KIT/bench/sd.mjs" --precision "$prec" --profile "${sd[@]}"; keep
+fi
 
-stage "fresco: GEMM/conv vs FMA peak, each way of running the GEMM core (bench/gemm.ts)"
-timeout 60 "$NODE" "$KIT/bench/gemm.mjs" "${gemm[@]}"; keep
+if want gemm; then
+  stage "fresco: GEMM/conv vs FMA peak, each way of running the GEMM core (bench/gemm.ts)"
+  timeout 60 "$NODE" "$KIT/bench/gemm.mjs" "${gemm[@]}"; keep
+fi
 
-stage "fresco: attention kernels vs a naive three-pass version, up to 4096 tokens (bench/attention.ts --big)"
-timeout 60 "$NODE" "$KIT/bench/attention.mjs" --big
+if want attention; then
+  stage "fresco: attention kernels vs a naive three-pass version, up to 4096 tokens (bench/attention.ts --big)"
+  timeout 60 "$NODE" "$KIT/bench/attention.mjs" --big
+fi
 
 # The GEMM core's other ways on the same GPU (auto picks 'sized' there).
-for f in tiled direct; do
+want sd-feeds && for f in tiled direct; do
   stage "fresco: SD 1.5-shaped U-Net step, $prec, GEMM feed '$f' (bench/sd.ts)"
   timeout 60 "$NODE" "$KIT/bench/sd.mjs" --precision "$prec" --stages unet --gemm-feed "$f" "${sdq[@]}"; keep
 done
 
-if [ "$prec" = f16 ]; then
+if [ "$prec" = f16 ] && want sd-f32; then
   stage "fresco: SD 1.5-shaped U-Net step and decode, f32 (bench/sd.ts)"
   timeout 60 "$NODE" "$KIT/bench/sd.mjs" --precision f32 --stages unet,decode "${sd[@]}"; keep
 fi
 
-if [ -z "${SKIP_TORCH:-}" ]; then
+if [ -z "${SKIP_TORCH:-}" ] && want torch; then
   stage "pytorch: the same models on the same GPU (bench/device/torch_bench.py)"
   timeout 120 "$PY" -B bench/device/torch_bench.py --out "$OUT/torch.json" "${torchq[@]}"
 fi
