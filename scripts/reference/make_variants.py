@@ -241,6 +241,28 @@ CASES = {
         'block_out_channels': [32, 32, 32], 'latent_channels': 3, 'layers_per_block': 2, 'norm_type': 'spatial',
         'num_vq_embeddings': 24, 'down_block_types': ['DownEncoderBlock2D'] * 3, 'up_block_types': ['UpDecoderBlock2D'] * 3,
     }, 'decode', {'latents': [2, 3, 3, 5]}),
+    # AttnDownEncoderBlock2D / AttnUpDecoderBlock2D (VAE blocks with an attention after each resnet: one head,
+    # as the Encoder / Decoder pass attention_head_dim = the block's channels; group norm of norm_num_groups,
+    # eps 1e-6, residual), mixed with the plain blocks. The encode case's odd size reaches the attentions as
+    # 7x8 and 4x4; the decode case has attentions at the latent size and at 4x it (20x28, 560 tokens).
+    'vae-encode-attn': ('vae-kl-encode', {
+        'block_out_channels': [8, 16, 32], 'norm_num_groups': 4, 'latent_channels': 3, 'layers_per_block': 2,
+        'down_block_types': ['DownEncoderBlock2D', 'AttnDownEncoderBlock2D', 'AttnDownEncoderBlock2D'], 'up_block_types': ['UpDecoderBlock2D'] * 3,
+    }, 'encode', {'image': [2, 3, 13, 15]}),
+    'vae-decode-attn': ('vae-kl-decode', {
+        'block_out_channels': [8, 16, 32], 'norm_num_groups': 4, 'latent_channels': 3,
+        'down_block_types': ['AttnDownEncoderBlock2D', 'DownEncoderBlock2D', 'DownEncoderBlock2D'],
+        'up_block_types': ['AttnUpDecoderBlock2D', 'UpDecoderBlock2D', 'AttnUpDecoderBlock2D'],
+    }, 'decode', {'latents': [2, 3, 5, 7]}),
+    # VQModel norm_type 'spatial' with AttnUpDecoderBlock2D (Kandinsky 2.2's movq layout: attention in the first
+    # up block and the last down block): the attentions have no group norm but a SpatialNorm over the quantized
+    # latents (spatial_norm_dim = latent_channels), nearest-interpolated to 5x7 (the same size) and 20x28; the
+    # residual is the attention's input before that norm.
+    'vq-spatial-attn': ('vq', {
+        'block_out_channels': [32, 32, 64], 'latent_channels': 4, 'norm_type': 'spatial', 'num_vq_embeddings': 16,
+        'down_block_types': ['DownEncoderBlock2D', 'DownEncoderBlock2D', 'AttnDownEncoderBlock2D'],
+        'up_block_types': ['AttnUpDecoderBlock2D', 'UpDecoderBlock2D', 'AttnUpDecoderBlock2D'],
+    }, 'decode', {'latents': [2, 4, 5, 7]}),
     # act_fn other than SiLU, one case per model family. UNet2DModel: the resnets only (its
     # TimestepEmbedding and conv_act stay SiLU); UNet2DConditionModel: the resnets, both
     # TimestepEmbeddings (time and 'timestep' class) and conv_act; AutoencoderKL: the resnets

@@ -314,15 +314,31 @@ def _vae_mid(W, p, h, groups, zq=None, attention=True, act=F.silu):
     return resnet(W, f'{p}.resnets.1', h, None, groups, 1e-6, zq=zq, act=act)
 
 
+VAE_DOWN, VAE_UP = ('DownEncoderBlock2D', 'AttnDownEncoderBlock2D'), ('UpDecoderBlock2D', 'AttnUpDecoderBlock2D')
+
+
+def vae_block_types(cfg, key):
+    """The Encoder's down_block_types / the Decoder's up_block_types, one per level ('UNetRes' prefix
+    stripped, as get_down_block / get_up_block do)."""
+    n = len(cfg['block_out_channels'])
+    kinds = [k[7:] if k.startswith('UNetRes') else k for k in cfg.get(key) or [VAE_DOWN[0] if key == 'down_block_types' else VAE_UP[0]] * n]
+    assert len(kinds) == n and set(kinds) <= set(VAE_DOWN if key == 'down_block_types' else VAE_UP), kinds
+    return kinds
+
+
 def vae_encode_mean(W, cfg, image):
-    """AutoencoderKL.encode(image).latent_dist.mean. act_fn: the resnets' (conv_act is always SiLU)."""
+    """AutoencoderKL.encode(image).latent_dist.mean. act_fn: the resnets' (conv_act is always SiLU).
+    AttnDownEncoderBlock2D: an attention after each resnet (one head: the Encoder passes attention_head_dim
+    = the block's channels; group norm of norm_num_groups, eps 1e-6, residual)."""
     ch, groups, layers = cfg['block_out_channels'], cfg.get('norm_num_groups', 32), cfg.get('layers_per_block', 1)
     act = get_activation(cfg.get('act_fn', 'silu'))
     h = conv(W, 'encoder.conv_in', image)
-    for i in range(len(ch)):
+    for i, kind in enumerate(vae_block_types(cfg, 'down_block_types')):
         p = f'encoder.down_blocks.{i}'
         for j in range(layers):
             h = resnet(W, f'{p}.resnets.{j}', h, None, groups, 1e-6, act=act)
+            if kind == 'AttnDownEncoderBlock2D':
+                h = spatial_attention(W, f'{p}.attentions.{j}', h, 1, groups, 1e-6)
         if i < len(ch) - 1:
             h = downsample(W, f'{p}.downsamplers.0', h, 0)
     h = _vae_mid(W, 'encoder.mid_block', h, groups, act=act)
@@ -334,16 +350,19 @@ def vae_encode_mean(W, cfg, image):
 def vae_decode(W, cfg, latents, zq=None):
     """AutoencoderKL.decode(latents).sample (no scaling_factor applied, as diffusers' decode does not);
     with zq, the Decoder under norm_type 'spatial' (every norm a SpatialNorm over zq). act_fn: the
-    resnets' (conv_act is always SiLU)."""
+    resnets' (conv_act is always SiLU). AttnUpDecoderBlock2D: an attention after each resnet (one head,
+    residual), with a group norm, or under 'spatial' a SpatialNorm over zq and no group norm."""
     ch, groups, layers = cfg['block_out_channels'], cfg.get('norm_num_groups', 32), cfg.get('layers_per_block', 1)
     act = get_activation(cfg.get('act_fn', 'silu'))
     h = conv(W, 'post_quant_conv', latents, padding=0)
     h = conv(W, 'decoder.conv_in', h)
     h = _vae_mid(W, 'decoder.mid_block', h, groups, zq, cfg.get('mid_block_add_attention', True), act)
-    for i in range(len(ch)):
+    for i, kind in enumerate(vae_block_types(cfg, 'up_block_types')):
         p = f'decoder.up_blocks.{i}'
         for j in range(layers + 1):
             h = resnet(W, f'{p}.resnets.{j}', h, None, groups, 1e-6, zq=zq, act=act)
+            if kind == 'AttnUpDecoderBlock2D':
+                h = spatial_attention(W, f'{p}.attentions.{j}', h, 1, None if zq is not None else groups, 1e-6, zq=zq)
         if i < len(ch) - 1:
             h = upsample(W, f'{p}.upsamplers.0', h)
     if zq is not None:

@@ -179,7 +179,7 @@ def _spatial_norm(p, c, zq):
 def _vae(cfg, double_z, zq=None):
     """Encoder, decoder and quant convs of AutoencoderKL (double_z) / VQModel (quant_conv and
     post_quant_conv from/to vq_embed_dim). zq: the SpatialNorms' zq channels under norm_type 'spatial'
-    (resnet norms, the mid attention's spatial_norm instead of its group_norm, conv_norm_out)."""
+    (resnet norms, the decoder attentions' spatial_norm instead of their group_norm, conv_norm_out)."""
     ch, layers, lat = cfg['block_out_channels'], cfg['layers_per_block'], cfg['latent_channels']
     n = len(ch)
 
@@ -192,14 +192,24 @@ def _vae(cfg, double_z, zq=None):
                 s.update(_spatial_norm(f'{p}.{k}', c, zq))
         return s
 
-    def mid(p, c, spatial=False):
-        attn = _spatial_attention(f'{p}.attentions.0', c)
+    def attention(p, c, spatial):
+        # The mid block's and AttnDownEncoderBlock2D / AttnUpDecoderBlock2D's: under 'spatial' a
+        # spatial_norm over zq instead of the group_norm.
+        attn = _spatial_attention(p, c)
         if spatial:
-            del attn[f'{p}.attentions.0.group_norm.weight'], attn[f'{p}.attentions.0.group_norm.bias']
-            attn.update(_spatial_norm(f'{p}.attentions.0.spatial_norm', c, zq))
-        if not cfg.get('mid_block_add_attention', True):
-            attn = {}
+            del attn[f'{p}.group_norm.weight'], attn[f'{p}.group_norm.bias']
+            attn.update(_spatial_norm(f'{p}.spatial_norm', c, zq))
+        return attn
+
+    def mid(p, c, spatial=False):
+        attn = attention(f'{p}.attentions.0', c, spatial) if cfg.get('mid_block_add_attention', True) else {}
         return {**resnet(f'{p}.resnets.0', c, c, spatial), **attn, **resnet(f'{p}.resnets.1', c, c, spatial)}
+
+    # get_down_block / get_up_block strip a leading 'UNetRes'; AttnDownEncoderBlock2D / AttnUpDecoderBlock2D
+    # have an attention (attentions.j) after each resnet.
+    strip = lambda k: k[7:] if k.startswith('UNetRes') else k
+    down_types = [strip(k) for k in cfg.get('down_block_types') or ['DownEncoderBlock2D'] * n]
+    up_types = [strip(k) for k in cfg.get('up_block_types') or ['UpDecoderBlock2D'] * n]
 
     s = _conv('encoder.conv_in', ch[0], cfg['in_channels'])
     out = ch[0]
@@ -207,6 +217,8 @@ def _vae(cfg, double_z, zq=None):
         cin, out = out, ch[i]
         for j in range(layers):
             s.update(resnet(f'encoder.down_blocks.{i}.resnets.{j}', cin if j == 0 else out, out, False))
+            if down_types[i] == 'AttnDownEncoderBlock2D':
+                s.update(attention(f'encoder.down_blocks.{i}.attentions.{j}', out, False))
         if i < n - 1:
             s.update(_conv(f'encoder.down_blocks.{i}.downsamplers.0.conv', out, out))
     s.update(mid('encoder.mid_block', ch[-1]))
@@ -226,6 +238,8 @@ def _vae(cfg, double_z, zq=None):
         prev, out = rev[max(i - 1, 0)], rev[i]
         for j in range(layers + 1):
             s.update(resnet(f'decoder.up_blocks.{i}.resnets.{j}', prev if j == 0 else out, out, spatial))
+            if up_types[i] == 'AttnUpDecoderBlock2D':
+                s.update(attention(f'decoder.up_blocks.{i}.attentions.{j}', out, spatial))
         if i < n - 1:
             s.update(_conv(f'decoder.up_blocks.{i}.upsamplers.0.conv', out, out))
     s.update({**(_spatial_norm('decoder.conv_norm_out', ch[0], zq) if spatial else _norm('decoder.conv_norm_out', ch[0])),

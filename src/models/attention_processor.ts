@@ -42,6 +42,11 @@ export class SpatialAttention {
     this.out = loadLinear(w, 'to_out.0', c, c);
   }
 
+  /** The weight prefix this attention loads from (for error messages). */
+  get where(): string {
+    return this.w.prefix;
+  }
+
   /** zq: the quantized latents, for a spatial_norm (the residual stays x, as in diffusers). */
   forward(g: Graph, x: Tensor, zq?: Tensor): Tensor {
     const p = this.w.prefix;

@@ -6,7 +6,7 @@ import { conv2d, type Activation } from '../kernels/gemm.ts';
 import { concatChannels, firResample2x } from '../kernels/elementwise.ts';
 import { groupNorm } from '../kernels/group_norm.ts';
 import { SpatialAttention } from './attention_processor.ts';
-import { releaseSplit, type Split } from './channel_split.ts';
+import { releaseSplit, single, whole, type Split } from './channel_split.ts';
 import { ConfigError, type WeightLoader } from './loader.ts';
 import { Downsample2D, loadConv, loadNorm, ResnetBlock2D, Upsample2D, type TimeEmbeddingNorm } from './resnet.ts';
 
@@ -81,23 +81,31 @@ export interface SkipSample {
 export interface DownBlock {
   /** Returns the block output and the skip states it adds. */
   forward(g: Graph, x: Tensor, temb: Tensor | null, skip?: SkipSample): { out: Tensor; skips: Tensor[] };
-  /** The VAE encoder's path: over channel chunks, consuming x, no skips kept (resnets and downsampler only). */
+  /** The VAE encoder's path: over channel chunks (attentions on whole tensors), consuming x, no skips kept. */
   forwardSplit(g: Graph, x: Split): Split;
 }
 
-/** Resnets then the resampler over channel chunks; each input is released once consumed. */
-function chainSplit(g: Graph, x: Split, resnets: ResnetBlock2D[], resample: ((h: Split) => Split) | null): Split {
+/**
+ * Resnets (each followed by its attention, where the block has them) then the resampler, over
+ * channel chunks; each input is released once consumed. An attention mixes all channels of every
+ * pixel, so it takes its input whole (whole() names the tensor if that would pass the binding
+ * limit) and hands on a single chunk.
+ */
+function chainSplit(g: Graph, x: Split, resnets: ResnetBlock2D[], resample: ((h: Split) => Split) | null, attentions: readonly SpatialAttention[] = []): Split {
+  const steps: ((t: Split) => Split)[] = [];
+  resnets.forEach((r, i) => {
+    steps.push((t) => r.forwardSplit(g, t, null));
+    const a = attentions[i];
+    if (a) steps.push((t) => single(a.forward(g, whole(t, a.where))));
+  });
+  if (resample) steps.push(resample);
   let h = x;
-  for (const r of [...resnets.map((r) => (t: Split) => r.forwardSplit(g, t, null)), ...(resample ? [resample] : [])]) {
-    const next = r(h);
+  for (const step of steps) {
+    const next = step(h);
     releaseSplit(g, h);
     h = next;
   }
   return h;
-}
-
-function noChunkedAttention(where: string, attentions: unknown[]): void {
-  if (attentions.length) throw new ConfigError(`${where}: blocks with attention run on whole tensors only`);
 }
 
 /**
@@ -112,7 +120,7 @@ function resampleResnet(w: WeightLoader, o: BlockOptions, resample: 'up' | 'down
   return new ResnetBlock2D(w, { inChannels: o.outChannels, outChannels: o.outChannels, tembChannels: o.tembChannels, groups: o.groups, eps: o.eps, outputScaleFactor: o.outputScaleFactor, timeEmbeddingNorm: o.timeEmbeddingNorm, act: o.act, resample });
 }
 
-/** DownBlock2D / AttnDownBlock2D / DownEncoderBlock2D / ResnetDownsampleBlock2D: resnets, optional attentions, optional downsampler. */
+/** DownBlock2D / AttnDownBlock2D / DownEncoderBlock2D / AttnDownEncoderBlock2D / ResnetDownsampleBlock2D: resnets, optional attentions, optional downsampler. */
 class Down implements DownBlock {
   private readonly resnets: ResnetBlock2D[] = [];
   private readonly attentions: SpatialAttention[] = [];
@@ -120,7 +128,6 @@ class Down implements DownBlock {
   /** downsamplers.0 as a ResnetBlock2D with down=True (takes the time embedding). */
   private readonly downResnet: ResnetBlock2D | null = null;
   private readonly groups: number;
-  private readonly where: string;
 
   constructor(w: WeightLoader, o: BlockOptions, withAttention: boolean, addDownsample: boolean, downsamplePadding: number, downsampleType: ResampleType = 'conv') {
     for (let i = 0; i < o.numLayers; i++) {
@@ -131,13 +138,11 @@ class Down implements DownBlock {
     if (addDownsample && downsampleType === 'resnet') this.downResnet = resampleResnet(w.sub('downsamplers.0'), o, 'down');
     else if (addDownsample) this.down = new Downsample2D(w.sub('downsamplers.0'), o.outChannels, downsamplePadding);
     this.groups = o.groups;
-    this.where = w.prefix;
   }
 
   forwardSplit(g: Graph, x: Split): Split {
-    noChunkedAttention(this.where, this.attentions);
     const resample = this.down ? (h: Split) => this.down!.forwardSplit(g, h, this.groups) : this.downResnet ? (h: Split) => this.downResnet!.forwardSplit(g, h, null) : null;
-    return chainSplit(g, x, this.resnets, resample);
+    return chainSplit(g, x, this.resnets, resample, this.attentions);
   }
 
   forward(g: Graph, x: Tensor, temb: Tensor | null): { out: Tensor; skips: Tensor[] } {
@@ -168,6 +173,9 @@ export function makeDownBlock(type: string, allowed: readonly string[], w: Weigh
       return new Down(w, o, false, addDownsample, downsamplePadding);
     case 'AttnDownBlock2D':
       return new Down(w, o, true, addDownsample, downsamplePadding, downsampleType);
+    // The VAE encoder's: AttnDownBlock2D's layers without a time embedding, always a conv downsampler.
+    case 'AttnDownEncoderBlock2D':
+      return new Down(w, o, true, addDownsample, downsamplePadding);
     case 'ResnetDownsampleBlock2D':
       return new Down(w, o, false, addDownsample, downsamplePadding, 'resnet');
     case 'SkipDownBlock2D':
@@ -175,7 +183,7 @@ export function makeDownBlock(type: string, allowed: readonly string[], w: Weigh
     case 'AttnSkipDownBlock2D':
       return new SkipDown(w, o, true, addDownsample);
     default:
-      throw new ConfigError(`${where}: down block type ${type} is not supported (supported: DownBlock2D, AttnDownBlock2D, DownEncoderBlock2D, ResnetDownsampleBlock2D, SkipDownBlock2D, AttnSkipDownBlock2D)`);
+      throw new ConfigError(`${where}: down block type ${type} is not supported (supported: DownBlock2D, AttnDownBlock2D, DownEncoderBlock2D, AttnDownEncoderBlock2D, ResnetDownsampleBlock2D, SkipDownBlock2D, AttnSkipDownBlock2D)`);
   }
 }
 
@@ -295,11 +303,11 @@ export class MidBlock2D {
 export interface UpBlock {
   /** Consumes skip states from the end of `skips` (UNet); the decoder passes none. `skip`: UNet2DModel's skip sample. */
   forward(g: Graph, x: Tensor, temb: Tensor | null, skips: Tensor[], skip?: SkipSample): Tensor;
-  /** The VAE decoder's path: over channel chunks, consuming x (resnets and upsampler only). */
+  /** The VAE decoder's path: over channel chunks (attentions on whole tensors), consuming x; no skip connections. */
   forwardSplit(g: Graph, x: Split): Split;
 }
 
-/** UpBlock2D / AttnUpBlock2D / ResnetUpsampleBlock2D (with skip concatenation) and UpDecoderBlock2D (without). */
+/** UpBlock2D / AttnUpBlock2D / ResnetUpsampleBlock2D (with skip concatenation) and UpDecoderBlock2D / AttnUpDecoderBlock2D (without). */
 class Up implements UpBlock {
   private readonly resnets: ResnetBlock2D[] = [];
   private readonly attentions: SpatialAttention[] = [];
@@ -328,10 +336,9 @@ class Up implements UpBlock {
   }
 
   forwardSplit(g: Graph, x: Split): Split {
-    noChunkedAttention(this.where, this.attentions);
     if (this.useSkips) throw new ConfigError(`${this.where}: blocks with skip connections run on whole tensors only`);
     const resample = this.up ? (h: Split) => this.up!.forwardSplit(g, h, this.groups) : this.upResnet ? (h: Split) => this.upResnet!.forwardSplit(g, h, null) : null;
-    return chainSplit(g, x, this.resnets, resample);
+    return chainSplit(g, x, this.resnets, resample, this.attentions);
   }
 
   forward(g: Graph, x: Tensor, temb: Tensor | null, skips: Tensor[]): Tensor {
@@ -379,12 +386,14 @@ export function makeUpBlock(type: string, allowed: readonly string[], w: WeightL
       return new Up(w, o, false, addUpsample, true, 'resnet');
     case 'UpDecoderBlock2D':
       return new Up(w, o, false, addUpsample, false);
+    case 'AttnUpDecoderBlock2D':
+      return new Up(w, o, true, addUpsample, false);
     case 'SkipUpBlock2D':
       return new SkipUp(w, o, false, addUpsample);
     case 'AttnSkipUpBlock2D':
       return new SkipUp(w, o, true, addUpsample);
     default:
-      throw new ConfigError(`${where}: up block type ${type} is not supported (supported: UpBlock2D, AttnUpBlock2D, ResnetUpsampleBlock2D, UpDecoderBlock2D, SkipUpBlock2D, AttnSkipUpBlock2D)`);
+      throw new ConfigError(`${where}: up block type ${type} is not supported (supported: UpBlock2D, AttnUpBlock2D, ResnetUpsampleBlock2D, UpDecoderBlock2D, AttnUpDecoderBlock2D, SkipUpBlock2D, AttnSkipUpBlock2D)`);
   }
 }
 

@@ -38,7 +38,7 @@ export class Encoder {
       out = channels[i]!;
       // The encoder's downsamplers use padding 0: an asymmetric right/bottom pad, unlike the UNet's.
       this.down.push(
-        makeDownBlock(type, ['DownEncoderBlock2D'], w.sub(`down_blocks.${i}`), { numLayers: layers, inChannels: prev, outChannels: out, tembChannels: null, groups, eps: VAE_EPS, attentionHeadDim: out, outputScaleFactor: 1, act }, i !== downTypes.length - 1, 0, c.where),
+        makeDownBlock(type, ['DownEncoderBlock2D', 'AttnDownEncoderBlock2D'], w.sub(`down_blocks.${i}`), { numLayers: layers, inChannels: prev, outChannels: out, tembChannels: null, groups, eps: VAE_EPS, attentionHeadDim: out, outputScaleFactor: 1, act }, i !== downTypes.length - 1, 0, c.where),
       );
     });
     this.mid = new MidBlock2D(w.sub('mid_block'), {
@@ -78,7 +78,8 @@ export class Encoder {
 class SpatialDecoderBlocks {
   readonly midResnets: ResnetBlock2D[] = [];
   readonly midAttention: SpatialAttention | null;
-  readonly up: { resnets: ResnetBlock2D[]; upsampler: Upsample2D | null }[] = [];
+  /** Each resnet is followed by its attention in an AttnUpDecoderBlock2D (null in an UpDecoderBlock2D). */
+  readonly up: { resnets: ResnetBlock2D[]; attentions: (SpatialAttention | null)[]; upsampler: Upsample2D | null }[] = [];
   readonly normOut: SpatialNormWeights;
 
   constructor(w: WeightLoader, c: ConfigReader, channels: number[], upTypes: string[], layers: number, zqChannels: number, act: Activation) {
@@ -94,12 +95,17 @@ class SpatialDecoderBlocks {
     const rev = [...channels].reverse();
     let out = rev[0]!;
     upTypes.forEach((type, i) => {
-      if (type !== 'UpDecoderBlock2D') throw new ConfigError(`${c.where}: up block type ${type} is not supported (supported: UpDecoderBlock2D)`);
+      if (type !== 'UpDecoderBlock2D' && type !== 'AttnUpDecoderBlock2D') throw new ConfigError(`${c.where}: up block type ${type} is not supported (supported: UpDecoderBlock2D, AttnUpDecoderBlock2D)`);
       const prev = out;
       out = rev[i]!;
       const resnets: ResnetBlock2D[] = [];
-      for (let j = 0; j < layers + 1; j++) resnets.push(resnet(`up_blocks.${i}.resnets.${j}`, j === 0 ? prev : out, out));
-      this.up.push({ resnets, upsampler: i !== upTypes.length - 1 ? new Upsample2D(w.sub(`up_blocks.${i}.upsamplers.0`), out) : null });
+      const attentions: (SpatialAttention | null)[] = [];
+      for (let j = 0; j < layers + 1; j++) {
+        resnets.push(resnet(`up_blocks.${i}.resnets.${j}`, j === 0 ? prev : out, out));
+        // Under 'spatial' an AttnUpDecoderBlock2D's attention has a SpatialNorm on zq and no group norm; one head (attention_head_dim = the block's channels).
+        attentions.push(type === 'AttnUpDecoderBlock2D' ? new SpatialAttention(w.sub(`up_blocks.${i}.attentions.${j}`), { channels: out, heads: 1, groups: null, eps: VAE_EPS, rescaleOutputFactor: 1, spatialNormDim: zqChannels }) : null);
+      }
+      this.up.push({ resnets, attentions, upsampler: i !== upTypes.length - 1 ? new Upsample2D(w.sub(`up_blocks.${i}.upsamplers.0`), out) : null });
     });
     this.normOut = loadSpatialNorm(w, 'conv_norm_out', channels[0]!, zqChannels);
   }
@@ -147,7 +153,7 @@ export class Decoder {
       const prev = out;
       out = rev[i]!;
       this.up.push(
-        makeUpBlock(type, ['UpDecoderBlock2D'], w.sub(`up_blocks.${i}`), { numLayers: layers + 1, inChannels: prev, outChannels: out, prevOutputChannels: prev, tembChannels: null, groups, eps: VAE_EPS, attentionHeadDim: out, outputScaleFactor: 1, act }, i !== upTypes.length - 1, c.where),
+        makeUpBlock(type, ['UpDecoderBlock2D', 'AttnUpDecoderBlock2D'], w.sub(`up_blocks.${i}`), { numLayers: layers + 1, inChannels: prev, outChannels: out, prevOutputChannels: prev, tembChannels: null, groups, eps: VAE_EPS, attentionHeadDim: out, outputScaleFactor: 1, act }, i !== upTypes.length - 1, c.where),
       );
     });
     this.normOut = loadNorm(w, 'conv_norm_out', channels[0]!);
@@ -179,11 +185,17 @@ export class Decoder {
       g.release(prev);
       hs = single(m);
       for (const u of sp.up) {
-        for (const r of u.resnets) {
-          const next = r.forwardSplit(g, hs, zq);
+        u.resnets.forEach((r, j) => {
+          let next = r.forwardSplit(g, hs, zq);
           releaseSplit(g, hs);
+          const a = u.attentions[j];
+          if (a) {
+            const t = whole(next, a.where);
+            next = single(a.forward(g, t, zq));
+            g.release(t);
+          }
           hs = next;
-        }
+        });
         if (u.upsampler) {
           const next = u.upsampler.forwardSplit(g, hs, this.groups);
           releaseSplit(g, hs);

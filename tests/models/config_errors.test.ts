@@ -279,7 +279,7 @@ describe('AutoencoderKL config errors', () => {
   it('rejects an unknown up block type by name', async () => {
     const rt = await runtime();
     const folder = await loadModelFolder('tests/fixtures/vae-kl-decode');
-    expect(() => new AutoencoderKL(rt, folder.weights, { ...folder.config, up_block_types: ['UpDecoderBlock2D', 'AttnUpDecoderBlock2D'] })).toThrow(/AttnUpDecoderBlock2D is not supported/);
+    expect(() => new AutoencoderKL(rt, folder.weights, { ...folder.config, up_block_types: ['UpDecoderBlock2D', 'KUpBlock2D'] })).toThrow(/KUpBlock2D is not supported/);
   });
 });
 
@@ -395,8 +395,9 @@ const modelTables: ModelTable[] = [
       ['shift_factor', 0.1159, /shift_factor is not supported/],
       ['latents_mean', [0, 0, 0, 0], /latents_mean is not supported/],
       ['act_fn', 'tanh'],
-      ['down_block_types', ['AttnDownEncoderBlock2D', 'DownEncoderBlock2D'], /AttnDownEncoderBlock2D is not supported/],
-      ['up_block_types', ['UpDecoderBlock2D', 'AttnUpDecoderBlock2D'], /AttnUpDecoderBlock2D is not supported/],
+      // The U-Net's blocks (temb, skips) are not encoder/decoder blocks; the Attn*EncoderBlock2D ones are built (variants/vae-*-attn).
+      ['down_block_types', ['DownBlock2D', 'DownEncoderBlock2D'], /type DownBlock2D is not supported/],
+      ['up_block_types', ['UpDecoderBlock2D', 'KUpBlock2D'], /KUpBlock2D is not supported/],
     ],
   },
   {
@@ -408,7 +409,7 @@ const modelTables: ModelTable[] = [
       ['norm_type', 'layer'],
       ['lookup_from_codebook', true],
       ['act_fn', 'tanh'],
-      ['up_block_types', ['AttnUpDecoderBlock2D', 'UpDecoderBlock2D'], /AttnUpDecoderBlock2D is not supported/],
+      ['up_block_types', ['KUpBlock2D', 'UpDecoderBlock2D'], /KUpBlock2D is not supported/],
       ['shift_factor', 0.1, /shift_factor is not supported/],
     ],
   },
