@@ -159,7 +159,7 @@ fn read_w(n: u32, k: u32) -> f32 {
   return f32(w[n * u.K + k]);
 }
 
-// Stages the slice k0 .. k0 + BK - 1 of the tile at (mt, nt). Each thread writes whole vec4s
+// The slice k0 .. k0 + BK - 1 of the tile at (mt, nt) goes to workgroup memory in whole vec4s
 // (4 neighbouring m, or n, at one k): a store to one component of a vector may touch the whole
 // vector (WGSL's memory model; Dawn's HLSL writes it back entire), so threads must never share
 // one. Which index runs fastest across threads follows the memory layout, so a warp's loads are
@@ -190,11 +190,23 @@ fn im2col_rows(mt: u32, t: u32) {
 }
 #endif
 
-fn stage(z: u32, mt: u32, nt: u32, k0: u32, t: u32) {
+// The next slice is read from global memory into registers while the current one is multiplied
+// out of workgroup memory (fetch before the FMAs, put after the barrier): the loads' latency hides
+// behind arithmetic instead of stalling every thread once per slice. NA / NW: this thread's vec4s
+// of the A and W slices (BK·BM/4 and BK·BN/4 are whole multiples of THREADS).
+const NA = BK * BM / 4u / THREADS;
+const NW = BK * BN / 4u / THREADS;
+var<private> pa: array<vec4<f32>, NA>;
+var<private> pai: array<u32, NA>;
+var<private> pw: array<vec4<f32>, NW>;
+var<private> pwi: array<u32, NW>;
+
+fn fetch(z: u32, mt: u32, nt: u32, k0: u32, t: u32) {
 #if A_IM2COL
   let taps = u.kh * u.kw;
   let m4 = t % (BM / 4u);
-  for (var kl = t / (BM / 4u); kl < BK; kl += THREADS / (BM / 4u)) {
+  for (var i = 0u; i < NA; i++) {
+    let kl = t / (BM / 4u) + i * (THREADS / (BM / 4u));
     let k = k0 + kl;
     var val = vec4<f32>(0.0);
     if (k < u.K) {
@@ -217,10 +229,12 @@ fn stage(z: u32, mt: u32, nt: u32, k0: u32, t: u32) {
 #endif
       }
     }
-    at[kl * (BM / 4u) + m4] = val;
+    pa[i] = val;
+    pai[i] = kl * (BM / 4u) + m4;
   }
 #else
-  for (var e = t; e < BK * BM / 4u; e += THREADS) {
+  for (var i = 0u; i < NA; i++) {
+    let e = t + i * THREADS;
     var m4 = e % (BM / 4u);
     var kl = e / (BM / 4u);
     if (!A_M_FAST) {
@@ -229,15 +243,24 @@ fn stage(z: u32, mt: u32, nt: u32, k0: u32, t: u32) {
     }
     let m = mt + 4u * m4;
     let k = k0 + kl;
-    at[kl * (BM / 4u) + m4] = vec4<f32>(read_a(z, m, k), read_a(z, m + 1u, k), read_a(z, m + 2u, k), read_a(z, m + 3u, k));
+    pa[i] = vec4<f32>(read_a(z, m, k), read_a(z, m + 1u, k), read_a(z, m + 2u, k), read_a(z, m + 3u, k));
+    pai[i] = kl * (BM / 4u) + m4;
   }
 #endif
-  for (var e = t; e < BK * BN / 4u; e += THREADS) {
+  for (var i = 0u; i < NW; i++) {
+    let e = t + i * THREADS;
     let kl = e % BK;
     let n = nt + 4u * (e / BK);
     let k = k0 + kl;
-    wt[kl * (BN / 4u) + e / BK] = vec4<f32>(read_w(n, k), read_w(n + 1u, k), read_w(n + 2u, k), read_w(n + 3u, k));
+    pw[i] = vec4<f32>(read_w(n, k), read_w(n + 1u, k), read_w(n + 2u, k), read_w(n + 3u, k));
+    pwi[i] = kl * (BN / 4u) + e / BK;
   }
+}
+
+// The fetched slice into workgroup memory, whole vec4s only (see above).
+fn put() {
+  for (var i = 0u; i < NA; i++) { at[pai[i]] = pa[i]; }
+  for (var i = 0u; i < NW; i++) { wt[pwi[i]] = pw[i]; }
 }
 #endif
 
@@ -267,9 +290,14 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
 #if A_IM2COL
   im2col_rows(mt, t);
 #endif
-  for (var k0 = slice * u.kChunk; k0 < kEnd; k0 += BK) {
-    stage(z, mt, nt, k0, t);
+  let kBegin = slice * u.kChunk;
+  if (kBegin < kEnd) { fetch(z, mt, nt, kBegin, t); }
+  for (var k0 = kBegin; k0 < kEnd; k0 += BK) {
+    // Everyone is done reading the previous slice before it is overwritten.
     workgroupBarrier();
+    put();
+    workgroupBarrier();
+    if (k0 + BK < kEnd) { fetch(z, mt, nt, k0 + BK, t); }
     for (var kl = 0u; kl < BK; kl++) {
       var av: array<f32, TM>;
       for (var q = 0u; q < TM / 4u; q++) {
@@ -286,7 +314,6 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
         }
       }
     }
-    workgroupBarrier();
   }
   let m0 = mt + lid.y * TM;
   for (var i = 0u; i < TM; i++) {
