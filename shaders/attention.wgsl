@@ -14,8 +14,9 @@
 // BK = min(64, 2048 / D) rounded down to a multiple of 4: D 40 -> 48, D 64 -> 32, D 128 -> 16,
 // D 160 -> 12, D 512 -> 4; shorter when the keys are few, always a multiple of 4).
 //
-// Params: D (head dim), BQ (query rows per workgroup = threads), BK (keys per tile), CAUSAL (query
-// i sees keys j <= i). Workgroups are (q tile, head, batch) flattened and folded over x/y.
+// Params: D (head dim), BQ (query rows per workgroup = threads), BK (keys per tile), KG (groups of
+// four keys scored per step; BK is a multiple of 4·KG), CAUSAL (query i sees keys j <= i).
+// Workgroups are (q tile, head, batch) flattened and folded over x/y.
 #include "common"
 
 struct U {
@@ -43,6 +44,7 @@ const NEG = -3.0e38;
 // four-key score and accumulate steps each read one vec4 (one 16-byte load per four FMAs; with
 // key-major scalars, four loads, and a GPU's shared-memory load rate bounds the kernel).
 const BK4 = BK / 4u;
+const KG = {{KG}}u;
 var<workgroup> kt: array<vec4<f32>, TILE / 4u>;
 var<workgroup> vt: array<vec4<f32>, TILE / 4u>;
 
@@ -95,21 +97,28 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
 
     var s: array<f32, BK>;
     var mt = m;
-    // Four keys at a time (BK is a multiple of 4): four independent FMA chains per q value
-    // instead of one, which a single running dot would serialise on its latency.
-    for (var r = 0u; r < BK; r += 4u) {
-      var dot = vec4<f32>(0.0);
+    // KG groups of four keys at a time (BK is a multiple of 4·KG): 4·KG independent FMA chains per
+    // q value instead of one, which a single running dot would serialise on its latency, and each
+    // q value (and below, each accumulator) is read once per 4·KG keys.
+    for (var r = 0u; r < BK; r += 4u * KG) {
+      // Zeroed explicitly: a bare declaration inside the loop was seen keeping the last
+      // iteration's values (Dawn on lavapipe), though WGSL zero-initializes it each time.
+      var dots: array<vec4<f32>, KG>;
+      for (var g = 0u; g < KG; g++) { dots[g] = vec4<f32>(0.0); }
       for (var c = 0u; c < D; c++) {
-        dot = fma(vec4<f32>(qr[c]), kt[c * BK4 + r / 4u], dot);
+        let qc = vec4<f32>(qr[c]);
+        for (var g = 0u; g < KG; g++) {
+          dots[g] = fma(qc, kt[c * BK4 + r / 4u + g], dots[g]);
+        }
       }
-      for (var e = 0u; e < 4u; e++) {
+      for (var e = 0u; e < 4u * KG; e++) {
         let j = j0 + r + e;
 #if CAUSAL
         let live = j < u.Tk && j <= i;
 #else
         let live = j < u.Tk;
 #endif
-        s[r + e] = select(NEG, dot[e], live);
+        s[r + e] = select(NEG, dots[e / 4u][e % 4u], live);
         mt = max(mt, s[r + e]);
       }
     }
@@ -119,13 +128,15 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     let corr = exp2(m - mt);
     l *= corr;
     for (var c = 0u; c < D; c++) { acc[c] *= corr; }
-    for (var r = 0u; r < BK; r += 4u) {
-      var p: vec4<f32>;
-      for (var e = 0u; e < 4u; e++) { p[e] = select(0.0, exp2(s[r + e] - mt), s[r + e] > NEG); }
-      l += p.x + p.y + p.z + p.w;
-      // One read-modify-write of each accumulator per four keys.
+    for (var r = 0u; r < BK; r += 4u * KG) {
+      var p: array<vec4<f32>, KG>;
+      for (var e = 0u; e < 4u * KG; e++) { p[e / 4u][e % 4u] = select(0.0, exp2(s[r + e] - mt), s[r + e] > NEG); }
+      for (var g = 0u; g < KG; g++) { l += p[g].x + p[g].y + p[g].z + p[g].w; }
+      // One read-modify-write of each accumulator per 4·KG keys.
       for (var c = 0u; c < D; c++) {
-        acc[c] += dot(p, vt[c * BK4 + r / 4u]);
+        var a = acc[c];
+        for (var g = 0u; g < KG; g++) { a += dot(p[g], vt[c * BK4 + r / 4u + g]); }
+        acc[c] = a;
       }
     }
     m = mt;

@@ -39,6 +39,13 @@ export function attentionTiles(d: number, Tq: number, Tk: number): { BQ: number;
   };
 }
 
+/** Groups of four keys per scoring step: the most, up to `most` (a power of two), that divide the key tile. */
+export function attentionKeyGroups(most: number, BK: number): number {
+  let kg = Math.max(1, most);
+  while (kg > 1 && BK % (4 * kg) !== 0) kg /= 2;
+  return kg;
+}
+
 /**
  * softmax(q·kᵀ·scale)·v per head. q: [B, Tq, C], k and v: [B, Tk, C]; heads are interleaved in
  * the channels (head h = channels [h·d, (h+1)·d), d = C / heads). Returns [B, Tq, C] with the same
@@ -76,7 +83,7 @@ export function attention(
   const total = qTiles * heads * B;
   g.dispatch(
     label,
-    { shader: 'attention', params: { D: d, BQ, BK, CAUSAL: !!opts.causal, ...storageParams(dtype) } },
+    { shader: 'attention', params: { D: d, BQ, BK, KG: attentionKeyGroups(g.rt.attentionKeyGroups, BK), CAUSAL: !!opts.causal, ...storageParams(dtype) } },
     { q, k, v, out },
     { Tq, Tk, C, heads, q_tiles: qTiles, total, scale_log2: scale * Math.LOG2E },
     total === 0 ? [0] : fold1d(total),

@@ -1,3 +1,4 @@
+import type { Runtime } from '../../src/gpu/runtime.ts';
 import { attention } from '../../src/kernels/attention.ts';
 import { attentionRef } from '../ref/attention.ts';
 import { input, randn, runGraph } from '../helpers/gpu.ts';
@@ -46,7 +47,7 @@ const rows: AttnRow[] = [
   { B: 70001, Tq: 1, Tk: 3, C: 2, heads: 1, note: 'folded dispatch' },
 ];
 
-export const attentionCases: OpCase[] = rows.map((r, i) => ({
+const oneWay: OpCase[] = rows.map((r, i) => ({
   op: 'attention',
   name: `B${r.B} Tq${r.Tq} Tk${r.Tk} C${r.C} heads${r.heads} d${r.C / r.heads}${r.causal ? ' causal' : ''}${r.note ? ` (${r.note})` : ''}`,
   ...F32,
@@ -62,3 +63,23 @@ export const attentionCases: OpCase[] = rows.map((r, i) => ({
     return { got, ref: attentionRef(q, k, v, r.B, r.Tq, r.Tk, r.C, r.heads, opts) };
   },
 }));
+
+/**
+ * Every row with one group of four keys per scoring step and with up to four (Runtime.attentionKeyGroups:
+ * GPUs' and CPU adapters' defaults), whichever the adapter runs by default.
+ */
+export const attentionCases: OpCase[] = [1, 4].flatMap((kg) =>
+  oneWay.map((c) => ({
+    ...c,
+    name: `${c.name} [key groups <= ${kg}]`,
+    async run(rt: Runtime) {
+      const prev = rt.attentionKeyGroups;
+      rt.attentionKeyGroups = kg;
+      try {
+        return await c.run(rt);
+      } finally {
+        rt.attentionKeyGroups = prev;
+      }
+    },
+  })),
+);

@@ -1,7 +1,7 @@
 // What the op table cannot show: shape errors, and the launch for a large latent.
 import { describe, expect, it } from 'vitest';
 import { Graph } from '../../src/graph/graph.ts';
-import { attention, attentionKeyTile } from '../../src/kernels/attention.ts';
+import { attention, attentionKeyGroups, attentionKeyTile } from '../../src/kernels/attention.ts';
 import { ShapeError } from '../../src/kernels/gemm.ts';
 import { runtime } from '../helpers/gpu.ts';
 import type { Tensor } from '../../src/graph/tensor.ts';
@@ -49,5 +49,16 @@ describe('attention', () => {
     // 64 query tiles x 8 heads x 2 batches, one workgroup each
     expect(g.ops.map((o) => o.workgroups)).toEqual([[1024, 1, 1]]);
     g.destroy();
+  });
+});
+
+describe('attentionKeyGroups', () => {
+  it('takes the most groups of four keys, up to the runtime cap, that divide the key tile', () => {
+    expect(attentionKeyGroups(4, 48)).toBe(4); // SD d40: 48-key tiles
+    expect(attentionKeyGroups(4, 64)).toBe(4);
+    expect(attentionKeyGroups(4, 24)).toBe(2); // d80
+    expect(attentionKeyGroups(4, 12)).toBe(1); // d160
+    expect(attentionKeyGroups(4, 4)).toBe(1); // d512, or four keys
+    expect(attentionKeyGroups(1, 64)).toBe(1); // GPUs' default
   });
 });
