@@ -160,6 +160,10 @@ CASES = [
                                       'timestep_spacing': 'trailing', 'clip_sample_range': 1.5}, 6, {'eta': 0.4}, [1, 4, 4, 4]),
     ('sched-ddpm-zero-snr-eps-clip', {'_class_name': 'DDPMScheduler', 'rescale_betas_zero_snr': True, 'timestep_spacing': 'linspace',
                                       'variance_type': 'fixed_large'}, 5, {}, [2, 4, 4, 4]),
+    # DPM++ 2M SDE: fresh noise every step, midpoint and heun second-order terms
+    ('sched-dpm-sde', {'_class_name': 'DPMSolverMultistepScheduler', **SD, 'algorithm_type': 'sde-dpmsolver++'}, 12, {}, [1, 4, 4, 4]),
+    ('sched-dpm-sde-karras-heun-v', {'_class_name': 'DPMSolverMultistepScheduler', **SD, 'algorithm_type': 'sde-dpmsolver++',
+                                     'use_karras_sigmas': True, 'solver_type': 'heun', 'prediction_type': 'v_prediction'}, 8, {}, [2, 4, 4, 4]),
 ]
 
 # img2img / inpainting: the loop runs timesteps[start:] on a fresh scheduler (name, config, steps, start, shape).
@@ -172,6 +176,7 @@ START_CASES = [
                               'set_alpha_to_one': False}, 10, 5, [2, 4, 4, 4]),
     ('sched-dpm-img2img', {'_class_name': 'DPMSolverMultistepScheduler', **SD}, 12, 4, [1, 4, 4, 4]),
     ('sched-euler-a-img2img', {'_class_name': 'EulerAncestralDiscreteScheduler', **SD}, 8, 3, [1, 4, 4, 4]),
+    ('sched-dpm-sde-img2img', {'_class_name': 'DPMSolverMultistepScheduler', **SD, 'algorithm_type': 'sde-dpmsolver++'}, 10, 3, [1, 4, 4, 4]),
 ]
 
 

@@ -14,7 +14,7 @@ export class UsageError extends Error {
 
 // Listed here rather than imported so the argument parser stays free of GPU code; `satisfies` keeps
 // it in step with the scheduler factory's names.
-const CLI_SCHEDULERS = ['ddim', 'ddpm', 'euler-a', 'euler', 'lcm', 'dpm++2m', 'pndm'] as const satisfies readonly SchedulerName[];
+const CLI_SCHEDULERS = ['ddim', 'ddpm', 'euler-a', 'euler', 'lcm', 'dpm++2m', 'dpm++2m-sde', 'pndm'] as const satisfies readonly SchedulerName[];
 type CliSchedulerName = (typeof CLI_SCHEDULERS)[number];
 
 export interface GenerateArgs {
@@ -71,7 +71,7 @@ export const GENERATE_USAGE = `usage: fresco generate [options]
   --steps N            denoising steps (default from the model card, else 25; text-to-image 50)
   --guidance G         classifier-free guidance scale (default from the model card, else 3;
                        text-to-image 7.5, Stable Diffusion XL 5)
-  --scheduler ddim|ddpm|euler-a|euler|lcm|dpm++2m|pndm  (default from the model card, else the
+  --scheduler ddim|ddpm|euler-a|euler|lcm|dpm++2m|dpm++2m-sde|pndm  (default from the model card, else the
                        folder's own scheduler for text-to-image, ddim otherwise)
   --eta E              DDIM eta (default 0; DDIM only)
   --out FILE.png       output PNG, a grid when several images (default fresco.png)

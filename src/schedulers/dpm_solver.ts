@@ -1,5 +1,6 @@
 // DPM-Solver++ (Lu et al. 2022, arXiv 2211.01095) in its multistep 2nd-order form ("2M") as
-// diffusers' DPMSolverMultistepScheduler v0.25.1 steps it with algorithm_type dpmsolver++. The
+// diffusers' DPMSolverMultistepScheduler v0.25.1 steps it with algorithm_type dpmsolver++ (and
+// sde-dpmsolver++, "2M SDE", which adds fresh noise each step). The
 // solver works on x0 predictions in log-SNR time λ = log(α_t/σ_t): a first-order step is
 //   prev = (σ_t/σ_s)·x − α_t·(e^{−h} − 1)·x0,            h = λ_t − λ_s,
 // and a second-order step also uses the previous step's x0 through D1 = (x0 − x0_prev)/r0,
@@ -30,6 +31,11 @@ export interface DPMSolverConfig {
   schedule: ScheduleConfig;
   predictionType: PredictionType;
   solverOrder: 1 | 2;
+  /**
+   * algorithm_type 'sde-dpmsolver++' ("DPM++ 2M SDE"): each step also adds fresh noise,
+   *   prev = (σ_t/σ_s·e^{−h})·x + α_t(1 − e^{−2h})·x0 [+ k·D1] + σ_t·√(1 − e^{−2h})·noise.
+   */
+  sde: boolean;
   solverType: 'midpoint' | 'heun';
   lowerOrderFinal: boolean;
   eulerAtFinal: boolean;
@@ -54,7 +60,7 @@ function readConfig(r: ConfigReader, raw: Record<string, unknown>): DPMSolverCon
   const lmc = raw.lambda_min_clipped ?? -Infinity;
   if (lmc !== -Infinity) refuse(`lambda_min_clipped ${JSON.stringify(lmc)} (only -inf, no clipping)`);
   // diffusers maps 'deis' to dpmsolver++ and the UniPC solver types to midpoint.
-  r.choice('algorithm_type', 'dpmsolver++', ['dpmsolver++', 'deis'], ['dpmsolver', 'sde-dpmsolver', 'sde-dpmsolver++']);
+  const algorithm = r.choice('algorithm_type', 'dpmsolver++', ['dpmsolver++', 'deis', 'sde-dpmsolver++'], ['dpmsolver', 'sde-dpmsolver']);
   const st = r.choice('solver_type', 'midpoint', ['midpoint', 'heun', 'logrho', 'bh1', 'bh2']);
   const order = r.int('solver_order', 2, 1);
   if (order > 2) refuse(`solver_order ${order} (supported: 1, 2)`);
@@ -68,6 +74,7 @@ function readConfig(r: ConfigReader, raw: Record<string, unknown>): DPMSolverCon
     schedule,
     predictionType: r.choice<PredictionType>('prediction_type', 'epsilon', ['epsilon', 'v_prediction', 'sample']),
     solverOrder: order as 1 | 2,
+    sde: algorithm === 'sde-dpmsolver++',
     solverType: st === 'heun' ? 'heun' : 'midpoint',
     lowerOrderFinal: r.bool('lower_order_final', true),
     eulerAtFinal: r.bool('euler_at_final', false),
@@ -98,7 +105,7 @@ export function dpmTimesteps(sc: ScheduleConfig, steps: number): number[] {
 }
 
 export class DPMSolverMultistepScheduler implements Scheduler {
-  readonly name = 'dpm++2m' as const;
+  readonly name: 'dpm++2m' | 'dpm++2m-sde';
   readonly rowLength = STEP_ROW_LENGTH;
   readonly initNoiseSigma = 1;
   /** The step needs SchedulerStepArgs.prevX0, a [B, ...] buffer kept across the loop. */
@@ -120,6 +127,7 @@ export class DPMSolverMultistepScheduler implements Scheduler {
   constructor(cfg: Record<string, unknown>, steps: number, readonly start = 0) {
     const r = new ConfigReader(cfg, 'DPMSolverMultistepScheduler');
     this.config = readConfig(r, cfg);
+    this.name = this.config.sde ? 'dpm++2m-sde' : 'dpm++2m';
     const ac = alphasCumprod(makeBetas(this.config.schedule));
     this.alphasCumprod = ac;
     const table = ac.map((a) => f(Math.sqrt(f(f(1 - a) / a))));
@@ -148,7 +156,7 @@ export class DPMSolverMultistepScheduler implements Scheduler {
 
   drawsNoise(i: number): boolean {
     this.check(i);
-    return false;
+    return this.config.sde;
   }
 
   /** Whether step i is second order (uses the previous x0), as diffusers' step() decides. */
@@ -179,18 +187,29 @@ export class DPMSolverMultistepScheduler implements Scheduler {
     const h = f(t.lambda - s0.lambda);
     const em1 = f(f(Math.exp(-h)) - 1);
     const A = f(t.alpha * em1);
-    // prev = (σ_t/σ_s0)·x − A·D0 [+ k·D1], D0 = x0, D1 = (x0 − x0_prev)/r0.
-    let c0 = -A;
+    // prev = cx·x + c0·D0 [+ k·D1] [+ c3·noise], D0 = x0, D1 = (x0 − x0_prev)/r0.
+    let c0: number, cx: number, c3 = 0;
+    let kD1: () => number;
+    if (this.config.sde) {
+      const om = f(1 - f(Math.exp(f(-2 * h))));
+      cx = f(f(t.sigma / s0.sigma) * f(Math.exp(-h)));
+      c0 = f(t.alpha * om);
+      c3 = f(t.sigma * f(Math.sqrt(om)));
+      kD1 = () => (this.config.solverType === 'midpoint' ? f(0.5 * c0) : f(t.alpha * f(f(om / f(-2 * h)) + 1)));
+    } else {
+      cx = f(t.sigma / s0.sigma);
+      c0 = -A;
+      kD1 = () => (this.config.solverType === 'midpoint' ? -f(0.5 * A) : f(t.alpha * f(f(em1 / h) + 1)));
+    }
     let d = 0;
     if (this.isSecondOrder(i)) {
       const s1 = this.point(i - 1);
       const r0 = f(f(s0.lambda - s1.lambda) / h);
-      const k = this.config.solverType === 'midpoint' ? -f(0.5 * A) : f(t.alpha * f(f(em1 / h) + 1));
-      const kr = f(k * f(1 / r0));
+      const kr = f(kD1() * f(1 / r0));
       c0 += kr;
       d = -kr;
     }
-    const k: StepCoefficients = { a0, a1, clip: null, b0: 0, b1: 0, b2: 0, c0, c1: 0, c2: f(t.sigma / s0.sigma), c3: 0, nextScale: 1, d };
+    const k: StepCoefficients = { a0, a1, clip: null, b0: 0, b1: 0, b2: 0, c0, c1: 0, c2: cx, c3, nextScale: 1, d };
     for (const [key, v] of Object.entries(k)) {
       if (typeof v === 'number' && !Number.isFinite(v)) {
         throw new SchedulerConfigError(`DPMSolverMultistepScheduler: step ${i} (t = ${this.timesteps[i]}) has a non-finite coefficient ${key} (repeated timesteps give h = 0)`);

@@ -13,7 +13,7 @@ import { SchedulerConfigError, type Threshold } from './schedule.ts';
 export { SchedulerConfigError } from './schedule.ts';
 
 export interface Scheduler {
-  readonly name: 'ddpm' | 'ddim' | 'euler-a' | 'euler' | 'lcm' | 'dpm++2m' | 'pndm';
+  readonly name: 'ddpm' | 'ddim' | 'euler-a' | 'euler' | 'lcm' | 'dpm++2m' | 'dpm++2m-sde' | 'pndm';
   /**
    * After set_timesteps(steps), as diffusers computes them (fractional for Euler with linspace
    * spacing); one per U-Net call and step row, so steps + 1 of them for PNDM's PLMS.
@@ -77,8 +77,13 @@ const CLASS_NAMES: Record<string, SchedulerName> = {
   PNDMScheduler: 'pndm',
 };
 
-/** Every scheduler name createScheduler accepts, for CLI and error messages. */
-export const SCHEDULER_NAMES: readonly SchedulerName[] = Object.values(CLASS_NAMES);
+/**
+ * Every scheduler name createScheduler accepts, for CLI and error messages: one per class, and
+ * DPMSolverMultistepScheduler's algorithm_type 'sde-dpmsolver++' ("DPM++ 2M SDE") as its own name.
+ */
+export const SCHEDULER_NAMES: readonly SchedulerName[] = ['ddpm', 'ddim', 'euler-a', 'euler', 'lcm', 'dpm++2m', 'dpm++2m-sde', 'pndm'];
+
+const SDE = 'sde-dpmsolver++';
 
 export function schedulerNameOf(config: Record<string, unknown>): SchedulerName {
   const cls = config._class_name;
@@ -88,7 +93,7 @@ export function schedulerNameOf(config: Record<string, unknown>): SchedulerName 
       `scheduler class ${JSON.stringify(cls ?? null)} is not supported (supported: ${Object.keys(CLASS_NAMES).join(', ')}); choose one of ${SCHEDULER_NAMES.join(', ')} explicitly to reuse this config`,
     );
   }
-  return name;
+  return name === 'dpm++2m' && config.algorithm_type === SDE ? 'dpm++2m-sde' : name;
 }
 
 export function createScheduler(config: Record<string, unknown>, steps: number, opts: CreateSchedulerOptions = {}): Scheduler {
@@ -101,7 +106,9 @@ export function createScheduler(config: Record<string, unknown>, steps: number, 
   if (name === 'euler-a') return new EulerAncestralScheduler(config, steps);
   if (name === 'euler') return new EulerDiscreteScheduler(config, steps);
   if (name === 'lcm') return new LCMScheduler(config, steps);
-  if (name === 'dpm++2m') return new DPMSolverMultistepScheduler(config, steps, opts.start);
+  // A name chosen over a config of the other DPM-Solver++ variant sets its algorithm_type (from_config with an override).
+  if (name === 'dpm++2m') return new DPMSolverMultistepScheduler(config.algorithm_type === SDE ? { ...config, algorithm_type: 'dpmsolver++' } : config, steps, opts.start);
+  if (name === 'dpm++2m-sde') return new DPMSolverMultistepScheduler({ ...config, algorithm_type: SDE }, steps, opts.start);
   if (name === 'pndm') return new PNDMScheduler(config, steps, opts.start);
   throw new SchedulerConfigError(`unknown scheduler '${String(name)}' (supported: ${SCHEDULER_NAMES.join(', ')})`);
 }

@@ -475,7 +475,7 @@ const schedulerTables: [cls: string, rows: Row[]][] = [
   ['EulerDiscreteScheduler', [['interpolation_type', 'log_linear'], ['timestep_spacing', 'karras']]],
   ['EulerAncestralDiscreteScheduler', [['prediction_type', 'sample'], ['timestep_spacing', 'karras']]],
   ['LCMScheduler', [['prediction_type', 'flow']]],
-  ['DPMSolverMultistepScheduler', [['use_lu_lambdas', true], ['algorithm_type', 'sde-dpmsolver++'], ['solver_order', 3], ['final_sigmas_type', 'zero'], ['variance_type', 'learned_range'], ['lambda_min_clipped', -5.1], ['timestep_spacing', 'karras']]],
+  ['DPMSolverMultistepScheduler', [['use_lu_lambdas', true], ['algorithm_type', 'sde-dpmsolver'], ['solver_order', 3], ['final_sigmas_type', 'zero'], ['variance_type', 'learned_range'], ['lambda_min_clipped', -5.1], ['timestep_spacing', 'karras']]],
   ['PNDMScheduler', [['skip_prk_steps', false], ['prediction_type', 'sample'], ['thresholding', true], ['timestep_spacing', 'karras']]],
 ];
 

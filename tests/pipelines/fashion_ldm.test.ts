@@ -4,6 +4,7 @@ import { runPipelineCase } from '../../src/conformance/pipeline_case.ts';
 import { CancelledError, generateClassConditional } from '../../src/pipelines/class_conditional.ts';
 import { loadLdmFolder, type LdmModel } from '../../src/pipelines/ldm_folder.ts';
 import { runtime } from '../helpers/gpu.ts';
+import { StepRow } from '../../src/kernels/scheduler_step.ts';
 import { schedulerStepRef } from '../ref/scheduler_step.ts';
 
 let model: LdmModel | null = null;
@@ -129,6 +130,39 @@ describe('fashion-ldm with DPM-Solver++ 2M', () => {
       const err = latents.reduce((d, v, j) => Math.max(d, Math.abs(v - ref.prev[j]!)), 0);
       const scale = ref.prev.reduce((d, v) => Math.max(d, Math.abs(v)), 0);
       expect(err / scale, `step ${i}`).toBeLessThan(1e-5);
+      x = latents;
+      prevX0 = ref.x0;
+    });
+  });
+});
+
+describe('fashion-ldm with DPM-Solver++ 2M SDE', () => {
+  it('adds σ_t·√(1 − e^{−2h}) of fresh GPU noise each step: the residual over the deterministic step is unit Gaussian', async () => {
+    const rt = await runtime();
+    const m = await fashion();
+    const L = Float32Array.from({ length: 4 * 8 * 8 }, (_, i) => Math.sin(i * 1.3) * 0.9);
+    const traced: { eps: Float32Array; latents: Float32Array }[] = [];
+    const r = await generateClassConditional(rt, m, {
+      classLabels: [4], nullClass: 10, guidanceScale: 3, steps: 4, scheduler: 'dpm++2m-sde', seed: 11, latents: L,
+      trace: (_i, eps, latents) => traced.push({ eps, latents }),
+    });
+    expect(r.scheduler.name).toBe('dpm++2m-sde');
+    let x: ArrayLike<number> = L;
+    let prevX0: ArrayLike<number> | undefined;
+    traced.forEach(({ eps, latents }, i) => {
+      expect(r.scheduler.drawsNoise(i)).toBe(true);
+      const row = r.scheduler.stepRow(i);
+      // The row reference with zero noise is the step's deterministic part; what the GPU added on
+      // top, divided by the noise coefficient, must be the standard normal draw.
+      const ref = schedulerStepRef(x, eps, row, { prevX0, noise: new Float32Array(latents.length) });
+      const c3 = row[StepRow.c3]!;
+      expect(c3).toBeGreaterThan(0);
+      const z = Array.from(latents, (v, j) => (v - ref.prev[j]!) / c3);
+      const mean = z.reduce((a, b) => a + b, 0) / z.length;
+      const sd = Math.sqrt(z.reduce((a, b) => a + (b - mean) ** 2, 0) / z.length);
+      // 256 draws: the mean's standard error is 1/16, the sd's about 1/23.
+      expect(Math.abs(mean), `step ${i} mean`).toBeLessThan(0.25);
+      expect(Math.abs(sd - 1), `step ${i} sd`).toBeLessThan(0.2);
       x = latents;
       prevX0 = ref.x0;
     });

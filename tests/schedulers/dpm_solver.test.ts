@@ -97,7 +97,8 @@ describe('DPMSolverMultistepScheduler schedule', () => {
   it('rejects what it does not implement, by name', () => {
     const cases: [Record<string, unknown>, RegExp][] = [
       [{ ...dpm, algorithm_type: 'dpmsolver' }, /algorithm_type 'dpmsolver' is not supported/],
-      [{ ...dpm, algorithm_type: 'sde-dpmsolver++' }, /algorithm_type 'sde-dpmsolver\+\+' is not supported/],
+      // 'sde-dpmsolver++' is built (tests/fixtures/variants/sched-dpm-sde*); the eps-space variants are not.
+      [{ ...dpm, algorithm_type: 'sde-dpmsolver' }, /algorithm_type 'sde-dpmsolver' is not supported/],
       [{ ...dpm, solver_order: 3 }, /solver_order 3/],
       [{ ...dpm, use_lu_lambdas: true }, /use_lu_lambdas/],
       [{ ...dpm, thresholding: true, sample_max_value: 0 }, /sample_max_value 0 must be > 0/],
@@ -114,5 +115,21 @@ describe('DPMSolverMultistepScheduler schedule', () => {
     // diffusers maps deis to dpmsolver++ and the UniPC solver types to midpoint.
     expect((createScheduler({ ...dpm, algorithm_type: 'deis', solver_type: 'bh2' }, 4) as DPMSolverMultistepScheduler).config.solverType).toBe('midpoint');
     expect(() => createScheduler(dpm, 0)).toThrow(/positive integer/);
+  });
+});
+
+describe('DPM++ 2M SDE by name', () => {
+  const cfg = { _class_name: 'DPMSolverMultistepScheduler', beta_schedule: 'scaled_linear', beta_start: 0.00085, beta_end: 0.012 };
+  it("names a config's algorithm_type, and a chosen name sets it", () => {
+    expect(createScheduler({ ...cfg, algorithm_type: 'sde-dpmsolver++' }, 6).name).toBe('dpm++2m-sde');
+    expect(createScheduler(cfg, 6).name).toBe('dpm++2m');
+    const sde = createScheduler(cfg, 6, { name: 'dpm++2m-sde' });
+    expect(sde.name).toBe('dpm++2m-sde');
+    expect(sde.drawsNoise(0)).toBe(true);
+    const ode = createScheduler({ ...cfg, algorithm_type: 'sde-dpmsolver++' }, 6, { name: 'dpm++2m' });
+    expect(ode.name).toBe('dpm++2m');
+    expect(ode.drawsNoise(0)).toBe(false);
+    // Reused over another class's config (from_config), as the CLI's --scheduler does.
+    expect(createScheduler({ ...cfg, _class_name: 'PNDMScheduler', skip_prk_steps: true }, 6, { name: 'dpm++2m-sde' }).drawsNoise(5)).toBe(true);
   });
 });
