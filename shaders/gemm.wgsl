@@ -196,6 +196,10 @@ fn im2col_rows(mt: u32, t: u32) {
 // of the A and W slices (BK·BM/4 and BK·BN/4 are whole multiples of THREADS).
 const NA = BK * BM / 4u / THREADS;
 const NW = BK * BN / 4u / THREADS;
+// Every staged vec4 has exactly one owner, and a thread's im2col pixels stay the same at every k.
+const_assert NA * THREADS == BK * BM / 4u;
+const_assert NW * THREADS == BK * BN / 4u;
+const_assert THREADS % (BM / 4u) == 0u;
 var<private> pa: array<vec4<f32>, NA>;
 var<private> pai: array<u32, NA>;
 var<private> pw: array<vec4<f32>, NW>;

@@ -1,4 +1,4 @@
-// GroupNorm over NCHW in two dispatches. In NCHW the C/G channels of a group are contiguous, so
+// GroupNorm over NCHW in two dispatches (three where the statistics run in parts). In NCHW the C/G channels of a group are contiguous, so
 // a (batch, group) is one run of group_size = (C/G)*spatial values.
 //  STATS: one workgroup per (batch, group): mean and variance of its run (run_stats), written
 //    as (shift, mean - shift, rstd, 0) per group; with PARTS, one per part of a group, and
@@ -27,9 +27,9 @@ const WG = {{WG}}u;
 
 #if PARTS
 // PARTS: a GPU would wait on a few workgroups walking a million values each (an SD VAE decoder's
-// 32 groups at 512²), so each group is cut into `parts` runs of `chunk` values, one workgroup
-// each, written as (count as u32 bits, mean - shift, sum of squared deviations, shift) with
-// the group's first value as the shift of every part; COMBINE merges them.
+// 32 groups at 512²), so each group is cut into `parts` runs of `chunk` values (the last one
+// shorter), one workgroup each, written as (unused, mean - shift, sum of squared deviations,
+// shift) with the group's first value as the shift of every part; COMBINE merges them.
 struct U { group_size: u32, groups_total: u32, parts: u32, chunk: u32 }
 @group(0) @binding(0) var<uniform> u: U;
 @group(0) @binding(2) var<storage, read_write> partial: array<f32>;
@@ -44,7 +44,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let shift = f32(x[base]);
   let st = run_stats_around(base + start, n, shift, lid.x);
   if (lid.x == 0u) {
-    partial[flat * 4u] = bitcast<f32>(n);
+    partial[flat * 4u] = 0.0;
     partial[flat * 4u + 1u] = st.y;
     partial[flat * 4u + 2u] = st.z * f32(n);
     partial[flat * 4u + 3u] = shift;
@@ -74,7 +74,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
 // One thread per group: Chan et al.'s pairwise merge of the parts' (count, mean, M2), in part
 // order. The means are relative to the group's shared shift, so their differences keep their
 // digits when the data sit on a large offset.
-struct U { groups_total: u32, parts: u32, eps: f32 }
+struct U { groups_total: u32, parts: u32, eps: f32, group_size: u32, chunk: u32 }
 @group(0) @binding(0) var<uniform> u: U;
 @group(0) @binding(1) var<storage, read> partial: array<f32>;
 @group(0) @binding(2) var<storage, read_write> stats: array<f32>;
@@ -88,7 +88,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   var m2 = 0.0;
   for (var p = 0u; p < u.parts; p++) {
     let i = (grp * u.parts + p) * 4u;
-    let nb = f32(bitcast<u32>(partial[i]));
+    // Each part's count, as PARTS cut them (exact in f32 up to 2^24 values per part).
+    let nb = f32(min(u.chunk, u.group_size - p * u.chunk));
     let total = n + nb;
     let delta = partial[i + 1u] - mean;
     mean += delta * (nb / total);

@@ -39,9 +39,12 @@ export function attentionTiles(d: number, Tq: number, Tk: number): { BQ: number;
   };
 }
 
-/** Groups of four keys per scoring step: the most, up to `most` (a power of two), that divide the key tile. */
+/**
+ * Groups of four keys per scoring step: the largest power of two up to `most` whose keys divide
+ * the key tile (the measured sizes: 1, 2, 4).
+ */
 export function attentionKeyGroups(most: number, BK: number): number {
-  let kg = Math.max(1, most);
+  let kg = 2 ** Math.floor(Math.log2(Math.max(1, most)));
   while (kg > 1 && BK % (4 * kg) !== 0) kg /= 2;
   return kg;
 }

@@ -48,6 +48,8 @@ export function gemmTiling(g: Graph, M: number, N: number, K: number, batch: num
 
 /** Template parameters choosing how the GEMM core is fed (Runtime.gemmFeed) and tiled. */
 function feedParams(g: Graph, t: GemmTiling) {
+  // Only the tiled main walks K slices (gemmTiling never splits for the direct feed).
+  if (t.splits > 1 && g.rt.gemmFeed !== 'tiled') throw new ShapeError(`GEMM K split in ${t.splits} needs the tiled feed`);
   return { TM: t.TM, TN4: t.TN4, ...(g.rt.gemmFeed === 'tiled' ? { TILED: true, BK } : {}), ...(t.splits > 1 ? { SPLITK: true } : {}) };
 }
 

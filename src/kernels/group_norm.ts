@@ -79,7 +79,7 @@ export function groupNorm(g: Graph, label: string, x: Tensor, gamma: Tensor, bet
       fold1d(groupsTotal * parts),
       { bytes: trafficBytes(x, partial) },
     );
-    g.dispatch(`${label}/stats merge`, { shader: 'group_norm', params: { COMBINE: true } }, { partial, stats }, { groups_total: groupsTotal, parts, eps }, fold1d(Math.ceil(groupsTotal / 64)), { bytes: trafficBytes(partial, stats) });
+    g.dispatch(`${label}/stats merge`, { shader: 'group_norm', params: { COMBINE: true } }, { partial, stats }, { groups_total: groupsTotal, parts, eps, group_size: groupSize, chunk }, fold1d(Math.ceil(groupsTotal / 64)), { bytes: trafficBytes(partial, stats) });
     g.release(partial);
   }
   const out = g.alloc(x.shape, label, dtype);

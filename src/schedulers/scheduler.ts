@@ -106,9 +106,15 @@ export function createScheduler(config: Record<string, unknown>, steps: number, 
   if (name === 'euler-a') return new EulerAncestralScheduler(config, steps);
   if (name === 'euler') return new EulerDiscreteScheduler(config, steps);
   if (name === 'lcm') return new LCMScheduler(config, steps);
-  // A name chosen over a config of the other DPM-Solver++ variant sets its algorithm_type (from_config with an override).
-  if (name === 'dpm++2m') return new DPMSolverMultistepScheduler(config.algorithm_type === SDE ? { ...config, algorithm_type: 'dpmsolver++' } : config, steps, opts.start);
-  if (name === 'dpm++2m-sde') return new DPMSolverMultistepScheduler({ ...config, algorithm_type: SDE }, steps, opts.start);
+  // A name the caller chose sets the DPM-Solver algorithm_type over whatever the config says
+  // (from_config with an override); a name taken from the config leaves the config's own choice,
+  // so an unsupported algorithm_type there stays an error.
+  const chosen = opts.name !== undefined;
+  if (name === 'dpm++2m') {
+    const ode = config.algorithm_type === undefined || config.algorithm_type === 'dpmsolver++' || config.algorithm_type === 'deis';
+    return new DPMSolverMultistepScheduler(chosen && !ode ? { ...config, algorithm_type: 'dpmsolver++' } : config, steps, opts.start);
+  }
+  if (name === 'dpm++2m-sde') return new DPMSolverMultistepScheduler(chosen ? { ...config, algorithm_type: SDE } : config, steps, opts.start);
   if (name === 'pndm') return new PNDMScheduler(config, steps, opts.start);
   throw new SchedulerConfigError(`unknown scheduler '${String(name)}' (supported: ${SCHEDULER_NAMES.join(', ')})`);
 }

@@ -60,5 +60,10 @@ describe('attentionKeyGroups', () => {
     expect(attentionKeyGroups(4, 12)).toBe(1); // d160
     expect(attentionKeyGroups(4, 4)).toBe(1); // d512, or four keys
     expect(attentionKeyGroups(1, 64)).toBe(1); // GPUs' default
+    // A cap that is not a power of two rounds down to one, never to a fraction.
+    expect(attentionKeyGroups(3, 16)).toBe(2);
+    expect(attentionKeyGroups(3, 48)).toBe(2);
+    expect(attentionKeyGroups(2.5, 64)).toBe(2);
+    expect(attentionKeyGroups(0, 64)).toBe(1);
   });
 });

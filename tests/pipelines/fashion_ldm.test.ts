@@ -149,6 +149,7 @@ describe('fashion-ldm with DPM-Solver++ 2M SDE', () => {
     expect(r.scheduler.name).toBe('dpm++2m-sde');
     let x: ArrayLike<number> = L;
     let prevX0: ArrayLike<number> | undefined;
+    const draws: number[][] = [];
     traced.forEach(({ eps, latents }, i) => {
       expect(r.scheduler.drawsNoise(i)).toBe(true);
       const row = r.scheduler.stepRow(i);
@@ -163,8 +164,14 @@ describe('fashion-ldm with DPM-Solver++ 2M SDE', () => {
       // 256 draws: the mean's standard error is 1/16, the sd's about 1/23.
       expect(Math.abs(mean), `step ${i} mean`).toBeLessThan(0.25);
       expect(Math.abs(sd - 1), `step ${i} sd`).toBeLessThan(0.2);
+      draws.push(z);
       x = latents;
       prevX0 = ref.x0;
     });
+    // Fresh noise each step: the draws are uncorrelated (one reused draw would give about 1).
+    for (let i = 1; i < draws.length; i++) {
+      const corr = draws[i]!.reduce((a, v, j) => a + v * draws[i - 1]![j]!, 0) / draws[i]!.length;
+      expect(Math.abs(corr), `steps ${i - 1} and ${i}`).toBeLessThan(0.25);
+    }
   });
 });

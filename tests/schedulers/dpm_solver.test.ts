@@ -129,6 +129,9 @@ describe('DPM++ 2M SDE by name', () => {
     const ode = createScheduler({ ...cfg, algorithm_type: 'sde-dpmsolver++' }, 6, { name: 'dpm++2m' });
     expect(ode.name).toBe('dpm++2m');
     expect(ode.drawsNoise(0)).toBe(false);
+    // A chosen name overrides the eps-space variants too; taken from the config, they stay errors.
+    expect(createScheduler({ ...cfg, algorithm_type: 'sde-dpmsolver' }, 6, { name: 'dpm++2m' }).name).toBe('dpm++2m');
+    expect(() => createScheduler({ ...cfg, algorithm_type: 'dpmsolver' }, 6)).toThrow(/algorithm_type 'dpmsolver' is not supported/);
     // Reused over another class's config (from_config), as the CLI's --scheduler does.
     expect(createScheduler({ ...cfg, _class_name: 'PNDMScheduler', skip_prk_steps: true }, 6, { name: 'dpm++2m-sde' }).drawsNoise(5)).toBe(true);
   });
