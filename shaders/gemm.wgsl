@@ -268,6 +268,7 @@ fn put() {
 }
 #endif
 
+#if TILED
 // A finished sum: the epilogue and the output, or (SPLITK) this K slice's raw sum in the scratch.
 fn emit(slice: u32, z: u32, m: u32, n: u32, v: f32) {
 #if SPLITK
@@ -277,7 +278,6 @@ fn emit(slice: u32, z: u32, m: u32, n: u32, v: f32) {
 #endif
 }
 
-#if TILED
 @compute @workgroup_size(16, 16, 1)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   // z = (batch·yfold + fold)·splits + K slice.

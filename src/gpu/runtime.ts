@@ -155,9 +155,10 @@ export class Runtime {
       buffer: Math.min(l.maxBufferSize, DEFAULT_PLAN_LIMITS.buffer),
     };
     this.deviceLimits = { binding: l.maxStorageBufferBindingSize, buffer: l.maxBufferSize };
-    this.gemmFeed = isCpuAdapter(gpu.adapterName) ? 'direct' : 'tiled';
-    this.splitNormStats = !isCpuAdapter(gpu.adapterName);
-    this.attentionKeyGroups = isCpuAdapter(gpu.adapterName) ? 4 : 1;
+    const cpu = isCpuAdapter(gpu.adapterName);
+    this.gemmFeed = cpu ? 'direct' : 'tiled';
+    this.splitNormStats = !cpu;
+    this.attentionKeyGroups = cpu ? 4 : 1;
     // Errors outside any scope (weight uploads, for one) still reach the next assertHealthy().
     this.device.onuncapturederror = (ev) => {
       this.pendingErrors.push(Promise.resolve(`GPU error: ${ev.error.message}`));

@@ -43,6 +43,15 @@ export function fold1d(count: number): [number, number] {
   return [Math.ceil(count / y), y];
 }
 
+/**
+ * `n` items cut into about `want` runs of equal length, each a multiple of `align` (the last one
+ * shorter): the run length and how many runs that makes (never an empty one).
+ */
+export function evenChunks(n: number, want: number, align = 1): { parts: number; chunk: number } {
+  const chunk = Math.ceil(n / Math.max(1, want) / align) * align;
+  return { parts: Math.ceil(n / chunk), chunk };
+}
+
 export class Graph {
   private pending: PendingOp[] = [];
   ops: Op[] = [];

@@ -1,5 +1,5 @@
 // Linear layers and conv2d, both through the GEMM core in shaders/gemm.wgsl.
-import { fold1d, type Graph } from '../graph/graph.ts';
+import { evenChunks, fold1d, type Graph } from '../graph/graph.ts';
 import { bytesOf, dtypeOf, numel, shapeStr, type DType, type Tensor } from '../graph/tensor.ts';
 import { commonDType, DTypeError, storageParams } from './dtype.ts';
 
@@ -40,10 +40,9 @@ export function gemmTiling(g: Graph, M: number, N: number, K: number, batch: num
   // tiles ran 0.107 ms whole and 0.138 ms split in two (the extra partial wave and scratch traffic).
   if (tiles >= TARGET_WORKGROUPS / 2) return { TM, TN4, splits: 1, kChunk: K };
   const scratchMax = Math.floor(g.limits.binding / (4 * batch * M * N));
-  let splits = Math.max(1, Math.min(Math.ceil(TARGET_WORKGROUPS / tiles), Math.floor(K / MIN_SLICE_K), scratchMax));
-  const kChunk = Math.ceil(K / splits / BK) * BK;
-  splits = Math.ceil(K / kChunk);
-  return { TM, TN4, splits, kChunk: splits > 1 ? kChunk : K };
+  const want = Math.max(1, Math.min(Math.ceil(TARGET_WORKGROUPS / tiles), Math.floor(K / MIN_SLICE_K), scratchMax));
+  const { parts: splits, chunk } = evenChunks(K, want, BK);
+  return { TM, TN4, splits, kChunk: splits > 1 ? chunk : K };
 }
 
 /** Template parameters choosing how the GEMM core is fed (Runtime.gemmFeed) and tiled. */

@@ -1,6 +1,6 @@
 // GroupNorm (torch.nn.GroupNorm semantics) with an optional fused activation (SiLU, Mish, GELU, ReLU): a statistics pass per
 // (batch, group) and an elementwise apply pass; see shaders/group_norm.wgsl.
-import { fold1d, type Graph } from '../graph/graph.ts';
+import { evenChunks, fold1d, type Graph } from '../graph/graph.ts';
 import { numel, shapeStr, type Tensor } from '../graph/tensor.ts';
 import { activationParams, ShapeError, trafficBytes, type Activation } from './gemm.ts';
 import { commonDType, storageParams } from './dtype.ts';
@@ -17,9 +17,7 @@ const MIN_PART = 1024;
  */
 export function groupNormParts(split: boolean, groupsTotal: number, groupSize: number): { parts: number; chunk: number } {
   const want = split ? Math.min(Math.ceil(TARGET_STAT_WORKGROUPS / groupsTotal), Math.floor(groupSize / MIN_PART)) : 1;
-  if (want <= 1) return { parts: 1, chunk: groupSize };
-  const chunk = Math.ceil(groupSize / want);
-  return { parts: Math.ceil(groupSize / chunk), chunk };
+  return want <= 1 ? { parts: 1, chunk: groupSize } : evenChunks(groupSize, want);
 }
 
 export interface GroupNormOptions {

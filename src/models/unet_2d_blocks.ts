@@ -86,17 +86,25 @@ export interface DownBlock {
 }
 
 /**
- * Resnets (each followed by its attention, where the block has them) then the resampler, over
+ * Resnets (each followed by its attention, where the block has one) then the resampler, over
  * channel chunks; each input is released once consumed. An attention mixes all channels of every
  * pixel, so it takes its input whole (whole() names the tensor if that would pass the binding
- * limit) and hands on a single chunk.
+ * limit) and hands on a single chunk. `zq`: the quantized latents every resnet and attention of a
+ * norm_type 'spatial' decoder is conditioned on (null elsewhere: the VAEs have no time embedding).
  */
-function chainSplit(g: Graph, x: Split, resnets: ResnetBlock2D[], resample: ((h: Split) => Split) | null, attentions: readonly SpatialAttention[] = []): Split {
+export function chainSplit(
+  g: Graph,
+  x: Split,
+  resnets: readonly ResnetBlock2D[],
+  resample: ((h: Split) => Split) | null,
+  attentions: readonly (SpatialAttention | null)[] = [],
+  zq: Tensor | null = null,
+): Split {
   const steps: ((t: Split) => Split)[] = [];
   resnets.forEach((r, i) => {
-    steps.push((t) => r.forwardSplit(g, t, null));
+    steps.push((t) => r.forwardSplit(g, t, zq));
     const a = attentions[i];
-    if (a) steps.push((t) => single(a.forward(g, whole(t, a.where))));
+    if (a) steps.push((t) => single(a.forward(g, whole(t, a.where), zq ?? undefined)));
   });
   if (resample) steps.push(resample);
   let h = x;

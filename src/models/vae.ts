@@ -8,7 +8,7 @@ import { releaseSplit, single, splitConv, splitGroupNorm, whole, type Split } fr
 import { ConfigError, type ConfigReader, type WeightLoader } from './loader.ts';
 import { SpatialAttention } from './attention_processor.ts';
 import { loadConv, loadNorm, loadSpatialNorm, ResnetBlock2D, splitSpatialNorm, SPATIAL_NORM_GROUPS, Upsample2D, type SpatialNormWeights } from './resnet.ts';
-import { MidBlock2D, makeDownBlock, makeUpBlock, type DownBlock, type UpBlock } from './unet_2d_blocks.ts';
+import { chainSplit, MidBlock2D, makeDownBlock, makeUpBlock, type DownBlock, type UpBlock } from './unet_2d_blocks.ts';
 
 /** The VAE's resnets and attention use eps 1e-6 regardless of config (as diffusers does). */
 const VAE_EPS = 1e-6;
@@ -185,22 +185,8 @@ export class Decoder {
       g.release(prev);
       hs = single(m);
       for (const u of sp.up) {
-        u.resnets.forEach((r, j) => {
-          let next = r.forwardSplit(g, hs, zq);
-          releaseSplit(g, hs);
-          const a = u.attentions[j];
-          if (a) {
-            const t = whole(next, a.where);
-            next = single(a.forward(g, t, zq));
-            g.release(t);
-          }
-          hs = next;
-        });
-        if (u.upsampler) {
-          const next = u.upsampler.forwardSplit(g, hs, this.groups);
-          releaseSplit(g, hs);
-          hs = next;
-        }
+        const up = u.upsampler;
+        hs = chainSplit(g, hs, u.resnets, up ? (t: Split) => up.forwardSplit(g, t, this.groups) : null, u.attentions, zq);
       }
       n = splitSpatialNorm(g, s, `${p}.conv_norm_out`, hs, sp.normOut, zq, 'silu');
     } else {

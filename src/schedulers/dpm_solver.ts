@@ -188,24 +188,24 @@ export class DPMSolverMultistepScheduler implements Scheduler {
     const em1 = f(f(Math.exp(-h)) - 1);
     const A = f(t.alpha * em1);
     // prev = cx·x + c0·D0 [+ k·D1] [+ c3·noise], D0 = x0, D1 = (x0 − x0_prev)/r0.
-    let c0: number, cx: number, c3 = 0;
-    let kD1: () => number;
+    const midpoint = this.config.solverType === 'midpoint';
+    let c0: number, cx: number, kD1: number, c3 = 0;
     if (this.config.sde) {
       const om = f(1 - f(Math.exp(f(-2 * h))));
       cx = f(f(t.sigma / s0.sigma) * f(Math.exp(-h)));
       c0 = f(t.alpha * om);
       c3 = f(t.sigma * f(Math.sqrt(om)));
-      kD1 = () => (this.config.solverType === 'midpoint' ? f(0.5 * c0) : f(t.alpha * f(f(om / f(-2 * h)) + 1)));
+      kD1 = midpoint ? f(0.5 * c0) : f(t.alpha * f(f(om / f(-2 * h)) + 1));
     } else {
       cx = f(t.sigma / s0.sigma);
       c0 = -A;
-      kD1 = () => (this.config.solverType === 'midpoint' ? -f(0.5 * A) : f(t.alpha * f(f(em1 / h) + 1)));
+      kD1 = midpoint ? -f(0.5 * A) : f(t.alpha * f(f(em1 / h) + 1));
     }
     let d = 0;
     if (this.isSecondOrder(i)) {
       const s1 = this.point(i - 1);
       const r0 = f(f(s0.lambda - s1.lambda) / h);
-      const kr = f(kD1() * f(1 / r0));
+      const kr = f(kD1 * f(1 / r0));
       c0 += kr;
       d = -kr;
     }
