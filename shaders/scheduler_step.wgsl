@@ -1,5 +1,5 @@
 // One fused "linear" scheduler step, shared by every step of DDPM and DDIM. All per-step numbers
-// come from the row buffer (layout: StepRow in src/kernels/scheduler_step.ts), so a whole denoising
+// come from the row buffer (layout: StepRow in src/kernels/step_row.ts), so a whole denoising
 // loop runs one compiled kernel and changes only the row between steps:
 //   eps    = modelOut                      or, with CFG, e_u + g·(e_c − e_u)
 //   x0     = a0·x + a1·eps                 clamped to ±range when the row's clip flag is set
@@ -16,6 +16,8 @@
 // each element would get (nothing else), the threshold kernel takes a quantile per batch item,
 // and THRESHOLD then clamps x0 to ±s and divides by s (s per batch item) in place of the clip.
 #include "common"
+// The row slots ROW_* and EPS_HISTORY_SLOTS, generated from StepRow (src/kernels/step_row.ts).
+#include "step_row"
 
 struct U {
   n: u32,
@@ -51,32 +53,9 @@ struct U {
 #endif
 
 const WG = 256u;
-// Row slots; the same numbers as StepRow in src/kernels/scheduler_step.ts.
-const GUIDANCE = 2u;
-const A0 = 3u;
-const A1 = 4u;
-const CLIP = 5u;
-const RANGE = 6u;
-const B0 = 7u;
-const B1 = 8u;
-const B2 = 9u;
-const C0 = 10u;
-const C1 = 11u;
-const C2 = 12u;
-const C3 = 13u;
-const NEXT_SCALE = 14u;
-const D = 15u;
-const B_DIV = 16u;
-const X0_INF = 17u;
-const W_EPS = 18u;
-const W_HIST0 = 19u;
-const HIST_WRITE = 22u;
-const FROM_STORED = 23u;
-const STORE_SAMPLE = 24u;
 // Stands in for diffusers' ±inf x0 (finite: WGSL may assume no infinities); any clip range is far
 // below it, so the clamp that follows gives the same ±range.
 const X0_HUGE = 3.0e38;
-const HIST_SLOTS = 3u;
 
 @compute @workgroup_size(256, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
@@ -87,7 +66,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
 #if CFG
   let ec = modelOut[i];
   let eu = modelOut[u.n + i];
-  let eps = eu + row[GUIDANCE] * (ec - eu);
+  let eps = eu + row[ROW_GUIDANCE] * (ec - eu);
 #else
   let eps = modelOut[i];
 #endif
@@ -95,20 +74,20 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
 #if EPS_HISTORY
   var xv = xIn;
   // Weights of 0 skip the read: a slot not yet filled may hold anything.
-  if (row[FROM_STORED] != 0.0) {
+  if (row[ROW_FROM_STORED] != 0.0) {
     xv = storedSample[i];
   }
-  var mo = row[W_EPS] * eps;
-  for (var k = 0u; k < HIST_SLOTS; k++) {
-    let w = row[W_HIST0 + k];
+  var mo = row[ROW_W_EPS] * eps;
+  for (var k = 0u; k < EPS_HISTORY_SLOTS; k++) {
+    let w = row[ROW_W_HIST0 + k];
     if (w != 0.0) {
       mo += w * epsHist[k * u.n + i];
     }
   }
-  if (row[STORE_SAMPLE] != 0.0) {
+  if (row[ROW_STORE_SAMPLE] != 0.0) {
     storedSample[i] = xIn;
   }
-  let slot = row[HIST_WRITE];
+  let slot = row[ROW_HIST_WRITE];
   if (slot >= 0.0) {
     epsHist[u32(slot) * u.n + i] = eps;
   }
@@ -117,8 +96,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let mo = eps;
 #endif
 
-  var x0 = row[A0] * xv + row[A1] * mo;
-  if (row[X0_INF] != 0.0) {
+  var x0 = row[ROW_A0] * xv + row[ROW_A1] * mo;
+  if (row[ROW_X0_INF] != 0.0) {
     x0 = sign(x0) * X0_HUGE;
   }
 #if X0_ONLY
@@ -128,30 +107,30 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let s = thresh[i / u.per];
   x0 = clamp(x0, -s, s) / s;
 #else
-  if (row[CLIP] != 0.0) {
-    x0 = clamp(x0, -row[RANGE], row[RANGE]);
+  if (row[ROW_CLIP] != 0.0) {
+    x0 = clamp(x0, -row[ROW_CLIP_RANGE], row[ROW_CLIP_RANGE]);
   }
 #endif
-  let epsHat = (row[B0] * xv + row[B1] * mo + row[B2] * x0) / row[B_DIV];
-  var prev = row[C0] * x0 + row[C1] * epsHat + row[C2] * xv;
+  let epsHat = (row[ROW_B0] * xv + row[ROW_B1] * mo + row[ROW_B2] * x0) / row[ROW_B_DIV];
+  var prev = row[ROW_C0] * x0 + row[ROW_C1] * epsHat + row[ROW_C2] * xv;
 #if NOISE
   // A step that draws no noise has c3 = 0; skipping the read keeps a stale noise buffer out of it.
-  if (row[C3] != 0.0) {
-    prev += row[C3] * noise[i];
+  if (row[ROW_C3] != 0.0) {
+    prev += row[ROW_C3] * noise[i];
   }
 #endif
 
 #if PREV_X0
   // d = 0 on a first-order step (the first one): the history is not read, so it may be stale.
-  if (row[D] != 0.0) {
-    prev += row[D] * prevX0[i];
+  if (row[ROW_D] != 0.0) {
+    prev += row[ROW_D] * prevX0[i];
   }
   prevX0[i] = x0;
 #endif
 
   x[i] = prev;
 #if NEXT
-  let nxt = prev * row[NEXT_SCALE];
+  let nxt = prev * row[ROW_NEXT_SCALE];
   nextInput[i] = nxt;
 #if CFG
   nextInput[u.n + i] = nxt;

@@ -3,6 +3,7 @@
 // generated WGSL (wgsl_reflect), so no kernel writes its layout by hand and a variant that
 // drops a binding cannot get out of step with its TypeScript side.
 import { WgslReflect } from 'wgsl_reflect/wgsl_reflect.module.js';
+import { generatedShaderSources } from '../kernels/generated_shaders.ts';
 import { shaderSources } from '../kernels/shaders.gen.ts';
 import type { GpuContext } from './device.ts';
 import { expandTemplate, type TemplateParams } from './template.ts';
@@ -50,8 +51,9 @@ export function kernelKey(spec: KernelSpec): string {
 
 export function generateWgsl(spec: KernelSpec): string {
   const resolve = (name: string): string => {
-    const src = shaderSources[name.replace(/\.wgsl$/, '')];
-    if (src === undefined) throw new Error(`Unknown shader '${name}' (no shaders/${name}.wgsl)`);
+    const key = name.replace(/\.wgsl$/, '');
+    const src = shaderSources[key] ?? generatedShaderSources[key];
+    if (src === undefined) throw new Error(`Unknown shader '${name}' (no shaders/${name}.wgsl, nor a generated one)`);
     return src;
   };
   return expandTemplate(resolve(spec.shader), spec.params ?? {}, resolve, spec.shader);

@@ -1,7 +1,7 @@
 // What DDPM and DDIM share: the ᾱ table, the inference timesteps, diffusers' previous timestep
 // (t − T // steps, whatever the spacing) and the packing of a step's coefficients into the row
 // the fused GPU step reads. Each subclass only turns (t, prev) into coefficients.
-import { packStepRow, STEP_ROW_LENGTH, type StepCoefficients } from '../kernels/scheduler_step.ts';
+import { packStepRow, STEP_ROW_LENGTH, type StepCoefficients } from '../kernels/step_row.ts';
 import type { Scheduler } from './scheduler.ts';
 import { alphasCumprod, inferenceTimesteps, makeBetas, SchedulerConfigError, stepAt, type CommonConfig, type Threshold } from './schedule.ts';
 

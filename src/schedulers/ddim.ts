@@ -2,7 +2,7 @@
 // x0 and eps from the prediction type, optional clamp of x0, σ_t = η·sqrt(variance), and
 // prev = sqrt(ᾱ_prev)·x0 + sqrt(1 − ᾱ_prev − σ_t²)·eps + σ_t·noise. As in ddpm.ts the scalar
 // math is rounded to float32 after each operation, the way torch does it on 0-dim tensors.
-import type { StepCoefficients } from '../kernels/scheduler_step.ts';
+import type { StepCoefficients } from '../kernels/step_row.ts';
 import { AlphaBarScheduler, epsilonX0 } from './alpha_bar.ts';
 import { ConfigReader, readCommonConfig, SchedulerConfigError, type CommonConfig } from './schedule.ts';
 

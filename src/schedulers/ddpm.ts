@@ -3,7 +3,7 @@
 // The scalar math runs on float32 values with a rounding after each operation, because torch does
 // it on 0-dim float32 tensors and 1 − ᾱ_t/ᾱ_prev loses digits to cancellation that float64 would
 // keep; the coefficients then equal diffusers' exactly.
-import type { StepCoefficients } from '../kernels/scheduler_step.ts';
+import type { StepCoefficients } from '../kernels/step_row.ts';
 import { AlphaBarScheduler, epsilonX0 } from './alpha_bar.ts';
 import { ConfigReader, readCommonConfig, type CommonConfig } from './schedule.ts';
 

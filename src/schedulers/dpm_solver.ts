@@ -7,7 +7,7 @@
 // r0 = h_prev/h, so the fused GPU step keeps an x0 history buffer (SchedulerStepArgs.prevX0; the
 // row's d slot multiplies it). Note that this version's last σ is σ(t = 0), not 0 (diffusers added
 // final_sigmas_type later). Scalars are rounded to float32 where torch does float32 math.
-import { packStepRow, STEP_ROW_LENGTH, type StepCoefficients } from '../kernels/scheduler_step.ts';
+import { packStepRow, STEP_ROW_LENGTH, type StepCoefficients } from '../kernels/step_row.ts';
 import { karrasSigmas, logSigmaTable, sigmaToT } from './karras.ts';
 import type { Scheduler } from './scheduler.ts';
 import {

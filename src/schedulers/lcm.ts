@@ -6,7 +6,7 @@
 // denoised itself. Timesteps are drawn from the distillation schedule of original_inference_steps
 // (k·j − 1 for j = 1..N, k = T // N), evenly spaced by index. Scalars are rounded to float32 where
 // torch does float32 math, as in ddim.ts.
-import { packStepRow, STEP_ROW_LENGTH, type StepCoefficients } from '../kernels/scheduler_step.ts';
+import { packStepRow, STEP_ROW_LENGTH, type StepCoefficients } from '../kernels/step_row.ts';
 import { epsilonX0 } from './alpha_bar.ts';
 import type { Scheduler } from './scheduler.ts';
 import { alphasCumprod, ConfigReader, makeBetas, readScheduleConfig, readThreshold, SchedulerConfigError, stepAt, type PredictionType, type ScheduleConfig, type Threshold } from './schedule.ts';

@@ -7,7 +7,7 @@
 // The combination runs on the GPU: each row says which ring slot of the eps history
 // (SchedulerStepArgs.epsHistory) holds which stored output and with what weight. Scalars are
 // rounded to float32 where torch computes on float32 0-dim tensors.
-import { EPS_HISTORY_SLOTS, packPlmsRow, PLMS_ROW_LENGTH, type EpsHistoryCoefficients, type StepCoefficients } from '../kernels/scheduler_step.ts';
+import { EPS_HISTORY_SLOTS, packPlmsRow, PLMS_ROW_LENGTH, type EpsHistoryCoefficients, type StepCoefficients } from '../kernels/step_row.ts';
 import type { Scheduler } from './scheduler.ts';
 import { alphasCumprod, ConfigReader, inferenceTimesteps, makeBetas, readScheduleConfig, SchedulerConfigError, stepAt, type ScheduleConfig } from './schedule.ts';
 

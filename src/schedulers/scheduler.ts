@@ -1,6 +1,7 @@
 // The scheduler interface the denoising loop is written against, and the factory that builds one
-// from a diffusers scheduler_config.json. A scheduler here only does host-side float math: it turns
-// each step into a packed row of coefficients for the fused GPU step (src/kernels/scheduler_step.ts).
+// from a diffusers scheduler_config.json (names and their classes: registry.ts). A scheduler here
+// only does host-side float math: it turns each step into a packed row of coefficients
+// (src/kernels/step_row.ts) for the fused GPU step (src/kernels/scheduler_step.ts).
 import { DDIMScheduler } from './ddim.ts';
 import { DDPMScheduler } from './ddpm.ts';
 import { DPMSolverMultistepScheduler } from './dpm_solver.ts';
@@ -8,12 +9,15 @@ import { EulerDiscreteScheduler } from './euler.ts';
 import { EulerAncestralScheduler } from './euler_ancestral.ts';
 import { LCMScheduler } from './lcm.ts';
 import { PNDMScheduler } from './pndm.ts';
+import { schedulerEntry, schedulerNameOf, type SchedulerName } from './registry.ts';
 import { SchedulerConfigError, type Threshold } from './schedule.ts';
 
 export { SchedulerConfigError } from './schedule.ts';
+// The names live in the registry; re-exported here, where the library and its callers import them.
+export { SCHEDULER_NAMES, schedulerNameOf, type SchedulerName } from './registry.ts';
 
 export interface Scheduler {
-  readonly name: 'ddpm' | 'ddim' | 'euler-a' | 'euler' | 'lcm' | 'dpm++2m' | 'dpm++2m-sde' | 'pndm';
+  readonly name: SchedulerName;
   /**
    * After set_timesteps(steps), as diffusers computes them (fractional for Euler with linspace
    * spacing); one per U-Net call and step row, so steps + 1 of them for PNDM's PLMS.
@@ -50,8 +54,6 @@ export interface Scheduler {
   modelInputScale(i: number): number;
 }
 
-export type SchedulerName = Scheduler['name'];
-
 export interface CreateSchedulerOptions {
   /** Overrides config._class_name (diffusers' from_config into another scheduler class). */
   name?: SchedulerName;
@@ -67,54 +69,40 @@ export interface CreateSchedulerOptions {
   start?: number;
 }
 
-const CLASS_NAMES: Record<string, SchedulerName> = {
-  DDPMScheduler: 'ddpm',
-  DDIMScheduler: 'ddim',
-  EulerAncestralDiscreteScheduler: 'euler-a',
-  EulerDiscreteScheduler: 'euler',
-  LCMScheduler: 'lcm',
-  DPMSolverMultistepScheduler: 'dpm++2m',
-  PNDMScheduler: 'pndm',
-};
-
-/**
- * Every scheduler name createScheduler accepts, for CLI and error messages: one per class, and
- * DPMSolverMultistepScheduler's algorithm_type 'sde-dpmsolver++' ("DPM++ 2M SDE") as its own name.
- */
-export const SCHEDULER_NAMES: readonly SchedulerName[] = ['ddpm', 'ddim', 'euler-a', 'euler', 'lcm', 'dpm++2m', 'dpm++2m-sde', 'pndm'];
-
-const SDE = 'sde-dpmsolver++';
-
-export function schedulerNameOf(config: Record<string, unknown>): SchedulerName {
-  const cls = config._class_name;
-  const name = typeof cls === 'string' ? CLASS_NAMES[cls] : undefined;
-  if (!name) {
-    throw new SchedulerConfigError(
-      `scheduler class ${JSON.stringify(cls ?? null)} is not supported (supported: ${Object.keys(CLASS_NAMES).join(', ')}); choose one of ${SCHEDULER_NAMES.join(', ')} explicitly to reuse this config`,
-    );
-  }
-  return name === 'dpm++2m' && config.algorithm_type === SDE ? 'dpm++2m-sde' : name;
+interface FactoryOptions {
+  eta?: number;
+  useClippedModelOutput?: boolean;
+  start: number;
+  /** The caller named the scheduler, rather than it coming from the config's class. */
+  chosen: boolean;
 }
+
+const ODE_ALGORITHMS: readonly unknown[] = [undefined, 'dpmsolver++', 'deis'];
+
+// Keyed by SchedulerName, so a name added to the registry without a factory does not compile.
+const FACTORIES: { readonly [N in SchedulerName]: (config: Record<string, unknown>, steps: number, opts: FactoryOptions) => Scheduler } = {
+  ddim: (config, steps, opts) => new DDIMScheduler(config, steps, { eta: opts.eta, useClippedModelOutput: opts.useClippedModelOutput }),
+  ddpm: (config, steps) => new DDPMScheduler(config, steps),
+  'euler-a': (config, steps) => new EulerAncestralScheduler(config, steps),
+  euler: (config, steps) => new EulerDiscreteScheduler(config, steps),
+  lcm: (config, steps) => new LCMScheduler(config, steps),
+  // A chosen name replaces any other algorithm_type with the ODE one; the config's own choice stays,
+  // so an algorithm_type Fresco does not implement is still an error that names it.
+  'dpm++2m': (config, steps, { start, chosen }) =>
+    new DPMSolverMultistepScheduler(chosen && !ODE_ALGORITHMS.includes(config.algorithm_type) ? { ...config, algorithm_type: 'dpmsolver++' } : config, steps, start),
+  // (A chosen name has already set its algorithm_type: the registry entry's config.)
+  'dpm++2m-sde': (config, steps, { start }) => new DPMSolverMultistepScheduler(config, steps, start),
+  pndm: (config, steps, { start }) => new PNDMScheduler(config, steps, start),
+};
 
 export function createScheduler(config: Record<string, unknown>, steps: number, opts: CreateSchedulerOptions = {}): Scheduler {
   const name = opts.name ?? schedulerNameOf(config);
   // (Step counts themselves are checked by each scheduler, which names them.)
   const start = opts.start ?? 0;
   if (start !== 0 && (!Number.isInteger(start) || start < 0 || start >= steps)) throw new SchedulerConfigError(`the first step run (${start}) must be an integer in 0..${steps - 1}`);
-  if (name === 'ddpm') return new DDPMScheduler(config, steps);
-  if (name === 'ddim') return new DDIMScheduler(config, steps, { eta: opts.eta, useClippedModelOutput: opts.useClippedModelOutput });
-  if (name === 'euler-a') return new EulerAncestralScheduler(config, steps);
-  if (name === 'euler') return new EulerDiscreteScheduler(config, steps);
-  if (name === 'lcm') return new LCMScheduler(config, steps);
-  // A name the caller chose sets the DPM-Solver algorithm_type over whatever the config says
-  // (from_config with an override); a name taken from the config leaves the config's own choice,
-  // so an unsupported algorithm_type there stays an error.
+  const entry = schedulerEntry(name);
   const chosen = opts.name !== undefined;
-  if (name === 'dpm++2m') {
-    const ode = config.algorithm_type === undefined || config.algorithm_type === 'dpmsolver++' || config.algorithm_type === 'deis';
-    return new DPMSolverMultistepScheduler(chosen && !ode ? { ...config, algorithm_type: 'dpmsolver++' } : config, steps, opts.start);
-  }
-  if (name === 'dpm++2m-sde') return new DPMSolverMultistepScheduler(chosen ? { ...config, algorithm_type: SDE } : config, steps, opts.start);
-  if (name === 'pndm') return new PNDMScheduler(config, steps, opts.start);
-  throw new SchedulerConfigError(`unknown scheduler '${String(name)}' (supported: ${SCHEDULER_NAMES.join(', ')})`);
+  // A chosen name sets the config values that select it (from_config with an override).
+  const cfg = chosen && entry.config ? { ...config, ...entry.config } : config;
+  return FACTORIES[name](cfg, steps, { eta: opts.eta, useClippedModelOutput: opts.useClippedModelOutput, start, chosen });
 }

@@ -4,7 +4,7 @@
 // with linspace spacing the timesteps are fractional. Subclasses only say where a step lands
 // deterministically and how much noise it adds. The σ table and the per-step scalars are rounded
 // to float32 where diffusers has torch or numpy do float32 math, as in ddpm.ts.
-import { packStepRow, STEP_ROW_LENGTH, type StepCoefficients } from '../kernels/scheduler_step.ts';
+import { packStepRow, STEP_ROW_LENGTH, type StepCoefficients } from '../kernels/step_row.ts';
 import { karrasSigmas, logSigmaTable, sigmaToT } from './karras.ts';
 import type { Scheduler } from './scheduler.ts';
 import { alphasCumprod, type ConfigReader, inferenceTimesteps, makeBetas, readScheduleConfig, SchedulerConfigError, stepAt, type ScheduleConfig } from './schedule.ts';
