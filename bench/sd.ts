@@ -18,9 +18,13 @@ import { numel, type Tensor } from '../src/graph/tensor.ts';
 import { RandomWeightStore } from '../src/io/random_weights.ts';
 import { uploadIds } from '../src/kernels/embedding.ts';
 import { AutoencoderKL } from '../src/models/autoencoder_kl.ts';
+import { readAutoencoderKLConfig } from '../src/models/autoencoder_kl_config.ts';
+import { buildModel } from '../src/models/model_loader.ts';
 import { CLIPTextModel } from '../src/models/clip_text_model.ts';
+import { readClipTextConfig } from '../src/models/clip_text_config.ts';
 import { PRECISIONS, type Precision } from '../src/models/precision.ts';
 import { UNet2DConditionModel } from '../src/models/unet_2d_condition.ts';
+import { readUNet2DConditionConfig } from '../src/models/unet_2d_condition_config.ts';
 import { done, median } from './core/time_graph.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -71,9 +75,9 @@ for (const st of stages) if (!['text', 'unet', 'decode'].includes(st)) throw new
 const skipped = { firstMs: NaN, ms: null };
 const store = new RandomWeightStore(1);
 let t = performance.now();
-const text = new CLIPTextModel(rt, store, configs.text_encoder!, { precision, where: `${configName}/text_encoder` });
-const unet = new UNet2DConditionModel(rt, store, configs.unet!, `${configName}/unet`, { precision });
-const vae = new AutoencoderKL(rt, store, configs.vae!, `${configName}/vae`, { precision });
+const text = buildModel(CLIPTextModel, rt, store, readClipTextConfig(configs.text_encoder!, `${configName}/text_encoder`), { precision });
+const unet = buildModel(UNet2DConditionModel, rt, store, readUNet2DConditionConfig(configs.unet!, `${configName}/unet`), { precision });
+const vae = buildModel(AutoencoderKL, rt, store, readAutoencoderKLConfig(configs.vae!, `${configName}/vae`), { precision });
 const loadMs = performance.now() - t;
 const weightBytes = rt.liveBytes;
 console.error(`built with random weights in ${(loadMs / 1000).toFixed(1)} s: ${(weightBytes / 2 ** 30).toFixed(2)} GiB on the GPU (${unet.precision.description})`);

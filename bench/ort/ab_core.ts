@@ -9,6 +9,8 @@ import { Graph } from '../../src/graph/graph.ts';
 import type { ModelFolder } from '../../src/io/model_folder.ts';
 import { shaderSources } from '../../src/kernels/shaders.gen.ts';
 import { UNet2DModel } from '../../src/models/unet_2d.ts';
+import { readUNet2DConfig } from '../../src/models/unet_2d_config.ts';
+import { buildModel } from '../../src/models/model_loader.ts';
 import { profileGraph } from './profile.ts';
 
 const median = (xs: number[]) => {
@@ -24,7 +26,7 @@ export async function abGemm(ctx: GpuContext, folder: ModelFolder, variant: stri
     { name: 'variant', src: variant },
   ].map((s) => {
     const rt = new Runtime(ctx);
-    return { ...s, rt, unet: new UNet2DModel(rt, folder.weights, folder.config, 'unet') };
+    return { ...s, rt, unet: buildModel(UNet2DModel, rt, folder.weights, readUNet2DConfig(folder.config, 'unet')) };
   });
   const out = [];
   for (const B of batches) {

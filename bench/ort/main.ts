@@ -14,6 +14,8 @@ import { Runtime } from '../../src/gpu/runtime.ts';
 import { Graph } from '../../src/graph/graph.ts';
 import { loadModelFrom } from '../../src/io/model_folder.ts';
 import { UNet2DModel } from '../../src/models/unet_2d.ts';
+import { readUNet2DConfig } from '../../src/models/unet_2d_config.ts';
+import { buildModel } from '../../src/models/model_loader.ts';
 import { countStep, installHooks, type StepCounts } from './hooks.ts';
 import { profileGraph, type KernelTotal } from './profile.ts';
 import { urlFolderReader } from '../../src/io/url_reader.ts';
@@ -80,7 +82,7 @@ async function main() {
   log(`fresco adapter: ${ctx.adapterName}; features: ${[...ctx.features].join(', ')}`);
 
   const folder = await loadModelFrom(urlFolderReader('/weights/fashion-ldm/unet', { cache: false }), '/weights/fashion-ldm/unet');
-  const unet = new UNet2DModel(rt, folder.weights, folder.config, '/weights/fashion-ldm/unet');
+  const unet = buildModel(UNet2DModel, rt, folder.weights, readUNet2DConfig(folder.config, '/weights/fashion-ldm/unet'));
 
   const modelBytes = new Uint8Array(await (await fetch('/onnx/unet.onnx')).arrayBuffer());
   // ['webgpu'] alone: with a wasm fallback listed, a WebGPU failure would silently time the CPU.

@@ -10,12 +10,19 @@ import { numel, type Tensor } from '../graph/tensor.ts';
 import { loadModelFolder, nodeFolderReader, readJson, type ModelFolder } from '../io/model_folder.ts';
 import { readSafetensorsFile, toFloat32, toInt64Numbers, type HostTensor } from '../io/safetensors.ts';
 import { AutoencoderKL } from '../models/autoencoder_kl.ts';
+import { readAutoencoderKLConfig } from '../models/autoencoder_kl_config.ts';
 import { AutoencoderTiny } from '../models/autoencoder_tiny.ts';
+import { readAutoencoderTinyConfig } from '../models/autoencoder_tiny_config.ts';
+import { readClipTextConfig } from '../models/clip_text_config.ts';
 import { CLIPTextModel, CLIPTextModelWithProjection, readClipTextFolder } from '../models/clip_text_model.ts';
 import { uploadIds } from '../kernels/embedding.ts';
+import { buildModel } from '../models/model_loader.ts';
 import { UNet2DModel } from '../models/unet_2d.ts';
+import { readUNet2DConfig } from '../models/unet_2d_config.ts';
 import { UNet2DConditionModel } from '../models/unet_2d_condition.ts';
+import { readUNet2DConditionConfig } from '../models/unet_2d_condition_config.ts';
 import { VQModel } from '../models/vq_model.ts';
+import { readVQModelConfig } from '../models/vq_model_config.ts';
 import type { Precision } from '../models/precision.ts';
 import { measure, Unsupported, worst, type Measured } from './measure.ts';
 
@@ -74,13 +81,13 @@ function isTensor(x: Tensor | Record<string, Tensor>): x is Tensor {
 /** diffusers class.call → how Fresco runs it. */
 const RUNNERS: Record<string, CaseRunner> = {
   'UNet2DModel.forward': (rt, folder, dir, g, io, precision) => {
-    const unet = new UNet2DModel(rt, folder.weights, folder.config, dir, { precision });
+    const unet = buildModel(UNet2DModel, rt, folder.weights, readUNet2DConfig(folder.config, dir), { precision });
     const sample = io.tensor('sample');
     const B = sample.shape[0]!;
     return { out: unet.forward(g, sample, { timesteps: io.timesteps(B), broadcast: false, classLabels: io.classLabels(unet, B) }), destroy: () => unet.destroy() };
   },
   'UNet2DConditionModel.forward': (rt, folder, dir, g, io, precision) => {
-    const unet = new UNet2DConditionModel(rt, folder.weights, folder.config, dir, { precision });
+    const unet = buildModel(UNet2DConditionModel, rt, folder.weights, readUNet2DConditionConfig(folder.config, dir), { precision });
     const sample = io.tensor('sample');
     const B = sample.shape[0]!;
     const classLabels = io.classLabels(unet, B);
@@ -91,18 +98,18 @@ const RUNNERS: Record<string, CaseRunner> = {
     const timeIds = io.has('time_ids') ? io.tensor('time_ids') : undefined;
     return { out: unet.forward(g, sample, { timesteps: io.timesteps(B), broadcast: false, classLabels, timestepCond, textEmbeds, timeIds }, io.tensor('encoder_hidden_states')), destroy: () => unet.destroy() };
   },
-  'AutoencoderKL.decode': unary((rt, f, d, precision) => new AutoencoderKL(rt, f.weights, f.config, d, { precision }), (m, g, x) => m.decode(g, x), 'latents'),
-  'AutoencoderKL.encode': unary((rt, f, d, precision) => new AutoencoderKL(rt, f.weights, f.config, d, { precision }), (m, g, x) => m.encodeMean(g, x), 'image'),
-  'AutoencoderTiny.decode': unary((rt, f, d, precision) => new AutoencoderTiny(rt, f.weights, f.config, d, { precision }), (m, g, x) => m.decode(g, x), 'latents'),
-  'VQModel.decode': unary((rt, f, d, precision) => new VQModel(rt, f.weights, f.config, d, { precision }), (m, g, x) => m.decode(g, x), 'latents'),
+  'AutoencoderKL.decode': unary((rt, f, d, precision) => buildModel(AutoencoderKL, rt, f.weights, readAutoencoderKLConfig(f.config, d), { precision }), (m, g, x) => m.decode(g, x), 'latents'),
+  'AutoencoderKL.encode': unary((rt, f, d, precision) => buildModel(AutoencoderKL, rt, f.weights, readAutoencoderKLConfig(f.config, d), { precision }), (m, g, x) => m.encodeMean(g, x), 'image'),
+  'AutoencoderTiny.decode': unary((rt, f, d, precision) => buildModel(AutoencoderTiny, rt, f.weights, readAutoencoderTinyConfig(f.config, d), { precision }), (m, g, x) => m.decode(g, x), 'latents'),
+  'VQModel.decode': unary((rt, f, d, precision) => buildModel(VQModel, rt, f.weights, readVQModelConfig(f.config, d), { precision }), (m, g, x) => m.decode(g, x), 'latents'),
   'CLIPTextModel.encode': (rt, folder, dir, g, io, precision) => {
-    const m = new CLIPTextModel(rt, folder.weights, folder.config, { where: dir, precision });
+    const m = buildModel(CLIPTextModel, rt, folder.weights, readClipTextConfig(folder.config, dir), { precision });
     const r = m.encode(g, io.ids('input_ids', m.vocabSize));
     return { out: { last_hidden_state: r.lastHiddenState, hidden_state_penultimate: r.penultimate }, destroy: () => m.destroy() };
   },
   // text_embeds: the pooled row (poolRows, from the host ids) through text_projection.
   'CLIPTextModelWithProjection.encode': (rt, folder, dir, g, io, precision) => {
-    const m = new CLIPTextModelWithProjection(rt, folder.weights, folder.config, { where: dir, precision });
+    const m = buildModel(CLIPTextModelWithProjection, rt, folder.weights, readClipTextConfig(folder.config, dir, true), { precision });
     const ids = io.ids('input_ids', m.vocabSize);
     const host = io.intRows('input_ids');
     const pool = io.ids('pool_rows', ids.shape[0]! * ids.shape[1]!, m.poolRows(host));

@@ -1,7 +1,10 @@
 // Linear layers and conv2d, both through the GEMM core in shaders/gemm.wgsl.
 import { evenChunks, fold1d, type Graph } from '../graph/graph.ts';
 import { bytesOf, dtypeOf, numel, shapeStr, type DType, type Tensor } from '../graph/tensor.ts';
+import type { Activation } from './activation.ts';
 import { commonDType, DTypeError, storageParams } from './dtype.ts';
+
+export type { Activation } from './activation.ts';
 
 /** Threads per workgroup side; each thread holds TM rows x 4·TN4 columns (shaders/gemm.wgsl). */
 const WG = 16;
@@ -59,21 +62,9 @@ export class ShapeError extends Error {
   }
 }
 
-/**
- * The activations a kernel can fuse (act in shaders/common.wgsl): diffusers' get_activation names
- * (silu/swish → SiLU, mish, gelu in its exact erf form, relu) plus transformers' quick_gelu.
- */
-export type Activation = 'silu' | 'mish' | 'gelu' | 'relu' | 'quick_gelu';
-
 /** The template parameters selecting `act`: ACT (the name) and ACT_<NAME>; none without one. */
 export function activationParams(act: Activation | undefined): Record<string, string | boolean> {
   return act ? { ACT: act, [`ACT_${act.toUpperCase()}`]: true } : {};
-}
-
-/** diffusers' get_activation: config act_fn names (lower-cased) to the activation, 'swish' being SiLU. */
-export function activationOf(name: string): Activation | undefined {
-  const n = name.toLowerCase();
-  return n === 'swish' || n === 'silu' ? 'silu' : n === 'mish' || n === 'gelu' || n === 'relu' ? n : undefined;
 }
 
 export interface Epilogue {

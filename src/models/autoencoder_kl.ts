@@ -1,24 +1,17 @@
 // diffusers.models.autoencoder_kl.AutoencoderKL: encode (Encoder, quant_conv, then the posterior's
 // mean or a sample of it) and decode (post_quant_conv, Decoder).
-import type { Runtime } from '../gpu/runtime.ts';
 import type { Graph } from '../graph/graph.ts';
 import type { Tensor } from '../graph/tensor.ts';
+import { inStorage } from '../kernels/cast.ts';
 import { conv2d } from '../kernels/gemm.ts';
 import { posteriorSample } from '../kernels/posterior_sample.ts';
 import { gaussianNoise } from '../kernels/rng.ts';
-import type { WeightStore } from '../io/weights.ts';
-import { ConfigError, ConfigReader, WeightLoader } from './loader.ts';
-import { inStorage, uploadTensor } from '../kernels/cast.ts';
-import { resolvePrecision, type ModelOptions, type ResolvedPrecision } from './precision.ts';
+import type { AutoencoderKLConfig } from './autoencoder_kl_config.ts';
+import { ConfigError } from './config.ts';
+import { assertWeightsUsed, type ModelLoader } from './model_loader.ts';
+import type { ResolvedPrecision } from './precision.ts';
 import { loadConv } from './resnet.ts';
 import { Decoder, Encoder } from './vae.ts';
-
-/** AutoencoderKL's constructor arguments (diffusers 0.25, plus the later quant-conv switches). */
-const AUTOENCODER_KL_KEYS = [
-  'in_channels', 'out_channels', 'down_block_types', 'up_block_types', 'block_out_channels', 'layers_per_block',
-  'act_fn', 'latent_channels', 'norm_num_groups', 'sample_size', 'scaling_factor', 'force_upcast',
-  'use_quant_conv', 'use_post_quant_conv', 'mid_block_add_attention',
-];
 
 export class AutoencoderKL {
   readonly latentChannels: number;
@@ -27,10 +20,8 @@ export class AutoencoderKL {
   readonly scalingFactor: number;
   /** Image pixels per latent pixel along each side: 2^(levels − 1), diffusers' vae_scale_factor. */
   readonly scaleFactor: number;
-  private readonly w: WeightLoader;
-  private readonly rt: Runtime;
-  /** Weights uploaded here rather than through the loader (quant_conv). */
-  private readonly ownBuffers: GPUBuffer[] = [];
+  readonly precision: ResolvedPrecision;
+  private readonly w: ModelLoader;
   private readonly postQuant: { weight: Tensor; bias: Tensor } | null;
   private readonly decoder: Decoder;
   private readonly encoder: Encoder;
@@ -39,45 +30,23 @@ export class AutoencoderKL {
   /** Views of quant_conv's first latent_channels rows, for the mean alone. */
   private readonly quantMean: { weight: Tensor; bias: Tensor };
 
-  readonly precision: ResolvedPrecision;
-
-  constructor(rt: Runtime, store: WeightStore, config: Record<string, unknown>, where = 'AutoencoderKL', opts: ModelOptions = {}) {
-    this.precision = resolvePrecision(rt.gpu.features, opts.precision);
-    const c = new ConfigReader(config, where);
-    c.only('_class_name', ['AutoencoderKL']);
-    c.knownKeys(AUTOENCODER_KL_KEYS);
-    c.only('use_quant_conv', [true]);
-    this.latentChannels = c.int('latent_channels', 4, 1);
-    this.inChannels = c.int('in_channels', 3, 1);
-    this.outChannels = c.int('out_channels', 3, 1);
-    this.scalingFactor = c.num('scaling_factor', 0.18215);
-    this.scaleFactor = 2 ** (c.intList('block_out_channels', [64]).length - 1);
-    if (this.scalingFactor === 0) throw new ConfigError(`${where}: config option scaling_factor = 0 is not usable`);
-    const w = new WeightLoader(rt, store, '', this.precision.dtype);
+  /** Uploads the weights `config` names (every one in the store must be used). */
+  constructor(w: ModelLoader, readonly config: AutoencoderKLConfig) {
+    const c = config;
     this.w = w;
-    this.rt = rt;
-    try {
-      this.postQuant = c.bool('use_post_quant_conv', true) ? loadConv(w, 'post_quant_conv', this.latentChannels, this.latentChannels, 1) : null;
-      this.decoder = new Decoder(w.sub('decoder'), c, this.latentChannels, this.outChannels);
-      this.encoder = new Encoder(w.sub('encoder'), c, this.inChannels, this.latentChannels);
-      this.quant = this.loadQuant(rt, store);
-      this.quantMean = this.meanRows(this.quant);
-      const unused = store.unused();
-      if (unused.length) throw new ConfigError(`${where}: ${unused.length} weights are not used by the model built from config.json: ${unused.slice(0, 10).join(', ')}`);
-    } catch (e) {
-      this.destroy();
-      throw e;
-    }
-  }
-
-  private loadQuant(rt: Runtime, store: WeightStore): { weight: Tensor; bias: Tensor } {
-    const C2 = 2 * this.latentChannels;
-    const upload = (key: string, shape: number[]): Tensor => {
-      const t = uploadTensor(rt, store.take(key, shape), shape, key, this.precision.dtype);
-      this.ownBuffers.push(t.buffer);
-      return t;
-    };
-    return { weight: upload('quant_conv.weight', [C2, C2, 1, 1]), bias: upload('quant_conv.bias', [C2]) };
+    this.precision = w.precision;
+    this.latentChannels = c.latentChannels;
+    this.inChannels = c.inChannels;
+    this.outChannels = c.outChannels;
+    this.scalingFactor = c.scalingFactor;
+    this.scaleFactor = c.scaleFactor;
+    this.postQuant = c.usePostQuantConv ? loadConv(w, 'post_quant_conv', c.latentChannels, c.latentChannels, 1) : null;
+    this.decoder = new Decoder(w.sub('decoder'), c.decoder, c.latentChannels, c.outChannels, c.where);
+    this.encoder = new Encoder(w.sub('encoder'), c.encoder, c.inChannels, c.latentChannels, c.where);
+    const C2 = 2 * c.latentChannels;
+    this.quant = loadConv(w, 'quant_conv', C2, C2, 1);
+    this.quantMean = this.meanRows(this.quant);
+    assertWeightsUsed(w.store, c.where);
   }
 
   /**
@@ -142,7 +111,5 @@ export class AutoencoderKL {
 
   destroy(): void {
     this.w.destroy();
-    for (const b of this.ownBuffers) this.rt.destroyBuffer(b);
-    this.ownBuffers.length = 0;
   }
 }

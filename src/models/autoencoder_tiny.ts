@@ -1,25 +1,19 @@
 // diffusers.models.AutoencoderTiny (TAESD): plain 3×3 convs, ReLU and AutoencoderTinyBlocks, no
 // norms, no attention. EncoderTiny downsamples with stride-2 convs; DecoderTiny soft-clamps the
 // latents with tanh and upsamples with nearest 2× fused into the following conv.
-import type { Runtime } from '../gpu/runtime.ts';
 import type { Graph } from '../graph/graph.ts';
 import type { Tensor } from '../graph/tensor.ts';
+import { inStorage } from '../kernels/cast.ts';
 import { affine, tanhClamp } from '../kernels/elementwise.ts';
 import { conv2d, type Activation } from '../kernels/gemm.ts';
-import type { WeightStore } from '../io/weights.ts';
-import { ConfigError, ConfigReader, WeightLoader } from './loader.ts';
-import { inStorage } from '../kernels/cast.ts';
-import { resolvePrecision, type ModelOptions, type ResolvedPrecision } from './precision.ts';
+import type { AutoencoderTinyConfig } from './autoencoder_tiny_config.ts';
+import { ConfigError } from './config.ts';
+import type { WeightLoader } from './loader.ts';
+import { assertWeightsUsed, type ModelLoader } from './model_loader.ts';
+import type { ResolvedPrecision } from './precision.ts';
 import { loadConv } from './resnet.ts';
 
 type Conv = ReturnType<typeof loadConv>;
-
-/** AutoencoderTiny's constructor arguments in diffusers 0.25, plus block_out_channels, which it registers itself. */
-const AUTOENCODER_TINY_KEYS = [
-  'in_channels', 'out_channels', 'encoder_block_out_channels', 'decoder_block_out_channels', 'act_fn', 'latent_channels',
-  'upsampling_scaling_factor', 'num_encoder_blocks', 'num_decoder_blocks', 'latent_magnitude', 'latent_shift',
-  'force_upcast', 'scaling_factor', 'block_out_channels',
-];
 
 /** DecoderTiny clamps with a fixed tanh(x / 3) · 3, whatever latent_magnitude says. */
 const DECODER_CLAMP = 3;
@@ -55,32 +49,24 @@ class DecoderTiny {
   /** The last conv's weight and its bias minus 0.5, so that scale 2 gives diffusers' x·2 − 1. */
   private readonly convOut: { name: string; weight: Tensor; bias: Tensor };
 
-  constructor(private readonly w: WeightLoader, latentChannels: number, outChannels: number, channels: number[], numBlocks: number[], private readonly act: Activation) {
-    this.convIn = loadConv(w, 'layers.0', latentChannels, channels[0]!, 3);
+  /** Every stage `channels` wide, numBlocks[i] blocks in stage i. */
+  constructor(private readonly w: WeightLoader, latentChannels: number, outChannels: number, channels: number, numBlocks: number[], private readonly act: Activation) {
+    const ch = channels;
+    this.convIn = loadConv(w, 'layers.0', latentChannels, ch, 3);
     // layers.1 is act_fn after conv_in; then per stage: blocks, [Upsample], conv.
     let idx = 2;
-    const cur = channels[0]!;
-    let convOut: { name: string; weight: Tensor; bias: Tensor } | null = null;
-    for (let i = 0; i < numBlocks.length; i++) {
-      const ch = channels[i]!;
-      // Every stage's convs map its own width to itself (as in diffusers), so widths must agree.
-      if (ch !== cur) throw new ConfigError(`${w.prefix}: decoder_block_out_channels ${JSON.stringify(channels)} differ; DecoderTiny only chains stages of equal width`);
-      for (let b = 0; b < numBlocks[i]!; b++) this.layers.push({ kind: 'block', block: new AutoencoderTinyBlock(w.sub(`layers.${idx++}`), ch, act) });
-      if (i < numBlocks.length - 1) {
-        idx++; // the Upsample module has no weights
-        const name = `layers.${idx++}`;
-        this.layers.push({ kind: 'upconv', name: w.key(name), weight: w.tensor(`${name}.weight`, [ch, ch, 3, 3]) });
-      } else {
-        const name = `layers.${idx++}`;
-        const weight = w.tensor(`${name}.weight`, [outChannels, ch, 3, 3]);
-        const key = w.key(`${name}.bias`);
-        const label = `${key} - 0.5`;
-        const bias = w.upload(w.store.take(key, [outChannels]).map((v) => v - 0.5), [outChannels], label);
-        convOut = { name: w.key(name), weight, bias };
-      }
-    }
-    if (!convOut) throw new ConfigError(`${w.prefix}: num_decoder_blocks is empty`);
-    this.convOut = convOut;
+    numBlocks.forEach((n, i) => {
+      for (let b = 0; b < n; b++) this.layers.push({ kind: 'block', block: new AutoencoderTinyBlock(w.sub(`layers.${idx++}`), ch, act) });
+      if (i === numBlocks.length - 1) return;
+      idx++; // the Upsample module has no weights
+      const name = `layers.${idx++}`;
+      this.layers.push({ kind: 'upconv', name: w.key(name), weight: w.tensor(`${name}.weight`, [ch, ch, 3, 3]) });
+    });
+    const name = `layers.${idx}`;
+    const weight = w.tensor(`${name}.weight`, [outChannels, ch, 3, 3]);
+    const key = w.key(`${name}.bias`);
+    const bias = w.upload(w.store.take(key, [outChannels]).map((v) => v - 0.5), [outChannels], `${key} - 0.5`);
+    this.convOut = { name: w.key(name), weight, bias };
   }
 
   forward(g: Graph, z: Tensor): Tensor {
@@ -106,9 +92,9 @@ class EncoderTiny {
   private readonly layers: ({ kind: 'block'; block: AutoencoderTinyBlock } | { kind: 'down'; name: string; weight: Tensor })[] = [];
   private readonly convOut: Conv & { name: string };
 
-  constructor(private readonly w: WeightLoader, inChannels: number, latentChannels: number, channels: number[], numBlocks: number[], act: Activation) {
-    const ch = channels[0]!;
-    if (channels.some((c) => c !== ch)) throw new ConfigError(`${w.prefix}: encoder_block_out_channels ${JSON.stringify(channels)} differ; EncoderTiny only chains stages of equal width`);
+  /** Every stage `channels` wide, numBlocks[i] blocks in stage i. */
+  constructor(private readonly w: WeightLoader, inChannels: number, latentChannels: number, channels: number, numBlocks: number[], act: Activation) {
+    const ch = channels;
     this.convIn = loadConv(w, 'layers.0', inChannels, ch, 3);
     let idx = 1;
     for (let i = 0; i < numBlocks.length; i++) {
@@ -145,40 +131,22 @@ export class AutoencoderTiny {
   readonly inChannels: number;
   readonly scalingFactor: number;
   readonly precision: ResolvedPrecision;
-  private readonly w: WeightLoader;
+  private readonly w: ModelLoader;
   private readonly decoder: DecoderTiny;
   private readonly encoder: EncoderTiny;
 
-  constructor(rt: Runtime, store: WeightStore, config: Record<string, unknown>, where = 'AutoencoderTiny', opts: ModelOptions = {}) {
-    this.precision = resolvePrecision(rt.gpu.features, opts.precision);
-    const c = new ConfigReader(config, where);
-    c.only('_class_name', ['AutoencoderTiny']);
-    c.knownKeys(AUTOENCODER_TINY_KEYS);
-    // act_fn: inside every AutoencoderTinyBlock and after the decoder's conv_in (the blocks' fuse stays ReLU).
-    const act = c.activation('act_fn', 'relu');
-    // Upsampling is fused into the following conv's read, which knows only 2×.
-    c.only('upsampling_scaling_factor', [2]);
-    this.latentChannels = c.int('latent_channels', 4, 1);
-    this.outChannels = c.int('out_channels', 3, 1);
-    this.inChannels = c.int('in_channels', 3, 1);
-    // Used by scale_latents / unscale_latents, which decode does not apply.
-    this.scalingFactor = c.num('scaling_factor', 1);
-    const channels = c.intList('decoder_block_out_channels', [64, 64, 64, 64]);
-    const numBlocks = c.intList('num_decoder_blocks', [3, 3, 3, 1]);
-    if (channels.length !== numBlocks.length) throw new ConfigError(`${where}: decoder_block_out_channels and num_decoder_blocks must have the same length`);
-    const encChannels = c.intList('encoder_block_out_channels', [64, 64, 64, 64]);
-    const encBlocks = c.intList('num_encoder_blocks', [1, 3, 3, 3]);
-    if (encChannels.length !== encBlocks.length) throw new ConfigError(`${where}: encoder_block_out_channels and num_encoder_blocks must have the same length`);
-    this.w = new WeightLoader(rt, store, '', this.precision.dtype);
-    try {
-      this.decoder = new DecoderTiny(this.w.sub('decoder'), this.latentChannels, this.outChannels, channels, numBlocks, act);
-      this.encoder = new EncoderTiny(this.w.sub('encoder'), this.inChannels, this.latentChannels, encChannels, encBlocks, act);
-      const unused = store.unused();
-      if (unused.length) throw new ConfigError(`${where}: ${unused.length} weights are not used by the model built from config.json: ${unused.slice(0, 10).join(', ')}`);
-    } catch (e) {
-      this.destroy();
-      throw e;
-    }
+  /** Uploads the weights `config` names (every one in the store must be used). */
+  constructor(w: ModelLoader, readonly config: AutoencoderTinyConfig) {
+    const c = config;
+    this.w = w;
+    this.precision = w.precision;
+    this.latentChannels = c.latentChannels;
+    this.outChannels = c.outChannels;
+    this.inChannels = c.inChannels;
+    this.scalingFactor = c.scalingFactor;
+    this.decoder = new DecoderTiny(w.sub('decoder'), c.latentChannels, c.outChannels, c.decoderChannels, c.decoderBlocks, c.act);
+    this.encoder = new EncoderTiny(w.sub('encoder'), c.inChannels, c.latentChannels, c.encoderChannels, c.encoderBlocks, c.act);
+    assertWeightsUsed(w.store, c.where);
   }
 
   /** latents [B, latent_channels, h, w] (unscaled, as decode takes them) → image [B, out_channels, h·2^(stages−1), …] in about [-1, 1]. */

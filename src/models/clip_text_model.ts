@@ -14,68 +14,10 @@ import { embeddingLookup, tokenEmbedding, tokenTableChunks } from '../kernels/em
 import { linear, ShapeError } from '../kernels/gemm.ts';
 import { layerNorm } from '../kernels/layer_norm.ts';
 import { loadModelFrom, nodeFolderReader, type FolderReader, type ModelFolder } from '../io/model_folder.ts';
-import { WeightStore } from '../io/weights.ts';
-import { ConfigError, ConfigReader, WeightLoader } from './loader.ts';
-import { resolvePrecision, type ModelOptions, type ResolvedPrecision } from './precision.ts';
-
-/**
- * CLIPTextConfig's fields plus PretrainedConfig bookkeeping that real text_encoder/config.json
- * files carry. Dropouts, initializers, projection_dim (CLIPTextModelWithProjection only) and the
- * special token ids (eos_token_id: the pooled output only) do not change last_hidden_state.
- */
-const KEYS = [
-  'vocab_size', 'hidden_size', 'intermediate_size', 'projection_dim', 'num_hidden_layers', 'num_attention_heads',
-  'max_position_embeddings', 'hidden_act', 'layer_norm_eps', 'attention_dropout', 'dropout', 'initializer_range',
-  'initializer_factor', 'pad_token_id', 'bos_token_id', 'eos_token_id', 'architectures', 'model_type',
-  'torch_dtype', 'transformers_version',
-];
-
-export type ClipActivation = 'quick_gelu' | 'gelu';
-
-export interface CLIPTextConfig {
-  vocabSize: number;
-  hiddenSize: number;
-  intermediateSize: number;
-  layers: number;
-  heads: number;
-  maxPositions: number;
-  act: ClipActivation;
-  eps: number;
-  /** text_projection's output width (CLIPTextModelWithProjection); null for CLIPTextModel. */
-  projectionDim: number | null;
-  /** Which row pools (see poolPositions): config eos_token_id (transformers' default 49407). */
-  eosTokenId: number;
-}
-
-/**
- * Reads and checks a CLIPTextConfig (transformers' defaults where a field is absent), for
- * CLIPTextModel or, with `withProjection`, CLIPTextModelWithProjection.
- */
-export function readClipTextConfig(config: Record<string, unknown>, where: string, withProjection = false): CLIPTextConfig {
-  const c = new ConfigReader(config, where);
-  c.knownKeys(KEYS);
-  c.only('model_type', ['clip_text_model']);
-  if (withProjection) c.only('architectures', [['CLIPTextModelWithProjection']], 'is not supported (this builds CLIPTextModelWithProjection)');
-  else c.only('architectures', [['CLIPTextModel']], 'is not supported (this builds CLIPTextModel, without a projection)');
-  c.only('hidden_act', ['quick_gelu', 'gelu']);
-  // transformers 5 allows a list of end-of-text ids; CLIP's pooling compares with one.
-  if (Array.isArray(c.raw('eos_token_id'))) throw new ConfigError(`${where}: config option eos_token_id = ${JSON.stringify(c.raw('eos_token_id'))} (a list) is not supported`);
-  const hiddenSize = c.int('hidden_size', 512, 1);
-  const heads = c.int('num_attention_heads', 8, 1);
-  if (hiddenSize % heads !== 0) throw new ConfigError(`${where}: config option hidden_size = ${hiddenSize} does not split into num_attention_heads = ${heads} heads`);
-  return {
-    vocabSize: c.int('vocab_size', 49408, 1),
-    hiddenSize,
-    intermediateSize: c.int('intermediate_size', 2048, 1),
-    layers: c.int('num_hidden_layers', 12, 1),
-    heads,
-    maxPositions: c.int('max_position_embeddings', 77, 1),
-    act: (c.raw('hidden_act') ?? 'quick_gelu') as ClipActivation,
-    eps: c.num('layer_norm_eps', 1e-5),
-    projectionDim: withProjection ? c.int('projection_dim', 512, 1) : null,
-    eosTokenId: c.int('eos_token_id', 49407, 0),
-  };
-}
+import { readClipTextConfig, type CLIPTextConfig, type CLIPTextWithProjectionConfig } from './clip_text_config.ts';
+import type { WeightLoader } from './loader.ts';
+import { buildModel, type ModelLoader } from './model_loader.ts';
+import type { ModelOptions, ResolvedPrecision } from './precision.ts';
 
 /**
  * The row of each sequence that transformers' CLIPTextTransformer pools (pooler_output, which
@@ -187,8 +129,6 @@ export interface EncodeOptions {
 }
 
 export interface CLIPTextModelOptions extends ModelOptions {
-  /** Names the model in errors (the folder, usually). */
-  where?: string;
   /** Build CLIPTextModelWithProjection (its text_projection weight, text_embeds). */
   withProjection?: boolean;
 }
@@ -209,38 +149,34 @@ export class CLIPTextModel {
   private readonly finalNorm: Norm;
   private readonly projection: Tensor | null = null;
 
-  constructor(rt: Runtime, store: WeightStore, config: Record<string, unknown>, opts: CLIPTextModelOptions = {}) {
-    const where = opts.where ?? (opts.withProjection ? 'CLIPTextModelWithProjection' : 'CLIPTextModel');
-    this.precision = resolvePrecision(rt.gpu.features, opts.precision);
-    const cfg = readClipTextConfig(config, where, opts.withProjection ?? false);
+  /** Uploads the weights `config` names (every one in the store must be used); text_projection where config.projectionDim is set. */
+  constructor(root: ModelLoader, config: CLIPTextConfig) {
+    this.precision = root.precision;
+    const cfg = config;
     this.projectionDim = cfg.projectionDim;
     this.config = cfg;
     this.hiddenSize = cfg.hiddenSize;
     this.maxPositions = cfg.maxPositions;
     this.vocabSize = cfg.vocabSize;
     const d = cfg.hiddenSize;
-    const w = new WeightLoader(rt, store, 'text_model', this.precision.dtype);
-    this.w = w;
-    try {
-      const emb = w.sub('embeddings');
-      const key = emb.key('token_embedding.weight');
-      const table = store.take(key, [cfg.vocabSize, d]);
-      this.tokenChunks = tokenTableChunks(cfg.vocabSize, d, w.dtype, rt.planLimits.binding).map(([s, e], k, all) =>
-        w.upload(table.subarray(s * d, e * d), [e - s, d], all.length > 1 ? `${key}[${s}:${e}]` : key),
-      );
-      this.positions = emb.tensor('position_embedding.weight', [cfg.maxPositions, d]);
-      // Older checkpoints keep the constant 0..P-1 position ids as a buffer; they are implied here.
-      store.optional(emb.key('position_ids'), [1, cfg.maxPositions]);
-      const enc = w.sub('encoder');
-      for (let i = 0; i < cfg.layers; i++) this.layers.push(new CLIPEncoderLayer(enc.sub(`layers.${i}`), cfg));
-      this.finalNorm = loadLayerNorm(w, 'final_layer_norm', d);
-      // text_projection sits beside text_model, not under it: nn.Linear(hidden, projection_dim, bias=False).
-      if (cfg.projectionDim !== null) this.projection = w.upload(store.take('text_projection.weight', [cfg.projectionDim, d]), [cfg.projectionDim, d], 'text_projection.weight');
-      store.assertAllUsed();
-    } catch (e) {
-      w.destroy();
-      throw e;
-    }
+    const { rt, store } = root;
+    this.w = root;
+    const w = root.sub('text_model');
+    const emb = w.sub('embeddings');
+    const key = emb.key('token_embedding.weight');
+    const table = store.take(key, [cfg.vocabSize, d]);
+    this.tokenChunks = tokenTableChunks(cfg.vocabSize, d, w.dtype, rt.planLimits.binding).map(([s, e], k, all) =>
+      w.upload(table.subarray(s * d, e * d), [e - s, d], all.length > 1 ? `${key}[${s}:${e}]` : key),
+    );
+    this.positions = emb.tensor('position_embedding.weight', [cfg.maxPositions, d]);
+    // Older checkpoints keep the constant 0..P-1 position ids as a buffer; they are implied here.
+    store.optional(emb.key('position_ids'), [1, cfg.maxPositions]);
+    const enc = w.sub('encoder');
+    for (let i = 0; i < cfg.layers; i++) this.layers.push(new CLIPEncoderLayer(enc.sub(`layers.${i}`), cfg));
+    this.finalNorm = loadLayerNorm(w, 'final_layer_norm', d);
+    // text_projection sits beside text_model, not under it: nn.Linear(hidden, projection_dim, bias=False).
+    if (cfg.projectionDim !== null) this.projection = root.tensor('text_projection.weight', [cfg.projectionDim, d]);
+    store.assertAllUsed();
   }
 
   /**
@@ -320,8 +256,8 @@ export function readClipTextFolder(reader: FolderReader, dir: string): Promise<M
 export class CLIPTextModelWithProjection extends CLIPTextModel {
   declare readonly projectionDim: number;
 
-  constructor(rt: Runtime, store: WeightStore, config: Record<string, unknown>, opts: Omit<CLIPTextModelOptions, 'withProjection'> = {}) {
-    super(rt, store, config, { ...opts, withProjection: true });
+  constructor(root: ModelLoader, config: CLIPTextWithProjectionConfig) {
+    super(root, config);
   }
 }
 
@@ -330,5 +266,5 @@ export async function loadClipTextModel(rt: Runtime, source: FolderReader | stri
   const reader = typeof source === 'string' ? nodeFolderReader(source) : source;
   const dir = typeof source === 'string' ? source : source.where('');
   const { config, weights } = await readClipTextFolder(reader, dir);
-  return new CLIPTextModel(rt, weights, config, { where: dir, ...opts });
+  return buildModel(CLIPTextModel, rt, weights, readClipTextConfig(config, dir, opts.withProjection), opts);
 }

@@ -10,26 +10,9 @@ import { castTo } from '../kernels/cast.ts';
 import { activation, add, concatChannels } from '../kernels/elementwise.ts';
 import { embeddingLookup, embeddingLookupAt, gaussianFourierProjection, timestepEmbedding, uploadIds } from '../kernels/embedding.ts';
 import { linear, type Activation } from '../kernels/gemm.ts';
-import { ConfigError, type WeightLoader } from './loader.ts';
-
-/**
- * How class labels become an embedding (diffusers' class_embed_type): 'embedding' is nn.Embedding
- * (class_embed_type null with num_class_embeds set), 'timestep' sends the labels through the same
- * sinusoidal projection as the timesteps and then a TimestepEmbedding of its own, 'identity' adds
- * the labels, [B, time_embed_dim], as they are; 'projection' sends float class vectors
- * [B, projection_class_embeddings_input_dim] through a TimestepEmbedding (SiLU, whatever act_fn is:
- * diffusers builds it with its default), 'simple_projection' through one Linear.
- */
-export type ClassEmbedType = 'embedding' | 'timestep' | 'identity' | 'projection' | 'simple_projection';
-
-/**
- * UNet2DModel's time_embedding_type: what the timesteps (and 'timestep' class labels) go through
- * before TimestepEmbedding. 'positional' is the sinusoidal Timesteps projection (width projDim);
- * 'fourier' GaussianFourierProjection(projDim, scale 16, log) of ln t, [sin | cos] (width 2·projDim,
- * weight time_proj.weight; flip_sin_to_cos is not passed to it); 'learned' nn.Embedding(num_train_timesteps,
- * projDim) indexed by the timestep (time_proj.weight).
- */
-export type TimeEmbeddingType = 'positional' | 'fourier' | 'learned';
+import { ConfigError } from './config.ts';
+import type { ClassEmbedType, TimeEmbeddingType } from './config_types.ts';
+import type { WeightLoader } from './loader.ts';
 
 export interface TimeEmbeddingOptions {
   /** Width of the sinusoidal projection (block_out_channels[0]). */
@@ -142,8 +125,8 @@ export class TimeEmbedding {
       this.fourierWeight = { buffer: w.rt.upload(Float32Array.from(data), label), shape: [o.projDim], label };
       w.own(this.fourierWeight.buffer);
     } else if (timeType === 'learned') {
-      if (o.numTrainTimesteps == null) throw new ConfigError(`time_embedding_type 'learned' requires num_train_timesteps`);
-      this.timeTable = w.tensor('time_proj.weight', [o.numTrainTimesteps, o.projDim]);
+      // readUNet2DConfig requires num_train_timesteps for 'learned'.
+      this.timeTable = w.tensor('time_proj.weight', [o.numTrainTimesteps!, o.projDim]);
     }
     ({ l1: this.l1, l2: this.l2 } = loadMlp(w.sub('time_embedding'), projWidth, o.embedDim));
     if (o.condProjDim != null) this.condProj = w.tensor('time_embedding.cond_proj.weight', [projWidth, o.condProjDim]);
@@ -151,8 +134,8 @@ export class TimeEmbedding {
     if (this.classEmbedType === 'embedding') this.classTable = w.tensor('class_embedding.weight', [o.numClassEmbeds!, o.embedDim]);
     if (this.classEmbedType === 'timestep') this.classMlp = loadMlp(w.sub('class_embedding'), projWidth, o.embedDim);
     if (this.classEmbedType === 'projection' || this.classEmbedType === 'simple_projection') {
-      const pin = o.projectionInputDim;
-      if (pin == null) throw new ConfigError(`class_embed_type '${this.classEmbedType}' requires projection_class_embeddings_input_dim`);
+      // readUNet2DConditionConfig requires projection_class_embeddings_input_dim for the projections.
+      const pin = o.projectionInputDim!;
       if (this.classEmbedType === 'projection') this.classMlp = loadMlp(w.sub('class_embedding'), pin, o.embedDim);
       else this.classLinear = { weight: w.tensor('class_embedding.weight', [o.embedDim, pin]), bias: w.tensor('class_embedding.bias', [o.embedDim]) };
     }

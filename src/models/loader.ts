@@ -2,18 +2,9 @@
 // key paths), so a missing or misshapen weight is reported by the store with its full key.
 import type { Runtime } from '../gpu/runtime.ts';
 import type { DType, Tensor } from '../graph/tensor.ts';
-import { ConfigReader as BaseConfigReader } from '../io/config_reader.ts';
 import type { WeightStore } from '../io/weights.ts';
 import { uploadTensor } from '../kernels/cast.ts';
-import { activationOf, type Activation } from '../kernels/gemm.ts';
 import { WeightSlices } from './channel_split.ts';
-
-export class ConfigError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'ConfigError';
-  }
-}
 
 export class WeightLoader {
   private readonly uploaded: GPUBuffer[] = [];
@@ -70,24 +61,5 @@ export class WeightLoader {
   }
 }
 
-/** The shared config reader (src/io/config_reader.ts), raising ConfigError. */
-export class ConfigReader extends BaseConfigReader {
-  constructor(config: Record<string, unknown>, where: string) {
-    super(config, where, (m) => new ConfigError(m));
-  }
-
-  /**
-   * An activation option such as act_fn, as diffusers' get_activation names them ('swish' and
-   * 'silu' are SiLU; 'gelu' is the exact erf GELU). Missing or null: `fallback` (diffusers' default for the class).
-   */
-  activation(key = 'act_fn', fallback = 'silu'): Activation {
-    const v = this.raw(key) ?? fallback;
-    // get_activation lower-cases the name first ('SiLU' is SiLU); anything else is refused by name.
-    const act = typeof v === 'string' ? activationOf(v) : undefined;
-    if (!act) this.only(key, ACT_FN_NAMES);
-    return act!;
-  }
-}
-
-/** get_activation's names in diffusers v0.25.1 (activations.ACTIVATION_FUNCTIONS). */
-export const ACT_FN_NAMES = ['silu', 'swish', 'mish', 'gelu', 'relu'];
+// Importers outside the models (the public index, pipelines in progress) still find the error here.
+export { ConfigError } from './config.ts';

@@ -5,7 +5,10 @@ import { conv2d, linear, type Activation } from '../kernels/gemm.ts';
 import { avgPool2x, firResample2x, upsampleNearest2x } from '../kernels/elementwise.ts';
 import { groupNorm } from '../kernels/group_norm.ts';
 import { releaseSplit, single, splitConv, splitGroupNorm, whole, type Split, type WeightSlices } from './channel_split.ts';
-import { ConfigError, type WeightLoader } from './loader.ts';
+import { ConfigError } from './config.ts';
+import type { TimeEmbeddingNorm } from './config_types.ts';
+import { SPATIAL_NORM_GROUPS } from './vae_config.ts';
+import type { WeightLoader } from './loader.ts';
 
 export interface ResnetOptions {
   inChannels: number;
@@ -43,8 +46,6 @@ export interface ResnetOptions {
   useInShortcut?: boolean;
 }
 
-export type TimeEmbeddingNorm = 'default' | 'scale_shift' | 'spatial';
-
 interface Conv {
   weight: Tensor;
   bias: Tensor;
@@ -70,8 +71,7 @@ export interface SpatialNormWeights {
   convB: Conv;
 }
 
-/** SpatialNorm's fixed group count and eps (it ignores norm_num_groups). */
-export const SPATIAL_NORM_GROUPS = 32;
+/** SpatialNorm's fixed eps (like its group count, whatever the config says). */
 const SPATIAL_NORM_EPS = 1e-6;
 
 export function loadSpatialNorm(w: WeightLoader, name: string, channels: number, zqChannels: number): SpatialNormWeights {

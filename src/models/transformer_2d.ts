@@ -5,7 +5,8 @@ import type { Tensor } from '../graph/tensor.ts';
 import { linear } from '../kernels/gemm.ts';
 import { groupNorm } from '../kernels/group_norm.ts';
 import { BasicTransformerBlock } from './attention.ts';
-import { ConfigError, type WeightLoader } from './loader.ts';
+import { ConfigError } from './config.ts';
+import type { WeightLoader } from './loader.ts';
 import { loadNorm } from './resnet.ts';
 
 export interface Transformer2DOptions {

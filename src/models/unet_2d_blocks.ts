@@ -7,8 +7,11 @@ import { concatChannels, firResample2x } from '../kernels/elementwise.ts';
 import { groupNorm } from '../kernels/group_norm.ts';
 import { SpatialAttention } from './attention_processor.ts';
 import { releaseSplit, single, whole, type Split } from './channel_split.ts';
-import { ConfigError, type WeightLoader } from './loader.ts';
-import { Downsample2D, loadConv, loadNorm, ResnetBlock2D, Upsample2D, type TimeEmbeddingNorm } from './resnet.ts';
+import { ConfigError } from './config.ts';
+import type { ResampleType, TimeEmbeddingNorm } from './config_types.ts';
+import type { WeightLoader } from './loader.ts';
+import { Downsample2D, loadConv, loadNorm, ResnetBlock2D, Upsample2D } from './resnet.ts';
+import { SKIP_SAMPLE_CHANNELS } from './unet_2d_config.ts';
 
 
 /**
@@ -116,13 +119,6 @@ export function chainSplit(
   return h;
 }
 
-/**
- * How a block resamples: 'conv' is Downsample2D / Upsample2D with their 3x3 conv, 'resnet' a
- * ResnetBlock2D with down=True / up=True (AttnDownBlock2D / AttnUpBlock2D under the U-Net's
- * downsample_type / upsample_type 'resnet', and always in ResnetDownsampleBlock2D / ResnetUpsampleBlock2D).
- */
-export type ResampleType = 'conv' | 'resnet';
-
 /** The ResnetBlock2D (in = out channels) that resamples in place of a conv Downsample2D / Upsample2D. */
 function resampleResnet(w: WeightLoader, o: BlockOptions, resample: 'up' | 'down'): ResnetBlock2D {
   return new ResnetBlock2D(w, { inChannels: o.outChannels, outChannels: o.outChannels, tembChannels: o.tembChannels, groups: o.groups, eps: o.eps, outputScaleFactor: o.outputScaleFactor, timeEmbeddingNorm: o.timeEmbeddingNorm, act: o.act, resample });
@@ -168,13 +164,12 @@ class Down implements DownBlock {
 }
 
 /**
- * diffusers' get_down_block for the types `allowed` names. `downsampleType` is the U-Net's
+ * diffusers' get_down_block (its config reader has checked `type` is one the model builds). `downsampleType` is the U-Net's
  * downsample_type, which in diffusers v0.25.1 only AttnDownBlock2D reads: DownBlock2D keeps its
  * conv Downsample2D whatever it is, and ResnetDownsampleBlock2D always resamples with a ResnetBlock2D
  * (and ignores downsample_padding).
  */
-export function makeDownBlock(type: string, allowed: readonly string[], w: WeightLoader, o: BlockOptions, addDownsample: boolean, downsamplePadding: number, where: string, downsampleType: ResampleType = 'conv'): DownBlock {
-  if (!allowed.includes(type)) throw new ConfigError(`${where}: down block type ${type} is not supported (supported: ${allowed.join(', ')})`);
+export function makeDownBlock(type: string, w: WeightLoader, o: BlockOptions, addDownsample: boolean, downsamplePadding: number, where: string, downsampleType: ResampleType = 'conv'): DownBlock {
   switch (type) {
     case 'DownBlock2D':
     case 'DownEncoderBlock2D':
@@ -194,9 +189,6 @@ export function makeDownBlock(type: string, allowed: readonly string[], w: Weigh
       throw new ConfigError(`${where}: down block type ${type} is not supported (supported: DownBlock2D, AttnDownBlock2D, DownEncoderBlock2D, AttnDownEncoderBlock2D, ResnetDownsampleBlock2D, SkipDownBlock2D, AttnSkipDownBlock2D)`);
   }
 }
-
-/** The image-space channels of NCSN++'s skip path: skip_conv is hard-wired to RGB in diffusers (Conv2d(3, C) down, Conv2d(C, 3) up). */
-export const SKIP_SAMPLE_CHANNELS = 3;
 
 /** NCSN++'s skip blocks' residual scale (their output_scale_factor, np.sqrt(2.0); they ignore the U-Net's). */
 const SKIP_OUTPUT_SCALE = Math.SQRT2;
@@ -379,12 +371,11 @@ class Up implements UpBlock {
 }
 
 /**
- * diffusers' get_up_block for the types `allowed` names. `upsampleType` is the U-Net's
+ * diffusers' get_up_block (its config reader has checked `type` is one the model builds). `upsampleType` is the U-Net's
  * upsample_type, which in diffusers v0.25.1 only AttnUpBlock2D reads: UpBlock2D keeps its conv
  * Upsample2D, and ResnetUpsampleBlock2D always resamples with a ResnetBlock2D.
  */
-export function makeUpBlock(type: string, allowed: readonly string[], w: WeightLoader, o: BlockOptions & { prevOutputChannels: number }, addUpsample: boolean, where: string, upsampleType: ResampleType = 'conv'): UpBlock {
-  if (!allowed.includes(type)) throw new ConfigError(`${where}: up block type ${type} is not supported (supported: ${allowed.join(', ')})`);
+export function makeUpBlock(type: string, w: WeightLoader, o: BlockOptions & { prevOutputChannels: number }, addUpsample: boolean, where: string, upsampleType: ResampleType = 'conv'): UpBlock {
   switch (type) {
     case 'UpBlock2D':
       return new Up(w, o, false, addUpsample, true);

@@ -125,17 +125,14 @@ export class MidBlock2DCrossAttn {
   }
 }
 
-export const COND_DOWN_TYPES = ['DownBlock2D', 'CrossAttnDownBlock2D'];
-export const COND_UP_TYPES = ['UpBlock2D', 'CrossAttnUpBlock2D'];
-
 export function makeCondDownBlock(type: string, w: WeightLoader, o: BlockOptions, a: CrossAttnOptions, addDownsample: boolean, downsamplePadding: number, where: string): CondDownBlock {
   if (type === 'CrossAttnDownBlock2D') return new CrossAttnDown(w, o, a, addDownsample, downsamplePadding);
-  const plain = makeDownBlock(type, COND_DOWN_TYPES, w, o, addDownsample, downsamplePadding, where);
+  const plain = makeDownBlock(type, w, o, addDownsample, downsamplePadding, where);
   return { forward: (g, x, temb) => plain.forward(g, x, temb) };
 }
 
 export function makeCondUpBlock(type: string, w: WeightLoader, o: BlockOptions & { prevOutputChannels: number }, a: CrossAttnOptions, addUpsample: boolean, where: string): CondUpBlock {
   if (type === 'CrossAttnUpBlock2D') return new CrossAttnUp(w, o, a, addUpsample);
-  const plain = makeUpBlock(type, COND_UP_TYPES, w, o, addUpsample, where);
+  const plain = makeUpBlock(type, w, o, addUpsample, where);
   return { forward: (g, x, temb, _context, skips) => plain.forward(g, x, temb, skips) };
 }

@@ -2,13 +2,15 @@
 // 2·latent channels) and the Decoder (conv_in → mid block → up blocks → norm, SiLU, conv_out).
 import type { Graph } from '../graph/graph.ts';
 import type { Tensor } from '../graph/tensor.ts';
-import { conv2d, type Activation } from '../kernels/gemm.ts';
+import { conv2d } from '../kernels/gemm.ts';
 import { groupNorm } from '../kernels/group_norm.ts';
 import { releaseSplit, single, splitConv, splitGroupNorm, whole, type Split } from './channel_split.ts';
-import { ConfigError, type ConfigReader, type WeightLoader } from './loader.ts';
+import { ConfigError } from './config.ts';
+import type { WeightLoader } from './loader.ts';
 import { SpatialAttention } from './attention_processor.ts';
-import { loadConv, loadNorm, loadSpatialNorm, ResnetBlock2D, splitSpatialNorm, SPATIAL_NORM_GROUPS, Upsample2D, type SpatialNormWeights } from './resnet.ts';
+import { loadConv, loadNorm, loadSpatialNorm, ResnetBlock2D, splitSpatialNorm, Upsample2D, type SpatialNormWeights } from './resnet.ts';
 import { chainSplit, MidBlock2D, makeDownBlock, makeUpBlock, type DownBlock, type UpBlock } from './unet_2d_blocks.ts';
+import { SPATIAL_NORM_GROUPS, type VaeDecoderConfig, type VaeEncoderConfig } from './vae_config.ts';
 
 /** The VAE's resnets and attention use eps 1e-6 regardless of config (as diffusers does). */
 const VAE_EPS = 1e-6;
@@ -22,28 +24,23 @@ export class Encoder {
   private readonly convOut;
   private readonly groups: number;
 
-  constructor(private readonly w: WeightLoader, c: ConfigReader, inChannels: number, latentChannels: number) {
-    // act_fn is every resnet's activation (resnet_act_fn); conv_act after conv_norm_out is always SiLU in diffusers.
-    const act = c.activation('act_fn');
-    const channels = c.intList('block_out_channels', [64]);
-    const downTypes = c.strList('down_block_types', ['DownEncoderBlock2D']);
-    if (downTypes.length !== channels.length) throw new ConfigError(`${c.where}: down_block_types and block_out_channels must have the same length`);
-    const layers = c.int('layers_per_block', 1, 1);
-    const groups = c.int('norm_num_groups', 32, 1);
+  /** `where` names the model in errors. */
+  constructor(private readonly w: WeightLoader, c: VaeEncoderConfig, inChannels: number, latentChannels: number, where: string) {
+    const { act, channels, groups } = c;
     this.groups = groups;
     this.convIn = loadConv(w, 'conv_in', inChannels, channels[0]!, 3);
     let out = channels[0]!;
-    downTypes.forEach((type, i) => {
+    c.downTypes.forEach((type, i) => {
       const prev = out;
       out = channels[i]!;
       // The encoder's downsamplers use padding 0: an asymmetric right/bottom pad, unlike the UNet's.
       this.down.push(
-        makeDownBlock(type, ['DownEncoderBlock2D', 'AttnDownEncoderBlock2D'], w.sub(`down_blocks.${i}`), { numLayers: layers, inChannels: prev, outChannels: out, tembChannels: null, groups, eps: VAE_EPS, attentionHeadDim: out, outputScaleFactor: 1, act }, i !== downTypes.length - 1, 0, c.where),
+        makeDownBlock(type, w.sub(`down_blocks.${i}`), { numLayers: c.layersPerBlock, inChannels: prev, outChannels: out, tembChannels: null, groups, eps: VAE_EPS, attentionHeadDim: out, outputScaleFactor: 1, act }, i !== c.downTypes.length - 1, 0, where),
       );
     });
     this.mid = new MidBlock2D(w.sub('mid_block'), {
       numLayers: 1, inChannels: out, outChannels: out, tembChannels: null, groups, eps: VAE_EPS,
-      attentionHeadDim: out, outputScaleFactor: 1, addAttention: c.bool('mid_block_add_attention', true), attnGroups: groups, act,
+      attentionHeadDim: out, outputScaleFactor: 1, addAttention: c.midBlockAddAttention, attnGroups: groups, act,
     });
     this.normOut = loadNorm(w, 'conv_norm_out', out);
     this.convOut = loadConv(w, 'conv_out', out, 2 * latentChannels, 3);
@@ -82,20 +79,21 @@ class SpatialDecoderBlocks {
   readonly up: { resnets: ResnetBlock2D[]; attentions: (SpatialAttention | null)[]; upsampler: Upsample2D | null }[] = [];
   readonly normOut: SpatialNormWeights;
 
-  constructor(w: WeightLoader, c: ConfigReader, channels: number[], upTypes: string[], layers: number, zqChannels: number, act: Activation) {
+  constructor(w: WeightLoader, c: VaeDecoderConfig, zqChannels: number) {
+    const { channels, upTypes, act } = c;
+    const layers = c.layersPerBlock;
     const last = channels[channels.length - 1]!;
     const resnet = (p: string, cin: number, cout: number) =>
       new ResnetBlock2D(w.sub(p), { inChannels: cin, outChannels: cout, tembChannels: zqChannels, groups: SPATIAL_NORM_GROUPS, eps: VAE_EPS, outputScaleFactor: 1, timeEmbeddingNorm: 'spatial', act });
     this.midResnets.push(resnet('mid_block.resnets.0', last, last));
     // attention_head_dim = the channels: one head; attn_groups is None under 'spatial' (no group_norm).
-    this.midAttention = c.bool('mid_block_add_attention', true)
+    this.midAttention = c.midBlockAddAttention
       ? new SpatialAttention(w.sub('mid_block.attentions.0'), { channels: last, heads: 1, groups: null, eps: VAE_EPS, rescaleOutputFactor: 1, spatialNormDim: zqChannels })
       : null;
     this.midResnets.push(resnet('mid_block.resnets.1', last, last));
     const rev = [...channels].reverse();
     let out = rev[0]!;
     upTypes.forEach((type, i) => {
-      if (type !== 'UpDecoderBlock2D' && type !== 'AttnUpDecoderBlock2D') throw new ConfigError(`${c.where}: up block type ${type} is not supported (supported: UpDecoderBlock2D, AttnUpDecoderBlock2D)`);
       const prev = out;
       out = rev[i]!;
       const resnets: ResnetBlock2D[] = [];
@@ -111,8 +109,6 @@ class SpatialDecoderBlocks {
   }
 }
 
-export type DecoderNormType = 'group' | 'spatial';
-
 export class Decoder {
   private readonly convIn;
   private readonly mid: MidBlock2D | null = null;
@@ -122,30 +118,21 @@ export class Decoder {
   private readonly groups: number;
   private readonly spatial: SpatialDecoderBlocks | null = null;
 
-  /** normType 'spatial': forward() takes the quantized latents zq (latentChannels channels) too. */
-  constructor(private readonly w: WeightLoader, c: ConfigReader, latentChannels: number, outChannels: number, normType: DecoderNormType = 'group') {
-    // act_fn is every resnet's activation (resnet_act_fn); conv_act after conv_norm_out is always SiLU in diffusers.
-    const act = c.activation('act_fn');
-    c.only('norm_type', [normType]);
-    const channels = c.intList('block_out_channels', [64]);
-    const upTypes = c.strList('up_block_types', ['UpDecoderBlock2D']);
-    if (upTypes.length !== channels.length) throw new ConfigError(`${c.where}: up_block_types and block_out_channels must have the same length`);
-    const layers = c.int('layers_per_block', 1, 1);
-    // SpatialNorm always takes 32 groups: norm_num_groups reaches no decoder norm under 'spatial'.
-    const groups = normType === 'spatial' ? SPATIAL_NORM_GROUPS : c.int('norm_num_groups', 32, 1);
+  /** normType 'spatial': forward() takes the quantized latents zq (latentChannels channels) too. `where` names the model in errors. */
+  constructor(private readonly w: WeightLoader, c: VaeDecoderConfig, latentChannels: number, outChannels: number, where: string) {
+    const { act, channels, upTypes, groups } = c;
     this.groups = groups;
     const last = channels[channels.length - 1]!;
     this.convIn = loadConv(w, 'conv_in', latentChannels, last, 3);
     this.convOut = loadConv(w, 'conv_out', channels[0]!, outChannels, 3);
-    if (normType === 'spatial') {
-      for (const ch of channels) if (ch % SPATIAL_NORM_GROUPS !== 0) throw new ConfigError(`${c.where}: norm_type 'spatial' needs block_out_channels divisible by 32 (SpatialNorm's group count), got ${ch}`);
-      this.spatial = new SpatialDecoderBlocks(w, c, channels, upTypes, layers, latentChannels, act);
+    if (c.normType === 'spatial') {
+      this.spatial = new SpatialDecoderBlocks(w, c, latentChannels);
       this.normOut = null;
       return;
     }
     this.mid = new MidBlock2D(w.sub('mid_block'), {
       numLayers: 1, inChannels: last, outChannels: last, tembChannels: null, groups, eps: VAE_EPS,
-      attentionHeadDim: last, outputScaleFactor: 1, addAttention: c.bool('mid_block_add_attention', true), attnGroups: groups, act,
+      attentionHeadDim: last, outputScaleFactor: 1, addAttention: c.midBlockAddAttention, attnGroups: groups, act,
     });
     const rev = [...channels].reverse();
     let out = rev[0]!;
@@ -153,7 +140,7 @@ export class Decoder {
       const prev = out;
       out = rev[i]!;
       this.up.push(
-        makeUpBlock(type, ['UpDecoderBlock2D', 'AttnUpDecoderBlock2D'], w.sub(`up_blocks.${i}`), { numLayers: layers + 1, inChannels: prev, outChannels: out, prevOutputChannels: prev, tembChannels: null, groups, eps: VAE_EPS, attentionHeadDim: out, outputScaleFactor: 1, act }, i !== upTypes.length - 1, c.where),
+        makeUpBlock(type, w.sub(`up_blocks.${i}`), { numLayers: c.layersPerBlock + 1, inChannels: prev, outChannels: out, prevOutputChannels: prev, tembChannels: null, groups, eps: VAE_EPS, attentionHeadDim: out, outputScaleFactor: 1, act }, i !== upTypes.length - 1, where),
       );
     });
     this.normOut = loadNorm(w, 'conv_norm_out', channels[0]!);

@@ -3,9 +3,12 @@
 import type { Runtime } from '../gpu/runtime.ts';
 import { loadModelFrom, ModelFolderError, nodeFolderReader, readJsonFrom, subFolder, type FolderReader } from '../io/model_folder.ts';
 import { AutoencoderKL } from '../models/autoencoder_kl.ts';
-import { ConfigError } from '../models/loader.ts';
+import { readAutoencoderKLConfig } from '../models/autoencoder_kl_config.ts';
+import { ConfigError } from '../models/config.ts';
+import { buildModel } from '../models/model_loader.ts';
 import type { ModelOptions, ResolvedPrecision } from '../models/precision.ts';
 import { UNet2DModel } from '../models/unet_2d.ts';
+import { readUNet2DConfig } from '../models/unet_2d_config.ts';
 
 export interface LdmModel {
   dir: string;
@@ -30,12 +33,12 @@ export async function loadLdmFrom(rt: Runtime, root: FolderReader, dir: string, 
   const unetFolder = await loadModelFrom(subFolder(root, 'unet'), join('unet'));
   const cls = unetFolder.config._class_name;
   if (cls !== 'UNet2DModel') throw new ConfigError(`${join('unet/config.json')}: _class_name ${JSON.stringify(cls)} is not supported yet (supported: UNet2DModel)`);
-  const unet = new UNet2DModel(rt, unetFolder.weights, unetFolder.config, join('unet'), opts);
+  const unet = buildModel(UNet2DModel, rt, unetFolder.weights, readUNet2DConfig(unetFolder.config, join('unet')), opts);
   let vae: AutoencoderKL | undefined;
   let schedulerConfig: Record<string, unknown>;
   try {
     const vaeFolder = await loadModelFrom(subFolder(root, 'vae'), join('vae'));
-    vae = new AutoencoderKL(rt, vaeFolder.weights, vaeFolder.config, join('vae'), opts);
+    vae = buildModel(AutoencoderKL, rt, vaeFolder.weights, readAutoencoderKLConfig(vaeFolder.config, join('vae')), opts);
     schedulerConfig = await readJsonFrom(root, 'scheduler/scheduler_config.json');
     checkLatentChannels(dir, unet, vae);
   } catch (e) {

@@ -5,11 +5,15 @@
 import type { Runtime } from '../gpu/runtime.ts';
 import { loadModelFrom, nodeFolderReader, readJsonFrom, subFolder, type FolderReader } from '../io/model_folder.ts';
 import { AutoencoderKL } from '../models/autoencoder_kl.ts';
+import { readAutoencoderKLConfig } from '../models/autoencoder_kl_config.ts';
+import { readClipTextConfig } from '../models/clip_text_config.ts';
 import { CLIPTextModel, CLIPTextModelWithProjection, readClipTextFolder } from '../models/clip_text_model.ts';
-import { ConfigError } from '../models/loader.ts';
+import { ConfigError } from '../models/config.ts';
+import { buildModel } from '../models/model_loader.ts';
 import { checkLatentChannels } from './ldm_folder.ts';
 import type { ModelOptions, ResolvedPrecision } from '../models/precision.ts';
 import { UNet2DConditionModel } from '../models/unet_2d_condition.ts';
+import { readUNet2DConditionConfig } from '../models/unet_2d_condition_config.ts';
 import { CLIPTokenizer } from '../text/clip_tokenizer.ts';
 
 export interface SdModel {
@@ -111,20 +115,20 @@ export async function loadSdFrom(rt: Runtime, root: FolderReader, dir: string, o
   const keep = <T extends { destroy(): void }>(m: T): T => (built.push(m), m);
   try {
     const u = await loadModelFrom(subFolder(root, 'unet'), `${dir}/unet`);
-    const unet = keep(new UNet2DConditionModel(rt, u.weights, u.config, `${dir}/unet`, opts));
+    const unet = keep(buildModel(UNet2DConditionModel, rt, u.weights, readUNet2DConditionConfig(u.config, `${dir}/unet`), opts));
     const v = await loadModelFrom(subFolder(root, 'vae'), `${dir}/vae`);
     // StableDiffusionXLPipeline decodes in float32 when the VAE is float16 and its config says
     // force_upcast (AutoencoderKL's default: SDXL's VAE overflows in half precision); its
     // StableDiffusionPipeline does not.
     const upcast = xl && unet.precision.dtype === 'f16' && v.config.force_upcast !== false;
-    const vae = keep(new AutoencoderKL(rt, v.weights, v.config, `${dir}/vae`, upcast ? { ...opts, precision: 'f32' } : opts));
+    const vae = keep(buildModel(AutoencoderKL, rt, v.weights, readAutoencoderKLConfig(v.config, `${dir}/vae`), upcast ? { ...opts, precision: 'f32' } : opts));
     const t = await readClipTextFolder(subFolder(root, 'text_encoder'), `${dir}/text_encoder`);
-    const textEncoder = keep(new CLIPTextModel(rt, t.weights, t.config, { ...opts, where: `${dir}/text_encoder` }));
+    const textEncoder = keep(buildModel(CLIPTextModel, rt, t.weights, readClipTextConfig(t.config, `${dir}/text_encoder`), opts));
     checkLatentChannels(dir, unet, vae);
     let parts: SdxlParts | undefined;
     if (xl) {
       const t2 = await readClipTextFolder(subFolder(root, 'text_encoder_2'), `${dir}/text_encoder_2`);
-      const textEncoder2 = keep(new CLIPTextModelWithProjection(rt, t2.weights, t2.config, { ...opts, where: `${dir}/text_encoder_2` }));
+      const textEncoder2 = keep(buildModel(CLIPTextModelWithProjection, rt, t2.weights, readClipTextConfig(t2.config, `${dir}/text_encoder_2`, true), opts));
       checkXl(dir, u.config, unet, textEncoder, textEncoder2, tokenizer, tokenizer2!);
       parts = { textEncoder2, tokenizer2: tokenizer2!, forceZerosForEmptyPrompt: index.force_zeros_for_empty_prompt !== false };
     } else {

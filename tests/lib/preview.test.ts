@@ -4,7 +4,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { generate, loadModel, type Model, type StepEvent } from '../../src/api.ts';
 import { nodeFolderReader, type FolderReader } from '../../src/io/model_folder.ts';
-import { ConfigError } from '../../src/models/loader.ts';
+import { ConfigError } from '../../src/models/config.ts';
 import { latentPreview, parsePreviewFactors } from '../../src/preview.ts';
 
 const models: Model[] = [];

@@ -6,6 +6,8 @@ import type { Tensor } from '../../src/graph/tensor.ts';
 import { loadModelFolder } from '../../src/io/model_folder.ts';
 import { readSafetensorsFile, toFloat32 } from '../../src/io/safetensors.ts';
 import { AutoencoderKL } from '../../src/models/autoencoder_kl.ts';
+import { readAutoencoderKLConfig } from '../../src/models/autoencoder_kl_config.ts';
+import { buildModel } from '../../src/models/model_loader.ts';
 import { compare } from '../helpers/compare.ts';
 import { input, runGraph, runtime } from '../helpers/gpu.ts';
 
@@ -32,7 +34,7 @@ const withNoise = (batch: number, value: number) =>
 beforeAll(async () => {
   rt = await runtime();
   const folder = await loadModelFolder(FIX);
-  vae = new AutoencoderKL(rt, folder.weights, folder.config);
+  vae = buildModel(AutoencoderKL, rt, folder.weights, readAutoencoderKLConfig(folder.config));
   const io = await readSafetensorsFile(`${FIX}/io.safetensors`);
   image = Float32Array.from(toFloat32(io.get('image')!));
   refMean = Float32Array.from(toFloat32(io.get('out')!));

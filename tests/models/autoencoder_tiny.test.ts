@@ -3,6 +3,8 @@
 import { describe, expect, it } from 'vitest';
 import { loadModelFolder } from '../../src/io/model_folder.ts';
 import { AutoencoderTiny } from '../../src/models/autoencoder_tiny.ts';
+import { readAutoencoderTinyConfig } from '../../src/models/autoencoder_tiny_config.ts';
+import { buildModel } from '../../src/models/model_loader.ts';
 import { input, randn, runGraph, runtime } from '../helpers/gpu.ts';
 import { conv2dRef } from '../ref/gemm.ts';
 
@@ -49,7 +51,7 @@ describe('AutoencoderTiny.encode', () => {
     const S = 20;
     const image = randn(3 * S * S, 4242);
     const folder = await loadModelFolder(DIR);
-    const m = new AutoencoderTiny(rt, folder.weights, folder.config);
+    const m = buildModel(AutoencoderTiny, rt, folder.weights, readAutoencoderTinyConfig(folder.config));
     try {
       const got = await runGraph(rt, (g) => m.encode(g, input(rt, image, [1, 3, S, S])));
       const ref = await encodeRef(image, S);

@@ -12,6 +12,8 @@ import { nodeFolderReader } from '../../src/io/model_folder.ts';
 import { readSafetensorsFile, toFloat32, toInt64Numbers } from '../../src/io/safetensors.ts';
 import { WeightStore } from '../../src/io/weights.ts';
 import { CLIPTextModel, loadClipTextModel, readClipTextFolder } from '../../src/models/clip_text_model.ts';
+import { readClipTextConfig } from '../../src/models/clip_text_config.ts';
+import { buildModel } from '../../src/models/model_loader.ts';
 import { compare } from '../helpers/compare.ts';
 import { hasF16, input, runtime } from '../helpers/gpu.ts';
 import { clipTextRef } from '../ref/clip_text.ts';
@@ -118,7 +120,7 @@ describe('CLIPTextModel reproduces transformers (clip-text-tiny)', () => {
     const f = await fixture();
     const { config, weights } = await freshFolder();
     const w = await hostWeights();
-    const model = new CLIPTextModel(rt, weights, { ...config, hidden_act: 'gelu' });
+    const model = buildModel(CLIPTextModel, rt, weights, readClipTextConfig({ ...config, hidden_act: 'gelu' }));
     try {
       const ids = f.ids.slice(77, 154);
       const got = await encode(rt, model, ids, [1, 77]);
@@ -178,9 +180,8 @@ describe('CLIPTextModel errors', () => {
   ];
   for (const [key, value, msg] of bad) {
     it(`config ${key} = ${JSON.stringify(value)}`, async () => {
-      const rt = await runtime();
-      const { config, weights } = await freshFolder();
-      expect(() => new CLIPTextModel(rt, weights, { ...config, [key]: value })).toThrow(msg);
+      const { config } = await freshFolder();
+      expect(() => readClipTextConfig({ ...config, [key]: value })).toThrow(msg);
     });
   }
 
@@ -197,9 +198,9 @@ describe('CLIPTextModel errors', () => {
   it('a config that does not fit the weights names the weight', async () => {
     const rt = await runtime();
     const { config, weights } = await freshFolder();
-    expect(() => new CLIPTextModel(rt, weights, { ...config, intermediate_size: 128 })).toThrow(/text_model\.encoder\.layers\.0\.mlp\.fc1\.weight' has shape \[256, 64\], expected \[128, 64\]/);
+    expect(() => buildModel(CLIPTextModel, rt, weights, readClipTextConfig({ ...config, intermediate_size: 128 }))).toThrow(/text_model\.encoder\.layers\.0\.mlp\.fc1\.weight' has shape \[256, 64\], expected \[128, 64\]/);
     const fewer = await freshFolder();
-    expect(() => new CLIPTextModel(rt, fewer.weights, { ...config, num_hidden_layers: 1 })).toThrow(/never used: text_model\.encoder\.layers\.1\./);
+    expect(() => buildModel(CLIPTextModel, rt, fewer.weights, readClipTextConfig({ ...config, num_hidden_layers: 1 }))).toThrow(/never used: text_model\.encoder\.layers\.1\./);
   });
 
   it('tolerates position_ids (real checkpoints keep them) and rejects over-long input', async () => {
@@ -208,7 +209,7 @@ describe('CLIPTextModel errors', () => {
     const raw = await readSafetensorsFile(`${DIR}/model.safetensors`);
     const posIds = new BigInt64Array(77).map((_, i) => BigInt(i));
     raw.set('text_model.embeddings.position_ids', { name: 'text_model.embeddings.position_ids', dtype: 'I64', shape: [1, 77], bytes: new Uint8Array(posIds.buffer) });
-    const model = new CLIPTextModel(rt, new WeightStore(raw, DIR), config);
+    const model = buildModel(CLIPTextModel, rt, new WeightStore(raw, DIR), readClipTextConfig(config));
     try {
       const g = new Graph(rt, 'clip-long');
       const ids = uploadIds(rt, new Array<number>(78).fill(1), model.vocabSize);
@@ -227,7 +228,7 @@ describe('CLIPTextModel clip skip', () => {
     const rt = await runtime();
     const f = await fixture();
     const folder = await freshFolder();
-    const model = new CLIPTextModel(rt, folder.weights, folder.config);
+    const model = buildModel(CLIPTextModel, rt, folder.weights, readClipTextConfig(folder.config));
     try {
       const got = await encode(rt, model, f.ids, f.idsShape, { clipSkip: 1 });
       const w = await hostWeights();

@@ -1,5 +1,5 @@
-// Options we read but do not implement are errors naming the option; weights that do not fit
-// the config are errors naming the key.
+// Options we read but do not implement are errors naming the option, raised by the config readers
+// without a GPU device; weights that do not fit the config are errors naming the key, raised while building.
 import { describe, expect, it } from 'vitest';
 import { loadModelFolder } from '../../src/io/model_folder.ts';
 import { RandomWeightStore } from '../../src/io/random_weights.ts';
@@ -7,11 +7,17 @@ import { readSafetensorsFile } from '../../src/io/safetensors.ts';
 import { WeightStore } from '../../src/io/weights.ts';
 import type { Runtime } from '../../src/gpu/runtime.ts';
 import { AutoencoderKL } from '../../src/models/autoencoder_kl.ts';
+import { readAutoencoderKLConfig } from '../../src/models/autoencoder_kl_config.ts';
 import { AutoencoderTiny } from '../../src/models/autoencoder_tiny.ts';
-import { ConfigError } from '../../src/models/loader.ts';
+import { readAutoencoderTinyConfig } from '../../src/models/autoencoder_tiny_config.ts';
+import { ConfigError } from '../../src/models/config.ts';
+import { buildModel } from '../../src/models/model_loader.ts';
 import { UNet2DModel } from '../../src/models/unet_2d.ts';
+import { readUNet2DConfig } from '../../src/models/unet_2d_config.ts';
 import { UNet2DConditionModel } from '../../src/models/unet_2d_condition.ts';
+import { readUNet2DConditionConfig } from '../../src/models/unet_2d_condition_config.ts';
 import { VQModel } from '../../src/models/vq_model.ts';
+import { readVQModelConfig } from '../../src/models/vq_model_config.ts';
 import { createScheduler, SchedulerConfigError } from '../../src/schedulers/scheduler.ts';
 import { Graph } from '../../src/graph/graph.ts';
 import { runtime } from '../helpers/gpu.ts';
@@ -76,9 +82,8 @@ const unsupportedUnet: [string, unknown, RegExp][] = [
 describe('UNet2DModel config and weight errors', () => {
   for (const [key, value, message] of unsupportedUnet) {
     it(`${key} = ${JSON.stringify(value)} is rejected by name`, async () => {
-      const rt = await runtime();
       const folder = await loadModelFolder('tests/fixtures/unet2d-classcond');
-      expect(() => new UNet2DModel(rt, folder.weights, { ...folder.config, [key]: value })).toThrow(message);
+      expect(() => readUNet2DConfig({ ...folder.config, [key]: value })).toThrow(message);
     });
   }
 
@@ -87,20 +92,20 @@ describe('UNet2DModel config and weight errors', () => {
     const folder = await loadModelFolder('tests/fixtures/unet2d-classcond');
     const raw = await readSafetensorsFile('tests/fixtures/unet2d-classcond/diffusion_pytorch_model.safetensors');
     raw.delete('mid_block.attentions.0.to_k.weight');
-    expect(() => new UNet2DModel(rt, new WeightStore(raw, 'unet'), folder.config)).toThrow(/mid_block\.attentions\.0\.to_k\.weight/);
+    expect(() => buildModel(UNet2DModel, rt, new WeightStore(raw, 'unet'), readUNet2DConfig(folder.config))).toThrow(/mid_block\.attentions\.0\.to_k\.weight/);
   });
 
   it('a config that does not match the weights names the misshapen key', async () => {
     const rt = await runtime();
     const folder = await loadModelFolder('tests/fixtures/unet2d-classcond');
-    expect(() => new UNet2DModel(rt, folder.weights, { ...folder.config, block_out_channels: [32, 48] })).toThrow(/down_blocks\.1\.resnets\.0\.\S+ .*\[48/);
+    expect(() => buildModel(UNet2DModel, rt, folder.weights, readUNet2DConfig({ ...folder.config, block_out_channels: [32, 48] }))).toThrow(/down_blocks\.1\.resnets\.0\.\S+ .*\[48/);
   });
 
   it('an unused weight is an error listing it', async () => {
     const rt = await runtime();
     const folder = await loadModelFolder('tests/fixtures/unet2d-classcond');
     // Without class embeddings the class_embedding table is left over.
-    expect(() => new UNet2DModel(rt, folder.weights, { ...folder.config, num_class_embeds: null })).toThrow(/class_embedding\.weight/);
+    expect(() => buildModel(UNet2DModel, rt, folder.weights, readUNet2DConfig({ ...folder.config, num_class_embeds: null }))).toThrow(/class_embedding\.weight/);
   });
 });
 
@@ -112,10 +117,13 @@ describe('UNet2DModel with NCSN++ skip blocks', () => {
     norm_num_groups: null, attention_head_dim: null, time_embedding_type: 'fourier',
     down_block_types: ['SkipDownBlock2D', 'AttnSkipDownBlock2D', 'SkipDownBlock2D'], up_block_types: ['SkipUpBlock2D', 'AttnSkipUpBlock2D', 'SkipUpBlock2D'],
   };
-  const rows: [string, Record<string, unknown>, RegExp][] = [
+  const configRows: [string, Record<string, unknown>, RegExp][] = [
     ['a skip down block after one that downsampled', { norm_num_groups: 8, down_block_types: ['DownBlock2D', 'SkipDownBlock2D', 'SkipDownBlock2D'] }, /down block 1 \(SkipDownBlock2D\) gets the skip sample at full size after DownBlock2D/],
     ['an up block that does not upsample the skip', { norm_num_groups: 8, up_block_types: ['SkipUpBlock2D', 'UpBlock2D', 'SkipUpBlock2D'] }, /up block 1 \(UpBlock2D\) does not upsample the skip that up block 0 \(SkipUpBlock2D\) made/],
     ['norm_num_groups null beside another block type', { down_block_types: ['SkipDownBlock2D', 'SkipDownBlock2D', 'DownBlock2D'] }, /norm_num_groups = null is not supported with DownBlock2D/],
+  ];
+  // The group counts the skip blocks compute from their own channels are checked where each block is built.
+  const buildRows: [string, Record<string, unknown>, RegExp][] = [
     ['a skip attention whose 32-group norm cannot split its channels', { block_out_channels: [16, 16, 16] }, /down_blocks\.1\.attentions\.0: the skip blocks' attention norm takes 32 groups, and 16 channels/],
     // AttnSkipUpBlock2D's min(in + skip // 4, 32): 32 groups for 32 + 16 channels.
     ['AttnSkipUpBlock2D groups that do not split the concatenated channels', { block_out_channels: [16, 32, 32] }, /up_blocks\.1\.resnets\.1: 48 channels do not split into 32 groups/],
@@ -123,19 +131,25 @@ describe('UNet2DModel with NCSN++ skip blocks', () => {
 
   it('the base config builds', async () => {
     const rt = await runtime();
-    new UNet2DModel(rt, new RandomWeightStore(1), base).destroy();
+    buildModel(UNet2DModel, rt, new RandomWeightStore(1), readUNet2DConfig(base)).destroy();
   });
-  for (const [what, change, message] of rows) {
+  for (const [what, change, message] of configRows) {
+    it(`refuses ${what}`, () => {
+      expect(() => readUNet2DConfig({ ...base, ...change })).toThrow(message);
+    });
+  }
+  for (const [what, change, message] of buildRows) {
     it(`refuses ${what}`, async () => {
       const rt = await runtime();
-      expect(() => new UNet2DModel(rt, new RandomWeightStore(1), { ...base, ...change }).destroy()).toThrow(message);
+      const config = readUNet2DConfig({ ...base, ...change });
+      expect(() => buildModel(UNet2DModel, rt, new RandomWeightStore(1), config).destroy()).toThrow(message);
     });
   }
 
   it('a final SkipUpBlock2D without a skip to carry builds on UpBlock2D weights (diffusers adds 0)', async () => {
     const rt = await runtime();
     const folder = await loadModelFolder('tests/fixtures/unet2d-classcond');
-    new UNet2DModel(rt, folder.weights, { ...folder.config, up_block_types: ['AttnUpBlock2D', 'SkipUpBlock2D'] }).destroy();
+    buildModel(UNet2DModel, rt, folder.weights, readUNet2DConfig({ ...folder.config, up_block_types: ['AttnUpBlock2D', 'SkipUpBlock2D'] })).destroy();
   });
 });
 
@@ -143,9 +157,9 @@ describe('UNet2DConditionModel class conditioning', () => {
   it('names the class embedding weights a class-conditional config needs', async () => {
     const rt = await runtime();
     const folder = await loadModelFolder('tests/fixtures/unet2d-cond');
-    expect(() => new UNet2DConditionModel(rt, folder.weights, { ...folder.config, num_class_embeds: 10 })).toThrow(/class_embedding\.weight/);
+    expect(() => buildModel(UNet2DConditionModel, rt, folder.weights, readUNet2DConditionConfig({ ...folder.config, num_class_embeds: 10 }))).toThrow(/class_embedding\.weight/);
     const again = await loadModelFolder('tests/fixtures/unet2d-cond');
-    expect(() => new UNet2DConditionModel(rt, again.weights, { ...again.config, class_embed_type: 'timestep' })).toThrow(/class_embedding\.linear_1\.weight/);
+    expect(() => buildModel(UNet2DConditionModel, rt, again.weights, readUNet2DConditionConfig({ ...again.config, class_embed_type: 'timestep' }))).toThrow(/class_embedding\.linear_1\.weight/);
   });
 
   it('asks for class labels where the config is class-conditional, and refuses them where it is not', async () => {
@@ -154,9 +168,9 @@ describe('UNet2DConditionModel class conditioning', () => {
     const tensor = (shape: number[], label: string) => ({ buffer: rt.upload(new Float32Array(shape.reduce((a, b) => a * b, 1)), label), shape, label });
     // 'identity' has no weights of its own, so the plain fixture builds with it.
     const folder = await loadModelFolder('tests/fixtures/unet2d-cond');
-    const identity = new UNet2DConditionModel(rt, folder.weights, { ...folder.config, class_embed_type: 'identity' });
+    const identity = buildModel(UNet2DConditionModel, rt, folder.weights, readUNet2DConditionConfig({ ...folder.config, class_embed_type: 'identity' }));
     const plainFolder = await loadModelFolder('tests/fixtures/unet2d-cond');
-    const plain = new UNet2DConditionModel(rt, plainFolder.weights, plainFolder.config);
+    const plain = buildModel(UNet2DConditionModel, rt, plainFolder.weights, readUNet2DConditionConfig(plainFolder.config));
     const g = new Graph(rt, 'class-labels');
     const buffers: GPUBuffer[] = [];
     const t = (shape: number[], label: string) => {
@@ -191,22 +205,22 @@ describe('UNet2DConditionModel mid block, only_cross_attention and time_cond_pro
     const load = () => loadModelFolder('tests/fixtures/unet2d-cond');
     // UNetMidBlock2D is one resnet: the fixture's mid attention and second resnet are left over.
     let f = await load();
-    expect(() => new UNet2DConditionModel(rt, f.weights, { ...f.config, mid_block_type: 'UNetMidBlock2D' })).toThrow(/mid_block\.attentions\.0\./);
+    expect(() => buildModel(UNet2DConditionModel, rt, f.weights, readUNet2DConditionConfig({ ...f.config, mid_block_type: 'UNetMidBlock2D' }))).toThrow(/mid_block\.attentions\.0\./);
     f = await load();
-    expect(() => new UNet2DConditionModel(rt, f.weights, { ...f.config, mid_block_type: null })).toThrow(/weights were never used: mid_block\./);
+    expect(() => buildModel(UNet2DConditionModel, rt, f.weights, readUNet2DConditionConfig({ ...f.config, mid_block_type: null }))).toThrow(/weights were never used: mid_block\./);
     f = await load();
-    expect(() => new UNet2DConditionModel(rt, f.weights, { ...f.config, time_cond_proj_dim: 8 })).toThrow(/time_embedding\.cond_proj\.weight/);
+    expect(() => buildModel(UNet2DConditionModel, rt, f.weights, readUNet2DConditionConfig({ ...f.config, time_cond_proj_dim: 8 }))).toThrow(/time_embedding\.cond_proj\.weight/);
     // attn1 of an only_cross_attention block reads [dim, cross_attention_dim] keys: a 48-wide context does not fit the fixture's.
     f = await load();
-    expect(() => new UNet2DConditionModel(rt, f.weights, { ...f.config, only_cross_attention: true, cross_attention_dim: 48 })).toThrow(/attn1\.to_k\.weight/);
+    expect(() => buildModel(UNet2DConditionModel, rt, f.weights, readUNet2DConditionConfig({ ...f.config, only_cross_attention: true, cross_attention_dim: 48 }))).toThrow(/attn1\.to_k\.weight/);
   });
 
   it('refuses a timestep_cond for a model without cond_proj, and one of the wrong shape', async () => {
     const rt = await runtime();
     const folder = await loadModelFolder('tests/fixtures/unet2d-cond');
-    const plain = new UNet2DConditionModel(rt, folder.weights, folder.config);
+    const plain = buildModel(UNet2DConditionModel, rt, folder.weights, readUNet2DConditionConfig(folder.config));
     const lcmFolder = await loadModelFolder('tests/fixtures/variants/unet-cond-lcm');
-    const lcm = new UNet2DConditionModel(rt, lcmFolder.weights, lcmFolder.config);
+    const lcm = buildModel(UNet2DConditionModel, rt, lcmFolder.weights, readUNet2DConditionConfig(lcmFolder.config));
     withScratch(rt, 'timestep-cond', [plain, lcm], (g, t) => {
       const run = (m: UNet2DConditionModel, cond: number[]) => m.forward(g, t([1, m.inChannels, 8, 8], 'sample'), { timesteps: t([1], 'timesteps'), broadcast: false, timestepCond: t(cond, 'cond') }, t([1, 3, m.crossAttentionDim], 'context'));
       expect(() => run(plain, [1, 4])).toThrow(/timestep_cond was given, but this model has no time_embedding\.cond_proj/);
@@ -220,14 +234,14 @@ describe('UNet2DConditionModel addition_embed_type text_time and per-block cross
   it('names the add_embedding weights a text_time config needs', async () => {
     const rt = await runtime();
     const f = await loadModelFolder('tests/fixtures/unet2d-cond');
-    expect(() => new UNet2DConditionModel(rt, f.weights, { ...f.config, addition_embed_type: 'text_time', addition_time_embed_dim: 8, projection_class_embeddings_input_dim: 60 })).toThrow(/add_embedding\.linear_1\.weight/);
+    expect(() => buildModel(UNet2DConditionModel, rt, f.weights, readUNet2DConditionConfig({ ...f.config, addition_embed_type: 'text_time', addition_time_embed_dim: 8, projection_class_embeddings_input_dim: 60 }))).toThrow(/add_embedding\.linear_1\.weight/);
   });
 
   it('builds a per-block list whose cross-attention blocks agree', async () => {
     const rt = await runtime();
     const f = await loadModelFolder('tests/fixtures/unet2d-cond');
     // The fixture's DownBlock2D level (entry 1) has no cross-attention; its mid block and CrossAttn blocks use entries 1 and 0.
-    const m = new UNet2DConditionModel(rt, f.weights, { ...f.config, cross_attention_dim: [32, 32] });
+    const m = buildModel(UNet2DConditionModel, rt, f.weights, readUNet2DConditionConfig({ ...f.config, cross_attention_dim: [32, 32] }));
     expect(m.crossAttentionDim).toBe(32);
     expect(m.additionEmbedType).toBeNull();
     m.destroy();
@@ -236,10 +250,10 @@ describe('UNet2DConditionModel addition_embed_type text_time and per-block cross
   it('requires text_embeds and time_ids for text_time, checks their widths, and refuses them elsewhere', async () => {
     const rt = await runtime();
     const plainFolder = await loadModelFolder('tests/fixtures/unet2d-cond');
-    const plain = new UNet2DConditionModel(rt, plainFolder.weights, plainFolder.config);
+    const plain = buildModel(UNet2DConditionModel, rt, plainFolder.weights, readUNet2DConditionConfig(plainFolder.config));
     // unet-cond-sdxl-class: addition_time_embed_dim 7, projection_class_embeddings_input_dim 45 (10 + 5·7), a 'timestep' class embedding.
     const sdxlFolder = await loadModelFolder('tests/fixtures/variants/unet-cond-sdxl-class');
-    const sdxl = new UNet2DConditionModel(rt, sdxlFolder.weights, sdxlFolder.config);
+    const sdxl = buildModel(UNet2DConditionModel, rt, sdxlFolder.weights, readUNet2DConditionConfig(sdxlFolder.config));
     withScratch(rt, 'text-time', [plain, sdxl], (g, t) => {
       expect(sdxl.additionEmbedType).toBe('text_time');
       const run = (m: UNet2DConditionModel, extra: { textEmbeds?: number[]; timeIds?: number[] }, B = 1) =>
@@ -270,16 +284,14 @@ describe('UNet2DConditionModel addition_embed_type text_time and per-block cross
 
 describe('AutoencoderKL config errors', () => {
   it('rejects options newer diffusers added that change decoding', async () => {
-    const rt = await runtime();
     const folder = await loadModelFolder('tests/fixtures/vae-kl-decode');
-    expect(() => new AutoencoderKL(rt, folder.weights, { ...folder.config, shift_factor: 0.1159 })).toThrow(/shift_factor is not supported/);
-    expect(() => new AutoencoderKL(rt, folder.weights, { ...folder.config, use_quant_conv: false })).toThrow(/use_quant_conv = false is not supported/);
+    expect(() => readAutoencoderKLConfig({ ...folder.config, shift_factor: 0.1159 })).toThrow(/shift_factor is not supported/);
+    expect(() => readAutoencoderKLConfig({ ...folder.config, use_quant_conv: false })).toThrow(/use_quant_conv = false is not supported/);
   });
 
   it('rejects an unknown up block type by name', async () => {
-    const rt = await runtime();
     const folder = await loadModelFolder('tests/fixtures/vae-kl-decode');
-    expect(() => new AutoencoderKL(rt, folder.weights, { ...folder.config, up_block_types: ['UpDecoderBlock2D', 'KUpBlock2D'] })).toThrow(/KUpBlock2D is not supported/);
+    expect(() => readAutoencoderKLConfig({ ...folder.config, up_block_types: ['UpDecoderBlock2D', 'KUpBlock2D'] })).toThrow(/KUpBlock2D is not supported/);
   });
 });
 
@@ -291,6 +303,8 @@ type Row = [key: string, value: unknown, message?: RegExp];
 interface ModelTable {
   cls: string;
   fixture: string;
+  /** The class's config reader. */
+  read(config: Record<string, unknown>): unknown;
   build(rt: Runtime, store: WeightStore, config: Record<string, unknown>): { destroy(): void };
   rows: Row[];
 }
@@ -299,7 +313,8 @@ const modelTables: ModelTable[] = [
   {
     cls: 'UNet2DModel',
     fixture: 'unet2d-classcond',
-    build: (rt, s, c) => new UNet2DModel(rt, s, c),
+    read: (c) => readUNet2DConfig(c),
+    build: (rt, s, c) => buildModel(UNet2DModel, rt, s, readUNet2DConfig(c)),
     rows: [
       // 'fourier' and 'learned' are built (tests/fixtures/variants/unet2d-fourier*, unet2d-learned-time); 'learned' needs its table size.
       ['time_embedding_type', 'learned', /time_embedding_type 'learned' requires num_train_timesteps/],
@@ -320,7 +335,8 @@ const modelTables: ModelTable[] = [
   {
     cls: 'UNet2DConditionModel',
     fixture: 'unet2d-cond',
-    build: (rt, s, c) => new UNet2DConditionModel(rt, s, c),
+    read: (c) => readUNet2DConditionConfig(c),
+    build: (rt, s, c) => buildModel(UNet2DConditionModel, rt, s, readUNet2DConditionConfig(c)),
     rows: [
       // nn.Embedding (num_class_embeds), 'timestep' and 'identity' are built (tests/fixtures/variants/unet-cond-class-*),
       // 'projection' and 'simple_projection' too (unet-cond-time-proj, unet-cond-time-simple-proj), but need
@@ -388,7 +404,8 @@ const modelTables: ModelTable[] = [
   {
     cls: 'AutoencoderKL',
     fixture: 'vae-kl-decode',
-    build: (rt, s, c) => new AutoencoderKL(rt, s, c),
+    read: (c) => readAutoencoderKLConfig(c),
+    build: (rt, s, c) => buildModel(AutoencoderKL, rt, s, readAutoencoderKLConfig(c)),
     rows: [
       ['use_quant_conv', false],
       // Keys of later diffusers versions that change the latents.
@@ -403,7 +420,8 @@ const modelTables: ModelTable[] = [
   {
     cls: 'VQModel',
     fixture: 'vq',
-    build: (rt, s, c) => new VQModel(rt, s, c),
+    read: (c) => readVQModelConfig(c),
+    build: (rt, s, c) => buildModel(VQModel, rt, s, readVQModelConfig(c)),
     rows: [
       // 'spatial' (SpatialNorm, MoVQ) is built: tests/fixtures/variants/vq-spatial-*.
       ['norm_type', 'layer'],
@@ -416,7 +434,8 @@ const modelTables: ModelTable[] = [
   {
     cls: 'AutoencoderTiny',
     fixture: 'taesd',
-    build: (rt, s, c) => new AutoencoderTiny(rt, s, c),
+    read: (c) => readAutoencoderTinyConfig(c),
+    build: (rt, s, c) => buildModel(AutoencoderTiny, rt, s, readAutoencoderTinyConfig(c)),
     rows: [
       ['act_fn', 'leaky_relu'],
       ['upsampling_scaling_factor', 4],
@@ -429,9 +448,8 @@ const modelTables: ModelTable[] = [
 
 describe('VQModel norm_type spatial', () => {
   it('refuses vq_embed_dim != latent_channels (the SpatialNorms take the quantized latents)', async () => {
-    const rt = await runtime();
     const folder = await loadModelFolder('tests/fixtures/vq');
-    expect(() => new VQModel(rt, folder.weights, { ...folder.config, norm_type: 'spatial', vq_embed_dim: 4 })).toThrow(/norm_type 'spatial' needs vq_embed_dim \(4\) = latent_channels \(3\)/);
+    expect(() => readVQModelConfig({ ...folder.config, norm_type: 'spatial', vq_embed_dim: 4 })).toThrow(/norm_type 'spatial' needs vq_embed_dim \(4\) = latent_channels \(3\)/);
   });
 });
 
@@ -454,11 +472,10 @@ describe('unsupported diffusers options are ConfigErrors naming the option, for 
   for (const t of modelTables) {
     for (const [key, value, message] of t.rows) {
       it(`${t.cls}: ${key} = ${JSON.stringify(value)}`, async () => {
-        const rt = await runtime();
         const folder = await loadModelFolder(`tests/fixtures/${t.fixture}`);
         let err: unknown;
         try {
-          t.build(rt, folder.weights, { ...folder.config, [key]: value }).destroy();
+          t.read({ ...folder.config, [key]: value });
         } catch (e) {
           err = e;
         }

@@ -7,6 +7,8 @@ import { DEFAULT_PLAN_LIMITS, type Runtime } from '../../src/gpu/runtime.ts';
 import { Graph } from '../../src/graph/graph.ts';
 import { RandomWeightStore } from '../../src/io/random_weights.ts';
 import { AutoencoderKL } from '../../src/models/autoencoder_kl.ts';
+import { readAutoencoderKLConfig } from '../../src/models/autoencoder_kl_config.ts';
+import { buildModel } from '../../src/models/model_loader.ts';
 import { compare } from '../helpers/compare.ts';
 import { input, randn, runGraphWithPlan, runtime } from '../helpers/gpu.ts';
 
@@ -33,7 +35,7 @@ describe('a decode past the default binding limit', () => {
   it('runs within WebGPU default limits and matches the unsplit plan', async () => {
     const rt = await runtime();
     const saved = rt.planLimits;
-    const vae = new AutoencoderKL(rt, new RandomWeightStore(7), config);
+    const vae = buildModel(AutoencoderKL, rt, new RandomWeightStore(7), readAutoencoderKLConfig(config));
     const z = randn(4 * LATENT * LATENT, 11);
     try {
       rt.planLimits = { ...DEFAULT_PLAN_LIMITS };

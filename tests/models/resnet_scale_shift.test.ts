@@ -6,10 +6,13 @@ import type { Runtime } from '../../src/gpu/runtime.ts';
 import { readSafetensorsFile, type HostTensor } from '../../src/io/safetensors.ts';
 import { loadModelFolder } from '../../src/io/model_folder.ts';
 import { WeightStore } from '../../src/io/weights.ts';
-import { ConfigError, WeightLoader } from '../../src/models/loader.ts';
+import { ConfigError } from '../../src/models/config.ts';
+import { WeightLoader } from '../../src/models/loader.ts';
 import { ResnetBlock2D } from '../../src/models/resnet.ts';
 import { UNet2DModel } from '../../src/models/unet_2d.ts';
-import { UNet2DConditionModel } from '../../src/models/unet_2d_condition.ts';
+import { readUNet2DConfig } from '../../src/models/unet_2d_config.ts';
+import { buildModel } from '../../src/models/model_loader.ts';
+import { readUNet2DConditionConfig } from '../../src/models/unet_2d_condition_config.ts';
 import { compare } from '../helpers/compare.ts';
 import { input, randn, runGraph, runtime } from '../helpers/gpu.ts';
 
@@ -157,7 +160,7 @@ describe('UNet2DModel with resnet_time_scale_shift "scale_shift"', () => {
   it('builds from 2C time projections (mid attention without group norm) and runs a finite forward', async () => {
     const rt = await runtime();
     const { store, config } = await scaleShiftUnetStore();
-    const unet = new UNet2DModel(rt, store, config);
+    const unet = buildModel(UNet2DModel, rt, store, readUNet2DConfig(config));
     const B = 2;
     const sample = randn(B * 4 * 8 * 8, 77);
     const out = await runGraph(rt, (g) =>
@@ -177,17 +180,16 @@ describe('UNet2DModel with resnet_time_scale_shift "scale_shift"', () => {
   it('the fixture (C-wide time projections) is rejected under scale_shift, naming the key', async () => {
     const rt = await runtime();
     const folder = await loadModelFolder('tests/fixtures/unet2d-classcond');
-    expect(() => new UNet2DModel(rt, folder.weights, { ...folder.config, resnet_time_scale_shift: 'scale_shift', attn_norm_num_groups: 8 })).toThrow(/time_emb_proj\.weight/);
+    expect(() => buildModel(UNet2DModel, rt, folder.weights, readUNet2DConfig({ ...folder.config, resnet_time_scale_shift: 'scale_shift', attn_norm_num_groups: 8 }))).toThrow(/time_emb_proj\.weight/);
   });
 
   for (const value of ['ada_group', 'spatial']) {
     it(`resnet_time_scale_shift = "${value}" stays a ConfigError naming the option`, async () => {
-      const rt = await runtime();
       const folder = await loadModelFolder('tests/fixtures/unet2d-classcond');
-      expect(() => new UNet2DModel(rt, folder.weights, { ...folder.config, resnet_time_scale_shift: value })).toThrow(ConfigError);
-      expect(() => new UNet2DModel(rt, folder.weights, { ...folder.config, resnet_time_scale_shift: value })).toThrow(new RegExp(`resnet_time_scale_shift = "${value}"`));
+      expect(() => readUNet2DConfig({ ...folder.config, resnet_time_scale_shift: value })).toThrow(ConfigError);
+      expect(() => readUNet2DConfig({ ...folder.config, resnet_time_scale_shift: value })).toThrow(new RegExp(`resnet_time_scale_shift = "${value}"`));
       const cond = await loadModelFolder('tests/fixtures/unet2d-cond');
-      expect(() => new UNet2DConditionModel(rt, cond.weights, { ...cond.config, resnet_time_scale_shift: value })).toThrow(new RegExp(`resnet_time_scale_shift = "${value}"`));
+      expect(() => readUNet2DConditionConfig({ ...cond.config, resnet_time_scale_shift: value })).toThrow(new RegExp(`resnet_time_scale_shift = "${value}"`));
     });
   }
 });

@@ -6,6 +6,8 @@
 import { describe, expect, it } from 'vitest';
 import { RandomWeightStore } from '../../src/io/random_weights.ts';
 import { UNet2DConditionModel } from '../../src/models/unet_2d_condition.ts';
+import { readUNet2DConditionConfig } from '../../src/models/unet_2d_condition_config.ts';
+import { buildModel } from '../../src/models/model_loader.ts';
 import { input, runGraph, runtime } from '../helpers/gpu.ts';
 
 const SDXL_BASE_UNET: Record<string, unknown> = {
@@ -71,7 +73,7 @@ describe('Stable Diffusion XL base U-Net layout (widths / 8, random weights)', (
       projection_class_embeddings_input_dim: 1280 / d + 6 * (256 / d),
       norm_num_groups: 8,
     };
-    const unet = new UNet2DConditionModel(rt, new RandomWeightStore(3), config, 'sdxl-base');
+    const unet = buildModel(UNet2DConditionModel, rt, new RandomWeightStore(3), readUNet2DConditionConfig(config, 'sdxl-base'));
     try {
       expect(unet.additionEmbedType).toBe('text_time');
       expect(unet.crossAttentionDim).toBe(256);

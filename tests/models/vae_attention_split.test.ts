@@ -8,6 +8,8 @@ import { PlanLimitError } from '../../src/gpu/runtime.ts';
 import { Graph, planGraph } from '../../src/graph/graph.ts';
 import { loadModelFolder } from '../../src/io/model_folder.ts';
 import { AutoencoderKL } from '../../src/models/autoencoder_kl.ts';
+import { readAutoencoderKLConfig } from '../../src/models/autoencoder_kl_config.ts';
+import { buildModel } from '../../src/models/model_loader.ts';
 import { compare } from '../helpers/compare.ts';
 import { input, randn, runGraphWithPlan, runtime } from '../helpers/gpu.ts';
 
@@ -16,7 +18,7 @@ describe('AutoencoderKL decode with attention blocks over channel chunks', () =>
     const rt = await runtime();
     const saved = rt.planLimits;
     const folder = await loadModelFolder('tests/fixtures/variants/vae-decode-attn');
-    const vae = new AutoencoderKL(rt, folder.weights, folder.config);
+    const vae = buildModel(AutoencoderKL, rt, folder.weights, readAutoencoderKLConfig(folder.config));
     const z = randn(2 * 3 * 5 * 7, 5);
     try {
       const plain = await runGraphWithPlan(rt, 'vae-attn-plain', (g) => vae.decode(g, input(rt, z, [2, 3, 5, 7], 'z')));

@@ -14,7 +14,7 @@
 import { readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { runModelCase } from '../../src/conformance/model_case.ts';
-import { ConfigError } from '../../src/models/loader.ts';
+import { ConfigError } from '../../src/models/config.ts';
 import { runtime } from '../helpers/gpu.ts';
 
 const root = 'tests/fixtures/variants';

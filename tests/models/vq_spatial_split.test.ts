@@ -8,6 +8,8 @@ import type { Runtime } from '../../src/gpu/runtime.ts';
 import { Graph } from '../../src/graph/graph.ts';
 import { loadModelFolder } from '../../src/io/model_folder.ts';
 import { VQModel } from '../../src/models/vq_model.ts';
+import { readVQModelConfig } from '../../src/models/vq_model_config.ts';
+import { buildModel } from '../../src/models/model_loader.ts';
 import { compare } from '../helpers/compare.ts';
 import { input, randn, runGraphWithPlan, runtime } from '../helpers/gpu.ts';
 
@@ -22,7 +24,7 @@ describe('VQModel spatial decode over channel chunks', () => {
     const rt = await runtime();
     const saved = rt.planLimits;
     const folder = await loadModelFolder('tests/fixtures/variants/vq-spatial-odd');
-    const vq = new VQModel(rt, folder.weights, folder.config);
+    const vq = buildModel(VQModel, rt, folder.weights, readVQModelConfig(folder.config));
     const z = randn(4 * LATENT * LATENT, 21);
     try {
       const plain = await decode(rt, vq, z);

@@ -9,8 +9,12 @@ import type { Runtime } from '../../src/gpu/runtime.ts';
 import { nodeFolderReader } from '../../src/io/model_folder.ts';
 import { RandomWeightStore } from '../../src/io/random_weights.ts';
 import { AutoencoderKL } from '../../src/models/autoencoder_kl.ts';
+import { readAutoencoderKLConfig } from '../../src/models/autoencoder_kl_config.ts';
+import { buildModel } from '../../src/models/model_loader.ts';
 import { CLIPTextModel } from '../../src/models/clip_text_model.ts';
+import { readClipTextConfig } from '../../src/models/clip_text_config.ts';
 import { UNet2DConditionModel } from '../../src/models/unet_2d_condition.ts';
+import { readUNet2DConditionConfig } from '../../src/models/unet_2d_condition_config.ts';
 import type { SdModel } from '../../src/pipelines/sd_folder.ts';
 import { generateFromText } from '../../src/pipelines/text_to_image.ts';
 import type { SchedulerName } from '../../src/schedulers/scheduler.ts';
@@ -32,9 +36,9 @@ function narrowed(name: string): Configs {
 
 async function build(rt: Runtime, c: Configs, tokenizer: CLIPTokenizer, scheduler: Record<string, unknown>): Promise<SdModel> {
   const store = new RandomWeightStore(5);
-  const unet = new UNet2DConditionModel(rt, store, c.unet!, 'unet');
-  const vae = new AutoencoderKL(rt, store, c.vae!, 'vae');
-  const textEncoder = new CLIPTextModel(rt, store, c.text_encoder!, { where: 'text_encoder' });
+  const unet = buildModel(UNet2DConditionModel, rt, store, readUNet2DConditionConfig(c.unet!, 'unet'));
+  const vae = buildModel(AutoencoderKL, rt, store, readAutoencoderKLConfig(c.vae!, 'vae'));
+  const textEncoder = buildModel(CLIPTextModel, rt, store, readClipTextConfig(c.text_encoder!, 'text_encoder'));
   return {
     dir: 'narrowed', unet, vae, textEncoder, tokenizer, schedulerConfig: scheduler, precision: unet.precision,
     destroy: () => [unet, vae, textEncoder].forEach((m) => m.destroy()),

@@ -17,7 +17,7 @@ import { readSafetensorsFile, toFloat32, toInt64Numbers } from '../../src/io/saf
 import { Graph } from '../../src/graph/graph.ts';
 import { uploadIds } from '../../src/kernels/embedding.ts';
 import { poolPositions } from '../../src/models/clip_text_model.ts';
-import { ConfigError } from '../../src/models/loader.ts';
+import { ConfigError } from '../../src/models/config.ts';
 import { loadSdFolder, loadSdFrom, type SdModel } from '../../src/pipelines/sd_folder.ts';
 import { generateFromText, type TextTrace } from '../../src/pipelines/text_to_image.ts';
 import { CLIPTokenizer } from '../../src/text/clip_tokenizer.ts';
