@@ -9,7 +9,7 @@
 import type { PlanLimits, Runtime } from '../gpu/runtime.ts';
 import { GpuError, PlanLimitError } from '../gpu/runtime.ts';
 import type { Graph } from '../graph/graph.ts';
-import { bytesFor, elementBytes, shapeStr, type DType, type Tensor } from '../graph/tensor.ts';
+import { bytesFor, bytesOf, elementBytes, shapeStr, type DType, type Tensor } from '../graph/tensor.ts';
 import { conv2d, conv2dGeometry, type Conv2dOptions } from '../kernels/gemm.ts';
 import { groupNorm, type GroupNormOptions } from '../kernels/group_norm.ts';
 
@@ -29,6 +29,18 @@ export function single(t: Tensor): Split {
 export function whole(s: Split, what: string): Tensor {
   if (s.parts.length !== 1) throw new PlanLimitError(`${what}: [${s.shape.join(', ')}] is split in ${s.parts.length} parts to fit the binding limit, and this op needs it whole`);
   return s.parts[0]!;
+}
+
+/**
+ * Refuses a part that passes the plan's binding limit (a whole tensor from single(), such as the
+ * U-Net's, at a size too large for it) as finalize() would, before a chunked op meets it: its
+ * output would be chunked while it is not, which no chunking can mend.
+ */
+function checkBindable(g: Graph, label: string, s: Split): void {
+  for (const t of s.parts) {
+    const bytes = bytesOf(t);
+    if (bytes > g.limits.binding) throw new PlanLimitError(`${label}: tensor ${t.label} ${shapeStr(t.shape)} needs ${bytes} bytes in one binding, over the planned maxStorageBufferBindingSize ${g.limits.binding}`);
+  }
 }
 
 export function releaseSplit(g: Graph, ...ss: Split[]): void {
@@ -85,8 +97,14 @@ export class WeightSlices {
     const elem = elementBytes(w.dtype);
     const rowBytes = (i1 - i0) * inner * elem;
     const label = `${w.label}[${o0}:${o1}, ${i0}:${i1}]`;
-    if (rowBytes % 4 !== 0 || (i0 * inner * elem) % 4 !== 0) throw new GpuError(`${label}: slice rows of ${rowBytes} bytes are not whole 4-byte words`);
-    const buffer = this.rt.createBuffer((o1 - o0) * rowBytes, label);
+    const wholeRows = i0 === 0 && i1 === Cin;
+    // Whole rows (a bias, a norm's weights) are one copy, in whole 4-byte words: an f16 slice of an
+    // odd count reads the 2 bytes after it, which buffers (in 16-byte units) hold. Part rows are a
+    // copy each, so each must be whole words.
+    const copyBytes = Math.ceil(((o1 - o0) * rowBytes) / 4) * 4;
+    if (wholeRows && ((o0 * rowBytes) % 4 !== 0 || o0 * rowBytes + copyBytes > w.buffer.size)) throw new GpuError(`${label}: rows from byte ${o0 * rowBytes} are not whole 4-byte words of its buffer`);
+    if (!wholeRows && (rowBytes % 4 !== 0 || (i0 * inner * elem) % 4 !== 0)) throw new GpuError(`${label}: slice rows of ${rowBytes} bytes are not whole 4-byte words`);
+    const buffer = this.rt.createBuffer(copyBytes, label);
     this.own(buffer);
     // A plan that is abandoned for a larger one (planGraph) takes its slices back with it.
     this.rt.onPlanAbandoned(() => {
@@ -95,8 +113,8 @@ export class WeightSlices {
       this.rt.destroyBuffer(buffer);
     });
     const enc = this.rt.device.createCommandEncoder({ label });
-    if (i0 === 0 && i1 === Cin) {
-      enc.copyBufferToBuffer(w.buffer, o0 * rowBytes, buffer, 0, (o1 - o0) * rowBytes);
+    if (wholeRows) {
+      enc.copyBufferToBuffer(w.buffer, o0 * rowBytes, buffer, 0, copyBytes);
     } else {
       const stride = Cin * inner * elem;
       for (let o = o0; o < o1; o++) enc.copyBufferToBuffer(w.buffer, o * stride + i0 * inner * elem, buffer, (o - o0) * rowBytes, rowBytes);
@@ -125,6 +143,8 @@ export function splitConv(g: Graph, slices: WeightSlices, label: string, x: Spli
   const [Cout] = conv.weight.shape as [number];
   const { Hout, Wout } = conv2dGeometry(x.shape, conv.weight.shape, geometry);
   const outShape = [x.shape[0], Cout, Hout, Wout] as const;
+  checkBindable(g, label, x);
+  if (residual) checkBindable(g, label, residual);
   const starts = chunkStarts(outShape, x.parts[0]!.dtype ?? 'f32', g.limits, groups);
   if (residual && residual.starts.join() !== starts.join()) throw new GpuError(`${label}: residual chunks [${residual.starts}] differ from the output's [${starts}]`);
   const inSizes = ends(x.starts, x.shape[1]);

@@ -7,7 +7,9 @@ import { planGraph } from '../../src/graph/graph.ts';
 import { scale } from '../../src/kernels/elementwise.ts';
 import { generateClassConditional } from '../../src/pipelines/class_conditional.ts';
 import { loadLdmFolder } from '../../src/pipelines/ldm_folder.ts';
-import { input, randn, runtime } from '../helpers/gpu.ts';
+import { loadSdFolder } from '../../src/pipelines/sd_folder.ts';
+import { generateFromText } from '../../src/pipelines/text_to_image.ts';
+import { hasF16, input, randn, runtime } from '../helpers/gpu.ts';
 
 /** Runs f with rt's plan limits (and, with `device`, its device limits) lowered. */
 async function withLimits<T>(rt: Runtime, plan: Runtime['planLimits'], device: Runtime['deviceLimits'] | null, f: () => Promise<T>): Promise<T> {
@@ -75,6 +77,38 @@ describe('planGraph', () => {
       });
     } finally {
       model.destroy();
+    }
+  });
+
+  // The U-Net's whole tensors pass through the chunked conv (ResnetBlock2D.forward is its split
+  // path on one chunk): a size whose conv output must be chunked while its input and residual are
+  // one tensor over the binding limit cannot run, and says so by the image size, as a smaller
+  // overshoot does (sd-tiny at 4096x4096 once failed with "residual chunks [0] differ from the
+  // output's [...]" in f32 and "slice rows of 2 bytes are not whole 4-byte words" in f16).
+  it('a Stable Diffusion U-Net whose resnet tensors pass both limits names the image size, in f32 and f16', async () => {
+    const rt = await runtime();
+    for (const precision of hasF16(rt) ? (['f32', 'f16'] as const) : (['f32'] as const)) {
+      const sd = await loadSdFolder(rt, 'tests/fixtures/sd-tiny', { precision });
+      const saved = { plan: rt.planLimits, device: rt.deviceLimits };
+      try {
+        // 32 KiB bindings (and large buffers, as lavapipe has) from the U-Net on: the text encoder
+        // binds its whole token table. At 64x64 (32x32 latents) conv_in's output [B, 32, 32, 32]
+        // passes that in f32 and f16, and the resnet's conv1 after it would be chunked.
+        const unet = sd.unet;
+        const forward = unet.forward.bind(unet);
+        unet.forward = (...args) => {
+          rt.planLimits = { binding: 32768, buffer: 1 << 24 };
+          (rt as { deviceLimits: Runtime['deviceLimits'] }).deviceLimits = rt.planLimits;
+          return forward(...args);
+        };
+        const run = generateFromText(rt, sd, { prompt: 'a cat', steps: 1, width: 64, height: 64, seed: 1 });
+        await expect(run, precision).rejects.toThrow(PlanLimitError);
+        await expect(run, precision).rejects.toThrow(/^64x64 images are too large for this model on this adapter: down_blocks\.0\.resnets\.0\.conv1: tensor .* needs \d+ bytes in one binding, over the planned maxStorageBufferBindingSize 32768$/);
+      } finally {
+        rt.planLimits = saved.plan;
+        (rt as { deviceLimits: Runtime['deviceLimits'] }).deviceLimits = saved.device;
+        sd.destroy();
+      }
     }
   });
 });
