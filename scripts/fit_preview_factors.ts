@@ -12,7 +12,6 @@ import { join } from 'node:path';
 import { isDeepStrictEqual, parseArgs } from 'node:util';
 import { loadModel } from '../src/api.ts';
 import { generateClassConditional } from '../src/pipelines/class_conditional.ts';
-import type { LdmModel } from '../src/pipelines/ldm_folder.ts';
 
 const { values, positionals } = parseArgs({ allowPositionals: true, options: { seeds: { type: 'string', default: '4' }, steps: { type: 'string', default: '25' }, write: { type: 'boolean', default: false } } });
 const dir = positionals[0];
@@ -22,7 +21,8 @@ const steps = Number(values.steps);
 
 const model = await loadModel(dir, { precision: 'f32' });
 if (model.loaded.kind !== 'class') throw new Error(`${dir} is not a class-conditional model`);
-const { ldm, nullClass } = model.loaded as { ldm: LdmModel; nullClass: number };
+const { ldm } = model.loaded;
+const nullClass = model.nullClass!;
 const C = ldm.unet.inChannels;
 const K = ldm.vae.outChannels;
 const labels = model.classNames?.map((_, i) => i) ?? Array.from({ length: model.numClasses! - 1 }, (_, i) => i);

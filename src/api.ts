@@ -2,20 +2,25 @@
 // Worker and Node. A source is a URL (fetched, streamed, kept in the Cache API), a folder on disk
 // (Node), or any FolderReader. The folder says what it is: model_index.json makes it a Stable
 // Diffusion (text) pipeline, otherwise it is a class-conditional LDM (unet/, vae/, scheduler/,
-// and optionally Fresco's fresco.json card with class names and defaults).
+// and optionally Fresco's fresco.json card with class names and defaults). The CLI and the demo
+// go through these two functions too, so options, defaults and batching behave alike everywhere.
 import { getGpu, type GpuContext } from './gpu/device.ts';
 import { GpuError, Runtime } from './gpu/runtime.ts';
-import { nodeFolderReader, parseJsonObject, type FolderReader } from './io/model_folder.ts';
+import { checkRgba, resizeRgba, rgbaToImageTensor, rgbaToMask, type RgbaPixels } from './io/image_input.ts';
+import { nodeFolderReader, type FolderReader } from './io/model_folder.ts';
 import { urlFolderReader } from './io/url_reader.ts';
 import { resolvePrecision, type Precision } from './models/precision.ts';
 import { generateClassConditional } from './pipelines/class_conditional.ts';
 import { resolveClassLabels } from './pipelines/class_names.ts';
 import { CancelledError, type GenerationResult } from './pipelines/denoise.ts';
 import { loadLdmFrom, type LdmModel } from './pipelines/ldm_folder.ts';
+import { readModelInfo, type ModelDefaults, type ModelInfo, type ModelKind } from './pipelines/model_info.ts';
 import { loadSdFrom, type SdModel } from './pipelines/sd_folder.ts';
 import { generateFromText, SDXL_OPTIONS, type SdxlSizeOptions, type Size } from './pipelines/text_to_image.ts';
 import { imageToRgba, latentPreview, parsePreviewFactors, type PreviewFactors, type PreviewMode, type RgbaImage } from './preview.ts';
-import { schedulerNameOf, type SchedulerName } from './schedulers/scheduler.ts';
+import type { SchedulerName } from './schedulers/scheduler.ts';
+
+export type { ModelDefaults, ModelInfo, ModelKind, RgbaPixels };
 
 /** A generate() option that does not fit the model (a prompt for a class model, an unknown class). */
 export class GenerateOptionsError extends Error {
@@ -24,8 +29,6 @@ export class GenerateOptionsError extends Error {
     this.name = 'GenerateOptionsError';
   }
 }
-
-export type ModelKind = 'class' | 'text';
 
 export interface LoadModelOptions {
   /**
@@ -43,38 +46,31 @@ export interface LoadModelOptions {
   gpu?: GpuContext;
 }
 
-export interface ModelDefaults {
-  steps: number;
-  guidance: number;
-  scheduler: SchedulerName;
-}
-
-interface ModelCard {
-  class_names?: string[];
-  null_class?: number;
-  defaults?: Partial<ModelDefaults>;
-  /** Latent → image factors for previews: { latent_to_image, bias } (see PreviewFactors). */
-  preview?: unknown;
-}
-
-type Loaded = { kind: 'class'; ldm: LdmModel; nullClass: number; preview: PreviewFactors | null } | { kind: 'text'; sd: SdModel };
+type Loaded = { kind: 'class'; ldm: LdmModel; preview: PreviewFactors | null } | { kind: 'text'; sd: SdModel };
 
 export class Model {
   /** The adapter, as the device reports it ("google / swiftshader", "mesa / lavapipe"). */
   readonly adapterName: string;
   /** The storage type the weights were built in, and why. */
   readonly precision: string;
+  readonly kind: ModelKind;
+  /** Class names by label (from fresco.json), or null. */
+  readonly classNames: string[] | null;
+  /** Number of class labels the U-Net embeds, the null class included (class models). */
+  readonly numClasses: number | null;
+  /**
+   * Class models: the label guidance uses as "no class" (fresco.json's null_class, else the last
+   * label). Asking for it draws an unconditional sample. Text models: null.
+   */
+  readonly nullClass: number | null;
+  readonly defaults: ModelDefaults;
   private destroyed = false;
 
   constructor(
-    readonly kind: ModelKind,
+    /** What the folder's JSON files say (see inspectModel). */
+    readonly info: ModelInfo,
     /** Where the model came from (URL or path). */
     readonly source: string,
-    /** Class names by label (from fresco.json), or null. */
-    readonly classNames: string[] | null,
-    /** Number of class labels the U-Net embeds, the null class included (class models). */
-    readonly numClasses: number | null,
-    readonly defaults: ModelDefaults,
     /** Image size in pixels [height, width] at the model's default. */
     readonly imageSize: readonly [number, number],
     /** @internal */ readonly rt: Runtime,
@@ -82,14 +78,7 @@ export class Model {
   ) {
     this.adapterName = rt.gpu.adapterName;
     this.precision = (loaded.kind === 'class' ? loaded.ldm : loaded.sd).precision.description;
-  }
-
-  /**
-   * Class models: the label guidance uses as "no class" (fresco.json's null_class, else the last
-   * label). Asking for it draws an unconditional sample. Text models: null.
-   */
-  get nullClass(): number | null {
-    return this.loaded.kind === 'class' ? this.loaded.nullClass : null;
+    ({ kind: this.kind, classNames: this.classNames, numClasses: this.numClasses, nullClass: this.nullClass, defaults: this.defaults } = info);
   }
 
   get isDestroyed(): boolean {
@@ -138,43 +127,40 @@ function readerFor(source: string | FolderReader, opts: LoadModelOptions): { rea
   return { reader: withProgress(nodeFolderReader(where), opts.onProgress), where };
 }
 
-async function readOptionalJson(reader: FolderReader, name: string): Promise<Record<string, unknown> | null> {
-  const bytes = await reader.read(name);
-  return bytes ? parseJsonObject(bytes, reader.where(name)) : null;
+/**
+ * What a model is (kind, pipeline, classes, defaults), from its JSON files alone: no weights are
+ * read and no GPU is asked for, so options can be checked before the slow part starts.
+ */
+export async function inspectModel(source: string | FolderReader, opts: Pick<LoadModelOptions, 'cache' | 'onCacheHit'> = {}): Promise<ModelInfo> {
+  return readModelInfo(readerFor(source, opts).reader);
 }
 
 export async function loadModel(source: string | FolderReader, opts: LoadModelOptions = {}): Promise<Model> {
   const { reader, where } = readerFor(source, opts);
-  // The CLI's default too: f16 where the device has shader-f16.
+  // A folder that is not a supported model fails here, before the GPU is asked for.
+  const info = await readModelInfo(reader);
   const precision = opts.precision ?? 'auto';
   const gpu = opts.gpu ?? (await getGpu({ wantF16: precision !== 'f32' }));
   const rt = runtimeFor(gpu);
   // Before any weight is read: f16 on a device without shader-f16 fails here.
   resolvePrecision(gpu.features, precision);
-  const index = await readOptionalJson(reader, 'model_index.json');
   let model: Model;
-  if (index) {
+  if (info.kind === 'text') {
     const sd = await loadSdFrom(rt, reader, where, { precision });
     const f = sd.vae.scaleFactor;
-    // diffusers' defaults: 50 steps; guidance_scale 7.5 (StableDiffusionPipeline), 5 (StableDiffusionXLPipeline).
-    const defaults = { steps: 50, guidance: sd.xl ? 5 : 7.5, scheduler: schedulerNameOf(sd.schedulerConfig) };
-    model = new Model('text', where, null, null, defaults, [sd.unet.sampleSize * f, sd.unet.sampleSize * f], rt, { kind: 'text', sd });
+    model = new Model(info, where, [sd.unet.sampleSize * f, sd.unet.sampleSize * f], rt, { kind: 'text', sd });
   } else {
-    const card = ((await readOptionalJson(reader, 'fresco.json')) ?? {}) as ModelCard;
     const ldm = await loadLdmFrom(rt, reader, where, { precision });
-    const numClasses = ldm.unet.numClasses;
     const side = ldm.unet.sampleSize * ldm.vae.scaleFactor;
-    const defaults = { steps: card.defaults?.steps ?? 25, guidance: card.defaults?.guidance ?? 3, scheduler: card.defaults?.scheduler ?? ('ddim' as const) };
-    const nullClass = card.null_class ?? (numClasses ?? 1) - 1;
     let preview: PreviewFactors | null = null;
     try {
       // Checked at load, not at the first preview: a bad card entry fails here, naming the file.
-      if (card.preview !== undefined) preview = parsePreviewFactors(card.preview, ldm.unet.inChannels, ldm.vae.outChannels, reader.where('fresco.json'));
+      if (info.preview !== undefined) preview = parsePreviewFactors(info.preview, ldm.unet.inChannels, ldm.vae.outChannels, reader.where('fresco.json'));
     } catch (e) {
       ldm.destroy();
       throw e;
     }
-    model = new Model('class', where, card.class_names ?? null, numClasses, defaults, [side, side], rt, { kind: 'class', ldm, nullClass, preview });
+    model = new Model(info, where, [side, side], rt, { kind: 'class', ldm, preview });
   }
   try {
     // Weight uploads that ran out of memory are reported here, not halfway into a generation.
@@ -229,6 +215,18 @@ export interface GenerateOptions extends SdxlSizeOptions {
   onStep?: (e: StepEvent) => void;
   /** Read back and map the latents to RGB every N steps (0 or absent: no previews). */
   previewEvery?: number;
+  /**
+   * img2img: start from this image (RGBA pixels, such as ImageData or a decoded PNG) instead of
+   * pure noise, the same image for every image generated. Its size must be the size generated
+   * unless `resize` is set. Not for Stable Diffusion XL.
+   */
+  initImage?: RgbaPixels;
+  /** Inpainting (needs initImage): white pixels are repainted, black ones kept; its size as initImage's. */
+  mask?: RgbaPixels;
+  /** img2img: how far to noise initImage, 0 < strength <= 1 (default 0.8, as diffusers). */
+  strength?: number;
+  /** Resize initImage and mask to the size generated (Lanczos, as diffusers' image processor) instead of refusing another size. */
+  resize?: boolean;
 }
 
 export interface GenerateResult {
@@ -244,9 +242,12 @@ export interface GenerateResult {
   peakBytes: number;
   /** Text models: prompts cut to the tokenizer's length. */
   truncated?: string[];
+  /** Images per row of `image` (the grid). */
+  columns: number;
 }
 
 function classLabels(model: Model, classes: GenerateOptions['class']): number[] {
+  if (model.numClasses === null) throw new GenerateOptionsError(`${model.source} is not class-conditional: its U-Net has no num_class_embeds`);
   const list = classes === undefined ? [] : Array.isArray(classes) ? classes : [classes];
   if (list.length === 0) throw new GenerateOptionsError('this model is class-conditional: pass class (a label or a class name)');
   return resolveClassLabels(list, model.classNames, model.numClasses!, model.nullClass!, (m) => new GenerateOptionsError(m));
@@ -275,6 +276,37 @@ function sdxlOptions(opts: GenerateOptions, prompts: number, count: number): Par
   return out;
 }
 
+/** initImage and mask as the pipelines take them: [B, C, H, W] and [B, 1, H, W], repeated over the batch. */
+function initInputs(opts: GenerateOptions, [height, width]: readonly [number, number], channels: number, batch: number, xl: boolean) {
+  const fail = (m: string) => new GenerateOptionsError(m);
+  if (opts.initImage === undefined) {
+    for (const k of ['mask', 'strength'] as const) if (opts[k] !== undefined) throw fail(`${k} needs initImage (img2img or inpainting starts from an image)`);
+    return {};
+  }
+  if (xl) throw fail('initImage and mask (img2img, inpainting) are not supported for Stable Diffusion XL');
+  const strength = opts.strength ?? 0.8;
+  if (typeof strength !== 'number' || !(strength > 0 && strength <= 1)) throw fail(`strength must be in (0, 1], got ${JSON.stringify(opts.strength)}`);
+  const prepare = (img: RgbaPixels, what: string) => {
+    checkRgba(img, what, fail);
+    if (opts.resize) return resizeRgba(img, width, height);
+    if (img.width !== width || img.height !== height) throw fail(`${what} is ${img.width}x${img.height} but the images generated are ${width}x${height}; pass resize: true to resize it`);
+    return img;
+  };
+  const repeat = (x: Float32Array) => {
+    const out = new Float32Array(x.length * batch);
+    for (let i = 0; i < batch; i++) out.set(x, i * x.length);
+    return out;
+  };
+  const initImage = repeat(rgbaToImageTensor(prepare(opts.initImage, 'initImage'), channels));
+  const mask = opts.mask === undefined ? undefined : repeat(rgbaToMask(prepare(opts.mask, 'mask')));
+  return { initImage, strength, ...(mask ? { mask } : {}) };
+}
+
+/** The seed generate() draws when none is given (a whole number below 2³¹, as the CLI prints it). */
+export function randomSeed(): number {
+  return Math.floor(Math.random() * 2 ** 31);
+}
+
 function rejectOnLoss(gpu: GpuContext): Promise<never> {
   return gpu.lost.then((m) => Promise.reject(new GpuError(m)));
 }
@@ -287,7 +319,7 @@ export async function generate(model: Model, opts: GenerateOptions = {}): Promis
   if (!Number.isInteger(previewEvery) || previewEvery < 0) throw new GenerateOptionsError(`previewEvery must be a whole number of steps, got ${previewEvery}`);
   if (opts.signal?.aborted) throw new CancelledError();
   const { rt, loaded } = model;
-  const seed = opts.seed ?? Math.floor(Math.random() * 2 ** 31);
+  const seed = opts.seed ?? randomSeed();
   const steps = opts.steps ?? model.defaults.steps;
   const guidanceScale = opts.guidance ?? model.defaults.guidance;
   const scheduler = opts.scheduler ?? model.defaults.scheduler;
@@ -319,7 +351,8 @@ export async function generate(model: Model, opts: GenerateOptions = {}): Promis
     latentShape = [batch, unet.inChannels, unet.sampleSize, unet.sampleSize];
     // The card's own factors when it has them; otherwise nothing is known about this VAE's latents.
     previewMode = loaded.preview ? { factors: loaded.preview } : 'normalize';
-    run = generateClassConditional(rt, loaded.ldm, { ...common, classLabels: classLabelsBatch, nullClass: loaded.nullClass, onStep: onStep(cols) });
+    const init = initInputs(opts, model.imageSize, loaded.ldm.vae.inChannels, batch, false);
+    run = generateClassConditional(rt, loaded.ldm, { ...common, ...init, classLabels: classLabelsBatch, nullClass: model.nullClass!, onStep: onStep(cols) });
   } else {
     if (opts.class !== undefined) throw new GenerateOptionsError(`${model.source} is a text-to-image model: it takes prompt, not class`);
     if (opts.prompt === undefined) throw new GenerateOptionsError(`${model.source} is a text-to-image model: prompt is required`);
@@ -332,10 +365,14 @@ export async function generate(model: Model, opts: GenerateOptions = {}): Promis
     const { unet, vae } = loaded.sd;
     const f = vae.scaleFactor;
     const [height, width] = [opts.height ?? model.imageSize[0], opts.width ?? model.imageSize[1]];
+    for (const [k, v] of [['width', width], ['height', height]] as const) {
+      if (!Number.isInteger(v) || v < f || v % f) throw new GenerateOptionsError(`${k} must be a positive multiple of ${f} for this model (its VAE's scale factor), got ${v}`);
+    }
+    const init = initInputs(opts, [height, width], vae.inChannels, batch, !!loaded.sd.xl);
     latentShape = [batch, unet.inChannels, Math.floor(height / f), Math.floor(width / f)];
     // SD_LATENT_RGB is fitted to SD 1.x/2.x's VAE; SDXL's VAE has other latents, so its previews are only stretched.
     previewMode = unet.inChannels === 4 && !loaded.sd.xl ? 'sd' : 'normalize';
-    run = generateFromText(rt, loaded.sd, { ...common, prompt: prompts, negativePrompt: opts.negativePrompt, ...xlOptions, width, height, onStep: onStep(cols) });
+    run = generateFromText(rt, loaded.sd, { ...common, prompt: prompts, negativePrompt: opts.negativePrompt, ...xlOptions, ...init, width, height, onStep: onStep(cols) });
   }
   // The loop races device loss at every step; this also covers the text encoder and decode, so a
   // lost device rejects instead of leaving a promise that never settles.
@@ -355,5 +392,6 @@ export async function generate(model: Model, opts: GenerateOptions = {}): Promis
     totalMs: result.totalMs,
     peakBytes: result.peakBytes,
     ...(result.truncated ? { truncated: result.truncated } : {}),
+    columns: cols,
   };
 }

@@ -1,7 +1,7 @@
 // Flag parsing for `fresco generate`, kept apart from running so bad input is a usage error
 // before any GPU work starts.
 
-import type { SchedulerName } from '../schedulers/scheduler.ts';
+import { isSchedulerName, SCHEDULER_NAMES, schedulerHelpLines, type SchedulerName } from '../schedulers/registry.ts';
 import { PRECISIONS, type Precision } from '../models/precision.ts';
 import { resolveClassLabels } from '../pipelines/class_names.ts';
 
@@ -12,10 +12,6 @@ export class UsageError extends Error {
   }
 }
 
-// Listed here rather than imported so the argument parser stays free of GPU code; `satisfies` keeps
-// it in step with the scheduler factory's names.
-const CLI_SCHEDULERS = ['ddim', 'ddpm', 'euler-a', 'euler', 'lcm', 'dpm++2m', 'dpm++2m-sde', 'pndm'] as const satisfies readonly SchedulerName[];
-type CliSchedulerName = (typeof CLI_SCHEDULERS)[number];
 
 export interface GenerateArgs {
   classes: string[];
@@ -23,7 +19,7 @@ export interface GenerateArgs {
   seed: number | null;
   steps: number | null;
   guidance: number | null;
-  scheduler: CliSchedulerName | null;
+  scheduler: SchedulerName | null;
   eta: number;
   model: string | null;
   out: string;
@@ -31,6 +27,8 @@ export interface GenerateArgs {
   initImage: string | null;
   strength: number | null;
   mask: string | null;
+  /** Resize --init-image and --mask to the size generated instead of refusing another size. */
+  resize: boolean;
   precision: Precision;
   /** Text-to-image (Stable Diffusion folders): the prompt, and the negative prompt. */
   prompt: string | null;
@@ -71,17 +69,22 @@ export const GENERATE_USAGE = `usage: fresco generate [options]
   --steps N            denoising steps (default from the model card, else 25; text-to-image 50)
   --guidance G         classifier-free guidance scale (default from the model card, else 3;
                        text-to-image 7.5, Stable Diffusion XL 5)
-  --scheduler ddim|ddpm|euler-a|euler|lcm|dpm++2m|dpm++2m-sde|pndm  (default from the model card, else the
-                       folder's own scheduler for text-to-image, ddim otherwise)
+  --scheduler NAME     the sampler (default from the model card, else the folder's own scheduler
+                       for text-to-image, ddim otherwise):
+${schedulerHelpLines(' '.repeat(25)).join('\n')}
   --eta E              DDIM eta (default 0; DDIM only)
   --out FILE.png       output PNG, a grid when several images (default fresco.png)
   --force              overwrite FILE.png if it exists
-  --init-image FILE.png  img2img: start from this image (gray or RGB, the model's image size;
-                       not with Stable Diffusion XL)
+  --init-image FILE.png  img2img: start from this image (gray or RGB, the image size unless
+                       --resize; not with Stable Diffusion XL)
   --strength S         how far to noise the init image, 0 < S <= 1 (default 0.8; needs --init-image)
   --mask FILE.png      inpaint: white pixels are repainted, black kept (needs --init-image)
+  --resize             resize --init-image and --mask to the image size (Lanczos) instead of
+                       refusing another size
   --precision auto|f16|f32  weights and activations in f16 where the GPU has shader-f16 (auto,
-                       the default), always (f16: an error without it) or never (f32)`;
+                       the default), always (f16: an error without it) or never (f32)
+  --version            print the version
+  --help               print this help`;
 
 function int(flag: string, v: string | undefined, min: number, max: number): number {
   if (v === undefined || !/^-?\d+$/.test(v)) throw new UsageError(`${flag} needs an integer, got ${v === undefined ? 'nothing' : JSON.stringify(v)}`);
@@ -116,7 +119,7 @@ function num(flag: string, v: string | undefined, min: number, max: number): num
 }
 
 export function parseGenerateArgs(argv: string[]): GenerateArgs {
-  const a: GenerateArgs = { classes: [], count: 1, seed: null, steps: null, guidance: null, scheduler: null, eta: 0, model: null, out: 'fresco.png', force: false, initImage: null, strength: null, mask: null, precision: 'auto', prompt: null, negativePrompt: null, width: null, height: null, prompt2: null, negativePrompt2: null, originalSize: null, cropTopLeft: null, targetSize: null };
+  const a: GenerateArgs = { classes: [], count: 1, seed: null, steps: null, guidance: null, scheduler: null, eta: 0, model: null, out: 'fresco.png', force: false, initImage: null, strength: null, mask: null, resize: false, precision: 'auto', prompt: null, negativePrompt: null, width: null, height: null, prompt2: null, negativePrompt2: null, originalSize: null, cropTopLeft: null, targetSize: null };
   const given = new Set<string>();
   for (let i = 0; i < argv.length; i++) {
     let flag = argv[i]!;
@@ -126,7 +129,16 @@ export function parseGenerateArgs(argv: string[]): GenerateArgs {
       value = flag.slice(eq + 1);
       flag = flag.slice(0, eq);
     }
-    const next = () => value ?? argv[++i];
+    // A flag's value never starts with `--`: `--class --seed 3` is a missing class, not class
+    // "--seed" and a stray "3". (`--prompt=--x` still passes such a text.)
+    const next = () => {
+      if (value !== undefined) return value;
+      const v = argv[i + 1];
+      if (v?.startsWith('--')) throw new UsageError(`${flag} needs a value before the next option, got ${v}`);
+      i++;
+      return v;
+    };
+    if (!flag.startsWith('-')) throw new UsageError(`unexpected argument ${JSON.stringify(flag)}: options start with -- (a text with spaces needs quotes, as in --prompt "a red fox")`);
     given.add(flag);
     switch (flag) {
       case '--class': {
@@ -159,9 +171,8 @@ export function parseGenerateArgs(argv: string[]): GenerateArgs {
       case '--eta': a.eta = num(flag, next(), 0, 1); break;
       case '--scheduler': {
         const v = next();
-        const name = CLI_SCHEDULERS.find((s) => s === v);
-        if (!name) throw new UsageError(`--scheduler must be ${CLI_SCHEDULERS.join(', ')}, got ${JSON.stringify(v)}`);
-        a.scheduler = name;
+        if (!isSchedulerName(v)) throw new UsageError(`--scheduler must be ${SCHEDULER_NAMES.join(', ')}, got ${JSON.stringify(v)}`);
+        a.scheduler = v;
         break;
       }
       case '--model': {
@@ -177,6 +188,7 @@ export function parseGenerateArgs(argv: string[]): GenerateArgs {
         break;
       }
       case '--force': a.force = true; break;
+      case '--resize': a.resize = true; break;
       case '--init-image':
       case '--mask': {
         const v = next();
@@ -203,6 +215,7 @@ export function parseGenerateArgs(argv: string[]): GenerateArgs {
   if (a.eta > 0 && a.scheduler !== null && a.scheduler !== 'ddim') throw new UsageError('--eta applies to --scheduler ddim only');
   if (a.strength !== null && a.initImage === null) throw new UsageError('--strength needs --init-image');
   if (a.mask !== null && a.initImage === null) throw new UsageError('--mask needs --init-image (the image to inpaint)');
+  if (a.resize && a.initImage === null) throw new UsageError('--resize needs --init-image (it resizes the init image and mask)');
   if (a.prompt !== null && a.classes.length) throw new UsageError('--prompt and --class do not go together: a model is either text- or class-conditional');
   const textOnly = ['--negative-prompt', '--width', '--height', ...SDXL_FLAGS].filter((f) => given.has(f));
   if (a.prompt === null && textOnly.length) throw new UsageError(`${textOnly.join(', ')} ${textOnly.length > 1 ? 'need' : 'needs'} --prompt (text-to-image models)`);

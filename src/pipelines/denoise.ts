@@ -282,6 +282,11 @@ interface StepLoop {
 async function runSteps(rt: Runtime, g: Graph, l: StepLoop): Promise<number[]> {
   const { device } = rt;
   const steps = l.sched.timesteps.length;
+  // PLMS makes one U-Net call more than the steps asked for (its first step is taken twice): the
+  // first call's time goes into the next event, so progress counts the steps the user asked for.
+  const extra = Math.max(0, steps - (l.opts.steps ?? 50));
+  const events = steps - l.start - extra;
+  let carriedMs = 0;
   const stepMs: number[] = [];
   for (let i = l.start; i < steps; i++) {
     const k = i - l.start;
@@ -301,9 +306,14 @@ async function runSteps(rt: Runtime, g: Graph, l: StepLoop): Promise<number[]> {
       await Promise.race([device.queue.onSubmittedWorkDone(), rt.gpu.lost.then((m) => Promise.reject(new GpuError(m)))]);
     }
     stepMs.push(performance.now() - ts);
+    if (k < extra) {
+      carriedMs += stepMs[k]!;
+      continue;
+    }
     const every = l.opts.latentsEvery ?? 0;
-    const latents = l.opts.onStep && every > 0 && ((k + 1) % every === 0 || i + 1 === steps) ? await rt.read(l.x.buffer, numel(l.x.shape) * 4) : undefined;
-    l.opts.onStep?.({ index: k, total: steps - l.start, timestep: l.sched.timesteps[i]!, ms: stepMs[k]!, ...(latents ? { latents } : {}) });
+    const latents = l.opts.onStep && every > 0 && ((k - extra + 1) % every === 0 || i + 1 === steps) ? await rt.read(l.x.buffer, numel(l.x.shape) * 4) : undefined;
+    l.opts.onStep?.({ index: k - extra, total: events, timestep: l.sched.timesteps[i]!, ms: carriedMs + stepMs[k]!, ...(latents ? { latents } : {}) });
+    carriedMs = 0;
   }
   return stepMs;
 }

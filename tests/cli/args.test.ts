@@ -6,7 +6,7 @@ const names = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 
 describe('fresco generate flags', () => {
   it('parses every flag, in both --flag value and --flag=value forms', () => {
     const a = parseGenerateArgs(['--class', 'Bag', '--class=3', '--count', '2', '--seed=9', '--steps', '30', '--guidance', '2.5', '--scheduler', 'ddim', '--eta', '0.5', '--model', 'm', '--out', 'x.png', '--force', '--precision', 'f32']);
-    expect(a).toEqual({ classes: ['Bag', '3'], count: 2, seed: 9, steps: 30, guidance: 2.5, scheduler: 'ddim', eta: 0.5, model: 'm', out: 'x.png', force: true, initImage: null, strength: null, mask: null, precision: 'f32', prompt: null, negativePrompt: null, width: null, height: null, prompt2: null, negativePrompt2: null, originalSize: null, cropTopLeft: null, targetSize: null });
+    expect(a).toEqual({ classes: ['Bag', '3'], count: 2, seed: 9, steps: 30, guidance: 2.5, scheduler: 'ddim', eta: 0.5, model: 'm', out: 'x.png', force: true, initImage: null, strength: null, mask: null, resize: false, precision: 'f32', prompt: null, negativePrompt: null, width: null, height: null, prompt2: null, negativePrompt2: null, originalSize: null, cropTopLeft: null, targetSize: null });
     expect(parseGenerateArgs([]).precision).toBe('auto');
     const t = parseGenerateArgs(['--prompt', 'a cat', '--negative-prompt=blurry', '--width', '24', '--height=16']);
     expect([t.prompt, t.negativePrompt, t.width, t.height]).toEqual(['a cat', 'blurry', 24, 16]);
@@ -26,6 +26,11 @@ describe('fresco generate flags', () => {
     [['--out', 'x.jpg'], /--out needs a \.png file name/],
     [['--seed', '-1'], /--seed must be between/],
     [['--colour', 'red'], /unknown option "--colour"/],
+    [['--class', '--seed', '3'], /^--class needs a value before the next option, got --seed$/],
+    [['--prompt', '--width', '64'], /--prompt needs a value before the next option, got --width/],
+    [['a', 'cat'], /^unexpected argument "a": options start with --/],
+    [['--class', 'Bag', '3'], /unexpected argument "3"/],
+    [['--resize'], /--resize needs --init-image/],
     [['--class'], /--class needs a class name or index/],
     [['--scheduler', 'ddpm', '--eta', '0.3'], /--eta applies to --scheduler ddim only/],
     [['--precision', 'bf16'], /--precision must be auto, f16, f32, got "bf16"/],

@@ -1,13 +1,13 @@
 // The CLI as a user runs it: a PNG comes out, an existing file is not overwritten without
 // --force, bad flags are usage errors with exit status 2.
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { decodePng } from '../../src/io/png.ts';
+import { runFresco } from '../helpers/cli.ts';
 
-const fresco = (...args: string[]) => spawnSync(process.execPath, ['bin/fresco.js', ...args], { encoding: 'utf8', timeout: 300_000 });
+const fresco = (...args: string[]) => runFresco(args);
 
 describe('fresco generate (CLI)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'fresco-cli-'));
@@ -36,10 +36,12 @@ describe('fresco generate (CLI)', () => {
   });
 
   it('exits 2 on bad flags with the error and a pointer to --help (not the whole help), before touching the GPU', () => {
-    const r = fresco('generate', '--steps', 'many');
+    // In a folder of its own: a fresco.png a user left in the repository must not matter.
+    const cwd = mkdtempSync(join(tmpdir(), 'fresco-cwd-'));
+    const r = runFresco(['generate', '--steps', 'many'], { cwd });
     expect(r.status).toBe(2);
     expect(r.stderr).toBe('error: --steps needs an integer, got "many"\nrun with --help for the options\n');
-    expect(existsSync('fresco.png')).toBe(false);
+    expect(existsSync(join(cwd, 'fresco.png'))).toBe(false);
     const help = fresco('generate', '--help');
     expect(help.status).toBe(0);
     expect(help.stdout).toMatch(/^usage: fresco generate/);
@@ -66,5 +68,44 @@ describe('fresco generate (CLI)', () => {
     const bad = fresco('generate', '--class', 'hat', '--out', join(dir, 'never.png'));
     expect(bad.status).toBe(2);
     expect(bad.stderr).toMatch(/unknown class "hat"; classes: 0 T-shirt\/top, .*, 9 Ankle boot, 10 null class \(unconditional\)\n/);
+  });
+
+  // No Vulkan driver at all: these must be refused from the folder's JSON alone, before the GPU.
+  const noGpu = { env: { ...process.env, VK_ICD_FILENAMES: '/nonexistent/icd.json' } };
+
+  it('refuses a bad class, a missing init image or a prompt for a class model before the GPU starts, before the --out check', () => {
+    const taken = join(dir, 'taken.png');
+    writeFileSync(taken, 'precious');
+    const cls = runFresco(['generate', '--class', 'hat', '--out', taken], noGpu);
+    expect(cls.status, cls.stderr).toBe(2);
+    expect(cls.stderr).toMatch(/^error: unknown class "hat"/);
+    const init = runFresco(['generate', '--class', '0', '--init-image', join(dir, 'nope.png'), '--out', taken], noGpu);
+    expect(init.status, init.stderr).toBe(2);
+    expect(init.stderr).toMatch(/^error: --init-image .*nope\.png does not exist/);
+    const prompt = runFresco(['generate', '--prompt', 'a shoe', '--out', taken], noGpu);
+    expect(prompt.stderr).toMatch(/^error: .* is class-conditional: it takes --class, not --prompt/);
+    // Only then the existing file.
+    const out = runFresco(['generate', '--class', '0', '--out', taken], noGpu);
+    expect(out.stderr).toMatch(/^error: .*taken\.png already exists; pass --force/);
+    expect(readFileSync(taken, 'utf8')).toBe('precious');
+  });
+
+  it('--version prints the package version; a stray word is named as such', () => {
+    const { version } = JSON.parse(readFileSync('package.json', 'utf8')) as { version: string };
+    for (const args of [['--version'], ['generate', '--version']]) {
+      const r = runFresco(args, noGpu);
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.stdout).toBe(`fresco ${version}\n`);
+    }
+    const stray = runFresco(['generate', '--class', 'Bag', 'Coat'], noGpu);
+    expect(stray.status).toBe(2);
+    expect(stray.stderr).toMatch(/^error: unexpected argument "Coat": options start with --/);
+  });
+
+  it('writes progress as plain lines, without carriage returns, when stderr is not a terminal', () => {
+    const r = fresco('generate', '--class', '1', '--steps', '8', '--seed', '1', '--out', join(dir, 'log.png'));
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).not.toMatch(/\r/);
+    expect(r.stderr.match(/^step \d+\/8 /gm)).toEqual(['step 2/8 ', 'step 4/8 ', 'step 6/8 ', 'step 8/8 ']);
   });
 });

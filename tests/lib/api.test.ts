@@ -140,6 +140,51 @@ describe('loadModel + generate (class-conditional)', () => {
   });
 });
 
+describe('generate: img2img and inpainting from RGBA pixels', () => {
+  // A 32x32 gray checkerboard as ImageData-style RGBA, and a mask repainting the right half.
+  const rgba = (side: number, f: (x: number, y: number) => number) => {
+    const data = new Uint8ClampedArray(side * side * 4);
+    for (let p = 0; p < side * side; p++) data.fill(f(p % side, Math.floor(p / side)), 4 * p, 4 * p + 3), (data[4 * p + 3] = 255);
+    return { width: side, height: side, data };
+  };
+  const init = rgba(32, (x, y) => (((x >> 2) + (y >> 2)) % 2 ? 230 : 20));
+  const mask = rgba(32, (x) => (x >= 16 ? 255 : 0));
+  const toTensor = (img: { data: Uint8ClampedArray }, batch: number) => {
+    const one = Float32Array.from({ length: 32 * 32 }, (_, p) => Math.fround(Math.fround(img.data[4 * p]! / 255) * 2 - 1));
+    const out = new Float32Array(one.length * batch);
+    for (let b = 0; b < batch; b++) out.set(one, b * one.length);
+    return out;
+  };
+
+  it('equals the pipeline given the same image as [-1, 1] values, repeated over the batch (img2img and inpainting)', async () => {
+    const m = await fashionModel();
+    const ldm = (m.loaded as { ldm: Parameters<typeof generateClassConditional>[1] }).ldm;
+    const base = { seed: 3, steps: 4, guidance: 3, strength: 0.5 };
+    for (const withMask of [false, true]) {
+      const r = await generate(m, { ...base, class: ['Trouser', 'Bag'], initImage: init, ...(withMask ? { mask } : {}) });
+      const maskT = withMask ? Float32Array.from({ length: 2 * 1024 }, (_, i) => ((i % 32) >= 16 ? 1 : 0)) : undefined;
+      const direct = await generateClassConditional(m.rt, ldm, { classLabels: [1, 8], nullClass: 10, guidanceScale: 3, steps: 4, seed: 3, scheduler: 'ddim', strength: 0.5, initImage: toTensor(init, 2), ...(maskT ? { mask: maskT } : {}) });
+      expect(Math.max(...r.raw.map((v, i) => Math.abs(v - direct.image[i]!))), `mask ${withMask}`).toBe(0);
+      expect(r.raw.every(Number.isFinite)).toBe(true);
+    }
+  });
+
+  it('resizes on request (resize: true) and otherwise names both sizes; strength and mask need initImage', async () => {
+    const m = await fashionModel();
+    const big = rgba(64, (x, y) => (((x >> 3) + (y >> 3)) % 2 ? 230 : 20));
+    await expect(generate(m, { class: 1, steps: 2, initImage: big })).rejects.toThrow(/initImage is 64x64 but the images generated are 32x32; pass resize: true/);
+    const r = await generate(m, { class: 1, steps: 2, seed: 1, initImage: big, resize: true, strength: 0.5 });
+    expect(r.rawShape).toEqual([1, 1, 32, 32]);
+    // A 2x Lanczos downscale of the 8-px checkerboard is the 4-px one (up to ringing at the edges).
+    const same = await generate(m, { class: 1, steps: 2, seed: 1, initImage: init, strength: 0.5 });
+    expect(Math.max(...r.raw.map((v, i) => Math.abs(v - same.raw[i]!)))).toBeLessThan(0.35);
+    await expect(generate(m, { class: 1, strength: 0.5 })).rejects.toThrow(GenerateOptionsError);
+    await expect(generate(m, { class: 1, mask })).rejects.toThrow(/mask needs initImage/);
+    await expect(generate(m, { class: 1, initImage: init, strength: 1.5 })).rejects.toThrow(/strength must be in \(0, 1\]/);
+    await expect(generate(m, { class: 1, initImage: { width: 32, height: 32, data: new Uint8ClampedArray(10) } })).rejects.toThrow(/needs 4096 RGBA bytes; its data has 10/);
+  });
+});
+
 describe('loadModel precision', () => {
   it("defaults to 'auto' as the CLI does, and never reports 'asked for' when nothing was", async () => {
     const shared = await getGpu({ wantF16: true });
@@ -191,8 +236,11 @@ describe('loadModel + generate (text-to-image)', () => {
     expect(r.rawShape).toEqual([1, 3, h, w]);
     expect([r.image.width, r.image.height]).toEqual([w, h]);
     expect(r.raw.every(Number.isFinite)).toBe(true);
-    // PNDM (this fixture's scheduler) runs steps + 1 U-Net calls; each is a step event.
-    expect(events).toHaveLength(r.stepMs.length);
+    // PNDM (this fixture's scheduler) runs steps + 1 U-Net calls, but progress counts the steps
+    // asked for: the first call's time goes into the first event.
+    expect(r.stepMs).toHaveLength(3);
+    expect(events.map((e) => [e.index, e.total])).toEqual([[0, 2], [1, 2]]);
+    expect(events[0]!.ms).toBeCloseTo(r.stepMs[0]! + r.stepMs[1]!, 6);
     expect(events.every((e) => e.preview)).toBe(true);
     // 4 latent channels: the SD latent→RGB factors, at latent size.
     const f = (sd.loaded as { sd: { vae: { scaleFactor: number } } }).sd.vae.scaleFactor;

@@ -1,6 +1,5 @@
 // img2img and inpainting on the class-conditional pipeline: diffusers' strength → start-step rule,
 // the known region kept exactly, and the CLI flags.
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +12,7 @@ import { addNoiseCoefficients, img2imgStartStep, latentMask, POSTERIOR_NOISE_STR
 import { loadLdmFolder, type LdmModel } from '../../src/pipelines/ldm_folder.ts';
 import { createScheduler } from '../../src/schedulers/scheduler.ts';
 import { input, runGraph, runtime } from '../helpers/gpu.ts';
+import { runFresco } from '../helpers/cli.ts';
 
 let model: LdmModel | null = null;
 async function fashion(): Promise<LdmModel> {
@@ -158,7 +158,7 @@ describe('fashion-ldm img2img and inpainting', () => {
   });
 });
 
-const fresco = (...args: string[]) => spawnSync(process.execPath, ['bin/fresco.js', ...args], { encoding: 'utf8', timeout: 300_000 });
+const fresco = (...args: string[]) => runFresco(args);
 
 describe('fresco generate --init-image / --strength / --mask', () => {
   const dir = mkdtempSync(join(tmpdir(), 'fresco-img2img-'));
@@ -178,11 +178,14 @@ describe('fresco generate --init-image / --strength / --mask', () => {
     expect(() => parseGenerateArgs(['--init-image', 'a.png', '--strength', '1.5'])).toThrow(/between 0 and 1/);
   });
 
-  it('exits 2 naming the expected size for a wrong-size init image', () => {
+  it('exits 2 naming the expected size for a wrong-size init image, and resizes it with --resize', () => {
     const small = png('small.png', 16, () => 128);
     const r = fresco('generate', '--class', '0', '--steps', '2', '--init-image', small, '--out', join(dir, 'x.png'));
     expect(r.status, r.stderr).toBe(2);
-    expect(r.stderr).toMatch(/is 16x16; this model needs 32x32/);
+    expect(r.stderr).toMatch(/is 16x16; this model needs 32x32 \(pass --resize to resize it\)/);
+    const resized = fresco('generate', '--class', '0', '--steps', '2', '--init-image', small, '--resize', '--out', join(dir, 'resized.png'));
+    expect(resized.status, resized.stderr).toBe(0);
+    expect(decodePng(new Uint8Array(readFileSync(join(dir, 'resized.png')))).width).toBe(32);
   });
 
   it('writes a PNG from --init-image and from --init-image with --mask', () => {

@@ -69,6 +69,6 @@ describe('Stable Diffusion 1.5 and 2.1 layouts (narrowed widths, random weights)
       } finally {
         model.destroy();
       }
-    }, 300_000);
+    });
   }
 });

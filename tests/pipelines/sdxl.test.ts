@@ -3,7 +3,6 @@
 // (scripts/reference/make_sdxl_pipeline.py), text_encoder_2 (CLIPTextModelWithProjection) against
 // transformers, tokenizer_2's "!" padding, the VAE's force_upcast, the folder errors, the library
 // and the CLI.
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,6 +21,7 @@ import { loadSdFolder, loadSdFrom, type SdModel } from '../../src/pipelines/sd_f
 import { generateFromText, type TextTrace } from '../../src/pipelines/text_to_image.ts';
 import { CLIPTokenizer } from '../../src/text/clip_tokenizer.ts';
 import { hasF16, runtime } from '../helpers/gpu.ts';
+import { runFresco } from '../helpers/cli.ts';
 
 const MODEL = 'tests/fixtures/sdxl-tiny';
 const CASES = ['pipeline-sdxl-tiny', 'pipeline-sdxl-tiny-zeros', 'pipeline-sdxl-tiny-clipskip', 'pipeline-sdxl-tiny-batch2'];
@@ -349,7 +349,7 @@ describe('Stable Diffusion XL through the library and the CLI', () => {
   }
 
   const dir = mkdtempSync(join(tmpdir(), 'fresco-sdxl-'));
-  const fresco = (...args: string[]) => spawnSync(process.execPath, ['bin/fresco.js', 'generate', ...args], { encoding: 'utf8', timeout: 300_000 });
+  const fresco = (...args: string[]) => runFresco(['generate', ...args]);
 
   it('fresco generate --prompt-2 --negative-prompt-2 --original-size WxH --crop-top-left Y,X --target-size WxH: the library\'s image', async () => {
     const out = join(dir, 'sdxl-micro.png');

@@ -1,7 +1,6 @@
 // Stable Diffusion text-to-image on the tiny diffusers pipeline folder (random weights): the two
 // diffusers traces step by step, batching, image sizes, img2img and inpainting with text, and the
 // CLI's --prompt path with its errors.
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +10,7 @@ import { decodePng } from '../../src/io/png.ts';
 import { loadSdFolder, type SdModel } from '../../src/pipelines/sd_folder.ts';
 import { generateFromText } from '../../src/pipelines/text_to_image.ts';
 import { runtime } from '../helpers/gpu.ts';
+import { runFresco } from '../helpers/cli.ts';
 
 const MODEL = 'tests/fixtures/sd-tiny';
 let model: SdModel | null = null;
@@ -115,7 +115,7 @@ describe('Stable Diffusion text-to-image (sd-tiny)', () => {
 
 describe('fresco generate --prompt (CLI)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'fresco-sd-'));
-  const fresco = (...args: string[]) => spawnSync(process.execPath, ['bin/fresco.js', 'generate', ...args], { encoding: 'utf8', timeout: 300_000 });
+  const fresco = (...args: string[]) => runFresco(['generate', ...args]);
 
   it('writes the image for a prompt with a negative prompt and a size', () => {
     const out = join(dir, 'sd.png');
