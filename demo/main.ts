@@ -2,7 +2,8 @@
 // never touches the GPU beyond asking whether an adapter exists, so a long generation cannot
 // freeze it. Tests drive it through the same controls and read body[data-state] and
 // window.frescoDemo.
-import { SCHEDULER_NAMES } from '../src/index.ts';
+import { SCHEDULER_NAMES, type RgbaImage } from '../src/index.ts';
+import { gridColumns } from './grid.ts';
 import type { FromWorker, ModelInfo, ToWorker } from './protocol.ts';
 
 type State = 'starting' | 'nogpu' | 'loading' | 'ready' | 'running' | 'done' | 'cancelled' | 'error';
@@ -19,10 +20,13 @@ const ui = {
   guidance: $<HTMLInputElement>('guidance'),
   scheduler: $<HTMLSelectElement>('scheduler'),
   previewEvery: $<HTMLInputElement>('preview-every'),
+  form: $<HTMLFormElement>('controls'),
   generate: $<HTMLButtonElement>('generate'),
   cancel: $<HTMLButtonElement>('cancel'),
   image: $<HTMLCanvasElement>('image'),
-  preview: $<HTMLCanvasElement>('preview'),
+  caption: $('caption'),
+  download: $<HTMLButtonElement>('download'),
+  output: $('output'),
   progress: $<HTMLProgressElement>('progress'),
   status: $('status'),
   adapter: $('adapter'),
@@ -32,8 +36,8 @@ const ui = {
   nogpu: $('nogpu'),
 };
 
-/** What tests read: counts and the last error, next to body[data-state]. */
-const demo = { previews: 0, steps: 0, cacheHits: [] as string[], error: null as string | null, info: null as ModelInfo | null };
+/** What tests read: counts, the last error and download, next to body[data-state]. */
+const demo = { previews: 0, steps: 0, cacheHits: [] as string[], error: null as string | null, info: null as ModelInfo | null, download: null as string | null };
 (window as unknown as { frescoDemo: typeof demo }).frescoDemo = demo;
 
 const params = new URLSearchParams(location.search);
@@ -44,6 +48,8 @@ function setState(s: State, message?: string): void {
   if (message !== undefined) ui.status.textContent = message;
   ui.generate.disabled = s !== 'ready' && s !== 'done' && s !== 'cancelled' && s !== 'error';
   ui.cancel.disabled = s !== 'running';
+  // Only a finished image: mid-run or after a cancel the canvas holds a preview.
+  ui.download.disabled = s !== 'done';
   ui.model.disabled = s === 'running' || s === 'loading' || s === 'nogpu';
 }
 
@@ -53,10 +59,46 @@ function showNoGpu(why: string): void {
   setState('nogpu', 'WebGPU is not available in this browser.');
 }
 
-function draw(canvas: HTMLCanvasElement, img: { width: number; height: number; data: Uint8ClampedArray }): void {
-  canvas.width = img.width;
-  canvas.height = img.height;
-  canvas.getContext('2d')!.putImageData(new ImageData(img.data as Uint8ClampedArray<ArrayBuffer>, img.width, img.height), 0, 0);
+const imageData = (img: RgbaImage) => new ImageData(img.data as Uint8ClampedArray<ArrayBuffer>, img.width, img.height);
+
+/** The largest size, in CSS pixels, the image grid is scaled up to. */
+const MAX_SHOWN = 512;
+
+/**
+ * Sizes the canvas to `n` images at their native size, laid out as the worker sends them, and
+ * clears it (the grey background shows until a preview arrives).
+ */
+function layout(n: number): void {
+  const [h, w] = demo.info!.imageSize;
+  const cols = gridColumns(n);
+  ui.image.width = cols * w;
+  ui.image.height = Math.ceil(n / cols) * h;
+  fit();
+}
+
+/**
+ * Scales the canvas up by the largest whole factor that fits the column, so 28 or 32 px images
+ * stay crisp (image-rendering: pixelated) and even; a grid wider than the column is shown 1:1
+ * and scrolls rather than shrinking below its native size.
+ */
+function fit(): number {
+  const room = Math.min(MAX_SHOWN, ui.output.clientWidth);
+  const k = Math.max(1, Math.floor(Math.min(room / ui.image.width, MAX_SHOWN / ui.image.height)));
+  ui.image.style.width = `${ui.image.width * k}px`;
+  return k;
+}
+
+const scratch = document.createElement('canvas');
+
+/** A preview is latent-sized (1/4 to 1/8 of the image): stretched over the canvas, hard-edged like the images. */
+function drawPreview(img: RgbaImage): void {
+  scratch.width = img.width;
+  scratch.height = img.height;
+  scratch.getContext('2d')!.putImageData(imageData(img), 0, 0);
+  const ctx = ui.image.getContext('2d')!;
+  ctx.imageSmoothingEnabled = false;
+  ctx.clearRect(0, 0, ui.image.width, ui.image.height);
+  ctx.drawImage(scratch, 0, 0, ui.image.width, ui.image.height);
 }
 
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
@@ -74,9 +116,44 @@ function applyModel(info: ModelInfo): void {
   );
   ui.steps.value = String(info.defaults.steps);
   ui.guidance.value = String(info.defaults.guidance);
+  // What an emptied field stands for.
+  ui.steps.placeholder = String(info.defaults.steps);
+  ui.guidance.placeholder = String(info.defaults.guidance);
   ui.scheduler.value = info.defaults.scheduler;
-  const [h, w] = info.imageSize;
-  draw(ui.image, { width: w, height: h, data: new Uint8ClampedArray(w * h * 4) });
+  layout(1);
+  ui.caption.textContent = 'Image';
+}
+
+/** What the canvas shows, for the progress text and the download's file name. */
+let run: { model: string; subject: string; count: number; steps: number; seed?: number } | null = null;
+
+/**
+ * The user's step for U-Net call `index` of `total`. PNDM makes steps + 1 calls: its first step
+ * takes two (diffusers' PLMS warm-up repeats the second timestep), so any extra calls count
+ * toward step 1 and the last call is the last step.
+ */
+function userStep(index: number, total: number, steps: number): number {
+  return Math.min(steps, Math.max(1, index + 1 - Math.max(0, total - steps)));
+}
+
+/** A file-name-safe fragment: lower-case words joined by dashes, a few words at most. */
+function slug(text: string): string {
+  return text.toLowerCase().replace(/[^a-z0-9]+/g, '-').slice(0, 40).replace(/^-+|-+$/g, '') || 'image';
+}
+
+function download(): void {
+  if (!run || run.seed === undefined) return;
+  const name = `fresco-${run.model}-${slug(run.subject)}-seed${run.seed}${run.count > 1 ? `-x${run.count}` : ''}.png`;
+  ui.image.toBlob((blob) => {
+    if (!blob) return void (ui.status.textContent = 'Could not encode the PNG.');
+    const a = document.createElement('a');
+    a.href = URL.createObjectURL(blob);
+    a.download = name;
+    a.click();
+    // The browser has taken the blob once the click's download starts; a minute is ample.
+    setTimeout(() => URL.revokeObjectURL(a.href), 60_000);
+    demo.download = name;
+  }, 'image/png');
 }
 
 let worker: Worker;
@@ -103,21 +180,31 @@ function onMessage(msg: FromWorker): void {
       applyModel(msg.info);
       ui.progress.value = 1;
       return setState('ready', `Ready${msg.info.cacheHits.length ? ' (model read from the browser cache)' : ''}.`);
-    case 'step':
+    case 'step': {
       demo.steps++;
+      const steps = run!.steps;
+      const step = userStep(msg.index, msg.total, steps);
       ui.progress.value = (msg.index + 1) / msg.total;
-      ui.stepMs.textContent = `${msg.ms.toFixed(0)} ms (step ${msg.index + 1} of ${msg.total}, t=${msg.timestep})`;
-      ui.status.textContent = `Step ${msg.index + 1} of ${msg.total}…`;
+      ui.stepMs.textContent = `${msg.ms.toFixed(0)} ms (step ${step} of ${steps}, t=${msg.timestep})`;
+      ui.status.textContent = `Step ${step} of ${steps}…`;
       if (msg.preview) {
+        drawPreview(msg.preview);
+        ui.caption.textContent = `Preview at step ${step} of ${steps} (latents mapped to RGB)`;
         demo.previews++;
-        draw(ui.preview, msg.preview);
       }
       return;
+    }
     case 'done': {
-      draw(ui.image, msg.image);
+      ui.image.width = msg.image.width;
+      ui.image.height = msg.image.height;
+      ui.image.getContext('2d')!.putImageData(imageData(msg.image), 0, 0);
+      const k = fit();
+      const [h, w] = demo.info!.imageSize;
+      ui.caption.textContent = `${run!.count > 1 ? `${run!.count} images, ` : ''}${w}×${h} px${k > 1 ? `, shown ${k}× larger` : ''}`;
+      run!.seed = msg.seed;
       const mean = msg.stepMs.reduce((a, b) => a + b, 0) / Math.max(1, msg.stepMs.length);
-      ui.totalMs.textContent = `${(msg.totalMs / 1000).toFixed(2)} s (${mean.toFixed(0)} ms/step)`;
-      return setState('done', `Done: seed ${msg.seed}.`);
+      ui.totalMs.textContent = `${(msg.totalMs / 1000).toFixed(2)} s (${mean.toFixed(0)} ms per U-Net call)`;
+      return setState('done', `Done: seed ${msg.seed}, ${msg.steps} steps.`);
     }
     case 'cancelled':
       return setState('cancelled', 'Cancelled.');
@@ -127,26 +214,45 @@ function onMessage(msg: FromWorker): void {
   }
 }
 
+/** A numeric field's value, or undefined when it is empty so that generate() uses its default (Number('') is 0). */
+function optional(el: HTMLInputElement): number | undefined {
+  return el.value.trim() === '' ? undefined : Number(el.value);
+}
+
 function generate(ev: Event): void {
   ev.preventDefault();
   const info = demo.info;
-  if (!info) return;
-  const num = (el: HTMLInputElement) => Number(el.value);
+  // The browser checks min, max and step on submit; this also covers a submit it did not validate.
+  if (!info || !ui.form.reportValidity()) return;
+  const count = optional(ui.count);
+  const steps = optional(ui.steps);
+  // The page's default is a preview every step; 0 turns them off.
+  const previewEvery = optional(ui.previewEvery) ?? 1;
+  const text = info.kind === 'text';
+  run = {
+    model: ui.model.value,
+    subject: text ? ui.prompt.value : (info.classNames?.[Number(ui.cls.value)] ?? `class ${ui.cls.value}`),
+    count: count ?? 1,
+    steps: steps ?? info.defaults.steps,
+  };
   demo.steps = 0;
   demo.previews = 0;
   demo.error = null;
   ui.totalMs.textContent = '—';
+  ui.stepMs.textContent = '—';
+  layout(run.count);
+  ui.caption.textContent = previewEvery > 0 ? 'Waiting for the first preview…' : 'Generating (previews are off)…';
   setState('running', 'Starting…');
   send({
     type: 'generate',
     options: {
-      ...(info.kind === 'text' ? { prompt: ui.prompt.value, ...(ui.negative.value ? { negativePrompt: ui.negative.value } : {}) } : { class: Number(ui.cls.value) }),
-      seed: num(ui.seed),
-      count: num(ui.count),
-      steps: num(ui.steps),
-      guidance: num(ui.guidance),
+      ...(text ? { prompt: ui.prompt.value, ...(ui.negative.value ? { negativePrompt: ui.negative.value } : {}) } : { class: Number(ui.cls.value) }),
+      seed: optional(ui.seed),
+      count,
+      steps,
+      guidance: optional(ui.guidance),
       scheduler: ui.scheduler.value as (typeof SCHEDULER_NAMES)[number],
-      previewEvery: num(ui.previewEvery),
+      previewEvery,
     },
   });
 }
@@ -163,8 +269,10 @@ async function start(): Promise<void> {
   worker.onmessage = (ev: MessageEvent<FromWorker>) => onMessage(ev.data);
   worker.onerror = (ev) => onMessage({ type: 'error', name: 'WorkerError', message: ev.message || 'the worker failed to start' });
   ui.model.onchange = load;
-  $('controls').onsubmit = generate;
+  ui.form.onsubmit = generate;
   ui.cancel.onclick = () => send({ type: 'cancel' });
+  ui.download.onclick = download;
+  window.addEventListener('resize', () => void (demo.info && fit()));
   load();
 }
 

@@ -1,6 +1,8 @@
 // The demo app: `npm run demo` serves it with the models at /models/<name>/, loaded by URL as a
-// deployment would; `npm run demo:build` writes a static site to dist-demo/ (models not included:
-// copy the model folders next to it, or serve them from a CDN under models/).
+// deployment would; `npm run demo:build` writes a static site to dist-demo/ without the models,
+// and `npm run demo:serve` (vite preview) serves that build with the models from this checkout,
+// as the dev server does. A static host needs each model folder copied to models/<name>/ next to
+// index.html (see DEMO_MODELS), or served from there.
 import { fileURLToPath } from 'node:url';
 import { defineConfig, type Plugin } from 'vite';
 // @ts-expect-error plain ESM script without types

@@ -1,17 +1,19 @@
 // The demo page end to end in a real headless Chromium (SwiftShader's WebGPU): the built site and
 // the models served over HTTP from 127.0.0.1, generation in the page's worker, and the canvas
 // compared with the Node CLI's PNG for the same model, class and seed (the RNG runs on the GPU,
-// so both draw the same noise). Also: previews, the adapter name, cancel, the Cache API on a
-// second visit, and the message shown without WebGPU.
+// so both draw the same noise). Also: previews drawn on the canvas during a run, the download
+// button's PNG, the grid for a count, empty fields meaning the defaults, PNDM's step count, the
+// adapter name, cancel, the Cache API on a second visit, the message shown without WebGPU, and
+// the built site under `vite preview` (npm run demo:serve).
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { extname, join, resolve, sep } from 'node:path';
 import { promisify } from 'node:util';
 import puppeteer, { type Browser, type Page } from 'puppeteer-core';
-import { build } from 'vite';
+import { build, preview, type PreviewServer } from 'vite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { modelsMiddleware } from '../../demo/models_server.ts';
 import { decodePng } from '../../src/io/png.ts';
@@ -37,6 +39,8 @@ describe.skipIf(!haveChromium)('demo page in headless Chromium', () => {
   let server: Server;
   let origin: string;
   let browser: Browser;
+  let site: string;
+  let downloads: string;
   let cliPng: Promise<{ width: number; height: number; pixels: Uint8Array }>;
   const modelRequests: string[] = [];
 
@@ -51,7 +55,7 @@ describe.skipIf(!haveChromium)('demo page in headless Chromium', () => {
     ).then(() => decodePng(new Uint8Array(readFileSync(png))));
     cliPng.catch(() => undefined);
 
-    const site = join(out, 'site');
+    site = join(out, 'site');
     await build({ configFile: resolve('demo/vite.config.ts'), logLevel: 'warn', build: { outDir: site, emptyOutDir: true } });
     const models = modelsMiddleware(process.cwd());
     server = createServer((req, res) => {
@@ -70,7 +74,14 @@ describe.skipIf(!haveChromium)('demo page in headless Chromium', () => {
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     // http://127.0.0.1 is a secure context, so WebGPU and the Cache API are both available.
-    browser = await puppeteer.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--enable-unsafe-webgpu'] });
+    downloads = join(out, 'downloads');
+    mkdirSync(downloads);
+    browser = await puppeteer.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ['--no-sandbox', '--enable-unsafe-webgpu'],
+      downloadBehavior: { policy: 'allow', downloadPath: downloads },
+    });
   }, 180_000);
 
   afterAll(async () => {
@@ -96,7 +107,47 @@ describe.skipIf(!haveChromium)('demo page in headless Chromium', () => {
       (el as HTMLInputElement).value = String(v);
     }, value);
   }
-  const demo = (page: Page) => page.evaluate(() => (window as unknown as { frescoDemo: { previews: number; steps: number; cacheHits: string[]; error: string | null } }).frescoDemo);
+  type DemoState = { previews: number; steps: number; cacheHits: string[]; error: string | null; download: string | null };
+  const demo = (page: Page) => page.evaluate(() => (window as unknown as { frescoDemo: DemoState }).frescoDemo);
+
+  /** The canvas's pixels, and its CSS size over its pixel size (the on-screen scale). */
+  const readCanvas = (page: Page) =>
+    page.$eval('#image', (c) => {
+      const cv = c as HTMLCanvasElement;
+      return {
+        width: cv.width,
+        height: cv.height,
+        scale: cv.getBoundingClientRect().width / cv.width,
+        scaleY: cv.getBoundingClientRect().height / cv.height,
+        rendering: getComputedStyle(cv).imageRendering,
+        state: document.body.dataset.state,
+        data: Array.from(cv.getContext('2d')!.getImageData(0, 0, cv.width, cv.height).data),
+      };
+    });
+
+  /** Clicks Download and returns the file the browser saved, decoded. */
+  async function download(page: Page): Promise<{ name: string; width: number; height: number; pixels: Uint8Array }> {
+    expect(await page.$eval('#download', (el) => (el as HTMLButtonElement).disabled)).toBe(false);
+    await page.$eval('#download', () => ((window as unknown as { frescoDemo: DemoState }).frescoDemo.download = null));
+    await page.click('#download');
+    await page.waitForFunction(() => (window as unknown as { frescoDemo: DemoState }).frescoDemo.download !== null, { timeout: 10_000, polling: 50 });
+    const name = (await demo(page)).download!;
+    const file = join(downloads, name);
+    // Chromium writes to a .crdownload and renames it when complete.
+    const deadline = Date.now() + 10_000;
+    while (!existsSync(file) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    const bytes = new Uint8Array(readFileSync(file));
+    rmSync(file);
+    return { name, ...decodePng(bytes) };
+  }
+
+  /** Every text #status shows from now on. */
+  const watchStatus = (page: Page) =>
+    page.evaluate(() => {
+      const seen: string[] = ((window as unknown as { statuses: string[] }).statuses = []);
+      new MutationObserver(() => seen.push(document.getElementById('status')!.textContent ?? '')).observe(document.getElementById('status')!, { childList: true, characterData: true, subtree: true });
+    });
+  const statuses = (page: Page) => page.evaluate(() => (window as unknown as { statuses: string[] }).statuses);
 
   it('generates the CLI image for the same class and seed, with previews, and shows the adapter', async () => {
     const page = await openDemo();
@@ -116,11 +167,18 @@ describe.skipIf(!haveChromium)('demo page in headless Chromium', () => {
     expect(d.steps).toBe(RUN.steps);
     expect(d.previews).toBe(RUN.steps);
     expect(await page.$eval('#total-ms', (el) => el.textContent)).toMatch(/\d+\.\d+ s/);
+    expect(await page.$eval('#step-ms', (el) => el.textContent)).toMatch(/step 2 of 2\b/);
 
-    const canvas = await page.$eval('#image', (c) => {
-      const cv = c as HTMLCanvasElement;
-      return { width: cv.width, height: cv.height, data: Array.from(cv.getContext('2d')!.getImageData(0, 0, cv.width, cv.height).data) };
-    });
+    const canvas = await readCanvas(page);
+    // A whole-number upscale, pixelated: a 32 px image is not shown at 32 px nor blurred.
+    expect(canvas.scale).toBeGreaterThan(1);
+    expect(canvas.scale).toBe(Math.round(canvas.scale));
+    expect(canvas.rendering).toBe('pixelated');
+    // The download is the canvas's image, as a PNG with a name that says what it is.
+    const saved = await download(page);
+    expect(saved.name).toBe(`fresco-fashion-ldm-trouser-seed${RUN.seed}.png`);
+    expect([saved.width, saved.height]).toEqual([canvas.width, canvas.height]);
+    expect(Array.from(saved.pixels)).toEqual(canvas.data);
     const ref = await cliPng;
     expect([canvas.width, canvas.height]).toEqual([ref.width, ref.height]);
     let max = 0;
@@ -149,14 +207,74 @@ describe.skipIf(!haveChromium)('demo page in headless Chromium', () => {
     expect(modelRequests.filter((p) => p.endsWith('.safetensors')).length).toBe(before);
 
     await setValue(page, 'steps', 20);
-    await setValue(page, 'preview-every', 0);
+    await setValue(page, 'preview-every', 1);
+    expect(await page.$eval('#download', (el) => (el as HTMLButtonElement).disabled)).toBe(true);
     await page.click('#generate');
-    await page.waitForFunction(() => (window as unknown as { frescoDemo: { steps: number } }).frescoDemo.steps >= 1, { timeout: 120_000, polling: 50 });
+    await page.waitForFunction(() => (window as unknown as { frescoDemo: { previews: number } }).frescoDemo.previews >= 1, { timeout: 120_000, polling: 50 });
+    // Mid-run, the image canvas already shows the preview: opaque, with structure, not the grey background.
+    const mid = await readCanvas(page);
+    expect(mid.state).toBe('running');
+    expect(mid.data.filter((_, i) => i % 4 === 3).every((a) => a === 255)).toBe(true);
+    expect(new Set(mid.data).size).toBeGreaterThan(8);
+    expect(await page.$eval('#caption', (el) => el.textContent)).toMatch(/^Preview at step \d+ of 20/);
     await page.click('#cancel');
     const atCancel = (await demo(page)).steps;
     expect(await waitState(page, ['cancelled', 'done', 'error'])).toBe('cancelled');
     // The loop checks the signal before each step: at most the step in flight finishes.
     expect((await demo(page)).steps).toBeLessThanOrEqual(atCancel + 1);
+    // A cancelled run leaves a preview, not an image to save.
+    expect(await page.$eval('#download', (el) => (el as HTMLButtonElement).disabled)).toBe(true);
+    await page.close();
+  }, 240_000);
+
+  it('lays out a count of 4 as a 2x2 grid at a whole-number upscale, downloads it, and counts PNDM steps as the user does', async () => {
+    const page = await openDemo();
+    expect(await waitState(page, ['ready', 'error'])).toBe('ready');
+    await setValue(page, 'count', 4);
+    await setValue(page, 'steps', 2);
+    await setValue(page, 'preview-every', 1);
+    await page.select('#scheduler', 'pndm');
+    await watchStatus(page);
+    await page.click('#generate');
+    const end = await waitState(page, ['done', 'error']);
+    expect(end, (await demo(page)).error ?? '').toBe('done');
+    // PNDM makes steps + 1 U-Net calls, but the user asked for 2 steps.
+    expect((await demo(page)).steps).toBe(3);
+    const shown = (await statuses(page)).filter((t) => t.startsWith('Step'));
+    expect(shown.length).toBeGreaterThan(0);
+    for (const t of shown) expect(t).toMatch(/^Step [12] of 2…$/);
+    expect(await page.$eval('#step-ms', (el) => el.textContent)).toMatch(/step 2 of 2\b/);
+    const canvas = await readCanvas(page);
+    expect([canvas.width, canvas.height]).toEqual([64, 64]);
+    expect(canvas.scale).toBeGreaterThanOrEqual(2);
+    expect(canvas.scale).toBe(Math.round(canvas.scale));
+    expect(canvas.scaleY).toBe(canvas.scale);
+    // Four different images, one per cell (the seed's noise differs per image).
+    const cell = (cx: number, cy: number) => Array.from({ length: 32 }, (_, y) => canvas.data.slice(((cy * 32 + y) * 64 + cx * 32) * 4, ((cy * 32 + y) * 64 + cx * 32 + 32) * 4)).flat().join();
+    expect(new Set([cell(0, 0), cell(1, 0), cell(0, 1), cell(1, 1)]).size).toBe(4);
+    const saved = await download(page);
+    expect(saved.name).toMatch(/^fresco-fashion-ldm-t-shirt-top-seed\d+-x4\.png$/);
+    expect([saved.width, saved.height]).toEqual([64, 64]);
+    expect(Array.from(saved.pixels)).toEqual(canvas.data);
+    await page.close();
+  }, 240_000);
+
+  it('takes empty numeric fields as the defaults (model steps and guidance, a random seed), never 0', async () => {
+    const page = await openDemo();
+    expect(await waitState(page, ['ready', 'error'])).toBe('ready');
+    expect(await page.$eval('#steps', (el) => (el as HTMLInputElement).placeholder)).toBe('25');
+    for (const id of ['steps', 'guidance', 'seed', 'count', 'preview-every']) await setValue(page, id, '');
+    await page.click('#generate');
+    // fashion-ldm's card says 25 steps; an empty preview interval keeps the page's every step. Two
+    // steps show the run is under way with those settings; the rest would only cost time.
+    await page.waitForFunction(() => (window as unknown as { frescoDemo: DemoState }).frescoDemo.previews >= 2 || document.body.dataset.state === 'error', { timeout: 120_000, polling: 50 });
+    expect((await demo(page)).error).toBeNull();
+    expect(await page.$eval('#status', (el) => el.textContent)).toMatch(/^Step \d+ of 25…$/);
+    const canvas = await readCanvas(page);
+    expect([canvas.width, canvas.height]).toEqual([32, 32]);
+    expect(new Set(canvas.data).size).toBeGreaterThan(8);
+    await page.click('#cancel');
+    expect(await waitState(page, ['cancelled', 'done', 'error'])).toBe('cancelled');
     await page.close();
   }, 240_000);
 
@@ -173,6 +291,21 @@ describe.skipIf(!haveChromium)('demo page in headless Chromium', () => {
     expect(end, (await demo(page)).error ?? '').toBe('done');
     expect((await demo(page)).previews).toBeGreaterThan(0);
     await page.close();
+  }, 120_000);
+
+  it('serves the built site with its models under vite preview (npm run demo:serve)', async () => {
+    const server: PreviewServer = await preview({ configFile: resolve('demo/vite.config.ts'), logLevel: 'warn', build: { outDir: site }, preview: { port: 0, strictPort: true, open: false } });
+    try {
+      const url = server.resolvedUrls!.local[0]!;
+      const model = await fetch(new URL('models/fashion-ldm/unet/config.json', url));
+      expect(model.status).toBe(200);
+      const page = await browser.newPage();
+      await page.goto(`${url}?precision=f32`);
+      expect(await waitState(page, ['ready', 'error', 'nogpu'])).toBe('ready');
+      await page.close();
+    } finally {
+      await server.close();
+    }
   }, 120_000);
 
   it('says so clearly when WebGPU is missing', async () => {
