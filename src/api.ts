@@ -5,30 +5,23 @@
 // and optionally Fresco's fresco.json card with class names and defaults). The CLI and the demo
 // go through these two functions too, so options, defaults and batching behave alike everywhere.
 import { getGpu, type GpuContext } from './gpu/device.ts';
-import { GpuError, Runtime } from './gpu/runtime.ts';
+import { Runtime } from './gpu/runtime.ts';
 import { checkRgba, resizeRgba, rgbaToImageTensor, rgbaToMask, type RgbaPixels } from './io/image_input.ts';
 import { nodeFolderReader, type FolderReader } from './io/model_folder.ts';
 import { urlFolderReader } from './io/url_reader.ts';
 import { resolvePrecision, type Precision } from './models/precision.ts';
 import { generateClassConditional } from './pipelines/class_conditional.ts';
 import { resolveClassLabels } from './pipelines/class_names.ts';
-import { CancelledError, type GenerationResult } from './pipelines/denoise.ts';
+import type { GenerationResult } from './pipelines/denoise.ts';
 import { loadLdmFrom, type LdmModel } from './pipelines/ldm_folder.ts';
 import { readModelInfo, type ModelDefaults, type ModelInfo, type ModelKind } from './pipelines/model_info.ts';
 import { loadSdFrom, type SdModel } from './pipelines/sd_folder.ts';
 import { generateFromText, SDXL_OPTIONS, type SdxlSizeOptions, type Size } from './pipelines/text_to_image.ts';
 import { imageToRgba, latentPreview, parsePreviewFactors, type PreviewFactors, type PreviewMode, type RgbaImage } from './preview.ts';
 import type { SchedulerName } from './schedulers/scheduler.ts';
+import { CancelledError, GenerateOptionsError, GpuError } from './errors.ts';
 
 export type { ModelDefaults, ModelInfo, ModelKind, RgbaPixels };
-
-/** A generate() option that does not fit the model (a prompt for a class model, an unknown class). */
-export class GenerateOptionsError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'GenerateOptionsError';
-  }
-}
 
 export interface LoadModelOptions {
   /**

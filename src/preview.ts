@@ -2,7 +2,7 @@
 // They are tiny (latent size, 1/8 of the image for SD) and only meant to show the picture forming.
 // Also the RGBA conversion of finished images, which canvases and ImageData take as they are.
 import { tensorToImage } from './io/image.ts';
-import { ConfigError } from './models/config.ts';
+import { ConfigError } from './errors.ts';
 
 export interface RgbaImage {
   width: number;

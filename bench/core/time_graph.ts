@@ -1,6 +1,7 @@
 // Wall and pass GPU time of one recorded graph, shared by the Node and browser benches.
-import { GpuError, type Runtime } from '../../src/gpu/runtime.ts';
+import type { Runtime } from '../../src/gpu/runtime.ts';
 import type { Graph } from '../../src/graph/graph.ts';
+import { GpuError } from '../../src/errors.ts';
 
 export interface Timing {
   medianMs: number;

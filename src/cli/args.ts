@@ -4,13 +4,7 @@
 import { isSchedulerName, SCHEDULER_NAMES, schedulerHelpLines, type SchedulerName } from '../schedulers/registry.ts';
 import { PRECISIONS, type Precision } from '../models/precision.ts';
 import { resolveClassLabels } from '../pipelines/class_names.ts';
-
-export class UsageError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'UsageError';
-  }
-}
+import { UsageError } from '../errors.ts';
 
 
 export interface GenerateArgs {

@@ -5,11 +5,11 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { generate, GenerateOptionsError, inspectModel, loadModel, randomSeed, type GenerateOptions, type ModelInfo, type RgbaPixels, type StepEvent } from '../api.ts';
+import { generate, inspectModel, loadModel, randomSeed, type GenerateOptions, type ModelInfo, type RgbaPixels, type StepEvent } from '../api.ts';
 import { decodePng, encodePng, tensorToImage, writeFileNoClobber } from '../io/png.ts';
-import { PrecisionError } from '../models/precision.ts';
 import { describeClass } from '../pipelines/class_names.ts';
-import { GENERATE_USAGE, parseGenerateArgs, resolveClasses, SDXL_FLAGS, UsageError, type GenerateArgs } from './args.ts';
+import { GENERATE_USAGE, parseGenerateArgs, resolveClasses, SDXL_FLAGS, type GenerateArgs } from './args.ts';
+import { GenerateOptionsError, PrecisionError, UsageError } from '../errors.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 

@@ -10,7 +10,8 @@ import type { Tensor } from '../graph/tensor.ts';
 import { readJson } from '../io/model_folder.ts';
 import { readSafetensorsFile, toFloat32, toInt64Numbers, type HostTensor } from '../io/safetensors.ts';
 import { EPS_HISTORY_SLOTS, schedulerStep, StepRow } from '../kernels/scheduler_step.ts';
-import { createScheduler, schedulerNameOf, SchedulerConfigError, type CreateSchedulerOptions } from '../schedulers/scheduler.ts';
+import { createScheduler, schedulerNameOf, type CreateSchedulerOptions } from '../schedulers/scheduler.ts';
+import { SchedulerConfigError } from '../errors.ts';
 
 export interface ReplayStep {
   i: number;

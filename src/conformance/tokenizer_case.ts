@@ -1,7 +1,8 @@
 // Checks the CLIP tokenizer against a folder holding cases.json ({prompt, pieces, n_tokens,
 // truncated, input_ids} per case) next to the tokenizer files. Ids must match exactly. Node only.
 import { nodeFolderReader, type FolderReader } from '../io/model_folder.ts';
-import { CLIPTokenizer, TokenizerError } from '../text/clip_tokenizer.ts';
+import { CLIPTokenizer } from '../text/clip_tokenizer.ts';
+import { TokenizerError } from '../errors.ts';
 
 export interface TokenizerCaseResult {
   cases: number;

@@ -1,6 +1,7 @@
 // One way to get a GPUDevice in a browser (navigator.gpu) and in Node (the `webgpu` package, Dawn).
 // On a machine without a GPU driver, Node retries with a CPU Vulkan driver that is already on the
 // system, so that nobody has to set VK_ICD_FILENAMES by hand.
+import { NoAdapterError } from '../errors.ts';
 
 export interface GpuContext {
   device: GPUDevice;
@@ -10,18 +11,6 @@ export interface GpuContext {
   /** Resolves with a message when the device is lost; checked by long runs. */
   lost: Promise<string>;
   isLost(): boolean;
-}
-
-export class NoAdapterError extends Error {
-  constructor(detail: string) {
-    super(
-      `No WebGPU adapter found. ${detail}\n` +
-        'Install a GPU driver with Vulkan support, or a CPU Vulkan driver: on Debian/Ubuntu ' +
-        '`apt install chromium libvulkan1` (SwiftShader) or Mesa >= 23 lavapipe (`mesa-vulkan-drivers`). ' +
-        'In a browser, use a recent Chrome/Edge (or start Chromium with --enable-unsafe-webgpu).',
-    );
-    this.name = 'NoAdapterError';
-  }
 }
 
 /** CPU Vulkan drivers we know how to find, best first. */

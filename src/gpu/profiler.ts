@@ -4,14 +4,8 @@
 // graph takes (the bench reports both). Needs the 'timestamp-query' feature (src/gpu/device.ts
 // asks for it where the adapter has it).
 import type { Graph, OpCost } from '../graph/graph.ts';
-import { GpuError, type Runtime } from './runtime.ts';
-
-export class ProfilerError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'ProfilerError';
-  }
-}
+import type { Runtime } from './runtime.ts';
+import { GpuError, ProfilerError } from '../errors.ts';
 
 export interface OpTiming {
   label: string;

@@ -7,6 +7,7 @@ import { generatedShaderSources } from '../kernels/generated_shaders.ts';
 import { shaderSources } from '../kernels/shaders.gen.ts';
 import type { GpuContext } from './device.ts';
 import { expandTemplate, type TemplateParams } from './template.ts';
+import { GpuError } from '../errors.ts';
 
 export interface KernelSpec {
   /** Shader file in shaders/ (without .wgsl). */
@@ -73,21 +74,6 @@ export interface PlanLimits {
  * plan (and so the same rounding) everywhere.
  */
 export const DEFAULT_PLAN_LIMITS: Readonly<PlanLimits> = { binding: 128 * 1024 * 1024, buffer: 256 * 1024 * 1024 };
-
-export class GpuError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'GpuError';
-  }
-}
-
-/** A planned tensor or binding larger than the plan's limits allow (see planGraph in graph/graph.ts). */
-export class PlanLimitError extends GpuError {
-  constructor(message: string) {
-    super(message);
-    this.name = 'PlanLimitError';
-  }
-}
 
 /** Every runtime made in this realm, so that settleAllRuntimes() can reach them. */
 const liveRuntimes = new Set<Runtime>();

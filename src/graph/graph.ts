@@ -4,8 +4,8 @@
 // buffers come from a pool: a buffer released at build time is handed to a later tensor,
 // which is safe because dispatches in one queue run in recording order.
 import type { CompiledKernel, KernelSpec, PlanLimits, Runtime } from '../gpu/runtime.ts';
-import { GpuError, PlanLimitError } from '../gpu/runtime.ts';
 import { bytesFor, bytesOf, numel, type DType, type Tensor } from './tensor.ts';
+import { GpuError, PlanLimitError } from '../errors.ts';
 
 export type Bindable = Tensor | GPUBuffer;
 

@@ -33,3 +33,8 @@ export function bytesOf(t: Tensor): number {
 export function shapeStr(shape: readonly number[]): string {
   return `[${shape.join(', ')}]`;
 }
+
+/** Global-memory traffic of a dispatch for its cost estimate: each tensor read or written once. */
+export function trafficBytes(...ts: (Tensor | undefined)[]): number {
+  return ts.reduce((sum, t) => sum + (t ? bytesOf(t) : 0), 0);
+}

@@ -3,22 +3,12 @@
 import { parsePythonJson } from './python_json.ts';
 import { parseSafetensors, readFileBytes } from './safetensors.ts';
 import { WeightStore } from './weights.ts';
+import { ModelFolderError } from '../errors.ts';
 
 export interface ModelFolder {
   dir: string;
   config: Record<string, unknown>;
   weights: WeightStore;
-}
-
-export type ModelFolderErrorCode = 'missing' | 'bad-json';
-
-export class ModelFolderError extends Error {
-  readonly code: ModelFolderErrorCode;
-  constructor(code: ModelFolderErrorCode, message: string) {
-    super(message);
-    this.name = 'ModelFolderError';
-    this.code = code;
-  }
 }
 
 export interface FolderReader {

@@ -1,6 +1,7 @@
 // The safetensors format (8-byte little-endian header length, JSON header, raw little-endian data),
 // parsed with every field checked: a model folder from the web is untrusted input, and a bad offset
 // must fail here with the file and tensor named, not later as garbage weights.
+import { SafetensorsError, type SafetensorsErrorCode } from '../errors.ts';
 
 export type DType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 
@@ -10,28 +11,6 @@ export interface HostTensor {
   shape: number[];
   /** A view into the file's bytes, not a copy. */
   bytes: Uint8Array;
-}
-
-export type SafetensorsErrorCode =
-  | 'too-small'
-  | 'header-length'
-  | 'header-json'
-  | 'header-not-object'
-  | 'bad-entry'
-  | 'unknown-dtype'
-  | 'size-mismatch'
-  | 'out-of-range'
-  | 'overlap'
-  | 'bad-metadata'
-  | 'bad-dtype';
-
-export class SafetensorsError extends Error {
-  readonly code: SafetensorsErrorCode;
-  constructor(code: SafetensorsErrorCode, message: string) {
-    super(message);
-    this.name = 'SafetensorsError';
-    this.code = code;
-  }
 }
 
 const DTYPE_SIZE: Record<DType, number> = {

@@ -3,13 +3,7 @@
 // progress, and where the Cache API exists (browsers and their workers, on https or localhost) a
 // file is kept there, so a second visit reads it from the cache instead of the network.
 import type { FolderReader } from './model_folder.ts';
-
-export class DownloadError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'DownloadError';
-  }
-}
+import { DownloadError } from '../errors.ts';
 
 export interface UrlReaderOptions {
   /** Bytes read so far of `file`, of `total` (0 when the server sends no Content-Length). */

@@ -1,17 +1,7 @@
 // Hands out a model's weights by diffusers key with the shape checked, and tracks which keys were
 // taken: a key the builder never asked for means a layer was wired wrong or skipped.
 import { toFloat32, type HostTensor } from './safetensors.ts';
-
-export type WeightErrorCode = 'missing' | 'shape' | 'unused';
-
-export class WeightError extends Error {
-  readonly code: WeightErrorCode;
-  constructor(code: WeightErrorCode, message: string) {
-    super(message);
-    this.name = 'WeightError';
-    this.code = code;
-  }
-}
+import { WeightError } from '../errors.ts';
 
 function shapeStr(shape: readonly number[]): string {
   return `[${shape.join(', ')}]`;

@@ -12,3 +12,8 @@ export function activationOf(name: string): Activation | undefined {
   const n = name.toLowerCase();
   return n === 'swish' || n === 'silu' ? 'silu' : n === 'mish' || n === 'gelu' || n === 'relu' ? n : undefined;
 }
+
+/** The template parameters selecting `act`: ACT (the name) and ACT_<NAME>; none without one. */
+export function activationParams(act: Activation | undefined): Record<string, string | boolean> {
+  return act ? { ACT: act, [`ACT_${act.toUpperCase()}`]: true } : {};
+}

@@ -2,9 +2,9 @@
 // memory stays O(tokens), never tokens².
 import type { Graph } from '../graph/graph.ts';
 import { fold1d } from '../graph/graph.ts';
-import { shapeStr, type Tensor } from '../graph/tensor.ts';
-import { expectShape, trafficBytes } from './gemm.ts';
+import { shapeStr, type Tensor, trafficBytes } from '../graph/tensor.ts';
 import { commonDType, storageParams } from './dtype.ts';
+import { expectShape } from './tensor_checks.ts';
 
 /** Query rows per workgroup (one thread each); short sequences take the small size. */
 const BQ_LARGE = 64;

@@ -2,13 +2,7 @@
 // writes one storage type, so mixed inputs are a wiring error (a missing cast at a model
 // boundary), reported by name rather than read as garbage bits.
 import { dtypeOf, type DType, type Tensor } from '../graph/tensor.ts';
-
-export class DTypeError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'DTypeError';
-  }
-}
+import { DTypeError } from '../errors.ts';
 
 /** The one dtype of the given tensors (undefined entries are skipped); throws on a mix. */
 export function commonDType(label: string, tensors: Record<string, Tensor | undefined>): DType {

@@ -2,9 +2,12 @@
 // upsample, 2x2 average pooling, FIR (1, 3, 3, 1) 2x resampling and per-batch division: one thread per output element through shaders/elementwise.wgsl, one template variant
 // per op; maskBlend (inpainting) updates its sample in place.
 import { fold1d, type Graph } from '../graph/graph.ts';
-import { dtypeOf, numel, shapeStr, type Tensor } from '../graph/tensor.ts';
-import { activationParams, checkF32Values, ShapeError, trafficBytes, type Activation } from './gemm.ts';
+import { dtypeOf, numel, shapeStr, type Tensor, trafficBytes } from '../graph/tensor.ts';
+import { type Activation } from './gemm.ts';
 import { commonDType, storageParams } from './dtype.ts';
+import { ShapeError } from '../errors.ts';
+import { activationParams } from './activation.ts';
+import { checkF32Values } from './tensor_checks.ts';
 
 const WG = 256;
 

@@ -4,8 +4,9 @@
 import type { Runtime } from '../gpu/runtime.ts';
 import { fold1d, type Graph } from '../graph/graph.ts';
 import { bytesFor, dtypeOf, shapeStr, type DType, type Tensor } from '../graph/tensor.ts';
-import { checkF32Values, ShapeError } from './gemm.ts';
-import { commonDType, DTypeError, storageParams } from './dtype.ts';
+import { commonDType, storageParams } from './dtype.ts';
+import { DTypeError, ShapeError } from '../errors.ts';
+import { checkF32Values } from './tensor_checks.ts';
 
 const WG = 256;
 

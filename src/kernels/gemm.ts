@@ -1,8 +1,10 @@
 // Linear layers and conv2d, both through the GEMM core in shaders/gemm.wgsl.
 import { evenChunks, fold1d, type Graph } from '../graph/graph.ts';
-import { bytesOf, dtypeOf, numel, shapeStr, type DType, type Tensor } from '../graph/tensor.ts';
-import type { Activation } from './activation.ts';
-import { commonDType, DTypeError, storageParams } from './dtype.ts';
+import { shapeStr, trafficBytes, type DType, type Tensor } from '../graph/tensor.ts';
+import { activationParams, type Activation } from './activation.ts';
+import { commonDType, storageParams } from './dtype.ts';
+import { expectShape } from './tensor_checks.ts';
+import { ShapeError } from '../errors.ts';
 
 export type { Activation } from './activation.ts';
 
@@ -53,18 +55,6 @@ function feedParams(g: Graph, t: GemmTiling) {
   // Only the tiled main walks K slices (gemmTiling never splits for the direct feed).
   if (t.splits > 1 && g.rt.gemmFeed !== 'tiled') throw new ShapeError(`GEMM K split in ${t.splits} needs the tiled feed`);
   return { TM: t.TM, TN4: t.TN4, ...(g.rt.gemmFeed === 'tiled' ? { TILED: true, BK } : {}), ...(t.splits > 1 ? { SPLITK: true } : {}) };
-}
-
-export class ShapeError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'ShapeError';
-  }
-}
-
-/** The template parameters selecting `act`: ACT (the name) and ACT_<NAME>; none without one. */
-export function activationParams(act: Activation | undefined): Record<string, string | boolean> {
-  return act ? { ACT: act, [`ACT_${act.toUpperCase()}`]: true } : {};
 }
 
 export interface Epilogue {
@@ -164,26 +154,6 @@ function dispatchGemm(g: Graph, d: GemmDispatch): void {
     { bytes: trafficBytes(part, d.out, ...extras) },
   );
   g.release(part);
-}
-
-/** Global-memory traffic of a dispatch for its cost estimate: each tensor read or written once. */
-export function trafficBytes(...ts: (Tensor | undefined)[]): number {
-  return ts.reduce((sum, t) => sum + (t ? bytesOf(t) : 0), 0);
-}
-
-/**
- * Per-item f32 values a kernel reads as f32 whatever the storage type (timesteps, divisors): at
- * least `need` of them, as a tensor or a raw buffer of f32 words.
- */
-export function checkF32Values(label: string, what: string, x: Tensor | GPUBuffer, need: number): void {
-  const have = 'shape' in x ? numel(x.shape) : Math.floor(x.size / 4);
-  expectShape(have >= need, `${label}: ${need} ${what} needed, the input holds ${have}`);
-  if ('shape' in x && dtypeOf(x) !== 'f32') throw new DTypeError(`${label}: ${what} (${x.label}) must be f32, not ${dtypeOf(x)}`);
-}
-
-/** Throws a ShapeError with `msg` unless `cond` holds. */
-export function expectShape(cond: boolean, msg: string): void {
-  if (!cond) throw new ShapeError(msg);
 }
 
 function epilogueParams(e: Epilogue) {

@@ -1,9 +1,11 @@
 // GroupNorm (torch.nn.GroupNorm semantics) with an optional fused activation (SiLU, Mish, GELU, ReLU): a statistics pass per
 // (batch, group) and an elementwise apply pass; see shaders/group_norm.wgsl.
 import { evenChunks, fold1d, type Graph } from '../graph/graph.ts';
-import { numel, shapeStr, type Tensor } from '../graph/tensor.ts';
-import { activationParams, ShapeError, trafficBytes, type Activation } from './gemm.ts';
+import { numel, shapeStr, type Tensor, trafficBytes } from '../graph/tensor.ts';
+import { type Activation } from './gemm.ts';
 import { commonDType, storageParams } from './dtype.ts';
+import { ShapeError } from '../errors.ts';
+import { activationParams } from './activation.ts';
 
 const WG = 256;
 /** Workgroups the statistics pass should have before it stops cutting groups into parts (GPUs). */

@@ -1,7 +1,7 @@
 // diffusers' guidance_rescale on the U-Net's guidance batch, in place (shaders/guidance_rescale.wgsl).
 import type { Graph } from '../graph/graph.ts';
 import { dtypeOf, numel, shapeStr, type Tensor } from '../graph/tensor.ts';
-import { ShapeError } from './gemm.ts';
+import { ShapeError } from '../errors.ts';
 
 /**
  * eps [2B, ...] = [cond; uncond] (f32): the cond half becomes the rescaled guided prediction, so a

@@ -1,10 +1,10 @@
 // LayerNorm over the last dimension (torch.nn.LayerNorm with affine), one workgroup per row; see
 // shaders/layer_norm.wgsl.
 import { fold1d, type Graph } from '../graph/graph.ts';
-import { numel, shapeStr, type Tensor } from '../graph/tensor.ts';
+import { numel, shapeStr, type Tensor, trafficBytes } from '../graph/tensor.ts';
 import { checkNormParams, runStatsThreads } from './group_norm.ts';
-import { ShapeError, trafficBytes } from './gemm.ts';
 import { commonDType, storageParams } from './dtype.ts';
+import { ShapeError } from '../errors.ts';
 
 /** Threads per row: about 8 values per thread, a power of two in 1..256. */
 /** x: [..., C]; gamma, beta: [C]. */

@@ -1,7 +1,7 @@
 // Fused forward-diffusion noising (scheduler add_noise) through shaders/noise_add.wgsl.
 import { fold1d, type Graph } from '../graph/graph.ts';
 import { numel, shapeStr, type Tensor } from '../graph/tensor.ts';
-import { ShapeError } from './gemm.ts';
+import { ShapeError } from '../errors.ts';
 
 const WG = 256;
 

@@ -2,7 +2,7 @@
 // given standard normal noise, in one pass: shaders/posterior_sample.wgsl.
 import { fold1d, type Graph } from '../graph/graph.ts';
 import { numel, shapeStr, type Tensor } from '../graph/tensor.ts';
-import { ShapeError } from './gemm.ts';
+import { ShapeError } from '../errors.ts';
 
 const WG = 256;
 

@@ -1,8 +1,8 @@
 // Nearest-codebook quantization (VectorQuantizer in VQModel.decode), through shaders/quantize.wgsl.
 import { fold1d, type Graph } from '../graph/graph.ts';
 import { shapeStr, type Tensor } from '../graph/tensor.ts';
-import { ShapeError } from './gemm.ts';
 import { commonDType, storageParams } from './dtype.ts';
+import { ShapeError } from '../errors.ts';
 
 const WG = 64;
 /** Matches TILE_VALUES and TILE_ROWS_MAX in the shader (16 KiB of workgroup memory in all). */

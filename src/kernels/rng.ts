@@ -2,7 +2,7 @@
 // shaders/rng.wgsl. Element i depends only on (seed, stream, step counter, i).
 import { fold1d, type Bindable, type Graph } from '../graph/graph.ts';
 import { numel, shapeStr, type Tensor } from '../graph/tensor.ts';
-import { ShapeError } from './gemm.ts';
+import { ShapeError } from '../errors.ts';
 
 const WG = 256;
 

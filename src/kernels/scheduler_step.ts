@@ -6,12 +6,12 @@ import type { Graph } from '../graph/graph.ts';
 import { numel, shapeStr, type Tensor } from '../graph/tensor.ts';
 import { fold1d } from '../graph/graph.ts';
 import type { Threshold } from '../schedulers/schedule.ts';
-import { ShapeError } from './gemm.ts';
 import { EPS_HISTORY_SLOTS, PLMS_ROW_LENGTH, STEP_ROW_LENGTH } from './step_row.ts';
 
 // The row layout and its packing live in step_row.ts (GPU-free, shared with the shader); re-exported
 // here for the code that already imports them with the step.
 export { EPS_HISTORY_SLOTS, packPlmsRow, packStepRow, PLMS_ROW_LENGTH, STEP_ROW_LENGTH, StepRow } from './step_row.ts';
+import { ShapeError } from '../errors.ts';
 export type { EpsHistoryCoefficients, StepCoefficients } from './step_row.ts';
 
 export interface SchedulerStepArgs {

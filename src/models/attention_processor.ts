@@ -7,8 +7,8 @@ import { linear } from '../kernels/gemm.ts';
 import { groupNorm } from '../kernels/group_norm.ts';
 import { single, whole } from './channel_split.ts';
 import { loadNorm, loadSpatialNorm, splitSpatialNorm, type SpatialNormWeights } from './resnet.ts';
-import { ConfigError } from './config.ts';
 import type { WeightLoader } from './loader.ts';
+import { ConfigError } from '../errors.ts';
 
 export interface SpatialAttentionOptions {
   channels: number;

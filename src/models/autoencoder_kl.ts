@@ -7,11 +7,11 @@ import { conv2d } from '../kernels/gemm.ts';
 import { posteriorSample } from '../kernels/posterior_sample.ts';
 import { gaussianNoise } from '../kernels/rng.ts';
 import type { AutoencoderKLConfig } from './autoencoder_kl_config.ts';
-import { ConfigError } from './config.ts';
 import { assertWeightsUsed, type ModelLoader } from './model_loader.ts';
 import type { ResolvedPrecision } from './precision.ts';
 import { loadConv } from './resnet.ts';
 import { Decoder, Encoder } from './vae.ts';
+import { ConfigError } from '../errors.ts';
 
 export class AutoencoderKL {
   readonly latentChannels: number;

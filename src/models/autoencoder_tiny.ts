@@ -7,11 +7,11 @@ import { inStorage } from '../kernels/cast.ts';
 import { affine, tanhClamp } from '../kernels/elementwise.ts';
 import { conv2d, type Activation } from '../kernels/gemm.ts';
 import type { AutoencoderTinyConfig } from './autoencoder_tiny_config.ts';
-import { ConfigError } from './config.ts';
 import type { WeightLoader } from './loader.ts';
 import { assertWeightsUsed, type ModelLoader } from './model_loader.ts';
 import type { ResolvedPrecision } from './precision.ts';
 import { loadConv } from './resnet.ts';
+import { ConfigError } from '../errors.ts';
 
 type Conv = ReturnType<typeof loadConv>;
 

@@ -1,7 +1,8 @@
 // AutoencoderTiny's (TAESD's) config.json read and checked (diffusers v0.25.1 defaults). No GPU code.
 import type { Activation } from '../kernels/activation.ts';
-import { ConfigError, modelConfigReader } from './config.ts';
+import { modelConfigReader } from './config.ts';
 import type { NamedConfig } from './config_types.ts';
+import { ConfigError } from '../errors.ts';
 
 /** AutoencoderTiny's constructor arguments in diffusers 0.25, plus block_out_channels, which it registers itself. */
 const AUTOENCODER_TINY_KEYS = [

@@ -7,11 +7,11 @@
 // norm runs on each chunk unchanged. A tensor that fits one binding is one chunk, and then every
 // op here is exactly the plain kernel call.
 import type { PlanLimits, Runtime } from '../gpu/runtime.ts';
-import { GpuError, PlanLimitError } from '../gpu/runtime.ts';
 import type { Graph } from '../graph/graph.ts';
 import { bytesFor, bytesOf, elementBytes, shapeStr, type DType, type Tensor } from '../graph/tensor.ts';
 import { conv2d, conv2dGeometry, type Conv2dOptions } from '../kernels/gemm.ts';
 import { groupNorm, type GroupNormOptions } from '../kernels/group_norm.ts';
+import { GpuError, PlanLimitError } from '../errors.ts';
 
 /** A [B, C, H, W] activation as parts [B, c_i, H, W] covering channels [starts[i], starts[i] + c_i). */
 export interface Split {

@@ -1,6 +1,7 @@
 // transformers' CLIPTextConfig read and checked (transformers' defaults), for CLIPTextModel and
 // CLIPTextModelWithProjection. No GPU code.
-import { ConfigError, ConfigReader } from './config.ts';
+import { ConfigReader } from './config.ts';
+import { ConfigError } from '../errors.ts';
 
 /**
  * CLIPTextConfig's fields plus PretrainedConfig bookkeeping that real text_encoder/config.json

@@ -11,13 +11,14 @@ import { shapeStr, type Tensor } from '../graph/tensor.ts';
 import { attention } from '../kernels/attention.ts';
 import { castTo } from '../kernels/cast.ts';
 import { embeddingLookup, tokenEmbedding, tokenTableChunks } from '../kernels/embedding.ts';
-import { linear, ShapeError } from '../kernels/gemm.ts';
+import { linear } from '../kernels/gemm.ts';
 import { layerNorm } from '../kernels/layer_norm.ts';
 import { loadModelFrom, nodeFolderReader, type FolderReader, type ModelFolder } from '../io/model_folder.ts';
 import { readClipTextConfig, type CLIPTextConfig, type CLIPTextWithProjectionConfig } from './clip_text_config.ts';
 import type { WeightLoader } from './loader.ts';
 import { buildModel, type ModelLoader } from './model_loader.ts';
 import type { ModelOptions, ResolvedPrecision } from './precision.ts';
+import { ShapeError } from '../errors.ts';
 
 /**
  * The row of each sequence that transformers' CLIPTextTransformer pools (pooler_output, which

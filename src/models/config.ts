@@ -3,13 +3,7 @@
 // read and checked before anything is uploaded (tests/models/config_errors.test.ts needs no device).
 import { activationOf, type Activation } from '../kernels/activation.ts';
 import { ConfigReader as BaseConfigReader } from '../io/config_reader.ts';
-
-export class ConfigError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'ConfigError';
-  }
-}
+import { ConfigError } from '../errors.ts';
 
 /** The shared config reader (src/io/config_reader.ts), raising ConfigError. */
 export class ConfigReader extends BaseConfigReader {

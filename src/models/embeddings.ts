@@ -10,9 +10,9 @@ import { castTo } from '../kernels/cast.ts';
 import { activation, add, concatChannels } from '../kernels/elementwise.ts';
 import { embeddingLookup, embeddingLookupAt, gaussianFourierProjection, timestepEmbedding, uploadIds } from '../kernels/embedding.ts';
 import { linear, type Activation } from '../kernels/gemm.ts';
-import { ConfigError } from './config.ts';
 import type { ClassEmbedType, TimeEmbeddingType } from './config_types.ts';
 import type { WeightLoader } from './loader.ts';
+import { ConfigError } from '../errors.ts';
 
 export interface TimeEmbeddingOptions {
   /** Width of the sinusoidal projection (block_out_channels[0]). */

@@ -5,6 +5,7 @@ import type { DType, Tensor } from '../graph/tensor.ts';
 import type { WeightStore } from '../io/weights.ts';
 import { uploadTensor } from '../kernels/cast.ts';
 import { WeightSlices } from './channel_split.ts';
+export { ConfigError } from '../errors.ts';
 
 export class WeightLoader {
   private readonly uploaded: GPUBuffer[] = [];
@@ -62,4 +63,3 @@ export class WeightLoader {
 }
 
 // Importers outside the models (the public index, pipelines in progress) still find the error here.
-export { ConfigError } from './config.ts';

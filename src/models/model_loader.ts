@@ -3,9 +3,9 @@
 // constructors take a ModelLoader and a config from their read…Config and only build.
 import type { Runtime } from '../gpu/runtime.ts';
 import type { WeightStore } from '../io/weights.ts';
-import { ConfigError } from './config.ts';
 import { WeightLoader } from './loader.ts';
 import { resolvePrecision, type ModelOptions, type ResolvedPrecision } from './precision.ts';
+import { ConfigError } from '../errors.ts';
 
 /** The root WeightLoader of a model, with the precision it stores the weights in. */
 export class ModelLoader extends WeightLoader {

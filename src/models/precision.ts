@@ -2,16 +2,10 @@
 // (kernels still accumulate, normalize and softmax in f32) and needs the device's shader-f16
 // feature; 'auto' takes it where the device has it. Latents, the scheduler and images stay f32.
 import type { DType } from '../graph/tensor.ts';
+import { PrecisionError } from '../errors.ts';
 
 export type Precision = 'auto' | 'f16' | 'f32';
 export const PRECISIONS: readonly Precision[] = ['auto', 'f16', 'f32'];
-
-export class PrecisionError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'PrecisionError';
-  }
-}
 
 export interface ModelOptions {
   /**

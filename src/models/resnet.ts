@@ -5,10 +5,10 @@ import { conv2d, linear, type Activation } from '../kernels/gemm.ts';
 import { avgPool2x, firResample2x, upsampleNearest2x } from '../kernels/elementwise.ts';
 import { groupNorm } from '../kernels/group_norm.ts';
 import { releaseSplit, single, splitConv, splitGroupNorm, whole, type Split, type WeightSlices } from './channel_split.ts';
-import { ConfigError } from './config.ts';
 import type { TimeEmbeddingNorm } from './config_types.ts';
 import { SPATIAL_NORM_GROUPS } from './vae_config.ts';
 import type { WeightLoader } from './loader.ts';
+import { ConfigError } from '../errors.ts';
 
 export interface ResnetOptions {
   inChannels: number;

@@ -5,9 +5,9 @@ import type { Tensor } from '../graph/tensor.ts';
 import { linear } from '../kernels/gemm.ts';
 import { groupNorm } from '../kernels/group_norm.ts';
 import { BasicTransformerBlock } from './attention.ts';
-import { ConfigError } from './config.ts';
 import type { WeightLoader } from './loader.ts';
 import { loadNorm } from './resnet.ts';
+import { ConfigError } from '../errors.ts';
 
 export interface Transformer2DOptions {
   channels: number;

@@ -3,7 +3,6 @@ import type { Runtime } from '../gpu/runtime.ts';
 import type { Graph } from '../graph/graph.ts';
 import type { Tensor } from '../graph/tensor.ts';
 import { divideBatch } from '../kernels/elementwise.ts';
-import { ConfigError } from './config.ts';
 import type { ClassEmbedType } from './config_types.ts';
 import { TimeEmbedding, type TimestepInput } from './embeddings.ts';
 import type { ModelLoader } from './model_loader.ts';
@@ -12,6 +11,7 @@ import { loadConv, loadNorm } from './resnet.ts';
 import { runUNetBody } from './unet_body.ts';
 import { MidBlock2D, makeDownBlock, makeUpBlock, type DownBlock, type SkipSample, type UpBlock } from './unet_2d_blocks.ts';
 import type { UNet2DConfig } from './unet_2d_config.ts';
+import { ConfigError } from '../errors.ts';
 
 export class UNet2DModel {
   readonly inChannels: number;

@@ -7,11 +7,11 @@ import { concatChannels, firResample2x } from '../kernels/elementwise.ts';
 import { groupNorm } from '../kernels/group_norm.ts';
 import { SpatialAttention } from './attention_processor.ts';
 import { releaseSplit, single, whole, type Split } from './channel_split.ts';
-import { ConfigError } from './config.ts';
 import type { ResampleType, TimeEmbeddingNorm } from './config_types.ts';
 import type { WeightLoader } from './loader.ts';
 import { Downsample2D, loadConv, loadNorm, ResnetBlock2D, Upsample2D } from './resnet.ts';
 import { SKIP_SAMPLE_CHANNELS } from './unet_2d_config.ts';
+import { ConfigError } from '../errors.ts';
 
 
 /**

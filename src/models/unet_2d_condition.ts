@@ -5,7 +5,6 @@ import type { Runtime } from '../gpu/runtime.ts';
 import type { Graph } from '../graph/graph.ts';
 import { shapeStr, type Tensor } from '../graph/tensor.ts';
 import { castTo } from '../kernels/cast.ts';
-import { ConfigError } from './config.ts';
 import type { ClassEmbedType } from './config_types.ts';
 import { TimeEmbedding, type TimestepInput } from './embeddings.ts';
 import type { ModelLoader } from './model_loader.ts';
@@ -15,6 +14,7 @@ import { runUNetBody } from './unet_body.ts';
 import { makeCondDownBlock, makeCondUpBlock, MidBlock2DCrossAttn, type CondDownBlock, type CondUpBlock, type CrossAttnOptions } from './unet_2d_condition_blocks.ts';
 import type { UNet2DConditionConfig } from './unet_2d_condition_config.ts';
 import { MidBlock2D } from './unet_2d_blocks.ts';
+import { ConfigError } from '../errors.ts';
 
 export class UNet2DConditionModel {
   readonly inChannels: number;

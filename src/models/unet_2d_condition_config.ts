@@ -1,8 +1,9 @@
 // UNet2DConditionModel's config.json read and checked (diffusers v0.25.1 defaults) into the values
 // the model is built from. No GPU code.
 import type { Activation } from '../kernels/activation.ts';
-import { checkBlockTypes, ConfigError, modelConfigReader, type ConfigReader } from './config.ts';
+import { checkBlockTypes, modelConfigReader, type ConfigReader } from './config.ts';
 import type { ClassEmbedType, TimeEmbeddingNorm, UNetCommonConfig } from './config_types.ts';
+import { ConfigError } from '../errors.ts';
 
 /** UNet2DConditionModel's constructor arguments in diffusers 0.25. */
 const KEYS = [

@@ -1,7 +1,8 @@
 // UNet2DModel's config.json read and checked (diffusers v0.25.1 defaults) into the values the
 // model is built from. No GPU code.
-import { checkBlockTypes, ConfigError, modelConfigReader } from './config.ts';
+import { checkBlockTypes, modelConfigReader } from './config.ts';
 import type { ClassEmbedType, ResampleType, TimeEmbeddingNorm, TimeEmbeddingType, UNetCommonConfig } from './config_types.ts';
+import { ConfigError } from '../errors.ts';
 
 /** UNet2DModel's constructor arguments in diffusers 0.25. */
 const UNET_2D_KEYS = [

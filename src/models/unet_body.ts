@@ -8,8 +8,8 @@ import { inStorage } from '../kernels/cast.ts';
 import { affine } from '../kernels/elementwise.ts';
 import { conv2d, type Activation } from '../kernels/gemm.ts';
 import { groupNorm } from '../kernels/group_norm.ts';
-import { ConfigError } from './config.ts';
 import type { SkipSample } from './unet_2d_blocks.ts';
+import { ConfigError } from '../errors.ts';
 
 type Param = { weight: Tensor; bias: Tensor };
 

@@ -5,12 +5,12 @@ import type { Tensor } from '../graph/tensor.ts';
 import { conv2d } from '../kernels/gemm.ts';
 import { groupNorm } from '../kernels/group_norm.ts';
 import { releaseSplit, single, splitConv, splitGroupNorm, whole, type Split } from './channel_split.ts';
-import { ConfigError } from './config.ts';
 import type { WeightLoader } from './loader.ts';
 import { SpatialAttention } from './attention_processor.ts';
 import { loadConv, loadNorm, loadSpatialNorm, ResnetBlock2D, splitSpatialNorm, Upsample2D, type SpatialNormWeights } from './resnet.ts';
 import { chainSplit, MidBlock2D, makeDownBlock, makeUpBlock, type DownBlock, type UpBlock } from './unet_2d_blocks.ts';
 import { SPATIAL_NORM_GROUPS, type VaeDecoderConfig, type VaeEncoderConfig } from './vae_config.ts';
+import { ConfigError } from '../errors.ts';
 
 /** The VAE's resnets and attention use eps 1e-6 regardless of config (as diffusers does). */
 const VAE_EPS = 1e-6;

@@ -1,7 +1,8 @@
 // The config of the VAEs' Encoder and Decoder (AutoencoderKL's and VQModel's), read from their
 // model's config.json. No GPU code.
 import type { Activation } from '../kernels/activation.ts';
-import { checkBlockTypes, ConfigError, type ConfigReader } from './config.ts';
+import { checkBlockTypes, type ConfigReader } from './config.ts';
+import { ConfigError } from '../errors.ts';
 
 /** SpatialNorm's GroupNorm always takes 32 groups, whatever norm_num_groups says (diffusers' SpatialNorm). */
 export const SPATIAL_NORM_GROUPS = 32;

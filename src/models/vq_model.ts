@@ -6,12 +6,12 @@ import type { Tensor } from '../graph/tensor.ts';
 import { inStorage } from '../kernels/cast.ts';
 import { conv2d } from '../kernels/gemm.ts';
 import { quantize } from '../kernels/quantize.ts';
-import { ConfigError } from './config.ts';
 import { assertWeightsUsed, type ModelLoader } from './model_loader.ts';
 import type { ResolvedPrecision } from './precision.ts';
 import { loadConv } from './resnet.ts';
 import { Decoder } from './vae.ts';
 import type { VQModelConfig } from './vq_model_config.ts';
+import { ConfigError } from '../errors.ts';
 
 export class VQModel {
   /** Channels decode() takes: the codebook's vector size. */

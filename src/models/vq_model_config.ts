@@ -1,7 +1,8 @@
 // VQModel's config.json read and checked (diffusers v0.25.1 defaults). No GPU code.
-import { ConfigError, modelConfigReader, scalingFactor } from './config.ts';
+import { modelConfigReader, scalingFactor } from './config.ts';
 import type { NamedConfig } from './config_types.ts';
 import { readVaeDecoderConfig, type VaeDecoderConfig } from './vae_config.ts';
+import { ConfigError } from '../errors.ts';
 
 /** VQModel's constructor arguments in diffusers 0.25. */
 const VQ_MODEL_KEYS = [

@@ -6,7 +6,8 @@ import type { Tensor } from '../graph/tensor.ts';
 import { denoise, type DenoiseOptions, type GenerationResult } from './denoise.ts';
 import type { LdmModel } from './ldm_folder.ts';
 
-export { CancelledError, type GenerationResult, type StepInfo } from './denoise.ts';
+export type { GenerationResult, StepInfo } from './denoise.ts';
+export { CancelledError } from '../errors.ts';
 
 export interface ClassConditionalOptions extends DenoiseOptions {
   classLabels: number[];

@@ -13,7 +13,6 @@
 // add_noise(init, ε, t_next) (init itself after the last step) through the mask at latent size.
 // The per-step blend coefficients ride in the step row, so the step graph is still planned once.
 import type { Runtime } from '../gpu/runtime.ts';
-import { GpuError, PlanLimitError } from '../gpu/runtime.ts';
 import { Graph, planGraph } from '../graph/graph.ts';
 import { numel, type Tensor } from '../graph/tensor.ts';
 import { maskBlend, scale } from '../kernels/elementwise.ts';
@@ -24,13 +23,7 @@ import { EPS_HISTORY_SLOTS, schedulerStep, StepRow } from '../kernels/scheduler_
 import type { AutoencoderKL } from '../models/autoencoder_kl.ts';
 import { createScheduler, type Scheduler, type SchedulerName } from '../schedulers/scheduler.ts';
 import { addNoiseCoefficients, encodeInitLatents, img2imgStartStep, latentMask, type SampleMode } from './img2img.ts';
-
-export class CancelledError extends Error {
-  constructor() {
-    super('generation cancelled');
-    this.name = 'CancelledError';
-  }
-}
+import { CancelledError, GpuError, PlanLimitError } from '../errors.ts';
 
 export interface StepInfo {
   index: number;

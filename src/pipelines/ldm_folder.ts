@@ -1,14 +1,14 @@
 // A class-conditional latent diffusion folder: unet/, vae/ and scheduler/ in diffusers layout,
 // read through a FolderReader (a folder on disk in Node, a URL in a browser).
 import type { Runtime } from '../gpu/runtime.ts';
-import { loadModelFrom, ModelFolderError, nodeFolderReader, readJsonFrom, subFolder, type FolderReader } from '../io/model_folder.ts';
+import { loadModelFrom, nodeFolderReader, readJsonFrom, subFolder, type FolderReader } from '../io/model_folder.ts';
 import { AutoencoderKL } from '../models/autoencoder_kl.ts';
 import { readAutoencoderKLConfig } from '../models/autoencoder_kl_config.ts';
-import { ConfigError } from '../models/config.ts';
 import { buildModel } from '../models/model_loader.ts';
 import type { ModelOptions, ResolvedPrecision } from '../models/precision.ts';
 import { UNet2DModel } from '../models/unet_2d.ts';
 import { readUNet2DConfig } from '../models/unet_2d_config.ts';
+import { ConfigError, ModelFolderError } from '../errors.ts';
 
 export interface LdmModel {
   dir: string;

@@ -3,9 +3,9 @@
 // classes and the defaults a generation takes. loadModel and the CLI both start here, so a bad
 // class name or option is refused in milliseconds and the defaults live in one place.
 import { parseJsonObject, readJsonFrom, type FolderReader } from '../io/model_folder.ts';
-import { ConfigError } from '../models/config.ts';
 import { SCHEDULER_NAMES, schedulerNameOf, type SchedulerName } from '../schedulers/scheduler.ts';
 import { checkModelIndex } from './sd_folder.ts';
+import { ConfigError } from '../errors.ts';
 
 export type ModelKind = 'class' | 'text';
 

@@ -8,13 +8,13 @@ import { AutoencoderKL } from '../models/autoencoder_kl.ts';
 import { readAutoencoderKLConfig } from '../models/autoencoder_kl_config.ts';
 import { readClipTextConfig } from '../models/clip_text_config.ts';
 import { CLIPTextModel, CLIPTextModelWithProjection, readClipTextFolder } from '../models/clip_text_model.ts';
-import { ConfigError } from '../models/config.ts';
 import { buildModel } from '../models/model_loader.ts';
 import { checkLatentChannels } from './ldm_folder.ts';
 import type { ModelOptions, ResolvedPrecision } from '../models/precision.ts';
 import { UNet2DConditionModel } from '../models/unet_2d_condition.ts';
 import { readUNet2DConditionConfig } from '../models/unet_2d_condition_config.ts';
 import { CLIPTokenizer } from '../text/clip_tokenizer.ts';
+import { ConfigError } from '../errors.ts';
 
 export interface SdModel {
   dir: string;

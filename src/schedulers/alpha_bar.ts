@@ -3,7 +3,8 @@
 // the fused GPU step reads. Each subclass only turns (t, prev) into coefficients.
 import { packStepRow, STEP_ROW_LENGTH, type StepCoefficients } from '../kernels/step_row.ts';
 import type { Scheduler } from './scheduler.ts';
-import { alphasCumprod, inferenceTimesteps, makeBetas, SchedulerConfigError, stepAt, type CommonConfig, type Threshold } from './schedule.ts';
+import { alphasCumprod, inferenceTimesteps, makeBetas, stepAt, type CommonConfig, type Threshold } from './schedule.ts';
+import { SchedulerConfigError } from '../errors.ts';
 
 /**
  * x0 from an epsilon prediction, (x − sqrt(1 − ᾱ)·eps)/sqrt(ᾱ), as a0·x + a1·eps. At ᾱ = 0 (the last

@@ -4,7 +4,8 @@
 // math is rounded to float32 after each operation, the way torch does it on 0-dim tensors.
 import type { StepCoefficients } from '../kernels/step_row.ts';
 import { AlphaBarScheduler, epsilonX0 } from './alpha_bar.ts';
-import { ConfigReader, readCommonConfig, SchedulerConfigError, type CommonConfig } from './schedule.ts';
+import { ConfigReader, readCommonConfig, type CommonConfig } from './schedule.ts';
+import { SchedulerConfigError } from '../errors.ts';
 
 const f = Math.fround;
 

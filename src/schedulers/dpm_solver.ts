@@ -10,20 +10,8 @@
 import { packStepRow, STEP_ROW_LENGTH, type StepCoefficients } from '../kernels/step_row.ts';
 import { karrasSigmas, logSigmaTable, sigmaToT } from './karras.ts';
 import type { Scheduler } from './scheduler.ts';
-import {
-  alphasCumprod,
-  ConfigReader,
-  inferenceTimesteps,
-  makeBetas,
-  roundHalfEven,
-  readScheduleConfig,
-  readThreshold,
-  SchedulerConfigError,
-  stepAt,
-  type PredictionType,
-  type ScheduleConfig,
-  type Threshold,
-} from './schedule.ts';
+import { alphasCumprod, ConfigReader, inferenceTimesteps, makeBetas, roundHalfEven, readScheduleConfig, readThreshold, stepAt, type PredictionType, type ScheduleConfig, type Threshold } from './schedule.ts';
+import { SchedulerConfigError } from '../errors.ts';
 
 const f = Math.fround;
 

@@ -4,7 +4,8 @@
 // churn options (s_churn, s_tmin, s_tmax, s_noise) are step() arguments that diffusers' pipelines
 // leave at their defaults, where gamma is 0 and no noise is drawn; they are not modelled.
 import { readSigmaSchedule, SigmaScheduler, type SigmaPredictionType } from './sigma_space.ts';
-import { ConfigReader, SchedulerConfigError, type ScheduleConfig } from './schedule.ts';
+import { ConfigReader, type ScheduleConfig } from './schedule.ts';
+import { SchedulerConfigError } from '../errors.ts';
 
 export type EulerDiscretePredictionType = SigmaPredictionType;
 

@@ -9,7 +9,8 @@
 import { packStepRow, STEP_ROW_LENGTH, type StepCoefficients } from '../kernels/step_row.ts';
 import { epsilonX0 } from './alpha_bar.ts';
 import type { Scheduler } from './scheduler.ts';
-import { alphasCumprod, ConfigReader, makeBetas, readScheduleConfig, readThreshold, SchedulerConfigError, stepAt, type PredictionType, type ScheduleConfig, type Threshold } from './schedule.ts';
+import { alphasCumprod, ConfigReader, makeBetas, readScheduleConfig, readThreshold, stepAt, type PredictionType, type ScheduleConfig, type Threshold } from './schedule.ts';
+import { SchedulerConfigError } from '../errors.ts';
 
 const f = Math.fround;
 

@@ -9,7 +9,8 @@
 // rounded to float32 where torch computes on float32 0-dim tensors.
 import { EPS_HISTORY_SLOTS, packPlmsRow, PLMS_ROW_LENGTH, type EpsHistoryCoefficients, type StepCoefficients } from '../kernels/step_row.ts';
 import type { Scheduler } from './scheduler.ts';
-import { alphasCumprod, ConfigReader, inferenceTimesteps, makeBetas, readScheduleConfig, SchedulerConfigError, stepAt, type ScheduleConfig } from './schedule.ts';
+import { alphasCumprod, ConfigReader, inferenceTimesteps, makeBetas, readScheduleConfig, stepAt, type ScheduleConfig } from './schedule.ts';
+import { SchedulerConfigError } from '../errors.ts';
 
 const f = Math.fround;
 

@@ -4,7 +4,7 @@
 // exactly these names. Plain data: the factories stay out so that the CLI's argument parser can
 // import this without the schedulers' math, and so that the Scheduler interface can name its
 // SchedulerName without the type depending on itself.
-import { SchedulerConfigError } from './schedule.ts';
+import { SchedulerConfigError } from '../errors.ts';
 
 export interface SchedulerEntry {
   /** The library and CLI name. */

@@ -5,15 +5,9 @@
 // torch does in float32) rather than computing the schedule in float64.
 
 import { ConfigReader as BaseConfigReader } from '../io/config_reader.ts';
+import { SchedulerConfigError } from '../errors.ts';
 
 const f = Math.fround;
-
-export class SchedulerConfigError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'SchedulerConfigError';
-  }
-}
 
 export type BetaSchedule = 'linear' | 'scaled_linear' | 'squaredcos_cap_v2' | 'sigmoid';
 export type TimestepSpacing = 'leading' | 'trailing' | 'linspace';

@@ -10,11 +10,12 @@ import { EulerAncestralScheduler } from './euler_ancestral.ts';
 import { LCMScheduler } from './lcm.ts';
 import { PNDMScheduler } from './pndm.ts';
 import { schedulerEntry, schedulerNameOf, type SchedulerName } from './registry.ts';
-import { SchedulerConfigError, type Threshold } from './schedule.ts';
+import type { Threshold } from './schedule.ts';
 
-export { SchedulerConfigError } from './schedule.ts';
 // The names live in the registry; re-exported here, where the library and its callers import them.
 export { SCHEDULER_NAMES, schedulerNameOf, type SchedulerName } from './registry.ts';
+import { SchedulerConfigError } from '../errors.ts';
+export { SchedulerConfigError } from '../errors.ts';
 
 export interface Scheduler {
   readonly name: SchedulerName;

@@ -7,7 +7,8 @@
 import { packStepRow, STEP_ROW_LENGTH, type StepCoefficients } from '../kernels/step_row.ts';
 import { karrasSigmas, logSigmaTable, sigmaToT } from './karras.ts';
 import type { Scheduler } from './scheduler.ts';
-import { alphasCumprod, type ConfigReader, inferenceTimesteps, makeBetas, readScheduleConfig, SchedulerConfigError, stepAt, type ScheduleConfig } from './schedule.ts';
+import { alphasCumprod, type ConfigReader, inferenceTimesteps, makeBetas, readScheduleConfig, stepAt, type ScheduleConfig } from './schedule.ts';
+import { SchedulerConfigError } from '../errors.ts';
 
 const f = Math.fround;
 

@@ -6,12 +6,10 @@
 import type { FolderReader } from '../io/model_folder.ts';
 import { byteSymbols } from './byte_symbols.ts';
 import { cleanText, htmlCutoff, PY_WHITESPACE } from './clean_text.ts';
-import {
-  asObject, CONFIG_FILE, MERGES_FILE, parseJson, parseMerges, parseVocab, resolveSpecialTokens,
-  SPECIAL_TOKENS_FILE, TokenizerError, VOCAB_FILE, type Json,
-} from './tokenizer_files.ts';
+import { asObject, CONFIG_FILE, MERGES_FILE, parseJson, parseMerges, parseVocab, resolveSpecialTokens, SPECIAL_TOKENS_FILE, VOCAB_FILE, type Json } from './tokenizer_files.ts';
+import { TokenizerError } from '../errors.ts';
+export { TokenizerError } from '../errors.ts';
 
-export { TokenizerError } from './tokenizer_files.ts';
 
 // Digits come one at a time, punctuation runs stay whole, whitespace is dropped. The two special
 // strings are kept because a lower-cased "<|ENDOFTEXT|>" still reaches this regex.

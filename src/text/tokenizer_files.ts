@@ -1,12 +1,6 @@
 // Parsing of a transformers CLIPTokenizer folder: vocab.json, merges.txt, tokenizer_config.json and
 // special_tokens_map.json. Every problem is a TokenizerError naming the file it is in.
-
-export class TokenizerError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'TokenizerError';
-  }
-}
+import { TokenizerError } from '../errors.ts';
 
 export const VOCAB_FILE = 'vocab.json';
 export const MERGES_FILE = 'merges.txt';

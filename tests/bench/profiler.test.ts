@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { kernelKind, profileGraph, ProfilerError, summarizeByKind } from '../../src/gpu/profiler.ts';
+import { kernelKind, profileGraph, summarizeByKind } from '../../src/gpu/profiler.ts';
 import type { Runtime } from '../../src/gpu/runtime.ts';
 import { Graph } from '../../src/graph/graph.ts';
 import { attention } from '../../src/kernels/attention.ts';
@@ -7,6 +7,7 @@ import { silu } from '../../src/kernels/elementwise.ts';
 import { conv2d, linear } from '../../src/kernels/gemm.ts';
 import { groupNorm } from '../../src/kernels/group_norm.ts';
 import { input, randn, runtime } from '../helpers/gpu.ts';
+import { ProfilerError } from '../../src/errors.ts';
 
 let rt: Runtime;
 beforeAll(async () => {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { parseGenerateArgs, resolveClasses, UsageError } from '../../src/cli/args.ts';
+import { parseGenerateArgs, resolveClasses } from '../../src/cli/args.ts';
+import { UsageError } from '../../src/errors.ts';
 
 const names = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'];
 

@@ -1,9 +1,9 @@
 // GPU-side failures surface as errors that say what failed, never as silent zeros.
 import { describe, expect, it } from 'vitest';
 import { Graph } from '../../src/graph/graph.ts';
-import { GpuError } from '../../src/gpu/runtime.ts';
 import { shaderSources } from '../../src/kernels/shaders.gen.ts';
 import { runtime } from '../helpers/gpu.ts';
+import { GpuError } from '../../src/errors.ts';
 
 describe('runtime error reporting', () => {
   it('a kernel that fails to compile is reported with its key and the compiler message', async () => {

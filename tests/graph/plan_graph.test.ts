@@ -2,7 +2,7 @@
 // falls back to the device's own limits where they are larger, with the same result; past those
 // too, the error names the image size. Planning errors leave no error scope open behind them.
 import { describe, expect, it } from 'vitest';
-import { GpuError, PlanLimitError, type Runtime } from '../../src/gpu/runtime.ts';
+import type { Runtime } from '../../src/gpu/runtime.ts';
 import { planGraph } from '../../src/graph/graph.ts';
 import { scale } from '../../src/kernels/elementwise.ts';
 import { generateClassConditional } from '../../src/pipelines/class_conditional.ts';
@@ -10,6 +10,7 @@ import { loadLdmFolder } from '../../src/pipelines/ldm_folder.ts';
 import { loadSdFolder } from '../../src/pipelines/sd_folder.ts';
 import { generateFromText } from '../../src/pipelines/text_to_image.ts';
 import { hasF16, input, randn, runtime } from '../helpers/gpu.ts';
+import { GpuError, PlanLimitError } from '../../src/errors.ts';
 
 /** Runs f with rt's plan limits (and, with `device`, its device limits) lowered. */
 async function withLimits<T>(rt: Runtime, plan: Runtime['planLimits'], device: Runtime['deviceLimits'] | null, f: () => Promise<T>): Promise<T> {

@@ -1,15 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import {
-  parseSafetensors,
-  parseSafetensorsWithMetadata,
-  readSafetensorsFile,
-  SafetensorsError,
-  toFloat32,
-  toInt64Numbers,
-  writeSafetensors,
-  type HostTensor,
-  type SafetensorsErrorCode,
-} from '../../src/io/safetensors.ts';
+import { parseSafetensors, parseSafetensorsWithMetadata, readSafetensorsFile, toFloat32, toInt64Numbers, writeSafetensors, type HostTensor } from '../../src/io/safetensors.ts';
+import { SafetensorsError, type SafetensorsErrorCode } from '../../src/errors.ts';
 
 const SRC = 'bad.safetensors';
 

@@ -2,9 +2,10 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadModelFolder, ModelFolderError, readJson } from '../../src/io/model_folder.ts';
+import { loadModelFolder, readJson } from '../../src/io/model_folder.ts';
 import { parseSafetensors, writeSafetensors } from '../../src/io/safetensors.ts';
-import { WeightError, WeightStore } from '../../src/io/weights.ts';
+import { WeightStore } from '../../src/io/weights.ts';
+import { ModelFolderError, WeightError } from '../../src/errors.ts';
 
 function store(): WeightStore {
   const z = (n: number) => new Float32Array(n);

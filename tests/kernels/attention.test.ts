@@ -2,9 +2,9 @@
 import { describe, expect, it } from 'vitest';
 import { Graph } from '../../src/graph/graph.ts';
 import { attention, attentionKeyGroups, attentionKeyTile } from '../../src/kernels/attention.ts';
-import { ShapeError } from '../../src/kernels/gemm.ts';
 import { runtime } from '../helpers/gpu.ts';
 import type { Tensor } from '../../src/graph/tensor.ts';
+import { ShapeError } from '../../src/errors.ts';
 
 describe('attention', () => {
   it('rejects bad shapes with a ShapeError', async () => {

@@ -2,10 +2,10 @@
 import { describe, expect, it } from 'vitest';
 import { Graph } from '../../src/graph/graph.ts';
 import { add } from '../../src/kernels/elementwise.ts';
-import { DTypeError } from '../../src/kernels/dtype.ts';
 import { linear } from '../../src/kernels/gemm.ts';
 import { timestepEmbedding } from '../../src/kernels/embedding.ts';
 import { hasF16, input, runtime } from '../helpers/gpu.ts';
+import { DTypeError } from '../../src/errors.ts';
 
 describe('storage types', () => {
   it('refuses mixed f32/f16 inputs, naming both tensors', async (ctx) => {

@@ -5,11 +5,11 @@ import { Graph } from '../../src/graph/graph.ts';
 import type { Tensor } from '../../src/graph/tensor.ts';
 import { add, concatChannels, upsampleNearest2x } from '../../src/kernels/elementwise.ts';
 import { embeddingLookup, timestepEmbedding, uploadIds } from '../../src/kernels/embedding.ts';
-import { ShapeError } from '../../src/kernels/gemm.ts';
 import { groupNorm } from '../../src/kernels/group_norm.ts';
 import { noiseAdd } from '../../src/kernels/noise_add.ts';
 import { gaussianNoise } from '../../src/kernels/rng.ts';
 import { input, runGraph, runtime } from '../helpers/gpu.ts';
+import { ShapeError } from '../../src/errors.ts';
 
 describe('shape checks', () => {
   it('throw ShapeError naming the problem', async () => {

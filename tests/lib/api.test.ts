@@ -4,12 +4,11 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { modelsMiddleware } from '../../demo/models_server.ts';
-import { generate, GenerateOptionsError, loadModel, type Model, type StepEvent } from '../../src/api.ts';
+import { generate, loadModel, type Model, type StepEvent } from '../../src/api.ts';
 import { createGpu, getGpu } from '../../src/gpu/device.ts';
-import { PrecisionError } from '../../src/models/precision.ts';
-import { GpuError } from '../../src/gpu/runtime.ts';
-import { CancelledError, generateClassConditional } from '../../src/pipelines/class_conditional.ts';
+import { generateClassConditional } from '../../src/pipelines/class_conditional.ts';
 import { tensorToImage } from '../../src/io/image.ts';
+import { CancelledError, GenerateOptionsError, GpuError, PrecisionError } from '../../src/errors.ts';
 
 let server: Server;
 let base: string;

@@ -4,8 +4,8 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { generate, loadModel, type Model, type StepEvent } from '../../src/api.ts';
 import { nodeFolderReader, type FolderReader } from '../../src/io/model_folder.ts';
-import { ConfigError } from '../../src/models/config.ts';
 import { latentPreview, parsePreviewFactors } from '../../src/preview.ts';
+import { ConfigError } from '../../src/errors.ts';
 
 const models: Model[] = [];
 afterAll(() => models.forEach((m) => m.destroy()));

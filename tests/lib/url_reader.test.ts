@@ -1,7 +1,8 @@
 // The URL FolderReader without a server or a GPU: fetch and the Cache API are stand-ins, so every
 // edge (no Content-Length, a short body, HTTP errors, a cache hit) is exercised on purpose.
 import { afterEach, describe, expect, it } from 'vitest';
-import { DownloadError, urlFolderReader } from '../../src/io/url_reader.ts';
+import { urlFolderReader } from '../../src/io/url_reader.ts';
+import { DownloadError } from '../../src/errors.ts';
 
 function streamed(chunks: Uint8Array[], headers: Record<string, string> = {}, status = 200): Response {
   const body = new ReadableStream<Uint8Array>({

@@ -7,7 +7,7 @@ import type { Runtime } from '../../src/gpu/runtime.ts';
 import { Graph } from '../../src/graph/graph.ts';
 import { bytesOf, numel, type Tensor } from '../../src/graph/tensor.ts';
 import { uploadIds } from '../../src/kernels/embedding.ts';
-import { linear, ShapeError } from '../../src/kernels/gemm.ts';
+import { linear } from '../../src/kernels/gemm.ts';
 import { nodeFolderReader } from '../../src/io/model_folder.ts';
 import { readSafetensorsFile, toFloat32, toInt64Numbers } from '../../src/io/safetensors.ts';
 import { WeightStore } from '../../src/io/weights.ts';
@@ -17,6 +17,7 @@ import { buildModel } from '../../src/models/model_loader.ts';
 import { compare } from '../helpers/compare.ts';
 import { hasF16, input, runtime } from '../helpers/gpu.ts';
 import { clipTextRef } from '../ref/clip_text.ts';
+import { ShapeError } from '../../src/errors.ts';
 
 const DIR = 'tests/fixtures/clip-text-tiny';
 

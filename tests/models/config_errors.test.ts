@@ -10,7 +10,6 @@ import { AutoencoderKL } from '../../src/models/autoencoder_kl.ts';
 import { readAutoencoderKLConfig } from '../../src/models/autoencoder_kl_config.ts';
 import { AutoencoderTiny } from '../../src/models/autoencoder_tiny.ts';
 import { readAutoencoderTinyConfig } from '../../src/models/autoencoder_tiny_config.ts';
-import { ConfigError } from '../../src/models/config.ts';
 import { buildModel } from '../../src/models/model_loader.ts';
 import { UNet2DModel } from '../../src/models/unet_2d.ts';
 import { readUNet2DConfig } from '../../src/models/unet_2d_config.ts';
@@ -18,10 +17,11 @@ import { UNet2DConditionModel } from '../../src/models/unet_2d_condition.ts';
 import { readUNet2DConditionConfig } from '../../src/models/unet_2d_condition_config.ts';
 import { VQModel } from '../../src/models/vq_model.ts';
 import { readVQModelConfig } from '../../src/models/vq_model_config.ts';
-import { createScheduler, SchedulerConfigError } from '../../src/schedulers/scheduler.ts';
+import { createScheduler } from '../../src/schedulers/scheduler.ts';
 import { Graph } from '../../src/graph/graph.ts';
 import { runtime } from '../helpers/gpu.ts';
 import type { Tensor } from '../../src/graph/tensor.ts';
+import { ConfigError, SchedulerConfigError } from '../../src/errors.ts';
 
 /**
  * Runs `body` with a scratch graph and a zero-filled input maker, then frees them and `models`

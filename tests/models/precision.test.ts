@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { PrecisionError, resolvePrecision } from '../../src/models/precision.ts';
+import { resolvePrecision } from '../../src/models/precision.ts';
+import { PrecisionError } from '../../src/errors.ts';
 
 describe('model precision', () => {
   const withF16 = new Set(['shader-f16']);

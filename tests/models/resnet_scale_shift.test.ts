@@ -6,7 +6,6 @@ import type { Runtime } from '../../src/gpu/runtime.ts';
 import { readSafetensorsFile, type HostTensor } from '../../src/io/safetensors.ts';
 import { loadModelFolder } from '../../src/io/model_folder.ts';
 import { WeightStore } from '../../src/io/weights.ts';
-import { ConfigError } from '../../src/models/config.ts';
 import { WeightLoader } from '../../src/models/loader.ts';
 import { ResnetBlock2D } from '../../src/models/resnet.ts';
 import { UNet2DModel } from '../../src/models/unet_2d.ts';
@@ -15,6 +14,7 @@ import { buildModel } from '../../src/models/model_loader.ts';
 import { readUNet2DConditionConfig } from '../../src/models/unet_2d_condition_config.ts';
 import { compare } from '../helpers/compare.ts';
 import { input, randn, runGraph, runtime } from '../helpers/gpu.ts';
+import { ConfigError } from '../../src/errors.ts';
 
 function host(name: string, shape: number[], data: Float32Array): HostTensor {
   return { name, dtype: 'F32', shape, bytes: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };

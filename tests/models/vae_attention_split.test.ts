@@ -4,7 +4,6 @@
 // limits, where the decode equals the unchunked one. vae-decode-attn's finest level is
 // 2 x 8 x 20 x 28 f32 = 35840 bytes; a 20000-byte limit cuts it.
 import { describe, expect, it } from 'vitest';
-import { PlanLimitError } from '../../src/gpu/runtime.ts';
 import { Graph, planGraph } from '../../src/graph/graph.ts';
 import { loadModelFolder } from '../../src/io/model_folder.ts';
 import { AutoencoderKL } from '../../src/models/autoencoder_kl.ts';
@@ -12,6 +11,7 @@ import { readAutoencoderKLConfig } from '../../src/models/autoencoder_kl_config.
 import { buildModel } from '../../src/models/model_loader.ts';
 import { compare } from '../helpers/compare.ts';
 import { input, randn, runGraphWithPlan, runtime } from '../helpers/gpu.ts';
+import { PlanLimitError } from '../../src/errors.ts';
 
 describe('AutoencoderKL decode with attention blocks over channel chunks', () => {
   it('refuses to chunk an attention input by name, and planGraph falls back to the device limits', async () => {

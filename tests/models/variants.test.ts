@@ -14,8 +14,8 @@
 import { readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { runModelCase } from '../../src/conformance/model_case.ts';
-import { ConfigError } from '../../src/models/config.ts';
 import { runtime } from '../helpers/gpu.ts';
+import { ConfigError } from '../../src/errors.ts';
 
 const root = 'tests/fixtures/variants';
 // Model cases only; the sched-* folders beside them are scheduler traces (tests/schedulers/diffusers_traces.test.ts).

@@ -1,11 +1,12 @@
 // The shipped model against its diffusers reference run, and the pipeline's own behaviour.
 import { describe, expect, it } from 'vitest';
 import { runPipelineCase } from '../../src/conformance/pipeline_case.ts';
-import { CancelledError, generateClassConditional } from '../../src/pipelines/class_conditional.ts';
+import { generateClassConditional } from '../../src/pipelines/class_conditional.ts';
 import { loadLdmFolder, type LdmModel } from '../../src/pipelines/ldm_folder.ts';
 import { runtime } from '../helpers/gpu.ts';
 import { StepRow } from '../../src/kernels/scheduler_step.ts';
 import { schedulerStepRef } from '../ref/scheduler_step.ts';
+import { CancelledError } from '../../src/errors.ts';
 
 let model: LdmModel | null = null;
 async function fashion(): Promise<LdmModel> {

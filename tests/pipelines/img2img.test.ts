@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseGenerateArgs, UsageError } from '../../src/cli/args.ts';
+import { parseGenerateArgs } from '../../src/cli/args.ts';
 import { scale } from '../../src/kernels/elementwise.ts';
 import { decodePng, encodePng } from '../../src/io/png.ts';
 import { generateClassConditional } from '../../src/pipelines/class_conditional.ts';
@@ -13,6 +13,7 @@ import { loadLdmFolder, type LdmModel } from '../../src/pipelines/ldm_folder.ts'
 import { createScheduler } from '../../src/schedulers/scheduler.ts';
 import { input, runGraph, runtime } from '../helpers/gpu.ts';
 import { runFresco } from '../helpers/cli.ts';
+import { UsageError } from '../../src/errors.ts';
 
 let model: LdmModel | null = null;
 async function fashion(): Promise<LdmModel> {

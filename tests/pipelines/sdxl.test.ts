@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { generate, GenerateOptionsError, loadModel, type GenerateOptions, type Model } from '../../src/api.ts';
+import { generate, loadModel, type GenerateOptions, type Model } from '../../src/api.ts';
 import { runModelCase } from '../../src/conformance/model_case.ts';
 import { runPipelineCase } from '../../src/conformance/pipeline_case.ts';
 import { decodePng } from '../../src/io/png.ts';
@@ -16,12 +16,12 @@ import { readSafetensorsFile, toFloat32, toInt64Numbers } from '../../src/io/saf
 import { Graph } from '../../src/graph/graph.ts';
 import { uploadIds } from '../../src/kernels/embedding.ts';
 import { poolPositions } from '../../src/models/clip_text_model.ts';
-import { ConfigError } from '../../src/models/config.ts';
 import { loadSdFolder, loadSdFrom, type SdModel } from '../../src/pipelines/sd_folder.ts';
 import { generateFromText, type TextTrace } from '../../src/pipelines/text_to_image.ts';
 import { CLIPTokenizer } from '../../src/text/clip_tokenizer.ts';
 import { hasF16, runtime } from '../helpers/gpu.ts';
 import { runFresco } from '../helpers/cli.ts';
+import { ConfigError, GenerateOptionsError } from '../../src/errors.ts';
 
 const MODEL = 'tests/fixtures/sdxl-tiny';
 const CASES = ['pipeline-sdxl-tiny', 'pipeline-sdxl-tiny-zeros', 'pipeline-sdxl-tiny-clipskip', 'pipeline-sdxl-tiny-batch2'];

@@ -6,10 +6,11 @@
 import { describe, expect, it } from 'vitest';
 import { replaySchedulerTrace } from '../../src/conformance/scheduler_case.ts';
 import { DPMSolverMultistepScheduler } from '../../src/schedulers/dpm_solver.ts';
-import { createScheduler, SchedulerConfigError } from '../../src/schedulers/scheduler.ts';
+import { createScheduler } from '../../src/schedulers/scheduler.ts';
 import { runtime } from '../helpers/gpu.ts';
 import { gauss, writeTraceFolder } from '../helpers/synthetic_trace.ts';
 import { dpmSolverPPStepRef } from '../ref/scheduler_step.ts';
+import { SchedulerConfigError } from '../../src/errors.ts';
 
 const sd = { beta_schedule: 'scaled_linear', beta_start: 0.00085, beta_end: 0.012, num_train_timesteps: 1000 };
 const dpm = { _class_name: 'DPMSolverMultistepScheduler', ...sd };

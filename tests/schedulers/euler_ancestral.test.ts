@@ -5,8 +5,9 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { replaySchedulerTrace } from '../../src/conformance/scheduler_case.ts';
 import { EulerAncestralScheduler } from '../../src/schedulers/euler_ancestral.ts';
-import { createScheduler, SchedulerConfigError } from '../../src/schedulers/scheduler.ts';
+import { createScheduler } from '../../src/schedulers/scheduler.ts';
 import { runtime } from '../helpers/gpu.ts';
+import { SchedulerConfigError } from '../../src/errors.ts';
 
 const TOL = 1e-5;
 const dir = fileURLToPath(new URL('../fixtures/sched-euler-a', import.meta.url));

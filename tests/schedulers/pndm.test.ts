@@ -10,10 +10,11 @@ import { generateClassConditional } from '../../src/pipelines/class_conditional.
 import { loadLdmFolder } from '../../src/pipelines/ldm_folder.ts';
 import { PNDMScheduler } from '../../src/schedulers/pndm.ts';
 import { inferenceTimesteps } from '../../src/schedulers/schedule.ts';
-import { createScheduler, SchedulerConfigError } from '../../src/schedulers/scheduler.ts';
+import { createScheduler } from '../../src/schedulers/scheduler.ts';
 import { runtime } from '../helpers/gpu.ts';
 import { gauss, writeTraceFolder, type TraceTensors } from '../helpers/synthetic_trace.ts';
 import { PlmsRef } from '../ref/scheduler_step.ts';
+import { SchedulerConfigError } from '../../src/errors.ts';
 
 const sd = { _class_name: 'PNDMScheduler', beta_schedule: 'scaled_linear', beta_start: 0.00085, beta_end: 0.012, skip_prk_steps: true, set_alpha_to_one: false, steps_offset: 1 };
 

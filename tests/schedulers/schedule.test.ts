@@ -4,7 +4,8 @@ import { STEP_ROW_LENGTH, StepRow } from '../../src/kernels/scheduler_step.ts';
 import { DDIMScheduler } from '../../src/schedulers/ddim.ts';
 import { DDPMScheduler } from '../../src/schedulers/ddpm.ts';
 import { alphasCumprod, inferenceTimesteps, makeBetas, roundHalfEven, type ScheduleConfig } from '../../src/schedulers/schedule.ts';
-import { createScheduler, SCHEDULER_NAMES, SchedulerConfigError } from '../../src/schedulers/scheduler.ts';
+import { createScheduler, SCHEDULER_NAMES } from '../../src/schedulers/scheduler.ts';
+import { SchedulerConfigError } from '../../src/errors.ts';
 
 const base: ScheduleConfig = {
   numTrainTimesteps: 1000,

@@ -5,7 +5,8 @@ import { runTokenizerCase, tokenizerMismatch } from '../../src/conformance/token
 import type { FolderReader } from '../../src/io/model_folder.ts';
 import { nodeFolderReader } from '../../src/io/model_folder.ts';
 import { BYTE_SYMBOLS } from '../../src/text/byte_symbols.ts';
-import { CLIPTokenizer, TokenizerError } from '../../src/text/clip_tokenizer.ts';
+import { CLIPTokenizer } from '../../src/text/clip_tokenizer.ts';
+import { TokenizerError } from '../../src/errors.ts';
 
 const DIR = join(import.meta.dirname, '../fixtures/tokenizer-clip');
 const read = (name: string): string => readFileSync(join(DIR, name), 'utf8');
