@@ -127,15 +127,6 @@ function applyModel(info: ModelInfo): void {
 /** What the canvas shows, for the progress text and the download's file name. */
 let run: { model: string; subject: string; count: number; steps: number; seed?: number } | null = null;
 
-/**
- * The user's step for U-Net call `index` of `total`. PNDM makes steps + 1 calls: its first step
- * takes two (diffusers' PLMS warm-up repeats the second timestep), so any extra calls count
- * toward step 1 and the last call is the last step.
- */
-function userStep(index: number, total: number, steps: number): number {
-  return Math.min(steps, Math.max(1, index + 1 - Math.max(0, total - steps)));
-}
-
 /** A file-name-safe fragment: lower-case words joined by dashes, a few words at most. */
 function slug(text: string): string {
   return text.toLowerCase().replace(/[^a-z0-9]+/g, '-').slice(0, 40).replace(/^-+|-+$/g, '') || 'image';
@@ -182,9 +173,9 @@ function onMessage(msg: FromWorker): void {
       return setState('ready', `Ready${msg.info.cacheHits.length ? ' (model read from the browser cache)' : ''}.`);
     case 'step': {
       demo.steps++;
-      const steps = run!.steps;
-      const step = userStep(msg.index, msg.total, steps);
-      ui.progress.value = (msg.index + 1) / msg.total;
+      // Steps as asked for: the library folds PNDM's extra U-Net call into its first step.
+      const [step, steps] = [msg.index + 1, msg.total];
+      ui.progress.value = step / steps;
       ui.stepMs.textContent = `${msg.ms.toFixed(0)} ms (step ${step} of ${steps}, t=${msg.timestep})`;
       ui.status.textContent = `Step ${step} of ${steps}…`;
       if (msg.preview) {

@@ -22,7 +22,7 @@ export interface ModelInfo {
 export type FromWorker =
   | { type: 'progress'; loaded: number; total: number; file: string }
   | { type: 'loaded'; info: ModelInfo }
-  /** One U-Net call: `total` counts calls, which can exceed the steps asked for (PNDM makes steps + 1). */
+  /** One denoising step of `total`, the steps asked for (the library's StepEvent). */
   | { type: 'step'; index: number; total: number; timestep: number; ms: number; preview?: RgbaImage }
   /** Images (and previews) come laid out as the page shows them: gridColumns(count) per row. */
   | { type: 'done'; image: RgbaImage; steps: number; stepMs: number[]; totalMs: number; seed: number }

@@ -1,7 +1,7 @@
 // The demo's generation worker: the library runs here unchanged (no DOM, no window), so the page
 // stays responsive while the GPU works and only previews and results cross over.
-import { generate, loadModel, type Model, type RgbaImage } from '../src/index.ts';
-import { gridColumns, regrid } from './grid.ts';
+import { generate, loadModel, type Model } from '../src/index.ts';
+import { gridColumns } from './grid.ts';
 import type { FromWorker, ToWorker } from './protocol.ts';
 
 let model: Model | null = null;
@@ -33,21 +33,17 @@ async function handle(msg: ToWorker): Promise<void> {
   }
   if (!model) throw new Error('no model loaded');
   const ctl = (running = new AbortController());
-  // The page asks for one class or prompt, so the batch is the count.
-  const n = msg.options.count ?? 1;
-  const { imageSize } = model;
-  const layout = (img: RgbaImage) => regrid(img, n, imageSize, gridColumns(n));
+  // The page asks for one class or prompt, so the batch is the count: a near-square grid (2x2 for
+  // 4) shows each image larger than one long row.
+  const columns = gridColumns(msg.options.count ?? 1);
   try {
     const r = await generate(model, {
       ...msg.options,
+      columns,
       signal: ctl.signal,
-      onStep: ({ preview, ...e }) => {
-        const shown = preview && layout(preview);
-        post({ type: 'step', ...e, ...(shown ? { preview: shown } : {}) }, shown ? [shown.data.buffer as ArrayBuffer] : []);
-      },
+      onStep: (e) => post({ type: 'step', ...e }, e.preview ? [e.preview.data.buffer as ArrayBuffer] : []),
     });
-    const image = layout(r.image);
-    post({ type: 'done', image, steps: r.steps, stepMs: r.stepMs, totalMs: r.totalMs, seed: r.seed }, [image.data.buffer as ArrayBuffer]);
+    post({ type: 'done', image: r.image, steps: r.steps, stepMs: r.stepMs, totalMs: r.totalMs, seed: r.seed }, [r.image.data.buffer as ArrayBuffer]);
   } finally {
     if (running === ctl) running = null;
   }

@@ -209,6 +209,11 @@ export interface GenerateOptions extends SdxlSizeOptions {
   /** Read back and map the latents to RGB every N steps (0 or absent: no previews). */
   previewEvery?: number;
   /**
+   * Images per row of the grid `image` and the previews are laid out in (default: count, so each
+   * class or prompt has a row, when count > 1; else near square).
+   */
+  columns?: number;
+  /**
    * img2img: start from this image (RGBA pixels, such as ImageData or a decoded PNG) instead of
    * pure noise, the same image for every image generated. Its size must be the size generated
    * unless `resize` is set. Not for Stable Diffusion XL.
@@ -269,6 +274,11 @@ function sdxlOptions(opts: GenerateOptions, prompts: number, count: number): Par
   return out;
 }
 
+/** The grid's images per row: as asked (at most the batch), else a row per class or prompt, else near square. */
+function gridColumns(asked: number | undefined, count: number, batch: number): number {
+  return Math.min(batch, asked ?? (count > 1 ? count : Math.ceil(Math.sqrt(batch))));
+}
+
 /** initImage and mask as the pipelines take them: [B, C, H, W] and [B, 1, H, W], repeated over the batch. */
 function initInputs(opts: GenerateOptions, [height, width]: readonly [number, number], channels: number, batch: number, xl: boolean) {
   const fail = (m: string) => new GenerateOptionsError(m);
@@ -310,6 +320,7 @@ export async function generate(model: Model, opts: GenerateOptions = {}): Promis
   if (!Number.isInteger(count) || count < 1) throw new GenerateOptionsError(`count must be a positive integer, got ${count}`);
   const previewEvery = opts.previewEvery ?? 0;
   if (!Number.isInteger(previewEvery) || previewEvery < 0) throw new GenerateOptionsError(`previewEvery must be a whole number of steps, got ${previewEvery}`);
+  if (opts.columns !== undefined && !(Number.isInteger(opts.columns) && opts.columns >= 1)) throw new GenerateOptionsError(`columns must be a positive whole number, got ${opts.columns}`);
   if (opts.signal?.aborted) throw new CancelledError();
   const { rt, loaded } = model;
   const seed = opts.seed ?? randomSeed();
@@ -339,7 +350,7 @@ export async function generate(model: Model, opts: GenerateOptions = {}): Promis
     const labels = classLabels(model, opts.class);
     const classLabelsBatch = labels.flatMap((l) => new Array<number>(count).fill(l));
     batch = classLabelsBatch.length;
-    cols = count > 1 ? count : Math.ceil(Math.sqrt(batch));
+    cols = gridColumns(opts.columns, count, batch);
     const { unet } = loaded.ldm;
     latentShape = [batch, unet.inChannels, unet.sampleSize, unet.sampleSize];
     // The card's own factors when it has them; otherwise nothing is known about this VAE's latents.
@@ -354,7 +365,7 @@ export async function generate(model: Model, opts: GenerateOptions = {}): Promis
     const prompts = given.flatMap((p) => new Array<string>(count).fill(p));
     const xlOptions = sdxlOptions(opts, given.length, count);
     batch = prompts.length;
-    cols = count > 1 ? count : Math.ceil(Math.sqrt(batch));
+    cols = gridColumns(opts.columns, count, batch);
     const { unet, vae } = loaded.sd;
     const f = vae.scaleFactor;
     const [height, width] = [opts.height ?? model.imageSize[0], opts.width ?? model.imageSize[1]];

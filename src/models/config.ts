@@ -1,4 +1,4 @@
-// What every model config reader shares: the error class, the reader with diffusers' activation
+// What every model config reader shares: the reader (raising ConfigError) with diffusers' activation
 // names, the header checks each class makes and the block type check. No GPU code: configs are
 // read and checked before anything is uploaded (tests/models/config_errors.test.ts needs no device).
 import { activationOf, type Activation } from '../kernels/activation.ts';

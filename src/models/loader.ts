@@ -61,5 +61,3 @@ export class WeightLoader {
     this.uploaded.length = 0;
   }
 }
-
-// Importers outside the models (the public index, pipelines in progress) still find the error here.

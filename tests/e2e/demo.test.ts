@@ -238,8 +238,8 @@ describe.skipIf(!haveChromium)('demo page in headless Chromium', () => {
     await page.click('#generate');
     const end = await waitState(page, ['done', 'error']);
     expect(end, (await demo(page)).error ?? '').toBe('done');
-    // PNDM makes steps + 1 U-Net calls, but the user asked for 2 steps.
-    expect((await demo(page)).steps).toBe(3);
+    // PNDM makes steps + 1 U-Net calls, but the library reports the 2 steps the user asked for.
+    expect((await demo(page)).steps).toBe(2);
     const shown = (await statuses(page)).filter((t) => t.startsWith('Step'));
     expect(shown.length).toBeGreaterThan(0);
     for (const t of shown) expect(t).toMatch(/^Step [12] of 2…$/);

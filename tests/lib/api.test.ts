@@ -136,6 +136,13 @@ describe('loadModel + generate (class-conditional)', () => {
     // fresco.json's own latent → image factors, one image channel: gray (tests/lib/preview.test.ts
     // checks the values, and 'normalize' for a model without factors).
     for (let i = 0; i < p.data.length; i += 4) expect([p.data[i + 1], p.data[i + 2], p.data[i + 3]]).toEqual([p.data[i], p.data[i], 255]);
+    // columns: the same four images (and previews) four to a row; a bad value is named.
+    const row: StepEvent[] = [];
+    const wide = await generate(m, { class: [0, 7], count: 2, seed: 3, steps: 3, guidance: 1, previewEvery: 3, columns: 4, onStep: (e) => row.push(e) });
+    expect([wide.image.width, wide.image.height, wide.columns]).toEqual([128, 32, 4]);
+    expect([row[2]!.preview!.width, row[2]!.preview!.height]).toEqual([32, 8]);
+    expect(wide.raw).toEqual(r.raw);
+    await expect(generate(m, { class: 0, columns: 0 })).rejects.toThrow(/columns must be a positive whole number, got 0/);
   });
 });
 
