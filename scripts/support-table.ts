@@ -6,14 +6,16 @@
 //   node --import tsx scripts/support-table.ts           # print the table
 //   node --import tsx scripts/support-table.ts --write   # replace it in README.md
 //
-// The block type lists are module-private constants of the config readers (src/models/*_config.ts
-// and the like), so they are read from the source text by name; the model classes are the
-// `_class_name` / `architectures` each config reader insists on; the schedulers come from the
-// GPU-free registry. Where a list moves to another file under src/, nothing here changes; where
-// one is renamed or removed, this script fails and says which.
+// The pipeline and block type lists are the ones the config readers check against, imported; the
+// model classes are the `_class_name` / `architectures` each config reader insists on, read from
+// the source (a call's argument, not a list); the schedulers come from the GPU-free registry.
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { COND_DOWN_TYPES, COND_UP_TYPES } from '../src/models/unet_2d_condition_config.ts';
+import { UNET_DOWN_TYPES, UNET_UP_TYPES } from '../src/models/unet_2d_config.ts';
+import { DECODER_TYPES, ENCODER_TYPES } from '../src/models/vae_config.ts';
+import { PIPELINES } from '../src/pipelines/sd_folder.ts';
 import { SCHEDULERS } from '../src/schedulers/registry.ts';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -31,24 +33,6 @@ function sourceFiles(dir: string): string[] {
 /** Every src/ file's text, by path relative to the repository root. */
 function sources(): Map<string, string> {
   return new Map(sourceFiles(join(ROOT, 'src')).sort().map((p) => [relative(ROOT, p), readFileSync(p, 'utf8')]));
-}
-
-const quoted = (text: string): string[] => [...text.matchAll(/'([^']*)'|"([^"]*)"/g)].map((m) => m[1] ?? m[2]!);
-
-/** The string array `const NAME = [...]` (exported or not) defined under src/; one definition, or equal ones. */
-function constList(src: Map<string, string>, name: string): string[] {
-  const re = new RegExp(`(?:^|\\n)\\s*(?:export\\s+)?const\\s+${name}\\b[^=]*=\\s*\\[([^\\]]*)\\]`);
-  const found = new Map<string, string[]>();
-  for (const [file, text] of src) {
-    const m = re.exec(text);
-    if (m) found.set(file, quoted(m[1]!));
-  }
-  if (found.size === 0) throw new Error(`support-table: no list 'const ${name} = [...]' under src/ (renamed or moved into code? update scripts/support-table.ts)`);
-  const distinct = new Set([...found.values()].map((v) => JSON.stringify(v)));
-  if (distinct.size > 1) throw new Error(`support-table: '${name}' is defined differently in ${[...found.keys()].join(', ')}`);
-  const list = [...found.values()][0]!;
-  if (list.length === 0) throw new Error(`support-table: '${name}' is empty`);
-  return list;
 }
 
 /** The model classes the config readers accept: modelConfigReader(config, where, 'Class', ...) and CLIP's architectures check. */
@@ -77,12 +61,12 @@ export function supportTable(): string {
   const text = byRole(classes, /CLIP/);
   const other = classes.filter((c) => !unets.includes(c) && !vaes.includes(c) && !text.includes(c)).sort();
   const rows: [string, string][] = [
-    ['Pipeline folders (`model_index.json`)', code(constList(src, 'PIPELINES'))],
+    ['Pipeline folders (`model_index.json`)', code(PIPELINES)],
     ['U-Nets (`config.json` `_class_name`)', code(unets)],
-    ['`UNet2DModel` blocks', `down: ${code(constList(src, 'UNET_DOWN_TYPES'))}<br>up: ${code(constList(src, 'UNET_UP_TYPES'))}`],
-    ['`UNet2DConditionModel` blocks', `down: ${code(constList(src, 'COND_DOWN_TYPES'))}<br>up: ${code(constList(src, 'COND_UP_TYPES'))}`],
+    ['`UNet2DModel` blocks', `down: ${code(UNET_DOWN_TYPES)}<br>up: ${code(UNET_UP_TYPES)}`],
+    ['`UNet2DConditionModel` blocks', `down: ${code(COND_DOWN_TYPES)}<br>up: ${code(COND_UP_TYPES)}`],
     ['Autoencoders', code(vaes)],
-    ['`AutoencoderKL` / `VQModel` blocks', `encoder: ${code(constList(src, 'ENCODER_TYPES'))}<br>decoder: ${code(constList(src, 'DECODER_TYPES'))}`],
+    ['`AutoencoderKL` / `VQModel` blocks', `encoder: ${code(ENCODER_TYPES)}<br>decoder: ${code(DECODER_TYPES)}`],
     ['Text encoders', code(text)],
     ...(other.length ? [['Other models', code(other)] as [string, string]] : []),
     ['Schedulers (`--scheduler`: diffusers class)', SCHEDULERS.map((s) => `\`${s.name}\`: ${s.className}${'config' in s ? ` (${Object.entries(s.config).map(([k, v]) => `${k} ${v}`).join(', ')})` : ''}`).join('<br>')],

@@ -20,8 +20,8 @@ const KEYS = [
   'mid_block_only_cross_attention', 'cross_attention_norm', 'addition_embed_type_num_heads',
 ];
 
-const COND_DOWN_TYPES = ['DownBlock2D', 'CrossAttnDownBlock2D'];
-const COND_UP_TYPES = ['UpBlock2D', 'CrossAttnUpBlock2D'];
+export const COND_DOWN_TYPES = ['DownBlock2D', 'CrossAttnDownBlock2D'];
+export const COND_UP_TYPES = ['UpBlock2D', 'CrossAttnUpBlock2D'];
 
 export type CondMidBlockType = 'UNetMidBlock2DCrossAttn' | 'UNetMidBlock2D';
 

@@ -17,8 +17,8 @@ const UNET_2D_KEYS = [
  * The block types of get_down_block / get_up_block built for UNet2DModel, NCSN++'s skip blocks
  * (FIR resampling and the image-space skip_sample path) included.
  */
-const UNET_DOWN_TYPES = ['DownBlock2D', 'AttnDownBlock2D', 'ResnetDownsampleBlock2D', 'SkipDownBlock2D', 'AttnSkipDownBlock2D'];
-const UNET_UP_TYPES = ['UpBlock2D', 'AttnUpBlock2D', 'ResnetUpsampleBlock2D', 'SkipUpBlock2D', 'AttnSkipUpBlock2D'];
+export const UNET_DOWN_TYPES = ['DownBlock2D', 'AttnDownBlock2D', 'ResnetDownsampleBlock2D', 'SkipDownBlock2D', 'AttnSkipDownBlock2D'];
+export const UNET_UP_TYPES = ['UpBlock2D', 'AttnUpBlock2D', 'ResnetUpsampleBlock2D', 'SkipUpBlock2D', 'AttnSkipUpBlock2D'];
 const isSkipBlock = (t: string) => t === 'SkipDownBlock2D' || t === 'AttnSkipDownBlock2D' || t === 'SkipUpBlock2D' || t === 'AttnSkipUpBlock2D';
 
 /** get_down_block / get_up_block strip a leading "UNetRes" from the type name. */

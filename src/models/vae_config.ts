@@ -29,8 +29,8 @@ export interface VaeDecoderConfig extends TowerConfig {
   normType: DecoderNormType;
 }
 
-const ENCODER_TYPES = ['DownEncoderBlock2D', 'AttnDownEncoderBlock2D'];
-const DECODER_TYPES = ['UpDecoderBlock2D', 'AttnUpDecoderBlock2D'];
+export const ENCODER_TYPES = ['DownEncoderBlock2D', 'AttnDownEncoderBlock2D'];
+export const DECODER_TYPES = ['UpDecoderBlock2D', 'AttnUpDecoderBlock2D'];
 
 export function readVaeEncoderConfig(c: ConfigReader): VaeEncoderConfig {
   const act = c.activation('act_fn');
