@@ -35,7 +35,8 @@ async function readPng(flag: string, path: string): Promise<RgbaPixels> {
 function progress(e: StepEvent): void {
   const done = e.index + 1;
   const tail = `${done}/${e.total} t=${e.timestep} ${e.ms.toFixed(0)} ms/step`;
-  if (process.stderr.isTTY) {
+  // bin/fresco.js runs this with stderr piped through a filter; it says whether its own is a terminal.
+  if (process.env.FRESCO_STDERR_TTY ? process.env.FRESCO_STDERR_TTY === '1' : process.stderr.isTTY) {
     const width = 30;
     const filled = Math.round((done / e.total) * width);
     process.stderr.write(`\r[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${tail}`);
