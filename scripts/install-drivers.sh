@@ -10,8 +10,11 @@
 set -uo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
+# Not root: sudo, asking for a password only where someone can type it.
 SUDO=()
-[ "$(id -u)" -eq 0 ] || SUDO=(sudo -n)
+if [ "$(id -u)" -ne 0 ]; then
+  if [ -t 0 ]; then SUDO=(sudo); else SUDO=(sudo -n); fi
+fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 

@@ -42,22 +42,16 @@ export interface GenerateArgs {
 export const SDXL_FLAGS = ['--prompt-2', '--negative-prompt-2', '--original-size', '--crop-top-left', '--target-size'] as const;
 
 export const GENERATE_USAGE = `usage: fresco generate [options]
-  --model DIR          diffusers-layout folder: a class-conditional LDM (unet/ vae/ scheduler/) or a
-                       Stable Diffusion 1.x/2.x or XL pipeline (model_index.json) (default
-                       weights/fashion-ldm)
+  --model DIR          a diffusers folder: class-conditional LDM (unet/ vae/ scheduler/) or Stable
+                       Diffusion 1.x/2.x/XL pipeline (model_index.json); default weights/fashion-ldm
   --class NAME|INDEX   class to draw, class-conditional models (repeatable; default: every class once;
                        null, or the null class's index (fashion-ldm: 10), draws unconditionally)
   --prompt TEXT        what to draw, text-to-image models (required for them)
   --negative-prompt TEXT  what to steer away from (text-to-image; default none)
   --width W --height H image size in pixels (text-to-image; default the model's)
-  --prompt-2 TEXT      Stable Diffusion XL: the second text encoder's prompt (default the prompt)
-  --negative-prompt-2 TEXT  SDXL: the second text encoder's negative prompt (default the negative one)
-  --original-size WxH  SDXL micro-conditioning, width x height in pixels like --width/--height:
-                       1024x768 is diffusers' original_size (768, 1024) (default the image size)
-  --crop-top-left Y,X  SDXL: top then left crop offset in pixels, diffusers' crops_coords_top_left
-                       (default 0,0)
-  --target-size WxH    SDXL: width x height in pixels, diffusers' target_size (height, width)
-                       (default the image size)
+  --prompt-2 TEXT, --negative-prompt-2 TEXT  SDXL's second text encoder's prompts (default the first)
+  --original-size WxH, --target-size WxH, --crop-top-left Y,X  SDXL micro-conditioning in pixels
+                       (default the image size, and 0,0)
   --count N            images per class or prompt (default 1)
   --seed N             RNG seed (default: random, printed)
   --steps N            denoising steps (default from the model card, else 25; text-to-image 50)
