@@ -38,5 +38,9 @@ export default defineConfig({
     // Worker threads, not forks: dawn.node crashes inside vitest's forked workers.
     fileParallelism: true,
     pool: 'threads',
+    // Files share their worker's modules, so one GPU device (tests/helpers/gpu.ts, the library's
+    // shared runtime) and its compiled pipelines serve every file: a cold shader cache compiles
+    // each kernel variant once per worker instead of once per file.
+    isolate: false,
   },
 });
