@@ -6,6 +6,7 @@
 // dynamic-buffer limits (lavapipe: "maxDynamic…BuffersPerPipelineLayout artificially reduced …").
 // They concern Dawn's own bookkeeping, not the run, and native code cannot be silenced from JS.
 import { spawn } from 'node:child_process';
+import { constants } from 'node:os';
 import { fileURLToPath } from 'node:url';
 
 const DAWN_NOTE = /^Warning: maxDynamic\w+PerPipelineLayout artificially reduced from \d+ to \d+ to fit dynamic offset allocation limit\.$/;
@@ -17,7 +18,7 @@ if (process.env.FRESCO_CLI_CHILD) {
   register();
   await import('../src/cli/main.ts');
 } else {
-  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), ...process.argv.slice(2)], {
+  const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), ...process.argv.slice(2)], {
     stdio: ['inherit', 'inherit', 'pipe'],
     // The child's stderr is a pipe: tell it whether ours is a terminal (progress bar or plain lines).
     env: { ...process.env, FRESCO_CLI_CHILD: '1', FRESCO_STDERR_TTY: process.stderr.isTTY ? '1' : '' },
@@ -35,14 +36,14 @@ if (process.env.FRESCO_CLI_CHILD) {
       pending = '';
     }
   });
-  for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => child.kill(sig));
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => child.kill(sig));
   child.on('close', (code, signal) => {
-    if (pending) process.stderr.write(pending);
-    if (signal) {
-      // Die of the same signal, as a shell expects (exit status 128 + n).
+    process.stderr.write(pending, () => {
+      if (!signal) return process.exit(code ?? 1);
+      // Die of the same signal, as a shell expects; where Node does not die of it, its exit status.
       process.removeAllListeners(signal);
       process.kill(process.pid, signal);
-    }
-    else process.exit(code ?? 1);
+      process.exit(128 + (constants.signals[signal] ?? 0));
+    });
   });
 }

@@ -54,17 +54,17 @@ export const GENERATE_USAGE = `usage: fresco generate [options]
                        (default the image size, and 0,0)
   --count N            images per class or prompt (default 1)
   --seed N             RNG seed (default: random, printed)
-  --steps N            denoising steps (default from the model card, else 25; text-to-image 50)
-  --guidance G         classifier-free guidance scale (default from the model card, else 3;
+  --steps N            denoising steps (default: class models the card's, else 25; text-to-image 50)
+  --guidance G         classifier-free guidance scale (default: class models the card's, else 3;
                        text-to-image 7.5, Stable Diffusion XL 5)
-  --scheduler NAME     the sampler (default from the model card, else the folder's own scheduler
-                       for text-to-image, ddim otherwise):
+  --scheduler NAME     the sampler (default: class models the card's, else ddim; text-to-image
+                       the folder's own scheduler):
 ${schedulerHelpLines(' '.repeat(25)).join('\n')}
   --eta E              DDIM eta (default 0; DDIM only)
   --out FILE.png       output PNG, a grid when several images (default fresco.png)
   --force              overwrite FILE.png if it exists
-  --init-image FILE.png  img2img: start from this image (gray or RGB, the image size unless
-                       --resize; not with Stable Diffusion XL)
+  --init-image FILE.png  img2img: start from this image (gray or RGB; the image size, or --resize;
+                       text-to-image without --width/--height: its size; not with SDXL)
   --strength S         how far to noise the init image, 0 < S <= 1 (default 0.8; needs --init-image)
   --mask FILE.png      inpaint: white pixels are repainted, black kept (needs --init-image)
   --resize             resize --init-image and --mask to the image size (Lanczos) instead of

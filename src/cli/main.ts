@@ -5,7 +5,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { generate, inspectModel, loadModel, randomSeed, type GenerateOptions, type ModelInfo, type RgbaPixels, type StepEvent } from '../api.ts';
+import { generate, inspectModel, loadModel, randomSeed, resolveGenerateOptions, type GenerateOptions, type ModelInfo, type RgbaPixels, type StepEvent } from '../api.ts';
 import { decodePng, encodePng, tensorToImage, writeFileNoClobber } from '../io/png.ts';
 import { describeClass } from '../pipelines/class_names.ts';
 import { GENERATE_USAGE, parseGenerateArgs, resolveClasses, SDXL_FLAGS, type GenerateArgs } from './args.ts';
@@ -32,6 +32,8 @@ async function readPng(flag: string, path: string): Promise<RgbaPixels> {
  * A bar redrawn in place on a terminal; in a log (not a TTY) a plain line at each quarter, so
  * no carriage returns end up in files.
  */
+let barOpen = false;
+
 function progress(e: StepEvent): void {
   const done = e.index + 1;
   const tail = `${done}/${e.total} t=${e.timestep} ${e.ms.toFixed(0)} ms/step`;
@@ -40,7 +42,8 @@ function progress(e: StepEvent): void {
     const width = 30;
     const filled = Math.round((done / e.total) * width);
     process.stderr.write(`\r[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${tail}`);
-    if (done === e.total) process.stderr.write('\n');
+    barOpen = done !== e.total;
+    if (!barOpen) process.stderr.write('\n');
   } else if (done === e.total || Math.floor((done * 4) / e.total) > Math.floor(((done - 1) * 4) / e.total)) {
     process.stderr.write(`step ${tail}\n`);
   }
@@ -103,6 +106,41 @@ async function generateCommand(argv: string[]): Promise<void> {
   const labels = info.kind === 'class' ? classLabels(args, info) : [];
   const initImage = args.initImage !== null ? await readPng('--init-image', args.initImage) : undefined;
   const mask = args.mask !== null ? await readPng('--mask', args.mask) : undefined;
+  // Without --width/--height a text model generates at the init image's size (the library's rule,
+  // as diffusers' img2img); otherwise an init image of another size needs --resize.
+  const sized = info.kind === 'class' || args.width !== null || args.height !== null || !initImage;
+  const [height, width] = info.kind === 'text' ? [args.height ?? info.imageSize[0], args.width ?? info.imageSize[1]] : info.imageSize;
+  for (const [flag, path, img] of [['--init-image', args.initImage, initImage], ['--mask', args.mask, mask]] as const) {
+    if (img && sized && !args.resize && (img.width !== width || img.height !== height)) {
+      throw new UsageError(`${flag} ${path} is ${img.width}x${img.height}; this model needs ${width}x${height} (pass --resize to resize it)`);
+    }
+  }
+  const opts: GenerateOptions = {
+    count: args.count,
+    seed: args.seed ?? randomSeed(),
+    ...(args.steps !== null ? { steps: args.steps } : {}),
+    ...(args.guidance !== null ? { guidance: args.guidance } : {}),
+    ...(args.scheduler !== null ? { scheduler: args.scheduler } : {}),
+    ...(args.eta > 0 ? { eta: args.eta } : {}),
+    onStep: progress,
+    ...(initImage ? { initImage, resize: args.resize, ...(args.strength !== null ? { strength: args.strength } : {}), ...(mask ? { mask } : {}) } : {}),
+    ...(info.kind === 'class'
+      ? { class: labels }
+      : {
+          prompt: args.prompt!,
+          ...(args.width !== null ? { width: args.width } : {}),
+          ...(args.height !== null ? { height: args.height } : {}),
+          ...(args.negativePrompt !== null ? { negativePrompt: args.negativePrompt } : {}),
+          ...(args.prompt2 !== null ? { prompt2: args.prompt2 } : {}),
+          ...(args.negativePrompt2 !== null ? { negativePrompt2: args.negativePrompt2 } : {}),
+          ...(args.originalSize ? { originalSize: args.originalSize } : {}),
+          ...(args.cropTopLeft ? { cropsCoordsTopLeft: args.cropTopLeft } : {}),
+          ...(args.targetSize ? { targetSize: args.targetSize } : {}),
+        }),
+  };
+  // The library's own checks and defaults, still before the GPU: steps × strength, eta with the
+  // model's default scheduler, and the rest.
+  const o = resolveGenerateOptions(info, opts, modelDir);
   checkOut(args);
 
   let model;
@@ -115,46 +153,14 @@ async function generateCommand(argv: string[]): Promise<void> {
   try {
     console.error(`adapter: ${model.adapterName}`);
     console.error(`precision: ${model.precision}`);
-    const [height, width] = info.kind === 'text' ? [args.height ?? model.imageSize[0], args.width ?? model.imageSize[1]] : model.imageSize;
-    for (const [flag, img] of [['--init-image', initImage], ['--mask', mask]] as const) {
-      if (img && !args.resize && (img.width !== width || img.height !== height)) {
-        throw new UsageError(`${flag} ${flag === '--mask' ? args.mask : args.initImage} is ${img.width}x${img.height}; this model needs ${width}x${height} (pass --resize to resize it)`);
-      }
-    }
-    const steps = args.steps ?? model.defaults.steps;
-    const guidance = args.guidance ?? model.defaults.guidance;
-    const scheduler = args.scheduler ?? model.defaults.scheduler;
-    const seed = args.seed ?? randomSeed();
-    const opts: GenerateOptions = {
-      count: args.count,
-      seed,
-      steps,
-      guidance,
-      scheduler,
-      eta: args.eta,
-      onStep: progress,
-      ...(initImage ? { initImage, strength: args.strength ?? 0.8, resize: args.resize, ...(mask ? { mask } : {}) } : {}),
-    };
-    const init = initImage ? `; ${mask ? 'inpainting' : 'img2img'} from ${args.initImage}, strength ${opts.strength}` : '';
-    const batch = args.count * (info.kind === 'class' ? labels.length : 1);
+    const init = initImage ? `; ${mask ? 'inpainting' : 'img2img'} from ${args.initImage}, strength ${o.init.strength}` : '';
+    const run = `seed ${o.seed}, ${o.steps} ${o.scheduler} steps, guidance ${o.guidance}${init}`;
     if (info.kind === 'class') {
-      opts.class = labels;
-      console.error(`generating ${batch} image(s): ${labels.map((l) => describeClass(l, info.classNames, info.nullClass!)).join(', ')}; seed ${seed}, ${steps} ${scheduler} steps, guidance ${guidance}${init}`);
+      console.error(`generating ${o.batch} image(s): ${labels.map((l) => describeClass(l, info.classNames, info.nullClass!)).join(', ')}; ${run}`);
     } else {
-      Object.assign(opts, {
-        prompt: args.prompt!,
-        width,
-        height,
-        ...(args.negativePrompt !== null ? { negativePrompt: args.negativePrompt } : {}),
-        ...(args.prompt2 !== null ? { prompt2: args.prompt2 } : {}),
-        ...(args.negativePrompt2 !== null ? { negativePrompt2: args.negativePrompt2 } : {}),
-        ...(args.originalSize ? { originalSize: args.originalSize } : {}),
-        ...(args.cropTopLeft ? { cropsCoordsTopLeft: args.cropTopLeft } : {}),
-        ...(args.targetSize ? { targetSize: args.targetSize } : {}),
-      });
       const sd = model.loaded.kind === 'text' ? model.loaded.sd : null;
       if (sd?.xl && sd.vae.precision.dtype !== sd.unet.precision.dtype) console.error(`the VAE decodes in ${sd.vae.precision.dtype} (its config's force_upcast, as StableDiffusionXLPipeline)`);
-      console.error(`generating ${batch} image(s) of ${JSON.stringify(args.prompt)}${args.negativePrompt ? ` (negative: ${JSON.stringify(args.negativePrompt)})` : ''}, ${width}x${height}; seed ${seed}, ${steps} ${scheduler} steps, guidance ${guidance}${init}${describeXl(args)}`);
+      console.error(`generating ${o.batch} image(s) of ${JSON.stringify(args.prompt)}${args.negativePrompt ? ` (negative: ${JSON.stringify(args.negativePrompt)})` : ''}, ${o.width}x${o.height}; ${run}${describeXl(args)}`);
     }
     const result = await generate(model, opts);
     if (result.truncated?.length) console.error(`note: the prompt was cut to the text encoder's token limit`);
@@ -162,7 +168,7 @@ async function generateCommand(argv: string[]): Promise<void> {
     await writeFileNoClobber(args.out, encodePng(img.width, img.height, img.channels, img.pixels), args.force);
     const mean = result.stepMs.reduce((a, b) => a + b, 0) / result.stepMs.length;
     console.error(`wrote ${args.out} (${img.width}x${img.height})`);
-    console.error(`adapter ${model.adapterName}; ${mean.toFixed(1)} ms/step (batch ${batch}${guidance > 1 ? ' ×2 for guidance' : ''}); total ${(result.totalMs / 1000).toFixed(2)} s; peak GPU memory ${(result.peakBytes / 2 ** 20).toFixed(1)} MiB`);
+    console.error(`adapter ${model.adapterName}; ${mean.toFixed(1)} ms per U-Net call (batch ${o.batch}${o.guidance > 1 ? ' ×2 for guidance' : ''}); total ${(result.totalMs / 1000).toFixed(2)} s; peak GPU memory ${(result.peakBytes / 2 ** 20).toFixed(1)} MiB`);
   } finally {
     model.destroy();
   }
@@ -182,15 +188,18 @@ async function main(): Promise<void> {
   throw new UsageError(`unknown command ${JSON.stringify(cmd)} (the command is: fresco generate)`);
 }
 
+/** Exits once stdout and stderr are flushed: a pipe (bin/fresco.js, `2>&1 | tee`) is written asynchronously. */
+function exit(code: number, message?: string): void {
+  // An error ends a half-drawn progress bar's line first.
+  const text = message === undefined ? '' : `${barOpen ? '\n' : ''}${message}\n`;
+  process.stdout.write('', () => process.stderr.write(text, () => process.exit(code)));
+}
+
 main().then(
-  () => process.exit(0),
+  () => exit(0),
   (e: unknown) => {
     const err = e as Error;
-    if (err instanceof UsageError || err instanceof GenerateOptionsError) {
-      console.error(`error: ${err.message}\nrun with --help for the options`);
-      process.exit(2);
-    }
-    console.error(`error: ${err?.message ?? err}`);
-    process.exit(1);
+    if (err instanceof UsageError || err instanceof GenerateOptionsError) return exit(2, `error: ${err.message}\nrun with --help for the options`);
+    exit(1, `error: ${err?.message ?? err}`);
   },
 );

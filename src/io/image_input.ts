@@ -81,7 +81,8 @@ export function resizeRgba(img: RgbaPixels, width: number, height: number): Rgba
       for (let k = 0; k < 4; k++) {
         let s = 0;
         for (let i = 0; i < w.length; i++) s += w[i]! * img.data[(y * img.width + h.first[x]! + i) * 4 + k]!;
-        mid[(y * width + x) * 4 + k] = s;
+        // PIL's 8-bit path keeps the horizontal pass as 8-bit pixels too: rounded and clamped.
+        mid[(y * width + x) * 4 + k] = Math.min(255, Math.max(0, Math.round(s)));
       }
     }
   const data = new Uint8ClampedArray(width * height * 4);

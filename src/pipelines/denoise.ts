@@ -235,7 +235,7 @@ export async function denoise(rt: Runtime, job: DenoiseJob, opts: DenoiseOptions
     );
     graphs.push(g);
 
-    const stepMs = await runSteps(rt, g, { tableBuf, rowBuf, rowBytes, start, sched, opts, traced: epsOut ? { eps: epsOut, x } : null, x });
+    const stepMs = await runSteps(rt, g, { tableBuf, rowBuf, rowBytes, start, steps, sched, opts, traced: epsOut ? { eps: epsOut, x } : null, x });
 
     const { image, imageShape } = await decodeLatents(rt, vae, x, graphs);
     const latents = await rt.read(x.buffer, n * 4);
@@ -263,6 +263,8 @@ interface StepLoop {
   rowBuf: GPUBuffer;
   rowBytes: number;
   start: number;
+  /** The steps asked for (the scheduler may make more U-Net calls). */
+  steps: number;
   sched: Scheduler;
   opts: DenoiseOptions;
   /** With opts.trace: the buffers read back after every step. */
@@ -277,9 +279,11 @@ async function runSteps(rt: Runtime, g: Graph, l: StepLoop): Promise<number[]> {
   const steps = l.sched.timesteps.length;
   // PLMS makes one U-Net call more than the steps asked for (its first step is taken twice): the
   // first call's time goes into the next event, so progress counts the steps the user asked for.
-  const extra = Math.max(0, steps - (l.opts.steps ?? 50));
+  const extra = Math.max(0, steps - l.steps);
   const events = steps - l.start - extra;
+  // The folded calls' time, and the timestep their step starts from (PLMS: d0 of d0 → d1).
   let carriedMs = 0;
+  const firstT = l.sched.timesteps[l.start]!;
   const stepMs: number[] = [];
   for (let i = l.start; i < steps; i++) {
     const k = i - l.start;
@@ -305,7 +309,7 @@ async function runSteps(rt: Runtime, g: Graph, l: StepLoop): Promise<number[]> {
     }
     const every = l.opts.latentsEvery ?? 0;
     const latents = l.opts.onStep && every > 0 && ((k - extra + 1) % every === 0 || i + 1 === steps) ? await rt.read(l.x.buffer, numel(l.x.shape) * 4) : undefined;
-    l.opts.onStep?.({ index: k - extra, total: events, timestep: l.sched.timesteps[i]!, ms: carriedMs + stepMs[k]!, ...(latents ? { latents } : {}) });
+    l.opts.onStep?.({ index: k - extra, total: events, timestep: k === extra ? firstT : l.sched.timesteps[i]!, ms: carriedMs + stepMs[k]!, ...(latents ? { latents } : {}) });
     carriedMs = 0;
   }
   return stepMs;

@@ -33,7 +33,7 @@ export function img2imgStartStep(steps: number, strength: number): number {
   if (!(strength > 0 && strength <= 1)) throw new RangeError(`strength must be in (0, 1], got ${strength}`);
   const initTimestep = Math.min(Math.trunc(steps * strength), steps);
   const start = Math.max(steps - initTimestep, 0);
-  if (start >= steps) throw new RangeError(`strength ${strength} with ${steps} steps leaves no denoising step (int(steps·strength) = 0); raise --strength or --steps`);
+  if (start >= steps) throw new RangeError(`strength ${strength} with ${steps} steps leaves no denoising step (int(steps·strength) = 0): raise the strength or the steps`);
   return start;
 }
 

@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { decodePng } from '../../src/io/png.ts';
+import { decodePng, encodePng } from '../../src/io/png.ts';
 import { runFresco } from '../helpers/cli.ts';
 
 const fresco = (...args: string[]) => runFresco(args);
@@ -86,6 +86,16 @@ describe('fresco generate (CLI)', () => {
     expect(init.stderr).toMatch(/^error: --init-image .*nope\.png does not exist/);
     const prompt = runFresco(['generate', '--prompt', 'a shoe', '--out', taken], noGpu);
     expect(prompt.stderr).toMatch(/^error: .* is class-conditional: it takes --class, not --prompt/);
+    // The library's own option checks run before the GPU too: eta with sd-tiny's default (pndm),
+    // and a strength that leaves no step.
+    const eta = runFresco(['generate', '--model', 'tests/fixtures/sd-tiny', '--prompt', 'a', '--eta', '0.5', '--out', taken], noGpu);
+    expect(eta.status, eta.stderr).toBe(2);
+    expect(eta.stderr).toMatch(/^error: eta applies to the ddim scheduler only; this run uses pndm/);
+    const init32 = join(dir, 'init32.png');
+    writeFileSync(init32, encodePng(32, 32, 1, new Uint8Array(32 * 32).fill(90)));
+    const weak = runFresco(['generate', '--class', '0', '--steps', '3', '--init-image', init32, '--strength', '0.2', '--out', taken], noGpu);
+    expect(weak.status, weak.stderr).toBe(2);
+    expect(weak.stderr).toMatch(/^error: strength 0\.2 with 3 steps leaves no denoising step/);
     // Only then the existing file.
     const out = runFresco(['generate', '--class', '0', '--out', taken], noGpu);
     expect(out.stderr).toMatch(/^error: .*taken\.png already exists; pass --force/);

@@ -94,7 +94,7 @@ describe('loadModel + generate (class-conditional)', () => {
     await expect(generate(m, { class: 'spaceship' })).rejects.toThrow(/unknown class "spaceship"; classes: 0 T-shirt\/top/);
     await expect(generate(m, { class: 11 })).rejects.toThrow(/out of range/);
     await expect(generate(m, { class: 1, width: 64 })).rejects.toThrow(/width and height apply to text models/);
-    await expect(generate(m, { class: 1, count: 0 })).rejects.toThrow(/count must be a positive integer/);
+    await expect(generate(m, { class: 1, count: 0 })).rejects.toThrow(/count must be a whole number >= 1/);
     await expect(generate(m, { class: 1, originalSize: [64, 64] })).rejects.toThrow(GenerateOptionsError);
     await expect(generate(m, { class: 1, prompt2: 'x', targetSize: [32, 32] })).rejects.toThrow(/is class-conditional: prompt2, targetSize apply to Stable Diffusion XL text models only/);
   });
@@ -142,7 +142,7 @@ describe('loadModel + generate (class-conditional)', () => {
     expect([wide.image.width, wide.image.height, wide.columns]).toEqual([128, 32, 4]);
     expect([row[2]!.preview!.width, row[2]!.preview!.height]).toEqual([32, 8]);
     expect(wide.raw).toEqual(r.raw);
-    await expect(generate(m, { class: 0, columns: 0 })).rejects.toThrow(/columns must be a positive whole number, got 0/);
+    await expect(generate(m, { class: 0, columns: 0 })).rejects.toThrow(/columns must be a whole number >= 1, got 0/);
   });
 });
 
@@ -247,6 +247,8 @@ describe('loadModel + generate (text-to-image)', () => {
     expect(r.stepMs).toHaveLength(3);
     expect(events.map((e) => [e.index, e.total])).toEqual([[0, 2], [1, 2]]);
     expect(events[0]!.ms).toBeCloseTo(r.stepMs[0]! + r.stepMs[1]!, 6);
+    // The folded step starts from the first timestep (PLMS's d0 → d1 takes calls 0 and 1).
+    expect(events[0]!.timestep).toBeGreaterThan(events[1]!.timestep);
     expect(events.every((e) => e.preview)).toBe(true);
     // 4 latent channels: the SD latent→RGB factors, at latent size.
     const f = (sd.loaded as { sd: { vae: { scaleFactor: number } } }).sd.vae.scaleFactor;

@@ -1,6 +1,6 @@
 // What a folder is, from its JSON files alone (no GPU): kinds, classes, defaults, and the card and
 // folder errors that must come before any weight or device is touched.
-import { mkdtempSync, writeFileSync, mkdirSync, cpSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -9,8 +9,9 @@ import { inspectModel } from '../../src/api.ts';
 /** A copy of fashion-ldm's small files with fresco.json replaced (the weights are not read). */
 function withCard(card: unknown): string {
   const dir = mkdtempSync(join(tmpdir(), 'fresco-card-'));
-  for (const sub of ['unet', 'scheduler']) mkdirSync(join(dir, sub));
+  for (const sub of ['unet', 'vae', 'scheduler']) mkdirSync(join(dir, sub));
   cpSync('weights/fashion-ldm/unet/config.json', join(dir, 'unet/config.json'));
+  cpSync('weights/fashion-ldm/vae/config.json', join(dir, 'vae/config.json'));
   cpSync('weights/fashion-ldm/scheduler/scheduler_config.json', join(dir, 'scheduler/scheduler_config.json'));
   writeFileSync(join(dir, 'fresco.json'), JSON.stringify(card));
   return dir;
@@ -19,7 +20,7 @@ function withCard(card: unknown): string {
 describe('inspectModel', () => {
   it('reads a class model: names, null class and the card defaults', async () => {
     const info = await inspectModel('weights/fashion-ldm');
-    expect(info).toMatchObject({ kind: 'class', pipeline: null, xl: false, numClasses: 11, nullClass: 10, defaults: { steps: 25, guidance: 3, scheduler: 'ddim' } });
+    expect(info).toMatchObject({ kind: 'class', pipeline: null, xl: false, numClasses: 11, nullClass: 10, defaults: { steps: 25, guidance: 3, scheduler: 'ddim' }, imageSize: [32, 32], scaleFactor: 4, imageChannels: 1 });
     expect(info.classNames?.[7]).toBe('Sneaker');
   });
 
@@ -41,6 +42,13 @@ describe('inspectModel', () => {
   ];
   it.each(bad)('refuses the card %j, naming the file', async (card, message) => {
     await expect(inspectModel(withCard(card))).rejects.toThrow(message);
+  });
+
+  it("runs the U-Net's and VAE's config readers: an unsupported option fails here, before any weight", async () => {
+    const dir = withCard({});
+    const unet = JSON.parse(readFileSync(join(dir, 'unet/config.json'), 'utf8'));
+    writeFileSync(join(dir, 'unet/config.json'), JSON.stringify({ ...unet, time_embedding_type: 'imaginary' }));
+    await expect(inspectModel(dir)).rejects.toThrow(/time_embedding_type/);
   });
 
   it('refuses a folder that is neither kind, and a pipeline it does not build, by name', async () => {

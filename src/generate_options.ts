@@ -1,0 +1,228 @@
+// generate()'s options, checked against what a model is (its ModelInfo) and completed with its
+// defaults, without the GPU: the library's generate() and the CLI (before it loads anything) both
+// call resolveGenerateOptions, so a bad option fails in milliseconds with a GenerateOptionsError
+// and defaults, batching, the grid and init images are decided in one place.
+import { GenerateOptionsError } from './errors.ts';
+import { checkRgba, resizeRgba, rgbaToImageTensor, rgbaToMask, type RgbaPixels } from './io/image_input.ts';
+import { resolveClassLabels } from './pipelines/class_names.ts';
+import { img2imgStartStep } from './pipelines/img2img.ts';
+import type { ModelInfo } from './pipelines/model_info.ts';
+import { SDXL_OPTIONS, type SdxlSizeOptions, type Size } from './pipelines/text_to_image.ts';
+import type { RgbaImage } from './preview.ts';
+import type { SchedulerName } from './schedulers/registry.ts';
+
+export type { RgbaPixels };
+
+export interface StepEvent {
+  index: number;
+  total: number;
+  timestep: number;
+  /** Wall time of this step, ms. */
+  ms: number;
+  /** The latents as RGB, on the steps previewEvery asks for (and the last). */
+  preview?: RgbaImage;
+}
+
+/** The SdxlSizeOptions (SDXL's time ids) apply to Stable Diffusion XL only; elsewhere they are errors. */
+export interface GenerateOptions extends SdxlSizeOptions {
+  /** Class models: labels or names (a name may be a unique prefix), one image each (times count). */
+  class?: number | string | (number | string)[];
+  /** Text models: one image per prompt (times count). */
+  prompt?: string | string[];
+  /**
+   * Text models: what to steer away from, one for all prompts (default none: "" for SD 1.x/2.x;
+   * zero negative embeddings for SDXL with force_zeros_for_empty_prompt, as diffusers).
+   */
+  negativePrompt?: string;
+  /**
+   * Stable Diffusion XL only (an error for other models): the second text encoder's prompt
+   * (diffusers' prompt_2), one for all or one per prompt; default (or ""): the prompt.
+   */
+  prompt2?: string | string[];
+  /** SDXL: the second text encoder's negative prompt (negative_prompt_2); default (or ""): negativePrompt. */
+  negativePrompt2?: string;
+  /** Images per class or prompt (default 1). */
+  count?: number;
+  seed?: number;
+  steps?: number;
+  guidance?: number;
+  scheduler?: SchedulerName;
+  eta?: number;
+  /** Text models: image size in pixels, multiples of the VAE's scale factor. */
+  width?: number;
+  height?: number;
+  /** Checked before every step: a cancel rejects with CancelledError within one step. */
+  signal?: AbortSignal;
+  onStep?: (e: StepEvent) => void;
+  /** Read back and map the latents to RGB every N steps (0 or absent: no previews). */
+  previewEvery?: number;
+  /**
+   * Images per row of the grid `image` and the previews are laid out in (default: count, so each
+   * class or prompt has a row, when count > 1; else near square).
+   */
+  columns?: number;
+  /**
+   * img2img: start from this image (RGBA pixels, such as ImageData or a decoded PNG) instead of
+   * pure noise, the same image for every image generated (alpha is ignored). Its size must be the
+   * size generated unless `resize` is set; text models given no width or height generate at its
+   * size, rounded down to the VAE's multiple (as diffusers' img2img). Not for Stable Diffusion XL.
+   */
+  initImage?: RgbaPixels;
+  /** Inpainting (needs initImage): white pixels are repainted, black ones kept; its size as initImage's. */
+  mask?: RgbaPixels;
+  /** img2img: how far to noise initImage, 0 < strength <= 1 (default 0.8, as diffusers). */
+  strength?: number;
+  /** Resize initImage and mask to the size generated (Lanczos, as diffusers' image processor) instead of refusing another size. */
+  resize?: boolean;
+}
+
+/** The SDXL options as generateFromText takes them, prompt2 lists repeated `count` times like the prompts. */
+export type SdxlRunOptions = Partial<Pick<GenerateOptions, (typeof SDXL_OPTIONS)[number]>>;
+
+/** Everything a run needs, checked, with the model's defaults filled in. */
+export interface ResolvedOptions {
+  seed: number;
+  steps: number;
+  guidance: number;
+  scheduler: SchedulerName;
+  eta?: number;
+  count: number;
+  /** Images in the batch: classes or prompts, times count. */
+  batch: number;
+  columns: number;
+  previewEvery: number;
+  /** Image size in pixels. */
+  height: number;
+  width: number;
+  /** Class models: one label per image. */
+  classLabels?: number[];
+  /** Text models: one prompt per image, and the SDXL options. */
+  prompts?: string[];
+  sdxl: SdxlRunOptions;
+  /** img2img / inpainting: [B, C, H, W] in [-1, 1], [B, 1, H, W] in {0, 1}, and the strength. */
+  init: { initImage?: Float32Array; mask?: Float32Array; strength?: number };
+}
+
+const fail = (message: string) => new GenerateOptionsError(message);
+
+/** The seed generate() draws when none is given (a whole number below 2³¹, as the CLI prints it). */
+export function randomSeed(): number {
+  return Math.floor(Math.random() * 2 ** 31);
+}
+
+function sdxlOptions(opts: GenerateOptions, prompts: number, count: number): SdxlRunOptions {
+  const out: SdxlRunOptions = {};
+  for (const k of SDXL_OPTIONS) {
+    const v = opts[k];
+    if (v === undefined) continue;
+    if (k === 'prompt2') {
+      const list = v as string | string[];
+      if (typeof list !== 'string' && !(Array.isArray(list) && list.every((p) => typeof p === 'string'))) throw fail(`prompt2 must be a string or one string per prompt, got ${JSON.stringify(list)}`);
+      if (Array.isArray(list) && list.length !== prompts) throw fail(`prompt2: ${list.length} given for ${prompts} prompts`);
+      out.prompt2 = typeof list === 'string' ? list : list.flatMap((p) => new Array<string>(count).fill(p));
+    } else if (k === 'negativePrompt2') {
+      if (typeof v !== 'string') throw fail(`negativePrompt2 must be a string, got ${JSON.stringify(v)}`);
+      out.negativePrompt2 = v;
+    } else {
+      const what = /crops/i.test(k) ? '[top, left]' : '[height, width]';
+      if (!Array.isArray(v) || v.length !== 2 || !v.every((x) => typeof x === 'number' && Number.isInteger(x) && x >= 0)) throw fail(`${k} must be ${what}: two whole numbers of pixels, got ${JSON.stringify(v)}`);
+      out[k] = [v[0], v[1]] as Size;
+    }
+  }
+  return out;
+}
+
+/** The grid's images per row: as asked (at most the batch), else a row per class or prompt, else near square. */
+function gridColumns(asked: number | undefined, count: number, batch: number): number {
+  return Math.min(batch, asked ?? (count > 1 ? count : Math.ceil(Math.sqrt(batch))));
+}
+
+function wholeAtLeast(name: string, v: unknown, min: number): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) throw fail(`${name} must be a whole number >= ${min}, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+/** initImage and mask as the pipelines take them, repeated over the batch; the size as given or resized. */
+function initInputs(opts: GenerateOptions, [height, width]: readonly [number, number], channels: number, batch: number, steps: number, resize: boolean) {
+  const strength = opts.strength ?? 0.8;
+  if (typeof strength !== 'number' || !(strength > 0 && strength <= 1)) throw fail(`strength must be in (0, 1], got ${JSON.stringify(opts.strength)}`);
+  try {
+    img2imgStartStep(steps, strength);
+  } catch (e) {
+    throw fail((e as Error).message);
+  }
+  const prepare = (img: RgbaPixels, what: string) => {
+    if (resize) return resizeRgba(img, width, height);
+    if (img.width !== width || img.height !== height) throw fail(`${what} is ${img.width}x${img.height} but the images generated are ${width}x${height}; pass resize: true to resize it`);
+    return img;
+  };
+  const repeat = (x: Float32Array) => {
+    const out = new Float32Array(x.length * batch);
+    for (let i = 0; i < batch; i++) out.set(x, i * x.length);
+    return out;
+  };
+  const initImage = repeat(rgbaToImageTensor(prepare(opts.initImage!, 'initImage'), channels));
+  const mask = opts.mask === undefined ? undefined : repeat(rgbaToMask(prepare(opts.mask, 'mask')));
+  return { initImage, strength, ...(mask ? { mask } : {}) };
+}
+
+/**
+ * Checks `opts` against the model `info` describes and fills in its defaults. `source` names the
+ * model in messages. Every problem is a GenerateOptionsError, raised before any GPU work.
+ */
+export function resolveGenerateOptions(info: ModelInfo, opts: GenerateOptions, source: string): ResolvedOptions {
+  const count = wholeAtLeast('count', opts.count ?? 1, 1);
+  const previewEvery = wholeAtLeast('previewEvery', opts.previewEvery ?? 0, 0);
+  if (opts.columns !== undefined) wholeAtLeast('columns', opts.columns, 1);
+  const seed = opts.seed === undefined ? randomSeed() : wholeAtLeast('seed', opts.seed, 0);
+  const steps = wholeAtLeast('steps', opts.steps ?? info.defaults.steps, 1);
+  const guidance = opts.guidance ?? info.defaults.guidance;
+  if (typeof guidance !== 'number' || !Number.isFinite(guidance) || guidance < 0) throw fail(`guidance must be a finite number >= 0, got ${JSON.stringify(guidance)}`);
+  const scheduler = opts.scheduler ?? info.defaults.scheduler;
+  if (opts.eta !== undefined && !(typeof opts.eta === 'number' && opts.eta >= 0 && opts.eta <= 1)) throw fail(`eta must be in [0, 1], got ${JSON.stringify(opts.eta)}`);
+  if ((opts.eta ?? 0) > 0 && scheduler !== 'ddim') throw fail(`eta applies to the ddim scheduler only; this run uses ${scheduler}`);
+  if (opts.initImage === undefined) {
+    for (const k of ['mask', 'strength'] as const) if (opts[k] !== undefined) throw fail(`${k} needs initImage (img2img or inpainting starts from an image)`);
+  } else {
+    checkRgba(opts.initImage, 'initImage', fail);
+    if (opts.mask !== undefined) checkRgba(opts.mask, 'mask', fail);
+  }
+  const sdxlGiven = SDXL_OPTIONS.filter((k) => opts[k] !== undefined);
+  const sdxlApply = `${sdxlGiven.join(', ')} ${sdxlGiven.length > 1 ? 'apply' : 'applies'} to Stable Diffusion XL`;
+  const common = { seed, steps, guidance, scheduler, ...(opts.eta !== undefined ? { eta: opts.eta } : {}), count, previewEvery };
+  const f = info.scaleFactor;
+
+  if (info.kind === 'class') {
+    if (opts.prompt !== undefined || opts.negativePrompt !== undefined) throw fail(`${source} is class-conditional: it takes class, not prompt`);
+    if (sdxlGiven.length) throw fail(`${source} is class-conditional: ${sdxlApply} text models only`);
+    if (opts.width !== undefined || opts.height !== undefined) throw fail(`${source} generates ${info.imageSize[1]}x${info.imageSize[0]} images only: width and height apply to text models`);
+    if (info.numClasses === null) throw fail(`${source} is not class-conditional: its U-Net has no num_class_embeds`);
+    const list = opts.class === undefined ? [] : Array.isArray(opts.class) ? opts.class : [opts.class];
+    if (list.length === 0) throw fail('this model is class-conditional: pass class (a label or a class name)');
+    const labels = resolveClassLabels(list, info.classNames, info.numClasses, info.nullClass!, fail);
+    const classLabels = labels.flatMap((l) => new Array<number>(count).fill(l));
+    const batch = classLabels.length;
+    const [height, width] = info.imageSize;
+    const init = opts.initImage ? initInputs(opts, [height, width], info.imageChannels, batch, steps, !!opts.resize) : {};
+    return { ...common, batch, columns: gridColumns(opts.columns, count, batch), height, width, classLabels, sdxl: {}, init };
+  }
+
+  if (opts.class !== undefined) throw fail(`${source} is a text-to-image model: it takes prompt, not class`);
+  if (opts.prompt === undefined) throw fail(`${source} is a text-to-image model: prompt is required`);
+  const given = typeof opts.prompt === 'string' ? [opts.prompt] : opts.prompt;
+  if (!Array.isArray(given) || given.length === 0 || !given.every((p) => typeof p === 'string')) throw fail(`prompt must be a string or a non-empty list of strings, got ${JSON.stringify(opts.prompt)}`);
+  if (opts.negativePrompt !== undefined && typeof opts.negativePrompt !== 'string') throw fail(`negativePrompt must be a string, got ${JSON.stringify(opts.negativePrompt)}`);
+  if (sdxlGiven.length && !info.xl) throw fail(`${sdxlApply} pipelines only (${source} is a ${info.pipeline})`);
+  if (opts.initImage && info.xl) throw fail('initImage and mask (img2img, inpainting) are not supported for Stable Diffusion XL');
+  const prompts = given.flatMap((p) => new Array<string>(count).fill(p));
+  const batch = prompts.length;
+  // As diffusers' img2img: without a size, the init image's own, rounded down to the VAE's multiple.
+  const fromInit = opts.initImage && opts.width === undefined && opts.height === undefined;
+  const height = opts.height ?? (fromInit ? Math.floor(opts.initImage!.height / f) * f : info.imageSize[0]);
+  const width = opts.width ?? (fromInit ? Math.floor(opts.initImage!.width / f) * f : info.imageSize[1]);
+  for (const [k, v] of [['width', width], ['height', height]] as const) {
+    if (!Number.isInteger(v) || v < f || v % f) throw fail(`${k} must be a positive multiple of ${f} for this model (its VAE's scale factor), got ${v}`);
+  }
+  const init = opts.initImage ? initInputs(opts, [height, width], info.imageChannels, batch, steps, !!opts.resize || !!fromInit) : {};
+  return { ...common, batch, columns: gridColumns(opts.columns, count, batch), height, width, prompts, sdxl: sdxlOptions(opts, given.length, count), init };
+}
