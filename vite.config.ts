@@ -42,5 +42,8 @@ export default defineConfig({
     // shared runtime) and its compiled pipelines serve every file: a cold shader cache compiles
     // each kernel variant once per worker instead of once per file.
     isolate: false,
+    // Both cores (vitest's default leaves one free): a CPU driver compiles a pipeline on the thread
+    // that creates it, so a second worker keeps the other core busy (cold run 23 -> 22 min).
+    maxWorkers: 2,
   },
 });
