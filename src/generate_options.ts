@@ -3,7 +3,7 @@
 // call resolveGenerateOptions, so a bad option fails in milliseconds with a GenerateOptionsError
 // and defaults, batching, the grid and init images are decided in one place.
 import { GenerateOptionsError } from './errors.ts';
-import { checkRgba, resizeRgba, rgbaToImageTensor, rgbaToMask, type RgbaPixels } from './io/image_input.ts';
+import { checkRgba, grayRgba, resizeRgba, rgbaToImageTensor, rgbaToMask, type RgbaPixels } from './io/image_input.ts';
 import { resolveClassLabels } from './pipelines/class_names.ts';
 import { img2imgStartStep } from './pipelines/img2img.ts';
 import type { ModelInfo } from './pipelines/model_info.ts';
@@ -162,7 +162,8 @@ function initInputs(opts: GenerateOptions, [height, width]: readonly [number, nu
     return out;
   };
   const initImage = repeat(rgbaToImageTensor(prepare(opts.initImage!, 'initImage'), channels));
-  const mask = opts.mask === undefined ? undefined : repeat(rgbaToMask(prepare(opts.mask, 'mask')));
+  // As diffusers' mask processor: gray, then resize, then binarize.
+  const mask = opts.mask === undefined ? undefined : repeat(rgbaToMask(prepare(grayRgba(opts.mask), 'mask')));
   return { initImage, strength, ...(mask ? { mask } : {}) };
 }
 

@@ -35,6 +35,16 @@ export function rgbaToImageTensor(img: RgbaPixels, channels: number): Float32Arr
   return out;
 }
 
+/** The image as gray (PIL's convert('L')) in all three channels: diffusers' mask processor grays before it resizes. */
+export function grayRgba(img: RgbaPixels): RgbaPixels {
+  const data = new Uint8ClampedArray(img.width * img.height * 4);
+  for (let p = 0; p < img.width * img.height; p++) {
+    data.fill(luma(img.data, p), 4 * p, 4 * p + 3);
+    data[4 * p + 3] = 255;
+  }
+  return { width: img.width, height: img.height, data };
+}
+
 /** [1, H, W]: 1 where the pixel's luma is white (≥ 0.5, repaint), else 0 (keep). */
 export function rgbaToMask(img: RgbaPixels): Float32Array {
   return Float32Array.from({ length: img.width * img.height }, (_, p) => (luma(img.data, p) / 255 >= 0.5 ? 1 : 0));

@@ -1,6 +1,6 @@
 // Init images and masks as diffusers' processors prepare them, and the Lanczos resize, on the CPU.
 import { describe, expect, it } from 'vitest';
-import { checkRgba, resizeRgba, rgbaToImageTensor, rgbaToMask } from '../../src/io/image_input.ts';
+import { checkRgba, grayRgba, resizeRgba, rgbaToImageTensor, rgbaToMask } from '../../src/io/image_input.ts';
 
 const img = (width: number, height: number, f: (x: number, y: number, k: number) => number) => {
   const data = new Uint8ClampedArray(width * height * 4);
@@ -18,6 +18,8 @@ describe('image input', () => {
     expect(gray[0]).toBe(Math.fround(Math.fround(76 / 255) * 2 - 1));
     expect(gray[1]).toBe(Math.fround(Math.fround(128 / 255) * 2 - 1));
     expect(Array.from(rgbaToMask(img(3, 1, (x, _y, k) => (k === 3 ? 255 : [0, 127, 128][x]!))))).toEqual([0, 0, 1]);
+    // Gray first (as diffusers' mask processor): pure red is L 76 in every channel, alpha opaque.
+    expect(Array.from(grayRgba(img(1, 1, (_x, _y, k) => [255, 0, 0, 7][k]!)).data)).toEqual([76, 76, 76, 255]);
   });
 
   it('resizes: the same size is a no-op, a constant stays constant, a 2x downscale of 2x2 blocks gives the blocks', () => {
