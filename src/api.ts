@@ -16,7 +16,7 @@ import { readModelInfo, type ModelDefaults, type ModelInfo, type ModelKind } fro
 import { loadSdFrom, type SdModel } from './pipelines/sd_folder.ts';
 import { generateFromText } from './pipelines/text_to_image.ts';
 import { imageToRgba, latentPreview, parsePreviewFactors, type PreviewFactors, type PreviewMode, type RgbaImage } from './preview.ts';
-import { resolveGenerateOptions, type GenerateOptions } from './generate_options.ts';
+import { initTensors, resolveGenerateOptions, type GenerateOptions } from './generate_options.ts';
 import { CancelledError, GenerateOptionsError, GpuError } from './errors.ts';
 
 export type { ModelDefaults, ModelInfo, ModelKind };
@@ -190,7 +190,8 @@ export async function generate(model: Model, opts: GenerateOptions = {}): Promis
   const o = resolveGenerateOptions(model.info, opts, model.source);
   if (opts.signal?.aborted) throw new CancelledError();
   const { rt, loaded } = model;
-  const common = { seed: o.seed, steps: o.steps, guidanceScale: o.guidance, scheduler: o.scheduler, eta: o.eta, signal: opts.signal, latentsEvery: o.previewEvery, ...o.init };
+  const init = initTensors(opts, o, model.info.imageChannels);
+  const common = { seed: o.seed, steps: o.steps, guidanceScale: o.guidance, scheduler: o.scheduler, eta: o.eta, signal: opts.signal, latentsEvery: o.previewEvery, ...init };
   const { inChannels } = loaded.kind === 'class' ? loaded.ldm.unet : loaded.sd.unet;
   const f = model.info.scaleFactor;
   const latentShape = [o.batch, inChannels, o.height / f, o.width / f];

@@ -99,8 +99,13 @@ export interface ResolvedOptions {
   /** Text models: one prompt per image, and the SDXL options. */
   prompts?: string[];
   sdxl: SdxlRunOptions;
-  /** img2img / inpainting: [B, C, H, W] in [-1, 1], [B, 1, H, W] in {0, 1}, and the strength. */
-  init: { initImage?: Float32Array; mask?: Float32Array; strength?: number };
+  /** img2img / inpainting (null without initImage): its strength, and whether it and the mask are resized. */
+  init: InitPlan | null;
+}
+
+export interface InitPlan {
+  strength: number;
+  resize: boolean;
 }
 
 const fail = (message: string) => new GenerateOptionsError(message);
@@ -142,8 +147,11 @@ function wholeAtLeast(name: string, v: unknown, min: number): number {
   return v;
 }
 
-/** initImage and mask as the pipelines take them, repeated over the batch; the size as given or resized. */
-function initInputs(opts: GenerateOptions, [height, width]: readonly [number, number], channels: number, batch: number, steps: number, resize: boolean) {
+/**
+ * The init image's strength, checked against the steps, and whether it and the mask are resized;
+ * without resizing, their size must be the size generated. Their tensors come later (initTensors).
+ */
+function checkInit(opts: GenerateOptions, [height, width]: readonly [number, number], steps: number, resize: boolean): InitPlan {
   const strength = opts.strength ?? 0.8;
   if (typeof strength !== 'number' || !(strength > 0 && strength <= 1)) throw fail(`strength must be in (0, 1], got ${JSON.stringify(opts.strength)}`);
   try {
@@ -151,20 +159,31 @@ function initInputs(opts: GenerateOptions, [height, width]: readonly [number, nu
   } catch (e) {
     throw fail((e as Error).message);
   }
-  const prepare = (img: RgbaPixels, what: string) => {
-    if (resize) return resizeRgba(img, width, height);
-    if (img.width !== width || img.height !== height) throw fail(`${what} is ${img.width}x${img.height} but the images generated are ${width}x${height}; pass resize: true to resize it`);
-    return img;
-  };
+  if (!resize) {
+    for (const [what, img] of [['initImage', opts.initImage], ['mask', opts.mask]] as const) {
+      if (img && (img.width !== width || img.height !== height)) throw fail(`${what} is ${img.width}x${img.height} but the images generated are ${width}x${height}; pass resize: true to resize it`);
+    }
+  }
+  return { strength, resize };
+}
+
+/**
+ * initImage and mask as the pipelines take them, [B, C, H, W] in [-1, 1] and [B, 1, H, W] in
+ * {0, 1}, repeated over the batch, for options resolveGenerateOptions accepted; `channels` are the
+ * VAE's. Done once per run, apart from the checks, since a resize is a lot of arithmetic.
+ */
+export function initTensors(opts: GenerateOptions, o: ResolvedOptions, channels: number): { initImage?: Float32Array; mask?: Float32Array; strength?: number } {
+  if (!o.init || !opts.initImage) return {};
+  const fit = (img: RgbaPixels) => (o.init!.resize ? resizeRgba(img, o.width, o.height) : img);
   const repeat = (x: Float32Array) => {
-    const out = new Float32Array(x.length * batch);
-    for (let i = 0; i < batch; i++) out.set(x, i * x.length);
+    const out = new Float32Array(x.length * o.batch);
+    for (let i = 0; i < o.batch; i++) out.set(x, i * x.length);
     return out;
   };
-  const initImage = repeat(rgbaToImageTensor(prepare(opts.initImage!, 'initImage'), channels));
+  const initImage = repeat(rgbaToImageTensor(fit(opts.initImage), channels));
   // As diffusers' mask processor: gray, then resize, then binarize.
-  const mask = opts.mask === undefined ? undefined : repeat(rgbaToMask(prepare(grayRgba(opts.mask), 'mask')));
-  return { initImage, strength, ...(mask ? { mask } : {}) };
+  const mask = opts.mask === undefined ? undefined : repeat(rgbaToMask(fit(grayRgba(opts.mask))));
+  return { initImage, strength: o.init.strength, ...(mask ? { mask } : {}) };
 }
 
 /**
@@ -204,7 +223,7 @@ export function resolveGenerateOptions(info: ModelInfo, opts: GenerateOptions, s
     const classLabels = labels.flatMap((l) => new Array<number>(count).fill(l));
     const batch = classLabels.length;
     const [height, width] = info.imageSize;
-    const init = opts.initImage ? initInputs(opts, [height, width], info.imageChannels, batch, steps, !!opts.resize) : {};
+    const init = opts.initImage ? checkInit(opts, [height, width], steps, !!opts.resize) : null;
     return { ...common, batch, columns: gridColumns(opts.columns, count, batch), height, width, classLabels, sdxl: {}, init };
   }
 
@@ -224,6 +243,6 @@ export function resolveGenerateOptions(info: ModelInfo, opts: GenerateOptions, s
   for (const [k, v] of [['width', width], ['height', height]] as const) {
     if (!Number.isInteger(v) || v < f || v % f) throw fail(`${k} must be a positive multiple of ${f} for this model (its VAE's scale factor), got ${v}`);
   }
-  const init = opts.initImage ? initInputs(opts, [height, width], info.imageChannels, batch, steps, !!opts.resize || !!fromInit) : {};
+  const init = opts.initImage ? checkInit(opts, [height, width], steps, !!opts.resize || !!fromInit) : null;
   return { ...common, batch, columns: gridColumns(opts.columns, count, batch), height, width, prompts, sdxl: sdxlOptions(opts, given.length, count), init };
 }

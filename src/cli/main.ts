@@ -153,7 +153,7 @@ async function generateCommand(argv: string[]): Promise<void> {
   try {
     console.error(`adapter: ${model.adapterName}`);
     console.error(`precision: ${model.precision}`);
-    const init = initImage ? `; ${mask ? 'inpainting' : 'img2img'} from ${args.initImage}, strength ${o.init.strength}` : '';
+    const init = initImage ? `; ${mask ? 'inpainting' : 'img2img'} from ${args.initImage}, strength ${o.init?.strength}` : '';
     const run = `seed ${o.seed}, ${o.steps} ${o.scheduler} steps, guidance ${o.guidance}${init}`;
     if (info.kind === 'class') {
       console.error(`generating ${o.batch} image(s): ${labels.map((l) => describeClass(l, info.classNames, info.nullClass!)).join(', ')}; ${run}`);

@@ -2,6 +2,7 @@
 // images, and every bad option as a GenerateOptionsError before anything is loaded.
 import { describe, expect, it } from 'vitest';
 import { inspectModel, resolveGenerateOptions, type GenerateOptions } from '../../src/api.ts';
+import { initTensors } from '../../src/generate_options.ts';
 import { GenerateOptionsError } from '../../src/errors.ts';
 
 const fashion = await inspectModel('weights/fashion-ldm');
@@ -20,10 +21,12 @@ describe('resolveGenerateOptions', () => {
 
   it('text img2img without a size generates at the init image size, rounded down to the VAE multiple, as diffusers', () => {
     const f = sd.scaleFactor;
-    const o = resolveGenerateOptions(sd, { prompt: 'a', initImage: rgba(3 * f + f - 1, 2 * f), steps: 4 }, 'sd');
+    const opts = { prompt: 'a', initImage: rgba(3 * f + f - 1, 2 * f), steps: 4 };
+    const o = resolveGenerateOptions(sd, opts, 'sd');
     expect([o.height, o.width]).toEqual([2 * f, 3 * f]);
-    expect(o.init.initImage).toHaveLength(3 * 2 * f * 3 * f);
-    expect(o.init.strength).toBe(0.8);
+    const init = initTensors(opts, o, sd.imageChannels);
+    expect(init.initImage).toHaveLength(3 * 2 * f * 3 * f);
+    expect(init.strength).toBe(0.8);
     // With a size given, another init size needs resize.
     expect(() => resolveGenerateOptions(sd, { prompt: 'a', initImage: rgba(3 * f, 2 * f), width: 2 * f, height: 2 * f }, 'sd')).toThrow(`initImage is ${3 * f}x${2 * f} but the images generated are ${2 * f}x${2 * f}; pass resize: true`);
   });
