@@ -83,7 +83,7 @@ export function resizeRgba(img: RgbaPixels, width: number, height: number): Rgba
   if (img.width === width && img.height === height) return img;
   const h = resampleWeights(img.width, width);
   const v = resampleWeights(img.height, height);
-  // Horizontal pass into floats, then vertical pass to bytes.
+  // Horizontal pass into 8-bit values (as PIL), then vertical pass to bytes.
   const mid = new Float64Array(width * img.height * 4);
   for (let y = 0; y < img.height; y++)
     for (let x = 0; x < width; x++) {
