@@ -166,7 +166,7 @@ export class CLIPTextModel {
     const emb = w.sub('embeddings');
     const key = emb.key('token_embedding.weight');
     const table = store.take(key, [cfg.vocabSize, d]);
-    this.tokenChunks = tokenTableChunks(cfg.vocabSize, d, w.dtype, rt.planLimits.binding).map(([s, e], k, all) =>
+    this.tokenChunks = tokenTableChunks(cfg.vocabSize, d, w.weightDtype, rt.planLimits.binding).map(([s, e], k, all) =>
       w.upload(table.subarray(s * d, e * d), [e - s, d], all.length > 1 ? `${key}[${s}:${e}]` : key),
     );
     this.positions = emb.tensor('position_embedding.weight', [cfg.maxPositions, d]);

@@ -13,8 +13,12 @@ export class WeightLoader {
   /** Channel slices of weights for activations split to fit the binding limit (shared by sub-loaders). */
   readonly slices: WeightSlices;
 
-  /** dtype: how every weight is stored on the GPU (f16 rounds the file's values to nearest even). */
-  constructor(readonly rt: Runtime, readonly store: WeightStore, readonly prefix = '', readonly dtype: DType = 'f32') {
+  /**
+   * dtype: the model's activations (what its kernels compute in and store between ops).
+   * weightDtype: how every weight is stored on the GPU (f16 rounds the file's values to nearest
+   * even); f16 weights beside f32 activations is the path of adapters without shader-f16.
+   */
+  constructor(readonly rt: Runtime, readonly store: WeightStore, readonly prefix = '', readonly dtype: DType = 'f32', readonly weightDtype: DType = dtype) {
     this.slices = new WeightSlices(rt, (b) => this.own(b), (b) => this.disown(b));
   }
 
@@ -36,7 +40,7 @@ export class WeightLoader {
 
   /** Host values derived from weights (a slice, a shifted bias), stored like the weights. */
   upload(data: Float32Array, shape: readonly number[], label: string): Tensor {
-    const t = uploadTensor(this.rt, data, shape, label, this.dtype);
+    const t = uploadTensor(this.rt, data, shape, label, this.weightDtype);
     this.uploaded.push(t.buffer);
     return t;
   }

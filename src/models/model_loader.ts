@@ -10,7 +10,7 @@ import { ConfigError } from '../errors.ts';
 /** The root WeightLoader of a model, with the precision it stores the weights in. */
 export class ModelLoader extends WeightLoader {
   constructor(rt: Runtime, store: WeightStore, readonly precision: ResolvedPrecision) {
-    super(rt, store, '', precision.dtype);
+    super(rt, store, '', precision.dtype, precision.weights ?? precision.dtype);
   }
 }
 

@@ -16,7 +16,10 @@ export interface ModelOptions {
 }
 
 export interface ResolvedPrecision {
+  /** The activations' storage type (what kernels compute in and store between ops). */
   dtype: DType;
+  /** The weights' storage type on the GPU, when it differs from `dtype`. */
+  weights?: DType;
   /**
    * Why this path runs, for the user: "f16 (shader-f16)", "f32 (adapter has no shader-f16)",
    * "f32 (asked for)" (precision 'f32' given), "f32 (the default)" (none given to a building block).
