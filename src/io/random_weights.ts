@@ -38,8 +38,9 @@ export class RandomWeightStore extends WeightStore {
     super(new Map<string, HostTensor>(), 'random weights');
   }
 
-  override take(key: string, shape: readonly number[]): Float32Array {
-    return randomWeight(key, shape, this.seed);
+  override takeHost(key: string, shape: readonly number[]): HostTensor {
+    const data = randomWeight(key, shape, this.seed);
+    return { name: key, dtype: 'F32', shape: [...shape], bytes: new Uint8Array(data.buffer) };
   }
 
   override unused(): string[] {

@@ -1,6 +1,7 @@
 // The safetensors format (8-byte little-endian header length, JSON header, raw little-endian data),
 // parsed with every field checked: a model folder from the web is untrusted input, and a bad offset
 // must fail here with the file and tensor named, not later as garbage weights.
+import type { ByteSource } from './byte_source.ts';
 import { SafetensorsError, type SafetensorsErrorCode } from '../errors.ts';
 
 export type DType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
@@ -47,22 +48,54 @@ export interface SafetensorsFile {
   metadata: Record<string, string>;
 }
 
-/** Parses and validates a whole file; `source` (a path or URL) only goes into error messages. */
-export function parseSafetensorsWithMetadata(bytes: Uint8Array, source: string): SafetensorsFile {
-  const fail = (code: SafetensorsErrorCode, msg: string): never => {
+/** One tensor's place in its file: [begin, end) are absolute byte offsets. */
+export interface TensorEntry {
+  name: string;
+  dtype: DType;
+  shape: number[];
+  begin: number;
+  end: number;
+}
+
+/** What a file's header says: every tensor's dtype, shape and absolute byte range. */
+export interface SafetensorsHeader {
+  entries: Map<string, TensorEntry>;
+  metadata: Record<string, string>;
+  /** Where the data area starts (8 + the header length). */
+  dataStart: number;
+  /** The end of the last tensor: the file is at least this long. */
+  dataEnd: number;
+}
+
+type Fail = (code: SafetensorsErrorCode, msg: string) => never;
+
+function failer(source: string): Fail {
+  return (code, msg) => {
     throw new SafetensorsError(code, `${source}: ${msg}`);
   };
-  if (bytes.byteLength < 8) fail('too-small', `${bytes.byteLength} bytes is too small for a safetensors file (needs at least 8)`);
+}
 
-  const n64 = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
-  const room = bytes.byteLength - 8;
+/** The header length from the first 8 bytes, checked against the limit and (when known) the file size. */
+export function headerLength(first8: Uint8Array, fileSize: number | null, source: string): number {
+  const fail = failer(source);
+  if (first8.byteLength < 8 || (fileSize !== null && fileSize < 8)) fail('too-small', `${fileSize ?? first8.byteLength} bytes is too small for a safetensors file (needs at least 8)`);
+  const n64 = new DataView(first8.buffer, first8.byteOffset, 8).getBigUint64(0, true);
   if (n64 > BigInt(MAX_HEADER_BYTES)) fail('header-length', `header length ${n64} exceeds the ${MAX_HEADER_BYTES}-byte limit (corrupt or not a safetensors file)`);
   const n = Number(n64);
-  if (n > room) fail('header-length', `header length ${n} runs past the end of the file (${room} bytes after the length field)`);
+  if (fileSize !== null && n > fileSize - 8) fail('header-length', `header length ${n} runs past the end of the file (${fileSize - 8} bytes after the length field)`);
+  return n;
+}
 
+/**
+ * Parses and checks the JSON header (the `n` bytes after the length field). `fileSize`, when
+ * known, bounds the tensors; a streamed file whose size is unknown is checked as it ends.
+ */
+export function parseSafetensorsHeader(json: Uint8Array, fileSize: number | null, source: string): SafetensorsHeader {
+  const fail = failer(source);
+  const n = json.byteLength;
   let text: string;
   try {
-    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + n));
+    text = new TextDecoder('utf-8', { fatal: true }).decode(json);
   } catch {
     return fail('header-json', 'header is not valid UTF-8');
   }
@@ -73,11 +106,11 @@ export function parseSafetensorsWithMetadata(bytes: Uint8Array, source: string):
     return fail('header-json', `header is not valid JSON (${(e as Error).message})`);
   }
   if (!isPlainObject(header)) fail('header-not-object', `header must be a JSON object, got ${Array.isArray(header) ? 'an array' : header === null ? 'null' : typeof header}`);
-  const entries = header as Record<string, unknown>;
+  const raw = header as Record<string, unknown>;
 
   const metadata: Record<string, string> = {};
-  if (METADATA_KEY in entries) {
-    const m = entries[METADATA_KEY];
+  if (METADATA_KEY in raw) {
+    const m = raw[METADATA_KEY];
     if (!isPlainObject(m)) fail('bad-metadata', `${METADATA_KEY} must be an object of strings`);
     for (const [k, v] of Object.entries(m as Record<string, unknown>)) {
       if (typeof v !== 'string') fail('bad-metadata', `${METADATA_KEY} entry '${k}' must be a string, got ${JSON.stringify(v)}`);
@@ -86,11 +119,11 @@ export function parseSafetensorsWithMetadata(bytes: Uint8Array, source: string):
   }
 
   const dataStart = 8 + n;
-  const dataSize = bytes.byteLength - dataStart;
-  const tensors = new Map<string, HostTensor>();
-  const ranges: { name: string; begin: number; end: number }[] = [];
+  const dataSize = fileSize === null ? Infinity : fileSize - dataStart;
+  const entries = new Map<string, TensorEntry>();
+  let dataEnd = dataStart;
 
-  for (const [name, e] of Object.entries(entries)) {
+  for (const [name, e] of Object.entries(raw)) {
     if (name === METADATA_KEY) continue;
     const where = `tensor '${name}'`;
     if (!isPlainObject(e)) return fail('bad-entry', `${where}: entry must be an object with dtype, shape and data_offsets`);
@@ -111,20 +144,105 @@ export function parseSafetensorsWithMetadata(bytes: Uint8Array, source: string):
     if (want !== end - begin) {
       fail('size-mismatch', `${where}: shape ${shapeText(dims)} of ${dt} needs ${want} bytes but data_offsets [${begin}, ${end}] hold ${end - begin}`);
     }
-    ranges.push({ name, begin, end });
-    tensors.set(name, { name, dtype: dt, shape: [...dims], bytes: bytes.subarray(dataStart + begin, dataStart + end) });
+    entries.set(name, { name, dtype: dt, shape: [...dims], begin: dataStart + begin, end: dataStart + end });
+    dataEnd = Math.max(dataEnd, dataStart + end);
   }
 
   // Empty tensors occupy no bytes, so they cannot alias anything.
-  const nonEmpty = ranges.filter((r) => r.end > r.begin).sort((a, b) => a.begin - b.begin);
+  const nonEmpty = [...entries.values()].filter((r) => r.end > r.begin).sort((a, b) => a.begin - b.begin);
   for (let i = 1; i < nonEmpty.length; i++) {
     const prev = nonEmpty[i - 1]!;
     const cur = nonEmpty[i]!;
     if (cur.begin < prev.end) {
-      fail('overlap', `tensor '${cur.name}' [${cur.begin}, ${cur.end}] overlaps tensor '${prev.name}' [${prev.begin}, ${prev.end}]`);
+      const rel = (r: TensorEntry) => `[${r.begin - dataStart}, ${r.end - dataStart}]`;
+      fail('overlap', `tensor '${cur.name}' ${rel(cur)} overlaps tensor '${prev.name}' ${rel(prev)}`);
     }
   }
-  return { tensors, metadata };
+  return { entries, metadata, dataStart, dataEnd };
+}
+
+/** Reads and checks a file's header: two small reads (the length, then the JSON), no tensor bytes. */
+export async function readSafetensorsHeader(src: ByteSource): Promise<SafetensorsHeader> {
+  const size = await src.size();
+  const first = await src.read(0, 8);
+  const n = headerLength(first, size ?? (first.byteLength < 8 ? first.byteLength : null), src.where);
+  const json = await src.read(8, 8 + n);
+  if (json.byteLength < n) failer(src.where)('header-length', `header length ${n} runs past the end of the file (${json.byteLength} bytes after the length field)`);
+  return parseSafetensorsHeader(json, size, src.where);
+}
+
+/**
+ * Streams the file once and gives each tensor of `wanted` to `onTensor` as soon as its last byte
+ * has arrived: a view into the stream's chunk when one chunk holds it all, else one buffer the
+ * size of the tensor. Neither outlives the call, so the largest host buffer is one tensor, never
+ * the file. Tensors not wanted are skipped as they pass.
+ */
+export async function streamTensors(src: ByteSource, header: SafetensorsHeader, wanted: ReadonlySet<string>, onTensor: (t: HostTensor) => void | Promise<void>): Promise<void> {
+  const todo = [...header.entries.values()].filter((e) => wanted.has(e.name)).sort((a, b) => a.begin - b.begin || a.end - b.end);
+  if (todo.length === 0) return;
+  let i = 0;
+  // Empty tensors need no bytes.
+  const flushEmpty = async () => {
+    while (i < todo.length && todo[i]!.begin === todo[i]!.end) {
+      const e = todo[i++]!;
+      await onTensor({ name: e.name, dtype: e.dtype, shape: e.shape, bytes: new Uint8Array(0) });
+    }
+  };
+  await flushEmpty();
+  if (i === todo.length) return;
+  let pos = todo[i]!.begin;
+  let part: Uint8Array | null = null;
+  let filled = 0;
+  for await (const chunk of src.stream(pos)) {
+    let off = 0;
+    while (off < chunk.byteLength && i < todo.length) {
+      const e = todo[i]!;
+      if (pos < e.begin) {
+        const skip = Math.min(e.begin - pos, chunk.byteLength - off);
+        off += skip;
+        pos += skip;
+        continue;
+      }
+      const need = e.end - pos;
+      const have = chunk.byteLength - off;
+      if (!part && have >= need && pos === e.begin) {
+        await onTensor({ name: e.name, dtype: e.dtype, shape: e.shape, bytes: chunk.subarray(off, off + need) });
+      } else {
+        part ??= new Uint8Array(e.end - e.begin);
+        const take = Math.min(need, have);
+        part.set(chunk.subarray(off, off + take), filled);
+        filled += take;
+        off += take;
+        pos += take;
+        if (filled < part.byteLength) continue;
+        const bytes = part;
+        part = null;
+        filled = 0;
+        i++;
+        await onTensor({ name: e.name, dtype: e.dtype, shape: e.shape, bytes });
+        await flushEmpty();
+        continue;
+      }
+      off += need;
+      pos += need;
+      i++;
+      await flushEmpty();
+    }
+    if (i === todo.length) break;
+  }
+  if (i < todo.length) {
+    const e = todo[i]!;
+    failer(src.where)('out-of-range', `the file ends at byte ${pos}, inside tensor '${e.name}' (bytes ${e.begin}..${e.end}): truncated or changed while reading`);
+  }
+}
+
+/** Parses and validates a whole file; `source` (a path or URL) only goes into error messages. */
+export function parseSafetensorsWithMetadata(bytes: Uint8Array, source: string): SafetensorsFile {
+  const n = headerLength(bytes.subarray(0, 8), bytes.byteLength, source);
+  const header = parseSafetensorsHeader(bytes.subarray(8, 8 + n), bytes.byteLength, source);
+  const tensors = new Map<string, HostTensor>();
+  for (const e of header.entries.values()) tensors.set(e.name, { name: e.name, dtype: e.dtype, shape: e.shape, bytes: bytes.subarray(e.begin, e.end) });
+  return { tensors, metadata: header.metadata };
 }
 
 export function parseSafetensors(bytes: Uint8Array, source: string): Map<string, HostTensor> {

@@ -1,6 +1,7 @@
 // Hands out a model's weights by diffusers key with the shape checked, and tracks which keys were
 // taken: a key the builder never asked for means a layer was wired wrong or skipped.
-import { toFloat32, type HostTensor } from './safetensors.ts';
+import type { ByteSource } from './byte_source.ts';
+import { streamTensors, toFloat32, type DType, type HostTensor, type SafetensorsHeader } from './safetensors.ts';
 import { WeightError } from '../errors.ts';
 
 function shapeStr(shape: readonly number[]): string {
@@ -19,38 +20,160 @@ function commonSuffix(a: string, b: string): number {
   return i;
 }
 
+/** What the store knows of a tensor before its bytes arrive. */
+export interface TensorInfo {
+  readonly name: string;
+  readonly dtype: DType;
+  readonly shape: readonly number[];
+}
+
+/** Receives a tensor's bytes; they are valid only during the call (copy or upload them). */
+export type TensorSink = (t: HostTensor) => void;
+
+/** A weight file read as a stream: its checked header, and where to stream the bytes from. */
+export interface StreamedFile {
+  source: ByteSource;
+  header: SafetensorsHeader;
+}
+
+/** Progress of fill(): bytes of the claimed tensors delivered so far, of all claimed. */
+export type FillProgress = (loadedBytes: number, totalBytes: number, file: string) => void;
+
+/**
+ * Two kinds of store: one over tensors in memory (a whole small file, random weights), which
+ * hands bytes out at once; and a streamed one over files known by their headers alone, where a
+ * model claims each tensor while it is built (shapes checked, GPU buffers made) and fill() then
+ * streams each file once, giving every tensor to its claims as its bytes pass.
+ */
 export class WeightStore {
   private readonly used = new Set<string>();
+  private readonly infos: Map<string, TensorInfo>;
+  private readonly files: StreamedFile[] = [];
+  private readonly fileOf = new Map<string, number>();
+  private readonly claims = new Map<string, TensorSink[]>();
 
   /** `source` (the model folder) only goes into error messages. */
   constructor(
     private readonly tensors: Map<string, HostTensor>,
     readonly source: string,
-  ) {}
+  ) {
+    this.infos = new Map(tensors);
+  }
+
+  /**
+   * A store over streamed files (a sharded checkpoint has several). A key in two files is an
+   * error: which one a model would get would depend on the order they were listed.
+   */
+  static streamed(files: StreamedFile[], source: string): WeightStore {
+    const store = new WeightStore(new Map(), source);
+    files.forEach((f, i) => {
+      store.files.push(f);
+      for (const [key, e] of f.header.entries) {
+        const prev = store.fileOf.get(key);
+        if (prev !== undefined) throw new WeightError('duplicate', `${source}: weight '${key}' is in both ${files[prev]!.source.where} and ${f.source.where}`);
+        store.fileOf.set(key, i);
+        store.infos.set(key, e);
+      }
+    });
+    return store;
+  }
+
+  /** True when tensors arrive through fill() rather than at once. */
+  get isStreamed(): boolean {
+    return this.files.length > 0;
+  }
 
   has(key: string): boolean {
-    return this.tensors.has(key);
+    return this.infos.has(key);
   }
 
   keys(): string[] {
-    return [...this.tensors.keys()];
+    return [...this.infos.keys()];
   }
 
-  /** The weights as f32 (possibly a view of the file's memory: do not write to it). */
-  take(key: string, shape: readonly number[]): Float32Array {
-    const t = this.tensors.get(key);
+  info(key: string): TensorInfo | undefined {
+    return this.infos.get(key);
+  }
+
+  /** Checks that `key` exists with `shape` and marks it used. */
+  protected check(key: string, shape: readonly number[]): TensorInfo {
+    const t = this.infos.get(key);
     if (!t) throw new WeightError('missing', `${this.source}: missing weight '${key}'${this.hint(key)}`);
     const same = t.shape.length === shape.length && t.shape.every((d, i) => d === shape[i]);
     if (!same) {
       throw new WeightError('shape', `${this.source}: weight '${key}' has shape ${shapeStr(t.shape)}, expected ${shapeStr(shape)}`);
     }
     this.used.add(key);
-    return toFloat32(t);
+    return t;
+  }
+
+  /** The tensor's bytes now (an in-memory store only: a streamed one has none until fill()). */
+  takeHost(key: string, shape: readonly number[]): HostTensor {
+    this.check(key, shape);
+    const t = this.tensors.get(key);
+    if (!t) throw new WeightError('missing', `${this.source}: weight '${key}' is streamed and has no bytes yet (claim it, then fill())`);
+    return t;
+  }
+
+  /** The weights as f32 (possibly a view of the file's memory: do not write to it). */
+  take(key: string, shape: readonly number[]): Float32Array {
+    return toFloat32(this.takeHost(key, shape));
   }
 
   /** For layers a config may or may not have (a bias, a conv_shortcut): null when absent. */
   optional(key: string, shape: readonly number[]): Float32Array | null {
-    return this.tensors.has(key) ? this.take(key, shape) : null;
+    return this.has(key) ? this.take(key, shape) : null;
+  }
+
+  /**
+   * Asks for the tensor's bytes: `sink` gets them now from an in-memory store, or during fill()
+   * from a streamed one. The key and shape are checked here either way.
+   */
+  claim(key: string, shape: readonly number[], sink: TensorSink): void {
+    if (!this.isStreamed) {
+      sink(this.takeHost(key, shape));
+      return;
+    }
+    this.check(key, shape);
+    const list = this.claims.get(key);
+    if (list) list.push(sink);
+    else this.claims.set(key, [sink]);
+  }
+
+  /** Marks a tensor used without reading it (a buffer the model implies, such as position_ids). */
+  skip(key: string, shape: readonly number[]): void {
+    this.check(key, shape);
+  }
+
+  /** Bytes fill() will stream for the claims made so far. */
+  get claimedBytes(): number {
+    let n = 0;
+    for (const key of this.claims.keys()) {
+      const e = this.files[this.fileOf.get(key)!]!.header.entries.get(key)!;
+      n += e.end - e.begin;
+    }
+    return n;
+  }
+
+  /**
+   * Streams every file that holds a claimed tensor, once, in file order, and gives each tensor to
+   * its claims. Claims are dropped as they are served, so a second fill() streams nothing.
+   */
+  async fill(onProgress?: FillProgress): Promise<void> {
+    const total = this.claimedBytes;
+    let loaded = 0;
+    for (const [i, f] of this.files.entries()) {
+      const wanted = new Set([...this.claims.keys()].filter((k) => this.fileOf.get(k) === i));
+      if (wanted.size === 0) continue;
+      onProgress?.(loaded, total, f.source.where);
+      await streamTensors(f.source, f.header, wanted, (t) => {
+        const sinks = this.claims.get(t.name)!;
+        this.claims.delete(t.name);
+        for (const sink of sinks) sink(t);
+        loaded += t.bytes.byteLength;
+        onProgress?.(loaded, total, f.source.where);
+      });
+    }
   }
 
   unused(): string[] {
@@ -69,7 +192,7 @@ export class WeightStore {
   private hint(key: string): string {
     const scored = this.keys().map((k) => ({ k, p: commonPrefix(k, key), s: commonSuffix(k, key) }));
     const best = scored.reduce((m, x) => Math.max(m, x.p), 0);
-    if (best === 0) return ` (the file has ${this.tensors.size} weights, none sharing a prefix with it)`;
+    if (best === 0) return ` (the file has ${this.infos.size} weights, none sharing a prefix with it)`;
     const near = scored
       .filter((x) => x.p === best)
       .sort((a, b) => b.s - a.s || (a.k < b.k ? -1 : 1))

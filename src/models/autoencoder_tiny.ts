@@ -64,8 +64,7 @@ class DecoderTiny {
     });
     const name = `layers.${idx}`;
     const weight = w.tensor(`${name}.weight`, [outChannels, ch, 3, 3]);
-    const key = w.key(`${name}.bias`);
-    const bias = w.upload(w.store.take(key, [outChannels]).map((v) => v - 0.5), [outChannels], `${key} - 0.5`);
+    const bias = w.derived(`${name}.bias`, [outChannels], (v) => v.map((x) => x - 0.5), `${w.key(`${name}.bias`)} - 0.5`);
     this.convOut = { name: w.key(name), weight, bias };
   }
 

@@ -165,13 +165,11 @@ export class CLIPTextModel {
     const w = root.sub('text_model');
     const emb = w.sub('embeddings');
     const key = emb.key('token_embedding.weight');
-    const table = store.take(key, [cfg.vocabSize, d]);
-    this.tokenChunks = tokenTableChunks(cfg.vocabSize, d, w.weightDtype, rt.planLimits.binding).map(([s, e], k, all) =>
-      w.upload(table.subarray(s * d, e * d), [e - s, d], all.length > 1 ? `${key}[${s}:${e}]` : key),
-    );
+    const chunks = tokenTableChunks(cfg.vocabSize, d, w.weightDtype, rt.planLimits.binding);
+    this.tokenChunks = emb.rows('token_embedding.weight', [cfg.vocabSize, d], chunks, ([s, e]) => (chunks.length > 1 ? `${key}[${s}:${e}]` : key));
     this.positions = emb.tensor('position_embedding.weight', [cfg.maxPositions, d]);
     // Older checkpoints keep the constant 0..P-1 position ids as a buffer; they are implied here.
-    store.optional(emb.key('position_ids'), [1, cfg.maxPositions]);
+    if (store.has(emb.key('position_ids'))) store.skip(emb.key('position_ids'), [1, cfg.maxPositions]);
     const enc = w.sub('encoder');
     for (let i = 0; i < cfg.layers; i++) this.layers.push(new CLIPEncoderLayer(enc.sub(`layers.${i}`), cfg));
     this.finalNorm = loadLayerNorm(w, 'final_layer_norm', d);

@@ -119,11 +119,9 @@ export class TimeEmbedding {
       // diffusers registers the one parameter under two names, W and weight; a checkpoint holds both,
       // and the forward of a from_pretrained model reads weight. It stays f32 whatever the storage type:
       // the arguments (ln t · w · 2π) reach ~1000 rad, where f16 weights would move them by radians.
-      const data = w.store.optional(w.key('time_proj.weight'), [o.projDim]) ?? w.store.optional(w.key('time_proj.W'), [o.projDim]) ?? w.store.take(w.key('time_proj.weight'), [o.projDim]);
-      if (w.store.has(w.key('time_proj.W'))) w.store.take(w.key('time_proj.W'), [o.projDim]);
-      const label = w.key('time_proj.weight');
-      this.fourierWeight = { buffer: w.rt.upload(Float32Array.from(data), label), shape: [o.projDim], label };
-      w.own(this.fourierWeight.buffer);
+      const name = w.has('time_proj.weight') || !w.has('time_proj.W') ? 'time_proj.weight' : 'time_proj.W';
+      this.fourierWeight = w.tensor(name, [o.projDim], 'f32');
+      if (name === 'time_proj.weight' && w.has('time_proj.W')) w.store.skip(w.key('time_proj.W'), [o.projDim]);
     } else if (timeType === 'learned') {
       // readUNet2DConfig requires num_train_timesteps for 'learned'.
       this.timeTable = w.tensor('time_proj.weight', [o.numTrainTimesteps!, o.projDim]);

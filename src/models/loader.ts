@@ -1,11 +1,33 @@
 // Uploads a model's weights as named GPU tensors. Modules ask for their own keys (diffusers'
 // key paths), so a missing or misshapen weight is reported by the store with its full key.
+// Asking makes the GPU buffer at once and claims the bytes: a store in memory fills it now, a
+// streamed one later (WeightStore.fill), so a model is built, checked and allocated before any
+// weight byte is downloaded.
 import type { Runtime } from '../gpu/runtime.ts';
-import type { DType, Tensor } from '../graph/tensor.ts';
+import { bytesFor, numel, type DType, type Tensor } from '../graph/tensor.ts';
+import { toF16Array } from '../io/f16.ts';
+import { toFloat32, type HostTensor } from '../io/safetensors.ts';
 import type { WeightStore } from '../io/weights.ts';
-import { uploadTensor } from '../kernels/cast.ts';
 import { WeightSlices } from './channel_split.ts';
 export { ConfigError } from '../errors.ts';
+
+/** The tensor's bytes in storage type `dtype`: the file's own bytes when they already are. */
+function storageBytes(t: HostTensor, dtype: DType): Uint8Array {
+  if ((dtype === 'f16' && t.dtype === 'F16') || (dtype === 'f32' && t.dtype === 'F32')) return t.bytes;
+  const f = toFloat32(t);
+  const v = dtype === 'f16' ? toF16Array(f) : f;
+  return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+}
+
+/** Writes `bytes` at the start of `buffer` (writeBuffer takes whole 4-byte words: an odd f16 count is padded). */
+function writeBytes(rt: Runtime, buffer: GPUBuffer, bytes: Uint8Array): void {
+  let b = bytes;
+  if (b.byteLength % 4 !== 0) {
+    b = new Uint8Array(Math.ceil(b.byteLength / 4) * 4);
+    b.set(bytes);
+  }
+  if (b.byteLength) rt.device.queue.writeBuffer(buffer, 0, b.buffer, b.byteOffset, b.byteLength);
+}
 
 export class WeightLoader {
   private readonly uploaded: GPUBuffer[] = [];
@@ -33,16 +55,45 @@ export class WeightLoader {
     return this.prefix ? `${this.prefix}.${name}` : name;
   }
 
-  tensor(name: string, shape: readonly number[]): Tensor {
+  /** A weight, stored in weightDtype (or `dtype` where a module needs another, such as f32). */
+  tensor(name: string, shape: readonly number[], dtype: DType = this.weightDtype): Tensor {
     const key = this.key(name);
-    return this.upload(this.store.take(key, shape), shape, key);
+    const t = this.alloc(shape, key, dtype);
+    this.store.claim(key, shape, (host) => writeBytes(this.rt, t.buffer, storageBytes(host, dtype)));
+    return t;
   }
 
-  /** Host values derived from weights (a slice, a shifted bias), stored like the weights. */
-  upload(data: Float32Array, shape: readonly number[], label: string): Tensor {
-    const t = uploadTensor(this.rt, data, shape, label, this.weightDtype);
-    this.uploaded.push(t.buffer);
+  /** A tensor of values `f` derives from the weight's (a shifted bias), stored like the weights. */
+  derived(name: string, shape: readonly number[], f: (values: Float32Array) => Float32Array, label: string): Tensor {
+    const key = this.key(name);
+    const t = this.alloc(shape, label, this.weightDtype);
+    this.store.claim(key, shape, (host) => {
+      const v = f(toFloat32(host));
+      writeBytes(this.rt, t.buffer, storageBytes({ name: label, dtype: 'F32', shape: [...shape], bytes: new Uint8Array(v.buffer, v.byteOffset, v.byteLength) }, this.weightDtype));
+    });
     return t;
+  }
+
+  /**
+   * Row ranges [start, end) of a [rows, ...] weight as separate tensors (a table too large for
+   * one binding): each is a byte range of the weight's rows.
+   */
+  rows(name: string, shape: readonly number[], ranges: readonly [number, number][], label: (range: [number, number]) => string): Tensor[] {
+    const key = this.key(name);
+    const inner = numel(shape.slice(1));
+    const parts = ranges.map(([s, e]) => this.alloc([e - s, ...shape.slice(1)], label([s, e]), this.weightDtype));
+    this.store.claim(key, shape, (host) => {
+      const bytes = storageBytes(host, this.weightDtype);
+      const row = inner * (this.weightDtype === 'f16' ? 2 : 4);
+      ranges.forEach(([s, e], i) => writeBytes(this.rt, parts[i]!.buffer, bytes.subarray(s * row, e * row)));
+    });
+    return parts;
+  }
+
+  private alloc(shape: readonly number[], label: string, dtype: DType): Tensor {
+    const buffer = this.rt.createBuffer(bytesFor(numel(shape), dtype), label);
+    this.uploaded.push(buffer);
+    return { buffer, shape: [...shape], label, dtype };
   }
 
   /** Makes `buffer` (a weight derived on the GPU, such as a slice) freed with this loader's weights. */
