@@ -1,5 +1,6 @@
 // The library facade: loadModel(source) and generate(model, options), the same in a page, a Web
-// Worker and Node. A source is a URL (fetched, streamed, kept in the Cache API), a folder on disk
+// Worker and Node. A source is a URL (fetched, streamed, kept in the Cache API), a Hugging Face
+// Hub repository (`hf:owner/name[@revision]`, read by URL: src/io/hub.ts), a folder on disk
 // (Node), or any FolderReader. The folder says what it is: model_index.json makes it a Stable
 // Diffusion (text) pipeline, otherwise it is a class-conditional LDM (unet/, vae/, scheduler/,
 // and optionally Fresco's fresco.json card with class names and defaults). The CLI and the demo
@@ -8,6 +9,8 @@ import { getGpu, type GpuContext } from './gpu/device.ts';
 import { Runtime } from './gpu/runtime.ts';
 import { nodeFolderReader, type FolderReader } from './io/model_folder.ts';
 import { urlFolderReader } from './io/url_reader.ts';
+import { DEFAULT_HUB_ENDPOINT, hubRepoOfUrl, resolveHubSource, type WeightVariant } from './io/hub.ts';
+import type { PresetName } from './pipelines/presets.ts';
 import { resolvePrecision, type Precision } from './models/precision.ts';
 import { generateClassConditional } from './pipelines/class_conditional.ts';
 import type { GenerationResult } from './pipelines/denoise.ts';
@@ -36,6 +39,26 @@ export interface LoadModelOptions {
   onCacheHit?: (file: string) => void;
   /** A device to use instead of the shared one. */
   gpu?: GpuContext;
+  /** URL and hf: sources: a fetch to use instead of the global one (an Authorization header for gated repositories, tests). */
+  fetch?: typeof fetch;
+  /** hf: sources that name no `@revision`: the branch, tag, commit sha or refs/pr/N to read (default 'main'). */
+  revision?: string;
+  /** hf: sources: the Hub's address, for mirrors (default: HF_ENDPOINT in Node, else https://huggingface.co). */
+  hubEndpoint?: string;
+  /**
+   * Weight files to prefer where a folder has both: 'fp16' reads `*.fp16.safetensors` before the
+   * plain files (half the download), null the plain files first. Default: 'fp16' for Hub sources
+   * (hf:, or a Hub resolve URL), null otherwise.
+   */
+  variant?: WeightVariant | null;
+  /**
+   * A few-step preset's defaults (steps, guidance, scheduler and its config, image size; see
+   * src/pipelines/presets.ts): 'sd-turbo', 'sdxl-turbo' or 'lcm' for a folder that is not
+   * recognised as one (a self-hosted copy), null for none. Default: detected from the Hub
+   * repository (stabilityai/sd-turbo, stabilityai/sdxl-turbo, SimianLuo/LCM_Dreamshaper_v7) or the
+   * configs (an LCM-distilled U-Net or an LCMScheduler folder: 'lcm'). ModelInfo.preset says which applies.
+   */
+  preset?: PresetName | null;
 }
 
 type Loaded = { kind: 'class'; ldm: LdmModel; preview: PreviewFactors | null } | { kind: 'text'; sd: SdModel };
@@ -97,11 +120,12 @@ function runtimeFor(gpu: GpuContext): Runtime {
   return rt;
 }
 
-/** Reports each whole file to onProgress (a local read has no finer progress to give). */
+/** Reports each small file read whole to onProgress (weight files report as they stream, from the loaders). */
 function withProgress(reader: FolderReader, onProgress: LoadModelOptions['onProgress']): FolderReader {
   if (!onProgress) return reader;
   return {
     where: reader.where,
+    ...(reader.open ? { open: (name: string) => reader.open!(name) } : {}),
     async read(name) {
       const bytes = await reader.read(name);
       if (bytes) onProgress(bytes.length, bytes.length, name);
@@ -110,27 +134,42 @@ function withProgress(reader: FolderReader, onProgress: LoadModelOptions['onProg
   };
 }
 
-function readerFor(source: string | FolderReader, opts: LoadModelOptions): { reader: FolderReader; where: string } {
-  if (typeof source !== 'string') return { reader: withProgress(source, opts.onProgress), where: source.where('').replace(/\/$/, '') };
+interface Source {
+  reader: FolderReader;
+  where: string;
+  /** The Hub repository read from (an hf: source, or a Hub resolve URL), for presets. */
+  repo: string | null;
+  /** The weight variant to prefer (LoadModelOptions.variant). */
+  variant: WeightVariant | null;
+}
+
+function readerFor(source: string | FolderReader, opts: LoadModelOptions): Source {
+  const variant = (hubPrefers: boolean) => (opts.variant !== undefined ? opts.variant : hubPrefers ? 'fp16' : null);
+  if (typeof source !== 'string') return { reader: withProgress(source, opts.onProgress), where: source.where('').replace(/\/$/, ''), repo: null, variant: variant(false) };
+  const url = { onProgress: opts.onProgress, cache: opts.cache, onCacheHit: opts.onCacheHit, ...(opts.fetch ? { fetch: opts.fetch } : {}) };
+  const hub = resolveHubSource(source, { revision: opts.revision, endpoint: opts.hubEndpoint });
+  if (hub) return { reader: urlFolderReader(hub.baseUrl, url), where: hub.baseUrl.replace(/\/$/, ''), repo: hub.repo, variant: variant(true) };
   const where = source.replace(/\/$/, '');
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(source) || !isNode()) {
-    return { reader: urlFolderReader(source, { onProgress: opts.onProgress, cache: opts.cache, onCacheHit: opts.onCacheHit }), where };
+    const repo = hubRepoOfUrl(source, opts.hubEndpoint ?? DEFAULT_HUB_ENDPOINT);
+    return { reader: urlFolderReader(source, url), where, repo, variant: variant(repo !== null) };
   }
-  return { reader: withProgress(nodeFolderReader(where), opts.onProgress), where };
+  return { reader: withProgress(nodeFolderReader(where), opts.onProgress), where, repo: null, variant: variant(false) };
 }
 
 /**
  * What a model is (kind, pipeline, classes, defaults), from its JSON files alone: no weights are
  * read and no GPU is asked for, so options can be checked before the slow part starts.
  */
-export async function inspectModel(source: string | FolderReader, opts: Pick<LoadModelOptions, 'cache' | 'onCacheHit'> = {}): Promise<ModelInfo> {
-  return readModelInfo(readerFor(source, opts).reader);
+export async function inspectModel(source: string | FolderReader, opts: Pick<LoadModelOptions, 'cache' | 'onCacheHit' | 'fetch' | 'revision' | 'hubEndpoint' | 'preset'> = {}): Promise<ModelInfo> {
+  const { reader, repo } = readerFor(source, opts);
+  return readModelInfo(reader, { repo, preset: opts.preset });
 }
 
 export async function loadModel(source: string | FolderReader, opts: LoadModelOptions = {}): Promise<Model> {
-  const { reader, where } = readerFor(source, opts);
+  const { reader, where, repo, variant } = readerFor(source, opts);
   // A folder that is not a supported model fails here, before the GPU is asked for.
-  const info = await readModelInfo(reader);
+  const info = await readModelInfo(reader, { repo, preset: opts.preset });
   const precision = opts.precision ?? 'auto';
   const gpu = opts.gpu ?? (await getGpu({ wantF16: precision !== 'f32' }));
   const rt = runtimeFor(gpu);
@@ -138,10 +177,10 @@ export async function loadModel(source: string | FolderReader, opts: LoadModelOp
   resolvePrecision(gpu.features, precision);
   let model: Model;
   if (info.kind === 'text') {
-    const sd = await loadSdFrom(rt, reader, where, { precision });
+    const sd = await loadSdFrom(rt, reader, where, { precision, onProgress: opts.onProgress, variant });
     model = new Model(info, where, rt, { kind: 'text', sd });
   } else {
-    const ldm = await loadLdmFrom(rt, reader, where, { precision });
+    const ldm = await loadLdmFrom(rt, reader, where, { precision, onProgress: opts.onProgress, variant });
     let preview: PreviewFactors | null = null;
     try {
       // Checked at load, not at the first preview: a bad card entry fails here, naming the file.
@@ -207,7 +246,7 @@ export async function generate(model: Model, opts: GenerateOptions = {}): Promis
   const run: Promise<GenerationResult & { truncated?: string[] }> =
     loaded.kind === 'class'
       ? generateClassConditional(rt, loaded.ldm, { ...common, classLabels: o.classLabels!, nullClass: model.nullClass!, onStep })
-      : generateFromText(rt, loaded.sd, { ...common, prompt: o.prompts!, negativePrompt: opts.negativePrompt, ...o.sdxl, width: o.width, height: o.height, onStep });
+      : generateFromText(rt, loaded.sd, { ...common, prompt: o.prompts!, negativePrompt: opts.negativePrompt, ...o.sdxl, width: o.width, height: o.height, onStep, schedulerConfig: model.info.preset?.schedulerConfig });
   // The loop races device loss at every step; this also covers the text encoder and decode, so a
   // lost device rejects instead of leaving a promise that never settles.
   const lost = rejectOnLoss(rt.gpu);

@@ -32,11 +32,13 @@ export type TensorSink = (t: HostTensor) => void;
 
 /** A weight file read as a stream: its checked header, and where to stream the bytes from. */
 export interface StreamedFile {
+  /** The file's name in its folder (progress reports use it). */
+  name: string;
   source: ByteSource;
   header: SafetensorsHeader;
 }
 
-/** Progress of fill(): bytes of the claimed tensors delivered so far, of all claimed. */
+/** Progress of fill(), per file: bytes of its claimed tensors delivered so far, of all it holds. */
 export type FillProgress = (loadedBytes: number, totalBytes: number, file: string) => void;
 
 /**
@@ -109,10 +111,9 @@ export class WeightStore {
 
   /** The tensor's bytes now (an in-memory store only: a streamed one has none until fill()). */
   takeHost(key: string, shape: readonly number[]): HostTensor {
+    if (this.isStreamed) throw new WeightError('missing', `${this.source}: weight '${key}' is streamed and has no bytes yet (claim it, then fill())`);
     this.check(key, shape);
-    const t = this.tensors.get(key);
-    if (!t) throw new WeightError('missing', `${this.source}: weight '${key}' is streamed and has no bytes yet (claim it, then fill())`);
-    return t;
+    return this.tensors.get(key)!;
   }
 
   /** The weights as f32 (possibly a view of the file's memory: do not write to it). */
@@ -148,10 +149,7 @@ export class WeightStore {
   /** Bytes fill() will stream for the claims made so far. */
   get claimedBytes(): number {
     let n = 0;
-    for (const key of this.claims.keys()) {
-      const e = this.files[this.fileOf.get(key)!]!.header.entries.get(key)!;
-      n += e.end - e.begin;
-    }
+    for (const key of this.claims.keys()) n += this.infoBytes(key);
     return n;
   }
 
@@ -160,20 +158,26 @@ export class WeightStore {
    * its claims. Claims are dropped as they are served, so a second fill() streams nothing.
    */
   async fill(onProgress?: FillProgress): Promise<void> {
-    const total = this.claimedBytes;
-    let loaded = 0;
     for (const [i, f] of this.files.entries()) {
       const wanted = new Set([...this.claims.keys()].filter((k) => this.fileOf.get(k) === i));
       if (wanted.size === 0) continue;
-      onProgress?.(loaded, total, f.source.where);
+      let total = 0;
+      for (const k of wanted) total += this.infoBytes(k);
+      let loaded = 0;
+      onProgress?.(0, total, f.name);
       await streamTensors(f.source, f.header, wanted, (t) => {
         const sinks = this.claims.get(t.name)!;
         this.claims.delete(t.name);
         for (const sink of sinks) sink(t);
         loaded += t.bytes.byteLength;
-        onProgress?.(loaded, total, f.source.where);
+        onProgress?.(loaded, total, f.name);
       });
     }
+  }
+
+  private infoBytes(key: string): number {
+    const e = this.files[this.fileOf.get(key)!]!.header.entries.get(key)!;
+    return e.end - e.begin;
   }
 
   unused(): string[] {

@@ -13,7 +13,7 @@ import { castTo } from '../kernels/cast.ts';
 import { embeddingLookup, tokenEmbedding, tokenTableChunks } from '../kernels/embedding.ts';
 import { linear } from '../kernels/gemm.ts';
 import { layerNorm } from '../kernels/layer_norm.ts';
-import { loadModelFrom, nodeFolderReader, type FolderReader, type ModelFolder } from '../io/model_folder.ts';
+import { loadModelFrom, nodeFolderReader, openModelFrom, type FolderReader, type ModelFolder } from '../io/model_folder.ts';
 import { readClipTextConfig, type CLIPTextConfig, type CLIPTextWithProjectionConfig } from './clip_text_config.ts';
 import type { WeightLoader } from './loader.ts';
 import { buildModel, type ModelLoader } from './model_loader.ts';
@@ -246,6 +246,11 @@ export class CLIPTextModel {
 // The full-precision file wins when both exist, as for diffusers folders.
 const WEIGHT_FILES = ['model.safetensors', 'model.fp16.safetensors'];
 
+/** config.json and the weight headers of a transformers text_encoder/ folder, streamed (see openModelFrom). */
+export function openClipTextFolder(reader: FolderReader, dir: string, variant?: string | null): Promise<ModelFolder> {
+  return openModelFrom(reader, dir, { weightName: WEIGHT_FILES[0], kind: 'a text_encoder folder', variant });
+}
+
 /** config.json and the weights of a transformers text_encoder/ folder. */
 export function readClipTextFolder(reader: FolderReader, dir: string): Promise<ModelFolder> {
   return loadModelFrom(reader, dir, WEIGHT_FILES, 'a text_encoder folder');
@@ -264,6 +269,14 @@ export class CLIPTextModelWithProjection extends CLIPTextModel {
 export async function loadClipTextModel(rt: Runtime, source: FolderReader | string, opts: CLIPTextModelOptions = {}): Promise<CLIPTextModel> {
   const reader = typeof source === 'string' ? nodeFolderReader(source) : source;
   const dir = typeof source === 'string' ? source : source.where('');
-  const { config, weights } = await readClipTextFolder(reader, dir);
-  return buildModel(CLIPTextModel, rt, weights, readClipTextConfig(config, dir, opts.withProjection), opts);
+  const { config, weights } = await openClipTextFolder(reader, dir);
+  const model = buildModel(CLIPTextModel, rt, weights, readClipTextConfig(config, dir, opts.withProjection), opts);
+  try {
+    await rt.assertHealthy();
+    await weights.fill();
+  } catch (e) {
+    model.destroy();
+    throw e;
+  }
+  return model;
 }

@@ -1,11 +1,12 @@
 // A class-conditional latent diffusion folder: unet/, vae/ and scheduler/ in diffusers layout,
 // read through a FolderReader (a folder on disk in Node, a URL in a browser).
 import type { Runtime } from '../gpu/runtime.ts';
-import { loadModelFrom, nodeFolderReader, readJsonFrom, subFolder, type FolderReader } from '../io/model_folder.ts';
+import { nodeFolderReader, openModelFrom, readJsonFrom, subFolder, type FolderReader } from '../io/model_folder.ts';
+import { fillStores, type FolderLoadOptions } from './folder_options.ts';
 import { AutoencoderKL } from '../models/autoencoder_kl.ts';
 import { readAutoencoderKLConfig } from '../models/autoencoder_kl_config.ts';
 import { buildModel } from '../models/model_loader.ts';
-import type { ModelOptions, ResolvedPrecision } from '../models/precision.ts';
+import type { ResolvedPrecision } from '../models/precision.ts';
 import { UNet2DModel } from '../models/unet_2d.ts';
 import { readUNet2DConfig } from '../models/unet_2d_config.ts';
 import { ConfigError, ModelFolderError } from '../errors.ts';
@@ -21,26 +22,27 @@ export interface LdmModel {
 }
 
 /** Node: a folder on disk. */
-export async function loadLdmFolder(rt: Runtime, dir: string, opts: ModelOptions = {}): Promise<LdmModel> {
+export async function loadLdmFolder(rt: Runtime, dir: string, opts: FolderLoadOptions = {}): Promise<LdmModel> {
   const fs = await import('node:fs/promises');
   const stat = await fs.stat(dir).catch(() => null);
   if (!stat?.isDirectory()) throw new ModelFolderError('missing', `${dir}: model folder not found (or not a directory)`);
   return loadLdmFrom(rt, nodeFolderReader(dir), dir, opts);
 }
 
-export async function loadLdmFrom(rt: Runtime, root: FolderReader, dir: string, opts: ModelOptions = {}): Promise<LdmModel> {
+export async function loadLdmFrom(rt: Runtime, root: FolderReader, dir: string, opts: FolderLoadOptions = {}): Promise<LdmModel> {
   const join = (p: string) => `${dir.replace(/\/$/, '')}/${p}`;
-  const unetFolder = await loadModelFrom(subFolder(root, 'unet'), join('unet'));
+  const unetFolder = await openModelFrom(subFolder(root, 'unet'), join('unet'), { variant: opts.variant });
   const cls = unetFolder.config._class_name;
   if (cls !== 'UNet2DModel') throw new ConfigError(`${join('unet/config.json')}: _class_name ${JSON.stringify(cls)} is not supported yet (supported: UNet2DModel)`);
   const unet = buildModel(UNet2DModel, rt, unetFolder.weights, readUNet2DConfig(unetFolder.config, join('unet')), opts);
   let vae: AutoencoderKL | undefined;
   let schedulerConfig: Record<string, unknown>;
   try {
-    const vaeFolder = await loadModelFrom(subFolder(root, 'vae'), join('vae'));
+    const vaeFolder = await openModelFrom(subFolder(root, 'vae'), join('vae'), { variant: opts.variant });
     vae = buildModel(AutoencoderKL, rt, vaeFolder.weights, readAutoencoderKLConfig(vaeFolder.config, join('vae')), opts);
     schedulerConfig = await readJsonFrom(root, 'scheduler/scheduler_config.json');
     checkLatentChannels(dir, unet, vae);
+    await fillStores(rt, [unetFolder.weights, vaeFolder.weights], opts, ['unet', 'vae']);
   } catch (e) {
     vae?.destroy();
     unet.destroy();

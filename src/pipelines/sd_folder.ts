@@ -3,14 +3,16 @@
 // component lives in its own sub-folder (unet/, vae/, text_encoder/, tokenizer/, scheduler/; SDXL
 // also text_encoder_2/ (CLIPTextModelWithProjection) and tokenizer_2/).
 import type { Runtime } from '../gpu/runtime.ts';
-import { loadModelFrom, nodeFolderReader, readJsonFrom, subFolder, type FolderReader } from '../io/model_folder.ts';
+import { nodeFolderReader, openModelFrom, readJsonFrom, subFolder, type FolderReader } from '../io/model_folder.ts';
+import { fillStores, type FolderLoadOptions } from './folder_options.ts';
+import type { WeightStore } from '../io/weights.ts';
 import { AutoencoderKL } from '../models/autoencoder_kl.ts';
 import { readAutoencoderKLConfig } from '../models/autoencoder_kl_config.ts';
 import { readClipTextConfig } from '../models/clip_text_config.ts';
-import { CLIPTextModel, CLIPTextModelWithProjection, readClipTextFolder } from '../models/clip_text_model.ts';
+import { CLIPTextModel, CLIPTextModelWithProjection, openClipTextFolder } from '../models/clip_text_model.ts';
 import { buildModel } from '../models/model_loader.ts';
 import { checkLatentChannels } from './ldm_folder.ts';
-import type { ModelOptions, ResolvedPrecision } from '../models/precision.ts';
+import type { ResolvedPrecision } from '../models/precision.ts';
 import { UNet2DConditionModel } from '../models/unet_2d_condition.ts';
 import { readUNet2DConditionConfig } from '../models/unet_2d_condition_config.ts';
 import { CLIPTokenizer } from '../text/clip_tokenizer.ts';
@@ -102,7 +104,7 @@ export function checkModelIndex(index: Record<string, unknown>, where: string): 
   }
 }
 
-export async function loadSdFrom(rt: Runtime, root: FolderReader, dir: string, opts: ModelOptions = {}): Promise<SdModel> {
+export async function loadSdFrom(rt: Runtime, root: FolderReader, dir: string, opts: FolderLoadOptions = {}): Promise<SdModel> {
   const index = await readJsonFrom(root, 'model_index.json', 'a diffusers pipeline folder needs it');
   checkModelIndex(index, root.where('model_index.json'));
   const pipeline = index._class_name as string;
@@ -114,20 +116,30 @@ export async function loadSdFrom(rt: Runtime, root: FolderReader, dir: string, o
   const built: { destroy(): void }[] = [];
   const keep = <T extends { destroy(): void }>(m: T): T => (built.push(m), m);
   try {
-    const u = await loadModelFrom(subFolder(root, 'unet'), `${dir}/unet`);
+    // Every component's headers are read and its model built (every shape checked, every buffer
+    // made) before fillStores streams the first weight byte.
+    const stores: WeightStore[] = [];
+    const names: string[] = [];
+    const open = async (sub: string) => {
+      const f = sub.startsWith('text_encoder') ? await openClipTextFolder(subFolder(root, sub), `${dir}/${sub}`, opts.variant) : await openModelFrom(subFolder(root, sub), `${dir}/${sub}`, { variant: opts.variant });
+      stores.push(f.weights);
+      names.push(sub);
+      return f;
+    };
+    const u = await open('unet');
     const unet = keep(buildModel(UNet2DConditionModel, rt, u.weights, readUNet2DConditionConfig(u.config, `${dir}/unet`), opts));
-    const v = await loadModelFrom(subFolder(root, 'vae'), `${dir}/vae`);
+    const v = await open('vae');
     // StableDiffusionXLPipeline decodes in float32 when the VAE is float16 and its config says
     // force_upcast (AutoencoderKL's default: SDXL's VAE overflows in half precision); its
     // StableDiffusionPipeline does not.
     const upcast = xl && unet.precision.dtype === 'f16' && v.config.force_upcast !== false;
     const vae = keep(buildModel(AutoencoderKL, rt, v.weights, readAutoencoderKLConfig(v.config, `${dir}/vae`), upcast ? { ...opts, precision: 'f32' } : opts));
-    const t = await readClipTextFolder(subFolder(root, 'text_encoder'), `${dir}/text_encoder`);
+    const t = await open('text_encoder');
     const textEncoder = keep(buildModel(CLIPTextModel, rt, t.weights, readClipTextConfig(t.config, `${dir}/text_encoder`), opts));
     checkLatentChannels(dir, unet, vae);
     let parts: SdxlParts | undefined;
     if (xl) {
-      const t2 = await readClipTextFolder(subFolder(root, 'text_encoder_2'), `${dir}/text_encoder_2`);
+      const t2 = await open('text_encoder_2');
       const textEncoder2 = keep(buildModel(CLIPTextModelWithProjection, rt, t2.weights, readClipTextConfig(t2.config, `${dir}/text_encoder_2`, true), opts));
       checkXl(dir, u.config, unet, textEncoder, textEncoder2, tokenizer, tokenizer2!);
       parts = { textEncoder2, tokenizer2: tokenizer2!, forceZerosForEmptyPrompt: index.force_zeros_for_empty_prompt !== false };
@@ -137,6 +149,7 @@ export async function loadSdFrom(rt: Runtime, root: FolderReader, dir: string, o
       if (textEncoder.hiddenSize !== unet.crossAttentionDim) throw new ConfigError(`${dir}: the text encoder gives ${textEncoder.hiddenSize} features but the U-Net's cross_attention_dim is ${unet.crossAttentionDim}`);
       if (tokenizer.maxLength > textEncoder.maxPositions) throw new ConfigError(`${dir}: the tokenizer pads to ${tokenizer.maxLength} tokens but the text encoder has ${textEncoder.maxPositions} positions`);
     }
+    await fillStores(rt, stores, opts, names);
     return {
       dir,
       unet,
@@ -180,6 +193,6 @@ function checkXl(dir: string, unetConfig: Record<string, unknown>, unet: UNet2DC
 }
 
 /** Node: a pipeline folder on disk. */
-export function loadSdFolder(rt: Runtime, dir: string, opts: ModelOptions = {}): Promise<SdModel> {
+export function loadSdFolder(rt: Runtime, dir: string, opts: FolderLoadOptions = {}): Promise<SdModel> {
   return loadSdFrom(rt, nodeFolderReader(dir), dir.replace(/\/$/, ''), opts);
 }

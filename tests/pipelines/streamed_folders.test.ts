@@ -1,0 +1,184 @@
+// Pipeline folders as the Hub lays them out at scale: a sharded U-Net (…safetensors.index.json),
+// fp16 variant files beside full ones, and every check done before a weight byte is streamed.
+import { cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { loadModel, generate } from '../../src/api.ts';
+import { nodeFolderReader, type FolderReader } from '../../src/io/model_folder.ts';
+import { parseSafetensors, toFloat32, writeSafetensors, type DType } from '../../src/io/safetensors.ts';
+import { toF16Array } from '../../src/io/f16.ts';
+import { ConfigError, ModelFolderError, WeightError } from '../../src/errors.ts';
+import { runtime } from '../helpers/gpu.ts';
+
+const SRC = 'tests/fixtures/sd-tiny';
+const UNET = 'diffusion_pytorch_model.safetensors';
+const dirs: string[] = [];
+afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+function copy(): string {
+  const dst = mkdtempSync(join(tmpdir(), 'sd-stream-'));
+  dirs.push(dst);
+  cpSync(SRC, dst, { recursive: true });
+  return dst;
+}
+
+type Spec = Record<string, { dtype: DType; shape: number[]; data: ArrayBufferView }>;
+
+function read(path: string): Spec {
+  const out: Spec = {};
+  for (const [k, t] of parseSafetensors(new Uint8Array(readFileSync(path)), path)) out[k] = { dtype: t.dtype, shape: t.shape, data: t.bytes };
+  return out;
+}
+
+/** Splits unet/'s file into `n` shards with diffusers' names and index (variant: the fp16 names). */
+function shard(dir: string, n: number, variant = ''): void {
+  const spec = read(join(dir, 'unet', UNET));
+  rmSync(join(dir, 'unet', UNET));
+  const keys = Object.keys(spec);
+  const map: Record<string, string> = {};
+  const v = variant ? `.${variant}` : '';
+  for (let i = 0; i < n; i++) {
+    const name = `diffusion_pytorch_model${v}-0000${i + 1}-of-0000${n}.safetensors`;
+    const part: Spec = {};
+    keys.filter((_, j) => j % n === i).forEach((k) => ((part[k] = spec[k]!), (map[k] = name)));
+    writeFileSync(join(dir, 'unet', name), writeSafetensors(part));
+  }
+  writeFileSync(join(dir, 'unet', `diffusion_pytorch_model.safetensors.index${v}.json`), JSON.stringify({ metadata: { total_size: 0 }, weight_map: map }));
+}
+
+/** A FolderReader that logs what is read whole, opened, read by range and streamed. */
+function logged(dir: string) {
+  const base = nodeFolderReader(dir);
+  const log = { read: [] as string[], ranges: [] as string[], streamed: [] as string[], streamedBytes: 0 };
+  const reader: FolderReader = {
+    where: base.where,
+    read: (name) => (log.read.push(name), base.read(name)),
+    async open(name) {
+      const src = await base.open!(name);
+      if (!src) return null;
+      return {
+        where: src.where,
+        size: src.size,
+        read: (s, e) => (log.ranges.push(`${name}:${s}-${e}`), src.read(s, e)),
+        async *stream(start) {
+          log.streamed.push(name);
+          for await (const c of src.stream(start)) {
+            log.streamedBytes += c.byteLength;
+            yield c;
+          }
+        },
+      };
+    },
+  };
+  return { reader, log };
+}
+
+const GEN = { prompt: 'a red boat', steps: 2, guidance: 5, seed: 3, scheduler: 'ddim' as const };
+
+describe('streamed pipeline folders', () => {
+  it('loads a sharded U-Net (index + 3 shards) to the same image as the single file, streaming each file once', async () => {
+    const gpu = (await runtime()).gpu;
+    const dir = copy();
+    shard(dir, 3);
+    const { reader, log } = logged(dir);
+    const [a, b] = [await loadModel(SRC, { precision: 'f32', gpu }), await loadModel(reader, { precision: 'f32', gpu })];
+    try {
+      const weightFiles = log.streamed.filter((n) => n.endsWith('.safetensors'));
+      expect(weightFiles.sort()).toEqual([...new Set(weightFiles)].sort());
+      expect(weightFiles.filter((n) => n.startsWith('unet/'))).toHaveLength(3);
+      expect(log.read).toContain('unet/diffusion_pytorch_model.safetensors.index.json');
+      const [ra, rb] = [await generate(a, GEN), await generate(b, GEN)];
+      expect(Array.from(rb.raw)).toEqual(Array.from(ra.raw));
+    } finally {
+      a.destroy();
+      b.destroy();
+    }
+  });
+
+  it('prefers the variant asked for, and the full files otherwise', async () => {
+    const dir = copy();
+    // An fp16 sharded variant beside the full file: values rounded to f16, so the runs differ.
+    const spec = read(join(dir, 'unet', UNET));
+    const half: Spec = {};
+    for (const [k, t] of Object.entries(spec)) {
+      const v = toFloat32({ name: k, dtype: t.dtype, shape: t.shape, bytes: new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength) });
+      half[k] = { dtype: 'F16', shape: t.shape, data: toF16Array(v) };
+    }
+    writeFileSync(join(dir, 'unet', 'full.safetensors'), readFileSync(join(dir, 'unet', UNET)));
+    writeFileSync(join(dir, 'unet', UNET), writeSafetensors(half));
+    shard(dir, 2, 'fp16');
+    writeFileSync(join(dir, 'unet', UNET), readFileSync(join(dir, 'unet', 'full.safetensors')));
+    rmSync(join(dir, 'unet', 'full.safetensors'));
+    const { loadSdFrom } = await import('../../src/pipelines/sd_folder.ts');
+    const rt = await runtime();
+    const plain = logged(dir);
+    const fp16 = logged(dir);
+    const a = await loadSdFrom(rt, plain.reader, dir, { precision: 'f32' });
+    const b = await loadSdFrom(rt, fp16.reader, dir, { precision: 'f32', variant: 'fp16' });
+    try {
+      expect(plain.log.streamed.filter((n) => n.startsWith('unet/'))).toEqual([`unet/${UNET}`]);
+      expect(fp16.log.streamed.filter((n) => n.startsWith('unet/')).sort()).toEqual(['unet/diffusion_pytorch_model.fp16-00001-of-00002.safetensors', 'unet/diffusion_pytorch_model.fp16-00002-of-00002.safetensors']);
+      // No fp16 file elsewhere: the other components fall back to their full files.
+      expect(fp16.log.streamed).toContain('vae/diffusion_pytorch_model.safetensors');
+    } finally {
+      a.destroy();
+      b.destroy();
+    }
+  });
+
+  it('names a missing shard and a weight the index places in a shard that lacks it', async () => {
+    const gpu = (await runtime()).gpu;
+    const dir = copy();
+    shard(dir, 2);
+    rmSync(join(dir, 'unet', 'diffusion_pytorch_model-00002-of-00002.safetensors'));
+    await expect(loadModel(dir, { gpu })).rejects.toThrow(ModelFolderError);
+    await expect(loadModel(dir, { gpu })).rejects.toThrow(/diffusion_pytorch_model-00002-of-00002\.safetensors: not found \(diffusion_pytorch_model\.safetensors\.index\.json names it for \d+ weights\)/);
+    const dir2 = copy();
+    shard(dir2, 2);
+    const index = JSON.parse(readFileSync(join(dir2, 'unet', 'diffusion_pytorch_model.safetensors.index.json'), 'utf8'));
+    const key = Object.keys(index.weight_map)[0]!;
+    index.weight_map[key] = index.weight_map[key].includes('00001') ? 'diffusion_pytorch_model-00002-of-00002.safetensors' : 'diffusion_pytorch_model-00001-of-00002.safetensors';
+    writeFileSync(join(dir2, 'unet', 'diffusion_pytorch_model.safetensors.index.json'), JSON.stringify(index));
+    await expect(loadModel(dir2, { gpu })).rejects.toThrow(new RegExp(`1 weights diffusion_pytorch_model\\.safetensors\\.index\\.json places here are not in it: ${key.replace(/\./g, '\\.')}`));
+  });
+
+  it('refuses an unsupported config before opening any weight file', async () => {
+    const gpu = (await runtime()).gpu;
+    const dir = copy();
+    const cfg = JSON.parse(readFileSync(join(dir, 'unet', 'config.json'), 'utf8'));
+    writeFileSync(join(dir, 'unet', 'config.json'), JSON.stringify({ ...cfg, addition_embed_type: 'image' }));
+    const { reader, log } = logged(dir);
+    await expect(loadModel(reader, { gpu })).rejects.toThrow(ConfigError);
+    await expect(loadModel(reader, { gpu })).rejects.toThrow(/addition_embed_type/);
+    expect(log.ranges).toEqual([]);
+    expect(log.streamed).toEqual([]);
+    expect(log.read.filter((n) => n.endsWith('.safetensors'))).toEqual([]);
+  });
+
+  it('refuses a weight of the wrong shape from the headers alone: no tensor byte is streamed', async () => {
+    const gpu = (await runtime()).gpu;
+    const dir = copy();
+    const vae = read(join(dir, 'vae', UNET));
+    const key = Object.keys(vae).find((k) => k.endsWith('conv_in.weight'))!;
+    const t = vae[key]!;
+    const n = t.shape.reduce((x, y) => x * y, 1);
+    vae[key] = { dtype: 'F32', shape: [t.shape[0]!, n / t.shape[0]!], data: t.data };
+    writeFileSync(join(dir, 'vae', UNET), writeSafetensors(vae));
+    const { reader, log } = logged(dir);
+    await expect(loadModel(reader, { gpu })).rejects.toThrow(WeightError);
+    expect(log.ranges.some((r) => r.startsWith('unet/'))).toBe(true);
+    expect(log.ranges.some((r) => r.startsWith('vae/'))).toBe(true);
+    expect(log.streamed).toEqual([]);
+    expect(log.streamedBytes).toBe(0);
+  });
+
+  it('streams each weight file of the pipeline exactly once on a good load', async () => {
+    const gpu = (await runtime()).gpu;
+    const { reader, log } = logged(SRC);
+    const m = await loadModel(reader, { gpu, precision: 'f32' });
+    m.destroy();
+    const files = readdirSync(SRC, { recursive: true }).map(String).filter((f) => f.endsWith('.safetensors'));
+    expect([...log.streamed].sort()).toEqual(files.sort());
+  });
+});
