@@ -9,6 +9,7 @@ import { toF16Array } from '../io/f16.ts';
 import { toFloat32, type HostTensor } from '../io/safetensors.ts';
 import type { WeightStore } from '../io/weights.ts';
 import { WeightSlices } from './channel_split.ts';
+import { PlanLimitError } from '../errors.ts';
 export { ConfigError } from '../errors.ts';
 
 /** The tensor's bytes in storage type `dtype`: the file's own bytes when they already are. */
@@ -91,7 +92,11 @@ export class WeightLoader {
   }
 
   private alloc(shape: readonly number[], label: string, dtype: DType): Tensor {
-    const buffer = this.rt.createBuffer(bytesFor(numel(shape), dtype), label);
+    const bytes = bytesFor(numel(shape), dtype);
+    // Every weight is bound whole by its kernel: one too large fails here, before any download.
+    const limit = this.rt.planLimits.binding;
+    if (bytes > limit) throw new PlanLimitError(`weight '${label}' [${shape.join(', ')}] needs ${bytes} bytes in one binding, over this device's maxStorageBufferBindingSize ${limit}`);
+    const buffer = this.rt.createBuffer(bytes, label);
     this.uploaded.push(buffer);
     return { buffer, shape: [...shape], label, dtype };
   }

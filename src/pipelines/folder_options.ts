@@ -3,12 +3,20 @@
 import type { FillProgress, WeightStore } from '../io/weights.ts';
 import type { Runtime } from '../gpu/runtime.ts';
 import type { ModelOptions } from '../models/precision.ts';
+import { GpuMemoryError } from '../errors.ts';
+
+const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
 
 export interface FolderLoadOptions extends ModelOptions {
   /** Weight files of this variant first ('fp16'), then the plain ones (see openModelFrom). */
   variant?: string | null;
   /** Bytes of a weight file's tensors streamed so far, of all it holds; `file` is its path in the folder. */
   onProgress?: FillProgress;
+  /**
+   * GPU bytes the weights may take: more fails before any weight byte is downloaded. WebGPU does
+   * not say how much memory an adapter has, so the caller says what its users' devices can spare.
+   */
+  maxGpuBytes?: number;
 }
 
 /**
@@ -16,7 +24,11 @@ export interface FolderLoadOptions extends ModelOptions {
  * so an allocation the device refuses fails here before a weight byte is downloaded; then each
  * store streams its files into the buffers.
  */
-export async function fillStores(rt: Runtime, stores: WeightStore[], opts: FolderLoadOptions, prefixes: string[]): Promise<void> {
+export async function fillStores(rt: Runtime, stores: WeightStore[], opts: FolderLoadOptions, prefixes: string[], bytesBefore: number): Promise<void> {
+  const weightBytes = rt.liveBytes - bytesBefore;
+  if (opts.maxGpuBytes !== undefined && weightBytes > opts.maxGpuBytes) {
+    throw new GpuMemoryError(`the model's weights need ${mib(weightBytes)} of GPU memory, over maxGpuBytes ${mib(opts.maxGpuBytes)} (nothing was downloaded)`);
+  }
   await rt.assertHealthy();
   for (const [i, store] of stores.entries()) {
     const prefix = prefixes[i] ? `${prefixes[i]}/` : '';

@@ -31,6 +31,7 @@ export async function loadLdmFolder(rt: Runtime, dir: string, opts: FolderLoadOp
 
 export async function loadLdmFrom(rt: Runtime, root: FolderReader, dir: string, opts: FolderLoadOptions = {}): Promise<LdmModel> {
   const join = (p: string) => `${dir.replace(/\/$/, '')}/${p}`;
+  const bytesBefore = rt.liveBytes;
   const unetFolder = await openModelFrom(subFolder(root, 'unet'), join('unet'), { variant: opts.variant });
   const cls = unetFolder.config._class_name;
   if (cls !== 'UNet2DModel') throw new ConfigError(`${join('unet/config.json')}: _class_name ${JSON.stringify(cls)} is not supported yet (supported: UNet2DModel)`);
@@ -42,7 +43,7 @@ export async function loadLdmFrom(rt: Runtime, root: FolderReader, dir: string, 
     vae = buildModel(AutoencoderKL, rt, vaeFolder.weights, readAutoencoderKLConfig(vaeFolder.config, join('vae')), opts);
     schedulerConfig = await readJsonFrom(root, 'scheduler/scheduler_config.json');
     checkLatentChannels(dir, unet, vae);
-    await fillStores(rt, [unetFolder.weights, vaeFolder.weights], opts, ['unet', 'vae']);
+    await fillStores(rt, [unetFolder.weights, vaeFolder.weights], opts, ['unet', 'vae'], bytesBefore);
   } catch (e) {
     vae?.destroy();
     unet.destroy();

@@ -118,6 +118,7 @@ export async function loadSdFrom(rt: Runtime, root: FolderReader, dir: string, o
   try {
     // Every component's headers are read and its model built (every shape checked, every buffer
     // made) before fillStores streams the first weight byte.
+    const bytesBefore = rt.liveBytes;
     const stores: WeightStore[] = [];
     const names: string[] = [];
     const open = async (sub: string) => {
@@ -149,7 +150,7 @@ export async function loadSdFrom(rt: Runtime, root: FolderReader, dir: string, o
       if (textEncoder.hiddenSize !== unet.crossAttentionDim) throw new ConfigError(`${dir}: the text encoder gives ${textEncoder.hiddenSize} features but the U-Net's cross_attention_dim is ${unet.crossAttentionDim}`);
       if (tokenizer.maxLength > textEncoder.maxPositions) throw new ConfigError(`${dir}: the tokenizer pads to ${tokenizer.maxLength} tokens but the text encoder has ${textEncoder.maxPositions} positions`);
     }
-    await fillStores(rt, stores, opts, names);
+    await fillStores(rt, stores, opts, names, bytesBefore);
     return {
       dir,
       unet,

@@ -8,7 +8,8 @@ import { loadModel, generate } from '../../src/api.ts';
 import { nodeFolderReader, type FolderReader } from '../../src/io/model_folder.ts';
 import { parseSafetensors, toFloat32, writeSafetensors, type DType } from '../../src/io/safetensors.ts';
 import { toF16Array } from '../../src/io/f16.ts';
-import { ConfigError, ModelFolderError, WeightError } from '../../src/errors.ts';
+import { ConfigError, GpuMemoryError, ModelFolderError, PlanLimitError, WeightError } from '../../src/errors.ts';
+import { loadSdFrom } from '../../src/pipelines/sd_folder.ts';
 import { runtime } from '../helpers/gpu.ts';
 
 const SRC = 'tests/fixtures/sd-tiny';
@@ -110,7 +111,6 @@ describe('streamed pipeline folders', () => {
     shard(dir, 2, 'fp16');
     writeFileSync(join(dir, 'unet', UNET), readFileSync(join(dir, 'unet', 'full.safetensors')));
     rmSync(join(dir, 'unet', 'full.safetensors'));
-    const { loadSdFrom } = await import('../../src/pipelines/sd_folder.ts');
     const rt = await runtime();
     const plain = logged(dir);
     const fp16 = logged(dir);
@@ -180,5 +180,26 @@ describe('streamed pipeline folders', () => {
     m.destroy();
     const files = readdirSync(SRC, { recursive: true }).map(String).filter((f) => f.endsWith('.safetensors'));
     expect([...log.streamed].sort()).toEqual(files.sort());
+  });
+
+  it('refuses weights over maxGpuBytes, or one over the binding limit, before streaming a byte', async () => {
+    const rt = await runtime();
+    const live = rt.liveBytes;
+    const a = logged(SRC);
+    await expect(loadSdFrom(rt, a.reader, SRC, { precision: 'f32', maxGpuBytes: 1000 })).rejects.toThrow(GpuMemoryError);
+    await expect(loadSdFrom(rt, a.reader, SRC, { precision: 'f32', maxGpuBytes: 1000 })).rejects.toThrow(/the model's weights need [\d.]+ MiB of GPU memory, over maxGpuBytes 0\.0 MiB \(nothing was downloaded\)/);
+    expect(a.log.streamed).toEqual([]);
+    expect(rt.liveBytes).toBe(live);
+    const limits = rt.planLimits;
+    rt.planLimits = { ...limits, binding: 4096 };
+    try {
+      const b = logged(SRC);
+      await expect(loadSdFrom(rt, b.reader, SRC, { precision: 'f32' })).rejects.toThrow(PlanLimitError);
+      await expect(loadSdFrom(rt, b.reader, SRC, { precision: 'f32' })).rejects.toThrow(/weight '[\w.]+' \[[\d, ]+\] needs \d+ bytes in one binding, over this device's maxStorageBufferBindingSize 4096/);
+      expect(b.log.streamed).toEqual([]);
+    } finally {
+      rt.planLimits = limits;
+    }
+    expect(rt.liveBytes).toBe(live);
   });
 });
