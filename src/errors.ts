@@ -117,6 +117,11 @@ export class PlanLimitError extends GpuError {
   override name = 'PlanLimitError';
 }
 
+/** A model whose weights need more GPU memory than the caller allows (LoadModelOptions.maxGpuBytes). */
+export class GpuMemoryError extends GpuError {
+  override name = 'GpuMemoryError';
+}
+
 /** Timestamp profiling asked for where the device cannot give it. */
 export class ProfilerError extends FrescoError {
   override name = 'ProfilerError';
@@ -139,4 +144,17 @@ export class CancelledError extends FrescoError {
 /** A command-line flag that is missing, malformed or does not fit the model. */
 export class UsageError extends FrescoError {
   override name = 'UsageError';
+}
+
+/** A model source that is malformed: an `hf:` id that is not hf:owner/name[@revision][/subfolder], a bad revision or Hub endpoint. */
+export class ModelSourceError extends FrescoError {
+  override name = 'ModelSourceError';
+}
+
+/**
+ * Browser storage (the Cache API) that could not keep a model file: over quota, or a write that
+ * failed. A load never throws it (it goes on from the network); onStorageWarning is given it.
+ */
+export class StorageError extends FrescoError {
+  override name = 'StorageError';
 }
