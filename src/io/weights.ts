@@ -155,9 +155,10 @@ export class WeightStore {
 
   /**
    * Streams every file that holds a claimed tensor, once, in file order, and gives each tensor to
-   * its claims. Claims are dropped as they are served, so a second fill() streams nothing.
+   * its claims. Claims are dropped as they are served, so a second fill() streams nothing. `pace`
+   * is awaited after each tensor (the caller's backpressure: let the GPU take what was written).
    */
-  async fill(onProgress?: FillProgress): Promise<void> {
+  async fill(onProgress?: FillProgress, pace?: (bytes: number) => Promise<void> | void): Promise<void> {
     for (const [i, f] of this.files.entries()) {
       const wanted = new Set([...this.claims.keys()].filter((k) => this.fileOf.get(k) === i));
       if (wanted.size === 0) continue;
@@ -165,12 +166,13 @@ export class WeightStore {
       for (const k of wanted) total += this.infoBytes(k);
       let loaded = 0;
       onProgress?.(0, total, f.name);
-      await streamTensors(f.source, f.header, wanted, (t) => {
+      await streamTensors(f.source, f.header, wanted, async (t) => {
         const sinks = this.claims.get(t.name)!;
         this.claims.delete(t.name);
         for (const sink of sinks) sink(t);
         loaded += t.bytes.byteLength;
         onProgress?.(loaded, total, f.name);
+        await pace?.(t.bytes.byteLength);
       });
     }
   }

@@ -3,8 +3,9 @@
 import type { FillProgress, WeightStore } from '../io/weights.ts';
 import type { Runtime } from '../gpu/runtime.ts';
 import type { ModelOptions } from '../models/precision.ts';
-import { GpuMemoryError } from '../errors.ts';
+import { GpuError, GpuMemoryError } from '../errors.ts';
 
+const SETTLE_BYTES = 64 * 2 ** 20;
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
 
 export interface FolderLoadOptions extends ModelOptions {
@@ -30,8 +31,26 @@ export async function fillStores(rt: Runtime, stores: WeightStore[], opts: Folde
     throw new GpuMemoryError(`the model's weights need ${mib(weightBytes)} of GPU memory, over maxGpuBytes ${mib(opts.maxGpuBytes)} (nothing was downloaded)`);
   }
   await rt.assertHealthy();
+  // writeBuffer copies into staging that the device frees only as it runs the copies; without a
+  // pause every so often, a browser's renderer and GPU process would both hold what was written.
+  let unsettled = 0;
+  const pace = async (bytes: number) => {
+    unsettled += bytes;
+    if (unsettled < SETTLE_BYTES) return;
+    unsettled = 0;
+    rt.device.queue.submit([]);
+    await settled(rt);
+  };
   for (const [i, store] of stores.entries()) {
     const prefix = prefixes[i] ? `${prefixes[i]}/` : '';
-    await store.fill(opts.onProgress && ((loaded, total, file) => opts.onProgress!(loaded, total, prefix + file)));
+    await store.fill(opts.onProgress && ((loaded, total, file) => opts.onProgress!(loaded, total, prefix + file)), pace);
   }
+  await settled(rt);
+}
+
+/** The queue's work done, or the device's loss as a GpuError (never a promise left hanging). */
+function settled(rt: Runtime): Promise<void> {
+  const lost = rt.gpu.lost.then((m) => Promise.reject(new GpuError(m)));
+  lost.catch(() => undefined);
+  return Promise.race([rt.device.queue.onSubmittedWorkDone(), lost]);
 }
