@@ -3,13 +3,15 @@
 // classes, its image size and the defaults a generation takes. The U-Net's and VAE's configs go
 // through their readers here, so an unsupported option is refused before any download. loadModel
 // and the CLI both start here, so a bad option is refused in milliseconds and the defaults live
-// in one place.
+// in one place. Few-step models (SD-Turbo, SDXL-Turbo, LCM) take their presets' defaults instead
+// (presets.ts): asked for, or recognised by their Hub repository or their configs.
 import { parseJsonObject, readJsonFrom, type FolderReader } from '../io/model_folder.ts';
 import { SCHEDULER_NAMES, schedulerNameOf, type SchedulerName } from '../schedulers/scheduler.ts';
 import { readAutoencoderKLConfig } from '../models/autoencoder_kl_config.ts';
 import { readUNet2DConfig } from '../models/unet_2d_config.ts';
 import { readUNet2DConditionConfig } from '../models/unet_2d_condition_config.ts';
 import { checkModelIndex } from './sd_folder.ts';
+import { detectPreset, isPresetName, lcmGuidance, PRESET_NAMES, PRESETS, type PresetName, type PresetSource } from './presets.ts';
 import { ConfigError } from '../errors.ts';
 
 export type ModelKind = 'class' | 'text';
@@ -41,6 +43,28 @@ export interface ModelInfo {
   imageChannels: number;
   /** fresco.json's preview entry, checked against the built models at load. */
   preview?: unknown;
+  /** The few-step preset whose defaults (and image size) this text model takes, if any (presets.ts). */
+  preset?: ModelPreset;
+  /**
+   * Text models whose U-Net embeds the guidance scale (time_cond_proj_dim: LCM-distilled U-Nets):
+   * the scale goes in as diffusers' guidance embedding of guidance − 1, and never doubles the batch.
+   */
+  guidanceEmbedded?: boolean;
+}
+
+export interface ModelPreset {
+  name: PresetName;
+  /** Asked for (the preset option), the Hub repository's name, or the folder's configs. */
+  source: PresetSource;
+  /** Values the pipeline sets over scheduler_config.json, whichever scheduler runs. */
+  schedulerConfig: Record<string, unknown>;
+}
+
+export interface ReadModelInfoOptions {
+  /** The Hub repository the folder is read from ('owner/name'): known repositories get their preset. */
+  repo?: string | null;
+  /** A preset to apply (a self-hosted copy of a known model), or null for none; absent: detected. */
+  preset?: PresetName | null;
 }
 
 async function readOptionalJson(reader: FolderReader, name: string): Promise<Record<string, unknown> | null> {
@@ -73,19 +97,65 @@ async function sizes(reader: FolderReader, sampleSize: number) {
   return { imageSize: [side, side] as [number, number], scaleFactor: vae.scaleFactor, imageChannels: vae.inChannels };
 }
 
-/** Reads model_index.json, or fresco.json, and the U-Net's, VAE's and scheduler's configs. */
-export async function readModelInfo(reader: FolderReader): Promise<ModelInfo> {
+/** The preset option checked, or the one detected; null for none. */
+function choosePreset(reader: FolderReader, opts: ReadModelInfoOptions, xl: boolean, schedulerClass: unknown, timeCondProjDim: number | null): ModelPreset | null {
+  const fits = (name: PresetName) => PRESETS[name].xl === undefined || PRESETS[name].xl === xl;
+  let chosen: { name: PresetName; source: PresetSource } | null;
+  if (opts.preset !== undefined) {
+    if (opts.preset === null) return null;
+    if (!isPresetName(opts.preset)) throw new ConfigError(`preset must be one of ${PRESET_NAMES.join(', ')}, or null for none; got ${JSON.stringify(opts.preset)}`);
+    if (!fits(opts.preset)) {
+      const other = PRESET_NAMES.find((n) => n !== 'lcm' && fits(n));
+      throw new ConfigError(`preset '${opts.preset}' is for ${xl ? 'Stable Diffusion 1.x/2.x' : 'Stable Diffusion XL'} pipelines, and ${reader.where('model_index.json')} is ${xl ? 'an SDXL' : 'an SD 1.x/2.x'} pipeline${other ? ` (use '${other}')` : ''}`);
+    }
+    chosen = { name: opts.preset, source: 'option' };
+  } else {
+    chosen = detectPreset({ repo: opts.repo, schedulerClass, timeCondProjDim });
+    if (chosen && !fits(chosen.name)) chosen = null;
+  }
+  return chosen && { ...chosen, schedulerConfig: { ...PRESETS[chosen.name].schedulerConfig } };
+}
+
+/**
+ * Reads model_index.json, or fresco.json, and the U-Net's, VAE's and scheduler's configs.
+ * `opts` says where a text model comes from and which preset it takes (ReadModelInfoOptions).
+ */
+export async function readModelInfo(reader: FolderReader, opts: ReadModelInfoOptions = {}): Promise<ModelInfo> {
   const index = await readOptionalJson(reader, 'model_index.json');
   if (index) {
     checkModelIndex(index, reader.where('model_index.json'));
     const pipeline = index._class_name as string;
     const xl = pipeline === 'StableDiffusionXLPipeline';
-    const scheduler = schedulerNameOf(await readJsonFrom(reader, 'scheduler/scheduler_config.json'));
+    const schedulerConfig = await readJsonFrom(reader, 'scheduler/scheduler_config.json');
     const unet = readUNet2DConditionConfig(await readJsonFrom(reader, 'unet/config.json'), reader.where('unet'));
-    // diffusers' defaults: 50 steps; guidance_scale 7.5 (StableDiffusionPipeline), 5 (StableDiffusionXLPipeline).
-    const defaults = { steps: 50, guidance: xl ? 5 : 7.5, scheduler };
-    return { kind: 'text', pipeline, xl, classNames: null, numClasses: null, nullClass: null, defaults, ...(await sizes(reader, unet.sampleSize)) };
+    const guidanceEmbedded = unet.timeCondProjDim !== null;
+    const preset = choosePreset(reader, opts, xl, schedulerConfig._class_name, unet.timeCondProjDim);
+    const size = await sizes(reader, unet.sampleSize);
+    const p = preset && PRESETS[preset.name];
+    if (p?.imageSize) {
+      if (p.imageSize.some((v) => v % size.scaleFactor)) throw new ConfigError(`preset '${p.name}': its ${p.imageSize[1]}x${p.imageSize[0]} images are not a multiple of this VAE's scale factor ${size.scaleFactor}`);
+      size.imageSize = [p.imageSize[0], p.imageSize[1]];
+    }
+    // diffusers' defaults: 50 steps; guidance_scale 7.5 (StableDiffusionPipeline), 5
+    // (StableDiffusionXLPipeline); the folder's scheduler. A preset's instead (presets.ts). The
+    // folder's scheduler class is only checked when it is the one that runs by default.
+    const defaults: ModelDefaults = p
+      ? { steps: p.steps, guidance: p.name === 'lcm' ? lcmGuidance(guidanceEmbedded) : p.guidance, scheduler: p.scheduler }
+      : { steps: 50, guidance: xl ? 5 : 7.5, scheduler: schedulerNameOf(schedulerConfig) };
+    return {
+      kind: 'text',
+      pipeline,
+      xl,
+      classNames: null,
+      numClasses: null,
+      nullClass: null,
+      defaults,
+      ...size,
+      ...(preset ? { preset } : {}),
+      ...(guidanceEmbedded ? { guidanceEmbedded } : {}),
+    };
   }
+  if (opts.preset != null) throw new ConfigError(`preset '${opts.preset}' applies to text-to-image pipelines (model_index.json); ${reader.where('')} is a class-conditional model folder`);
   const card = (await readOptionalJson(reader, 'fresco.json')) ?? {};
   const unet = readUNet2DConfig(await readJsonFrom(reader, 'unet/config.json', 'a class-conditional model folder needs unet/, vae/ and scheduler/ (a Stable Diffusion pipeline needs model_index.json)'), reader.where('unet'));
   const numClasses = unet.numClassEmbeds;

@@ -10,6 +10,11 @@
 // pooled embedding is text_encoder_2's text_embeds. Without a negative prompt and with
 // force_zeros_for_empty_prompt, both negative embeddings are zeros. The U-Net also takes the
 // pooled embeddings and the time ids (original size, crop top-left, target size).
+//
+// A U-Net with time_cond_proj_dim (LCM-distilled) takes the guidance scale as an embedding, as
+// both diffusers v0.25.1 pipelines (and LatentConsistencyModelPipeline) give it: timestep_cond =
+// get_guidance_scale_embedding(guidance_scale − 1), and do_classifier_free_guidance is false
+// whatever the scale, so the U-Net runs on the prompts alone and no negative prompt is encoded.
 import type { Runtime } from '../gpu/runtime.ts';
 import { Graph } from '../graph/graph.ts';
 import { numel, type Tensor } from '../graph/tensor.ts';
@@ -62,6 +67,11 @@ export interface TextToImageOptions extends DenoiseOptions, SdxlSizeOptions {
   negativePrompt2?: string | string[];
   /** Reads back the token ids and the text states before the loop (for conformance checks). */
   traceText?: (t: TextTrace) => void;
+  /**
+   * Values set over the folder's scheduler_config.json for this run, whichever scheduler runs (a
+   * preset's timestep_spacing 'trailing'; diffusers' from_config with overrides).
+   */
+  schedulerConfig?: Record<string, unknown>;
 }
 
 export interface TextTrace {
@@ -117,10 +127,20 @@ export async function generateFromText(rt: Runtime, model: SdModel, opts: TextTo
     if (given.length) throw new Error(`${given.join(', ')} apply to Stable Diffusion XL pipelines only (${model.dir} is ${model.pipeline ?? 'StableDiffusionPipeline'})`);
   }
 
+  // LCM-distilled U-Nets: the guidance scale as timestep_cond, and no guidance batch (see the top).
+  const condDim = unet.config.timeCondProjDim;
+  const guidance = opts.guidanceScale ?? 1;
+  const run: TextToImageOptions = condDim !== null ? { ...opts, guidanceScale: 1, guidanceRescale: 0 } : opts;
   const text = new Graph(rt, 'text-encoder');
   const owned: GPUBuffer[] = [];
   try {
-    const cond = model.xl ? await encodeXl(rt, text, owned, model, model.xl, prompts, [height, width], opts) : await encodeSd(rt, text, owned, model, prompts, opts);
+    const cond = model.xl ? await encodeXl(rt, text, owned, model, model.xl, prompts, [height, width], run) : await encodeSd(rt, text, owned, model, prompts, run);
+    let timestepCond: Tensor | undefined;
+    if (condDim !== null) {
+      const shape = [B, condDim];
+      timestepCond = { buffer: rt.upload(guidanceScaleEmbedding(guidance - 1, B, condDim), 'timestep_cond'), shape, label: 'timestep_cond' };
+      owned.push(timestepCond.buffer);
+    }
     const result = await denoise(
       rt,
       {
@@ -128,16 +148,41 @@ export async function generateFromText(rt: Runtime, model: SdModel, opts: TextTo
         latentChannels: unet.inChannels,
         latentSize: [height / f, width / f],
         vae,
-        schedulerConfig: model.schedulerConfig,
-        planUnet: (g, input, row) => unet.forward(g, input, { timesteps: row, broadcast: true, ...cond.added }, cond.context),
+        schedulerConfig: opts.schedulerConfig ? { ...model.schedulerConfig, ...opts.schedulerConfig } : model.schedulerConfig,
+        planUnet: (g, input, row) => unet.forward(g, input, { timesteps: row, broadcast: true, ...cond.added, ...(timestepCond ? { timestepCond } : {}) }, cond.context),
       },
-      opts,
+      run,
     );
     return { ...result, truncated: cond.truncated };
   } finally {
     text.destroy();
     for (const b of owned) rt.destroyBuffer(b);
   }
+}
+
+/**
+ * diffusers' get_guidance_scale_embedding(w, embedding_dim) for `batch` rows of one w (the
+ * pipelines pass guidance_scale − 1): VDM's sinusoidal embedding of w·1000, [sin | cos] over
+ * half = dim // 2 frequencies exp(−i·ln(10000)/(half − 1)), zero-padded to an odd dim. In float32
+ * as torch computes it on the host. [batch, dim], row-major.
+ */
+export function guidanceScaleEmbedding(w: number, batch: number, dim: number): Float32Array {
+  const f = Math.fround;
+  const half = Math.floor(dim / 2);
+  // half − 1 = 0 divides by zero in diffusers too (NaN embeddings): no real model has so few.
+  if (!Number.isInteger(dim) || half < 2) throw new Error(`time_cond_proj_dim ${dim} is too small for a guidance scale embedding (at least 4)`);
+  // torch.tensor(guidance_scale - 1) is float32; then w * 1000.0 in float32.
+  const w1000 = f(f(w) * 1000);
+  const step = f(f(Math.log(10000)) / (half - 1));
+  const row = new Float32Array(dim);
+  for (let i = 0; i < half; i++) {
+    const x = f(w1000 * f(Math.exp(f(i * -step))));
+    row[i] = Math.sin(x);
+    row[half + i] = Math.cos(x);
+  }
+  const out = new Float32Array(batch * dim);
+  for (let b = 0; b < batch; b++) out.set(row, b * dim);
+  return out;
 }
 
 interface Conditioning {
