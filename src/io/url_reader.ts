@@ -1,25 +1,44 @@
 // A model folder served over HTTP (a static host, a CDN, the Hub's resolve/main/ URLs): the same
-// diffusers layout as on disk, read with fetch. Bodies are streamed so callers can show download
-// progress, and where the Cache API exists (browsers and their workers, on https or localhost) a
-// file is kept there, so a second visit reads it from the cache instead of the network.
+// diffusers layout as on disk, read with fetch. Small files (JSON, tokenizer files) are read whole
+// with read(); weight files are opened with open() as a ByteSource (http_source.ts) and never held
+// whole. Where the Cache API exists (browsers and their workers, on https or localhost), files are
+// kept there in chunks (model_cache.ts), so a second visit reads them from the cache instead of
+// the network.
+import type { ByteSource } from './byte_source.ts';
+import { httpSource } from './http_source.ts';
+import { cachedSource, hasCacheStorage, readStoredFile, storeFile, type CachedSourceOptions, type StorageLike, type StorageWarning } from './model_cache.ts';
 import type { FolderReader } from './model_folder.ts';
 import { DownloadError } from '../errors.ts';
 
+export { DEFAULT_CACHE_NAME } from './model_cache.ts';
+
 export interface UrlReaderOptions {
-  /** Bytes read so far of `file`, of `total` (0 when the server sends no Content-Length). */
+  /** Bytes read so far of `file`, of `total` (0 when the server sends no length). */
   onProgress?: (loaded: number, total: number, file: string) => void;
   /** Keep files in the Cache API under this name (default true where `caches` exists). */
   cache?: boolean;
   cacheName?: string;
   /** Called with `file` when it came from the cache rather than the network. */
   onCacheHit?: (file: string) => void;
+  /**
+   * Called when a file could not be kept in the cache (over quota, a failed write): the load goes
+   * on from the network, and the file is downloaded again next time. Without it, console.warn once.
+   */
+  onStorageWarning?: (warning: StorageWarning) => void;
+  /** The answer to navigator.storage.persist(), asked once per page before the first weight file is stored. */
+  onPersist?: (granted: boolean) => void;
+  /** Bytes per cache entry (default 32 MiB). */
+  chunkBytes?: number;
   fetch?: typeof fetch;
+  /** Stand-ins for the global `caches` and `navigator.storage` (tests). */
+  caches?: CacheStorage;
+  storage?: StorageLike;
 }
 
-export const DEFAULT_CACHE_NAME = 'fresco-models-v1';
-
-function hasCacheApi(): boolean {
-  return typeof (globalThis as { caches?: CacheStorage }).caches !== 'undefined';
+/** A FolderReader that also opens files in parts (weight files). */
+export interface UrlFolderReader extends FolderReader {
+  /** The file as a ByteSource (cached where the Cache API is used), or null on 404. */
+  open(name: string): Promise<ByteSource | null>;
 }
 
 /** `base` resolved against the page (or worker) location when it is relative. */
@@ -36,15 +55,20 @@ async function readBody(res: Response, file: string, url: string, onProgress: Ur
     onProgress?.(bytes.length, total || bytes.length, file);
     return bytes;
   }
-  // One buffer up front when the size is known: model files are tens to thousands of MiB, and
-  // collecting chunks first would hold them twice.
+  // One buffer up front when the size is known, rather than collecting chunks and joining them.
   let out = new Uint8Array(total);
   let loaded = 0;
   const reader = res.body.getReader();
   onProgress?.(0, total, file);
   for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
+    let r: ReadableStreamReadResult<Uint8Array>;
+    try {
+      r = await reader.read();
+    } catch (e) {
+      throw new DownloadError(`${url}: ${(e as Error).message} (after ${loaded} bytes)`);
+    }
+    if (r.done) break;
+    const value = r.value;
     if (loaded + value.length > out.length) {
       const grown = new Uint8Array(Math.max(out.length * 2, loaded + value.length));
       grown.set(out.subarray(0, loaded));
@@ -59,21 +83,30 @@ async function readBody(res: Response, file: string, url: string, onProgress: Ur
 }
 
 /** A FolderReader over `baseUrl`; a 404 is a missing file, other HTTP errors throw DownloadError. */
-export function urlFolderReader(baseUrl: string, opts: UrlReaderOptions = {}): FolderReader {
+export function urlFolderReader(baseUrl: string, opts: UrlReaderOptions = {}): UrlFolderReader {
   const base = resolveBaseUrl(baseUrl);
   const doFetch = opts.fetch ?? ((input: RequestInfo | URL, init?: RequestInit) => fetch(input, init));
-  const useCache = (opts.cache ?? true) && hasCacheApi();
-  let cache: Promise<Cache | null> | null = null;
-  const openCache = () => (cache ??= caches.open(opts.cacheName ?? DEFAULT_CACHE_NAME).catch(() => null));
+  const useCache = (opts.cache ?? true) && hasCacheStorage(opts);
+  const cacheOpts = (name: string): CachedSourceOptions => ({
+    file: name,
+    base,
+    cacheName: opts.cacheName,
+    caches: opts.caches,
+    storage: opts.storage,
+    chunkBytes: opts.chunkBytes,
+    onProgress: opts.onProgress,
+    onCacheHit: opts.onCacheHit,
+    onStorageWarning: opts.onStorageWarning,
+    onPersist: opts.onPersist,
+  });
   return {
     where: (name) => new URL(name, base).href,
+
     async read(name) {
       const url = new URL(name, base).href;
-      const c = useCache ? await openCache() : null;
-      const hit = c ? await c.match(url) : undefined;
-      if (hit) {
-        opts.onCacheHit?.(name);
-        return readBody(hit, name, url, opts.onProgress);
+      if (useCache) {
+        const hit = await readStoredFile(url, cacheOpts(name));
+        if (hit) return hit;
       }
       let res: Response;
       try {
@@ -84,12 +117,19 @@ export function urlFolderReader(baseUrl: string, opts: UrlReaderOptions = {}): F
       if (res.status === 404) return null;
       if (!res.ok) throw new DownloadError(`${url}: HTTP ${res.status} ${res.statusText}`);
       const bytes = await readBody(res, name, url, opts.onProgress);
-      // A failed cache write (quota, private mode) only costs the next visit a download.
-      if (c) {
-        const headers = { 'content-type': res.headers.get('content-type') ?? 'application/octet-stream', 'content-length': String(bytes.length) };
-        await c.put(url, new Response(bytes as BodyInit, { headers })).catch(() => undefined);
-      }
+      // A failed write is reported through onStorageWarning (or console.warn); the bytes are good.
+      if (useCache) await storeFile(url, bytes, cacheOpts(name));
       return bytes;
+    },
+
+    async open(name) {
+      const url = new URL(name, base).href;
+      const net = httpSource(url, { fetch: doFetch, file: name, onProgress: opts.onProgress });
+      if (!useCache) return (await net.exists()) ? net : null;
+      const src = cachedSource(url, net, cacheOpts(name));
+      // A complete entry needs no request at all; otherwise the 8-byte probe tells a 404.
+      if (await src.complete()) return src;
+      return (await net.exists()) ? src : null;
     },
   };
 }

@@ -3,6 +3,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { urlFolderReader } from '../../src/io/url_reader.ts';
 import { DownloadError } from '../../src/errors.ts';
+import { chunkKey, DEFAULT_CACHE_NAME, manifestKey } from '../../src/io/model_cache.ts';
+import { collect, fakeCaches, fakeServer, patterned } from '../helpers/fake_web.ts';
 
 function streamed(chunks: Uint8Array[], headers: Record<string, string> = {}, status = 200): Response {
   const body = new ReadableStream<Uint8Array>({
@@ -12,16 +14,6 @@ function streamed(chunks: Uint8Array[], headers: Record<string, string> = {}, st
     },
   });
   return new Response(body, { status, headers });
-}
-
-/** A Map-backed stand-in for the Cache API (match/put by URL). */
-function fakeCaches() {
-  const store = new Map<string, Uint8Array>();
-  const cache = {
-    match: async (url: string) => (store.has(url) ? new Response(store.get(url)! as BodyInit, { headers: { 'content-length': String(store.get(url)!.length) } }) : undefined),
-    put: async (url: string, res: Response) => void store.set(url, new Uint8Array(await res.arrayBuffer())),
-  };
-  return { store, caches: { open: async () => cache } };
 }
 
 afterEach(() => {
@@ -56,7 +48,7 @@ describe('urlFolderReader', () => {
     await expect(offline.read('a')).rejects.toThrow(/http:\/\/h\/a: fetch failed/);
   });
 
-  it('keeps files in the Cache API and reads them from there on the next load', async () => {
+  it('keeps files in the Cache API (in chunks, with a manifest) and reads them from there on the next load', async () => {
     const fake = fakeCaches();
     (globalThis as { caches?: unknown }).caches = fake.caches;
     let fetches = 0;
@@ -64,7 +56,8 @@ describe('urlFolderReader', () => {
     const hits: string[] = [];
     const first = urlFolderReader('http://h/m/', { fetch: fetchStub, onCacheHit: (f) => hits.push(f) });
     expect(Array.from((await first.read('w.safetensors'))!)).toEqual([9, 8, 7]);
-    expect([...fake.store.keys()]).toEqual(['http://h/m/w.safetensors']);
+    const url = 'http://h/m/w.safetensors';
+    expect([...fake.entries(DEFAULT_CACHE_NAME).keys()]).toEqual([chunkKey(url, 0), manifestKey(url)]);
     const second = urlFolderReader('http://h/m/', { fetch: fetchStub, onCacheHit: (f) => hits.push(f) });
     expect(Array.from((await second.read('w.safetensors'))!)).toEqual([9, 8, 7]);
     expect(fetches).toBe(1);
@@ -73,5 +66,25 @@ describe('urlFolderReader', () => {
     const uncached = urlFolderReader('http://h/m/', { fetch: fetchStub, cache: false });
     await uncached.read('w.safetensors');
     expect(fetches).toBe(2);
+  });
+
+  it('opens files as ByteSources: null on 404, cached where the Cache API is, plain HTTP without it', async () => {
+    const file = patterned(300);
+    const server = fakeServer({ 'http://h/m/unet/w.safetensors': file });
+    const plain = urlFolderReader('http://h/m', { fetch: server.fetch });
+    expect(await plain.open('unet/missing.safetensors')).toBeNull();
+    const src = (await plain.open('unet/w.safetensors'))!;
+    expect(src.where).toBe('http://h/m/unet/w.safetensors');
+    expect(await src.size()).toBe(300);
+    expect(await collect(src.stream(8))).toEqual(file.subarray(8));
+    const fake = fakeCaches();
+    (globalThis as { caches?: unknown }).caches = fake.caches;
+    const hits: string[] = [];
+    const cached = urlFolderReader('http://h/m', { fetch: server.fetch, chunkBytes: 100, onCacheHit: (f) => hits.push(f) });
+    expect(await collect((await cached.open('unet/w.safetensors'))!.stream(0))).toEqual(file);
+    const n = server.requests.length;
+    expect(await collect((await cached.open('unet/w.safetensors'))!.stream(0))).toEqual(file);
+    expect(server.requests.length).toBe(n);
+    expect(hits).toEqual(['unet/w.safetensors']);
   });
 });
