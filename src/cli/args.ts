@@ -4,6 +4,7 @@
 import { isSchedulerName, SCHEDULER_NAMES, schedulerHelpLines, type SchedulerName } from '../schedulers/registry.ts';
 import { PRECISIONS, type Precision } from '../models/precision.ts';
 import { resolveClassLabels } from '../pipelines/class_names.ts';
+import { isPresetName, PRESET_NAMES, type PresetName } from '../pipelines/presets.ts';
 import { UsageError } from '../errors.ts';
 
 
@@ -36,6 +37,8 @@ export interface GenerateArgs {
   originalSize: [number, number] | null;
   cropTopLeft: [number, number] | null;
   targetSize: [number, number] | null;
+  /** --preset: a few-step preset, or null for `none`; absent: the library detects one. */
+  preset?: PresetName | null;
 }
 
 /** The flags only Stable Diffusion XL takes. */
@@ -43,7 +46,10 @@ export const SDXL_FLAGS = ['--prompt-2', '--negative-prompt-2', '--original-size
 
 export const GENERATE_USAGE = `usage: fresco generate [options]
   --model DIR          a diffusers folder: class-conditional LDM (unet/ vae/ scheduler/) or Stable
-                       Diffusion 1.x/2.x/XL pipeline (model_index.json); default weights/fashion-ldm
+                       Diffusion 1.x/2.x/XL pipeline (model_index.json); default weights/fashion-ldm;
+                       or its URL, or a Hub repository: hf:owner/name[@revision][/subfolder]
+  --preset NAME        few-step defaults (steps, guidance, scheduler, size): sd-turbo, sdxl-turbo,
+                       lcm or none (default: by the Hub repository; lcm for an LCM U-Net or scheduler)
   --class NAME|INDEX   class to draw, class-conditional models (repeatable; default: every class once;
                        null, or the null class's index (fashion-ldm: 10), draws unconditionally)
   --prompt TEXT        what to draw, text-to-image models (required for them)
@@ -161,6 +167,13 @@ export function parseGenerateArgs(argv: string[]): GenerateArgs {
         const v = next();
         if (!isSchedulerName(v)) throw new UsageError(`--scheduler must be ${SCHEDULER_NAMES.join(', ')}, got ${JSON.stringify(v)}`);
         a.scheduler = v;
+        break;
+      }
+      case '--preset': {
+        const v = next();
+        if (v === 'none') a.preset = null;
+        else if (isPresetName(v)) a.preset = v;
+        else throw new UsageError(`--preset must be ${PRESET_NAMES.join(', ')} or none, got ${JSON.stringify(v ?? null)}`);
         break;
       }
       case '--model': {

@@ -9,7 +9,8 @@ import { generate, inspectModel, loadModel, randomSeed, resolveGenerateOptions, 
 import { decodePng, encodePng, tensorToImage, writeFileNoClobber } from '../io/png.ts';
 import { describeClass } from '../pipelines/class_names.ts';
 import { GENERATE_USAGE, parseGenerateArgs, resolveClasses, SDXL_FLAGS, type GenerateArgs } from './args.ts';
-import { GenerateOptionsError, PrecisionError, UsageError } from '../errors.ts';
+import { isHubSource } from '../io/hub.ts';
+import { ConfigError, GenerateOptionsError, ModelSourceError, PrecisionError, UsageError } from '../errors.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -99,9 +100,16 @@ function checkOut(args: GenerateArgs): void {
 async function generateCommand(argv: string[]): Promise<void> {
   const args = parseGenerateArgs(argv);
   const modelDir = args.model ?? join(root, 'weights/fashion-ldm');
-  if (!existsSync(modelDir)) throw new UsageError(`model folder ${modelDir} does not exist`);
+  // A URL or a Hub repository (hf:owner/name) is read over the network, not from the disk.
+  const remote = isHubSource(modelDir) || /^https?:\/\//i.test(modelDir);
+  if (!remote && !existsSync(modelDir)) throw new UsageError(`model folder ${modelDir} does not exist`);
+  const preset = args.preset !== undefined ? { preset: args.preset } : {};
   // Everything that can be checked without the GPU is, in the order a user would fix it.
-  const info = await inspectModel(modelDir);
+  const info = await inspectModel(modelDir, preset).catch((e: unknown) => {
+    // A malformed hf: source, and a --preset for the other kind of model, are flag mistakes.
+    if (e instanceof ModelSourceError || (args.preset && e instanceof ConfigError && e.message.startsWith('preset '))) throw new UsageError(e.message);
+    throw e;
+  });
   checkKind(args, info, modelDir);
   const labels = info.kind === 'class' ? classLabels(args, info) : [];
   const initImage = args.initImage !== null ? await readPng('--init-image', args.initImage) : undefined;
@@ -145,7 +153,7 @@ async function generateCommand(argv: string[]): Promise<void> {
 
   let model;
   try {
-    model = await loadModel(modelDir, { precision: args.precision });
+    model = await loadModel(modelDir, { precision: args.precision, ...preset });
   } catch (e) {
     if (e instanceof PrecisionError) throw new Error(`--precision f16 needs the WebGPU feature shader-f16, which this adapter does not have (use --precision auto or f32)`);
     throw e;
@@ -153,6 +161,7 @@ async function generateCommand(argv: string[]): Promise<void> {
   try {
     console.error(`adapter: ${model.adapterName}`);
     console.error(`precision: ${model.precision}`);
+    if (info.preset) console.error(`preset: ${info.preset.name} (${{ option: 'asked for', repo: 'its Hub repository', config: 'its configs' }[info.preset.source]})`);
     const init = initImage ? `; ${mask ? 'inpainting' : 'img2img'} from ${args.initImage}, strength ${o.init?.strength}` : '';
     const run = `seed ${o.seed}, ${o.steps} ${o.scheduler} steps, guidance ${o.guidance}${init}`;
     if (info.kind === 'class') {
@@ -168,7 +177,7 @@ async function generateCommand(argv: string[]): Promise<void> {
     await writeFileNoClobber(args.out, encodePng(img.width, img.height, img.channels, img.pixels), args.force);
     const mean = result.stepMs.reduce((a, b) => a + b, 0) / result.stepMs.length;
     console.error(`wrote ${args.out} (${img.width}x${img.height})`);
-    console.error(`adapter ${model.adapterName}; ${mean.toFixed(1)} ms per U-Net call (batch ${o.batch}${o.guidance > 1 ? ' ×2 for guidance' : ''}); total ${(result.totalMs / 1000).toFixed(2)} s; peak GPU memory ${(result.peakBytes / 2 ** 20).toFixed(1)} MiB`);
+    console.error(`adapter ${model.adapterName}; ${mean.toFixed(1)} ms per U-Net call (batch ${o.batch}${o.guidance > 1 && !info.guidanceEmbedded ? ' ×2 for guidance' : ''}); total ${(result.totalMs / 1000).toFixed(2)} s; peak GPU memory ${(result.peakBytes / 2 ** 20).toFixed(1)} MiB`);
   } finally {
     model.destroy();
   }
