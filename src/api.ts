@@ -9,6 +9,7 @@ import { getGpu, type GpuContext } from './gpu/device.ts';
 import { Runtime } from './gpu/runtime.ts';
 import { nodeFolderReader, type FolderReader } from './io/model_folder.ts';
 import { urlFolderReader } from './io/url_reader.ts';
+import type { StorageWarning } from './io/model_cache.ts';
 import { DEFAULT_HUB_ENDPOINT, hubRepoOfUrl, resolveHubSource, type WeightVariant } from './io/hub.ts';
 import type { PresetName } from './pipelines/presets.ts';
 import { resolvePrecision, type Precision } from './models/precision.ts';
@@ -59,6 +60,18 @@ export interface LoadModelOptions {
    * configs (an LCM-distilled U-Net or an LCMScheduler folder: 'lcm'). ModelInfo.preset says which applies.
    */
   preset?: PresetName | null;
+  /**
+   * URL sources: a file the Cache API could not keep (over quota, a failed write). The load goes
+   * on from the network; without this a console.warn gives the sizes.
+   */
+  onStorageWarning?: (warning: StorageWarning) => void;
+  /** URL sources: the answer to navigator.storage.persist(), asked once per page before the first weight file is stored. */
+  onPersist?: (granted: boolean) => void;
+  /**
+   * GPU bytes the weights may take; a model needing more fails before any weight byte is
+   * downloaded (WebGPU does not say how much memory an adapter has: pass what you can spare).
+   */
+  maxGpuBytes?: number;
 }
 
 type Loaded = { kind: 'class'; ldm: LdmModel; preview: PreviewFactors | null } | { kind: 'text'; sd: SdModel };
@@ -81,6 +94,8 @@ export class Model {
   readonly defaults: ModelDefaults;
   /** Image size in pixels [height, width] at the model's default. */
   readonly imageSize: readonly [number, number];
+  /** GPU bytes the weights take (about the fp16 files' size where weights are kept in f16). */
+  weightBytes = 0;
   private destroyed = false;
 
   constructor(
@@ -146,13 +161,15 @@ interface Source {
 function readerFor(source: string | FolderReader, opts: LoadModelOptions): Source {
   const variant = (hubPrefers: boolean) => (opts.variant !== undefined ? opts.variant : hubPrefers ? 'fp16' : null);
   if (typeof source !== 'string') return { reader: withProgress(source, opts.onProgress), where: source.where('').replace(/\/$/, ''), repo: null, variant: variant(false) };
-  const url = { onProgress: opts.onProgress, cache: opts.cache, onCacheHit: opts.onCacheHit, ...(opts.fetch ? { fetch: opts.fetch } : {}) };
+  // Weight files report progress as their tensors reach the GPU (the loaders' fill), whatever
+  // they come from; the reader reports only the small files it reads whole.
+  const url = { cache: opts.cache, onCacheHit: opts.onCacheHit, onStorageWarning: opts.onStorageWarning, onPersist: opts.onPersist, ...(opts.fetch ? { fetch: opts.fetch } : {}) };
   const hub = resolveHubSource(source, { revision: opts.revision, endpoint: opts.hubEndpoint });
-  if (hub) return { reader: urlFolderReader(hub.baseUrl, url), where: hub.baseUrl.replace(/\/$/, ''), repo: hub.repo, variant: variant(true) };
+  if (hub) return { reader: withProgress(urlFolderReader(hub.baseUrl, url), opts.onProgress), where: hub.baseUrl.replace(/\/$/, ''), repo: hub.repo, variant: variant(true) };
   const where = source.replace(/\/$/, '');
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(source) || !isNode()) {
     const repo = hubRepoOfUrl(source, opts.hubEndpoint ?? DEFAULT_HUB_ENDPOINT);
-    return { reader: urlFolderReader(source, url), where, repo, variant: variant(repo !== null) };
+    return { reader: withProgress(urlFolderReader(source, url), opts.onProgress), where, repo, variant: variant(repo !== null) };
   }
   return { reader: withProgress(nodeFolderReader(where), opts.onProgress), where, repo: null, variant: variant(false) };
 }
@@ -173,14 +190,15 @@ export async function loadModel(source: string | FolderReader, opts: LoadModelOp
   const precision = opts.precision ?? 'auto';
   const gpu = opts.gpu ?? (await getGpu({ wantF16: precision !== 'f32' }));
   const rt = runtimeFor(gpu);
+  const bytesBefore = rt.liveBytes;
   // Before any weight is read: f16 on a device without shader-f16 fails here.
   resolvePrecision(gpu.features, precision);
   let model: Model;
   if (info.kind === 'text') {
-    const sd = await loadSdFrom(rt, reader, where, { precision, onProgress: opts.onProgress, variant });
+    const sd = await loadSdFrom(rt, reader, where, { precision, onProgress: opts.onProgress, variant, maxGpuBytes: opts.maxGpuBytes });
     model = new Model(info, where, rt, { kind: 'text', sd });
   } else {
-    const ldm = await loadLdmFrom(rt, reader, where, { precision, onProgress: opts.onProgress, variant });
+    const ldm = await loadLdmFrom(rt, reader, where, { precision, onProgress: opts.onProgress, variant, maxGpuBytes: opts.maxGpuBytes });
     let preview: PreviewFactors | null = null;
     try {
       // Checked at load, not at the first preview: a bad card entry fails here, naming the file.
@@ -198,6 +216,7 @@ export async function loadModel(source: string | FolderReader, opts: LoadModelOp
     model.destroy();
     throw e;
   }
+  model.weightBytes = rt.liveBytes - bytesBefore;
   return model;
 }
 

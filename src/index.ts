@@ -3,7 +3,8 @@
 // dynamic imports behind checks), so bundlers can ship it to browsers; PNG files are in 'fresco/node'.
 export { loadModel, inspectModel, generate, randomSeed, Model, type LoadModelOptions, type GenerateOptions, type GenerateResult, type StepEvent, type ModelKind, type ModelDefaults, type ModelInfo, type RgbaPixels } from './api.ts';
 export { latentPreview, imageToRgba, parsePreviewFactors, SD_LATENT_RGB, type RgbaImage, type PreviewMode, type PreviewFactors } from './preview.ts';
-export { urlFolderReader, DEFAULT_CACHE_NAME, type UrlReaderOptions } from './io/url_reader.ts';
+export { urlFolderReader, DEFAULT_CACHE_NAME, type UrlReaderOptions, type UrlFolderReader } from './io/url_reader.ts';
+export { listStoredModels, deleteStoredModel, clearStoredModels, type StorageWarning, type StoredModel, type StoredFile } from './io/model_cache.ts';
 export type { FolderReader } from './io/model_folder.ts';
 export { getGpu, createGpu, type GpuContext, type DeviceOptions } from './gpu/device.ts';
 export { Runtime } from './gpu/runtime.ts';

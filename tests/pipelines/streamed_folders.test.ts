@@ -180,6 +180,12 @@ describe('streamed pipeline folders', () => {
     m.destroy();
     const files = readdirSync(SRC, { recursive: true }).map(String).filter((f) => f.endsWith('.safetensors'));
     expect([...log.streamed].sort()).toEqual(files.sort());
+    // Every F32 tensor once on the GPU, each buffer rounded up to 16 bytes (position_ids is not uploaded).
+    let bytes = 0;
+    let count = 0;
+    for (const f of files) for (const t of Object.values(read(join(SRC, f)))) (bytes += t.data.byteLength), count++;
+    expect(m.weightBytes).toBeGreaterThan(0.99 * bytes);
+    expect(m.weightBytes).toBeLessThanOrEqual(bytes + 16 * count);
   });
 
   it('refuses weights over maxGpuBytes, or one over the binding limit, before streaming a byte', async () => {
