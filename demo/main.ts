@@ -5,12 +5,17 @@
 import { SCHEDULER_NAMES, type RgbaImage } from '../src/index.ts';
 import { gridColumns } from './grid.ts';
 import type { FromWorker, ModelInfo, ToWorker } from './protocol.ts';
+import { isPresetName, type PresetName } from '../src/pipelines/presets.ts';
 
 type State = 'starting' | 'nogpu' | 'loading' | 'ready' | 'running' | 'done' | 'cancelled' | 'error';
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const ui = {
   model: $<HTMLSelectElement>('model'),
+  customRow: $<HTMLFieldSetElement>('custom-row'),
+  customModel: $<HTMLInputElement>('custom-model'),
+  preset: $<HTMLSelectElement>('preset'),
+  customLoad: $<HTMLButtonElement>('custom-load'),
   cls: $<HTMLSelectElement>('class'),
   prompt: $<HTMLTextAreaElement>('prompt'),
   negative: $<HTMLInputElement>('negative'),
@@ -51,6 +56,7 @@ function setState(s: State, message?: string): void {
   // Only a finished image: mid-run or after a cancel the canvas holds a preview.
   ui.download.disabled = s !== 'done';
   ui.model.disabled = s === 'running' || s === 'loading' || s === 'nogpu';
+  ui.customRow.disabled = ui.model.disabled;
 }
 
 function showNoGpu(why: string): void {
@@ -153,11 +159,36 @@ function send(msg: ToWorker): void {
   worker.postMessage(msg);
 }
 
+/**
+ * What the picker names: a model served with the demo (models/<name>/), a Hub repository
+ * (hf:owner/name, from the list or typed), or any URL typed in the custom field, which the
+ * library resolves against this page.
+ */
+function chosenModel(): { source: string; name: string; preset?: PresetName | null } | null {
+  const v = ui.model.value;
+  if (v !== 'custom') return { source: v.startsWith('hf:') ? v : new URL(`models/${v}/`, location.href).href, name: v };
+  const typed = ui.customModel.value.trim();
+  if (!typed) return null;
+  // A relative URL is the page's, not the worker script's.
+  const source = /^hf:/i.test(typed) ? typed : new URL(typed, location.href).href;
+  const p = ui.preset.value;
+  return { source, name: typed, ...(p === 'none' ? { preset: null } : isPresetName(p) ? { preset: p } : {}) };
+}
+
+/** The name of the model last asked for, for the download's file name. */
+let loadedName = '';
+
 function load(): void {
-  const url = new URL(`models/${ui.model.value}/`, location.href).href;
-  setState('loading', `Loading ${ui.model.value}…`);
+  ui.customRow.hidden = ui.model.value !== 'custom';
+  const chosen = chosenModel();
+  if (!chosen) {
+    ui.customModel.focus();
+    return void (ui.status.textContent = 'Enter a model URL or a Hub repository (hf:owner/name), then Load.');
+  }
+  loadedName = chosen.name;
+  setState('loading', `Loading ${chosen.name}…`);
   ui.progress.value = 0;
-  send({ type: 'load', url, precision });
+  send({ type: 'load', url: chosen.source, precision, ...('preset' in chosen ? { preset: chosen.preset } : {}) });
 }
 
 function onMessage(msg: FromWorker): void {
@@ -170,7 +201,7 @@ function onMessage(msg: FromWorker): void {
       demo.cacheHits = msg.info.cacheHits;
       applyModel(msg.info);
       ui.progress.value = 1;
-      return setState('ready', `Ready${msg.info.cacheHits.length ? ' (model read from the browser cache)' : ''}.`);
+      return setState('ready', `Ready${msg.info.preset ? ` (preset ${msg.info.preset})` : ''}${msg.info.cacheHits.length ? ' (model read from the browser cache)' : ''}.`);
     case 'step': {
       demo.steps++;
       // Steps as asked for: the library folds PNDM's extra U-Net call into its first step.
@@ -221,7 +252,8 @@ function generate(ev: Event): void {
   const previewEvery = optional(ui.previewEvery) ?? 1;
   const text = info.kind === 'text';
   run = {
-    model: ui.model.value,
+    // A file-name-safe name: hf:owner/name and URLs become their last path part.
+    model: slug(loadedName.replace(/\/+$/, '').split(/[/:]/).pop() ?? loadedName),
     subject: text ? ui.prompt.value : (info.classNames?.[Number(ui.cls.value)] ?? `class ${ui.cls.value}`),
     count: count ?? 1,
     steps: steps ?? info.defaults.steps,
@@ -252,6 +284,11 @@ async function start(): Promise<void> {
   ui.scheduler.replaceChildren(...SCHEDULER_NAMES.map((s) => new Option(s, s)));
   const chosen = params.get('model');
   if (chosen && [...ui.model.options].some((o) => o.value === chosen)) ui.model.value = chosen;
+  else if (chosen && /^(hf:|https?:\/\/)/i.test(chosen)) {
+    // ?model=hf:owner/name or a URL goes in the custom field.
+    ui.model.value = 'custom';
+    ui.customModel.value = chosen;
+  }
   const gpu = (navigator as Navigator & { gpu?: GPU }).gpu;
   if (!gpu) return showNoGpu('this browser has no navigator.gpu (WebGPU is missing or disabled).');
   const adapter = await gpu.requestAdapter().catch(() => null);
@@ -260,6 +297,8 @@ async function start(): Promise<void> {
   worker.onmessage = (ev: MessageEvent<FromWorker>) => onMessage(ev.data);
   worker.onerror = (ev) => onMessage({ type: 'error', name: 'WorkerError', message: ev.message || 'the worker failed to start' });
   ui.model.onchange = load;
+  ui.customLoad.onclick = load;
+  ui.customModel.onkeydown = (ev) => void (ev.key === 'Enter' && (ev.preventDefault(), load()));
   ui.form.onsubmit = generate;
   ui.cancel.onclick = () => send({ type: 'cancel' });
   ui.download.onclick = download;

@@ -1,9 +1,11 @@
 // Messages between the demo page and its generation worker. Everything is structured-clone data;
 // image pixels travel as transferred buffers.
 import type { GenerateOptions, ModelDefaults, ModelKind, Precision, RgbaImage } from '../src/index.ts';
+import type { PresetName } from '../src/pipelines/presets.ts';
 
 export type ToWorker =
-  | { type: 'load'; url: string; precision: Precision }
+  /** url: a URL, or a Hub repository (hf:owner/name[@revision]); preset: absent to detect, null for none. */
+  | { type: 'load'; url: string; precision: Precision; preset?: PresetName | null }
   | { type: 'generate'; options: Omit<GenerateOptions, 'signal' | 'onStep'> }
   | { type: 'cancel' };
 
@@ -15,6 +17,8 @@ export interface ModelInfo {
   precision: string;
   defaults: ModelDefaults;
   imageSize: readonly [number, number];
+  /** The few-step preset whose defaults the model took, or null. */
+  preset: PresetName | null;
   /** Files read from the Cache API instead of the network during this load. */
   cacheHits: string[];
 }

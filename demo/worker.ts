@@ -25,11 +25,13 @@ async function handle(msg: ToWorker): Promise<void> {
     const cacheHits: string[] = [];
     model = await loadModel(msg.url, {
       precision: msg.precision,
+      ...(msg.preset !== undefined ? { preset: msg.preset } : {}),
       onProgress: (loaded, total, file) => post({ type: 'progress', loaded, total, file }),
       onCacheHit: (file) => cacheHits.push(file),
     });
     const { kind, classNames, numClasses, adapterName, precision, defaults, imageSize } = model;
-    return post({ type: 'loaded', info: { kind, classNames, numClasses, adapterName, precision, defaults, imageSize, cacheHits } });
+    const preset = model.info.preset?.name ?? null;
+    return post({ type: 'loaded', info: { kind, classNames, numClasses, adapterName, precision, defaults, imageSize, preset, cacheHits } });
   }
   if (!model) throw new Error('no model loaded');
   const ctl = (running = new AbortController());
