@@ -16,4 +16,6 @@ export { tensorToImage, type Image } from './io/image.ts';
 export type { Precision } from './models/precision.ts';
 export { SCHEDULER_NAMES, type SchedulerName } from './schedulers/scheduler.ts';
 // Every error Fresco raises on purpose (FrescoError is their base), for callers' catch blocks.
+export { resolveHubSource, type WeightVariant } from './io/hub.ts';
+export { PRESETS, type PresetName } from './pipelines/presets.ts';
 export * from './errors.ts';

@@ -42,7 +42,7 @@ export interface SdxlParts {
 }
 
 /** Pipeline classes whose folders hold exactly what text-to-image needs. */
-export const PIPELINES = ['StableDiffusionPipeline', 'StableDiffusionImg2ImgPipeline', 'StableDiffusionXLPipeline'];
+export const PIPELINES = ['StableDiffusionPipeline', 'StableDiffusionImg2ImgPipeline', 'StableDiffusionXLPipeline', 'LatentConsistencyModelPipeline'];
 const XL = 'StableDiffusionXLPipeline';
 /** The component classes Fresco builds, by model_index.json key. */
 const COMPONENTS: Record<string, [string, string]> = {
