@@ -27,7 +27,7 @@ import { build } from 'vite';
 import { bundleShaders } from '../scripts/bundle-shaders.mjs';
 import type { PageLoadRequest, PageLoadResult } from './browser/load_main.ts';
 import { startCountServer, type TrafficCount } from './core/count_server.ts';
-import { GIB, LOAD_USAGE, gib, parseLoadArgs, prepareModels, repoRoot, secs, table, writeResult, type BenchModel, type TargetRow } from './core/load_report.ts';
+import { GIB, LOAD_USAGE, gib, parseLoadArgs, prepareModels, repoRoot, secs, table, writeResult, type BenchModel, type TargetRow, sourceState } from './core/load_report.ts';
 import { TreeSampler, type PhaseStats } from './core/proc_rss.ts';
 
 const argv = process.argv.slice(2);
@@ -36,6 +36,7 @@ if (argv.includes('--help')) {
   process.exit(0);
 }
 const a = parseLoadArgs(argv, ['--visits', '--idle-ms', '--max-rss-gib', '--keep-profile']);
+const code = sourceState();
 const num = (name: string, fallback: number) => {
   const i = argv.indexOf(`--${name}`);
   if (i < 0) return fallback;
@@ -247,6 +248,8 @@ writeResult(
     flags: ['--enable-unsafe-webgpu', '--no-sandbox'],
     host: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length },
     scale: a.scale,
+    variant: a.variant,
+    code,
     precision: a.precision,
     idleMs,
     sampleEveryMs: 100,

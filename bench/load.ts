@@ -14,7 +14,7 @@ import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { startCountServer, type TrafficCount } from './core/count_server.ts';
-import { LOAD_USAGE, parseLoadArgs, prepareModels, secs, gib, table, writeResult, type BenchModel, type TargetRow } from './core/load_report.ts';
+import { LOAD_USAGE, parseLoadArgs, prepareModels, secs, gib, table, writeResult, type BenchModel, type TargetRow, sourceState } from './core/load_report.ts';
 
 interface ChildRequest {
   source: string;
@@ -111,6 +111,7 @@ async function main(): Promise<void> {
     return;
   }
   const a = parseLoadArgs(process.argv.slice(2));
+  const code = sourceState();
   const log = (m: string) => console.error(m);
   const models = prepareModels(a, log);
   const server = await startCountServer(models.map((m) => ({ prefix: `/models/${m.name}/`, dir: m.folder.dir })), { log });
@@ -166,6 +167,8 @@ async function main(): Promise<void> {
     node: process.version,
     host: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length },
     scale: a.scale,
+    variant: a.variant,
+    code,
     precision: a.precision,
     models: runs.map(({ model, sources }) => ({
       name: model.name,

@@ -1,5 +1,6 @@
 // What bench/load.ts (Node) and bench/load-browser.ts (Chromium) share: their flags, the model
 // folders they generate, the targets of issue 13 and the table each prints.
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -101,12 +102,33 @@ export function table(rows: TargetRow[]): string {
   return ['| figure | value | target | |', '|---|---:|---|---|', ...rows.map((r) => `| ${r.figure} | ${r.value} | ${r.target} | ${mark(r.pass)} |`)].join('\n');
 }
 
-/** Writes `result` to <outDir>/load-<scale>-<where>-<adapter>-<date>.json and says where. */
+/**
+ * Writes `result` to <outDir>/load-<models>[-tiny]-<where>-<adapter>-<date>.json (models: sd,
+ * sdxl-unet or sd+sdxl-unet) and says where.
+ */
 export function writeResult(a: LoadArgs, where: 'node' | 'browser', adapter: string, result: unknown, log: (m: string) => void): string {
   const day = new Date().toISOString().slice(0, 10);
   mkdirSync(a.outDir, { recursive: true });
-  const file = join(a.outDir, `load-${a.scale}${a.sdxl ? (a.sd ? '+sdxl' : '-sdxl') : ''}-${where}-${adapterSlug(adapter)}-${day}.json`);
+  const models = [...(a.sd ? ['sd'] : []), ...(a.sdxl ? ['sdxl-unet'] : [])].join('+');
+  const file = join(a.outDir, `load-${models}${a.scale === 'tiny' ? '-tiny' : ''}-${where}-${adapterSlug(adapter)}-${day}.json`);
   writeFileSync(file, `${JSON.stringify(result, roundJson, 2)}\n`);
   log(`wrote ${relative(process.cwd(), file)}`);
   return file;
+}
+
+/**
+ * The code a run measured: the commit, and the library files (src/, shaders/) that differed from
+ * it when the run started (others edit the same working tree; the page is built from it).
+ */
+export function sourceState(): { commit: string; uncommitted: string[] } {
+  const git = (...args: string[]) => execFileSync('git', args, { cwd: repoRoot, encoding: 'utf8' }).trimEnd();
+  try {
+    const uncommitted = git('status', '--porcelain', '--', 'src', 'shaders')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => l.slice(3));
+    return { commit: git('rev-parse', 'HEAD'), uncommitted };
+  } catch {
+    return { commit: 'unknown (no git)', uncommitted: [] };
+  }
 }
