@@ -107,6 +107,16 @@ describe('presets', () => {
     expect(resolveGenerateOptions(info, { prompt: ['a', 'b'] }, dir)).toMatchObject({ batch: 2, guidance: 8.5, steps: 4 });
   });
 
+  it('reads a LatentConsistencyModelPipeline folder (LCM Dreamshaper v7 layout) as an lcm text model', async () => {
+    const dir = configsOf('tests/fixtures/sd-tiny', (name, j) => {
+      if (name === 'unet/config.json') j.time_cond_proj_dim = 8;
+      if (name.startsWith('scheduler')) j._class_name = 'LCMScheduler';
+    });
+    const index = JSON.parse(readFileSync(join(dir, 'model_index.json'), 'utf8'));
+    writeFileSync(join(dir, 'model_index.json'), JSON.stringify({ ...index, _class_name: 'LatentConsistencyModelPipeline', scheduler: ['diffusers', 'LCMScheduler'] }));
+    expect(await inspectModel(dir)).toMatchObject({ kind: 'text', pipeline: 'LatentConsistencyModelPipeline', defaults: { steps: 4, guidance: 8.5, scheduler: 'lcm' }, guidanceEmbedded: true });
+  });
+
   it('detects an LCMScheduler folder without an embedded guidance (LCM-LoRA fused): guidance 1, no guidance batch', async () => {
     const dir = configsOf('tests/fixtures/sd-tiny', (name, j) => void (name.startsWith('scheduler') && (j._class_name = 'LCMScheduler')));
     expect(await inspectModel(dir)).toMatchObject({ defaults: { steps: 4, guidance: 1, scheduler: 'lcm' }, preset: { name: 'lcm', source: 'config' } });
