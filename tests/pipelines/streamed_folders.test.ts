@@ -11,6 +11,7 @@ import { toF16Array } from '../../src/io/f16.ts';
 import { ConfigError, GpuMemoryError, ModelFolderError, PlanLimitError, WeightError } from '../../src/errors.ts';
 import { loadSdFrom } from '../../src/pipelines/sd_folder.ts';
 import { runtime } from '../helpers/gpu.ts';
+import { fakeCaches, fakeServer } from '../helpers/fake_web.ts';
 
 const SRC = 'tests/fixtures/sd-tiny';
 const UNET = 'diffusion_pytorch_model.safetensors';
@@ -207,5 +208,78 @@ describe('streamed pipeline folders', () => {
       rt.planLimits = limits;
     }
     expect(rt.liveBytes).toBe(live);
+  });
+});
+
+/** The folder's files by URL under `base`, with `edit` applied to JSON files (by relative name). */
+function served(dir: string, base: string, edit: (name: string, bytes: Uint8Array) => Uint8Array = (_, b) => b): Map<string, Uint8Array> {
+  const files = new Map<string, Uint8Array>();
+  for (const f of readdirSync(dir, { recursive: true }).map(String)) {
+    const path = join(dir, f);
+    try {
+      files.set(`${base}${f}`, edit(f, new Uint8Array(readFileSync(path))));
+    } catch {
+      // a directory
+    }
+  }
+  return files;
+}
+
+describe('loadModel over HTTP: what is requested', () => {
+  const BASE = 'http://models.test/sd-tiny/';
+  const weightRequests = (reqs: { url: string; range: string | null }[]) => reqs.filter((r) => r.url.endsWith('.safetensors'));
+
+  it('refuses an unsupported config having requested no weight file at all', async () => {
+    const gpu = (await runtime()).gpu;
+    const files = served(SRC, BASE, (name, b) => (name === 'unet/config.json' ? new TextEncoder().encode(JSON.stringify({ ...JSON.parse(new TextDecoder().decode(b)), addition_embed_type: 'image' })) : b));
+    const server = fakeServer(files, { piece: 1 << 16 });
+    await expect(loadModel(BASE, { gpu, fetch: server.fetch, cache: false })).rejects.toThrow(/addition_embed_type/);
+    expect(server.requests.length).toBeGreaterThan(0);
+    expect(weightRequests(server.requests)).toEqual([]);
+  });
+
+  it('refuses a misshapen weight having fetched headers only (byte ranges 0-7 and the JSON)', async () => {
+    const gpu = (await runtime()).gpu;
+    const vae = read(join(SRC, 'vae', UNET));
+    const key = Object.keys(vae).find((k) => k.endsWith('conv_in.weight'))!;
+    const t = vae[key]!;
+    vae[key] = { ...t, shape: [t.shape[0]!, t.data.byteLength / 4 / t.shape[0]!] };
+    const files = served(SRC, BASE, (name, b) => (name === `vae/${UNET}` ? writeSafetensors(vae) : b));
+    const server = fakeServer(files, { piece: 1 << 16 });
+    await expect(loadModel(BASE, { gpu, fetch: server.fetch, cache: false })).rejects.toThrow(WeightError);
+    const ranges = weightRequests(server.requests).map((r) => r.range);
+    expect(ranges.length).toBeGreaterThan(0);
+    // Every weight request is a closed range inside the header: no open-ended stream, no whole GET.
+    expect(ranges.every((r) => r !== null && /^bytes=\d+-\d+$/.test(r))).toBe(true);
+    for (const r of weightRequests(server.requests)) {
+      const bytes = files.get(r.url)!;
+      const headerEnd = 8 + Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true));
+      expect(Number(/-(\d+)$/.exec(r.range!)![1])).toBeLessThan(headerEnd);
+    }
+  });
+
+  it('streams each weight file once into the Cache API, and a second load requests no weight byte', async () => {
+    const gpu = (await runtime()).gpu;
+    const fake = fakeCaches();
+    (globalThis as { caches?: unknown }).caches = fake.caches;
+    try {
+      const server = fakeServer(served(SRC, BASE), { piece: 1 << 16 });
+      const hits: string[] = [];
+      const a = await loadModel(BASE, { gpu, fetch: server.fetch, precision: 'f32' });
+      const first = weightRequests(server.requests);
+      const files = readdirSync(SRC, { recursive: true }).map(String).filter((f) => f.endsWith('.safetensors'));
+      // Per file: the header's two ranges, then one open-ended stream.
+      expect(first.filter((r) => r.range !== null && /^bytes=\d+-$/.test(r.range)).map((r) => r.url).sort()).toEqual(files.map((f) => BASE + f).sort());
+      server.requests.length = 0;
+      const b = await loadModel(BASE, { gpu, fetch: server.fetch, precision: 'f32', onCacheHit: (f) => hits.push(f) });
+      expect(weightRequests(server.requests)).toEqual([]);
+      expect(hits.filter((f) => f.endsWith('.safetensors')).sort()).toEqual(files.sort());
+      const [ra, rb] = [await generate(a, GEN), await generate(b, GEN)];
+      expect(Array.from(rb.raw)).toEqual(Array.from(ra.raw));
+      a.destroy();
+      b.destroy();
+    } finally {
+      delete (globalThis as { caches?: unknown }).caches;
+    }
   });
 });
