@@ -1,14 +1,41 @@
 // Helpers shared by the kernels (pulled in with #include "common").
 //
-// `st` is the storage element type of activation and weight arrays. With F16 they hold f16 (half
-// the memory and bandwidth); kernels still load every value as f32(x[i]), compute, accumulate and
-// take norm and softmax statistics in f32, and round once on store with st(y). Every includer
-// puts #include "common" before its first declaration, because `enable` must come first.
+// `st` is the storage element type of activation arrays (and of weight arrays, see wst below).
+// With F16 they hold f16 (half the memory and bandwidth); kernels still load every value as
+// f32(x[i]), compute, accumulate and take norm and softmax statistics in f32, and round once on
+// store with st(y). Every includer puts #include "common" before its first declaration, because
+// `enable` must come first.
 #if F16
 enable f16;
 alias st = f16;
 #else
+#if W_F16
+enable f16;
+#endif
 alias st = f32;
+#endif
+
+// `wst` is the storage element type of the model-weight arrays a kernel binds (a GEMM's w and bias,
+// a norm's gamma and beta, an embedding table, a codebook). By default it is `st`: weights stored
+// like the activations. f16 weights beside f32 activations (halving a model's GPU memory where
+// activations stay f32) take one of two forms, chosen by src/kernels/dtype.ts weightParams:
+//  W_F16: array<f16>, on a device with shader-f16.
+//  W_PACKED: array<u32> holding two halves per word (element i is word i / 2, the low half for
+//    even i), read with unpack2x16float, which needs no shader-f16.
+// Every weight read is wval(arr[widx(i)], i): the element exactly as f32 in every variant, so an
+// f16-weight kernel computes exactly what the f32 kernel computes on the f16-rounded weights.
+#if W_PACKED
+alias wst = u32;
+fn widx(i: u32) -> u32 { return i >> 1u; }
+fn wval(word: u32, i: u32) -> f32 { return unpack2x16float(word)[i & 1u]; }
+#else
+#if W_F16
+alias wst = f16;
+#else
+alias wst = st;
+#endif
+fn widx(i: u32) -> u32 { return i; }
+fn wval(v: wst, i: u32) -> f32 { return f32(v); }
 #endif
 
 // Dispatches larger than 65535 workgroups are folded over x and y (see fold1d in graph.ts);

@@ -50,10 +50,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
 #endif
 
 #if LOOKUP
-// broadcast: every row reads ids[0].
+// broadcast: every row reads ids[0]. The table is a model weight (stored as wst, common.wgsl) or,
+// for CLIP's pooled rows, an activation (then wst is st).
 struct U { n: u32, dim: u32, num: u32, broadcast: u32 }
 @group(0) @binding(0) var<uniform> u: U;
-@group(0) @binding(1) var<storage, read> table: array<st>;
+@group(0) @binding(1) var<storage, read> table: array<wst>;
 #if IDS_F32
 @group(0) @binding(2) var<storage, read> ids: array<f32>;
 #else
@@ -73,7 +74,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
 #else
   let id = min(ids[select(b, 0u, u.broadcast != 0u)], u.num - 1u);
 #endif
-  out[i] = table[id * u.dim + j];
+  let k = id * u.dim + j;
+  out[i] = st(wval(table[widx(k)], k));
 }
 #endif
 
@@ -82,9 +84,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
 // table rows [first, first + rows); total: rows of the whole table.
 struct U { n: u32, dim: u32, seq: u32, first: u32, rows: u32, total: u32 }
 @group(0) @binding(0) var<uniform> u: U;
-@group(0) @binding(1) var<storage, read> table: array<st>;
+// The table chunk and the positions are model weights, stored as wst (common.wgsl).
+@group(0) @binding(1) var<storage, read> table: array<wst>;
 @group(0) @binding(2) var<storage, read> ids: array<u32>;
-@group(0) @binding(3) var<storage, read> pos: array<st>;
+@group(0) @binding(3) var<storage, read> pos: array<wst>;
 @group(0) @binding(4) var<storage, read_write> out: array<st>;
 
 @compute @workgroup_size(256, 1, 1)
@@ -96,6 +99,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let id = min(ids[r], u.total - 1u);
   if (id < u.first || id - u.first >= u.rows) { return; }
   // One f32 add, as torch adds inputs_embeds and position_embeds.
-  out[i] = st(f32(table[(id - u.first) * u.dim + j]) + f32(pos[(r % u.seq) * u.dim + j]));
+  let k = (id - u.first) * u.dim + j;
+  let p = (r % u.seq) * u.dim + j;
+  out[i] = st(wval(table[widx(k)], k) + wval(pos[widx(p)], p));
 }
 #endif

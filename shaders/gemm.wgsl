@@ -1,5 +1,6 @@
 // The one GEMM core: out[m, n] = sum_k A(m, k) * W[n, k], batched over z.
-// W is a PyTorch Linear/Conv weight ([N, K] row-major, shared by the batch). What differs between
+// W is a PyTorch Linear/Conv weight ([N, K] row-major, shared by the batch), stored like the
+// activations or as f16 beside f32 ones (wst in common.wgsl). What differs between
 // a linear layer, a channel projection over an NCHW tensor and an implicit-GEMM conv2d is only
 // how A is read (A_ROWMAJOR / A_COLMAJOR / A_IM2COL) and how the result is written
 // (OUT_ROWMAJOR / OUT_COLMAJOR), plus the fused epilogue (bias, per-channel time embedding,
@@ -42,10 +43,12 @@ struct U {
 @group(0) @binding(1) var<storage, read> part: array<f32>;
 #else
 @group(0) @binding(1) var<storage, read> a: array<st>;
-@group(0) @binding(2) var<storage, read> w: array<st>;
+// w and bias are model weights: stored as wst (common.wgsl), read as f32 by wval.
+@group(0) @binding(2) var<storage, read> w: array<wst>;
+fn w_at(i: u32) -> f32 { return wval(w[widx(i)], i); }
 #endif
 #if BIAS
-@group(0) @binding(3) var<storage, read> bias: array<st>;
+@group(0) @binding(3) var<storage, read> bias: array<wst>;
 #endif
 #if TEMB
 @group(0) @binding(4) var<storage, read> temb: array<st>;
@@ -71,7 +74,7 @@ fn out_index(z: u32, m: u32, n: u32) -> u32 {
 fn store(z: u32, m: u32, n: u32, v: f32) {
   var x = v;
 #if BIAS
-  x += f32(bias[n]);
+  x += wval(bias[widx(n)], n);
 #endif
 #if TEMB
   x += f32(temb[z * u.tembStride + u.tembOffset + n]);
@@ -124,7 +127,7 @@ var<private> wrow: array<vec4<u32>, TN4>;
 fn accumulate(k: u32, av: array<f32, TM>) {
   for (var j = 0u; j < TN4; j++) {
     let r = wrow[j];
-    let bv = vec4<f32>(f32(w[r.x + k]), f32(w[r.y + k]), f32(w[r.z + k]), f32(w[r.w + k]));
+    let bv = vec4<f32>(w_at(r.x + k), w_at(r.y + k), w_at(r.z + k), w_at(r.w + k));
     for (var i = 0u; i < TM; i++) {
       acc[i * TN4 + j] = fma(vec4<f32>(av[i]), bv, acc[i * TN4 + j]);
     }
@@ -156,7 +159,7 @@ fn read_a(z: u32, m: u32, k: u32) -> f32 {
 
 fn read_w(n: u32, k: u32) -> f32 {
   if (n >= u.N || k >= u.K) { return 0.0; }
-  return f32(w[n * u.K + k]);
+  return w_at(n * u.K + k);
 }
 
 // The slice k0 .. k0 + BK - 1 of the tile at (mt, nt) goes to workgroup memory in whole vec4s

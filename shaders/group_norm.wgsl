@@ -113,8 +113,9 @@ struct U { n: u32, spatial: u32, C: u32, group_size: u32 }
 @group(0) @binding(0) var<uniform> u: U;
 @group(0) @binding(1) var<storage, read> x: array<st>;
 @group(0) @binding(2) var<storage, read> stats: array<f32>;
-@group(0) @binding(3) var<storage, read> gamma: array<st>;
-@group(0) @binding(4) var<storage, read> beta: array<st>;
+// The affine weights are model weights, stored as wst (common.wgsl).
+@group(0) @binding(3) var<storage, read> gamma: array<wst>;
+@group(0) @binding(4) var<storage, read> beta: array<wst>;
 @group(0) @binding(5) var<storage, read_write> out: array<st>;
 #if SCALE_SHIFT
 @group(0) @binding(6) var<storage, read> ss: array<st>;
@@ -130,7 +131,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   if (i >= u.n) { return; }
   let c = (i / u.spatial) % u.C;
   let g = (i / u.group_size) * 4u;
-  var y = ((f32(x[i]) - stats[g]) - stats[g + 1u]) * stats[g + 2u] * f32(gamma[c]) + f32(beta[c]);
+  var y = ((f32(x[i]) - stats[g]) - stats[g + 1u]) * stats[g + 2u] * wval(gamma[widx(c)], c) + wval(beta[widx(c)], c);
 #if SCALE_SHIFT
   let row = (i / (u.spatial * u.C)) * 2u * u.C;
   y = y * (1.0 + f32(ss[row + c])) + f32(ss[row + u.C + c]);

@@ -8,8 +8,9 @@ const WG = {{WG}}u;
 struct U { rows: u32, C: u32, eps: f32 }
 @group(0) @binding(0) var<uniform> u: U;
 @group(0) @binding(1) var<storage, read> x: array<st>;
-@group(0) @binding(2) var<storage, read> gamma: array<st>;
-@group(0) @binding(3) var<storage, read> beta: array<st>;
+// The affine weights are model weights, stored as wst (common.wgsl).
+@group(0) @binding(2) var<storage, read> gamma: array<wst>;
+@group(0) @binding(3) var<storage, read> beta: array<wst>;
 @group(0) @binding(4) var<storage, read_write> out: array<st>;
 
 #include "run_stats"
@@ -24,6 +25,6 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let s = run_stats(base, n, lid.x);
   let rstd = inverseSqrt(s.z + u.eps);
   for (var i = lid.x; i < n; i += WG) {
-    out[base + i] = st(((f32(x[base + i]) - s.x) - s.y) * rstd * f32(gamma[i]) + f32(beta[i]));
+    out[base + i] = st(((f32(x[base + i]) - s.x) - s.y) * rstd * wval(gamma[widx(i)], i) + wval(beta[widx(i)], i));
   }
 }

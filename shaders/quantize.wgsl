@@ -17,7 +17,9 @@ const TILE_ROWS_MAX = 256u;
 struct U { pixels: u32, hw: u32, d: u32, k: u32, tile_rows: u32, direct: u32 }
 @group(0) @binding(0) var<uniform> u: U;
 @group(0) @binding(1) var<storage, read> z: array<st>;
-@group(0) @binding(2) var<storage, read> codebook: array<st>;
+// The codebook is a model weight, stored as wst (common.wgsl).
+@group(0) @binding(2) var<storage, read> codebook: array<wst>;
+fn code(i: u32) -> f32 { return wval(codebook[widx(i)], i); }
 @group(0) @binding(3) var<storage, read_write> out: array<st>;
 
 var<workgroup> tile: array<f32, TILE_VALUES>;
@@ -46,7 +48,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     let rows = min(u.tile_rows, u.k - row0);
     workgroupBarrier();
     for (var i = lid.x; i < rows * u.d; i += WG) {
-      tile[i] = f32(codebook[row0 * u.d + i]);
+      tile[i] = code(row0 * u.d + i);
     }
     workgroupBarrier();
     for (var r = lid.x; r < rows; r += WG) {
@@ -87,6 +89,6 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   for (var c = 0u; c < u.d; c++) {
     let zc = f32(z[base + c * u.hw]);
     // z + (z_q - z): the straight-through estimator's value, rounded as torch rounds it.
-    out[base + c * u.hw] = st(zc + (f32(codebook[best * u.d + c]) - zc));
+    out[base + c * u.hw] = st(zc + (code(best * u.d + c) - zc));
   }
 }

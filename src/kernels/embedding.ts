@@ -4,7 +4,7 @@
 import type { Runtime } from '../gpu/runtime.ts';
 import { fold1d, type Graph } from '../graph/graph.ts';
 import { bytesFor, dtypeOf, shapeStr, type DType, type Tensor } from '../graph/tensor.ts';
-import { commonDType, storageParams } from './dtype.ts';
+import { commonDType, storageParams, weightParams } from './dtype.ts';
 import { DTypeError, ShapeError } from '../errors.ts';
 import { checkF32Values } from './tensor_checks.ts';
 
@@ -67,16 +67,20 @@ export function timestepEmbedding(g: Graph, label: string, timesteps: Tensor | G
   return out;
 }
 
-/** table[ids[b]] for table [num, dim] and u32 ids [B]; an id >= num reads row num - 1. */
-export function embeddingLookup(g: Graph, label: string, table: Tensor, ids: Tensor): Tensor {
+/**
+ * table[ids[b]] for table [num, dim] and u32 ids [B]; an id >= num reads row num - 1. `dtype`: the
+ * output's storage type, the table's by default; a model whose weights are stored in f16 beside
+ * f32 activations passes 'f32' for an f16 table (weightParams).
+ */
+export function embeddingLookup(g: Graph, label: string, table: Tensor, ids: Tensor, dtype: DType = dtypeOf(table)): Tensor {
   if (table.shape.length !== 2 || table.shape[0]! < 1) throw new ShapeError(`${label}: table ${shapeStr(table.shape)} is not [num, dim]`);
   if (ids.shape.length !== 1) throw new ShapeError(`${label}: ids ${shapeStr(ids.shape)} is not [B]`);
   const [num, dim] = table.shape as [number, number];
   const B = ids.shape[0]!;
-  const dtype = dtypeOf(table);
+  const weights = weightParams(g.rt.gpu.features, label, dtype, { table }, 'the output');
   const out = g.alloc([B, dim], label, dtype);
   const n = B * dim;
-  g.dispatch(label, { shader: 'embedding', params: { LOOKUP: true, ...storageParams(dtype) } }, { table, ids, out }, { n, dim, num, broadcast: 0 }, fold1d(Math.ceil(n / WG)));
+  g.dispatch(label, { shader: 'embedding', params: { LOOKUP: true, ...storageParams(dtype), ...weights } }, { table, ids, out }, { n, dim, num, broadcast: 0 }, fold1d(Math.ceil(n / WG)));
   return out;
 }
 
@@ -84,18 +88,18 @@ export function embeddingLookup(g: Graph, label: string, table: Tensor, ids: Ten
  * table[long(t[b])] for table [num, dim] and f32 values t (timesteps[b], or timesteps[0] with
  * broadcast): UNet2DModel's learned time embedding, nn.Embedding(num_train_timesteps, dim) over the
  * timesteps. Values are truncated toward zero as torch's .long() does; past the table (where torch
- * raises an IndexError) they are clamped to it.
+ * raises an IndexError) they are clamped to it. `dtype`: the output's storage type, as for embeddingLookup.
  */
-export function embeddingLookupAt(g: Graph, label: string, table: Tensor, timesteps: Tensor | GPUBuffer, batch: number, broadcast = false): Tensor {
+export function embeddingLookupAt(g: Graph, label: string, table: Tensor, timesteps: Tensor | GPUBuffer, batch: number, broadcast = false, dtype: DType = dtypeOf(table)): Tensor {
   if (table.shape.length !== 2 || table.shape[0]! < 1) throw new ShapeError(`${label}: table ${shapeStr(table.shape)} is not [num, dim]`);
   if (!Number.isInteger(batch) || batch < 1) throw new ShapeError(`${label}: batch ${batch} must be a positive integer`);
   const need = broadcast ? 1 : batch;
   checkF32Values(label, 'timesteps', timesteps, need);
   const [num, dim] = table.shape as [number, number];
-  const dtype = dtypeOf(table);
+  const weights = weightParams(g.rt.gpu.features, label, dtype, { table }, 'the output');
   const out = g.alloc([batch, dim], label, dtype);
   const n = batch * dim;
-  g.dispatch(label, { shader: 'embedding', params: { LOOKUP: true, IDS_F32: true, ...storageParams(dtype) } }, { table, ids: timesteps, out }, { n, dim, num, broadcast: broadcast ? 1 : 0 }, fold1d(Math.ceil(n / WG)));
+  g.dispatch(label, { shader: 'embedding', params: { LOOKUP: true, IDS_F32: true, ...storageParams(dtype), ...weights } }, { table, ids: timesteps, out }, { n, dim, num, broadcast: broadcast ? 1 : 0 }, fold1d(Math.ceil(n / WG)));
   return out;
 }
 
@@ -139,9 +143,11 @@ export function gaussianFourierProjection(
 /**
  * CLIP's embeddings: table[ids[b, t]] + positions[t], as [B, T, dim]. The token table comes as row
  * chunks (see tokenTableChunks) so no binding exceeds the plan's limit; ids past the table are
- * clamped to its last row. positions: [P, dim] with P >= T (rows 0..T-1 are used).
+ * clamped to its last row. positions: [P, dim] with P >= T (rows 0..T-1 are used). The chunks and
+ * positions are weights, stored alike; `dtype` is the output's storage type (theirs by default,
+ * or f32 beside f16 weights).
  */
-export function tokenEmbedding(g: Graph, label: string, chunks: readonly Tensor[], ids: Tensor, positions: Tensor): Tensor {
+export function tokenEmbedding(g: Graph, label: string, chunks: readonly Tensor[], ids: Tensor, positions: Tensor, dtype?: DType): Tensor {
   if (chunks.length === 0) throw new ShapeError(`${label}: no token table chunks`);
   const dim = chunks[0]!.shape[1];
   for (const c of chunks) {
@@ -153,16 +159,18 @@ export function tokenEmbedding(g: Graph, label: string, chunks: readonly Tensor[
   if (positions.shape.length !== 2 || positions.shape[1] !== dim || positions.shape[0]! < T) {
     throw new ShapeError(`${label}: positions ${shapeStr(positions.shape)} should be [>= ${T}, ${dim}] for ids ${shapeStr(ids.shape)}`);
   }
-  const dtype = commonDType(label, Object.fromEntries([...chunks.map((c, k) => [`table chunk ${k}`, c]), ['positions', positions]]));
+  const tables = Object.fromEntries([...chunks.map((c, k) => [`table chunk ${k}`, c]), ['positions', positions]]);
+  const outDtype = dtype ?? commonDType(label, tables);
+  const weights = weightParams(g.rt.gpu.features, label, outDtype, tables, 'the output');
   const total = chunks.reduce((a, c) => a + c.shape[0]!, 0);
-  const out = g.alloc([B, T, dim!], label, dtype);
+  const out = g.alloc([B, T, dim!], label, outDtype);
   const n = B * T * dim!;
   let first = 0;
   chunks.forEach((table, k) => {
     const rows = table.shape[0]!;
     g.dispatch(
       chunks.length > 1 ? `${label}[${k}]` : label,
-      { shader: 'embedding', params: { TOKENS: true, ...storageParams(dtype) } },
+      { shader: 'embedding', params: { TOKENS: true, ...storageParams(outDtype), ...weights } },
       { table, ids, pos: positions, out },
       { n, dim: dim!, seq: T, first, rows, total },
       n === 0 ? [0] : fold1d(Math.ceil(n / WG)),

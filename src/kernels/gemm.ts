@@ -2,7 +2,7 @@
 import { evenChunks, fold1d, type Graph } from '../graph/graph.ts';
 import { shapeStr, trafficBytes, type DType, type Tensor } from '../graph/tensor.ts';
 import { activationParams, type Activation } from './activation.ts';
-import { commonDType, storageParams } from './dtype.ts';
+import { commonDType, storageParams, weightParams, type WeightParams } from './dtype.ts';
 import { expectShape } from './tensor_checks.ts';
 import { ShapeError } from '../errors.ts';
 
@@ -106,7 +106,10 @@ interface GemmDispatch {
   batch: number;
   /** How A is read and the output written: A_COLMAJOR, A_IM2COL, UPSAMPLE, OUT_COLMAJOR. */
   layout: Record<string, boolean>;
+  /** The activations' storage type (a, out, temb, residual). */
   dtype: DType;
+  /** How w and bias are stored beside them (weightParams). */
+  weights: WeightParams;
   a: Tensor;
   w: Tensor;
   out: Tensor;
@@ -128,7 +131,7 @@ function dispatchGemm(g: Graph, d: GemmDispatch): void {
   if (t.splits === 1) {
     g.dispatch(
       label,
-      { shader: 'gemm', params: { ...feedParams(g, t), ...d.layout, ...epilogueParams(e), ...storageParams(d.dtype) } },
+      { shader: 'gemm', params: { ...feedParams(g, t), ...d.layout, ...epilogueParams(e), ...storageParams(d.dtype), ...d.weights } },
       { a: d.a, w: d.w, out: d.out, ...epilogueBindings(e) },
       uniforms,
       gemmGrid(N, M, batch, t),
@@ -139,7 +142,7 @@ function dispatchGemm(g: Graph, d: GemmDispatch): void {
   const part = g.alloc([t.splits, batch * M * N], `${label}/partial sums`, 'f32');
   g.dispatch(
     label,
-    { shader: 'gemm', params: { ...feedParams(g, t), ...d.layout, ...storageParams(d.dtype) } },
+    { shader: 'gemm', params: { ...feedParams(g, t), ...d.layout, ...storageParams(d.dtype), ...d.weights } },
     { a: d.a, w: d.w, part },
     uniforms,
     gemmGrid(N, M, batch, t),
@@ -147,7 +150,8 @@ function dispatchGemm(g: Graph, d: GemmDispatch): void {
   );
   g.dispatch(
     `${label}/reduce`,
-    { shader: 'gemm', params: { REDUCE: true, OUT_COLMAJOR: !!d.layout.OUT_COLMAJOR, ...epilogueParams(e), ...storageParams(d.dtype) } },
+    // The reduce binds no w: the weights' storage matters to it only through the bias.
+    { shader: 'gemm', params: { REDUCE: true, OUT_COLMAJOR: !!d.layout.OUT_COLMAJOR, ...epilogueParams(e), ...storageParams(d.dtype), ...(e.bias ? d.weights : {}) } },
     { part, out: d.out, ...epilogueBindings(e) },
     uniforms,
     fold1d(Math.ceil((batch * M * N) / 256)),
@@ -162,6 +166,15 @@ function epilogueParams(e: Epilogue) {
 
 function tembUniforms(e: Epilogue, N: number) {
   return { tembStride: e.temb ? e.temb.shape[1]! : N, tembOffset: e.tembOffset ?? 0 };
+}
+
+/**
+ * The storage types of one GEMM: the activations' (input, time embedding, residual and the output
+ * share it) and how the model weights (weight, bias) are stored beside them.
+ */
+function gemmDTypes(g: Graph, label: string, x: Tensor, weight: Tensor, e: Epilogue): { dtype: DType; weights: WeightParams } {
+  const dtype = commonDType(label, { input: x, temb: e.temb, residual: e.residual });
+  return { dtype, weights: weightParams(g.rt.gpu.features, label, dtype, { weight, bias: e.bias }, 'input') };
 }
 
 function epilogueBindings(e: Epilogue) {
@@ -210,9 +223,9 @@ export function linear(g: Graph, label: string, x: Tensor, weight: Tensor, opts:
   const outShape = opts.outShape ?? (output === 'rows' ? (x.shape.length >= 3 ? [batch, M, N] : x.shape.length === 2 ? [M, N] : [N]) : [batch, N, M]);
   expectShape(outShape.reduce((a, b) => a * b, 1) === batch * M * N, `${label}: output shape ${shapeStr(outShape)} does not hold ${batch}x${M}x${N} values`);
   checkEpilogue(label, opts, batch, N, outShape);
-  const dtype = commonDType(label, { input: x, weight, ...epilogueBindings(opts) });
+  const { dtype, weights } = gemmDTypes(g, label, x, weight, opts);
   const out = g.alloc(outShape, label, dtype);
-  dispatchGemm(g, { label, M, N, K, batch, layout: { A_COLMAJOR: input === 'channels', OUT_COLMAJOR: output === 'channels' }, dtype, a: x, w: weight, out, epilogue: opts, geometry: noConv });
+  dispatchGemm(g, { label, M, N, K, batch, layout: { A_COLMAJOR: input === 'channels', OUT_COLMAJOR: output === 'channels' }, dtype, weights, a: x, w: weight, out, epilogue: opts, geometry: noConv });
   return out;
 }
 
@@ -262,7 +275,7 @@ export function conv2d(g: Graph, label: string, x: Tensor, weight: Tensor, opts:
   if (Array.isArray(opts.upsample)) expectShape((upH === 2 * H || upH === 2 * H - 1) && (upW === 2 * W || upW === 2 * W - 1), `${label}: cannot upsample ${H}x${W} to ${upH}x${upW} (2x, or 2x - 1 for an odd skip)`);
   const outShape = [B, Cout, Hout, Wout];
   checkEpilogue(label, opts, B, Cout, outShape);
-  const dtype = commonDType(label, { input: x, weight, ...epilogueBindings(opts) });
+  const { dtype, weights } = gemmDTypes(g, label, x, weight, opts);
   const out = g.alloc(outShape, label, dtype);
   const M = Hout * Wout;
   const pointwise = kh === 1 && kw === 1 && stride === 1 && padT + padL + padB + padR === 0 && !opts.upsample;
@@ -270,7 +283,7 @@ export function conv2d(g: Graph, label: string, x: Tensor, weight: Tensor, opts:
   dispatchGemm(g, {
     label, M, N: Cout, K: Cin * kh * kw, batch: B,
     layout: { A_COLMAJOR: pointwise, A_IM2COL: !pointwise, UPSAMPLE: !!opts.upsample, OUT_COLMAJOR: true },
-    dtype, a: x, w: weight, out, epilogue: opts,
+    dtype, weights, a: x, w: weight, out, epilogue: opts,
     geometry: { Cin, H, W, kh, kw, stride, padT, padL, Hout, Wout, upH, upW },
   });
   return out;

@@ -3,7 +3,7 @@
 import { evenChunks, fold1d, type Graph } from '../graph/graph.ts';
 import { numel, shapeStr, type Tensor, trafficBytes } from '../graph/tensor.ts';
 import { type Activation } from './gemm.ts';
-import { commonDType, storageParams } from './dtype.ts';
+import { commonDType, storageParams, weightParams } from './dtype.ts';
 import { ShapeError } from '../errors.ts';
 import { activationParams } from './activation.ts';
 
@@ -62,7 +62,9 @@ export function groupNorm(g: Graph, label: string, x: Tensor, gamma: Tensor, bet
   const groupSize = (C / groups) * spatial;
   const n = B * C * spatial;
 
-  const dtype = commonDType(label, { input: x, gamma, beta, scaleShift: ss, spatialScale: sp?.scale, spatialShift: sp?.shift });
+  const dtype = commonDType(label, { input: x, scaleShift: ss, spatialScale: sp?.scale, spatialShift: sp?.shift });
+  // gamma and beta are model weights: stored like x, or in f16 beside an f32 x.
+  const weights = weightParams(g.rt.gpu.features, label, dtype, { gamma, beta }, 'input');
   // Statistics stay f32 whatever the storage type (an f16 variance of a large group overflows or underflows).
   const stats = g.alloc([B, groups, 4], `${label}/stats`);
   const groupsTotal = B * groups;
@@ -85,7 +87,7 @@ export function groupNorm(g: Graph, label: string, x: Tensor, gamma: Tensor, bet
   const out = g.alloc(x.shape, label, dtype);
   g.dispatch(
     label,
-    { shader: 'group_norm', params: { APPLY: true, ...activationParams(act), SCALE_SHIFT: !!ss, SPATIAL: !!sp, ...storageParams(dtype) } },
+    { shader: 'group_norm', params: { APPLY: true, ...activationParams(act), SCALE_SHIFT: !!ss, SPATIAL: !!sp, ...storageParams(dtype), ...weights } },
     { x, stats, gamma, beta, out, ...(ss ? { ss } : {}), ...(sp ? { my: sp.scale, mb: sp.shift } : {}) },
     { n, spatial, C, group_size: groupSize, ...(sp ? nearestUniforms(x.shape, sp.scale.shape) : {}) },
     fold1d(Math.ceil(n / WG)),

@@ -1,7 +1,7 @@
 // Nearest-codebook quantization (VectorQuantizer in VQModel.decode), through shaders/quantize.wgsl.
 import { fold1d, type Graph } from '../graph/graph.ts';
 import { shapeStr, type Tensor } from '../graph/tensor.ts';
-import { commonDType, storageParams } from './dtype.ts';
+import { commonDType, storageParams, weightParams } from './dtype.ts';
 import { ShapeError } from '../errors.ts';
 
 const WG = 64;
@@ -21,11 +21,13 @@ export function quantize(g: Graph, label: string, z: Tensor, codebook: Tensor): 
   if (K < 1 || D < 1) throw new ShapeError(`${label}: codebook ${shapeStr(codebook.shape)} is empty`);
   if (B * h * w < 1) throw new ShapeError(`${label}: z ${shapeStr(z.shape)} has no pixels`);
   if (D > TILE_VALUES) throw new ShapeError(`${label}: ${D} channels exceed the ${TILE_VALUES} one codebook tile holds`);
-  const dtype = commonDType(label, { z, codebook });
+  const dtype = commonDType(label, { z });
+  // The codebook is a model weight: stored like z, or in f16 beside an f32 z.
+  const weights = weightParams(g.rt.gpu.features, label, dtype, { codebook }, 'z');
   const out = g.alloc(z.shape, label, dtype);
   const pixels = B * h * w;
   const tileRows = Math.min(TILE_ROWS_MAX, Math.floor(TILE_VALUES / D));
   const direct = pixels <= CDIST_DIRECT_MAX_ROWS && K <= CDIST_DIRECT_MAX_ROWS ? 1 : 0;
-  g.dispatch(label, { shader: 'quantize', params: storageParams(dtype) }, { z, codebook, out }, { pixels, hw: h * w, d: D, k: K, tile_rows: tileRows, direct }, fold1d(Math.ceil(pixels / WG)));
+  g.dispatch(label, { shader: 'quantize', params: { ...storageParams(dtype), ...weights } }, { z, codebook, out }, { pixels, hw: h * w, d: D, k: K, tile_rows: tileRows, direct }, fold1d(Math.ceil(pixels / WG)));
   return out;
 }

@@ -13,6 +13,8 @@ export interface OpCase {
   why?: string;
   /** Storage type input() uploads in while the case runs (f32 when absent); f16 rows need shader-f16. */
   dtype?: DType;
+  /** The row needs shader-f16 on the shared device although its activations are f32 (f16 weights read as array<f16>). */
+  needsF16?: boolean;
 }
 
 /** f32 accumulation over K terms of size ~1: errors grow like sqrt(K)·eps. */

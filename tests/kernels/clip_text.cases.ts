@@ -5,6 +5,7 @@ import { tokenEmbedding, tokenTableChunks } from '../../src/kernels/embedding.ts
 import { linearRef } from '../ref/gemm.ts';
 import { geluRef, quickGeluRef, tokenEmbeddingRef } from '../ref/clip_text.ts';
 import { input, randn, runGraph } from '../helpers/gpu.ts';
+import { activationsBesideWeights, weight } from '../helpers/weights.ts';
 import { F32, type OpCase } from './cases.ts';
 
 const acts = { quickGelu: quickGeluRef, gelu: geluRef } as const;
@@ -26,7 +27,7 @@ const activationCases: OpCase[] = shapes.flatMap(([B, M, K, N], i) =>
       // Pre-activations of a few units: both tails and the curved middle of the activation.
       const w = randn(N * K, 1510 + i, 0.6);
       const bias = randn(N, 1520 + i);
-      const got = await runGraph(rt, (g) => linear(g, 'fc1', input(rt, x, [B, M, K]), input(rt, w, [N, K]), { bias: input(rt, bias, [N]), [act]: true }));
+      const got = await runGraph(rt, (g) => linear(g, 'fc1', input(rt, x, [B, M, K]), weight(rt, w, [N, K]), { bias: weight(rt, bias, [N]), [act]: true }));
       return { got, ref: linearRef(x, w, bias, B, M, K, N).map(acts[act]) };
     },
   })),
@@ -60,8 +61,8 @@ const tokenCases: OpCase[] = tokenRows.map((r, i) => ({
     const positions = randn(r.T * r.dim, 1610 + i);
     const ids = { buffer: rt.upload(Uint32Array.from(r.ids), 'ids'), shape: [r.ids.length / r.T, r.T], label: 'ids' };
     // Chunk rows are planned for f32 so the f16 rerun splits at the same rows.
-    const chunks = tokenTableChunks(r.num, r.dim, 'f32', r.binding).map(([s, e]) => input(rt, table.subarray(s * r.dim, e * r.dim), [e - s, r.dim], `table[${s}:${e}]`));
-    const got = await runGraph(rt, (g) => tokenEmbedding(g, 'emb', chunks, ids, input(rt, positions, [r.T, r.dim])));
+    const chunks = tokenTableChunks(r.num, r.dim, 'f32', r.binding).map(([s, e]) => weight(rt, table.subarray(s * r.dim, e * r.dim), [e - s, r.dim], `table[${s}:${e}]`));
+    const got = await runGraph(rt, (g) => tokenEmbedding(g, 'emb', chunks, ids, weight(rt, positions, [r.T, r.dim]), activationsBesideWeights()));
     return { got, ref: tokenEmbeddingRef(table, r.num, r.dim, positions, r.ids, r.T) };
   },
 }));

@@ -1,6 +1,7 @@
 import { embeddingLookup, embeddingLookupAt, gaussianFourierProjection, timestepEmbedding } from '../../src/kernels/embedding.ts';
 import { embeddingLookupRef, gaussianFourierRef, timestepEmbeddingRef } from '../ref/embedding.ts';
 import { input, randn, runGraph } from '../helpers/gpu.ts';
+import { activationsBesideWeights, weight } from '../helpers/weights.ts';
 import { F32, type OpCase } from './cases.ts';
 
 // sin/cos of arguments up to ~1000 rad, after exact-frequency range reduction.
@@ -47,7 +48,7 @@ const lookupCases: OpCase[] = [
   async run(rt) {
     const table = randn(r.num * r.dim, 1100 + i);
     const ids = { buffer: rt.upload(Uint32Array.from(r.ids), 'ids'), shape: [r.ids.length], label: 'ids' };
-    const got = await runGraph(rt, (g) => embeddingLookup(g, 'emb', input(rt, table, [r.num, r.dim]), ids));
+    const got = await runGraph(rt, (g) => embeddingLookup(g, 'emb', weight(rt, table, [r.num, r.dim]), ids, activationsBesideWeights()));
     return { got, ref: embeddingLookupRef(table, r.num, r.dim, r.ids) };
   },
 }));
@@ -66,7 +67,7 @@ const lookupAtCases: OpCase[] = lookupAtRows.map((r, i) => ({
   async run(rt) {
     const table = randn(r.num * r.dim, 1120 + i);
     const batch = r.batch ?? r.t.length;
-    const got = await runGraph(rt, (g) => embeddingLookupAt(g, 'emb', input(rt, table, [r.num, r.dim]), input(rt, r.t, [r.t.length], 'timesteps', 'f32'), batch, r.broadcast));
+    const got = await runGraph(rt, (g) => embeddingLookupAt(g, 'emb', weight(rt, table, [r.num, r.dim]), input(rt, r.t, [r.t.length], 'timesteps', 'f32'), batch, r.broadcast, activationsBesideWeights()));
     const ids = Array.from({ length: batch }, (_, b) => Math.max(0, Math.trunc(r.t[r.broadcast ? 0 : b]!)));
     return { got, ref: embeddingLookupRef(table, r.num, r.dim, ids) };
   },
@@ -91,13 +92,13 @@ const fourierCases: OpCase[] = fourierRows.map((r, i) => ({
   async run(rt) {
     const w = Float32Array.from(randn(r.dim, 1130 + i), (v) => v * 16);
     const batch = r.batch ?? r.t.length;
-    const weight = input(rt, w, [r.dim], 'fourier-w', 'f32');
+    const proj = input(rt, w, [r.dim], 'fourier-w', 'f32');
     try {
-      const got = await runGraph(rt, (g) => gaussianFourierProjection(g, 'fourier', input(rt, r.t, [r.t.length], 'timesteps', 'f32'), batch, weight, { flipSinToCos: r.flip, broadcast: r.broadcast }));
+      const got = await runGraph(rt, (g) => gaussianFourierProjection(g, 'fourier', input(rt, r.t, [r.t.length], 'timesteps', 'f32'), batch, proj, { flipSinToCos: r.flip, broadcast: r.broadcast }));
       const ts = Array.from({ length: batch }, (_, b) => r.t[r.broadcast ? 0 : b]!);
       return { got, ref: gaussianFourierRef(ts, w, r.flip) };
     } finally {
-      rt.destroyBuffer(weight.buffer);
+      rt.destroyBuffer(proj.buffer);
     }
   },
 }));

@@ -2,6 +2,7 @@ import { conv2d, linear } from '../../src/kernels/gemm.ts';
 import { conv2dRef, linearRef } from '../ref/gemm.ts';
 import type { Runtime } from '../../src/gpu/runtime.ts';
 import { input, randn, runGraph, withGemmFeed } from '../helpers/gpu.ts';
+import { weight } from '../helpers/weights.ts';
 import { F32, type OpCase } from './cases.ts';
 import { maybeActRef, type ActName } from '../ref/elementwise.ts';
 
@@ -31,8 +32,8 @@ const linearCases: OpCase[] = linearShapes.flatMap(([B, M, K, N], i) =>
       const bias = randn(N, 30 + i);
       const res = randn(B * M * N, 40 + i);
       const got = await runGraph(rt, (g) =>
-        linear(g, 'lin', input(rt, x, [B, M, K]), input(rt, w, [N, K]), {
-          bias: input(rt, bias, [N]),
+        linear(g, 'lin', input(rt, x, [B, M, K]), weight(rt, w, [N, K]), {
+          bias: weight(rt, bias, [N]),
           residual: input(rt, res, [B, M, N]),
           scale: 0.5,
           ...(typeof silu === 'string' ? { act: silu } : { silu }),
@@ -61,7 +62,7 @@ const channelCases: OpCase[] = [
     const T = H! * W!;
     const x = randn(B! * C! * T, 50 + i);
     const w = randn(N! * C!, 60 + i, 0.3);
-    const got = await runGraph(rt, (g) => linear(g, 'proj', input(rt, x, [B!, C!, H!, W!]), input(rt, w, [N!, C!]), { input: 'channels', output: 'channels', outShape: [B!, N!, H!, W!] }));
+    const got = await runGraph(rt, (g) => linear(g, 'proj', input(rt, x, [B!, C!, H!, W!]), weight(rt, w, [N!, C!]), { input: 'channels', output: 'channels', outShape: [B!, N!, H!, W!] }));
     const ref = new Float64Array(B! * N! * T);
     for (let b = 0; b < B!; b++)
       for (let n = 0; n < N!; n++)
@@ -123,8 +124,8 @@ const convCases: OpCase[] = convRows.map((r, i) => ({
       return maybeActRef(r.relu ? 'relu' : r.act, y);
     });
     const got = await runGraph(rt, (g) =>
-      conv2d(g, 'conv', input(rt, x, [r.B, r.Cin, r.H, r.W]), input(rt, w, [r.Cout, r.Cin, r.k, r.k]), {
-        bias: input(rt, bias, [r.Cout]),
+      conv2d(g, 'conv', input(rt, x, [r.B, r.Cin, r.H, r.W]), weight(rt, w, [r.Cout, r.Cin, r.k, r.k]), {
+        bias: weight(rt, bias, [r.Cout]),
         temb: r.temb ? input(rt, tembData, [r.B, r.Cout]) : undefined,
         residual: input(rt, res, [r.B, r.Cout, Hout, Wout]),
         stride: r.stride,

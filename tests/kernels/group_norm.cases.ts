@@ -3,6 +3,7 @@ import type { Runtime } from '../../src/gpu/runtime.ts';
 import { groupNormRef, groupNormSpatialRef } from '../ref/group_norm.ts';
 import type { ActName } from '../ref/elementwise.ts';
 import { input, randn, runGraph } from '../helpers/gpu.ts';
+import { weight } from '../helpers/weights.ts';
 import { F32, type OpCase } from './cases.ts';
 
 interface Row { shape: number[]; groups: number; eps: number; offset?: number }
@@ -41,7 +42,7 @@ const plainCases: OpCase[] = rows.flatMap((r, i) =>
       const gamma = randn(C, 300 + i, 2);
       const beta = randn(C, 400 + i);
       const got = await runGraph(rt, (g) =>
-        groupNorm(g, 'gn', input(rt, x, r.shape), input(rt, gamma, [C]), input(rt, beta, [C]), { groups: r.groups, eps: r.eps, ...actOpts(silu) }),
+        groupNorm(g, 'gn', input(rt, x, r.shape), weight(rt, gamma, [C]), weight(rt, beta, [C]), { groups: r.groups, eps: r.eps, ...actOpts(silu) }),
       );
       return { got, ref: groupNormRef(x, gamma, beta, B, C, spatial, r.groups, r.eps, silu) };
     },
@@ -69,7 +70,7 @@ const scaleShiftCases: OpCase[] = scaleShiftRows.flatMap((r, i) =>
       const beta = randn(C, 450 + i);
       const ss = randn(B * 2 * C, 550 + i, 1.5);
       const got = await runGraph(rt, (g) =>
-        groupNorm(g, 'gn', input(rt, x, r.shape), input(rt, gamma, [C]), input(rt, beta, [C]), { groups: r.groups, eps: r.eps, ...actOpts(silu), scaleShift: input(rt, ss, [B, 2 * C]) }),
+        groupNorm(g, 'gn', input(rt, x, r.shape), weight(rt, gamma, [C]), weight(rt, beta, [C]), { groups: r.groups, eps: r.eps, ...actOpts(silu), scaleShift: input(rt, ss, [B, 2 * C]) }),
       );
       return { got, ref: groupNormRef(x, gamma, beta, B, C, spatial, r.groups, r.eps, silu, ss) };
     },
@@ -103,7 +104,7 @@ const spatialCases: OpCase[] = spatialRows.flatMap((r, i) =>
       const my = randn(B * C * zh * zw, 560 + i, 1.5);
       const mb = randn(B * C * zh * zw, 660 + i);
       const got = await runGraph(rt, (g) =>
-        groupNorm(g, 'gn', input(rt, x, r.shape), input(rt, gamma, [C]), input(rt, beta, [C]), {
+        groupNorm(g, 'gn', input(rt, x, r.shape), weight(rt, gamma, [C]), weight(rt, beta, [C]), {
           groups: r.groups, eps: r.eps, ...actOpts(silu), spatial: { scale: input(rt, my, [B, C, zh, zw]), shift: input(rt, mb, [B, C, zh, zw]) },
         }),
       );

@@ -1,6 +1,7 @@
 import { layerNorm } from '../../src/kernels/layer_norm.ts';
 import { layerNormRef } from '../ref/layer_norm.ts';
 import { input, randn, runGraph } from '../helpers/gpu.ts';
+import { weight } from '../helpers/weights.ts';
 import { F32, type OpCase } from './cases.ts';
 
 interface Row { shape: number[]; eps: number; offset?: number }
@@ -27,7 +28,7 @@ export const layerNormCases: OpCase[] = rows.map((r, i) => ({
     const x = randn(n, 1200 + i).map((v) => v + (r.offset ?? 0));
     const gamma = randn(C, 1300 + i, 2);
     const beta = randn(C, 1400 + i);
-    const got = await runGraph(rt, (g) => layerNorm(g, 'ln', input(rt, x, r.shape), input(rt, gamma, [C]), input(rt, beta, [C]), r.eps));
+    const got = await runGraph(rt, (g) => layerNorm(g, 'ln', input(rt, x, r.shape), weight(rt, gamma, [C]), weight(rt, beta, [C]), r.eps));
     return { got, ref: layerNormRef(x, gamma, beta, C, r.eps) };
   },
 }));

@@ -7,7 +7,7 @@ describe('kernels vs CPU reference', () => {
   for (const c of opTable) {
     it(`${c.op}: ${c.name}`, async (ctx) => {
       const rt = await runtime();
-      if (c.dtype === 'f16' && !hasF16(rt)) {
+      if ((c.dtype === 'f16' || c.needsF16) && !hasF16(rt)) {
         console.warn(`skipped ${c.op} ${c.name}: the adapter (${rt.gpu.adapterName}) has no shader-f16`);
         ctx.skip();
       }

@@ -1,6 +1,7 @@
 import { quantize } from '../../src/kernels/quantize.ts';
 import { quantizeRef } from '../ref/quantize.ts';
 import { input, randn, runGraph } from '../helpers/gpu.ts';
+import { weight } from '../helpers/weights.ts';
 import { F32, type OpCase } from './cases.ts';
 
 // The output is a copy of a codebook row (through z + (e − z), within an ulp of e), so any error
@@ -31,7 +32,7 @@ const randomCases: OpCase[] = rows.map((r, i) => ({
     const ref = quantizeRef(z, codebook, r.B, r.D, hw, r.K);
     const tight = Math.min(...ref.gaps);
     if (tight < MIN_GAP) throw new Error(`quantize case data has a near-tie (relative gap ${tight}); pick another seed`);
-    const got = await runGraph(rt, (g) => quantize(g, 'quantize', input(rt, z, [r.B, r.D, r.h, r.w]), input(rt, codebook, [r.K, r.D])));
+    const got = await runGraph(rt, (g) => quantize(g, 'quantize', input(rt, z, [r.B, r.D, r.h, r.w]), weight(rt, codebook, [r.K, r.D])));
     return { got, ref: ref.out };
   },
 }));
@@ -50,7 +51,7 @@ const tieCase: OpCase = {
     codebook.set([2, 0, 0, 0, 2, 0]);
     for (let k = 2; k < K; k++) codebook[k * D + ((k + 1) % D)] = k % 2 ? -1 : 1;
     const z = new Float32Array(D * 2);
-    const got = await runGraph(rt, (g) => quantize(g, 'quantize', input(rt, z, [1, D, 1, 2]), input(rt, codebook, [K, D])));
+    const got = await runGraph(rt, (g) => quantize(g, 'quantize', input(rt, z, [1, D, 1, 2]), weight(rt, codebook, [K, D])));
     // Row 2 is (1, 0, 0) at channel (2 + 1) % 3 = 0.
     return { got, ref: [1, 1, 0, 0, 0, 0] };
   },

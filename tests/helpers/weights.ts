@@ -1,0 +1,67 @@
+// Model weights in kernel tests. A case uploads its weight tensors (a GEMM's w and bias, a norm's
+// gamma and beta, an embedding table, a codebook) with weight() instead of input(), so the op
+// table can rerun it with the weights stored apart from the activations: in f16 beside f32
+// activations (the path of adapters without shader-f16), or as the f16-rounded values in f32 (what
+// that path must equal bit for bit). runtimeWithoutF16() is a device without shader-f16 even on an
+// adapter that has it, where the f16 weights are read as packed u32 words.
+import { createGpu } from '../../src/gpu/device.ts';
+import { Runtime } from '../../src/gpu/runtime.ts';
+import type { DType, Tensor } from '../../src/graph/tensor.ts';
+import { f16Bits, f16Value } from '../../src/io/f16.ts';
+import { input } from './gpu.ts';
+
+/**
+ * 'activations': weights stored like the activations (input()'s storage type, the f32 and f16 rows);
+ * 'f16': in f16, beside f32 activations; 'f16-values': the f16-rounded values stored in f32.
+ */
+export type WeightMode = 'activations' | 'f16' | 'f16-values';
+
+let mode: WeightMode = 'activations';
+let uploads = 0;
+
+/** Runs fn with weight() uploading in `m`; returns its result and how many weights it uploaded. */
+export async function withWeights<T>(m: WeightMode, fn: () => Promise<T>): Promise<{ result: T; weights: number }> {
+  const prev = [mode, uploads] as const;
+  mode = m;
+  uploads = 0;
+  try {
+    const result = await fn();
+    return { result, weights: uploads };
+  } finally {
+    [mode, uploads] = prev;
+  }
+}
+
+/** data rounded to the nearest f16 values (ties to even, as uploads round), kept in f32. */
+export function roundF16(data: Float32Array): Float32Array {
+  return data.map((v) => f16Value(f16Bits(v)));
+}
+
+/** A model weight uploaded as the current mode says. */
+export function weight(rt: Runtime, data: Float32Array | number[], shape: number[], label = 'weight'): Tensor {
+  const arr = data instanceof Float32Array ? data : new Float32Array(data);
+  uploads++;
+  if (mode === 'f16') return input(rt, arr, shape, label, 'f16');
+  if (mode === 'f16-values') return input(rt, roundF16(arr), shape, label, 'f32');
+  return input(rt, arr, shape, label);
+}
+
+/**
+ * The activations' storage type for a kernel whose output type cannot follow its inputs (an
+ * embedding's output beside its table): f32 while weights are stored apart, else undefined (the
+ * kernel's default: the table's own type).
+ */
+export function activationsBesideWeights(): DType | undefined {
+  return mode === 'activations' ? undefined : 'f32';
+}
+
+let noF16: Promise<Runtime> | null = null;
+
+/** One runtime per test worker on a device created without shader-f16 (beside runtime()'s device). */
+export function runtimeWithoutF16(): Promise<Runtime> {
+  noF16 ??= createGpu({ wantF16: false }).then((gpu) => {
+    if (gpu.features.has('shader-f16')) throw new Error('a device requested without shader-f16 has it');
+    return new Runtime(gpu);
+  });
+  return noF16;
+}
