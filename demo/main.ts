@@ -2,9 +2,13 @@
 // never touches the GPU beyond asking whether an adapter exists, so a long generation cannot
 // freeze it. Tests drive it through the same controls and read body[data-state] and
 // window.frescoDemo.
-import { SCHEDULER_NAMES, type RgbaImage } from '../src/index.ts';
+//
+// The stored-models panel calls the library's Cache API functions here, in the page: the page
+// and its worker share one CacheStorage, so what the worker stores while loading is listed here,
+// and what is deleted here is fetched again by the worker's next load.
+import { SCHEDULER_NAMES, clearStoredModels, deleteStoredModel, listStoredModels, type RgbaImage, type StoredModel } from '../src/index.ts';
 import { gridColumns } from './grid.ts';
-import type { FromWorker, ModelInfo, ToWorker } from './protocol.ts';
+import type { FromWorker, ModelInfo, StorageWarningInfo, ToWorker } from './protocol.ts';
 import { isPresetName, type PresetName } from '../src/pipelines/presets.ts';
 
 type State = 'starting' | 'nogpu' | 'loading' | 'ready' | 'running' | 'done' | 'cancelled' | 'error';
@@ -38,11 +42,30 @@ const ui = {
   precision: $('precision'),
   stepMs: $('step-ms'),
   totalMs: $('total-ms'),
+  weightBytes: $('weight-bytes'),
   nogpu: $('nogpu'),
+  warnings: $<HTMLUListElement>('storage-warnings'),
+  persist: $('persist'),
+  storedList: $<HTMLUListElement>('stored-list'),
+  storedNote: $('stored-note'),
+  storedClear: $<HTMLButtonElement>('stored-clear'),
 };
 
-/** What tests read: counts, the last error and download, next to body[data-state]. */
-const demo = { previews: 0, steps: 0, cacheHits: [] as string[], error: null as string | null, info: null as ModelInfo | null, download: null as string | null };
+/**
+ * What tests read: counts, the last error and download, next to body[data-state]; the storage
+ * warnings of the last load, the answer to persist(), and the stored models last listed.
+ */
+const demo = {
+  previews: 0,
+  steps: 0,
+  cacheHits: [] as string[],
+  error: null as string | null,
+  info: null as ModelInfo | null,
+  download: null as string | null,
+  storageWarnings: [] as StorageWarningInfo[],
+  persisted: null as boolean | null,
+  stored: null as StoredModel[] | null,
+};
 (window as unknown as { frescoDemo: typeof demo }).frescoDemo = demo;
 
 const params = new URLSearchParams(location.search);
@@ -57,6 +80,7 @@ function setState(s: State, message?: string): void {
   ui.download.disabled = s !== 'done';
   ui.model.disabled = s === 'running' || s === 'loading' || s === 'nogpu';
   ui.customRow.disabled = ui.model.disabled;
+  syncStoredButtons();
 }
 
 function showNoGpu(why: string): void {
@@ -107,12 +131,23 @@ function drawPreview(img: RgbaImage): void {
   ctx.drawImage(scratch, 0, 0, ui.image.width, ui.image.height);
 }
 
-const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
+/**
+ * Bytes in decimal units, as browsers' storage settings and download sizes show them: 850 kB,
+ * 27.3 MB, 1.7 GB, 11 GB. '?' where a size is unknown.
+ */
+function size(b: number | null): string {
+  if (b === null) return '?';
+  const [n, unit] = b >= 1e9 ? [b / 1e9, 'GB'] : b >= 1e6 ? [b / 1e6, 'MB'] : b >= 1e3 ? [b / 1e3, 'kB'] : [b, 'B'];
+  return `${unit === 'B' ? n : n < 100 ? n.toFixed(1).replace(/\.0$/, '') : n.toFixed(0)} ${unit}`;
+}
+
+const errText = (e: unknown) => (e instanceof Error ? `${e.name}: ${e.message}` : String(e));
 
 function applyModel(info: ModelInfo): void {
   demo.info = info;
   ui.adapter.textContent = info.adapterName;
   ui.precision.textContent = info.precision;
+  ui.weightBytes.textContent = size(info.weightBytes);
   const text = info.kind === 'text';
   $('prompt-row').hidden = !text;
   $('negative-row').hidden = !text;
@@ -178,6 +213,142 @@ function chosenModel(): { source: string; name: string; preset?: PresetName | nu
 /** The name of the model last asked for, for the download's file name. */
 let loadedName = '';
 
+/** The current load's files as the worker reports them: bytes delivered of each, of its size (0: unknown). */
+const loadFiles = new Map<string, { loaded: number; total: number }>();
+/** Files of the current load read from browser storage instead of the network. */
+const fromStorage = new Set<string>();
+
+/** The sum over the files reported so far (a file of unknown size counts what has arrived). */
+function loadTotals(): { loaded: number; total: number } {
+  let loaded = 0;
+  let total = 0;
+  for (const f of loadFiles.values()) {
+    loaded += f.loaded;
+    total += f.total || f.loaded;
+  }
+  return { loaded, total };
+}
+
+let persistAsked = false;
+
+/**
+ * Asks once, before the first load, that the browser keep this site's storage (models are GBs,
+ * and best-effort storage may be evicted under pressure). Only a window can ask: the worker's
+ * navigator.storage has no persist(). The load does not wait for the answer, since a browser may
+ * put the question to the user (Firefox) and leave it open; Chromium answers at once.
+ */
+function askPersist(): void {
+  if (persistAsked) return;
+  persistAsked = true;
+  const storage = navigator.storage as StorageManager | undefined;
+  if (!storage?.persist) return void (ui.persist.textContent = 'storage may be evicted (this browser cannot make it persistent)');
+  ui.persist.textContent = 'storage: asking the browser to keep it…';
+  storage.persist().then(
+    (granted) => {
+      demo.persisted = granted;
+      ui.persist.textContent = granted ? 'storage: persistent' : 'storage may be evicted (the browser did not make it persistent)';
+    },
+    (e) => void (ui.persist.textContent = `storage may be evicted (persist() failed: ${errText(e)})`),
+  );
+}
+
+/**
+ * One line per file that could not be stored, with the sizes. A file read twice in a load (a
+ * config) is warned about twice: its line is replaced, not repeated.
+ */
+function showStorageWarning(w: StorageWarningInfo): void {
+  demo.storageWarnings.push(w);
+  console.warn(`Fresco demo: ${w.message}`);
+  const used = w.usage !== null && w.quota !== null ? `${size(w.usage)} of ${size(w.quota)} used` : 'storage use unknown';
+  const li = document.createElement('li');
+  li.dataset.url = w.url;
+  li.dataset.file = w.file;
+  const why = document.createElement('details');
+  const summary = document.createElement('summary');
+  summary.textContent = 'details';
+  why.append(summary, w.message);
+  li.append(`Could not store ${w.file}: needs ${size(w.bytesNeeded)}, ${used}. `, why);
+  const earlier = [...ui.warnings.children].find((el) => (el as HTMLElement).dataset.url === w.url);
+  if (earlier) earlier.replaceWith(li);
+  else ui.warnings.append(li);
+  ui.warnings.hidden = false;
+}
+
+// ---------------------------------------------------------------- the stored-models panel
+
+const hasCacheApi = typeof caches !== 'undefined';
+/** A deletion in flight. */
+let storageBusy = false;
+/** Each refresh's number: a slower, older listing never overwrites a newer one. */
+let listing = 0;
+
+/**
+ * Delete and Clear all wait while a model loads: the worker is writing that model's entries, and
+ * a delete in the middle would leave it half stored until its next load repairs it.
+ */
+function syncStoredButtons(): void {
+  const off = storageBusy || document.body.dataset.state === 'loading';
+  for (const b of ui.storedList.querySelectorAll('button')) b.disabled = off;
+  ui.storedClear.disabled = off || ui.storedList.childElementCount === 0;
+}
+
+/** A model's folder URL as listed: relative to this page where it lies below it, else without the scheme. */
+function shortBase(base: string): string {
+  const here = new URL('.', location.href).href;
+  return base.startsWith(here) ? base.slice(here.length) || './' : base.replace(/^https?:\/\//, '');
+}
+
+function storedRow(m: StoredModel): HTMLLIElement {
+  const complete = m.files.length > 0 && m.files.every((f) => f.complete);
+  const li = document.createElement('li');
+  li.dataset.base = m.base;
+  li.dataset.bytes = String(m.bytes);
+  li.dataset.complete = String(complete);
+  const span = (cls: string, text: string) => Object.assign(document.createElement('span'), { className: cls, textContent: text });
+  const name = span('base', shortBase(m.base));
+  name.title = m.base;
+  const files = `${m.files.length} file${m.files.length === 1 ? '' : 's'}`;
+  const state = complete ? 'complete' : `partial (${m.files.filter((f) => f.complete).length} of ${m.files.length} files complete)`;
+  const del = Object.assign(document.createElement('button'), { type: 'button', className: 'delete', textContent: 'Delete' });
+  del.onclick = () => void storageAction(`Deleting ${shortBase(m.base)}`, () => deleteStoredModel(m.base));
+  li.append(name, span('size', size(m.bytes)), span('files', files), span('state', state), del);
+  return li;
+}
+
+async function refreshStored(): Promise<void> {
+  if (!hasCacheApi) {
+    ui.storedNote.textContent = 'This page cannot store models: the Cache API needs https or localhost.';
+    return;
+  }
+  const n = ++listing;
+  try {
+    const models = await listStoredModels();
+    if (n !== listing) return;
+    demo.stored = models;
+    ui.storedList.replaceChildren(...models.map(storedRow));
+    ui.storedNote.textContent = models.length ? '' : 'No models stored in this browser.';
+  } catch (e) {
+    if (n !== listing) return;
+    ui.storedNote.textContent = `Could not list the stored models: ${errText(e)}`;
+  }
+  syncStoredButtons();
+}
+
+/** Runs a delete, then lists again; a failure stays on screen under the list. */
+async function storageAction(what: string, act: () => Promise<unknown>): Promise<void> {
+  storageBusy = true;
+  syncStoredButtons();
+  let failed: string | null = null;
+  try {
+    await act();
+  } catch (e) {
+    failed = `${what} failed: ${errText(e)}`;
+  }
+  storageBusy = false;
+  await refreshStored();
+  if (failed) ui.storedNote.textContent = failed;
+}
+
 function load(): void {
   ui.customRow.hidden = ui.model.value !== 'custom';
   const chosen = chosenModel();
@@ -186,6 +357,12 @@ function load(): void {
     return void (ui.status.textContent = 'Enter a model URL or a Hub repository (hf:owner/name), then Load.');
   }
   loadedName = chosen.name;
+  askPersist();
+  loadFiles.clear();
+  fromStorage.clear();
+  demo.storageWarnings = [];
+  ui.warnings.replaceChildren();
+  ui.warnings.hidden = true;
   setState('loading', `Loading ${chosen.name}…`);
   ui.progress.value = 0;
   send({ type: 'load', url: chosen.source, precision, ...('preset' in chosen ? { preset: chosen.preset } : {}) });
@@ -193,15 +370,38 @@ function load(): void {
 
 function onMessage(msg: FromWorker): void {
   switch (msg.type) {
-    case 'progress':
-      if (msg.total > 0) ui.progress.value = msg.loaded / msg.total;
-      ui.status.textContent = `Loading ${msg.file}: ${mib(msg.loaded)}${msg.total ? ` of ${mib(msg.total)}` : ''}`;
+    case 'progress': {
+      loadFiles.set(msg.file, { loaded: msg.loaded, total: msg.total });
+      // The bar is the sum over the files seen so far: it can step back when a new file starts,
+      // since a folder's file sizes are not all known up front.
+      const all = loadTotals();
+      if (all.total > 0) ui.progress.value = all.loaded / all.total;
+      const where = fromStorage.has(msg.file) ? ' (from storage)' : '';
+      ui.status.textContent = `Loading ${msg.file}${where}: ${size(msg.loaded)}${msg.total ? ` of ${size(msg.total)}` : ''}; all files: ${size(all.loaded)} of ${size(all.total)}`;
       return;
-    case 'loaded':
+    }
+    case 'cache-hit':
+      fromStorage.add(msg.file);
+      return;
+    case 'storage-warning':
+      return showStorageWarning(msg.warning);
+    case 'loaded': {
       demo.cacheHits = msg.info.cacheHits;
       applyModel(msg.info);
       ui.progress.value = 1;
-      return setState('ready', `Ready${msg.info.preset ? ` (preset ${msg.info.preset})` : ''}${msg.info.cacheHits.length ? ' (model read from the browser cache)' : ''}.`);
+      // In bytes, not files: a load reads some small files twice, the second time from storage,
+      // so a count of files would say "from storage" about a model that was just downloaded.
+      let stored = 0;
+      for (const [file, f] of loadFiles) if (fromStorage.has(file)) stored += f.total || f.loaded;
+      const notStored = new Set(demo.storageWarnings.map((w) => w.url)).size;
+      setState(
+        'ready',
+        `Ready${msg.info.preset ? ` (preset ${msg.info.preset})` : ''}: ${size(loadTotals().total)} read` +
+          `${stored ? ` (${size(stored)} from storage)` : ''}` +
+          `${notStored ? `; ${notStored} file${notStored === 1 ? '' : 's'} could not be stored and will download again next time (see below)` : ''}.`,
+      );
+      return void refreshStored();
+    }
     case 'step': {
       demo.steps++;
       // Steps as asked for: the library folds PNDM's extra U-Net call into its first step.
@@ -232,6 +432,8 @@ function onMessage(msg: FromWorker): void {
       return setState('cancelled', 'Cancelled.');
     case 'error':
       demo.error = `${msg.name}: ${msg.message}`;
+      // A load that failed may have stored some files, or left one partial.
+      if (document.body.dataset.state === 'loading') void refreshStored();
       return setState('error', `Error (${msg.name}): ${msg.message}`);
   }
 }
@@ -282,6 +484,9 @@ function generate(ev: Event): void {
 
 async function start(): Promise<void> {
   ui.scheduler.replaceChildren(...SCHEDULER_NAMES.map((s) => new Option(s, s)));
+  ui.storedClear.onclick = () => void storageAction('Clearing the stored models', () => clearStoredModels());
+  // What earlier visits stored, whether or not this browser has WebGPU.
+  void refreshStored();
   const chosen = params.get('model');
   if (chosen && [...ui.model.options].some((o) => o.value === chosen)) ui.model.value = chosen;
   else if (chosen && /^(hf:|https?:\/\/)/i.test(chosen)) {

@@ -21,10 +21,28 @@ export interface ModelInfo {
   preset: PresetName | null;
   /** Files read from the Cache API instead of the network during this load. */
   cacheHits: string[];
+  /** GPU bytes the weights take (Model.weightBytes). */
+  weightBytes: number;
+}
+
+/** A file the browser could not keep (the library's StorageWarning, its error as text). */
+export interface StorageWarningInfo {
+  file: string;
+  url: string;
+  bytesNeeded: number | null;
+  usage: number | null;
+  quota: number | null;
+  /** The StorageError's message: what failed, and the Cache API's own error. */
+  message: string;
 }
 
 export type FromWorker =
+  /** Per file: bytes of `file` delivered so far, of `total` (0: unknown). */
   | { type: 'progress'; loaded: number; total: number; file: string }
+  /** `file` is read from browser storage, not the network. */
+  | { type: 'cache-hit'; file: string }
+  /** A file that could not be stored; the load goes on from the network. */
+  | { type: 'storage-warning'; warning: StorageWarningInfo }
   | { type: 'loaded'; info: ModelInfo }
   /** One denoising step of `total`, the steps asked for (the library's StepEvent). */
   | { type: 'step'; index: number; total: number; timestep: number; ms: number; preview?: RgbaImage }

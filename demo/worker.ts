@@ -27,11 +27,20 @@ async function handle(msg: ToWorker): Promise<void> {
       precision: msg.precision,
       ...(msg.preset !== undefined ? { preset: msg.preset } : {}),
       onProgress: (loaded, total, file) => post({ type: 'progress', loaded, total, file }),
-      onCacheHit: (file) => cacheHits.push(file),
+      onCacheHit: (file) => {
+        cacheHits.push(file);
+        post({ type: 'cache-hit', file });
+      },
+      // The page shows these: a file that is not kept is downloaded again on every visit, which
+      // the user should hear about rather than find out. (The StorageError itself does not
+      // survive structured cloning as its class, so its message travels.)
+      onStorageWarning: ({ file, url, bytesNeeded, usage, quota, error }) =>
+        post({ type: 'storage-warning', warning: { file, url, bytesNeeded, usage, quota, message: error.message } }),
+      // No onPersist: navigator.storage.persist() exists only in a window, so the page asks it.
     });
-    const { kind, classNames, numClasses, adapterName, precision, defaults, imageSize } = model;
+    const { kind, classNames, numClasses, adapterName, precision, defaults, imageSize, weightBytes } = model;
     const preset = model.info.preset?.name ?? null;
-    return post({ type: 'loaded', info: { kind, classNames, numClasses, adapterName, precision, defaults, imageSize, preset, cacheHits } });
+    return post({ type: 'loaded', info: { kind, classNames, numClasses, adapterName, precision, defaults, imageSize, preset, cacheHits, weightBytes } });
   }
   if (!model) throw new Error('no model loaded');
   const ctl = (running = new AbortController());

@@ -3,7 +3,8 @@
 // compared with the Node CLI's PNG for the same model, class and seed (the RNG runs on the GPU,
 // so both draw the same noise). Also: previews drawn on the canvas during a run, the download
 // button's PNG, the grid for a count, empty fields meaning the defaults, PNDM's step count, the
-// adapter name, cancel, the Cache API on a second visit, the message shown without WebGPU, and
+// adapter name, cancel, the Cache API on a second visit, the stored-models panel (list, Delete,
+// Clear all) and the storage warnings a full quota gives, the message shown without WebGPU, and
 // the built site under `vite preview` (npm run demo:serve).
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
@@ -107,7 +108,8 @@ describe.skipIf(!haveChromium)('demo page in headless Chromium', () => {
       (el as HTMLInputElement).value = String(v);
     }, value);
   }
-  type DemoState = { previews: number; steps: number; cacheHits: string[]; error: string | null; download: string | null };
+  type StorageWarningInfo = { file: string; url: string; bytesNeeded: number | null; usage: number | null; quota: number | null; message: string };
+  type DemoState = { previews: number; steps: number; cacheHits: string[]; error: string | null; download: string | null; storageWarnings: StorageWarningInfo[] };
   const demo = (page: Page) => page.evaluate(() => (window as unknown as { frescoDemo: DemoState }).frescoDemo);
 
   /** The canvas's pixels, and its CSS size over its pixel size (the on-screen scale). */
@@ -148,6 +150,26 @@ describe.skipIf(!haveChromium)('demo page in headless Chromium', () => {
       new MutationObserver(() => seen.push(document.getElementById('status')!.textContent ?? '')).observe(document.getElementById('status')!, { childList: true, characterData: true, subtree: true });
     });
   const statuses = (page: Page) => page.evaluate(() => (window as unknown as { statuses: string[] }).statuses);
+
+  /** The stored-models panel's rows, as the page shows them. */
+  const storedRows = (page: Page) =>
+    page.$$eval('#stored-list li', (lis) =>
+      lis.map((li) => {
+        const d = (li as HTMLElement).dataset;
+        return { base: d.base!, bytes: Number(d.bytes), complete: d.complete === 'true', text: li.textContent ?? '' };
+      }),
+    );
+  /** Waits until the panel lists `n` models (`n` or more with atLeast). */
+  const waitRows = (page: Page, n: number, atLeast = false) =>
+    page.waitForFunction((k: number, more: boolean) => (more ? document.querySelectorAll('#stored-list li').length >= k : document.querySelectorAll('#stored-list li').length === k), { timeout: 10_000, polling: 50 }, n, atLeast);
+  /** Loads the chosen model again in the same page and worker, as picking it in the list does. */
+  async function reloadModel(page: Page): Promise<string> {
+    await page.$eval('#model', (el) => el.dispatchEvent(new Event('change')));
+    expect(await state(page)).toBe('loading');
+    return waitState(page, ['ready', 'error']);
+  }
+  const FASHION_WEIGHTS = ['unet/diffusion_pytorch_model.safetensors', 'vae/diffusion_pytorch_model.safetensors'];
+  const weightRequests = () => modelRequests.filter((p) => p.endsWith('.safetensors'));
 
   it('generates the CLI image for the same class and seed, with previews, and shows the adapter', async () => {
     const page = await openDemo();
@@ -226,6 +248,82 @@ describe.skipIf(!haveChromium)('demo page in headless Chromium', () => {
     expect(await page.$eval('#download', (el) => (el as HTMLButtonElement).disabled)).toBe(true);
     await page.close();
   }, 240_000);
+
+  it('lists the stored model in the panel, deletes it, and the next load fetches it again with per-file and overall progress', async () => {
+    const page = await openDemo();
+    expect(await waitState(page, ['ready', 'error'])).toBe('ready');
+    // A second visit: the weights came from storage, and the page says so.
+    expect(await page.$eval('#status', (el) => el.textContent)).toMatch(/^Ready: ([\d.]+) MB read \(\1 MB from storage\)\.$/);
+    // persist() was asked before the load (in the page: a worker has none), and its answer shown.
+    await page.waitForFunction(() => /^storage: persistent$|^storage may be evicted/.test(document.getElementById('persist')!.textContent ?? ''), { timeout: 10_000, polling: 50 });
+    expect(await page.$eval('#weight-bytes', (el) => el.textContent)).toMatch(/^[\d.]+ MB$/);
+
+    await waitRows(page, 1);
+    const [row] = await storedRows(page);
+    const fashion = `${origin}/models/fashion-ldm/`;
+    expect(row!.base).toBe(fashion);
+    expect(row!.complete).toBe(true);
+    const weightBytes = FASHION_WEIGHTS.reduce((n, f) => n + statSync(join('weights/fashion-ldm', f)).size, 0);
+    expect(row!.bytes).toBeGreaterThanOrEqual(weightBytes);
+    expect(row!.text).toMatch(/^models\/fashion-ldm\/[\d.]+ MB\d+ filescomplete/);
+
+    await page.click('#stored-list li button.delete');
+    await waitRows(page, 0);
+    expect(await page.$eval('#stored-note', (el) => el.textContent)).toMatch(/^No models stored/);
+    // Gone from the Cache API itself, not only from the list.
+    expect(await page.evaluate(async () => (await (await caches.open('fresco-models-v2')).keys()).length)).toBe(0);
+
+    const before = weightRequests().length;
+    await watchStatus(page);
+    expect(await reloadModel(page)).toBe('ready');
+    const fetched = weightRequests().slice(before);
+    for (const f of FASHION_WEIGHTS) expect(fetched).toContain(`/models/fashion-ldm/${f}`);
+    // (Config files are read twice in a load, the second time from storage; weights once.)
+    expect((await demo(page)).cacheHits.filter((f) => f.endsWith('.safetensors'))).toEqual([]);
+    // Progress names the file and its bytes, then the sum over the files seen so far.
+    const shown = await statuses(page);
+    const unet = shown.filter((t) => t.startsWith('Loading unet/diffusion_pytorch_model.safetensors:'));
+    expect(unet.length, shown.join('\n')).toBeGreaterThan(0);
+    for (const t of unet) expect(t).toMatch(/^Loading unet\/diffusion_pytorch_model\.safetensors: [\d.]+ k?M?B of [\d.]+ MB; all files: [\d.]+ k?M?B of [\d.]+ MB$/);
+    expect(shown.at(-1)).toMatch(/^Ready: [\d.]+ MB read( \([\d.]+ k?B from storage\))?\.$/);
+    // Stored again by that load, and listed again.
+    await page.waitForFunction(() => document.querySelector('#stored-list li[data-complete="true"]') !== null, { timeout: 10_000, polling: 50 });
+    expect((await storedRows(page)).map((r) => r.base)).toEqual([fashion]);
+    await page.close();
+  }, 120_000);
+
+  it('shows each file a full quota could not store, with its size and the usage, and Clear all empties the list', async () => {
+    const page = await openDemo();
+    expect(await waitState(page, ['ready', 'error'])).toBe('ready');
+    await waitRows(page, 1, true);
+    await page.click('#stored-clear');
+    await waitRows(page, 0);
+    // A 2 MB quota for this origin (the page and its worker): the 27 MB U-Net cannot be stored.
+    // Chromium enforces it on the Cache API's put, while navigator.storage.estimate() still
+    // reports the disk's quota, so the library's own check passes and the write itself fails.
+    const QUOTA = 2_000_000;
+    const cdp = await page.createCDPSession();
+    await cdp.send('Storage.overrideQuotaForOrigin', { origin, quotaSize: QUOTA });
+    try {
+      expect(await reloadModel(page)).toBe('ready');
+      const warnings = (await demo(page)).storageWarnings;
+      const unet = warnings.find((w) => w.file === FASHION_WEIGHTS[0]);
+      expect(unet, JSON.stringify(warnings)).toBeDefined();
+      expect(unet!.bytesNeeded).toBe(statSync(join('weights/fashion-ldm', FASHION_WEIGHTS[0]!)).size);
+      expect(unet!.usage).not.toBeNull();
+      expect(unet!.quota).toBeGreaterThan(0);
+      expect(unet!.message).toMatch(/QuotaExceededError/);
+      // One line per file (a config read twice in the load is warned about twice).
+      const shown = await page.$$eval('#storage-warnings li', (lis) => lis.map((li) => li.firstChild?.textContent ?? ''));
+      expect(shown.length).toBe(new Set(warnings.map((w) => w.url)).size);
+      expect(shown).toContainEqual(expect.stringMatching(/^Could not store unet\/diffusion_pytorch_model\.safetensors: needs 27\.3 MB, [\d.]+ [kMG]?B of [\d.]+ [kMG]?B used\./));
+      expect(await page.$eval('#storage-warnings', (el) => (el as HTMLElement).hidden)).toBe(false);
+      expect(await page.$eval('#status', (el) => el.textContent)).toMatch(/\d+ files? could not be stored/);
+    } finally {
+      await cdp.send('Storage.overrideQuotaForOrigin', { origin });
+    }
+    await page.close();
+  }, 120_000);
 
   it('lays out a count of 4 as a 2x2 grid at a whole-number upscale, downloads it, and counts PNDM steps as the user does', async () => {
     const page = await openDemo();
