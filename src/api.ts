@@ -183,8 +183,28 @@ export async function inspectModel(source: string | FolderReader, opts: Pick<Loa
   return readModelInfo(reader, { repo, preset: opts.preset });
 }
 
+/**
+ * The reader with each small file read once per load: readModelInfo and then the component
+ * loaders both read the JSON configs, and a second read would be a second request (or a cache
+ * hit, and a second storage warning, for a file just downloaded).
+ */
+function readOnce(reader: FolderReader): FolderReader {
+  const seen = new Map<string, Promise<Uint8Array | null>>();
+  return {
+    where: reader.where,
+    read(name) {
+      let p = seen.get(name);
+      if (!p) seen.set(name, (p = reader.read(name)));
+      return p;
+    },
+    ...(reader.open ? { open: (name: string) => reader.open!(name) } : {}),
+  };
+}
+
 export async function loadModel(source: string | FolderReader, opts: LoadModelOptions = {}): Promise<Model> {
-  const { reader, where, repo, variant } = readerFor(source, opts);
+  const resolved = readerFor(source, opts);
+  const { where, repo, variant } = resolved;
+  const reader = readOnce(resolved.reader);
   // A folder that is not a supported model fails here, before the GPU is asked for.
   const info = await readModelInfo(reader, { repo, preset: opts.preset });
   const precision = opts.precision ?? 'auto';

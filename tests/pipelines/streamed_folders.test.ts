@@ -265,11 +265,18 @@ describe('loadModel over HTTP: what is requested', () => {
     try {
       const server = fakeServer(served(SRC, BASE), { piece: 1 << 16 });
       const hits: string[] = [];
-      const a = await loadModel(BASE, { gpu, fetch: server.fetch, precision: 'f32' });
+      const firstHits: string[] = [];
+      const a = await loadModel(BASE, { gpu, fetch: server.fetch, precision: 'f32', onCacheHit: (f) => firstHits.push(f) });
+      // A file just downloaded is not read again (from the cache) by the same load.
+      expect(firstHits).toEqual([]);
       const first = weightRequests(server.requests);
       const files = readdirSync(SRC, { recursive: true }).map(String).filter((f) => f.endsWith('.safetensors'));
       // Per file: the header's two ranges, then one open-ended stream.
       expect(first.filter((r) => r.range !== null && /^bytes=\d+-$/.test(r.range)).map((r) => r.url).sort()).toEqual(files.map((f) => BASE + f).sort());
+      // Small files are read once per load, though the model's description and its loaders both need the configs.
+      const small = server.requests.filter((r) => !r.url.endsWith('.safetensors')).map((r) => r.url);
+      expect(small.length).toBeGreaterThan(5);
+      expect(small).toEqual([...new Set(small)]);
       server.requests.length = 0;
       const b = await loadModel(BASE, { gpu, fetch: server.fetch, precision: 'f32', onCacheHit: (f) => hits.push(f) });
       expect(weightRequests(server.requests)).toEqual([]);
