@@ -23,7 +23,7 @@ import { UNet2DConditionModel } from '../models/unet_2d_condition.ts';
 import { readUNet2DConditionConfig } from '../models/unet_2d_condition_config.ts';
 import { VQModel } from '../models/vq_model.ts';
 import { readVQModelConfig } from '../models/vq_model_config.ts';
-import type { Precision } from '../models/precision.ts';
+import { resolvePrecision, type Precision } from '../models/precision.ts';
 import { measure, Unsupported, worst, type Measured } from './measure.ts';
 
 function upload(rt: Runtime, t: HostTensor, label: string): Tensor {
@@ -135,8 +135,20 @@ const FOLDERS: Record<string, (dir: string) => Promise<ModelFolder>> = {
  */
 export const TOLERANCE: Record<'f32' | 'f16', number> = { f32: 1e-3, f16: 1e-2 };
 
-/** `precision` 'f16' or 'f32' (not 'auto': a case measures one path). */
-export async function runModelCase(rt: Runtime, dir: string, precision: 'f32' | 'f16' = 'f32'): Promise<Measured & { cls: string; detail?: string }> {
+/**
+ * Which bound a run in `precision` on this device is held to: f16's where anything is stored in
+ * f16 (the weights alone included: 'auto' without shader-f16 rounds them as f16 models do).
+ */
+export function toleranceOf(rt: Runtime, precision: Precision): 'f32' | 'f16' {
+  const p = resolvePrecision(rt.gpu.features, precision);
+  return p.dtype === 'f16' || p.weights === 'f16' ? 'f16' : 'f32';
+}
+
+/**
+ * `precision` 'f16' or 'f32', or 'auto': the device's own path (f16 with shader-f16, else f32
+ * activations beside f16 weights), one path either way.
+ */
+export async function runModelCase(rt: Runtime, dir: string, precision: Precision = 'f32'): Promise<Measured & { cls: string; detail?: string }> {
   const kase = await readJson(`${dir}/case.json`);
   const cls = String(kase.class);
   const call = String(kase.call);
@@ -185,7 +197,7 @@ export async function runModelCase(rt: Runtime, dir: string, precision: 'f32' | 
     for (const key of keys) {
       const out = outs[key]!;
       const got = await rt.read(out.buffer, numel(out.shape) * 4);
-      const m = measure(got, toFloat32(need(io, key, dir)), TOLERANCE[precision]);
+      const m = measure(got, toFloat32(need(io, key, dir)), TOLERANCE[toleranceOf(rt, precision)]);
       ms.push(keys.length > 1 ? { ...m, note: m.note && `${key}: ${m.note}` } : m);
     }
     // Every output's ratio, where there are several (the worst one is the case's result).

@@ -12,7 +12,8 @@ import { loadSdFolder } from '../pipelines/sd_folder.ts';
 import { generateFromText } from '../pipelines/text_to_image.ts';
 import { schedulerNameOf } from '../schedulers/scheduler.ts';
 import { formatTol, measure, worst, type Measured } from './measure.ts';
-import { TOLERANCE } from './model_case.ts';
+import { TOLERANCE, toleranceOf } from './model_case.ts';
+import type { Precision } from '../models/precision.ts';
 import { timestepsAgree } from './scheduler_case.ts';
 
 const projectWeights = resolve(dirname(fileURLToPath(import.meta.url)), '../../weights');
@@ -24,15 +25,19 @@ export function findModelFolder(caseDir: string, name: string): string {
   throw new Error(`model '${name}' not found beside ${caseDir} or in ${projectWeights}`);
 }
 
-/** `epsTol`: the guided noise prediction's own bound, where it differs from the tolerance (f16, guided). */
-export async function runPipelineCase(rt: Runtime, dir: string, precision: 'f32' | 'f16' = 'f32'): Promise<Measured & { cls: string; detail: string; epsTol?: number }> {
-  const tol = TOLERANCE[precision];
+/**
+ * `epsTol`: the guided noise prediction's own bound, where it differs from the tolerance (f16, guided).
+ * `precision` as for runModelCase ('auto': the device's own path).
+ */
+export async function runPipelineCase(rt: Runtime, dir: string, precision: Precision = 'f32'): Promise<Measured & { cls: string; detail: string; epsTol?: number }> {
+  const stored = toleranceOf(rt, precision);
+  const tol = TOLERANCE[stored];
   const spec = await readJson(`${dir}/pipeline.json`);
   if (spec.kind === 'text-to-image') return runTextPipelineCase(rt, dir, spec, precision);
   const get = await readTrace(dir);
   const model = await loadLdmFolder(rt, findModelFolder(dir, String(spec.model)), { precision });
   const guidance = Number(spec.guidance_scale);
-  const checks = traceChecks(get, tol, guidedEpsTol(tol, precision, guidance), 'eps');
+  const checks = traceChecks(get, tol, guidedEpsTol(tol, stored, guidance), 'eps');
   try {
     const result = await generateClassConditional(rt, model, {
       classLabels: spec.class_labels as number[],
@@ -126,14 +131,15 @@ function promptsOf(v: unknown): string | string[] | undefined {
  * pooled embeddings, and the time ids exactly), every step's guided noise prediction and latents,
  * the final latents and the image.
  */
-async function runTextPipelineCase(rt: Runtime, dir: string, spec: Record<string, unknown>, precision: 'f32' | 'f16'): Promise<Measured & { cls: string; detail: string; epsTol?: number }> {
-  const tol = TOLERANCE[precision];
+async function runTextPipelineCase(rt: Runtime, dir: string, spec: Record<string, unknown>, precision: Precision): Promise<Measured & { cls: string; detail: string; epsTol?: number }> {
+  const stored = toleranceOf(rt, precision);
+  const tol = TOLERANCE[stored];
   const scheduler = traceScheduler(spec);
   const get = await readTrace(dir);
   const model = await loadSdFolder(rt, findModelFolder(dir, String(spec.model)), { precision });
   const xl = spec.pipeline === 'StableDiffusionXLPipeline';
   const guidance = Number(spec.guidance_scale);
-  const checks = traceChecks(get, tol, guidedEpsTol(tol, precision, guidance), 'noise_pred');
+  const checks = traceChecks(get, tol, guidedEpsTol(tol, stored, guidance), 'noise_pred');
   try {
     if (xl !== !!model.xl) throw new Error(`${dir}: the trace is of ${String(spec.pipeline)} but the model folder is a ${model.pipeline ?? 'StableDiffusionPipeline'}`);
     const text: Measured[] = [];

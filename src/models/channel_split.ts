@@ -8,7 +8,7 @@
 // op here is exactly the plain kernel call.
 import type { PlanLimits, Runtime } from '../gpu/runtime.ts';
 import type { Graph } from '../graph/graph.ts';
-import { bytesFor, bytesOf, elementBytes, shapeStr, type DType, type Tensor } from '../graph/tensor.ts';
+import { bytesFor, bytesOf, dtypeOf, elementBytes, shapeStr, type DType, type Tensor } from '../graph/tensor.ts';
 import { conv2d, conv2dGeometry, type Conv2dOptions } from '../kernels/gemm.ts';
 import { groupNorm, type GroupNormOptions } from '../kernels/group_norm.ts';
 import { GpuError, PlanLimitError } from '../errors.ts';
@@ -48,17 +48,19 @@ export function releaseSplit(g: Graph, ...ss: Split[]): void {
 }
 
 /**
- * Channel starts for a [B, C, H, W] tensor: as few chunks as fit `limits.binding`, as even as the
- * group size allows. A function of the shape alone, so a residual and the output it is added to
- * are always chunked alike.
+ * Channel starts for a [B, C, H, W] tensor stored in `dtype`, whose convs and norms read weights
+ * stored in `weightDtype`: as few chunks as fit `limits.binding`, as even as the group size
+ * allows. A function of the shape and the model's storage types alone, so a residual and the
+ * output it is added to are always chunked alike.
  */
-export function chunkStarts(shape: readonly number[], dtype: DType, limits: PlanLimits, groups: number): number[] {
+export function chunkStarts(shape: readonly number[], dtype: DType, limits: PlanLimits, groups: number, weightDtype: DType = dtype): number[] {
   const [B, C, H, W] = shape as [number, number, number, number];
   const perChannel = bytesFor(B * H * W, dtype);
   if (C * perChannel <= limits.binding) return [0];
   let align = C / groups;
-  // f16 slices are copied in whole 4-byte words, so chunks start at even channels.
-  if (dtype === 'f16' && align % 2 === 1) align *= 2;
+  // Weight slices (WeightSlices) are copied in whole 4-byte words, so with f16 weights (f16
+  // models, and f16 weights beside f32 activations) chunks start at even channels.
+  if ((dtype === 'f16' || weightDtype === 'f16') && align % 2 === 1) align *= 2;
   const maxChannels = Math.floor(limits.binding / perChannel / align) * align;
   if (maxChannels < align) {
     throw new PlanLimitError(`${shapeStr(shape)}: one group of ${align} channels needs ${align * perChannel} bytes, over the binding limit ${limits.binding}; use fewer images or a smaller size per call`);
@@ -145,7 +147,7 @@ export function splitConv(g: Graph, slices: WeightSlices, label: string, x: Spli
   const outShape = [x.shape[0], Cout, Hout, Wout] as const;
   checkBindable(g, label, x);
   if (residual) checkBindable(g, label, residual);
-  const starts = chunkStarts(outShape, x.parts[0]!.dtype ?? 'f32', g.limits, groups);
+  const starts = chunkStarts(outShape, dtypeOf(x.parts[0]!), g.limits, groups, dtypeOf(conv.weight));
   if (residual && residual.starts.join() !== starts.join()) throw new GpuError(`${label}: residual chunks [${residual.starts}] differ from the output's [${starts}]`);
   const inSizes = ends(x.starts, x.shape[1]);
   const parts = ends(starts, Cout).map((oc, k) => {

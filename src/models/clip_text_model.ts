@@ -207,7 +207,8 @@ export class CLIPTextModel {
     }
     const B = ids.shape[0]!;
     if (opts.pool && (opts.pool.shape.length !== 1 || opts.pool.shape[0] !== B)) throw new ShapeError(`${name}: pool indices ${shapeStr(opts.pool.shape)} should be [${B}]`);
-    let x = tokenEmbedding(g, 'text_model.embeddings', this.tokenChunks, ids, this.positions);
+    // The embeddings are the first activations: stored as the model's activations, whatever the weights'.
+    let x = tokenEmbedding(g, 'text_model.embeddings', this.tokenChunks, ids, this.positions, this.w.dtype);
     // hidden_states[-(2 + stateSkip)] is what enters layer L - 1 - stateSkip (the embeddings for the first).
     const penAt = layers.length - 1 - stateSkip;
     let pen = x;

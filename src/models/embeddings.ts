@@ -182,7 +182,7 @@ export class TimeEmbedding {
     const width = this.labelWidth;
     const expect = width !== null ? [batch, width] : [batch];
     if (shapeStr(labels.shape) !== shapeStr(expect)) throw new ConfigError(`class labels ${shapeStr(labels.shape)} should be ${shapeStr(expect)} for a batch of ${batch}`);
-    if (this.classTable) return { emb: embeddingLookup(g, 'class_embedding', this.classTable, labels), owned: true };
+    if (this.classTable) return { emb: embeddingLookup(g, 'class_embedding', this.classTable, labels, this.dtype), owned: true };
     if (this.classEmbedType === 'projection' || this.classEmbedType === 'simple_projection') {
       const x = castTo(g, 'class_labels', labels, this.dtype);
       let emb: Tensor;
@@ -213,7 +213,7 @@ export class TimeEmbedding {
   /** time_proj of f32 values (timesteps, or 'timestep' class labels): [batch, timestep_input_dim] in the storage type. */
   private project(g: Graph, label: string, values: Tensor | GPUBuffer, batch: number, broadcast: boolean): Tensor {
     if (this.fourierWeight) return gaussianFourierProjection(g, label, values, batch, this.fourierWeight, { broadcast, dtype: this.dtype });
-    if (this.timeTable) return embeddingLookupAt(g, label, this.timeTable, values, batch, broadcast);
+    if (this.timeTable) return embeddingLookupAt(g, label, this.timeTable, values, batch, broadcast, this.dtype);
     return timestepEmbedding(g, label, values, batch, this.o.projDim, {
       flipSinToCos: this.o.flipSinToCos,
       downscaleFreqShift: this.o.freqShift,

@@ -1,6 +1,9 @@
-// Which storage type a model is built in. f16 keeps weights and activations in half precision
+// Which storage types a model is built in. f16 keeps weights and activations in half precision
 // (kernels still accumulate, normalize and softmax in f32) and needs the device's shader-f16
-// feature; 'auto' takes it where the device has it. Latents, the scheduler and images stay f32.
+// feature; 'auto' takes it where the device has it, and elsewhere keeps f32 activations beside f16
+// weights (read without shader-f16, see weightParams in src/kernels/dtype.ts), so a model's weights
+// take about its fp16 file size in GPU memory on every adapter. Latents, the scheduler and images
+// stay f32.
 import type { DType } from '../graph/tensor.ts';
 import { PrecisionError } from '../errors.ts';
 
@@ -9,8 +12,10 @@ export const PRECISIONS: readonly Precision[] = ['auto', 'f16', 'f32'];
 
 export interface ModelOptions {
   /**
-   * Storage type of weights and activations. The model classes and folder loaders (the building
-   * blocks) take f32 when absent; the library's loadModel and the CLI default to 'auto'.
+   * Storage type of weights and activations: 'f16' both in f16 (needs shader-f16), 'f32' both in
+   * f32, 'auto' f16 where the device has shader-f16 and else f32 activations beside f16 weights.
+   * The model classes and folder loaders (the building blocks) take f32 when absent; the
+   * library's loadModel and the CLI default to 'auto'.
    */
   precision?: Precision;
 }
@@ -21,8 +26,9 @@ export interface ResolvedPrecision {
   /** The weights' storage type on the GPU, when it differs from `dtype`. */
   weights?: DType;
   /**
-   * Why this path runs, for the user: "f16 (shader-f16)", "f32 (adapter has no shader-f16)",
-   * "f32 (asked for)" (precision 'f32' given), "f32 (the default)" (none given to a building block).
+   * Why this path runs, for the user: "f16 (shader-f16)", "f32 compute, f16 weights (adapter has
+   * no shader-f16)", "f32 (asked for)" (precision 'f32' given), "f32 (the default)" (none given
+   * to a building block).
    */
   description: string;
 }
@@ -40,5 +46,7 @@ export function resolvePrecision(features: ReadonlySet<string>, precision?: Prec
   if (precision === undefined) return { dtype: 'f32', description: 'f32 (the default)' };
   if (precision === 'f32') return { dtype: 'f32', description: 'f32 (asked for)' };
   if (has) return { dtype: 'f16', description: 'f16 (shader-f16)' };
-  return { dtype: 'f32', description: 'f32 (adapter has no shader-f16)' };
+  // 'auto' without shader-f16: f32 arithmetic and activations as before, but the weights (most of
+  // a model's memory) still in f16, unpacked to f32 as the kernels read them.
+  return { dtype: 'f32', weights: 'f16', description: 'f32 compute, f16 weights (adapter has no shader-f16)' };
 }

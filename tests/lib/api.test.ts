@@ -195,16 +195,16 @@ describe('loadModel precision', () => {
   it("defaults to 'auto' as the CLI does, and never reports 'asked for' when nothing was", async () => {
     const shared = await getGpu({ wantF16: true });
     const m = keep(await loadModel('weights/fashion-ldm'));
-    expect(m.precision).toBe(shared.features.has('shader-f16') ? 'f16 (shader-f16)' : 'f32 (adapter has no shader-f16)');
+    expect(m.precision).toBe(shared.features.has('shader-f16') ? 'f16 (shader-f16)' : 'f32 compute, f16 weights (adapter has no shader-f16)');
     m.destroy();
     expect(keep(await loadModel('weights/fashion-ldm', { precision: 'f32' })).precision).toBe('f32 (asked for)');
   });
 
-  it("on a device without shader-f16: 'auto' is f32 and says why, 'f16' is a PrecisionError in library terms", async () => {
+  it("on a device without shader-f16: 'auto' is f32 compute beside f16 weights and says why, 'f16' is a PrecisionError in library terms", async () => {
     const gpu = await createGpu(); // no shader-f16 asked for: the device lacks it
     try {
       const m = await loadModel('weights/fashion-ldm', { gpu });
-      expect(m.precision).toBe('f32 (adapter has no shader-f16)');
+      expect(m.precision).toBe('f32 compute, f16 weights (adapter has no shader-f16)');
       m.destroy();
       const f16 = loadModel('weights/fashion-ldm', { gpu, precision: 'f16' });
       await expect(f16).rejects.toThrow(PrecisionError);
