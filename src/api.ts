@@ -28,8 +28,9 @@ export { randomSeed, resolveGenerateOptions, type GenerateOptions, type Resolved
 
 export interface LoadModelOptions {
   /**
-   * 'auto' (default: f16 weights and activations where the device has shader-f16, else f32),
-   * 'f16' (a PrecisionError without shader-f16) or 'f32'. Model.precision says which path runs.
+   * 'auto' (default: f16 weights on every device; f16 activations where it has shader-f16, f32
+   * compute elsewhere), 'f16' (a PrecisionError without shader-f16) or 'f32' (f32 weights and
+   * activations). Model.precision says which path runs.
    */
   precision?: Precision;
   /** Bytes of `file` read so far; `total` is 0 when a server sends no length. */

@@ -75,8 +75,8 @@ ${schedulerHelpLines(' '.repeat(25)).join('\n')}
   --mask FILE.png      inpaint: white pixels are repainted, black kept (needs --init-image)
   --resize             resize --init-image and --mask to the image size (Lanczos) instead of
                        refusing another size
-  --precision auto|f16|f32  weights and activations in f16 where the GPU has shader-f16 (auto,
-                       the default), always (f16: an error without it) or never (f32)
+  --precision auto|f16|f32  auto (the default): f16 weights everywhere, f16 activations where
+                       the GPU has shader-f16; f16: both always (an error without it); f32: none
   --version            print the version
   --help               print this help`;
 
