@@ -18,7 +18,7 @@ import type { GpuContext } from '../../src/gpu/device.ts';
 import { Runtime } from '../../src/gpu/runtime.ts';
 import { toF16Array } from '../../src/io/f16.ts';
 import { randomWeight } from '../../src/io/random_weights.ts';
-import type { HostTensor } from '../../src/io/safetensors.ts';
+import { encodeHeader, type HostTensor } from '../../src/io/safetensors.ts';
 import { WeightStore } from '../../src/io/weights.ts';
 import { AutoencoderKL } from '../../src/models/autoencoder_kl.ts';
 import { readAutoencoderKLConfig } from '../../src/models/autoencoder_kl_config.ts';
@@ -134,23 +134,14 @@ export function writeRandomSafetensors(path: string, entries: readonly WeightEnt
     header[e.key] = { dtype: 'F16', shape: e.shape, data_offsets: [offset, offset + bytes] };
     offset += bytes;
   }
-  let json = new TextEncoder().encode(JSON.stringify(header));
-  const padded = Math.ceil(json.byteLength / 8) * 8;
-  if (padded !== json.byteLength) {
-    const p = new Uint8Array(padded).fill(0x20);
-    p.set(json);
-    json = p;
-  }
-  const len = new Uint8Array(8);
-  new DataView(len.buffer).setBigUint64(0, BigInt(json.byteLength), true);
+  const head = encodeHeader(header);
   const tmp = `${path}.partial`;
   const fd = openSync(tmp, 'w');
   try {
     const put = (b: Uint8Array) => {
       for (let off = 0; off < b.byteLength; ) off += writeSync(fd, b, off, b.byteLength - off);
     };
-    put(len);
-    put(json);
+    put(head);
     for (const e of sorted) {
       const n = numelOf(e.shape);
       const bits = toF16Array(randomWeight(e.key, e.shape, seed));
@@ -161,7 +152,7 @@ export function writeRandomSafetensors(path: string, entries: readonly WeightEnt
     closeSync(fd);
   }
   renameSync(tmp, path);
-  return 8 + json.byteLength + offset;
+  return head.byteLength + offset;
 }
 
 /** diffusers' names for the weight files: plain (the default; the data is fp16 either way) or the fp16 variant. */

@@ -389,6 +389,19 @@ export async function readSafetensorsFile(path: string): Promise<Map<string, Hos
 }
 
 /**
+ * The length field and the JSON header, padded with spaces to a multiple of 8 (as the reference
+ * implementation does) so the data area starts 8-byte aligned.
+ */
+export function encodeHeader(header: Record<string, unknown>): Uint8Array {
+  const json = new TextEncoder().encode(JSON.stringify(header));
+  const padded = Math.ceil(json.byteLength / 8) * 8;
+  const out = new Uint8Array(8 + padded).fill(0x20, 8);
+  new DataView(out.buffer).setBigUint64(0, BigInt(padded), true);
+  out.set(json, 8);
+  return out;
+}
+
+/**
  * Serializes tensors in insertion order, with the data area 8-byte aligned (as the reference
  * implementation pads it) so that every tensor can be viewed without a copy.
  */
@@ -412,17 +425,10 @@ export function writeSafetensors(
     parts.push(data);
     offset += want;
   }
-  let json = new TextEncoder().encode(JSON.stringify(header));
-  const padded = Math.ceil(json.byteLength / 8) * 8;
-  if (padded !== json.byteLength) {
-    const p = new Uint8Array(padded).fill(0x20);
-    p.set(json);
-    json = p;
-  }
-  const out = new Uint8Array(8 + json.byteLength + offset);
-  new DataView(out.buffer).setBigUint64(0, BigInt(json.byteLength), true);
-  out.set(json, 8);
-  let pos = 8 + json.byteLength;
+  const head = encodeHeader(header);
+  const out = new Uint8Array(head.byteLength + offset);
+  out.set(head);
+  let pos = head.byteLength;
   for (const p of parts) {
     out.set(p, pos);
     pos += p.byteLength;
