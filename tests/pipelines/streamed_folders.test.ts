@@ -273,6 +273,13 @@ describe('loadModel over HTTP: what is requested', () => {
       const files = readdirSync(SRC, { recursive: true }).map(String).filter((f) => f.endsWith('.safetensors'));
       // Per file: the header's two ranges, then one open-ended stream.
       expect(first.filter((r) => r.range !== null && /^bytes=\d+-$/.test(r.range)).map((r) => r.url).sort()).toEqual(files.map((f) => BASE + f).sort());
+      // No weight byte is fetched twice: the header's ranges and the stream from the data start.
+      const fetched = first.reduce((n, r) => {
+        const size = readFileSync(join(SRC, r.url.slice(BASE.length))).byteLength;
+        const m = /^bytes=(\d+)-(\d*)$/.exec(r.range ?? '');
+        return n + (!m ? size : m[2] ? Number(m[2]) - Number(m[1]) + 1 : size - Number(m[1]));
+      }, 0);
+      expect(fetched).toBe(files.reduce((n, f) => n + readFileSync(join(SRC, f)).byteLength, 0));
       // Small files are read once per load, though the model's description and its loaders both need the configs.
       const small = server.requests.filter((r) => !r.url.endsWith('.safetensors')).map((r) => r.url);
       expect(small.length).toBeGreaterThan(5);
