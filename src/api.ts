@@ -96,7 +96,7 @@ export class Model {
   /** Image size in pixels [height, width] at the model's default. */
   readonly imageSize: readonly [number, number];
   /** GPU bytes the weights take (about the fp16 files' size where weights are kept in f16). */
-  weightBytes = 0;
+  readonly weightBytes: number;
   private destroyed = false;
 
   constructor(
@@ -109,6 +109,7 @@ export class Model {
   ) {
     this.adapterName = rt.gpu.adapterName;
     this.precision = (loaded.kind === 'class' ? loaded.ldm : loaded.sd).precision.description;
+    this.weightBytes = (loaded.kind === 'class' ? loaded.ldm : loaded.sd).weightBytes;
     ({ kind: this.kind, classNames: this.classNames, numClasses: this.numClasses, nullClass: this.nullClass, defaults: this.defaults, imageSize: this.imageSize } = info);
   }
 
@@ -160,7 +161,8 @@ interface Source {
 }
 
 function readerFor(source: string | FolderReader, opts: LoadModelOptions): Source {
-  const variant = (hubPrefers: boolean) => (opts.variant !== undefined ? opts.variant : hubPrefers ? 'fp16' : null);
+  // f32 weights asked for: the full files, not fp16 ones widened.
+  const variant = (hubPrefers: boolean) => (opts.variant !== undefined ? opts.variant : hubPrefers && opts.precision !== 'f32' ? 'fp16' : null);
   if (typeof source !== 'string') return { reader: withProgress(source, opts.onProgress), where: source.where('').replace(/\/$/, ''), repo: null, variant: variant(false) };
   // Weight files report progress as their tensors reach the GPU (the loaders' fill), whatever
   // they come from; the reader reports only the small files it reads whole.
@@ -194,6 +196,8 @@ function readOnce(reader: FolderReader): FolderReader {
   return {
     where: reader.where,
     read(name) {
+      // A weight file read whole (a reader without open()) is not kept past its use.
+      if (name.endsWith('.safetensors')) return reader.read(name);
       let p = seen.get(name);
       if (!p) seen.set(name, (p = reader.read(name)));
       return p;
@@ -211,7 +215,6 @@ export async function loadModel(source: string | FolderReader, opts: LoadModelOp
   const precision = opts.precision ?? 'auto';
   const gpu = opts.gpu ?? (await getGpu({ wantF16: precision !== 'f32' }));
   const rt = runtimeFor(gpu);
-  const bytesBefore = rt.liveBytes;
   // Before any weight is read: f16 on a device without shader-f16 fails here.
   resolvePrecision(gpu.features, precision);
   let model: Model;
@@ -237,7 +240,6 @@ export async function loadModel(source: string | FolderReader, opts: LoadModelOp
     model.destroy();
     throw e;
   }
-  model.weightBytes = rt.liveBytes - bytesBefore;
   return model;
 }
 

@@ -31,7 +31,7 @@ export class SafetensorsError extends FrescoError {
   }
 }
 
-export type WeightErrorCode = 'missing' | 'shape' | 'unused' | 'duplicate';
+export type WeightErrorCode = 'missing' | 'shape' | 'unused' | 'duplicate' | 'not-filled';
 
 /** A weight a model needs that is missing or misshapen, or one it never used. */
 export class WeightError extends FrescoError {

@@ -11,11 +11,10 @@ import { readUNet2DConditionConfig } from '../../src/models/unet_2d_condition_co
 import { fillStores, type FolderLoadOptions } from '../../src/pipelines/folder_options.ts';
 
 export async function loadUnetFrom(rt: Runtime, reader: FolderReader, where: string, opts: FolderLoadOptions = {}): Promise<UNet2DConditionModel> {
-  const bytesBefore = rt.liveBytes;
   const u = await openModelFrom(reader, where, { variant: opts.variant });
   const unet = buildModel(UNet2DConditionModel, rt, u.weights, readUNet2DConditionConfig(u.config, where), opts);
   try {
-    await fillStores(rt, [u.weights], opts, [''], bytesBefore);
+    await fillStores(rt, [u.weights], opts, ['']);
     await rt.assertHealthy();
   } catch (e) {
     unet.destroy();

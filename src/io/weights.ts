@@ -53,6 +53,8 @@ export class WeightStore {
   private readonly files: StreamedFile[] = [];
   private readonly fileOf = new Map<string, number>();
   private readonly claims = new Map<string, TensorSink[]>();
+  /** GPU bytes of the buffers made for this store's tensors (WeightLoader counts them). */
+  gpuBytes = 0;
 
   /** `source` (the model folder) only goes into error messages. */
   constructor(
@@ -111,7 +113,7 @@ export class WeightStore {
 
   /** The tensor's bytes now (an in-memory store only: a streamed one has none until fill()). */
   takeHost(key: string, shape: readonly number[]): HostTensor {
-    if (this.isStreamed) throw new WeightError('missing', `${this.source}: weight '${key}' is streamed and has no bytes yet (claim it, then fill())`);
+    if (this.isStreamed) throw new WeightError('not-filled', `${this.source}: weight '${key}' is streamed and has no bytes yet (claim it, then fill())`);
     this.check(key, shape);
     return this.tensors.get(key)!;
   }

@@ -98,6 +98,7 @@ export class WeightLoader {
     if (bytes > limit) throw new PlanLimitError(`weight '${label}' [${shape.join(', ')}] needs ${bytes} bytes in one binding, over this device's maxStorageBufferBindingSize ${limit}`);
     const buffer = this.rt.createBuffer(bytes, label);
     this.uploaded.push(buffer);
+    this.store.gpuBytes += buffer.size;
     return { buffer, shape: [...shape], label, dtype };
   }
 

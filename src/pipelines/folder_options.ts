@@ -23,12 +23,12 @@ export interface FolderLoadOptions extends ModelOptions {
 /**
  * The last step of a load: every model is built (shapes checked, GPU buffers made) before this,
  * so an allocation the device refuses fails here before a weight byte is downloaded; then each
- * store streams its files into the buffers.
+ * store streams its files into the buffers. Returns the GPU bytes the weights take.
  */
-export async function fillStores(rt: Runtime, stores: WeightStore[], opts: FolderLoadOptions, prefixes: string[], bytesBefore: number): Promise<void> {
-  const weightBytes = rt.liveBytes - bytesBefore;
+export async function fillStores(rt: Runtime, stores: WeightStore[], opts: FolderLoadOptions, prefixes: string[]): Promise<number> {
+  const weightBytes = stores.reduce((n, s) => n + s.gpuBytes, 0);
   if (opts.maxGpuBytes !== undefined && weightBytes > opts.maxGpuBytes) {
-    throw new GpuMemoryError(`the model's weights need ${mib(weightBytes)} of GPU memory, over maxGpuBytes ${mib(opts.maxGpuBytes)} (nothing was downloaded)`);
+    throw new GpuMemoryError(`the model's weights need ${weightBytes} bytes (${mib(weightBytes)}) of GPU memory, over maxGpuBytes ${opts.maxGpuBytes} (${mib(opts.maxGpuBytes)}); no weight byte was downloaded`);
   }
   await rt.assertHealthy();
   // writeBuffer copies into staging that the device frees only as it runs the copies; without a
@@ -46,6 +46,7 @@ export async function fillStores(rt: Runtime, stores: WeightStore[], opts: Folde
     await store.fill(opts.onProgress && ((loaded, total, file) => opts.onProgress!(loaded, total, prefix + file)), pace);
   }
   await settled(rt);
+  return weightBytes;
 }
 
 /** The queue's work done, or the device's loss as a GpuError (never a promise left hanging). */

@@ -18,6 +18,8 @@ export interface LdmModel {
   schedulerConfig: Record<string, unknown>;
   /** The storage type both models were built in, and why (the U-Net's; the VAE is built alike). */
   precision: ResolvedPrecision;
+  /** GPU bytes the weights take. */
+  weightBytes: number;
   destroy(): void;
 }
 
@@ -31,19 +33,19 @@ export async function loadLdmFolder(rt: Runtime, dir: string, opts: FolderLoadOp
 
 export async function loadLdmFrom(rt: Runtime, root: FolderReader, dir: string, opts: FolderLoadOptions = {}): Promise<LdmModel> {
   const join = (p: string) => `${dir.replace(/\/$/, '')}/${p}`;
-  const bytesBefore = rt.liveBytes;
   const unetFolder = await openModelFrom(subFolder(root, 'unet'), join('unet'), { variant: opts.variant });
   const cls = unetFolder.config._class_name;
   if (cls !== 'UNet2DModel') throw new ConfigError(`${join('unet/config.json')}: _class_name ${JSON.stringify(cls)} is not supported yet (supported: UNet2DModel)`);
   const unet = buildModel(UNet2DModel, rt, unetFolder.weights, readUNet2DConfig(unetFolder.config, join('unet')), opts);
   let vae: AutoencoderKL | undefined;
   let schedulerConfig: Record<string, unknown>;
+  let weightBytes: number;
   try {
     const vaeFolder = await openModelFrom(subFolder(root, 'vae'), join('vae'), { variant: opts.variant });
     vae = buildModel(AutoencoderKL, rt, vaeFolder.weights, readAutoencoderKLConfig(vaeFolder.config, join('vae')), opts);
     schedulerConfig = await readJsonFrom(root, 'scheduler/scheduler_config.json');
     checkLatentChannels(dir, unet, vae);
-    await fillStores(rt, [unetFolder.weights, vaeFolder.weights], opts, ['unet', 'vae'], bytesBefore);
+    weightBytes = await fillStores(rt, [unetFolder.weights, vaeFolder.weights], opts, ['unet', 'vae']);
   } catch (e) {
     vae?.destroy();
     unet.destroy();
@@ -55,6 +57,7 @@ export async function loadLdmFrom(rt: Runtime, root: FolderReader, dir: string, 
     vae,
     schedulerConfig,
     precision: unet.precision,
+    weightBytes,
     destroy() {
       unet.destroy();
       vae.destroy();

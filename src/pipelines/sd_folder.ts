@@ -26,6 +26,8 @@ export interface SdModel {
   tokenizer: CLIPTokenizer;
   schedulerConfig: Record<string, unknown>;
   precision: ResolvedPrecision;
+  /** GPU bytes the weights take. */
+  weightBytes: number;
   /** model_index.json's _class_name (absent: StableDiffusionPipeline). */
   pipeline?: string;
   /** Stable Diffusion XL's second text encoder and tokenizer and its pipeline options; absent for SD 1.x/2.x. */
@@ -118,7 +120,6 @@ export async function loadSdFrom(rt: Runtime, root: FolderReader, dir: string, o
   try {
     // Every component's headers are read and its model built (every shape checked, every buffer
     // made) before fillStores streams the first weight byte.
-    const bytesBefore = rt.liveBytes;
     const stores: WeightStore[] = [];
     const names: string[] = [];
     const open = async (sub: string) => {
@@ -150,7 +151,7 @@ export async function loadSdFrom(rt: Runtime, root: FolderReader, dir: string, o
       if (textEncoder.hiddenSize !== unet.crossAttentionDim) throw new ConfigError(`${dir}: the text encoder gives ${textEncoder.hiddenSize} features but the U-Net's cross_attention_dim is ${unet.crossAttentionDim}`);
       if (tokenizer.maxLength > textEncoder.maxPositions) throw new ConfigError(`${dir}: the tokenizer pads to ${tokenizer.maxLength} tokens but the text encoder has ${textEncoder.maxPositions} positions`);
     }
-    await fillStores(rt, stores, opts, names, bytesBefore);
+    const weightBytes = await fillStores(rt, stores, opts, names);
     return {
       dir,
       unet,
@@ -159,6 +160,7 @@ export async function loadSdFrom(rt: Runtime, root: FolderReader, dir: string, o
       tokenizer,
       schedulerConfig,
       precision: unet.precision,
+      weightBytes,
       pipeline,
       ...(parts ? { xl: parts } : {}),
       destroy: () => built.forEach((m) => m.destroy()),

@@ -95,7 +95,7 @@ describe('WeightStore.streamed', () => {
     const files = [];
     for (const [name, spec] of [['s1.safetensors', specA], ['s2.safetensors', b]] as const) {
       const log: string[] = [];
-      const src = splitSource(writeSafetensors(spec), [9, 40], log);
+      const src = { ...splitSource(writeSafetensors(spec), [9, 40], log), where: `m/${name}` };
       files.push({ name, source: src, header: await readSafetensorsHeader(src), log });
     }
     return files;
@@ -128,6 +128,6 @@ describe('WeightStore.streamed', () => {
 
   it('refuses a key that two shards both hold', async () => {
     const files = await shards({ ...specB, 'x.bias': specA['x.bias']! });
-    expect(() => WeightStore.streamed(files, 'model')).toThrow(/model: weight 'x\.bias' is in both split\.safetensors and split\.safetensors/);
+    expect(() => WeightStore.streamed(files, 'model')).toThrow(/model: weight 'x\.bias' is in both m\/s1\.safetensors and m\/s2\.safetensors/);
   });
 });

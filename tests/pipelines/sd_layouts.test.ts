@@ -40,7 +40,7 @@ async function build(rt: Runtime, c: Configs, tokenizer: CLIPTokenizer, schedule
   const vae = buildModel(AutoencoderKL, rt, store, readAutoencoderKLConfig(c.vae!, 'vae'));
   const textEncoder = buildModel(CLIPTextModel, rt, store, readClipTextConfig(c.text_encoder!, 'text_encoder'));
   return {
-    dir: 'narrowed', unet, vae, textEncoder, tokenizer, schedulerConfig: scheduler, precision: unet.precision,
+    dir: 'narrowed', unet, vae, textEncoder, tokenizer, schedulerConfig: scheduler, precision: unet.precision, weightBytes: store.gpuBytes,
     destroy: () => [unet, vae, textEncoder].forEach((m) => m.destroy()),
   };
 }

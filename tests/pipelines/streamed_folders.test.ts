@@ -194,7 +194,7 @@ describe('streamed pipeline folders', () => {
     const live = rt.liveBytes;
     const a = logged(SRC);
     await expect(loadSdFrom(rt, a.reader, SRC, { precision: 'f32', maxGpuBytes: 1000 })).rejects.toThrow(GpuMemoryError);
-    await expect(loadSdFrom(rt, a.reader, SRC, { precision: 'f32', maxGpuBytes: 1000 })).rejects.toThrow(/the model's weights need [\d.]+ MiB of GPU memory, over maxGpuBytes 0\.0 MiB \(nothing was downloaded\)/);
+    await expect(loadSdFrom(rt, a.reader, SRC, { precision: 'f32', maxGpuBytes: 1000 })).rejects.toThrow(/the model's weights need \d+ bytes \([\d.]+ MiB\) of GPU memory, over maxGpuBytes 1000 \(0\.0 MiB\); no weight byte was downloaded/);
     expect(a.log.streamed).toEqual([]);
     expect(rt.liveBytes).toBe(live);
     const limits = rt.planLimits;
@@ -226,6 +226,23 @@ function served(dir: string, base: string, edit: (name: string, bytes: Uint8Arra
 }
 
 describe('loadModel over HTTP: what is requested', () => {
+  it('takes a Hub repository\'s fp16 files by default, and its full ones when f32 is asked for', async () => {
+    const gpu = (await runtime()).gpu;
+    const hub = 'http://hub.test/';
+    const repo = `${hub}me/sd-tiny/resolve/main/`;
+    const files = served(SRC, repo);
+    for (const [url, bytes] of [...files]) if (url.endsWith('.safetensors')) files.set(url.replace(/\.safetensors$/, '.fp16.safetensors'), bytes);
+    const server = fakeServer(files, { piece: 1 << 16 });
+    const streamed = () => server.requests.filter((r) => r.url.endsWith('.safetensors') && r.range && /-$/.test(r.range)).map((r) => r.url.slice(repo.length)).sort();
+    const a = await loadModel('hf:me/sd-tiny', { gpu, fetch: server.fetch, hubEndpoint: hub, cache: false, precision: 'f32' });
+    a.destroy();
+    expect(streamed()).toEqual(['text_encoder/model.safetensors', 'unet/diffusion_pytorch_model.safetensors', 'vae/diffusion_pytorch_model.safetensors']);
+    server.requests.length = 0;
+    const b = await loadModel('hf:me/sd-tiny', { gpu, fetch: server.fetch, hubEndpoint: hub, cache: false });
+    b.destroy();
+    expect(streamed()).toEqual(['text_encoder/model.fp16.safetensors', 'unet/diffusion_pytorch_model.fp16.safetensors', 'vae/diffusion_pytorch_model.fp16.safetensors']);
+  });
+
   const BASE = 'http://models.test/sd-tiny/';
   const weightRequests = (reqs: { url: string; range: string | null }[]) => reqs.filter((r) => r.url.endsWith('.safetensors'));
 
