@@ -4,8 +4,9 @@
 //
 // - SD-Turbo and SDXL-Turbo (adversarial diffusion distillation): one step (up to 4), no guidance
 //   (guidance_scale 0.0, so no unconditional batch), Euler ancestral with trailing timestep
-//   spacing — the scheduler config both repositories ship (EulerAncestralDiscreteScheduler,
-//   timestep_spacing "trailing") and their cards' `num_inference_steps=1, guidance_scale=0.0`.
+//   spacing (timestep_spacing "trailing", as their cards say) and the cards'
+//   `num_inference_steps=1, guidance_scale=0.0`. At one step Euler ancestral and plain Euler
+//   agree (the last step adds no noise); at 2-4 ancestral sampling is what ADD was trained for.
 //   Trailing spacing is what makes one step start at t = 999 (pure noise) rather than t = 1, so the
 //   preset sets it over whatever the folder's scheduler_config.json says. Both cards generate at
 //   512×512; SDXL-Turbo's U-Net config says 1024 (sample_size 128), so its preset sets the size.
