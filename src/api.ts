@@ -22,6 +22,9 @@ import { generateFromText } from './pipelines/text_to_image.ts';
 import { imageToRgba, latentPreview, parsePreviewFactors, type PreviewFactors, type PreviewMode, type RgbaImage } from './preview.ts';
 import { initTensors, resolveGenerateOptions, type GenerateOptions } from './generate_options.ts';
 import { CancelledError, GenerateOptionsError, GpuError } from './errors.ts';
+import { readLoraLayers } from './io/lora_file.ts';
+import { readLoraSource, type LoadLoraOptions, type LoraSource } from './io/lora_source.ts';
+import { LoraSet, type LoraInfo, type LoraTargets } from './models/lora.ts';
 
 export type { ModelDefaults, ModelInfo, ModelKind };
 export { randomSeed, resolveGenerateOptions, type GenerateOptions, type ResolvedOptions, type StepEvent, type RgbaPixels } from './generate_options.ts';
@@ -121,7 +124,75 @@ export class Model {
   destroy(): void {
     if (this.destroyed) return;
     this.destroyed = true;
+    this.lora?.destroy();
     (this.loaded.kind === 'class' ? this.loaded.ldm : this.loaded.sd).destroy();
+  }
+
+  // Generations share the weights; a LoRA change has them to itself (after the generations
+  // already started, before those asked for later).
+  private gate: Promise<unknown> = Promise.resolve();
+  private readonly running = new Set<Promise<unknown>>();
+  private lora: LoraSet | null = null;
+
+  /** @internal */
+  shared<T>(f: () => Promise<T>): Promise<T> {
+    const p = this.gate.then(f);
+    const settled = p.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.running.add(settled);
+    void settled.then(() => this.running.delete(settled));
+    return p;
+  }
+
+  private exclusive<T>(f: () => Promise<T>): Promise<T> {
+    const p = Promise.allSettled([this.gate, ...this.running]).then(f);
+    this.gate = p.then(
+      () => undefined,
+      () => undefined,
+    );
+    return p;
+  }
+
+  private loras(): LoraSet {
+    if (this.destroyed) throw new GenerateOptionsError('this model was destroyed');
+    if (!this.lora) {
+      const targets: LoraTargets = this.loaded.kind === 'class' ? { unet: this.loaded.ldm.unet.w } : { unet: this.loaded.sd.unet.w, text_encoder: this.loaded.sd.textEncoder.w, ...(this.loaded.sd.xl ? { text_encoder_2: this.loaded.sd.xl.textEncoder2.w } : {}) };
+      this.lora = new LoraSet(this.rt, targets);
+    }
+    return this.lora;
+  }
+
+  /**
+   * Merges a LoRA into the weights at `scale` (default 1): a .safetensors file in diffusers',
+   * PEFT's or kohya's key form, given as bytes, a URL, a path (Node) or `hf:owner/name[/file]`
+   * (default file pytorch_lora_weights.safetensors). Several can be loaded, each under its own
+   * name (default: the file's name). Every layer must match a module of this model.
+   */
+  loadLora(source: LoraSource, opts: LoadLoraOptions = {}): Promise<LoraInfo> {
+    return this.exclusive(async () => {
+      const set = this.loras();
+      const { tensors, where, name } = await readLoraSource(source, opts);
+      const adapter = opts.name ?? name;
+      await set.load(adapter, readLoraLayers(tensors, where), opts.scale ?? 1, where);
+      return set.list().find((a) => a.name === adapter)!;
+    });
+  }
+
+  /** New scales for loaded LoRAs, by name: the weights change by the difference (no reload). */
+  setLoraScales(scales: Record<string, number>): Promise<void> {
+    return this.exclusive(() => this.loras().setScales(scales));
+  }
+
+  /** Takes a LoRA (or, without a name, every one) out of the weights. */
+  unloadLora(name?: string): Promise<void> {
+    return this.exclusive(() => this.loras().unload(name));
+  }
+
+  /** The LoRAs merged into the weights, with their scales. */
+  get loraAdapters(): LoraInfo[] {
+    return this.lora?.list() ?? [];
   }
 }
 
@@ -266,7 +337,15 @@ function rejectOnLoss(gpu: GpuContext): Promise<never> {
   return gpu.lost.then((m) => Promise.reject(new GpuError(m)));
 }
 
-export async function generate(model: Model, opts: GenerateOptions = {}): Promise<GenerateResult> {
+/**
+ * Draws images (see GenerateOptions). Runs after any LoRA change already asked for, and a LoRA
+ * change asked for meanwhile waits for it: a generation never sees half-merged weights.
+ */
+export function generate(model: Model, opts: GenerateOptions = {}): Promise<GenerateResult> {
+  return model.shared(() => generateNow(model, opts));
+}
+
+async function generateNow(model: Model, opts: GenerateOptions): Promise<GenerateResult> {
   if (model.isDestroyed) throw new GenerateOptionsError('this model was destroyed');
   const o = resolveGenerateOptions(model.info, opts, model.source);
   if (opts.signal?.aborted) throw new CancelledError();

@@ -57,6 +57,19 @@ export class ModelFolderError extends FrescoError {
   }
 }
 
+export type LoraErrorCode = 'format' | 'shape' | 'no-match' | 'name' | 'scale';
+
+/** A LoRA file Fresco cannot apply to this model: its form, a shape, keys matching nothing; or a bad adapter name or scale. */
+export class LoraError extends FrescoError {
+  override name = 'LoraError';
+  constructor(
+    readonly code: LoraErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
 /** A URL source that could not be fetched. */
 export class DownloadError extends FrescoError {
   override name = 'DownloadError';

@@ -82,6 +82,8 @@ function ends(starts: number[], C: number): number[] {
  */
 export class WeightSlices {
   private readonly cache = new WeakMap<Tensor, Map<string, Tensor>>();
+  /** How each cached slice of a weight was copied, to copy it again when the weight changes. */
+  private readonly copies = new WeakMap<Tensor, Map<string, () => void>>();
 
   /** own: keeps a new slice's buffer with the model's weights; disown: gives one back (before destroying it). */
   constructor(private readonly rt: Runtime, private readonly own: (b: GPUBuffer) => void, private readonly disown: (b: GPUBuffer) => void = () => {}) {}
@@ -114,17 +116,28 @@ export class WeightSlices {
       this.disown(buffer);
       this.rt.destroyBuffer(buffer);
     });
-    const enc = this.rt.device.createCommandEncoder({ label });
-    if (wholeRows) {
-      enc.copyBufferToBuffer(w.buffer, o0 * rowBytes, buffer, 0, copyBytes);
-    } else {
-      const stride = Cin * inner * elem;
-      for (let o = o0; o < o1; o++) enc.copyBufferToBuffer(w.buffer, o * stride + i0 * inner * elem, buffer, (o - o0) * rowBytes, rowBytes);
-    }
-    this.rt.watch(`slicing ${label}`, () => this.rt.device.queue.submit([enc.finish()]));
+    const copy = () => {
+      const enc = this.rt.device.createCommandEncoder({ label });
+      if (wholeRows) {
+        enc.copyBufferToBuffer(w.buffer, o0 * rowBytes, buffer, 0, copyBytes);
+      } else {
+        const stride = Cin * inner * elem;
+        for (let o = o0; o < o1; o++) enc.copyBufferToBuffer(w.buffer, o * stride + i0 * inner * elem, buffer, (o - o0) * rowBytes, rowBytes);
+      }
+      this.rt.watch(`slicing ${label}`, () => this.rt.device.queue.submit([enc.finish()]));
+    };
+    copy();
+    let copies = this.copies.get(w);
+    if (!copies) this.copies.set(w, (copies = new Map()));
+    copies.set(key, copy);
     const t: Tensor = { buffer, shape: [o1 - o0, i1 - i0, ...rest].slice(0, w.shape.length), label, ...(w.dtype ? { dtype: w.dtype } : {}) };
     m.set(key, t);
     return t;
+  }
+
+  /** Copies every slice of `w` again (its values changed on the GPU: a LoRA merged into it). */
+  refresh(w: Tensor): void {
+    for (const [key, copy] of this.copies.get(w) ?? []) if (this.cache.get(w)?.has(key)) copy();
   }
 }
 

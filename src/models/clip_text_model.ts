@@ -142,7 +142,8 @@ export class CLIPTextModel {
   readonly precision: ResolvedPrecision;
   /** Row chunks of the token table, each within the plan's binding limit when built. */
   readonly tokenChunks: readonly Tensor[];
-  private readonly w: WeightLoader;
+  /** @internal The loader its weights came from (LoRAs merge into them). */
+  readonly w: WeightLoader;
   private readonly positions: Tensor;
   /** text_projection's width (CLIPTextModelWithProjection), else null. */
   readonly projectionDim: number | null;

@@ -36,6 +36,9 @@ export class WeightLoader {
   /** Channel slices of weights for activations split to fit the binding limit (shared by sub-loaders). */
   readonly slices: WeightSlices;
 
+  /** Every weight tensor() made, by its full key (shared by sub-loaders): what a LoRA merges into. */
+  readonly weights = new Map<string, Tensor>();
+
   /**
    * dtype: the model's activations (what its kernels compute in and store between ops).
    * weightDtype: how every weight is stored on the GPU (f16 rounds the file's values to nearest
@@ -61,6 +64,7 @@ export class WeightLoader {
     const key = this.key(name);
     const t = this.alloc(shape, key, dtype);
     this.store.claim(key, shape, (host) => writeBytes(this.rt, t.buffer, storageBytes(host, dtype)));
+    this.weights.set(key, t);
     return t;
   }
 

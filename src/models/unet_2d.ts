@@ -18,7 +18,8 @@ export class UNet2DModel {
   readonly outChannels: number;
   readonly sampleSize: number;
   readonly precision: ResolvedPrecision;
-  private readonly w: ModelLoader;
+  /** @internal The loader its weights came from (LoRAs merge into them). */
+  readonly w: ModelLoader;
   private readonly time: TimeEmbedding;
   private readonly convIn: ReturnType<typeof loadConv>;
   private readonly down: DownBlock[] = [];

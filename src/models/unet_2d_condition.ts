@@ -25,7 +25,8 @@ export class UNet2DConditionModel {
   /** addition_embed_type: 'text_time' (SDXL; forward needs t.textEmbeds and t.timeIds) or null. */
   readonly additionEmbedType: 'text_time' | null;
   readonly precision: ResolvedPrecision;
-  private readonly w: ModelLoader;
+  /** @internal The loader its weights came from (LoRAs merge into them). */
+  readonly w: ModelLoader;
   private readonly time: TimeEmbedding;
   private readonly convIn: ReturnType<typeof loadConv>;
   private readonly down: CondDownBlock[] = [];

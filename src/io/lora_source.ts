@@ -1,0 +1,62 @@
+// Where a LoRA file comes from: bytes, a URL, a path on disk (Node), or a Hub repository. LoRA
+// files are small (megabytes to a few hundred), so they are read whole.
+import { resolveHubSource } from './hub.ts';
+import { parseSafetensors, readFileBytes, type HostTensor } from './safetensors.ts';
+import { DownloadError, LoraError } from '../errors.ts';
+
+export type LoraSource = string | Uint8Array | ArrayBuffer;
+
+export interface LoadLoraOptions {
+  /** The weight of the adapter's change (default 1). */
+  scale?: number;
+  /** The adapter's name for setLoraScales / unloadLora (default: the file's name). */
+  name?: string;
+  /** URL and hf: sources: a fetch to use instead of the global one. */
+  fetch?: typeof fetch;
+  /** hf: sources: the Hub's address (default as loadModel's). */
+  hubEndpoint?: string;
+}
+
+/** diffusers' save_lora_weights file name, read from a Hub repository named without a file. */
+export const DEFAULT_LORA_FILE = 'pytorch_lora_weights.safetensors';
+
+function isNode(): boolean {
+  return typeof process !== 'undefined' && !!process.versions?.node && typeof (globalThis as { document?: unknown }).document === 'undefined';
+}
+
+function baseName(path: string): string {
+  const file = path.split(/[\\/]/).filter(Boolean).pop() ?? 'lora';
+  return file.replace(/\.safetensors$/i, '') || 'lora';
+}
+
+async function fetchBytes(url: string, doFetch: typeof fetch): Promise<Uint8Array> {
+  let res: Response;
+  try {
+    res = await doFetch(url);
+  } catch (e) {
+    throw new DownloadError(`${url}: ${(e as Error).message}`);
+  }
+  if (!res.ok) throw new DownloadError(`${url}: HTTP ${res.status} ${res.statusText}`);
+  return new Uint8Array(await res.arrayBuffer());
+}
+
+/** The file's tensors, where it came from (for messages) and a default adapter name. */
+export async function readLoraSource(source: LoraSource, opts: LoadLoraOptions = {}): Promise<{ tensors: Map<string, HostTensor>; where: string; name: string }> {
+  if (typeof source !== 'string') {
+    const bytes = source instanceof Uint8Array ? source : new Uint8Array(source);
+    const where = opts.name ?? 'LoRA bytes';
+    return { tensors: parseSafetensors(bytes, where), where, name: opts.name ?? 'lora' };
+  }
+  const doFetch = opts.fetch ?? ((u: RequestInfo | URL, i?: RequestInit) => fetch(u, i));
+  const hub = resolveHubSource(source, { endpoint: opts.hubEndpoint });
+  let url: string | null = null;
+  if (hub) url = /\.safetensors$/i.test(hub.subfolder) ? hub.baseUrl.replace(/\/$/, '') : `${hub.baseUrl}${DEFAULT_LORA_FILE}`;
+  else if (/^[a-z][a-z0-9+.-]*:\/\//i.test(source) || !isNode()) url = new URL(source, (globalThis as { location?: { href: string } }).location?.href).href;
+  if (url) {
+    if (!/\.safetensors$/i.test(new URL(url).pathname)) throw new LoraError('format', `${source}: LoRA files are read in .safetensors form only`);
+    return { tensors: parseSafetensors(await fetchBytes(url, doFetch), url), where: url, name: baseName(hub && !/\.safetensors$/i.test(hub.subfolder) ? hub.repo : new URL(url).pathname) };
+  }
+  const bytes = await readFileBytes(source);
+  if (!bytes) throw new LoraError('format', `${source}: file not found`);
+  return { tensors: parseSafetensors(bytes, source), where: source, name: baseName(source) };
+}
