@@ -9,6 +9,9 @@
 // MASK_BLEND is inpainting's per-step blend, in place: out = m * out + (1 - m) * known, with
 // known [B, C, h, w] repeated over out's leading batch copies (the two guidance halves) and the
 // mask [B, 1, h, w] broadcast over channels.
+// ADD_INTO is a ControlNet residual going into a U-Net skip, in place: out = out + s * a, with s
+// a uniform, or with COEF element coef_index of an f32 storage buffer (the step row: the scale
+// times the keep flag of control_guidance_start / end changes every step of one planned graph).
 // AVG_POOL is nn.AvgPool2d(2, 2) (a ResnetBlock2D with down=True pools its input and its hidden
 // states so), summed in torch's order; BATCH_DIV divides each batch element by its own f32 value
 // (UNet2DModel's fourier time embedding ends with sample / timesteps).
@@ -48,6 +51,9 @@ struct U { n: u32, half: u32 }
 #elif MASK_BLEND
 // known_n: values in known; plane: h * w; chw: C * h * w.
 struct U { n: u32, known_n: u32, plane: u32, chw: u32 }
+#elif ADD_INTO
+// scale: s without COEF; coef_index: where s is in b with COEF.
+struct U { n: u32, scale: f32, coef_index: u32 }
 #else
 // ACT: one value in, one out.
 struct U { n: u32 }
@@ -64,6 +70,11 @@ struct U { n: u32 }
 #elif BATCH_DIV
 // The divisors (timesteps) stay f32 whatever the storage type.
 @group(0) @binding(2) var<storage, read> b: array<f32>;
+#elif ADD_INTO
+#if COEF
+// The coefficient row (f32 whatever the storage type).
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+#endif
 #endif
 @group(0) @binding(3) var<storage, read_write> out: array<st>;
 
@@ -168,6 +179,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let k = i % u.known_n;
   let m = f32(b[(k / u.chw) * u.plane + k % u.plane]);
   out[i] = st(m * f32(out[i]) + (1.0 - m) * f32(a[k]));
+#elif ADD_INTO
+#if COEF
+  let s = b[u.coef_index];
+#else
+  let s = u.scale;
+#endif
+  out[i] = st(f32(out[i]) + s * f32(a[i]));
 #else
   // ACT: the activation act (common.wgsl) picks from ACT_*.
   out[i] = st(act(f32(a[i])));

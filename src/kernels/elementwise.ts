@@ -1,6 +1,6 @@
 // Activations (SiLU, Mish, GELU, ReLU), GEGLU, scaling, the tanh soft clamp, scaled residual add, channel concat, nearest 2x
 // upsample, 2x2 average pooling, FIR (1, 3, 3, 1) 2x resampling and per-batch division: one thread per output element through shaders/elementwise.wgsl, one template variant
-// per op; maskBlend (inpainting) updates its sample in place.
+// per op; maskBlend (inpainting) and addScaledInto (ControlNet residuals) update their target in place.
 import { fold1d, type Graph } from '../graph/graph.ts';
 import { dtypeOf, numel, shapeStr, type Tensor, trafficBytes } from '../graph/tensor.ts';
 import { type Activation } from './gemm.ts';
@@ -146,4 +146,27 @@ export function maskBlend(g: Graph, label: string, x: Tensor, known: Tensor, mas
     // x is read and written in place.
     bytes: 2 * trafficBytes(x) + trafficBytes(known, mask),
   });
+}
+
+/** A coefficient: a fixed number, or element `index` of an f32 storage buffer (a step row), read on the GPU each run. */
+export type Coefficient = number | { buffer: GPUBuffer | Tensor; index: number };
+
+/**
+ * out += s·x, in place, for equal shapes (diffusers' down_block_res_sample + the ControlNet's
+ * residual, with the ControlNet's conditioning_scale folded in). s is a number or a step-row entry:
+ * one planned graph then serves steps with different scales (control_guidance_start / end).
+ */
+export function addScaledInto(g: Graph, label: string, out: Tensor, x: Tensor, s: Coefficient): void {
+  if (shapeStr(out.shape) !== shapeStr(x.shape)) throw new ShapeError(`${label}: cannot add ${shapeStr(x.shape)} into ${shapeStr(out.shape)}`);
+  if (out.buffer === x.buffer) throw new ShapeError(`${label}: the target and the addend share a buffer`);
+  const dtype = commonDType(label, { out, x });
+  const n = numel(out.shape);
+  const bytes = 2 * trafficBytes(out) + trafficBytes(x);
+  if (typeof s === 'number') {
+    g.dispatch(label, { shader: 'elementwise', params: { ADD_INTO: true, COEF: false, ...storageParams(dtype) } }, { a: x, out }, { n, scale: s, coef_index: 0 }, fold1d(Math.ceil(n / WG)), { bytes });
+    return;
+  }
+  if (!Number.isInteger(s.index) || s.index < 0) throw new ShapeError(`${label}: coefficient index ${s.index} is not a whole number >= 0`);
+  checkF32Values(label, 'coefficients', s.buffer, s.index + 1);
+  g.dispatch(label, { shader: 'elementwise', params: { ADD_INTO: true, COEF: true, ...storageParams(dtype) } }, { a: x, b: s.buffer, out }, { n, scale: 0, coef_index: s.index }, fold1d(Math.ceil(n / WG)), { bytes: bytes + 4 });
 }

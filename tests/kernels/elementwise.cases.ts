@@ -1,5 +1,5 @@
-import { activation, add, affine, avgPool2x, concatChannels, divideBatch, firResample2x, geglu, maskBlend, scale, silu, tanhClamp, upsampleNearest2x } from '../../src/kernels/elementwise.ts';
-import { activationRef, addRef, avgPool2Ref, concatChannelsRef, divideBatchRef, firResampleRef, gegluRef, maskBlendRef, siluRef, tanhClampRef, type ActName } from '../ref/elementwise.ts';
+import { activation, add, addScaledInto, affine, avgPool2x, concatChannels, divideBatch, firResample2x, geglu, maskBlend, scale, silu, tanhClamp, upsampleNearest2x, type Coefficient } from '../../src/kernels/elementwise.ts';
+import { activationRef, addRef, addScaledRef, avgPool2Ref, concatChannelsRef, divideBatchRef, firResampleRef, gegluRef, maskBlendRef, siluRef, tanhClampRef, type ActName } from '../ref/elementwise.ts';
 import { upsampleNearestRef } from '../ref/gemm.ts';
 import { input, randn, runGraph } from '../helpers/gpu.ts';
 import { F32, type OpCase } from './cases.ts';
@@ -193,4 +193,37 @@ const maskBlendCases: OpCase[] = maskBlendRows.map(([shape, B, kind], i) => ({
   },
 }));
 
-export const elementwiseCases: OpCase[] = [...maskBlendCases, ...siluCases, ...activationCases, ...scaleCases, ...tanhClampCases, ...affineCases, ...addCases, ...concatCases, ...upsampleCases, ...avgPoolCases, ...firCases, ...divideBatchCases, ...gegluCases];
+// ControlNet residuals into U-Net skips, in place: a fixed scale, and a scale read from a step row
+// at an offset (as the denoising loop reads each step's scale × keep), including 0 (a step outside
+// control_guidance_start / end) and the SD 1.5 level-1 skip shape at 64x64 latents.
+const addIntoRows: [number[], number, number | null][] = [
+  [[2, 32, 8, 8], 1, null],
+  [[3, 5, 7], 0.35, null],
+  [[1, 1, 1, 1], -2.5, 0],
+  [[2, 640, 32, 32], 0.75, 9],
+  [[2, 4, 5, 5], 0, 3],
+];
+
+const addIntoCases: OpCase[] = addIntoRows.map(([shape, s, index], i) => ({
+  op: 'add_scaled_into',
+  name: `[${shape.join(',')}] scale ${s}${index === null ? '' : ` from row [${index}]`}`,
+  ...F32,
+  async run(rt) {
+    const target = randn(numel(shape), 1180 + i);
+    const x = randn(numel(shape), 1190 + i, 2);
+    const got = await runGraph(rt, (g) => {
+      const t = input(rt, target, shape, 'skip');
+      let coef: Coefficient = s;
+      if (index !== null) {
+        const row = new Float32Array(index + 3).fill(NaN);
+        row[index] = s;
+        coef = { buffer: input(rt, row, [row.length], 'row', 'f32'), index };
+      }
+      addScaledInto(g, 'add_scaled_into', t, input(rt, x, shape, 'residual'), coef);
+      return t;
+    });
+    return { got, ref: addScaledRef(target, x, Math.fround(s)) };
+  },
+}));
+
+export const elementwiseCases: OpCase[] = [...addIntoCases, ...maskBlendCases, ...siluCases, ...activationCases, ...scaleCases, ...tanhClampCases, ...affineCases, ...addCases, ...concatCases, ...upsampleCases, ...avgPoolCases, ...firCases, ...divideBatchCases, ...gegluCases];

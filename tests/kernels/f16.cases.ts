@@ -14,7 +14,7 @@ const POINTWISE = { atol: 2e-3, rtol: 2e-3, why: 'f16 storage: input and output 
 /** Sums of up to ~600 rounded products (conv 64x3x3), norms over rounded inputs, softmax-weighted sums. */
 const REDUCTION = { atol: 1e-2, rtol: 1e-2, why: 'f16 storage: every input rounded to 11 bits, summed over up to ~600 terms in f32, output rounded once' };
 
-const POINTWISE_OPS = new Set(['silu', 'activation', 'scale', 'add', 'concat_channels', 'upsample_nearest2x', 'avg_pool2x', 'fir_resample2x', 'divide_batch', 'tanh_clamp', 'affine', 'geglu', 'mask_blend', 'embedding_lookup']);
+const POINTWISE_OPS = new Set(['silu', 'activation', 'scale', 'add', 'concat_channels', 'upsample_nearest2x', 'avg_pool2x', 'fir_resample2x', 'divide_batch', 'tanh_clamp', 'affine', 'geglu', 'mask_blend', 'add_scaled_into', 'embedding_lookup']);
 const REDUCTION_OPS = new Set(['linear', 'conv2d', 'attention', 'group_norm', 'group_norm_scale_shift', 'group_norm_spatial', 'layer_norm']);
 
 /**

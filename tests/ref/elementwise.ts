@@ -39,6 +39,11 @@ export function addRef(a: ArrayLike<number>, b: ArrayLike<number>, scale = 1): F
   return Float64Array.from(a, (v, i) => (v + b[i]!) * scale);
 }
 
+/** out + s·x (a ControlNet residual into a U-Net skip). */
+export function addScaledRef(out: ArrayLike<number>, x: ArrayLike<number>, s: number): Float64Array {
+  return Float64Array.from(out, (v, i) => v + s * x[i]!);
+}
+
 /** torch.cat([a, b], dim=1), given each input's values per batch element. */
 export function concatChannelsRef(a: ArrayLike<number>, b: ArrayLike<number>, B: number, aRun: number, bRun: number): Float64Array {
   const out = new Float64Array(B * (aRun + bRun));
