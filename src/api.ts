@@ -159,7 +159,8 @@ export class Model {
     if (this.destroyed) throw new GenerateOptionsError('this model was destroyed');
     if (!this.lora) {
       const targets: LoraTargets = this.loaded.kind === 'class' ? { unet: this.loaded.ldm.unet.w } : { unet: this.loaded.sd.unet.w, text_encoder: this.loaded.sd.textEncoder.w, ...(this.loaded.sd.xl ? { text_encoder_2: this.loaded.sd.xl.textEncoder2.w } : {}) };
-      this.lora = new LoraSet(this.rt, targets);
+      const unet = this.loaded.kind === 'class' ? null : this.loaded.sd.unet;
+      this.lora = new LoraSet(this.rt, targets, unet ? (unet.config.layers[0] ?? null) : null);
     }
     return this.lora;
   }

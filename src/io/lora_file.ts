@@ -68,14 +68,17 @@ export function readLoraLayers(tensors: Map<string, HostTensor>, where: string):
   const parts = new Map<string, { component: LoraComponent; module: string; flat: boolean; down?: HostTensor; up?: HostTensor; alpha?: HostTensor }>();
   const unknown: string[] = [];
   for (const [key, t] of tensors) {
-    const other = OTHER.find(([s]) => key.includes(s));
+    const other = OTHER.find(([s]) => key.endsWith(s));
     if (other) throw new LoraError('format', `${where}: '${key}' is a ${other[1]} adapter, not a LoRA (only LoRA's low-rank pairs are supported)`);
-    const suffix = SUFFIXES.find(([s]) => key.endsWith(s));
-    if (!suffix) {
+    // The attention-processor form: `X.processor.to_q_lora.down.weight`.
+    const proc = /^(.*\.processor\.(?:to_q|to_k|to_v|to_out)_lora)\.(down|up)\.weight$/.exec(key);
+    const suffix = proc ? null : SUFFIXES.find(([s]) => key.endsWith(s));
+    if (!proc && !suffix) {
       unknown.push(key);
       continue;
     }
-    let rest = key.slice(0, -suffix[0].length);
+    const role = proc ? (proc[2] as 'down' | 'up') : suffix![1];
+    let rest = proc ? proc[1]! : key.slice(0, -suffix![0].length);
     let component: LoraComponent = 'unet';
     let flat = false;
     const kohya = KOHYA.find(([p]) => rest.startsWith(p));
@@ -94,7 +97,7 @@ export function readLoraLayers(tensors: Map<string, HostTensor>, where: string):
     const id = `${component}:${rest}`;
     const entry = parts.get(id) ?? { component, module: rest, flat };
     parts.set(id, entry);
-    entry[suffix[1]] = t;
+    entry[role] = t;
   }
   if (unknown.length) throw new LoraError('format', `${where}: ${unknown.length} keys are not LoRA weights in a known form (diffusers, PEFT or kohya): ${unknown.slice(0, 5).join(', ')}`);
   if (parts.size === 0) throw new LoraError('format', `${where}: no LoRA weights in the file`);
@@ -128,4 +131,43 @@ export function kohyaNames(modules: Iterable<string>): Map<string, string> {
   const out = new Map<string, string>();
   for (const m of modules) out.set(m.replace(/\./g, '_'), m);
   return out;
+}
+
+const INNER = ['resnets', 'attentions', 'upsamplers'];
+
+/**
+ * A kohya U-Net name in the original (SGM/LDM) layout, `input_blocks_4_1_transformer_blocks_0_attn1_to_q`,
+ * as diffusers v0.25.1 renames it (_maybe_map_sgm_blocks_to_diffusers, then
+ * _convert_kohya_lora_to_diffusers' LDM renames), still flat: `down_blocks_1_attentions_0_…`.
+ * Names in diffusers' layout come back unchanged; null for one that cannot be mapped.
+ */
+export function sgmToDiffusers(flat: string, layersPerBlock: number): string | null {
+  let parts = flat.split('_');
+  const kind = `${parts[0]}_${parts[1]}`;
+  const per = layersPerBlock + 1;
+  if (kind === 'input_blocks' || kind === 'output_blocks') {
+    const i = Number(parts[2]);
+    const inner = Number(parts[3]);
+    if (!Number.isInteger(i) || !Number.isInteger(inner)) return null;
+    const op = parts.includes('op');
+    const j = kind === 'input_blocks' ? i - 1 : i;
+    if (j < 0) return null;
+    const innerKey = op ? 'downsamplers' : INNER[inner];
+    if (!innerKey) return null;
+    const layer = op || (kind === 'output_blocks' && inner >= 2) ? '0' : String(j % per);
+    parts = [kind === 'input_blocks' ? 'down' : 'up', 'blocks', String(Math.floor(j / per)), innerKey, layer, ...parts.slice(4)];
+  } else if (kind === 'middle_block') {
+    const part = [['resnets', '0'], ['attentions', '0'], ['resnets', '1']][Number(parts[2])];
+    if (!part) return null;
+    parts = ['mid', 'block', ...part, ...parts.slice(3)];
+  } else {
+    return flat;
+  }
+  return parts
+    .join('_')
+    .replace(/_in_layers_2$/, '_conv1')
+    .replace(/_out_layers_3$/, '_conv2')
+    .replace(/_emb_layers_1$/, '_time_emb_proj')
+    .replace(/_op$/, '_conv')
+    .replace(/_skip_connection$/, '_conv_shortcut');
 }

@@ -6,7 +6,7 @@
 import type { Runtime } from '../gpu/runtime.ts';
 import { planGraph } from '../graph/graph.ts';
 import { numel, type Tensor } from '../graph/tensor.ts';
-import { kohyaNames, type LoraComponent, type LoraLayer } from '../io/lora_file.ts';
+import { kohyaNames, sgmToDiffusers, type LoraComponent, type LoraLayer } from '../io/lora_file.ts';
 import { linear } from '../kernels/gemm.ts';
 import { loraMerge } from '../kernels/lora_merge.ts';
 import type { WeightLoader } from './loader.ts';
@@ -51,9 +51,11 @@ const same = (a: readonly number[], b: readonly number[]) => a.length === b.leng
 export class LoraSet {
   private readonly adapters = new Map<string, Adapter>();
 
+  /** unetLayersPerBlock: the U-Net's layers_per_block, to read kohya names in the original SD layout (input_blocks_…). */
   constructor(
     private readonly rt: Runtime,
     private readonly targets: LoraTargets,
+    private readonly unetLayersPerBlock: number | null = null,
   ) {}
 
   list(): LoraInfo[] {
@@ -149,6 +151,10 @@ export class LoraSet {
         let names = kohya.get(layer.component);
         if (!names) kohya.set(layer.component, (names = kohyaNames([...loader.weights.keys()].filter((k) => k.endsWith('.weight')).map((k) => k.slice(0, -'.weight'.length)))));
         module = names.get(layer.module);
+        if (module === undefined && layer.component === 'unet' && this.unetLayersPerBlock !== null) {
+          const mapped = sgmToDiffusers(layer.module, this.unetLayersPerBlock);
+          if (mapped !== null) module = names.get(mapped);
+        }
       }
       const key = module === undefined ? undefined : `${module}.weight`;
       const target = key === undefined ? undefined : loader.weights.get(key);

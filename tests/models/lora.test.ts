@@ -193,15 +193,36 @@ describe('LoRA merged on the GPU', () => {
     }
   });
 
+  it('reads kohya names in the original SD layout (input_blocks_…) as diffusers maps them', async () => {
+    const gpu = (await runtime()).gpu;
+    const model = await loadModel(SD, { gpu, precision: 'f32' });
+    try {
+      const { w } = pick(model);
+      const lpb = model.loaded.kind === 'text' ? model.loaded.sd.unet.config.layers[0]! : 0;
+      // down_blocks.0.attentions.0 is input block 1, layer 1 (after conv_in, block 0)
+      const module = 'down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q';
+      const t = w.unet.get(`${module}.weight`)!;
+      expect(t).toBeDefined();
+      const orig = await readTensor(model.rt, t);
+      const p = pairFor('unet', 'input_blocks.1.1.transformer_blocks.0.attn1.to_q', t, 2, 31, 1);
+      const info = await model.loadLora(kohyaFile([p]), { name: 'sgm' });
+      expect(info.layers).toEqual({ unet: 1 });
+      expect(lpb).toBeGreaterThan(0);
+      expect(maxErr(await readTensor(model.rt, t), merged(orig, [{ p, scale: 1 }]))).toBeLessThan(1);
+    } finally {
+      model.destroy();
+    }
+  });
+
   it('names a file for another model, a rank mismatch, an unknown form, and a name used twice', async () => {
     const gpu = (await runtime()).gpu;
     const model = await loadModel(SD, { gpu, precision: 'f32' });
     try {
       const { w, attn } = pick(model);
       const t = w.unet.get(`${attn}.weight`)!;
-      const other = kohyaFile([{ ...pairFor('unet', attn, t, 2, 1, null), module: 'input_blocks.1.1.transformer_blocks.0.attn1.to_q' }]);
+      const other = kohyaFile([{ ...pairFor('unet', attn, t, 2, 1, null), module: 'double_blocks.0.img_attn.qkv' }]);
       await expect(model.loadLora(other)).rejects.toThrow(LoraError);
-      await expect(model.loadLora(other)).rejects.toThrow(/none of its 1 LoRA layers names a module of this model \(first: unet: input_blocks_1_1_transformer_blocks_0_attn1_to_q\); is it for another architecture\?/);
+      await expect(model.loadLora(other)).rejects.toThrow(/none of its 1 LoRA layers names a module of this model \(first: unet: double_blocks_0_img_attn_qkv\); is it for another architecture\?/);
       const bad = pairFor('unet', attn, t, 2, 1, null);
       const wrongRank = writeSafetensors({ [`unet.${attn}.lora_A.weight`]: { dtype: 'F32', shape: [2, t.shape[1]!], data: bad.down }, [`unet.${attn}.lora_B.weight`]: { dtype: 'F32', shape: [t.shape[0]!, 3], data: new Float32Array(t.shape[0]! * 3) } });
       await expect(model.loadLora(wrongRank)).rejects.toThrow(/are not a rank-2 pair/);
