@@ -39,6 +39,8 @@ export interface GenerateArgs {
   targetSize: [number, number] | null;
   /** --preset: a few-step preset, or null for `none`; absent: the library detects one. */
   preset?: PresetName | null;
+  /** --lora FILE[:SCALE], in order (scale 1 when not given). */
+  loras: { file: string; scale: number }[];
 }
 
 /** The flags only Stable Diffusion XL takes. */
@@ -75,6 +77,8 @@ ${schedulerHelpLines(' '.repeat(25)).join('\n')}
   --mask FILE.png      inpaint: white pixels are repainted, black kept (needs --init-image)
   --resize             resize --init-image and --mask to the image size (Lanczos) instead of
                        refusing another size
+  --lora FILE[:SCALE]  merge a LoRA (.safetensors: diffusers, PEFT or kohya keys; a path, URL or
+                       hf:owner/name[/file]) into the weights at SCALE (default 1); repeatable
   --precision auto|f16|f32  auto (the default): f16 weights everywhere, f16 activations where
                        the GPU has shader-f16; f16: both always (an error without it); f32: none
   --version            print the version
@@ -113,7 +117,7 @@ function num(flag: string, v: string | undefined, min: number, max: number): num
 }
 
 export function parseGenerateArgs(argv: string[]): GenerateArgs {
-  const a: GenerateArgs = { classes: [], count: 1, seed: null, steps: null, guidance: null, scheduler: null, eta: 0, model: null, out: 'fresco.png', force: false, initImage: null, strength: null, mask: null, resize: false, precision: 'auto', prompt: null, negativePrompt: null, width: null, height: null, prompt2: null, negativePrompt2: null, originalSize: null, cropTopLeft: null, targetSize: null };
+  const a: GenerateArgs = { classes: [], count: 1, seed: null, steps: null, guidance: null, scheduler: null, eta: 0, model: null, out: 'fresco.png', force: false, initImage: null, strength: null, mask: null, resize: false, precision: 'auto', prompt: null, negativePrompt: null, width: null, height: null, prompt2: null, negativePrompt2: null, originalSize: null, cropTopLeft: null, targetSize: null, loras: [] };
   const given = new Set<string>();
   for (let i = 0; i < argv.length; i++) {
     let flag = argv[i]!;
@@ -196,6 +200,16 @@ export function parseGenerateArgs(argv: string[]): GenerateArgs {
         if (!v || !v.toLowerCase().endsWith('.png')) throw new UsageError(`${flag} needs a .png file, got ${JSON.stringify(v ?? null)}`);
         if (flag === '--mask') a.mask = v;
         else a.initImage = v;
+        break;
+      }
+      case '--lora': {
+        const v = next();
+        if (!v) throw new UsageError('--lora needs FILE or FILE:SCALE');
+        // The last ':' starts a scale only when a number follows (a URL or a Windows path has its own colons).
+        const m = /^(.+):(-?[\d.]+(?:e-?\d+)?)$/i.exec(v);
+        const scale = m ? Number(m[2]) : 1;
+        if (!Number.isFinite(scale)) throw new UsageError(`--lora ${v}: the scale after ':' must be a number`);
+        a.loras.push({ file: m ? m[1]! : v, scale });
         break;
       }
       case '--precision': {
