@@ -21,9 +21,12 @@ import { loadSdFrom, type SdModel } from './pipelines/sd_folder.ts';
 import { generateFromText } from './pipelines/text_to_image.ts';
 import { imageToRgba, latentPreview, parsePreviewFactors, type PreviewFactors, type PreviewMode, type RgbaImage } from './preview.ts';
 import { initTensors, resolveGenerateOptions, type GenerateOptions } from './generate_options.ts';
-import { CancelledError, GenerateOptionsError, GpuError } from './errors.ts';
+import { CancelledError, GenerateOptionsError, GpuError, TokenizerError } from './errors.ts';
 import { readLoraLayers } from './io/lora_file.ts';
 import { readLoraSource, type LoadLoraOptions, type LoraSource } from './io/lora_source.ts';
+import { readInversion, type InversionVectors } from './io/textual_inversion.ts';
+import type { CLIPTokenizer } from './text/clip_tokenizer.ts';
+import type { CLIPTextModel } from './models/clip_text_model.ts';
 import { LoraSet, type LoraInfo, type LoraTargets } from './models/lora.ts';
 
 export type { ModelDefaults, ModelInfo, ModelKind };
@@ -189,6 +192,42 @@ export class Model {
   /** Takes a LoRA (or, without a name, every one) out of the weights. */
   unloadLora(name?: string): Promise<void> {
     return this.exclusive(() => this.loras().unload(name));
+  }
+
+  /**
+   * Adds a textual inversion embedding (a .safetensors: {token: vectors}, A1111's emb_params, or
+   * SDXL's clip_l + clip_g) as diffusers' load_textual_inversion does: the token (the file's own,
+   * or `token`) and, for n vectors, `token_1` … `token_{n-1}` join the tokenizer(s), their rows the
+   * text encoder(s); a prompt naming the token gets all n. Returns the tokens added.
+   */
+  loadTextualInversion(source: LoraSource, opts: { token?: string; fetch?: typeof fetch; hubEndpoint?: string } = {}): Promise<string[]> {
+    return this.exclusive(async () => {
+      if (this.destroyed) throw new GenerateOptionsError('this model was destroyed');
+      if (this.loaded.kind !== 'text') throw new TokenizerError(`${this.source} is class-conditional: textual inversion applies to text-to-image models`);
+      const sd = this.loaded.sd;
+      const { tensors, where, name } = await readLoraSource(source, { ...opts, defaultFile: 'learned_embeds.safetensors' });
+      const inv = readInversion(tensors, where);
+      const token = opts.token ?? inv.token ?? name;
+      const pairs: [CLIPTokenizer, CLIPTextModel, InversionVectors, string][] = [[sd.tokenizer, sd.textEncoder, inv.text_encoder, 'text_encoder']];
+      if (sd.xl) {
+        if (!inv.text_encoder_2) throw new TokenizerError(`${where}: Stable Diffusion XL needs an embedding for each text encoder (clip_l and clip_g); this file has one`);
+        pairs.push([sd.xl.tokenizer2, sd.xl.textEncoder2, inv.text_encoder_2, 'text_encoder_2']);
+      }
+      const n = inv.text_encoder.n;
+      const tokens = [token, ...Array.from({ length: n - 1 }, (_, i) => `${token}_${i + 1}`)];
+      // Everything is checked before anything changes.
+      for (const [tok, te, v, label] of pairs) {
+        if (v.dim !== te.hiddenSize) throw new TokenizerError(`${where}: the embedding has ${v.dim} features but ${label} takes ${te.hiddenSize}`);
+        if (v.n !== n) throw new TokenizerError(`${where}: clip_l has ${n} vectors but clip_g ${v.n}`);
+        if (tok.size !== te.vocabSize) throw new TokenizerError(`${where}: the tokenizer has ${tok.size} ids but ${label}'s table ${te.vocabSize} rows`);
+        for (const t of tokens) if (tok.has(t)) throw new TokenizerError(`token ${JSON.stringify(t)} is already in the tokenizer's vocabulary; give the embedding another token`);
+      }
+      for (const [tok, te, v, label] of pairs) {
+        tok.addTokens(tokens);
+        te.addTokenRows(v.values, v.n, `${label} ${token}`);
+      }
+      return tokens;
+    });
   }
 
   /** The LoRAs merged into the weights, with their scales. */

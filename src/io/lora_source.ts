@@ -15,6 +15,8 @@ export interface LoadLoraOptions {
   fetch?: typeof fetch;
   /** hf: sources: the Hub's address (default as loadModel's). */
   hubEndpoint?: string;
+  /** The file read from a Hub repository named without one (default pytorch_lora_weights.safetensors). */
+  defaultFile?: string;
 }
 
 /** diffusers' save_lora_weights file name, read from a Hub repository named without a file. */
@@ -50,13 +52,14 @@ export async function readLoraSource(source: LoraSource, opts: LoadLoraOptions =
   const doFetch = opts.fetch ?? ((u: RequestInfo | URL, i?: RequestInit) => fetch(u, i));
   const hub = resolveHubSource(source, { endpoint: opts.hubEndpoint });
   let url: string | null = null;
-  if (hub) url = /\.safetensors$/i.test(hub.subfolder) ? hub.baseUrl.replace(/\/$/, '') : `${hub.baseUrl}${DEFAULT_LORA_FILE}`;
+  if (hub) url = /\.safetensors$/i.test(hub.subfolder) ? hub.baseUrl.replace(/\/$/, '') : `${hub.baseUrl}${opts.defaultFile ?? DEFAULT_LORA_FILE}`;
   else if (/^[a-z][a-z0-9+.-]*:\/\//i.test(source) || !isNode()) url = new URL(source, (globalThis as { location?: { href: string } }).location?.href).href;
   if (url) {
-    if (!/\.safetensors$/i.test(new URL(url).pathname)) throw new LoraError('format', `${source}: LoRA files are read in .safetensors form only`);
+    if (!/\.safetensors$/i.test(new URL(url).pathname)) throw new LoraError('format', `${source}: only .safetensors files are read (pickled .bin / .pt files are not)`);
     return { tensors: parseSafetensors(await fetchBytes(url, doFetch), url), where: url, name: baseName(hub && !/\.safetensors$/i.test(hub.subfolder) ? hub.repo : new URL(url).pathname) };
   }
   const bytes = await readFileBytes(source);
   if (!bytes) throw new LoraError('format', `${source}: file not found`);
+  if (!/\.safetensors$/i.test(source)) throw new LoraError('format', `${source}: only .safetensors files are read (pickled .bin / .pt files are not)`);
   return { tensors: parseSafetensors(bytes, source), where: source, name: baseName(source) };
 }

@@ -9,7 +9,7 @@ import type { Runtime } from '../gpu/runtime.ts';
 import type { Graph } from '../graph/graph.ts';
 import { shapeStr, type Tensor } from '../graph/tensor.ts';
 import { attention } from '../kernels/attention.ts';
-import { castTo } from '../kernels/cast.ts';
+import { castTo, uploadTensor } from '../kernels/cast.ts';
 import { embeddingLookup, tokenEmbedding, tokenTableChunks } from '../kernels/embedding.ts';
 import { linear } from '../kernels/gemm.ts';
 import { layerNorm } from '../kernels/layer_norm.ts';
@@ -137,11 +137,14 @@ export interface CLIPTextModelOptions extends ModelOptions {
 export class CLIPTextModel {
   readonly hiddenSize: number;
   readonly maxPositions: number;
-  readonly vocabSize: number;
+  /** Rows of the token table: the config's vocab_size, plus rows added by textual inversion. */
+  get vocabSize(): number {
+    return this.tokenChunks.reduce((n, c) => n + c.shape[0]!, 0);
+  }
   readonly config: CLIPTextConfig;
   readonly precision: ResolvedPrecision;
-  /** Row chunks of the token table, each within the plan's binding limit when built. */
-  readonly tokenChunks: readonly Tensor[];
+  /** Row chunks of the token table, each within the plan's binding limit when built (textual inversion appends). */
+  readonly tokenChunks: Tensor[];
   /** @internal The loader its weights came from (LoRAs merge into them). */
   readonly w: WeightLoader;
   private readonly positions: Tensor;
@@ -159,7 +162,6 @@ export class CLIPTextModel {
     this.config = cfg;
     this.hiddenSize = cfg.hiddenSize;
     this.maxPositions = cfg.maxPositions;
-    this.vocabSize = cfg.vocabSize;
     const d = cfg.hiddenSize;
     const { rt, store } = root;
     this.w = root;
@@ -238,6 +240,21 @@ export class CLIPTextModel {
     const out = castTo(g, label, t, 'f32');
     if (out !== t) g.release(t);
     return out;
+  }
+
+  /**
+   * Appends `n` rows (f32 values, [n, hiddenSize]) to the token table: the embeddings of tokens
+   * added to the tokenizer (textual inversion), whose ids are the current vocabSize onwards.
+   * Stored like the other weights.
+   */
+  addTokenRows(values: Float32Array, n: number, label: string): number {
+    const d = this.hiddenSize;
+    if (values.length !== n * d) throw new ShapeError(`${label}: ${values.length} values are not ${n} rows of ${d}`);
+    const first = this.vocabSize;
+    const t = uploadTensor(this.w.rt, values, [n, d], `${label}[${first}:${first + n}]`, this.w.weightDtype);
+    this.w.own(t.buffer);
+    this.tokenChunks.push(t);
+    return first;
   }
 
   destroy(): void {

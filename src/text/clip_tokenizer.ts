@@ -60,7 +60,9 @@ export class CLIPTokenizer {
   private readonly cache = new Map<string, Word>();
   /** Special strings matched in the raw prompt (longest first), and their ids. */
   private readonly specials: Map<string, number>;
-  private readonly specialSplit: RegExp | null;
+  private specialSplit: RegExp | null;
+  /** Tokens added after loading (textual inversion), in order, with their ids. */
+  private readonly added = new Map<string, number>();
 
   /** Reads vocab.json, merges.txt and, where present, tokenizer_config.json and special_tokens_map.json. */
   static async load(reader: FolderReader): Promise<CLIPTokenizer> {
@@ -112,9 +114,62 @@ export class CLIPTokenizer {
     // OpenCLIP-style pad token '!' each '!' in a prompt becomes id 0 (diffusers issue #4153).
     this.specials = new Map(special.added);
     for (const t of [special.bos, special.eos, special.unk, special.pad]) this.specials.set(t, idOf(t, 'special token'));
-    const strings = [...this.specials.keys()].filter((s) => s.length > 0).sort((a, b) => b.length - a.length);
-    this.specialSplit = strings.length ? new RegExp(`(${strings.map(escapeRegExp).join('|')})`, 'u') : null;
+    this.specialSplit = this.splitter();
     this.seedCache();
+  }
+
+  private splitter(): RegExp | null {
+    const strings = [...this.specials.keys()].filter((s) => s.length > 0).sort((a, b) => b.length - a.length);
+    return strings.length ? new RegExp(`(${strings.map(escapeRegExp).join('|')})`, 'u') : null;
+  }
+
+  /** The number of ids in use: the vocabulary, the special tokens and the added ones (transformers' len(tokenizer)). */
+  get size(): number {
+    let top = -1;
+    for (const id of this.vocab.values()) top = Math.max(top, id);
+    for (const id of this.specials.values()) top = Math.max(top, id);
+    return top + 1;
+  }
+
+  /** Whether `token` is already a vocabulary entry or a special or added token. */
+  has(token: string): boolean {
+    return this.vocab.has(token) || this.specials.has(token);
+  }
+
+  /**
+   * Adds tokens matched whole in the raw prompt, as transformers' add_tokens does (for textual
+   * inversion): ids from size() on, in order. Each must be new.
+   */
+  addTokens(tokens: readonly string[]): number[] {
+    const first = this.size;
+    tokens.forEach((t, i) => {
+      if (t.length === 0) throw new TokenizerError('an added token cannot be empty');
+      if (this.has(t) || tokens.indexOf(t) !== i) throw new TokenizerError(`token ${JSON.stringify(t)} is already in the tokenizer's vocabulary; give the embedding another token`);
+    });
+    const ids = tokens.map((t, i) => first + i);
+    tokens.forEach((t, i) => {
+      this.specials.set(t, ids[i]!);
+      this.added.set(t, ids[i]!);
+    });
+    this.specialSplit = this.splitter();
+    return ids;
+  }
+
+  /**
+   * diffusers' maybe_convert_prompt: each added token the prompt holds that has multi-vector
+   * companions (`tok_1`, `tok_2`, ...) is replaced, everywhere in the text, by `tok tok_1 tok_2 ...`.
+   */
+  convertPrompt(prompt: string): string {
+    if (this.added.size === 0) return prompt;
+    let out = prompt;
+    const seen = new Set(this.words(prompt, false).flatMap((w) => w.pieces));
+    for (const token of seen) {
+      if (!this.added.has(token)) continue;
+      let replacement = token;
+      for (let i = 1; this.added.has(`${token}_${i}`); i++) replacement += ` ${token}_${i}`;
+      out = out.split(token).join(replacement);
+    }
+    return out;
   }
 
   private seedCache(): void {
@@ -139,7 +194,8 @@ export class CLIPTokenizer {
     return { ids: out, truncated: ids.length > room };
   }
 
-  private words(prompt: string): Word[] {
+  private words(raw: string, convert = true): Word[] {
+    const prompt = convert ? this.convertPrompt(raw) : raw;
     const segments = this.specialSplit ? prompt.split(this.specialSplit) : [prompt];
     const out: Word[] = [];
     // ftfy's "skip HTML unescaping from the first line with '<'" is about the whole prompt.

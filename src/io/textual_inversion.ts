@@ -1,0 +1,37 @@
+// Textual inversion embeddings as diffusers' load_textual_inversion reads them from .safetensors:
+// one tensor under the token's own name ({token: [dim] or [n, dim]}), A1111's `emb_params` [n, dim]
+// (the token then comes from the caller or the file's name), or SDXL's pair `clip_l` / `clip_g`
+// (one per text encoder). GPU-free. Pickled .bin/.pt files are not read (no unpickling here).
+import { toFloat32, type HostTensor } from './safetensors.ts';
+import { TokenizerError } from '../errors.ts';
+
+export interface InversionVectors {
+  /** Rows [n, dim], flattened. */
+  values: Float32Array;
+  n: number;
+  dim: number;
+}
+
+export interface Inversion {
+  /** The token from the file (its one key), or null when the file does not name one. */
+  token: string | null;
+  /** Vectors for text_encoder, and for text_encoder_2 (SDXL's clip_g) where the file has them. */
+  text_encoder: InversionVectors;
+  text_encoder_2?: InversionVectors;
+}
+
+function vectors(t: HostTensor, where: string): InversionVectors {
+  if (t.shape.length === 1) return { values: toFloat32(t), n: 1, dim: t.shape[0]! };
+  if (t.shape.length === 2 && t.shape[0]! >= 1) return { values: toFloat32(t), n: t.shape[0]!, dim: t.shape[1]! };
+  throw new TokenizerError(`${where}: embedding '${t.name}' has shape [${t.shape.join(', ')}]; expected [dim] or [vectors, dim]`);
+}
+
+export function readInversion(tensors: Map<string, HostTensor>, where: string): Inversion {
+  const keys = [...tensors.keys()];
+  if (tensors.has('clip_l') && tensors.has('clip_g')) {
+    return { token: null, text_encoder: vectors(tensors.get('clip_l')!, where), text_encoder_2: vectors(tensors.get('clip_g')!, where) };
+  }
+  if (tensors.has('emb_params')) return { token: null, text_encoder: vectors(tensors.get('emb_params')!, where) };
+  if (keys.length === 1) return { token: keys[0]!, text_encoder: vectors(tensors.get(keys[0]!)!, where) };
+  throw new TokenizerError(`${where}: not a textual inversion embedding: expected one tensor named by its token, 'emb_params', or SDXL's 'clip_l' and 'clip_g'; found ${keys.slice(0, 5).join(', ')}${keys.length > 5 ? ', …' : ''}`);
+}
