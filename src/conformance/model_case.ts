@@ -9,6 +9,9 @@ import { Graph } from '../graph/graph.ts';
 import { numel, type Tensor } from '../graph/tensor.ts';
 import { loadModelFolder, nodeFolderReader, readJson, type ModelFolder } from '../io/model_folder.ts';
 import { readSafetensorsFile, toFloat32, toInt64Numbers, type HostTensor } from '../io/safetensors.ts';
+import { castTo } from '../kernels/cast.ts';
+import { ControlNetModel } from '../models/controlnet.ts';
+import { readControlNetConfig } from '../models/controlnet_config.ts';
 import { AutoencoderKL } from '../models/autoencoder_kl.ts';
 import { readAutoencoderKLConfig } from '../models/autoencoder_kl_config.ts';
 import { AutoencoderTiny } from '../models/autoencoder_tiny.ts';
@@ -52,6 +55,8 @@ interface CaseInputs {
   ids(key: string, num: number, values?: number[]): Tensor;
   /** io.safetensors[key] (integers [B, T]) as rows. */
   intRows(key: string): number[][];
+  /** io.safetensors[key] on the host, as f32 values. */
+  values(key: string): Float32Array;
 }
 
 interface ClassLabelled {
@@ -96,7 +101,26 @@ const RUNNERS: Record<string, CaseRunner> = {
     // added_cond_kwargs text_embeds and time_ids (addition_embed_type 'text_time', SDXL), when the case has them.
     const textEmbeds = io.has('text_embeds') ? io.tensor('text_embeds') : undefined;
     const timeIds = io.has('time_ids') ? io.tensor('time_ids') : undefined;
-    return { out: unet.forward(g, sample, { timesteps: io.timesteps(B), broadcast: false, classLabels, timestepCond, textEmbeds, timeIds }, io.tensor('encoder_hidden_states')), destroy: () => unet.destroy() };
+    // down_block_additional_residuals.{i} and mid_block_additional_residual (a ControlNet's output), when the case has them.
+    const control = io.has('mid_block_additional_residual')
+      ? [{ down: Array.from({ length: unet.numSkips }, (_, i) => io.tensor(`down_block_additional_residuals.${i}`)), mid: io.tensor('mid_block_additional_residual') }]
+      : [];
+    return { out: unet.forward(g, sample, { timesteps: io.timesteps(B), broadcast: false, classLabels, timestepCond, textEmbeds, timeIds }, io.tensor('encoder_hidden_states'), control), destroy: () => unet.destroy() };
+  },
+  // Every residual: down_block_res_samples.{i} and mid_block_res_sample (conditioning_scale from io, default 1).
+  'ControlNetModel.forward': (rt, folder, dir, g, io, precision) => {
+    const net = buildModel(ControlNetModel, rt, folder.weights, readControlNetConfig(folder.config, dir), { precision });
+    const sample = io.tensor('sample');
+    const B = sample.shape[0]!;
+    const classLabels = io.classLabels(net, B);
+    const textEmbeds = io.has('text_embeds') ? io.tensor('text_embeds') : undefined;
+    const timeIds = io.has('time_ids') ? io.tensor('time_ids') : undefined;
+    const conditioningScale = io.has('conditioning_scale') ? io.values('conditioning_scale')[0]! : 1;
+    const r = net.forward(g, sample, { timesteps: io.timesteps(B), broadcast: false, classLabels, textEmbeds, timeIds }, io.tensor('encoder_hidden_states'), io.tensor('controlnet_cond'), { conditioningScale });
+    const f32 = (t: Tensor, key: string) => castTo(g, key, t, 'f32');
+    const out: Record<string, Tensor> = Object.fromEntries(r.down.map((t, i) => [`down_block_res_samples.${i}`, f32(t, `down_block_res_samples.${i}`)]));
+    out.mid_block_res_sample = f32(r.mid, 'mid_block_res_sample');
+    return { out, destroy: () => net.destroy() };
   },
   'AutoencoderKL.decode': unary((rt, f, d, precision) => buildModel(AutoencoderKL, rt, f.weights, readAutoencoderKLConfig(f.config, d), { precision }), (m, g, x) => m.decode(g, x), 'latents'),
   'AutoencoderKL.encode': unary((rt, f, d, precision) => buildModel(AutoencoderKL, rt, f.weights, readAutoencoderKLConfig(f.config, d), { precision }), (m, g, x) => m.encodeMean(g, x), 'image'),
@@ -177,6 +201,7 @@ export async function runModelCase(rt: Runtime, dir: string, precision: Precisio
       const t = need(io, key, dir);
       return { ...track(uploadIds(rt, toInt64Numbers(t), num, key)), shape: t.shape };
     },
+    values: (key) => toFloat32(need(io, key, dir)),
     intRows: (key) => {
       const t = need(io, key, dir);
       const flat = toInt64Numbers(t);

@@ -5,6 +5,7 @@ import type { Runtime } from '../gpu/runtime.ts';
 import type { Graph } from '../graph/graph.ts';
 import { shapeStr, type Tensor } from '../graph/tensor.ts';
 import { castTo } from '../kernels/cast.ts';
+import { addScaledInto, scale, type Coefficient } from '../kernels/elementwise.ts';
 import type { ClassEmbedType } from './config_types.ts';
 import { TimeEmbedding, type TimestepInput } from './embeddings.ts';
 import type { ModelLoader } from './model_loader.ts';
@@ -15,6 +16,15 @@ import { makeCondDownBlock, makeCondUpBlock, MidBlock2DCrossAttn, type CondDownB
 import type { UNet2DConditionConfig } from './unet_2d_condition_config.ts';
 import { MidBlock2D } from './unet_2d_blocks.ts';
 import { ConfigError } from '../errors.ts';
+
+/** One ControlNet's output as the U-Net takes it (diffusers' down_block_additional_residuals and mid_block_additional_residual). */
+export interface ControlResiduals {
+  /** One per skip, conv_in's output first: [B, C, h, w] each, in f32 or the U-Net's storage type. */
+  down: readonly Tensor[];
+  mid: Tensor;
+  /** Multiplies every residual as it is added (the ControlNet's conditioning_scale): a number (default 1) or a step-row entry read each run. */
+  scale?: Coefficient;
+}
 
 export class UNet2DConditionModel {
   readonly inChannels: number;
@@ -113,9 +123,12 @@ export class UNet2DConditionModel {
    * [B, S, cross_attention_dim], both f32; t.classLabels for class-conditional configs
    * (see uploadClassLabels); t.timestepCond [B, time_cond_proj_dim] (f32) for time_cond_proj_dim
    * configs, optional as in diffusers; t.textEmbeds [B, P] and t.timeIds [B, N] (f32) for
-   * addition_embed_type 'text_time' (SDXL), required as in diffusers. Returns [B, out_channels, H, W] in f32.
+   * addition_embed_type 'text_time' (SDXL), required as in diffusers. `control`: ControlNet
+   * residuals, one entry per ControlNet, added (each times its scale) to the skips after the down
+   * path and to the mid block's output, as diffusers' forward adds down_block_additional_residuals
+   * and mid_block_additional_residual (several ControlNets: their sum). Returns [B, out_channels, H, W] in f32.
    */
-  forward(g: Graph, sample: Tensor, t: TimestepInput, encoderHiddenStates: Tensor): Tensor {
+  forward(g: Graph, sample: Tensor, t: TimestepInput, encoderHiddenStates: Tensor, control: readonly ControlResiduals[] = []): Tensor {
     const where = 'UNet2DConditionModel';
     const B = sample.shape[0]!;
     if (sample.shape.length !== 4 || sample.shape[1] !== this.inChannels) throw new ConfigError(`${where}: sample ${shapeStr(sample.shape)} is not [B, ${this.inChannels}, H, W]`);
@@ -133,6 +146,7 @@ export class UNet2DConditionModel {
       convInPadding: (this.config.convInKernel - 1) / 2,
       down: this.down.map((d) => (gr: Graph, h: Tensor) => d.forward(gr, h, emb, context)),
       mid: this.mid && ((gr, h) => this.mid!(gr, h, emb, context)),
+      ...(control.length ? { residuals: (gr: Graph, skips: Tensor[], h: Tensor, hIsSkip: boolean) => this.addResiduals(gr, control, skips, h, hIsSkip) } : {}),
       up: this.up.map((u) => (gr: Graph, h: Tensor, skips: Tensor[]) => u.forward(gr, h, emb, context, skips)),
       normOut: this.normOut,
       groups: this.config.groups,
@@ -143,6 +157,31 @@ export class UNet2DConditionModel {
     }, sample);
     if (context !== encoderHiddenStates) g.release(context);
     g.release(emb);
+    return out;
+  }
+
+  /** The skips forward() keeps, which a ControlNet must give one residual each (conv_in's output, then each down block's). */
+  get numSkips(): number {
+    return 1 + this.config.layers.reduce((a, b) => a + b, 0) + this.config.channels.length - 1;
+  }
+
+  /** Adds every ControlNet's residuals (see forward); returns the sample the up blocks take. */
+  private addResiduals(g: Graph, control: readonly ControlResiduals[], skips: Tensor[], h: Tensor, hIsSkip: boolean): Tensor {
+    const where = 'UNet2DConditionModel';
+    const dtype = this.w.dtype;
+    const add = (target: Tensor, r: Tensor, s: Coefficient, what: string) => {
+      if (shapeStr(r.shape) !== shapeStr(target.shape)) throw new ConfigError(`${where}: ${what} ${shapeStr(r.shape)} does not fit ${shapeStr(target.shape)}`);
+      const x = castTo(g, what, r, dtype);
+      addScaledInto(g, what, target, x, s);
+      if (x !== r) g.release(x);
+    };
+    // Without a mid block h is the last skip, which gets its own residual: the sample is a copy.
+    const out = hIsSkip ? scale(g, 'sample+mid_block_additional_residual', h, 1) : h;
+    control.forEach((c, k) => {
+      if (c.down.length !== skips.length) throw new ConfigError(`${where}: ControlNet ${k} gives ${c.down.length} down residuals for the U-Net's ${skips.length} skips`);
+      add(out, c.mid, c.scale ?? 1, `mid_block_additional_residual${control.length > 1 ? `[${k}]` : ''}`);
+    });
+    control.forEach((c, k) => c.down.forEach((r, i) => add(skips[i]!, r, c.scale ?? 1, `down_block_additional_residuals${control.length > 1 ? `[${k}]` : ''}.${i}`)));
     return out;
   }
 

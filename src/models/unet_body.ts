@@ -23,6 +23,13 @@ export interface UNetBody {
   down: ((g: Graph, h: Tensor) => { out: Tensor; skips: Tensor[] })[];
   /** null: no mid block (UNet2DConditionModel's mid_block_type null); the last down output goes on to the up blocks. */
   mid: ((g: Graph, h: Tensor) => Tensor) | null;
+  /**
+   * ControlNet residuals (UNet2DConditionModel's down_block_additional_residuals and
+   * mid_block_additional_residual), called once the mid block is recorded: it adds into every skip
+   * (conv_in's output first) in place and returns the sample the up blocks take. Without a mid
+   * block h is also the last skip (`hIsSkip`), and the returned sample must be a new tensor.
+   */
+  residuals?: (g: Graph, skips: Tensor[], h: Tensor, hIsSkip: boolean) => Tensor;
   up: ((g: Graph, h: Tensor, skips: Tensor[]) => Tensor)[];
   normOut: Param;
   groups: number;
@@ -63,6 +70,7 @@ function body(g: Graph, b: UNetBody, x: Tensor): Tensor {
   if (skip) dropSkip(g, skip);
   // Without a mid block h is also the last skip: the first up resnet concatenates it with itself.
   if (b.mid) h = b.mid(g, h);
+  if (b.residuals) h = b.residuals(g, skips, h, !b.mid);
   for (const u of b.up) h = u(g, h, skips);
   if (skips.length) throw new ConfigError(`${b.where}: ${skips.length} skip connections left unused: down and up block configs do not match`);
   const n = groupNorm(g, 'conv_norm_out', h, b.normOut.weight, b.normOut.bias, { groups: b.groups, eps: b.eps, act: b.outAct ?? 'silu' });

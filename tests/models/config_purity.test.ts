@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
-const READERS = ['unet_2d_config', 'unet_2d_condition_config', 'autoencoder_kl_config', 'vq_model_config', 'autoencoder_tiny_config', 'clip_text_config'];
+const READERS = ['unet_2d_config', 'unet_2d_condition_config', 'controlnet_config', 'autoencoder_kl_config', 'vq_model_config', 'autoencoder_tiny_config', 'clip_text_config'];
 /** Pure modules under otherwise GPU-side folders. */
 const ALLOWED = new Set(['src/kernels/activation.ts']);
 
