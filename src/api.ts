@@ -20,7 +20,7 @@ import { readModelInfo, type ModelDefaults, type ModelInfo, type ModelKind } fro
 import { loadSdFrom, type SdModel } from './pipelines/sd_folder.ts';
 import { generateFromText } from './pipelines/text_to_image.ts';
 import { imageToRgba, latentPreview, parsePreviewFactors, type PreviewFactors, type PreviewMode, type RgbaImage } from './preview.ts';
-import { initTensors, resolveGenerateOptions, type GenerateOptions } from './generate_options.ts';
+import { controlTensors, initTensors, resolveGenerateOptions, type GenerateOptions } from './generate_options.ts';
 import { CancelledError, GenerateOptionsError, GpuError, TokenizerError } from './errors.ts';
 import { readLoraLayers } from './io/lora_file.ts';
 import { readLoraSource, type LoadLoraOptions, type LoraSource } from './io/lora_source.ts';
@@ -79,6 +79,15 @@ export interface LoadModelOptions {
    * downloaded (WebGPU does not say how much memory an adapter has: pass what you can spare).
    */
   maxGpuBytes?: number;
+  /**
+   * ControlNets to run with a Stable Diffusion 1.x/2.x pipeline (diffusers'
+   * StableDiffusionControlNetPipeline; several at once: MultiControlNetModel): a ControlNet folder
+   * (config.json + diffusion_pytorch_model.safetensors) given as the model is (URL, hf:owner/name,
+   * path, FolderReader), or a list. Each is checked against the U-Net before any weight is read and
+   * loaded with the model; generate() then takes controlImage (one per net) and controlScale,
+   * controlStart, controlEnd. ModelInfo.controlnets counts them.
+   */
+  controlnet?: string | FolderReader | readonly (string | FolderReader)[];
 }
 
 type Loaded = { kind: 'class'; ldm: LdmModel; preview: PreviewFactors | null } | { kind: 'text'; sd: SdModel };
@@ -292,9 +301,19 @@ function readerFor(source: string | FolderReader, opts: LoadModelOptions): Sourc
  * What a model is (kind, pipeline, classes, defaults), from its JSON files alone: no weights are
  * read and no GPU is asked for, so options can be checked before the slow part starts.
  */
-export async function inspectModel(source: string | FolderReader, opts: Pick<LoadModelOptions, 'cache' | 'onCacheHit' | 'fetch' | 'revision' | 'hubEndpoint' | 'preset'> = {}): Promise<ModelInfo> {
+export async function inspectModel(source: string | FolderReader, opts: Pick<LoadModelOptions, 'cache' | 'onCacheHit' | 'fetch' | 'revision' | 'hubEndpoint' | 'preset' | 'controlnet'> = {}): Promise<ModelInfo> {
   const { reader, repo } = readerFor(source, opts);
-  return readModelInfo(reader, { repo, preset: opts.preset });
+  return readModelInfo(reader, { repo, preset: opts.preset, controlnets: controlSources(opts).map((c) => c.reader) });
+}
+
+/** loadModel's controlnet option as readers (read as the model is: cache, fetch, Hub), each small file read once. */
+function controlSources(opts: LoadModelOptions): { reader: FolderReader; where: string }[] {
+  const c = opts.controlnet;
+  const list = c === undefined ? [] : typeof c === 'string' || !Array.isArray(c) ? [c as string | FolderReader] : c;
+  return list.map((src) => {
+    const r = readerFor(src, opts);
+    return { reader: readOnce(r.reader), where: r.where };
+  });
 }
 
 /**
@@ -321,8 +340,9 @@ export async function loadModel(source: string | FolderReader, opts: LoadModelOp
   const resolved = readerFor(source, opts);
   const { where, repo, variant } = resolved;
   const reader = readOnce(resolved.reader);
-  // A folder that is not a supported model fails here, before the GPU is asked for.
-  const info = await readModelInfo(reader, { repo, preset: opts.preset });
+  const controlnets = controlSources(opts);
+  // A folder that is not a supported model (or a ControlNet that does not fit it) fails here, before the GPU is asked for.
+  const info = await readModelInfo(reader, { repo, preset: opts.preset, controlnets: controlnets.map((c) => c.reader) });
   const precision = opts.precision ?? 'auto';
   const gpu = opts.gpu ?? (await getGpu({ wantF16: precision !== 'f32' }));
   const rt = runtimeFor(gpu);
@@ -330,7 +350,7 @@ export async function loadModel(source: string | FolderReader, opts: LoadModelOp
   resolvePrecision(gpu.features, precision);
   let model: Model;
   if (info.kind === 'text') {
-    const sd = await loadSdFrom(rt, reader, where, { precision, onProgress: opts.onProgress, variant, maxGpuBytes: opts.maxGpuBytes });
+    const sd = await loadSdFrom(rt, reader, where, { precision, onProgress: opts.onProgress, variant, maxGpuBytes: opts.maxGpuBytes, controlnets });
     model = new Model(info, where, rt, { kind: 'text', sd });
   } else {
     const ldm = await loadLdmFrom(rt, reader, where, { precision, onProgress: opts.onProgress, variant, maxGpuBytes: opts.maxGpuBytes });
@@ -391,6 +411,7 @@ async function generateNow(model: Model, opts: GenerateOptions): Promise<Generat
   if (opts.signal?.aborted) throw new CancelledError();
   const { rt, loaded } = model;
   const init = initTensors(opts, o, model.info.imageChannels);
+  const control = o.control ? controlTensors(opts, o).map((image, k) => ({ image, ...o.control!.weights[k]! })) : undefined;
   const common = { seed: o.seed, steps: o.steps, guidanceScale: o.guidance, scheduler: o.scheduler, eta: o.eta, signal: opts.signal, latentsEvery: o.previewEvery, ...init };
   const { inChannels } = loaded.kind === 'class' ? loaded.ldm.unet : loaded.sd.unet;
   const f = model.info.scaleFactor;
@@ -407,7 +428,7 @@ async function generateNow(model: Model, opts: GenerateOptions): Promise<Generat
   const run: Promise<GenerationResult & { truncated?: string[] }> =
     loaded.kind === 'class'
       ? generateClassConditional(rt, loaded.ldm, { ...common, classLabels: o.classLabels!, nullClass: model.nullClass!, onStep })
-      : generateFromText(rt, loaded.sd, { ...common, prompt: o.prompts!, negativePrompt: opts.negativePrompt, ...o.sdxl, width: o.width, height: o.height, onStep, schedulerConfig: model.info.preset?.schedulerConfig });
+      : generateFromText(rt, loaded.sd, { ...common, prompt: o.prompts!, negativePrompt: opts.negativePrompt, ...o.sdxl, width: o.width, height: o.height, onStep, schedulerConfig: model.info.preset?.schedulerConfig, ...(control ? { control } : {}) });
   // The loop races device loss at every step; this also covers the text encoder and decode, so a
   // lost device rejects instead of leaving a promise that never settles.
   const lost = rejectOnLoss(rt.gpu);

@@ -5,6 +5,7 @@
 import { GenerateOptionsError } from './errors.ts';
 import { checkRgba, grayRgba, resizeRgba, rgbaToImageTensor, rgbaToMask, type RgbaPixels } from './io/image_input.ts';
 import { resolveClassLabels } from './pipelines/class_names.ts';
+import { checkWeighting, type ControlWeighting } from './pipelines/controlnet.ts';
 import { img2imgStartStep } from './pipelines/img2img.ts';
 import type { ModelInfo } from './pipelines/model_info.ts';
 import { SDXL_OPTIONS, type SdxlSizeOptions, type Size } from './pipelines/text_to_image.ts';
@@ -72,8 +73,30 @@ export interface GenerateOptions extends SdxlSizeOptions {
   mask?: RgbaPixels;
   /** img2img: how far to noise initImage, 0 < strength <= 1 (default 0.8, as diffusers). */
   strength?: number;
-  /** Resize initImage and mask to the size generated (Lanczos, as diffusers' image processor) instead of refusing another size. */
+  /**
+   * Resize initImage, mask and controlImage to the size generated (Lanczos, as diffusers' image
+   * processors) instead of refusing another size.
+   */
   resize?: boolean;
+  /**
+   * ControlNet (a model loaded with loadModel's `controlnet` option): the control image of each
+   * ControlNet, in the order they were loaded (one image, or a list of one per net), as RGBA pixels
+   * (alpha ignored) already in the form the net was trained on: an edge map, a depth map, a pose.
+   * The same control image guides every image generated. Its size must be the size generated
+   * unless `resize` is set; without width and height, the first one's size, rounded down to the
+   * VAE's multiple, is the size generated (as diffusers' StableDiffusionControlNetPipeline).
+   * Required for such a model; not with initImage.
+   */
+  controlImage?: RgbaPixels | RgbaPixels[];
+  /** How strongly each ControlNet steers (diffusers' controlnet_conditioning_scale): one for all or one per net; default 1. */
+  controlScale?: number | number[];
+  /**
+   * The share of the steps each ControlNet acts in (control_guidance_start and _end, 0 <= start <
+   * end <= 1): one for all or one per net; default 0 and 1. A net is skipped on step i of n where
+   * i/n < start or (i + 1)/n > end.
+   */
+  controlStart?: number | number[];
+  controlEnd?: number | number[];
 }
 
 /** The SDXL options as generateFromText takes them, prompt2 lists repeated `count` times like the prompts. */
@@ -101,7 +124,18 @@ export interface ResolvedOptions {
   sdxl: SdxlRunOptions;
   /** img2img / inpainting (null without initImage): its strength, and whether it and the mask are resized. */
   init: InitPlan | null;
+  /** ControlNet runs (null for a model without ControlNets): each net's weighting, and whether the control images are resized. */
+  control: ControlPlan | null;
 }
+
+export interface ControlPlan {
+  /** One per ControlNet, in order. */
+  weights: ControlWeighting[];
+  resize: boolean;
+}
+
+/** The generate() options of ControlNet runs. */
+const CONTROL_OPTIONS = ['controlImage', 'controlScale', 'controlStart', 'controlEnd'] as const;
 
 export interface InitPlan {
   strength: number;
@@ -186,6 +220,61 @@ export function initTensors(opts: GenerateOptions, o: ResolvedOptions, channels:
   return { initImage, strength: o.init.strength, ...(mask ? { mask } : {}) };
 }
 
+/** A number for every net, or one per net: `name`'s values, `fallback` where absent. */
+function perNet(name: string, v: number | number[] | undefined, nets: number, fallback: number): number[] {
+  if (v === undefined) return new Array<number>(nets).fill(fallback);
+  if (typeof v === 'number') return new Array<number>(nets).fill(v);
+  if (!Array.isArray(v) || v.length !== nets) throw fail(`${name}: ${Array.isArray(v) ? `${v.length} values` : JSON.stringify(v)} for ${nets} ControlNet${nets > 1 ? 's' : ''} (give one number for all, or one per net)`);
+  return v;
+}
+
+/** The control images as a list (checked as RGBA pixels), one per net. */
+function controlImages(opts: GenerateOptions, nets: number): RgbaPixels[] {
+  const given = opts.controlImage;
+  const list = given === undefined ? [] : Array.isArray(given) ? given : [given];
+  if (list.length !== nets) throw fail(`this model was loaded with ${nets} ControlNet${nets > 1 ? 's' : ''}: controlImage needs ${nets === 1 ? 'one image' : `${nets} images, one per net`}, got ${list.length}`);
+  list.forEach((img, k) => checkRgba(img, nets > 1 ? `controlImage[${k}]` : 'controlImage', fail));
+  return list;
+}
+
+/**
+ * The ControlNet weighting of each net, checked as diffusers' check_inputs does, and whether the
+ * control images are resized; without resizing each must be the size generated (`sized`: the size
+ * came from the first image, rounded down, and only that rounding is a resize).
+ */
+function checkControl(opts: GenerateOptions, nets: number, [height, width]: readonly [number, number], resize: boolean, fromImage: boolean): ControlPlan {
+  const images = controlImages(opts, nets);
+  const scales = perNet('controlScale', opts.controlScale, nets, 1);
+  const starts = perNet('controlStart', opts.controlStart, nets, 0);
+  const ends = perNet('controlEnd', opts.controlEnd, nets, 1);
+  const weights = scales.map((scale, k) => ({ scale, start: starts[k]!, end: ends[k]! }));
+  weights.forEach((w, k) => checkWeighting(w, nets > 1 ? `ControlNet ${k}:` : 'ControlNet:', fail));
+  if (!resize) {
+    const [h, w] = fromImage ? [images[0]!.height, images[0]!.width] : [height, width];
+    images.forEach((img, k) => {
+      if (img.width !== w || img.height !== h) throw fail(`${nets > 1 ? `controlImage[${k}]` : 'controlImage'} is ${img.width}x${img.height} but ${fromImage ? 'the first control image' : 'the images generated'} ${fromImage ? 'is' : 'are'} ${w}x${h}; pass resize: true to resize it`);
+    });
+  }
+  return { weights, resize: resize || fromImage };
+}
+
+/**
+ * The control images as the ControlNets take them, [3, H, W] RGB in [0, 1] at the size generated
+ * (diffusers' control image processor: RGB, Lanczos resize, / 255, no normalizing), one per net,
+ * for options resolveGenerateOptions accepted.
+ */
+export function controlTensors(opts: GenerateOptions, o: ResolvedOptions): Float32Array[] {
+  if (!o.control || opts.controlImage === undefined) return [];
+  const list = Array.isArray(opts.controlImage) ? opts.controlImage : [opts.controlImage];
+  return list.map((img) => {
+    const fit = o.control!.resize ? resizeRgba(img, o.width, o.height) : img;
+    const n = fit.width * fit.height;
+    const out = new Float32Array(3 * n);
+    for (let c = 0; c < 3; c++) for (let p = 0; p < n; p++) out[c * n + p] = Math.fround(fit.data[4 * p + c]! / 255);
+    return out;
+  });
+}
+
 /**
  * Checks `opts` against the model `info` describes and fills in its defaults. `source` names the
  * model in messages. Every problem is a GenerateOptionsError, raised before any GPU work.
@@ -215,6 +304,8 @@ export function resolveGenerateOptions(info: ModelInfo, opts: GenerateOptions, s
   if (info.kind === 'class') {
     if (opts.prompt !== undefined || opts.negativePrompt !== undefined) throw fail(`${source} is class-conditional: it takes class, not prompt`);
     if (sdxlGiven.length) throw fail(`${source} is class-conditional: ${sdxlApply} text models only`);
+    const controlGiven = CONTROL_OPTIONS.filter((k) => opts[k] !== undefined);
+    if (controlGiven.length) throw fail(`${source} is class-conditional: ${controlGiven.join(', ')} (ControlNet) apply to Stable Diffusion models loaded with a ControlNet`);
     if (opts.width !== undefined || opts.height !== undefined) throw fail(`${source} generates ${info.imageSize[1]}x${info.imageSize[0]} images only: width and height apply to text models`);
     if (info.numClasses === null) throw fail(`${source} is not class-conditional: its U-Net has no num_class_embeds`);
     const list = opts.class === undefined ? [] : Array.isArray(opts.class) ? opts.class : [opts.class];
@@ -224,7 +315,7 @@ export function resolveGenerateOptions(info: ModelInfo, opts: GenerateOptions, s
     const batch = classLabels.length;
     const [height, width] = info.imageSize;
     const init = opts.initImage ? checkInit(opts, [height, width], steps, !!opts.resize) : null;
-    return { ...common, batch, columns: gridColumns(opts.columns, count, batch), height, width, classLabels, sdxl: {}, init };
+    return { ...common, batch, columns: gridColumns(opts.columns, count, batch), height, width, classLabels, sdxl: {}, init, control: null };
   }
 
   if (opts.class !== undefined) throw fail(`${source} is a text-to-image model: it takes prompt, not class`);
@@ -234,15 +325,25 @@ export function resolveGenerateOptions(info: ModelInfo, opts: GenerateOptions, s
   if (opts.negativePrompt !== undefined && typeof opts.negativePrompt !== 'string') throw fail(`negativePrompt must be a string, got ${JSON.stringify(opts.negativePrompt)}`);
   if (sdxlGiven.length && !info.xl) throw fail(`${sdxlApply} pipelines only (${source} is a ${info.pipeline})`);
   if (opts.initImage && info.xl) throw fail('initImage and mask (img2img, inpainting) are not supported for Stable Diffusion XL');
+  const nets = info.controlnets ?? 0;
+  const controlGiven = CONTROL_OPTIONS.filter((k) => opts[k] !== undefined);
+  if (!nets && controlGiven.length) throw fail(`${controlGiven.join(', ')} ${controlGiven.length > 1 ? 'apply' : 'applies'} to a model loaded with a ControlNet (loadModel's controlnet option); ${source} has none`);
+  if (nets && opts.initImage) throw fail('initImage and mask (img2img, inpainting) do not go with ControlNets (StableDiffusionControlNetImg2ImgPipeline / InpaintPipeline are not built)');
   const prompts = given.flatMap((p) => new Array<string>(count).fill(p));
   const batch = prompts.length;
-  // As diffusers' img2img: without a size, the init image's own, rounded down to the VAE's multiple.
-  const fromInit = opts.initImage && opts.width === undefined && opts.height === undefined;
-  const height = opts.height ?? (fromInit ? Math.floor(opts.initImage!.height / f) * f : info.imageSize[0]);
-  const width = opts.width ?? (fromInit ? Math.floor(opts.initImage!.width / f) * f : info.imageSize[1]);
+  // As diffusers' img2img and ControlNet pipelines: without a size, the init (or first control)
+  // image's own, rounded down to the VAE's multiple.
+  const unsized = opts.width === undefined && opts.height === undefined;
+  const first = nets ? controlImages(opts, nets)[0] : undefined;
+  const fromInit = opts.initImage && unsized;
+  const fromControl = !!first && unsized;
+  const sizeFrom = fromInit ? opts.initImage! : fromControl ? first! : null;
+  const height = opts.height ?? (sizeFrom ? Math.floor(sizeFrom.height / f) * f : info.imageSize[0]);
+  const width = opts.width ?? (sizeFrom ? Math.floor(sizeFrom.width / f) * f : info.imageSize[1]);
   for (const [k, v] of [['width', width], ['height', height]] as const) {
     if (!Number.isInteger(v) || v < f || v % f) throw fail(`${k} must be a positive multiple of ${f} for this model (its VAE's scale factor), got ${v}`);
   }
   const init = opts.initImage ? checkInit(opts, [height, width], steps, !!opts.resize || !!fromInit) : null;
-  return { ...common, batch, columns: gridColumns(opts.columns, count, batch), height, width, prompts, sdxl: sdxlOptions(opts, given.length, count), init };
+  const control = nets ? checkControl(opts, nets, [height, width], !!opts.resize, fromControl) : null;
+  return { ...common, batch, columns: gridColumns(opts.columns, count, batch), height, width, prompts, sdxl: sdxlOptions(opts, given.length, count), init, control };
 }

@@ -93,7 +93,13 @@ export interface DenoiseJob {
   latentSize: readonly [number, number];
   vae: AutoencoderKL;
   schedulerConfig: Record<string, unknown>;
-  planUnet(g: Graph, input: Tensor, row: GPUBuffer): Tensor;
+  /**
+   * Values the U-Net's plan reads from the step row beside the scheduler's (ControlNet scales ×
+   * keep): `width` per row, `values(i, calls)` for U-Net call i of `calls`. planUnet gets where they start.
+   */
+  rowExtra?: { width: number; values(i: number, calls: number): readonly number[] };
+  /** `extraAt`: the step row index of rowExtra's first value. */
+  planUnet(g: Graph, input: Tensor, row: GPUBuffer, extraAt: number): Tensor;
 }
 
 export async function denoise(rt: Runtime, job: DenoiseJob, opts: DenoiseOptions): Promise<GenerationResult> {
@@ -133,7 +139,9 @@ export async function denoise(rt: Runtime, job: DenoiseJob, opts: DenoiseOptions
   // Step rows for the whole run, each with the guidance scale filled in. Inpainting appends the
   // blend's add_noise coefficients for t_next: [a, b] for the latents, [s·a, s·b] for the next
   // U-Net input (s = scale_model_input at t_next, which commutes with the blend).
-  const rowLength = sched.rowLength + (masked ? 4 : 0);
+  const extraAt = sched.rowLength + (masked ? 4 : 0);
+  const extra = job.rowExtra;
+  const rowLength = extraAt + (extra?.width ?? 0);
   const rowBytes = rowLength * 4;
   const table = new Float32Array(rowLength * calls);
   for (let i = start; i < calls; i++) {
@@ -146,6 +154,11 @@ export async function denoise(rt: Runtime, job: DenoiseJob, opts: DenoiseOptions
       const [a, b] = addNoiseCoefficients(sched, i + 1);
       const s = i + 1 < calls ? sched.modelInputScale(i + 1) : 1;
       table.set([a, b, s * a, s * b], i * rowLength + sched.rowLength);
+    }
+    if (extra) {
+      const v = extra.values(i, calls);
+      if (v.length !== extra.width) throw new Error(`step row extras: ${v.length} values for a width of ${extra.width}`);
+      table.set(v, i * rowLength + extraAt);
     }
   }
   const owned: GPUBuffer[] = [];
@@ -219,7 +232,7 @@ export async function denoise(rt: Runtime, job: DenoiseJob, opts: DenoiseOptions
     const anyNoise = Array.from({ length: calls - start }, (_, i) => sched.drawsNoise(start + i)).some(Boolean);
     const { g, out: epsOut } = plan(`${imageW}x${imageH} images`, () =>
       planGraph(rt, 'denoise-step', (g) => {
-        const eps = job.planUnet(g, unetIn, rowBuf);
+        const eps = job.planUnet(g, unetIn, rowBuf, extraAt);
         if (rescale) guidanceRescale(g, 'guidance-rescale', eps, guidance, rescale);
         const noise = anyNoise ? gaussianNoise(g, 'step-noise', latentShape, opts.seed ?? 0, { stream: 1, counter: { buffer: rowBuf, index: 1 } }) : undefined;
         const epsOut = opts.trace ? g.alloc(latentShape, 'eps-trace') : undefined;

@@ -11,6 +11,8 @@ import { readAutoencoderKLConfig } from '../models/autoencoder_kl_config.ts';
 import { readUNet2DConfig } from '../models/unet_2d_config.ts';
 import { readUNet2DConditionConfig } from '../models/unet_2d_condition_config.ts';
 import { checkModelIndex } from './sd_folder.ts';
+import { readControlNetConfig } from '../models/controlnet_config.ts';
+import { checkPipelineControlNet } from './controlnet.ts';
 import { detectPreset, isPresetName, lcmGuidance, PRESET_NAMES, PRESETS, type PresetName, type PresetSource } from './presets.ts';
 import { ConfigError } from '../errors.ts';
 
@@ -50,6 +52,8 @@ export interface ModelInfo {
    * the scale goes in as diffusers' guidance embedding of guidance − 1, and never doubles the batch.
    */
   guidanceEmbedded?: boolean;
+  /** ControlNets to run with the pipeline (ReadModelInfoOptions.controlnets; loadModel's controlnet), in order; absent: none. */
+  controlnets?: number;
 }
 
 export interface ModelPreset {
@@ -65,6 +69,8 @@ export interface ReadModelInfoOptions {
   repo?: string | null;
   /** A preset to apply (a self-hosted copy of a known model), or null for none; absent: detected. */
   preset?: PresetName | null;
+  /** ControlNet folders to run with a Stable Diffusion pipeline: each config.json is read and checked against the U-Net and VAE. */
+  controlnets?: readonly FolderReader[];
 }
 
 async function readOptionalJson(reader: FolderReader, name: string): Promise<Record<string, unknown> | null> {
@@ -131,6 +137,9 @@ export async function readModelInfo(reader: FolderReader, opts: ReadModelInfoOpt
     const guidanceEmbedded = unet.timeCondProjDim !== null;
     const preset = choosePreset(reader, opts, xl, schedulerConfig._class_name, unet.timeCondProjDim);
     const size = await sizes(reader, unet.sampleSize);
+    for (const cn of opts.controlnets ?? []) {
+      checkPipelineControlNet(readControlNetConfig(await readJsonFrom(cn, 'config.json', 'a ControlNet folder needs it'), cn.where('').replace(/\/$/, '')), unet, size.scaleFactor, xl);
+    }
     const p = preset && PRESETS[preset.name];
     if (p?.imageSize) {
       if (p.imageSize.some((v) => v % size.scaleFactor)) throw new ConfigError(`preset '${p.name}': its ${p.imageSize[1]}x${p.imageSize[0]} images are not a multiple of this VAE's scale factor ${size.scaleFactor}`);
@@ -153,8 +162,10 @@ export async function readModelInfo(reader: FolderReader, opts: ReadModelInfoOpt
       ...size,
       ...(preset ? { preset } : {}),
       ...(guidanceEmbedded ? { guidanceEmbedded } : {}),
+      ...(opts.controlnets?.length ? { controlnets: opts.controlnets.length } : {}),
     };
   }
+  if (opts.controlnets?.length) throw new ConfigError(`ControlNets apply to Stable Diffusion pipelines (model_index.json); ${reader.where('').replace(/\/$/, '')} is a class-conditional model folder`);
   if (opts.preset != null) throw new ConfigError(`preset '${opts.preset}' applies to text-to-image pipelines (model_index.json); ${reader.where('')} is a class-conditional model folder`);
   const card = (await readOptionalJson(reader, 'fresco.json')) ?? {};
   const unet = readUNet2DConfig(await readJsonFrom(reader, 'unet/config.json', 'a class-conditional model folder needs unet/, vae/ and scheduler/ (a Stable Diffusion pipeline needs model_index.json)'), reader.where('unet'));

@@ -13,9 +13,12 @@ import { CLIPTextModel, CLIPTextModelWithProjection, openClipTextFolder } from '
 import { buildModel } from '../models/model_loader.ts';
 import { checkLatentChannels } from './ldm_folder.ts';
 import type { ResolvedPrecision } from '../models/precision.ts';
+import { ControlNetModel } from '../models/controlnet.ts';
+import { readControlNetConfig } from '../models/controlnet_config.ts';
 import { UNet2DConditionModel } from '../models/unet_2d_condition.ts';
 import { readUNet2DConditionConfig } from '../models/unet_2d_condition_config.ts';
 import { CLIPTokenizer } from '../text/clip_tokenizer.ts';
+import { checkPipelineControlNet } from './controlnet.ts';
 import { ConfigError } from '../errors.ts';
 
 export interface SdModel {
@@ -32,7 +35,21 @@ export interface SdModel {
   pipeline?: string;
   /** Stable Diffusion XL's second text encoder and tokenizer and its pipeline options; absent for SD 1.x/2.x. */
   xl?: SdxlParts;
+  /** ControlNets loaded with the pipeline (StableDiffusionControlNetPipeline; several: MultiControlNetModel), in order; absent: none. */
+  controlnets?: ControlNetModel[];
   destroy(): void;
+}
+
+/** A ControlNet folder (config.json + diffusion_pytorch_model.safetensors) to load beside a pipeline. */
+export interface ControlNetSource {
+  reader: FolderReader;
+  /** Names it in messages (its path or URL). */
+  where: string;
+}
+
+export interface SdLoadOptions extends FolderLoadOptions {
+  /** ControlNets to load with the pipeline, built and streamed with its own components. */
+  controlnets?: readonly ControlNetSource[];
 }
 
 export interface SdxlParts {
@@ -106,7 +123,7 @@ export function checkModelIndex(index: Record<string, unknown>, where: string): 
   }
 }
 
-export async function loadSdFrom(rt: Runtime, root: FolderReader, dir: string, opts: FolderLoadOptions = {}): Promise<SdModel> {
+export async function loadSdFrom(rt: Runtime, root: FolderReader, dir: string, opts: SdLoadOptions = {}): Promise<SdModel> {
   const index = await readJsonFrom(root, 'model_index.json', 'a diffusers pipeline folder needs it');
   checkModelIndex(index, root.where('model_index.json'));
   const pipeline = index._class_name as string;
@@ -151,6 +168,16 @@ export async function loadSdFrom(rt: Runtime, root: FolderReader, dir: string, o
       if (textEncoder.hiddenSize !== unet.crossAttentionDim) throw new ConfigError(`${dir}: the text encoder gives ${textEncoder.hiddenSize} features but the U-Net's cross_attention_dim is ${unet.crossAttentionDim}`);
       if (tokenizer.maxLength > textEncoder.maxPositions) throw new ConfigError(`${dir}: the tokenizer pads to ${tokenizer.maxLength} tokens but the text encoder has ${textEncoder.maxPositions} positions`);
     }
+    // ControlNets: each checked against the U-Net and VAE from its config, then built like the rest.
+    const controlnets: ControlNetModel[] = [];
+    for (const [k, src] of (opts.controlnets ?? []).entries()) {
+      const f = await openModelFrom(src.reader, src.where, { variant: opts.variant, kind: 'a ControlNet folder' });
+      const config = readControlNetConfig(f.config, src.where);
+      checkPipelineControlNet(config, unet.config, vae.scaleFactor, xl);
+      stores.push(f.weights);
+      names.push(opts.controlnets!.length > 1 ? `controlnet_${k}` : 'controlnet');
+      controlnets.push(keep(buildModel(ControlNetModel, rt, f.weights, config, opts)));
+    }
     const weightBytes = await fillStores(rt, stores, opts, names);
     return {
       dir,
@@ -163,6 +190,7 @@ export async function loadSdFrom(rt: Runtime, root: FolderReader, dir: string, o
       weightBytes,
       pipeline,
       ...(parts ? { xl: parts } : {}),
+      ...(controlnets.length ? { controlnets } : {}),
       destroy: () => built.forEach((m) => m.destroy()),
     };
   } catch (e) {
@@ -196,6 +224,7 @@ function checkXl(dir: string, unetConfig: Record<string, unknown>, unet: UNet2DC
 }
 
 /** Node: a pipeline folder on disk. */
-export function loadSdFolder(rt: Runtime, dir: string, opts: FolderLoadOptions = {}): Promise<SdModel> {
-  return loadSdFrom(rt, nodeFolderReader(dir), dir.replace(/\/$/, ''), opts);
+export function loadSdFolder(rt: Runtime, dir: string, opts: FolderLoadOptions & { controlnets?: readonly string[] } = {}): Promise<SdModel> {
+  const controlnets = opts.controlnets?.map((d) => ({ reader: nodeFolderReader(d), where: d.replace(/\/$/, '') }));
+  return loadSdFrom(rt, nodeFolderReader(dir), dir.replace(/\/$/, ''), { ...opts, controlnets });
 }

@@ -23,6 +23,8 @@ import { uploadIds } from '../kernels/embedding.ts';
 import type { CLIPTokenizer, Encoded } from '../text/clip_tokenizer.ts';
 import { denoise, type DenoiseOptions, type GenerationResult } from './denoise.ts';
 import { SDXL_TIME_IDS, type SdModel, type SdxlParts } from './sd_folder.ts';
+import { checkWeighting, controlKeep } from './controlnet.ts';
+import type { ControlResiduals } from '../models/unet_2d_condition.ts';
 
 /** (height, width) in pixels. */
 export type Size = readonly [number, number];
@@ -68,10 +70,30 @@ export interface TextToImageOptions extends DenoiseOptions, SdxlSizeOptions {
   /** Reads back the token ids and the text states before the loop (for conformance checks). */
   traceText?: (t: TextTrace) => void;
   /**
+   * One entry per ControlNet the model was loaded with, in order (required then, an error
+   * otherwise): StableDiffusionControlNetPipeline's image, controlnet_conditioning_scale and
+   * control_guidance_start / _end for that net (guess_mode off). Not with initImage or mask.
+   */
+  control?: readonly ControlInput[];
+  /**
    * Values set over the folder's scheduler_config.json for this run, whichever scheduler runs (a
    * preset's timestep_spacing 'trailing'; diffusers' from_config with overrides).
    */
   schedulerConfig?: Record<string, unknown>;
+}
+
+/** One ControlNet's input for a run. */
+export interface ControlInput {
+  /**
+   * The control image as the pipeline's control image processor gives it: RGB values in [0, 1],
+   * [3, H, W] (the same for every image) or [B, 3, H, W], at the size generated.
+   */
+  image: Float32Array;
+  /** controlnet_conditioning_scale (default 1). */
+  scale?: number;
+  /** control_guidance_start and control_guidance_end: the share of the U-Net calls the net acts in (default 0 and 1). */
+  start?: number;
+  end?: number;
 }
 
 export interface TextTrace {
@@ -127,10 +149,25 @@ export async function generateFromText(rt: Runtime, model: SdModel, opts: TextTo
     if (given.length) throw new Error(`${given.join(', ')} apply to Stable Diffusion XL pipelines only (${model.dir} is ${model.pipeline ?? 'StableDiffusionPipeline'})`);
   }
 
+  const nets = model.controlnets ?? [];
+  const control = opts.control ?? [];
+  if (control.length !== nets.length) {
+    throw new Error(nets.length ? `${model.dir} was loaded with ${nets.length} ControlNet${nets.length > 1 ? 's' : ''}: ${nets.length} control input${nets.length > 1 ? 's are' : ' is'} needed, ${control.length} given` : `control inputs were given, but ${model.dir} was loaded without a ControlNet`);
+  }
+  if (nets.length && (opts.initImage || opts.mask)) throw new Error('ControlNets with img2img or inpainting are not supported (StableDiffusionControlNetImg2ImgPipeline / InpaintPipeline are not built)');
+  const weights = control.map((c, k) => {
+    const w = { scale: c.scale ?? 1, start: c.start ?? 0, end: c.end ?? 1 };
+    checkWeighting(w, `ControlNet ${k}`, (m) => new Error(m));
+    const one = 3 * height * width;
+    if (c.image.length !== one && c.image.length !== B * one) throw new Error(`ControlNet ${k}'s control image has ${c.image.length} values; expected [3, ${height}, ${width}] or [${B}, 3, ${height}, ${width}] (RGB at the size generated)`);
+    return w;
+  });
+
   // LCM-distilled U-Nets: the guidance scale as timestep_cond, and no guidance batch (see the top).
   const condDim = unet.config.timeCondProjDim;
   const guidance = opts.guidanceScale ?? 1;
   const run: TextToImageOptions = condDim !== null ? { ...opts, guidanceScale: 1, guidanceRescale: 0 } : opts;
+  const guided = (run.guidanceScale ?? 1) > 1;
   const text = new Graph(rt, 'text-encoder');
   const owned: GPUBuffer[] = [];
   try {
@@ -141,6 +178,17 @@ export async function generateFromText(rt: Runtime, model: SdModel, opts: TextTo
       timestepCond = { buffer: rt.upload(guidanceScaleEmbedding(guidance - 1, B, condDim), 'timestep_cond'), shape, label: 'timestep_cond' };
       owned.push(timestepCond.buffer);
     }
+    // Control images for the U-Net's batch: each image once per prompt (or as given per prompt),
+    // and again for the guidance half, as prepare_image's repeat_interleave and cat([image] * 2).
+    const rows = guided ? 2 * B : B;
+    const images = control.map((c, k): Tensor => {
+      const one = 3 * height * width;
+      const data = new Float32Array(rows * one);
+      for (let r = 0; r < rows; r++) data.set(c.image.length === one ? c.image : c.image.subarray((r % B) * one, (r % B + 1) * one), r * one);
+      const t: Tensor = { buffer: rt.upload(data, `control_image_${k}`), shape: [rows, 3, height, width], label: `control_image_${k}` };
+      owned.push(t.buffer);
+      return t;
+    });
     const result = await denoise(
       rt,
       {
@@ -149,7 +197,16 @@ export async function generateFromText(rt: Runtime, model: SdModel, opts: TextTo
         latentSize: [height / f, width / f],
         vae,
         schedulerConfig: opts.schedulerConfig ? { ...model.schedulerConfig, ...opts.schedulerConfig } : model.schedulerConfig,
-        planUnet: (g, input, row) => unet.forward(g, input, { timesteps: row, broadcast: true, ...cond.added, ...(timestepCond ? { timestepCond } : {}) }, cond.context),
+        // ControlNet k's scale × keep of each call, in the step row (see controlnet.ts).
+        ...(nets.length ? { rowExtra: { width: nets.length, values: (i: number, n: number) => weights.map((w) => w.scale * controlKeep(i, n, w.start, w.end)) } } : {}),
+        planUnet: (g, input, row, extraAt) => {
+          const t = { timesteps: row, broadcast: true };
+          // Every net on the U-Net's own input and text states (guess_mode off), before the U-Net.
+          const residuals: ControlResiduals[] = nets.map((net, k) => ({ ...net.forward(g, input, t, cond.context, images[k]!), scale: { buffer: row, index: extraAt + k } }));
+          const eps = unet.forward(g, input, { ...t, ...cond.added, ...(timestepCond ? { timestepCond } : {}) }, cond.context, residuals);
+          for (const r of residuals) g.release(...r.down, r.mid);
+          return eps;
+        },
       },
       run,
     );
