@@ -59,7 +59,8 @@ export function supportTable(): string {
   const unets = byRole(classes, /UNet/);
   const vaes = byRole(classes, /Autoencoder|VQ/);
   const text = byRole(classes, /CLIP/);
-  const other = classes.filter((c) => !unets.includes(c) && !vaes.includes(c) && !text.includes(c)).sort();
+  const controlnets = byRole(classes, /ControlNet/);
+  const other = classes.filter((c) => !unets.includes(c) && !vaes.includes(c) && !text.includes(c) && !controlnets.includes(c)).sort();
   const rows: [string, string][] = [
     ['Pipeline folders (`model_index.json`)', code(PIPELINES)],
     ['U-Nets (`config.json` `_class_name`)', code(unets)],
@@ -68,6 +69,7 @@ export function supportTable(): string {
     ['Autoencoders', code(vaes)],
     ['`AutoencoderKL` / `VQModel` blocks', `encoder: ${code(ENCODER_TYPES)}<br>decoder: ${code(DECODER_TYPES)}`],
     ['Text encoders', code(text)],
+    ['ControlNets (`controlnet`, `--controlnet`; Stable Diffusion 1.x/2.x)', `${code(controlnets)}, one or several; down: ${code(COND_DOWN_TYPES)}`],
     ...(other.length ? [['Other models', code(other)] as [string, string]] : []),
     ['Schedulers (`--scheduler`: diffusers class)', SCHEDULERS.map((s) => `\`${s.name}\`: ${s.className}${'config' in s ? ` (${Object.entries(s.config).map(([k, v]) => `${k} ${v}`).join(', ')})` : ''}`).join('<br>')],
   ];

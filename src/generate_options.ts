@@ -266,13 +266,15 @@ function checkControl(opts: GenerateOptions, nets: number, [height, width]: read
 export function controlTensors(opts: GenerateOptions, o: ResolvedOptions): Float32Array[] {
   if (!o.control || opts.controlImage === undefined) return [];
   const list = Array.isArray(opts.controlImage) ? opts.controlImage : [opts.controlImage];
-  return list.map((img) => {
-    const fit = o.control!.resize ? resizeRgba(img, o.width, o.height) : img;
-    const n = fit.width * fit.height;
-    const out = new Float32Array(3 * n);
-    for (let c = 0; c < 3; c++) for (let p = 0; p < n; p++) out[c * n + p] = Math.fround(fit.data[4 * p + c]! / 255);
-    return out;
-  });
+  return list.map((img) => controlImageTensor(o.control!.resize ? resizeRgba(img, o.width, o.height) : img));
+}
+
+/** One control image as [3, H, W] RGB in [0, 1] (pixel / 255 in float32, as pil_to_numpy), alpha ignored. */
+export function controlImageTensor(img: RgbaPixels): Float32Array {
+  const n = img.width * img.height;
+  const out = new Float32Array(3 * n);
+  for (let c = 0; c < 3; c++) for (let p = 0; p < n; p++) out[c * n + p] = Math.fround(img.data[4 * p + c]! / 255);
+  return out;
 }
 
 /**

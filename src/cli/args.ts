@@ -41,6 +41,13 @@ export interface GenerateArgs {
   preset?: PresetName | null;
   /** --lora FILE[:SCALE], in order (scale 1 when not given). */
   loras: { file: string; scale: number }[];
+  /** --controlnet DIR and --control-image FILE.png, in order (one image per net). */
+  controlnets: string[];
+  controlImages: string[];
+  /** --control-scale, --control-start, --control-end: none, one for every net, or one per net. */
+  controlScales: number[];
+  controlStarts: number[];
+  controlEnds: number[];
 }
 
 /** The flags only Stable Diffusion XL takes. */
@@ -75,8 +82,15 @@ ${schedulerHelpLines(' '.repeat(25)).join('\n')}
                        text-to-image without --width/--height: its size; not with SDXL)
   --strength S         how far to noise the init image, 0 < S <= 1 (default 0.8; needs --init-image)
   --mask FILE.png      inpaint: white pixels are repainted, black kept (needs --init-image)
-  --resize             resize --init-image and --mask to the image size (Lanczos) instead of
-                       refusing another size
+  --resize             resize --init-image, --mask and --control-image to the image size (Lanczos)
+                       instead of refusing another size
+  --controlnet DIR     a ControlNet folder (config.json + weights; or URL, hf:owner/name) to steer
+                       a Stable Diffusion 1.x/2.x model; repeatable, one --control-image each
+  --control-image FILE.png  the ControlNet's input (an edge map, depth map, pose...), in the order
+                       of --controlnet; without --width/--height the first one's size is the size
+  --control-scale S    how strongly each ControlNet steers (default 1); one for all, or one per net
+  --control-start S, --control-end S  the share of the steps each ControlNet acts in, 0 <= start
+                       < end <= 1 (default 0 and 1); one for all, or one per net
   --lora FILE[:SCALE]  merge a LoRA (.safetensors: diffusers, PEFT or kohya keys; a path, URL or
                        hf:owner/name[/file]) into the weights at SCALE (default 1); repeatable
   --precision auto|f16|f32  auto (the default): f16 weights everywhere, f16 activations where
@@ -117,7 +131,7 @@ function num(flag: string, v: string | undefined, min: number, max: number): num
 }
 
 export function parseGenerateArgs(argv: string[]): GenerateArgs {
-  const a: GenerateArgs = { classes: [], count: 1, seed: null, steps: null, guidance: null, scheduler: null, eta: 0, model: null, out: 'fresco.png', force: false, initImage: null, strength: null, mask: null, resize: false, precision: 'auto', prompt: null, negativePrompt: null, width: null, height: null, prompt2: null, negativePrompt2: null, originalSize: null, cropTopLeft: null, targetSize: null, loras: [] };
+  const a: GenerateArgs = { classes: [], count: 1, seed: null, steps: null, guidance: null, scheduler: null, eta: 0, model: null, out: 'fresco.png', force: false, initImage: null, strength: null, mask: null, resize: false, precision: 'auto', prompt: null, negativePrompt: null, width: null, height: null, prompt2: null, negativePrompt2: null, originalSize: null, cropTopLeft: null, targetSize: null, loras: [], controlnets: [], controlImages: [], controlScales: [], controlStarts: [], controlEnds: [] };
   const given = new Set<string>();
   for (let i = 0; i < argv.length; i++) {
     let flag = argv[i]!;
@@ -202,6 +216,21 @@ export function parseGenerateArgs(argv: string[]): GenerateArgs {
         else a.initImage = v;
         break;
       }
+      case '--controlnet': {
+        const v = next();
+        if (!v) throw new UsageError('--controlnet needs a ControlNet folder');
+        a.controlnets.push(v);
+        break;
+      }
+      case '--control-image': {
+        const v = next();
+        if (!v || !v.toLowerCase().endsWith('.png')) throw new UsageError(`--control-image needs a .png file, got ${JSON.stringify(v ?? null)}`);
+        a.controlImages.push(v);
+        break;
+      }
+      case '--control-scale': a.controlScales.push(num(flag, next(), -100, 100)); break;
+      case '--control-start': a.controlStarts.push(num(flag, next(), 0, 1)); break;
+      case '--control-end': a.controlEnds.push(num(flag, next(), 0, 1)); break;
       case '--lora': {
         const v = next();
         if (!v) throw new UsageError('--lora needs FILE or FILE:SCALE');
@@ -230,7 +259,16 @@ export function parseGenerateArgs(argv: string[]): GenerateArgs {
   if (a.eta > 0 && a.scheduler !== null && a.scheduler !== 'ddim') throw new UsageError('--eta applies to --scheduler ddim only');
   if (a.strength !== null && a.initImage === null) throw new UsageError('--strength needs --init-image');
   if (a.mask !== null && a.initImage === null) throw new UsageError('--mask needs --init-image (the image to inpaint)');
-  if (a.resize && a.initImage === null) throw new UsageError('--resize needs --init-image (it resizes the init image and mask)');
+  if (a.resize && a.initImage === null && !a.controlImages.length) throw new UsageError('--resize needs --init-image or --control-image (it resizes the init image, mask and control images)');
+  const nets = a.controlnets.length;
+  const controlFlags = (['--control-image', '--control-scale', '--control-start', '--control-end'] as const).filter((f) => given.has(f));
+  if (!nets && controlFlags.length) throw new UsageError(`${controlFlags.join(', ')} ${controlFlags.length > 1 ? 'need' : 'needs'} --controlnet`);
+  if (nets && a.controlImages.length !== nets) throw new UsageError(`${nets} --controlnet given: --control-image is needed once per ControlNet, in the same order (got ${a.controlImages.length})`);
+  for (const [flag, list] of [['--control-scale', a.controlScales], ['--control-start', a.controlStarts], ['--control-end', a.controlEnds]] as const) {
+    if (list.length > 1 && list.length !== nets) throw new UsageError(`${flag} given ${list.length} times for ${nets} --controlnet: give it once for all, or once per ControlNet`);
+  }
+  if (nets && a.initImage !== null) throw new UsageError('--controlnet does not go with --init-image (img2img and inpainting with ControlNets are not supported)');
+  if (nets && a.prompt === null) throw new UsageError('--controlnet needs --prompt (ControlNets steer text-to-image models)');
   if (a.prompt !== null && a.classes.length) throw new UsageError('--prompt and --class do not go together: a model is either text- or class-conditional');
   const textOnly = ['--negative-prompt', '--width', '--height', ...SDXL_FLAGS].filter((f) => given.has(f));
   if (a.prompt === null && textOnly.length) throw new UsageError(`${textOnly.join(', ')} ${textOnly.length > 1 ? 'need' : 'needs'} --prompt (text-to-image models)`);

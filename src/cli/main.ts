@@ -105,7 +105,8 @@ async function generateCommand(argv: string[]): Promise<void> {
   if (!remote && !existsSync(modelDir)) throw new UsageError(`model folder ${modelDir} does not exist`);
   const preset = args.preset !== undefined ? { preset: args.preset } : {};
   // Everything that can be checked without the GPU is, in the order a user would fix it.
-  const info = await inspectModel(modelDir, preset).catch((e: unknown) => {
+  const control = args.controlnets.length ? { controlnet: args.controlnets } : {};
+  const info = await inspectModel(modelDir, { ...preset, ...control }).catch((e: unknown) => {
     // A malformed hf: source, and a --preset for the other kind of model, are flag mistakes.
     if (e instanceof ModelSourceError || (args.preset && e instanceof ConfigError && e.message.startsWith('preset '))) throw new UsageError(e.message);
     throw e;
@@ -114,15 +115,22 @@ async function generateCommand(argv: string[]): Promise<void> {
   const labels = info.kind === 'class' ? classLabels(args, info) : [];
   const initImage = args.initImage !== null ? await readPng('--init-image', args.initImage) : undefined;
   const mask = args.mask !== null ? await readPng('--mask', args.mask) : undefined;
+  const controlImages = await Promise.all(args.controlImages.map((path) => readPng('--control-image', path)));
   // Without --width/--height a text model generates at the init image's size (the library's rule,
   // as diffusers' img2img); otherwise an init image of another size needs --resize.
-  const sized = info.kind === 'class' || args.width !== null || args.height !== null || !initImage;
+  const sized = info.kind === 'class' || args.width !== null || args.height !== null || (!initImage && !controlImages.length);
   const [height, width] = info.kind === 'text' ? [args.height ?? info.imageSize[0], args.width ?? info.imageSize[1]] : info.imageSize;
   for (const [flag, path, img] of [['--init-image', args.initImage, initImage], ['--mask', args.mask, mask]] as const) {
     if (img && sized && !args.resize && (img.width !== width || img.height !== height)) {
       throw new UsageError(`${flag} ${path} is ${img.width}x${img.height}; this model needs ${width}x${height} (pass --resize to resize it)`);
     }
   }
+  // Without a size the first control image gives it (the library's rule, as diffusers' ControlNet pipeline); the others must match.
+  const [ch, cw] = sized ? [height, width] : [controlImages[0]?.height, controlImages[0]?.width];
+  controlImages.forEach((img, k) => {
+    if (!args.resize && (img.width !== cw || img.height !== ch)) throw new UsageError(`--control-image ${args.controlImages[k]} is ${img.width}x${img.height}; ${sized ? 'this model needs' : 'the first --control-image is'} ${cw}x${ch} (pass --resize to resize it)`);
+  });
+  const perNet = (list: number[]) => (list.length === 1 ? list[0]! : list);
   const opts: GenerateOptions = {
     count: args.count,
     seed: args.seed ?? randomSeed(),
@@ -131,6 +139,15 @@ async function generateCommand(argv: string[]): Promise<void> {
     ...(args.scheduler !== null ? { scheduler: args.scheduler } : {}),
     ...(args.eta > 0 ? { eta: args.eta } : {}),
     onStep: progress,
+    ...(controlImages.length
+      ? {
+          controlImage: controlImages,
+          resize: args.resize,
+          ...(args.controlScales.length ? { controlScale: perNet(args.controlScales) } : {}),
+          ...(args.controlStarts.length ? { controlStart: perNet(args.controlStarts) } : {}),
+          ...(args.controlEnds.length ? { controlEnd: perNet(args.controlEnds) } : {}),
+        }
+      : {}),
     ...(initImage ? { initImage, resize: args.resize, ...(args.strength !== null ? { strength: args.strength } : {}), ...(mask ? { mask } : {}) } : {}),
     ...(info.kind === 'class'
       ? { class: labels }
@@ -153,7 +170,7 @@ async function generateCommand(argv: string[]): Promise<void> {
 
   let model;
   try {
-    model = await loadModel(modelDir, { precision: args.precision, ...preset });
+    model = await loadModel(modelDir, { precision: args.precision, ...preset, ...control });
   } catch (e) {
     if (e instanceof PrecisionError) throw new Error(`--precision f16 needs the WebGPU feature shader-f16, which this adapter does not have (use --precision auto or f32)`);
     throw e;
@@ -167,7 +184,8 @@ async function generateCommand(argv: string[]): Promise<void> {
     }
     if (info.preset) console.error(`preset: ${info.preset.name} (${{ option: 'asked for', repo: 'its Hub repository', config: 'its configs' }[info.preset.source]})`);
     const init = initImage ? `; ${mask ? 'inpainting' : 'img2img'} from ${args.initImage}, strength ${o.init?.strength}` : '';
-    const run = `seed ${o.seed}, ${o.steps} ${o.scheduler} steps, guidance ${o.guidance}${init}`;
+    const steer = o.control ? `; ${o.control.weights.map((w, k) => `ControlNet ${args.controlnets[k]} on ${args.controlImages[k]} (scale ${w.scale}${w.start > 0 || w.end < 1 ? `, steps ${w.start}-${w.end}` : ''})`).join(', ')}` : '';
+    const run = `seed ${o.seed}, ${o.steps} ${o.scheduler} steps, guidance ${o.guidance}${init}${steer}`;
     if (info.kind === 'class') {
       console.error(`generating ${o.batch} image(s): ${labels.map((l) => describeClass(l, info.classNames, info.nullClass!)).join(', ')}; ${run}`);
     } else {

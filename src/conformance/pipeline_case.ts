@@ -1,6 +1,7 @@
 // Replays a diffusers pipeline run (pipeline.json + trace.safetensors) from its initial latents
 // and compares every step's guided eps and latents, the final latents and the decoded image.
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Runtime } from '../gpu/runtime.ts';
@@ -9,7 +10,11 @@ import { readSafetensorsFile, toFloat32, toInt64Numbers, type HostTensor } from 
 import { generateClassConditional, type GenerationResult } from '../pipelines/class_conditional.ts';
 import { loadLdmFolder } from '../pipelines/ldm_folder.ts';
 import { loadSdFolder } from '../pipelines/sd_folder.ts';
-import { generateFromText } from '../pipelines/text_to_image.ts';
+import { generateFromText, type ControlInput } from '../pipelines/text_to_image.ts';
+import { controlKeep } from '../pipelines/controlnet.ts';
+import { controlImageTensor } from '../generate_options.ts';
+import { resizeRgba } from '../io/image_input.ts';
+import { decodePng } from '../io/png.ts';
 import { schedulerNameOf } from '../schedulers/scheduler.ts';
 import { formatTol, measure, worst, type Measured } from './measure.ts';
 import { TOLERANCE, toleranceOf } from './model_case.ts';
@@ -23,6 +28,32 @@ export function findModelFolder(caseDir: string, name: string): string {
     if (existsSync(join(candidate, 'unet'))) return candidate;
   }
   throw new Error(`model '${name}' not found beside ${caseDir} or in ${projectWeights}`);
+}
+
+/** A ControlNet folder (config.json) beside the case or in weights/. */
+function findControlNetFolder(caseDir: string, name: string): string {
+  for (const candidate of [join(dirname(resolve(caseDir)), name), join(projectWeights, name)]) {
+    if (existsSync(join(candidate, 'config.json'))) return candidate;
+  }
+  throw new Error(`ControlNet '${name}' not found beside ${caseDir} or in ${projectWeights}`);
+}
+
+/**
+ * pipeline.json's controlnet entries (StableDiffusionControlNetPipeline traces): each net's folder
+ * and its control image, read from the case's PNG and prepared as the library prepares it (RGB,
+ * Lanczos to the size generated, / 255).
+ */
+async function controlInputs(dir: string, spec: Record<string, unknown>, [height, width]: [number, number]): Promise<{ folders: string[]; inputs: ControlInput[] }> {
+  const entries = Array.isArray(spec.controlnet) ? (spec.controlnet as Record<string, unknown>[]) : [];
+  const folders = entries.map((c) => findControlNetFolder(dir, String(c.model)));
+  const inputs = await Promise.all(
+    entries.map(async (c) => {
+      const png = decodePng(new Uint8Array(await readFile(join(dir, String(c.image)))));
+      const image = controlImageTensor(resizeRgba({ width: png.width, height: png.height, data: png.pixels }, width, height));
+      return { image, scale: Number(c.conditioning_scale ?? 1), start: Number(c.control_guidance_start ?? 0), end: Number(c.control_guidance_end ?? 1) };
+    }),
+  );
+  return { folders, inputs };
 }
 
 /**
@@ -136,12 +167,19 @@ async function runTextPipelineCase(rt: Runtime, dir: string, spec: Record<string
   const tol = TOLERANCE[stored];
   const scheduler = traceScheduler(spec);
   const get = await readTrace(dir);
-  const model = await loadSdFolder(rt, findModelFolder(dir, String(spec.model)), { precision });
+  const size: [number, number] = [Number(spec.height), Number(spec.width)];
+  const control = await controlInputs(dir, spec, size);
+  const model = await loadSdFolder(rt, findModelFolder(dir, String(spec.model)), { precision, ...(control.folders.length ? { controlnets: control.folders } : {}) });
   const xl = spec.pipeline === 'StableDiffusionXLPipeline';
   const guidance = Number(spec.guidance_scale);
   const checks = traceChecks(get, tol, guidedEpsTol(tol, stored, guidance), 'noise_pred');
   try {
     if (xl !== !!model.xl) throw new Error(`${dir}: the trace is of ${String(spec.pipeline)} but the model folder is a ${model.pipeline ?? 'StableDiffusionPipeline'}`);
+    // The control images the ControlNets got (the trace's first rows: the same image for every row).
+    const controlImages: Measured[] = control.inputs.map((c, k) => {
+      const key = control.inputs.length === 1 ? 'control_image' : `control_image_${k}`;
+      return measure(c.image, toFloat32(get(key)).subarray(0, c.image.length), tol);
+    });
     const text: Measured[] = [];
     const pooled: Measured[] = [];
     let idsNote = '';
@@ -167,8 +205,9 @@ async function runTextPipelineCase(rt: Runtime, dir: string, spec: Record<string
       steps: Number(spec.steps),
       scheduler,
       ...(spec.eta !== null && spec.eta !== undefined ? { eta: Number(spec.eta) } : {}),
-      height: Number(spec.height),
-      width: Number(spec.width),
+      height: size[0],
+      width: size[1],
+      ...(control.inputs.length ? { control: control.inputs } : {}),
       latents: toFloat32(get('latents_init')),
       // The text traces record prepare_latents' output: init_noise_sigma is already in it.
       latentsScaled: true,
@@ -202,7 +241,16 @@ async function runTextPipelineCase(rt: Runtime, dir: string, spec: Record<string
       },
       trace: checks.trace,
     });
-    const r = checks.finish(xl ? 'text-to-image (SDXL)' : 'text-to-image', result, xl ? [['text states', text], ['pooled', pooled]] : [['text states', text]]);
+    if (control.inputs.length && get.has('controlnet_scales')) {
+      // Each net's scale × keep per U-Net call, as diffusers passed them as conditioning_scale: exactly.
+      const n = result.scheduler.timesteps.length;
+      const ours = Array.from({ length: n }, (_, i) => control.inputs.map((c) => Math.fround(c.scale! * controlKeep(i, n, c.start!, c.end!))));
+      const want = Array.from(toFloat32(get('controlnet_scales')));
+      if (JSON.stringify(ours.flat()) !== JSON.stringify(want)) idsNote += `controlnet_scales differ: ${JSON.stringify(ours)} != ${JSON.stringify(want)}; `;
+    }
+    const before: [string, Measured[]][] = xl ? [['text states', text], ['pooled', pooled]] : [['text states', text]];
+    if (controlImages.length) before.push(['control images', controlImages]);
+    const r = checks.finish(control.inputs.length ? 'text-to-image (ControlNet)' : xl ? 'text-to-image (SDXL)' : 'text-to-image', result, before);
     return idsNote ? { ...r, pass: false, note: idsNote.trim() } : r;
   } finally {
     model.destroy();
