@@ -8,7 +8,7 @@
 // and what is deleted here is fetched again by the worker's next load.
 import { SCHEDULER_NAMES, clearStoredModels, deleteStoredModel, listStoredModels, type RgbaImage, type StoredModel } from '../src/index.ts';
 import { gridColumns } from './grid.ts';
-import type { FromWorker, ModelInfo, StorageWarningInfo, ToWorker } from './protocol.ts';
+import type { AdapterRequest, FromWorker, LoraInfo, ModelInfo, StorageWarningInfo, ToWorker } from './protocol.ts';
 import { isPresetName, type PresetName } from '../src/pipelines/presets.ts';
 
 type State = 'starting' | 'nogpu' | 'loading' | 'ready' | 'running' | 'done' | 'cancelled' | 'error';
@@ -49,11 +49,25 @@ const ui = {
   storedList: $<HTMLUListElement>('stored-list'),
   storedNote: $('stored-note'),
   storedClear: $<HTMLButtonElement>('stored-clear'),
+  loraRow: $<HTMLFieldSetElement>('lora-row'),
+  loraScale: $<HTMLInputElement>('lora-scale'),
+  loraScaleRange: $<HTMLInputElement>('lora-scale-range'),
+  loraFile: $<HTMLInputElement>('lora-file'),
+  loraList: $<HTMLUListElement>('lora-list'),
+  loraNote: $('lora-note'),
+  loraError: $('lora-error'),
+  embeddingRow: $<HTMLFieldSetElement>('embedding-row'),
+  embeddingToken: $<HTMLInputElement>('embedding-token'),
+  embeddingFile: $<HTMLInputElement>('embedding-file'),
+  embeddingList: $<HTMLUListElement>('embedding-list'),
+  embeddingNote: $('embedding-note'),
+  embeddingError: $('embedding-error'),
 };
 
 /**
  * What tests read: counts, the last error and download, next to body[data-state]; the storage
- * warnings of the last load, the answer to persist(), and the stored models last listed.
+ * warnings of the last load, the answer to persist(), and the stored models last listed; the
+ * LoRAs merged and the embedding tokens added to the loaded model.
  */
 const demo = {
   previews: 0,
@@ -65,6 +79,8 @@ const demo = {
   storageWarnings: [] as StorageWarningInfo[],
   persisted: null as boolean | null,
   stored: null as StoredModel[] | null,
+  loras: [] as LoraInfo[],
+  tokens: [] as string[],
 };
 (window as unknown as { frescoDemo: typeof demo }).frescoDemo = demo;
 
@@ -81,6 +97,7 @@ function setState(s: State, message?: string): void {
   ui.model.disabled = s === 'running' || s === 'loading' || s === 'nogpu';
   ui.customRow.disabled = ui.model.disabled;
   syncStoredButtons();
+  syncAdapters();
 }
 
 function showNoGpu(why: string): void {
@@ -190,8 +207,8 @@ function download(): void {
 
 let worker: Worker;
 
-function send(msg: ToWorker): void {
-  worker.postMessage(msg);
+function send(msg: ToWorker, transfer: Transferable[] = []): void {
+  worker.postMessage(msg, transfer);
 }
 
 /**
@@ -349,6 +366,215 @@ async function storageAction(what: string, act: () => Promise<unknown>): Promise
   if (failed) ui.storedNote.textContent = failed;
 }
 
+// ---------------------------------------------------------------- LoRAs and embeddings
+
+/**
+ * Whether the loaded model takes LoRAs and embeddings here: a text-to-image model. (The library
+ * would merge a LoRA into a class-conditional U-Net too, but LoRAs are made for text models.)
+ */
+let adaptable = false;
+/** Requests sent and not yet answered, by id, with what the note says meanwhile. */
+const adapterOps = new Map<number, { req: AdapterRequest; doing: string }>();
+let nextOp = 1;
+/** Scale edits in the list not sent yet (debounced), by LoRA name. */
+let scaleEdits: Record<string, number> = {};
+let scaleTimer: ReturnType<typeof setTimeout> | undefined;
+/** A scale slider sends its value this long after the last change, so a drag is one merge. */
+const SCALE_DEBOUNCE_MS = 300;
+
+/** Shown only for a text model; usable only while a model is loaded (a load replaces it). */
+function syncAdapters(): void {
+  const s = document.body.dataset.state;
+  const off = !adaptable || s === 'loading' || s === 'nogpu' || s === 'starting';
+  for (const row of [ui.loraRow, ui.embeddingRow]) {
+    row.hidden = !adaptable;
+    row.disabled = off;
+  }
+}
+
+/** Forgets the LoRAs and embeddings: the worker is loading another model (or the same again). */
+function resetAdapters(): void {
+  adaptable = false;
+  adapterOps.clear();
+  scaleEdits = {};
+  clearTimeout(scaleTimer);
+  demo.loras = [];
+  demo.tokens = [];
+  ui.loraList.replaceChildren();
+  ui.embeddingList.replaceChildren();
+  for (const el of [ui.loraNote, ui.embeddingNote, ui.loraError, ui.embeddingError]) el.textContent = '';
+  ui.loraError.hidden = ui.embeddingError.hidden = true;
+}
+
+const isLoraOp = (req: AdapterRequest) => req.type !== 'embedding-load';
+
+/** Each section's note: what is under way there (the latest request), or nothing. */
+function showAdapterNotes(): void {
+  const ops = [...adapterOps.values()];
+  ui.loraNote.textContent = ops.filter((o) => isLoraOp(o.req)).at(-1)?.doing ?? '';
+  ui.embeddingNote.textContent = ops.filter((o) => !isLoraOp(o.req)).at(-1)?.doing ?? '';
+}
+
+function showAdapterError(lora: boolean, text: string | null): void {
+  const el = lora ? ui.loraError : ui.embeddingError;
+  el.textContent = text ?? '';
+  el.hidden = text === null;
+}
+
+function sendAdapter(req: AdapterRequest, doing: string, transfer: Transferable[] = []): void {
+  adapterOps.set(req.id, { req, doing });
+  showAdapterError(isLoraOp(req), null);
+  showAdapterNotes();
+  send(req, transfer);
+}
+
+/** A scale typed or dragged: a finite number, or null while the field holds none. */
+function scaleOf(el: HTMLInputElement): number | null {
+  const v = el.value.trim() === '' ? NaN : Number(el.value);
+  return Number.isFinite(v) ? v : null;
+}
+
+/** Keeps a slider and its number field showing the same scale (the field may go past the slider's range). */
+function pairScale(range: HTMLInputElement, num: HTMLInputElement, onChange: (v: number) => void): void {
+  range.oninput = () => {
+    num.value = range.value;
+    onChange(Number(range.value));
+  };
+  num.oninput = () => {
+    const v = scaleOf(num);
+    if (v === null) return;
+    range.value = String(v);
+    onChange(v);
+  };
+}
+
+function flushScales(): void {
+  clearTimeout(scaleTimer);
+  if (!Object.keys(scaleEdits).length) return;
+  const scales = scaleEdits;
+  scaleEdits = {};
+  sendAdapter({ id: nextOp++, type: 'lora-scales', scales }, `Applying ${Object.entries(scales).map(([n, v]) => `${n} × ${v}`).join(', ')}…`);
+}
+
+/** Whether a scale for `name` is waiting to be sent or on its way: its row's fields show that one, not the merged one. */
+const scaleUnsettled = (name: string) => name in scaleEdits || [...adapterOps.values()].some(({ req }) => req.type === 'lora-scales' && name in req.scales);
+
+const plural = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`;
+
+function loraRow(info: LoraInfo): HTMLLIElement {
+  const li = document.createElement('li');
+  li.dataset.name = info.name;
+  const head = document.createElement('div');
+  const name = Object.assign(document.createElement('span'), { className: 'name', textContent: info.name });
+  const layers = Object.assign(document.createElement('span'), { className: 'layers' });
+  head.append(name, ' ', layers);
+  const controls = Object.assign(document.createElement('div'), { className: 'controls' });
+  const range = Object.assign(document.createElement('input'), { type: 'range', min: '-2', max: '2', step: '0.05', className: 'scale-range' });
+  const num = Object.assign(document.createElement('input'), { type: 'number', step: 'any', className: 'scale' });
+  range.setAttribute('aria-label', `${info.name} scale`);
+  num.setAttribute('aria-label', `${info.name} scale`);
+  pairScale(range, num, (v) => {
+    scaleEdits[info.name] = v;
+    clearTimeout(scaleTimer);
+    scaleTimer = setTimeout(flushScales, SCALE_DEBOUNCE_MS);
+  });
+  const remove = Object.assign(document.createElement('button'), { type: 'button', className: 'remove', textContent: 'Remove' });
+  remove.onclick = () => {
+    remove.disabled = true;
+    // A scale still waiting for this LoRA would name one that is gone.
+    delete scaleEdits[info.name];
+    sendAdapter({ id: nextOp++, type: 'lora-unload', name: info.name }, `Removing ${info.name}…`);
+  };
+  controls.append(range, num, remove);
+  li.append(head, controls);
+  return li;
+}
+
+/** The list as the worker says it is now: rows added and removed, scales shown where none is pending. */
+function showLoras(loras: LoraInfo[]): void {
+  demo.loras = loras;
+  const rows = new Map([...ui.loraList.children].map((li) => [(li as HTMLElement).dataset.name!, li as HTMLLIElement]));
+  const shown = loras.map((info) => {
+    const li = rows.get(info.name) ?? loraRow(info);
+    li.dataset.scale = String(info.scale);
+    const parts = Object.entries(info.layers).map(([component, n]) => plural(n!, `${component} layer`));
+    li.querySelector('.layers')!.textContent = parts.join(', ');
+    if (!scaleUnsettled(info.name)) {
+      for (const el of li.querySelectorAll('input')) el.value = String(info.scale);
+    }
+    (li.querySelector('button.remove') as HTMLButtonElement).disabled = [...adapterOps.values()].some(({ req }) => req.type === 'lora-unload' && req.name === info.name);
+    return li;
+  });
+  ui.loraList.replaceChildren(...shown);
+}
+
+function showEmbedding(file: string, tokens: string[]): void {
+  demo.tokens.push(...tokens);
+  const li = document.createElement('li');
+  li.dataset.tokens = tokens.join(' ');
+  const name = Object.assign(document.createElement('span'), { className: 'name', textContent: file });
+  const list = Object.assign(document.createElement('span'), { className: 'tokens' });
+  list.append(`${plural(tokens.length, 'token')}: `, ...tokens.flatMap((t, i) => [...(i ? [', '] : []), Object.assign(document.createElement('code'), { textContent: t })]));
+  li.append(name, list);
+  ui.embeddingList.append(li);
+}
+
+const PICKLE = 'only .safetensors files are read (pickled .bin / .pt / .ckpt files are not)';
+
+/** The file picked, read here and its bytes handed to the worker. */
+async function pickFile(input: HTMLInputElement, lora: boolean): Promise<void> {
+  const file = input.files?.[0];
+  // Cleared, so that picking the same file again (after Remove, say) is a change too.
+  input.value = '';
+  if (!file) return;
+  if (!/\.safetensors$/i.test(file.name)) return showAdapterError(lora, `${file.name}: ${PICKLE}`);
+  let bytes: ArrayBuffer;
+  try {
+    bytes = await file.arrayBuffer();
+  } catch (e) {
+    return showAdapterError(lora, `Could not read ${file.name}: ${errText(e)}`);
+  }
+  if (lora) {
+    const scale = scaleOf(ui.loraScale);
+    if (scale === null) return showAdapterError(true, `The scale for ${file.name} must be a number.`);
+    const name = file.name.replace(/\.safetensors$/i, '');
+    sendAdapter({ id: nextOp++, type: 'lora-load', name, bytes, scale }, `Merging ${file.name} at scale ${scale}…`, [bytes]);
+  } else {
+    const token = ui.embeddingToken.value.trim();
+    sendAdapter({ id: nextOp++, type: 'embedding-load', file: file.name, bytes, token }, `Adding ${file.name}…`, [bytes]);
+  }
+}
+
+function adapterDone(msg: Extract<FromWorker, { type: 'adapter-done' }>): void {
+  const op = adapterOps.get(msg.id);
+  // An answer about a model replaced since.
+  if (!op) return;
+  adapterOps.delete(msg.id);
+  const { req } = op;
+  if (msg.error) {
+    const what = req.type === 'lora-load' ? `Could not load ${req.name}` : req.type === 'lora-scales' ? 'Could not change the scales' : req.type === 'lora-unload' ? `Could not remove ${req.name}` : `Could not add ${req.file}`;
+    showAdapterError(isLoraOp(req), `${what}: ${msg.error.name}: ${msg.error.message}`);
+    console.warn(`Fresco demo: ${what}: ${msg.error.name}: ${msg.error.message}`);
+  }
+  if (req.type === 'embedding-load' && msg.tokens) showEmbedding(req.file, msg.tokens);
+  showLoras(msg.loras);
+  showAdapterNotes();
+}
+
+function startAdapters(): void {
+  pairScale(ui.loraScaleRange, ui.loraScale, () => undefined);
+  ui.loraFile.onchange = () => void pickFile(ui.loraFile, true);
+  ui.embeddingFile.onchange = () => void pickFile(ui.embeddingFile, false);
+  // Enter in these fields would submit the form (a generation); in a scale it applies the scale now.
+  for (const row of [ui.loraRow, ui.embeddingRow]) {
+    row.addEventListener('keydown', (ev) => {
+      if (ev.key !== 'Enter' || !(ev.target instanceof HTMLInputElement) || ev.target.type === 'file') return;
+      ev.preventDefault();
+      flushScales();
+    });
+  }
+}
+
 function load(): void {
   ui.customRow.hidden = ui.model.value !== 'custom';
   const chosen = chosenModel();
@@ -363,6 +589,8 @@ function load(): void {
   demo.storageWarnings = [];
   ui.warnings.replaceChildren();
   ui.warnings.hidden = true;
+  // The worker drops the current model, and its LoRAs and embeddings with it.
+  resetAdapters();
   setState('loading', `Loading ${chosen.name}…`);
   ui.progress.value = 0;
   send({ type: 'load', url: chosen.source, precision, ...('preset' in chosen ? { preset: chosen.preset } : {}) });
@@ -387,6 +615,7 @@ function onMessage(msg: FromWorker): void {
       return showStorageWarning(msg.warning);
     case 'loaded': {
       demo.cacheHits = msg.info.cacheHits;
+      adaptable = msg.info.kind === 'text';
       applyModel(msg.info);
       ui.progress.value = 1;
       // In bytes, not files: a load reads some small files twice, the second time from storage,
@@ -430,6 +659,8 @@ function onMessage(msg: FromWorker): void {
     }
     case 'cancelled':
       return setState('cancelled', 'Cancelled.');
+    case 'adapter-done':
+      return adapterDone(msg);
     case 'error':
       demo.error = `${msg.name}: ${msg.message}`;
       // A load that failed may have stored some files, or left one partial.
@@ -507,6 +738,7 @@ async function start(): Promise<void> {
   ui.form.onsubmit = generate;
   ui.cancel.onclick = () => send({ type: 'cancel' });
   ui.download.onclick = download;
+  startAdapters();
   window.addEventListener('resize', () => void (demo.info && fit()));
   load();
 }

@@ -2,12 +2,32 @@
 // image pixels travel as transferred buffers.
 import type { GenerateOptions, ModelDefaults, ModelKind, Precision, RgbaImage } from '../src/index.ts';
 import type { PresetName } from '../src/pipelines/presets.ts';
+import type { LoraInfo } from '../src/models/lora.ts';
+
+export type { LoraInfo };
 
 export type ToWorker =
   /** url: a URL, or a Hub repository (hf:owner/name[@revision]); preset: absent to detect, null for none. */
   | { type: 'load'; url: string; precision: Precision; preset?: PresetName | null }
   | { type: 'generate'; options: Omit<GenerateOptions, 'signal' | 'onStep'> }
-  | { type: 'cancel' };
+  | { type: 'cancel' }
+  | AdapterRequest;
+
+/**
+ * LoRA and textual inversion changes to the loaded model (text-to-image models only). Files are
+ * read in the page and their bytes transferred. Each request is answered by one 'adapter-done'
+ * with its id. The library orders them with generations: a change waits for the runs already
+ * started, and a run asked for later sees it whole.
+ */
+export type AdapterRequest = { id: number } & (
+  /** Merges a LoRA file under `name` at `scale`. */
+  | { type: 'lora-load'; name: string; bytes: ArrayBuffer; scale: number }
+  /** New scales for loaded LoRAs, by name (the difference is merged, nothing is read again). */
+  | { type: 'lora-scales'; scales: Record<string, number> }
+  | { type: 'lora-unload'; name: string }
+  /** Adds an embedding; `token` empty: the file's own token, else (A1111's files) the file's name. */
+  | { type: 'embedding-load'; file: string; bytes: ArrayBuffer; token: string }
+);
 
 export interface ModelInfo {
   kind: ModelKind;
@@ -49,4 +69,9 @@ export type FromWorker =
   /** Images (and previews) come laid out as the page shows them: gridColumns(count) per row. */
   | { type: 'done'; image: RgbaImage; steps: number; stepMs: number[]; totalMs: number; seed: number }
   | { type: 'cancelled' }
-  | { type: 'error'; name: string; message: string };
+  | { type: 'error'; name: string; message: string }
+  /**
+   * An AdapterRequest finished: the LoRAs merged now (whether it worked or not), the tokens an
+   * embedding added, or the error (LoraError, TokenizerError, …) that left the model as it was.
+   */
+  | { type: 'adapter-done'; id: number; loras: LoraInfo[]; tokens?: string[]; error?: { name: string; message: string } };

@@ -1,8 +1,10 @@
 // The demo's generation worker: the library runs here unchanged (no DOM, no window), so the page
 // stays responsive while the GPU works and only previews and results cross over.
 import { generate, loadModel, type Model } from '../src/index.ts';
+import { parseSafetensors } from '../src/io/safetensors.ts';
+import { readInversion } from '../src/io/textual_inversion.ts';
 import { gridColumns } from './grid.ts';
-import type { FromWorker, ToWorker } from './protocol.ts';
+import type { AdapterRequest, FromWorker, ToWorker } from './protocol.ts';
 
 let model: Model | null = null;
 let running: AbortController | null = null;
@@ -16,8 +18,38 @@ function fail(e: unknown): void {
   post(err.name === 'CancelledError' ? { type: 'cancelled' } : { type: 'error', name: err.name, message: err.message });
 }
 
+/**
+ * A LoRA or embedding change, answered by one 'adapter-done'. A failure is reported there rather
+ * than as a page-wide error, since the model stays loaded and usable (the library checks a file's
+ * layers against the model before it merges any). Nothing is said about a model replaced since.
+ */
+async function adapter(msg: AdapterRequest): Promise<void> {
+  const m = model;
+  let tokens: string[] | undefined;
+  let error: { name: string; message: string } | undefined;
+  try {
+    if (!m) throw new Error('no model loaded');
+    if (msg.type === 'lora-load') await m.loadLora(msg.bytes, { name: msg.name, scale: msg.scale });
+    else if (msg.type === 'lora-scales') await m.setLoraScales(msg.scales);
+    else if (msg.type === 'lora-unload') await m.unloadLora(msg.name);
+    else {
+      // Bytes carry no file name, so the library would name a token-less file (A1111's
+      // emb_params, SDXL's clip_l + clip_g) 'lora'; A1111 names it after the file, as here.
+      const bytes = new Uint8Array(msg.bytes);
+      const own = readInversion(parseSafetensors(bytes, msg.file), msg.file).token;
+      const token = msg.token || (own ?? msg.file.replace(/\.safetensors$/i, ''));
+      tokens = await m.loadTextualInversion(bytes, { token });
+    }
+  } catch (e) {
+    error = e instanceof Error ? { name: e.name, message: e.message } : { name: 'Error', message: String(e) };
+  }
+  if (m !== model) return;
+  post({ type: 'adapter-done', id: msg.id, loras: m?.loraAdapters ?? [], ...(tokens ? { tokens } : {}), ...(error ? { error } : {}) });
+}
+
 async function handle(msg: ToWorker): Promise<void> {
   if (msg.type === 'cancel') return void running?.abort();
+  if (msg.type === 'lora-load' || msg.type === 'lora-scales' || msg.type === 'lora-unload' || msg.type === 'embedding-load') return adapter(msg);
   if (msg.type === 'load') {
     running?.abort();
     model?.destroy();

@@ -4,20 +4,23 @@
 // so both draw the same noise). Also: previews drawn on the canvas during a run, the download
 // button's PNG, the grid for a count, empty fields meaning the defaults, PNDM's step count, the
 // adapter name, cancel, the Cache API on a second visit, the stored-models panel (list, Delete,
-// Clear all) and the storage warnings a full quota gives, the message shown without WebGPU, and
-// the built site under `vite preview` (npm run demo:serve).
+// Clear all) and the storage warnings a full quota gives, the message shown without WebGPU, the
+// LoRA and embedding sections (hidden for the class-conditional model; for sd-tiny a LoRA file
+// picked, rescaled, refused when foreign and removed, and an embedding's tokens), and the built
+// site under `vite preview` (npm run demo:serve).
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { extname, join, resolve, sep } from 'node:path';
 import { promisify } from 'node:util';
-import puppeteer, { type Browser, type Page } from 'puppeteer-core';
+import puppeteer, { type Browser, type ElementHandle, type Page } from 'puppeteer-core';
 import { build, preview, type PreviewServer } from 'vite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { modelsMiddleware } from '../../demo/models_server.ts';
 import { decodePng } from '../../src/io/png.ts';
+import { writeSafetensors } from '../../src/io/safetensors.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const haveChromium = existsSync(CHROMIUM);
@@ -175,6 +178,10 @@ describe.skipIf(!haveChromium)('demo page in headless Chromium', () => {
     const page = await openDemo();
     expect(await waitState(page, ['ready', 'error', 'nogpu'])).toBe('ready');
     expect(await page.$eval('#adapter', (el) => el.textContent)).toMatch(/swiftshader/i);
+    // LoRAs and embeddings are for text models: hidden and disabled for this class-conditional one.
+    for (const id of ['lora-row', 'embedding-row']) {
+      expect(await page.$eval(`#${id}`, (el) => [(el as HTMLFieldSetElement).hidden, (el as HTMLFieldSetElement).disabled])).toEqual([true, true]);
+    }
     await page.select('#class', String(RUN.cls));
     await setValue(page, 'seed', RUN.seed);
     await setValue(page, 'steps', RUN.steps);
@@ -388,6 +395,74 @@ describe.skipIf(!haveChromium)('demo page in headless Chromium', () => {
     const end = await waitState(page, ['done', 'error']);
     expect(end, (await demo(page)).error ?? '').toBe('done');
     expect((await demo(page)).previews).toBeGreaterThan(0);
+    await page.close();
+  }, 120_000);
+
+  it('loads a LoRA picked in the page into sd-tiny, rescales and removes it, shows a foreign file\'s error, and adds an embedding\'s tokens', async () => {
+    // A kohya LoRA of rank 2 for one attention projection of sd-tiny (32 channels), and one for
+    // another architecture's module.
+    const values = (n: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i + 1) * 0.05);
+    const kohya = (module: string) =>
+      writeSafetensors({
+        [`lora_unet_${module}.lora_down.weight`]: { dtype: 'F32', shape: [2, 32], data: values(64) },
+        [`lora_unet_${module}.lora_up.weight`]: { dtype: 'F32', shape: [32, 2], data: values(64) },
+        [`lora_unet_${module}.alpha`]: { dtype: 'F32', shape: [], data: Float32Array.of(2) },
+      });
+    const files = join(out, 'adapters');
+    mkdirSync(files, { recursive: true });
+    const lora = join(files, 'tiny-style.safetensors');
+    const foreign = join(files, 'flux-style.safetensors');
+    // A1111's form, with no token of its own: its token is the file's name.
+    const embedding = join(files, 'fresco-thing.safetensors');
+    writeFileSync(lora, kohya('down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q'));
+    writeFileSync(foreign, kohya('double_blocks_0_img_attn_qkv'));
+    writeFileSync(embedding, writeSafetensors({ emb_params: { dtype: 'F32', shape: [2, 64], data: values(128) } }));
+
+    const page = await openDemo('?model=sd-tiny&precision=f32');
+    expect(await waitState(page, ['ready', 'error'])).toBe('ready');
+    expect(await page.$eval('#lora-row', (el) => [(el as HTMLFieldSetElement).hidden, (el as HTMLFieldSetElement).disabled])).toEqual([false, false]);
+    const loraRows = () => page.$$eval('#lora-list li', (lis) => lis.map((li) => ({ name: (li as HTMLElement).dataset.name, scale: Number((li as HTMLElement).dataset.scale), text: li.firstElementChild!.textContent })));
+    /** Picks a file in a file input, as a user does through the browser's file chooser. */
+    const pick = async (id: string, file: string) => ((await page.$(`#${id}`)) as ElementHandle<HTMLInputElement>).uploadFile(file);
+    const idle = (note: string) => page.waitForFunction((id: string) => document.getElementById(id)!.textContent === '', { timeout: 60_000, polling: 50 }, note);
+
+    await setValue(page, 'lora-scale', 0.5);
+    await pick('lora-file', lora);
+    await page.waitForFunction(() => document.querySelectorAll('#lora-list li').length === 1 || !document.getElementById('lora-error')!.hidden, { timeout: 60_000, polling: 50 });
+    expect(await page.$eval('#lora-error', (el) => el.textContent)).toBe('');
+    expect(await loraRows()).toEqual([{ name: 'tiny-style', scale: 0.5, text: 'tiny-style 1 unet layer' }]);
+
+    // A new scale in the row's field is merged (debounced), without reading the file again.
+    await page.$eval('#lora-list li input.scale', (el) => {
+      (el as HTMLInputElement).value = '0.8';
+      el.dispatchEvent(new Event('input', { bubbles: true }));
+    });
+    await page.waitForFunction(() => (document.querySelector('#lora-list li') as HTMLElement | null)?.dataset.scale === '0.8', { timeout: 60_000, polling: 50 });
+    expect(await page.$eval('#lora-list li input.scale-range', (el) => (el as HTMLInputElement).value)).toBe('0.8');
+
+    // Another architecture's LoRA: the library's error in the page, and the list as it was.
+    await pick('lora-file', foreign);
+    await page.waitForFunction(() => !document.getElementById('lora-error')!.hidden, { timeout: 60_000, polling: 50 });
+    expect(await page.$eval('#lora-error', (el) => el.textContent)).toMatch(/^Could not load flux-style: LoraError: .*none of its 1 LoRA layers names a module of this model \(first: unet: double_blocks_0_img_attn_qkv\); is it for another architecture\?$/);
+    await idle('lora-note');
+    expect((await loraRows()).map((r) => r.name)).toEqual(['tiny-style']);
+
+    await pick('embedding-file', embedding);
+    await page.waitForFunction(() => document.querySelectorAll('#embedding-list li').length === 1 || !document.getElementById('embedding-error')!.hidden, { timeout: 60_000, polling: 50 });
+    expect(await page.$eval('#embedding-error', (el) => el.textContent)).toBe('');
+    expect(await page.$eval('#embedding-list li', (el) => el.textContent)).toBe('fresco-thing.safetensors2 tokens: fresco-thing, fresco-thing_1');
+
+    // The model draws with both: the token in the prompt, the LoRA in the U-Net.
+    await page.$eval('#prompt', (el) => ((el as HTMLTextAreaElement).value = 'a fresco-thing sneaker'));
+    await setValue(page, 'steps', 2);
+    await page.click('#generate');
+    const end = await waitState(page, ['done', 'error']);
+    expect(end, (await demo(page)).error ?? '').toBe('done');
+
+    await page.click('#lora-list li button.remove');
+    await page.waitForFunction(() => document.querySelectorAll('#lora-list li').length === 0, { timeout: 60_000, polling: 50 });
+    await idle('lora-note');
+    expect(await page.$eval('#lora-error', (el) => (el as HTMLElement).hidden)).toBe(true);
     await page.close();
   }, 120_000);
 
