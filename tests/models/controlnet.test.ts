@@ -13,6 +13,11 @@ import { readUNet2DConditionConfig } from '../../src/models/unet_2d_condition_co
 import { hasF16, runtime } from '../helpers/gpu.ts';
 import { runtimeWithoutF16 } from '../helpers/weights.ts';
 import { ConfigError } from '../../src/errors.ts';
+import { readSafetensorsFile, toFloat32, toInt64Numbers } from '../../src/io/safetensors.ts';
+import { castTo } from '../../src/kernels/cast.ts';
+import { addScaledInto } from '../../src/kernels/elementwise.ts';
+import { numel, type Tensor } from '../../src/graph/tensor.ts';
+import { measure } from '../../src/conformance/measure.ts';
 
 const CASE = 'tests/fixtures/variants/controlnet-tiny';
 const CASES = ['controlnet-tiny', 'controlnet-bgr-mid-resnet', 'controlnet-text-time', 'unet-cond-controlnet-residuals', 'unet-cond-controlnet-no-mid'];
@@ -135,6 +140,74 @@ describe("ControlNet cases in f16 (max|err| <= 1e-2·max|ref|)", () => {
       console.log(`${name} [f16]: ratio ${r.ratio.toExponential(2)}${r.detail ? ` (${r.detail})` : ''}`);
       expect(r.note).toBeUndefined();
       expect(r.ratio).toBeLessThanOrEqual(1e-2);
+    });
+  }
+});
+
+// The ControlNet folders diffusers saved for the pipeline traces (tests/fixtures/controlnet-tiny,
+// f32, and controlnet-tiny-b, stored in f16; scripts/reference/make_issue14.py), run on a trace's
+// first U-Net call: its model input, [uncond, cond] text states, timestep, control images and
+// conditioning scales give the residuals the U-Net got there (step0_down_residual_j, step0_mid_residual;
+// with two nets, their sum).
+describe("ControlNetModel on diffusers' pipeline traces: the first step's residuals (<= 1e-3·max|ref|)", () => {
+  const cases: [string, string[]][] = [
+    ['pipeline-sd-tiny-controlnet', ['controlnet-tiny']],
+    ['pipeline-sd-tiny-controlnet-multi', ['controlnet-tiny', 'controlnet-tiny-b']],
+  ];
+  for (const [trace, nets] of cases) {
+    it(`${trace}: ${nets.join(' + ')}`, async () => {
+      const rt = await runtime();
+      const t = await readSafetensorsFile(`tests/fixtures/${trace}/trace.safetensors`);
+      const get = (k: string) => {
+        const v = t.get(k);
+        if (!v) throw new Error(`${trace}: no ${k}`);
+        return v;
+      };
+      const models = await Promise.all(nets.map(async (n) => {
+        const f = await loadModelFolder(`tests/fixtures/${n}`);
+        return buildModel(ControlNetModel, rt, f.weights, readControlNetConfig(f.config, n));
+      }));
+      const g = new Graph(rt, 'controlnet-step0');
+      const buffers: GPUBuffer[] = [];
+      const up = (data: Float32Array, shape: number[], label: string): Tensor => {
+        const buffer = rt.upload(data, label);
+        buffers.push(buffer);
+        return { buffer, shape, label };
+      };
+      try {
+        const x = get('step0_model_input');
+        const sample = up(toFloat32(x), x.shape, 'sample');
+        const neg = toFloat32(get('negative_prompt_embeds'));
+        const pos = toFloat32(get('prompt_embeds'));
+        // diffusers' batch order: [uncond, cond].
+        const ctx = up(Float32Array.from([...neg, ...pos]), [2, ...get('prompt_embeds').shape.slice(1)], 'context');
+        const ts = up(Float32Array.of(toInt64Numbers(get('timesteps'))[0]!), [1], 'timestep');
+        const scales = toFloat32(get('controlnet_scales')).subarray(0, nets.length);
+        const outs = models.map((m, k) => {
+          const c = get(nets.length === 1 ? 'control_image' : `control_image_${k}`);
+          return m.forward(g, sample, { timesteps: ts, broadcast: true }, ctx, up(toFloat32(c), c.shape, `control_image_${k}`), { conditioningScale: scales[k]! });
+        });
+        // MultiControlNetModel: the nets' scaled residuals summed.
+        for (const o of outs.slice(1)) {
+          o.down.forEach((d, i) => addScaledInto(g, `sum.${i}`, outs[0]!.down[i]!, d, 1));
+          addScaledInto(g, 'sum.mid', outs[0]!.mid, o.mid, 1);
+        }
+        const keys = [...outs[0]!.down.map((_, i) => `step0_down_residual_${i}`), 'step0_mid_residual'];
+        const got = [...outs[0]!.down, outs[0]!.mid].map((r, i) => castTo(g, keys[i]!, r, 'f32'));
+        g.finalize();
+        g.submit('controlnet-step0');
+        await rt.assertHealthy();
+        for (const [i, key] of keys.entries()) {
+          const m = measure(await rt.read(got[i]!.buffer, numel(got[i]!.shape) * 4), toFloat32(get(key)), 1e-3);
+          console.log(`${trace} ${key}: ratio ${m.ratio.toExponential(2)}`);
+          expect(m.note).toBeUndefined();
+          expect(m.ratio).toBeLessThanOrEqual(1e-3);
+        }
+      } finally {
+        g.destroy();
+        models.forEach((m) => m.destroy());
+        buffers.forEach((b) => rt.destroyBuffer(b));
+      }
     });
   }
 });

@@ -1,5 +1,7 @@
-// StableDiffusionControlNetPipeline semantics on sd-tiny with the tiny ControlNet
-// (tests/fixtures/variants/controlnet-tiny, made by diffusers' own ControlNetModel; its outputs are
+// StableDiffusionControlNetPipeline on sd-tiny: diffusers v0.25.1's own traces
+// (tests/fixtures/pipeline-sd-tiny-controlnet*, scripts/reference/make_issue14.py: one net, start /
+// end with a resized control image, two nets), then properties on the tiny ControlNet of
+// tests/fixtures/variants/controlnet-tiny (made by diffusers' own ControlNetModel; its outputs are
 // checked there): the scale and keep flags per step, several nets summed, control image batching,
 // and the errors for inputs that do not fit.
 import { describe, expect, it } from 'vitest';
@@ -9,7 +11,9 @@ import { checkPipelineControlNet, controlKeep } from '../../src/pipelines/contro
 import { readJson } from '../../src/io/model_folder.ts';
 import { readControlNetConfig } from '../../src/models/controlnet_config.ts';
 import { readUNet2DConditionConfig } from '../../src/models/unet_2d_condition_config.ts';
-import { runtime } from '../helpers/gpu.ts';
+import { hasF16, runtime } from '../helpers/gpu.ts';
+import { runtimeWithoutF16 } from '../helpers/weights.ts';
+import { runPipelineCase } from '../../src/conformance/pipeline_case.ts';
 import { ConfigError } from '../../src/errors.ts';
 
 const SD = 'tests/fixtures/sd-tiny';
@@ -34,6 +38,38 @@ async function run(m: SdModel, opts: Partial<TextToImageOptions>): Promise<{ eps
   const r = await generateFromText(await runtime(), m, { ...base, ...opts, trace: (_i, e) => eps.push(e) });
   return { eps, image: r.image };
 }
+
+const TRACES = ['pipeline-sd-tiny-controlnet', 'pipeline-sd-tiny-controlnet-startend', 'pipeline-sd-tiny-controlnet-multi'];
+
+describe("diffusers' StableDiffusionControlNetPipeline traces: the control images and per-step scales exactly, every step's eps and latents, the image", () => {
+  for (const name of TRACES) {
+    it(`${name} in f32 (<= 1e-3·max|ref|)`, async () => {
+      const r = await runPipelineCase(await runtime(), `tests/fixtures/${name}`);
+      console.log(`${name}: worst ratio ${r.ratio.toExponential(2)} (${r.detail})`);
+      expect(r.note).toBeUndefined();
+      expect(r.ratio).toBeLessThanOrEqual(1e-3);
+      expect(r.pass).toBe(true);
+    });
+    it(`${name} with f16 weights beside f32 activations (precision 'auto' without shader-f16; <= 1e-2·max|ref|)`, async () => {
+      const r = await runPipelineCase(await runtimeWithoutF16(), `tests/fixtures/${name}`, 'auto');
+      console.log(`${name} [f16 weights]: worst ratio ${r.ratio.toExponential(2)} (${r.detail})`);
+      expect(r.note).toBeUndefined();
+      expect(r.pass).toBe(true);
+      expect(r.ratio).toBeLessThanOrEqual(1e-2);
+    });
+    it(`${name} in f16 (<= 1e-2·max|ref|; the guided eps within its guidance allowance)`, async (ctx) => {
+      const rt = await runtime();
+      if (!hasF16(rt)) {
+        console.warn(`skipped f16 ${name}: the adapter (${rt.gpu.adapterName}) has no shader-f16`);
+        return ctx.skip();
+      }
+      const r = await runPipelineCase(rt, `tests/fixtures/${name}`, 'f16');
+      console.log(`${name} [f16]: worst ratio ${r.ratio.toExponential(2)} (${r.detail})`);
+      expect(r.note).toBeUndefined();
+      expect(r.pass).toBe(true);
+    });
+  }
+});
 
 describe('ControlNet pipeline (sd-tiny + the tiny ControlNet)', () => {
   it("keep follows diffusers' 1 - float(i/n < start or (i+1)/n > end)", () => {
