@@ -77,8 +77,11 @@ describe('ControlNet options', () => {
   });
 
   it('loadModel with a ControlNet generates through generate(); the ControlNet changes the image', async () => {
-    const m = await loadModel(SD, { controlnet: CN, precision: 'f32' });
+    const files = new Set<string>();
+    const m = await loadModel(SD, { controlnet: CN, precision: 'f32', onProgress: (_l, _t, file) => files.add(file) });
     const base = await loadModel(SD, { precision: 'f32' });
+    // The ControlNet's weights stream with the pipeline's, reported under its own name.
+    expect([...files].filter((f) => f.endsWith('.safetensors')).sort()).toEqual(['controlnet/diffusion_pytorch_model.safetensors', 'text_encoder/model.safetensors', 'unet/diffusion_pytorch_model.safetensors', 'vae/diffusion_pytorch_model.safetensors']);
     try {
       expect(m.info.controlnets).toBe(1);
       const opts = { prompt: 'a boat', steps: 3, seed: 7, scheduler: 'ddim' as const };
