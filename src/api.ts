@@ -209,7 +209,7 @@ export class Model {
    * or `token`) and, for n vectors, `token_1` … `token_{n-1}` join the tokenizer(s), their rows the
    * text encoder(s); a prompt naming the token gets all n. Returns the tokens added.
    */
-  loadTextualInversion(source: LoraSource, opts: { token?: string; fetch?: typeof fetch; hubEndpoint?: string } = {}): Promise<string[]> {
+  loadTextualInversion(source: LoraSource, opts: { token?: string; name?: string; fetch?: typeof fetch; hubEndpoint?: string } = {}): Promise<string[]> {
     return this.exclusive(async () => {
       if (this.destroyed) throw new GenerateOptionsError('this model was destroyed');
       if (this.loaded.kind !== 'text') throw new TokenizerError(`${this.source} is class-conditional: textual inversion applies to text-to-image models`);

@@ -9,7 +9,7 @@ export type LoraSource = string | Uint8Array | ArrayBuffer;
 export interface LoadLoraOptions {
   /** The weight of the adapter's change (default 1). */
   scale?: number;
-  /** The adapter's name for setLoraScales / unloadLora (default: the file's name). */
+  /** The adapter's name for setLoraScales / unloadLora (default: the file's name); bytes are named by it in messages. */
   name?: string;
   /** URL and hf: sources: a fetch to use instead of the global one. */
   fetch?: typeof fetch;
@@ -46,7 +46,7 @@ async function fetchBytes(url: string, doFetch: typeof fetch): Promise<Uint8Arra
 export async function readLoraSource(source: LoraSource, opts: LoadLoraOptions = {}): Promise<{ tensors: Map<string, HostTensor>; where: string; name: string }> {
   if (typeof source !== 'string') {
     const bytes = source instanceof Uint8Array ? source : new Uint8Array(source);
-    const where = opts.name ?? 'LoRA bytes';
+    const where = opts.name ?? 'the file given as bytes';
     return { tensors: parseSafetensors(bytes, where), where, name: opts.name ?? 'lora' };
   }
   const doFetch = opts.fetch ?? ((u: RequestInfo | URL, i?: RequestInit) => fetch(u, i));
