@@ -18,6 +18,7 @@ const ui = {
   model: $<HTMLSelectElement>('model'),
   customRow: $<HTMLFieldSetElement>('custom-row'),
   customModel: $<HTMLInputElement>('custom-model'),
+  customControlnet: $<HTMLInputElement>('custom-controlnet'),
   preset: $<HTMLSelectElement>('preset'),
   customLoad: $<HTMLButtonElement>('custom-load'),
   cls: $<HTMLSelectElement>('class'),
@@ -62,6 +63,13 @@ const ui = {
   embeddingList: $<HTMLUListElement>('embedding-list'),
   embeddingNote: $('embedding-note'),
   embeddingError: $('embedding-error'),
+  controlRow: $<HTMLFieldSetElement>('control-row'),
+  controlFile: $<HTMLInputElement>('control-file'),
+  controlPreview: $<HTMLCanvasElement>('control-preview'),
+  controlNote: $('control-note'),
+  controlScale: $<HTMLInputElement>('control-scale'),
+  controlStart: $<HTMLInputElement>('control-start'),
+  controlEnd: $<HTMLInputElement>('control-end'),
 };
 
 /**
@@ -81,6 +89,8 @@ const demo = {
   stored: null as StoredModel[] | null,
   loras: [] as LoraInfo[],
   tokens: [] as string[],
+  /** The control image picked ([width, height]), or null. */
+  controlImage: null as [number, number] | null,
 };
 (window as unknown as { frescoDemo: typeof demo }).frescoDemo = demo;
 
@@ -169,6 +179,7 @@ function applyModel(info: ModelInfo): void {
   $('prompt-row').hidden = !text;
   $('negative-row').hidden = !text;
   $('class-row').hidden = text;
+  ui.controlRow.hidden = ui.controlRow.disabled = !info.controlnets;
   ui.cls.replaceChildren(
     ...(info.classNames ?? Array.from({ length: (info.numClasses ?? 1) - 1 }, (_, i) => String(i))).map((name, i) => new Option(`${i} ${name}`, String(i))),
   );
@@ -216,15 +227,50 @@ function send(msg: ToWorker, transfer: Transferable[] = []): void {
  * (hf:owner/name, from the list or typed), or any URL typed in the custom field, which the
  * library resolves against this page.
  */
-function chosenModel(): { source: string; name: string; preset?: PresetName | null } | null {
+function chosenModel(): { source: string; name: string; preset?: PresetName | null; controlnet?: string[] } | null {
   const v = ui.model.value;
-  if (v !== 'custom') return { source: v.startsWith('hf:') ? v : new URL(`models/${v}/`, location.href).href, name: v };
+  // A relative URL is the page's, not the worker script's.
+  const resolveSource = (s: string) => (/^hf:/i.test(s) ? s : new URL(s, location.href).href);
+  if (v !== 'custom') {
+    // 'model+controlnet': a served model with a served ControlNet.
+    const [base, net] = v.split('+');
+    const served = (name: string) => (name.startsWith('hf:') ? name : new URL(`models/${name}/`, location.href).href);
+    return { source: served(base!), name: base!, ...(net ? { controlnet: [served(net)] } : {}) };
+  }
   const typed = ui.customModel.value.trim();
   if (!typed) return null;
-  // A relative URL is the page's, not the worker script's.
-  const source = /^hf:/i.test(typed) ? typed : new URL(typed, location.href).href;
+  const source = resolveSource(typed);
   const p = ui.preset.value;
-  return { source, name: typed, ...(p === 'none' ? { preset: null } : isPresetName(p) ? { preset: p } : {}) };
+  const net = ui.customControlnet.value.trim();
+  return { source, name: typed, ...(p === 'none' ? { preset: null } : isPresetName(p) ? { preset: p } : {}), ...(net ? { controlnet: [resolveSource(net)] } : {}) };
+}
+
+/** The control image picked, as RGBA pixels (kept in the page; a copy goes with each generation). */
+let controlPixels: { width: number; height: number; data: Uint8ClampedArray } | null = null;
+
+/** Reads the picked image file into pixels (any format the browser decodes) and shows it. */
+async function pickControlImage(): Promise<void> {
+  const file = ui.controlFile.files?.[0];
+  if (!file) return;
+  try {
+    const bitmap = await createImageBitmap(file);
+    const c = ui.controlPreview;
+    c.width = bitmap.width;
+    c.height = bitmap.height;
+    const ctx = c.getContext('2d', { willReadFrequently: true })!;
+    ctx.drawImage(bitmap, 0, 0);
+    bitmap.close();
+    const d = ctx.getImageData(0, 0, c.width, c.height);
+    controlPixels = { width: d.width, height: d.height, data: d.data };
+    demo.controlImage = [d.width, d.height];
+    c.hidden = false;
+    ui.controlNote.textContent = `${file.name}: ${d.width}×${d.height} px`;
+  } catch (e) {
+    controlPixels = null;
+    demo.controlImage = null;
+    ui.controlPreview.hidden = true;
+    ui.controlNote.textContent = `Could not read ${file.name} as an image (${errText(e)}).`;
+  }
 }
 
 /** The name of the model last asked for, for the download's file name. */
@@ -593,7 +639,7 @@ function load(): void {
   resetAdapters();
   setState('loading', `Loading ${chosen.name}…`);
   ui.progress.value = 0;
-  send({ type: 'load', url: chosen.source, precision, ...('preset' in chosen ? { preset: chosen.preset } : {}) });
+  send({ type: 'load', url: chosen.source, precision, ...('preset' in chosen ? { preset: chosen.preset } : {}), ...(chosen.controlnet ? { controlnet: chosen.controlnet } : {}) });
 }
 
 function onMessage(msg: FromWorker): void {
@@ -650,7 +696,9 @@ function onMessage(msg: FromWorker): void {
       ui.image.height = msg.image.height;
       ui.image.getContext('2d')!.putImageData(imageData(msg.image), 0, 0);
       const k = fit();
-      const [h, w] = demo.info!.imageSize;
+      // Each image's size: the model's default, or (a ControlNet without a size) the control image's.
+      const cols = gridColumns(run!.count);
+      const [h, w] = [msg.image.height / Math.ceil(run!.count / cols), msg.image.width / cols];
       ui.caption.textContent = `${run!.count > 1 ? `${run!.count} images, ` : ''}${w}×${h} px${k > 1 ? `, shown ${k}× larger` : ''}`;
       run!.seed = msg.seed;
       const mean = msg.stepMs.reduce((a, b) => a + b, 0) / Math.max(1, msg.stepMs.length);
@@ -684,6 +732,20 @@ function generate(ev: Event): void {
   // The page's default is a preview every step; 0 turns them off.
   const previewEvery = optional(ui.previewEvery) ?? 1;
   const text = info.kind === 'text';
+  if (info.controlnets && !controlPixels) {
+    ui.controlFile.focus();
+    return void (ui.status.textContent = 'This model has a ControlNet: pick a control image first.');
+  }
+  const control =
+    info.controlnets && controlPixels
+      ? {
+          // A copy: the page keeps its own for the next run.
+          controlImage: { width: controlPixels.width, height: controlPixels.height, data: controlPixels.data.slice() },
+          controlScale: optional(ui.controlScale),
+          controlStart: optional(ui.controlStart),
+          controlEnd: optional(ui.controlEnd),
+        }
+      : {};
   run = {
     // A file-name-safe name: hf:owner/name and URLs become their last path part.
     model: slug(loadedName.replace(/\/+$/, '').split(/[/:]/).pop() ?? loadedName),
@@ -709,6 +771,7 @@ function generate(ev: Event): void {
       guidance: optional(ui.guidance),
       scheduler: ui.scheduler.value as (typeof SCHEDULER_NAMES)[number],
       previewEvery,
+      ...control,
     },
   });
 }
@@ -738,6 +801,7 @@ async function start(): Promise<void> {
   ui.form.onsubmit = generate;
   ui.cancel.onclick = () => send({ type: 'cancel' });
   ui.download.onclick = download;
+  ui.controlFile.onchange = () => void pickControlImage();
   startAdapters();
   window.addEventListener('resize', () => void (demo.info && fit()));
   load();

@@ -10,6 +10,8 @@ export const DEMO_MODELS: Record<string, string> = {
   'fashion-ldm': 'weights/fashion-ldm',
   'sd-tiny': 'tests/fixtures/sd-tiny',
   'sdxl-tiny': 'tests/fixtures/sdxl-tiny',
+  // A ControlNet for sd-tiny (the page's "sd-tiny + ControlNet" entry loads both).
+  'controlnet-tiny': 'tests/fixtures/controlnet-tiny',
 };
 
 const TYPES: Record<string, string> = { json: 'application/json', txt: 'text/plain; charset=utf-8', md: 'text/markdown; charset=utf-8' };

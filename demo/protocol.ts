@@ -7,8 +7,11 @@ import type { LoraInfo } from '../src/models/lora.ts';
 export type { LoraInfo };
 
 export type ToWorker =
-  /** url: a URL, or a Hub repository (hf:owner/name[@revision]); preset: absent to detect, null for none. */
-  | { type: 'load'; url: string; precision: Precision; preset?: PresetName | null }
+  /**
+   * url: a URL, or a Hub repository (hf:owner/name[@revision]); preset: absent to detect, null for
+   * none; controlnet: ControlNet sources (URLs or hf:) to load with the model.
+   */
+  | { type: 'load'; url: string; precision: Precision; preset?: PresetName | null; controlnet?: string[] }
   | { type: 'generate'; options: Omit<GenerateOptions, 'signal' | 'onStep'> }
   | { type: 'cancel' }
   | AdapterRequest;
@@ -43,6 +46,8 @@ export interface ModelInfo {
   cacheHits: string[];
   /** GPU bytes the weights take (Model.weightBytes). */
   weightBytes: number;
+  /** ControlNets loaded with the model (each generation needs a control image). */
+  controlnets: number;
 }
 
 /** A file the browser could not keep (the library's StorageWarning, its error as text). */

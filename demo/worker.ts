@@ -58,6 +58,7 @@ async function handle(msg: ToWorker): Promise<void> {
     model = await loadModel(msg.url, {
       precision: msg.precision,
       ...(msg.preset !== undefined ? { preset: msg.preset } : {}),
+      ...(msg.controlnet?.length ? { controlnet: msg.controlnet } : {}),
       onProgress: (loaded, total, file) => post({ type: 'progress', loaded, total, file }),
       onCacheHit: (file) => {
         cacheHits.push(file);
@@ -72,7 +73,8 @@ async function handle(msg: ToWorker): Promise<void> {
     });
     const { kind, classNames, numClasses, adapterName, precision, defaults, imageSize, weightBytes } = model;
     const preset = model.info.preset?.name ?? null;
-    return post({ type: 'loaded', info: { kind, classNames, numClasses, adapterName, precision, defaults, imageSize, preset, cacheHits, weightBytes } });
+    const controlnets = model.info.controlnets ?? 0;
+    return post({ type: 'loaded', info: { kind, classNames, numClasses, adapterName, precision, defaults, imageSize, preset, cacheHits, weightBytes, controlnets } });
   }
   if (!model) throw new Error('no model loaded');
   const ctl = (running = new AbortController());

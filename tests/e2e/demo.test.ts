@@ -6,7 +6,8 @@
 // adapter name, cancel, the Cache API on a second visit, the stored-models panel (list, Delete,
 // Clear all) and the storage warnings a full quota gives, the message shown without WebGPU, the
 // LoRA and embedding sections (hidden for the class-conditional model; for sd-tiny a LoRA file
-// picked, rescaled, refused when foreign and removed, and an embedding's tokens), and the built
+// picked, rescaled, refused when foreign and removed, and an embedding's tokens), sd-tiny with a
+// ControlNet (a control image picked in the page, the image compared with the CLI's), and the built
 // site under `vite preview` (npm run demo:serve).
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -19,7 +20,7 @@ import puppeteer, { type Browser, type ElementHandle, type Page } from 'puppetee
 import { build, preview, type PreviewServer } from 'vite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { modelsMiddleware } from '../../demo/models_server.ts';
-import { decodePng } from '../../src/io/png.ts';
+import { decodePng, encodePng } from '../../src/io/png.ts';
 import { writeSafetensors } from '../../src/io/safetensors.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -465,6 +466,57 @@ describe.skipIf(!haveChromium)('demo page in headless Chromium', () => {
     expect(await page.$eval('#lora-error', (el) => (el as HTMLElement).hidden)).toBe(true);
     await page.close();
   }, 120_000);
+
+  it('loads sd-tiny with a ControlNet, asks for a control image, and draws what the CLI draws with it', async () => {
+    // A 20x12 control image (white strokes on black): without a size, the size generated.
+    const [w, h] = [20, 12];
+    const px = new Uint8Array(w * h * 3).map((_, i) => (((i / 3) | 0) % 7 === 0 || ((i / 3 / w) | 0) === 5 ? 255 : 0));
+    const file = join(out, 'control-edges.png');
+    writeFileSync(file, encodePng(w, h, 3, px));
+    const cli = join(out, 'cli-controlnet.png');
+    const args = ['--prompt', 'a red sneaker', '--seed', '3', '--steps', '2', '--guidance', '5', '--scheduler', 'ddim', '--control-scale', '0.9'];
+    const cliRun = promisify(execFile)(process.execPath, ['bin/fresco.js', 'generate', '--model', 'tests/fixtures/sd-tiny', '--controlnet', 'tests/fixtures/controlnet-tiny', '--control-image', file, ...args, '--precision', 'f32', '--out', cli], { timeout: 120_000 });
+
+    const page = await openDemo('?model=sd-tiny%2Bcontrolnet-tiny&precision=f32');
+    expect(await waitState(page, ['ready', 'error'])).toBe('ready');
+    expect(await page.$eval('#control-row', (el) => [(el as HTMLFieldSetElement).hidden, (el as HTMLFieldSetElement).disabled])).toEqual([false, false]);
+    await page.$eval('#prompt', (el) => ((el as HTMLTextAreaElement).value = 'a red sneaker'));
+    await setValue(page, 'seed', 3);
+    await setValue(page, 'steps', 2);
+    await setValue(page, 'guidance', 5);
+    await setValue(page, 'count', 1);
+    await page.select('#scheduler', 'ddim');
+    await setValue(page, 'control-scale', 0.9);
+    // No control image yet: the page asks for one and stays ready.
+    await page.click('#generate');
+    expect(await page.$eval('#status', (el) => el.textContent)).toBe('This model has a ControlNet: pick a control image first.');
+    expect(await state(page)).toBe('ready');
+    await ((await page.$('#control-file')) as ElementHandle<HTMLInputElement>).uploadFile(file);
+    await page.waitForFunction(() => (window as unknown as { frescoDemo: { controlImage: unknown } }).frescoDemo.controlImage !== null, { timeout: 10_000, polling: 50 });
+    expect(await page.$eval('#control-note', (el) => el.textContent)).toBe('control-edges.png: 20×12 px');
+    await page.click('#generate');
+    const end = await waitState(page, ['done', 'error']);
+    expect(end, (await demo(page)).error ?? '').toBe('done');
+    const canvas = await readCanvas(page);
+    expect([canvas.width, canvas.height]).toEqual([w, h]);
+    expect(await page.$eval('#caption', (el) => el.textContent)).toMatch(/^20×12 px/);
+    await cliRun;
+    const ref = decodePng(new Uint8Array(readFileSync(cli)));
+    expect([ref.width, ref.height]).toEqual([w, h]);
+    let max = 0;
+    let sum = 0;
+    for (let p = 0; p < w * h; p++) {
+      for (let c = 0; c < 3; c++) {
+        const d = Math.abs(canvas.data[4 * p + c]! - ref.pixels[4 * p + c]!);
+        max = Math.max(max, d);
+        sum += d;
+      }
+    }
+    console.log(`ControlNet: demo canvas vs CLI PNG: max ${max}/255, mean ${(sum / (w * h * 3)).toFixed(3)}`);
+    expect(max).toBeLessThanOrEqual(MAX_DIFF);
+    expect(sum / (w * h * 3)).toBeLessThanOrEqual(MEAN_DIFF);
+    await page.close();
+  }, 180_000);
 
   it('serves the built site with its models under vite preview (npm run demo:serve)', async () => {
     const server: PreviewServer = await preview({ configFile: resolve('demo/vite.config.ts'), logLevel: 'warn', build: { outDir: site }, preview: { port: 0, strictPort: true, open: false } });
