@@ -15,6 +15,17 @@ import { hasF16, runtime } from '../helpers/gpu.ts';
 import { runtimeWithoutF16 } from '../helpers/weights.ts';
 import { runPipelineCase } from '../../src/conformance/pipeline_case.ts';
 import { ConfigError } from '../../src/errors.ts';
+import { readFileSync } from 'node:fs';
+import { nodeFolderReader } from '../../src/io/model_folder.ts';
+import { RandomWeightStore } from '../../src/io/random_weights.ts';
+import { AutoencoderKL } from '../../src/models/autoencoder_kl.ts';
+import { readAutoencoderKLConfig } from '../../src/models/autoencoder_kl_config.ts';
+import { CLIPTextModel } from '../../src/models/clip_text_model.ts';
+import { readClipTextConfig } from '../../src/models/clip_text_config.ts';
+import { ControlNetModel } from '../../src/models/controlnet.ts';
+import { buildModel } from '../../src/models/model_loader.ts';
+import { UNet2DConditionModel } from '../../src/models/unet_2d_condition.ts';
+import { CLIPTokenizer } from '../../src/text/clip_tokenizer.ts';
 
 const SD = 'tests/fixtures/sd-tiny';
 const CN = 'tests/fixtures/variants/controlnet-tiny';
@@ -161,5 +172,59 @@ describe('ControlNet pipeline (sd-tiny + the tiny ControlNet)', () => {
     expect(check({ addition_embed_type: 'text_time', addition_time_embed_dim: 4, projection_class_embeddings_input_dim: 40 })).toThrow("cn: addition_embed_type 'text_time' needs text_embeds and time_ids");
     expect(check({ num_class_embeds: 10 })).toThrow('cn: a class-conditional ControlNet (class_embed_type / num_class_embeds) needs class labels');
     expect(check({ class_embed_type: 'identity' })).toThrow(ConfigError);
+  });
+});
+
+/**
+ * The ControlNet config diffusers v0.25.1's ControlNetModel.from_unet(unet) writes for a U-Net
+ * config (the layout of the lllyasviel/sd-controlnet-* and SD 2.1 ControlNets): the U-Net's own
+ * values for every argument it passes, RGB, conditioning_embedding_out_channels (16, 32, 96, 256).
+ */
+function fromUnet(unet: Record<string, unknown>): Record<string, unknown> {
+  const keys = ['encoder_hid_dim', 'encoder_hid_dim_type', 'addition_embed_type', 'addition_time_embed_dim', 'transformer_layers_per_block', 'in_channels', 'flip_sin_to_cos', 'freq_shift', 'down_block_types', 'only_cross_attention', 'block_out_channels', 'layers_per_block', 'downsample_padding', 'mid_block_scale_factor', 'act_fn', 'norm_num_groups', 'norm_eps', 'cross_attention_dim', 'attention_head_dim', 'num_attention_heads', 'use_linear_projection', 'class_embed_type', 'num_class_embeds', 'upcast_attention', 'resnet_time_scale_shift', 'projection_class_embeddings_input_dim', 'mid_block_type'];
+  const out: Record<string, unknown> = { _class_name: 'ControlNetModel', controlnet_conditioning_channel_order: 'rgb', conditioning_embedding_out_channels: [16, 32, 96, 256], conditioning_channels: 3 };
+  for (const k of keys) if (unet[k] !== undefined) out[k] = unet[k];
+  return out;
+}
+
+describe('the SD 1.5 and 2.1 ControlNet layouts (from_unet of their real U-Net configs)', () => {
+  type Configs = Record<string, Record<string, unknown>>;
+  const configs = (name: string) => JSON.parse(readFileSync(`bench/sd-configs/${name}.json`, 'utf8')) as Configs;
+
+  it('are accepted and fit their U-Nets at the VAE factor 8 (no GPU)', () => {
+    for (const name of ['sd15', 'sd21']) {
+      const c = configs(name);
+      const unet = readUNet2DConditionConfig(c.unet!, `${name}/unet`);
+      const cn = readControlNetConfig(fromUnet(c.unet!), `${name}/controlnet`);
+      expect(() => checkPipelineControlNet(cn, unet, 8, false)).not.toThrow();
+      expect(cn.heads).toEqual(unet.heads);
+    }
+  });
+
+  it('sd21 narrowed (widths / 8, 8 groups; linear projections, per-level heads): a ControlNet on random weights runs text-to-image to a finite 64x48 image', async () => {
+    const rt = await runtime();
+    const c = configs('sd21');
+    const div = (v: unknown) => (v as number) / 8;
+    const unetCfg = { ...c.unet!, block_out_channels: (c.unet!.block_out_channels as number[]).map(div), cross_attention_dim: div(c.unet!.cross_attention_dim), norm_num_groups: 8, sample_size: 8 };
+    const vaeCfg = { ...c.vae!, block_out_channels: (c.vae!.block_out_channels as number[]).map(div), norm_num_groups: 8 };
+    const te = c.text_encoder!;
+    const textCfg = { ...te, hidden_size: div(te.hidden_size), intermediate_size: div(te.intermediate_size), projection_dim: div(te.projection_dim) };
+    const store = new RandomWeightStore(7);
+    const unet = buildModel(UNet2DConditionModel, rt, store, readUNet2DConditionConfig(unetCfg, 'unet'));
+    const vae = buildModel(AutoencoderKL, rt, store, readAutoencoderKLConfig(vaeCfg, 'vae'));
+    const textEncoder = buildModel(CLIPTextModel, rt, store, readClipTextConfig(textCfg, 'text_encoder'));
+    const cnConfig = readControlNetConfig(fromUnet(unetCfg), 'controlnet');
+    checkPipelineControlNet(cnConfig, unet.config, vae.scaleFactor, false);
+    const net = buildModel(ControlNetModel, rt, new RandomWeightStore(8), cnConfig);
+    const tokenizer = await CLIPTokenizer.load(nodeFolderReader('tests/fixtures/tokenizer-clip'));
+    const m: SdModel = { dir: 'sd21-narrowed', unet, vae, textEncoder, tokenizer, schedulerConfig: c.scheduler!, precision: unet.precision, weightBytes: 0, controlnets: [net], destroy: () => [unet, vae, textEncoder, net].forEach((x) => x.destroy()) };
+    try {
+      const img = Float32Array.from({ length: 3 * 48 * 64 }, (_, i) => (i % 5 === 0 ? 1 : 0));
+      const r = await generateFromText(rt, m, { prompt: 'a castle on a hill at dawn', steps: 2, guidanceScale: 7.5, seed: 1, scheduler: 'ddim', width: 64, height: 48, control: [{ image: img, scale: 0.5 }] });
+      expect(r.imageShape).toEqual([1, 3, 48, 64]);
+      expect(r.image.every((v) => Number.isFinite(v))).toBe(true);
+    } finally {
+      m.destroy();
+    }
   });
 });
