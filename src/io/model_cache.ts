@@ -13,7 +13,15 @@
 // used, its manifest is checked against the chunks present (each one's stored length): an entry
 // without a manifest (a load that stopped half way), with a chunk missing or of the wrong length,
 // is deleted and the file is fetched again. A chunk that reads short anyway is caught as it is
-// read: the entry is deleted and the rest comes from the network.
+// read: the entry is deleted and the rest comes from the network, but only once the server has
+// shown it still has the stored version (the same size, and the manifest's ETag, or its
+// Last-Modified). Otherwise the load fails with a DownloadError rather than join bytes of two
+// versions; the entry is gone, so loading again fetches the file whole.
+//
+// A manifest is written only when the bytes stored are the file's size, as the server said it: a
+// body that ended early (no Content-Length to tell, or a proxy that cut it) is never kept as
+// complete. Where the server does not tell the size (Content-Range hidden cross-origin), the
+// stream that fills the cache is asked from byte 0, so that its 200's Content-Length tells it.
 //
 // (Cache keys differ by query string, not by fragment: the Cache API ignores fragments when it
 // matches.)
@@ -24,7 +32,7 @@
 // sizes navigator.storage.estimate() gives, or console.warn once per page without a callback; the
 // file's chunks are deleted and the load goes on from the network.
 import type { ByteSource } from './byte_source.ts';
-import { StorageError } from '../errors.ts';
+import { DownloadError, StorageError } from '../errors.ts';
 
 /**
  * v2 because the layout changed: v1 (fresco-models-v1) held each file whole under its own URL.
@@ -75,7 +83,10 @@ export interface CachedSourceOptions extends ModelStoreOptions {
   onCacheHit?: (file: string) => void;
   /** Told when the file could not be kept (the load goes on); without it, console.warn once per page. */
   onStorageWarning?: (warning: StorageWarning) => void;
-  /** The answer to navigator.storage.persist(), asked once per page before the first large write. */
+  /**
+   * The answer to navigator.storage.persist(), asked once per page before the first large write.
+   * The load does not wait for it (a browser may hold a prompt open): this is told when it comes.
+   */
   onPersist?: (granted: boolean) => void;
   /** A StorageManager to use instead of navigator.storage (tests). */
   storage?: StorageLike;
@@ -186,6 +197,7 @@ const persistTold = new WeakSet<object>();
 /**
  * Asks for persistent storage once per page, so the browser does not evict GBs of model under
  * storage pressure. Absent (workers, Node) or refused, caching goes on as best-effort storage.
+ * Not awaited by a load: persist() may wait on a prompt the user never answers (Firefox).
  */
 async function askPersist(opts: CachedSourceOptions): Promise<void> {
   const storage = storageManager(opts);
@@ -388,8 +400,23 @@ class ChunkWriter {
     return true;
   }
 
-  /** Writes the last chunk and the manifest; the manifest, or null when a put failed. */
-  async finish(validators: { etag: string | null; lastModified: string | null }): Promise<Manifest | null> {
+  /** Why finish() wrote no manifest although every put succeeded (the bytes are not the file). */
+  incomplete: string | null = null;
+
+  /**
+   * Writes the last chunk and the manifest; the manifest, or null when a put failed (`error`) or
+   * when `size` (the file's size, as the server told it) is unknown or not the bytes written
+   * (`incomplete`): a manifest makes an entry complete, so it is never written for bytes that
+   * may be short.
+   */
+  async finish(validators: { etag: string | null; lastModified: string | null }, size: number | null): Promise<Manifest | null> {
+    if (size === null || size !== this.total) {
+      this.incomplete =
+        size === null
+          ? `its size is not known (the server did not tell it), so a whole download could not be told from a cut one (${this.total} bytes came)`
+          : `${this.total} bytes came of the ${size} the server said the file has`;
+      return null;
+    }
     if (!(await this.flush())) return null;
     this.buf = null;
     const m: Manifest = {
@@ -423,6 +450,22 @@ class ChunkWriter {
 function validatorsOf(src: ByteSource): { etag: string | null; lastModified: string | null } {
   const v = (src as { validators?: () => { etag: string | null; lastModified: string | null } }).validators?.();
   return { etag: v?.etag ?? null, lastModified: v?.lastModified ?? null };
+}
+
+/**
+ * Whether the server's file is still the version `m` describes, as far as `size` and `v` (from
+ * the request just made) tell: 'changed', 'same', or 'unknown' when nothing it said can confirm it.
+ * A strong ETag equal to the stored one names the same bytes; a Last-Modified needs the size too
+ * (a new upload of a same-shaped model has the same size, so the size alone confirms nothing).
+ */
+function sameVersion(m: Manifest, size: number | null, v: { etag: string | null; lastModified: string | null }): { is: 'same' | 'changed' | 'unknown'; why: string } {
+  if (size !== null && size !== m.size) return { is: 'changed', why: `it was ${m.size} bytes, it is ${size} now` };
+  if (m.etag && v.etag && m.etag !== v.etag) return { is: 'changed', why: `ETag ${m.etag}, now ${v.etag}` };
+  if (m.lastModified && v.lastModified && m.lastModified !== v.lastModified) return { is: 'changed', why: `Last-Modified ${m.lastModified}, now ${v.lastModified}` };
+  if (m.etag && v.etag === m.etag) return { is: 'same', why: '' };
+  if (m.lastModified && v.lastModified === m.lastModified && size === m.size) return { is: 'same', why: '' };
+  const missing = [size === null ? 'its size' : '', !m.etag && !m.lastModified ? 'an ETag or Last-Modified when it was stored' : m.etag ? 'its ETag' : 'its Last-Modified'].filter(Boolean);
+  return { is: 'unknown', why: `the server did not give ${missing.join(', nor ')}` };
 }
 
 function dirOf(url: string): string {
@@ -476,10 +519,27 @@ export function cachedSource(url: string, network: ByteSource, opts: CachedSourc
       return manifest !== null;
     })());
 
-  /** A chunk went bad under us: delete the entry and use the network from here on. */
+  /** A chunk went bad under us: delete the entry (the network serves from here on, once checked). */
   async function drop(s: NonNullable<State>): Promise<void> {
     manifest = null;
     await deleteKeys(s.cache, await entryKeys(s.cache, url));
+  }
+
+  /**
+   * After a bad chunk, before any network byte joins the stored ones: the server must still have
+   * the stored version (the request just made told its size and validators). Else a DownloadError:
+   * the entry is deleted already, so loading again fetches the file whole.
+   */
+  async function confirmSame(m: Manifest, bad: string): Promise<void> {
+    const size = await network.size().catch(() => null);
+    const { is, why } = sameVersion(m, size, validatorsOf(network));
+    if (is === 'same') return;
+    const head = `${url}: the stored copy${opts.file ? ` of ${opts.file}` : ''} could not be read whole (${bad}) and was deleted`;
+    throw new DownloadError(
+      is === 'changed'
+        ? `${head}; the file changed on the server since it was stored (${why}), so the rest cannot be joined to the stored bytes. Loading again fetches it whole.`
+        : `${head}; the file may have changed on the server since it was stored (${why}), so the rest cannot be joined to the stored bytes. Loading again fetches it whole.`,
+    );
   }
 
   async function readCached(s: NonNullable<State>, m: Manifest, start: number, end: number): Promise<Uint8Array> {
@@ -500,7 +560,10 @@ export function cachedSource(url: string, network: ByteSource, opts: CachedSourc
     } catch (e) {
       if (!(e instanceof BadEntry)) throw e;
       await drop(s);
-      return network.read(start, end);
+      // Earlier reads (the header's length field) came from the stored version: these bytes must too.
+      const bytes = await network.read(start, end);
+      await confirmSame(m, e.message);
+      return bytes;
     }
     return out;
   }
@@ -508,6 +571,7 @@ export function cachedSource(url: string, network: ByteSource, opts: CachedSourc
   async function* streamCached(s: NonNullable<State>, m: Manifest, start: number): AsyncGenerator<Uint8Array> {
     let pos = Math.min(start, m.size);
     opts.onProgress?.(pos, m.size, file);
+    let bad: string;
     try {
       for (let c = Math.floor(pos / m.chunkBytes); c < m.chunks.length; c++) {
         const c0 = c * m.chunkBytes;
@@ -520,31 +584,55 @@ export function cachedSource(url: string, network: ByteSource, opts: CachedSourc
       return;
     } catch (e) {
       if (!(e instanceof BadEntry)) throw e;
+      bad = e.message;
     }
     await drop(s);
-    yield* network.stream(pos);
+    if (pos >= m.size) return;
+    // The rest from the network, once its first answer shows the stored version: no network
+    // byte is handed out before that.
+    const it = network.stream(pos)[Symbol.asyncIterator]();
+    let ended = false;
+    try {
+      let r = await it.next();
+      await confirmSame(m, bad);
+      while (!r.done) {
+        yield r.value;
+        r = await it.next();
+      }
+      ended = true;
+    } finally {
+      if (!ended) await it.return?.(undefined).catch(() => undefined);
+    }
   }
 
   async function* fill(s: NonNullable<State>, start: number): AsyncGenerator<Uint8Array> {
     const key = `${s.name}\n${url}`;
-    writing = true;
-    s.page.filling.add(key);
-    const size = await network.size();
-    let writer: ChunkWriter | null = new ChunkWriter(s.cache, url, base, chunkBytes, size);
+    let size: number | null = null;
+    let writer: ChunkWriter | null = null;
     const fail = async (what: string, cause: unknown): Promise<void> => {
       gaveUp = true;
       await writer?.abort();
       writer = null;
       await warnStorage({ ...opts, file }, s.page, url, what, cause, size);
     };
-    // The bytes before `start` come from the reads already made when they cover them.
-    const from = start <= prefixEnd ? start : 0;
-    let pos = from;
+    let from = 0;
+    let pos = 0;
     let it: AsyncIterator<Uint8Array> | null = null;
     let ended = false;
     let atYield = false;
+    // Set inside the try, so that every way out (network.size() failing too) clears them.
     try {
-      await askPersist(opts);
+      writing = true;
+      s.page.filling.add(key);
+      size = await network.size();
+      writer = new ChunkWriter(s.cache, url, base, chunkBytes, size);
+      // The bytes before `start` come from the reads already made when they cover them. Where the
+      // size is unknown, the whole file is asked for (no Range): a 200's Content-Length tells it,
+      // and without a size nothing is stored.
+      from = size !== null && start <= prefixEnd ? start : 0;
+      pos = from;
+      // Not awaited: persist() can wait on a prompt; its answer is told whenever it comes.
+      void askPersist(opts).catch(() => undefined);
       const { usage, quota } = await estimate(opts);
       if (size !== null && usage !== null && quota !== null && usage + size > quota) {
         await fail('the storage quota is too small for it', undefined);
@@ -593,8 +681,12 @@ export function cachedSource(url: string, network: ByteSource, opts: CachedSourc
       if (!ended) await it?.return?.().catch(() => undefined);
       if (writer) {
         if (ended) {
-          const m = await writer.finish(validatorsOf(network));
+          // The size as the server tells it now (the stream may have told it): the bytes stored
+          // must be exactly that many, or there is no manifest.
+          const told = await network.size().catch(() => null);
+          const m = await writer.finish(validatorsOf(network), told ?? size);
           if (m) manifest = m;
+          else if (writer.incomplete) await fail(`nothing was stored: ${writer.incomplete}`, undefined);
           else await fail('a write failed', writer.error);
         } else await writer.abort();
       }
@@ -680,7 +772,7 @@ export async function storeFile(url: string, bytes: Uint8Array, opts: CachedSour
     return false;
   }
   const w = new ChunkWriter(s.cache, url, opts.base ?? dirOf(url), Math.max(1, Math.floor(opts.chunkBytes ?? DEFAULT_CHUNK_BYTES)), bytes.byteLength);
-  if ((await w.append(bytes)) && (await w.finish({ etag: null, lastModified: null }))) return true;
+  if ((await w.append(bytes)) && (await w.finish({ etag: null, lastModified: null }, bytes.byteLength))) return true;
   await w.abort();
   await warnStorage(opts, s.page, url, 'a write failed', w.error, bytes.byteLength);
   return false;

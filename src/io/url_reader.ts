@@ -5,7 +5,7 @@
 // kept there in chunks (model_cache.ts), so a second visit reads them from the cache instead of
 // the network.
 import type { ByteSource } from './byte_source.ts';
-import { httpSource } from './http_source.ts';
+import { bodyLength, DEFAULT_STALL_TIMEOUT_MS, httpSource, stallError, withinStall } from './http_source.ts';
 import { cachedSource, hasCacheStorage, readStoredFile, storeFile, type CachedSourceOptions, type StorageLike, type StorageWarning } from './model_cache.ts';
 import type { FolderReader } from './model_folder.ts';
 import { DownloadError } from '../errors.ts';
@@ -29,6 +29,11 @@ export interface UrlReaderOptions {
   onPersist?: (granted: boolean) => void;
   /** Bytes per cache entry (default 32 MiB). */
   chunkBytes?: number;
+  /**
+   * A download that sends no byte for this long (or a request with no answer) fails with a
+   * DownloadError naming the URL, instead of hanging the load (default 60 s; 0 or Infinity: never).
+   */
+  stallTimeoutMs?: number;
   fetch?: typeof fetch;
   /** Stand-ins for the global `caches` and `navigator.storage` (tests). */
   caches?: CacheStorage;
@@ -48,10 +53,14 @@ export function resolveBaseUrl(base: string): string {
   return abs.endsWith('/') ? abs : `${abs}/`;
 }
 
-async function readBody(res: Response, file: string, url: string, onProgress: UrlReaderOptions['onProgress']): Promise<Uint8Array> {
-  const total = Number(res.headers.get('content-length') ?? 0) || 0;
+async function readBody(res: Response, file: string, url: string, onProgress: UrlReaderOptions['onProgress'], stallMs: number): Promise<Uint8Array> {
+  // Under Content-Encoding (a gzip'd JSON from a CDN), Content-Length counts the encoded bytes,
+  // not the ones read here: then the length is unknown.
+  const length = bodyLength(res);
+  const total = length ?? 0;
   if (!res.body) {
     const bytes = new Uint8Array(await res.arrayBuffer());
+    if (length !== null && bytes.length < length) throw new DownloadError(`${url}: got ${bytes.length} bytes, expected ${length}`);
     onProgress?.(bytes.length, total || bytes.length, file);
     return bytes;
   }
@@ -59,26 +68,35 @@ async function readBody(res: Response, file: string, url: string, onProgress: Ur
   let out = new Uint8Array(total);
   let loaded = 0;
   const reader = res.body.getReader();
+  let done = false;
   onProgress?.(0, total, file);
-  for (;;) {
-    let r: ReadableStreamReadResult<Uint8Array>;
-    try {
-      r = await reader.read();
-    } catch (e) {
-      throw new DownloadError(`${url}: ${(e as Error).message} (after ${loaded} bytes)`);
+  try {
+    for (;;) {
+      let r: ReadableStreamReadResult<Uint8Array>;
+      try {
+        r = await withinStall(reader.read(), stallMs, () => stallError(url, stallMs, `after ${loaded} bytes${total ? ` of ${total}` : ''}`));
+      } catch (e) {
+        if (e instanceof DownloadError) throw e;
+        throw new DownloadError(`${url}: ${(e as Error).message} (after ${loaded} bytes)`);
+      }
+      if (r.done) {
+        done = true;
+        break;
+      }
+      const value = r.value;
+      if (loaded + value.length > out.length) {
+        const grown = new Uint8Array(Math.max(out.length * 2, loaded + value.length));
+        grown.set(out.subarray(0, loaded));
+        out = grown;
+      }
+      out.set(value, loaded);
+      loaded += value.length;
+      onProgress?.(loaded, total, file);
     }
-    if (r.done) break;
-    const value = r.value;
-    if (loaded + value.length > out.length) {
-      const grown = new Uint8Array(Math.max(out.length * 2, loaded + value.length));
-      grown.set(out.subarray(0, loaded));
-      out = grown;
-    }
-    out.set(value, loaded);
-    loaded += value.length;
-    onProgress?.(loaded, total, file);
+  } finally {
+    if (!done) await reader.cancel().catch(() => undefined);
   }
-  if (total && loaded !== total) throw new DownloadError(`${url}: got ${loaded} bytes, expected ${total}`);
+  if (length !== null && loaded !== length) throw new DownloadError(`${url}: got ${loaded} bytes, expected ${length}`);
   return loaded === out.length ? out : out.slice(0, loaded);
 }
 
@@ -87,6 +105,7 @@ export function urlFolderReader(baseUrl: string, opts: UrlReaderOptions = {}): U
   const base = resolveBaseUrl(baseUrl);
   const doFetch = opts.fetch ?? ((input: RequestInfo | URL, init?: RequestInit) => fetch(input, init));
   const useCache = (opts.cache ?? true) && hasCacheStorage(opts);
+  const stallMs = opts.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS;
   const cacheOpts = (name: string): CachedSourceOptions => ({
     file: name,
     base,
@@ -109,14 +128,20 @@ export function urlFolderReader(baseUrl: string, opts: UrlReaderOptions = {}): U
         if (hit) return hit;
       }
       let res: Response;
+      const ctl = typeof AbortController === 'function' ? new AbortController() : null;
       try {
-        res = await doFetch(url);
+        res = await withinStall(ctl ? doFetch(url, { signal: ctl.signal }) : doFetch(url), stallMs, () => {
+          ctl?.abort();
+          return stallError(url, stallMs, 'no answer to the request');
+        });
       } catch (e) {
+        if (e instanceof DownloadError) throw e;
         throw new DownloadError(`${url}: ${(e as Error).message}`);
       }
+      if (res.status === 404 || !res.ok) await res.body?.cancel().catch(() => undefined);
       if (res.status === 404) return null;
       if (!res.ok) throw new DownloadError(`${url}: HTTP ${res.status} ${res.statusText}`);
-      const bytes = await readBody(res, name, url, opts.onProgress);
+      const bytes = await readBody(res, name, url, opts.onProgress, stallMs);
       // A failed write is reported through onStorageWarning (or console.warn); the bytes are good.
       if (useCache) await storeFile(url, bytes, cacheOpts(name));
       return bytes;
@@ -124,7 +149,7 @@ export function urlFolderReader(baseUrl: string, opts: UrlReaderOptions = {}): U
 
     async open(name) {
       const url = new URL(name, base).href;
-      const net = httpSource(url, { fetch: doFetch, file: name, onProgress: opts.onProgress });
+      const net = httpSource(url, { fetch: doFetch, file: name, onProgress: opts.onProgress, stallTimeoutMs: stallMs });
       if (!useCache) return (await net.exists()) ? net : null;
       const src = cachedSource(url, net, cacheOpts(name));
       // A complete entry needs no request at all; otherwise the 8-byte probe tells a 404.

@@ -15,6 +15,14 @@ export interface ServerOptions {
   failAfter?: number;
   /** ETag for a URL, or null for none. */
   etag?: (url: string) => string | null;
+  /** Last-Modified for a URL, or null for none. */
+  lastModified?: (url: string) => string | null;
+  /** Send Content-Length (default true); false is a chunked or compressed transfer. */
+  contentLength?: boolean;
+  /** Stop sending (without ending the body) after this many bytes: a stalled connection. */
+  stallAfter?: number;
+  /** Answer a range with at most this many bytes (a 206 that says so in Content-Range), as some CDNs do. */
+  maxRangeBytes?: number;
 }
 
 export interface ServedRequest {
@@ -37,6 +45,8 @@ export function fakeServer(files: Map<string, Uint8Array> | Record<string, Uint8
     return new ReadableStream<Uint8Array>(
       {
         pull(c) {
+          // Stalled: the pull never settles, and no byte or end comes until the body is cancelled.
+          if (opts.stallAfter !== undefined && sent >= opts.stallAfter) return new Promise<void>(() => undefined);
           if (opts.failAfter !== undefined && sent >= opts.failAfter) {
             c.error(new TypeError('network connection lost'));
             return;
@@ -45,9 +55,15 @@ export function fakeServer(files: Map<string, Uint8Array> | Record<string, Uint8
             c.close();
             return;
           }
-          const n = Math.min(piece, limit - sent, opts.failAfter !== undefined ? Math.max(1, opts.failAfter - sent) : Infinity);
+          const n = Math.min(
+            piece,
+            limit - sent,
+            opts.failAfter !== undefined ? Math.max(1, opts.failAfter - sent) : Infinity,
+            opts.stallAfter !== undefined ? Math.max(1, opts.stallAfter - sent) : Infinity,
+          );
           c.enqueue(bytes.slice(sent, sent + n));
           sent += n;
+          return undefined;
         },
         cancel() {
           cancelled.push({ url, sent });
@@ -68,16 +84,19 @@ export function fakeServer(files: Map<string, Uint8Array> | Record<string, Uint8
     const common: Record<string, string> = { 'content-type': 'application/octet-stream', 'accept-ranges': opts.ignoreRange ? 'none' : 'bytes' };
     const etag = opts.etag?.(url);
     if (etag) common.etag = etag;
+    const lastModified = opts.lastModified?.(url);
+    if (lastModified) common['last-modified'] = lastModified;
+    const length = (n: number): Record<string, string> => (opts.contentLength === false ? {} : { 'content-length': String(n) });
     const m = range ? /^bytes=(\d+)-(\d*)$/.exec(range) : null;
     if (!m || opts.ignoreRange) {
-      return new Response(body(url, file), { status: 200, headers: { ...common, 'content-length': String(file.byteLength) } });
+      return new Response(body(url, file), { status: 200, headers: { ...common, ...length(file.byteLength) } });
     }
     const start = Number(m[1]);
-    const end = m[2] ? Math.min(Number(m[2]), file.byteLength - 1) : file.byteLength - 1;
+    const end = Math.min(m[2] ? Number(m[2]) : Infinity, file.byteLength - 1, start + (opts.maxRangeBytes ?? Infinity) - 1);
     if (start >= file.byteLength) {
       return new Response(null, { status: 416, statusText: 'Range Not Satisfiable', headers: opts.contentRange === false ? common : { ...common, 'content-range': `bytes */${file.byteLength}` } });
     }
-    const h: Record<string, string> = { ...common, 'content-length': String(end - start + 1) };
+    const h: Record<string, string> = { ...common, ...length(end - start + 1) };
     if (opts.contentRange !== false) h['content-range'] = `bytes ${start}-${end}/${file.byteLength}`;
     return new Response(body(url, file.subarray(start, end + 1)), { status: 206, headers: h });
   }) as typeof globalThis.fetch;

@@ -138,3 +138,102 @@ describe('httpSource: streams', () => {
     expect(server.cancelled[0]!.sent).toBeLessThan(400);
   });
 });
+
+describe('httpSource: a file that changes between requests', () => {
+  it('a different Last-Modified is a DownloadError, and the refused body is cancelled', async () => {
+    let stamp = 'Mon, 01 Jan 2024 00:00:00 GMT';
+    const server = fakeServer({ [URL_]: FILE }, { lastModified: () => stamp });
+    const src = (await openHttp(URL_, { fetch: server.fetch }))!;
+    expect(src.validators()).toEqual({ etag: null, lastModified: stamp });
+    expect(Array.from(await src.read(8, 50))).toEqual(Array.from(FILE.subarray(8, 50)));
+    stamp = 'Tue, 02 Jan 2024 00:00:00 GMT';
+    await expect(collect(src.stream(50))).rejects.toThrow(
+      new DownloadError(`${URL_}: the file changed while it was read (Last-Modified Mon, 01 Jan 2024 00:00:00 GMT, then Tue, 02 Jan 2024 00:00:00 GMT)`),
+    );
+    expect(server.cancelled).toEqual([{ url: URL_, sent: 0 }]);
+  });
+
+  it('a different total (no ETag, or a weak one that changed) is a DownloadError, not a new size', async () => {
+    for (const weak of [false, true]) {
+      const files = new Map([[URL_, FILE]]);
+      const server = fakeServer(files, { etag: () => (weak ? (files.get(URL_) === FILE ? 'W/"1"' : 'W/"2"') : null) });
+      const src = (await openHttp(URL_, { fetch: server.fetch }))!;
+      expect(await src.size()).toBe(1000);
+      files.set(URL_, patterned(1004));
+      await expect(collect(src.stream(8))).rejects.toThrow(new DownloadError(`${URL_}: the file changed while it was read (it was 1000 bytes, now 1004)`));
+      expect(await src.size()).toBe(1000);
+      expect(server.cancelled).toEqual([{ url: URL_, sent: 0 }]);
+    }
+  });
+
+  it('an ETag change and a wrong range start cancel the body they refuse', async () => {
+    let version = 1;
+    const changing = fakeServer({ [URL_]: FILE }, { etag: () => `"v${version}"` });
+    const c = (await openHttp(URL_, { fetch: changing.fetch }))!;
+    version = 2;
+    await expect(collect(c.stream(8))).rejects.toThrow(`${URL_}: the file changed while it was read (ETag "v1", then "v2")`);
+    expect(changing.cancelled).toEqual([{ url: URL_, sent: 0 }]);
+    const cancelled: number[] = [];
+    const skewed = (async () => {
+      const body = new ReadableStream<Uint8Array>({ pull: (ctl) => ctl.enqueue(new Uint8Array(10)), cancel: () => void cancelled.push(1) }, { highWaterMark: 0 });
+      return new Response(body, { status: 206, headers: { 'content-range': 'bytes 0-999/1000' } });
+    }) as typeof fetch;
+    await expect(collect(httpSource(URL_, { fetch: skewed }).stream(100))).rejects.toThrow(`${URL_}: asked for bytes from 100, the server sent them from 0`);
+    expect(cancelled).toEqual([1]);
+  });
+});
+
+describe('httpSource: a 206 that ends before the file', () => {
+  it('a CDN that answers an open-ended range in parts: the rest is asked for, never passed as the whole file', async () => {
+    const server = fakeServer({ [URL_]: FILE }, { maxRangeBytes: 300 });
+    const progress: number[] = [];
+    const src = httpSource(URL_, { fetch: server.fetch, onProgress: (l) => progress.push(l) });
+    expect(await collect(src.stream(150))).toEqual(FILE.subarray(150));
+    expect(server.requests.map((r) => r.range)).toEqual(['bytes=150-', 'bytes=450-', 'bytes=750-']);
+    expect(progress[0]).toBe(150);
+    expect(progress.at(-1)).toBe(1000);
+    // A read across such a limit too.
+    expect(Array.from(await src.read(100, 800))).toEqual(Array.from(FILE.subarray(100, 800)));
+    expect(server.requests.map((r) => r.range).slice(3)).toEqual(['bytes=100-799', 'bytes=400-799', 'bytes=700-799']);
+  });
+
+  it('a 206 with an unknown total (bytes a-b/*): the rest is asked for until the server says there is none', async () => {
+    const server = fakeServer({ [URL_]: FILE }, { maxRangeBytes: 400 });
+    const starred = (async (u: RequestInfo | URL, init?: RequestInit) => {
+      const res = await server.fetch(u, init);
+      const headers = new Headers(res.headers);
+      const cr = headers.get('content-range');
+      if (cr) headers.set('content-range', cr.replace(/\/\d+$/, '/*'));
+      return new Response(res.body, { status: res.status, headers });
+    }) as typeof fetch;
+    const src = httpSource(URL_, { fetch: starred });
+    expect(await collect(src.stream(100))).toEqual(FILE.subarray(100));
+    expect(server.requests.map((r) => r.range)).toEqual(['bytes=100-', 'bytes=500-', 'bytes=900-', 'bytes=1000-']);
+  });
+
+  it('a body shorter than its Content-Range, with no Content-Length to tell, is a DownloadError', async () => {
+    const server = fakeServer({ [URL_]: FILE }, { contentLength: false, shortAfter: 500 });
+    await expect(collect(httpSource(URL_, { fetch: server.fetch }).stream(100))).rejects.toThrow(new DownloadError(`${URL_}: got 500 bytes, expected 900 (from byte 100)`));
+  });
+});
+
+describe('httpSource: a stalled connection', () => {
+  it('a body that stops sending fails the stream after the stall timeout, naming the URL and the bytes, and is cancelled', async () => {
+    const server = fakeServer({ [URL_]: FILE }, { stallAfter: 250, piece: 100 });
+    const src = httpSource(URL_, { fetch: server.fetch, stallTimeoutMs: 30 });
+    const err = await collect(src.stream(0)).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(DownloadError);
+    expect((err as Error).message).toBe(`${URL_}: the connection stalled: no data for 0.03 s (after byte 250 of 1000, 250 bytes of this response received); the download was given up`);
+    expect(server.cancelled).toEqual([{ url: URL_, sent: 250 }]);
+    // A range read, and a request that is never answered, the same way.
+    await expect(src.read(100, 600)).rejects.toThrow(`${URL_}: the connection stalled: no data for 0.03 s (after 250 bytes of the response)`);
+    expect(server.cancelled).toHaveLength(2);
+    let aborted = false;
+    const silent = ((_u: RequestInfo | URL, init?: RequestInit) =>
+      new Promise<Response>(() => init?.signal?.addEventListener('abort', () => void (aborted = true)))) as typeof fetch;
+    await expect(httpSource(URL_, { fetch: silent, stallTimeoutMs: 30 }).exists()).rejects.toThrow(
+      new DownloadError(`${URL_}: the connection stalled: no data for 0.03 s (no answer to the request for bytes 0-7); the download was given up`),
+    );
+    expect(aborted).toBe(true);
+  });
+});

@@ -14,12 +14,13 @@ import {
   listStoredModels,
   manifestKey,
   V1_CACHE_NAME,
+  type CachedSource,
   type Manifest,
   type StorageWarning,
 } from '../../src/io/model_cache.ts';
 import { readSafetensorsHeader, streamTensors, writeSafetensors } from '../../src/io/safetensors.ts';
 import { urlFolderReader, type UrlReaderOptions } from '../../src/io/url_reader.ts';
-import { StorageError } from '../../src/errors.ts';
+import { DownloadError, StorageError } from '../../src/errors.ts';
 import { collect, fakeCaches, fakeServer, fakeStorage, patterned } from '../helpers/fake_web.ts';
 
 const BASE = 'http://h/models/sd/';
@@ -50,8 +51,13 @@ async function expected(file: Uint8Array): Promise<Map<string, Uint8Array>> {
   return new Map([...header.entries.values()].map((e) => [e.name, file.slice(e.begin, e.end)]));
 }
 
-function setup(files: Record<string, Uint8Array> = { [URL_]: weightFile() }, cacheOpts: Parameters<typeof fakeCaches>[0] = {}, storageOpts: Parameters<typeof fakeStorage>[0] = {}) {
-  const server = fakeServer(files, { etag: (u) => `"${u.length}"` });
+function setup(
+  files: Record<string, Uint8Array> = { [URL_]: weightFile() },
+  cacheOpts: Parameters<typeof fakeCaches>[0] = {},
+  storageOpts: Parameters<typeof fakeStorage>[0] = {},
+  serverOpts: Parameters<typeof fakeServer>[1] = {},
+) {
+  const server = fakeServer(files, { etag: (u) => `"${u.length}"`, ...serverOpts });
   const fc = fakeCaches(cacheOpts);
   const fs = fakeStorage(storageOpts);
   const warnings: StorageWarning[] = [];
@@ -361,5 +367,195 @@ describe('model cache: listing and deleting', () => {
     await load((await t.reader({ cacheName: 'mine' }).open(NAME))!);
     expect(await t.fc.caches.has(V1_CACHE_NAME)).toBe(true);
     expect(await listStoredModels({ caches: t.fc.caches, cacheName: 'mine' })).toHaveLength(1);
+  });
+});
+
+describe('model cache: a bad chunk and a file changed on the server', () => {
+  /** v1 stored from a server whose validators follow the version served; then the server has v2 (the same size). */
+  async function storedThenChanged(serverOpts: (version: () => number) => Parameters<typeof fakeServer>[1]) {
+    const v1 = weightFile(0);
+    const v2 = weightFile(7);
+    expect(v2.byteLength).toBe(v1.byteLength);
+    let version = 1;
+    const t = setup({ [URL_]: v1 }, {}, {}, serverOpts(() => version));
+    await load((await t.reader().open(NAME))!);
+    expect(t.keysOf(URL_)).toContain(manifestKey(URL_));
+    const { dataStart } = await readSafetensorsHeader({ where: '', size: async () => null, read: async (a, b) => v1.subarray(a, b), stream: async function* () {} });
+    version = 2;
+    t.server.files.set(URL_, v2);
+    return { ...t, v1, v2, dataStart };
+  }
+
+  /** Loads the file; what the consumer was handed before the load failed, and the error. */
+  async function loadUntilError(src: ByteSource): Promise<{ got: Map<string, Uint8Array>; err: unknown }> {
+    const got = new Map<string, Uint8Array>();
+    const err = await (async () => {
+      const header = await readSafetensorsHeader(src);
+      await streamTensors(src, header, new Set(header.entries.keys()), (x) => void got.set(x.name, x.bytes.slice()));
+    })().catch((e: unknown) => e);
+    return { got, err };
+  }
+
+  it('a new ETag: a DownloadError that says the copy was deleted, no byte of v2 handed out, and the next load stores v2 whole', async () => {
+    const t = await storedThenChanged((version) => ({ etag: () => `"v${version()}"` }));
+    const bad = Math.floor(t.dataStart / CHUNK) + 1;
+    t.fc.setBody(DEFAULT_CACHE_NAME, chunkKey(URL_, bad), t.v1.slice(bad * CHUNK, bad * CHUNK + 5));
+    const before = t.server.requests.length;
+    const { got, err } = await loadUntilError((await t.reader().open(NAME))!);
+    expect(err).toBeInstanceOf(DownloadError);
+    expect((err as Error).message).toBe(
+      `${URL_}: the stored copy of ${NAME} could not be read whole (chunk ${bad} holds 5 bytes, the manifest says ${CHUNK}) and was deleted; ` +
+        'the file changed on the server since it was stored (ETag "v1", now "v2"), so the rest cannot be joined to the stored bytes. Loading again fetches it whole.',
+    );
+    // Whatever the consumer was handed is v1's, whole tensors only.
+    const v1 = await expected(t.v1);
+    for (const [name, bytes] of got) expect(bytes).toEqual(v1.get(name));
+    // The one request (for the rest) was cancelled, not read.
+    expect(t.server.requests.slice(before).map((r) => r.range)).toEqual([`bytes=${bad * CHUNK + 5}-`]);
+    expect(t.server.cancelled).toHaveLength(1);
+    expect(t.keysOf(URL_)).toEqual([]);
+    // Loading again: v2, from the network, stored whole with its ETag.
+    const n = t.server.requests.length;
+    expect(await load((await t.reader().open(NAME))!)).toEqual(await expected(t.v2));
+    expect(t.server.requests.length - n).toBe(3);
+    expect(t.manifest(URL_).etag).toBe('"v2"');
+  });
+
+  it('Last-Modified only: the rest comes from the network while it is the same, a DownloadError once it differs', async () => {
+    const stamps = ['Mon, 01 Jan 2024 00:00:00 GMT', 'Tue, 02 Jan 2024 00:00:00 GMT'];
+    let changed = false;
+    const t = await storedThenChanged((version) => ({ etag: () => null, lastModified: () => stamps[changed ? version() - 1 : 0]! }));
+    expect(t.manifest(URL_)).toMatchObject({ etag: null, lastModified: stamps[0] });
+    const bad = Math.floor(t.dataStart / CHUNK) + 1;
+    // Served still as v1 (the same Last-Modified and bytes): the load completes.
+    t.server.files.set(URL_, t.v1);
+    t.fc.setBody(DEFAULT_CACHE_NAME, chunkKey(URL_, bad), t.v1.slice(bad * CHUNK, bad * CHUNK + 5));
+    expect(await load((await t.reader().open(NAME))!)).toEqual(await expected(t.v1));
+    // Stored again, then replaced on the server with a same-sized v2.
+    await load((await t.reader().open(NAME))!);
+    expect(t.keysOf(URL_)).toContain(manifestKey(URL_));
+    changed = true;
+    t.server.files.set(URL_, t.v2);
+    t.fc.setBody(DEFAULT_CACHE_NAME, chunkKey(URL_, bad), t.v1.slice(bad * CHUNK, bad * CHUNK + 5));
+    const { err } = await loadUntilError((await t.reader().open(NAME))!);
+    expect(err).toBeInstanceOf(DownloadError);
+    expect((err as Error).message).toContain(`the file changed on the server since it was stored (Last-Modified ${stamps[0]}, now ${stamps[1]})`);
+    expect(t.keysOf(URL_)).toEqual([]);
+  });
+
+  it('a server that gives no ETag nor Last-Modified: the rest cannot be confirmed, so a DownloadError rather than a guess', async () => {
+    const t = await storedThenChanged(() => ({ etag: () => null }));
+    const bad = Math.floor(t.dataStart / CHUNK) + 1;
+    t.fc.setBody(DEFAULT_CACHE_NAME, chunkKey(URL_, bad), t.v1.slice(bad * CHUNK, bad * CHUNK + 5));
+    const { err } = await loadUntilError((await t.reader().open(NAME))!);
+    expect(err).toBeInstanceOf(DownloadError);
+    expect((err as Error).message).toMatch(
+      /and was deleted; the file may have changed on the server since it was stored \(the server did not give an ETag or Last-Modified when it was stored\).*Loading again fetches it whole\.$/,
+    );
+    expect(t.keysOf(URL_)).toEqual([]);
+    expect(await load((await t.reader().open(NAME))!)).toEqual(await expected(t.v2));
+  });
+
+  it('a bad chunk under the header, read by range: the same check before the network bytes are used', async () => {
+    const t = await storedThenChanged((version) => ({ etag: () => `"v${version()}"` }));
+    t.fc.setBody(DEFAULT_CACHE_NAME, chunkKey(URL_, 1), t.v1.slice(CHUNK, CHUNK + 5));
+    const { got, err } = await loadUntilError((await t.reader().open(NAME))!);
+    expect(got.size).toBe(0);
+    expect(err).toBeInstanceOf(DownloadError);
+    expect((err as Error).message).toContain('the file changed on the server since it was stored (ETag "v1", now "v2")');
+    expect(t.keysOf(URL_)).toEqual([]);
+  });
+});
+
+describe('model cache: a file that lost its end', () => {
+  it('bytes fewer than the size the source said: no manifest, no chunks, a warning that nothing was stored', async () => {
+    const file = patterned(500);
+    const t = setup({});
+    const cut: ByteSource = { where: URL_, size: async () => 500, read: async (a, b) => file.slice(a, b), stream: async function* () { yield file.slice(0, 200); yield file.slice(200, 400); } };
+    const warnings: StorageWarning[] = [];
+    const src = cachedSource(URL_, cut, { caches: t.fc.caches, storage: t.fs.storage, chunkBytes: CHUNK, onStorageWarning: (w) => warnings.push(w) });
+    expect((await collect(src.stream(0))).byteLength).toBe(400);
+    expect(t.keysOf(URL_)).toEqual([]);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]!.error.message).toContain('not kept in browser storage, nothing was stored: 400 bytes came of the 500 the server said the file has');
+  });
+
+  it('a body with no Content-Length cut short in transit is not kept, and the next visit downloads it again', async () => {
+    const file = weightFile();
+    const t = setup({ [URL_]: file }, {}, {}, { piece: 16 });
+    let cut = true;
+    const fetchCut = (async (u: RequestInfo | URL, init?: RequestInit) => {
+      const res = await t.server.fetch(u, init);
+      const range = new Headers(init?.headers).get('range');
+      if (!cut || !range || !range.endsWith('-')) return res;
+      const headers = new Headers(res.headers);
+      headers.delete('content-length');
+      const all = new Uint8Array(await res.arrayBuffer());
+      return new Response(all.subarray(0, all.byteLength - 40), { status: res.status, headers });
+    }) as typeof fetch;
+    await expect(load((await t.reader({ fetch: fetchCut }).open(NAME))!)).rejects.toThrow(DownloadError);
+    expect(t.keysOf(URL_)).toEqual([]);
+    cut = false;
+    const src = (await t.reader().open(NAME))! as CachedSource;
+    expect(await src.complete()).toBe(false);
+    expect(await load(src)).toEqual(await expected(file));
+    expect(t.keysOf(URL_)).toContain(manifestKey(URL_));
+  });
+
+  it('a server that tells no size (Content-Range hidden, no Content-Length): the file loads, nothing is stored', async () => {
+    const file = weightFile();
+    const t = setup({ [URL_]: file }, {}, {}, { contentRange: false, contentLength: false });
+    expect(await load((await t.reader().open(NAME))!)).toEqual(await expected(file));
+    // The stream asked for the whole file (its 200 would tell the size in Content-Length).
+    expect(t.server.requests.map((r) => r.range).at(-1)).toBeNull();
+    expect(t.keysOf(URL_)).toEqual([]);
+    expect(t.warnings).toHaveLength(1);
+    expect(t.warnings[0]!.error.message).toMatch(/nothing was stored: its size is not known/);
+  });
+});
+
+describe('model cache: persist() and a failed start', () => {
+  it('a persistent-storage prompt left open does not hold the load; its answer is told when it comes, once', async () => {
+    const files = { [URL_]: weightFile(), [BASE + 'vae/diffusion_pytorch_model.safetensors']: weightFile(1) };
+    const t = setup(files);
+    let answer: (granted: boolean) => void = () => undefined;
+    let asked = 0;
+    const storage = { ...t.fs.storage, persist: () => (asked++, new Promise<boolean>((r) => (answer = r))) };
+    const reader = t.reader({ storage });
+    expect(await load((await reader.open(NAME))!)).toEqual(await expected(files[URL_]));
+    expect(t.keysOf(URL_)).toContain(manifestKey(URL_));
+    expect(asked).toBe(1);
+    expect(t.persisted).toEqual([]);
+    answer(true);
+    await new Promise((r) => setTimeout(r, 0));
+    expect(t.persisted).toEqual([true]);
+    await load((await reader.open('vae/diffusion_pytorch_model.safetensors'))!);
+    await new Promise((r) => setTimeout(r, 0));
+    expect(asked).toBe(1);
+    expect(t.persisted).toEqual([true]);
+  });
+
+  it('a size() that throws when a fill starts leaves the file free to be stored by the next stream', async () => {
+    const file = patterned(300);
+    const t = setup({ [URL_]: file });
+    const net = httpSource(URL_, { fetch: t.server.fetch });
+    let failSize = true;
+    const flaky: ByteSource = {
+      where: URL_,
+      size: async () => {
+        if (!failSize) return net.size();
+        failSize = false;
+        throw new DownloadError(`${URL_}: fetch failed`);
+      },
+      read: (a, b) => net.read(a, b),
+      stream: (start) => net.stream(start),
+    };
+    const opts = { caches: t.fc.caches, storage: t.fs.storage, chunkBytes: CHUNK };
+    const src = cachedSource(URL_, flaky, opts);
+    await expect(collect(src.stream(0))).rejects.toThrow(`${URL_}: fetch failed`);
+    expect(await collect(src.stream(0))).toEqual(file);
+    expect(t.manifest(URL_).size).toBe(300);
+    // A second source on the same page finds it complete.
+    expect(await cachedSource(URL_, flaky, opts).complete()).toBe(true);
   });
 });

@@ -87,4 +87,43 @@ describe('urlFolderReader', () => {
     expect(server.requests.length).toBe(n);
     expect(hits).toEqual(['unet/w.safetensors']);
   });
+
+  it('reads a compressed body whose Content-Length counts the encoded bytes (a gzip\'d JSON from a CDN)', async () => {
+    const json = new TextEncoder().encode(JSON.stringify({ _class_name: 'UNet2DConditionModel', block_out_channels: [320, 640, 1280, 1280] }));
+    const progress: [number, number][] = [];
+    // fetch has decoded the body already; the header still says the gzip'd length.
+    const reader = urlFolderReader('http://h/m/', {
+      fetch: (async () => streamed([json.subarray(0, 40), json.subarray(40)], { 'content-encoding': 'gzip', 'content-length': '61' })) as typeof fetch,
+      onProgress: (l, t) => progress.push([l, t]),
+      cache: false,
+    });
+    expect(new TextDecoder().decode((await reader.read('unet/config.json'))!)).toBe(new TextDecoder().decode(json));
+    expect(progress).toEqual([[0, 0], [40, 0], [json.length, 0]]);
+  });
+
+  it('gives up a body that stops sending after the stall timeout, naming the URL and the bytes, and cancels it', async () => {
+    let cancelled = false;
+    const stalled = () =>
+      new Response(
+        new ReadableStream<Uint8Array>({
+          start(c) {
+            c.enqueue(new Uint8Array(12));
+          },
+          pull: () => new Promise<void>(() => undefined),
+          cancel: () => void (cancelled = true),
+        }),
+        { headers: { 'content-length': '100' } },
+      );
+    const reader = urlFolderReader('http://h/m/', { fetch: (async () => stalled()) as typeof fetch, stallTimeoutMs: 30, cache: false });
+    const err = await reader.read('model_index.json').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(DownloadError);
+    expect((err as Error).message).toBe('http://h/m/model_index.json: the connection stalled: no data for 0.03 s (after 12 bytes of 100); the download was given up');
+    expect(cancelled).toBe(true);
+    // A request with no answer at all, the same way; and weight files opened through the reader.
+    const silent = urlFolderReader('http://h/m/', { fetch: (() => new Promise<Response>(() => undefined)) as typeof fetch, stallTimeoutMs: 30, cache: false });
+    await expect(silent.read('model_index.json')).rejects.toThrow('http://h/m/model_index.json: the connection stalled: no data for 0.03 s (no answer to the request)');
+    const server = fakeServer({ 'http://h/m/unet/w.safetensors': patterned(300) }, { stallAfter: 100 });
+    const src = (await urlFolderReader('http://h/m/', { fetch: server.fetch, stallTimeoutMs: 30, cache: false }).open('unet/w.safetensors'))!;
+    await expect(collect(src.stream(0))).rejects.toThrow(/^http:\/\/h\/m\/unet\/w\.safetensors: the connection stalled: no data for 0\.03 s \(after byte 100 of 300/);
+  });
 });
