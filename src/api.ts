@@ -20,7 +20,8 @@ import { readModelInfo, type ModelDefaults, type ModelInfo, type ModelKind } fro
 import { loadSdFrom, type SdModel } from './pipelines/sd_folder.ts';
 import { generateFromText } from './pipelines/text_to_image.ts';
 import { imageToRgba, latentPreview, parsePreviewFactors, type PreviewFactors, type PreviewMode, type RgbaImage } from './preview.ts';
-import { controlTensors, initTensors, resolveGenerateOptions, type GenerateOptions } from './generate_options.ts';
+import { controlTensors, initTensors, resolveGenerateOptions, type GenerateOptions, type RgbaPixels } from './generate_options.ts';
+import { cannyEdges as cannyOnGpu, type CannyOptions } from './pipelines/canny.ts';
 import { CancelledError, GenerateOptionsError, GpuError, TokenizerError } from './errors.ts';
 import { readLoraLayers } from './io/lora_file.ts';
 import { readLoraSource, type LoadLoraOptions, type LoraSource } from './io/lora_source.ts';
@@ -392,6 +393,18 @@ export interface GenerateResult {
   columns: number;
 }
 
+
+/**
+ * A canny ControlNet's control image from a picture: OpenCV's cv2.Canny(rgb, low, high) (aperture
+ * 3, L1 gradient; default thresholds 100 and 200, as diffusers' ControlNet examples), run on the
+ * GPU, as white edges on black RGBA pixels of the same size (alpha ignored). `gpu`: a device to
+ * use instead of the shared one.
+ */
+export async function cannyEdges(image: RgbaPixels, opts: CannyOptions & { gpu?: GpuContext } = {}): Promise<RgbaPixels> {
+  // The shared device as loadModel asks for it by default (with shader-f16 where there is one), whichever comes first.
+  const gpu = opts.gpu ?? (await getGpu({ wantF16: true }));
+  return cannyOnGpu(runtimeFor(gpu), image, opts);
+}
 
 function rejectOnLoss(gpu: GpuContext): Promise<never> {
   return gpu.lost.then((m) => Promise.reject(new GpuError(m)));

@@ -48,6 +48,8 @@ export interface GenerateArgs {
   controlScales: number[];
   controlStarts: number[];
   controlEnds: number[];
+  /** --canny LOW,HIGH: run every control image through Canny edge detection first. */
+  canny: [number, number] | null;
 }
 
 /** The flags only Stable Diffusion XL takes. */
@@ -91,6 +93,8 @@ ${schedulerHelpLines(' '.repeat(25)).join('\n')}
   --control-scale S    how strongly each ControlNet steers (default 1); one for all, or one per net
   --control-start S, --control-end S  the share of the steps each ControlNet acts in, 0 <= start
                        < end <= 1 (default 0 and 1); one for all, or one per net
+  --canny LOW,HIGH     turn each --control-image into Canny edges first (OpenCV's cv2.Canny, on the
+                       GPU; 100,200 as diffusers' examples), for canny ControlNets
   --lora FILE[:SCALE]  merge a LoRA (.safetensors: diffusers, PEFT or kohya keys; a path, URL or
                        hf:owner/name[/file]) into the weights at SCALE (default 1); repeatable
   --precision auto|f16|f32  auto (the default): f16 weights everywhere, f16 activations where
@@ -131,7 +135,7 @@ function num(flag: string, v: string | undefined, min: number, max: number): num
 }
 
 export function parseGenerateArgs(argv: string[]): GenerateArgs {
-  const a: GenerateArgs = { classes: [], count: 1, seed: null, steps: null, guidance: null, scheduler: null, eta: 0, model: null, out: 'fresco.png', force: false, initImage: null, strength: null, mask: null, resize: false, precision: 'auto', prompt: null, negativePrompt: null, width: null, height: null, prompt2: null, negativePrompt2: null, originalSize: null, cropTopLeft: null, targetSize: null, loras: [], controlnets: [], controlImages: [], controlScales: [], controlStarts: [], controlEnds: [] };
+  const a: GenerateArgs = { classes: [], count: 1, seed: null, steps: null, guidance: null, scheduler: null, eta: 0, model: null, out: 'fresco.png', force: false, initImage: null, strength: null, mask: null, resize: false, precision: 'auto', prompt: null, negativePrompt: null, width: null, height: null, prompt2: null, negativePrompt2: null, originalSize: null, cropTopLeft: null, targetSize: null, loras: [], controlnets: [], controlImages: [], controlScales: [], controlStarts: [], controlEnds: [], canny: null };
   const given = new Set<string>();
   for (let i = 0; i < argv.length; i++) {
     let flag = argv[i]!;
@@ -231,6 +235,13 @@ export function parseGenerateArgs(argv: string[]): GenerateArgs {
       case '--control-scale': a.controlScales.push(num(flag, next(), -100, 100)); break;
       case '--control-start': a.controlStarts.push(num(flag, next(), 0, 1)); break;
       case '--control-end': a.controlEnds.push(num(flag, next(), 0, 1)); break;
+      case '--canny': {
+        const v = next();
+        const m = v === undefined ? null : /^(-?\d+(?:\.\d+)?),(-?\d+(?:\.\d+)?)$/.exec(v);
+        if (!m) throw new UsageError(`--canny needs LOW,HIGH thresholds, like 100,200, got ${v === undefined ? 'nothing' : JSON.stringify(v)}`);
+        a.canny = [Number(m[1]), Number(m[2])];
+        break;
+      }
       case '--lora': {
         const v = next();
         if (!v) throw new UsageError('--lora needs FILE or FILE:SCALE');
@@ -261,7 +272,7 @@ export function parseGenerateArgs(argv: string[]): GenerateArgs {
   if (a.mask !== null && a.initImage === null) throw new UsageError('--mask needs --init-image (the image to inpaint)');
   if (a.resize && a.initImage === null && !a.controlImages.length) throw new UsageError('--resize needs --init-image or --control-image (it resizes the init image, mask and control images)');
   const nets = a.controlnets.length;
-  const controlFlags = (['--control-image', '--control-scale', '--control-start', '--control-end'] as const).filter((f) => given.has(f));
+  const controlFlags = (['--control-image', '--control-scale', '--control-start', '--control-end', '--canny'] as const).filter((f) => given.has(f));
   if (!nets && controlFlags.length) throw new UsageError(`${controlFlags.join(', ')} ${controlFlags.length > 1 ? 'need' : 'needs'} --controlnet`);
   if (nets && a.controlImages.length !== nets) throw new UsageError(`${nets} --controlnet given: --control-image is needed once per ControlNet, in the same order (got ${a.controlImages.length})`);
   for (const [flag, list] of [['--control-scale', a.controlScales], ['--control-start', a.controlStarts], ['--control-end', a.controlEnds]] as const) {

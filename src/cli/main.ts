@@ -5,7 +5,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { generate, inspectModel, loadModel, randomSeed, resolveGenerateOptions, type GenerateOptions, type ModelInfo, type RgbaPixels, type StepEvent } from '../api.ts';
+import { cannyEdges, generate, inspectModel, loadModel, randomSeed, resolveGenerateOptions, type GenerateOptions, type ModelInfo, type RgbaPixels, type StepEvent } from '../api.ts';
 import { decodePng, encodePng, tensorToImage, writeFileNoClobber } from '../io/png.ts';
 import { describeClass } from '../pipelines/class_names.ts';
 import { GENERATE_USAGE, parseGenerateArgs, resolveClasses, SDXL_FLAGS, type GenerateArgs } from './args.ts';
@@ -192,6 +192,12 @@ async function generateCommand(argv: string[]): Promise<void> {
       const sd = model.loaded.kind === 'text' ? model.loaded.sd : null;
       if (sd?.xl && sd.vae.precision.dtype !== sd.unet.precision.dtype) console.error(`the VAE decodes in ${sd.vae.precision.dtype} (its config's force_upcast, as StableDiffusionXLPipeline)`);
       console.error(`generating ${o.batch} image(s) of ${JSON.stringify(args.prompt)}${args.negativePrompt ? ` (negative: ${JSON.stringify(args.negativePrompt)})` : ''}, ${o.width}x${o.height}; ${run}${describeXl(args)}`);
+    }
+    if (args.canny && opts.controlImage) {
+      // Same sizes in and out: the options checked above still hold.
+      const [low, high] = args.canny;
+      opts.controlImage = await Promise.all((opts.controlImage as RgbaPixels[]).map((img) => cannyEdges(img, { low, high })));
+      console.error(`control image${controlImages.length > 1 ? 's' : ''}: Canny edges (${low}, ${high})`);
     }
     const result = await generate(model, opts);
     if (result.truncated?.length) console.error(`note: the prompt was cut to the text encoder's token limit`);

@@ -7,7 +7,7 @@ const names = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 
 describe('fresco generate flags', () => {
   it('parses every flag, in both --flag value and --flag=value forms', () => {
     const a = parseGenerateArgs(['--class', 'Bag', '--class=3', '--count', '2', '--seed=9', '--steps', '30', '--guidance', '2.5', '--scheduler', 'ddim', '--eta', '0.5', '--model', 'm', '--out', 'x.png', '--force', '--precision', 'f32']);
-    expect(a).toEqual({ classes: ['Bag', '3'], count: 2, seed: 9, steps: 30, guidance: 2.5, scheduler: 'ddim', eta: 0.5, model: 'm', out: 'x.png', force: true, initImage: null, strength: null, mask: null, resize: false, precision: 'f32', prompt: null, negativePrompt: null, width: null, height: null, prompt2: null, negativePrompt2: null, originalSize: null, cropTopLeft: null, targetSize: null, loras: [], controlnets: [], controlImages: [], controlScales: [], controlStarts: [], controlEnds: [] });
+    expect(a).toEqual({ classes: ['Bag', '3'], count: 2, seed: 9, steps: 30, guidance: 2.5, scheduler: 'ddim', eta: 0.5, model: 'm', out: 'x.png', force: true, initImage: null, strength: null, mask: null, resize: false, precision: 'f32', prompt: null, negativePrompt: null, width: null, height: null, prompt2: null, negativePrompt2: null, originalSize: null, cropTopLeft: null, targetSize: null, loras: [], controlnets: [], controlImages: [], controlScales: [], controlStarts: [], controlEnds: [], canny: null });
     expect(parseGenerateArgs([]).precision).toBe('auto');
     // --lora FILE[:SCALE], repeatable; a colon not followed by a number belongs to the file (URLs).
     expect(parseGenerateArgs(['--lora', 'a.safetensors', '--lora=b.safetensors:0.5', '--lora', 'https://h/c.safetensors:-1e-1']).loras).toEqual([

@@ -23,7 +23,8 @@ function png(dir: string, name: string, w: number, h: number): string {
 describe('fresco generate --controlnet', () => {
   it('parses the ControlNet flags: nets and images in order, scales once for all or once per net', () => {
     const a = parseGenerateArgs(['--prompt', 'a', '--controlnet', 'cn1', '--control-image', 'a.png', '--controlnet=cn2', '--control-image=b.png', '--control-scale', '0.5', '--control-scale', '1.5', '--control-start', '0.1', '--control-end=0.9']);
-    expect([a.controlnets, a.controlImages, a.controlScales, a.controlStarts, a.controlEnds]).toEqual([['cn1', 'cn2'], ['a.png', 'b.png'], [0.5, 1.5], [0.1], [0.9]]);
+    expect([a.controlnets, a.controlImages, a.controlScales, a.controlStarts, a.controlEnds, a.canny]).toEqual([['cn1', 'cn2'], ['a.png', 'b.png'], [0.5, 1.5], [0.1], [0.9], null]);
+    expect(parseGenerateArgs(['--prompt', 'a', '--controlnet', 'cn', '--control-image', 'a.png', '--canny=50,150.5']).canny).toEqual([50, 150.5]);
     const bad: [string[], RegExp][] = [
       [['--prompt', 'a', '--control-image', 'a.png'], /--control-image needs --controlnet/],
       [['--prompt', 'a', '--control-scale', '2'], /--control-scale needs --controlnet/],
@@ -33,6 +34,8 @@ describe('fresco generate --controlnet', () => {
       [['--prompt', 'a', '--controlnet', 'cn', '--control-image', 'a.png', '--control-end', '1.5'], /--control-end must be between 0 and 1/],
       [['--prompt', 'a', '--controlnet', 'cn', '--control-image', 'a.png', '--init-image', 'i.png'], /--controlnet does not go with --init-image/],
       [['--class', '1', '--controlnet', 'cn', '--control-image', 'a.png'], /--controlnet needs --prompt/],
+      [['--prompt', 'a', '--canny', '100,200'], /--canny needs --controlnet/],
+      [['--prompt', 'a', '--controlnet', 'cn', '--control-image', 'a.png', '--canny', '100'], /--canny needs LOW,HIGH thresholds, like 100,200, got "100"/],
     ];
     for (const [argv, message] of bad) {
       expect(() => parseGenerateArgs(argv), argv.join(' ')).toThrow(UsageError);
@@ -53,8 +56,9 @@ describe('fresco generate --controlnet', () => {
     const sized = runFresco([...base, '--control-image', 'big.png', '--width', '16', '--height', '16', '--out', 'b.png'], { cwd: dir });
     expect(sized.status).toBe(2);
     expect(sized.stderr).toContain('--control-image big.png is 20x20; this model needs 16x16 (pass --resize to resize it)');
-    const resized = runFresco([...base, '--control-image', 'big.png', '--width', '16', '--height', '16', '--resize', '--out', 'c.png'], { cwd: dir });
+    const resized = runFresco([...base, '--control-image', 'big.png', '--width', '16', '--height', '16', '--resize', '--canny', '100,200', '--out', 'c.png'], { cwd: dir });
     expect(resized.status, resized.stderr).toBe(0);
+    expect(resized.stderr).toContain('control image: Canny edges (100, 200)');
     const misfit = runFresco([...base.slice(0, -1), resolve('tests/fixtures/variants/controlnet-bgr-mid-resnet'), '--control-image', 'edges.png', '--out', 'd.png'], { cwd: dir });
     expect(misfit.status).not.toBe(0);
     expect(misfit.stderr).toMatch(/controlnet-bgr-mid-resnet: gives 9 down residuals/);

@@ -2,7 +2,8 @@
 // controlImage, controlScale, controlStart, controlEnd checked without the GPU, the control image
 // prepared as diffusers' control image processor does, and one generation through the API.
 import { describe, expect, it } from 'vitest';
-import { generate, inspectModel, loadModel, resolveGenerateOptions, type GenerateOptions } from '../../src/api.ts';
+import { cannyEdges, generate, inspectModel, loadModel, resolveGenerateOptions, type GenerateOptions } from '../../src/api.ts';
+import { cannyRef } from '../ref/canny.ts';
 import { controlTensors } from '../../src/generate_options.ts';
 import { ConfigError, GenerateOptionsError } from '../../src/errors.ts';
 
@@ -95,5 +96,14 @@ describe('ControlNet options', () => {
       m.destroy();
       base.destroy();
     }
+  });
+
+  it('cannyEdges makes white-on-black edge pixels of the same size, as the reference Canny', async () => {
+    const img = rgba(24, 16, 90);
+    const edges = await cannyEdges(img, { low: 50, high: 150 });
+    expect([edges.width, edges.height]).toEqual([24, 16]);
+    const ref = cannyRef(img.data, 24, 16, 50, 150);
+    expect(Array.from({ length: 24 * 16 }, (_, p) => edges.data[4 * p])).toEqual(Array.from(ref));
+    expect(ref.some((v) => v === 255)).toBe(true);
   });
 });
