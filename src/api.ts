@@ -25,9 +25,8 @@ import { cannyEdges as cannyOnGpu, type CannyOptions } from './pipelines/canny.t
 import { CancelledError, GenerateOptionsError, GpuError, TokenizerError } from './errors.ts';
 import { readLoraLayers } from './io/lora_file.ts';
 import { readLoraSource, type LoadLoraOptions, type LoraSource } from './io/lora_source.ts';
-import { readInversion, type InversionVectors } from './io/textual_inversion.ts';
-import type { CLIPTokenizer } from './text/clip_tokenizer.ts';
-import type { CLIPTextModel } from './models/clip_text_model.ts';
+import { readInversion } from './io/textual_inversion.ts';
+import { addTextualInversion } from './pipelines/textual_inversion.ts';
 import { LoraSet, type LoraInfo, type LoraTargets } from './models/lora.ts';
 
 export type { ModelDefaults, ModelInfo, ModelKind };
@@ -217,26 +216,7 @@ export class Model {
       const sd = this.loaded.sd;
       const { tensors, where, name } = await readLoraSource(source, { ...opts, defaultFile: 'learned_embeds.safetensors' });
       const inv = readInversion(tensors, where);
-      const token = opts.token ?? inv.token ?? name;
-      const pairs: [CLIPTokenizer, CLIPTextModel, InversionVectors, string][] = [[sd.tokenizer, sd.textEncoder, inv.text_encoder, 'text_encoder']];
-      if (sd.xl) {
-        if (!inv.text_encoder_2) throw new TokenizerError(`${where}: Stable Diffusion XL needs an embedding for each text encoder (clip_l and clip_g); this file has one`);
-        pairs.push([sd.xl.tokenizer2, sd.xl.textEncoder2, inv.text_encoder_2, 'text_encoder_2']);
-      }
-      const n = inv.text_encoder.n;
-      const tokens = [token, ...Array.from({ length: n - 1 }, (_, i) => `${token}_${i + 1}`)];
-      // Everything is checked before anything changes.
-      for (const [tok, te, v, label] of pairs) {
-        if (v.dim !== te.hiddenSize) throw new TokenizerError(`${where}: the embedding has ${v.dim} features but ${label} takes ${te.hiddenSize}`);
-        if (v.n !== n) throw new TokenizerError(`${where}: clip_l has ${n} vectors but clip_g ${v.n}`);
-        if (tok.size !== te.vocabSize) throw new TokenizerError(`${where}: the tokenizer has ${tok.size} ids but ${label}'s table ${te.vocabSize} rows`);
-        for (const t of tokens) if (tok.has(t)) throw new TokenizerError(`token ${JSON.stringify(t)} is already in the tokenizer's vocabulary; give the embedding another token`);
-      }
-      for (const [tok, te, v, label] of pairs) {
-        tok.addTokens(tokens);
-        te.addTokenRows(v.values, v.n, `${label} ${token}`);
-      }
-      return tokens;
+      return addTextualInversion(sd, inv, opts.token ?? inv.token ?? name, where);
     });
   }
 

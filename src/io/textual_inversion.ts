@@ -2,7 +2,7 @@
 // one tensor under the token's own name ({token: [dim] or [n, dim]}), A1111's `emb_params` [n, dim]
 // (the token then comes from the caller or the file's name), or SDXL's pair `clip_l` / `clip_g`
 // (one per text encoder). GPU-free. Pickled .bin/.pt files are not read (no unpickling here).
-import { toFloat32, type HostTensor } from './safetensors.ts';
+import { parseSafetensors, readFileBytes, toFloat32, type HostTensor } from './safetensors.ts';
 import { TokenizerError } from '../errors.ts';
 
 export interface InversionVectors {
@@ -34,4 +34,16 @@ export function readInversion(tensors: Map<string, HostTensor>, where: string): 
   if (tensors.has('emb_params')) return { token: null, text_encoder: vectors(tensors.get('emb_params')!, where) };
   if (keys.length === 1) return { token: keys[0]!, text_encoder: vectors(tensors.get(keys[0]!)!, where) };
   throw new TokenizerError(`${where}: not a textual inversion embedding: expected one tensor named by its token, 'emb_params', or SDXL's 'clip_l' and 'clip_g'; found ${keys.slice(0, 5).join(', ')}${keys.length > 5 ? ', …' : ''}`);
+}
+
+/** An embedding file's bytes: .safetensors (torch.save files come with the torch reader). */
+export function readInversionBytes(bytes: Uint8Array, where: string): Inversion {
+  return readInversion(parseSafetensors(bytes, where), where);
+}
+
+/** Node: an embedding file on disk. */
+export async function readInversionFile(path: string): Promise<Inversion> {
+  const bytes = await readFileBytes(path);
+  if (!bytes) throw new TokenizerError(`${path}: file not found`);
+  return readInversionBytes(bytes, path);
 }

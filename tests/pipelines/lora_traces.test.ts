@@ -1,0 +1,58 @@
+// LoRA against diffusers v0.25.1's own pipelines (tests/fixtures/pipeline-*-lora*,
+// scripts/reference/make_issue14.py): both key forms, fused and unfused (a runtime scale), two
+// adapters with set_adapters weights, SDXL with both text encoders (diffusers and kohya's SGM
+// names), and an LCM-LoRA run with LCMScheduler. Fresco merges every adapter into the weights.
+import { describe, expect, it } from 'vitest';
+import { loadModel } from '../../src/api.ts';
+import { runPipelineCase } from '../../src/conformance/pipeline_case.ts';
+import { LoraError } from '../../src/errors.ts';
+import { hasF16, runtime } from '../helpers/gpu.ts';
+import { runtimeWithoutF16 } from '../helpers/weights.ts';
+
+const TRACES = ['pipeline-sd-tiny-lora-fused', 'pipeline-sd-tiny-lora-kohya', 'pipeline-sd-tiny-lora-two', 'pipeline-sd-tiny-lcm-lora', 'pipeline-sdxl-tiny-lora', 'pipeline-sdxl-tiny-lora-kohya'];
+
+describe("LoRA: diffusers' pipeline traces (text states, every step's eps and latents, the image)", () => {
+  for (const name of TRACES) {
+    it(`${name} in f32 (<= 1e-3·max|ref|)`, async () => {
+      const r = await runPipelineCase(await runtime(), `tests/fixtures/${name}`);
+      console.log(`${name}: worst ratio ${r.ratio.toExponential(2)} (${r.detail})`);
+      expect(r.note).toBeUndefined();
+      expect(r.ratio).toBeLessThanOrEqual(1e-3);
+      expect(r.pass).toBe(true);
+    });
+    it(`${name} with f16 weights beside f32 activations (<= 1e-2·max|ref|)`, async () => {
+      const r = await runPipelineCase(await runtimeWithoutF16(), `tests/fixtures/${name}`, 'auto');
+      console.log(`${name} [f16 weights]: worst ratio ${r.ratio.toExponential(2)} (${r.detail})`);
+      expect(r.note).toBeUndefined();
+      expect(r.pass).toBe(true);
+      expect(r.ratio).toBeLessThanOrEqual(1e-2);
+    });
+    it(`${name} in f16 (<= 1e-2·max|ref|; the guided eps within its guidance allowance)`, async (ctx) => {
+      const rt = await runtime();
+      if (!hasF16(rt)) return ctx.skip();
+      const r = await runPipelineCase(rt, `tests/fixtures/${name}`, 'f16');
+      console.log(`${name} [f16]: worst ratio ${r.ratio.toExponential(2)} (${r.detail})`);
+      expect(r.note).toBeUndefined();
+      expect(r.pass).toBe(true);
+    });
+  }
+});
+
+describe('LoRA files diffusers refuses, refused by name (tests/fixtures/lora-tiny/bad-*)', () => {
+  it.each([
+    ['bad-keys.safetensors', /bad-keys\.safetensors: none of its 2 LoRA layers names a module of this model \(first: unet: down_blocks\.3\.attentions\.0\.transformer_blocks\.0\.attn1\.to_q; unet: up_blocks\.4/],
+    ['bad-keys-kohya.safetensors', /bad-keys-kohya\.safetensors: none of its 1 LoRA layers names a module of this model \(first: unet: input_blocks_7_1_transformer_blocks_0_attn1_to_q\)/],
+    ['bad-rank.safetensors', /layer unet down_blocks\.0\.attentions\.0\.transformer_blocks\.0\.attn1\.to_k: up \[32, 3\] and down \[4, 32\] are not a rank-4 pair/],
+    ['bad-shape.safetensors', /LoRA layer unet down_blocks\.0\.attentions\.0\.transformer_blocks\.0\.attn1\.to_k \(rank 4: up \[32, 4\], down \[4, 48\]\) does not fit the weight down_blocks\.0\.attentions\.0\.transformer_blocks\.0\.attn1\.to_k\.weight \[32, 32\]/],
+  ])('%s', async (file, message) => {
+    const model = await loadModel('tests/fixtures/sd-tiny', { gpu: (await runtime()).gpu, precision: 'f32' });
+    try {
+      await expect(model.loadLora(`tests/fixtures/lora-tiny/${file}`)).rejects.toThrow(LoraError);
+      await expect(model.loadLora(`tests/fixtures/lora-tiny/${file}`)).rejects.toThrow(message);
+      // Nothing was merged.
+      expect(model.loraAdapters).toEqual([]);
+    } finally {
+      model.destroy();
+    }
+  });
+});
