@@ -26,9 +26,10 @@ def read(path):
     return out
 
 
-def write(path, tensors):
-    """Writes {name: tensor} in name order, sorted by name with an 8-byte aligned header."""
-    header = {'__metadata__': {'format': 'pt'}}
+def write(path, tensors, metadata=None):
+    """Writes {name: tensor} in name order, sorted by name with an 8-byte aligned header; `metadata` (str -> str,
+    default {'format': 'pt'}) in key order."""
+    header = {'__metadata__': dict(sorted((metadata or {'format': 'pt'}).items()))}
     chunks = []
     offset = 0
     for name in sorted(tensors):
