@@ -17,6 +17,8 @@ import { UNET_DOWN_TYPES, UNET_UP_TYPES } from '../src/models/unet_2d_config.ts'
 import { DECODER_TYPES, ENCODER_TYPES } from '../src/models/vae_config.ts';
 import { PIPELINES } from '../src/pipelines/sd_folder.ts';
 import { SCHEDULERS } from '../src/schedulers/registry.ts';
+import { LORA_KEY_FORMS } from '../src/io/lora_file.ts';
+import { INVERSION_FORMS } from '../src/io/textual_inversion.ts';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const BEGIN = '<!-- support-table:begin -->';
@@ -70,6 +72,8 @@ export function supportTable(): string {
     ['`AutoencoderKL` / `VQModel` blocks', `encoder: ${code(ENCODER_TYPES)}<br>decoder: ${code(DECODER_TYPES)}`],
     ['Text encoders', code(text)],
     ['ControlNets (`controlnet`, `--controlnet`; Stable Diffusion 1.x/2.x)', `${code(controlnets)}, one or several; down: ${code(COND_DOWN_TYPES)}`],
+    ['LoRA files (`loadLora`, `--lora`; `.safetensors`)', LORA_KEY_FORMS.join('<br>')],
+    ['Textual inversion (`loadTextualInversion`; `.safetensors`)', INVERSION_FORMS.join(', ')],
     ...(other.length ? [['Other models', code(other)] as [string, string]] : []),
     ['Schedulers (`--scheduler`: diffusers class)', SCHEDULERS.map((s) => `\`${s.name}\`: ${s.className}${'config' in s ? ` (${Object.entries(s.config).map(([k, v]) => `${k} ${v}`).join(', ')})` : ''}`).join('<br>')],
   ];

@@ -18,6 +18,13 @@ import { LoraError } from '../errors.ts';
 
 export type LoraComponent = 'unet' | 'text_encoder' | 'text_encoder_2';
 
+/** The key forms readLoraLayers takes, for documentation (the support table). */
+export const LORA_KEY_FORMS = [
+  'diffusers (`lora.down` / `lora.up`, `lora_linear_layer`, attention processors)',
+  'PEFT (`lora_A` / `lora_B`)',
+  'kohya (`lora_unet_`, `lora_te_`, `lora_te1_` / `lora_te2_`, alpha; diffusers or original SD block names)',
+] as const;
+
 export interface LoraLayer {
   component: LoraComponent;
   /** The adapted module's path in its component (diffusers' name), or for kohya the flat name until resolved. */

@@ -5,6 +5,9 @@
 import { parseSafetensors, readFileBytes, toFloat32, type HostTensor } from './safetensors.ts';
 import { TokenizerError } from '../errors.ts';
 
+/** The embedding forms readInversion takes, for documentation (the support table). */
+export const INVERSION_FORMS = ['{token: vectors}', "A1111's `emb_params`", "SDXL's `clip_l` + `clip_g`"] as const;
+
 export interface InversionVectors {
   /** Rows [n, dim], flattened. */
   values: Float32Array;
