@@ -171,3 +171,20 @@ export class ModelSourceError extends FrescoError {
 export class StorageError extends FrescoError {
   override name = 'StorageError';
 }
+
+export type TorchFileErrorCode = 'legacy' | 'not-torch' | 'zip' | 'compressed' | 'pickle' | 'global' | 'tensor';
+
+/**
+ * A PyTorch torch.save file (.pt/.bin/.ckpt) Fresco will not read: the legacy pre-1.6 format, a broken zip, a
+ * compression it cannot undo, a malformed pickle, a Python global outside the whitelist (`global`: code, never
+ * run), or a tensor it cannot rebuild (non-contiguous, out of its storage).
+ */
+export class TorchFileError extends FrescoError {
+  override name = 'TorchFileError';
+  constructor(
+    readonly code: TorchFileErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
