@@ -24,8 +24,8 @@ import { controlTensors, initTensors, resolveGenerateOptions, type GenerateOptio
 import { cannyEdges as cannyOnGpu, type CannyOptions } from './pipelines/canny.ts';
 import { CancelledError, GenerateOptionsError, GpuError, TokenizerError } from './errors.ts';
 import { readLoraLayers } from './io/lora_file.ts';
-import { readLoraSource, type LoadLoraOptions, type LoraSource } from './io/lora_source.ts';
-import { readInversion } from './io/textual_inversion.ts';
+import { readLoraSource, readSourceBytes, type LoadLoraOptions, type LoraSource } from './io/lora_source.ts';
+import { readInversionBytes } from './io/textual_inversion.ts';
 import { addTextualInversion } from './pipelines/textual_inversion.ts';
 import { LoraSet, type LoraInfo, type LoraTargets } from './models/lora.ts';
 
@@ -214,8 +214,8 @@ export class Model {
       if (this.destroyed) throw new GenerateOptionsError('this model was destroyed');
       if (this.loaded.kind !== 'text') throw new TokenizerError(`${this.source} is class-conditional: textual inversion applies to text-to-image models`);
       const sd = this.loaded.sd;
-      const { tensors, where, name } = await readLoraSource(source, { ...opts, defaultFile: 'learned_embeds.safetensors' });
-      const inv = readInversion(tensors, where);
+      const { bytes, where, name } = await readSourceBytes(source, { ...opts, defaultFile: 'learned_embeds.safetensors' }, /\.(safetensors|bin|pt)$/i);
+      const inv = await readInversionBytes(bytes, where);
       return addTextualInversion(sd, inv, opts.token ?? inv.token ?? name, where);
     });
   }

@@ -28,7 +28,7 @@ function isNode(): boolean {
 
 function baseName(path: string): string {
   const file = path.split(/[\\/]/).filter(Boolean).pop() ?? 'lora';
-  return file.replace(/\.safetensors$/i, '') || 'lora';
+  return file.replace(/\.(safetensors|bin|pt)$/i, '') || 'lora';
 }
 
 async function fetchBytes(url: string, doFetch: typeof fetch): Promise<Uint8Array> {
@@ -42,24 +42,33 @@ async function fetchBytes(url: string, doFetch: typeof fetch): Promise<Uint8Arra
   return new Uint8Array(await res.arrayBuffer());
 }
 
-/** The file's tensors, where it came from (for messages) and a default adapter name. */
-export async function readLoraSource(source: LoraSource, opts: LoadLoraOptions = {}): Promise<{ tensors: Map<string, HostTensor>; where: string; name: string }> {
+/**
+ * The file's bytes, where it came from (for messages) and a default name (the file's). `ext`:
+ * the file name endings accepted for paths and URLs.
+ */
+export async function readSourceBytes(source: LoraSource, opts: LoadLoraOptions = {}, ext = /\.safetensors$/i): Promise<{ bytes: Uint8Array; where: string; name: string }> {
+  const only = (s: string) => new LoraError('format', `${s}: only ${ext.source.includes('bin') ? '.safetensors, .bin and .pt' : '.safetensors'} files are read`);
   if (typeof source !== 'string') {
     const bytes = source instanceof Uint8Array ? source : new Uint8Array(source);
-    const where = opts.name ?? 'the file given as bytes';
-    return { tensors: parseSafetensors(bytes, where), where, name: opts.name ?? 'lora' };
+    return { bytes, where: opts.name ?? 'the file given as bytes', name: opts.name ?? 'lora' };
   }
   const doFetch = opts.fetch ?? ((u: RequestInfo | URL, i?: RequestInit) => fetch(u, i));
   const hub = resolveHubSource(source, { endpoint: opts.hubEndpoint });
   let url: string | null = null;
-  if (hub) url = /\.safetensors$/i.test(hub.subfolder) ? hub.baseUrl.replace(/\/$/, '') : `${hub.baseUrl}${opts.defaultFile ?? DEFAULT_LORA_FILE}`;
+  if (hub) url = ext.test(hub.subfolder) ? hub.baseUrl.replace(/\/$/, '') : `${hub.baseUrl}${opts.defaultFile ?? DEFAULT_LORA_FILE}`;
   else if (/^[a-z][a-z0-9+.-]*:\/\//i.test(source) || !isNode()) url = new URL(source, (globalThis as { location?: { href: string } }).location?.href).href;
   if (url) {
-    if (!/\.safetensors$/i.test(new URL(url).pathname)) throw new LoraError('format', `${source}: only .safetensors files are read (pickled .bin / .pt files are not)`);
-    return { tensors: parseSafetensors(await fetchBytes(url, doFetch), url), where: url, name: baseName(hub && !/\.safetensors$/i.test(hub.subfolder) ? hub.repo : new URL(url).pathname) };
+    if (!ext.test(new URL(url).pathname)) throw only(source);
+    return { bytes: await fetchBytes(url, doFetch), where: url, name: baseName(hub && !ext.test(hub.subfolder) ? hub.repo : new URL(url).pathname) };
   }
+  if (!ext.test(source)) throw only(source);
   const bytes = await readFileBytes(source);
   if (!bytes) throw new LoraError('format', `${source}: file not found`);
-  if (!/\.safetensors$/i.test(source)) throw new LoraError('format', `${source}: only .safetensors files are read (pickled .bin / .pt files are not)`);
-  return { tensors: parseSafetensors(bytes, source), where: source, name: baseName(source) };
+  return { bytes, where: source, name: baseName(source) };
+}
+
+/** A LoRA file's tensors, where it came from (for messages) and a default adapter name. */
+export async function readLoraSource(source: LoraSource, opts: LoadLoraOptions = {}): Promise<{ tensors: Map<string, HostTensor>; where: string; name: string }> {
+  const { bytes, where, name } = await readSourceBytes(source, opts);
+  return { tensors: parseSafetensors(bytes, where), where, name };
 }

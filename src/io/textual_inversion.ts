@@ -1,8 +1,9 @@
 // Textual inversion embeddings as diffusers' load_textual_inversion reads them from .safetensors:
 // one tensor under the token's own name ({token: [dim] or [n, dim]}), A1111's `emb_params` [n, dim]
 // (the token then comes from the caller or the file's name), or SDXL's pair `clip_l` / `clip_g`
-// (one per text encoder). GPU-free. Pickled .bin/.pt files are not read (no unpickling here).
+// (one per text encoder); the same forms in torch.save files (.bin/.pt, read as data). GPU-free.
 import { parseSafetensors, readFileBytes, toFloat32, type HostTensor } from './safetensors.ts';
+import { detectTorchFormat, readTorchFileAsync, torchTensors, torchToHostTensor } from './torch_file.ts';
 import { TokenizerError } from '../errors.ts';
 
 /** The embedding forms readInversion takes, for documentation (the support table). */
@@ -39,9 +40,23 @@ export function readInversion(tensors: Map<string, HostTensor>, where: string): 
   throw new TokenizerError(`${where}: not a textual inversion embedding: expected one tensor named by its token, 'emb_params', or SDXL's 'clip_l' and 'clip_g'; found ${keys.slice(0, 5).join(', ')}${keys.length > 5 ? ', …' : ''}`);
 }
 
-/** An embedding file's bytes: .safetensors (torch.save files come with the torch reader). */
-export function readInversionBytes(bytes: Uint8Array, where: string): Inversion {
-  return readInversion(parseSafetensors(bytes, where), where);
+/**
+ * An embedding file's bytes: .safetensors, or a torch.save file (read as data, nothing run:
+ * torch_file.ts) in diffusers' {token: vector} form or A1111's {'string_to_param': {'*': ...},
+ * 'name': token}.
+ */
+export async function readInversionBytes(bytes: Uint8Array, where: string): Promise<Inversion> {
+  const format = detectTorchFormat(bytes);
+  if (format === 'safetensors' || format === 'unknown') return readInversion(parseSafetensors(bytes, where), where);
+  const value = await readTorchFileAsync(bytes, where);
+  const tensors = torchTensors(value);
+  const top = value instanceof Map ? value : null;
+  const a1111 = tensors.get('string_to_param.*');
+  if (a1111) {
+    const name = top?.get('name');
+    return { ...readInversion(new Map([['emb_params', torchToHostTensor(a1111, 'emb_params')]]), where), token: typeof name === 'string' ? name : null };
+  }
+  return readInversion(new Map([...tensors].map(([k, t]) => [k, torchToHostTensor(t, k)])), where);
 }
 
 /** Node: an embedding file on disk. */

@@ -1,7 +1,8 @@
 // LoRA against diffusers v0.25.1's own pipelines (tests/fixtures/pipeline-*-lora*,
 // scripts/reference/make_issue14.py): both key forms, fused and unfused (a runtime scale), two
 // adapters with set_adapters weights, SDXL with both text encoders (diffusers and kohya's SGM
-// names), and an LCM-LoRA run with LCMScheduler. Fresco merges every adapter into the weights.
+// names), and an LCM-LoRA run with LCMScheduler (Fresco merges every adapter into the weights);
+// and textual inversion from all three file forms (.safetensors, diffusers' .bin, A1111's .pt).
 import { describe, expect, it } from 'vitest';
 import { loadModel } from '../../src/api.ts';
 import { runPipelineCase } from '../../src/conformance/pipeline_case.ts';
@@ -9,7 +10,7 @@ import { LoraError } from '../../src/errors.ts';
 import { hasF16, runtime } from '../helpers/gpu.ts';
 import { runtimeWithoutF16 } from '../helpers/weights.ts';
 
-const TRACES = ['pipeline-sd-tiny-lora-fused', 'pipeline-sd-tiny-lora-kohya', 'pipeline-sd-tiny-lora-two', 'pipeline-sd-tiny-lcm-lora', 'pipeline-sdxl-tiny-lora', 'pipeline-sdxl-tiny-lora-kohya'];
+const TRACES = ['pipeline-sd-tiny-lora-fused', 'pipeline-sd-tiny-lora-kohya', 'pipeline-sd-tiny-lora-two', 'pipeline-sd-tiny-lcm-lora', 'pipeline-sdxl-tiny-lora', 'pipeline-sdxl-tiny-lora-kohya', 'pipeline-sd-tiny-textual-inversion'];
 
 describe("LoRA: diffusers' pipeline traces (text states, every step's eps and latents, the image)", () => {
   for (const name of TRACES) {
