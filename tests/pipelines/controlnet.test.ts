@@ -11,9 +11,8 @@ import { checkPipelineControlNet, controlKeep } from '../../src/pipelines/contro
 import { readJson } from '../../src/io/model_folder.ts';
 import { readControlNetConfig } from '../../src/models/controlnet_config.ts';
 import { readUNet2DConditionConfig } from '../../src/models/unet_2d_condition_config.ts';
-import { hasF16, runtime } from '../helpers/gpu.ts';
-import { runtimeWithoutF16 } from '../helpers/weights.ts';
-import { runPipelineCase } from '../../src/conformance/pipeline_case.ts';
+import { runtime } from '../helpers/gpu.ts';
+import { traceTests } from '../helpers/traces.ts';
 import { ConfigError } from '../../src/errors.ts';
 import { readFileSync } from 'node:fs';
 import { nodeFolderReader } from '../../src/io/model_folder.ts';
@@ -53,33 +52,7 @@ async function run(m: SdModel, opts: Partial<TextToImageOptions>): Promise<{ eps
 const TRACES = ['pipeline-sd-tiny-controlnet', 'pipeline-sd-tiny-controlnet-startend', 'pipeline-sd-tiny-controlnet-multi'];
 
 describe("diffusers' StableDiffusionControlNetPipeline traces: the control images and per-step scales exactly, every step's eps and latents, the image", () => {
-  for (const name of TRACES) {
-    it(`${name} in f32 (<= 1e-3·max|ref|)`, async () => {
-      const r = await runPipelineCase(await runtime(), `tests/fixtures/${name}`);
-      console.log(`${name}: worst ratio ${r.ratio.toExponential(2)} (${r.detail})`);
-      expect(r.note).toBeUndefined();
-      expect(r.ratio).toBeLessThanOrEqual(1e-3);
-      expect(r.pass).toBe(true);
-    });
-    it(`${name} with f16 weights beside f32 activations (precision 'auto' without shader-f16; <= 1e-2·max|ref|)`, async () => {
-      const r = await runPipelineCase(await runtimeWithoutF16(), `tests/fixtures/${name}`, 'auto');
-      console.log(`${name} [f16 weights]: worst ratio ${r.ratio.toExponential(2)} (${r.detail})`);
-      expect(r.note).toBeUndefined();
-      expect(r.pass).toBe(true);
-      expect(r.ratio).toBeLessThanOrEqual(1e-2);
-    });
-    it(`${name} in f16 (<= 1e-2·max|ref|; the guided eps within its guidance allowance)`, async (ctx) => {
-      const rt = await runtime();
-      if (!hasF16(rt)) {
-        console.warn(`skipped f16 ${name}: the adapter (${rt.gpu.adapterName}) has no shader-f16`);
-        return ctx.skip();
-      }
-      const r = await runPipelineCase(rt, `tests/fixtures/${name}`, 'f16');
-      console.log(`${name} [f16]: worst ratio ${r.ratio.toExponential(2)} (${r.detail})`);
-      expect(r.note).toBeUndefined();
-      expect(r.pass).toBe(true);
-    });
-  }
+  for (const name of TRACES) traceTests(name);
 });
 
 describe('ControlNet pipeline (sd-tiny + the tiny ControlNet)', () => {
