@@ -3,8 +3,9 @@
 // activations or as f16 beside f32 ones (wst in common.wgsl). What differs between
 // a linear layer, a channel projection over an NCHW tensor and an implicit-GEMM conv2d is only
 // how A is read (A_ROWMAJOR / A_COLMAJOR / A_IM2COL) and how the result is written
-// (OUT_ROWMAJOR / OUT_COLMAJOR), plus the fused epilogue (bias, per-channel time embedding,
-// residual, scale, then one activation: SiLU, Mish, exact GELU, ReLU or quick GELU).
+// (OUT_ROWMAJOR / OUT_COLMAJOR), plus the fused epilogue (an unfused LoRA's low-rank term, bias,
+// per-channel time embedding, residual, scale, then one activation: SiLU, Mish, exact GELU, ReLU or
+// quick GELU).
 //
 // Each thread keeps a TM x TN block of accumulators in registers (8 x 8 by default: on CPU
 // adapters each k costs TM + TN loads for TM·TN FMAs, and 8 x 8 measured 1.8-2.1x faster than
@@ -36,6 +37,8 @@ struct U {
   tembStride: u32, tembOffset: u32,
   // SPLITK / REDUCE: K slices of kChunk (a multiple of BK) each, and the batch·M·N outputs of one.
   splits: u32, kChunk: u32, total: u32,
+  // LORA: the stacked rank of the adapters (lora_t's and lora_up's R).
+  lora_rank: u32,
 }
 
 @group(0) @binding(0) var<uniform> u: U;
@@ -61,6 +64,32 @@ fn w_at(i: u32) -> f32 { return wval(w[widx(i)], i); }
 #else
 @group(0) @binding(6) var<storage, read_write> out: array<st>;
 #endif
+#if LORA
+// An unfused LoRA (src/kernels/lora_attach.ts): t = x·downᵀ for this GEMM's rows, laid out like the
+// output ([batch, M, R], or [batch, R, M] with OUT_COLMAJOR: a conv's channel-major t), and up
+// [N, R] with each adapter's scale·alpha/rank folded in. With every epilogue binding that is 8
+// storage buffers in the main variant (a, w, bias, temb, res, out, lora_t, lora_up) and 7 in
+// REDUCE: WebGPU's default maxStorageBuffersPerShaderStage. SPLITK never binds them (the reduce adds
+// the term once, to the slices' sum).
+@group(0) @binding(7) var<storage, read> lora_t: array<st>;
+@group(0) @binding(8) var<storage, read> lora_up: array<f32>;
+
+// sum_r t[z, m, r] · up[n, r]: diffusers' LoRACompatibleLinear/Conv add scale·up(down(x)) to the
+// layer's own output, before the block's residual, output scale and activation.
+fn lora_term(z: u32, m: u32, n: u32) -> f32 {
+  let R = u.lora_rank;
+  var s = 0.0;
+  for (var r = 0u; r < R; r++) {
+#if OUT_COLMAJOR
+    let tv = f32(lora_t[(z * R + r) * u.M + m]);
+#else
+    let tv = f32(lora_t[(z * u.M + m) * R + r]);
+#endif
+    s = fma(tv, lora_up[n * R + r], s);
+  }
+  return s;
+}
+#endif
 
 fn out_index(z: u32, m: u32, n: u32) -> u32 {
 #if OUT_COLMAJOR
@@ -73,6 +102,9 @@ fn out_index(z: u32, m: u32, n: u32) -> u32 {
 #if !SPLITK
 fn store(z: u32, m: u32, n: u32, v: f32) {
   var x = v;
+#if LORA
+  x += lora_term(z, m, n);
+#endif
 #if BIAS
   x += wval(bias[widx(n)], n);
 #endif

@@ -181,24 +181,27 @@ export class Model {
    * Merges a LoRA into the weights at `scale` (default 1): a .safetensors file in diffusers',
    * PEFT's or kohya's key form, given as bytes, a URL, a path (Node) or `hf:owner/name[/file]`
    * (default file pytorch_lora_weights.safetensors). Several can be loaded, each under its own
-   * name (default: the file's name). Every layer must match a module of this model.
+   * name (default: the file's name). Every layer must match a module of this model. With
+   * `fuse: false` the weights stay as they are and each adapted layer adds the LoRA's low-rank
+   * term as it runs (diffusers' unfused LoRA): a small cost per step, for scale changes and
+   * unloads that are exact. Fused and unfused adapters may be mixed.
    */
   loadLora(source: LoraSource, opts: LoadLoraOptions = {}): Promise<LoraInfo> {
     return this.exclusive(async () => {
       const set = this.loras();
       const { tensors, where, name } = await readLoraSource(source, opts);
       const adapter = opts.name ?? name;
-      await set.load(adapter, readLoraLayers(tensors, where), opts.scale ?? 1, where);
+      await set.load(adapter, readLoraLayers(tensors, where), opts.scale ?? 1, where, opts.fuse === false ? 'unfused' : 'fused');
       return set.list().find((a) => a.name === adapter)!;
     });
   }
 
-  /** New scales for loaded LoRAs, by name: the weights change by the difference (no reload). */
+  /** New scales for loaded LoRAs, by name: fused ones change the weights by the difference, unfused ones only their own terms (no reload). */
   setLoraScales(scales: Record<string, number>): Promise<void> {
     return this.exclusive(() => this.loras().setScales(scales));
   }
 
-  /** Takes a LoRA (or, without a name, every one) out of the weights. */
+  /** Takes a LoRA (or, without a name, every one) out of the weights, or off them (unfused). */
   unloadLora(name?: string): Promise<void> {
     return this.exclusive(() => this.loras().unload(name));
   }
@@ -220,7 +223,7 @@ export class Model {
     });
   }
 
-  /** The LoRAs merged into the weights, with their scales. */
+  /** The LoRAs loaded, with their scales and modes (fused or not). */
   get loraAdapters(): LoraInfo[] {
     return this.lora?.list() ?? [];
   }

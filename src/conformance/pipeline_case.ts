@@ -12,7 +12,7 @@ import { loadLdmFolder } from '../pipelines/ldm_folder.ts';
 import { loadSdFolder, type SdModel } from '../pipelines/sd_folder.ts';
 import { readLoraLayers } from '../io/lora_file.ts';
 import { readInversionFile } from '../io/textual_inversion.ts';
-import { LoraSet } from '../models/lora.ts';
+import { LoraSet, type LoraMode } from '../models/lora.ts';
 import { addTextualInversion } from '../pipelines/textual_inversion.ts';
 import { generateFromText, type ControlInput } from '../pipelines/text_to_image.ts';
 import { controlKeep } from '../pipelines/controlnet.ts';
@@ -62,13 +62,14 @@ async function controlInputs(dir: string, spec: Record<string, unknown>, [height
 
 /**
  * `epsTol`: the guided noise prediction's own bound, where it differs from the tolerance (f16, guided).
- * `precision` as for runModelCase ('auto': the device's own path).
+ * `precision` as for runModelCase ('auto': the device's own path). `loraMode`: how a trace's LoRAs
+ * are applied (merged into the weights, or unfused in the GEMMs' epilogues); the trace is the same.
  */
-export async function runPipelineCase(rt: Runtime, dir: string, precision: Precision = 'f32'): Promise<Measured & { cls: string; detail: string; epsTol?: number }> {
+export async function runPipelineCase(rt: Runtime, dir: string, precision: Precision = 'f32', loraMode: LoraMode = 'fused'): Promise<Measured & { cls: string; detail: string; epsTol?: number }> {
   const stored = toleranceOf(rt, precision);
   const tol = TOLERANCE[stored];
   const spec = await readJson(`${dir}/pipeline.json`);
-  if (spec.kind === 'text-to-image') return runTextPipelineCase(rt, dir, spec, precision);
+  if (spec.kind === 'text-to-image') return runTextPipelineCase(rt, dir, spec, precision, loraMode);
   const get = await readTrace(dir);
   const model = await loadLdmFolder(rt, findModelFolder(dir, String(spec.model)), { precision });
   const guidance = Number(spec.guidance_scale);
@@ -171,7 +172,7 @@ function promptsOf(v: unknown): string | string[] | undefined {
  * pooled embeddings, and the time ids exactly), every step's guided noise prediction and latents,
  * the final latents and the image.
  */
-async function runTextPipelineCase(rt: Runtime, dir: string, spec: Record<string, unknown>, precision: Precision): Promise<Measured & { cls: string; detail: string; epsTol?: number }> {
+async function runTextPipelineCase(rt: Runtime, dir: string, spec: Record<string, unknown>, precision: Precision, loraMode: LoraMode): Promise<Measured & { cls: string; detail: string; epsTol?: number }> {
   const stored = toleranceOf(rt, precision);
   const tol = TOLERANCE[stored];
   const scheduler = traceScheduler(spec);
@@ -181,7 +182,7 @@ async function runTextPipelineCase(rt: Runtime, dir: string, spec: Record<string
   const model = await loadSdFolder(rt, findModelFolder(dir, String(spec.model)), { precision, ...(control.folders.length ? { controlnets: control.folders } : {}) });
   let loras: LoraSet | null = null;
   try {
-    loras = await traceLoras(rt, dir, spec, model);
+    loras = await traceLoras(rt, dir, spec, model, loraMode);
     await traceInversions(dir, spec, model);
   } catch (e) {
     loras?.destroy();
@@ -271,6 +272,10 @@ async function runTextPipelineCase(rt: Runtime, dir: string, spec: Record<string
       const want = Array.from(toFloat32(get('controlnet_scales')));
       if (JSON.stringify(ours.flat()) !== JSON.stringify(want)) idsNote += `controlnet_scales differ: ${JSON.stringify(ours)} != ${JSON.stringify(want)}; `;
     }
+    // Unfused, every adapted weight must have been read by a GEMM that added its term (a model
+    // reading one some other way would drop the adapter without a word).
+    const unused = loraMode === 'unfused' && loras ? [...loras.attachments()].filter(([, a]) => a.uses === 0).map(([w]) => w) : [];
+    if (unused.length) idsNote += `unfused LoRA never applied to ${unused.join(', ')}; `;
     const before: [string, Measured[]][] = xl ? [['text states', text], ['pooled', pooled]] : [['text states', text]];
     if (controlImages.length) before.push(['control images', controlImages]);
     const r = checks.finish(control.inputs.length ? 'text-to-image (ControlNet)' : xl ? 'text-to-image (SDXL)' : 'text-to-image', result, before);
@@ -291,7 +296,7 @@ function fixturePath(dir: string, file: unknown): string {
  * scale diffusers ran it with: its set_adapters weight, else fuse_lora's lora_scale, else the
  * cross_attention_kwargs scale, else 1 (every layer then carries alpha / rank, as diffusers').
  */
-async function traceLoras(rt: Runtime, dir: string, spec: Record<string, unknown>, model: SdModel): Promise<LoraSet | null> {
+async function traceLoras(rt: Runtime, dir: string, spec: Record<string, unknown>, model: SdModel, mode: LoraMode): Promise<LoraSet | null> {
   const l = spec.lora as { adapters: { file: string; adapter_name: string; weight?: number }[]; fuse_lora?: { lora_scale: number } | null; cross_attention_scale?: number | null } | undefined;
   if (!l) return null;
   const targets = { unet: model.unet.w, text_encoder: model.textEncoder.w, ...(model.xl ? { text_encoder_2: model.xl.textEncoder2.w } : {}) };
@@ -300,7 +305,7 @@ async function traceLoras(rt: Runtime, dir: string, spec: Record<string, unknown
     for (const a of l.adapters) {
       const path = fixturePath(dir, a.file);
       const scale = a.weight ?? l.fuse_lora?.lora_scale ?? l.cross_attention_scale ?? 1;
-      await set.load(a.adapter_name, readLoraLayers(await readSafetensorsFile(path), path), scale, path);
+      await set.load(a.adapter_name, readLoraLayers(await readSafetensorsFile(path), path), scale, path, mode);
     }
   } catch (e) {
     set.destroy();

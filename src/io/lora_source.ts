@@ -9,6 +9,12 @@ export type LoraSource = string | Uint8Array | ArrayBuffer;
 export interface LoadLoraOptions {
   /** The weight of the adapter's change (default 1). */
   scale?: number;
+  /**
+   * Merge the adapter into the weights (true, the default: no cost per step), or keep it apart and
+   * add its low-rank term in each adapted layer's GEMM (false: a little work per step, and a scale
+   * change or an unload is exact, with no merge rounding; Model.loadLora).
+   */
+  fuse?: boolean;
   /** The adapter's name for setLoraScales / unloadLora (default: the file's name); bytes are named by it in messages. */
   name?: string;
   /** URL and hf: sources: a fetch to use instead of the global one. */

@@ -1,10 +1,11 @@
 // Linear layers and conv2d, both through the GEMM core in shaders/gemm.wgsl.
 import { evenChunks, fold1d, type Graph } from '../graph/graph.ts';
-import { shapeStr, trafficBytes, type DType, type Tensor } from '../graph/tensor.ts';
+import { dtypeOf, numel, shapeStr, trafficBytes, type DType, type Tensor } from '../graph/tensor.ts';
 import { activationParams, type Activation } from './activation.ts';
 import { commonDType, storageParams, weightParams, type WeightParams } from './dtype.ts';
+import { loraAttachment, type LoraAttachment } from './lora_attach.ts';
 import { expectShape } from './tensor_checks.ts';
-import { ShapeError } from '../errors.ts';
+import { GpuError, ShapeError } from '../errors.ts';
 
 export type { Activation } from './activation.ts';
 
@@ -57,7 +58,23 @@ function feedParams(g: Graph, t: GemmTiling) {
   return { TM: t.TM, TN4: t.TN4, ...(g.rt.gemmFeed === 'tiled' ? { TILED: true, BK } : {}), ...(t.splits > 1 ? { SPLITK: true } : {}) };
 }
 
+/**
+ * An unfused LoRA's low-rank term in a GEMM's epilogue: out[m, n] += sum_r t[m, r]·up[n, r], right
+ * after the GEMM's own sum (before bias, time embedding, residual, scale and activation).
+ */
+export interface LoraTerm {
+  /** x·downᵀ for this GEMM's rows, laid out like the output: [batch, M, R], or [batch, R, M] when the output is channel-major (a conv's). Stored like the activations. */
+  t: Tensor;
+  /** [N, R], f32, each adapter's scale·alpha/rank folded in. */
+  up: Tensor;
+}
+
 export interface Epilogue {
+  /**
+   * Given explicitly (a split conv's chunks, src/models/channel_split.ts); linear() and conv2d()
+   * otherwise fill it themselves from the weight's attachment (lora_attach.ts).
+   */
+  lora?: LoraTerm;
   bias?: Tensor;
   /** [B, N]: added per batch and output channel (a ResNet's time embedding). */
   temb?: Tensor;
@@ -125,8 +142,9 @@ interface GemmDispatch {
 function dispatchGemm(g: Graph, d: GemmDispatch): void {
   const { label, M, N, K, batch, epilogue: e } = d;
   const t = gemmTiling(g, M, N, K, batch);
-  const uniforms = { M, N, K, ...d.geometry, scale: e.scale ?? 1, yfold: gemmFold(M, batch, t), ...tembUniforms(e, N), splits: t.splits, kChunk: t.kChunk, total: batch * M * N };
-  const flops = 2 * M * N * K * batch;
+  const R = e.lora ? e.lora.up.shape[1]! : 0;
+  const uniforms = { M, N, K, ...d.geometry, scale: e.scale ?? 1, yfold: gemmFold(M, batch, t), ...tembUniforms(e, N), splits: t.splits, kChunk: t.kChunk, total: batch * M * N, lora_rank: R };
+  const flops = 2 * M * N * K * batch + 2 * M * N * R * batch;
   const extras = Object.values(epilogueBindings(e));
   if (t.splits === 1) {
     g.dispatch(
@@ -161,7 +179,7 @@ function dispatchGemm(g: Graph, d: GemmDispatch): void {
 }
 
 function epilogueParams(e: Epilogue) {
-  return { BIAS: !!e.bias, TEMB: !!e.temb, RESIDUAL: !!e.residual, ...activationParams(epilogueAct(e)) };
+  return { LORA: !!e.lora, BIAS: !!e.bias, TEMB: !!e.temb, RESIDUAL: !!e.residual, ...activationParams(epilogueAct(e)) };
 }
 
 function tembUniforms(e: Epilogue, N: number) {
@@ -173,12 +191,16 @@ function tembUniforms(e: Epilogue, N: number) {
  * share it) and how the model weights (weight, bias) are stored beside them.
  */
 function gemmDTypes(g: Graph, label: string, x: Tensor, weight: Tensor, e: Epilogue): { dtype: DType; weights: WeightParams } {
-  const dtype = commonDType(label, { input: x, temb: e.temb, residual: e.residual });
+  const dtype = commonDType(label, { input: x, temb: e.temb, residual: e.residual, 'LoRA t': e.lora?.t });
   return { dtype, weights: weightParams(g.rt.gpu.features, label, dtype, { weight, bias: e.bias }, 'input') };
 }
 
 function epilogueBindings(e: Epilogue) {
   const b: Record<string, Tensor> = {};
+  if (e.lora) {
+    b.lora_t = e.lora.t;
+    b.lora_up = e.lora.up;
+  }
   if (e.bias) b.bias = e.bias;
   if (e.temb) b.temb = e.temb;
   if (e.residual) b.res = e.residual;
@@ -222,11 +244,30 @@ export function linear(g: Graph, label: string, x: Tensor, weight: Tensor, opts:
   const output = opts.output ?? 'rows';
   const outShape = opts.outShape ?? (output === 'rows' ? (x.shape.length >= 3 ? [batch, M, N] : x.shape.length === 2 ? [M, N] : [N]) : [batch, N, M]);
   expectShape(outShape.reduce((a, b) => a * b, 1) === batch * M * N, `${label}: output shape ${shapeStr(outShape)} does not hold ${batch}x${M}x${N} values`);
-  checkEpilogue(label, opts, batch, N, outShape);
-  const { dtype, weights } = gemmDTypes(g, label, x, weight, opts);
+  // An unfused LoRA on the weight: t = x·downᵀ by the same GEMM, read and laid out like the output.
+  const a = attachedLora(label, weight, opts, N, K);
+  const t = a ? linear(g, `${label}/lora down`, x, { ...a.down, shape: [a.down.shape[0]!, K] }, { input, output, outShape: output === 'rows' ? [batch, M, a.down.shape[0]!] : [batch, a.down.shape[0]!, M] }) : null;
+  const e: Epilogue = a && t ? { ...opts, lora: { t, up: a.up } } : opts;
+  checkEpilogue(label, e, batch, N, outShape);
+  const { dtype, weights } = gemmDTypes(g, label, x, weight, e);
   const out = g.alloc(outShape, label, dtype);
-  dispatchGemm(g, { label, M, N, K, batch, layout: { A_COLMAJOR: input === 'channels', OUT_COLMAJOR: output === 'channels' }, dtype, weights, a: x, w: weight, out, epilogue: opts, geometry: noConv });
+  dispatchGemm(g, { label, M, N, K, batch, layout: { A_COLMAJOR: input === 'channels', OUT_COLMAJOR: output === 'channels' }, dtype, weights, a: x, w: weight, out, epilogue: e, geometry: noConv });
+  if (t) g.release(t);
   return out;
+}
+
+/**
+ * The unfused LoRA attached to `weight` ([N, K] as the GEMM reads it), checked against it; counted
+ * as used. An explicit epilogue term beside one is a wiring error (it would be added twice).
+ */
+function attachedLora(label: string, weight: Tensor, e: Epilogue, N: number, K: number): LoraAttachment | null {
+  const a = loraAttachment(weight);
+  if (!a) return null;
+  if (e.lora) throw new GpuError(`${label}: ${a.what} is attached to the weight and a LoRA term was also given`);
+  const R = a.down.shape[0]!;
+  expectShape(numel(a.down.shape) === R * K && a.up.shape.length === 2 && a.up.shape[0] === N && a.up.shape[1] === R, `${label}: ${a.what}: down ${shapeStr(a.down.shape)} and up ${shapeStr(a.up.shape)} do not fit a ${N} x ${K} weight`);
+  a.uses++;
+  return a;
 }
 
 function checkEpilogue(label: string, e: Epilogue, batch: number, N: number, outShape: readonly number[]): void {
@@ -237,6 +278,13 @@ function checkEpilogue(label: string, e: Epilogue, batch: number, N: number, out
   expectShape(Number.isInteger(off) && off >= 0 && (off === 0 || !!e.temb), `${label}: tembOffset ${off} needs a time embedding and a whole non-negative column`);
   if (e.temb) expectShape(e.temb.shape.length === 2 && e.temb.shape[0] === batch && (e.tembOffset === undefined ? e.temb.shape[1] === N : e.temb.shape[1]! >= off + N), `${label}: time embedding ${shapeStr(e.temb.shape)} should be [${batch}, ${e.tembOffset === undefined ? N : `>= ${off + N}`}]`);
   if (e.residual) expectShape(shapeStr(e.residual.shape) === shapeStr(outShape), `${label}: residual ${shapeStr(e.residual.shape)} should be ${shapeStr(outShape)}`);
+  if (e.lora) {
+    const { t, up } = e.lora;
+    const R = up.shape[1] ?? 0;
+    expectShape(up.shape.length === 2 && up.shape[0] === N && R > 0, `${label}: LoRA up ${shapeStr(up.shape)} should be [${N}, R]`);
+    expectShape(dtypeOf(up) === 'f32', `${label}: LoRA up ${up.label} is ${dtypeOf(up)}; it is read as f32`);
+    expectShape(numel(t.shape) === (numel(outShape) / N) * R, `${label}: LoRA t ${shapeStr(t.shape)} should hold ${numel(outShape) / N} rows of ${R}`);
+  }
 }
 
 export interface Conv2dOptions extends Epilogue {
@@ -274,8 +322,12 @@ export function conv2d(g: Graph, label: string, x: Tensor, weight: Tensor, opts:
   expectShape(Hout > 0 && Wout > 0, `${label}: output would be empty (input ${shapeStr(x.shape)}, kernel ${kh}x${kw})`);
   if (Array.isArray(opts.upsample)) expectShape((upH === 2 * H || upH === 2 * H - 1) && (upW === 2 * W || upW === 2 * W - 1), `${label}: cannot upsample ${H}x${W} to ${upH}x${upW} (2x, or 2x - 1 for an odd skip)`);
   const outShape = [B, Cout, Hout, Wout];
-  checkEpilogue(label, opts, B, Cout, outShape);
-  const { dtype, weights } = gemmDTypes(g, label, x, weight, opts);
+  // An unfused LoRA on the weight: t = conv(x, down) with this conv's geometry, [B, R, Hout, Wout].
+  const a = attachedLora(label, weight, opts, Cout, Cin * kh * kw);
+  const t = a ? conv2d(g, `${label}/lora down`, x, { ...a.down, shape: [a.down.shape[0]!, Cin, kh, kw] }, { stride: opts.stride, padding: opts.padding, upsample: opts.upsample }) : null;
+  const e: Epilogue = a && t ? { ...opts, lora: { t, up: a.up } } : opts;
+  checkEpilogue(label, e, B, Cout, outShape);
+  const { dtype, weights } = gemmDTypes(g, label, x, weight, e);
   const out = g.alloc(outShape, label, dtype);
   const M = Hout * Wout;
   const pointwise = kh === 1 && kw === 1 && stride === 1 && padT + padL + padB + padR === 0 && !opts.upsample;
@@ -283,8 +335,9 @@ export function conv2d(g: Graph, label: string, x: Tensor, weight: Tensor, opts:
   dispatchGemm(g, {
     label, M, N: Cout, K: Cin * kh * kw, batch: B,
     layout: { A_COLMAJOR: pointwise, A_IM2COL: !pointwise, UPSAMPLE: !!opts.upsample, OUT_COLMAJOR: true },
-    dtype, weights, a: x, w: weight, out, epilogue: opts,
+    dtype, weights, a: x, w: weight, out, epilogue: e,
     geometry: { Cin, H, W, kh, kw, stride, padT, padL, Hout, Wout, upH, upW },
   });
+  if (t) g.release(t);
   return out;
 }

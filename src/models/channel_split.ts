@@ -9,9 +9,10 @@
 import type { PlanLimits, Runtime } from '../gpu/runtime.ts';
 import type { Graph } from '../graph/graph.ts';
 import { bytesFor, bytesOf, dtypeOf, elementBytes, shapeStr, type DType, type Tensor } from '../graph/tensor.ts';
-import { conv2d, conv2dGeometry, type Conv2dOptions } from '../kernels/gemm.ts';
+import { conv2d, conv2dGeometry, type Conv2dOptions, type LoraTerm } from '../kernels/gemm.ts';
 import { groupNorm, type GroupNormOptions } from '../kernels/group_norm.ts';
-import { GpuError, PlanLimitError } from '../errors.ts';
+import { loraAttachment, type LoraAttachment } from '../kernels/lora_attach.ts';
+import { GpuError, LoraError, PlanLimitError } from '../errors.ts';
 
 /** A [B, C, H, W] activation as parts [B, c_i, H, W] covering channels [starts[i], starts[i] + c_i). */
 export interface Split {
@@ -88,10 +89,16 @@ export class WeightSlices {
   /** own: keeps a new slice's buffer with the model's weights; disown: gives one back (before destroying it). */
   constructor(private readonly rt: Runtime, private readonly own: (b: GPUBuffer) => void, private readonly disown: (b: GPUBuffer) => void = () => {}) {}
 
-  /** weight[o0:o1, i0:i1] of a [Cout, Cin, ...] tensor (bias: [Cout] with i0 = 0, i1 = 1). */
-  slice(w: Tensor, o0: number, o1: number, i0 = 0, i1 = w.shape[1] ?? 1): Tensor {
+  /**
+   * weight[o0:o1, i0:i1] of a [Cout, Cin, ...] tensor (bias: [Cout] with i0 = 0, i1 = 1).
+   * `loraHandled`: the caller applies the weight's unfused LoRA itself (splitConv); anyone else is
+   * refused a part of an adapted weight, since a slice is another tensor and would lose the adapter.
+   */
+  slice(w: Tensor, o0: number, o1: number, i0 = 0, i1 = w.shape[1] ?? 1, loraHandled = false): Tensor {
     const [Cout, Cin = 1, ...rest] = w.shape as number[];
     if (o0 === 0 && o1 === Cout && i0 === 0 && i1 === Cin) return w;
+    const lora = loraHandled ? undefined : loraAttachment(w);
+    if (lora) throw new LoraError('unfused', `${w.label}: ${lora.what} cannot be applied unfused to a channel chunk [${o0}:${o1}, ${i0}:${i1}] of this weight (the activation is split to fit the binding limit); load the LoRA fused instead`);
     const key = `${o0}:${o1},${i0}:${i1}`;
     let m = this.cache.get(w);
     if (!m) this.cache.set(w, (m = new Map()));
@@ -141,7 +148,16 @@ export class WeightSlices {
   }
 }
 
-export interface SplitConvOptions extends Omit<Conv2dOptions, 'residual'> {
+/** Channel slices of an attachment's down and up for split convs, owned by the attachment (freed with it). */
+const loraSlices = new WeakMap<LoraAttachment, WeightSlices>();
+
+function loraSlicesOf(rt: Runtime, a: LoraAttachment): WeightSlices {
+  let s = loraSlices.get(a);
+  if (!s) loraSlices.set(a, (s = new WeightSlices(rt, (b) => a.own(b), (b) => a.disown(b))));
+  return s;
+}
+
+export interface SplitConvOptions extends Omit<Conv2dOptions, 'residual' | 'lora'> {
   /** Chunked like the output (the same shape and groups give the same chunks). */
   residual?: Split;
   /** Group count of the norm that will read the output: chunks start at its group boundaries. */
@@ -151,6 +167,9 @@ export interface SplitConvOptions extends Omit<Conv2dOptions, 'residual'> {
 /**
  * conv2d over chunks: each output chunk sums its input chunks in order, the first with the bias
  * and residual, the last with the scale and activation, so the epilogue is applied exactly once.
+ * An unfused LoRA on the weight (lora_attach.ts) is split the same way: t = conv(x, down) summed
+ * over the input chunks (down's input-channel slices), and each output chunk's first dispatch adds
+ * t times its rows of up. Unsplit, conv2d applies it itself.
  */
 export function splitConv(g: Graph, slices: WeightSlices, label: string, x: Split, conv: { weight: Tensor; bias: Tensor }, o: SplitConvOptions): Split {
   const { groups, residual, temb, ...rest } = o;
@@ -163,14 +182,33 @@ export function splitConv(g: Graph, slices: WeightSlices, label: string, x: Spli
   const starts = chunkStarts(outShape, dtypeOf(x.parts[0]!), g.limits, groups, dtypeOf(conv.weight));
   if (residual && residual.starts.join() !== starts.join()) throw new GpuError(`${label}: residual chunks [${residual.starts}] differ from the output's [${starts}]`);
   const inSizes = ends(x.starts, x.shape[1]);
+  const chunked = x.parts.length > 1 || starts.length > 1;
+  const adapter = chunked ? loraAttachment(conv.weight) : undefined;
+  let loraT: Tensor | null = null;
+  let loraUp: WeightSlices | null = null;
+  if (adapter) {
+    loraUp = loraSlicesOf(g.rt, adapter);
+    const R = adapter.down.shape[0]!;
+    const down = adapter.down;
+    if (down.shape.length !== 4) throw new GpuError(`${label}: ${adapter.what}: down ${shapeStr(down.shape)} is not a conv's [R, Cin, kh, kw]`);
+    x.parts.forEach((part, j) => {
+      const i0 = x.starts[j]!;
+      const t = conv2d(g, `${label}/lora down[${j}]`, part, loraUp!.slice(down, 0, R, i0, i0 + inSizes[j]!), { stride: o.stride, padding: o.padding, upsample: o.upsample, ...(loraT ? { residual: loraT } : {}) });
+      if (loraT) g.release(loraT);
+      loraT = t;
+    });
+    adapter.uses++;
+  }
   const parts = ends(starts, Cout).map((oc, k) => {
     const o0 = starts[k]!;
     let acc: Tensor | null = null;
     x.parts.forEach((part, j) => {
       const i0 = x.starts[j]!;
       const last = j === x.parts.length - 1;
-      const y: Tensor = conv2d(g, x.parts.length > 1 || starts.length > 1 ? `${label}[${k},${j}]` : label, part, slices.slice(conv.weight, o0, o0 + oc, i0, i0 + inSizes[j]!), {
+      const lora: LoraTerm | undefined = j === 0 && loraT ? { t: loraT, up: loraUp!.slice(adapter!.up, o0, o0 + oc) } : undefined;
+      const y: Tensor = conv2d(g, chunked ? `${label}[${k},${j}]` : label, part, slices.slice(conv.weight, o0, o0 + oc, i0, i0 + inSizes[j]!, !!adapter), {
         ...geometry,
+        ...(lora ? { lora } : {}),
         // Each output chunk adds its own columns of the [B, Cout] time embedding.
         ...(j === 0 ? { bias: slices.slice(conv.bias, o0, o0 + oc), ...(temb ? { temb, tembOffset: o0 } : {}) } : {}),
         ...(acc ? { residual: acc } : residual ? { residual: residual.parts[k]! } : {}),
@@ -181,6 +219,7 @@ export function splitConv(g: Graph, slices: WeightSlices, label: string, x: Spli
     });
     return acc!;
   });
+  if (loraT) g.release(loraT);
   return { parts, starts, shape: outShape };
 }
 

@@ -1,19 +1,33 @@
-// LoRA adapters merged into a loaded model's weights on the GPU: W += scale · (alpha / rank) ·
-// up · down for every adapted module, as diffusers' fuse_lora does. Merging costs nothing per step;
-// a scale change merges the difference, and unloading merges the negation, so adapters can be
-// re-weighted and removed without reloading the model (in f16 weights each merge rounds once, as
-// diffusers' unfuse_lora does). Each adapter keeps its small up and down matrices on the GPU for that.
+// LoRA adapters on a loaded model, in one of two modes per adapter:
+// - fused (the default): merged into the weights on the GPU, W += scale · (alpha / rank) · up · down
+//   for every adapted module, as diffusers' fuse_lora does. Merging costs nothing per step; a scale
+//   change merges the difference, and unloading merges the negation, so adapters can be re-weighted
+//   and removed without reloading the model (in f16 weights each merge rounds once, as diffusers'
+//   unfuse_lora does). Each adapter keeps its small up and down matrices on the GPU for that.
+// - unfused: the weights stay as loaded, and every GEMM on an adapted weight adds
+//   up · (down · x) in its epilogue (src/kernels/lora_attach.ts, the LORA variant of
+//   shaders/gemm.wgsl), as diffusers' LoRACompatibleLinear/Conv do at runtime. It costs a small GEMM
+//   and R multiply-adds per output per step, and a scale change rewrites only the stacked up
+//   matrices from the file's values: no rounding drift, whatever the number of changes. Several
+//   unfused adapters on one weight are stacked into one attachment (down rows and up columns
+//   concatenated, each adapter's scale folded into its columns). A change applies from the next
+//   generation (graphs are recorded per generation, and record the attachments as they are then).
+// Both modes may be mixed on one model, even on one weight: the unfused terms add to the merged weight.
 import type { Runtime } from '../gpu/runtime.ts';
 import { planGraph } from '../graph/graph.ts';
-import { numel, type Tensor } from '../graph/tensor.ts';
+import { dtypeOf, elementBytes, numel, type Tensor } from '../graph/tensor.ts';
 import { kohyaNames, sgmToDiffusers, type LoraComponent, type LoraLayer } from '../io/lora_file.ts';
+import { uploadTensor } from '../kernels/cast.ts';
 import { linear } from '../kernels/gemm.ts';
+import { setLoraAttachment, type LoraAttachment } from '../kernels/lora_attach.ts';
 import { loraMerge } from '../kernels/lora_merge.ts';
 import type { WeightLoader } from './loader.ts';
 import { LoraError } from '../errors.ts';
 
 /** The loaders of the components a LoRA may adapt (absent: the model has no such component). */
 export type LoraTargets = Partial<Record<LoraComponent, WeightLoader>>;
+
+export type LoraMode = 'fused' | 'unfused';
 
 interface Merged {
   loader: WeightLoader;
@@ -24,9 +38,25 @@ interface Merged {
   downT: Tensor;
 }
 
+/** One layer of an unfused adapter. */
+interface Attached {
+  loader: WeightLoader;
+  target: Tensor;
+  key: string;
+  /**
+   * [rank, in, (kh, kw)] in the target's storage type. With f16 rows of an odd count of halves a
+   * zero row is added (rank + 1), so adapters stack by whole 4-byte copies; its up column is zero.
+   */
+  down: Tensor;
+  /** up · (alpha / rank), [out, rank] (the padded rank), on the host: the stacked up is rebuilt from it at every scale. */
+  up: Float32Array;
+}
+
 export interface LoraInfo {
   name: string;
   scale: number;
+  /** Merged into the weights (true), or applied in the GEMMs' epilogues (false). */
+  fused: boolean;
   /** Modules adapted, per component. */
   layers: Partial<Record<LoraComponent, number>>;
 }
@@ -36,7 +66,18 @@ class Adapter {
     readonly name: string,
     public scale: number,
     readonly merged: Merged[],
+    readonly attached: Attached[] = [],
   ) {}
+
+  get mode(): LoraMode {
+    return this.attached.length ? 'unfused' : 'fused';
+  }
+}
+
+/** A weight's attachment and the buffers it owns (a stacked down, the stacked up, split-conv slices). */
+interface Stack {
+  attachment: LoraAttachment;
+  owned: Set<GPUBuffer>;
 }
 
 /** Trailing 1s dropped: a linear pair may adapt a 1x1 conv ([out, in] vs [out, in, 1, 1]). */
@@ -50,6 +91,8 @@ const same = (a: readonly number[], b: readonly number[]) => a.length === b.leng
 
 export class LoraSet {
   private readonly adapters = new Map<string, Adapter>();
+  /** The unfused attachments, by adapted weight. */
+  private readonly stacks = new Map<Tensor, Stack>();
 
   /** unetLayersPerBlock: the U-Net's layers_per_block, to read kohya names in the original SD layout (input_blocks_…). */
   constructor(
@@ -61,11 +104,11 @@ export class LoraSet {
   list(): LoraInfo[] {
     return [...this.adapters.values()].map((a) => {
       const layers: Partial<Record<LoraComponent, number>> = {};
-      for (const m of a.merged) {
+      for (const m of [...a.merged, ...a.attached]) {
         const c = (Object.entries(this.targets) as [LoraComponent, WeightLoader][]).find(([, l]) => l === m.loader)![0];
         layers[c] = (layers[c] ?? 0) + 1;
       }
-      return { name: a.name, scale: a.scale, layers };
+      return { name: a.name, scale: a.scale, fused: a.mode === 'fused', layers };
     });
   }
 
@@ -73,11 +116,16 @@ export class LoraSet {
     return this.adapters.has(name);
   }
 
-  /** Resolves every layer to a weight of the model (all must match), then merges them at `scale`. */
-  async load(name: string, layers: LoraLayer[], scale: number, where: string): Promise<void> {
+  /**
+   * Resolves every layer to a weight of the model (all must match), then merges them at `scale`
+   * ('fused'), or attaches them to their weights' GEMMs ('unfused').
+   */
+  async load(name: string, layers: LoraLayer[], scale: number, where: string, mode: LoraMode = 'fused'): Promise<void> {
     if (this.adapters.has(name)) throw new LoraError('name', `a LoRA named '${name}' is already loaded (unload it first, or give another name)`);
+    if (mode !== 'fused' && mode !== 'unfused') throw new LoraError('format', `LoRA '${name}': mode must be 'fused' or 'unfused', got ${JSON.stringify(mode)}`);
     checkScale(scale, name);
     const resolved = this.resolve(layers, where);
+    if (mode === 'unfused') return this.attach(name, resolved, scale);
     const merged: Merged[] = [];
     try {
       for (const r of resolved) {
@@ -100,21 +148,31 @@ export class LoraSet {
     this.adapters.set(name, new Adapter(name, scale, merged));
   }
 
-  /** New scales for loaded adapters (by name); each merges the difference. */
+  /**
+   * New scales for loaded adapters (by name): a fused one merges the difference, an unfused one
+   * rebuilds its weights' stacked up matrices (from the next generation on).
+   */
   async setScales(scales: Record<string, number>): Promise<void> {
     for (const [name, s] of Object.entries(scales)) {
       if (!this.adapters.has(name)) throw new LoraError('name', `no LoRA named '${name}' is loaded (loaded: ${[...this.adapters.keys()].join(', ') || 'none'})`);
       checkScale(s, name);
     }
+    const restack = new Set<Tensor>();
     for (const [name, s] of Object.entries(scales)) {
       const a = this.adapters.get(name)!;
       if (s === a.scale) continue;
+      if (a.mode === 'unfused') {
+        a.scale = s;
+        a.attached.forEach((l) => restack.add(l.target));
+        continue;
+      }
       await this.merge(a.merged, s - a.scale, `rescaling LoRA '${name}'`);
       a.scale = s;
     }
+    this.restack(restack);
   }
 
-  /** Takes an adapter (or all) out of the weights. */
+  /** Takes an adapter (or all) out of the weights, or off them. */
   async unload(name?: string): Promise<void> {
     const names = name === undefined ? [...this.adapters.keys()] : [name];
     for (const n of names) {
@@ -123,12 +181,118 @@ export class LoraSet {
       await this.merge(a.merged, -a.scale, `unloading LoRA '${n}'`);
       a.merged.forEach((m) => this.free(m));
       this.adapters.delete(n);
+      // The weights' new stacks no longer read this adapter's down matrices: then they go.
+      this.restack(new Set(a.attached.map((l) => l.target)));
+      a.attached.forEach((l) => this.rt.destroyBuffer(l.down.buffer));
     }
   }
 
   destroy(): void {
-    for (const a of this.adapters.values()) a.merged.forEach((m) => this.free(m));
+    for (const a of this.adapters.values()) {
+      a.merged.forEach((m) => this.free(m));
+      a.attached.forEach((l) => this.rt.destroyBuffer(l.down.buffer));
+    }
     this.adapters.clear();
+    for (const [target, st] of this.stacks) {
+      setLoraAttachment(target, null);
+      st.owned.forEach((b) => this.rt.destroyBuffer(b));
+    }
+    this.stacks.clear();
+  }
+
+  /** The unfused LoRAs now attached to each adapted weight (for tests: what a GEMM reads, and how often it did). */
+  attachments(): Map<string, LoraAttachment> {
+    const out = new Map<string, LoraAttachment>();
+    for (const [target, st] of this.stacks) out.set(target.label, st.attachment);
+    return out;
+  }
+
+  /** The unfused mode of load(): each layer's down in its weight's storage type, its up kept on the host. */
+  private attach(name: string, resolved: ReturnType<LoraSet['resolve']>, scale: number): void {
+    const attached: Attached[] = [];
+    try {
+      for (const r of resolved) {
+        const rank = r.layer.down.shape[0]!;
+        const k = r.layer.alpha === null ? 1 : r.layer.alpha / rank;
+        const out = r.layer.up.shape[0]!;
+        const inner = numel(r.layer.down.shape) / rank;
+        const dtype = dtypeOf(r.target);
+        // f16 rows of an odd count of halves: one zero row more, so stacks copy whole words.
+        const padded = dtype === 'f16' && (rank * inner) % 2 === 1 ? rank + 1 : rank;
+        const down = new Float32Array(padded * inner);
+        down.set(r.layer.down.data.subarray(0, rank * inner));
+        const up = new Float32Array(out * padded);
+        for (let o = 0; o < out; o++) for (let i = 0; i < rank; i++) up[o * padded + i] = r.layer.up.data[o * rank + i]! * k;
+        const label = `lora ${name}: ${r.key} down`;
+        attached.push({ loader: r.loader, target: r.target, key: `${r.layer.component} ${r.key}`, up, down: uploadTensor(this.rt, down, [padded, ...r.target.shape.slice(1)], label, dtype) });
+      }
+    } catch (e) {
+      attached.forEach((l) => this.rt.destroyBuffer(l.down.buffer));
+      throw e;
+    }
+    this.adapters.set(name, new Adapter(name, scale, [], attached));
+    this.restack(new Set(attached.map((l) => l.target)));
+  }
+
+  /**
+   * Rebuilds the attachment of each weight from the unfused adapters on it, in load order: their
+   * down rows stacked (one adapter's own down when it is alone), their up columns times their
+   * scales. Adapters at scale 0 are left out (their term is exactly 0), and a weight left with none
+   * has its attachment taken off. The previous stack's buffers are freed.
+   */
+  private restack(targets: Set<Tensor>): void {
+    for (const target of targets) {
+      const layers: { l: Attached; scale: number; name: string }[] = [];
+      for (const a of this.adapters.values()) {
+        if (a.scale === 0) continue;
+        for (const l of a.attached) if (l.target === target) layers.push({ l, scale: a.scale, name: a.name });
+      }
+      const old = this.stacks.get(target);
+      if (layers.length === 0) {
+        setLoraAttachment(target, null);
+        this.stacks.delete(target);
+      } else {
+        const owned = new Set<GPUBuffer>();
+        const R = layers.reduce((s, { l }) => s + l.down.shape[0]!, 0);
+        const [out] = target.shape as [number];
+        let down = layers[0]!.l.down;
+        if (layers.length > 1) {
+          const rowBytes = (numel(down.shape) / down.shape[0]!) * elementBytes(dtypeOf(target));
+          const buffer = this.rt.createBuffer(R * rowBytes, `lora on ${target.label}: stacked down`);
+          owned.add(buffer);
+          const enc = this.rt.device.createCommandEncoder({ label: `stacking LoRA down on ${target.label}` });
+          let offset = 0;
+          for (const { l } of layers) {
+            const bytes = l.down.shape[0]! * rowBytes;
+            enc.copyBufferToBuffer(l.down.buffer, 0, buffer, offset, bytes);
+            offset += bytes;
+          }
+          this.rt.watch(`stacking LoRA down on ${target.label}`, () => this.rt.device.queue.submit([enc.finish()]));
+          down = { buffer, shape: [R, ...down.shape.slice(1)], label: `lora on ${target.label}: stacked down`, dtype: dtypeOf(target) };
+        }
+        const up = new Float32Array(out * R);
+        let col = 0;
+        for (const { l, scale } of layers) {
+          const r = l.down.shape[0]!;
+          for (let o = 0; o < out; o++) for (let i = 0; i < r; i++) up[o * R + col + i] = Math.fround(scale * l.up[o * r + i]!);
+          col += r;
+        }
+        const upT = uploadTensor(this.rt, up, [out, R], `lora on ${target.label}: stacked up`);
+        owned.add(upT.buffer);
+        const names = [...new Set(layers.map((x) => `'${x.name}'`))].join(', ');
+        const attachment: LoraAttachment = {
+          down,
+          up: upT,
+          what: `LoRA ${names} (unfused) on ${layers[0]!.l.key}`,
+          uses: 0,
+          own: (b) => owned.add(b),
+          disown: (b) => owned.delete(b),
+        };
+        setLoraAttachment(target, attachment);
+        this.stacks.set(target, { attachment, owned });
+      }
+      old?.owned.forEach((b) => this.rt.destroyBuffer(b));
+    }
   }
 
   private free(m: Merged): void {

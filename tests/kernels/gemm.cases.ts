@@ -1,6 +1,8 @@
 import { conv2d, linear } from '../../src/kernels/gemm.ts';
-import { conv2dRef, linearRef } from '../ref/gemm.ts';
+import { setLoraAttachment, type LoraAttachment } from '../../src/kernels/lora_attach.ts';
+import { conv2dRef, linearRef, loraTermRef } from '../ref/gemm.ts';
 import type { Runtime } from '../../src/gpu/runtime.ts';
+import type { Tensor } from '../../src/graph/tensor.ts';
 import { input, randn, runGraph, withGemmFeed } from '../helpers/gpu.ts';
 import { weight } from '../helpers/weights.ts';
 import { F32, type OpCase } from './cases.ts';
@@ -140,6 +142,132 @@ const convCases: OpCase[] = convRows.map((r, i) => ({
 }));
 
 /**
+ * An unfused LoRA attached to `w` for the duration of `fn` (down uploaded as a weight, so the
+ * f16-weight rows store it in f16 too; up always f32); `fn` must apply it exactly once.
+ */
+async function withLora<T>(rt: Runtime, w: Tensor, down: Float32Array, downShape: number[], up: Float32Array, fn: () => Promise<T>): Promise<T> {
+  const a: LoraAttachment = { down: weight(rt, down, downShape, 'lora down'), up: input(rt, up, [w.shape[0]!, downShape[0]!], 'lora up', 'f32'), what: 'test LoRA', uses: 0, own: () => {}, disown: () => {} };
+  setLoraAttachment(w, a);
+  try {
+    const out = await fn();
+    if (a.uses !== 1) throw new Error(`the attached LoRA was applied ${a.uses} times, not once`);
+    return out;
+  } finally {
+    setLoraAttachment(w, null);
+  }
+}
+
+// Unfused LoRA (the LORA epilogue): t = x·downᵀ by the GEMM, then sum_r t·up in the main GEMM's
+// epilogue before bias, residual, scale and activation. Row-major, the tiled feed's K splits (the
+// term added once, in the reduce), and input or output channel-major (Transformer2D's proj_in and
+// proj_out).
+const loraLinearRows: { B: number; M: number; K: number; N: number; R: number; input?: 'rows' | 'channels'; output?: 'rows' | 'channels'; silu?: boolean }[] = [
+  { B: 2, M: 5, K: 7, N: 3, R: 1 },
+  { B: 3, M: 67, K: 33, N: 70, R: 4, silu: true },
+  { B: 2, M: 37, K: 300, N: 50, R: 3 },
+  { B: 2, M: 12, K: 24, N: 20, R: 5, input: 'channels', output: 'rows' },
+  { B: 1, M: 16, K: 160, N: 24, R: 6, input: 'channels', output: 'channels' },
+  { B: 2, M: 9, K: 40, N: 33, R: 2, output: 'channels' },
+];
+
+const loraLinearCases: OpCase[] = loraLinearRows.map((r, i) => ({
+  op: 'linear',
+  name: `LoRA rank ${r.R} B${r.B} M${r.M} K${r.K} N${r.N} in ${r.input ?? 'rows'} out ${r.output ?? 'rows'}${r.silu ? ' +silu' : ''} +bias +residual`,
+  ...F32,
+  async run(rt) {
+    const { B, M, K, N, R } = r;
+    const inCh = r.input === 'channels';
+    const outCh = r.output === 'channels';
+    // x as the GEMM reads it ([B, M, K]) and as uploaded ([B, K, M] for channel-major input).
+    const xRows = randn(B * M * K, 1600 + i);
+    const xUp = inCh ? transposeRows(xRows, B, M, K) : xRows;
+    const w = randn(N * K, 1610 + i, 0.3);
+    const bias = randn(N, 1620 + i);
+    const down = randn(R * K, 1630 + i, 0.3);
+    const up = randn(N * R, 1640 + i, 0.5);
+    const resRows = randn(B * M * N, 1650 + i);
+    const main = linearRef(xRows, w, bias, B, M, K, N);
+    const term = loraTermRef(linearRef(xRows, down, null, B, M, K, R), up, B, M, R, N, 'rows');
+    const refRows = main.map((v, j) => maybeActRef(r.silu ?? false, (v + term[j]! + resRows[j]!) * 0.5));
+    const ref = outCh ? transposeRows(refRows, B, M, N) : refRows;
+    const res = outCh ? transposeRows(resRows, B, M, N) : resRows;
+    const outShape = outCh ? [B, N, M] : [B, M, N];
+    const wt = weight(rt, w, [N, K]);
+    const got = await withLora(rt, wt, down, [R, K], up, () =>
+      runGraph(rt, (g) =>
+        linear(g, 'lin', input(rt, xUp, inCh ? [B, K, M] : [B, M, K]), wt, {
+          bias: weight(rt, bias, [N]),
+          residual: input(rt, res, outShape),
+          scale: 0.5,
+          silu: r.silu,
+          input: r.input,
+          output: r.output,
+          outShape,
+        }),
+      ),
+    );
+    return { got, ref };
+  },
+}));
+
+/** [B, M, N] -> [B, N, M] */
+function transposeRows<T extends Float32Array | Float64Array>(a: T, B: number, M: number, N: number): T {
+  const out = new (a.constructor as { new (n: number): T })(a.length);
+  for (let b = 0; b < B; b++) for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) out[(b * N + n) * M + m] = a[(b * M + m) * N + n]!;
+  return out;
+}
+
+// conv2d with an unfused LoRA: down [R, Cin, kh, kw] is a conv of its own with the same stride,
+// padding and upsampling (t channel-major, [B, R, Hout, Wout]), up a 1x1 conv folded into the epilogue.
+const loraConvRows: (ConvRow & { R: number })[] = [
+  { B: 2, Cin: 3, H: 7, W: 5, Cout: 5, k: 3, stride: 1, pad: 1, temb: true, R: 2 },
+  { B: 2, Cin: 5, H: 9, W: 7, Cout: 6, k: 3, stride: 2, pad: 1, R: 3 },
+  { B: 1, Cin: 8, H: 8, W: 8, Cout: 8, k: 3, stride: 2, pad: [0, 0, 1, 1], R: 1 },
+  { B: 2, Cin: 6, H: 3, W: 4, Cout: 5, k: 3, stride: 1, pad: 1, upsample: [5, 7], R: 4 },
+  { B: 1, Cin: 6, H: 4, W: 5, Cout: 5, k: 3, stride: 1, pad: 1, upsample: true, act: 'silu', R: 2 },
+  { B: 2, Cin: 6, H: 9, W: 9, Cout: 7, k: 1, stride: 1, pad: 0, R: 3 },
+  // K split (tiled feed) under the whole epilogue: the term joins the slices' sum in the reduce
+  { B: 2, Cin: 32, H: 6, W: 5, Cout: 12, k: 3, stride: 1, pad: 1, temb: true, act: 'silu', R: 8 },
+];
+
+const loraConvCases: OpCase[] = loraConvRows.map((r, i) => ({
+  op: 'conv2d',
+  name: `LoRA rank ${r.R} B${r.B} ${r.Cin}->${r.Cout} ${r.H}x${r.W} k${r.k} s${r.stride} pad ${JSON.stringify(r.pad)}${r.upsample === true ? ' up2x' : r.upsample ? ` up to ${r.upsample.join('x')}` : ''}${r.temb ? ' +temb' : ''} +bias +residual${r.act ? ` +${r.act}` : ''}`,
+  ...F32,
+  async run(rt) {
+    const pad: [number, number, number, number] = typeof r.pad === 'number' ? [r.pad, r.pad, r.pad, r.pad] : r.pad;
+    const x = randn(r.B * r.Cin * r.H * r.W, 1700 + i);
+    const w = randn(r.Cout * r.Cin * r.k * r.k, 1710 + i, 0.2);
+    const bias = randn(r.Cout, 1720 + i);
+    const tembData = randn(r.B * r.Cout, 1730 + i);
+    const down = randn(r.R * r.Cin * r.k * r.k, 1740 + i, 0.3);
+    const up = randn(r.Cout * r.R, 1750 + i, 0.5);
+    const geom = { B: r.B, Cin: r.Cin, H: r.H, W: r.W, Cout: r.Cout, kh: r.k, kw: r.k, stride: r.stride, pad, upsample: r.upsample };
+    const { out, Hout, Wout } = conv2dRef(x, w, bias, geom);
+    const t = conv2dRef(x, down, null, { ...geom, Cout: r.R }).out;
+    const plane = Hout * Wout;
+    const term = loraTermRef(t, up, r.B, plane, r.R, r.Cout, 'channels');
+    const res = randn(out.length, 1760 + i);
+    const ref = out.map((v, j) => maybeActRef(r.act, v + term[j]! + (r.temb ? tembData[Math.floor(j / plane)]! : 0) + res[j]!));
+    const wt = weight(rt, w, [r.Cout, r.Cin, r.k, r.k]);
+    const got = await withLora(rt, wt, down, [r.R, r.Cin, r.k, r.k], up, () =>
+      runGraph(rt, (g) =>
+        conv2d(g, 'conv', input(rt, x, [r.B, r.Cin, r.H, r.W]), wt, {
+          bias: weight(rt, bias, [r.Cout]),
+          temb: r.temb ? input(rt, tembData, [r.B, r.Cout]) : undefined,
+          residual: input(rt, res, [r.B, r.Cout, Hout, Wout]),
+          stride: r.stride,
+          padding: pad,
+          upsample: r.upsample,
+          act: r.act,
+        }),
+      ),
+    );
+    return { got, ref };
+  },
+}));
+
+/**
  * Every case under both feeds of the GEMM core (Runtime.gemmFeed), whichever one the adapter would
  * get; the tiled feed both with its tiles and K splits sized to the shape (what GPUs run) and with
  * 128 x 128 tiles over all of K (Runtime.gemmAdapt off).
@@ -155,4 +283,4 @@ function bothFeeds(cases: OpCase[]): OpCase[] {
   );
 }
 
-export const gemmCases: OpCase[] = bothFeeds([...linearCases, ...channelCases, ...convCases]);
+export const gemmCases: OpCase[] = bothFeeds([...linearCases, ...channelCases, ...convCases, ...loraLinearCases, ...loraConvCases]);

@@ -1,17 +1,25 @@
 // LoRA merged into a loaded model on the GPU, checked against W + scale · (alpha / rank) · up · down
 // computed on the CPU from the same files, in both key forms (kohya, PEFT), through scale changes,
-// two adapters at once and unloading; and the errors a wrong file gets.
-import { describe, expect, it } from 'vitest';
+// two adapters at once and unloading; and the errors a wrong file gets. Unfused LoRA (the GEMM
+// epilogue's low-rank term) against the fused one on every kind of layer, through scale changes
+// (exact on the way back), stacked and mixed adapters, and convs split into channel chunks.
+import { afterEach, describe, expect, it } from 'vitest';
 import { generate, loadModel, type Model } from '../../src/api.ts';
+import type { Runtime } from '../../src/gpu/runtime.ts';
+import { Graph } from '../../src/graph/graph.ts';
 import type { Tensor } from '../../src/graph/tensor.ts';
 import { readTensor } from '../../src/kernels/cast.ts';
+import { conv2d } from '../../src/kernels/gemm.ts';
+import { loraAttachment, setLoraAttachment, type LoraAttachment } from '../../src/kernels/lora_attach.ts';
+import { single, splitConv, WeightSlices, type Split } from '../../src/models/channel_split.ts';
 import { parseSafetensors, writeSafetensors, type DType } from '../../src/io/safetensors.ts';
 import { toF16Array } from '../../src/io/f16.ts';
 import { readLoraLayers } from '../../src/io/lora_file.ts';
 import { LoraSet } from '../../src/models/lora.ts';
 import { loadSdFolder } from '../../src/pipelines/sd_folder.ts';
 import { LoraError } from '../../src/errors.ts';
-import { runtime } from '../helpers/gpu.ts';
+import { compare } from '../helpers/compare.ts';
+import { input, randn, runtime } from '../helpers/gpu.ts';
 import { roundF16, runtimeWithoutF16 } from '../helpers/weights.ts';
 
 const SD = 'tests/fixtures/sd-tiny';
@@ -124,7 +132,7 @@ describe('LoRA merged on the GPU', () => {
       const peftBytes = peftFile(peft);
 
       const info = await model.loadLora(kohyaFile(kohya), { name: 'k', scale: 0.7 });
-      expect(info).toEqual({ name: 'k', scale: 0.7, layers: { unet: 2, text_encoder: 1 } });
+      expect(info).toEqual({ name: 'k', scale: 0.7, fused: true, layers: { unet: 2, text_encoder: 1 } });
       expect(maxErr(await read('unet', attn), merged(orig.attn, [{ p: kohya[0]!, scale: 0.7 }]))).toBeLessThan(1);
       expect(maxErr(await read('unet', conv), merged(orig.conv, [{ p: kohya[1]!, scale: 0.7 }]))).toBeLessThan(1);
       expect(maxErr(await read('text_encoder', te), merged(orig.te, [{ p: kohya[2]!, scale: 0.7 }]))).toBeLessThan(1);
@@ -240,3 +248,260 @@ describe('LoRA merged on the GPU', () => {
   });
 });
 
+
+/** Largest |a − b| over two images' raw values. */
+function maxDiff(a: Float32Array, b: Float32Array): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+  return m;
+}
+
+/**
+ * One module of each kind a LoRA reaches (unet unless named): attention projections (self, cross
+ * with the text states, to_out with its residual), the GEGLU projection, Transformer2D's 1x1-conv
+ * proj_in / proj_out (read as linear layers), resnet convs with the time embedding, a 1x1 shortcut,
+ * the stride-2 downsampler, the upsampler's nearest-2x conv, conv_in, time embedding linears, and
+ * the text encoder's q_proj and fc1 (quick GELU after it).
+ */
+const EVERY_KIND: [Pair['component'], string][] = [
+  ['unet', 'down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q'],
+  ['unet', 'down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k'],
+  ['unet', 'mid_block.attentions.0.transformer_blocks.0.attn1.to_out.0'],
+  ['unet', 'mid_block.attentions.0.transformer_blocks.0.ff.net.0.proj'],
+  ['unet', 'down_blocks.0.attentions.0.proj_in'],
+  ['unet', 'mid_block.attentions.0.proj_out'],
+  ['unet', 'down_blocks.0.resnets.0.conv1'],
+  ['unet', 'up_blocks.0.resnets.0.conv_shortcut'],
+  ['unet', 'down_blocks.0.downsamplers.0.conv'],
+  ['unet', 'up_blocks.0.upsamplers.0.conv'],
+  ['unet', 'conv_in'],
+  ['unet', 'time_embedding.linear_1'],
+  ['unet', 'down_blocks.1.resnets.0.time_emb_proj'],
+  ['text_encoder', 'text_model.encoder.layers.0.self_attn.q_proj'],
+  ['text_encoder', 'text_model.encoder.layers.1.mlp.fc1'],
+];
+
+function pairsFor(model: Model, modules: [Pair['component'], string][], seed: number, rank = 3, alpha: number | null = 6): Pair[] {
+  const w = weightsOf(model);
+  return modules.map(([c, m], i) => {
+    const t = w[c].get(`${m}.weight`);
+    if (!t) throw new Error(`sd-tiny has no ${c} ${m}.weight`);
+    return pairFor(c, m, t, rank + (i % 2), seed + 2 * i, alpha);
+  });
+}
+
+describe('unfused LoRA (the low-rank term in the GEMM epilogue)', () => {
+  const opts = { prompt: 'a red boat', negativePrompt: 'blurry', steps: 2, guidance: 5, seed: 3, scheduler: 'ddim' as const };
+
+  it('gives the fused image within f32 rounding on every kind of layer, uses every attachment, and leaves the weights untouched', async () => {
+    const gpu = (await runtime()).gpu;
+    const model = await loadModel(SD, { gpu, precision: 'f32' });
+    try {
+      const w = weightsOf(model);
+      const pairs = pairsFor(model, EVERY_KIND, 100);
+      const bytes = kohyaFile(pairs);
+      const targets = EVERY_KIND.map(([c, m]) => w[c].get(`${m}.weight`)!);
+      const orig = await Promise.all(targets.map((t) => readTensor(model.rt, t)));
+      const before = await generate(model, opts);
+
+      const info = await model.loadLora(bytes, { name: 'u', scale: 0.8, fuse: false });
+      expect(info).toEqual({ name: 'u', scale: 0.8, fused: false, layers: { unet: 13, text_encoder: 2 } });
+      const unfused = await generate(model, opts);
+      // Every adapted weight went through a GEMM that added its term (text encoder once, U-Net per step).
+      for (const [i, t] of targets.entries()) expect(loraAttachment(t)?.uses ?? 0, EVERY_KIND[i]![1]).toBeGreaterThan(0);
+      for (const [i, t] of targets.entries()) expect(Array.from(await readTensor(model.rt, t))).toEqual(Array.from(orig[i]!));
+      await model.unloadLora('u');
+      for (const t of targets) expect(loraAttachment(t)).toBeUndefined();
+      // Nothing was merged, so nothing is left over: the image is the model's own, bit for bit.
+      expect(Array.from((await generate(model, opts)).raw)).toEqual(Array.from(before.raw));
+
+      await model.loadLora(bytes, { name: 'f', scale: 0.8 });
+      const fused = await generate(model, opts);
+      const change = maxDiff(fused.raw, before.raw);
+      const err = maxDiff(unfused.raw, fused.raw);
+      console.log(`sd-tiny, 15 layers at 0.8: unfused vs fused image max|diff| ${err.toExponential(2)} (the LoRA moves it by ${change.toExponential(2)})`);
+      expect(change).toBeGreaterThan(1e-2);
+      expect(err).toBeLessThan(1e-4);
+    } finally {
+      model.destroy();
+    }
+  });
+
+  it('setLoraScales re-weights the next generation, and scales back exactly (no drift); scale 0 and unloading give the model back bit for bit', async () => {
+    const gpu = (await runtime()).gpu;
+    const model = await loadModel(SD, { gpu, precision: 'f32' });
+    try {
+      const bytes = kohyaFile(pairsFor(model, EVERY_KIND.slice(0, 8), 200));
+      const before = await generate(model, opts);
+      await model.loadLora(bytes, { name: 'u', scale: 1, fuse: false });
+      const one = await generate(model, opts);
+      await model.setLoraScales({ u: 0.3 });
+      expect(model.loraAdapters).toEqual([{ name: 'u', scale: 0.3, fused: false, layers: { unet: 8 } }]);
+      const low = await generate(model, opts);
+      expect(maxDiff(low.raw, one.raw)).toBeGreaterThan(1e-3);
+      for (const s of [-2, 0.7, 5, 1]) await model.setLoraScales({ u: s });
+      expect(Array.from((await generate(model, opts)).raw)).toEqual(Array.from(one.raw));
+      await model.setLoraScales({ u: 0 });
+      expect(Array.from((await generate(model, opts)).raw)).toEqual(Array.from(before.raw));
+      await model.setLoraScales({ u: 0.3 });
+      expect(Array.from((await generate(model, opts)).raw)).toEqual(Array.from(low.raw));
+      await model.unloadLora();
+      expect(Array.from((await generate(model, opts)).raw)).toEqual(Array.from(before.raw));
+
+      // The same scale fused: the unfused 0.3 image within f32 rounding.
+      await model.loadLora(bytes, { name: 'f', scale: 0.3 });
+      const err = maxDiff((await generate(model, opts)).raw, low.raw);
+      console.log(`sd-tiny, 8 layers at 0.3 after five rescales: unfused vs fused image max|diff| ${err.toExponential(2)}`);
+      expect(err).toBeLessThan(1e-4);
+    } finally {
+      model.destroy();
+    }
+  });
+
+  it('stacks unfused adapters on one weight and mixes them with fused ones: the all-fused image within f32 rounding', async () => {
+    const gpu = (await runtime()).gpu;
+    const model = await loadModel(SD, { gpu, precision: 'f32' });
+    try {
+      const w = weightsOf(model);
+      const toQ = EVERY_KIND[0]!;
+      const conv = EVERY_KIND[6]!;
+      const a = kohyaFile(pairsFor(model, [toQ, conv, EVERY_KIND[13]!], 300, 2, 4));
+      const b = peftFile(pairsFor(model, [toQ, EVERY_KIND[3]!, conv], 400, 5, null));
+      const c = kohyaFile(pairsFor(model, [toQ, EVERY_KIND[9]!], 500, 4, 2));
+      await model.loadLora(a, { name: 'a', scale: 0.7, fuse: false });
+      await model.loadLora(b, { name: 'b', scale: -0.5, fuse: false });
+      await model.loadLora(c, { name: 'c', scale: 0.4 });
+      expect(model.loraAdapters.map((x) => [x.name, x.fused])).toEqual([['a', false], ['b', false], ['c', true]]);
+      const q = loraAttachment(w.unet.get(`${toQ[1]}.weight`)!)!;
+      // a's rank 2 and b's rank 5 stacked; c is in the weight itself.
+      expect(q.down.shape).toEqual([7, 32]);
+      expect(q.up.shape).toEqual([32, 7]);
+      expect(q.what).toMatch(/LoRA 'a', 'b' \(unfused\) on unet down_blocks\.0\.attentions\.0\.transformer_blocks\.0\.attn1\.to_q\.weight/);
+      const mixed = await generate(model, opts);
+      await model.unloadLora('b');
+      expect(loraAttachment(w.unet.get(`${toQ[1]}.weight`)!)!.down.shape).toEqual([2, 32]);
+      await model.unloadLora();
+      await model.loadLora(a, { name: 'a', scale: 0.7 });
+      await model.loadLora(b, { name: 'b', scale: -0.5 });
+      await model.loadLora(c, { name: 'c', scale: 0.4 });
+      const err = maxDiff((await generate(model, opts)).raw, mixed.raw);
+      console.log(`sd-tiny, unfused a + b stacked with fused c: vs all fused, image max|diff| ${err.toExponential(2)}`);
+      expect(err).toBeLessThan(1e-4);
+    } finally {
+      model.destroy();
+    }
+  });
+});
+
+describe('unfused LoRA on convs split into channel chunks', () => {
+  const saved: { rt: Runtime; limits: Runtime['planLimits'] }[] = [];
+  afterEach(() => {
+    for (const s of saved.splice(0)) s.rt.planLimits = s.limits;
+  });
+
+  async function runSplit(rt: Runtime, build: (g: Graph) => Split): Promise<Float32Array> {
+    const g = new Graph(rt, 'split lora');
+    const s = build(g);
+    g.finalize();
+    g.submit();
+    await rt.assertHealthy();
+    const [B, C, H, W] = s.shape;
+    const full = new Float32Array(B * C * H * W);
+    for (let k = 0; k < s.parts.length; k++) {
+      const c = s.parts[k]!.shape[1]!;
+      const data = await rt.read(s.parts[k]!.buffer, B * c * H * W * 4);
+      for (let b = 0; b < B; b++) full.set(data.subarray(b * c * H * W, (b + 1) * c * H * W), (b * C + s.starts[k]!) * H * W);
+    }
+    g.destroy();
+    return full;
+  }
+
+  it('splits t over the input chunks and up over the output chunks: the unsplit result; other slices of an adapted weight are refused', async () => {
+    const rt = await runtime();
+    const [B, C, H, W, Cout, R] = [2, 8, 12, 12, 16, 2];
+    const x = input(rt, randn(B * C * H * W, 1), [B, C, H, W], 'x');
+    const w0 = { weight: input(rt, randn(Cout * C * 9, 2, 0.2), [Cout, C, 3, 3], 'w0'), bias: input(rt, randn(Cout, 3, 0.2), [Cout], 'b0') };
+    const w1 = { weight: input(rt, randn(Cout * Cout * 9, 4, 0.2), [Cout, Cout, 3, 3], 'w1'), bias: input(rt, randn(Cout, 5, 0.2), [Cout], 'b1') };
+    const temb = input(rt, randn(B * Cout, 6, 0.5), [B, Cout], 'temb');
+    const owned = new Set<GPUBuffer>();
+    const attach = (conv: { weight: Tensor }, seed: number): LoraAttachment => {
+      const cin = conv.weight.shape[1]!;
+      const a: LoraAttachment = {
+        down: input(rt, randn(R * cin * 9, seed, 0.3), [R, cin, 3, 3], 'down'),
+        up: input(rt, randn(Cout * R, seed + 1, 0.5), [Cout, R], 'up'),
+        what: `test LoRA on ${conv.weight.label}`,
+        uses: 0,
+        own: (b) => owned.add(b),
+        disown: (b) => owned.delete(b),
+      };
+      setLoraAttachment(conv.weight, a);
+      return a;
+    };
+    const a0 = attach(w0, 10);
+    const a1 = attach(w1, 20);
+    const slices = new WeightSlices(rt, () => {});
+    // 10 KiB bindings: x (one chunk) -> [2, 16, 24, 24] in 8 chunks (time embedding, upsample) ->
+    // [2, 16, 12, 12] in 2 chunks (stride 2), each t ([2, 2, h, w]) in one binding.
+    let hParts = 0;
+    const build = (g: Graph) => {
+      const h = splitConv(g, slices, 'c0', single(x), w0, { groups: 16, padding: 1, temb, upsample: true, silu: true });
+      hParts = h.parts.length;
+      return splitConv(g, slices, 'c1', h, w1, { groups: 8, padding: 1, stride: 2, scale: 0.5 });
+    };
+    try {
+      const ref = await runSplit(rt, build);
+      expect([a0.uses, a1.uses]).toEqual([1, 1]);
+      expect(owned.size).toBe(0);
+      saved.push({ rt, limits: rt.planLimits });
+      rt.planLimits = { binding: 10240, buffer: rt.planLimits.buffer };
+      const got = await runSplit(rt, (g) => {
+        const out = build(g);
+        expect([hParts, out.parts.length]).toEqual([8, 2]);
+        return out;
+      });
+      expect([a0.uses, a1.uses]).toEqual([2, 2]);
+      // up sliced per output chunk, down per input chunk, all handed to the attachments.
+      expect(owned.size).toBeGreaterThan(0);
+      const cmp = compare(got, ref, 1e-5, 1e-5);
+      console.log(`split conv with LoRA vs unsplit: max|err| ${cmp.maxAbsErr.toExponential(2)} (max|ref| ${cmp.maxAbsRef.toFixed(2)})`);
+      expect(cmp.ok, cmp.report).toBe(true);
+      // A slice taken by anyone but splitConv would drop the adapter: refused by name.
+      expect(() => slices.slice(w1.weight, 0, 8)).toThrow(LoraError);
+      expect(() => slices.slice(w1.weight, 0, 8)).toThrow(/w1: test LoRA on w1 cannot be applied unfused to a channel chunk \[0:8, 0:16\]/);
+    } finally {
+      setLoraAttachment(w0.weight, null);
+      setLoraAttachment(w1.weight, null);
+      for (const b of owned) rt.destroyBuffer(b);
+    }
+  });
+
+  it('the unsplit conv with the attachment equals conv2d with the term given explicitly', async () => {
+    const rt = await runtime();
+    const x = input(rt, randn(2 * 4 * 5 * 5, 31), [2, 4, 5, 5], 'x');
+    const w = input(rt, randn(6 * 4 * 9, 32, 0.2), [6, 4, 3, 3], 'w');
+    const down = input(rt, randn(2 * 4 * 9, 33, 0.3), [2, 4, 3, 3], 'down');
+    const up = input(rt, randn(6 * 2, 34, 0.5), [6, 2], 'up');
+    const run = async (build: (g: Graph) => Tensor) => {
+      const g = new Graph(rt, 'lora explicit');
+      const out = build(g);
+      g.finalize();
+      g.submit();
+      await rt.assertHealthy();
+      const r = await rt.read(out.buffer, 2 * 6 * 25 * 4);
+      g.destroy();
+      return r;
+    };
+    const explicit = await run((g) => conv2d(g, 'c', x, w, { padding: 1, lora: { t: conv2d(g, 't', x, down, { padding: 1 }), up } }));
+    setLoraAttachment(w, { down, up, what: 'test', uses: 0, own: () => {}, disown: () => {} });
+    try {
+      const attached = await run((g) => conv2d(g, 'c', x, w, { padding: 1 }));
+      expect(Array.from(attached)).toEqual(Array.from(explicit));
+      // Both at once would add the term twice.
+      const g = new Graph(rt, 'twice');
+      expect(() => conv2d(g, 'c', x, w, { padding: 1, lora: { t: conv2d(g, 't', x, down, { padding: 1 }), up } })).toThrow(/test is attached to the weight and a LoRA term was also given/);
+      g.destroy();
+    } finally {
+      setLoraAttachment(w, null);
+    }
+  });
+});

@@ -1,7 +1,7 @@
 // LoRA against diffusers v0.25.1's own pipelines (tests/fixtures/pipeline-*-lora*,
 // scripts/reference/make_issue14.py): both key forms, fused and unfused (a runtime scale), two
 // adapters with set_adapters weights, SDXL with both text encoders (diffusers and kohya's SGM
-// names), and an LCM-LoRA run with LCMScheduler (Fresco merges every adapter into the weights);
+// names), and an LCM-LoRA run with LCMScheduler, each merged into the weights and again unfused;
 // and textual inversion from all three file forms (.safetensors, diffusers' .bin, A1111's .pt).
 import { describe, expect, it } from 'vitest';
 import { loadModel } from '../../src/api.ts';
@@ -33,6 +33,38 @@ describe("LoRA: diffusers' pipeline traces (text states, every step's eps and la
       if (!hasF16(rt)) return ctx.skip();
       const r = await runPipelineCase(rt, `tests/fixtures/${name}`, 'f16');
       console.log(`${name} [f16]: worst ratio ${r.ratio.toExponential(2)} (${r.detail})`);
+      expect(r.note).toBeUndefined();
+      expect(r.pass).toBe(true);
+    });
+  }
+});
+
+// The same runs with every adapter unfused (Model.loadLora's fuse: false): the weights stay as
+// loaded and each adapted GEMM adds scale·up·(down·x) in its epilogue, as diffusers' unfused
+// LoRACompatibleLinear/Conv and PEFT layers do at runtime.
+const UNFUSED = ['pipeline-sd-tiny-lora-fused', 'pipeline-sd-tiny-lora-kohya', 'pipeline-sd-tiny-lora-two', 'pipeline-sdxl-tiny-lora', 'pipeline-sdxl-tiny-lora-kohya'];
+
+describe("unfused LoRA: diffusers' pipeline traces", () => {
+  for (const name of UNFUSED) {
+    it(`${name}, unfused, in f32 (<= 1e-3·max|ref|)`, async () => {
+      const r = await runPipelineCase(await runtime(), `tests/fixtures/${name}`, 'f32', 'unfused');
+      console.log(`${name} [unfused]: worst ratio ${r.ratio.toExponential(2)} (${r.detail})`);
+      expect(r.note).toBeUndefined();
+      expect(r.ratio).toBeLessThanOrEqual(1e-3);
+      expect(r.pass).toBe(true);
+    });
+    it(`${name}, unfused, with f16 weights beside f32 activations (<= 1e-2·max|ref|)`, async () => {
+      const r = await runPipelineCase(await runtimeWithoutF16(), `tests/fixtures/${name}`, 'auto', 'unfused');
+      console.log(`${name} [unfused, f16 weights]: worst ratio ${r.ratio.toExponential(2)} (${r.detail})`);
+      expect(r.note).toBeUndefined();
+      expect(r.pass).toBe(true);
+      expect(r.ratio).toBeLessThanOrEqual(1e-2);
+    });
+    it(`${name}, unfused, in f16 (<= 1e-2·max|ref|; the guided eps within its guidance allowance)`, async (ctx) => {
+      const rt = await runtime();
+      if (!hasF16(rt)) return ctx.skip();
+      const r = await runPipelineCase(rt, `tests/fixtures/${name}`, 'f16', 'unfused');
+      console.log(`${name} [unfused, f16]: worst ratio ${r.ratio.toExponential(2)} (${r.detail})`);
       expect(r.note).toBeUndefined();
       expect(r.pass).toBe(true);
     });

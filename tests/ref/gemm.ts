@@ -60,3 +60,21 @@ export function conv2dRef(x: ArrayLike<number>, w: ArrayLike<number>, bias: Arra
         }
   return { out, Hout, Wout };
 }
+
+/**
+ * An unfused LoRA's term in a GEMM's output layout: sum_r t[b, m, r]·up[n, r], for t = x·downᵀ
+ * (linearRef / conv2dRef with the down matrix as the weight) laid out [B, M, R] ('rows') or
+ * [B, R, M] ('channels', a conv's), up [N, R]. diffusers' LoRACompatibleLinear/Conv: y = W·x + b +
+ * scale·up(down(x)), the scale (and alpha / rank) folded into up.
+ */
+export function loraTermRef(t: ArrayLike<number>, up: ArrayLike<number>, B: number, M: number, R: number, N: number, layout: 'rows' | 'channels'): Float64Array {
+  const y = new Float64Array(B * M * N);
+  for (let b = 0; b < B; b++)
+    for (let m = 0; m < M; m++)
+      for (let n = 0; n < N; n++) {
+        let s = 0;
+        for (let r = 0; r < R; r++) s += (layout === 'rows' ? t[(b * M + m) * R + r]! : t[(b * R + r) * M + m]!) * up[n * R + r]!;
+        y[layout === 'rows' ? (b * M + m) * N + n : (b * N + n) * M + m] = s;
+      }
+  return y;
+}
