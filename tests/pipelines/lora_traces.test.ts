@@ -5,38 +5,14 @@
 // and textual inversion from all three file forms (.safetensors, diffusers' .bin, A1111's .pt).
 import { describe, expect, it } from 'vitest';
 import { loadModel } from '../../src/api.ts';
-import { runPipelineCase } from '../../src/conformance/pipeline_case.ts';
 import { LoraError } from '../../src/errors.ts';
-import { hasF16, runtime } from '../helpers/gpu.ts';
-import { runtimeWithoutF16 } from '../helpers/weights.ts';
+import { runtime } from '../helpers/gpu.ts';
+import { traceTests } from '../helpers/traces.ts';
 
 const TRACES = ['pipeline-sd-tiny-lora-fused', 'pipeline-sd-tiny-lora-kohya', 'pipeline-sd-tiny-lora-two', 'pipeline-sd-tiny-lcm-lora', 'pipeline-sdxl-tiny-lora', 'pipeline-sdxl-tiny-lora-kohya', 'pipeline-sd-tiny-textual-inversion'];
 
 describe("LoRA: diffusers' pipeline traces (text states, every step's eps and latents, the image)", () => {
-  for (const name of TRACES) {
-    it(`${name} in f32 (<= 1e-3·max|ref|)`, async () => {
-      const r = await runPipelineCase(await runtime(), `tests/fixtures/${name}`);
-      console.log(`${name}: worst ratio ${r.ratio.toExponential(2)} (${r.detail})`);
-      expect(r.note).toBeUndefined();
-      expect(r.ratio).toBeLessThanOrEqual(1e-3);
-      expect(r.pass).toBe(true);
-    });
-    it(`${name} with f16 weights beside f32 activations (<= 1e-2·max|ref|)`, async () => {
-      const r = await runPipelineCase(await runtimeWithoutF16(), `tests/fixtures/${name}`, 'auto');
-      console.log(`${name} [f16 weights]: worst ratio ${r.ratio.toExponential(2)} (${r.detail})`);
-      expect(r.note).toBeUndefined();
-      expect(r.pass).toBe(true);
-      expect(r.ratio).toBeLessThanOrEqual(1e-2);
-    });
-    it(`${name} in f16 (<= 1e-2·max|ref|; the guided eps within its guidance allowance)`, async (ctx) => {
-      const rt = await runtime();
-      if (!hasF16(rt)) return ctx.skip();
-      const r = await runPipelineCase(rt, `tests/fixtures/${name}`, 'f16');
-      console.log(`${name} [f16]: worst ratio ${r.ratio.toExponential(2)} (${r.detail})`);
-      expect(r.note).toBeUndefined();
-      expect(r.pass).toBe(true);
-    });
-  }
+  for (const name of TRACES) traceTests(name);
 });
 
 // The same runs with every adapter unfused (Model.loadLora's fuse: false): the weights stay as
@@ -45,30 +21,7 @@ describe("LoRA: diffusers' pipeline traces (text states, every step's eps and la
 const UNFUSED = ['pipeline-sd-tiny-lora-fused', 'pipeline-sd-tiny-lora-kohya', 'pipeline-sd-tiny-lora-two', 'pipeline-sdxl-tiny-lora', 'pipeline-sdxl-tiny-lora-kohya'];
 
 describe("unfused LoRA: diffusers' pipeline traces", () => {
-  for (const name of UNFUSED) {
-    it(`${name}, unfused, in f32 (<= 1e-3·max|ref|)`, async () => {
-      const r = await runPipelineCase(await runtime(), `tests/fixtures/${name}`, 'f32', 'unfused');
-      console.log(`${name} [unfused]: worst ratio ${r.ratio.toExponential(2)} (${r.detail})`);
-      expect(r.note).toBeUndefined();
-      expect(r.ratio).toBeLessThanOrEqual(1e-3);
-      expect(r.pass).toBe(true);
-    });
-    it(`${name}, unfused, with f16 weights beside f32 activations (<= 1e-2·max|ref|)`, async () => {
-      const r = await runPipelineCase(await runtimeWithoutF16(), `tests/fixtures/${name}`, 'auto', 'unfused');
-      console.log(`${name} [unfused, f16 weights]: worst ratio ${r.ratio.toExponential(2)} (${r.detail})`);
-      expect(r.note).toBeUndefined();
-      expect(r.pass).toBe(true);
-      expect(r.ratio).toBeLessThanOrEqual(1e-2);
-    });
-    it(`${name}, unfused, in f16 (<= 1e-2·max|ref|; the guided eps within its guidance allowance)`, async (ctx) => {
-      const rt = await runtime();
-      if (!hasF16(rt)) return ctx.skip();
-      const r = await runPipelineCase(rt, `tests/fixtures/${name}`, 'f16', 'unfused');
-      console.log(`${name} [unfused, f16]: worst ratio ${r.ratio.toExponential(2)} (${r.detail})`);
-      expect(r.note).toBeUndefined();
-      expect(r.pass).toBe(true);
-    });
-  }
+  for (const name of UNFUSED) traceTests(name, 'unfused');
 });
 
 describe('LoRA files diffusers refuses, refused by name (tests/fixtures/lora-tiny/bad-*)', () => {
