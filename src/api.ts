@@ -22,7 +22,8 @@ import { generateFromText } from './pipelines/text_to_image.ts';
 import { imageToRgba, latentPreview, parsePreviewFactors, type PreviewFactors, type PreviewMode, type RgbaImage } from './preview.ts';
 import { controlTensors, initTensors, resolveGenerateOptions, type GenerateOptions, type RgbaPixels } from './generate_options.ts';
 import { cannyEdges as cannyOnGpu, type CannyOptions } from './pipelines/canny.ts';
-import { CancelledError, GenerateOptionsError, GpuError, TokenizerError } from './errors.ts';
+import { CancelledError, DownloadError, GenerateOptionsError, GpuError, TokenizerError } from './errors.ts';
+import { isHubSource } from './io/hub.ts';
 import { readLoraLayers } from './io/lora_file.ts';
 import { readLoraSource, readSourceBytes, type LoadLoraOptions, type LoraSource } from './io/lora_source.ts';
 import { readInversionBytes } from './io/textual_inversion.ts';
@@ -186,12 +187,15 @@ export class Model {
    * term as it runs (diffusers' unfused LoRA): a small cost per step, for scale changes and
    * unloads that are exact. Fused and unfused adapters may be mixed.
    */
-  loadLora(source: LoraSource, opts: LoadLoraOptions = {}): Promise<LoraInfo> {
+  async loadLora(source: LoraSource, opts: LoadLoraOptions = {}): Promise<LoraInfo> {
+    this.loras();
+    // Read and parsed before taking the weights: a slow download holds up no generation.
+    const { tensors, where, name } = await readLoraSource(source, opts);
+    const layers = readLoraLayers(tensors, where);
     return this.exclusive(async () => {
       const set = this.loras();
-      const { tensors, where, name } = await readLoraSource(source, opts);
       const adapter = opts.name ?? name;
-      await set.load(adapter, readLoraLayers(tensors, where), opts.scale ?? 1, where, opts.fuse === false ? 'unfused' : 'fused');
+      await set.load(adapter, layers, opts.scale ?? 1, where, opts.fuse === false ? 'unfused' : 'fused');
       return set.list().find((a) => a.name === adapter)!;
     });
   }
@@ -212,14 +216,20 @@ export class Model {
    * or `token`) and, for n vectors, `token_1` … `token_{n-1}` join the tokenizer(s), their rows the
    * text encoder(s); a prompt naming the token gets all n. Returns the tokens added.
    */
-  loadTextualInversion(source: LoraSource, opts: { token?: string; name?: string; fetch?: typeof fetch; hubEndpoint?: string } = {}): Promise<string[]> {
+  async loadTextualInversion(source: LoraSource, opts: { token?: string; name?: string; fetch?: typeof fetch; hubEndpoint?: string } = {}): Promise<string[]> {
+    if (this.destroyed) throw new GenerateOptionsError('this model was destroyed');
+    if (this.loaded.kind !== 'text') throw new TokenizerError(`${this.source} is class-conditional: textual inversion applies to text-to-image models`);
+    // Read before taking the model: a slow download holds up no generation. A Hub repository
+    // named without a file is read as diffusers does: learned_embeds.safetensors, else .bin.
+    const read = (defaultFile: string) => readSourceBytes(source, { ...opts, defaultFile }, /\.(safetensors|bin|pt)$/i, 'embedding');
+    const file = await read('learned_embeds.safetensors').catch((e: unknown) => {
+      if (typeof source === 'string' && isHubSource(source) && e instanceof DownloadError && / HTTP 404/.test(e.message)) return read('learned_embeds.bin');
+      throw e;
+    });
+    const inv = await readInversionBytes(file.bytes, file.where);
     return this.exclusive(async () => {
-      if (this.destroyed) throw new GenerateOptionsError('this model was destroyed');
-      if (this.loaded.kind !== 'text') throw new TokenizerError(`${this.source} is class-conditional: textual inversion applies to text-to-image models`);
-      const sd = this.loaded.sd;
-      const { bytes, where, name } = await readSourceBytes(source, { ...opts, defaultFile: 'learned_embeds.safetensors' }, /\.(safetensors|bin|pt)$/i);
-      const inv = await readInversionBytes(bytes, where);
-      return addTextualInversion(sd, inv, opts.token ?? inv.token ?? name, where);
+      if (this.destroyed || this.loaded.kind !== 'text') throw new GenerateOptionsError('this model was destroyed');
+      return addTextualInversion(this.loaded.sd, inv, opts.token || inv.token || file.name, file.where);
     });
   }
 
@@ -394,8 +404,9 @@ function rejectOnLoss(gpu: GpuContext): Promise<never> {
 }
 
 /**
- * Draws images (see GenerateOptions). Runs after any LoRA change already asked for, and a LoRA
- * change asked for meanwhile waits for it: a generation never sees half-merged weights.
+ * Draws images (see GenerateOptions). A LoRA or embedding change is read first and then applied
+ * between generations: one already under way finishes on the weights it started with, one asked
+ * for while a change is being applied waits for it. A generation never sees half-merged weights.
  */
 export function generate(model: Model, opts: GenerateOptions = {}): Promise<GenerateResult> {
   return model.shared(() => generateNow(model, opts));

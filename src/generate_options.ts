@@ -334,11 +334,12 @@ export function resolveGenerateOptions(info: ModelInfo, opts: GenerateOptions, s
   const prompts = given.flatMap((p) => new Array<string>(count).fill(p));
   const batch = prompts.length;
   // As diffusers' img2img and ControlNet pipelines: without a size, the init (or first control)
-  // image's own, rounded down to the VAE's multiple.
+  // image's own, rounded down to the VAE's multiple; a ControlNet run given one side takes the
+  // other from the control image (VaeImageProcessor.get_default_height_width, side by side).
   const unsized = opts.width === undefined && opts.height === undefined;
   const first = nets ? controlImages(opts, nets)[0] : undefined;
   const fromInit = opts.initImage && unsized;
-  const fromControl = !!first && unsized;
+  const fromControl = !!first && (opts.width === undefined || opts.height === undefined);
   const sizeFrom = fromInit ? opts.initImage! : fromControl ? first! : null;
   const height = opts.height ?? (sizeFrom ? Math.floor(sizeFrom.height / f) * f : info.imageSize[0]);
   const width = opts.width ?? (sizeFrom ? Math.floor(sizeFrom.width / f) * f : info.imageSize[1]);

@@ -67,7 +67,9 @@ const OTHER = [['.hada_w1_a', 'LoHa'], ['.lokr_w1', 'LoKr'], ['.oft_blocks', 'OF
 
 function processorModule(path: string): string | null {
   const m = /^(.*)\.processor\.(to_q|to_k|to_v|to_out)_lora$/.exec(path);
-  return m ? `${m[1]}.${m[2] === 'to_out' ? 'to_out.0' : m[2]}` : null;
+  if (m) return `${m[1]}.${m[2] === 'to_out' ? 'to_out.0' : m[2]}`;
+  const t = /^(.*\.self_attn)\.to_(q|k|v|out)_lora$/.exec(path);
+  return t ? `${t[1]}.${t[2]}_proj` : null;
 }
 
 /** Splits a LoRA file's tensors into layers; `where` names the file in errors. */
@@ -77,8 +79,9 @@ export function readLoraLayers(tensors: Map<string, HostTensor>, where: string):
   for (const [key, t] of tensors) {
     const other = OTHER.find(([s]) => key.endsWith(s));
     if (other) throw new LoraError('format', `${where}: '${key}' is a ${other[1]} adapter, not a LoRA (only LoRA's low-rank pairs are supported)`);
-    // The attention-processor form: `X.processor.to_q_lora.down.weight`.
-    const proc = /^(.*\.processor\.(?:to_q|to_k|to_v|to_out)_lora)\.(down|up)\.weight$/.exec(key);
+    // The attention-processor form, `X.processor.to_q_lora.down.weight`, and diffusers 0.15's
+    // text-encoder form of it, `X.self_attn.to_q_lora.down.weight` (q_proj ... out_proj).
+    const proc = /^(.*\.(?:processor|self_attn)\.(?:to_q|to_k|to_v|to_out)_lora)\.(down|up)\.weight$/.exec(key);
     const suffix = proc ? null : SUFFIXES.find(([s]) => key.endsWith(s));
     if (!proc && !suffix) {
       unknown.push(key);
@@ -111,6 +114,7 @@ export function readLoraLayers(tensors: Map<string, HostTensor>, where: string):
   const layers: LoraLayer[] = [];
   for (const p of parts.values()) {
     const name = `${p.component} ${p.module}`;
+    if (!p.down && !p.up) throw new LoraError('shape', `${where}: layer ${name} has an alpha but no up or down matrix`);
     if (!p.down || !p.up) throw new LoraError('shape', `${where}: layer ${name} has ${p.down ? 'a down' : 'an up'} matrix but no ${p.down ? 'up' : 'down'} one`);
     const down = { shape: p.down.shape, data: toFloat32(p.down) };
     const up = { shape: p.up.shape, data: toFloat32(p.up) };

@@ -2,7 +2,7 @@
 // files are small (megabytes to a few hundred), so they are read whole.
 import { resolveHubSource } from './hub.ts';
 import { parseSafetensors, readFileBytes, type HostTensor } from './safetensors.ts';
-import { DownloadError, LoraError } from '../errors.ts';
+import { DownloadError, LoraError, TokenizerError } from '../errors.ts';
 
 export type LoraSource = string | Uint8Array | ArrayBuffer;
 
@@ -52,8 +52,9 @@ async function fetchBytes(url: string, doFetch: typeof fetch): Promise<Uint8Arra
  * The file's bytes, where it came from (for messages) and a default name (the file's). `ext`:
  * the file name endings accepted for paths and URLs.
  */
-export async function readSourceBytes(source: LoraSource, opts: LoadLoraOptions = {}, ext = /\.safetensors$/i): Promise<{ bytes: Uint8Array; where: string; name: string }> {
-  const only = (s: string) => new LoraError('format', `${s}: only ${ext.source.includes('bin') ? '.safetensors, .bin and .pt' : '.safetensors'} files are read`);
+export async function readSourceBytes(source: LoraSource, opts: LoadLoraOptions = {}, ext = /\.safetensors$/i, what: 'LoRA' | 'embedding' = 'LoRA'): Promise<{ bytes: Uint8Array; where: string; name: string }> {
+  const fail = (msg: string) => (what === 'LoRA' ? new LoraError('format', msg) : new TokenizerError(msg));
+  const only = (s: string) => fail(`${s}: only ${what === 'embedding' ? '.safetensors, .bin and .pt' : '.safetensors'} files are read as ${what === 'LoRA' ? 'LoRAs' : 'embeddings'}`);
   if (typeof source !== 'string') {
     const bytes = source instanceof Uint8Array ? source : new Uint8Array(source);
     return { bytes, where: opts.name ?? 'the file given as bytes', name: opts.name ?? 'lora' };
@@ -69,7 +70,7 @@ export async function readSourceBytes(source: LoraSource, opts: LoadLoraOptions 
   }
   if (!ext.test(source)) throw only(source);
   const bytes = await readFileBytes(source);
-  if (!bytes) throw new LoraError('format', `${source}: file not found`);
+  if (!bytes) throw fail(`${source}: file not found`);
   return { bytes, where: source, name: baseName(source) };
 }
 

@@ -36,7 +36,8 @@ export function readInversion(tensors: Map<string, HostTensor>, where: string): 
     return { token: null, text_encoder: vectors(tensors.get('clip_l')!, where), text_encoder_2: vectors(tensors.get('clip_g')!, where) };
   }
   if (tensors.has('emb_params')) return { token: null, text_encoder: vectors(tensors.get('emb_params')!, where) };
-  if (keys.length === 1) return { token: keys[0]!, text_encoder: vectors(tensors.get(keys[0]!)!, where) };
+  // A bare tensor (torch.save(tensor)) has no name: the token must come from the caller.
+  if (keys.length === 1) return { token: keys[0] || null, text_encoder: vectors(tensors.get(keys[0]!)!, where) };
   throw new TokenizerError(`${where}: not a textual inversion embedding: expected one tensor named by its token, 'emb_params', or SDXL's 'clip_l' and 'clip_g'; found ${keys.slice(0, 5).join(', ')}${keys.length > 5 ? ', …' : ''}`);
 }
 
@@ -51,7 +52,8 @@ export async function readInversionBytes(bytes: Uint8Array, where: string): Prom
   const value = await readTorchFileAsync(bytes, where);
   const tensors = torchTensors(value);
   const top = value instanceof Map ? value : null;
-  const a1111 = tensors.get('string_to_param.*');
+  // A1111's dict, or the original textual inversion's nn.ParameterDict inside it.
+  const a1111 = tensors.get('string_to_param.*') ?? tensors.get('string_to_param._parameters.*');
   if (a1111) {
     const name = top?.get('name');
     return { ...readInversion(new Map([['emb_params', torchToHostTensor(a1111, 'emb_params')]]), where), token: typeof name === 'string' ? name : null };

@@ -59,6 +59,12 @@ export interface LoraInfo {
   fused: boolean;
   /** Modules adapted, per component. */
   layers: Partial<Record<LoraComponent, number>>;
+  /**
+   * kohya layers left out as diffusers v0.25.1 leaves them out (its conversion keeps the U-Net's
+   * down/mid/up blocks and the text encoders' self_attn and mlp layers only; PEFT drops the rest
+   * with a warning): adapting them would draw something diffusers does not.
+   */
+  skipped: string[];
 }
 
 class Adapter {
@@ -67,6 +73,7 @@ class Adapter {
     public scale: number,
     readonly merged: Merged[],
     readonly attached: Attached[] = [],
+    readonly skipped: string[] = [],
   ) {}
 
   get mode(): LoraMode {
@@ -91,6 +98,7 @@ const same = (a: readonly number[], b: readonly number[]) => a.length === b.leng
 
 export class LoraSet {
   private readonly adapters = new Map<string, Adapter>();
+  private destroyed = false;
   /** The unfused attachments, by adapted weight. */
   private readonly stacks = new Map<Tensor, Stack>();
 
@@ -108,7 +116,7 @@ export class LoraSet {
         const c = (Object.entries(this.targets) as [LoraComponent, WeightLoader][]).find(([, l]) => l === m.loader)![0];
         layers[c] = (layers[c] ?? 0) + 1;
       }
-      return { name: a.name, scale: a.scale, fused: a.mode === 'fused', layers };
+      return { name: a.name, scale: a.scale, fused: a.mode === 'fused', layers, skipped: [...a.skipped] };
     });
   }
 
@@ -124,8 +132,9 @@ export class LoraSet {
     if (this.adapters.has(name)) throw new LoraError('name', `a LoRA named '${name}' is already loaded (unload it first, or give another name)`);
     if (mode !== 'fused' && mode !== 'unfused') throw new LoraError('format', `LoRA '${name}': mode must be 'fused' or 'unfused', got ${JSON.stringify(mode)}`);
     checkScale(scale, name);
-    const resolved = this.resolve(layers, where);
-    if (mode === 'unfused') return this.attach(name, resolved, scale);
+    if (this.destroyed) throw new LoraError('name', `LoRA '${name}': the model was destroyed`);
+    const { resolved, skipped } = this.resolve(layers, where);
+    if (mode === 'unfused') return this.attach(name, resolved, scale, skipped);
     const merged: Merged[] = [];
     try {
       for (const r of resolved) {
@@ -145,7 +154,7 @@ export class LoraSet {
       for (const m of merged) this.free(m);
       throw e;
     }
-    this.adapters.set(name, new Adapter(name, scale, merged));
+    this.adapters.set(name, new Adapter(name, scale, merged, [], skipped));
   }
 
   /**
@@ -188,6 +197,7 @@ export class LoraSet {
   }
 
   destroy(): void {
+    this.destroyed = true;
     for (const a of this.adapters.values()) {
       a.merged.forEach((m) => this.free(m));
       a.attached.forEach((l) => this.rt.destroyBuffer(l.down.buffer));
@@ -208,7 +218,7 @@ export class LoraSet {
   }
 
   /** The unfused mode of load(): each layer's down in its weight's storage type, its up kept on the host. */
-  private attach(name: string, resolved: ReturnType<LoraSet['resolve']>, scale: number): void {
+  private attach(name: string, resolved: ReturnType<LoraSet['resolve']>['resolved'], scale: number, skipped: string[]): void {
     const attached: Attached[] = [];
     try {
       for (const r of resolved) {
@@ -230,7 +240,7 @@ export class LoraSet {
       attached.forEach((l) => this.rt.destroyBuffer(l.down.buffer));
       throw e;
     }
-    this.adapters.set(name, new Adapter(name, scale, [], attached));
+    this.adapters.set(name, new Adapter(name, scale, [], attached, skipped));
     this.restack(new Set(attached.map((l) => l.target)));
   }
 
@@ -303,6 +313,7 @@ export class LoraSet {
   private resolve(layers: LoraLayer[], where: string) {
     const out: { layer: LoraLayer; loader: WeightLoader; target: Tensor; key: string }[] = [];
     const unmatched: string[] = [];
+    const skipped: string[] = [];
     const kohya = new Map<LoraComponent, Map<string, string>>();
     for (const layer of layers) {
       const loader = this.targets[layer.component];
@@ -315,9 +326,13 @@ export class LoraSet {
         let names = kohya.get(layer.component);
         if (!names) kohya.set(layer.component, (names = kohyaNames([...loader.weights.keys()].filter((k) => k.endsWith('.weight')).map((k) => k.slice(0, -'.weight'.length)))));
         module = names.get(layer.module);
-        if (module === undefined && layer.component === 'unet' && this.unetLayersPerBlock !== null) {
-          const mapped = sgmToDiffusers(layer.module, this.unetLayersPerBlock);
-          if (mapped !== null) module = names.get(mapped);
+        const mapped = layer.component === 'unet' && this.unetLayersPerBlock !== null ? sgmToDiffusers(layer.module, this.unetLayersPerBlock) : layer.module;
+        if (module === undefined && mapped !== null) module = names.get(mapped);
+        // What diffusers' _convert_kohya_lora_to_diffusers keeps; it never adapts the rest.
+        const kept = layer.component === 'unet' ? /^(down_blocks|mid_block|up_blocks)_/.test(mapped ?? layer.module) : /(^|_)(self_attn|mlp)_/.test(layer.module);
+        if (module !== undefined && !kept) {
+          skipped.push(`${layer.component}: ${layer.module}`);
+          continue;
         }
       }
       const key = module === undefined ? undefined : `${module}.weight`;
@@ -334,13 +349,16 @@ export class LoraSet {
       }
       out.push({ layer, loader, target, key });
     }
+    if (out.length === 0 && skipped.length) {
+      throw new LoraError('no-match', `${where}: its ${skipped.length} LoRA layers are all ones diffusers v0.25.1 does not apply (${skipped.slice(0, 3).join('; ')})`);
+    }
     if (out.length === 0) {
       throw new LoraError('no-match', `${where}: none of its ${layers.length} LoRA layers names a module of this model (first: ${unmatched.slice(0, 3).join('; ')}); is it for another architecture?`);
     }
     if (unmatched.length) {
       throw new LoraError('no-match', `${where}: ${unmatched.length} of its ${layers.length} LoRA layers name no module of this model: ${unmatched.slice(0, 5).join('; ')}${unmatched.length > 5 ? '; …' : ''}`);
     }
-    return out;
+    return { resolved: out, skipped };
   }
 
   /** W += scale · up · downᵀᵀ for each layer, in one submission; slices made of those weights are copied again. */

@@ -41,7 +41,21 @@ describe('readLoraLayers', () => {
     ]);
   });
 
+  it("reads diffusers 0.15's text-encoder form (self_attn.to_q_lora) as the q/k/v/out projections", () => {
+    const layers = read({
+      'text_encoder.text_model.encoder.layers.0.self_attn.to_out_lora.down.weight': f([2, 16]),
+      'text_encoder.text_model.encoder.layers.0.self_attn.to_out_lora.up.weight': f([16, 2]),
+      'text_encoder.text_model.encoder.layers.0.self_attn.to_k_lora.down.weight': f([2, 16]),
+      'text_encoder.text_model.encoder.layers.0.self_attn.to_k_lora.up.weight': f([16, 2]),
+    });
+    expect(layers.map((l) => [l.component, l.module])).toEqual([
+      ['text_encoder', 'text_model.encoder.layers.0.self_attn.out_proj'],
+      ['text_encoder', 'text_model.encoder.layers.0.self_attn.k_proj'],
+    ]);
+  });
+
   it('names what it cannot read', () => {
+    expect(() => read({ 'lora_unet_x.alpha': f([], 1) })).toThrow(/layer unet x has an alpha but no up or down matrix/);
     expect(() => read({ 'unet.x.lora_A.weight': f([2, 4]) })).toThrow(/layer unet x has a down matrix but no up one/);
     expect(() => read({ 'unet.x.lora_A.weight': f([2, 4]), 'unet.x.lora_B.weight': f([4, 3]) })).toThrow(/are not a rank-2 pair/);
     expect(() => read({ 'model.diffusion_model.x.weight': f([2]) })).toThrow(/1 keys are not LoRA weights in a known form \(diffusers, PEFT or kohya\): model\.diffusion_model\.x\.weight/);
@@ -69,5 +83,19 @@ describe('sgmToDiffusers (kohya names in the original SD layout, as diffusers v0
     ['down_blocks_0_attentions_0_proj_in', 2, 'down_blocks_0_attentions_0_proj_in'],
   ])('%s (layers_per_block %d) -> %s', (flat, lpb, want) => {
     expect(sgmToDiffusers(flat, lpb)).toBe(want);
+  });
+});
+
+describe('embedding files in torch.save form', () => {
+  it("reads the original textual inversion's ParameterDict .pt, and leaves a bare tensor's token to the caller", async () => {
+    const { readInversionBytes } = await import('../../src/io/textual_inversion.ts');
+    const { readFileSync } = await import('node:fs');
+    const pd = await readInversionBytes(new Uint8Array(readFileSync('tests/fixtures/torch-files/paramdict.pt')), 'paramdict.pt');
+    expect(pd.text_encoder.n).toBeGreaterThanOrEqual(1);
+    expect(pd.text_encoder.values.length).toBe(pd.text_encoder.n * pd.text_encoder.dim);
+    const obj = await readInversionBytes(new Uint8Array(readFileSync('tests/fixtures/textual-inversion-tiny/tiny-obj.pt')), 'tiny-obj.pt');
+    expect([obj.token, obj.text_encoder.n, obj.text_encoder.dim]).toEqual(['<tiny-obj>', 2, 64]);
+    const cat = await readInversionBytes(new Uint8Array(readFileSync('tests/fixtures/textual-inversion-tiny/tiny-cat.bin')), 'tiny-cat.bin');
+    expect([cat.token, cat.text_encoder.n, cat.text_encoder.dim]).toEqual(['<tiny-cat>', 1, 64]);
   });
 });

@@ -42,6 +42,11 @@ describe('ControlNet options', () => {
     expect(() => resolveGenerateOptions(one, { prompt: 'a', controlImage: rgba(20, 12), width: 16, height: 16 }, 'sd')).toThrow('controlImage is 20x12 but the images generated are 16x16; pass resize: true to resize it');
     expect(resolveGenerateOptions(one, { prompt: 'a', controlImage: rgba(20, 12), width: 16, height: 16, resize: true }, 'sd').control!.resize).toBe(true);
     expect(() => resolveGenerateOptions(two, { prompt: 'a', controlImage: [rgba(20, 12), rgba(16, 16)] }, 'sd')).toThrow('controlImage[1] is 16x16 but the first control image is 20x12; pass resize: true to resize it');
+    // One side given: the other comes from the control image, side by side, as diffusers' get_default_height_width.
+    const w = resolveGenerateOptions(one, { prompt: 'a', controlImage: rgba(40, 40), width: 24 }, 'sd');
+    expect([w.height, w.width, w.control!.resize]).toEqual([40, 24, true]);
+    const h = resolveGenerateOptions(one, { prompt: 'a', controlImage: rgba(21, 13), height: 8 }, 'sd');
+    expect([h.height, h.width]).toEqual([8, 20]);
   });
 
   it('the control image is RGB / 255 in float32, alpha ignored, channel-major', () => {

@@ -132,7 +132,7 @@ describe('LoRA merged on the GPU', () => {
       const peftBytes = peftFile(peft);
 
       const info = await model.loadLora(kohyaFile(kohya), { name: 'k', scale: 0.7 });
-      expect(info).toEqual({ name: 'k', scale: 0.7, fused: true, layers: { unet: 2, text_encoder: 1 } });
+      expect(info).toEqual({ name: 'k', scale: 0.7, fused: true, layers: { unet: 2, text_encoder: 1 }, skipped: [] });
       expect(maxErr(await read('unet', attn), merged(orig.attn, [{ p: kohya[0]!, scale: 0.7 }]))).toBeLessThan(1);
       expect(maxErr(await read('unet', conv), merged(orig.conv, [{ p: kohya[1]!, scale: 0.7 }]))).toBeLessThan(1);
       expect(maxErr(await read('text_encoder', te), merged(orig.te, [{ p: kohya[2]!, scale: 0.7 }]))).toBeLessThan(1);
@@ -163,8 +163,10 @@ describe('LoRA merged on the GPU', () => {
       const opts = { prompt: 'a red boat', steps: 2, guidance: 5, seed: 3, scheduler: 'ddim' as const };
       const before = await generate(model, opts);
       const lora = kohyaFile([pairFor('unet', attn, w.unet.get(`${attn}.weight`)!, 4, 11, 4), pairFor('text_encoder', te, w.text_encoder.get(`${te}.weight`)!, 4, 13, 4)]);
-      // A generation asked for before the load runs on the weights without it; one after, with it.
-      const [a, , b] = await Promise.all([generate(model, opts), model.loadLora(lora), generate(model, opts)]);
+      // A generation under way while a LoRA loads runs on the weights without it (the file is read
+      // first, then the merge waits for the generation); one after the load, with it.
+      const [a] = await Promise.all([generate(model, opts), model.loadLora(lora)]);
+      const b = await generate(model, opts);
       expect(Array.from(a.raw)).toEqual(Array.from(before.raw));
       const diff = Math.max(...Array.from(b.raw, (v, i) => Math.abs(v - before.raw[i]!)));
       expect(diff).toBeGreaterThan(1e-3);
@@ -217,6 +219,26 @@ describe('LoRA merged on the GPU', () => {
       expect(info.layers).toEqual({ unet: 1 });
       expect(lpb).toBeGreaterThan(0);
       expect(maxErr(await readTensor(model.rt, t), merged(orig, [{ p, scale: 1 }]))).toBeLessThan(1);
+    } finally {
+      model.destroy();
+    }
+  });
+
+  it("skips, and reports, the kohya layers diffusers' conversion drops (conv_in, the time embedding)", async () => {
+    const gpu = (await runtime()).gpu;
+    const model = await loadModel(SD, { gpu, precision: 'f32' });
+    try {
+      const { w, attn } = pick(model);
+      const convIn = w.unet.get('conv_in.weight')!;
+      const orig = await readTensor(model.rt, convIn);
+      const pairs = [pairFor('unet', attn, w.unet.get(`${attn}.weight`)!, 2, 41, null), pairFor('unet', 'conv_in', convIn, 2, 43, null), pairFor('unet', 'time_embedding.linear_1', w.unet.get('time_embedding.linear_1.weight')!, 2, 45, null)];
+      const info = await model.loadLora(kohyaFile(pairs), { name: 'locon' });
+      expect(info.layers).toEqual({ unet: 1 });
+      expect(info.skipped).toEqual(['unet: conv_in', 'unet: time_embedding_linear_1']);
+      expect(Array.from(await readTensor(model.rt, convIn))).toEqual(Array.from(orig));
+      await expect(model.loadLora(kohyaFile(pairs.slice(1)), { name: 'only-skipped' })).rejects.toThrow(/its 2 LoRA layers are all ones diffusers v0\.25\.1 does not apply/);
+      model.destroy();
+      await expect(model.loadLora(kohyaFile(pairs), { name: 'late' })).rejects.toThrow(/destroyed/);
     } finally {
       model.destroy();
     }
@@ -299,13 +321,15 @@ describe('unfused LoRA (the low-rank term in the GEMM epilogue)', () => {
     try {
       const w = weightsOf(model);
       const pairs = pairsFor(model, EVERY_KIND, 100);
-      const bytes = kohyaFile(pairs);
+      // PEFT keys: diffusers adapts conv_in and the time embedding in that form (a kohya file's
+      // conv_in / time_embedding layers are ones its conversion drops).
+      const bytes = peftFile(pairs);
       const targets = EVERY_KIND.map(([c, m]) => w[c].get(`${m}.weight`)!);
       const orig = await Promise.all(targets.map((t) => readTensor(model.rt, t)));
       const before = await generate(model, opts);
 
       const info = await model.loadLora(bytes, { name: 'u', scale: 0.8, fuse: false });
-      expect(info).toEqual({ name: 'u', scale: 0.8, fused: false, layers: { unet: 13, text_encoder: 2 } });
+      expect(info).toEqual({ name: 'u', scale: 0.8, fused: false, layers: { unet: 13, text_encoder: 2 }, skipped: [] });
       const unfused = await generate(model, opts);
       // Every adapted weight went through a GEMM that added its term (text encoder once, U-Net per step).
       for (const [i, t] of targets.entries()) expect(loraAttachment(t)?.uses ?? 0, EVERY_KIND[i]![1]).toBeGreaterThan(0);
@@ -336,7 +360,7 @@ describe('unfused LoRA (the low-rank term in the GEMM epilogue)', () => {
       await model.loadLora(bytes, { name: 'u', scale: 1, fuse: false });
       const one = await generate(model, opts);
       await model.setLoraScales({ u: 0.3 });
-      expect(model.loraAdapters).toEqual([{ name: 'u', scale: 0.3, fused: false, layers: { unet: 8 } }]);
+      expect(model.loraAdapters).toEqual([{ name: 'u', scale: 0.3, fused: false, layers: { unet: 8 }, skipped: [] }]);
       const low = await generate(model, opts);
       expect(maxDiff(low.raw, one.raw)).toBeGreaterThan(1e-3);
       for (const s of [-2, 0.7, 5, 1]) await model.setLoraScales({ u: s });
