@@ -181,6 +181,7 @@ async function generateCommand(argv: string[]): Promise<void> {
     for (const l of args.loras) {
       const info = await model.loadLora(l.file, { scale: l.scale, name: `lora-${args.loras.indexOf(l) + 1}` });
       console.error(`LoRA ${l.file} at scale ${l.scale}: ${Object.entries(info.layers).map(([c, n]) => `${n} ${c} layers`).join(', ')}`);
+      if (info.skipped.length) console.error(`  skipped, as diffusers skips them: ${info.skipped.join(', ')}`);
     }
     if (info.preset) console.error(`preset: ${info.preset.name} (${{ option: 'asked for', repo: 'its Hub repository', config: 'its configs' }[info.preset.source]})`);
     const init = initImage ? `; ${mask ? 'inpainting' : 'img2img'} from ${args.initImage}, strength ${o.init?.strength}` : '';
