@@ -138,10 +138,7 @@ export class LoraSet {
     const merged: Merged[] = [];
     try {
       for (const r of resolved) {
-        const rank = r.layer.down.shape[0]!;
-        const k = r.layer.alpha === null ? 1 : r.layer.alpha / rank;
-        const out = r.layer.up.shape[0]!;
-        const inner = numel(r.layer.down.shape) / rank;
+        const { rank, k, out, inner } = geometry(r.layer);
         const up = Float32Array.from(r.layer.up.data, (v) => v * k);
         const downT = new Float32Array(inner * rank);
         for (let i = 0; i < rank; i++) for (let j = 0; j < inner; j++) downT[j * rank + i] = r.layer.down.data[i * inner + j]!;
@@ -222,10 +219,7 @@ export class LoraSet {
     const attached: Attached[] = [];
     try {
       for (const r of resolved) {
-        const rank = r.layer.down.shape[0]!;
-        const k = r.layer.alpha === null ? 1 : r.layer.alpha / rank;
-        const out = r.layer.up.shape[0]!;
-        const inner = numel(r.layer.down.shape) / rank;
+        const { rank, k, out, inner } = geometry(r.layer);
         const dtype = dtypeOf(r.target);
         // f16 rows of an odd count of halves: one zero row more, so stacks copy whole words.
         const padded = dtype === 'f16' && (rank * inner) % 2 === 1 ? rank + 1 : rank;
@@ -380,6 +374,12 @@ export class LoraSet {
     }
     for (const m of merged) m.loader.slices.refresh(m.target);
   }
+}
+
+/** A pair's rank, its alpha / rank factor (1 without alpha), out features and in features (x kernel taps). */
+function geometry(layer: LoraLayer): { rank: number; k: number; out: number; inner: number } {
+  const rank = layer.down.shape[0]!;
+  return { rank, k: layer.alpha === null ? 1 : layer.alpha / rank, out: layer.up.shape[0]!, inner: numel(layer.down.shape) / rank };
 }
 
 function checkScale(scale: number, name: string): void {
