@@ -82,9 +82,8 @@ function ends(starts: number[], C: number): number[] {
  * model (a slice of input channels is not contiguous in [Cout, Cin, kh, kw]).
  */
 export class WeightSlices {
-  private readonly cache = new WeakMap<Tensor, Map<string, Tensor>>();
-  /** How each cached slice of a weight was copied, to copy it again when the weight changes. */
-  private readonly copies = new WeakMap<Tensor, Map<string, () => void>>();
+  /** Each weight's slices by range, with the copy that fills one (run again when the weight changes). */
+  private readonly cache = new WeakMap<Tensor, Map<string, { t: Tensor; copy: () => void }>>();
 
   /** own: keeps a new slice's buffer with the model's weights; disown: gives one back (before destroying it). */
   constructor(private readonly rt: Runtime, private readonly own: (b: GPUBuffer) => void, private readonly disown: (b: GPUBuffer) => void = () => {}) {}
@@ -103,7 +102,7 @@ export class WeightSlices {
     let m = this.cache.get(w);
     if (!m) this.cache.set(w, (m = new Map()));
     const hit = m.get(key);
-    if (hit) return hit;
+    if (hit) return hit.t;
     const inner = rest.reduce((a, b) => a * b, 1);
     const elem = elementBytes(w.dtype);
     const rowBytes = (i1 - i0) * inner * elem;
@@ -134,17 +133,14 @@ export class WeightSlices {
       this.rt.watch(`slicing ${label}`, () => this.rt.device.queue.submit([enc.finish()]));
     };
     copy();
-    let copies = this.copies.get(w);
-    if (!copies) this.copies.set(w, (copies = new Map()));
-    copies.set(key, copy);
     const t: Tensor = { buffer, shape: [o1 - o0, i1 - i0, ...rest].slice(0, w.shape.length), label, ...(w.dtype ? { dtype: w.dtype } : {}) };
-    m.set(key, t);
+    m.set(key, { t, copy });
     return t;
   }
 
   /** Copies every slice of `w` again (its values changed on the GPU: a LoRA merged into it). */
   refresh(w: Tensor): void {
-    for (const [key, copy] of this.copies.get(w) ?? []) if (this.cache.get(w)?.has(key)) copy();
+    for (const { copy } of this.cache.get(w)?.values() ?? []) copy();
   }
 }
 

@@ -2,9 +2,9 @@
 // the values the model is built from, and the check that a ControlNet's residuals fit a U-Net. No
 // GPU code.
 import type { Activation } from '../kernels/activation.ts';
-import { checkBlockTypes, modelConfigReader, type ConfigReader } from './config.ts';
+import { checkBlockTypes, modelConfigReader } from './config.ts';
 import type { ClassEmbedType, TimeEmbeddingNorm } from './config_types.ts';
-import { COND_DOWN_TYPES, type CondMidBlockType, type UNet2DConditionConfig } from './unet_2d_condition_config.ts';
+import { COND_DOWN_TYPES, onlyCrossList, perBlock, type CondMidBlockType, type UNet2DConditionConfig } from './unet_2d_condition_config.ts';
 import { ConfigError } from '../errors.ts';
 
 /** ControlNetModel's constructor arguments in diffusers 0.25. */
@@ -59,16 +59,6 @@ export interface ControlNetConfig {
   textTime: { timeEmbedDim: number; inputDim: number } | null;
 }
 
-/** An int or a per-block list of ints. */
-function perBlock(c: ConfigReader, key: string, fallback: number, n: number): number[] {
-  const v = c.raw(key);
-  if (v === undefined || v === null) return new Array<number>(n).fill(fallback);
-  if (!Array.isArray(v)) return new Array<number>(n).fill(c.int(key, fallback, 1));
-  const list = c.intList(key, []);
-  if (list.length !== n) throw new ConfigError(`${c.where}: config option ${key} has ${list.length} entries for ${n} down blocks`);
-  return list;
-}
-
 /** Reads and checks a ControlNetModel config.json. */
 export function readControlNetConfig(config: Record<string, unknown>, where = 'ControlNetModel'): ControlNetConfig {
   const c = modelConfigReader(config, where, 'ControlNetModel', KEYS);
@@ -121,14 +111,10 @@ export function readControlNetConfig(config: Record<string, unknown>, where = 'C
   if (conditioningEmbeddingChannels.length === 0 || conditioningEmbeddingChannels.some((x) => x < 1)) {
     throw new ConfigError(`${where}: config option conditioning_embedding_out_channels = ${JSON.stringify(c.raw('conditioning_embedding_out_channels'))} must be a non-empty list of positive ints`);
   }
-  const only = c.raw('only_cross_attention');
-  let onlyCrossAttention: boolean[];
-  if (only === undefined || only === null || typeof only === 'boolean') onlyCrossAttention = new Array<boolean>(n).fill(only === true);
-  else if (Array.isArray(only) && only.length === n && only.every((x) => typeof x === 'boolean')) onlyCrossAttention = only as boolean[];
-  else throw new ConfigError(`${where}: config option only_cross_attention = ${JSON.stringify(only)} is not a bool or one bool per down block`);
+  const onlyCrossAttention = onlyCrossList(c.raw('only_cross_attention'), n, where);
   // num_attention_heads or attention_head_dim: the head count (diffusers: num_attention_heads or attention_head_dim).
   const headsKey = c.raw('num_attention_heads') !== undefined && c.raw('num_attention_heads') !== null ? 'num_attention_heads' : 'attention_head_dim';
-  const heads = perBlock(c, headsKey, 8, n);
+  const heads = perBlock(c, headsKey, 8, n, where);
   channels.forEach((ch, i) => {
     if (ch % heads[i]! !== 0) throw new ConfigError(`${where}: block ${i} has ${ch} channels, not a multiple of its ${heads[i]} attention heads`);
   });
@@ -148,7 +134,7 @@ export function readControlNetConfig(config: Record<string, unknown>, where = 'C
     midBlockType,
     layers: c.int('layers_per_block', 2, 1),
     heads,
-    transformerLayers: perBlock(c, 'transformer_layers_per_block', 1, n),
+    transformerLayers: perBlock(c, 'transformer_layers_per_block', 1, n, where),
     crossAttentionDim: c.int('cross_attention_dim', 1280, 1),
     linearProjection: c.bool('use_linear_projection', false),
     onlyCrossAttention,

@@ -65,8 +65,8 @@ export interface UNet2DConditionConfig extends UNetCommonConfig {
   projectionInputDim: number | null;
 }
 
-/** An int or a per-block list of ints (diffusers accepts both for several options). */
-function perBlock(c: ConfigReader, key: string, fallback: number, n: number, where: string): number[] {
+/** An int or a per-block list of ints (diffusers accepts both for several options; ControlNetModel's reader too). */
+export function perBlock(c: ConfigReader, key: string, fallback: number, n: number, where: string): number[] {
   const v = c.raw(key);
   if (v === undefined || v === null) return new Array<number>(n).fill(fallback);
   if (!Array.isArray(v)) return new Array<number>(n).fill(c.int(key, fallback, 1));
@@ -76,7 +76,7 @@ function perBlock(c: ConfigReader, key: string, fallback: number, n: number, whe
 }
 
 /** only_cross_attention: a bool (every block) or one bool per down block. */
-function onlyCrossList(v: unknown, n: number, where: string): boolean[] {
+export function onlyCrossList(v: unknown, n: number, where: string): boolean[] {
   if (v === undefined || v === null) return new Array<boolean>(n).fill(false);
   if (typeof v === 'boolean') return new Array<boolean>(n).fill(v);
   if (!Array.isArray(v) || !v.every((x) => typeof x === 'boolean')) throw new ConfigError(`${where}: config option only_cross_attention = ${JSON.stringify(v)} is not true, false or a list of them`);

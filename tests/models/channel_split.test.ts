@@ -171,3 +171,22 @@ describe('channel chunks', () => {
     for (const b of owned) rt.destroyBuffer(b);
   });
 });
+
+describe('WeightSlices.refresh', () => {
+  it('copies every slice of a weight again after the weight changed on the GPU (a merged LoRA), and only then', async () => {
+    const rt = await runtime();
+    const { readTensor, uploadTensor } = await import('../../src/kernels/cast.ts');
+    const w = uploadTensor(rt, Float32Array.from({ length: 4 * 6 }, (_, i) => i), [4, 6], 'w');
+    const slices = new WeightSlices(rt, () => {});
+    const rows = slices.slice(w, 1, 3);
+    const cols = slices.slice(w, 0, 4, 2, 5);
+    const changed = Float32Array.from({ length: 4 * 6 }, (_, i) => 100 + i);
+    rt.device.queue.writeBuffer(w.buffer, 0, changed);
+    expect(Array.from(await readTensor(rt, rows))).toEqual(Array.from({ length: 12 }, (_, i) => 6 + i));
+    slices.refresh(w);
+    expect(Array.from(await readTensor(rt, rows))).toEqual(Array.from({ length: 12 }, (_, i) => 106 + i));
+    expect(Array.from(await readTensor(rt, cols))).toEqual([0, 1, 2, 3].flatMap((o) => [2, 3, 4].map((c) => 100 + o * 6 + c)));
+    expect(slices.slice(w, 1, 3)).toBe(rows);
+    rt.destroyBuffer(w.buffer);
+  });
+});
