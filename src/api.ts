@@ -24,6 +24,7 @@ import { controlTensors, initTensors, resolveGenerateOptions, type GenerateOptio
 import { cannyEdges as cannyOnGpu, type CannyOptions } from './pipelines/canny.ts';
 import { CancelledError, DownloadError, GenerateOptionsError, GpuError, TokenizerError } from './errors.ts';
 import { isHubSource } from './io/hub.ts';
+import { isUrlSource } from './io/source_kind.ts';
 import { readLoraLayers } from './io/lora_file.ts';
 import { readLoraSource, readSourceBytes, type LoadLoraOptions, type LoraSource } from './io/lora_source.ts';
 import { readInversionBytes } from './io/textual_inversion.ts';
@@ -239,10 +240,6 @@ export class Model {
   }
 }
 
-function isNode(): boolean {
-  return typeof process !== 'undefined' && !!process.versions?.node && typeof (globalThis as { document?: unknown }).document === 'undefined' && typeof (globalThis as { importScripts?: unknown }).importScripts === 'undefined';
-}
-
 /** Only one Runtime per device: it owns the device's uncaptured-error handler and kernel cache. */
 const runtimes = new WeakMap<GPUDevice, Runtime>();
 function runtimeFor(gpu: GpuContext): Runtime {
@@ -284,7 +281,7 @@ function readerFor(source: string | FolderReader, opts: LoadModelOptions): Sourc
   const hub = resolveHubSource(source, { revision: opts.revision, endpoint: opts.hubEndpoint });
   if (hub) return { reader: withProgress(urlFolderReader(hub.baseUrl, url), opts.onProgress), where: hub.baseUrl.replace(/\/$/, ''), repo: hub.repo, variant: variant(true) };
   const where = source.replace(/\/$/, '');
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(source) || !isNode()) {
+  if (isUrlSource(source)) {
     const repo = hubRepoOfUrl(source, opts.hubEndpoint ?? DEFAULT_HUB_ENDPOINT);
     return { reader: withProgress(urlFolderReader(source, url), opts.onProgress), where, repo, variant: variant(repo !== null) };
   }

@@ -288,7 +288,7 @@ async function runTextPipelineCase(rt: Runtime, dir: string, spec: Record<string
 
 /** Fixture paths in pipeline.json (`lora-tiny/x.safetensors`) are relative to the fixtures folder holding the case. */
 function fixturePath(dir: string, file: unknown): string {
-  return `${dir.replace(/\/[^/]+\/?$/, '')}/${String(file)}`;
+  return join(dirname(dir), String(file));
 }
 
 /**

@@ -1,6 +1,7 @@
 // Where a LoRA file comes from: bytes, a URL, a path on disk (Node), or a Hub repository. LoRA
 // files are small (megabytes to a few hundred), so they are read whole.
 import { resolveHubSource } from './hub.ts';
+import { isUrlSource } from './source_kind.ts';
 import { parseSafetensors, readFileBytes, type HostTensor } from './safetensors.ts';
 import { DownloadError, LoraError, TokenizerError } from '../errors.ts';
 
@@ -27,10 +28,6 @@ export interface LoadLoraOptions {
 
 /** diffusers' save_lora_weights file name, read from a Hub repository named without a file. */
 export const DEFAULT_LORA_FILE = 'pytorch_lora_weights.safetensors';
-
-function isNode(): boolean {
-  return typeof process !== 'undefined' && !!process.versions?.node && typeof (globalThis as { document?: unknown }).document === 'undefined';
-}
 
 function baseName(path: string): string {
   const file = path.split(/[\\/]/).filter(Boolean).pop() ?? 'lora';
@@ -63,7 +60,7 @@ export async function readSourceBytes(source: LoraSource, opts: LoadLoraOptions 
   const hub = resolveHubSource(source, { endpoint: opts.hubEndpoint });
   let url: string | null = null;
   if (hub) url = ext.test(hub.subfolder) ? hub.baseUrl.replace(/\/$/, '') : `${hub.baseUrl}${opts.defaultFile ?? DEFAULT_LORA_FILE}`;
-  else if (/^[a-z][a-z0-9+.-]*:\/\//i.test(source) || !isNode()) url = new URL(source, (globalThis as { location?: { href: string } }).location?.href).href;
+  else if (isUrlSource(source)) url = new URL(source, (globalThis as { location?: { href: string } }).location?.href).href;
   if (url) {
     if (!ext.test(new URL(url).pathname)) throw only(source);
     return { bytes: await fetchBytes(url, doFetch), where: url, name: baseName(hub && !ext.test(hub.subfolder) ? hub.repo : new URL(url).pathname) };
