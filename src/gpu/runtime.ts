@@ -293,11 +293,20 @@ export class Runtime {
   }
 
   /** mapAsync that fails with the device-lost reason instead of hanging. */
-  private async mapOrLost(buffer: GPUBuffer): Promise<void> {
-    const lost = this.gpu.lost.then((msg) => {
-      throw new GpuError(msg);
-    });
-    await Promise.race([buffer.mapAsync(GPUMapMode.READ), lost]);
+  private mapOrLost(buffer: GPUBuffer): Promise<void> {
+    return this.orLost(buffer.mapAsync(GPUMapMode.READ));
+  }
+
+  /** The queue's work so far done, or the device's loss as a GpuError (never a promise left hanging). */
+  queueDone(): Promise<void> {
+    return this.orLost(this.device.queue.onSubmittedWorkDone());
+  }
+
+  private orLost(p: Promise<void>): Promise<void> {
+    const lost = this.gpu.lost.then((msg) => Promise.reject(new GpuError(msg)));
+    // Whichever side loses the race settles later; it must not become an unhandled rejection.
+    lost.catch(() => undefined);
+    return Promise.race([p, lost]);
   }
 
   /**

@@ -367,7 +367,7 @@ export class LoraSet {
     });
     try {
       g.submit(what);
-      await this.rt.device.queue.onSubmittedWorkDone();
+      await this.rt.queueDone();
       await this.rt.assertHealthy();
     } finally {
       g.destroy();

@@ -313,7 +313,7 @@ async function runSteps(rt: Runtime, g: Graph, l: StepLoop): Promise<number[]> {
       const x = await rt.read(l.traced.x.buffer, numel(l.traced.x.shape) * 4);
       l.opts.trace!(k, e, x);
     } else {
-      await Promise.race([device.queue.onSubmittedWorkDone(), rt.gpu.lost.then((m) => Promise.reject(new GpuError(m)))]);
+      await rt.queueDone();
     }
     stepMs.push(performance.now() - ts);
     if (k < extra) {

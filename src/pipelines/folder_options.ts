@@ -3,7 +3,7 @@
 import type { FillProgress, WeightStore } from '../io/weights.ts';
 import type { Runtime } from '../gpu/runtime.ts';
 import type { ModelOptions } from '../models/precision.ts';
-import { GpuError, GpuMemoryError } from '../errors.ts';
+import { GpuMemoryError } from '../errors.ts';
 
 const SETTLE_BYTES = 64 * 2 ** 20;
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
@@ -39,19 +39,12 @@ export async function fillStores(rt: Runtime, stores: WeightStore[], opts: Folde
     if (unsettled < SETTLE_BYTES) return;
     unsettled = 0;
     rt.device.queue.submit([]);
-    await settled(rt);
+    await rt.queueDone();
   };
   for (const [i, store] of stores.entries()) {
     const prefix = prefixes[i] ? `${prefixes[i]}/` : '';
     await store.fill(opts.onProgress && ((loaded, total, file) => opts.onProgress!(loaded, total, prefix + file)), pace);
   }
-  await settled(rt);
+  await rt.queueDone();
   return weightBytes;
-}
-
-/** The queue's work done, or the device's loss as a GpuError (never a promise left hanging). */
-function settled(rt: Runtime): Promise<void> {
-  const lost = rt.gpu.lost.then((m) => Promise.reject(new GpuError(m)));
-  lost.catch(() => undefined);
-  return Promise.race([rt.device.queue.onSubmittedWorkDone(), lost]);
 }
