@@ -25,6 +25,19 @@ export function memorySource(bytes: Uint8Array, where: string, chunkBytes = 1 <<
   };
 }
 
+/**
+ * Node: fills `out` from byte `pos` of an open file, in reads of at most 1 GiB (one fs read stops
+ * near 2 GiB). `size` (the file's) only goes into the message of a file that shrank meanwhile.
+ */
+export async function readFully(fh: import('node:fs/promises').FileHandle, out: Uint8Array, pos: number, path: string, size: number): Promise<Uint8Array> {
+  for (let got = 0; got < out.byteLength; ) {
+    const { bytesRead } = await fh.read(out, got, Math.min(1 << 30, out.byteLength - got), pos + got);
+    if (bytesRead === 0) throw new Error(`${path}: file shrank while reading (got ${pos + got} of ${size} bytes)`);
+    got += bytesRead;
+  }
+  return out;
+}
+
 /** Node: a file on disk read in slices (fs.readFile stops at 2 GiB, and a whole-file buffer is what we avoid). */
 export async function fileSource(path: string, chunkBytes = 1 << 24): Promise<ByteSource | null> {
   const fs = await import('node:fs/promises');
@@ -34,16 +47,7 @@ export async function fileSource(path: string, chunkBytes = 1 << 24): Promise<By
   });
   if (!stat || !stat.isFile()) return null;
   const size = stat.size;
-  const readAt = async (fh: import('node:fs/promises').FileHandle, pos: number, len: number): Promise<Uint8Array> => {
-    const out = new Uint8Array(len);
-    let got = 0;
-    while (got < len) {
-      const { bytesRead } = await fh.read(out, got, len - got, pos + got);
-      if (bytesRead === 0) throw new Error(`${path}: file shrank while reading (${pos + got} of ${size} bytes)`);
-      got += bytesRead;
-    }
-    return out;
-  };
+  const readAt = (fh: import('node:fs/promises').FileHandle, pos: number, len: number) => readFully(fh, new Uint8Array(len), pos, path, size);
   return {
     where: path,
     size: async () => size,

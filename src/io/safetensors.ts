@@ -1,7 +1,7 @@
 // The safetensors format (8-byte little-endian header length, JSON header, raw little-endian data),
 // parsed with every field checked: a model folder from the web is untrusted input, and a bad offset
 // must fail here with the file and tensor named, not later as garbage weights.
-import type { ByteSource } from './byte_source.ts';
+import { readFully, type ByteSource } from './byte_source.ts';
 import { SafetensorsError, type SafetensorsErrorCode } from '../errors.ts';
 
 export type DType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
@@ -367,15 +367,7 @@ export async function readFileBytes(path: string): Promise<Uint8Array | null> {
   }
   try {
     const size = (await fh.stat()).size;
-    const out = new Uint8Array(size);
-    const CHUNK = 1 << 30;
-    let pos = 0;
-    while (pos < size) {
-      const { bytesRead } = await fh.read(out, pos, Math.min(CHUNK, size - pos), pos);
-      if (bytesRead === 0) throw new Error(`${path}: file shrank while reading (got ${pos} of ${size} bytes)`);
-      pos += bytesRead;
-    }
-    return out;
+    return await readFully(fh, new Uint8Array(size), 0, path, size);
   } finally {
     await fh.close();
   }
