@@ -7,8 +7,9 @@ import type { Tensor } from '../../src/graph/tensor.ts';
 import { conv2d } from '../../src/kernels/gemm.ts';
 import { fromF16Array } from '../../src/io/f16.ts';
 import { groupNorm } from '../../src/kernels/group_norm.ts';
-import { chunkStarts, single, splitConv, splitGroupNorm, WeightSlices, type Split } from '../../src/models/channel_split.ts';
+import { chunkStarts, single, splitConv, splitGroupNorm, WeightSlices } from '../../src/models/channel_split.ts';
 import { compare } from '../helpers/compare.ts';
+import { runAndRead } from '../helpers/split.ts';
 import { hasF16, input, randn, runtime } from '../helpers/gpu.ts';
 
 const saved: { rt: Runtime; limits: Runtime['planLimits'] }[] = [];
@@ -21,31 +22,6 @@ async function lowLimits(binding: number): Promise<Runtime> {
   saved.push({ rt, limits: rt.planLimits });
   rt.planLimits = { binding, buffer: rt.planLimits.buffer };
   return rt;
-}
-
-/** Runs the graph and reads every tensor in `outs` (a split is reassembled into NCHW order). */
-async function run(rt: Runtime, g: Graph, outs: (Tensor | Split)[]): Promise<Float32Array[]> {
-  g.finalize();
-  g.submit();
-  await rt.assertHealthy();
-  const result: Float32Array[] = [];
-  for (const o of outs) {
-    if ('buffer' in o) {
-      result.push(await rt.read(o.buffer, o.shape.reduce((a, b) => a * b, 1) * 4));
-      continue;
-    }
-    const [B, C, H, W] = o.shape;
-    const full = new Float32Array(B * C * H * W);
-    for (let k = 0; k < o.parts.length; k++) {
-      const p = o.parts[k]!;
-      const c = p.shape[1]!;
-      const data = await rt.read(p.buffer, B * c * H * W * 4);
-      for (let b = 0; b < B; b++) full.set(data.subarray(b * c * H * W, (b + 1) * c * H * W), (b * C + o.starts[k]!) * H * W);
-    }
-    result.push(full);
-  }
-  g.destroy();
-  return result;
 }
 
 function expectClose(got: Float32Array, ref: Float32Array, what: string): void {
@@ -91,7 +67,7 @@ describe('channel chunks', () => {
     const h = conv2d(plain, 'c1', n, w1, { bias: b1, temb, padding: 1, residual: s, scale: 0.5 });
     const u = conv2d(plain, 'up', h, wu, { bias: bu, padding: 1, upsample: true, silu: true });
     const d = conv2d(plain, 'down', u, wd, { bias: bd, stride: 2, padding: [0, 0, 1, 1] });
-    const [nRef, hRef, uRef, dRef] = await run(rt, plain, [n, h, u, d]);
+    const [nRef, hRef, uRef, dRef] = await runAndRead(rt, plain, [n, h, u, d]);
 
     // 10 KiB bindings: x (2·8·12·12 floats) and every weight slice fit; 16 channels at 12×12 take
     // 2 chunks, at 24×24 eight (2 channels each, so the norm after it must have 2-channel groups).
@@ -106,7 +82,7 @@ describe('channel chunks', () => {
     expect(hs.parts.length).toBe(2);
     expect(us.parts.length).toBe(8);
     expect(ds.parts.length).toBe(1);
-    const [nGot, hGot, uGot, dGot] = await run(rt, g, [ns, hs, us, ds]);
+    const [nGot, hGot, uGot, dGot] = await runAndRead(rt, g, [ns, hs, us, ds]);
     expect(g.stats.maxBindingBytes).toBeLessThanOrEqual(10240);
     expectClose(nGot!, nRef!, 'norm');
     expectClose(hGot!, hRef!, 'conv + time embedding + residual + scale');

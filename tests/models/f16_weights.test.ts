@@ -6,11 +6,12 @@ import { runModelCase } from '../../src/conformance/model_case.ts';
 import { runPipelineCase } from '../../src/conformance/pipeline_case.ts';
 import type { Runtime } from '../../src/gpu/runtime.ts';
 import { Graph } from '../../src/graph/graph.ts';
-import { bytesFor, type DType, type Tensor } from '../../src/graph/tensor.ts';
+import { bytesFor, type DType } from '../../src/graph/tensor.ts';
 import { conv2d } from '../../src/kernels/gemm.ts';
 import { groupNorm } from '../../src/kernels/group_norm.ts';
-import { chunkStarts, single, splitConv, splitGroupNorm, WeightSlices, type Split } from '../../src/models/channel_split.ts';
+import { chunkStarts, single, splitConv, splitGroupNorm, WeightSlices } from '../../src/models/channel_split.ts';
 import { compare } from '../helpers/compare.ts';
+import { runAndRead } from '../helpers/split.ts';
 import { input, randn } from '../helpers/gpu.ts';
 import { loadModelFolder } from '../../src/io/model_folder.ts';
 import { readAutoencoderKLConfig } from '../../src/models/autoencoder_kl_config.ts';
@@ -108,27 +109,6 @@ describe('f16 weights beside f32 activations take half the memory', () => {
   }
 });
 
-/** Runs the graph and reads `outs` back as NCHW f32 (a split reassembled). */
-async function readAll(rt: Runtime, g: Graph, outs: (Tensor | Split)[]): Promise<Float32Array[]> {
-  g.finalize();
-  g.submit();
-  await rt.assertHealthy();
-  const result: Float32Array[] = [];
-  for (const o of outs) {
-    const s = 'buffer' in o ? single(o) : o;
-    const [B, C, H, W] = s.shape;
-    const full = new Float32Array(B * C * H * W);
-    for (let k = 0; k < s.parts.length; k++) {
-      const c = s.parts[k]!.shape[1]!;
-      const data = await rt.read(s.parts[k]!.buffer, B * c * H * W * 4);
-      for (let b = 0; b < B; b++) full.set(data.subarray(b * c * H * W, (b + 1) * c * H * W), (b * C + s.starts[k]!) * H * W);
-    }
-    result.push(full);
-  }
-  g.destroy();
-  return result;
-}
-
 // Weight slices (channel_split.ts WeightSlices) copy whole 4-byte words: with f16 weights a slice
 // must start at an even channel, even where the activations are f32 and their groups are odd.
 describe('channel chunks with f16 weights beside f32 activations', () => {
@@ -154,7 +134,7 @@ describe('channel chunks with f16 weights beside f32 activations', () => {
     const h = conv2d(plain, 'c1', x, conv1.weight, { bias: conv1.bias, padding: 1 });
     const n = groupNorm(plain, 'n', h, norm.weight, norm.bias, opts);
     const y = conv2d(plain, 'c2', n, conv2.weight, { bias: conv2.bias, padding: 1 });
-    const refs = await readAll(rt, plain, [h, n, y]);
+    const refs = await runAndRead(rt, plain, [h, n, y]);
 
     const owned: GPUBuffer[] = [];
     const slices = new WeightSlices(rt, (b) => owned.push(b));
@@ -168,7 +148,7 @@ describe('channel chunks with f16 weights beside f32 activations', () => {
       // Five chunks of two channels: bias, norm and input-channel slices at even channels.
       expect(hs.starts).toEqual([0, 2, 4, 6, 8]);
       expect(hs.parts.every((p) => p.dtype === 'f32' || p.dtype === undefined)).toBe(true);
-      const gots = await readAll(rt, g, [hs, ns, ys]);
+      const gots = await runAndRead(rt, g, [hs, ns, ys]);
       for (const [i, what] of ['conv', 'norm + silu', 'conv summed over five input chunks'].entries()) {
         const c = compare(gots[i]!, refs[i]!, 1e-5, 1e-5);
         console.log(`chunked ${what} [f16 weights]: max|err| ${c.maxAbsErr.toExponential(2)}`);

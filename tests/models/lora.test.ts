@@ -21,6 +21,7 @@ import { LoraError } from '../../src/errors.ts';
 import { compare } from '../helpers/compare.ts';
 import { input, randn, runtime } from '../helpers/gpu.ts';
 import { roundF16, runtimeWithoutF16 } from '../helpers/weights.ts';
+import { runAndRead } from '../helpers/split.ts';
 
 const SD = 'tests/fixtures/sd-tiny';
 type Spec = Record<string, { dtype: DType; shape: number[]; data: ArrayBufferView }>;
@@ -425,20 +426,9 @@ describe('unfused LoRA on convs split into channel chunks', () => {
 
   async function runSplit(rt: Runtime, build: (g: Graph) => Split): Promise<Float32Array> {
     const g = new Graph(rt, 'split lora');
-    const s = build(g);
-    g.finalize();
-    g.submit();
-    await rt.assertHealthy();
-    const [B, C, H, W] = s.shape;
-    const full = new Float32Array(B * C * H * W);
-    for (let k = 0; k < s.parts.length; k++) {
-      const c = s.parts[k]!.shape[1]!;
-      const data = await rt.read(s.parts[k]!.buffer, B * c * H * W * 4);
-      for (let b = 0; b < B; b++) full.set(data.subarray(b * c * H * W, (b + 1) * c * H * W), (b * C + s.starts[k]!) * H * W);
-    }
-    g.destroy();
-    return full;
+    return (await runAndRead(rt, g, [build(g)]))[0]!;
   }
+
 
   it('splits t over the input chunks and up over the output chunks: the unsplit result; other slices of an adapted weight are refused', async () => {
     const rt = await runtime();
