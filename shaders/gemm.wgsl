@@ -39,16 +39,34 @@ struct U {
   splits: u32, kChunk: u32, total: u32,
   // LORA: the stacked rank of the adapters (lora_t's and lora_up's R).
   lora_rank: u32,
+  // W's row stride in elements (K, or a q4 weight's K padded to whole blocks) and, for a quantized
+  // W (WQ), the word where its f16 scales start.
+  ldw: u32, scaleWord: u32,
 }
 
 @group(0) @binding(0) var<uniform> u: U;
+#if WQ
+// A quantized W (src/io/quant.ts): its values, then its f16 scales from word scaleWord, in one
+// buffer (the main variant's 8 storage bindings are all taken with an unfused LoRA). The REDUCE
+// variant binds it only for a q8 weight's row scales.
+@group(0) @binding(2) var<storage, read> w: array<u32>;
+fn wscale(j: u32) -> f32 { return unpack2x16float(w[u.scaleWord + (j >> 1u)])[j & 1u]; }
+#endif
 #if REDUCE
 @group(0) @binding(1) var<storage, read> part: array<f32>;
 #else
 @group(0) @binding(1) var<storage, read> a: array<st>;
+#if WQ8
+// int8 values four to a word; the row's scale is applied once per output, in store().
+fn w_at(i: u32) -> f32 { return f32(extractBits(bitcast<i32>(w[i >> 2u]), (i & 3u) * 8u, 8u)); }
+#elif WQ4
+// Nibbles eight to a word, low first, stored as q + 8; one scale per 32 along a row.
+fn w_at(i: u32) -> f32 { return (f32(extractBits(w[i >> 3u], (i & 7u) * 4u, 4u)) - 8.0) * wscale(i >> 5u); }
+#else
 // w and bias are model weights: stored as wst (common.wgsl), read as f32 by wval.
 @group(0) @binding(2) var<storage, read> w: array<wst>;
 fn w_at(i: u32) -> f32 { return wval(w[widx(i)], i); }
+#endif
 #endif
 #if BIAS
 @group(0) @binding(3) var<storage, read> bias: array<wst>;
@@ -102,6 +120,9 @@ fn out_index(z: u32, m: u32, n: u32) -> u32 {
 #if !SPLITK
 fn store(z: u32, m: u32, n: u32, v: f32) {
   var x = v;
+#if WQ8
+  x *= wscale(n);
+#endif
 #if LORA
   x += lora_term(z, m, n);
 #endif
@@ -191,7 +212,7 @@ fn read_a(z: u32, m: u32, k: u32) -> f32 {
 
 fn read_w(n: u32, k: u32) -> f32 {
   if (n >= u.N || k >= u.K) { return 0.0; }
-  return w_at(n * u.K + k);
+  return w_at(n * u.ldw + k);
 }
 
 // The slice k0 .. k0 + BK - 1 of the tile at (mt, nt) goes to workgroup memory in whole vec4s
@@ -375,7 +396,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   if (m0 >= u.M || n0 >= u.N) { return; }
   for (var i = 0u; i < TM * TN4; i++) { acc[i] = vec4<f32>(0.0); }
   for (var j = 0u; j < TN4; j++) {
-    wrow[j] = min(vec4<u32>(n0 + 4u * j) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(u.N - 1u)) * u.K;
+    wrow[j] = min(vec4<u32>(n0 + 4u * j) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(u.N - 1u)) * u.ldw;
   }
 
 #if A_IM2COL

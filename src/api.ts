@@ -12,7 +12,7 @@ import { urlFolderReader } from './io/url_reader.ts';
 import type { StorageWarning } from './io/model_cache.ts';
 import { DEFAULT_HUB_ENDPOINT, hubRepoOfUrl, resolveHubSource, type WeightVariant } from './io/hub.ts';
 import type { PresetName } from './pipelines/presets.ts';
-import { resolvePrecision, type Precision } from './models/precision.ts';
+import { resolvePrecision, type Precision, type WeightFormat } from './models/precision.ts';
 import { generateClassConditional } from './pipelines/class_conditional.ts';
 import type { GenerationResult } from './pipelines/denoise.ts';
 import { loadLdmFrom, type LdmModel } from './pipelines/ldm_folder.ts';
@@ -41,6 +41,13 @@ export interface LoadModelOptions {
    * activations). Model.precision says which path runs.
    */
   precision?: Precision;
+  /**
+   * The U-Net's (and ControlNets') Linear and conv weights: 'q8' per-channel int8 (about half of
+   * the f16 bytes in GPU memory), 'q4' 4-bit in blocks of 32 (about a quarter), quantized while
+   * loading; 'float' to dequantize a pre-quantized folder (`fresco quantize` writes them, so the
+   * download shrinks too). Default: as the files have them. Each costs accuracy: README's table.
+   */
+  weights?: WeightFormat;
   /** Bytes of `file` read so far; `total` is 0 when a server sends no length. */
   onProgress?: (loadedBytes: number, totalBytes: number, file: string) => void;
   /** URL sources: keep files in the Cache API where it exists (default true). */
@@ -196,7 +203,7 @@ export class Model {
     return this.exclusive(async () => {
       const set = this.loras();
       const adapter = opts.name ?? name;
-      await set.load(adapter, layers, opts.scale ?? 1, where, opts.fuse === false ? 'unfused' : 'fused');
+      await set.load(adapter, layers, opts.scale ?? 1, where, opts.fuse === false ? 'unfused' : opts.fuse === true ? 'fused' : 'auto');
       return set.list().find((a) => a.name === adapter)!;
     });
   }
@@ -341,10 +348,10 @@ export async function loadModel(source: string | FolderReader, opts: LoadModelOp
   resolvePrecision(gpu.features, precision);
   let model: Model;
   if (info.kind === 'text') {
-    const sd = await loadSdFrom(rt, reader, where, { precision, onProgress: opts.onProgress, variant, maxGpuBytes: opts.maxGpuBytes, controlnets });
+    const sd = await loadSdFrom(rt, reader, where, { precision, weights: opts.weights, onProgress: opts.onProgress, variant, maxGpuBytes: opts.maxGpuBytes, controlnets });
     model = new Model(info, where, rt, { kind: 'text', sd });
   } else {
-    const ldm = await loadLdmFrom(rt, reader, where, { precision, onProgress: opts.onProgress, variant, maxGpuBytes: opts.maxGpuBytes });
+    const ldm = await loadLdmFrom(rt, reader, where, { precision, weights: opts.weights, onProgress: opts.onProgress, variant, maxGpuBytes: opts.maxGpuBytes });
     let preview: PreviewFactors | null = null;
     try {
       // Checked at load, not at the first preview: a bad card entry fails here, naming the file.

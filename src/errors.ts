@@ -57,9 +57,9 @@ export class ModelFolderError extends FrescoError {
   }
 }
 
-export type LoraErrorCode = 'format' | 'shape' | 'no-match' | 'name' | 'scale' | 'unfused';
+export type LoraErrorCode = 'format' | 'shape' | 'no-match' | 'name' | 'scale' | 'unfused' | 'quantized';
 
-/** A LoRA file Fresco cannot apply to this model: its form, a shape, keys matching nothing; a bad adapter name or scale; or an unfused adapter on a layer that cannot take one ('unfused'). */
+/** A LoRA file Fresco cannot apply to this model: its form, a shape, keys matching nothing; a bad adapter name or scale; or an unfused adapter on a layer that cannot take one ('unfused'); or a fused LoRA on a quantized weight ('quantized'). */
 export class LoraError extends FrescoError {
   override name = 'LoraError';
   constructor(

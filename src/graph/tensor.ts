@@ -1,3 +1,5 @@
+import type { QuantLayout } from '../io/quant.ts';
+
 /** Element type in GPU memory. f16 is storage only: kernels load to f32, compute, and round on store. */
 export type DType = 'f32' | 'f16';
 
@@ -7,6 +9,11 @@ export interface Tensor {
   label: string;
   /** Absent means f32. */
   dtype?: DType;
+  /**
+   * A quantized GEMM weight (src/io/quant.ts): the buffer holds its int8 or 4-bit values and
+   * then its f16 scales, and `dtype` is meaningless. Only the GEMM core reads one.
+   */
+  quant?: QuantLayout;
 }
 
 export function numel(shape: readonly number[]): number {
@@ -27,7 +34,7 @@ export function bytesFor(n: number, dtype: DType = 'f32'): number {
 }
 
 export function bytesOf(t: Tensor): number {
-  return bytesFor(numel(t.shape), t.dtype);
+  return t.quant ? t.quant.bytes : bytesFor(numel(t.shape), t.dtype);
 }
 
 export function shapeStr(shape: readonly number[]): string {

@@ -11,9 +11,10 @@ export interface LoadLoraOptions {
   /** The weight of the adapter's change (default 1). */
   scale?: number;
   /**
-   * Merge the adapter into the weights (true, the default: no cost per step), or keep it apart and
-   * add its low-rank term in each adapted layer's GEMM (false: a little work per step, and a scale
-   * change or an unload is exact, with no merge rounding; Model.loadLora).
+   * Merge the adapter into the weights (true: no cost per step), or keep it apart and add its
+   * low-rank term in each adapted layer's GEMM (false: a little work per step, and a scale change
+   * or an unload is exact, with no merge rounding; Model.loadLora). Default: merged, unless it
+   * adapts a quantized weight (loaded with `weights: 'q8' | 'q4'`), which it cannot be merged into.
    */
   fuse?: boolean;
   /** The adapter's name for setLoraScales / unloadLora (default: the file's name); bytes are named by it in messages. */

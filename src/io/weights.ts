@@ -2,6 +2,7 @@
 // taken: a key the builder never asked for means a layer was wired wrong or skipped.
 import type { ByteSource } from './byte_source.ts';
 import { streamTensors, toFloat32, type DType, type HostTensor, type SafetensorsHeader } from './safetensors.ts';
+import { quantLayout, storedShapes, SCALE_SUFFIX, type QuantFormat, type QuantizedHost } from './quant.ts';
 import { WeightError } from '../errors.ts';
 
 function shapeStr(shape: readonly number[]): string {
@@ -141,6 +142,58 @@ export class WeightStore {
     const list = this.claims.get(key);
     if (list) list.push(sink);
     else this.claims.set(key, [sink]);
+  }
+
+  /**
+   * The format of a weight a pre-quantized file holds (src/io/quant.ts: int8 or packed 4-bit values
+   * beside `key_scale`), or null for a float one.
+   */
+  quantFormat(key: string): QuantFormat | null {
+    const t = this.infos.get(key);
+    if (!t || !this.infos.has(key + SCALE_SUFFIX)) return null;
+    return t.dtype === 'I8' ? 'q8' : t.dtype === 'U8' ? 'q4' : null;
+  }
+
+  /**
+   * Claims a pre-quantized weight of the model's `shape` (values and scales checked against it);
+   * `sink` gets both once both have arrived, in either order.
+   */
+  claimQuantized(key: string, shape: readonly number[], sink: (q: QuantizedHost) => void): QuantFormat {
+    const format = this.quantFormat(key);
+    if (!format) throw new WeightError('missing', `${this.source}: weight '${key}' is not stored quantized`);
+    const want = storedShapes(format, shape);
+    const scaleKey = key + SCALE_SUFFIX;
+    const scaleDtype = this.infos.get(scaleKey)!.dtype;
+    if (scaleDtype !== 'F16') throw new WeightError('shape', `${this.source}: ${format} weight '${key}' has ${scaleDtype} scales '${scaleKey}'; they must be F16`);
+    const quantShape = (k: string, s: readonly number[]) => {
+      try {
+        this.check(k, s);
+      } catch (e) {
+        if (e instanceof WeightError && e.code === 'shape') throw new WeightError('shape', `${e.message} (${format}-quantized ${shapeStr(shape)} weight)`);
+        throw e;
+      }
+    };
+    quantShape(key, want.values);
+    quantShape(scaleKey, want.scales);
+    const N = shape[0]!;
+    const layout = quantLayout(format, N, shape.slice(1).reduce((a, b) => a * b, 1));
+    let data: Uint8Array | null = null;
+    let scales: Uint16Array | null = null;
+    const done = () => {
+      if (data && scales) sink({ layout, data, scales });
+    };
+    // Bytes are valid only during a sink's call: the part that arrives first is kept as a copy.
+    const first = () => data === null && scales === null;
+    this.claim(key, want.values, (t) => {
+      data = first() ? t.bytes.slice() : t.bytes;
+      done();
+    });
+    this.claim(scaleKey, want.scales, (t) => {
+      const b = first() ? t.bytes.slice() : t.bytes;
+      scales = b.byteOffset % 2 === 0 ? new Uint16Array(b.buffer, b.byteOffset, b.byteLength / 2) : new Uint16Array(b.slice().buffer);
+      done();
+    });
+    return format;
   }
 
   /** Marks a tensor used without reading it (a buffer the model implies, such as position_ids). */

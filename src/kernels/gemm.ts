@@ -125,7 +125,7 @@ interface GemmDispatch {
   layout: Record<string, boolean>;
   /** The activations' storage type (a, out, temb, residual). */
   dtype: DType;
-  /** How w and bias are stored beside them (weightParams). */
+  /** How w (unless quantized: w.quant) and bias are stored beside them (weightParams). */
   weights: WeightParams;
   a: Tensor;
   w: Tensor;
@@ -143,13 +143,16 @@ function dispatchGemm(g: Graph, d: GemmDispatch): void {
   const { label, M, N, K, batch, epilogue: e } = d;
   const t = gemmTiling(g, M, N, K, batch);
   const R = e.lora ? e.lora.up.shape[1]! : 0;
-  const uniforms = { M, N, K, ...d.geometry, scale: e.scale ?? 1, yfold: gemmFold(M, batch, t), ...tembUniforms(e, N), splits: t.splits, kChunk: t.kChunk, total: batch * M * N, lora_rank: R };
+  const q = d.w.quant;
+  const wq = q ? { WQ: true, ...(q.format === 'q8' ? { WQ8: true } : { WQ4: true }) } : {};
+  if (q) expectShape(q.N === N && q.K === K, `${label}: quantized weight ${d.w.label} is ${q.N} x ${q.K}, the GEMM needs ${N} x ${K}`);
+  const uniforms = { M, N, K, ...d.geometry, scale: e.scale ?? 1, yfold: gemmFold(M, batch, t), ...tembUniforms(e, N), splits: t.splits, kChunk: t.kChunk, total: batch * M * N, lora_rank: R, ldw: q ? q.ldw : K, scaleWord: q ? q.scaleWord : 0 };
   const flops = 2 * M * N * K * batch + 2 * M * N * R * batch;
   const extras = Object.values(epilogueBindings(e));
   if (t.splits === 1) {
     g.dispatch(
       label,
-      { shader: 'gemm', params: { ...feedParams(g, t), ...d.layout, ...epilogueParams(e), ...storageParams(d.dtype), ...d.weights } },
+      { shader: 'gemm', params: { ...feedParams(g, t), ...d.layout, ...epilogueParams(e), ...storageParams(d.dtype), ...d.weights, ...wq } },
       { a: d.a, w: d.w, out: d.out, ...epilogueBindings(e) },
       uniforms,
       gemmGrid(N, M, batch, t),
@@ -160,17 +163,19 @@ function dispatchGemm(g: Graph, d: GemmDispatch): void {
   const part = g.alloc([t.splits, batch * M * N], `${label}/partial sums`, 'f32');
   g.dispatch(
     label,
-    { shader: 'gemm', params: { ...feedParams(g, t), ...d.layout, ...storageParams(d.dtype), ...d.weights } },
+    { shader: 'gemm', params: { ...feedParams(g, t), ...d.layout, ...storageParams(d.dtype), ...d.weights, ...wq } },
     { a: d.a, w: d.w, part },
     uniforms,
     gemmGrid(N, M, batch, t),
     { flops, bytes: trafficBytes(d.a, d.w, part) },
   );
+  // The reduce reads no weight values: the weights' storage matters to it through the bias, and a
+  // q8 weight's row scales (applied to the slices' sum).
+  const q8 = q?.format === 'q8';
   g.dispatch(
     `${label}/reduce`,
-    // The reduce binds no w: the weights' storage matters to it only through the bias.
-    { shader: 'gemm', params: { REDUCE: true, OUT_COLMAJOR: !!d.layout.OUT_COLMAJOR, ...epilogueParams(e), ...storageParams(d.dtype), ...(e.bias ? d.weights : {}) } },
-    { part, out: d.out, ...epilogueBindings(e) },
+    { shader: 'gemm', params: { REDUCE: true, OUT_COLMAJOR: !!d.layout.OUT_COLMAJOR, ...epilogueParams(e), ...storageParams(d.dtype), ...(e.bias ? d.weights : {}), ...(q8 ? { WQ: true, WQ8: true } : {}) } },
+    { part, out: d.out, ...epilogueBindings(e), ...(q8 ? { w: d.w } : {}) },
     uniforms,
     fold1d(Math.ceil((batch * M * N) / 256)),
     { bytes: trafficBytes(part, d.out, ...extras) },
@@ -192,7 +197,9 @@ function tembUniforms(e: Epilogue, N: number) {
  */
 function gemmDTypes(g: Graph, label: string, x: Tensor, weight: Tensor, e: Epilogue): { dtype: DType; weights: WeightParams } {
   const dtype = commonDType(label, { input: x, temb: e.temb, residual: e.residual, 'LoRA t': e.lora?.t });
-  return { dtype, weights: weightParams(g.rt.gpu.features, label, dtype, { weight, bias: e.bias }, 'input') };
+  // A quantized weight has its own read (WQ8 / WQ4); the bias keeps the weights' float storage.
+  const q = weight.quant;
+  return { dtype, weights: weightParams(g.rt.gpu.features, label, dtype, { weight: q ? undefined : weight, bias: e.bias }, 'input') };
 }
 
 function epilogueBindings(e: Epilogue) {

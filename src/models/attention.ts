@@ -36,10 +36,10 @@ class CrossAttention {
 
   constructor(private readonly w: WeightLoader, dim: number, contextDim: number, private readonly heads: number) {
     // attention_bias is False in the U-Net's transformers: only to_out has a bias.
-    this.q = { weight: w.tensor('to_q.weight', [dim, dim]) };
-    this.k = { weight: w.tensor('to_k.weight', [dim, contextDim]) };
-    this.v = { weight: w.tensor('to_v.weight', [dim, contextDim]) };
-    this.out = { weight: w.tensor('to_out.0.weight', [dim, dim]), bias: w.tensor('to_out.0.bias', [dim]) };
+    this.q = { weight: w.gemmWeight('to_q.weight', [dim, dim]) };
+    this.k = { weight: w.gemmWeight('to_k.weight', [dim, contextDim]) };
+    this.v = { weight: w.gemmWeight('to_v.weight', [dim, contextDim]) };
+    this.out = { weight: w.gemmWeight('to_out.0.weight', [dim, dim]), bias: w.tensor('to_out.0.bias', [dim]) };
   }
 
   /** Returns residual + attention(x, context). */
@@ -74,8 +74,8 @@ export class BasicTransformerBlock {
     this.norm2 = loadNorm(w, 'norm2', d);
     this.attn2 = new CrossAttention(w.sub('attn2'), d, o.crossAttentionDim, o.heads);
     this.norm3 = loadNorm(w, 'norm3', d);
-    this.ffIn = { weight: w.tensor('ff.net.0.proj.weight', [2 * inner, d]), bias: w.tensor('ff.net.0.proj.bias', [2 * inner]) };
-    this.ffOut = { weight: w.tensor('ff.net.2.weight', [d, inner]), bias: w.tensor('ff.net.2.bias', [d]) };
+    this.ffIn = { weight: w.gemmWeight('ff.net.0.proj.weight', [2 * inner, d]), bias: w.tensor('ff.net.0.proj.bias', [2 * inner]) };
+    this.ffOut = { weight: w.gemmWeight('ff.net.2.weight', [d, inner]), bias: w.tensor('ff.net.2.bias', [d]) };
   }
 
   /** x: [B, T, dim]; context: [B, S, cross_attention_dim]. Returns [B, T, dim]; x stays alive. */

@@ -22,7 +22,7 @@ export interface SpatialAttentionOptions {
 }
 
 function loadLinear(w: WeightLoader, name: string, cin: number, cout: number) {
-  return { weight: w.tensor(`${name}.weight`, [cout, cin]), bias: w.tensor(`${name}.bias`, [cout]) };
+  return { weight: w.gemmWeight(`${name}.weight`, [cout, cin]), bias: w.tensor(`${name}.bias`, [cout]) };
 }
 
 export class SpatialAttention {

@@ -96,6 +96,7 @@ export class WeightSlices {
   slice(w: Tensor, o0: number, o1: number, i0 = 0, i1 = w.shape[1] ?? 1, loraHandled = false): Tensor {
     const [Cout, Cin = 1, ...rest] = w.shape as number[];
     if (o0 === 0 && o1 === Cout && i0 === 0 && i1 === Cin) return w;
+    if (w.quant) throw new PlanLimitError(`${w.label}: a quantized (${w.quant.format}) weight cannot be cut into channel chunks [${o0}:${o1}, ${i0}:${i1}] for an activation split to fit the binding limit; load this model with float weights, or use a smaller size`);
     const lora = loraHandled ? undefined : loraAttachment(w);
     if (lora) throw new LoraError('unfused', `${w.label}: ${lora.what} cannot be applied unfused to a channel chunk [${o0}:${o1}, ${i0}:${i1}] of this weight (the activation is split to fit the binding limit); load the LoRA fused instead`);
     const key = `${o0}:${o1},${i0}:${i1}`;

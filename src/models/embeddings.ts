@@ -85,8 +85,8 @@ type LinearParams = { weight: Tensor; bias: Tensor };
 /** diffusers' TimestepEmbedding weights (linear_1: proj → embed, linear_2: embed → embed). */
 function loadMlp(w: WeightLoader, projDim: number, embedDim: number): { l1: LinearParams; l2: LinearParams } {
   return {
-    l1: { weight: w.tensor('linear_1.weight', [embedDim, projDim]), bias: w.tensor('linear_1.bias', [embedDim]) },
-    l2: { weight: w.tensor('linear_2.weight', [embedDim, embedDim]), bias: w.tensor('linear_2.bias', [embedDim]) },
+    l1: { weight: w.gemmWeight('linear_1.weight', [embedDim, projDim]), bias: w.tensor('linear_1.bias', [embedDim]) },
+    l2: { weight: w.gemmWeight('linear_2.weight', [embedDim, embedDim]), bias: w.tensor('linear_2.bias', [embedDim]) },
   };
 }
 
@@ -127,7 +127,7 @@ export class TimeEmbedding {
       this.timeTable = w.tensor('time_proj.weight', [o.numTrainTimesteps!, o.projDim]);
     }
     ({ l1: this.l1, l2: this.l2 } = loadMlp(w.sub('time_embedding'), projWidth, o.embedDim));
-    if (o.condProjDim != null) this.condProj = w.tensor('time_embedding.cond_proj.weight', [projWidth, o.condProjDim]);
+    if (o.condProjDim != null) this.condProj = w.gemmWeight('time_embedding.cond_proj.weight', [projWidth, o.condProjDim]);
     this.classEmbedType = o.classEmbedType ?? (o.numClassEmbeds !== null ? 'embedding' : null);
     if (this.classEmbedType === 'embedding') this.classTable = w.tensor('class_embedding.weight', [o.numClassEmbeds!, o.embedDim]);
     if (this.classEmbedType === 'timestep') this.classMlp = loadMlp(w.sub('class_embedding'), projWidth, o.embedDim);
@@ -135,7 +135,7 @@ export class TimeEmbedding {
       // readUNet2DConditionConfig requires projection_class_embeddings_input_dim for the projections.
       const pin = o.projectionInputDim!;
       if (this.classEmbedType === 'projection') this.classMlp = loadMlp(w.sub('class_embedding'), pin, o.embedDim);
-      else this.classLinear = { weight: w.tensor('class_embedding.weight', [o.embedDim, pin]), bias: w.tensor('class_embedding.bias', [o.embedDim]) };
+      else this.classLinear = { weight: w.gemmWeight('class_embedding.weight', [o.embedDim, pin]), bias: w.tensor('class_embedding.bias', [o.embedDim]) };
     }
     if (o.textTime) this.addMlp = loadMlp(w.sub('add_embedding'), o.textTime.inputDim, o.embedDim);
   }

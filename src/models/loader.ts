@@ -7,6 +7,7 @@ import type { Runtime } from '../gpu/runtime.ts';
 import { bytesFor, numel, type DType, type Tensor } from '../graph/tensor.ts';
 import { toF16Array } from '../io/f16.ts';
 import { toFloat32, type HostTensor } from '../io/safetensors.ts';
+import { dequantize, packForGpu, quantize, quantLayout, type QuantFormat, type QuantizedHost } from '../io/quant.ts';
 import type { WeightStore } from '../io/weights.ts';
 import { WeightSlices } from './channel_split.ts';
 import { PlanLimitError } from '../errors.ts';
@@ -44,7 +45,12 @@ export class WeightLoader {
    * weightDtype: how every weight is stored on the GPU (f16 rounds the file's values to nearest
    * even); f16 weights beside f32 activations is the path of adapters without shader-f16.
    */
-  constructor(readonly rt: Runtime, readonly store: WeightStore, readonly prefix = '', readonly dtype: DType = 'f32', readonly weightDtype: DType = dtype) {
+  /**
+   * quant: how GEMM weights (gemmWeight) are stored: 'q8' / 'q4' quantized (a pre-quantized file's
+   * weights in another format are dequantized and quantized again), 'float' in weightDtype (a
+   * pre-quantized file's dequantized), undefined as the file has them.
+   */
+  constructor(readonly rt: Runtime, readonly store: WeightStore, readonly prefix = '', readonly dtype: DType = 'f32', readonly weightDtype: DType = dtype, readonly quant?: QuantFormat | 'float') {
     this.slices = new WeightSlices(rt, (b) => this.own(b), (b) => this.disown(b));
   }
 
@@ -63,16 +69,44 @@ export class WeightLoader {
   tensor(name: string, shape: readonly number[], dtype: DType = this.weightDtype): Tensor {
     const key = this.key(name);
     const t = this.alloc(shape, key, dtype);
-    this.store.claim(key, shape, (host) => writeBytes(this.rt, t.buffer, storageBytes(host, dtype)));
+    this.claimFloat(key, shape, (host) => writeBytes(this.rt, t.buffer, storageBytes(host, dtype)));
     this.weights.set(key, t);
     return t;
+  }
+
+  /**
+   * The weight of a Linear ([N, K]) or conv ([N, Cin, kh, kw]), which only the GEMM core reads: in
+   * weightDtype, or quantized (src/io/quant.ts) as `quant` and the file say.
+   */
+  gemmWeight(name: string, shape: readonly number[]): Tensor {
+    const key = this.key(name);
+    const stored = this.store.quantFormat(key);
+    const format = this.quant === 'float' ? null : (this.quant ?? stored);
+    if (!format) return this.tensor(name, shape);
+    const N = shape[0]!;
+    const K = numel(shape) / N;
+    const t: Tensor = { ...this.alloc([...shape], key, this.weightDtype, quantLayout(format, N, K).bytes), quant: quantLayout(format, N, K) };
+    const upload = (q: QuantizedHost) => writeBytes(this.rt, t.buffer, packForGpu(q));
+    if (stored === format) this.store.claimQuantized(key, shape, upload);
+    else this.claimFloat(key, shape, (host) => upload(quantize(format, toFloat32(host), N, K)));
+    this.weights.set(key, t);
+    return t;
+  }
+
+  /** Claims `key` as float values: a pre-quantized weight arrives dequantized (as f32). */
+  private claimFloat(key: string, shape: readonly number[], sink: (host: HostTensor) => void): void {
+    if (!this.store.quantFormat(key)) return this.store.claim(key, shape, sink);
+    this.store.claimQuantized(key, shape, (q) => {
+      const v = dequantize(q);
+      sink({ name: key, dtype: 'F32', shape: [...shape], bytes: new Uint8Array(v.buffer) });
+    });
   }
 
   /** A tensor of values `f` derives from the weight's (a shifted bias), stored like the weights. */
   derived(name: string, shape: readonly number[], f: (values: Float32Array) => Float32Array, label: string): Tensor {
     const key = this.key(name);
     const t = this.alloc(shape, label, this.weightDtype);
-    this.store.claim(key, shape, (host) => {
+    this.claimFloat(key, shape, (host) => {
       const v = f(toFloat32(host));
       writeBytes(this.rt, t.buffer, storageBytes({ name: label, dtype: 'F32', shape: [...shape], bytes: new Uint8Array(v.buffer, v.byteOffset, v.byteLength) }, this.weightDtype));
     });
@@ -87,7 +121,7 @@ export class WeightLoader {
     const key = this.key(name);
     const inner = numel(shape.slice(1));
     const parts = ranges.map(([s, e]) => this.alloc([e - s, ...shape.slice(1)], label([s, e]), this.weightDtype));
-    this.store.claim(key, shape, (host) => {
+    this.claimFloat(key, shape, (host) => {
       const bytes = storageBytes(host, this.weightDtype);
       const row = inner * (this.weightDtype === 'f16' ? 2 : 4);
       ranges.forEach(([s, e], i) => writeBytes(this.rt, parts[i]!.buffer, bytes.subarray(s * row, e * row)));
@@ -95,8 +129,7 @@ export class WeightLoader {
     return parts;
   }
 
-  private alloc(shape: readonly number[], label: string, dtype: DType): Tensor {
-    const bytes = bytesFor(numel(shape), dtype);
+  private alloc(shape: readonly number[], label: string, dtype: DType, bytes = bytesFor(numel(shape), dtype)): Tensor {
     // Every weight is bound whole by its kernel: one too large fails here, before any download.
     const limit = this.rt.planLimits.binding;
     if (bytes > limit) throw new PlanLimitError(`weight '${label}' [${shape.join(', ')}] needs ${bytes} bytes in one binding, over this device's maxStorageBufferBindingSize ${limit}`);

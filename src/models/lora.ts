@@ -27,7 +27,8 @@ import { LoraError } from '../errors.ts';
 /** The loaders of the components a LoRA may adapt (absent: the model has no such component). */
 export type LoraTargets = Partial<Record<LoraComponent, WeightLoader>>;
 
-export type LoraMode = 'fused' | 'unfused';
+/** 'auto': fused, unless an adapted weight is quantized (a merge would requantize it): then unfused. */
+export type LoraMode = 'fused' | 'unfused' | 'auto';
 
 interface Merged {
   loader: WeightLoader;
@@ -130,10 +131,13 @@ export class LoraSet {
    */
   async load(name: string, layers: LoraLayer[], scale: number, where: string, mode: LoraMode = 'fused'): Promise<void> {
     if (this.adapters.has(name)) throw new LoraError('name', `a LoRA named '${name}' is already loaded (unload it first, or give another name)`);
-    if (mode !== 'fused' && mode !== 'unfused') throw new LoraError('format', `LoRA '${name}': mode must be 'fused' or 'unfused', got ${JSON.stringify(mode)}`);
+    if (mode !== 'fused' && mode !== 'unfused' && mode !== 'auto') throw new LoraError('format', `LoRA '${name}': mode must be 'fused', 'unfused' or 'auto', got ${JSON.stringify(mode)}`);
     checkScale(scale, name);
     if (this.destroyed) throw new LoraError('name', `LoRA '${name}': the model was destroyed`);
     const { resolved, skipped } = this.resolve(layers, where);
+    const quantized = resolved.find((r) => r.target.quant);
+    if (quantized && mode === 'fused') throw new LoraError('quantized', `LoRA '${name}': ${quantized.key} is stored quantized (${quantized.target.quant!.format}), and merging into it would requantize the weight; load the LoRA unfused (fuse: false)`);
+    if (mode === 'auto') mode = quantized ? 'unfused' : 'fused';
     if (mode === 'unfused') return this.attach(name, resolved, scale, skipped);
     const merged: Merged[] = [];
     try {

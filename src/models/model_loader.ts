@@ -4,19 +4,25 @@
 import type { Runtime } from '../gpu/runtime.ts';
 import type { WeightStore } from '../io/weights.ts';
 import { WeightLoader } from './loader.ts';
-import { resolvePrecision, type ModelOptions, type ResolvedPrecision } from './precision.ts';
+import { resolvePrecision, WEIGHT_FORMATS, type ModelOptions, type ResolvedPrecision, type WeightFormat } from './precision.ts';
 import { ConfigError } from '../errors.ts';
 
 /** The root WeightLoader of a model, with the precision it stores the weights in. */
 export class ModelLoader extends WeightLoader {
-  constructor(rt: Runtime, store: WeightStore, readonly precision: ResolvedPrecision) {
-    super(rt, store, '', precision.dtype, precision.weights ?? precision.dtype);
+  constructor(rt: Runtime, store: WeightStore, readonly precision: ResolvedPrecision, weights?: WeightFormat) {
+    super(rt, store, '', precision.dtype, precision.weights ?? precision.dtype, weights);
   }
 }
 
-/** The loader a model is built from: `opts.precision` resolved for this device (f32 where absent). */
+/** The loader a model is built from: `opts.precision` resolved for this device (f32 where absent), GEMM weights as `opts.weights` says. */
 export function modelLoader(rt: Runtime, store: WeightStore, opts: ModelOptions = {}): ModelLoader {
-  return new ModelLoader(rt, store, resolvePrecision(rt.gpu.features, opts.precision));
+  if (opts.weights !== undefined && !WEIGHT_FORMATS.includes(opts.weights)) throw new ConfigError(`weights must be one of ${WEIGHT_FORMATS.join(', ')}, got ${JSON.stringify(opts.weights)}`);
+  return new ModelLoader(rt, store, resolvePrecision(rt.gpu.features, opts.precision), opts.weights);
+}
+
+/** The options of a model that keeps float weights (a VAE, a text encoder): a pre-quantized file's are dequantized. */
+export function floatWeights<O extends ModelOptions>(opts: O): O {
+  return { ...opts, weights: 'float' };
 }
 
 /**

@@ -5,6 +5,7 @@
 // take about its fp16 file size in GPU memory on every adapter. Latents, the scheduler and images
 // stay f32.
 import type { DType } from '../graph/tensor.ts';
+import type { QuantFormat } from '../io/quant.ts';
 import { PrecisionError } from '../errors.ts';
 
 export type Precision = 'auto' | 'f16' | 'f32';
@@ -18,7 +19,18 @@ export interface ModelOptions {
    * library's loadModel and the CLI default to 'auto'.
    */
   precision?: Precision;
+  /**
+   * How the denoiser's (U-Net's, ControlNets') Linear and conv weights are stored (src/io/quant.ts):
+   * 'q8' per-channel int8 (about half the f16 bytes), 'q4' 4-bit in blocks of 32 (about 0.28 of
+   * them), quantized at load, or 'float' (in the precision's weight type, a pre-quantized file's
+   * weights dequantized). Absent: as the files have them (a pre-quantized folder stays quantized).
+   * Text encoders and VAEs keep float weights.
+   */
+  weights?: WeightFormat;
 }
+
+export type WeightFormat = QuantFormat | 'float';
+export const WEIGHT_FORMATS: readonly WeightFormat[] = ['q8', 'q4', 'float'];
 
 export interface ResolvedPrecision {
   /** The activations' storage type (what kernels compute in and store between ops). */

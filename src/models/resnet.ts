@@ -52,7 +52,7 @@ interface Conv {
 }
 
 export function loadConv(w: WeightLoader, name: string, cin: number, cout: number, k: number): Conv {
-  return { weight: w.tensor(`${name}.weight`, [cout, cin, k, k]), bias: w.tensor(`${name}.bias`, [cout]) };
+  return { weight: w.gemmWeight(`${name}.weight`, [cout, cin, k, k]), bias: w.tensor(`${name}.bias`, [cout]) };
 }
 
 export function loadNorm(w: WeightLoader, name: string, c: number): { weight: Tensor; bias: Tensor } {
@@ -138,7 +138,7 @@ export class ResnetBlock2D {
     this.timeEmbProj =
       o.tembChannels === null || this.spatial
         ? null
-        : { weight: w.tensor('time_emb_proj.weight', [projOut, o.tembChannels]), bias: w.tensor('time_emb_proj.bias', [projOut]) };
+        : { weight: w.gemmWeight('time_emb_proj.weight', [projOut, o.tembChannels]), bias: w.tensor('time_emb_proj.bias', [projOut]) };
     this.norm2 = this.spatial ? null : loadNorm(w, 'norm2', o.outChannels);
     this.conv2 = loadConv(w, 'conv2', o.outChannels, o.outChannels, 3);
     this.shortcut = (o.useInShortcut ?? o.inChannels !== o.outChannels) ? loadConv(w, 'conv_shortcut', o.inChannels, o.outChannels, 1) : null;

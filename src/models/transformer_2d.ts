@@ -35,7 +35,7 @@ export class Transformer2D {
     this.norm = loadNorm(w, 'norm', c);
     // A 1×1 conv's [out, in, 1, 1] weight is the linear [out, in] weight in the same memory.
     const load = (name: string) => {
-      const weight = w.tensor(`${name}.weight`, o.linearProjection ? [c, c] : [c, c, 1, 1]);
+      const weight = w.gemmWeight(`${name}.weight`, o.linearProjection ? [c, c] : [c, c, 1, 1]);
       return { weight: { ...weight, shape: [c, c] }, bias: w.tensor(`${name}.bias`, [c]) };
     };
     this.projIn = load('proj_in');

@@ -5,7 +5,7 @@ import { nodeFolderReader, openModelFrom, readJsonFrom, subFolder, type FolderRe
 import { fillStores, type FolderLoadOptions } from './folder_options.ts';
 import { AutoencoderKL } from '../models/autoencoder_kl.ts';
 import { readAutoencoderKLConfig } from '../models/autoencoder_kl_config.ts';
-import { buildModel } from '../models/model_loader.ts';
+import { buildModel, floatWeights } from '../models/model_loader.ts';
 import type { ResolvedPrecision } from '../models/precision.ts';
 import { UNet2DModel } from '../models/unet_2d.ts';
 import { readUNet2DConfig } from '../models/unet_2d_config.ts';
@@ -42,7 +42,7 @@ export async function loadLdmFrom(rt: Runtime, root: FolderReader, dir: string, 
   let weightBytes: number;
   try {
     const vaeFolder = await openModelFrom(subFolder(root, 'vae'), join('vae'), { variant: opts.variant });
-    vae = buildModel(AutoencoderKL, rt, vaeFolder.weights, readAutoencoderKLConfig(vaeFolder.config, join('vae')), opts);
+    vae = buildModel(AutoencoderKL, rt, vaeFolder.weights, readAutoencoderKLConfig(vaeFolder.config, join('vae')), floatWeights(opts));
     schedulerConfig = await readJsonFrom(root, 'scheduler/scheduler_config.json');
     checkLatentChannels(dir, unet, vae);
     weightBytes = await fillStores(rt, [unetFolder.weights, vaeFolder.weights], opts, ['unet', 'vae']);

@@ -10,7 +10,7 @@ import { AutoencoderKL } from '../models/autoencoder_kl.ts';
 import { readAutoencoderKLConfig } from '../models/autoencoder_kl_config.ts';
 import { readClipTextConfig } from '../models/clip_text_config.ts';
 import { CLIPTextModel, CLIPTextModelWithProjection, openClipTextFolder } from '../models/clip_text_model.ts';
-import { buildModel } from '../models/model_loader.ts';
+import { buildModel, floatWeights } from '../models/model_loader.ts';
 import { checkLatentChannels } from './ldm_folder.ts';
 import type { ResolvedPrecision } from '../models/precision.ts';
 import { ControlNetModel } from '../models/controlnet.ts';
@@ -152,14 +152,14 @@ export async function loadSdFrom(rt: Runtime, root: FolderReader, dir: string, o
     // force_upcast (AutoencoderKL's default: SDXL's VAE overflows in half precision); its
     // StableDiffusionPipeline does not.
     const upcast = xl && unet.precision.dtype === 'f16' && v.config.force_upcast !== false;
-    const vae = keep(buildModel(AutoencoderKL, rt, v.weights, readAutoencoderKLConfig(v.config, `${dir}/vae`), upcast ? { ...opts, precision: 'f32' } : opts));
+    const vae = keep(buildModel(AutoencoderKL, rt, v.weights, readAutoencoderKLConfig(v.config, `${dir}/vae`), floatWeights(upcast ? { ...opts, precision: 'f32' } : opts)));
     const t = await open('text_encoder');
-    const textEncoder = keep(buildModel(CLIPTextModel, rt, t.weights, readClipTextConfig(t.config, `${dir}/text_encoder`), opts));
+    const textEncoder = keep(buildModel(CLIPTextModel, rt, t.weights, readClipTextConfig(t.config, `${dir}/text_encoder`), floatWeights(opts)));
     checkLatentChannels(dir, unet, vae);
     let parts: SdxlParts | undefined;
     if (xl) {
       const t2 = await open('text_encoder_2');
-      const textEncoder2 = keep(buildModel(CLIPTextModelWithProjection, rt, t2.weights, readClipTextConfig(t2.config, `${dir}/text_encoder_2`, true), opts));
+      const textEncoder2 = keep(buildModel(CLIPTextModelWithProjection, rt, t2.weights, readClipTextConfig(t2.config, `${dir}/text_encoder_2`, true), floatWeights(opts)));
       checkXl(dir, u.config, unet, textEncoder, textEncoder2, tokenizer, tokenizer2!);
       parts = { textEncoder2, tokenizer2: tokenizer2!, forceZerosForEmptyPrompt: index.force_zeros_for_empty_prompt !== false };
     } else {

@@ -8,13 +8,14 @@ import { createGpu } from '../../src/gpu/device.ts';
 import { Runtime } from '../../src/gpu/runtime.ts';
 import type { DType, Tensor } from '../../src/graph/tensor.ts';
 import { f16Bits, f16Value } from '../../src/io/f16.ts';
+import { dequantize, packForGpu, quantize, type QuantFormat } from '../../src/io/quant.ts';
 import { input } from './gpu.ts';
 
 /**
  * 'activations': weights stored like the activations (input()'s storage type, the f32 and f16 rows);
  * 'f16': in f16, beside f32 activations; 'f16-values': the f16-rounded values stored in f32.
  */
-export type WeightMode = 'activations' | 'f16' | 'f16-values';
+export type WeightMode = 'activations' | 'f16' | 'f16-values' | QuantFormat | `${QuantFormat}-values`;
 
 let mode: WeightMode = 'activations';
 let uploads = 0;
@@ -43,6 +44,14 @@ export function weight(rt: Runtime, data: Float32Array | number[], shape: number
   uploads++;
   if (mode === 'f16') return input(rt, arr, shape, label, 'f16');
   if (mode === 'f16-values') return input(rt, roundF16(arr), shape, label, 'f32');
+  // Quantized modes: GEMM weights ([N, ...], 2-D or more) quantized, everything else (a bias) in f32.
+  if (mode !== 'activations' && shape.length >= 2) {
+    const [format, values] = mode.split('-') as [QuantFormat, string | undefined];
+    const q = quantize(format, arr, shape[0]!, arr.length / shape[0]!);
+    if (values) return input(rt, dequantize(q), shape, label, 'f32');
+    return { buffer: rt.upload(new Uint32Array(packForGpu(q).buffer), label), shape, label, quant: q.layout };
+  }
+  if (mode !== 'activations') return input(rt, arr, shape, label, 'f32');
   return input(rt, arr, shape, label);
 }
 

@@ -1,0 +1,136 @@
+// Quantized GEMM weights on the host: what they are, how a [N, K] weight (a Linear's, or a conv's
+// [Cout, Cin·kh·kw]) becomes one, and the layout shared by the GPU buffer (shaders/gemm.wgsl WQ8 /
+// WQ4) and the pre-quantized safetensors files (src/cli/quantize.ts writes them).
+//
+//  q8: symmetric int8 per output row, scale = f16(max|row| / 127). The GEMM sums a·q over k in
+//      integers-as-f32 and multiplies by the row's scale in its epilogue (one multiply per output).
+//  q4: symmetric 4-bit in blocks of 32 along k (GGML's Q4_0 rounding: the block's largest-magnitude
+//      value maps to -8, so all 16 levels are used), one f16 scale per block. Rows are padded to a
+//      whole block (ldw = K rounded up to 32) so a block never spans two rows and element (n, k) is
+//      nibble n·ldw + k, scale (n·ldw + k) / 32.
+// Scales are f16 and the quantized values are computed against the f16-rounded scale, so
+// dequantizing (q·scale in f32) gives exactly what the GPU multiplies with.
+import { f16Bits, f16Value } from './f16.ts';
+
+export type QuantFormat = 'q8' | 'q4';
+export const QUANT_FORMATS: readonly QuantFormat[] = ['q8', 'q4'];
+export const Q4_BLOCK = 32;
+
+/** Where a quantized [N, K] weight's parts lie in its one buffer (bytes and 4-byte words). */
+export interface QuantLayout {
+  format: QuantFormat;
+  N: number;
+  K: number;
+  /** Row stride in elements (K for q8, K rounded up to Q4_BLOCK for q4). */
+  ldw: number;
+  /** Bytes of the quantized values (q8: N·K, q4: N·ldw / 2), before padding to a word. */
+  dataBytes: number;
+  /** The f16 scales: N (q8) or N·ldw / 32 (q4). */
+  scaleCount: number;
+  /** The first word of the scales (the values padded to whole words come first). */
+  scaleWord: number;
+  /** The whole buffer: values, then scales, in whole words. */
+  bytes: number;
+}
+
+export function quantLayout(format: QuantFormat, N: number, K: number): QuantLayout {
+  const ldw = format === 'q4' ? Math.ceil(K / Q4_BLOCK) * Q4_BLOCK : K;
+  const dataBytes = format === 'q4' ? (N * ldw) / 2 : N * K;
+  const scaleCount = format === 'q4' ? (N * ldw) / Q4_BLOCK : N;
+  const scaleWord = Math.ceil(dataBytes / 4);
+  return { format, N, K, ldw, dataBytes, scaleCount, scaleWord, bytes: 4 * (scaleWord + Math.ceil(scaleCount / 2)) };
+}
+
+/** A quantized weight on the host: its values (int8, or two nibbles per byte, low nibble first) and f16 scale bits. */
+export interface QuantizedHost {
+  layout: QuantLayout;
+  data: Uint8Array;
+  scales: Uint16Array;
+}
+
+/** f16 scale bits for `v`, never 0 for a block that is not all zeros (a tiny max would round to 0 and every q to ±inf). */
+function scaleBits(v: number): number {
+  const h = f16Bits(v);
+  return (h & 0x7fff) === 0 && v !== 0 ? (h & 0x8000) | 1 : h;
+}
+
+/** Quantizes row-major [N, K] `w`. */
+export function quantize(format: QuantFormat, w: Float32Array, N: number, K: number): QuantizedHost {
+  if (w.length !== N * K) throw new RangeError(`quantize: ${w.length} values are not ${N} x ${K}`);
+  const layout = quantLayout(format, N, K);
+  const data = new Uint8Array(layout.dataBytes);
+  const scales = new Uint16Array(layout.scaleCount);
+  if (format === 'q8') {
+    const q = new Int8Array(data.buffer);
+    for (let n = 0; n < N; n++) {
+      let max = 0;
+      for (let k = 0; k < K; k++) max = Math.max(max, Math.abs(w[n * K + k]!));
+      const h = scaleBits(max / 127);
+      scales[n] = h;
+      const s = f16Value(h);
+      for (let k = 0; k < K; k++) q[n * K + k] = s === 0 ? 0 : Math.max(-127, Math.min(127, Math.round(w[n * K + k]! / s)));
+    }
+    return { layout, data, scales };
+  }
+  const { ldw } = layout;
+  for (let n = 0; n < N; n++) {
+    for (let k0 = 0; k0 < ldw; k0 += Q4_BLOCK) {
+      const end = Math.min(k0 + Q4_BLOCK, K);
+      let big = 0;
+      for (let k = k0; k < end; k++) if (Math.abs(w[n * K + k]!) > Math.abs(big)) big = w[n * K + k]!;
+      const h = scaleBits(big / -8);
+      const s = f16Value(h);
+      const b = (n * ldw + k0) / Q4_BLOCK;
+      scales[b] = h;
+      for (let k = k0; k < k0 + Q4_BLOCK; k++) {
+        // Padding past K stores 0 (nibble 8), multiplied by A's zero-free columns never read.
+        const q = k < end && s !== 0 ? Math.max(-8, Math.min(7, Math.round(w[n * K + k]! / s))) : 0;
+        const i = n * ldw + k;
+        data[i >> 1] |= (q + 8) << ((i & 1) * 4);
+      }
+    }
+  }
+  return { layout, data, scales };
+}
+
+/** The f32 values a quantized weight stands for, row-major [N, K]: what the GPU multiplies with. */
+export function dequantize(q: QuantizedHost): Float32Array {
+  const { format, N, K, ldw } = q.layout;
+  const out = new Float32Array(N * K);
+  const scale = Float32Array.from(q.scales, f16Value);
+  if (format === 'q8') {
+    const v = new Int8Array(q.data.buffer, q.data.byteOffset, q.data.byteLength);
+    for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) out[n * K + k] = v[n * K + k]! * scale[n]!;
+    return out;
+  }
+  for (let n = 0; n < N; n++) {
+    for (let k = 0; k < K; k++) {
+      const i = n * ldw + k;
+      const nib = (q.data[i >> 1]! >> ((i & 1) * 4)) & 15;
+      out[n * K + k] = (nib - 8) * scale[i >> 5]!;
+    }
+  }
+  return out;
+}
+
+/** The one GPU buffer's bytes: the values, padded to a word, then the scales. */
+export function packForGpu(q: QuantizedHost): Uint8Array {
+  const out = new Uint8Array(q.layout.bytes);
+  out.set(q.data, 0);
+  out.set(new Uint8Array(q.scales.buffer, q.scales.byteOffset, q.scales.byteLength), 4 * q.layout.scaleWord);
+  return out;
+}
+
+/**
+ * How a pre-quantized weight is stored in safetensors (src/cli/quantize.ts): `key` holds the values
+ * (q8: I8 in the weight's own shape; q4: U8 [N, ldw / 2]) and `key_scale` the f16 scales (q8: [N];
+ * q4: [N, ldw / 32]). The format follows from the values' dtype.
+ */
+export const SCALE_SUFFIX = '_scale';
+
+export function storedShapes(format: QuantFormat, shape: readonly number[]): { values: number[]; scales: number[] } {
+  const N = shape[0]!;
+  const K = shape.slice(1).reduce((a, b) => a * b, 1);
+  const { ldw } = quantLayout(format, N, K);
+  return format === 'q8' ? { values: [...shape], scales: [N] } : { values: [N, ldw / 2], scales: [N, ldw / Q4_BLOCK] };
+}

@@ -1,0 +1,47 @@
+// The quantized-weight rows: the f32 GEMM cases (linear and conv2d: direct and tiled feeds, split K
+// and its reduce, im2col, upsample, channel-major input, unfused LoRA) rerun with their [N, ...]
+// weights quantized (src/io/quant.ts; biases stay f32). Each row checks two things:
+// - against the run of the f32 kernel on the dequantized weights, on the same device: q4 bit for
+//   bit (the kernel multiplies by exactly the dequantized value), q8 within f32 rounding (the row
+//   scale is applied once to the sum instead of to every term);
+// - against the float64 reference on the original weights, within the quantization's own error.
+import type { Runtime } from '../../src/gpu/runtime.ts';
+import type { QuantFormat } from '../../src/io/quant.ts';
+import { compare } from '../helpers/compare.ts';
+import { withWeights } from '../helpers/weights.ts';
+import type { OpCase } from './cases.ts';
+
+/**
+ * What quantizing costs against the original weights. q8: each weight within max|row|/254, q4
+ * within max|block|/16; a sum of K terms x·w (K up to ~600 here, |x|, |w| ≲ 1) moves by a small
+ * multiple of that step times sqrt(K) for random signs.
+ */
+const QUANT_ERROR: Record<QuantFormat, { atol: number; rtol: number; why: string }> = {
+  q8: { atol: 0.05, rtol: 0.02, why: 'weights quantized to int8 per output row (step max|row|/127)' },
+  q4: { atol: 0.6, rtol: 0.2, why: 'weights quantized to 4 bits per block of 32 (step max|block|/8)' },
+};
+
+/** q8 against the dequantized f32 run: one rounding of the scaled sum instead of K scaled terms. */
+const Q8_VS_VALUES = { atol: 1e-5, rtol: 1e-5 };
+
+const GEMM_OPS = new Set(['linear', 'conv2d']);
+
+/** Rows that differ only in what never touches a weight (see f16_weights.cases.ts). */
+const SAME_WEIGHT_READS = /\[tiled, whole K\]|\+(mish|gelu|relu|quickGelu)\b/;
+
+async function quantRun(c: OpCase, rt: Runtime, format: QuantFormat) {
+  const q = await withWeights(format, () => c.run(rt));
+  if (q.weights === 0) throw new Error(`${c.op} ${c.name}: the case uploads no weight through weight(), so it checks nothing here`);
+  const values = await withWeights(`${format}-values`, () => c.run(rt));
+  const tol = format === 'q4' ? { atol: 0, rtol: 0 } : Q8_VS_VALUES;
+  const cmp = compare(q.result.got, values.result.got, tol.atol, tol.rtol);
+  if (!cmp.ok) throw new Error(`${c.op} ${c.name} [${format}]: differs from the f32 kernel on the dequantized weights\n${cmp.report}`);
+  return q.result;
+}
+
+export function quantWeightRows(cases: OpCase[]): OpCase[] {
+  return cases.flatMap((c) => {
+    if (!GEMM_OPS.has(c.op) || SAME_WEIGHT_READS.test(c.name)) return [];
+    return (['q8', 'q4'] as const).map((f) => ({ ...c, ...QUANT_ERROR[f], name: `${c.name} [${f} weights]`, run: (rt: Runtime) => quantRun(c, rt, f) }));
+  });
+}
