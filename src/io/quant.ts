@@ -2,12 +2,13 @@
 // [Cout, Cin·kh·kw]) becomes one, and the layout shared by the GPU buffer (shaders/gemm.wgsl WQ8 /
 // WQ4) and the pre-quantized safetensors files (src/cli/quantize.ts writes them).
 //
-//  q8: symmetric int8 per output row, scale = f16(max|row| / 127). The GEMM sums a·q over k in
-//      integers-as-f32 and multiplies by the row's scale in its epilogue (one multiply per output).
+//  q8: symmetric int8 per output row, scale = max|row| / 127 rounded up to an f16. The GEMM sums
+//      a·q over k in integers-as-f32 and multiplies by the row's scale in its epilogue (one
+//      multiply per output).
 //  q4: symmetric 4-bit in blocks of 32 along k (GGML's Q4_0 rounding: the block's largest-magnitude
-//      value maps to -8, so all 16 levels are used), one f16 scale per block. Rows are padded to a
-//      whole block (ldw = K rounded up to 32) so a block never spans two rows and element (n, k) is
-//      nibble n·ldw + k, scale (n·ldw + k) / 32.
+//      value maps to -8, so all 16 levels are used), one f16 scale per block (largest / -8, rounded
+//      away from zero). Rows are padded to a whole block (ldw = K rounded up to 32) so a block
+//      never spans two rows and element (n, k) is nibble n·ldw + k, scale (n·ldw + k) / 32.
 // Scales are f16 and the quantized values are computed against the f16-rounded scale, so
 // dequantizing (q·scale in f32) gives exactly what the GPU multiplies with.
 import { f16Bits, f16Value } from './f16.ts';
@@ -48,10 +49,19 @@ export interface QuantizedHost {
   scales: Uint16Array;
 }
 
-/** f16 scale bits for `v`, never 0 for a block that is not all zeros (a tiny max would round to 0 and every q to ±inf). */
+/**
+ * f16 scale bits for `v`: the f16 of its sign nearest to it that is not smaller in magnitude, and +0
+ * for 0 (an all-zero q4 block gives -0 / 8). Rounding to nearest could land below max/127 (or
+ * |largest|/8), and then the largest values fall past the last level and are clamped: by a hair for
+ * a normal f16, but a subnormal scale (max|row| below ~1e-3 for q8, blocks below ~5e-4 for q4) is
+ * off by up to half a step of 6e-8, which clamps the row's largest value by many levels (max|row|
+ * 1e-5: by 40 steps, a quarter of its value) or, for a tiny max, rounds the scale to 0.
+ */
 function scaleBits(v: number): number {
+  if (v === 0) return 0;
   const h = f16Bits(v);
-  return (h & 0x7fff) === 0 && v !== 0 ? (h & 0x8000) | 1 : h;
+  // f16 is sign-magnitude: the next bit pattern is the next larger magnitude of the same sign.
+  return Math.abs(f16Value(h)) < Math.abs(v) ? h + 1 : h;
 }
 
 /** Quantizes row-major [N, K] `w`. */
