@@ -1,8 +1,9 @@
-// Flag parsing for `fresco generate`, kept apart from running so bad input is a usage error
-// before any GPU work starts.
+// Flag parsing for `fresco generate` and `fresco quantize`, kept apart from running so bad input
+// is a usage error before any GPU work starts.
 
 import { isSchedulerName, SCHEDULER_NAMES, schedulerHelpLines, type SchedulerName } from '../schedulers/registry.ts';
-import { PRECISIONS, type Precision } from '../models/precision.ts';
+import { PRECISIONS, WEIGHT_FORMATS, type Precision, type WeightFormat } from '../models/precision.ts';
+import { QUANT_FORMATS, type QuantFormat } from '../io/quant.ts';
 import { resolveClassLabels } from '../pipelines/class_names.ts';
 import { isPresetName, PRESET_NAMES, type PresetName } from '../pipelines/presets.ts';
 import { UsageError } from '../errors.ts';
@@ -25,6 +26,8 @@ export interface GenerateArgs {
   /** Resize --init-image and --mask to the size generated instead of refusing another size. */
   resize: boolean;
   precision: Precision;
+  /** --weights: how the U-Net's (ControlNets') GEMM weights are stored on the GPU; absent: as the files have them. */
+  weights?: WeightFormat;
   /** Text-to-image (Stable Diffusion folders): the prompt, and the negative prompt. */
   prompt: string | null;
   negativePrompt: string | null;
@@ -99,6 +102,10 @@ ${schedulerHelpLines(' '.repeat(25)).join('\n')}
                        hf:owner/name[/file]) into the weights at SCALE (default 1); repeatable
   --precision auto|f16|f32  auto (the default): f16 weights everywhere, f16 activations where
                        the GPU has shader-f16; f16: both always (an error without it); f32: none
+  --weights q8|q4|float  the U-Net's and ControlNets' Linear and conv weights: q8 (int8, about half
+                       the f16 bytes) or q4 (4-bit, about a quarter), quantized at load; float: as
+                       --precision says (a folder fresco quantize wrote is dequantized); default: as
+                       the files have them
   --version            print the version
   --help               print this help`;
 
@@ -259,6 +266,13 @@ export function parseGenerateArgs(argv: string[]): GenerateArgs {
         a.precision = p;
         break;
       }
+      case '--weights': {
+        const v = next();
+        const w = WEIGHT_FORMATS.find((x) => x === v);
+        if (!w) throw new UsageError(`--weights must be ${WEIGHT_FORMATS.join(', ')}, got ${JSON.stringify(v ?? null)}`);
+        a.weights = w;
+        break;
+      }
       case '--strength': {
         a.strength = num(flag, next(), 0, 1);
         if (a.strength === 0) throw new UsageError('--strength must be above 0 (0 would run no denoising step)');
@@ -292,4 +306,43 @@ export function parseGenerateArgs(argv: string[]): GenerateArgs {
  */
 export function resolveClasses(requested: string[], names: string[] | null, numClasses: number, nullClass = numClasses - 1): number[] {
   return resolveClassLabels(requested, names, numClasses, nullClass, (m) => new UsageError(m));
+}
+
+export const QUANTIZE_USAGE = `usage: fresco quantize SRC DST --weights q8|q4
+  SRC                  a diffusers folder on disk: a Stable Diffusion pipeline (model_index.json),
+                       a class-conditional LDM (unet/ vae/ scheduler/), or one U-Net or ControlNet
+  DST                  the folder to write (it must not exist): SRC with the U-Net's (ControlNet's)
+                       Linear and conv weights stored quantized, in one plain
+                       diffusion_pytorch_model.safetensors; everything else copied as it is
+  --weights q8|q4      q8: int8 per output channel (about half the f16 bytes); q4: 4-bit in blocks
+                       of 32 (about a quarter). DST loads as any folder and generates exactly what
+                       SRC does with generate --weights q8 (q4)
+  --help               print this help`;
+
+export interface QuantizeArgs {
+  src: string;
+  dst: string;
+  weights: QuantFormat;
+}
+
+export function parseQuantizeArgs(argv: string[]): QuantizeArgs {
+  const paths: string[] = [];
+  let weights: QuantFormat | null = null;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (!arg.startsWith('--')) {
+      paths.push(arg);
+      continue;
+    }
+    const eq = arg.indexOf('=');
+    const flag = eq > 0 ? arg.slice(0, eq) : arg;
+    if (flag !== '--weights') throw new UsageError(`unknown option ${JSON.stringify(arg)}`);
+    const v = eq > 0 ? arg.slice(eq + 1) : argv[++i];
+    const f = QUANT_FORMATS.find((x) => x === v);
+    if (!f) throw new UsageError(`--weights must be ${QUANT_FORMATS.join(' or ')}, got ${JSON.stringify(v ?? null)}`);
+    weights = f;
+  }
+  if (paths.length !== 2) throw new UsageError(`fresco quantize needs SRC and DST folders, got ${paths.length === 0 ? 'none' : paths.map((p) => JSON.stringify(p)).join(' ')}`);
+  if (!weights) throw new UsageError('--weights q8 or --weights q4 is required');
+  return { src: paths[0]!, dst: paths[1]!, weights };
 }

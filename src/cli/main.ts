@@ -8,7 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { cannyEdges, generate, inspectModel, loadModel, randomSeed, resolveGenerateOptions, type GenerateOptions, type ModelInfo, type RgbaPixels, type StepEvent } from '../api.ts';
 import { decodePng, encodePng, tensorToImage, writeFileNoClobber } from '../io/png.ts';
 import { describeClass } from '../pipelines/class_names.ts';
-import { GENERATE_USAGE, parseGenerateArgs, resolveClasses, SDXL_FLAGS, type GenerateArgs } from './args.ts';
+import { GENERATE_USAGE, parseGenerateArgs, parseQuantizeArgs, QUANTIZE_USAGE, resolveClasses, SDXL_FLAGS, type GenerateArgs } from './args.ts';
+import { quantizeFolder } from './quantize.ts';
 import { isHubSource } from '../io/hub.ts';
 import { ConfigError, GenerateOptionsError, ModelSourceError, PrecisionError, UsageError } from '../errors.ts';
 
@@ -170,7 +171,7 @@ async function generateCommand(argv: string[]): Promise<void> {
 
   let model;
   try {
-    model = await loadModel(modelDir, { precision: args.precision, ...preset, ...control });
+    model = await loadModel(modelDir, { precision: args.precision, ...(args.weights ? { weights: args.weights } : {}), ...preset, ...control });
   } catch (e) {
     if (e instanceof PrecisionError) throw new Error(`--precision f16 needs the WebGPU feature shader-f16, which this adapter does not have (use --precision auto or f32)`);
     throw e;
@@ -219,11 +220,17 @@ async function main(): Promise<void> {
     if (rest.includes('--help') || rest.includes('-h')) return void console.log(GENERATE_USAGE);
     return generateCommand(rest);
   }
-  if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
-    console.log(`fresco ${version()} — latent diffusion on WebGPU\n\n${GENERATE_USAGE}`);
+  if (cmd === 'quantize') {
+    if (rest.includes('--help') || rest.includes('-h')) return void console.log(QUANTIZE_USAGE);
+    const args = parseQuantizeArgs(rest);
+    await quantizeFolder(args.src, args.dst, args.weights, (line) => console.error(line));
     return;
   }
-  throw new UsageError(`unknown command ${JSON.stringify(cmd)} (the command is: fresco generate)`);
+  if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+    console.log(`fresco ${version()} — latent diffusion on WebGPU\n\n${GENERATE_USAGE}\n\n${QUANTIZE_USAGE}`);
+    return;
+  }
+  throw new UsageError(`unknown command ${JSON.stringify(cmd)} (the commands are: fresco generate, fresco quantize)`);
 }
 
 /** Exits once stdout and stderr are flushed: a pipe (bin/fresco.js, `2>&1 | tee`) is written asynchronously. */
