@@ -26,7 +26,7 @@ import { UNet2DConditionModel } from '../models/unet_2d_condition.ts';
 import { readUNet2DConditionConfig } from '../models/unet_2d_condition_config.ts';
 import { VQModel } from '../models/vq_model.ts';
 import { readVQModelConfig } from '../models/vq_model_config.ts';
-import { resolvePrecision, type Precision } from '../models/precision.ts';
+import { resolvePrecision, type ModelOptions, type Precision, type WeightFormat } from '../models/precision.ts';
 import { measure, Unsupported, worst, type Measured } from './measure.ts';
 
 function upload(rt: Runtime, t: HostTensor, label: string): Tensor {
@@ -69,12 +69,13 @@ interface Built {
   destroy(): void;
 }
 
-type CaseRunner = (rt: Runtime, folder: ModelFolder, dir: string, g: Graph, io: CaseInputs, precision: Precision) => Built;
+/** `opts`: the precision, and `weights` where the run quantizes the GEMM weights (runModelCase). */
+type CaseRunner = (rt: Runtime, folder: ModelFolder, dir: string, g: Graph, io: CaseInputs, opts: ModelOptions) => Built;
 
 /** Models with one input tensor and one method call: decode(latents), encode(image). */
-function unary<M extends { destroy(): void }>(make: (rt: Runtime, f: ModelFolder, dir: string, precision: Precision) => M, call: (m: M, g: Graph, x: Tensor) => Tensor, input: string): CaseRunner {
-  return (rt, folder, dir, g, io, precision) => {
-    const m = make(rt, folder, dir, precision);
+function unary<M extends { destroy(): void }>(make: (rt: Runtime, f: ModelFolder, dir: string, opts: ModelOptions) => M, call: (m: M, g: Graph, x: Tensor) => Tensor, input: string): CaseRunner {
+  return (rt, folder, dir, g, io, opts) => {
+    const m = make(rt, folder, dir, opts);
     return { out: call(m, g, io.tensor(input)), destroy: () => m.destroy() };
   };
 }
@@ -85,14 +86,14 @@ function isTensor(x: Tensor | Record<string, Tensor>): x is Tensor {
 
 /** diffusers class.call → how Fresco runs it. */
 const RUNNERS: Record<string, CaseRunner> = {
-  'UNet2DModel.forward': (rt, folder, dir, g, io, precision) => {
-    const unet = buildModel(UNet2DModel, rt, folder.weights, readUNet2DConfig(folder.config, dir), { precision });
+  'UNet2DModel.forward': (rt, folder, dir, g, io, opts) => {
+    const unet = buildModel(UNet2DModel, rt, folder.weights, readUNet2DConfig(folder.config, dir), opts);
     const sample = io.tensor('sample');
     const B = sample.shape[0]!;
     return { out: unet.forward(g, sample, { timesteps: io.timesteps(B), broadcast: false, classLabels: io.classLabels(unet, B) }), destroy: () => unet.destroy() };
   },
-  'UNet2DConditionModel.forward': (rt, folder, dir, g, io, precision) => {
-    const unet = buildModel(UNet2DConditionModel, rt, folder.weights, readUNet2DConditionConfig(folder.config, dir), { precision });
+  'UNet2DConditionModel.forward': (rt, folder, dir, g, io, opts) => {
+    const unet = buildModel(UNet2DConditionModel, rt, folder.weights, readUNet2DConditionConfig(folder.config, dir), opts);
     const sample = io.tensor('sample');
     const B = sample.shape[0]!;
     const classLabels = io.classLabels(unet, B);
@@ -108,8 +109,8 @@ const RUNNERS: Record<string, CaseRunner> = {
     return { out: unet.forward(g, sample, { timesteps: io.timesteps(B), broadcast: false, classLabels, timestepCond, textEmbeds, timeIds }, io.tensor('encoder_hidden_states'), control), destroy: () => unet.destroy() };
   },
   // Every residual: down_block_res_samples.{i} and mid_block_res_sample (conditioning_scale from io, default 1).
-  'ControlNetModel.forward': (rt, folder, dir, g, io, precision) => {
-    const net = buildModel(ControlNetModel, rt, folder.weights, readControlNetConfig(folder.config, dir), { precision });
+  'ControlNetModel.forward': (rt, folder, dir, g, io, opts) => {
+    const net = buildModel(ControlNetModel, rt, folder.weights, readControlNetConfig(folder.config, dir), opts);
     const sample = io.tensor('sample');
     const B = sample.shape[0]!;
     const classLabels = io.classLabels(net, B);
@@ -122,18 +123,18 @@ const RUNNERS: Record<string, CaseRunner> = {
     out.mid_block_res_sample = f32(r.mid, 'mid_block_res_sample');
     return { out, destroy: () => net.destroy() };
   },
-  'AutoencoderKL.decode': unary((rt, f, d, precision) => buildModel(AutoencoderKL, rt, f.weights, readAutoencoderKLConfig(f.config, d), { precision }), (m, g, x) => m.decode(g, x), 'latents'),
-  'AutoencoderKL.encode': unary((rt, f, d, precision) => buildModel(AutoencoderKL, rt, f.weights, readAutoencoderKLConfig(f.config, d), { precision }), (m, g, x) => m.encodeMean(g, x), 'image'),
-  'AutoencoderTiny.decode': unary((rt, f, d, precision) => buildModel(AutoencoderTiny, rt, f.weights, readAutoencoderTinyConfig(f.config, d), { precision }), (m, g, x) => m.decode(g, x), 'latents'),
-  'VQModel.decode': unary((rt, f, d, precision) => buildModel(VQModel, rt, f.weights, readVQModelConfig(f.config, d), { precision }), (m, g, x) => m.decode(g, x), 'latents'),
-  'CLIPTextModel.encode': (rt, folder, dir, g, io, precision) => {
-    const m = buildModel(CLIPTextModel, rt, folder.weights, readClipTextConfig(folder.config, dir), { precision });
+  'AutoencoderKL.decode': unary((rt, f, d, opts) => buildModel(AutoencoderKL, rt, f.weights, readAutoencoderKLConfig(f.config, d), opts), (m, g, x) => m.decode(g, x), 'latents'),
+  'AutoencoderKL.encode': unary((rt, f, d, opts) => buildModel(AutoencoderKL, rt, f.weights, readAutoencoderKLConfig(f.config, d), opts), (m, g, x) => m.encodeMean(g, x), 'image'),
+  'AutoencoderTiny.decode': unary((rt, f, d, opts) => buildModel(AutoencoderTiny, rt, f.weights, readAutoencoderTinyConfig(f.config, d), opts), (m, g, x) => m.decode(g, x), 'latents'),
+  'VQModel.decode': unary((rt, f, d, opts) => buildModel(VQModel, rt, f.weights, readVQModelConfig(f.config, d), opts), (m, g, x) => m.decode(g, x), 'latents'),
+  'CLIPTextModel.encode': (rt, folder, dir, g, io, opts) => {
+    const m = buildModel(CLIPTextModel, rt, folder.weights, readClipTextConfig(folder.config, dir), opts);
     const r = m.encode(g, io.ids('input_ids', m.vocabSize));
     return { out: { last_hidden_state: r.lastHiddenState, hidden_state_penultimate: r.penultimate }, destroy: () => m.destroy() };
   },
   // text_embeds: the pooled row (poolRows, from the host ids) through text_projection.
-  'CLIPTextModelWithProjection.encode': (rt, folder, dir, g, io, precision) => {
-    const m = buildModel(CLIPTextModelWithProjection, rt, folder.weights, readClipTextConfig(folder.config, dir, true), { precision });
+  'CLIPTextModelWithProjection.encode': (rt, folder, dir, g, io, opts) => {
+    const m = buildModel(CLIPTextModelWithProjection, rt, folder.weights, readClipTextConfig(folder.config, dir, true), opts);
     const ids = io.ids('input_ids', m.vocabSize);
     const host = io.intRows('input_ids');
     const pool = io.ids('pool_rows', ids.shape[0]! * ids.shape[1]!, m.poolRows(host));
@@ -169,10 +170,22 @@ export function toleranceOf(rt: Runtime, precision: Precision): 'f32' | 'f16' {
 }
 
 /**
- * `precision` 'f16' or 'f32', or 'auto': the device's own path (f16 with shader-f16, else f32
- * activations beside f16 weights), one path either way.
+ * The bound of a run whose GEMM weights are `weights`: none for q8 / q4 (quantized weights are
+ * expected to miss the float bounds: their error is measured and reported, not judged; only NaN/Inf
+ * fail), else the precision's.
  */
-export async function runModelCase(rt: Runtime, dir: string, precision: Precision = 'f32'): Promise<Measured & { cls: string; detail?: string }> {
+export function boundOf(rt: Runtime, precision: Precision, weights?: WeightFormat): number {
+  return weights === 'q8' || weights === 'q4' ? Infinity : TOLERANCE[toleranceOf(rt, precision)];
+}
+
+/**
+ * `precision` 'f16' or 'f32', or 'auto': the device's own path (f16 with shader-f16, else f32
+ * activations beside f16 weights), one path either way. `weights` (ModelOptions.weights): 'q8' /
+ * 'q4' quantize the model's GEMM weights at load, whatever its class (loadModel does so for the
+ * denoiser alone), and the run is held to no bound (boundOf). `weightBytes`: the GPU bytes of the
+ * model's weights as built.
+ */
+export async function runModelCase(rt: Runtime, dir: string, precision: Precision = 'f32', weights?: WeightFormat): Promise<Measured & { cls: string; detail?: string; weightBytes: number }> {
   const kase = await readJson(`${dir}/case.json`);
   const cls = String(kase.class);
   const call = String(kase.call);
@@ -212,7 +225,8 @@ export async function runModelCase(rt: Runtime, dir: string, precision: Precisio
   const g = new Graph(rt, cls);
   let built: Built | null = null;
   try {
-    built = runner(rt, folder, dir, g, caseInputs, precision);
+    built = runner(rt, folder, dir, g, caseInputs, { precision, ...(weights ? { weights } : {}) });
+    const weightBytes = folder.weights.gpuBytes;
     const outs: Record<string, Tensor> = isTensor(built.out) ? { out: built.out } : built.out;
     g.finalize();
     g.submit(cls);
@@ -222,12 +236,12 @@ export async function runModelCase(rt: Runtime, dir: string, precision: Precisio
     for (const key of keys) {
       const out = outs[key]!;
       const got = await rt.read(out.buffer, numel(out.shape) * 4);
-      const m = measure(got, toFloat32(need(io, key, dir)), TOLERANCE[toleranceOf(rt, precision)]);
+      const m = measure(got, toFloat32(need(io, key, dir)), boundOf(rt, precision, weights));
       ms.push(keys.length > 1 ? { ...m, note: m.note && `${key}: ${m.note}` } : m);
     }
     // Every output's ratio, where there are several (the worst one is the case's result).
     const detail = keys.length > 1 ? keys.map((k, i) => `${k} ratio ${ms[i]!.ratio.toExponential(2)}`).join(', ') : undefined;
-    return { cls, ...(ms.length === 1 ? ms[0]! : worst(ms)), detail };
+    return { cls, ...(ms.length === 1 ? ms[0]! : worst(ms)), detail, weightBytes };
   } finally {
     g.destroy();
     built?.destroy();

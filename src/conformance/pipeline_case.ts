@@ -21,8 +21,8 @@ import { resizeRgba } from '../io/image_input.ts';
 import { decodePng } from '../io/png.ts';
 import { schedulerNameOf } from '../schedulers/scheduler.ts';
 import { formatTol, measure, worst, type Measured } from './measure.ts';
-import { TOLERANCE, toleranceOf } from './model_case.ts';
-import type { Precision } from '../models/precision.ts';
+import { boundOf, toleranceOf } from './model_case.ts';
+import type { Precision, WeightFormat } from '../models/precision.ts';
 import { timestepsAgree } from './scheduler_case.ts';
 
 const projectWeights = resolve(dirname(fileURLToPath(import.meta.url)), '../../weights');
@@ -64,14 +64,16 @@ async function controlInputs(dir: string, spec: Record<string, unknown>, [height
  * `epsTol`: the guided noise prediction's own bound, where it differs from the tolerance (f16, guided).
  * `precision` as for runModelCase ('auto': the device's own path). `loraMode`: how a trace's LoRAs
  * are applied (merged into the weights, or unfused in the GEMMs' epilogues); the trace is the same.
+ * `weights`: the folder loaders' option (the denoiser's GEMM weights 'q8' / 'q4', as loadModel's
+ * `weights`); quantized, the run is held to no bound (boundOf) and its ratios are only reported.
  */
-export async function runPipelineCase(rt: Runtime, dir: string, precision: Precision = 'f32', loraMode: LoraMode = 'fused'): Promise<Measured & { cls: string; detail: string; epsTol?: number }> {
+export async function runPipelineCase(rt: Runtime, dir: string, precision: Precision = 'f32', loraMode: LoraMode = 'fused', weights?: WeightFormat): Promise<Measured & { cls: string; detail: string; epsTol?: number }> {
   const stored = toleranceOf(rt, precision);
-  const tol = TOLERANCE[stored];
+  const tol = boundOf(rt, precision, weights);
   const spec = await readJson(`${dir}/pipeline.json`);
-  if (spec.kind === 'text-to-image') return runTextPipelineCase(rt, dir, spec, precision, loraMode);
+  if (spec.kind === 'text-to-image') return runTextPipelineCase(rt, dir, spec, precision, loraMode, weights);
   const get = await readTrace(dir);
-  const model = await loadLdmFolder(rt, findModelFolder(dir, String(spec.model)), { precision });
+  const model = await loadLdmFolder(rt, findModelFolder(dir, String(spec.model)), { precision, ...(weights ? { weights } : {}) });
   const guidance = Number(spec.guidance_scale);
   const checks = traceChecks(get, tol, guidedEpsTol(tol, stored, guidance), 'eps');
   try {
@@ -172,14 +174,14 @@ function promptsOf(v: unknown): string | string[] | undefined {
  * pooled embeddings, and the time ids exactly), every step's guided noise prediction and latents,
  * the final latents and the image.
  */
-async function runTextPipelineCase(rt: Runtime, dir: string, spec: Record<string, unknown>, precision: Precision, loraMode: LoraMode): Promise<Measured & { cls: string; detail: string; epsTol?: number }> {
+async function runTextPipelineCase(rt: Runtime, dir: string, spec: Record<string, unknown>, precision: Precision, loraMode: LoraMode, weights?: WeightFormat): Promise<Measured & { cls: string; detail: string; epsTol?: number }> {
   const stored = toleranceOf(rt, precision);
-  const tol = TOLERANCE[stored];
+  const tol = boundOf(rt, precision, weights);
   const scheduler = traceScheduler(spec);
   const get = await readTrace(dir);
   const size: [number, number] = [Number(spec.height), Number(spec.width)];
   const control = await controlInputs(dir, spec, size);
-  const model = await loadSdFolder(rt, findModelFolder(dir, String(spec.model)), { precision, ...(control.folders.length ? { controlnets: control.folders } : {}) });
+  const model = await loadSdFolder(rt, findModelFolder(dir, String(spec.model)), { precision, ...(weights ? { weights } : {}), ...(control.folders.length ? { controlnets: control.folders } : {}) });
   let loras: LoraSet | null = null;
   try {
     loras = await traceLoras(rt, dir, spec, model, loraMode);

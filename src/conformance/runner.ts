@@ -9,6 +9,7 @@ import { runModelCase, TOLERANCE } from './model_case.ts';
 import { runPipelineCase } from './pipeline_case.ts';
 import { runTokenizerCase } from './tokenizer_case.ts';
 import { formatTol, Unsupported, type Measured } from './measure.ts';
+import type { QuantFormat } from '../io/quant.ts';
 
 export interface CaseResult {
   name: string;
@@ -18,7 +19,15 @@ export interface CaseResult {
   maxAbsRef: number;
   ratio: number;
   tol: number;
-  status: 'pass' | 'fail' | 'unsupported' | 'error';
+  /**
+   * 'reported': a run with quantized weights (`weights`), held to no bound: its ratio is the
+   * measurement (only NaN/Inf or an error fail it).
+   */
+  status: 'pass' | 'fail' | 'unsupported' | 'error' | 'reported';
+  /** The GEMM weights' format of a quantized run (runCase's `weights`); absent: the float runs. */
+  weights?: QuantFormat;
+  /** Model cases: the GPU bytes of the model's weights as built. */
+  weightBytes?: number;
   ms: number;
   note: string;
   /**
@@ -59,9 +68,26 @@ function kindOf(dir: string): CaseResult['kind'] {
   return 'unknown';
 }
 
-export async function runCase(rt: Runtime, root: string, name: string): Promise<CaseResult> {
+/** The kind of case a folder holds (by its files). */
+export function caseKind(root: string, name: string): CaseResult['kind'] {
+  return kindOf(join(root, name));
+}
+
+/**
+ * Classes whose GEMM weights loadModel quantizes with its `weights` option (the denoisers); the
+ * conformance runner quantizes every model case's, so the others show what it would cost them.
+ */
+export const QUANTIZED_BY_LOADMODEL: ReadonlySet<string> = new Set(['UNet2DModel', 'UNet2DConditionModel', 'ControlNetModel']);
+
+/**
+ * Runs one case. `weights` 'q8' / 'q4': the model and pipeline cases run once, in f32 with those
+ * GEMM weights (no f16 run), and are reported rather than judged (status 'reported'); scheduler
+ * and tokenizer cases have no weights and are not run (status 'unsupported', say so).
+ */
+export async function runCase(rt: Runtime, root: string, name: string, weights?: QuantFormat): Promise<CaseResult> {
   const dir = join(root, name);
   const kind = kindOf(dir);
+  if (weights) return runQuantized(rt, dir, name, kind, weights);
   const t0 = performance.now();
   const base = { name, kind, cls: '?', maxAbsErr: NaN, maxAbsRef: NaN, ratio: NaN, tol: kind === 'scheduler' ? 1e-5 : kind === 'tokenizer' ? 0 : 1e-3 };
   try {
@@ -107,6 +133,44 @@ export async function runCase(rt: Runtime, root: string, name: string): Promise<
     const unsupported = err instanceof Unsupported || err.name === 'ConfigError' || err.name === 'SchedulerConfigError';
     return { ...base, cls, status: unsupported ? 'unsupported' : 'error', ms: performance.now() - t0, note: err.message.split('\n')[0]! };
   }
+}
+
+async function runQuantized(rt: Runtime, dir: string, name: string, kind: CaseResult['kind'], weights: QuantFormat): Promise<CaseResult> {
+  const t0 = performance.now();
+  const base = { name, kind, cls: '?', maxAbsErr: NaN, maxAbsRef: NaN, ratio: NaN, tol: Infinity, weights };
+  const status = (m: Measured): CaseResult['status'] => (m.pass ? 'reported' : 'fail');
+  try {
+    if (kind === 'model') {
+      const r = await runModelCase(rt, dir, 'f32', weights);
+      const scope = QUANTIZED_BY_LOADMODEL.has(r.cls) ? '' : 'loadModel keeps this class float';
+      return { ...base, cls: r.cls, maxAbsErr: r.maxAbsErr, maxAbsRef: r.maxAbsRef, ratio: r.ratio, weightBytes: r.weightBytes, status: status(r), ms: performance.now() - t0, note: [r.note ?? r.detail ?? '', scope].filter(Boolean).join('; ') };
+    }
+    if (kind === 'pipeline') {
+      const r = await runPipelineCase(rt, dir, 'f32', 'fused', weights);
+      return { ...base, cls: r.cls, maxAbsErr: r.maxAbsErr, maxAbsRef: r.maxAbsRef, ratio: r.ratio, status: status(r), ms: performance.now() - t0, note: [r.note, r.detail].filter(Boolean).join('; ') };
+    }
+    return { ...base, status: 'unsupported', ms: 0, note: `a ${kind} case has no weights to quantize` };
+  } catch (e) {
+    const err = e as Error;
+    const unsupported = err instanceof Unsupported || err.name === 'ConfigError';
+    return { ...base, status: unsupported ? 'unsupported' : 'error', ms: performance.now() - t0, note: err.message.split('\n')[0]! };
+  }
+}
+
+/**
+ * The table of quantized runs: each case's ratio max|got − ref| / max|ref| against the float32
+ * reference, with no tolerance applied (the f32 bound 1e-3 is shown for scale only).
+ */
+export function formatQuantTable(rows: CaseResult[]): string {
+  const fmt = (x: number) => (Number.isFinite(x) ? x.toExponential(2) : String(x));
+  const header = ['case', 'class', 'weights', 'max|err|', 'max|ref|', 'ratio', 'ratio / f32 tol', 'weight bytes', 'result', 'time', 'note'];
+  const body = rows.map((r) => [
+    r.name, r.cls, r.weights ?? '-', fmt(r.maxAbsErr), fmt(r.maxAbsRef), fmt(r.ratio), Number.isFinite(r.ratio) ? `${r.ratio / 1e-3 < 1e4 ? (r.ratio / 1e-3).toFixed(1) : fmt(r.ratio / 1e-3)}x` : '-',
+    r.weightBytes !== undefined ? String(r.weightBytes) : '-', r.status.toUpperCase(), `${(r.ms / 1000).toFixed(1)}s`, r.note,
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`;
+  return [line(header), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...body.map(line)].join('\n');
 }
 
 /** The f16 tol column: the tolerance, and a guided pipeline's own noise-prediction bound beside it. */
