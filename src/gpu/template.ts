@@ -1,7 +1,10 @@
 // A small preprocessor for the WGSL templates in shaders/: `#if NAME` / `#elif NAME` / `#else` /
 // `#endif` on their own lines select blocks (NAME is truthy in params, `!NAME` negates), `{{NAME}}`
-// substitutes a parameter, and `#include "file"` inlines another shader. Parameters only carry
-// compile-time choices (tile sizes, fused epilogues, hooks); shapes always travel as uniforms.
+// substitutes a parameter, `#include "file"` inlines another shader, and `#unroll NAME COUNT` …
+// `#endunroll` repeats its lines COUNT times (a number or a parameter) with {{NAME}} = 0, 1, …:
+// straight-line code for CPU adapters, whose shader compilers (SwiftShader's above all) keep a
+// private array indexed in a loop in memory. Parameters only carry compile-time choices (tile
+// sizes, fused epilogues, hooks); shapes always travel as uniforms.
 
 export type TemplateParams = Record<string, string | number | boolean | undefined>;
 
@@ -26,13 +29,38 @@ export function expandTemplate(
   const lines = source.split('\n');
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i]!;
-    const m = /^\s*#(if|elif|else|endif|include)\b\s*(.*)$/.exec(line);
+    const m = /^\s*#(if|elif|else|endif|include|unroll|endunroll)\b\s*(.*)$/.exec(line);
     if (!m) {
       if (live()) out.push(line);
       continue;
     }
     const [, directive, rest] = m as unknown as [string, string, string];
     const arg = rest.trim();
+    if (directive === 'unroll') {
+      // The body up to the matching #endunroll, expanded once per index (nested unrolls inside).
+      let depth = 1;
+      let j = i + 1;
+      for (; j < lines.length; j++) {
+        const d = /^\s*#(unroll|endunroll)\b/.exec(lines[j]!);
+        if (d) depth += d[1] === 'unroll' ? 1 : -1;
+        if (depth === 0) break;
+      }
+      if (depth !== 0) throw new Error(`${name}:${i + 1}: #unroll without #endunroll`);
+      if (!live()) {
+        i = j;
+        continue;
+      }
+      const u = /^([A-Za-z_][A-Za-z0-9_]*)\s+([A-Za-z0-9_]+)$/.exec(arg);
+      if (!u) throw new Error(`${name}:${i + 1}: bad #unroll (want #unroll NAME COUNT)`);
+      const [, index, countArg] = u as unknown as [string, string, string];
+      const count = /^\d+$/.test(countArg) ? Number(countArg) : Number(params[countArg]);
+      if (!Number.isInteger(count) || count < 0) throw new Error(`${name}:${i + 1}: #unroll count '${countArg}' is not a whole number`);
+      const body = lines.slice(i + 1, j).join('\n');
+      for (let v = 0; v < count; v++) out.push(expandTemplate(body, { ...params, [index]: v }, resolveInclude, name));
+      i = j;
+      continue;
+    }
+    if (directive === 'endunroll') throw new Error(`${name}:${i + 1}: #endunroll without #unroll`);
     if (directive === 'if') {
       const parent = live();
       const t = parent && truth(arg);
