@@ -14,7 +14,7 @@
 //     runner's, `npm run conformance -- DIR --weights q8`), reported, not judged.
 // Prints markdown tables and writes bench/results/quant-<adapter>-<date>.json.
 //   npm run bench:quant -- [--steps 25] [--guidance 3] [--count 5] [--seed 1000] [--repeat 5]
-//     [--rounds 3] [--fixtures ../shared/fixtures] [--png docs/quant-fashion.png] [--model DIR]
+//     [--rounds 10] [--fixtures ../shared/fixtures] [--png docs/quant-fashion.png] [--model DIR]
 //     [--no-score] [--no-conformance]
 process.env.FRESCO_DAWN_FLAGS ??= 'disable-dawn-features=timestamp_quantization';
 import { execFileSync } from 'node:child_process';
@@ -59,7 +59,7 @@ const o = {
   count: option('count', 5),
   seed: option('seed', 1000),
   repeat: option('repeat', 5),
-  rounds: option('rounds', 3),
+  rounds: option('rounds', 10),
 };
 const modelDir = resolve(text('model', join(root, 'weights/fashion-ldm')));
 const fixtures = resolve(text('fixtures', join(root, '../shared/fixtures')));
@@ -267,6 +267,8 @@ if (conformance && existsSync(fixtures)) {
 }
 
 // The tables.
+/** A path for the tables: relative to the repository when inside it or beside it, else absolute. */
+const shown = (p: string) => (relative(root, p).startsWith('../..') ? p : relative(root, p) || p);
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(2)} MiB`;
 const e2 = (x: number | null | undefined) => (x === null || x === undefined ? '-' : Number.isFinite(x) ? x.toExponential(2) : String(x));
 const dB = (x: number) => (Number.isFinite(x) ? `${x.toFixed(1)} dB` : 'identical');
@@ -314,7 +316,7 @@ if (classifier) {
 if (caseRows.length) {
   lines.push(
     '',
-    `Fixtures (\`${relative(root, fixtures)}\`), f32 activations, ratio = max|got − ref| / max|ref| against diffusers' float32 output (the f32 bound is 1e-3; quantized runs are reported, not judged):`,
+    `Fixtures (\`${shown(fixtures)}\`), f32 activations, ratio = max|got − ref| / max|ref| against diffusers' float32 output (the f32 bound is 1e-3; quantized runs are reported, not judged):`,
     '',
     '| case | class | quantized by loadModel | f32 | q8 | q4 | note |',
     '|---|---|---|---|---|---|---|',
@@ -342,7 +344,7 @@ const result = {
   config: { model: relative(root, modelDir) || modelDir, classes, count: o.count, seed: o.seed, steps: o.steps, guidance: o.guidance, scheduler: 'ddim', stepBatch: 2, repeat: o.repeat, rounds: o.rounds, warmup: 2, reference: REF, png: relative(root, pngPath), dawnFlags: process.env.FRESCO_DAWN_FLAGS },
   formats: summary,
   classifier,
-  fixtures: { dir: relative(root, fixtures), precision: 'f32', cases: caseRows },
+  fixtures: { dir: shown(fixtures), precision: 'f32', cases: caseRows },
 };
 const round4 = (_: string, v: unknown) => (typeof v === 'number' && !Number.isInteger(v) && Number.isFinite(v) ? Number(v.toPrecision(4)) : v === Infinity ? 'Infinity' : v);
 const outDir = join(root, 'bench', 'results');
