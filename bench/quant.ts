@@ -273,8 +273,11 @@ const mib = (b: number) => `${(b / 2 ** 20).toFixed(2)} MiB`;
 const e2 = (x: number | null | undefined) => (x === null || x === undefined ? '-' : Number.isFinite(x) ? x.toExponential(2) : String(x));
 const dB = (x: number) => (Number.isFinite(x) ? `${x.toFixed(1)} dB` : 'identical');
 const pct = (x: number) => `${(100 * x).toFixed(0)} %`;
+/** The median over rounds of this format's step over the float one's in the same round (a paired ratio: load swings cancel). */
+const paired = (xs: number[], ys: number[]) => (xs.length && xs.length === ys.length ? median(xs.map((x, i) => x / ys[i]!)) : null);
 const summary = runs.map((r) => {
   const step = summarize(r.wall, r.gpuMs);
+  const vsFloat = { wall: paired(r.wall, ref.wall), gpu: paired(r.gpuMs, ref.gpuMs) };
   return {
     name: r.format.name,
     precision: r.precision,
@@ -282,6 +285,8 @@ const summary = runs.map((r) => {
     weightBytes: r.weightBytes,
     unetWeightBytes: r.unetWeightBytes,
     unetStepMs: { ...step, wallMedianOfRounds: median(r.wall), rounds: r.wall, gpuRounds: r.gpuMs },
+    /** Step time over the float format's, paired by round (median of the rounds' ratios). */
+    unetStepVsFloat: vsFloat,
     loadMs: r.loadMs,
     firstGenerationMs: r.firstGenerationMs,
     imageDiffVsFloat: r === ref ? null : imageDiff(ref.px, r.px, perImage),
@@ -293,13 +298,13 @@ const lines = [
   `**${gpu.adapterName}** — ${new Date().toISOString().slice(0, 10)}, Node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? 'unknown'}`,
   '',
   `Model \`${relative(root, modelDir) || modelDir}\`: ${classes.length} classes × ${o.count} images, seed ${o.seed}, ${o.steps} DDIM steps, guidance ${o.guidance}. ` +
-    `U-Net step: batch 2 (the guidance batch), the median of ${o.rounds} rounds × ${o.repeat} runs, the formats timed in turns. Image differences: 8-bit pixels against the \`${REF}\` run (precision 'auto').`,
+    `U-Net step: batch 2 (the guidance batch), the median of ${o.rounds} rounds × ${o.repeat} runs, the formats timed in turns; 'vs float': the median over rounds of the step's ratio to the float one in the same round. Image differences: 8-bit pixels against the \`${REF}\` run (precision 'auto').`,
   '',
-  '| weights | precision | weight bytes (U-Net + VAE) | U-Net | U-Net vs float | step ms (wall, median / min) | step ms (GPU) | max\\|Δpx\\| | mean\\|Δpx\\| | PSNR | worst image PSNR | recognized |',
-  '|---|---|---|---|---|---|---|---|---|---|---|---|',
+  '| weights | precision | weight bytes (U-Net + VAE) | U-Net | U-Net vs float | step ms (wall, median / min) | step ms (GPU) | step vs float (paired) | max\\|Δpx\\| | mean\\|Δpx\\| | PSNR | worst image PSNR | recognized |',
+  '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ...summary.map((s) => {
     const d = s.imageDiffVsFloat;
-    return `| ${s.name} | ${s.precision} | ${mib(s.weightBytes)} | ${mib(s.unetWeightBytes)} | ${(s.unetWeightBytes / floatBytes).toFixed(2)}× | ${s.unetStepMs.wallMedianOfRounds.toFixed(1)} / ${s.unetStepMs.minMs.toFixed(1)} | ${s.unetStepMs.gpuMedianMs !== null ? s.unetStepMs.gpuMedianMs.toFixed(1) : '-'} | ${d ? d.maxAbs : '(reference)'} | ${d ? d.meanAbs.toFixed(2) : '-'} | ${d ? dB(d.psnrDb) : '-'} | ${d ? dB(d.worstImagePsnrDb) : '-'} | ${s.recognized ? pct(s.recognized.fraction) : '-'} |`;
+    return `| ${s.name} | ${s.precision} | ${mib(s.weightBytes)} | ${mib(s.unetWeightBytes)} | ${(s.unetWeightBytes / floatBytes).toFixed(2)}× | ${s.unetStepMs.wallMedianOfRounds.toFixed(1)} / ${s.unetStepMs.minMs.toFixed(1)} | ${s.unetStepMs.gpuMedianMs !== null ? s.unetStepMs.gpuMedianMs.toFixed(1) : '-'} | ${(s.unetStepVsFloat.gpu ?? s.unetStepVsFloat.wall)?.toFixed(2) ?? '-'}×${s.unetStepVsFloat.gpu !== null ? ' GPU' : ' wall'} | ${d ? d.maxAbs : '(reference)'} | ${d ? d.meanAbs.toFixed(2) : '-'} | ${d ? dB(d.psnrDb) : '-'} | ${d ? dB(d.worstImagePsnrDb) : '-'} | ${s.recognized ? pct(s.recognized.fraction) : '-'} |`;
   }),
 ];
 if (classifier) {
