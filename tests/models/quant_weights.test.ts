@@ -438,3 +438,34 @@ describe('a quantized SD pipeline (sd-tiny)', () => {
     expect(same((await generate(m, opts)).raw, before.raw)).toBe(true);
   });
 });
+
+describe('a quantized AutoencoderKL (a building block; loadModel keeps VAEs float)', () => {
+  it("encodeMean reads quant_conv's leading rows of a quantized weight (a view, not a copy): q4 equals the f32 kernels on the dequantized weights bit for bit", async () => {
+    const { AutoencoderKL } = await import('../../src/models/autoencoder_kl.ts');
+    const { readAutoencoderKLConfig } = await import('../../src/models/autoencoder_kl_config.ts');
+    const rt = await runtime();
+    const dir = `${SD}/vae`;
+    const config = readAutoencoderKLConfig(await readJson(`${dir}/config.json`), dir);
+    const weights = await readSafetensorsFile(`${dir}/diffusion_pytorch_model.safetensors`);
+    const H = 16;
+    const image = Float32Array.from({ length: config.inChannels * H * H }, (_, i) => Math.sin(i * 0.37));
+    const encode = async (tensors: Tensors, opts: ModelOptions) => {
+      const vae = buildModel(AutoencoderKL, rt, new WeightStore(new Map(tensors), 'test VAE'), config, opts);
+      const buffer = rt.upload(image, 'image');
+      const g = new Graph(rt, 'quantized VAE');
+      try {
+        const out = vae.encodeMean(g, { buffer, shape: [1, config.inChannels, H, H], label: 'image' });
+        g.finalize();
+        g.submit('quantized VAE');
+        await rt.assertHealthy();
+        return Float32Array.from(await readTensor(rt, out));
+      } finally {
+        g.destroy();
+        rt.destroyBuffer(buffer);
+        vae.destroy();
+      }
+    };
+    const q4 = await encode(weights, { precision: 'f32', weights: 'q4' });
+    expect(same(q4, await encode(dequantized(weights, 'q4'), { precision: 'f32' }))).toBe(true);
+  });
+});
