@@ -3,7 +3,8 @@
 // to run on CPU adapters, each as achieved GFLOP/s and as a fraction of that peak. Times are GPU
 // timestamps of one pass where the adapter has them, wall time otherwise; each shape repeats
 // until about 200 ms are measured, so it runs on any adapter. Writes bench/results/gemm-<adapter>-<date>.json.
-//   node scripts/bundle-shaders.mjs && npx tsx bench/gemm.ts [--quick]   (--quick: fashion-ldm shapes only)
+//   node scripts/bundle-shaders.mjs && npx tsx bench/gemm.ts [--quick] [--weights f32|f16|q8|q4]
+//   (--quick: fashion-ldm shapes only; --weights: how the weights are stored, default f32)
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,6 +14,8 @@ import { fold1d, Graph } from '../src/graph/graph.ts';
 import type { Tensor } from '../src/graph/tensor.ts';
 import { conv2d, linear } from '../src/kernels/gemm.ts';
 import { shaderSources } from '../src/kernels/shaders.gen.ts';
+import { uploadTensor } from '../src/kernels/cast.ts';
+import { packForGpu, quantize } from '../src/io/quant.ts';
 import { randn } from '../tests/helpers/gpu.ts';
 import { adapterSlug, roundJson } from './core/generate_bench.ts';
 import { gemmFeedName } from './core/gemm_feed.ts';
@@ -94,6 +97,23 @@ const sd: Case[] = [
 ];
 const cases = process.argv.includes('--quick') ? fashion : [...fashion, ...sd];
 
+// --weights f32|f16|q8|q4: how the weights are stored (the activations stay f32): f16 as the models'
+// 'auto' precision keeps them (array<f16> with shader-f16, else packed words), q8/q4 quantized
+// (src/io/quant.ts; the bias stays f32).
+const wi = process.argv.indexOf('--weights');
+const WEIGHTS = ['f32', 'f16', 'q8', 'q4'] as const;
+const weights = (wi >= 0 ? process.argv[wi + 1] : 'f32') as (typeof WEIGHTS)[number];
+if (!WEIGHTS.includes(weights)) throw new Error(`--weights must be ${WEIGHTS.join(', ')}; got ${JSON.stringify(weights)}`);
+
+/** Random values of `shape` (normal, 0.1 std), a weight stored as --weights says. */
+function uploadWeight(shape: number[], label: string, seed: number, quantizable = true): Tensor {
+  const values = randn(shape.reduce((a, b) => a * b, 1), seed, 0.1);
+  if (weights === 'f32' || (!quantizable && weights !== 'f16')) return uploadTensor(rt, values, shape, label);
+  if (weights === 'f16') return uploadTensor(rt, values, shape, label, 'f16');
+  const q = quantize(weights, values, shape[0]!, values.length / shape[0]!);
+  return { buffer: rt.upload(new Uint32Array(packForGpu(q).buffer), label), shape, label, quant: q.layout };
+}
+
 // Every way the GEMM core can run a shape, so one run shows which suits the adapter: 'direct'
 // global reads (CPU adapters' default), 'tiled' through workgroup memory with 128 x 128 tiles over
 // all of K, and 'sized' = tiled with tiles and K splits sized to the shape (gemmTiling; GPUs' default).
@@ -111,8 +131,9 @@ for (const c of cases) {
     return { buffer: rt.upload(randn(n, seed, 0.1), label), shape, label };
   };
   const x = upload(c.x, 'x', 1);
-  const w = c.op === 'linear' ? upload([c.n, c.x[c.x.length - 1]!], 'w', 2) : upload([c.n, c.x[1]!, c.k!, c.k!], 'w', 2);
-  const bias = upload([c.n], 'bias', 3);
+  const wShape = c.op === 'linear' ? [c.n, c.x[c.x.length - 1]!] : [c.n, c.x[1]!, c.k!, c.k!];
+  const w = uploadWeight(wShape, 'w', 2);
+  const bias = uploadWeight([c.n], 'bias', 3, false);
   const byFeed: Record<string, { ms: number; gflops: number; fractionOfPeak: number; dispatches: number }> = {};
   let cost = { flops: 0, bytes: 0 };
   try {
@@ -148,7 +169,7 @@ const shape = (c: Case) => (c.op === 'linear' ? `[${c.x.join('×')}] · [${c.n}�
 const pct = (f: number) => `${(100 * f).toFixed(1)}%`;
 console.log(
   [
-    `**${gpu.adapterName}** — ${date.slice(0, 10)}, Node ${process.version}; FMA peak ${peak.gflops.toFixed(1)} GFLOP/s; ${useGpuTime ? 'GPU timestamps' : 'wall time'}, median per shape; the runtime runs '${defaultVariant}' on this adapter (direct: global reads; tiled: workgroup memory, 128 x 128 tiles, all of K; sized: tiled, tiles and K splits sized to the shape).`,
+    `**${gpu.adapterName}** — ${date.slice(0, 10)}, Node ${process.version}; ${weights} weights, f32 activations; FMA peak ${peak.gflops.toFixed(1)} GFLOP/s; ${useGpuTime ? 'GPU timestamps' : 'wall time'}, median per shape; the runtime runs '${defaultVariant}' on this adapter (direct: global reads; tiled: workgroup memory, 128 x 128 tiles, all of K; sized: tiled, tiles and K splits sized to the shape).`,
     '',
     `| shape | source | op | operands | MFLOP | ${variants.map((v) => `${v.name} | GFLOP/s | of peak`).join(' | ')} |`,
     `|---|---|---|---|---:|${variants.map(() => '---:|---:|---:').join('|')}|`,
@@ -163,8 +184,8 @@ console.log(
 );
 const outDir = join(root, 'bench', 'results');
 mkdirSync(outDir, { recursive: true });
-const outFile = join(outDir, `gemm-${adapterSlug(gpu.adapterName)}-${date.slice(0, 10)}.json`);
-const result = { adapter: gpu.adapterName, date, node: process.version, timing: useGpuTime ? 'gpu-timestamps' : 'wall', defaultVariant, peak: { ...peak, threads: THREADS, flopsPerThreadPerIter: 64 }, shapes: rows };
+const outFile = join(outDir, `gemm${weights === 'f32' ? '' : `-${weights}-weights`}-${adapterSlug(gpu.adapterName)}-${date.slice(0, 10)}.json`);
+const result = { adapter: gpu.adapterName, date, node: process.version, weights, timing: useGpuTime ? 'gpu-timestamps' : 'wall', defaultVariant, peak: { ...peak, threads: THREADS, flopsPerThreadPerIter: 64 }, shapes: rows };
 writeFileSync(outFile, `${JSON.stringify(result, roundJson, 2)}\n`);
 console.error(`wrote ${relative(process.cwd(), outFile)}`);
 process.exit(0);

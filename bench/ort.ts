@@ -1,7 +1,7 @@
 // Fresco's U-Net step against ONNX Runtime Web's WebGPU EP on the same model, adapter, input, batch
 // and number of runs, in one headless Chromium session (the page is bench/ort/main.ts). Writes
 // bench/results/ort-<adapter>-<date>.json and prints one markdown line per batch.
-//   npm run bench:ort -- [--batches 1,2] [--runs 5] [--warmup 2] [--profile]
+//   npm run bench:ort -- [--batches 1,2] [--runs 5] [--warmup 2] [--profile] [--precision f32|auto|f16] [--weights q8|q4]
 //   npm run bench:ort -- --ab [bench/ort/gemm.v1.wgsl]   (Fresco only: a GEMM shader variant
 //   against shaders/gemm.wgsl, see bench/ort/ab.ts; prints JSON, writes nothing)
 // Needs Chromium (CHROMIUM=/path, default /usr/bin/chromium) and ../shared/models/fashion-ldm/onnx/unet.onnx
@@ -26,6 +26,13 @@ const batches = arg('batches') ?? '1,2';
 const runs = Number(arg('runs') ?? 5);
 const warmup = Number(arg('warmup') ?? 2);
 const profile = process.argv.includes('--profile');
+// Fresco's storage: f32 by default, as the ONNX export runs; 'auto' is what loadModel gives users
+// (f16 weights; packed words where the adapter has no shader-f16), --weights q8|q4 quantized.
+const precision = arg('precision') ?? 'f32';
+const weights = arg('weights') ?? null;
+if (!['f32', 'auto', 'f16'].includes(precision)) throw new Error(`--precision must be f32, auto or f16, got ${JSON.stringify(precision)}`);
+if (weights !== null && !['q8', 'q4'].includes(weights)) throw new Error(`--weights must be q8 or q4, got ${JSON.stringify(weights)}`);
+const storage = `${precision}${weights ? `-${weights}` : ''}`;
 const ab = process.argv.includes('--ab') ? (arg('ab')?.startsWith('--') ? undefined : arg('ab')) ?? 'bench/ort/gemm.v1.wgsl' : null;
 const chromium = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const onnxDir = resolve(process.env.ORT_MODEL_DIR ?? join(root, '../shared/models/fashion-ldm/onnx'));
@@ -118,7 +125,7 @@ try {
   const tab = await browser.newPage();
   tab.on('console', (m) => console.error(`[page] ${m.text()}`));
   tab.on('pageerror', (e) => console.error(`[page error] ${(e as Error).message}`));
-  page = await pageResult<PageResult>(tab, `http://127.0.0.1:${port}/?batches=${batches}&runs=${runs}&warmup=${warmup}&profile=${profile ? 1 : 0}`);
+  page = await pageResult<PageResult>(tab, `http://127.0.0.1:${port}/?batches=${batches}&runs=${runs}&warmup=${warmup}&profile=${profile ? 1 : 0}&precision=${precision}${weights ? `&weights=${weights}` : ''}`);
 } finally {
   await browser.close();
   server.close();
@@ -129,6 +136,7 @@ const first = page.results[0]!;
 const notes = [
   `headless Chromium (${page.userAgent.match(/Chrome\/[\d.]+/)?.[0] ?? page.userAgent}), onnxruntime-web ${page.ortVersion} WebGPU EP alone (no wasm fallback)`,
   `adapters: Fresco ${JSON.stringify(page.frescoAdapter)}, ORT ${JSON.stringify(page.ortAdapter)}${same ? ' (the same)' : ' (DIFFERENT)'}`,
+  `Fresco's storage: precision ${precision}${weights ? `, ${weights} weights` : ''} (ORT: the f32 ONNX export)`,
   `one U-Net step, timestep 500, class 7 (guidance batch: [7, null 10]); median of ${runs} runs after ${warmup} warm-ups, ORT and Fresco runs alternating`,
   'readback excluded on both sides: ORT output in a GPU buffer (preferredOutputLocation gpu-buffer), each run ends at onSubmittedWorkDone; ORT inputs are CPU tensors (a few KiB uploaded per run)',
   'maxAbsDiff: max |ORT − Fresco| over the outputs of every batch for the same input; maxRelDiff: that over max |ORT output|',
@@ -136,6 +144,7 @@ const notes = [
 ];
 const result = {
   adapter: page.adapter,
+  frescoStorage: storage,
   batch: first.batch,
   runs,
   ortUnetStepMs: first.ortUnetStepMs,
@@ -162,13 +171,14 @@ for (const w of page.adapter.toLowerCase().split(/[^a-z0-9]+/).filter(Boolean)) 
 const outDir = join(root, 'bench/results');
 mkdirSync(outDir, { recursive: true });
 // A profiled run times hooked WebGPU calls, so it gets its own file and leaves the timing one alone.
-const outFile = join(outDir, `ort-${profile ? 'profile-' : ''}${slug || 'adapter'}-${result.date.slice(0, 10)}.json`);
+// Storage other than f32 is a variant run: its own file too.
+const outFile = join(outDir, `ort-${profile ? 'profile-' : ''}${storage === 'f32' ? '' : `${storage}-`}${slug || 'adapter'}-${result.date.slice(0, 10)}.json`);
 // Six significant digits: timings need no more, and the output differences are ~1e-5.
 const round = (_: string, v: unknown) => (typeof v === 'number' && !Number.isInteger(v) ? Number(v.toPrecision(6)) : v);
 writeFileSync(outFile, `${JSON.stringify(result, round, 2)}\n`);
 for (const r of page.results) {
   console.log(
-    `| ${page.adapter} | batch ${r.batch} | ORT ${r.ortUnetStepMs.toFixed(1)} ms | Fresco ${r.frescoUnetStepMs.toFixed(1)} ms | ORT/Fresco ${r.ratio.toFixed(2)}× | max abs diff ${r.maxAbsDiff.toExponential(2)} (${r.maxRelDiff.toExponential(2)} of max |out|) |`,
+    `| ${page.adapter} | ${storage} | batch ${r.batch} | ORT ${r.ortUnetStepMs.toFixed(1)} ms | Fresco ${r.frescoUnetStepMs.toFixed(1)} ms | ORT/Fresco ${r.ratio.toFixed(2)}× | max abs diff ${r.maxAbsDiff.toExponential(2)} (${r.maxRelDiff.toExponential(2)} of max |out|) |`,
   );
 }
 console.error(`wrote ${relative(process.cwd(), outFile)}`);

@@ -16,6 +16,7 @@ import { loadModelFrom } from '../../src/io/model_folder.ts';
 import { UNet2DModel } from '../../src/models/unet_2d.ts';
 import { readUNet2DConfig } from '../../src/models/unet_2d_config.ts';
 import { buildModel } from '../../src/models/model_loader.ts';
+import type { Precision, WeightFormat } from '../../src/models/precision.ts';
 import { countStep, installHooks, type StepCounts } from './hooks.ts';
 import { profileGraph, type KernelTotal } from './profile.ts';
 import { urlFolderReader } from '../../src/io/url_reader.ts';
@@ -28,6 +29,8 @@ const batches = (q.get('batches') ?? '1,2').split(',').map(Number);
 const runs = Number(q.get('runs') ?? 5);
 const warmup = Number(q.get('warmup') ?? 2);
 const profile = q.get('profile') === '1';
+const precision = (q.get('precision') ?? 'f32') as Precision;
+const weights = (q.get('weights') ?? undefined) as WeightFormat | undefined;
 const TIMESTEP = 500;
 const CLASS = 7;
 const NULL_CLASS = 10;
@@ -82,7 +85,8 @@ async function main() {
   log(`fresco adapter: ${ctx.adapterName}; features: ${[...ctx.features].join(', ')}`);
 
   const folder = await loadModelFrom(urlFolderReader('/weights/fashion-ldm/unet', { cache: false }), '/weights/fashion-ldm/unet');
-  const unet = buildModel(UNet2DModel, rt, folder.weights, readUNet2DConfig(folder.config, '/weights/fashion-ldm/unet'));
+  const unet = buildModel(UNet2DModel, rt, folder.weights, readUNet2DConfig(folder.config, '/weights/fashion-ldm/unet'), { precision, weights });
+  log(`fresco storage: ${unet.precision.description}${weights ? `, ${weights} weights` : ''}`);
 
   const modelBytes = new Uint8Array(await (await fetch('/onnx/unet.onnx')).arrayBuffer());
   // ['webgpu'] alone: with a wasm fallback listed, a WebGPU failure would silently time the CPU.
