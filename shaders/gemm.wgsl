@@ -374,7 +374,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
 // The direct feed, written out by #unroll: TM x TN4 named vec4 accumulators, TM A values and TN4
 // weight vec4s per k, all in registers. CPU adapters' compilers keep a private array indexed in
 // a loop in memory (SwiftShader does not unroll): this form measured 5x faster there than the
-// loop over arrays, 1.7x on lavapipe (bench/README.md).
+// loop over arrays (bench/README.md); lavapipe, whose LLVM unrolls, runs both alike.
 @compute @workgroup_size(16, 16, 1)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let z = wid.z / u.yfold;
@@ -411,20 +411,25 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   let base = z * u.Cin * astride;
   let taps = u.kh * u.kw;
   let channels = u.Cin;
+  // Each row's offset and padding test for the tap, in small arrays read at constant indices: kept
+  // as TM named values live across both loops, they cost SwiftShader 7.5 s to compile per conv
+  // pipeline (0.08 s this way), for 5-10% of the speed.
+  var offs: array<u32, TM>;
+  var inside: array<bool, TM>;
   for (var tap = 0u; tap < taps; tap++) {
     let ky = tap / u.kw;
     let kx = tap % u.kw;
-#unroll i TM
-    let m{{i}} = min(m0 + {{i}}u, u.M - 1u);
-    let iy{{i}} = i32((m{{i}} / u.Wout) * u.stride) - i32(u.padT) + i32(ky);
-    let ix{{i}} = i32((m{{i}} % u.Wout) * u.stride) - i32(u.padL) + i32(kx);
-    let in{{i}} = iy{{i}} >= 0 && iy{{i}} < inH && ix{{i}} >= 0 && ix{{i}} < inW;
+    for (var i = 0u; i < TM; i++) {
+      let mr = min(m0 + i, u.M - 1u);
+      let iy = i32((mr / u.Wout) * u.stride) - i32(u.padT) + i32(ky);
+      let ix = i32((mr % u.Wout) * u.stride) - i32(u.padL) + i32(kx);
+      inside[i] = iy >= 0 && iy < inH && ix >= 0 && ix < inW;
 #if UPSAMPLE
-    let off{{i}} = base + min(u32(max(iy{{i}}, 0)) / 2u, u.H - 1u) * u.W + min(u32(max(ix{{i}}, 0)) / 2u, u.W - 1u);
+      offs[i] = base + min(u32(max(iy, 0)) / 2u, u.H - 1u) * u.W + min(u32(max(ix, 0)) / 2u, u.W - 1u);
 #else
-    let off{{i}} = base + min(u32(max(iy{{i}}, 0)), u.H - 1u) * u.W + min(u32(max(ix{{i}}, 0)), u.W - 1u);
+      offs[i] = base + min(u32(max(iy, 0)), u.H - 1u) * u.W + min(u32(max(ix, 0)), u.W - 1u);
 #endif
-#endunroll
+    }
     var k = tap;
 #else
   // Rows past M read row M - 1 and are never stored.
@@ -437,11 +442,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   let channels = u.K;
   {
 #unroll i TM
-    let m{{i}} = min(m0 + {{i}}u, u.M - 1u);
+    let mr{{i}} = min(m0 + {{i}}u, u.M - 1u);
 #if A_COLMAJOR
-    let off{{i}} = z * u.K * u.M + m{{i}};
+    let off{{i}} = z * u.K * u.M + mr{{i}};
 #else
-    let off{{i}} = (z * u.M + m{{i}}) * u.K;
+    let off{{i}} = (z * u.M + mr{{i}}) * u.K;
 #endif
 #endunroll
     var k = 0u;
@@ -450,7 +455,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
       let ca = ci * astride;
 #unroll i TM
 #if A_IM2COL
-      let a{{i}} = select(0.0, f32(a[off{{i}} + ca]), in{{i}});
+      let a{{i}} = select(0.0, f32(a[offs[{{i}}u] + ca]), inside[{{i}}u]);
 #else
       let a{{i}} = f32(a[off{{i}} + ca]);
 #endif
