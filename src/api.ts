@@ -104,7 +104,7 @@ type Loaded = { kind: 'class'; ldm: LdmModel; preview: PreviewFactors | null } |
 export class Model {
   /** The adapter, as the device reports it ("google / swiftshader", "mesa / lavapipe"). */
   readonly adapterName: string;
-  /** The storage type the weights were built in, and why. */
+  /** The storage type the weights were built in, and why (and the U-Net's quantized weights' format, if any). */
   readonly precision: string;
   readonly kind: ModelKind;
   /** Class names by label (from fresco.json), or null. */
@@ -132,7 +132,9 @@ export class Model {
     /** @internal */ readonly loaded: Loaded,
   ) {
     this.adapterName = rt.gpu.adapterName;
-    this.precision = (loaded.kind === 'class' ? loaded.ldm : loaded.sd).precision.description;
+    const unetWeights = (loaded.kind === 'class' ? loaded.ldm : loaded.sd).unet.w.weights.values();
+    const quant = [...new Set([...unetWeights].flatMap((t) => (t.quant ? [t.quant.format] : [])))];
+    this.precision = `${(loaded.kind === 'class' ? loaded.ldm : loaded.sd).precision.description}${quant.length ? `; U-Net Linear and conv weights ${quant.join(' and ')}` : ''}`;
     this.weightBytes = (loaded.kind === 'class' ? loaded.ldm : loaded.sd).weightBytes;
     ({ kind: this.kind, classNames: this.classNames, numClasses: this.numClasses, nullClass: this.nullClass, defaults: this.defaults, imageSize: this.imageSize } = info);
   }

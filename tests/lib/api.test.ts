@@ -198,6 +198,7 @@ describe('loadModel precision', () => {
     expect(m.precision).toBe(shared.features.has('shader-f16') ? 'f16 (shader-f16)' : 'f32 compute, f16 weights (adapter has no shader-f16)');
     m.destroy();
     expect(keep(await loadModel('weights/fashion-ldm', { precision: 'f32' })).precision).toBe('f32 (asked for)');
+    expect(keep(await loadModel('weights/fashion-ldm', { precision: 'f32', weights: 'q4' })).precision).toBe('f32 (asked for); U-Net Linear and conv weights q4');
   });
 
   it("on a device without shader-f16: 'auto' is f32 compute beside f16 weights and says why, 'f16' is a PrecisionError in library terms", async () => {
