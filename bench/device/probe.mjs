@@ -7,7 +7,9 @@ import { pathToFileURL } from 'node:url';
 
 const kit = resolve(process.argv[2] ?? '.device-kit');
 const webgpu = await import(pathToFileURL(resolve(kit, 'node_modules/webgpu/index.js')).href);
-const gpu = webgpu.create([]);
+// The benches' Dawn flags (run.sh sets them: the f16 toggle for NVIDIA's driver among them), so the
+// features printed are the ones the benches get.
+const gpu = webgpu.create(process.env.FRESCO_DAWN_FLAGS?.split(/\s+/).filter(Boolean) ?? []);
 const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
 if (!adapter) {
   console.log('probe: no adapter');

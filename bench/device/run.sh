@@ -36,6 +36,9 @@ ln -sfn ../../bench/sd-configs "$KIT/bench/sd-configs"
 ln -sfn ../../bench/kernels "$KIT/bench/kernels"
 NODE="$BIN/node"
 PY=${PYTHON:-python3}
+# Exact timestamps, and Dawn's toggle that lets NVIDIA's Vulkan driver offer shader-f16 (without it
+# Dawn offered none on an H200, 2026-11-26, and every stage ran f32). probe.mjs and the benches read it.
+export FRESCO_DAWN_FLAGS=${FRESCO_DAWN_FLAGS:-disable-dawn-features=timestamp_quantization enable-dawn-features=vulkan_enable_f16_on_nvidia}
 
 # Find the GPU through Vulkan before the benches: the default loader search, then NVIDIA's ICD named
 # outright, then with its library folder on the path, then any other NVIDIA ICD file on the machine.
@@ -71,7 +74,7 @@ fi
 want() { [ -z "${STAGES:-}" ] || [[ " $STAGES " == *" $1 "* ]]; }
 keep() { for f in "$KIT"/bench/results/*.json; do [ -f "$f" ] && cp "$f" "$OUT/$(basename "$f" | tr -c 'A-Za-z0-9._\n-' '_')"; done; true; }
 
-# Dawn on NVIDIA's Vulkan driver offered no shader-f16 on an H200 (2026-11-26): the SD stages then run f32.
+# Without shader-f16 (the toggle above not taking) the SD stages run f32 only.
 prec=f32
 "$NODE" bench/device/probe.mjs "$KIT" 2>/dev/null | grep -q ' shader-f16' && prec=f16
 
