@@ -14,8 +14,8 @@ import { fold1d, Graph } from '../src/graph/graph.ts';
 import type { Tensor } from '../src/graph/tensor.ts';
 import { conv2d, linear } from '../src/kernels/gemm.ts';
 import { shaderSources } from '../src/kernels/shaders.gen.ts';
-import { uploadTensor } from '../src/kernels/cast.ts';
-import { packForGpu, quantize } from '../src/io/quant.ts';
+import { uploadQuantized, uploadTensor } from '../src/kernels/cast.ts';
+import { quantize } from '../src/io/quant.ts';
 import { randn } from '../tests/helpers/gpu.ts';
 import { adapterSlug, roundJson } from './core/generate_bench.ts';
 import { gemmFeedName } from './core/gemm_feed.ts';
@@ -111,7 +111,7 @@ function uploadWeight(shape: number[], label: string, seed: number, quantizable 
   if (weights === 'f32' || (!quantizable && weights !== 'f16')) return uploadTensor(rt, values, shape, label);
   if (weights === 'f16') return uploadTensor(rt, values, shape, label, 'f16');
   const q = quantize(weights, values, shape[0]!, values.length / shape[0]!);
-  return { buffer: rt.upload(new Uint32Array(packForGpu(q).buffer), label), shape, label, quant: q.layout };
+  return uploadQuantized(rt, q, shape, label);
 }
 
 // Every way the GEMM core can run a shape, so one run shows which suits the adapter: 'direct'

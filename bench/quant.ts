@@ -17,6 +17,7 @@
 //     [--rounds 10] [--fixtures ../shared/fixtures] [--png docs/quant-fashion.png] [--model DIR]
 //     [--no-score] [--no-conformance]
 process.env.FRESCO_DAWN_FLAGS ??= 'disable-dawn-features=timestamp_quantization';
+import { QUANTIZED_CLASSES } from '../src/models/precision.ts';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -239,7 +240,7 @@ if (score && hasFashionMnist()) {
 // The fixtures: every model and pipeline case in f32 with float, q8 and q4 weights.
 type CaseRow = { case: string; class: string; library: string; ratios: Record<string, number | null>; notes: Record<string, string>; weightBytes: Record<string, number | null> };
 const caseRows: CaseRow[] = [];
-const QUANTIZED = new Set(['UNet2DModel', 'UNet2DConditionModel', 'ControlNetModel', 'pipeline']);
+const QUANTIZED = new Set([...QUANTIZED_CLASSES, 'pipeline']);
 if (conformance && existsSync(fixtures)) {
   for (const name of listCases(fixtures)) {
     const kind = caseKind(fixtures, name);
@@ -249,7 +250,7 @@ if (conformance && existsSync(fixtures)) {
     for (const w of ['float', 'q8', 'q4'] as const) {
       const q = w === 'float' ? undefined : w;
       try {
-        const r = kind === 'model' ? await runModelCase(rt, dir, 'f32', q) : await runPipelineCase(rt, dir, 'f32', 'fused', q);
+        const r = kind === 'model' ? await runModelCase(rt, dir, 'f32', q) : await runPipelineCase(rt, dir, 'f32', q ? 'auto' : 'fused', q);
         row.class = r.cls;
         row.ratios[w] = r.ratio;
         row.notes[w] = [r.note, r.detail].filter(Boolean).join('; ');

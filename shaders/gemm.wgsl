@@ -86,8 +86,8 @@ fn w_at(i: u32) -> f32 { return wval(w[widx(i)], i); }
 // An unfused LoRA (src/kernels/lora_attach.ts): t = x·downᵀ for this GEMM's rows, laid out like the
 // output ([batch, M, R], or [batch, R, M] with OUT_COLMAJOR: a conv's channel-major t), and up
 // [N, R] with each adapter's scale·alpha/rank folded in. With every epilogue binding that is 8
-// storage buffers in the main variant (a, w, bias, temb, res, out, lora_t, lora_up) and 7 in
-// REDUCE: WebGPU's default maxStorageBuffersPerShaderStage. SPLITK never binds them (the reduce adds
+// storage buffers in the main variant (a, w, bias, temb, res, out, lora_t, lora_up), and 7 in
+// REDUCE (8 with a q8 weight's scales): WebGPU's default maxStorageBuffersPerShaderStage. SPLITK never binds them (the reduce adds
 // the term once, to the slices' sum).
 @group(0) @binding(7) var<storage, read> lora_t: array<st>;
 @group(0) @binding(8) var<storage, read> lora_up: array<f32>;

@@ -4,7 +4,8 @@
 import { existsSync, statSync } from 'node:fs';
 import { getGpu } from '../gpu/device.ts';
 import { Runtime } from '../gpu/runtime.ts';
-import { caseKind, formatQuantTable, formatTable, listCases, QUANTIZED_BY_LOADMODEL, runCase, type CaseResult } from '../conformance/runner.ts';
+import { hasQuantizableWeights, formatQuantTable, formatTable, listCases, runCase, type CaseResult } from '../conformance/runner.ts';
+import { QUANTIZED_CLASSES } from '../models/precision.ts';
 import { QUANT_FORMATS, type QuantFormat } from '../io/quant.ts';
 
 function usage(msg?: string): never {
@@ -50,10 +51,11 @@ async function main(): Promise<void> {
   }
   if (!cases.length) usage(`no case folders in ${dir}`);
   if (weights) {
-    // Schedulers and tokenizers have no weights: the quantized run is of the model and pipeline cases.
-    const skipped = cases.filter((c) => !['model', 'pipeline'].includes(caseKind(dir!, c)));
+    // Schedulers and tokenizers have no weights, CLIP text encoders none that are quantized: the
+    // quantized run is of the other model cases and the pipeline cases.
+    const skipped = cases.filter((c) => !hasQuantizableWeights(dir!, c));
     cases = cases.filter((c) => !skipped.includes(c));
-    if (skipped.length) console.error(`not run with --weights (no weights): ${skipped.join(', ')}`);
+    if (skipped.length) console.error(`not run with --weights (no weights it quantizes): ${skipped.join(', ')}`);
     if (!cases.length) usage(`no model or pipeline cases in ${dir} to run with --weights ${weights}`);
   }
   const gpu = await getGpu({ wantF16: true });
@@ -79,9 +81,9 @@ async function main(): Promise<void> {
  * case fails for its size (only NaN/Inf outputs, errors and unsupported cases do).
  */
 async function runQuantized(rt: Runtime, dir: string, cases: string[], weights: QuantFormat): Promise<never> {
-  console.log(`weights: ${weights} (every model case's GEMM weights quantized at load, f32 activations; pipeline cases: the U-Net's, as loadModel's weights option)`);
+  console.log(`weights: ${weights} (every model case's GEMM weights quantized at load, CLIP text encoders excepted, f32 activations; pipeline cases: the U-Net's, as loadModel's weights option)`);
   console.log(`quantized runs are REPORTED, not judged: each ratio max|got - ref| / max|ref| is against the float32 reference, with no tolerance applied (the f32 bound is 1e-3)`);
-  console.log(`loadModel quantizes ${[...QUANTIZED_BY_LOADMODEL].join(', ')} only; the other model classes are quantized here to show what it would cost them`);
+  console.log(`loadModel quantizes ${[...QUANTIZED_CLASSES].join(', ')} only; the other model classes are quantized here to show what it would cost them`);
   const rows: CaseResult[] = [];
   for (const c of cases) {
     const r = await runCase(rt, dir, c, weights);

@@ -1,13 +1,14 @@
 // Runs every case folder under a directory (model cases, scheduler traces, pipeline runs), as
 // ../shared/fixtures/README.md describes them, telling the kind of a case by its files.
-import { existsSync, readdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import type { Runtime } from '../gpu/runtime.ts';
 import { replaySchedulerTrace } from './scheduler_case.ts';
 import { readJson } from '../io/model_folder.ts';
 import { runModelCase, TOLERANCE } from './model_case.ts';
 import { runPipelineCase } from './pipeline_case.ts';
 import { runTokenizerCase } from './tokenizer_case.ts';
+import { QUANTIZED_CLASSES } from '../models/precision.ts';
 import { formatTol, Unsupported, type Measured } from './measure.ts';
 import type { QuantFormat } from '../io/quant.ts';
 
@@ -73,11 +74,17 @@ export function caseKind(root: string, name: string): CaseResult['kind'] {
   return kindOf(join(root, name));
 }
 
+
 /**
- * Classes whose GEMM weights loadModel quantizes with its `weights` option (the denoisers); the
- * conformance runner quantizes every model case's, so the others show what it would cost them.
+ * Whether a case has GEMM weights `--weights` quantizes: model and pipeline cases, but not a CLIP
+ * text encoder's (its Linear weights stay float, as loadModel keeps text encoders).
  */
-export const QUANTIZED_BY_LOADMODEL: ReadonlySet<string> = new Set(['UNet2DModel', 'UNet2DConditionModel', 'ControlNetModel']);
+export function hasQuantizableWeights(root: string, name: string): boolean {
+  const kind = kindOf(join(root, name));
+  if (kind === 'pipeline') return true;
+  if (kind !== 'model') return false;
+  return !/"class"\s*:\s*"CLIPText/.test(readFileSync(join(root, name, 'case.json'), 'utf8'));
+}
 
 /**
  * Runs one case. `weights` 'q8' / 'q4': the model and pipeline cases run once, in f32 with those
@@ -141,12 +148,16 @@ async function runQuantized(rt: Runtime, dir: string, name: string, kind: CaseRe
   const status = (m: Measured): CaseResult['status'] => (m.pass ? 'reported' : 'fail');
   try {
     if (kind === 'model') {
+      // CLIP's Linear weights are not GEMM weights the loader quantizes: such a run would be float.
+      if (!hasQuantizableWeights(dirname(dir), name)) return { ...base, status: 'unsupported', ms: 0, note: 'text encoders keep float weights: nothing to quantize' };
       const r = await runModelCase(rt, dir, 'f32', weights);
-      const scope = QUANTIZED_BY_LOADMODEL.has(r.cls) ? '' : 'loadModel keeps this class float';
+      // loadModel quantizes the denoisers alone; the others show what it would cost them.
+      const scope = QUANTIZED_CLASSES.has(r.cls) ? '' : 'loadModel keeps this class float';
       return { ...base, cls: r.cls, maxAbsErr: r.maxAbsErr, maxAbsRef: r.maxAbsRef, ratio: r.ratio, weightBytes: r.weightBytes, status: status(r), ms: performance.now() - t0, note: [r.note ?? r.detail ?? '', scope].filter(Boolean).join('; ') };
     }
     if (kind === 'pipeline') {
-      const r = await runPipelineCase(rt, dir, 'f32', 'fused', weights);
+      // LoRA cases: unfused on the quantized U-Net, as loadLora's default does.
+      const r = await runPipelineCase(rt, dir, 'f32', 'auto', weights);
       return { ...base, cls: r.cls, maxAbsErr: r.maxAbsErr, maxAbsRef: r.maxAbsRef, ratio: r.ratio, status: status(r), ms: performance.now() - t0, note: [r.note, r.detail].filter(Boolean).join('; ') };
     }
     return { ...base, status: 'unsupported', ms: 0, note: `a ${kind} case has no weights to quantize` };

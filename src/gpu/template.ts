@@ -53,7 +53,8 @@ export function expandTemplate(
       const u = /^([A-Za-z_][A-Za-z0-9_]*)\s+([A-Za-z0-9_]+)$/.exec(arg);
       if (!u) throw new Error(`${name}:${i + 1}: bad #unroll (want #unroll NAME COUNT)`);
       const [, index, countArg] = u as unknown as [string, string, string];
-      const count = /^\d+$/.test(countArg) ? Number(countArg) : Number(params[countArg]);
+      const given = /^\d+$/.test(countArg) ? Number(countArg) : params[countArg];
+      const count = typeof given === 'number' ? given : NaN;
       if (!Number.isInteger(count) || count < 0) throw new Error(`${name}:${i + 1}: #unroll count '${countArg}' is not a whole number`);
       const body = lines.slice(i + 1, j).join('\n');
       for (let v = 0; v < count; v++) out.push(expandTemplate(body, { ...params, [index]: v }, resolveInclude, name));

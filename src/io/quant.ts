@@ -53,9 +53,12 @@ export interface QuantizedHost {
  * f16 scale bits for `v`: the f16 of its sign nearest to it that is not smaller in magnitude, and +0
  * for 0 (an all-zero q4 block gives -0 / 8). Rounding to nearest could land below max/127 (or
  * |largest|/8), and then the largest values fall past the last level and are clamped: by a hair for
- * a normal f16, but a subnormal scale (max|row| below ~1e-3 for q8, blocks below ~5e-4 for q4) is
- * off by up to half a step of 6e-8, which clamps the row's largest value by many levels (max|row|
- * 1e-5: by 40 steps, a quarter of its value) or, for a tiny max, rounds the scale to 0.
+ * a normal f16, but a subnormal scale (max|row| below 2^-14·127 ≈ 7.8e-3 for q8, a block's largest
+ * below 2^-14·8 ≈ 4.9e-4 for q4) is off by up to half a step of 6e-8, which clamps the row's largest
+ * value by many levels (max|row| 1e-5: by 40 steps, a quarter of its value) or, for a tiny max,
+ * rounds the scale to 0. Rounded up, such a scale is up to one step large: a small relative error
+ * on rows that small. (A GPU that flushed f16 subnormals in unpack2x16float would zero those rows;
+ * the op table's small-weight rows would show it.)
  */
 function scaleBits(v: number): number {
   if (v === 0) return 0;

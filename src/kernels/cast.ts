@@ -4,6 +4,7 @@ import type { Runtime } from '../gpu/runtime.ts';
 import { fold1d, type Graph } from '../graph/graph.ts';
 import { bytesFor, dtypeOf, numel, type DType, type Tensor } from '../graph/tensor.ts';
 import { fromF16Array, toF16Array } from '../io/f16.ts';
+import { packForGpu, type QuantizedHost } from '../io/quant.ts';
 
 const WG = 256;
 
@@ -37,6 +38,11 @@ export function inStorage(g: Graph, dtype: DType, input: Tensor, f: (x: Tensor) 
 export function uploadTensor(rt: Runtime, data: Float32Array, shape: readonly number[], label: string, dtype: DType = 'f32'): Tensor {
   const host = dtype === 'f16' ? new Uint32Array(toF16Array(data).buffer) : data;
   return { buffer: rt.upload(host, label), shape: [...shape], label, dtype };
+}
+
+/** A quantized weight (src/io/quant.ts) as the GEMM core binds it: one buffer of values and scales. */
+export function uploadQuantized(rt: Runtime, q: QuantizedHost, shape: readonly number[], label: string): Tensor {
+  return { buffer: rt.upload(new Uint32Array(packForGpu(q).buffer), label), shape: [...shape], label, quant: q.layout };
 }
 
 /** Reads a tensor back as f32 values, whatever its storage type. */

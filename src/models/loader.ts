@@ -7,10 +7,10 @@ import type { Runtime } from '../gpu/runtime.ts';
 import { bytesFor, numel, type DType, type Tensor } from '../graph/tensor.ts';
 import { toF16Array } from '../io/f16.ts';
 import { toFloat32, type HostTensor } from '../io/safetensors.ts';
-import { dequantize, packForGpu, quantize, quantLayout, type QuantFormat, type QuantizedHost } from '../io/quant.ts';
+import { dequantize, packForGpu, quantize, quantLayout, SCALE_SUFFIX, type QuantFormat, type QuantizedHost } from '../io/quant.ts';
 import type { WeightStore } from '../io/weights.ts';
 import { WeightSlices } from './channel_split.ts';
-import { PlanLimitError } from '../errors.ts';
+import { PlanLimitError, WeightError } from '../errors.ts';
 export { ConfigError } from '../errors.ts';
 
 /** The tensor's bytes in storage type `dtype`: the file's own bytes when they already are. */
@@ -44,8 +44,6 @@ export class WeightLoader {
    * dtype: the model's activations (what its kernels compute in and store between ops).
    * weightDtype: how every weight is stored on the GPU (f16 rounds the file's values to nearest
    * even); f16 weights beside f32 activations is the path of adapters without shader-f16.
-   */
-  /**
    * quant: how GEMM weights (gemmWeight) are stored: 'q8' / 'q4' quantized (a pre-quantized file's
    * weights in another format are dequantized and quantized again), 'float' in weightDtype (a
    * pre-quantized file's dequantized), undefined as the file has them.
@@ -95,7 +93,12 @@ export class WeightLoader {
 
   /** Claims `key` as float values: a pre-quantized weight arrives dequantized (as f32). */
   private claimFloat(key: string, shape: readonly number[], sink: (host: HostTensor) => void): void {
-    if (!this.store.quantFormat(key)) return this.store.claim(key, shape, sink);
+    if (!this.store.quantFormat(key)) {
+      // Integer values without their scales would be read as the integers themselves.
+      const dtype = this.store.info(key)?.dtype;
+      if (dtype === 'I8' || dtype === 'U8') throw new WeightError('missing', `${this.store.source}: weight '${key}' is ${dtype} (a quantized weight's values) but the file has no '${key}${SCALE_SUFFIX}' with its scales`);
+      return this.store.claim(key, shape, sink);
+    }
     this.store.claimQuantized(key, shape, (q) => {
       const v = dequantize(q);
       sink({ name: key, dtype: 'F32', shape: [...shape], bytes: new Uint8Array(v.buffer) });

@@ -30,6 +30,9 @@ export interface ModelOptions {
 }
 
 export type WeightFormat = QuantFormat | 'float';
+
+/** The model classes (config.json _class_name) whose GEMM weights `weights` quantizes in pipelines: the denoisers. */
+export const QUANTIZED_CLASSES: ReadonlySet<string> = new Set(['UNet2DModel', 'UNet2DConditionModel', 'ControlNetModel']);
 export const WEIGHT_FORMATS: readonly WeightFormat[] = ['q8', 'q4', 'float'];
 
 export interface ResolvedPrecision {

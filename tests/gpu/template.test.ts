@@ -26,6 +26,7 @@ describe('template #unroll', () => {
 
   it('refuses a bad count, a missing #endunroll and a stray #endunroll by line', () => {
     expect(() => expand('#unroll i N\nx\n#endunroll', { N: 'two' })).toThrow(/t:1: #unroll count 'N' is not a whole number/);
+    expect(() => expand('#unroll i N\nx\n#endunroll', { N: true })).toThrow(/t:1: #unroll count 'N' is not a whole number/);
     expect(() => expand('#unroll i 2\nx')).toThrow(/t:1: #unroll without #endunroll/);
     expect(() => expand('x\n#endunroll')).toThrow(/t:2: #endunroll without #unroll/);
     expect(() => expand('#unroll 2\nx\n#endunroll')).toThrow(/bad #unroll/);

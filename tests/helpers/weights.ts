@@ -8,7 +8,8 @@ import { createGpu } from '../../src/gpu/device.ts';
 import { Runtime } from '../../src/gpu/runtime.ts';
 import type { DType, Tensor } from '../../src/graph/tensor.ts';
 import { f16Bits, f16Value } from '../../src/io/f16.ts';
-import { dequantize, packForGpu, quantize, type QuantFormat } from '../../src/io/quant.ts';
+import { dequantize, quantize, type QuantFormat } from '../../src/io/quant.ts';
+import { uploadQuantized } from '../../src/kernels/cast.ts';
 import { input } from './gpu.ts';
 
 /**
@@ -49,7 +50,7 @@ export function weight(rt: Runtime, data: Float32Array | number[], shape: number
     const [format, values] = mode.split('-') as [QuantFormat, string | undefined];
     const q = quantize(format, arr, shape[0]!, arr.length / shape[0]!);
     if (values) return input(rt, dequantize(q), shape, label, 'f32');
-    return { buffer: rt.upload(new Uint32Array(packForGpu(q).buffer), label), shape, label, quant: q.layout };
+    return uploadQuantized(rt, q, shape, label);
   }
   if (mode !== 'activations') return input(rt, arr, shape, label, 'f32');
   return input(rt, arr, shape, label);

@@ -7,8 +7,11 @@
 // - against the float64 reference on the original weights, within the quantization's own error.
 import type { Runtime } from '../../src/gpu/runtime.ts';
 import type { QuantFormat } from '../../src/io/quant.ts';
+import { linear } from '../../src/kernels/gemm.ts';
+import { linearRef } from '../ref/gemm.ts';
+import { input, randn, runGraph, withGemmFeed } from '../helpers/gpu.ts';
 import { compare } from '../helpers/compare.ts';
-import { withWeights } from '../helpers/weights.ts';
+import { weight, withWeights } from '../helpers/weights.ts';
 import type { OpCase } from './cases.ts';
 
 /**
@@ -44,4 +47,38 @@ export function quantWeightRows(cases: OpCase[]): OpCase[] {
     if (!GEMM_OPS.has(c.op) || SAME_WEIGHT_READS.test(c.name)) return [];
     return (['q8', 'q4'] as const).map((f) => ({ ...c, ...QUANT_ERROR[f], name: `${c.name} [${f} weights]`, run: (rt: Runtime) => quantRun(c, rt, f) }));
   });
+}
+
+/**
+ * Rows of small weights: row n's values are scaled to 10^(-2 - 3n/N), so most q8 row scales and q4
+ * block scales are subnormal f16s (below 2^-14). A GPU that flushed subnormal halves in
+ * unpack2x16float would zero those rows here, where the f32 run on the dequantized values does not.
+ */
+function smallWeightCases(): OpCase[] {
+  const [B, M, K, N] = [1, 9, 64, 12];
+  const feeds = [
+    { name: 'direct', feed: 'direct', adapt: true },
+    { name: 'tiled', feed: 'tiled', adapt: true },
+  ] as const;
+  return feeds.map((f) => ({
+    op: 'linear',
+    name: `small weights (rows 1e-2 .. 1e-5) B${B} M${M} K${K} N${N} +bias [${f.name}]`,
+    atol: 0,
+    rtol: 0,
+    async run(rt: Runtime) {
+      const x = randn(B * M * K, 71);
+      const w = randn(N * K, 72).map((v, i) => v * 10 ** (-2 - (3 * Math.floor(i / K)) / N));
+      const bias = randn(N, 73, 1e-3);
+      const got = await withGemmFeed(rt, f.feed, () => runGraph(rt, (g) => linear(g, 'lin', input(rt, x, [B, M, K]), weight(rt, w, [N, K]), { bias: weight(rt, bias, [N]) })), f.adapt);
+      return { got, ref: linearRef(x, w, bias, B, M, K, N) };
+    },
+  }));
+}
+
+/** The small-weight rows in q8 and q4 (their error against the float64 reference: the weights' own scale). */
+export function quantSmallWeightRows(): OpCase[] {
+  const bound: Record<QuantFormat, { atol: number; rtol: number }> = { q8: { atol: 2e-4, rtol: 0.02 }, q4: { atol: 3e-3, rtol: 0.2 } };
+  return smallWeightCases().flatMap((c) =>
+    (['q8', 'q4'] as const).map((f) => ({ ...c, ...bound[f], why: `${QUANT_ERROR[f].why}; weights of 1e-2 .. 1e-5`, name: `${c.name} [${f} weights]`, run: (rt: Runtime) => quantRun(c, rt, f) })),
+  );
 }

@@ -19,9 +19,9 @@ import { ConfigError, LoraError, PlanLimitError, WeightError } from '../../src/e
 import type { Runtime } from '../../src/gpu/runtime.ts';
 import { Graph } from '../../src/graph/graph.ts';
 import { numel, type Tensor } from '../../src/graph/tensor.ts';
-import { readTensor } from '../../src/kernels/cast.ts';
+import { readTensor, uploadQuantized } from '../../src/kernels/cast.ts';
 import { readJson } from '../../src/io/model_folder.ts';
-import { dequantize, packForGpu, quantize, quantLayout, SCALE_SUFFIX, storedShapes, type QuantFormat } from '../../src/io/quant.ts';
+import { dequantize, quantize, quantLayout, SCALE_SUFFIX, storedShapes, type QuantFormat } from '../../src/io/quant.ts';
 import { readSafetensorsFile, toFloat32, toInt64Numbers, writeSafetensors, type DType, type HostTensor } from '../../src/io/safetensors.ts';
 import { WeightStore } from '../../src/io/weights.ts';
 import { WeightSlices } from '../../src/models/channel_split.ts';
@@ -273,6 +273,17 @@ describe('a malformed pre-quantized file, or option', () => {
     await expectBuildError(q4s, { precision: 'f32' }, WeightError, /'conv_in\.weight_scale' has shape \[32\], expected \[32, 2\] \(q4-quantized/);
   });
 
+  it("int8 values without their `_scale` tensor: WeightError naming the missing key, not the integers read as weights", async () => {
+    const rt = await runtime();
+    const c = await loadCase();
+    const stored = preQuantized(c.weights, 'q8');
+    const key = [...stored.keys()].find((k) => stored.get(k)!.dtype === 'I8')!;
+    stored.delete(key + SCALE_SUFFIX);
+    for (const weights of [undefined, 'q8', 'float'] as const) {
+      expect(() => build(rt, c, stored, { precision: 'f32', weights })).toThrow(new RegExp(`weight '${key.replace(/\./g, '\\.')}' is I8 .* no '${key.replace(/\./g, '\\.')}_scale'`));
+    }
+  });
+
   it("an unknown `weights` option: ConfigError listing q8, q4 and float", async () => {
     const c = await loadCase();
     await expectBuildError(c.weights, { precision: 'f32', weights: 'q5' as never }, ConfigError, /weights must be one of q8, q4, float, got "q5"/);
@@ -284,7 +295,7 @@ describe('channel chunks of a quantized weight', () => {
     const rt = await runtime();
     const [N, C] = [8, 6];
     const q = quantize('q4', Float32Array.from({ length: N * C * 9 }, (_, i) => Math.sin(i)), N, C * 9);
-    const w: Tensor = { buffer: rt.upload(new Uint32Array(packForGpu(q).buffer), 'conv.weight'), shape: [N, C, 3, 3], label: 'conv.weight', quant: q.layout };
+    const w: Tensor = uploadQuantized(rt, q, [N, C, 3, 3], 'conv.weight');
     const owned: GPUBuffer[] = [];
     try {
       const slices = new WeightSlices(rt, (b) => owned.push(b));
@@ -467,5 +478,8 @@ describe('a quantized AutoencoderKL (a building block; loadModel keeps VAEs floa
     };
     const q4 = await encode(weights, { precision: 'f32', weights: 'q4' });
     expect(same(q4, await encode(dequantized(weights, 'q4'), { precision: 'f32' }))).toBe(true);
+    // q8 applies the row scales to the sums: within f32 rounding of the dequantized run.
+    const q8 = await encode(weights, { precision: 'f32', weights: 'q8' });
+    expect(ratioOf(q8, await encode(dequantized(weights, 'q8'), { precision: 'f32' }))).toBeLessThan(1e-5);
   });
 });
