@@ -17,7 +17,6 @@
 //     [--rounds 10] [--fixtures ../shared/fixtures] [--png docs/quant-fashion.png] [--model DIR]
 //     [--no-score] [--no-conformance]
 process.env.FRESCO_DAWN_FLAGS ??= 'disable-dawn-features=timestamp_quantization';
-import { QUANTIZED_CLASSES } from '../src/models/precision.ts';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -30,7 +29,7 @@ import { Graph } from '../src/graph/graph.ts';
 import { loadModelFolder } from '../src/io/model_folder.ts';
 import { encodePng, toPixel } from '../src/io/png.ts';
 import { buildModel } from '../src/models/model_loader.ts';
-import type { Precision, WeightFormat } from '../src/models/precision.ts';
+import { QUANTIZED_CLASSES, type Precision, type WeightFormat } from '../src/models/precision.ts';
 import { UNet2DModel } from '../src/models/unet_2d.ts';
 import { readUNet2DConfig } from '../src/models/unet_2d_config.ts';
 import { runModelCase } from '../src/conformance/model_case.ts';

@@ -132,10 +132,10 @@ export class Model {
     /** @internal */ readonly loaded: Loaded,
   ) {
     this.adapterName = rt.gpu.adapterName;
-    const unetWeights = (loaded.kind === 'class' ? loaded.ldm : loaded.sd).unet.w.weights.values();
-    const quant = [...new Set([...unetWeights].flatMap((t) => (t.quant ? [t.quant.format] : [])))];
-    this.precision = `${(loaded.kind === 'class' ? loaded.ldm : loaded.sd).precision.description}${quant.length ? `; U-Net Linear and conv weights ${quant.join(' and ')}` : ''}`;
-    this.weightBytes = (loaded.kind === 'class' ? loaded.ldm : loaded.sd).weightBytes;
+    const pipeline = loaded.kind === 'class' ? loaded.ldm : loaded.sd;
+    const quant = [...new Set([...pipeline.unet.w.weights.values()].flatMap((t) => (t.quant ? [t.quant.format] : [])))];
+    this.precision = `${pipeline.precision.description}${quant.length ? `; U-Net Linear and conv weights ${quant.join(' and ')}` : ''}`;
+    this.weightBytes = pipeline.weightBytes;
     ({ kind: this.kind, classNames: this.classNames, numClasses: this.numClasses, nullClass: this.nullClass, defaults: this.defaults, imageSize: this.imageSize } = info);
   }
 

@@ -116,6 +116,13 @@ function int(flag: string, v: string | undefined, min: number, max: number): num
   return n;
 }
 
+/** One of `choices` (their list, joined by `sep`, is what the message offers). */
+function choice<T extends string>(flag: string, v: string | undefined, choices: readonly T[], sep = ', '): T {
+  const c = choices.find((x) => x === v);
+  if (!c) throw new UsageError(`${flag} must be ${choices.join(sep)}, got ${JSON.stringify(v ?? null)}`);
+  return c;
+}
+
 /** WxH (width first, as --width and --height) → diffusers' (height, width). */
 function size(flag: string, v: string | undefined): [number, number] {
   const m = v === undefined ? null : /^(\d+)x(\d+)$/i.exec(v);
@@ -259,20 +266,8 @@ export function parseGenerateArgs(argv: string[]): GenerateArgs {
         a.loras.push({ file: m ? m[1]! : v, scale });
         break;
       }
-      case '--precision': {
-        const v = next();
-        const p = PRECISIONS.find((x) => x === v);
-        if (!p) throw new UsageError(`--precision must be ${PRECISIONS.join(', ')}, got ${JSON.stringify(v ?? null)}`);
-        a.precision = p;
-        break;
-      }
-      case '--weights': {
-        const v = next();
-        const w = WEIGHT_FORMATS.find((x) => x === v);
-        if (!w) throw new UsageError(`--weights must be ${WEIGHT_FORMATS.join(', ')}, got ${JSON.stringify(v ?? null)}`);
-        a.weights = w;
-        break;
-      }
+      case '--precision': a.precision = choice(flag, next(), PRECISIONS); break;
+      case '--weights': a.weights = choice(flag, next(), WEIGHT_FORMATS); break;
       case '--strength': {
         a.strength = num(flag, next(), 0, 1);
         if (a.strength === 0) throw new UsageError('--strength must be above 0 (0 would run no denoising step)');
@@ -337,10 +332,7 @@ export function parseQuantizeArgs(argv: string[]): QuantizeArgs {
     const eq = arg.indexOf('=');
     const flag = eq > 0 ? arg.slice(0, eq) : arg;
     if (flag !== '--weights') throw new UsageError(`unknown option ${JSON.stringify(arg)}`);
-    const v = eq > 0 ? arg.slice(eq + 1) : argv[++i];
-    const f = QUANT_FORMATS.find((x) => x === v);
-    if (!f) throw new UsageError(`--weights must be ${QUANT_FORMATS.join(' or ')}, got ${JSON.stringify(v ?? null)}`);
-    weights = f;
+    weights = choice(flag, eq > 0 ? arg.slice(eq + 1) : argv[++i], QUANT_FORMATS, ' or ');
   }
   if (paths.length !== 2) throw new UsageError(`fresco quantize needs SRC and DST folders, got ${paths.length === 0 ? 'none' : paths.map((p) => JSON.stringify(p)).join(' ')}`);
   if (!weights) throw new UsageError('--weights q8 or --weights q4 is required');

@@ -74,7 +74,6 @@ export function caseKind(root: string, name: string): CaseResult['kind'] {
   return kindOf(join(root, name));
 }
 
-
 /**
  * Whether a case has GEMM weights `--weights` quantizes: model and pipeline cases, but not a CLIP
  * text encoder's (its Linear weights stay float, as loadModel keeps text encoders).

@@ -158,7 +158,7 @@ export class WeightStore {
    * Claims a pre-quantized weight of the model's `shape` (values and scales checked against it);
    * `sink` gets both once both have arrived, in either order.
    */
-  claimQuantized(key: string, shape: readonly number[], sink: (q: QuantizedHost) => void): QuantFormat {
+  claimQuantized(key: string, shape: readonly number[], sink: (q: QuantizedHost) => void): void {
     const format = this.quantFormat(key);
     if (!format) throw new WeightError('missing', `${this.source}: weight '${key}' is not stored quantized`);
     const want = storedShapes(format, shape);
@@ -193,7 +193,6 @@ export class WeightStore {
       scales = b.byteOffset % 2 === 0 ? new Uint16Array(b.buffer, b.byteOffset, b.byteLength / 2) : new Uint16Array(b.slice().buffer);
       done();
     });
-    return format;
   }
 
   /** Marks a tensor used without reading it (a buffer the model implies, such as position_ids). */

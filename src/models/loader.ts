@@ -83,7 +83,8 @@ export class WeightLoader {
     if (!format) return this.tensor(name, shape);
     const N = shape[0]!;
     const K = numel(shape) / N;
-    const t: Tensor = { ...this.alloc([...shape], key, this.weightDtype, quantLayout(format, N, K).bytes), quant: quantLayout(format, N, K) };
+    const layout = quantLayout(format, N, K);
+    const t: Tensor = { ...this.alloc([...shape], key, this.weightDtype, layout.bytes), quant: layout };
     const upload = (q: QuantizedHost) => writeBytes(this.rt, t.buffer, packForGpu(q));
     if (stored === format) this.store.claimQuantized(key, shape, upload);
     else this.claimFloat(key, shape, (host) => upload(quantize(format, toFloat32(host), N, K)));
