@@ -286,7 +286,13 @@ interface StepLoop {
   x: Tensor;
 }
 
-/** Runs steps start..end of the planned step graph, one submit each; returns the wall time per step. */
+/**
+ * Runs steps start..end of the planned step graph, one command buffer each; returns the wall time
+ * per step. The step after the one being awaited is already submitted (the queue runs them in
+ * order, and each copies its own row of the step table first), so the GPU never idles while the
+ * loop awaits, reports progress and encodes; only a step whose results are read back (tracing,
+ * latentsEvery) is awaited alone, since a copy queued after the next step would read that one's.
+ */
 async function runSteps(rt: Runtime, g: Graph, l: StepLoop): Promise<number[]> {
   const { device } = rt;
   const steps = l.sched.timesteps.length;
@@ -294,36 +300,57 @@ async function runSteps(rt: Runtime, g: Graph, l: StepLoop): Promise<number[]> {
   // first call's time goes into the next event, so progress counts the steps the user asked for.
   const extra = Math.max(0, steps - l.steps);
   const events = steps - l.start - extra;
-  // The folded calls' time, and the timestep their step starts from (PLMS: d0 of d0 → d1).
-  let carriedMs = 0;
-  const firstT = l.sched.timesteps[l.start]!;
-  const stepMs: number[] = [];
-  for (let i = l.start; i < steps; i++) {
+  const every = l.opts.latentsEvery ?? 0;
+  const sendsLatents = (i: number) => {
     const k = i - l.start;
+    return !!l.opts.onStep && every > 0 && k >= extra && ((k - extra + 1) % every === 0 || i + 1 === steps);
+  };
+  const readsBack = (i: number) => !!l.traced || sendsLatents(i);
+  const done = new Map<number, Promise<void>>();
+  let next = l.start;
+  const submitNext = () => {
     if (l.opts.signal?.aborted) throw new CancelledError();
-    const ts = performance.now();
+    const i = next++;
     const enc = device.createCommandEncoder({ label: `step ${i}` });
     enc.copyBufferToBuffer(l.tableBuf, i * l.rowBytes, l.rowBuf, 0, l.rowBytes);
     g.record(enc);
     rt.watch(`denoising step ${i}`, () => device.queue.submit([enc.finish()]));
-    // The first step surfaces any compile or validation problem before the loop goes on.
-    if (k === 0) await rt.assertHealthy();
-    if (l.traced) {
-      const e = await rt.read(l.traced.eps.buffer, numel(l.traced.eps.shape) * 4);
-      const x = await rt.read(l.traced.x.buffer, numel(l.traced.x.shape) * 4);
-      l.opts.trace!(k, e, x);
-    } else {
-      await rt.queueDone();
+    done.set(i, rt.queueDone());
+  };
+  // The folded calls' time, and the timestep their step starts from (PLMS: d0 of d0 → d1).
+  let carriedMs = 0;
+  const firstT = l.sched.timesteps[l.start]!;
+  const stepMs: number[] = [];
+  let last = performance.now();
+  try {
+    for (let i = l.start; i < steps; i++) {
+      const k = i - l.start;
+      if (next === i) submitNext();
+      // The first step surfaces any compile or validation problem before the loop goes on.
+      if (k === 0) await rt.assertHealthy();
+      if (next === i + 1 && next < steps && !readsBack(i)) submitNext();
+      await done.get(i);
+      done.delete(i);
+      if (l.traced) {
+        const e = await rt.read(l.traced.eps.buffer, numel(l.traced.eps.shape) * 4);
+        const x = await rt.read(l.traced.x.buffer, numel(l.traced.x.shape) * 4);
+        l.opts.trace!(k, e, x);
+      }
+      const now = performance.now();
+      stepMs.push(now - last);
+      last = now;
+      if (k < extra) {
+        carriedMs += stepMs[k]!;
+        continue;
+      }
+      const latents = sendsLatents(i) ? await rt.read(l.x.buffer, numel(l.x.shape) * 4) : undefined;
+      l.opts.onStep?.({ index: k - extra, total: events, timestep: k === extra ? firstT : l.sched.timesteps[i]!, ms: carriedMs + stepMs[k]!, ...(latents ? { latents } : {}) });
+      carriedMs = 0;
     }
-    stepMs.push(performance.now() - ts);
-    if (k < extra) {
-      carriedMs += stepMs[k]!;
-      continue;
-    }
-    const every = l.opts.latentsEvery ?? 0;
-    const latents = l.opts.onStep && every > 0 && ((k - extra + 1) % every === 0 || i + 1 === steps) ? await rt.read(l.x.buffer, numel(l.x.shape) * 4) : undefined;
-    l.opts.onStep?.({ index: k - extra, total: events, timestep: k === extra ? firstT : l.sched.timesteps[i]!, ms: carriedMs + stepMs[k]!, ...(latents ? { latents } : {}) });
-    carriedMs = 0;
+  } finally {
+    // A step submitted ahead of a cancel or an error still runs: wait for it, so the caller's
+    // buffers are not destroyed under it.
+    await Promise.allSettled(done.values());
   }
   return stepMs;
 }
