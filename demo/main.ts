@@ -6,7 +6,7 @@
 // The stored-models panel calls the library's Cache API functions here, in the page: the page
 // and its worker share one CacheStorage, so what the worker stores while loading is listed here,
 // and what is deleted here is fetched again by the worker's next load.
-import { SCHEDULER_NAMES, clearStoredModels, deleteStoredModel, listStoredModels, type RgbaImage, type StoredModel } from '../src/index.ts';
+import { SCHEDULER_NAMES, clearStoredModels, deleteStoredModel, listStoredModels, type RgbaImage, type StoredModel, type WeightFormat } from '../src/index.ts';
 import { gridColumns } from './grid.ts';
 import type { AdapterRequest, FromWorker, LoraInfo, ModelInfo, StorageWarningInfo, ToWorker } from './protocol.ts';
 import { isPresetName, type PresetName } from '../src/pipelines/presets.ts';
@@ -96,6 +96,8 @@ const demo = {
 
 const params = new URLSearchParams(location.search);
 const precision = (params.get('precision') ?? 'auto') as 'auto' | 'f16' | 'f32';
+// The U-Net's weights quantized at load (?weights=q8 or q4); loadModel names a bad value.
+const weights = (params.get('weights') ?? undefined) as WeightFormat | undefined;
 
 function setState(s: State, message?: string): void {
   document.body.dataset.state = s;
@@ -639,7 +641,7 @@ function load(): void {
   resetAdapters();
   setState('loading', `Loading ${chosen.name}…`);
   ui.progress.value = 0;
-  send({ type: 'load', url: chosen.source, precision, ...('preset' in chosen ? { preset: chosen.preset } : {}), ...(chosen.controlnet ? { controlnet: chosen.controlnet } : {}) });
+  send({ type: 'load', url: chosen.source, precision, ...(weights ? { weights } : {}), ...('preset' in chosen ? { preset: chosen.preset } : {}), ...(chosen.controlnet ? { controlnet: chosen.controlnet } : {}) });
 }
 
 function onMessage(msg: FromWorker): void {

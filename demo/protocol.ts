@@ -1,6 +1,6 @@
 // Messages between the demo page and its generation worker. Everything is structured-clone data;
 // image pixels travel as transferred buffers.
-import type { GenerateOptions, ModelDefaults, ModelKind, Precision, RgbaImage } from '../src/index.ts';
+import type { GenerateOptions, ModelDefaults, ModelKind, Precision, RgbaImage, WeightFormat } from '../src/index.ts';
 import type { PresetName } from '../src/pipelines/presets.ts';
 import type { LoraInfo } from '../src/models/lora.ts';
 
@@ -9,9 +9,10 @@ export type { LoraInfo };
 export type ToWorker =
   /**
    * url: a URL, or a Hub repository (hf:owner/name[@revision]); preset: absent to detect, null for
-   * none; controlnet: ControlNet sources (URLs or hf:) to load with the model.
+   * none; controlnet: ControlNet sources (URLs or hf:) to load with the model; weights: the
+   * U-Net's weights quantized at load.
    */
-  | { type: 'load'; url: string; precision: Precision; preset?: PresetName | null; controlnet?: string[] }
+  | { type: 'load'; url: string; precision: Precision; weights?: WeightFormat; preset?: PresetName | null; controlnet?: string[] }
   | { type: 'generate'; options: Omit<GenerateOptions, 'signal' | 'onStep'> }
   | { type: 'cancel' }
   | AdapterRequest;

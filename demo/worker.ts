@@ -57,6 +57,7 @@ async function handle(msg: ToWorker): Promise<void> {
     const cacheHits: string[] = [];
     model = await loadModel(msg.url, {
       precision: msg.precision,
+      ...(msg.weights ? { weights: msg.weights } : {}),
       ...(msg.preset !== undefined ? { preset: msg.preset } : {}),
       ...(msg.controlnet?.length ? { controlnet: msg.controlnet } : {}),
       onProgress: (loaded, total, file) => post({ type: 'progress', loaded, total, file }),

@@ -13,7 +13,7 @@ export { loadSdFrom, type SdModel, type SdxlParts } from './pipelines/sd_folder.
 export { generateClassConditional, type ClassConditionalOptions, type GenerationResult, type StepInfo } from './pipelines/class_conditional.ts';
 export { generateFromText, type TextToImageOptions, type Size } from './pipelines/text_to_image.ts';
 export { tensorToImage, type Image } from './io/image.ts';
-export type { Precision } from './models/precision.ts';
+export type { Precision, WeightFormat } from './models/precision.ts';
 export { SCHEDULER_NAMES, type SchedulerName } from './schedulers/scheduler.ts';
 // Every error Fresco raises on purpose (FrescoError is their base), for callers' catch blocks.
 export { resolveHubSource, type WeightVariant } from './io/hub.ts';

@@ -55,7 +55,7 @@ describe.skipIf(!haveChromium)('demo page in headless Chromium', () => {
     const png = join(out, 'cli.png');
     cliPng = promisify(execFile)(
       process.execPath,
-      ['bin/fresco.js', 'generate', '--class', String(RUN.cls), '--seed', String(RUN.seed), '--steps', String(RUN.steps), '--guidance', String(RUN.guidance), '--scheduler', 'ddim', '--precision', 'f32', '--out', png],
+      cliRunArgs(png),
       { timeout: 120_000 },
     ).then(() => decodePng(new Uint8Array(readFileSync(png))));
     cliPng.catch(() => undefined);
@@ -100,6 +100,43 @@ describe.skipIf(!haveChromium)('demo page in headless Chromium', () => {
     page.on('pageerror', (e) => console.error(`page error: ${(e as Error).message}`));
     await page.goto(`${origin}/${query}`);
     return page;
+  }
+
+  /** The CLI's run of RUN into `png` (f32, lavapipe). */
+  function cliRunArgs(png: string): string[] {
+    return ['bin/fresco.js', 'generate', '--class', String(RUN.cls), '--seed', String(RUN.seed), '--steps', String(RUN.steps), '--guidance', String(RUN.guidance), '--scheduler', 'ddim', '--precision', 'f32', '--out', png];
+  }
+
+  /** Fills the form with RUN (one image, a preview every step) and generates it. */
+  async function generateRun(page: Page): Promise<void> {
+    await page.select('#class', String(RUN.cls));
+    await setValue(page, 'seed', RUN.seed);
+    await setValue(page, 'steps', RUN.steps);
+    await setValue(page, 'guidance', RUN.guidance);
+    await setValue(page, 'count', 1);
+    await setValue(page, 'preview-every', 1);
+    await page.select('#scheduler', 'ddim');
+    await page.click('#generate');
+    const end = await waitState(page, ['done', 'error']);
+    expect(end, (await demo(page)).error ?? '').toBe('done');
+  }
+
+  /** The canvas's RGBA against the CLI's PNG, within MAX_DIFF / MEAN_DIFF, and not blank. */
+  function expectCliImage(data: number[], width: number, height: number, ref: { width: number; height: number; pixels: Uint8Array }, what: string): void {
+    expect([width, height]).toEqual([ref.width, ref.height]);
+    let max = 0;
+    let sum = 0;
+    for (let i = 0; i < ref.pixels.length; i++) {
+      const diff = Math.abs(data[i]! - ref.pixels[i]!);
+      max = Math.max(max, diff);
+      sum += diff;
+    }
+    const mean = sum / ref.pixels.length;
+    console.log(`${what} (${ref.width}x${ref.height}): max |diff| ${max}/255, mean ${mean.toFixed(4)}/255`);
+    // Not a blank canvas: the image has structure.
+    expect(new Set(data).size).toBeGreaterThan(8);
+    expect(max).toBeLessThanOrEqual(MAX_DIFF);
+    expect(mean).toBeLessThanOrEqual(MEAN_DIFF);
   }
 
   const state = (page: Page) => page.evaluate(() => document.body.dataset.state);
@@ -183,16 +220,7 @@ describe.skipIf(!haveChromium)('demo page in headless Chromium', () => {
     for (const id of ['lora-row', 'embedding-row']) {
       expect(await page.$eval(`#${id}`, (el) => [(el as HTMLFieldSetElement).hidden, (el as HTMLFieldSetElement).disabled])).toEqual([true, true]);
     }
-    await page.select('#class', String(RUN.cls));
-    await setValue(page, 'seed', RUN.seed);
-    await setValue(page, 'steps', RUN.steps);
-    await setValue(page, 'guidance', RUN.guidance);
-    await setValue(page, 'count', 1);
-    await setValue(page, 'preview-every', 1);
-    await page.select('#scheduler', 'ddim');
-    await page.click('#generate');
-    const end = await waitState(page, ['done', 'error']);
-    expect(end, (await demo(page)).error ?? '').toBe('done');
+    await generateRun(page);
     const d = await demo(page);
     expect(d.steps).toBe(RUN.steps);
     expect(d.previews).toBe(RUN.steps);
@@ -209,22 +237,26 @@ describe.skipIf(!haveChromium)('demo page in headless Chromium', () => {
     expect(saved.name).toBe(`fresco-fashion-ldm-trouser-seed${RUN.seed}.png`);
     expect([saved.width, saved.height]).toEqual([canvas.width, canvas.height]);
     expect(Array.from(saved.pixels)).toEqual(canvas.data);
-    const ref = await cliPng;
-    expect([canvas.width, canvas.height]).toEqual([ref.width, ref.height]);
-    let max = 0;
-    let sum = 0;
-    for (let i = 0; i < ref.pixels.length; i++) {
-      const diff = Math.abs(canvas.data[i]! - ref.pixels[i]!);
-      max = Math.max(max, diff);
-      sum += diff;
-    }
-    const mean = sum / ref.pixels.length;
-    console.log(`demo canvas vs CLI PNG (${ref.width}x${ref.height}): max |diff| ${max}/255, mean ${mean.toFixed(4)}/255`);
-    // Not a blank canvas: the image has structure.
-    expect(new Set(canvas.data).size).toBeGreaterThan(8);
-    expect(max).toBeLessThanOrEqual(MAX_DIFF);
-    expect(mean).toBeLessThanOrEqual(MEAN_DIFF);
+    expectCliImage(canvas.data, canvas.width, canvas.height, await cliPng, 'demo canvas vs CLI PNG');
     await page.close();
+  }, 240_000);
+
+  it('quantizes the U-Net at load with ?weights=q8, draws what the CLI draws with --weights q8, and names a bad value', async () => {
+    const png = join(out, 'cli-q8.png');
+    const cli = promisify(execFile)(process.execPath, [...cliRunArgs(png), '--weights', 'q8'], { timeout: 120_000 });
+    const page = await openDemo('?precision=f32&weights=q8');
+    expect(await waitState(page, ['ready', 'error', 'nogpu'])).toBe('ready');
+    expect(await page.$eval('#precision', (el) => el.textContent)).toMatch(/q8/);
+    await generateRun(page);
+    const canvas = await readCanvas(page);
+    await cli;
+    expectCliImage(canvas.data, canvas.width, canvas.height, decodePng(new Uint8Array(readFileSync(png))), 'demo q8 canvas vs CLI --weights q8 PNG');
+    await page.close();
+
+    const bad = await openDemo('?precision=f32&weights=q5');
+    expect(await waitState(bad, ['ready', 'error', 'nogpu'])).toBe('error');
+    expect(await bad.$eval('#status', (el) => el.textContent)).toMatch(/weights must be one of q8, q4, float, got "q5"/);
+    await bad.close();
   }, 240_000);
 
   it('cancels within a step, and a second visit reads the model from the Cache API', async () => {
