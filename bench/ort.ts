@@ -12,6 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { dirname, extname, join, normalize, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import puppeteer from 'puppeteer-core';
+import { adapterSlug } from './core/generate_bench.ts';
 import { pageResult, type BatchResult } from './ort/page_result.ts';
 import { build } from 'vite';
 // @ts-expect-error plain ESM script without types
@@ -163,16 +164,12 @@ const result = {
   ...(profile ? { profiles: page.profiles } : {}),
 };
 
-let slug = '';
-for (const w of page.adapter.toLowerCase().split(/[^a-z0-9]+/).filter(Boolean)) {
-  if (slug && slug.length + 1 + w.length > 60) break;
-  slug = slug ? `${slug}-${w}` : w;
-}
+const slug = adapterSlug(page.adapter);
 const outDir = join(root, 'bench/results');
 mkdirSync(outDir, { recursive: true });
 // A profiled run times hooked WebGPU calls, so it gets its own file and leaves the timing one alone.
 // Storage other than f32 is a variant run: its own file too.
-const outFile = join(outDir, `ort-${profile ? 'profile-' : ''}${storage === 'f32' ? '' : `${storage}-`}${slug || 'adapter'}-${result.date.slice(0, 10)}.json`);
+const outFile = join(outDir, `ort-${profile ? 'profile-' : ''}${storage === 'f32' ? '' : `${storage}-`}${slug}-${result.date.slice(0, 10)}.json`);
 // Six significant digits: timings need no more, and the output differences are ~1e-5.
 const round = (_: string, v: unknown) => (typeof v === 'number' && !Number.isInteger(v) ? Number(v.toPrecision(6)) : v);
 writeFileSync(outFile, `${JSON.stringify(result, round, 2)}\n`);

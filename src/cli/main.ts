@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { cannyEdges, generate, inspectModel, loadModel, randomSeed, resolveGenerateOptions, type GenerateOptions, type ModelInfo, type RgbaPixels, type StepEvent } from '../api.ts';
 import { decodePng, encodePng, tensorToImage, writeFileNoClobber } from '../io/png.ts';
 import { describeClass } from '../pipelines/class_names.ts';
+import { mib } from '../pipelines/folder_options.ts';
 import { GENERATE_USAGE, parseGenerateArgs, parseQuantizeArgs, QUANTIZE_USAGE, resolveClasses, SDXL_FLAGS, type GenerateArgs } from './args.ts';
 import { quantizeFolder } from './quantize.ts';
 import { isHubSource } from '../io/hub.ts';
@@ -207,7 +208,7 @@ async function generateCommand(argv: string[]): Promise<void> {
     await writeFileNoClobber(args.out, encodePng(img.width, img.height, img.channels, img.pixels), args.force);
     const mean = result.stepMs.reduce((a, b) => a + b, 0) / result.stepMs.length;
     console.error(`wrote ${args.out} (${img.width}x${img.height})`);
-    console.error(`adapter ${model.adapterName}; ${mean.toFixed(1)} ms per U-Net call (batch ${o.batch}${o.guidance > 1 && !info.guidanceEmbedded ? ' ×2 for guidance' : ''}); total ${(result.totalMs / 1000).toFixed(2)} s; peak GPU memory ${(result.peakBytes / 2 ** 20).toFixed(1)} MiB`);
+    console.error(`adapter ${model.adapterName}; ${mean.toFixed(1)} ms per U-Net call (batch ${o.batch}${o.guidance > 1 && !info.guidanceEmbedded ? ' ×2 for guidance' : ''}); total ${(result.totalMs / 1000).toFixed(2)} s; peak GPU memory ${mib(result.peakBytes)}`);
   } finally {
     model.destroy();
   }

@@ -26,14 +26,15 @@ import { readUNet2DConfig } from '../models/unet_2d_config.ts';
 import { UNet2DConditionModel } from '../models/unet_2d_condition.ts';
 import { readUNet2DConditionConfig } from '../models/unet_2d_condition_config.ts';
 import { ConfigError, ModelFolderError, UsageError } from '../errors.ts';
+import { mib } from '../pipelines/folder_options.ts';
 
 /** The one weight file a quantized component folder has. */
 export const QUANTIZED_FILE = 'diffusion_pytorch_model.safetensors';
 /** The header metadata key that says a file was written by `fresco quantize` (its value: q8 or q4). */
 export const QUANT_METADATA_KEY = 'fresco_quantization';
 
-/** The models whose GEMM weights are quantized (the denoisers), by config.json _class_name. */
-const BUILDERS: Record<string, (w: ModelLoader, config: Record<string, unknown>, where: string) => unknown> = {
+/** The models whose GEMM weights are quantized (the denoisers), by config.json _class_name: QUANTIZED_CLASSES (a test keeps them equal). */
+export const BUILDERS: Record<string, (w: ModelLoader, config: Record<string, unknown>, where: string) => unknown> = {
   UNet2DModel: (w, c, where) => new UNet2DModel(w, readUNet2DConfig(c, where)),
   UNet2DConditionModel: (w, c, where) => new UNet2DConditionModel(w, readUNet2DConditionConfig(c, where)),
   ControlNetModel: (w, c, where) => new ControlNetModel(w, readControlNetConfig(c, where)),
@@ -125,10 +126,6 @@ interface OutTensor {
   shape: number[];
   offset: number;
   bytes: number;
-}
-
-function mib(bytes: number): string {
-  return `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 }
 
 /** Relative paths of every file under `dir` (symbolic links followed, as a Hub cache snapshot has them), .git left out. */

@@ -6,7 +6,8 @@ import type { ModelOptions } from '../models/precision.ts';
 import { GpuMemoryError } from '../errors.ts';
 
 const SETTLE_BYTES = 64 * 2 ** 20;
-const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
+/** Bytes as MiB with one decimal, as the load and quantize messages print them. */
+export const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
 
 export interface FolderLoadOptions extends ModelOptions {
   /** Weight files of this variant first ('fp16'), then the plain ones (see openModelFrom). */

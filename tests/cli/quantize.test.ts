@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { generate, loadModel, type Model } from '../../src/api.ts';
 import { parseGenerateArgs, parseQuantizeArgs, QUANTIZE_USAGE } from '../../src/cli/args.ts';
-import { quantizeFolder, QUANTIZED_FILE, type QuantizeResult } from '../../src/cli/quantize.ts';
+import { BUILDERS, quantizeFolder, QUANTIZED_FILE, type QuantizeResult } from '../../src/cli/quantize.ts';
+import { QUANTIZED_CLASSES } from '../../src/models/precision.ts';
 import { SCALE_SUFFIX } from '../../src/io/quant.ts';
 import { parseSafetensorsWithMetadata, writeSafetensors, type HostTensor } from '../../src/io/safetensors.ts';
 import { ConfigError, UsageError } from '../../src/errors.ts';
@@ -132,6 +133,10 @@ describe('fresco quantize: the files', () => {
 });
 
 describe('fresco quantize: refusals', () => {
+  it('quantizes the model classes whose weights load quantized (QUANTIZED_CLASSES), no more and no fewer', () => {
+    expect(new Set(Object.keys(BUILDERS))).toEqual(new Set(QUANTIZED_CLASSES));
+  });
+
   it('never writes into an existing DST (a folder or a file), nor inside SRC, and leaves no temporary folder behind', async () => {
     const dst = join(tmp, 'exists');
     mkdirSync(dst);
