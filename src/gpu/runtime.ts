@@ -39,11 +39,6 @@ export interface CompiledKernel {
   uniform: { name: string; size: number; members: Map<string, UniformMember> } | null;
   workgroupSize: [number, number, number];
   code: string;
-  /**
-   * Wall time of creating the module and pipeline: on CPU drivers the shader compiles right there
-   * (cold, lavapipe: up to seconds per GEMM variant), which is what a clean machine's tests pay.
-   */
-  compileMs: number;
 }
 
 export function kernelKey(spec: KernelSpec): string {
@@ -90,11 +85,6 @@ const liveRuntimes = new Set<Runtime>();
  */
 export async function settleAllRuntimes(): Promise<void> {
   await Promise.all([...liveRuntimes].map((rt) => rt.settle()));
-}
-
-/** Every runtime made in this realm (tests log what each compiled). */
-export function allRuntimes(): readonly Runtime[] {
-  return [...liveRuntimes];
 }
 
 export type GemmFeed = 'direct' | 'tiled';
@@ -197,11 +187,6 @@ export class Runtime {
     return this.cache.size;
   }
 
-  /** Every kernel compiled so far, in order. */
-  compiledKernels(): CompiledKernel[] {
-    return [...this.cache.values()];
-  }
-
   kernel(spec: KernelSpec): CompiledKernel {
     const key = kernelKey(spec);
     const hit = this.cache.get(key);
@@ -244,7 +229,6 @@ export class Runtime {
     const ws = (fn.workgroupSize ?? [1, 1, 1]) as number[];
     const device = this.device;
     device.pushErrorScope('validation');
-    const t0 = performance.now();
     const module = device.createShaderModule({ code, label: key });
     const layout = device.createBindGroupLayout({
       label: key,
@@ -272,7 +256,6 @@ export class Runtime {
       uniform,
       workgroupSize: [ws[0] ?? 1, ws[1] ?? 1, ws[2] ?? 1],
       code,
-      compileMs: performance.now() - t0,
     };
   }
 
