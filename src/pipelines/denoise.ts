@@ -325,6 +325,8 @@ async function runSteps(rt: Runtime, g: Graph, l: StepLoop): Promise<number[]> {
   try {
     for (let i = l.start; i < steps; i++) {
       const k = i - l.start;
+      // A step already submitted ahead still runs, but nothing after a cancel is reported.
+      if (l.opts.signal?.aborted) throw new CancelledError();
       if (next === i) submitNext();
       // The first step surfaces any compile or validation problem before the loop goes on.
       if (k === 0) await rt.assertHealthy();

@@ -82,6 +82,37 @@ describe('fashion-ldm pipeline', () => {
     expect(seen).toEqual([0, 1]);
   });
 
+  it('cancelled at the last step but one, reports no step after it (the last was already submitted)', async () => {
+    const rt = await runtime();
+    const ctl = new AbortController();
+    const seen: number[] = [];
+    const p = generateClassConditional(rt, await fashion(), {
+      classLabels: [3], nullClass: 10, guidanceScale: 3, steps: 3, seed: 1, signal: ctl.signal,
+      onStep: (s) => {
+        seen.push(s.index);
+        if (s.index === 1) ctl.abort();
+      },
+    });
+    await expect(p).rejects.toBeInstanceOf(CancelledError);
+    expect(seen).toEqual([0, 1]);
+  });
+
+  it("reads back each step's own latents while the next step is already queued (latentsEvery against the per-step trace)", async () => {
+    const rt = await runtime();
+    const m = await fashion();
+    const base = { classLabels: [2, 5], nullClass: 10, guidanceScale: 3, steps: 5, seed: 4, scheduler: 'ddpm' as const };
+    const traced: Float32Array[] = [];
+    const t = await generateClassConditional(rt, m, { ...base, trace: (_i, _eps, x) => traced.push(x) });
+    // Every second step read back (and the last): the steps between run ahead of their reads.
+    const read = new Map<number, Float32Array>();
+    const r = await generateClassConditional(rt, m, { ...base, latentsEvery: 2, onStep: (s) => s.latents && read.set(s.index, s.latents) });
+    expect([...read.keys()]).toEqual([1, 3, 4]);
+    for (const [i, x] of read) expect(Array.from(x), `step ${i}`).toEqual(Array.from(traced[i]!));
+    expect(Array.from(r.latents)).toEqual(Array.from(t.latents));
+    // Consecutive steps differ, so a read one step late could not pass.
+    expect(Array.from(traced[3]!)).not.toEqual(Array.from(traced[4]!));
+  });
+
   it('rejects class labels outside the model', async () => {
     const rt = await runtime();
     await expect(generateClassConditional(rt, await fashion(), { classLabels: [11], steps: 1 })).rejects.toThrow(/class label 11 is out of range/);
