@@ -20,6 +20,14 @@
 // A dispatch whose tiles alone would leave most of a GPU idle (a 1280-channel conv at 8 x 8 has
 // 20 of them) splits K: SPLITK writes each slice's raw sums to an f32 scratch, and the REDUCE
 // variant of this template adds the slices and applies the epilogue (src/kernels/gemm.ts sizes it).
+//
+// HEADS: attention's two GEMMs per z = b·heads + h (src/kernels/attention.ts), S = scale·Q·Kᵀ and
+// out = P·V, read their operands in place as views of the [B, T, C] activations, where head h owns
+// channels h·d .. h·d + d - 1: A_STRIDED (A(m, k) at view(z) + m·lda + k: q's rows are C apart),
+// W_BATCHED (W(n, k) at view(z) + n·ldw + k: k's rows), W_KMAJOR with it (W(n, k) at
+// view(z) + k·ldw + n: v, whose n = channel is the contiguous one), OUT_STRIDED (out(m, n) at
+// view(z) + m·ldo + n). The scores stay f32 beside f16 activations: A_F32 (P) and OUT_F32 (S).
+// These never split K (out_index would address the scratch outside its batch·M·N).
 #include "common"
 
 struct U {
@@ -42,9 +50,19 @@ struct U {
   // W's row stride in elements (K, or a q4 weight's K padded to whole blocks) and, for a quantized
   // W (WQ), the word where its f16 scales start.
   ldw: u32, scaleWord: u32,
+#if HEADS
+  // view(z) = base + (z / heads)·per batch item + (z % heads)·per head, for A, W and out.
+  heads: u32,
+  aBase: u32, aBatch: u32, aHead: u32, lda: u32,
+  wBatch: u32, wHead: u32,
+  oBase: u32, oBatch: u32, oHead: u32, ldo: u32,
+#endif
 }
 
 @group(0) @binding(0) var<uniform> u: U;
+#if HEADS
+fn view(z: u32, base: u32, batch: u32, head: u32) -> u32 { return base + (z / u.heads) * batch + (z % u.heads) * head; }
+#endif
 #if WQ
 // A quantized W (src/io/quant.ts): its values, then its f16 scales from word scaleWord, in one
 // buffer (the main variant's 8 storage bindings are all taken with an unfused LoRA). The REDUCE
@@ -54,8 +72,12 @@ fn wscale(j: u32) -> f32 { return unpack2x16float(w[u.scaleWord + (j >> 1u)])[j 
 #endif
 #if REDUCE
 @group(0) @binding(1) var<storage, read> part: array<f32>;
+#elif A_F32
+@group(0) @binding(1) var<storage, read> a: array<f32>;
 #else
 @group(0) @binding(1) var<storage, read> a: array<st>;
+#endif
+#if !REDUCE
 #if WQ8
 // int8 values four to a word; the row's scale is applied once per output, in store().
 fn w_at(i: u32) -> f32 { return f32(extractBits(bitcast<i32>(w[i >> 2u]), (i & 3u) * 8u, 8u)); }
@@ -79,6 +101,8 @@ fn w_at(i: u32) -> f32 { return wval(w[widx(i)], i); }
 #endif
 #if SPLITK
 @group(0) @binding(6) var<storage, read_write> part: array<f32>;
+#elif OUT_F32
+@group(0) @binding(6) var<storage, read_write> out: array<f32>;
 #else
 @group(0) @binding(6) var<storage, read_write> out: array<st>;
 #endif
@@ -112,6 +136,8 @@ fn lora_term(z: u32, m: u32, n: u32) -> f32 {
 fn out_index(z: u32, m: u32, n: u32) -> u32 {
 #if OUT_COLMAJOR
   return z * u.N * u.M + n * u.M + m;
+#elif OUT_STRIDED
+  return view(z, u.oBase, u.oBatch, u.oHead) + m * u.ldo + n;
 #else
   return z * u.M * u.N + m * u.N + n;
 #endif
@@ -139,7 +165,11 @@ fn store(z: u32, m: u32, n: u32, v: f32) {
   x *= u.scale;
   // The one fused activation (act in common.wgsl, picked by ACT_*): SiLU, Mish, GELU, ReLU or quick GELU.
   x = act(x);
+#if OUT_F32
+  out[idx] = x;
+#else
   out[idx] = st(x);
+#endif
 }
 #endif
 
@@ -188,25 +218,39 @@ fn read_a(z: u32, m: u32, k: u32) -> f32 {
   if (m >= u.M || k >= u.K) { return 0.0; }
 #if A_COLMAJOR
   return f32(a[z * u.K * u.M + k * u.M + m]);
+#elif A_STRIDED
+  return f32(a[view(z, u.aBase, u.aBatch, u.aHead) + m * u.lda + k]);
 #else
   return f32(a[z * u.M * u.K + m * u.K + k]);
 #endif
 }
 
-fn read_w(n: u32, k: u32) -> f32 {
+fn read_w(z: u32, n: u32, k: u32) -> f32 {
   if (n >= u.N || k >= u.K) { return 0.0; }
+#if W_KMAJOR
+  return w_at(view(z, 0u, u.wBatch, u.wHead) + k * u.ldw + n);
+#elif W_BATCHED
+  return w_at(view(z, 0u, u.wBatch, u.wHead) + n * u.ldw + k);
+#else
   return w_at(n * u.ldw + k);
+#endif
 }
 
 // The slice k0 .. k0 + BK - 1 of the tile at (mt, nt) goes to workgroup memory in whole vec4s
 // (4 neighbouring m, or n, at one k): a store to one component of a vector may touch the whole
 // vector (WGSL's memory model; Dawn's HLSL writes it back entire), so threads must never share
 // one. Which index runs fastest across threads follows the memory layout, so a warp's loads are
-// contiguous: m for im2col and channel-major A (neighbouring pixels), k for row-major A and for W.
+// contiguous: m for im2col and channel-major A (neighbouring pixels), k for row-major A and for W,
+// n for a k-major W (v's channels).
 #if A_COLMAJOR
 const A_M_FAST = true;
 #else
 const A_M_FAST = false;
+#endif
+#if W_KMAJOR
+const W_N_FAST = true;
+#else
+const W_N_FAST = false;
 #endif
 
 #if A_IM2COL
@@ -292,11 +336,16 @@ fn fetch(z: u32, mt: u32, nt: u32, k0: u32, t: u32) {
 #endif
   for (var i = 0u; i < NW; i++) {
     let e = t + i * THREADS;
-    let kl = e % BK;
-    let n = nt + 4u * (e / BK);
+    var kl = e % BK;
+    var n4 = e / BK;
+    if (W_N_FAST) {
+      kl = e / (BN / 4u);
+      n4 = e % (BN / 4u);
+    }
+    let n = nt + 4u * n4;
     let k = k0 + kl;
-    pw[i] = vec4<f32>(read_w(n, k), read_w(n + 1u, k), read_w(n + 2u, k), read_w(n + 3u, k));
-    pwi[i] = kl * (BN / 4u) + e / BK;
+    pw[i] = vec4<f32>(read_w(z, n, k), read_w(z, n + 1u, k), read_w(z, n + 2u, k), read_w(z, n + 3u, k));
+    pwi[i] = kl * (BN / 4u) + n4;
   }
 }
 
@@ -384,8 +433,17 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   // Where this thread's weight rows start, four per vec4. Columns past N read row N - 1 (in
   // bounds) and are never stored, so the loop needs no mask: on a CPU adapter every select in it
   // is paid per k.
+#if W_BATCHED
+  let wz = view(z, 0u, u.wBatch, u.wHead);
+#endif
 #unroll j TN4
+#if W_KMAJOR
+  let wr{{j}} = wz + min(vec4<u32>(n0 + 4u * {{j}}u) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(u.N - 1u));
+#elif W_BATCHED
+  let wr{{j}} = wz + min(vec4<u32>(n0 + 4u * {{j}}u) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(u.N - 1u)) * u.ldw;
+#else
   let wr{{j}} = min(vec4<u32>(n0 + 4u * {{j}}u) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(u.N - 1u)) * u.ldw;
+#endif
 #endunroll
 #unroll i TM
 #unroll j TN4
@@ -445,6 +503,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
     let mr{{i}} = min(m0 + {{i}}u, u.M - 1u);
 #if A_COLMAJOR
     let off{{i}} = z * u.K * u.M + mr{{i}};
+#elif A_STRIDED
+    let off{{i}} = view(z, u.aBase, u.aBatch, u.aHead) + mr{{i}} * u.lda;
 #else
     let off{{i}} = (z * u.M + mr{{i}}) * u.K;
 #endif
@@ -460,8 +520,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
       let a{{i}} = f32(a[off{{i}} + ca]);
 #endif
 #endunroll
+#if W_KMAJOR
+      let wk = k * u.ldw;
+#else
+      let wk = k;
+#endif
 #unroll j TN4
-      let b{{j}} = vec4<f32>(w_at(wr{{j}}.x + k), w_at(wr{{j}}.y + k), w_at(wr{{j}}.z + k), w_at(wr{{j}}.w + k));
+      let b{{j}} = vec4<f32>(w_at(wr{{j}}.x + wk), w_at(wr{{j}}.y + wk), w_at(wr{{j}}.z + wk), w_at(wr{{j}}.w + wk));
 #endunroll
 #unroll i TM
 #unroll j TN4

@@ -1,10 +1,32 @@
-// Multi-head scaled-dot-product attention through the flash kernel in shaders/attention.wgsl:
-// memory stays O(tokens), never tokens².
+// Multi-head scaled-dot-product attention, two ways. Small heads go through the flash kernel in
+// shaders/attention.wgsl: memory stays O(tokens), never tokens². Large heads (the SD VAE's single
+// d512 head) spill its per-thread d-wide accumulator, so they take two GEMMs on the GEMM core and
+// a row softmax between them, over an f32 score scratch of query-row chunks that fit one binding.
 import type { Graph } from '../graph/graph.ts';
-import { fold1d } from '../graph/graph.ts';
+import { evenChunks, fold1d } from '../graph/graph.ts';
 import { shapeStr, type Tensor, trafficBytes } from '../graph/tensor.ts';
 import { commonDType, storageParams } from './dtype.ts';
+import { headGemm } from './gemm.ts';
 import { expectShape } from './tensor_checks.ts';
+
+declare module '../gpu/runtime.ts' {
+  interface Runtime {
+    /**
+     * Head dims from which attention() takes the GEMM path (attentionPath) instead of the flash
+     * kernel; ATTENTION_GEMM_MIN_HEAD when unset. Tests and benches set it to force either path.
+     */
+    attentionGemmMinHead?: number;
+  }
+}
+
+/** The default Runtime.attentionGemmMinHead (bench/README.md, the GEMM attention path). */
+export const ATTENTION_GEMM_MIN_HEAD = 256;
+/**
+ * The fewest query rows a chunk of the GEMM path may have while the flash kernel could serve the
+ * head instead: thinner chunks leave the GEMMs' M tiles mostly empty.
+ */
+const MIN_CHUNK_ROWS = 64;
+const MAX_WG = 65535;
 
 /** Query rows per workgroup (one thread each); short sequences take the small size. */
 const BQ_LARGE = 64;
@@ -49,6 +71,26 @@ export function attentionKeyGroups(most: number, BK: number): number {
   return kg;
 }
 
+export type AttentionPath = { path: 'flash' } | { path: 'gemm'; rows: number };
+
+/**
+ * Which way attention() runs a head dim d: the flash kernel below `minHead` (and wherever the
+ * GEMM path's score chunks would be thinner than MIN_CHUNK_ROWS query rows), else the GEMM path
+ * with `rows` query rows of every (batch, head) per chunk, its [B·heads·rows, Tk] f32 scores
+ * within `maxBytes` (the binding limit). Heads too wide for the flash kernel take the GEMM path
+ * whatever the limit (one row per chunk at worst; a limit even that exceeds is the planner's to
+ * report).
+ */
+export function attentionPath(d: number, B: number, heads: number, Tq: number, Tk: number, minHead: number, maxBytes: number): AttentionPath {
+  const flash = attentionKeyTile(d) >= 4;
+  // The GEMMs' z runs over batch·heads in one dispatch dimension.
+  if (flash && (d < minHead || B * heads > MAX_WG)) return { path: 'flash' };
+  const fit = Math.floor(maxBytes / (4 * B * heads * Tk));
+  if (flash && fit < Math.min(Tq, MIN_CHUNK_ROWS)) return { path: 'flash' };
+  const { chunk } = evenChunks(Tq, Math.ceil(Tq / Math.max(1, fit)));
+  return { path: 'gemm', rows: Math.max(1, Math.min(chunk, Tq)) };
+}
+
 /**
  * softmax(q·kᵀ·scale)·v per head. q: [B, Tq, C], k and v: [B, Tk, C]; heads are interleaved in
  * the channels (head h = channels [h·d, (h+1)·d), d = C / heads). Returns [B, Tq, C] with the same
@@ -75,13 +117,17 @@ export function attention(
   expectShape(Number.isInteger(heads) && heads > 0, `${label}: heads = ${heads} is not a positive integer`);
   expectShape(C % heads === 0, `${label}: ${C} channels do not split into ${heads} heads`);
   const d = C / heads;
-  const { BQ, BK } = attentionTiles(d, Tq, Tk);
-  expectShape(attentionKeyTile(d) >= 4, `${label}: head dim ${d} is over ${TILE_FLOATS / 4}, too large to stage four keys in 16 KiB`);
   const scale = opts.scale ?? 1 / Math.sqrt(d);
   expectShape(Number.isFinite(scale), `${label}: scale ${scale} is not finite`);
-
   const dtype = commonDType(label, { q, k, v });
   const out = g.alloc([B, Tq, C], label, dtype);
+  const plan = attentionPath(d, B, heads, Tq, Tk, g.rt.attentionGemmMinHead ?? ATTENTION_GEMM_MIN_HEAD, Math.min(g.limits.binding, g.limits.buffer));
+  if (plan.path === 'gemm') {
+    gemmAttention(g, label, q, k, v, out, heads, plan.rows, scale, !!opts.causal);
+    return out;
+  }
+  const { BQ, BK } = attentionTiles(d, Tq, Tk);
+  expectShape(attentionKeyTile(d) >= 4, `${label}: head dim ${d} is over ${TILE_FLOATS / 4}, too large to stage four keys in 16 KiB`);
   const qTiles = Math.ceil(Tq / BQ);
   const total = qTiles * heads * B;
   g.dispatch(
@@ -94,4 +140,28 @@ export function attention(
     { flops: 4 * B * Tq * Tk * C, bytes: trafficBytes(q, k, v, out) },
   );
   return out;
+}
+
+/**
+ * The GEMM path, `rows` query rows of every (batch, head) at a time: S = scale·Q·Kᵀ into the f32
+ * scratch, the softmax over its rows in place, then out = P·V written into the chunk's rows of
+ * the head-interleaved output. Causal masking happens in the softmax (the GEMM scores every key).
+ */
+function gemmAttention(g: Graph, label: string, q: Tensor, k: Tensor, v: Tensor, out: Tensor, heads: number, rows: number, scale: number, causal: boolean): void {
+  const [B, Tq, C] = q.shape as [number, number, number];
+  const Tk = k.shape[1]!;
+  const d = C / heads;
+  const scores = g.alloc([B * heads * rows, Tk], `${label}/scores`, 'f32');
+  // k's and v's rows of head h: key j's channels at (b·Tk + j)·C + h·d.
+  const keys = { batch: Tk * C, head: d, ld: C };
+  for (let r0 = 0; r0 < Tq; r0 += rows) {
+    const M = Math.min(rows, Tq - r0);
+    // q's and out's rows r0 .. r0 + M - 1 of head h, in place in the [B, T, C] layout.
+    const chunk = { base: r0 * C, batch: Tq * C, head: d, ld: C };
+    headGemm(g, `${label}/q·kᵀ`, { M, N: Tk, K: d, B, heads, a: { t: q, ...chunk }, w: { t: k, ...keys }, out: scores, scale });
+    const n = B * heads * M;
+    g.dispatch(`${label}/softmax`, { shader: 'softmax_rows', params: { CAUSAL: causal } }, { s: scores }, { rows: n, cols: Tk, rows_per_z: M, r0 }, fold1d(n), { bytes: 3 * 4 * n * Tk });
+    headGemm(g, `${label}/p·v`, { M, N: d, K: Tk, B, heads, a: scores, w: { t: v, ...keys, kMajor: true }, out: { t: out, ...chunk } });
+  }
+  g.release(scores);
 }

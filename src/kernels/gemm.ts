@@ -121,7 +121,7 @@ interface GemmDispatch {
   N: number;
   K: number;
   batch: number;
-  /** How A is read and the output written: A_COLMAJOR, A_IM2COL, UPSAMPLE, OUT_COLMAJOR. */
+  /** How A is read and the output written: A_COLMAJOR, A_IM2COL, UPSAMPLE, OUT_COLMAJOR, or HEADS' views. */
   layout: Record<string, boolean>;
   /** The activations' storage type (a, out, temb, residual). */
   dtype: DType;
@@ -131,8 +131,10 @@ interface GemmDispatch {
   w: Tensor;
   out: Tensor;
   epilogue: Epilogue;
-  /** Conv geometry uniforms (zeros for a linear layer). */
+  /** Conv geometry uniforms (zeros for a linear layer), and HEADS' view uniforms. */
   geometry: Record<string, number>;
+  /** W's row stride in either order, when not K (HEADS' views; a quantized W has its own). */
+  ldw?: number;
 }
 
 /**
@@ -141,12 +143,14 @@ interface GemmDispatch {
  */
 function dispatchGemm(g: Graph, d: GemmDispatch): void {
   const { label, M, N, K, batch, epilogue: e } = d;
-  const t = gemmTiling(g, M, N, K, batch);
+  // Views of per-head operands (HEADS) run over all of K: a split's scratch is indexed like a plain
+  // [batch, M, N] output.
+  const t = d.layout.HEADS ? { ...gemmTiling(g, M, N, K, batch), splits: 1, kChunk: K } : gemmTiling(g, M, N, K, batch);
   const R = e.lora ? e.lora.up.shape[1]! : 0;
   const q = d.w.quant;
   const wq = q ? { WQ: true, ...(q.format === 'q8' ? { WQ8: true } : { WQ4: true }) } : {};
   if (q) expectShape(q.N === N && q.K === K, `${label}: quantized weight ${d.w.label} is ${q.N} x ${q.K}, the GEMM needs ${N} x ${K}`);
-  const uniforms = { M, N, K, ...d.geometry, scale: e.scale ?? 1, yfold: gemmFold(M, batch, t), ...tembUniforms(e, N), splits: t.splits, kChunk: t.kChunk, total: batch * M * N, lora_rank: R, ldw: q ? q.ldw : K, scaleWord: q ? q.scaleWord : 0 };
+  const uniforms = { M, N, K, ...d.geometry, scale: e.scale ?? 1, yfold: gemmFold(M, batch, t), ...tembUniforms(e, N), splits: t.splits, kChunk: t.kChunk, total: batch * M * N, lora_rank: R, ldw: q ? q.ldw : d.ldw ?? K, scaleWord: q ? q.scaleWord : 0 };
   const flops = 2 * M * N * K * batch + 2 * M * N * R * batch;
   const extras = Object.values(epilogueBindings(e));
   if (t.splits === 1) {
@@ -212,6 +216,70 @@ function epilogueBindings(e: Epilogue) {
   if (e.temb) b.temb = e.temb;
   if (e.residual) b.res = e.residual;
   return b;
+}
+
+/**
+ * One operand of a per-head GEMM read in place: z = b·heads + h's matrix starts at
+ * base + b·batch + h·head, its rows `ld` elements apart.
+ */
+export interface HeadView {
+  t: Tensor;
+  base: number;
+  batch: number;
+  head: number;
+  ld: number;
+}
+
+export interface HeadGemm {
+  M: number;
+  N: number;
+  K: number;
+  /** Batch items B; z runs over B·heads. */
+  B: number;
+  heads: number;
+  /** A(m, k): a view, or a plain [B·heads, M, K] row-major tensor. */
+  a: HeadView | Tensor;
+  /** W(n, k): rows of k along n (a key matrix), or with kMajor rows of n along k (a value matrix); no base. */
+  w: Omit<HeadView, 'base'> & { kMajor?: boolean };
+  /** out(m, n): a view, or a plain [B·heads, M, N] row-major tensor. */
+  out: HeadView | Tensor;
+  /** Multiplies every output (the softmax scale). */
+  scale?: number;
+}
+
+/**
+ * out = scale · A·Wᵀ for every (batch item, head), through the GEMM core with its operands read
+ * in place (HEADS in shaders/gemm.wgsl): attention's S = scale·Q·Kᵀ and P·V. The storage type is
+ * w's (the activations'); a and out may be f32 beside f16 activations (the score scratch).
+ */
+export function headGemm(g: Graph, label: string, o: HeadGemm): void {
+  const st = dtypeOf(o.w.t);
+  const view = (x: HeadView | Tensor): x is HeadView => 't' in x;
+  const tensorOf = (x: HeadView | Tensor) => (view(x) ? x.t : x);
+  const f32Beside = (name: string, x: Tensor): boolean => {
+    const dt = dtypeOf(x);
+    if (dt === st) return false;
+    if (dt === 'f32') return true;
+    throw new GpuError(`${label}: ${name} (${x.label}) is ${dt} beside ${st} activations; only f32 may differ`);
+  };
+  const a = tensorOf(o.a);
+  const out = tensorOf(o.out);
+  const av = view(o.a) ? o.a : null;
+  const ov = view(o.out) ? o.out : null;
+  const layout = {
+    HEADS: true, A_STRIDED: !!av, W_BATCHED: true, W_KMAJOR: !!o.w.kMajor, OUT_STRIDED: !!ov,
+    A_F32: f32Beside('A', a), OUT_F32: f32Beside('the output', out),
+  };
+  const views = {
+    heads: o.heads,
+    aBase: av?.base ?? 0, aBatch: av?.batch ?? 0, aHead: av?.head ?? 0, lda: av?.ld ?? 0,
+    wBatch: o.w.batch, wHead: o.w.head,
+    oBase: ov?.base ?? 0, oBatch: ov?.batch ?? 0, oHead: ov?.head ?? 0, ldo: ov?.ld ?? 0,
+  };
+  dispatchGemm(g, {
+    label, M: o.M, N: o.N, K: o.K, batch: o.B * o.heads, layout, dtype: st, weights: {},
+    a, w: o.w.t, out, epilogue: { scale: o.scale }, geometry: { ...noConv, ...views }, ldw: o.w.ld,
+  });
 }
 
 const noConv = { Cin: 0, H: 0, W: 0, kh: 0, kw: 0, stride: 0, padT: 0, padL: 0, Hout: 0, Wout: 0, upH: 0, upW: 0 };

@@ -1,7 +1,7 @@
 import type { Runtime } from '../../src/gpu/runtime.ts';
-import { attention } from '../../src/kernels/attention.ts';
+import { attention, attentionPath, ATTENTION_GEMM_MIN_HEAD } from '../../src/kernels/attention.ts';
 import { attentionRef } from '../ref/attention.ts';
-import { input, randn, runGraph } from '../helpers/gpu.ts';
+import { input, randn, runGraph, withGemmFeed } from '../helpers/gpu.ts';
 import { F32, type OpCase } from './cases.ts';
 
 interface AttnRow {
@@ -15,6 +15,12 @@ interface AttnRow {
   /** Multiplies q and k (not v): the logits grow with its square. */
   qkScale?: number;
   note?: string;
+  /** Forces a path (Runtime.attentionGemmMinHead 1 or Infinity); by head dim when absent. */
+  path?: 'flash' | 'gemm';
+  /** Runtime.planLimits.binding while the row runs: the GEMM path's scores in query-row chunks. */
+  binding?: number;
+  /** Uses the data of row `data` (same shape) instead of its own. */
+  data?: number;
 }
 
 const rows: AttnRow[] = [
@@ -45,41 +51,71 @@ const rows: AttnRow[] = [
   { B: 2, Tq: 33, Tk: 70, C: 64, heads: 2, qkScale: 10, note: 'large logits' },
   // 70001 workgroups: past the 65535 per-dimension limit, folded over x and y with one spare
   { B: 70001, Tq: 1, Tk: 3, C: 2, heads: 1, note: 'folded dispatch' },
+  // The GEMM path (two GEMMs and a row softmax): heads past the flash kernel's 512, several heads
+  // and batch items (the per-(batch, head) offsets), nothing a tile multiple, large logits, causal.
+  { B: 1, Tq: 19, Tk: 23, C: 640, heads: 1, note: 'd640' },
+  { B: 2, Tq: 20, Tk: 33, C: 512, heads: 2, note: 'd256' },
+  { B: 2, Tq: 37, Tk: 11, C: 96, heads: 3, path: 'gemm' },
+  // the flash row's data: how far f16 rounding of the inputs moves these logits depends on it
+  { B: 2, Tq: 33, Tk: 70, C: 64, heads: 2, qkScale: 10, path: 'gemm', data: 13, note: 'large logits' },
+  { B: 2, Tq: 77, Tk: 77, C: 128, heads: 2, causal: true, path: 'gemm', note: 'CLIP text' },
+  // 150 query rows in chunks of 50 (the scores' 800-byte rows against a 52000-byte binding), under
+  // the causal mask: each chunk masks from its own first row
+  { B: 1, Tq: 150, Tk: 200, C: 32, heads: 1, causal: true, path: 'gemm', binding: 52000, note: 'scores in 3 chunks' },
+  // the flash kernel's widest head, which the GEMM path takes by default
+  { B: 1, Tq: 24, Tk: 21, C: 512, heads: 1, path: 'flash', note: 'd512 VAE mid-block' },
 ];
 
-const oneWay: OpCase[] = rows.map((r, i) => ({
+const runs = (r: AttnRow): 'flash' | 'gemm' => r.path ?? attentionPath(r.C / r.heads, r.B, r.heads, r.Tq, r.Tk, ATTENTION_GEMM_MIN_HEAD, r.binding ?? 2 ** 27).path;
+
+const oneWay = rows.map((r, i): OpCase & { path: 'flash' | 'gemm' } => ({
   op: 'attention',
-  name: `B${r.B} Tq${r.Tq} Tk${r.Tk} C${r.C} heads${r.heads} d${r.C / r.heads}${r.causal ? ' causal' : ''}${r.note ? ` (${r.note})` : ''}`,
+  path: runs(r),
+  name: `B${r.B} Tq${r.Tq} Tk${r.Tk} C${r.C} heads${r.heads} d${r.C / r.heads}${r.causal ? ' causal' : ''}${r.note ? ` (${r.note})` : ''} [${runs(r)}]`,
   ...F32,
   async run(rt) {
     const qk = r.qkScale ?? 1;
-    const q = randn(r.B * r.Tq * r.C, 200 + i, qk);
-    const k = randn(r.B * r.Tk * r.C, 300 + i, qk);
-    const v = randn(r.B * r.Tk * r.C, 400 + i);
+    const seed = r.data ?? i;
+    const q = randn(r.B * r.Tq * r.C, 200 + seed, qk);
+    const k = randn(r.B * r.Tk * r.C, 300 + seed, qk);
+    const v = randn(r.B * r.Tk * r.C, 400 + seed);
     const opts = { scale: r.scale, causal: r.causal };
-    const got = await runGraph(rt, (g) =>
-      attention(g, 'attn', input(rt, q, [r.B, r.Tq, r.C]), input(rt, k, [r.B, r.Tk, r.C]), input(rt, v, [r.B, r.Tk, r.C]), r.heads, opts),
-    );
-    return { got, ref: attentionRef(q, k, v, r.B, r.Tq, r.Tk, r.C, r.heads, opts) };
+    const prev = [rt.attentionGemmMinHead, rt.planLimits] as const;
+    if (r.path) rt.attentionGemmMinHead = r.path === 'gemm' ? 1 : Infinity;
+    if (r.binding) rt.planLimits = { ...rt.planLimits, binding: r.binding };
+    try {
+      const got = await runGraph(rt, (g) =>
+        attention(g, 'attn', input(rt, q, [r.B, r.Tq, r.C]), input(rt, k, [r.B, r.Tk, r.C]), input(rt, v, [r.B, r.Tk, r.C]), r.heads, opts),
+      );
+      return { got, ref: attentionRef(q, k, v, r.B, r.Tq, r.Tk, r.C, r.heads, opts) };
+    } finally {
+      [rt.attentionGemmMinHead, rt.planLimits] = prev;
+    }
   },
 }));
 
 /**
- * Every row with one group of four keys per scoring step and with up to four (Runtime.attentionKeyGroups:
- * GPUs' and CPU adapters' defaults), whichever the adapter runs by default.
+ * Flash rows with one group of four keys per scoring step and with up to four
+ * (Runtime.attentionKeyGroups: GPUs' and CPU adapters' defaults); GEMM-path rows under both feeds
+ * of the GEMM core (Runtime.gemmFeed: CPU adapters' direct one, GPUs' tiled one).
  */
-export const attentionCases: OpCase[] = [1, 4].flatMap((kg) =>
-  oneWay.map((c) => ({
-    ...c,
-    name: `${c.name} [key groups <= ${kg}]`,
-    async run(rt: Runtime) {
-      const prev = rt.attentionKeyGroups;
-      rt.attentionKeyGroups = kg;
-      try {
-        return await c.run(rt);
-      } finally {
-        rt.attentionKeyGroups = prev;
-      }
-    },
-  })),
-);
+export const attentionCases: OpCase[] = [
+  ...[1, 4].flatMap((kg) =>
+    oneWay.filter((c) => c.path === 'flash').map((c) => ({
+      ...c,
+      name: `${c.name} [key groups <= ${kg}]`,
+      async run(rt: Runtime) {
+        const prev = rt.attentionKeyGroups;
+        rt.attentionKeyGroups = kg;
+        try {
+          return await c.run(rt);
+        } finally {
+          rt.attentionKeyGroups = prev;
+        }
+      },
+    })),
+  ),
+  ...(['direct', 'tiled'] as const).flatMap((feed) =>
+    oneWay.filter((c) => c.path === 'gemm').map((c) => ({ ...c, name: `${c.name} [${feed}]`, run: (rt: Runtime) => withGemmFeed(rt, feed, () => c.run(rt)) })),
+  ),
+];

@@ -1,7 +1,7 @@
 // What the op table cannot show: shape errors, and the launch for a large latent.
 import { describe, expect, it } from 'vitest';
 import { Graph } from '../../src/graph/graph.ts';
-import { attention, attentionKeyGroups, attentionKeyTile } from '../../src/kernels/attention.ts';
+import { attention, attentionKeyGroups, attentionKeyTile, attentionPath } from '../../src/kernels/attention.ts';
 import { runtime } from '../helpers/gpu.ts';
 import type { Tensor } from '../../src/graph/tensor.ts';
 import { ShapeError } from '../../src/errors.ts';
@@ -22,7 +22,6 @@ describe('attention', () => {
       ['no keys', () => attention(g, 'a', t(1, 4, 32), t(1, 0, 32), t(1, 0, 32), 2)],
       ['not 3-D', () => attention(g, 'a', t(4, 32), t(1, 4, 32), t(1, 4, 32), 2)],
       ['zero heads', () => attention(g, 'a', t(1, 4, 32), t(1, 4, 32), t(1, 4, 32), 0)],
-      ['head dim too large', () => attention(g, 'a', t(1, 4, 4096), t(1, 4, 4096), t(1, 4, 4096), 1)],
     ];
     for (const [what, f] of bad) expect(f, what).toThrow(ShapeError);
     rt.destroyBuffer(buffer);
@@ -48,6 +47,56 @@ describe('attention', () => {
     expect(out.shape).toEqual([2, 4096, 512]);
     // 64 query tiles x 8 heads x 2 batches, one workgroup each
     expect(g.ops.map((o) => o.workgroups)).toEqual([[1024, 1, 1]]);
+    g.destroy();
+  });
+});
+
+describe('attentionPath', () => {
+  const MiB = 2 ** 20;
+  it('keeps small heads on the flash kernel and takes large ones to the GEMM path', () => {
+    // SD's U-Net self-attention at 64x64 latents: 8 heads of 40 (its scores would be 1 GiB)
+    expect(attentionPath(40, 2, 8, 4096, 4096, 256, 128 * MiB)).toEqual({ path: 'flash' });
+    expect(attentionPath(64, 2, 12, 77, 77, 256, 128 * MiB)).toEqual({ path: 'flash' });
+    // the SD VAE's mid-block at 512x512: 64 MiB of scores, one chunk
+    expect(attentionPath(512, 1, 1, 4096, 4096, 256, 128 * MiB)).toEqual({ path: 'gemm', rows: 4096 });
+    expect(attentionPath(256, 1, 1, 100, 100, 256, 128 * MiB)).toEqual({ path: 'gemm', rows: 100 });
+    expect(attentionPath(255, 1, 1, 100, 100, 256, 128 * MiB)).toEqual({ path: 'flash' });
+    // the runtime's threshold forces either way
+    expect(attentionPath(8, 1, 1, 100, 100, 1, 128 * MiB)).toEqual({ path: 'gemm', rows: 100 });
+    expect(attentionPath(512, 1, 1, 100, 100, Infinity, 128 * MiB)).toEqual({ path: 'flash' });
+  });
+
+  it('cuts the scores into even query-row chunks that fit the binding limit', () => {
+    // the VAE's mid-block at 1024x1024: 16384 rows of 64 KiB, 2048 a chunk
+    expect(attentionPath(512, 1, 1, 16384, 16384, 256, 128 * MiB)).toEqual({ path: 'gemm', rows: 2048 });
+    // 65 rows fit: three chunks of 50, not 65 + 65 + 20
+    expect(attentionPath(32, 1, 1, 150, 200, 1, 52000)).toEqual({ path: 'gemm', rows: 50 });
+  });
+
+  it('falls back to the flash kernel where the GEMM path would be thin or too wide for one dispatch', () => {
+    // 32 rows of 64 KiB a chunk: fewer than 64; 64 are enough
+    expect(attentionPath(512, 1, 1, 16384, 16384, 256, 2 * MiB)).toEqual({ path: 'flash' });
+    expect(attentionPath(512, 1, 1, 16384, 16384, 256, 4 * MiB)).toEqual({ path: 'gemm', rows: 64 });
+    // and a short query set that fits whole
+    expect(attentionPath(512, 1, 1, 30, 16384, 256, 2 * MiB)).toEqual({ path: 'gemm', rows: 30 });
+    // batch·heads past 65535 z slices
+    expect(attentionPath(512, 70000, 1, 1, 3, 1, 128 * MiB)).toEqual({ path: 'flash' });
+  });
+
+  it('takes heads past 512, which the flash kernel cannot stage, to the GEMM path whatever the limit', () => {
+    expect(attentionPath(640, 1, 1, 19, 23, Infinity, 128 * MiB)).toEqual({ path: 'gemm', rows: 19 });
+    expect(attentionPath(1024, 1, 1, 16384, 16384, 256, 2 * MiB)).toEqual({ path: 'gemm', rows: 32 });
+    expect(attentionPath(1024, 1, 1, 100, 16384, 256, 1024)).toEqual({ path: 'gemm', rows: 1 });
+  });
+
+  it('plans heads past 512 as two GEMMs and a softmax per chunk', async () => {
+    const rt = await runtime();
+    const g = new Graph(rt, 'attn-d4096');
+    const x = g.alloc([1, 4, 4096], 'x');
+    const out = attention(g, 'a', x, x, x, 1);
+    g.finalize();
+    expect(out.shape).toEqual([1, 4, 4096]);
+    expect(g.ops.map((o) => o.label)).toEqual(['a/q·kᵀ', 'a/softmax', 'a/p·v']);
     g.destroy();
   });
 });
