@@ -1,6 +1,8 @@
 // Times naive attention (bench/kernels/attention.v1.wgsl: full score matrix, three passes) against
-// the flash kernel (shaders/attention.wgsl). Each version is checked before it is timed: against
-// the float64 reference where that is cheap, otherwise against the other version.
+// attention()'s two paths (src/kernels/attention.ts): the flash kernel (shaders/attention.wgsl)
+// and two GEMMs on the GEMM core with a row softmax between them, each forced through
+// Runtime.attentionGemmMinHead. Each version is checked before it is timed: against the float64
+// reference where that is cheap, otherwise against the first version.
 // Run `node scripts/bundle-shaders.mjs` first if shaders/ changed.
 //   npx tsx bench/attention.ts            default shapes
 //   npx tsx bench/attention.ts --big      adds 64x64 latents (4096 tokens)
@@ -11,7 +13,7 @@ import { getGpu } from '../src/gpu/device.ts';
 import { Runtime } from '../src/gpu/runtime.ts';
 import { fold1d, Graph } from '../src/graph/graph.ts';
 import type { Tensor } from '../src/graph/tensor.ts';
-import { attention } from '../src/kernels/attention.ts';
+import { attention, attentionKeyTile, attentionPath, ATTENTION_GEMM_MIN_HEAD } from '../src/kernels/attention.ts';
 import { shaderSources } from '../src/kernels/shaders.gen.ts';
 import { compare } from '../tests/helpers/compare.ts';
 import { randn } from '../tests/helpers/gpu.ts';
@@ -32,6 +34,10 @@ const shapes: Shape[] = [
   { B: 2, Tq: 256, Tk: 256, C: 128, heads: 4, note: '16x16 latent' },
   { B: 1, Tq: 1024, Tk: 1024, C: 320, heads: 8, note: '32x32 latent, SD d40' },
   { B: 2, Tq: 1024, Tk: 77, C: 320, heads: 8, note: 'cross-attn on 77 tokens' },
+  // Head dims between SD's and the VAE's, where the paths cross (Runtime.attentionGemmMinHead).
+  { B: 1, Tq: 1024, Tk: 1024, C: 256, heads: 2, note: 'd128' },
+  { B: 1, Tq: 1024, Tk: 1024, C: 256, heads: 1, note: 'd256' },
+  { B: 1, Tq: 1024, Tk: 1024, C: 512, heads: 1, note: 'd512, a VAE mid-block at 256x256' },
 ];
 if (process.argv.includes('--big')) {
   shapes.push(
@@ -71,7 +77,7 @@ async function time(rt: Runtime, g: Graph, reps: number): Promise<number> {
 }
 
 const rt = new Runtime(await getGpu());
-console.log(`adapter: ${rt.gpu.adapterName}`);
+console.log(`adapter: ${rt.gpu.adapterName} (GEMM feed ${rt.gemmFeed}; attention() takes the GEMM path from head dim ${ATTENTION_GEMM_MIN_HEAD})`);
 // The naive version's score matrix is one tensor: it must fit what graphs plan within.
 const maxScores = Math.min(rt.planLimits.binding, rt.planLimits.buffer);
 for (const s of shapes) {
@@ -80,9 +86,17 @@ for (const s of shapes) {
   const v = randn(s.B * s.Tk * s.C, 3);
   const flops = 4 * s.B * s.Tq * s.Tk * s.C;
   const head = `B${s.B} Tq${s.Tq} Tk${s.Tk} C${s.C} heads${s.heads} (${s.note})`;
-  const versions: [string, (g: Graph, q: Tensor, k: Tensor, v: Tensor) => Tensor][] = [
-    ['flash', (g, q, k, v) => attention(g, 'attn', q, k, v, s.heads)],
-  ];
+  // attention() with its path forced (a threshold of 1 takes every head dim to the GEMM path).
+  const forced = (minHead: number) => (g: Graph, q: Tensor, k: Tensor, v: Tensor) => {
+    rt.attentionGemmMinHead = minHead;
+    try {
+      return attention(g, 'attn', q, k, v, s.heads);
+    } finally {
+      rt.attentionGemmMinHead = undefined;
+    }
+  };
+  const versions: [string, (g: Graph, q: Tensor, k: Tensor, v: Tensor) => Tensor][] = [['gemm', forced(1)]];
+  if (attentionKeyTile(s.C / s.heads) >= 4) versions.unshift(['flash', forced(Infinity)]);
   const scoreBytes = s.B * s.heads * s.Tq * s.Tk * 4;
   const naiveFits = scoreBytes <= maxScores;
   if (naiveFits) versions.unshift(['naive', (g, q, k, v) => naive(g, q, k, v, s)]);
@@ -111,7 +125,9 @@ for (const s of shapes) {
     } else {
       check = got;
     }
-    const extra = name === 'naive' ? `, scores ${(scoreBytes / 2 ** 20).toFixed(1)} MiB` : '';
+    let extra = name === 'naive' ? `, scores ${(scoreBytes / 2 ** 20).toFixed(1)} MiB` : '';
+    const plan = attentionPath(s.C / s.heads, s.B, s.heads, s.Tq, s.Tk, 1, Math.min(g.limits.binding, g.limits.buffer));
+    if (name === 'gemm' && plan.path === 'gemm') extra = `, scores ${((s.B * s.heads * plan.rows * s.Tk * 4) / 2 ** 20).toFixed(1)} MiB x ${Math.ceil(s.Tq / plan.rows)} chunk(s)`;
     console.log(`  ${name.padEnd(6)} ${ms.toFixed(2).padStart(9)} ms  ${(flops / ms / 1e6).toFixed(1).padStart(8)} GFLOP/s  ${verdict}${extra}`);
     g.destroy();
   }

@@ -19,8 +19,14 @@ declare module '../gpu/runtime.ts' {
   }
 }
 
-/** The default Runtime.attentionGemmMinHead (bench/README.md, the GEMM attention path). */
-export const ATTENTION_GEMM_MIN_HEAD = 256;
+/**
+ * The default Runtime.attentionGemmMinHead. On both CPU adapters the GEMM path ran d128 at 1024
+ * tokens 3.2x (lavapipe) and 3.9x (SwiftShader) faster than the flash kernel, d512 4.4x and 7.1x;
+ * below d128 it wins only some shapes (SD's d40 self-attention, not its cross-attention or small
+ * latents), and SD's 4096-token d40 self-attention would need 1 GiB of scores in chunks, so small
+ * heads stay on flash (bench/README.md, "Attention for large heads"; unmeasured on a GPU yet).
+ */
+export const ATTENTION_GEMM_MIN_HEAD = 128;
 /**
  * The fewest query rows a chunk of the GEMM path may have while the flash kernel could serve the
  * head instead: thinner chunks leave the GEMMs' M tiles mostly empty.

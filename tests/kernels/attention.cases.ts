@@ -40,9 +40,11 @@ const rows: AttnRow[] = [
   // CLIP's text self-attention: 77 tokens, head dim 64 (SD's 768 / 12) -> BK 32, so the first
   // 64-row query tile skips the third key tile and the partial second tile reads all three
   { B: 2, Tq: 77, Tk: 77, C: 128, heads: 2, causal: true, note: 'CLIP text' },
-  // d = 160 gives BK = 12: 29 keys are three tiles, the last one partial
-  { B: 1, Tq: 9, Tk: 29, C: 320, heads: 2, note: 'd160' },
-  // SD 1.5's d40 over several 48-key tiles, and a VAE mid-block's single 512-wide head (4-key tiles).
+  // d = 160 gives BK = 12: 29 keys are three tiles, the last one partial (the flash kernel forced:
+  // heads of 128 and more take the GEMM path by default)
+  { B: 1, Tq: 9, Tk: 29, C: 320, heads: 2, path: 'flash', note: 'd160' },
+  // SD 1.5's d40 over several 48-key tiles, and a VAE mid-block's single 512-wide head (the GEMM
+  // path; the flash kernel's 4-key tiles in the last row).
   { B: 2, Tq: 100, Tk: 101, C: 80, heads: 2, note: 'd40, 3 key tiles' },
   { B: 1, Tq: 24, Tk: 21, C: 512, heads: 1, note: 'd512 VAE mid-block' },
   { B: 1, Tq: 20, Tk: 40, C: 128, heads: 1, scale: 0.3, note: 'd128 explicit scale' },
