@@ -13,7 +13,7 @@ import { getGpu } from '../src/gpu/device.ts';
 import { Runtime } from '../src/gpu/runtime.ts';
 import { fold1d, Graph } from '../src/graph/graph.ts';
 import type { Tensor } from '../src/graph/tensor.ts';
-import { attention, attentionKeyTile, attentionPath, ATTENTION_GEMM_MIN_HEAD } from '../src/kernels/attention.ts';
+import { attention, attentionKeyTile, attentionPath } from '../src/kernels/attention.ts';
 import { shaderSources } from '../src/kernels/shaders.gen.ts';
 import { compare } from '../tests/helpers/compare.ts';
 import { randn } from '../tests/helpers/gpu.ts';
@@ -77,7 +77,7 @@ async function time(rt: Runtime, g: Graph, reps: number): Promise<number> {
 }
 
 const rt = new Runtime(await getGpu());
-console.log(`adapter: ${rt.gpu.adapterName} (GEMM feed ${rt.gemmFeed}; attention() takes the GEMM path from head dim ${ATTENTION_GEMM_MIN_HEAD})`);
+console.log(`adapter: ${rt.gpu.adapterName} (GEMM feed ${rt.gemmFeed}; attention() takes the GEMM path from head dim ${rt.attentionGemmMinHead})`);
 // The naive version's score matrix is one tensor: it must fit what graphs plan within.
 const maxScores = Math.min(rt.planLimits.binding, rt.planLimits.buffer);
 for (const s of shapes) {
@@ -88,11 +88,12 @@ for (const s of shapes) {
   const head = `B${s.B} Tq${s.Tq} Tk${s.Tk} C${s.C} heads${s.heads} (${s.note})`;
   // attention() with its path forced (a threshold of 1 takes every head dim to the GEMM path).
   const forced = (minHead: number) => (g: Graph, q: Tensor, k: Tensor, v: Tensor) => {
+    const prev = rt.attentionGemmMinHead;
     rt.attentionGemmMinHead = minHead;
     try {
       return attention(g, 'attn', q, k, v, s.heads);
     } finally {
-      rt.attentionGemmMinHead = undefined;
+      rt.attentionGemmMinHead = prev;
     }
   };
   const versions: [string, (g: Graph, q: Tensor, k: Tensor, v: Tensor) => Tensor][] = [['gemm', forced(1)]];

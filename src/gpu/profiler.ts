@@ -44,10 +44,14 @@ export interface GraphProfile {
 /** Queries per query set: WebGPU caps a set at 4096. */
 const MAX_QUERIES = 4096;
 
-/** Groups ops by what they compute: convolutions apart from other GEMMs, then by shader. */
+/**
+ * Groups ops by what they compute: convolutions apart from other GEMMs, attention's GEMM path (its
+ * per-head GEMMs and row softmax) with the flash kernel, then by shader.
+ */
 export function kernelKind(kernelKey: string): string {
   const shader = kernelKey.split(/[:|]/)[0] ?? kernelKey;
-  if (shader === 'gemm') return /\bREDUCE=true\b/.test(kernelKey) ? 'split-K sum' : /\bA_IM2COL=true\b/.test(kernelKey) ? 'conv2d' : 'gemm';
+  if (shader === 'softmax_rows') return 'attention';
+  if (shader === 'gemm') return /\bREDUCE=true\b/.test(kernelKey) ? 'split-K sum' : /\bA_IM2COL=true\b/.test(kernelKey) ? 'conv2d' : /\bHEADS=true\b/.test(kernelKey) ? 'attention' : 'gemm';
   return shader;
 }
 

@@ -75,6 +75,15 @@ export interface PlanLimits {
  */
 export const DEFAULT_PLAN_LIMITS: Readonly<PlanLimits> = { binding: 128 * 1024 * 1024, buffer: 256 * 1024 * 1024 };
 
+/**
+ * Runtime.attentionGemmMinHead's default. On both CPU adapters the GEMM path ran d128 at 1024
+ * tokens 3.2x (lavapipe) and 3.9x (SwiftShader) faster than the flash kernel, d512 4.4x and 7.1x;
+ * below d128 it wins only some shapes (SD's d40 self-attention, not its cross-attention or small
+ * latents), and SD's 4096-token d40 self-attention would need 1 GiB of scores in chunks, so small
+ * heads stay on flash (bench/README.md, "Attention for large heads"; unmeasured on a GPU yet).
+ */
+export const ATTENTION_GEMM_MIN_HEAD = 128;
+
 /** Every runtime made in this realm, so that settleAllRuntimes() can reach them. */
 const liveRuntimes = new Set<Runtime>();
 
@@ -133,6 +142,12 @@ export class Runtime {
    * where the wider steps are unmeasured and cost registers.
    */
   attentionKeyGroups: number;
+  /**
+   * Head dims from which attention() runs as two GEMMs and a row softmax (src/kernels/attention.ts
+   * attentionPath) instead of the flash kernel, whose per-thread d-wide accumulator spills at large
+   * heads. Tests and benches set it to force a path (1: every head; Infinity: none that flash can take).
+   */
+  attentionGemmMinHead = ATTENTION_GEMM_MIN_HEAD;
 
   constructor(readonly gpu: GpuContext) {
     this.device = gpu.device;

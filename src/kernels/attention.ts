@@ -9,24 +9,6 @@ import { commonDType, storageParams } from './dtype.ts';
 import { headGemm } from './gemm.ts';
 import { expectShape } from './tensor_checks.ts';
 
-declare module '../gpu/runtime.ts' {
-  interface Runtime {
-    /**
-     * Head dims from which attention() takes the GEMM path (attentionPath) instead of the flash
-     * kernel; ATTENTION_GEMM_MIN_HEAD when unset. Tests and benches set it to force either path.
-     */
-    attentionGemmMinHead?: number;
-  }
-}
-
-/**
- * The default Runtime.attentionGemmMinHead. On both CPU adapters the GEMM path ran d128 at 1024
- * tokens 3.2x (lavapipe) and 3.9x (SwiftShader) faster than the flash kernel, d512 4.4x and 7.1x;
- * below d128 it wins only some shapes (SD's d40 self-attention, not its cross-attention or small
- * latents), and SD's 4096-token d40 self-attention would need 1 GiB of scores in chunks, so small
- * heads stay on flash (bench/README.md, "Attention for large heads"; unmeasured on a GPU yet).
- */
-export const ATTENTION_GEMM_MIN_HEAD = 128;
 /**
  * The fewest query rows a chunk of the GEMM path may have while the flash kernel could serve the
  * head instead: thinner chunks leave the GEMMs' M tiles mostly empty.
@@ -127,7 +109,7 @@ export function attention(
   expectShape(Number.isFinite(scale), `${label}: scale ${scale} is not finite`);
   const dtype = commonDType(label, { q, k, v });
   const out = g.alloc([B, Tq, C], label, dtype);
-  const plan = attentionPath(d, B, heads, Tq, Tk, g.rt.attentionGemmMinHead ?? ATTENTION_GEMM_MIN_HEAD, Math.min(g.limits.binding, g.limits.buffer));
+  const plan = attentionPath(d, B, heads, Tq, Tk, g.rt.attentionGemmMinHead, Math.min(g.limits.binding, g.limits.buffer));
   if (plan.path === 'gemm') {
     gemmAttention(g, label, q, k, v, out, heads, plan.rows, scale, !!opts.causal);
     return out;

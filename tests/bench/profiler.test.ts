@@ -87,6 +87,24 @@ describe('cost estimates', () => {
     }
   });
 
+  it("attention's GEMM path (per-head GEMMs and the row softmax) is filed under attention, with the flash kernel", () => {
+    const g = new Graph(rt, 'attention paths');
+    const prev = rt.attentionGemmMinHead;
+    try {
+      const t = (T: number, C: number) => input(rt, randn(T * C, T + C), [1, T, C]);
+      rt.attentionGemmMinHead = 1;
+      attention(g, 'gemm path', t(8, 16), t(8, 16), t(8, 16), 1);
+      rt.attentionGemmMinHead = Infinity;
+      attention(g, 'flash', t(8, 16), t(8, 16), t(8, 16), 1);
+      g.finalize();
+      const kinds = g.ops.map((o) => [o.label, kernelKind(o.kernel.key)]);
+      expect(kinds).toEqual([['gemm path/q·kᵀ', 'attention'], ['gemm path/softmax', 'attention'], ['gemm path/p·v', 'attention'], ['flash', 'attention']]);
+    } finally {
+      rt.attentionGemmMinHead = prev;
+      g.destroy();
+    }
+  });
+
   it('a K-split GEMM (tiled feed) is a conv2d dispatch and a split-K sum', async () => {
     const prev = [rt.gemmFeed, rt.gemmAdapt] as const;
     [rt.gemmFeed, rt.gemmAdapt] = ['tiled', true];

@@ -1,5 +1,6 @@
 import type { Runtime } from '../../src/gpu/runtime.ts';
-import { attention, attentionPath, ATTENTION_GEMM_MIN_HEAD } from '../../src/kernels/attention.ts';
+import { ATTENTION_GEMM_MIN_HEAD } from '../../src/gpu/runtime.ts';
+import { attention, attentionPath } from '../../src/kernels/attention.ts';
 import { attentionRef } from '../ref/attention.ts';
 import { input, randn, runGraph, withGemmFeed } from '../helpers/gpu.ts';
 import { F32, type OpCase } from './cases.ts';
