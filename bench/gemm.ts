@@ -3,13 +3,14 @@
 // to run on CPU adapters, each as achieved GFLOP/s and as a fraction of that peak. Times are GPU
 // timestamps of one pass where the adapter has them, wall time otherwise; each shape repeats
 // until about 200 ms are measured, so it runs on any adapter. Writes bench/results/gemm-<adapter>-<date>.json.
-//   node scripts/bundle-shaders.mjs && npx tsx bench/gemm.ts [--quick] [--weights f32|f16|q8|q4]
-//   (--quick: fashion-ldm shapes only; --weights: how the weights are stored, default f32)
+//   node scripts/bundle-shaders.mjs && npx tsx bench/gemm.ts [--quick] [--weights f32|f16|q8|q4] [--activations f32|f16]
+//   (--quick: fashion-ldm shapes only; --weights: how the weights are stored, default f32;
+//   --activations f16: inputs and outputs in f16, weights with them, and a 'sized, f16 math' column)
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { getGpu } from '../src/gpu/device.ts';
-import { Runtime, type GemmFeed } from '../src/gpu/runtime.ts';
+import { Runtime, type GemmFeed, type GemmMath } from '../src/gpu/runtime.ts';
 import { fold1d, Graph } from '../src/graph/graph.ts';
 import type { Tensor } from '../src/graph/tensor.ts';
 import { conv2d, linear } from '../src/kernels/gemm.ts';
@@ -26,7 +27,13 @@ const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..');
 shaderSources['fma_peak'] = readFileSync(join(here, 'kernels', 'fma_peak.wgsl'), 'utf8');
 
-const gpu = await getGpu();
+// --activations f16 (needs shader-f16): what --precision f16 runs; the weights are stored like the
+// activations (f16) unless quantized.
+const ai = process.argv.indexOf('--activations');
+const activations = ai >= 0 ? process.argv[ai + 1] : 'f32';
+if (activations !== 'f32' && activations !== 'f16') throw new Error(`--activations must be f32 or f16; got ${JSON.stringify(activations)}`);
+const gpu = await getGpu({ wantF16: activations === 'f16' });
+if (activations === 'f16' && !gpu.features.has('shader-f16')) throw new Error(`--activations f16: this adapter (${gpu.adapterName}) has no shader-f16`);
 const rt = new Runtime(gpu);
 const useGpuTime = gpu.features.has('timestamp-query');
 console.error(`adapter: ${gpu.adapterName}; timing: ${useGpuTime ? 'GPU timestamps' : 'wall time'}`);
@@ -102,14 +109,15 @@ const cases = process.argv.includes('--quick') ? fashion : [...fashion, ...sd];
 // (src/io/quant.ts; the bias stays f32).
 const wi = process.argv.indexOf('--weights');
 const WEIGHTS = ['f32', 'f16', 'q8', 'q4'] as const;
-const weights = (wi >= 0 ? process.argv[wi + 1] : 'f32') as (typeof WEIGHTS)[number];
+const weights = (wi >= 0 ? process.argv[wi + 1] : activations) as (typeof WEIGHTS)[number];
 if (!WEIGHTS.includes(weights)) throw new Error(`--weights must be ${WEIGHTS.join(', ')}; got ${JSON.stringify(weights)}`);
+if (activations === 'f16' && weights === 'f32') throw new Error('--activations f16 keeps float weights in f16 (as --precision f16 does): leave --weights out, or give f16, q8 or q4');
 
 /** Random values of `shape` (normal, 0.1 std), a weight stored as --weights says. */
 function uploadWeight(shape: number[], label: string, seed: number, quantizable = true): Tensor {
   const values = randn(shape.reduce((a, b) => a * b, 1), seed, 0.1);
-  if (weights === 'f32' || (!quantizable && weights !== 'f16')) return uploadTensor(rt, values, shape, label);
-  if (weights === 'f16') return uploadTensor(rt, values, shape, label, 'f16');
+  // Float weights (and a quantized weight's bias) are f16 beside f16 activations, as models keep them.
+  if (weights === 'f32' || weights === 'f16' || !quantizable) return uploadTensor(rt, values, shape, label, weights === 'f16' || activations === 'f16' ? 'f16' : 'f32');
   const q = quantize(weights, values, shape[0]!, values.length / shape[0]!);
   return uploadQuantized(rt, q, shape, label);
 }
@@ -117,18 +125,20 @@ function uploadWeight(shape: number[], label: string, seed: number, quantizable 
 // Every way the GEMM core can run a shape, so one run shows which suits the adapter: 'direct'
 // global reads (CPU adapters' default), 'tiled' through workgroup memory with 128 x 128 tiles over
 // all of K, and 'sized' = tiled with tiles and K splits sized to the shape (gemmTiling; GPUs' default).
-const variants = [
+// With f16 activations also 'sized, f16 math': the tiled feed multiplying in f16 (Runtime.gemmMath).
+const variants: readonly { name: string; feed: GemmFeed; adapt: boolean; math?: GemmMath }[] = [
   { name: 'direct', feed: 'direct', adapt: false },
   { name: 'tiled', feed: 'tiled', adapt: false },
   { name: 'sized', feed: 'tiled', adapt: true },
-] as const satisfies readonly { name: string; feed: GemmFeed; adapt: boolean }[];
+  ...(activations === 'f16' ? [{ name: 'sized, f16 math', feed: 'tiled' as const, adapt: true, math: 'f16' as const }] : []),
+];
 const defaults = { feed: rt.gemmFeed, adapt: rt.gemmAdapt };
 const defaultVariant = gemmFeedName(rt);
 const rows = [];
 for (const c of cases) {
   const upload = (shape: number[], label: string, seed: number): Tensor => {
     const n = shape.reduce((a, b) => a * b, 1);
-    return { buffer: rt.upload(randn(n, seed, 0.1), label), shape, label };
+    return uploadTensor(rt, randn(n, seed, 0.1), shape, label, activations);
   };
   const x = upload(c.x, 'x', 1);
   const wShape = c.op === 'linear' ? [c.n, c.x[c.x.length - 1]!] : [c.n, c.x[1]!, c.k!, c.k!];
@@ -140,6 +150,7 @@ for (const c of cases) {
     for (const v of variants) {
       rt.gemmFeed = v.feed;
       rt.gemmAdapt = v.adapt;
+      rt.gemmMath = v.math ?? 'f32';
       const g = new Graph(rt, c.name);
       try {
         if (c.op === 'linear') linear(g, c.name, x, w, { bias });
@@ -159,6 +170,7 @@ for (const c of cases) {
   } finally {
     rt.gemmFeed = defaults.feed;
     rt.gemmAdapt = defaults.adapt;
+    rt.gemmMath = 'f32';
     for (const t of [x, w, bias]) rt.destroyBuffer(t.buffer);
   }
   rows.push({ ...c, ...byFeed[defaultVariant]!, flops: cost.flops, bytes: cost.bytes, variant: defaultVariant, byFeed });
@@ -169,7 +181,7 @@ const shape = (c: Case) => (c.op === 'linear' ? `[${c.x.join('×')}] · [${c.n}�
 const pct = (f: number) => `${(100 * f).toFixed(1)}%`;
 console.log(
   [
-    `**${gpu.adapterName}** — ${date.slice(0, 10)}, Node ${process.version}; ${weights} weights, f32 activations; FMA peak ${peak.gflops.toFixed(1)} GFLOP/s; ${useGpuTime ? 'GPU timestamps' : 'wall time'}, median per shape; the runtime runs '${defaultVariant}' on this adapter (direct: global reads; tiled: workgroup memory, 128 x 128 tiles, all of K; sized: tiled, tiles and K splits sized to the shape).`,
+    `**${gpu.adapterName}** — ${date.slice(0, 10)}, Node ${process.version}; ${weights} weights, ${activations} activations; FMA peak ${peak.gflops.toFixed(1)} GFLOP/s; ${useGpuTime ? 'GPU timestamps' : 'wall time'}, median per shape; the runtime runs '${defaultVariant}' on this adapter (direct: global reads; tiled: workgroup memory, 128 x 128 tiles, all of K; sized: tiled, tiles and K splits sized to the shape).`,
     '',
     `| shape | source | op | operands | MFLOP | ${variants.map((v) => `${v.name} | GFLOP/s | of peak`).join(' | ')} |`,
     `|---|---|---|---|---:|${variants.map(() => '---:|---:|---:').join('|')}|`,
@@ -184,8 +196,8 @@ console.log(
 );
 const outDir = join(root, 'bench', 'results');
 mkdirSync(outDir, { recursive: true });
-const outFile = join(outDir, `gemm${weights === 'f32' ? '' : `-${weights}-weights`}-${adapterSlug(gpu.adapterName)}-${date.slice(0, 10)}.json`);
-const result = { adapter: gpu.adapterName, date, node: process.version, weights, timing: useGpuTime ? 'gpu-timestamps' : 'wall', defaultVariant, peak: { ...peak, threads: THREADS, flopsPerThreadPerIter: 64 }, shapes: rows };
+const outFile = join(outDir, `gemm${activations === 'f32' ? '' : `-${activations}-activations`}${weights === activations ? '' : `-${weights}-weights`}-${adapterSlug(gpu.adapterName)}-${date.slice(0, 10)}.json`);
+const result = { adapter: gpu.adapterName, date, node: process.version, weights, activations, timing: useGpuTime ? 'gpu-timestamps' : 'wall', defaultVariant, peak: { ...peak, threads: THREADS, flopsPerThreadPerIter: 64 }, shapes: rows };
 writeFileSync(outFile, `${JSON.stringify(result, roundJson, 2)}\n`);
 console.error(`wrote ${relative(process.cwd(), outFile)}`);
 process.exit(0);

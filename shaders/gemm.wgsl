@@ -209,8 +209,21 @@ const BN = WG * TN;
 const BK = {{BK}}u;
 const THREADS = WG * WG;
 // k-major slices, f32 whatever the storage type: BK·(BM + BN)·4 bytes (16 KiB at 16 x 128 + 128).
-var<workgroup> at: array<vec4<f32>, BK * BM / 4u>;
-var<workgroup> wt: array<vec4<f32>, BK * BN / 4u>;
+// F16_MATH (f16 activations, opt-in: Runtime.gemmMath) stages them as f16 and multiplies with f16
+// FMAs, which GPUs with packed half math issue two to an instruction, over half the
+// workgroup-memory traffic; each slice's BK products are summed in f16 and then added to the f32
+// accumulators, so no sum rounds to f16 over more than BK terms.
+#if F16_MATH
+alias tile_t = f16;
+#else
+alias tile_t = f32;
+#endif
+var<workgroup> at: array<vec4<tile_t>, BK * BM / 4u>;
+var<workgroup> wt: array<vec4<tile_t>, BK * BN / 4u>;
+#if F16_MATH
+// One slice's f16 sums, added to acc after the slice.
+var<private> part16: array<vec4<f16>, TM * TN4>;
+#endif
 
 // A(m, k) of batch item z for the layouts read as plain matrices, zero outside (a conv's
 // implicit im2col stages its own way, below).
@@ -283,9 +296,9 @@ const NW = BK * BN / 4u / THREADS;
 const_assert NA * THREADS == BK * BM / 4u;
 const_assert NW * THREADS == BK * BN / 4u;
 const_assert THREADS % (BM / 4u) == 0u;
-var<private> pa: array<vec4<f32>, NA>;
+var<private> pa: array<vec4<tile_t>, NA>;
 var<private> pai: array<u32, NA>;
-var<private> pw: array<vec4<f32>, NW>;
+var<private> pw: array<vec4<tile_t>, NW>;
 var<private> pwi: array<u32, NW>;
 
 fn fetch(z: u32, mt: u32, nt: u32, k0: u32, t: u32) {
@@ -316,7 +329,7 @@ fn fetch(z: u32, mt: u32, nt: u32, k0: u32, t: u32) {
 #endif
       }
     }
-    pa[i] = val;
+    pa[i] = vec4<tile_t>(val);
     pai[i] = kl * (BM / 4u) + m4;
   }
 #else
@@ -330,7 +343,7 @@ fn fetch(z: u32, mt: u32, nt: u32, k0: u32, t: u32) {
     }
     let m = mt + 4u * m4;
     let k = k0 + kl;
-    pa[i] = vec4<f32>(read_a(z, m, k), read_a(z, m + 1u, k), read_a(z, m + 2u, k), read_a(z, m + 3u, k));
+    pa[i] = vec4<tile_t>(vec4<f32>(read_a(z, m, k), read_a(z, m + 1u, k), read_a(z, m + 2u, k), read_a(z, m + 3u, k)));
     pai[i] = kl * (BM / 4u) + m4;
   }
 #endif
@@ -344,7 +357,7 @@ fn fetch(z: u32, mt: u32, nt: u32, k0: u32, t: u32) {
     }
     let n = nt + 4u * n4;
     let k = k0 + kl;
-    pw[i] = vec4<f32>(read_w(z, n, k), read_w(z, n + 1u, k), read_w(z, n + 2u, k), read_w(z, n + 3u, k));
+    pw[i] = vec4<tile_t>(vec4<f32>(read_w(z, n, k), read_w(z, n + 1u, k), read_w(z, n + 2u, k), read_w(z, n + 3u, k)));
     pwi[i] = kl * (BN / 4u) + n4;
   }
 }
@@ -390,8 +403,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
     put();
     workgroupBarrier();
     if (k0 + BK < kEnd) { fetch(z, mt, nt, k0 + BK, t); }
+#if F16_MATH
+    for (var i = 0u; i < TM * TN4; i++) { part16[i] = vec4<f16>(0.0); }
+#endif
     for (var kl = 0u; kl < BK; kl++) {
-      var av: array<f32, TM>;
+      var av: array<tile_t, TM>;
       for (var q = 0u; q < TM / 4u; q++) {
         let v = at[(kl * BM + lid.y * TM) / 4u + q];
         av[4u * q] = v.x;
@@ -402,10 +418,17 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
       for (var j = 0u; j < TN4; j++) {
         let bv = wt[(kl * BN) / 4u + j * WG + lid.x];
         for (var i = 0u; i < TM; i++) {
+#if F16_MATH
+          part16[i * TN4 + j] = fma(vec4<f16>(av[i]), bv, part16[i * TN4 + j]);
+#else
           acc[i * TN4 + j] = fma(vec4<f32>(av[i]), bv, acc[i * TN4 + j]);
+#endif
         }
       }
     }
+#if F16_MATH
+    for (var i = 0u; i < TM * TN4; i++) { acc[i] += vec4<f32>(part16[i]); }
+#endif
   }
   let m0 = mt + lid.y * TM;
   for (var i = 0u; i < TM; i++) {

@@ -2,7 +2,7 @@
 // machine can time each way. 'direct': global reads (the CPU adapters' default); 'tiled': workgroup
 // memory, 128 x 128 tiles over all of K; 'sized': tiled, with tiles and K splits sized to each GEMM
 // (the GPUs' default); 'auto': whatever the runtime picked for the adapter.
-import type { Runtime } from '../../src/gpu/runtime.ts';
+import type { GemmMath, Runtime } from '../../src/gpu/runtime.ts';
 
 export type GemmFeedName = 'direct' | 'tiled' | 'sized';
 
@@ -21,4 +21,16 @@ export function applyGemmFeedArg(rt: Runtime, argv: readonly string[] = process.
     rt.gemmAdapt = v === 'sized';
   }
   return { name: gemmFeedName(rt), forced: v !== 'auto' };
+}
+
+/**
+ * Sets Runtime.gemmMath per `--gemm-math f32|f16` in argv (default f32: the runtime's default) and
+ * returns it: f16 has the tiled feed multiply f16 activations in f16 (F16_MATH in shaders/gemm.wgsl).
+ */
+export function applyGemmMathArg(rt: Runtime, argv: readonly string[] = process.argv): GemmMath {
+  const i = argv.indexOf('--gemm-math');
+  const v = i >= 0 ? argv[i + 1] : rt.gemmMath;
+  if (v !== 'f32' && v !== 'f16') throw new Error(`--gemm-math must be f32 or f16; got ${JSON.stringify(v)}`);
+  rt.gemmMath = v;
+  return v;
 }

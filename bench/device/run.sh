@@ -5,7 +5,7 @@
 #   bench/device/run.sh [quick]      (quick: small sizes and few repeats, to check the kit on a CPU adapter;
 #                                    SKIP_TORCH=1 leaves PyTorch out, e.g. when an earlier call measured it;
 #                                    STAGES="fashion sd gemm" runs only those: fashion fashion-tiled sd
-#                                    gemm attention sd-feeds sd-f32 torch)
+#                                    gemm attention sd-feeds sd-f16math sd-f32 torch)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/fresco-out}
@@ -96,6 +96,10 @@ fi
 if want gemm; then
   stage "fresco: GEMM/conv vs FMA peak, each way of running the GEMM core (bench/gemm.ts)"
   timeout 60 "$NODE" "$KIT/bench/gemm.mjs" "${gemm[@]}"; keep
+  if [ "$prec" = f16 ]; then
+    stage "fresco: the same with f16 activations and weights, f16 math beside (bench/gemm.ts --activations f16)"
+    timeout 60 "$NODE" "$KIT/bench/gemm.mjs" "${gemm[@]}" --activations f16; keep
+  fi
 fi
 
 if want attention; then
@@ -108,6 +112,12 @@ want sd-feeds && for f in tiled direct; do
   stage "fresco: SD 1.5-shaped U-Net step, $prec, GEMM feed '$f' (bench/sd.ts)"
   timeout 60 "$NODE" "$KIT/bench/sd.mjs" --precision "$prec" --stages unet --gemm-feed "$f" "${sdq[@]}"; keep
 done
+
+# f16 FMAs in the tiled GEMM (Runtime.gemmMath, opt-in until this measures it).
+if [ "$prec" = f16 ] && want sd-f16math; then
+  stage "fresco: SD 1.5-shaped U-Net step and decode, f16 with f16 math in the GEMM core (bench/sd.ts --gemm-math f16)"
+  timeout 60 "$NODE" "$KIT/bench/sd.mjs" --precision f16 --gemm-math f16 --stages unet,decode --profile "${sdq[@]}"; keep
+fi
 
 if [ "$prec" = f16 ] && want sd-f32; then
   stage "fresco: SD 1.5-shaped U-Net step and decode, f32 (bench/sd.ts)"

@@ -97,6 +97,7 @@ export async function settleAllRuntimes(): Promise<void> {
 }
 
 export type GemmFeed = 'direct' | 'tiled';
+export type GemmMath = 'f32' | 'f16';
 
 /** Software rasterizers that run compute shaders on the CPU (Mesa's llvmpipe/lavapipe, SwiftShader). */
 export function isCpuAdapter(adapterName: string): boolean {
@@ -148,6 +149,13 @@ export class Runtime {
    * heads. Tests and benches set it to force a path (1: every head; Infinity: none that flash can take).
    */
   attentionGemmMinHead = ATTENTION_GEMM_MIN_HEAD;
+  /**
+   * 'f16': the tiled GEMM feed multiplies f16 activations with f16 FMAs, summing each K slice in
+   * f16 before the f32 accumulators (F16_MATH in shaders/gemm.wgsl). Opt-in until measured on a
+   * GPU (bench --gemm-math f16): packed half math doubles the FMA rate where a GPU has it, and
+   * rounds each slice's sum to f16 (about 1e-3 relative).
+   */
+  gemmMath: GemmMath = 'f32';
 
   constructor(readonly gpu: GpuContext) {
     this.device = gpu.device;

@@ -51,11 +51,18 @@ export function gemmTiling(g: Graph, M: number, N: number, K: number, batch: num
   return { TM, TN4, splits, kChunk: splits > 1 ? chunk : K };
 }
 
-/** Template parameters choosing how the GEMM core is fed (Runtime.gemmFeed) and tiled. */
-function feedParams(g: Graph, t: GemmTiling) {
+/**
+ * Template parameters choosing how the GEMM core is fed (Runtime.gemmFeed) and tiled, and whether
+ * the tiled feed multiplies f16 activations in f16 (Runtime.gemmMath). Attention's scores
+ * (OUT_F32) keep f32 sums: a logit's error is multiplied through exp (f16 slices moved the
+ * large-logits row's probabilities by 2.6e-2).
+ */
+function feedParams(g: Graph, t: GemmTiling, d: GemmDispatch) {
   // Only the tiled main walks K slices (gemmTiling never splits for the direct feed).
   if (t.splits > 1 && g.rt.gemmFeed !== 'tiled') throw new ShapeError(`GEMM K split in ${t.splits} needs the tiled feed`);
-  return { TM: t.TM, TN4: t.TN4, ...(g.rt.gemmFeed === 'tiled' ? { TILED: true, BK } : {}), ...(t.splits > 1 ? { SPLITK: true } : {}) };
+  const tiled = g.rt.gemmFeed === 'tiled';
+  const f16Math = tiled && g.rt.gemmMath === 'f16' && d.dtype === 'f16' && !d.layout.OUT_F32;
+  return { TM: t.TM, TN4: t.TN4, ...(tiled ? { TILED: true, BK } : {}), ...(f16Math ? { F16_MATH: true } : {}), ...(t.splits > 1 ? { SPLITK: true } : {}) };
 }
 
 /**
@@ -156,7 +163,7 @@ function dispatchGemm(g: Graph, d: GemmDispatch): void {
   if (t.splits === 1) {
     g.dispatch(
       label,
-      { shader: 'gemm', params: { ...feedParams(g, t), ...d.layout, ...epilogueParams(e), ...storageParams(d.dtype), ...d.weights, ...wq } },
+      { shader: 'gemm', params: { ...feedParams(g, t, d), ...d.layout, ...epilogueParams(e), ...storageParams(d.dtype), ...d.weights, ...wq } },
       { a: d.a, w: d.w, out: d.out, ...epilogueBindings(e) },
       uniforms,
       gemmGrid(N, M, batch, t),
@@ -167,7 +174,7 @@ function dispatchGemm(g: Graph, d: GemmDispatch): void {
   const part = g.alloc([t.splits, batch * M * N], `${label}/partial sums`, 'f32');
   g.dispatch(
     label,
-    { shader: 'gemm', params: { ...feedParams(g, t), ...d.layout, ...storageParams(d.dtype), ...d.weights, ...wq } },
+    { shader: 'gemm', params: { ...feedParams(g, t, d), ...d.layout, ...storageParams(d.dtype), ...d.weights, ...wq } },
     { a: d.a, w: d.w, part },
     uniforms,
     gemmGrid(N, M, batch, t),

@@ -13,6 +13,7 @@ import { layerNormCases } from './layer_norm.cases.ts';
 import { posteriorSampleCases } from './posterior_sample.cases.ts';
 import { f16OnlyCases, f16Rows } from './f16.cases.ts';
 import { f16WeightRows } from './f16_weights.cases.ts';
+import { f16MathRows } from './f16_math.cases.ts';
 import { quantSmallWeightRows, quantWeightRows } from './quant_weights.cases.ts';
 import { clipTextCases } from './clip_text.cases.ts';
 import { guidanceRescaleCases } from './guidance_rescale.cases.ts';
@@ -21,5 +22,6 @@ const f32Table: OpCase[] = [...gemmCases, ...attentionCases, ...groupNormCases, 
 
 // Every kernel with an f16 storage variant again in f16 (skipped where the adapter has no shader-f16),
 // every kernel that reads model weights again with f16 weights beside f32 activations, and every
-// GEMM again with q8 and q4 weights.
-export const opTable: OpCase[] = [...f32Table, ...f16Rows(f32Table), ...f16OnlyCases, ...f16WeightRows(f32Table), ...quantWeightRows(f32Table), ...quantSmallWeightRows()];
+// GEMM again with q8 and q4 weights; the tiled feed's f16 GEMMs again with f16 math.
+const f16Table = f16Rows(f32Table);
+export const opTable: OpCase[] = [...f32Table, ...f16Table, ...f16OnlyCases, ...f16MathRows(f16Table), ...f16WeightRows(f32Table), ...quantWeightRows(f32Table), ...quantSmallWeightRows()];

@@ -1,0 +1,22 @@
+// The f16 rows of every GEMM the tiled feed runs (linear, conv2d, attention's GEMM path) again
+// with Runtime.gemmMath 'f16' (F16_MATH in shaders/gemm.wgsl): tiles staged and multiplied in f16,
+// each K slice summed in f16 before the f32 accumulators. Same references and tolerance as the f16
+// rows: the slice sums add about 1e-3 relative to the inputs' rounding.
+import type { Runtime } from '../../src/gpu/runtime.ts';
+import type { OpCase } from './cases.ts';
+
+export function f16MathRows(f16Table: OpCase[]): OpCase[] {
+  return f16Table
+    .filter((c) => (c.op === 'linear' || c.op === 'conv2d' || c.op === 'attention') && /\[tiled\] \[f16\]$/.test(c.name))
+    .map((c) => ({ ...c, name: `${c.name} [f16 math]`, run: (rt: Runtime) => withGemmMath(rt, () => c.run(rt)) }));
+}
+
+async function withGemmMath<T>(rt: Runtime, fn: () => Promise<T>): Promise<T> {
+  const prev = rt.gemmMath;
+  rt.gemmMath = 'f16';
+  try {
+    return await fn();
+  } finally {
+    rt.gemmMath = prev;
+  }
+}
