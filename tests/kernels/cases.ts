@@ -19,3 +19,18 @@ export interface OpCase {
 
 /** f32 accumulation over K terms of size ~1: errors grow like sqrt(K)·eps. */
 export const F32 = { atol: 1e-5, rtol: 1e-4 };
+
+/**
+ * The cases less those whose name, without its epilogue activation, names another case: the
+ * activation is applied after the sum, so rows of a variant that only changes how the sum's
+ * operands are read or multiplied (f16 or quantized weights, f16 math) would repeat a kept row,
+ * each compiling kernels of its own (what a cold shader cache pays for on a CPU adapter).
+ */
+export function withoutActivationTwins(cases: OpCase[]): OpCase[] {
+  const names = new Set(cases.map((c) => `${c.op}: ${c.name}`));
+  return cases.filter((c) => {
+    const base = c.name.replace(/ \+(silu|mish|gelu|relu|quickGelu)\b/, '');
+    return base === c.name || !names.has(`${c.op}: ${base}`);
+  });
+}
+
