@@ -153,7 +153,8 @@ export class Runtime {
    * 'f16': the tiled GEMM feed multiplies f16 activations with f16 FMAs, summing each K slice in
    * f16 before the f32 accumulators (F16_MATH in shaders/gemm.wgsl). Opt-in until measured on a
    * GPU (bench --gemm-math f16): packed half math doubles the FMA rate where a GPU has it, and
-   * rounds each slice's sum to f16 (about 1e-3 relative).
+   * rounds each slice's sum to f16 (about 1e-3 relative). A slice's sum must fit f16 (65504): so
+   * not for q8 weights (raw integers until the epilogue), nor for attention's scores.
    */
   gemmMath: GemmMath = 'f32';
 

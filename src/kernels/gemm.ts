@@ -54,14 +54,16 @@ export function gemmTiling(g: Graph, M: number, N: number, K: number, batch: num
 /**
  * Template parameters choosing how the GEMM core is fed (Runtime.gemmFeed) and tiled, and whether
  * the tiled feed multiplies f16 activations in f16 (Runtime.gemmMath). Attention's scores
- * (OUT_F32) keep f32 sums: a logit's error is multiplied through exp (f16 slices moved the
- * large-logits row's probabilities by 2.6e-2).
+ * (OUT_F32: Q·Kᵀ) keep f32 sums, a logit's error being multiplied through exp (f16 slices moved the
+ * large-logits row's probabilities by 2.6e-2); its P·V, of probabilities up to 1, takes f16 math.
  */
 function feedParams(g: Graph, t: GemmTiling, d: GemmDispatch) {
   // Only the tiled main walks K slices (gemmTiling never splits for the direct feed).
   if (t.splits > 1 && g.rt.gemmFeed !== 'tiled') throw new ShapeError(`GEMM K split in ${t.splits} needs the tiled feed`);
   const tiled = g.rt.gemmFeed === 'tiled';
-  const f16Math = tiled && g.rt.gemmMath === 'f16' && d.dtype === 'f16' && !d.layout.OUT_F32;
+  // q8 weights reach the FMAs as the raw integers (their row scale comes in store()): a slice of
+  // 16 f16 products could overflow where activations are in the tens; q4's values arrive scaled.
+  const f16Math = tiled && g.rt.gemmMath === 'f16' && d.dtype === 'f16' && !d.layout.OUT_F32 && d.w.quant?.format !== 'q8';
   return { TM: t.TM, TN4: t.TN4, ...(tiled ? { TILED: true, BK } : {}), ...(f16Math ? { F16_MATH: true } : {}), ...(t.splits > 1 ? { SPLITK: true } : {}) };
 }
 

@@ -315,7 +315,10 @@ async function runSteps(rt: Runtime, g: Graph, l: StepLoop): Promise<number[]> {
     enc.copyBufferToBuffer(l.tableBuf, i * l.rowBytes, l.rowBuf, 0, l.rowBytes);
     g.record(enc);
     rt.watch(`denoising step ${i}`, () => device.queue.submit([enc.finish()]));
-    done.set(i, rt.queueDone());
+    const p = rt.queueDone();
+    // Awaited in order below, or by the finally; a loss meanwhile must not surface as unhandled.
+    p.catch(() => undefined);
+    done.set(i, p);
   };
   // The folded calls' time, and the timestep their step starts from (PLMS: d0 of d0 → d1).
   let carriedMs = 0;
@@ -348,6 +351,9 @@ async function runSteps(rt: Runtime, g: Graph, l: StepLoop): Promise<number[]> {
       const latents = sendsLatents(i) ? await rt.read(l.x.buffer, numel(l.x.shape) * 4) : undefined;
       l.opts.onStep?.({ index: k - extra, total: events, timestep: k === extra ? firstT : l.sched.timesteps[i]!, ms: carriedMs + stepMs[k]!, ...(latents ? { latents } : {}) });
       carriedMs = 0;
+      // Nothing ran ahead of a step read back: the next step's time starts once it is submitted,
+      // not with the read and the callback.
+      if (readsBack(i)) last = performance.now();
     }
   } finally {
     // A step submitted ahead of a cancel or an error still runs: wait for it, so the caller's

@@ -65,6 +65,9 @@ const rows: AttnRow[] = [
   // 150 query rows in chunks of 50 (the scores' 800-byte rows against a 52000-byte binding), under
   // the causal mask: each chunk masks from its own first row
   { B: 1, Tq: 150, Tk: 200, C: 32, heads: 1, causal: true, path: 'gemm', binding: 52000, note: 'scores in 3 chunks' },
+  // Several (batch, head) views past the first chunk, the last chunk short: 101 rows as 34 + 34 + 33
+  // (a query row's scores over 4 views, 1600 bytes, against a 64000-byte binding).
+  { B: 2, Tq: 101, Tk: 100, C: 64, heads: 2, causal: true, path: 'gemm', binding: 64000, note: 'B2 heads2, chunks 34 + 34 + 33' },
   // the flash kernel's widest head, which the GEMM path takes by default
   { B: 1, Tq: 24, Tk: 21, C: 512, heads: 1, path: 'flash', note: 'd512 VAE mid-block' },
 ];
