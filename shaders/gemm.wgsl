@@ -458,15 +458,17 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   // is paid per k.
 #if W_BATCHED
   let wz = view(z, 0u, u.wBatch, u.wHead);
+#else
+  let wz = 0u;
+#endif
+  // A k-major W (attention's v) has its n contiguous: k steps by ldw in the loop instead.
+#if W_KMAJOR
+  let wn = 1u;
+#else
+  let wn = u.ldw;
 #endif
 #unroll j TN4
-#if W_KMAJOR
-  let wr{{j}} = wz + min(vec4<u32>(n0 + 4u * {{j}}u) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(u.N - 1u));
-#elif W_BATCHED
-  let wr{{j}} = wz + min(vec4<u32>(n0 + 4u * {{j}}u) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(u.N - 1u)) * u.ldw;
-#else
-  let wr{{j}} = min(vec4<u32>(n0 + 4u * {{j}}u) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(u.N - 1u)) * u.ldw;
-#endif
+  let wr{{j}} = wz + min(vec4<u32>(n0 + 4u * {{j}}u) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(u.N - 1u)) * wn;
 #endunroll
 #unroll i TM
 #unroll j TN4
