@@ -58,15 +58,17 @@ export async function runGraph(rt: Runtime, build: (g: Graph) => Tensor): Promis
 /** runGraph, also returning the (destroyed) graph, whose plan stats a test may check. */
 export async function runGraphWithPlan(rt: Runtime, label: string, build: (g: Graph) => Tensor): Promise<{ out: Float32Array; g: Graph }> {
   const g = new Graph(rt, label);
-  // An f16 result is widened on the GPU, so what is compared is exactly what was stored.
-  const out = castTo(g, 'result-f32', build(g), 'f32');
-  g.finalize();
-  g.submit(label);
-  await rt.assertHealthy();
-  const n = out.shape.reduce((a, b) => a * b, 1);
-  const result = await rt.read(out.buffer, n * 4);
-  g.destroy();
-  return { out: result, g };
+  try {
+    // An f16 result is widened on the GPU, so what is compared is exactly what was stored.
+    const out = castTo(g, 'result-f32', build(g), 'f32');
+    g.finalize();
+    g.submit(label);
+    await rt.assertHealthy();
+    const n = out.shape.reduce((a, b) => a * b, 1);
+    return { out: await rt.read(out.buffer, n * 4), g };
+  } finally {
+    g.destroy();
+  }
 }
 
 /** Deterministic uniform(-1, 1) data (mulberry32), so failures reproduce. */

@@ -17,7 +17,6 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { generate, loadModel, type Model } from '../../src/api.ts';
 import { ConfigError, LoraError, PlanLimitError, WeightError } from '../../src/errors.ts';
 import type { Runtime } from '../../src/gpu/runtime.ts';
-import { Graph } from '../../src/graph/graph.ts';
 import { numel, type Tensor } from '../../src/graph/tensor.ts';
 import { readTensor, uploadQuantized } from '../../src/kernels/cast.ts';
 import { readJson } from '../../src/io/model_folder.ts';
@@ -29,7 +28,7 @@ import { buildModel } from '../../src/models/model_loader.ts';
 import type { ModelOptions } from '../../src/models/precision.ts';
 import { UNet2DConditionModel } from '../../src/models/unet_2d_condition.ts';
 import { readUNet2DConditionConfig, type UNet2DConditionConfig } from '../../src/models/unet_2d_condition_config.ts';
-import { hasF16, runtime } from '../helpers/gpu.ts';
+import { hasF16, runGraphWithPlan, runtime } from '../helpers/gpu.ts';
 import { runtimeWithoutF16 } from '../helpers/weights.ts';
 
 const CASE = 'tests/fixtures/unet2d-cond';
@@ -118,19 +117,14 @@ async function forward(rt: Runtime, c: UNetCase, unet: UNet2DConditionModel): Pr
     inputs.push(buffer);
     return { buffer, shape: t.shape, label: key };
   };
-  const g = new Graph(rt, 'quantized U-Net');
   try {
     const sample = up('sample');
     const B = sample.shape[0]!;
     const ts = rt.upload(new Float32Array(toInt64Numbers(c.io.get('timestep')!)), 'timesteps');
     inputs.push(ts);
-    const out = unet.forward(g, sample, { timesteps: { buffer: ts, shape: [B], label: 'timesteps' }, broadcast: false }, up('encoder_hidden_states'));
-    g.finalize();
-    g.submit('quantized U-Net');
-    await rt.assertHealthy();
-    return Float32Array.from(await readTensor(rt, out));
+    const timesteps = { buffer: ts, shape: [B], label: 'timesteps' };
+    return (await runGraphWithPlan(rt, 'quantized U-Net', (g) => unet.forward(g, sample, { timesteps, broadcast: false }, up('encoder_hidden_states')))).out;
   } finally {
-    g.destroy();
     for (const b of inputs) rt.destroyBuffer(b);
   }
 }
@@ -463,15 +457,9 @@ describe('a quantized AutoencoderKL (a building block; loadModel keeps VAEs floa
     const encode = async (tensors: Tensors, opts: ModelOptions) => {
       const vae = buildModel(AutoencoderKL, rt, new WeightStore(new Map(tensors), 'test VAE'), config, opts);
       const buffer = rt.upload(image, 'image');
-      const g = new Graph(rt, 'quantized VAE');
       try {
-        const out = vae.encodeMean(g, { buffer, shape: [1, config.inChannels, H, H], label: 'image' });
-        g.finalize();
-        g.submit('quantized VAE');
-        await rt.assertHealthy();
-        return Float32Array.from(await readTensor(rt, out));
+        return (await runGraphWithPlan(rt, 'quantized VAE', (g) => vae.encodeMean(g, { buffer, shape: [1, config.inChannels, H, H], label: 'image' }))).out;
       } finally {
-        g.destroy();
         rt.destroyBuffer(buffer);
         vae.destroy();
       }
