@@ -5,6 +5,9 @@
 // f32(x[i]), compute, accumulate and take norm and softmax statistics in f32, and round once on
 // store with st(y). Every includer puts #include "common" before its first declaration, because
 // `enable` must come first.
+#if SUBGROUPS
+enable subgroups;
+#endif
 #if F16
 enable f16;
 alias st = f16;

@@ -35,15 +35,15 @@ struct U { group_size: u32, groups_total: u32, parts: u32, chunk: u32 }
 @group(0) @binding(2) var<storage, read_write> partial: array<f32>;
 
 @compute @workgroup_size({{WG}}, 1, 1)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, t: Lane) {
   let flat = flat_workgroup(wid, nwg);
   if (flat >= u.groups_total * u.parts) { return; }
   let base = (flat / u.parts) * u.group_size;
   let start = (flat % u.parts) * u.chunk;
   let n = min(u.chunk, u.group_size - start);
   let shift = f32(x[base]);
-  let st = run_stats_around(base + start, n, shift, lid.x);
-  if (lid.x == 0u) {
+  let st = run_stats_around(base + start, n, shift, t);
+  if (t.lid == 0u) {
     partial[flat * 4u] = 0.0;
     partial[flat * 4u + 1u] = st.y;
     partial[flat * 4u + 2u] = st.z * f32(n);
@@ -56,11 +56,11 @@ struct U { group_size: u32, groups_total: u32, eps: f32 }
 @group(0) @binding(2) var<storage, read_write> stats: array<f32>;
 
 @compute @workgroup_size({{WG}}, 1, 1)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, t: Lane) {
   let grp = flat_workgroup(wid, nwg);
   if (grp >= u.groups_total) { return; }
-  let st = run_stats(grp * u.group_size, u.group_size, lid.x);
-  if (lid.x == 0u) {
+  let st = run_stats(grp * u.group_size, u.group_size, t);
+  if (t.lid == 0u) {
     stats[grp * 4u] = st.x;
     stats[grp * 4u + 1u] = st.y;
     stats[grp * 4u + 2u] = inverseSqrt(st.z + u.eps);

@@ -21,19 +21,19 @@ fn guided(c: u32, i: u32) -> f32 {
 }
 
 @compute @workgroup_size(256, 1, 1)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: vec3u) {
-  let lid = lid3.x;
+fn main(@builtin(workgroup_id) wid: vec3u, t: Lane) {
+  let lid = t.lid;
   let c = wid.x * u.n;
-  let sc = run_stats(c, u.n, lid);
+  let sc = run_stats(c, u.n, t);
   var s = 0.0;
   for (var i = lid; i < u.n; i += WG) { s += guided(c, i); }
-  let mean = workgroup_sum(s, lid) / f32(u.n);
+  let mean = wg_sum(s, t) / f32(u.n);
   var q = 0.0;
   for (var i = lid; i < u.n; i += WG) {
     let d = guided(c, i) - mean;
     q += d * d;
   }
-  let varg = workgroup_sum(q, lid);
+  let varg = wg_sum(q, t);
   let unbias = 1.0 / f32(max(u.n, 2u) - 1u);
   let std_c = sqrt(sc.z * f32(u.n) * unbias);
   let std_g = sqrt(varg * unbias);

@@ -16,15 +16,15 @@ struct U { rows: u32, C: u32, eps: f32 }
 #include "run_stats"
 
 @compute @workgroup_size({{WG}}, 1, 1)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, t: Lane) {
   let row = flat_workgroup(wid, nwg);
   // Uniform per workgroup, so the early return keeps the barriers in uniform control flow.
   if (row >= u.rows) { return; }
   let n = u.C;
   let base = row * n;
-  let s = run_stats(base, n, lid.x);
+  let s = run_stats(base, n, t);
   let rstd = inverseSqrt(s.z + u.eps);
-  for (var i = lid.x; i < n; i += WG) {
+  for (var i = t.lid; i < n; i += WG) {
     out[base + i] = st(((f32(x[base + i]) - s.x) - s.y) * rstd * wval(gamma[widx(i)], i) + wval(beta[widx(i)], i));
   }
 }

@@ -16,27 +16,11 @@ struct U {
 @group(0) @binding(1) var<storage, read_write> s: array<f32>;
 
 const WG = 64u;
-var<workgroup> red: array<f32, WG>;
-
-// Tree reduction of every thread's v over the workgroup: max, or sum.
-fn wg_reduce(v: f32, lid: u32, take_max: bool) -> f32 {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var step = WG / 2u; step > 0u; step /= 2u) {
-    if (lid < step) {
-      let o = red[lid + step];
-      red[lid] = select(red[lid] + o, max(red[lid], o), take_max);
-    }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  // Everyone has read the result before red is reused.
-  workgroupBarrier();
-  return r;
-}
+#include "wg_reduce"
 
 @compute @workgroup_size(64, 1, 1)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, t: Lane) {
+  let lid = t.lid;
   let row = flat_workgroup(wid, nwg);
   // The whole workgroup leaves together: the barriers below stay uniform.
   if (row >= u.rows) { return; }
@@ -49,7 +33,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
 #endif
   var m = -3.0e38;
   for (var j = lid; j < n; j += WG) { m = max(m, s[base + j]); }
-  m = wg_reduce(m, lid, true);
+  m = wg_max(m, t);
   // exp once per score: kept in place, then scaled by the row's 1 / sum.
   var l = 0.0;
   for (var j = lid; j < n; j += WG) {
@@ -57,6 +41,6 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     s[base + j] = e;
     l += e;
   }
-  let inv = 1.0 / wg_reduce(l, lid, false);
+  let inv = 1.0 / wg_sum(l, t);
   for (var j = lid; j < u.cols; j += WG) { s[base + j] = select(0.0, s[base + j] * inv, j < n); }
 }

@@ -97,7 +97,7 @@ function nullRuntime(): Runtime {
     queue: { writeBuffer() {}, submit() {} },
     onuncapturederror: null,
   } as unknown as GPUDevice;
-  const gpu: GpuContext = { device, adapterName: 'null device (key recording)', features: new Set(), limits, lost: new Promise<string>(() => {}), isLost: () => false };
+  const gpu: GpuContext = { device, adapterName: 'null device (key recording)', features: new Set(), wgslFeatures: new Set(), limits, lost: new Promise<string>(() => {}), isLost: () => false };
   return new Runtime(gpu);
 }
 

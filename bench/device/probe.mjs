@@ -18,6 +18,9 @@ if (!adapter) {
 const { vendor, architecture, device, description } = adapter.info;
 console.log(`probe: ${JSON.stringify({ vendor, architecture, device, description })}`);
 console.log(`probe: features ${[...adapter.features].sort().join(' ')}`);
+// What the subgroup reductions (WGSL subgroup_id) and a future tensor-core GEMM (subgroup matrices) could use.
+console.log(`probe: WGSL language features ${[...(gpu.wgslLanguageFeatures ?? [])].sort().join(' ')}`);
+console.log(`probe: subgroup sizes ${adapter.info.subgroupMinSize}-${adapter.info.subgroupMaxSize}, subgroup matrix configs ${JSON.stringify(adapter.info.subgroupMatrixConfigs ?? [])}`);
 console.log(`probe: maxStorageBufferBindingSize ${adapter.limits.maxStorageBufferBindingSize}, maxBufferSize ${adapter.limits.maxBufferSize}`);
 // A CPU driver found instead of the GPU's would make every figure meaningless here.
 process.exit(/swiftshader|llvmpipe|lavapipe/i.test(`${vendor} ${device} ${description}`) && !process.env.FRESCO_PROBE_ANY ? 1 : 0);

@@ -107,6 +107,11 @@ if want attention; then
   timeout 60 "$NODE" "$KIT/bench/attention.mjs" --big
 fi
 
+if want reduce; then
+  stage "fresco: norms and row softmax, subgroup reductions vs the workgroup tree (bench/reduce.ts --big)"
+  timeout 60 "$NODE" "$KIT/bench/reduce.mjs" --big
+fi
+
 # The GEMM core's other ways on the same GPU (auto picks 'sized' there).
 want sd-feeds && for f in tiled direct; do
   stage "fresco: SD 1.5-shaped U-Net step, $prec, GEMM feed '$f' (bench/sd.ts)"

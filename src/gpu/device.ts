@@ -7,6 +7,8 @@ export interface GpuContext {
   device: GPUDevice;
   adapterName: string;
   features: Set<string>;
+  /** WGSL language features of the implementation (navigator.gpu.wgslLanguageFeatures), e.g. subgroup_id. */
+  wgslFeatures: Set<string>;
   limits: GPUSupportedLimits;
   /** Resolves with a message when the device is lost; checked by long runs. */
   lost: Promise<string>;
@@ -29,7 +31,7 @@ function isNode(): boolean {
 
 const nodeInstances: GPU[] = [];
 
-async function nodeAdapter(powerPreference: GPUPowerPreference): Promise<GPUAdapter> {
+async function nodeAdapter(powerPreference: GPUPowerPreference): Promise<{ adapter: GPUAdapter; gpu: GPU }> {
   const webgpu = await import('webgpu');
   Object.assign(globalThis, webgpu.globals);
   const fs = await import('node:fs');
@@ -58,7 +60,7 @@ async function nodeAdapter(powerPreference: GPUPowerPreference): Promise<GPUAdap
     }
   }
   if (!adapter) throw new NoAdapterError(`Tried: ${tried.join('; ')}.`);
-  return adapter;
+  return { adapter, gpu: nodeInstances[nodeInstances.length - 1]! };
 }
 
 function describe(adapter: GPUAdapter): string {
@@ -87,16 +89,20 @@ export function getGpu(options: DeviceOptions = {}): Promise<GpuContext> {
 export async function createGpu(options: DeviceOptions = {}): Promise<GpuContext> {
   const powerPreference = options.powerPreference ?? 'high-performance';
   let adapter: GPUAdapter | null;
+  let gpu: GPU;
   if (isNode()) {
-    adapter = await nodeAdapter(powerPreference);
+    ({ adapter, gpu } = await nodeAdapter(powerPreference));
   } else {
-    const gpu = (globalThis as { navigator?: Navigator }).navigator?.gpu;
-    if (!gpu) throw new NoAdapterError('This browser has no navigator.gpu (WebGPU is missing or disabled).');
+    const nav = (globalThis as { navigator?: Navigator }).navigator?.gpu;
+    if (!nav) throw new NoAdapterError('This browser has no navigator.gpu (WebGPU is missing or disabled).');
+    gpu = nav;
     adapter = await gpu.requestAdapter({ powerPreference });
     if (!adapter) throw new NoAdapterError('navigator.gpu.requestAdapter() returned null.');
   }
+  const wgslFeatures = new Set<string>([...(gpu.wgslLanguageFeatures ?? [])].map(String));
   const requiredFeatures: GPUFeatureName[] = [];
-  for (const f of ['timestamp-query', ...(options.wantF16 ? ['shader-f16'] : [])] as GPUFeatureName[]) {
+  // subgroups: the norms' and softmax's workgroup reductions (shaders/wg_reduce.wgsl).
+  for (const f of ['timestamp-query', 'subgroups', ...(options.wantF16 ? ['shader-f16'] : [])] as GPUFeatureName[]) {
     if (adapter.features.has(f)) requiredFeatures.push(f);
   }
   // Ask for the adapter's real buffer limits: the plan still keeps every binding under the
@@ -120,6 +126,7 @@ export async function createGpu(options: DeviceOptions = {}): Promise<GpuContext
     device,
     adapterName: describe(adapter),
     features: new Set([...device.features].map(String)),
+    wgslFeatures,
     limits: device.limits,
     lost,
     isLost: () => lostMessage !== null,

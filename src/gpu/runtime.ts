@@ -104,6 +104,11 @@ export function isCpuAdapter(adapterName: string): boolean {
   return /llvmpipe|lavapipe|swiftshader|softpipe/i.test(adapterName);
 }
 
+/** Whether the device can run shaders/wg_reduce.wgsl's subgroup form. */
+export function canReduceBySubgroup(gpu: Pick<GpuContext, 'features' | 'wgslFeatures'>): boolean {
+  return gpu.features.has('subgroups') && gpu.wgslFeatures.has('subgroup_id');
+}
+
 export class Runtime {
   readonly device: GPUDevice;
   private readonly cache = new Map<string, CompiledKernel>();
@@ -157,6 +162,13 @@ export class Runtime {
    * not for q8 weights (raw integers until the epilogue), nor for attention's scores.
    */
   gemmMath: GemmMath = 'f32';
+  /**
+   * Workgroup reductions (norm statistics, guidance rescale, the GEMM attention path's row softmax) through subgroup
+   * operations: one partial per subgroup, so log2(subgroup size) fewer barrier rounds
+   * (shaders/wg_reduce.wgsl). Needs the device feature `subgroups` and WGSL's `subgroup_id`;
+   * false where either is missing. Tests and benches clear it to compare or check both forms.
+   */
+  subgroupReduce: boolean;
 
   constructor(readonly gpu: GpuContext) {
     this.device = gpu.device;
@@ -171,6 +183,7 @@ export class Runtime {
     this.gemmFeed = cpu ? 'direct' : 'tiled';
     this.splitNormStats = !cpu;
     this.attentionKeyGroups = cpu ? 4 : 1;
+    this.subgroupReduce = canReduceBySubgroup(gpu);
     // Errors outside any scope (weight uploads, for one) still reach the next assertHealthy().
     this.device.onuncapturederror = (ev) => {
       this.pendingErrors.push(Promise.resolve(`GPU error: ${ev.error.message}`));

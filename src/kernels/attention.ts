@@ -8,6 +8,7 @@ import { shapeStr, type Tensor, trafficBytes } from '../graph/tensor.ts';
 import { commonDType, storageParams } from './dtype.ts';
 import { headGemm } from './gemm.ts';
 import { expectShape } from './tensor_checks.ts';
+import { reduceParams } from './reduce.ts';
 
 /**
  * The fewest query rows a chunk of the GEMM path may have while the flash kernel could serve the
@@ -148,7 +149,7 @@ function gemmAttention(g: Graph, label: string, q: Tensor, k: Tensor, v: Tensor,
     const chunk = { base: r0 * C, batch: Tq * C, head: d, ld: C };
     headGemm(g, `${label}/q·kᵀ`, { M, N: Tk, K: d, B, heads, a: { t: q, ...chunk }, w: { t: k, ...keys }, out: scores, scale });
     const n = B * heads * M;
-    g.dispatch(`${label}/softmax`, { shader: 'softmax_rows', params: { CAUSAL: causal } }, { s: scores }, { rows: n, cols: Tk, rows_per_z: M, r0 }, fold1d(n), { bytes: 3 * 4 * n * Tk });
+    g.dispatch(`${label}/softmax`, { shader: 'softmax_rows', params: { CAUSAL: causal, ...reduceParams(g.rt) } }, { s: scores }, { rows: n, cols: Tk, rows_per_z: M, r0 }, fold1d(n), { bytes: 3 * 4 * n * Tk });
     headGemm(g, `${label}/p·v`, { M, N: d, K: Tk, B, heads, a: scores, w: { t: v, ...keys, kMajor: true }, out: { t: out, ...chunk } });
   }
   g.release(scores);

@@ -6,6 +6,7 @@ import { type Activation } from './gemm.ts';
 import { commonDType, storageParams, weightParams } from './dtype.ts';
 import { ShapeError } from '../errors.ts';
 import { activationParams } from './activation.ts';
+import { reduceParams } from './reduce.ts';
 
 const WG = 256;
 /** Workgroups the statistics pass should have before it stops cutting groups into parts (GPUs). */
@@ -70,12 +71,12 @@ export function groupNorm(g: Graph, label: string, x: Tensor, gamma: Tensor, bet
   const groupsTotal = B * groups;
   const { parts, chunk } = groupNormParts(g.rt.splitNormStats, groupsTotal, groupSize);
   if (parts === 1) {
-    g.dispatch(`${label}/stats`, { shader: 'group_norm', params: { STATS: true, WG: runStatsThreads(groupSize, 64), ...storageParams(dtype) } }, { x, stats }, { group_size: groupSize, groups_total: groupsTotal, eps }, fold1d(groupsTotal), { bytes: trafficBytes(x, stats) });
+    g.dispatch(`${label}/stats`, { shader: 'group_norm', params: { STATS: true, WG: runStatsThreads(groupSize, 64), ...storageParams(dtype), ...reduceParams(g.rt) } }, { x, stats }, { group_size: groupSize, groups_total: groupsTotal, eps }, fold1d(groupsTotal), { bytes: trafficBytes(x, stats) });
   } else {
     const partial = g.alloc([groupsTotal, parts, 4], `${label}/partial stats`);
     g.dispatch(
       `${label}/stats`,
-      { shader: 'group_norm', params: { STATS: true, PARTS: true, WG: runStatsThreads(chunk, 64), ...storageParams(dtype) } },
+      { shader: 'group_norm', params: { STATS: true, PARTS: true, WG: runStatsThreads(chunk, 64), ...storageParams(dtype), ...reduceParams(g.rt) } },
       { x, partial },
       { group_size: groupSize, groups_total: groupsTotal, parts, chunk },
       fold1d(groupsTotal * parts),

@@ -2,6 +2,7 @@
 import type { Graph } from '../graph/graph.ts';
 import { dtypeOf, numel, shapeStr, type Tensor } from '../graph/tensor.ts';
 import { ShapeError } from '../errors.ts';
+import { reduceParams } from './reduce.ts';
 
 /**
  * eps [2B, ...] = [cond; uncond] (f32): the cond half becomes the rescaled guided prediction, so a
@@ -13,6 +14,6 @@ export function guidanceRescale(g: Graph, label: string, eps: Tensor, guidance: 
   if (dtypeOf(eps) !== 'f32') throw new ShapeError(`${label}: the noise prediction must be f32`);
   if (!(rescale > 0 && rescale <= 1)) throw new RangeError(`${label}: guidance_rescale must be in (0, 1], got ${rescale}`);
   const batch = twoB / 2;
-  g.dispatch(label, { shader: 'guidance_rescale' }, { x: eps }, { n: numel(eps.shape) / twoB, batch, guidance, rescale }, [batch]);
+  g.dispatch(label, { shader: 'guidance_rescale', params: reduceParams(g.rt) }, { x: eps }, { n: numel(eps.shape) / twoB, batch, guidance, rescale }, [batch]);
   return eps;
 }

@@ -3,6 +3,7 @@
 import { fold1d, type Graph } from '../graph/graph.ts';
 import { numel, shapeStr, type Tensor, trafficBytes } from '../graph/tensor.ts';
 import { checkNormParams, runStatsThreads } from './group_norm.ts';
+import { reduceParams } from './reduce.ts';
 import { commonDType, storageParams, weightParams } from './dtype.ts';
 import { ShapeError } from '../errors.ts';
 
@@ -18,6 +19,6 @@ export function layerNorm(g: Graph, label: string, x: Tensor, gamma: Tensor, bet
   // gamma and beta are model weights: stored like x, or in f16 beside an f32 x.
   const weights = weightParams(g.rt.gpu.features, label, dtype, { gamma, beta }, 'input');
   const out = g.alloc(x.shape, label, dtype);
-  g.dispatch(label, { shader: 'layer_norm', params: { WG: runStatsThreads(C, 8), ...storageParams(dtype), ...weights } }, { x, gamma, beta, out }, { rows, C, eps }, rows === 0 ? [0] : fold1d(rows), { bytes: trafficBytes(x, gamma, beta, out) });
+  g.dispatch(label, { shader: 'layer_norm', params: { WG: runStatsThreads(C, 8), ...storageParams(dtype), ...weights, ...reduceParams(g.rt) } }, { x, gamma, beta, out }, { rows, C, eps }, rows === 0 ? [0] : fold1d(rows), { bytes: trafficBytes(x, gamma, beta, out) });
   return out;
 }
