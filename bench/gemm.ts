@@ -3,8 +3,9 @@
 // to run on CPU adapters, each as achieved GFLOP/s and as a fraction of that peak. Times are GPU
 // timestamps of one pass where the adapter has them, wall time otherwise; each shape repeats
 // until about 200 ms are measured, so it runs on any adapter. Writes bench/results/gemm-<adapter>-<date>.json.
-//   node scripts/bundle-shaders.mjs && npx tsx bench/gemm.ts [--quick] [--weights f32|f16|q8|q4] [--activations f32|f16]
-//   (--quick: fashion-ldm shapes only; --weights: how the weights are stored, default f32;
+//   node scripts/bundle-shaders.mjs && npx tsx bench/gemm.ts [--quick] [--weights f32|f16|q8|q4] [--activations f32|f16] [--layout auto|rows|n4]
+//   (--quick: fashion-ldm shapes only; --weights: how the weights are stored, default f32; --layout:
+//   the float weights' order, default as a model loads them (n4 on CPU adapters; see below);
 //   --activations f16: inputs and outputs in f16, weights with them, and a 'sized, f16 math' column)
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -17,6 +18,8 @@ import { conv2d, linear } from '../src/kernels/gemm.ts';
 import { shaderSources } from '../src/kernels/shaders.gen.ts';
 import { uploadQuantized, uploadTensor } from '../src/kernels/cast.ts';
 import { quantize } from '../src/io/quant.ts';
+import { toF16Array } from '../src/io/f16.ts';
+import { interleaveN4 } from '../src/io/weight_layout.ts';
 import { randn } from '../tests/helpers/gpu.ts';
 import { adapterSlug, roundJson } from './core/generate_bench.ts';
 import { gemmFeedName } from './core/gemm_feed.ts';
@@ -113,11 +116,28 @@ const weights = (wi >= 0 ? process.argv[wi + 1] : activations) as (typeof WEIGHT
 if (!WEIGHTS.includes(weights)) throw new Error(`--weights must be ${WEIGHTS.join(', ')}; got ${JSON.stringify(weights)}`);
 if (activations === 'f16' && weights === 'f32') throw new Error('--activations f16 keeps float weights in f16 (as --precision f16 does): leave --weights out, or give f16, q8 or q4');
 
+// --layout auto|rows|n4: how float GEMM weights are stored (Tensor.layout): 'n4' with four output
+// channels interleaved per k, 'rows' row-major; 'auto' (default) as WeightLoader.gemmWeight stores
+// a model's, n4 where the runtime's feed is direct (CPU adapters). Every feed below reads the same
+// weights, as a model's after the feed is switched.
+const li = process.argv.indexOf('--layout');
+const layoutArg = li >= 0 ? process.argv[li + 1] : 'auto';
+if (layoutArg !== 'auto' && layoutArg !== 'rows' && layoutArg !== 'n4') throw new Error(`--layout must be auto, rows or n4; got ${JSON.stringify(layoutArg)}`);
+const layout = layoutArg === 'auto' ? (rt.gemmFeed === 'direct' ? 'n4' : 'rows') : layoutArg;
+
 /** Random values of `shape` (normal, 0.1 std), a weight stored as --weights says. */
 function uploadWeight(shape: number[], label: string, seed: number, quantizable = true): Tensor {
   const values = randn(shape.reduce((a, b) => a * b, 1), seed, 0.1);
   // Float weights (and a quantized weight's bias) are f16 beside f16 activations, as models keep them.
-  if (weights === 'f32' || weights === 'f16' || !quantizable) return uploadTensor(rt, values, shape, label, weights === 'f16' || activations === 'f16' ? 'f16' : 'f32');
+  const dtype = weights === 'f16' || activations === 'f16' ? 'f16' : 'f32';
+  if (layout === 'n4' && quantizable && (weights === 'f32' || weights === 'f16')) {
+    const N = shape[0]!;
+    const K = values.length / N;
+    const host = dtype === 'f16' ? toF16Array(values) : values;
+    const bytes = interleaveN4(new Uint8Array(host.buffer, host.byteOffset, host.byteLength), N, K, dtype === 'f16' ? 2 : 4);
+    return { buffer: rt.upload(new Uint32Array(bytes.buffer), label), shape, label, dtype, layout: 'n4' };
+  }
+  if (weights === 'f32' || weights === 'f16' || !quantizable) return uploadTensor(rt, values, shape, label, dtype);
   const q = quantize(weights, values, shape[0]!, values.length / shape[0]!);
   return uploadQuantized(rt, q, shape, label);
 }
@@ -181,7 +201,7 @@ const shape = (c: Case) => (c.op === 'linear' ? `[${c.x.join('×')}] · [${c.n}�
 const pct = (f: number) => `${(100 * f).toFixed(1)}%`;
 console.log(
   [
-    `**${gpu.adapterName}** — ${date.slice(0, 10)}, Node ${process.version}; ${weights} weights, ${activations} activations; FMA peak ${peak.gflops.toFixed(1)} GFLOP/s; ${useGpuTime ? 'GPU timestamps' : 'wall time'}, median per shape; the runtime runs '${defaultVariant}' on this adapter (direct: global reads; tiled: workgroup memory, 128 x 128 tiles, all of K; sized: tiled, tiles and K splits sized to the shape).`,
+    `**${gpu.adapterName}** — ${date.slice(0, 10)}, Node ${process.version}; ${weights} weights${layout === 'n4' ? " ('n4' interleaved)" : ''}, ${activations} activations; FMA peak ${peak.gflops.toFixed(1)} GFLOP/s; ${useGpuTime ? 'GPU timestamps' : 'wall time'}, median per shape; the runtime runs '${defaultVariant}' on this adapter (direct: global reads; tiled: workgroup memory, 128 x 128 tiles, all of K; sized: tiled, tiles and K splits sized to the shape).`,
     '',
     `| shape | source | op | operands | MFLOP | ${variants.map((v) => `${v.name} | GFLOP/s | of peak`).join(' | ')} |`,
     `|---|---|---|---|---:|${variants.map(() => '---:|---:|---:').join('|')}|`,
@@ -196,8 +216,8 @@ console.log(
 );
 const outDir = join(root, 'bench', 'results');
 mkdirSync(outDir, { recursive: true });
-const outFile = join(outDir, `gemm${activations === 'f32' ? '' : `-${activations}-activations`}${weights === activations ? '' : `-${weights}-weights`}-${adapterSlug(gpu.adapterName)}-${date.slice(0, 10)}.json`);
-const result = { adapter: gpu.adapterName, date, node: process.version, weights, activations, timing: useGpuTime ? 'gpu-timestamps' : 'wall', defaultVariant, peak: { ...peak, threads: THREADS, flopsPerThreadPerIter: 64 }, shapes: rows };
+const outFile = join(outDir, `gemm${activations === 'f32' ? '' : `-${activations}-activations`}${weights === activations ? '' : `-${weights}-weights`}${layout === 'n4' || layoutArg !== 'auto' ? `-${layout}` : ''}-${adapterSlug(gpu.adapterName)}-${date.slice(0, 10)}.json`);
+const result = { adapter: gpu.adapterName, date, node: process.version, weights, activations, layout, timing: useGpuTime ? 'gpu-timestamps' : 'wall', defaultVariant, peak: { ...peak, threads: THREADS, flopsPerThreadPerIter: 64 }, shapes: rows };
 writeFileSync(outFile, `${JSON.stringify(result, roundJson, 2)}\n`);
 console.error(`wrote ${relative(process.cwd(), outFile)}`);
 process.exit(0);

@@ -1,6 +1,7 @@
 // The one GEMM core: out[m, n] = sum_k A(m, k) * W[n, k], batched over z.
-// W is a PyTorch Linear/Conv weight ([N, K] row-major, shared by the batch), stored like the
-// activations or as f16 beside f32 ones (wst in common.wgsl). What differs between
+// W is a PyTorch Linear/Conv weight ([N, K] row-major, shared by the batch, or W_N4: four output
+// channels interleaved per k, what models load for the direct feed), stored like the activations or
+// as f16 beside f32 ones (wst in common.wgsl). What differs between
 // a linear layer, a channel projection over an NCHW tensor and an implicit-GEMM conv2d is only
 // how A is read (A_ROWMAJOR / A_COLMAJOR / A_IM2COL) and how the result is written
 // (OUT_ROWMAJOR / OUT_COLMAJOR), plus the fused epilogue (an unfused LoRA's low-rank term, bias,
@@ -84,6 +85,20 @@ fn w_at(i: u32) -> f32 { return f32(extractBits(bitcast<i32>(w[i >> 2u]), (i & 3
 #elif WQ4
 // Nibbles eight to a word, low first, stored as q + 8; one scale per 32 along a row.
 fn w_at(i: u32) -> f32 { return (f32(extractBits(w[i >> 3u], (i & 7u) * 4u, 4u)) - 8.0) * wscale(i >> 5u); }
+#elif W_N4
+// A weight stored for the direct feed (Tensor.layout 'n4', src/graph/tensor.ts): four output
+// channels interleaved per k, W(n, k) at element ((n / 4)·ldw + k)·4 + n % 4, N padded to a
+// multiple of 4 with zero rows. The four columns one vec4 of accumulators needs at one k are then
+// one vector load: one vec4 of f32 or f16, or two packed words, instead of four scattered reads
+// that each unpack a word and select a half (as costly as the FMAs on SwiftShader). w4(g·ldw + k)
+// is W(4g .. 4g + 3, k).
+#if W_PACKED
+@group(0) @binding(2) var<storage, read> w: array<vec2<u32>>;
+fn w4(i: u32) -> vec4<f32> { let p = w[i]; return vec4<f32>(unpack2x16float(p.x), unpack2x16float(p.y)); }
+#else
+@group(0) @binding(2) var<storage, read> w: array<vec4<wst>>;
+fn w4(i: u32) -> vec4<f32> { return vec4<f32>(w[i]); }
+#endif
 #else
 // w and bias are model weights: stored as wst (common.wgsl), read as f32 by wval.
 @group(0) @binding(2) var<storage, read> w: array<wst>;
@@ -238,6 +253,7 @@ fn read_a(z: u32, m: u32, k: u32) -> f32 {
 #endif
 }
 
+#if !W_N4
 fn read_w(z: u32, n: u32, k: u32) -> f32 {
   if (n >= u.N || k >= u.K) { return 0.0; }
 #if W_KMAJOR
@@ -248,6 +264,7 @@ fn read_w(z: u32, n: u32, k: u32) -> f32 {
   return w_at(n * u.ldw + k);
 #endif
 }
+#endif
 
 // The slice k0 .. k0 + BK - 1 of the tile at (mt, nt) goes to workgroup memory in whole vec4s
 // (4 neighbouring m, or n, at one k): a store to one component of a vector may touch the whole
@@ -357,7 +374,14 @@ fn fetch(z: u32, mt: u32, nt: u32, k0: u32, t: u32) {
     }
     let n = nt + 4u * n4;
     let k = k0 + kl;
+#if W_N4
+    // n is a multiple of 4, so the group is one stored vec4 (its padding rows are zeros).
+    var wv = vec4<f32>(0.0);
+    if (n < u.N && k < u.K) { wv = w4((n / 4u) * u.ldw + k); }
+    pw[i] = vec4<tile_t>(wv);
+#else
     pw[i] = vec4<tile_t>(vec4<f32>(read_w(z, n, k), read_w(z, n + 1u, k), read_w(z, n + 2u, k), read_w(z, n + 3u, k)));
+#endif
     pwi[i] = kl * (BN / 4u) + n4;
   }
 }
@@ -456,6 +480,12 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   // Where this thread's weight rows start, four per vec4. Columns past N read row N - 1 (in
   // bounds) and are never stored, so the loop needs no mask: on a CPU adapter every select in it
   // is paid per k.
+#if W_N4
+  // Interleaved weights: where each group of four columns starts, in vec4s.
+#unroll j TN4
+  let wr{{j}} = min(n0 / 4u + {{j}}u, (u.N + 3u) / 4u - 1u) * u.ldw;
+#endunroll
+#else
 #if W_BATCHED
   let wz = view(z, 0u, u.wBatch, u.wHead);
 #else
@@ -470,6 +500,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
 #unroll j TN4
   let wr{{j}} = wz + min(vec4<u32>(n0 + 4u * {{j}}u) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(u.N - 1u)) * wn;
 #endunroll
+#endif
 #unroll i TM
 #unroll j TN4
   var c{{i}}_{{j}} = vec4<f32>(0.0);
@@ -551,7 +582,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
       let wk = k;
 #endif
 #unroll j TN4
+#if W_N4
+      let b{{j}} = w4(wr{{j}} + wk);
+#else
       let b{{j}} = vec4<f32>(w_at(wr{{j}}.x + wk), w_at(wr{{j}}.y + wk), w_at(wr{{j}}.z + wk), w_at(wr{{j}}.w + wk));
+#endif
 #endunroll
 #unroll i TM
 #unroll j TN4

@@ -14,7 +14,19 @@ export interface Tensor {
    * then its f16 scales, and `dtype` is meaningless. Only the GEMM core reads one.
    */
   quant?: QuantLayout;
+  /**
+   * How a GEMM weight ([N, K], or a conv's [Cout, Cin, kh, kw] as [N, Cin·kh·kw]) lies in its
+   * buffer, when not row-major: 'n4' interleaves four output channels per k (element (n, k) at
+   * ((n / 4)·K + k)·4 + n % 4, N padded to a multiple of 4 with zero rows; src/io/weight_layout.ts),
+   * so the direct GEMM feed reads the four columns of a vec4 in one load. Set when the weight is
+   * made (WeightLoader.gemmWeight), never inferred at dispatch: only the GEMM core reads it, and
+   * anything else that touches the buffer (a LoRA merge, a channel slice) must handle or refuse it.
+   */
+  layout?: WeightLayout;
 }
+
+/** A GEMM weight's storage order other than row-major (Tensor.layout). */
+export type WeightLayout = 'n4';
 
 export function numel(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
@@ -34,7 +46,15 @@ export function bytesFor(n: number, dtype: DType = 'f32'): number {
 }
 
 export function bytesOf(t: Tensor): number {
-  return t.quant ? t.quant.bytes : bytesFor(numel(t.shape), t.dtype);
+  if (t.quant) return t.quant.bytes;
+  if (t.layout === 'n4') return bytesFor(n4Elements(t.shape), t.dtype);
+  return bytesFor(numel(t.shape), t.dtype);
+}
+
+/** Elements an 'n4' weight of this shape stores: its [N, K] with N padded to a multiple of 4. */
+export function n4Elements(shape: readonly number[]): number {
+  const N = shape[0] ?? 1;
+  return Math.ceil(N / 4) * 4 * (numel(shape) / N);
 }
 
 export function shapeStr(shape: readonly number[]): string {

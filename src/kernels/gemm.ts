@@ -159,13 +159,19 @@ function dispatchGemm(g: Graph, d: GemmDispatch): void {
   const q = d.w.quant;
   const wq = q ? { WQ: true, ...(q.format === 'q8' ? { WQ8: true } : { WQ4: true }) } : {};
   if (q) expectShape(q.N === N && q.K === K, `${label}: quantized weight ${d.w.label} is ${q.N} x ${q.K}, the GEMM needs ${N} x ${K}`);
+  // An interleaved weight (Tensor.layout) is a model weight read as one [N, K] matrix: per-head
+  // views and quantized words have their own addressing.
+  const n4 = d.w.layout === 'n4';
+  if (n4 && (d.layout.HEADS || q)) throw new GpuError(`${label}: weight ${d.w.label} is stored with four output channels interleaved ('n4'), which ${q ? 'a quantized weight' : "attention's per-head GEMMs"} cannot read`);
+  if (d.w.layout !== undefined && !n4) throw new GpuError(`${label}: weight ${d.w.label} has unknown layout '${String(d.w.layout)}'`);
+  const wl = n4 ? { W_N4: true } : {};
   const uniforms = { M, N, K, ...d.geometry, scale: e.scale ?? 1, yfold: gemmFold(M, batch, t), ...tembUniforms(e, N), splits: t.splits, kChunk: t.kChunk, total: batch * M * N, lora_rank: R, ldw: q ? q.ldw : d.ldw ?? K, scaleWord: q ? q.scaleWord : 0 };
   const flops = 2 * M * N * K * batch + 2 * M * N * R * batch;
   const extras = Object.values(epilogueBindings(e));
   if (t.splits === 1) {
     g.dispatch(
       label,
-      { shader: 'gemm', params: { ...feedParams(g, t, d), ...d.layout, ...epilogueParams(e), ...storageParams(d.dtype), ...d.weights, ...wq } },
+      { shader: 'gemm', params: { ...feedParams(g, t, d), ...d.layout, ...epilogueParams(e), ...storageParams(d.dtype), ...d.weights, ...wq, ...wl } },
       { a: d.a, w: d.w, out: d.out, ...epilogueBindings(e) },
       uniforms,
       gemmGrid(N, M, batch, t),
@@ -176,7 +182,7 @@ function dispatchGemm(g: Graph, d: GemmDispatch): void {
   const part = g.alloc([t.splits, batch * M * N], `${label}/partial sums`, 'f32');
   g.dispatch(
     label,
-    { shader: 'gemm', params: { ...feedParams(g, t, d), ...d.layout, ...storageParams(d.dtype), ...d.weights, ...wq } },
+    { shader: 'gemm', params: { ...feedParams(g, t, d), ...d.layout, ...storageParams(d.dtype), ...d.weights, ...wq, ...wl } },
     { a: d.a, w: d.w, part },
     uniforms,
     gemmGrid(N, M, batch, t),

@@ -32,6 +32,11 @@ export async function withStorage<T>(dtype: DType, fn: () => Promise<T>): Promis
   }
 }
 
+/** The storage type input() gives tensors now. */
+export function storageType(): DType {
+  return storage;
+}
+
 /** Runs fn with the GEMM core fed `feed`'s way (cases run one at a time, so the switch is theirs alone). */
 export async function withGemmFeed<T>(rt: Runtime, feed: GemmFeed, fn: () => Promise<T>, adapt = true): Promise<T> {
   const prev = [rt.gemmFeed, rt.gemmAdapt] as const;

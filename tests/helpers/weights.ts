@@ -6,11 +6,12 @@
 // adapter that has it, where the f16 weights are read as packed u32 words.
 import { createGpu } from '../../src/gpu/device.ts';
 import { Runtime } from '../../src/gpu/runtime.ts';
-import type { DType, Tensor } from '../../src/graph/tensor.ts';
-import { f16Bits, f16Value } from '../../src/io/f16.ts';
+import type { DType, Tensor, WeightLayout } from '../../src/graph/tensor.ts';
+import { f16Bits, f16Value, toF16Array } from '../../src/io/f16.ts';
+import { interleaveN4 } from '../../src/io/weight_layout.ts';
 import { dequantize, quantize, type QuantFormat } from '../../src/io/quant.ts';
 import { uploadQuantized } from '../../src/kernels/cast.ts';
-import { input } from './gpu.ts';
+import { input, storageType } from './gpu.ts';
 
 /**
  * 'activations': weights stored like the activations (input()'s storage type, the f32 and f16 rows);
@@ -39,10 +40,39 @@ export function roundF16(data: Float32Array): Float32Array {
   return data.map((v) => f16Value(f16Bits(v)));
 }
 
+let layout: 'rows' | WeightLayout = 'rows';
+
+/**
+ * Runs fn with weight() storing GEMM weights (2-D or more, float) in `l` (Tensor.layout), as
+ * WeightLoader.gemmWeight does for the direct feed. Only for GEMM cases: an embedding's table is
+ * 2-D too.
+ */
+export async function withGemmLayout<T>(l: 'rows' | WeightLayout, fn: () => Promise<T>): Promise<T> {
+  const prev = layout;
+  layout = l;
+  try {
+    return await fn();
+  } finally {
+    layout = prev;
+  }
+}
+
+/** input() of a GEMM weight stored 'n4': four output channels interleaved per k. */
+function inputN4(rt: Runtime, arr: Float32Array, shape: number[], label: string, dtype: DType): Tensor {
+  const N = shape[0]!;
+  const host = dtype === 'f16' ? toF16Array(arr) : arr;
+  const bytes = interleaveN4(new Uint8Array(host.buffer, host.byteOffset, host.byteLength), N, arr.length / N, dtype === 'f16' ? 2 : 4);
+  return { buffer: rt.upload(new Uint32Array(bytes.buffer), label), shape: [...shape], label, dtype, layout: 'n4' };
+}
+
 /** A model weight uploaded as the current mode says. */
 export function weight(rt: Runtime, data: Float32Array | number[], shape: number[], label = 'weight'): Tensor {
   const arr = data instanceof Float32Array ? data : new Float32Array(data);
   uploads++;
+  const gemm = layout === 'n4' && shape.length >= 2;
+  if (gemm && (mode === 'f16' || mode === 'f16-values' || mode === 'activations')) {
+    return inputN4(rt, mode === 'f16-values' ? roundF16(arr) : arr, shape, label, mode === 'f16' ? 'f16' : mode === 'f16-values' ? 'f32' : storageType());
+  }
   if (mode === 'f16') return input(rt, arr, shape, label, 'f16');
   if (mode === 'f16-values') return input(rt, roundF16(arr), shape, label, 'f32');
   // Quantized modes: GEMM weights ([N, ...], 2-D or more) quantized, everything else (a bias) in f32.

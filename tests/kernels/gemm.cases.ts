@@ -284,3 +284,6 @@ function bothFeeds(cases: OpCase[]): OpCase[] {
 }
 
 export const gemmCases: OpCase[] = bothFeeds([...linearCases, ...channelCases, ...convCases, ...loraLinearCases, ...loraConvCases]);
+
+/** The f32 cases by name (the interleaved-weight rows rerun a few of them). */
+export const plainGemmCases: ReadonlyMap<string, OpCase> = new Map([...linearCases, ...channelCases, ...convCases].map((c) => [`${c.op}: ${c.name}`, c]));

@@ -18,12 +18,14 @@ import { quantSmallWeightRows, quantWeightRows } from './quant_weights.cases.ts'
 import { clipTextCases } from './clip_text.cases.ts';
 import { guidanceRescaleCases } from './guidance_rescale.cases.ts';
 import { weightLayoutCases } from './weight_layout.cases.ts';
+import { treeReduceRows } from './wg_reduce.cases.ts';
 
 const f32Table: OpCase[] = [...gemmCases, ...attentionCases, ...groupNormCases, ...elementwiseCases, ...embeddingCases, ...rngCases, ...noiseAddCases, ...schedulerStepCases, ...quantizeCases, ...layerNormCases, ...posteriorSampleCases, ...clipTextCases, ...guidanceRescaleCases];
 
 // Every kernel with an f16 storage variant again in f16 (skipped where the adapter has no shader-f16),
 // every kernel that reads model weights again with f16 weights beside f32 activations, and every
-// GEMM again with q8 and q4 weights; the tiled feed's f16 GEMMs again with f16 math; a few GEMMs with
-// their weights interleaved for the direct feed (weight_layout.cases.ts).
+// GEMM again with q8 and q4 weights; the tiled feed's f16 GEMMs again with f16 math; the
+// workgroup reductions again without subgroups; a few GEMMs with their weights interleaved for the
+// direct feed (weight_layout.cases.ts).
 const f16Table = f16Rows(f32Table);
-export const opTable: OpCase[] = [...f32Table, ...f16Table, ...f16OnlyCases, ...f16MathRows(f16Table), ...f16WeightRows(f32Table), ...quantWeightRows(f32Table), ...quantSmallWeightRows(), ...weightLayoutCases];
+export const opTable: OpCase[] = [...f32Table, ...f16Table, ...f16OnlyCases, ...f16MathRows(f16Table), ...f16WeightRows(f32Table), ...quantWeightRows(f32Table), ...quantSmallWeightRows(), ...treeReduceRows(f32Table), ...weightLayoutCases];
