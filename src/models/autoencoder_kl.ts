@@ -52,13 +52,14 @@ export class AutoencoderKL {
   /**
    * The mean's rows are the leading latent·2·latent weights and latent biases, so a tensor of that
    * shape over the same buffer (bindings start at offset 0) is the sliced conv without a copy. A
-   * quantized weight's leading rows and their scales lie at the same places (src/io/quant.ts).
+   * quantized weight's leading rows and their scales lie at the same places (src/io/quant.ts), and
+   * an interleaved one's leading groups of four rows (the GEMM never stores columns past N).
    */
   private meanRows(q: { weight: Tensor; bias: Tensor }): { weight: Tensor; bias: Tensor } {
     const C = this.latentChannels;
     const quant = q.weight.quant;
     return {
-      weight: { buffer: q.weight.buffer, shape: [C, 2 * C, 1, 1], label: `quant_conv.weight[:${C}]`, dtype: q.weight.dtype, ...(quant ? { quant: { ...quant, N: C } } : {}) },
+      weight: { buffer: q.weight.buffer, shape: [C, 2 * C, 1, 1], label: `quant_conv.weight[:${C}]`, dtype: q.weight.dtype, ...(quant ? { quant: { ...quant, N: C } } : {}), ...(q.weight.layout ? { layout: q.weight.layout } : {}) },
       bias: { buffer: q.bias.buffer, shape: [C], label: `quant_conv.bias[:${C}]`, dtype: q.bias.dtype },
     };
   }

@@ -104,6 +104,10 @@ export class WeightSlices {
     if (!m) this.cache.set(w, (m = new Map()));
     const hit = m.get(key);
     if (hit) return hit.t;
+    if (w.layout !== undefined && w.layout !== 'n4') throw new GpuError(`${w.label}: cannot slice a weight of unknown layout '${String(w.layout)}'`);
+    // An interleaved weight's groups of four output channels are copied whole: a chunk must start
+    // at one (its last may end inside one, whose columns past o1 the GEMM computes but never stores).
+    if (w.layout === 'n4' && o0 % 4 !== 0) throw new PlanLimitError(`${w.label}: output channels [${o0}:${o1}] of a weight stored with four output channels interleaved ('n4', the direct GEMM feed's layout) do not start at a multiple of 4; load the model with the tiled GEMM feed (Runtime.gemmFeed) or use a smaller size`);
     const inner = rest.reduce((a, b) => a * b, 1);
     const elem = elementBytes(w.dtype);
     const rowBytes = (i1 - i0) * inner * elem;
@@ -113,9 +117,10 @@ export class WeightSlices {
     // odd count reads the 2 bytes after it, which buffers (in 16-byte units) hold. Part rows are a
     // copy each, so each must be whole words.
     const copyBytes = Math.ceil(((o1 - o0) * rowBytes) / 4) * 4;
-    if (wholeRows && ((o0 * rowBytes) % 4 !== 0 || o0 * rowBytes + copyBytes > w.buffer.size)) throw new GpuError(`${label}: rows from byte ${o0 * rowBytes} are not whole 4-byte words of its buffer`);
-    if (!wholeRows && (rowBytes % 4 !== 0 || (i0 * inner * elem) % 4 !== 0)) throw new GpuError(`${label}: slice rows of ${rowBytes} bytes are not whole 4-byte words`);
-    const buffer = this.rt.createBuffer(copyBytes, label);
+    const n4 = w.layout === 'n4';
+    if (!n4 && wholeRows && ((o0 * rowBytes) % 4 !== 0 || o0 * rowBytes + copyBytes > w.buffer.size)) throw new GpuError(`${label}: rows from byte ${o0 * rowBytes} are not whole 4-byte words of its buffer`);
+    if (!n4 && !wholeRows && (rowBytes % 4 !== 0 || (i0 * inner * elem) % 4 !== 0)) throw new GpuError(`${label}: slice rows of ${rowBytes} bytes are not whole 4-byte words`);
+    const buffer = this.rt.createBuffer(n4 ? Math.ceil((o1 - o0) / 4) * 4 * rowBytes : copyBytes, label);
     this.own(buffer);
     // A plan that is abandoned for a larger one (planGraph) takes its slices back with it.
     this.rt.onPlanAbandoned(() => {
@@ -125,7 +130,13 @@ export class WeightSlices {
     });
     const copy = () => {
       const enc = this.rt.device.createCommandEncoder({ label });
-      if (wholeRows) {
+      if (n4) {
+        // Group q holds k = 0 .. K - 1 for its four channels, four elements per k, so an
+        // input-channel range is one run of each group.
+        const K = Cin * inner;
+        const run = (i1 - i0) * inner * 4 * elem;
+        for (let q = o0 / 4; q < Math.ceil(o1 / 4); q++) enc.copyBufferToBuffer(w.buffer, (q * K + i0 * inner) * 4 * elem, buffer, (q - o0 / 4) * run, run);
+      } else if (wholeRows) {
         enc.copyBufferToBuffer(w.buffer, o0 * rowBytes, buffer, 0, copyBytes);
       } else {
         const stride = Cin * inner * elem;
@@ -134,7 +145,7 @@ export class WeightSlices {
       this.rt.watch(`slicing ${label}`, () => this.rt.device.queue.submit([enc.finish()]));
     };
     copy();
-    const t: Tensor = { buffer, shape: [o1 - o0, i1 - i0, ...rest].slice(0, w.shape.length), label, ...(w.dtype ? { dtype: w.dtype } : {}) };
+    const t: Tensor = { buffer, shape: [o1 - o0, i1 - i0, ...rest].slice(0, w.shape.length), label, ...(w.dtype ? { dtype: w.dtype } : {}), ...(w.layout ? { layout: w.layout } : {}) };
     m.set(key, { t, copy });
     return t;
   }
