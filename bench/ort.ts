@@ -1,7 +1,7 @@
 // Fresco's U-Net step against ONNX Runtime Web's WebGPU EP on the same model, adapter, input, batch
 // and number of runs, in one headless Chromium session (the page is bench/ort/main.ts). Writes
 // bench/results/ort-<adapter>-<date>.json and prints one markdown line per batch.
-//   npm run bench:ort -- [--batches 1,2] [--runs 5] [--warmup 2] [--profile] [--precision f32|auto|f16] [--weights q8|q4]
+//   npm run bench:ort -- [--batches 1,2] [--runs 5] [--warmup 2] [--profile] [--precision f32|auto|f16] [--weights q8|q4] [--layout auto|rows|n4]
 //   npm run bench:ort -- --ab [bench/ort/gemm.v1.wgsl]   (Fresco only: a GEMM shader variant
 //   against shaders/gemm.wgsl, see bench/ort/ab.ts; prints JSON, writes nothing)
 // Needs Chromium (CHROMIUM=/path, default /usr/bin/chromium) and ../shared/models/fashion-ldm/onnx/unet.onnx
@@ -33,7 +33,11 @@ const precision = arg('precision') ?? 'f32';
 const weights = arg('weights') ?? null;
 if (!['f32', 'auto', 'f16'].includes(precision)) throw new Error(`--precision must be f32, auto or f16, got ${JSON.stringify(precision)}`);
 if (weights !== null && !['q8', 'q4'].includes(weights)) throw new Error(`--weights must be q8 or q4, got ${JSON.stringify(weights)}`);
-const storage = `${precision}${weights ? `-${weights}` : ''}`;
+// --layout rows: Fresco's GEMM weights row-major where the loader would interleave them ('n4', the
+// direct feed's layout; WeightLoader.gemmLayout): the layout's A/B, written to its own file.
+const layout = arg('layout') ?? 'auto';
+if (!['auto', 'rows', 'n4'].includes(layout)) throw new Error(`--layout must be auto, rows or n4, got ${JSON.stringify(layout)}`);
+const storage = `${precision}${weights ? `-${weights}` : ''}${layout === 'auto' ? '' : `-${layout}`}`;
 const ab = process.argv.includes('--ab') ? (arg('ab')?.startsWith('--') ? undefined : arg('ab')) ?? 'bench/ort/gemm.v1.wgsl' : null;
 const chromium = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const onnxDir = resolve(process.env.ORT_MODEL_DIR ?? join(root, '../shared/models/fashion-ldm/onnx'));
@@ -126,7 +130,7 @@ try {
   const tab = await browser.newPage();
   tab.on('console', (m) => console.error(`[page] ${m.text()}`));
   tab.on('pageerror', (e) => console.error(`[page error] ${(e as Error).message}`));
-  page = await pageResult<PageResult>(tab, `http://127.0.0.1:${port}/?batches=${batches}&runs=${runs}&warmup=${warmup}&profile=${profile ? 1 : 0}&precision=${precision}${weights ? `&weights=${weights}` : ''}`);
+  page = await pageResult<PageResult>(tab, `http://127.0.0.1:${port}/?batches=${batches}&runs=${runs}&warmup=${warmup}&profile=${profile ? 1 : 0}&precision=${precision}${weights ? `&weights=${weights}` : ''}&layout=${layout}`);
 } finally {
   await browser.close();
   server.close();
@@ -137,7 +141,7 @@ const first = page.results[0]!;
 const notes = [
   `headless Chromium (${page.userAgent.match(/Chrome\/[\d.]+/)?.[0] ?? page.userAgent}), onnxruntime-web ${page.ortVersion} WebGPU EP alone (no wasm fallback)`,
   `adapters: Fresco ${JSON.stringify(page.frescoAdapter)}, ORT ${JSON.stringify(page.ortAdapter)}${same ? ' (the same)' : ' (DIFFERENT)'}`,
-  `Fresco's storage: precision ${precision}${weights ? `, ${weights} weights` : ''} (ORT: the f32 ONNX export)`,
+  `Fresco's storage: precision ${precision}${weights ? `, ${weights} weights` : ''}${layout === 'auto' ? '' : `, GEMM weights ${layout}`} (ORT: the f32 ONNX export)`,
   `one U-Net step, timestep 500, class 7 (guidance batch: [7, null 10]); median of ${runs} runs after ${warmup} warm-ups, ORT and Fresco runs alternating`,
   'readback excluded on both sides: ORT output in a GPU buffer (preferredOutputLocation gpu-buffer), each run ends at onSubmittedWorkDone; ORT inputs are CPU tensors (a few KiB uploaded per run)',
   'maxAbsDiff: max |ORT − Fresco| over the outputs of every batch for the same input; maxRelDiff: that over max |ORT output|',

@@ -3,7 +3,7 @@
 // alternate so that a noisy host (a CPU adapter shares its cores with everything else) slows both
 // alike. Posts its result to window.__result (or the failure to window.__error).
 //
-// Query: ?batches=1,2&runs=N&warmup=W&profile=0|1
+// Query: ?batches=1,2&runs=N&warmup=W&profile=0|1&precision=…&weights=…&layout=auto|rows|n4
 // Timing excludes the output readback on both sides: ORT writes its output to a GPU buffer
 // (preferredOutputLocation 'gpu-buffer') and Fresco leaves it in its graph; each timed run ends
 // when the device's queue is idle (onSubmittedWorkDone). ORT's inputs are CPU tensors, so its runs
@@ -15,7 +15,7 @@ import { Graph } from '../../src/graph/graph.ts';
 import { loadModelFrom } from '../../src/io/model_folder.ts';
 import { UNet2DModel } from '../../src/models/unet_2d.ts';
 import { readUNet2DConfig } from '../../src/models/unet_2d_config.ts';
-import { buildModel } from '../../src/models/model_loader.ts';
+import { modelLoader } from '../../src/models/model_loader.ts';
 import type { Precision, WeightFormat } from '../../src/models/precision.ts';
 import { countStep, installHooks, type StepCounts } from './hooks.ts';
 import { profileGraph, type KernelTotal } from './profile.ts';
@@ -31,6 +31,7 @@ const warmup = Number(q.get('warmup') ?? 2);
 const profile = q.get('profile') === '1';
 const precision = (q.get('precision') ?? 'f32') as Precision;
 const weights = (q.get('weights') ?? undefined) as WeightFormat | undefined;
+const layout = (q.get('layout') ?? 'auto') as 'auto' | 'rows' | 'n4';
 const TIMESTEP = 500;
 const CLASS = 7;
 const NULL_CLASS = 10;
@@ -85,8 +86,12 @@ async function main() {
   log(`fresco adapter: ${ctx.adapterName}; features: ${[...ctx.features].join(', ')}`);
 
   const folder = await loadModelFrom(urlFolderReader('/weights/fashion-ldm/unet', { cache: false }), '/weights/fashion-ldm/unet');
-  const unet = buildModel(UNet2DModel, rt, folder.weights, readUNet2DConfig(folder.config, '/weights/fashion-ldm/unet'), { precision, weights });
-  log(`fresco storage: ${unet.precision.description}${weights ? `, ${weights} weights` : ''}`);
+  const loader = modelLoader(rt, folder.weights, { precision, weights });
+  // layout=rows keeps the GEMM weights row-major where the loader would interleave them for the
+  // direct feed (the A/B of that layout).
+  if (layout !== 'auto') loader.gemmLayout = layout;
+  const unet = new UNet2DModel(loader, readUNet2DConfig(folder.config, '/weights/fashion-ldm/unet'));
+  log(`fresco storage: ${unet.precision.description}${weights ? `, ${weights} weights` : ''}; ${[...loader.weights.values()].filter((t) => t.layout === 'n4').length} GEMM weights interleaved (n4)`);
 
   const modelBytes = new Uint8Array(await (await fetch('/onnx/unet.onnx')).arrayBuffer());
   // ['webgpu'] alone: with a wasm fallback listed, a WebGPU failure would silently time the CPU.
