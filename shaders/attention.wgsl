@@ -15,7 +15,9 @@
 // D 160 -> 12, D 512 -> 4; shorter when the keys are few, always a multiple of 4).
 //
 // Params: D (head dim), BQ (query rows per workgroup = threads), BK (keys per tile), KG (groups of
-// four keys scored per step; BK is a multiple of 4·KG), CAUSAL (query i sees keys j <= i).
+// four keys scored per step; BK is a multiple of 4·KG), CAUSAL (query i sees keys j <= i),
+// UNROLL_D (the head-dim loops run to the constant D; without it to the same value read from the
+// uniforms, see `dh` below).
 // Workgroups are (q tile, head, batch) flattened and folded over x/y.
 #include "common"
 
@@ -57,12 +59,20 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let h = bh % u.heads;
   let b = bh / u.heads;
   let i = q0 + lid;
+#if UNROLL_D
+  let dh = D;
+#else
+  // A bound the compiler cannot see: lavapipe's LLVM unrolls the constant-D loops with the key
+  // loops around them into code that took it up to 99 s to compile per kernel (d32, 64 keys), for
+  // no speed on either CPU adapter; GPU compilers want the constant (registers, not memory).
+  let dh = u.C / u.heads;
+#endif
 
   // Rows past Tq still run: they help stage every tile and pass every barrier, and never store.
   let qbase = (b * u.Tq + min(i, u.Tq - 1u)) * u.C + h * D;
   var qr: array<f32, D>;
   var acc: array<f32, D>;
-  for (var c = 0u; c < D; c++) {
+  for (var c = 0u; c < dh; c++) {
     qr[c] = f32(q[qbase + c]) * u.scale_log2;
     acc[c] = 0.0;
   }
@@ -105,7 +115,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
       // iteration's values (Dawn on lavapipe), though WGSL zero-initializes it each time.
       var dots: array<vec4<f32>, KG>;
       for (var g = 0u; g < KG; g++) { dots[g] = vec4<f32>(0.0); }
-      for (var c = 0u; c < D; c++) {
+      for (var c = 0u; c < dh; c++) {
         let qc = vec4<f32>(qr[c]);
         for (var g = 0u; g < KG; g++) {
           dots[g] = fma(qc, kt[c * BK4 + r / 4u + g], dots[g]);
@@ -127,13 +137,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     // the first live tile gives exp2(NEG - mt) = 0.
     let corr = exp2(m - mt);
     l *= corr;
-    for (var c = 0u; c < D; c++) { acc[c] *= corr; }
+    for (var c = 0u; c < dh; c++) { acc[c] *= corr; }
     for (var r = 0u; r < BK; r += 4u * KG) {
       var p: array<vec4<f32>, KG>;
       for (var e = 0u; e < 4u * KG; e++) { p[e / 4u][e % 4u] = select(0.0, exp2(s[r + e] - mt), s[r + e] > NEG); }
       for (var g = 0u; g < KG; g++) { l += p[g].x + p[g].y + p[g].z + p[g].w; }
       // One read-modify-write of each accumulator per 4·KG keys.
-      for (var c = 0u; c < D; c++) {
+      for (var c = 0u; c < dh; c++) {
         var a = acc[c];
         for (var g = 0u; g < KG; g++) { a += dot(p[g], vt[c * BK4 + r / 4u + g]); }
         acc[c] = a;
@@ -145,7 +155,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   // Tk >= 1 (attention.ts) and key 0 is visible to every row even when causal, so l >= 1.
   if (i < u.Tq) {
     let inv = 1.0 / l;
-    for (var c = 0u; c < D; c++) {
+    for (var c = 0u; c < dh; c++) {
       out[qbase + c] = st(acc[c] * inv);
     }
   }

@@ -149,6 +149,14 @@ export class Runtime {
    */
   attentionKeyGroups: number;
   /**
+   * The flash attention kernel's head-dim loops to the constant head dim (UNROLL_D in
+   * shaders/attention.wgsl): on GPUs, whose compilers unroll them and keep each thread's query row
+   * and accumulator in registers. CPU adapters loop to a uniform instead: lavapipe's LLVM unrolled
+   * the constant loops into code that took up to 99 s to compile per kernel (d32 at 64 keys; 1.6 s
+   * this way), at the same speed on both CPU adapters (bench/README.md, "Flash attention's compile time").
+   */
+  attentionUnrollHead: boolean;
+  /**
    * Head dims from which attention() runs as two GEMMs and a row softmax (src/kernels/attention.ts
    * attentionPath) instead of the flash kernel, whose per-thread d-wide accumulator spills at large
    * heads. Tests and benches set it to force a path (1: every head; Infinity: none that flash can take).
@@ -183,6 +191,7 @@ export class Runtime {
     this.gemmFeed = cpu ? 'direct' : 'tiled';
     this.splitNormStats = !cpu;
     this.attentionKeyGroups = cpu ? 4 : 1;
+    this.attentionUnrollHead = !cpu;
     this.subgroupReduce = canReduceBySubgroup(gpu);
     // Errors outside any scope (weight uploads, for one) still reach the next assertHealthy().
     this.device.onuncapturederror = (ev) => {

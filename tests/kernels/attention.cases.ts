@@ -74,9 +74,11 @@ const rows: AttnRow[] = [
 
 const runs = (r: AttnRow): 'flash' | 'gemm' => r.path ?? attentionPath(r.C / r.heads, r.B, r.heads, r.Tq, r.Tk, ATTENTION_GEMM_MIN_HEAD, r.binding ?? 2 ** 27).path;
 
-const oneWay = rows.map((r, i): OpCase & { path: 'flash' | 'gemm' } => ({
+const oneWay = rows.map((r, i): OpCase & { path: 'flash' | 'gemm'; d: number; Tk: number } => ({
   op: 'attention',
   path: runs(r),
+  d: r.C / r.heads,
+  Tk: r.Tk,
   name: `B${r.B} Tq${r.Tq} Tk${r.Tk} C${r.C} heads${r.heads} d${r.C / r.heads}${r.causal ? ' causal' : ''}${r.note ? ` (${r.note})` : ''} [${runs(r)}]`,
   ...F32,
   async run(rt) {
@@ -102,26 +104,32 @@ const oneWay = rows.map((r, i): OpCase & { path: 'flash' | 'gemm' } => ({
 
 /**
  * Flash rows with one group of four keys per scoring step and with up to four
- * (Runtime.attentionKeyGroups: GPUs' and CPU adapters' defaults); GEMM-path rows under both feeds
- * of the GEMM core (Runtime.gemmFeed: CPU adapters' direct one, GPUs' tiled one).
+ * (Runtime.attentionKeyGroups: GPUs' and CPU adapters' defaults), the head-dim loops to a uniform
+ * bound (CPU adapters') and, on some shapes, to the constant D (GPUs'); GEMM-path rows under both
+ * feeds of the GEMM core (Runtime.gemmFeed: CPU adapters' direct one, GPUs' tiled one).
  */
 export const attentionCases: OpCase[] = [
   ...[1, 4].flatMap((kg) =>
-    oneWay.filter((c) => c.path === 'flash').map((c) => ({
-      ...c,
-      name: `${c.name} [key groups <= ${kg}]`,
-      async run(rt: Runtime) {
-        const prev = rt.attentionKeyGroups;
-        rt.attentionKeyGroups = kg;
-        try {
-          return await c.run(rt);
-        } finally {
-          rt.attentionKeyGroups = prev;
-        }
-      },
-    })),
+    oneWay.filter((c) => c.path === 'flash').map((c) => ({ ...c, name: `${c.name} [key groups <= ${kg}]`, run: (rt: Runtime) => withFlashForm(rt, kg, false, () => c.run(rt)) })),
   ),
+  // GPUs' form of the flash kernel: head-dim loops to the constant D (Runtime.attentionUnrollHead).
+  // Only shapes lavapipe compiles that way in seconds (a head of 40 or more, or at most 16 keys):
+  // smaller heads with more keys took it 20-99 s per kernel.
+  ...oneWay
+    .filter((c) => c.path === 'flash' && (c.d >= 40 || c.Tk <= 16))
+    .map((c) => ({ ...c, name: `${c.name} [key groups <= 1] [head unrolled]`, run: (rt: Runtime) => withFlashForm(rt, 1, true, () => c.run(rt)) })),
   ...(['direct', 'tiled'] as const).flatMap((feed) =>
     oneWay.filter((c) => c.path === 'gemm').map((c) => ({ ...c, name: `${c.name} [${feed}]`, run: (rt: Runtime) => withGemmFeed(rt, feed, () => c.run(rt)) })),
   ),
 ];
+
+async function withFlashForm<T>(rt: Runtime, keyGroups: number, unrollHead: boolean, fn: () => Promise<T>): Promise<T> {
+  const prev = [rt.attentionKeyGroups, rt.attentionUnrollHead] as const;
+  rt.attentionKeyGroups = keyGroups;
+  rt.attentionUnrollHead = unrollHead;
+  try {
+    return await fn();
+  } finally {
+    [rt.attentionKeyGroups, rt.attentionUnrollHead] = prev;
+  }
+}
