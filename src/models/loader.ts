@@ -41,8 +41,9 @@ export class WeightLoader {
   /**
    * How gemmWeight stores a float GEMM weight: 'n4' interleaves four output channels per k (what
    * the direct GEMM feed reads fastest: one vector load per four columns instead of four scattered
-   * reads, 1.4-1.8x on SwiftShader with packed f16 weights, bench/README.md), 'rows' row-major
-   * as the file has it, 'auto' 'n4' when the runtime's feed is 'direct' as the weight is made.
+   * reads; with packed f16 weights on SwiftShader the U-Net step ran 1.3-1.45x faster,
+   * bench/README.md), 'rows' row-major as the file has it, 'auto' 'n4' when the runtime's feed is
+   * 'direct' as the weight is made.
    * Either layout runs on either feed: this is fixed per weight at load, whatever the runtime's
    * feed becomes later. Set it on the root loader before building (sub-loaders inherit it).
    */
