@@ -54,14 +54,16 @@ export function releaseSplit(g: Graph, ...ss: Split[]): void {
  * allows. A function of the shape and the model's storage types alone, so a residual and the
  * output it is added to are always chunked alike.
  */
-export function chunkStarts(shape: readonly number[], dtype: DType, limits: PlanLimits, groups: number, weightDtype: DType = dtype): number[] {
+export function chunkStarts(shape: readonly number[], dtype: DType, limits: PlanLimits, groups: number, weightDtype: DType = dtype, weightLayout?: 'n4'): number[] {
   const [B, C, H, W] = shape as [number, number, number, number];
   const perChannel = bytesFor(B * H * W, dtype);
   if (C * perChannel <= limits.binding) return [0];
   let align = C / groups;
   // Weight slices (WeightSlices) are copied in whole 4-byte words, so with f16 weights (f16
-  // models, and f16 weights beside f32 activations) chunks start at even channels.
+  // models, and f16 weights beside f32 activations) chunks start at even channels; weights stored
+  // four output channels to a group ('n4', CPU adapters' layout) are cut between groups.
   if ((dtype === 'f16' || weightDtype === 'f16') && align % 2 === 1) align *= 2;
+  if (weightLayout === 'n4') align *= 4 / gcd(align, 4);
   const maxChannels = Math.floor(limits.binding / perChannel / align) * align;
   if (maxChannels < align) {
     throw new PlanLimitError(`${shapeStr(shape)}: one group of ${align} channels needs ${align * perChannel} bytes, over the binding limit ${limits.binding}; use fewer images or a smaller size per call`);
@@ -71,6 +73,10 @@ export function chunkStarts(shape: readonly number[], dtype: DType, limits: Plan
   const starts: number[] = [];
   for (let c = 0; c < C; c += size) starts.push(c);
   return starts;
+}
+
+function gcd(a: number, b: number): number {
+  return b === 0 ? a : gcd(b, a % b);
 }
 
 function ends(starts: number[], C: number): number[] {
@@ -187,7 +193,7 @@ export function splitConv(g: Graph, slices: WeightSlices, label: string, x: Spli
   const outShape = [x.shape[0], Cout, Hout, Wout] as const;
   checkBindable(g, label, x);
   if (residual) checkBindable(g, label, residual);
-  const starts = chunkStarts(outShape, dtypeOf(x.parts[0]!), g.limits, groups, dtypeOf(conv.weight));
+  const starts = chunkStarts(outShape, dtypeOf(x.parts[0]!), g.limits, groups, dtypeOf(conv.weight), conv.weight.layout);
   if (residual && residual.starts.join() !== starts.join()) throw new GpuError(`${label}: residual chunks [${residual.starts}] differ from the output's [${starts}]`);
   const inSizes = ends(x.starts, x.shape[1]);
   const chunked = x.parts.length > 1 || starts.length > 1;

@@ -12,10 +12,13 @@ import { deinterleaveN4, interleaveN4 } from '../../src/io/weight_layout.ts';
 import { WeightStore } from '../../src/io/weights.ts';
 import { readTensor, uploadTensor } from '../../src/kernels/cast.ts';
 import { loraMerge } from '../../src/kernels/lora_merge.ts';
-import { WeightSlices } from '../../src/models/channel_split.ts';
+import { chunkStarts, single, splitConv, WeightSlices } from '../../src/models/channel_split.ts';
+import { conv2d } from '../../src/kernels/gemm.ts';
+import { compare } from '../helpers/compare.ts';
+import { runAndRead } from '../helpers/split.ts';
 import { WeightLoader } from '../../src/models/loader.ts';
 import { PlanLimitError } from '../../src/errors.ts';
-import { hasF16, randn, runtime, withGemmFeed } from '../helpers/gpu.ts';
+import { hasF16, input, randn, runtime, withGemmFeed } from '../helpers/gpu.ts';
 import { runtimeWithoutF16 } from '../helpers/weights.ts';
 
 /** values ([N, K] row-major) uploaded 'n4' in `dtype`. */
@@ -111,6 +114,35 @@ describe("'n4' weights", () => {
       }
       expect(() => slices.slice(w, 2, 6)).toThrow(PlanLimitError);
       rt.destroyBuffer(w.buffer);
+    }
+  });
+
+  it('split a conv into channel chunks between groups of four output channels, whatever the norm groups', async () => {
+    const rt = await runtime();
+    // 2-channel groups would cut the 12 output channels at 6, inside a group of four.
+    const limits = { binding: 6 * 64 * 4, buffer: 1 << 20 };
+    expect(chunkStarts([1, 12, 8, 8], 'f32', limits, 6)).toEqual([0, 6]);
+    expect(chunkStarts([1, 12, 8, 8], 'f32', limits, 6, 'f32', 'n4')).toEqual([0, 4, 8]);
+    const wv = randn(12 * 3 * 9, 2, 0.3);
+    const x = input(rt, randn(3 * 64, 1), [1, 3, 8, 8], 'x');
+    const bias = input(rt, randn(12, 3), [12], 'bias');
+    const rows = input(rt, wv, [12, 3, 3, 3], 'w');
+    const plain = new Graph(rt, 'plain');
+    const [ref] = await runAndRead(rt, plain, [conv2d(plain, 'c', x, rows, { bias, padding: 1 })]);
+    const w = uploadN4(rt, wv, [12, 3, 3, 3], 'f32');
+    const prev = rt.planLimits;
+    rt.planLimits = limits;
+    const owned: GPUBuffer[] = [];
+    try {
+      const g = new Graph(rt, 'split');
+      const out = splitConv(g, new WeightSlices(rt, (b) => owned.push(b)), 'c', single(x), { weight: w, bias }, { groups: 6, padding: 1 });
+      expect(out.starts).toEqual([0, 4, 8]);
+      const [got] = await runAndRead(rt, g, [out]);
+      const c = compare(got!, ref!, 1e-5, 1e-5);
+      expect(c.ok, c.report).toBe(true);
+    } finally {
+      rt.planLimits = prev;
+      for (const b of [...owned, w.buffer]) rt.destroyBuffer(b);
     }
   });
 });
