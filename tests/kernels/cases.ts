@@ -36,3 +36,22 @@ export function withoutActivationTwins(cases: OpCase[]): OpCase[] {
   });
 }
 
+
+/**
+ * The cases less all LoRA rows but the first of each GEMM kind, output layout and feed. For rows
+ * that vary how the layer's own weights are stored (f16, q8, q4): an unfused LoRA's term is an
+ * epilogue over its own f32 up weights and the down projection's output (shaders/gemm.wgsl
+ * lora_term), the same whatever the layer's weights are, so one row per kind checks how it meets
+ * each storage's epilogue (a q8 weight's scale among them); each further row compiled kernels of
+ * its own, 5-17 s each cold on lavapipe.
+ */
+export function fewLoraRows(cases: OpCase[]): OpCase[] {
+  const seen = new Set<string>();
+  return cases.filter((c) => {
+    if (!c.name.startsWith('LoRA')) return true;
+    const key = `${c.op} ${/out (rows|channels)/.exec(c.name)?.[1] ?? ''} ${/\[[^\]]+\]$/.exec(c.name)?.[0] ?? ''}`;
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+}

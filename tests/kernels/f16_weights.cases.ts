@@ -7,7 +7,7 @@
 //   variant is only a storage change, so any difference is a misread weight.
 import type { Runtime } from '../../src/gpu/runtime.ts';
 import { withWeights, runtimeWithoutF16 } from '../helpers/weights.ts';
-import { withoutActivationTwins, type OpCase } from './cases.ts';
+import { fewLoraRows, withoutActivationTwins, type OpCase } from './cases.ts';
 
 /**
  * Weights rounded to f16 (relative error up to 2^-12 each), everything else in f32. A weighted sum
@@ -49,7 +49,7 @@ async function f16WeightRun(c: OpCase, rt: Runtime, where: string) {
 const SAME_WEIGHT_READS = /\[tiled, whole K\]|\[split stats\]|\+(mish|gelu|relu|quickGelu)\b/;
 
 export function f16WeightRows(cases: OpCase[]): OpCase[] {
-  return withoutActivationTwins(cases).flatMap((c) => {
+  return fewLoraRows(withoutActivationTwins(cases)).flatMap((c) => {
     if (!WEIGHT_OPS.has(c.op) || SAME_WEIGHT_READS.test(c.name)) return [];
     return [
       { ...c, ...WEIGHTS_F16, name: `${c.name} [f16 weights, packed]`, run: async () => f16WeightRun(c, await runtimeWithoutF16(), 'packed') },

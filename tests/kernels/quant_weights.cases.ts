@@ -12,7 +12,7 @@ import { linearRef } from '../ref/gemm.ts';
 import { input, randn, runGraph, withGemmFeed } from '../helpers/gpu.ts';
 import { compare } from '../helpers/compare.ts';
 import { weight, withWeights } from '../helpers/weights.ts';
-import { withoutActivationTwins, type OpCase } from './cases.ts';
+import { fewLoraRows, withoutActivationTwins, type OpCase } from './cases.ts';
 
 /**
  * What quantizing costs against the original weights. q8: each weight within max|row|/254, q4
@@ -43,7 +43,7 @@ async function quantRun(c: OpCase, rt: Runtime, format: QuantFormat) {
 }
 
 export function quantWeightRows(cases: OpCase[]): OpCase[] {
-  return withoutActivationTwins(cases).flatMap((c) => {
+  return fewLoraRows(withoutActivationTwins(cases)).flatMap((c) => {
     if (!GEMM_OPS.has(c.op) || SAME_WEIGHT_READS.test(c.name)) return [];
     return (['q8', 'q4'] as const).map((f) => ({ ...c, ...QUANT_ERROR[f], name: `${c.name} [${f} weights]`, run: (rt: Runtime) => quantRun(c, rt, f) }));
   });
