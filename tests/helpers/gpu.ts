@@ -37,16 +37,24 @@ export function storageType(): DType {
   return storage;
 }
 
-/** Runs fn with the GEMM core fed `feed`'s way (cases run one at a time, so the switch is theirs alone). */
-export async function withGemmFeed<T>(rt: Runtime, feed: GemmFeed, fn: () => Promise<T>, adapt = true): Promise<T> {
-  const prev = [rt.gemmFeed, rt.gemmAdapt] as const;
-  rt.gemmFeed = feed;
-  rt.gemmAdapt = adapt;
+/** The Runtime's kernel choices a test or an op-table row sets for one run. */
+export type RuntimeChoices = Partial<Pick<Runtime, 'gemmFeed' | 'gemmAdapt' | 'gemmMath' | 'splitNormStats' | 'subgroupReduce' | 'attentionKeyGroups' | 'attentionUnrollHead' | 'attentionGemmMinHead'>>;
+
+/** Runs fn with `choices` set on the runtime, then puts back what was there (cases run one at a time, so the switch is theirs alone). */
+export async function withRuntime<T>(rt: Runtime, choices: RuntimeChoices, fn: () => Promise<T>): Promise<T> {
+  const r = rt as unknown as Record<string, unknown>;
+  const prev = Object.fromEntries(Object.keys(choices).map((k) => [k, r[k]]));
+  Object.assign(rt, choices);
   try {
     return await fn();
   } finally {
-    [rt.gemmFeed, rt.gemmAdapt] = prev;
+    Object.assign(rt, prev);
   }
+}
+
+/** Runs fn with the GEMM core fed `feed`'s way. */
+export function withGemmFeed<T>(rt: Runtime, feed: GemmFeed, fn: () => Promise<T>, adapt = true): Promise<T> {
+  return withRuntime(rt, { gemmFeed: feed, gemmAdapt: adapt }, fn);
 }
 
 /** An f32 host array uploaded in the current storage type (or `dtype`). */

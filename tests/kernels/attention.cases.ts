@@ -2,7 +2,7 @@ import type { Runtime } from '../../src/gpu/runtime.ts';
 import { ATTENTION_GEMM_MIN_HEAD } from '../../src/gpu/runtime.ts';
 import { attention, attentionPath } from '../../src/kernels/attention.ts';
 import { attentionRef } from '../ref/attention.ts';
-import { input, randn, runGraph, withGemmFeed } from '../helpers/gpu.ts';
+import { input, randn, runGraph, withGemmFeed, withRuntime } from '../helpers/gpu.ts';
 import { F32, type OpCase } from './cases.ts';
 
 interface AttnRow {
@@ -110,26 +110,15 @@ const oneWay = rows.map((r, i): OpCase & { path: 'flash' | 'gemm'; d: number; Tk
  */
 export const attentionCases: OpCase[] = [
   ...[1, 4].flatMap((kg) =>
-    oneWay.filter((c) => c.path === 'flash').map((c) => ({ ...c, name: `${c.name} [key groups <= ${kg}]`, run: (rt: Runtime) => withFlashForm(rt, kg, false, () => c.run(rt)) })),
+    oneWay.filter((c) => c.path === 'flash').map((c) => ({ ...c, name: `${c.name} [key groups <= ${kg}]`, run: (rt: Runtime) => withRuntime(rt, { attentionKeyGroups: kg, attentionUnrollHead: false }, () => c.run(rt)) })),
   ),
   // GPUs' form of the flash kernel: head-dim loops to the constant D (Runtime.attentionUnrollHead).
   // Only shapes lavapipe compiles that way in seconds (a head of 40 or more, or at most 16 keys):
   // smaller heads with more keys took it 20-99 s per kernel, and so did d16 (31 s with 13 keys).
   ...oneWay
     .filter((c) => c.path === 'flash' && (c.d >= 40 || (c.Tk <= 16 && c.d !== 16)))
-    .map((c) => ({ ...c, name: `${c.name} [key groups <= 1] [head unrolled]`, run: (rt: Runtime) => withFlashForm(rt, 1, true, () => c.run(rt)) })),
+    .map((c) => ({ ...c, name: `${c.name} [key groups <= 1] [head unrolled]`, run: (rt: Runtime) => withRuntime(rt, { attentionKeyGroups: 1, attentionUnrollHead: true }, () => c.run(rt)) })),
   ...(['direct', 'tiled'] as const).flatMap((feed) =>
     oneWay.filter((c) => c.path === 'gemm').map((c) => ({ ...c, name: `${c.name} [${feed}]`, run: (rt: Runtime) => withGemmFeed(rt, feed, () => c.run(rt)) })),
   ),
 ];
-
-async function withFlashForm<T>(rt: Runtime, keyGroups: number, unrollHead: boolean, fn: () => Promise<T>): Promise<T> {
-  const prev = [rt.attentionKeyGroups, rt.attentionUnrollHead] as const;
-  rt.attentionKeyGroups = keyGroups;
-  rt.attentionUnrollHead = unrollHead;
-  try {
-    return await fn();
-  } finally {
-    [rt.attentionKeyGroups, rt.attentionUnrollHead] = prev;
-  }
-}

@@ -2,7 +2,7 @@ import { groupNorm, groupNormParts } from '../../src/kernels/group_norm.ts';
 import type { Runtime } from '../../src/gpu/runtime.ts';
 import { groupNormRef, groupNormSpatialRef } from '../ref/group_norm.ts';
 import type { ActName } from '../ref/elementwise.ts';
-import { input, randn, runGraph } from '../helpers/gpu.ts';
+import { input, randn, runGraph, withRuntime } from '../helpers/gpu.ts';
 import { weight } from '../helpers/weights.ts';
 import { F32, type OpCase } from './cases.ts';
 
@@ -123,17 +123,7 @@ function splitStats(cases: OpCase[], shapeOf: (name: string) => { groupsTotal: n
       const { groupsTotal, groupSize } = shapeOf(c.name);
       return groupNormParts(true, groupsTotal, groupSize).parts > 1;
     })
-    .map((c) => ({ ...c, name: `${c.name} [split stats]`, run: (rt: Runtime) => withSplitNormStats(rt, () => c.run(rt)) }));
-}
-
-async function withSplitNormStats<T>(rt: Runtime, fn: () => Promise<T>): Promise<T> {
-  const prev = rt.splitNormStats;
-  rt.splitNormStats = true;
-  try {
-    return await fn();
-  } finally {
-    rt.splitNormStats = prev;
-  }
+    .map((c) => ({ ...c, name: `${c.name} [split stats]`, run: (rt: Runtime) => withRuntime(rt, { splitNormStats: true }, () => c.run(rt)) }));
 }
 
 /** Groups and group size from a case name's leading "[B,C,...spatial] ... groups G". */
