@@ -12,6 +12,7 @@ import { fold1d, Graph } from '../src/graph/graph.ts';
 import type { Tensor } from '../src/graph/tensor.ts';
 import { groupNorm } from '../src/kernels/group_norm.ts';
 import { layerNorm } from '../src/kernels/layer_norm.ts';
+import { reduceParams } from '../src/kernels/reduce.ts';
 import { compare } from '../tests/helpers/compare.ts';
 import { randn } from '../tests/helpers/gpu.ts';
 import { groupNormRef } from '../tests/ref/group_norm.ts';
@@ -43,7 +44,7 @@ const softmax = (rows: number, cols: number, note: string): Case => ({
   shape: [rows, cols],
   C: 1,
   build: (g, x) => {
-    g.dispatch('softmax', { shader: 'softmax_rows', params: { CAUSAL: false, ...(g.rt.subgroupReduce ? { SUBGROUPS: true } : {}) } }, { s: x }, { rows, cols, rows_per_z: rows, r0: 0 }, fold1d(rows));
+    g.dispatch('softmax', { shader: 'softmax_rows', params: { CAUSAL: false, ...reduceParams(g.rt) } }, { s: x }, { rows, cols, rows_per_z: rows, r0: 0 }, fold1d(rows));
     return x;
   },
 });

@@ -88,7 +88,8 @@ fn w_at(i: u32) -> f32 { return (f32(extractBits(w[i >> 3u], (i & 7u) * 4u, 4u))
 #elif W_N4
 // A weight stored for the direct feed (Tensor.layout 'n4', src/graph/tensor.ts): four output
 // channels interleaved per k, W(n, k) at element ((n / 4)·ldw + k)·4 + n % 4, N padded to a
-// multiple of 4 with zero rows. The four columns one vec4 of accumulators needs at one k are then
+// multiple of 4 (zero rows in a loaded weight; a channel slice's may hold the next channels: no
+// column past N is ever stored, so their products are never read). The four columns one vec4 of accumulators needs at one k are then
 // one vector load: one vec4 of f32 or f16, or two packed words, instead of four scattered reads
 // that each unpack a word and select a half (as costly as the FMAs on SwiftShader). w4(g·ldw + k)
 // is W(4g .. 4g + 3, k).
@@ -375,7 +376,7 @@ fn fetch(z: u32, mt: u32, nt: u32, k0: u32, t: u32) {
     let n = nt + 4u * n4;
     let k = k0 + kl;
 #if W_N4
-    // n is a multiple of 4, so the group is one stored vec4 (its padding rows are zeros).
+    // n is a multiple of 4, so the group is one stored vec4 (columns past N are never stored).
     var wv = vec4<f32>(0.0);
     if (n < u.N && k < u.K) { wv = w4((n / 4u) * u.ldw + k); }
     pw[i] = vec4<tile_t>(wv);

@@ -1,11 +1,12 @@
-// Sum and max of one f32 per thread over a workgroup of WG threads (the includer declares WG),
-// every thread getting the result. Call from workgroup-uniform control flow: both forms have
-// barriers. Entry points take a `t: Lane` parameter and pass it on.
+// Sum and max of one f32 per thread over a workgroup of WG threads (the includer declares WG, a
+// power of two), every thread getting the result. Call from workgroup-uniform control flow: both
+// forms have barriers. Entry points take a `t: Lane` parameter and pass it on.
 //
-// SUBGROUPS: each subgroup reduces its own values (subgroupAdd/Max), one lane per subgroup writes
-// the partial at its subgroup_id, and after one barrier every subgroup reduces the WG / size
-// partials itself: two barriers in all, where the tree below takes log2(WG) + 1. Every subgroup
-// reads the partials in the same lane order, so all threads get the same bits.
+// SUBGROUPS: each subgroup reduces its own values (subgroupAdd/Max), one of its lanes writes
+// the partial at its subgroup_id, and after one barrier every thread folds all partials in
+// subgroup order: two barriers in all, where the tree below takes log2(WG) + 2. Folding every
+// partial on every lane (at most WG / 4 reads) makes no assumption about how full the subgroups
+// are, and gives every thread the same bits.
 // Without: a tree over workgroup memory.
 
 struct Lane {
@@ -13,33 +14,28 @@ struct Lane {
 #if SUBGROUPS
   @builtin(subgroup_id) sg: u32,
   @builtin(num_subgroups) sgs: u32,
-  @builtin(subgroup_invocation_id) lane: u32,
-  @builtin(subgroup_size) size: u32,
 #endif
 }
 
 #if SUBGROUPS
-// One slot per subgroup; WebGPU's subgroups have at least 4 invocations.
-var<workgroup> wg_part: array<f32, max(WG / 4u, 1u)>;
+// One slot per subgroup (num_subgroups <= WG).
+var<workgroup> wg_part: array<f32, WG>;
 
 fn wg_reduce(v: f32, t: Lane, take_max: bool) -> f32 {
   var s: f32;
   if (take_max) { s = subgroupMax(v); } else { s = subgroupAdd(v); }
-  if (t.lane == 0u) { wg_part[t.sg] = s; }
+  // One active lane per subgroup, whichever lanes the subgroup has.
+  if (subgroupElect()) { wg_part[t.sg] = s; }
   workgroupBarrier();
-  // Lane l folds partials l, l + size, ... (the identity where it has none), then the subgroup
-  // combines its lanes: the trip count is the same on every lane.
-  var r = select(0.0, -3.0e38, take_max);
-  for (var b = 0u; b < t.sgs; b += t.size) {
-    let i = b + t.lane;
-    if (i < t.sgs) { r = select(r + wg_part[i], max(r, wg_part[i]), take_max); }
-  }
-  if (take_max) { s = subgroupMax(r); } else { s = subgroupAdd(r); }
+  var r = wg_part[0];
+  for (var i = 1u; i < t.sgs; i++) { r = select(r + wg_part[i], max(r, wg_part[i]), take_max); }
   // Everyone has read the partials before wg_part is reused.
   workgroupBarrier();
-  return s;
+  return r;
 }
 #else
+// The halving below reaches every value only for a power of two.
+const_assert (WG & (WG - 1u)) == 0u;
 var<workgroup> wg_part: array<f32, WG>;
 
 fn wg_reduce(v: f32, t: Lane, take_max: bool) -> f32 {

@@ -171,10 +171,12 @@ export class Runtime {
    */
   gemmMath: GemmMath = 'f32';
   /**
-   * Workgroup reductions (norm statistics, guidance rescale, the GEMM attention path's row softmax) through subgroup
-   * operations: one partial per subgroup, so log2(subgroup size) fewer barrier rounds
-   * (shaders/wg_reduce.wgsl). Needs the device feature `subgroups` and WGSL's `subgroup_id`;
-   * false where either is missing. Tests and benches clear it to compare or check both forms.
+   * Workgroup reductions (norm statistics, guidance rescale, the GEMM attention path's row softmax)
+   * through subgroup operations: one partial per subgroup, 2 barriers where the tree takes
+   * log2(WG) + 2 (shaders/wg_reduce.wgsl). Needs the device feature `subgroups` and WGSL's
+   * `subgroup_id`. On by default on CPU adapters, where it is checked and measured faster (short
+   * rows 1.4-3x); opt-in on GPUs until a device run (bench/reduce.ts) has checked and timed it on
+   * their wider subgroups. Tests and benches set it to compare or check both forms.
    */
   subgroupReduce: boolean;
 
@@ -192,7 +194,7 @@ export class Runtime {
     this.splitNormStats = !cpu;
     this.attentionKeyGroups = cpu ? 4 : 1;
     this.attentionUnrollHead = !cpu;
-    this.subgroupReduce = canReduceBySubgroup(gpu);
+    this.subgroupReduce = cpu && canReduceBySubgroup(gpu);
     // Errors outside any scope (weight uploads, for one) still reach the next assertHealthy().
     this.device.onuncapturederror = (ev) => {
       this.pendingErrors.push(Promise.resolve(`GPU error: ${ev.error.message}`));

@@ -17,7 +17,8 @@ export interface Tensor {
   /**
    * How a GEMM weight ([N, K], or a conv's [Cout, Cin, kh, kw] as [N, Cin·kh·kw]) lies in its
    * buffer, when not row-major: 'n4' interleaves four output channels per k (element (n, k) at
-   * ((n / 4)·K + k)·4 + n % 4, N padded to a multiple of 4 with zero rows; src/io/weight_layout.ts),
+   * ((n / 4)·K + k)·4 + n % 4, N padded to a multiple of 4: zero rows when loaded, the next
+   * channels in a channel slice's last group (WeightSlices), never stored; src/io/weight_layout.ts),
    * so the direct GEMM feed reads the four columns of a vec4 in one load. Set when the weight is
    * made (WeightLoader.gemmWeight), never inferred at dispatch: only the GEMM core reads it, and
    * anything else that touches the buffer (a LoRA merge, a channel slice) must handle or refuse it.

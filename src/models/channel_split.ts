@@ -50,9 +50,11 @@ export function releaseSplit(g: Graph, ...ss: Split[]): void {
 
 /**
  * Channel starts for a [B, C, H, W] tensor stored in `dtype`, whose convs and norms read weights
- * stored in `weightDtype`: as few chunks as fit `limits.binding`, as even as the group size
- * allows. A function of the shape and the model's storage types alone, so a residual and the
- * output it is added to are always chunked alike.
+ * stored in `weightDtype` (and `weightLayout`): as few chunks as fit `limits.binding`, as even as
+ * the group size allows. A function of the shape and the model's weight storage alone (every float
+ * GEMM weight of a model is loaded in one layout), so a residual and the output it is added to are
+ * always chunked alike. A conv with 'n4' weights and at most 4 output channels cannot be cut at all
+ * (its one group of four is whole or nothing): it fails with PlanLimitError, only past ~40 MiB per channel.
  */
 export function chunkStarts(shape: readonly number[], dtype: DType, limits: PlanLimits, groups: number, weightDtype: DType = dtype, weightLayout?: 'n4'): number[] {
   const [B, C, H, W] = shape as [number, number, number, number];

@@ -41,24 +41,28 @@ export function roundF16(data: Float32Array): Float32Array {
 }
 
 let layout: 'rows' | WeightLayout = 'rows';
+let n4Uploads = 0;
 
 /**
  * Runs fn with weight() storing GEMM weights (2-D or more, float) in `l` (Tensor.layout), as
  * WeightLoader.gemmWeight does for the direct feed. Only for GEMM cases: an embedding's table is
- * 2-D too.
+ * 2-D too. Also says how many weights fn stored 'n4', so a row cannot pass on row-major ones.
  */
-export async function withGemmLayout<T>(l: 'rows' | WeightLayout, fn: () => Promise<T>): Promise<T> {
-  const prev = layout;
+export async function withGemmLayout<T>(l: 'rows' | WeightLayout, fn: () => Promise<T>): Promise<{ result: T; n4: number }> {
+  const prev = [layout, n4Uploads] as const;
   layout = l;
+  n4Uploads = 0;
   try {
-    return await fn();
+    const result = await fn();
+    return { result, n4: n4Uploads };
   } finally {
-    layout = prev;
+    [layout, n4Uploads] = [prev[0], prev[1] + n4Uploads];
   }
 }
 
 /** input() of a GEMM weight stored 'n4': four output channels interleaved per k. */
 function inputN4(rt: Runtime, arr: Float32Array, shape: number[], label: string, dtype: DType): Tensor {
+  n4Uploads++;
   const N = shape[0]!;
   const host = dtype === 'f16' ? toF16Array(arr) : arr;
   const bytes = interleaveN4(new Uint8Array(host.buffer, host.byteOffset, host.byteLength), N, arr.length / N, dtype === 'f16' ? 2 : 4);

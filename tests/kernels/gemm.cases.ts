@@ -161,10 +161,10 @@ async function withLora<T>(rt: Runtime, w: Tensor, down: Float32Array, downShape
 // epilogue before bias, residual, scale and activation. Row-major, the tiled feed's K splits (the
 // term added once, in the reduce), and input or output channel-major (Transformer2D's proj_in and
 // proj_out).
-const loraLinearRows: { B: number; M: number; K: number; N: number; R: number; input?: 'rows' | 'channels'; output?: 'rows' | 'channels'; silu?: boolean }[] = [
+const loraLinearRows: { B: number; M: number; K: number; N: number; R: number; input?: 'rows' | 'channels'; output?: 'rows' | 'channels'; silu?: boolean; note?: string }[] = [
   { B: 2, M: 5, K: 7, N: 3, R: 1 },
   { B: 3, M: 67, K: 33, N: 70, R: 4, silu: true },
-  { B: 2, M: 37, K: 300, N: 50, R: 3 },
+  { B: 2, M: 37, K: 300, N: 50, R: 3, note: 'K split when tiled' },
   { B: 2, M: 12, K: 24, N: 20, R: 5, input: 'channels', output: 'rows' },
   { B: 1, M: 16, K: 160, N: 24, R: 6, input: 'channels', output: 'channels' },
   { B: 2, M: 9, K: 40, N: 33, R: 2, output: 'channels' },
@@ -172,7 +172,7 @@ const loraLinearRows: { B: number; M: number; K: number; N: number; R: number; i
 
 const loraLinearCases: OpCase[] = loraLinearRows.map((r, i) => ({
   op: 'linear',
-  name: `LoRA rank ${r.R} B${r.B} M${r.M} K${r.K} N${r.N} in ${r.input ?? 'rows'} out ${r.output ?? 'rows'}${r.silu ? ' +silu' : ''} +bias +residual`,
+  name: `LoRA rank ${r.R} B${r.B} M${r.M} K${r.K} N${r.N} in ${r.input ?? 'rows'} out ${r.output ?? 'rows'}${r.silu ? ' +silu' : ''} +bias +residual${r.note ? ` (${r.note})` : ''}`,
   ...F32,
   async run(rt) {
     const { B, M, K, N, R } = r;
@@ -219,7 +219,7 @@ function transposeRows<T extends Float32Array | Float64Array>(a: T, B: number, M
 
 // conv2d with an unfused LoRA: down [R, Cin, kh, kw] is a conv of its own with the same stride,
 // padding and upsampling (t channel-major, [B, R, Hout, Wout]), up a 1x1 conv folded into the epilogue.
-const loraConvRows: (ConvRow & { R: number })[] = [
+const loraConvRows: (ConvRow & { R: number; note?: string })[] = [
   { B: 2, Cin: 3, H: 7, W: 5, Cout: 5, k: 3, stride: 1, pad: 1, temb: true, R: 2 },
   { B: 2, Cin: 5, H: 9, W: 7, Cout: 6, k: 3, stride: 2, pad: 1, R: 3 },
   { B: 1, Cin: 8, H: 8, W: 8, Cout: 8, k: 3, stride: 2, pad: [0, 0, 1, 1], R: 1 },
@@ -227,12 +227,12 @@ const loraConvRows: (ConvRow & { R: number })[] = [
   { B: 1, Cin: 6, H: 4, W: 5, Cout: 5, k: 3, stride: 1, pad: 1, upsample: true, act: 'silu', R: 2 },
   { B: 2, Cin: 6, H: 9, W: 9, Cout: 7, k: 1, stride: 1, pad: 0, R: 3 },
   // K split (tiled feed) under the whole epilogue: the term joins the slices' sum in the reduce
-  { B: 2, Cin: 32, H: 6, W: 5, Cout: 12, k: 3, stride: 1, pad: 1, temb: true, act: 'silu', R: 8 },
+  { B: 2, Cin: 32, H: 6, W: 5, Cout: 12, k: 3, stride: 1, pad: 1, temb: true, act: 'silu', R: 8, note: 'K split when tiled' },
 ];
 
 const loraConvCases: OpCase[] = loraConvRows.map((r, i) => ({
   op: 'conv2d',
-  name: `LoRA rank ${r.R} B${r.B} ${r.Cin}->${r.Cout} ${r.H}x${r.W} k${r.k} s${r.stride} pad ${JSON.stringify(r.pad)}${r.upsample === true ? ' up2x' : r.upsample ? ` up to ${r.upsample.join('x')}` : ''}${r.temb ? ' +temb' : ''} +bias +residual${r.act ? ` +${r.act}` : ''}`,
+  name: `LoRA rank ${r.R} B${r.B} ${r.Cin}->${r.Cout} ${r.H}x${r.W} k${r.k} s${r.stride} pad ${JSON.stringify(r.pad)}${r.upsample === true ? ' up2x' : r.upsample ? ` up to ${r.upsample.join('x')}` : ''}${r.temb ? ' +temb' : ''} +bias +residual${r.act ? ` +${r.act}` : ''}${r.note ? ` (${r.note})` : ''}`,
   ...F32,
   async run(rt) {
     const pad: [number, number, number, number] = typeof r.pad === 'number' ? [r.pad, r.pad, r.pad, r.pad] : r.pad;

@@ -25,8 +25,9 @@ function pick(key: string): OpCase {
 /** The case with 'n4' weights, checked bit for bit against the same run on row-major weights. */
 async function interleaved(c: OpCase, rt: Runtime, feed: 'direct' | 'tiled', mode: WeightMode) {
   const run = (layout: 'rows' | 'n4') => withGemmFeed(rt, feed, () => withGemmLayout(layout, async () => (await withWeights(mode, () => c.run(rt))).result));
-  const rows = await run('rows');
-  const n4 = await run('n4');
+  const rows = (await run('rows')).result;
+  const { result: n4, n4: interleavedWeights } = await run('n4');
+  if (interleavedWeights === 0) throw new Error(`${c.op} ${c.name}: no weight was stored 'n4', so the row checks nothing`);
   for (let i = 0; i < rows.got.length; i++) {
     if (!Object.is(rows.got[i], n4.got[i])) throw new Error(`${c.op} ${c.name}: output ${i} is ${n4.got[i]} with interleaved weights, ${rows.got[i]} with row-major ones (must be bit for bit equal)`);
   }

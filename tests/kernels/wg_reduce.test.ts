@@ -1,24 +1,26 @@
 // Which form of the workgroup reductions the runtime picks (shaders/wg_reduce.wgsl): the op table
 // checks both forms' results, this that the rows meant for the subgroup form get it.
 import { describe, expect, it } from 'vitest';
-import { canReduceBySubgroup } from '../../src/gpu/runtime.ts';
+import { canReduceBySubgroup, isCpuAdapter } from '../../src/gpu/runtime.ts';
 import { Graph } from '../../src/graph/graph.ts';
 import { attention } from '../../src/kernels/attention.ts';
 import { groupNorm } from '../../src/kernels/group_norm.ts';
 import { guidanceRescale } from '../../src/kernels/guidance_rescale.ts';
 import { layerNorm } from '../../src/kernels/layer_norm.ts';
+import { reduceParams } from '../../src/kernels/reduce.ts';
+import type { Runtime } from '../../src/gpu/runtime.ts';
 import { input, randn, runtime } from '../helpers/gpu.ts';
 
 describe('workgroup reductions', () => {
-  it('use subgroups where the device has them, and the tree when told not to', async () => {
+  it('use subgroups by default on CPU adapters that have them, and the tree when told not to', async () => {
     const rt = await runtime();
-    expect(rt.subgroupReduce).toBe(canReduceBySubgroup(rt.gpu));
+    expect(rt.subgroupReduce).toBe(isCpuAdapter(rt.gpu.adapterName) && canReduceBySubgroup(rt.gpu));
     // Both CPU adapters CI runs on offer subgroups and WGSL's subgroup_id.
     if (/llvmpipe|swiftshader/i.test(rt.gpu.adapterName)) expect(rt.subgroupReduce).toBe(true);
     const prev = rt.subgroupReduce;
     const minHead = rt.attentionGemmMinHead;
     try {
-      for (const sub of prev ? [true, false] : [false]) {
+      for (const sub of canReduceBySubgroup(rt.gpu) ? [true, false] : [false]) {
         rt.subgroupReduce = sub;
         const g = new Graph(rt, 'reduce-form');
         const p = input(rt, randn(64), [64]);
@@ -39,5 +41,11 @@ describe('workgroup reductions', () => {
       rt.subgroupReduce = prev;
       rt.attentionGemmMinHead = minHead;
     }
+  });
+
+  it('refuse the subgroup form, naming what is missing, on a device without subgroups', () => {
+    const rt = { subgroupReduce: true, gpu: { adapterName: 'test device', features: new Set(['subgroups']), wgslFeatures: new Set<string>() } } as unknown as Runtime;
+    expect(() => reduceParams(rt)).toThrow(/test device\) lacks the 'subgroups' feature or WGSL's subgroup_id/);
+    expect(reduceParams({ ...rt, subgroupReduce: false } as Runtime)).toEqual({});
   });
 });
