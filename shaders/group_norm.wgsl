@@ -3,6 +3,9 @@
 //  STATS: one workgroup per (batch, group): mean and variance of its run (run_stats), written
 //    as (shift, mean - shift, rstd, 0) per group; with PARTS, one per part of a group, and
 //    COMBINE merges the parts into the same (shift, mean - shift, rstd, 0).
+//  FUSED (with STATS; CPU adapters): both in one dispatch, one workgroup per (batch, group) taking
+//    its statistics and then writing its run: on lavapipe a third faster than the two passes
+//    (whose apply pass has parallelism a CPU adapter cannot use), on SwiftShader the same.
 //  APPLY: fully parallel normalize + per-channel affine + optional activation (ACT_SILU, ACT_MISH,
 //    ACT_GELU or ACT_RELU; act in common.wgsl), fused so the activation after a norm (every ResNet
 //    block's first step) costs no extra pass over memory.
@@ -48,6 +51,20 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     partial[flat * 4u + 1u] = st.y;
     partial[flat * 4u + 2u] = st.z * f32(n);
     partial[flat * 4u + 3u] = shift;
+  }
+}
+#elif FUSED
+#include "group_norm_apply"
+
+@compute @workgroup_size({{WG}}, 1, 1)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, t: Lane) {
+  let grp = flat_workgroup(wid, nwg);
+  if (grp >= u.groups_total) { return; }
+  let base = grp * u.group_size;
+  let r = run_stats(base, u.group_size, t);
+  let rstd = inverseSqrt(r.z + u.eps);
+  for (var j = t.lid; j < u.group_size; j += WG) {
+    out[base + j] = st(normalized(base + j, r.x, r.y, rstd));
   }
 }
 #else
@@ -105,46 +122,15 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
 
 #if APPLY
 const WG = 256u;
-#if SPATIAL
-struct U { n: u32, spatial: u32, C: u32, group_size: u32, W: u32, zh: u32, zw: u32, sy: f32, sx: f32 }
-#else
-struct U { n: u32, spatial: u32, C: u32, group_size: u32 }
-#endif
-@group(0) @binding(0) var<uniform> u: U;
 @group(0) @binding(1) var<storage, read> x: array<st>;
 @group(0) @binding(2) var<storage, read> stats: array<f32>;
-// The affine weights are model weights, stored as wst (common.wgsl).
-@group(0) @binding(3) var<storage, read> gamma: array<wst>;
-@group(0) @binding(4) var<storage, read> beta: array<wst>;
-@group(0) @binding(5) var<storage, read_write> out: array<st>;
-#if SCALE_SHIFT
-@group(0) @binding(6) var<storage, read> ss: array<st>;
-#endif
-#if SPATIAL
-@group(0) @binding(6) var<storage, read> my: array<st>;
-@group(0) @binding(7) var<storage, read> mb: array<st>;
-#endif
+#include "group_norm_apply"
 
 @compute @workgroup_size(256, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let i = flat_workgroup(wid, nwg) * WG + lid.x;
   if (i >= u.n) { return; }
-  let c = (i / u.spatial) % u.C;
   let g = (i / u.group_size) * 4u;
-  var y = ((f32(x[i]) - stats[g]) - stats[g + 1u]) * stats[g + 2u] * wval(gamma[widx(c)], c) + wval(beta[widx(c)], c);
-#if SCALE_SHIFT
-  let row = (i / (u.spatial * u.C)) * 2u * u.C;
-  y = y * (1.0 + f32(ss[row + c])) + f32(ss[row + u.C + c]);
-#endif
-#if SPATIAL
-  let p = i % u.spatial;
-  let zy = min(u32(floor(f32(p / u.W) * u.sy)), u.zh - 1u);
-  let zx = min(u32(floor(f32(p % u.W) * u.sx)), u.zw - 1u);
-  let m = (i / u.spatial) * u.zh * u.zw + zy * u.zw + zx;
-  y = y * f32(my[m]) + f32(mb[m]);
-#endif
-  // The activation after the norm (act in common.wgsl; the identity without an ACT_* parameter).
-  y = act(y);
-  out[i] = st(y);
+  out[i] = st(normalized(i, stats[g], stats[g + 1u], stats[g + 2u]));
 }
 #endif

@@ -67,9 +67,28 @@ export function groupNorm(g: Graph, label: string, x: Tensor, gamma: Tensor, bet
   // gamma and beta are model weights: stored like x, or in f16 beside an f32 x.
   const weights = weightParams(g.rt.gpu.features, label, dtype, { gamma, beta }, 'input');
   // Statistics stay f32 whatever the storage type (an f16 variance of a large group overflows or underflows).
-  const stats = g.alloc([B, groups, 4], `${label}/stats`);
   const groupsTotal = B * groups;
   const { parts, chunk } = groupNormParts(g.rt.splitNormStats, groupsTotal, groupSize);
+  const applyParams = { ...activationParams(act), SCALE_SHIFT: !!ss, SPATIAL: !!sp, ...storageParams(dtype), ...weights };
+  const applyBind = { x, gamma, beta, ...(ss ? { ss } : {}), ...(sp ? { my: sp.scale, mb: sp.shift } : {}) };
+  const applyUniforms = { n, spatial, C, group_size: groupSize, ...(sp ? nearestUniforms(x.shape, sp.scale.shape) : {}) };
+  if (g.rt.fuseGroupNorm && parts === 1) {
+    const out = g.alloc(x.shape, label, dtype);
+    // More threads per group than the statistics pass alone takes (16 values each, not 64): they
+    // write the outputs too (fashion-ldm's norms on lavapipe 7.7 ms as two passes, 8.4 ms fused
+    // at 64, 5.2-5.3 ms at 8 or 16; SwiftShader 16 ms either way at 16, 21 ms at 8).
+    g.dispatch(
+      label,
+      { shader: 'group_norm', params: { STATS: true, FUSED: true, WG: runStatsThreads(groupSize, 16), ...applyParams, ...reduceParams(g.rt) } },
+      { ...applyBind, out },
+      { ...applyUniforms, eps, groups_total: groupsTotal },
+      fold1d(groupsTotal),
+      // x is read twice for the statistics and once more for the output.
+      { bytes: trafficBytes(x, x, x, gamma, beta, out, ss, sp?.scale, sp?.shift) },
+    );
+    return out;
+  }
+  const stats = g.alloc([B, groups, 4], `${label}/stats`);
   if (parts === 1) {
     g.dispatch(`${label}/stats`, { shader: 'group_norm', params: { STATS: true, WG: runStatsThreads(groupSize, 64), ...storageParams(dtype), ...reduceParams(g.rt) } }, { x, stats }, { group_size: groupSize, groups_total: groupsTotal, eps }, fold1d(groupsTotal), { bytes: trafficBytes(x, stats) });
   } else {
@@ -88,9 +107,9 @@ export function groupNorm(g: Graph, label: string, x: Tensor, gamma: Tensor, bet
   const out = g.alloc(x.shape, label, dtype);
   g.dispatch(
     label,
-    { shader: 'group_norm', params: { APPLY: true, ...activationParams(act), SCALE_SHIFT: !!ss, SPATIAL: !!sp, ...storageParams(dtype), ...weights } },
-    { x, stats, gamma, beta, out, ...(ss ? { ss } : {}), ...(sp ? { my: sp.scale, mb: sp.shift } : {}) },
-    { n, spatial, C, group_size: groupSize, ...(sp ? nearestUniforms(x.shape, sp.scale.shape) : {}) },
+    { shader: 'group_norm', params: { APPLY: true, ...applyParams } },
+    { ...applyBind, stats, out },
+    applyUniforms,
     fold1d(Math.ceil(n / WG)),
     { bytes: trafficBytes(x, stats, gamma, beta, out, ss, sp?.scale, sp?.shift) },
   );

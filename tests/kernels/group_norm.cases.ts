@@ -126,6 +126,18 @@ function splitStats(cases: OpCase[], shapeOf: (name: string) => { groupsTotal: n
     .map((c) => ({ ...c, name: `${c.name} [split stats]`, run: (rt: Runtime) => withRuntime(rt, { splitNormStats: true }, () => c.run(rt)) }));
 }
 
+/**
+ * The rows without a fused activation again as a statistics pass and a fully parallel apply pass
+ * (GPUs' form; Runtime.fuseGroupNorm off): CPU adapters run a group norm as one dispatch, a
+ * workgroup per group, and the rest of the table checks that form there. Both share the output
+ * code (shaders/group_norm_apply.wgsl), so the activations are checked once.
+ */
+function twoPasses(cases: OpCase[]): OpCase[] {
+  return cases
+    .filter((c) => !/ \+\w+/.test(c.name))
+    .map((c) => ({ ...c, name: `${c.name} [two passes]`, run: (rt: Runtime) => withRuntime(rt, { fuseGroupNorm: false, splitNormStats: false }, () => c.run(rt)) }));
+}
+
 /** Groups and group size from a case name's leading "[B,C,...spatial] ... groups G". */
 function shapeFromName(name: string): { groupsTotal: number; groupSize: number } {
   const dims = /^\[([\d,]+)\]/.exec(name)![1]!.split(',').map(Number);
@@ -135,4 +147,4 @@ function shapeFromName(name: string): { groupsTotal: number; groupSize: number }
 }
 
 const oneWay = [...plainCases, ...scaleShiftCases, ...spatialCases];
-export const groupNormCases: OpCase[] = [...oneWay, ...splitStats(oneWay, shapeFromName)];
+export const groupNormCases: OpCase[] = [...oneWay, ...splitStats(oneWay, shapeFromName), ...twoPasses(oneWay)];
