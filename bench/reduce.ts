@@ -8,11 +8,11 @@
 //   npx tsx bench/reduce.ts --big      adds the SD VAE decoder's 512x512 group norm
 import { getGpu } from '../src/gpu/device.ts';
 import { canReduceBySubgroup, Runtime } from '../src/gpu/runtime.ts';
-import { fold1d, Graph } from '../src/graph/graph.ts';
+import { Graph } from '../src/graph/graph.ts';
 import type { Tensor } from '../src/graph/tensor.ts';
+import { softmaxRows } from '../src/kernels/attention.ts';
 import { groupNorm } from '../src/kernels/group_norm.ts';
 import { layerNorm } from '../src/kernels/layer_norm.ts';
-import { reduceParams } from '../src/kernels/reduce.ts';
 import { compare } from '../tests/helpers/compare.ts';
 import { randn } from '../tests/helpers/gpu.ts';
 import { groupNormRef } from '../tests/ref/group_norm.ts';
@@ -44,7 +44,7 @@ const softmax = (rows: number, cols: number, note: string): Case => ({
   shape: [rows, cols],
   C: 1,
   build: (g, x) => {
-    g.dispatch('softmax', { shader: 'softmax_rows', params: { CAUSAL: false, ...reduceParams(g.rt) } }, { s: x }, { rows, cols, rows_per_z: rows, r0: 0 }, fold1d(rows));
+    softmaxRows(g, 'softmax', x, { rows, cols, rowsPerZ: rows, r0: 0, causal: false });
     return x;
   },
 });

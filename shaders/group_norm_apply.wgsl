@@ -2,21 +2,15 @@
 // the STATS pass) and its FUSED form (a workgroup per group, statistics of its own): the uniforms,
 // the bindings from the affine weights on, and normalized(), which takes value i to its output
 // before the storage rounding. The includer declares x (binding 1).
-#if SPATIAL
-struct U {
-  n: u32, spatial: u32, C: u32, group_size: u32, W: u32, zh: u32, zw: u32, sy: f32, sx: f32,
-#if FUSED
-  eps: f32, groups_total: u32,
-#endif
-}
-#else
 struct U {
   n: u32, spatial: u32, C: u32, group_size: u32,
+#if SPATIAL
+  W: u32, zh: u32, zw: u32, sy: f32, sx: f32,
+#endif
 #if FUSED
   eps: f32, groups_total: u32,
 #endif
 }
-#endif
 @group(0) @binding(0) var<uniform> u: U;
 // The affine weights are model weights, stored as wst (common.wgsl).
 @group(0) @binding(3) var<storage, read> gamma: array<wst>;

@@ -182,8 +182,9 @@ export class Runtime {
    * through subgroup operations: one partial per subgroup, 2 barriers where the tree takes
    * log2(WG) + 2 (shaders/wg_reduce.wgsl). Needs the device feature `subgroups` and WGSL's
    * `subgroup_id`. On by default on CPU adapters, where it is checked and measured faster (short
-   * rows up to 1.3x on lavapipe, 2.4x on SwiftShader; bench/README.md); opt-in on GPUs until a device run (bench/reduce.ts) has checked and timed it on
-   * their wider subgroups. Tests and benches set it to compare or check both forms.
+   * rows up to 1.3x on lavapipe, 2.4x on SwiftShader; bench/README.md); opt-in on GPUs until a
+   * device run (bench/reduce.ts) has checked and timed it on their wider subgroups. Tests and
+   * benches set it to compare or check both forms.
    */
   subgroupReduce: boolean;
 

@@ -1,4 +1,5 @@
 import type { QuantLayout } from '../io/quant.ts';
+import { DTypeError } from '../errors.ts';
 
 /** Element type in GPU memory. f16 is storage only: kernels load to f32, compute, and round on store. */
 export type DType = 'f32' | 'f16';
@@ -53,6 +54,16 @@ export function bytesOf(t: Tensor): number {
 }
 
 /** Elements an 'n4' weight of this shape stores: its [N, K] with N padded to a multiple of 4. */
+/**
+ * Whether t is stored 'n4' (row-major otherwise); a layout this code does not know is an error
+ * naming `what` needed it, never a misread.
+ */
+export function isN4(t: Tensor, what: string): boolean {
+  if (t.layout === undefined) return false;
+  if (t.layout === 'n4') return true;
+  throw new DTypeError(`${what}: ${t.label} has unknown layout '${String(t.layout)}'`);
+}
+
 export function n4Elements(shape: readonly number[]): number {
   const N = shape[0] ?? 1;
   return Math.ceil(N / 4) * 4 * (numel(shape) / N);

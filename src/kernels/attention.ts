@@ -149,8 +149,23 @@ function gemmAttention(g: Graph, label: string, q: Tensor, k: Tensor, v: Tensor,
     const chunk = { base: r0 * C, batch: Tq * C, head: d, ld: C };
     headGemm(g, `${label}/q·kᵀ`, { M, N: Tk, K: d, B, heads, a: { t: q, ...chunk }, w: { t: k, ...keys }, out: scores, scale });
     const n = B * heads * M;
-    g.dispatch(`${label}/softmax`, { shader: 'softmax_rows', params: { CAUSAL: causal, ...reduceParams(g.rt) } }, { s: scores }, { rows: n, cols: Tk, rows_per_z: M, r0 }, fold1d(n), { bytes: 3 * 4 * n * Tk });
+    softmaxRows(g, `${label}/softmax`, scores, { rows: n, cols: Tk, rowsPerZ: M, r0, causal });
     headGemm(g, `${label}/p·v`, { M, N: d, K: Tk, B, heads, a: scores, w: { t: v, ...keys, kMajor: true }, out: { t: out, ...chunk } });
   }
   g.release(scores);
+}
+
+/**
+ * The softmax over each of `rows` rows of `cols` f32 scores, in place (shaders/softmax_rows.wgsl):
+ * row z·rowsPerZ + m holds query r0 + m of a (batch, head), which `causal` limits to keys <= r0 + m.
+ */
+export function softmaxRows(g: Graph, label: string, scores: Tensor, o: { rows: number; cols: number; rowsPerZ: number; r0: number; causal: boolean }): void {
+  g.dispatch(
+    label,
+    { shader: 'softmax_rows', params: { CAUSAL: o.causal, ...reduceParams(g.rt) } },
+    { s: scores },
+    { rows: o.rows, cols: o.cols, rows_per_z: o.rowsPerZ, r0: o.r0 },
+    fold1d(o.rows),
+    { bytes: 3 * 4 * o.rows * o.cols },
+  );
 }

@@ -2,7 +2,7 @@
 // of tensors in either storage type.
 import type { Runtime } from '../gpu/runtime.ts';
 import { fold1d, type Graph } from '../graph/graph.ts';
-import { bytesFor, dtypeOf, n4Elements, numel, type DType, type Tensor } from '../graph/tensor.ts';
+import { bytesFor, dtypeOf, n4Elements, numel, type DType, type Tensor, isN4 } from '../graph/tensor.ts';
 import { deinterleaveN4 } from '../io/weight_layout.ts';
 import { DTypeError } from '../errors.ts';
 import { fromF16Array, toF16Array } from '../io/f16.ts';
@@ -50,15 +50,15 @@ export function uploadQuantized(rt: Runtime, q: QuantizedHost, shape: readonly n
 /** Reads a tensor back as f32 values, whatever its storage type; a weight's in row-major order whatever its layout. */
 export async function readTensor(rt: Runtime, t: Tensor): Promise<Float32Array> {
   if (t.quant) throw new DTypeError(`readTensor: ${t.label} is quantized (${t.quant.format}); dequantize its words on the host (src/io/quant.ts)`);
-  if (t.layout !== undefined && t.layout !== 'n4') throw new DTypeError(`readTensor: ${t.label} has unknown layout '${String(t.layout)}'`);
-  const n = t.layout === 'n4' ? n4Elements(t.shape) : numel(t.shape);
+  const n4 = isN4(t, 'readTensor');
+  const n = n4 ? n4Elements(t.shape) : numel(t.shape);
   let v: Float32Array;
   if (dtypeOf(t) === 'f32') v = await rt.read(t.buffer, n * 4);
   else {
     const words = await rt.read(t.buffer, bytesFor(n, 'f16'));
     v = fromF16Array(new Uint16Array(words.buffer, words.byteOffset, words.byteLength / 2), n);
   }
-  if (t.layout !== 'n4') return v;
+  if (!n4) return v;
   const N = t.shape[0] ?? 1;
   return deinterleaveN4(v, N, numel(t.shape) / N);
 }

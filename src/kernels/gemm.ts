@@ -1,6 +1,6 @@
 // Linear layers and conv2d, both through the GEMM core in shaders/gemm.wgsl.
 import { evenChunks, fold1d, type Graph } from '../graph/graph.ts';
-import { dtypeOf, numel, shapeStr, trafficBytes, type DType, type Tensor } from '../graph/tensor.ts';
+import { dtypeOf, numel, shapeStr, trafficBytes, type DType, type Tensor, isN4 } from '../graph/tensor.ts';
 import { activationParams, type Activation } from './activation.ts';
 import { commonDType, storageParams, weightParams, type WeightParams } from './dtype.ts';
 import { loraAttachment, type LoraAttachment } from './lora_attach.ts';
@@ -161,9 +161,8 @@ function dispatchGemm(g: Graph, d: GemmDispatch): void {
   if (q) expectShape(q.N === N && q.K === K, `${label}: quantized weight ${d.w.label} is ${q.N} x ${q.K}, the GEMM needs ${N} x ${K}`);
   // An interleaved weight (Tensor.layout) is a model weight read as one [N, K] matrix: per-head
   // views and quantized words have their own addressing.
-  const n4 = d.w.layout === 'n4';
+  const n4 = isN4(d.w, label);
   if (n4 && (d.layout.HEADS || q)) throw new GpuError(`${label}: weight ${d.w.label} is stored with four output channels interleaved ('n4'), which ${q ? 'a quantized weight' : "attention's per-head GEMMs"} cannot read`);
-  if (d.w.layout !== undefined && !n4) throw new GpuError(`${label}: weight ${d.w.label} has unknown layout '${String(d.w.layout)}'`);
   const wl = n4 ? { W_N4: true } : {};
   const uniforms = { M, N, K, ...d.geometry, scale: e.scale ?? 1, yfold: gemmFold(M, batch, t), ...tembUniforms(e, N), splits: t.splits, kChunk: t.kChunk, total: batch * M * N, lora_rank: R, ldw: q ? q.ldw : d.ldw ?? K, scaleWord: q ? q.scaleWord : 0 };
   const flops = 2 * M * N * K * batch + 2 * M * N * R * batch;

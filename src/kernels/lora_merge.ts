@@ -1,6 +1,6 @@
 // Adds a scaled f32 delta into a weight stored in any of its storage types (shaders/lora_merge.wgsl).
 import { fold1d, type Graph } from '../graph/graph.ts';
-import { dtypeOf, n4Elements, numel, shapeStr, type Tensor } from '../graph/tensor.ts';
+import { dtypeOf, n4Elements, numel, shapeStr, type Tensor, isN4 } from '../graph/tensor.ts';
 import { DTypeError, ShapeError } from '../errors.ts';
 
 const WG = 256;
@@ -15,8 +15,7 @@ export function loraMerge(g: Graph, label: string, weight: Tensor, delta: Tensor
   if (numel(delta.shape) !== N * K) throw new ShapeError(`${label}: delta ${shapeStr(delta.shape)} does not match weight ${weight.label} ${shapeStr(weight.shape)}`);
   if (dtypeOf(delta) !== 'f32') throw new DTypeError(`${label}: delta ${delta.label} must be f32`);
   if (weight.quant) throw new DTypeError(`${label}: weight ${weight.label} is quantized (${weight.quant.format}); a delta cannot be merged into it`);
-  if (weight.layout !== undefined && weight.layout !== 'n4') throw new ShapeError(`${label}: weight ${weight.label} has unknown layout '${String(weight.layout)}'`);
-  const n4 = weight.layout === 'n4';
+  const n4 = isN4(weight, label);
   // Every stored element, an interleaved weight's padding rows included (they get zeros).
   const n = n4 ? n4Elements(weight.shape) : N * K;
   const f16 = dtypeOf(weight) === 'f16';

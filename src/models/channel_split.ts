@@ -8,7 +8,7 @@
 // op here is exactly the plain kernel call.
 import type { PlanLimits, Runtime } from '../gpu/runtime.ts';
 import type { Graph } from '../graph/graph.ts';
-import { bytesFor, bytesOf, dtypeOf, elementBytes, shapeStr, type DType, type Tensor } from '../graph/tensor.ts';
+import { bytesFor, bytesOf, dtypeOf, elementBytes, shapeStr, type DType, type Tensor, isN4 } from '../graph/tensor.ts';
 import { conv2d, conv2dGeometry, type Conv2dOptions, type LoraTerm } from '../kernels/gemm.ts';
 import { groupNorm, type GroupNormOptions } from '../kernels/group_norm.ts';
 import { loraAttachment, type LoraAttachment } from '../kernels/lora_attach.ts';
@@ -112,10 +112,10 @@ export class WeightSlices {
     if (!m) this.cache.set(w, (m = new Map()));
     const hit = m.get(key);
     if (hit) return hit.t;
-    if (w.layout !== undefined && w.layout !== 'n4') throw new GpuError(`${w.label}: cannot slice a weight of unknown layout '${String(w.layout)}'`);
+    const n4 = isN4(w, 'WeightSlices');
     // An interleaved weight's groups of four output channels are copied whole: a chunk must start
     // at one (its last may end inside one, whose columns past o1 the GEMM computes but never stores).
-    if (w.layout === 'n4' && o0 % 4 !== 0) throw new PlanLimitError(`${w.label}: output channels [${o0}:${o1}] of a weight stored with four output channels interleaved ('n4', the direct GEMM feed's layout) do not start at a multiple of 4; load the model with the tiled GEMM feed (Runtime.gemmFeed) or use a smaller size`);
+    if (n4 && o0 % 4 !== 0) throw new PlanLimitError(`${w.label}: output channels [${o0}:${o1}] of a weight stored with four output channels interleaved ('n4', the direct GEMM feed's layout) do not start at a multiple of 4; load the model with the tiled GEMM feed (Runtime.gemmFeed) or use a smaller size`);
     const inner = rest.reduce((a, b) => a * b, 1);
     const elem = elementBytes(w.dtype);
     const rowBytes = (i1 - i0) * inner * elem;
@@ -125,7 +125,6 @@ export class WeightSlices {
     // odd count reads the 2 bytes after it, which buffers (in 16-byte units) hold. Part rows are a
     // copy each, so each must be whole words.
     const copyBytes = Math.ceil(((o1 - o0) * rowBytes) / 4) * 4;
-    const n4 = w.layout === 'n4';
     if (!n4 && wholeRows && ((o0 * rowBytes) % 4 !== 0 || o0 * rowBytes + copyBytes > w.buffer.size)) throw new GpuError(`${label}: rows from byte ${o0 * rowBytes} are not whole 4-byte words of its buffer`);
     if (!n4 && !wholeRows && (rowBytes % 4 !== 0 || (i0 * inner * elem) % 4 !== 0)) throw new GpuError(`${label}: slice rows of ${rowBytes} bytes are not whole 4-byte words`);
     const buffer = this.rt.createBuffer(n4 ? Math.ceil((o1 - o0) / 4) * 4 * rowBytes : copyBytes, label);
