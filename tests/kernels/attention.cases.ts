@@ -88,17 +88,14 @@ const oneWay = rows.map((r, i): OpCase & { path: 'flash' | 'gemm'; d: number; Tk
     const k = randn(r.B * r.Tk * r.C, 300 + seed, qk);
     const v = randn(r.B * r.Tk * r.C, 400 + seed);
     const opts = { scale: r.scale, causal: r.causal };
-    const prev = [rt.attentionGemmMinHead, rt.planLimits] as const;
-    if (r.path) rt.attentionGemmMinHead = r.path === 'gemm' ? 1 : Infinity;
-    if (r.binding) rt.planLimits = { ...rt.planLimits, binding: r.binding };
-    try {
-      const got = await runGraph(rt, (g) =>
-        attention(g, 'attn', input(rt, q, [r.B, r.Tq, r.C]), input(rt, k, [r.B, r.Tk, r.C]), input(rt, v, [r.B, r.Tk, r.C]), r.heads, opts),
-      );
-      return { got, ref: attentionRef(q, k, v, r.B, r.Tq, r.Tk, r.C, r.heads, opts) };
-    } finally {
-      [rt.attentionGemmMinHead, rt.planLimits] = prev;
-    }
+    const choices = {
+      ...(r.path ? { attentionGemmMinHead: r.path === 'gemm' ? 1 : Infinity } : {}),
+      ...(r.binding ? { planLimits: { ...rt.planLimits, binding: r.binding } } : {}),
+    };
+    const got = await withRuntime(rt, choices, () =>
+      runGraph(rt, (g) => attention(g, 'attn', input(rt, q, [r.B, r.Tq, r.C]), input(rt, k, [r.B, r.Tk, r.C]), input(rt, v, [r.B, r.Tk, r.C]), r.heads, opts)),
+    );
+    return { got, ref: attentionRef(q, k, v, r.B, r.Tq, r.Tk, r.C, r.heads, opts) };
   },
 }));
 

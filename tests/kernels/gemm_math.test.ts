@@ -5,7 +5,7 @@ import { Graph } from '../../src/graph/graph.ts';
 import { quantize } from '../../src/io/quant.ts';
 import { uploadQuantized, uploadTensor } from '../../src/kernels/cast.ts';
 import { linear } from '../../src/kernels/gemm.ts';
-import { hasF16, randn, runtime, withGemmFeed } from '../helpers/gpu.ts';
+import { hasF16, randn, runtime, withRuntime } from '../helpers/gpu.ts';
 
 describe('gemmMath f16', async () => {
   const rt = await runtime();
@@ -19,16 +19,13 @@ describe('gemmMath f16', async () => {
       f32: uploadTensor(rt, w, [N, K], 'w f32', 'f32'),
     };
     const f16Math = (x: 'f16' | 'f32', weight: keyof typeof weights, feed: 'tiled' | 'direct' = 'tiled') =>
-      withGemmFeed(rt, feed, async () => {
-        const prev = rt.gemmMath;
-        rt.gemmMath = 'f16';
+      withRuntime(rt, { gemmFeed: feed, gemmAdapt: true, gemmMath: 'f16' }, async () => {
         const g = new Graph(rt, 'gemm math');
         try {
           linear(g, 'lin', uploadTensor(rt, randn(M * K, 6), [1, M, K], 'x', x), weights[weight]);
           g.finalize();
           return /\bF16_MATH=true\b/.test(g.ops[0]!.kernel.key);
         } finally {
-          rt.gemmMath = prev;
           g.destroy();
         }
       });

@@ -18,7 +18,7 @@ import { compare } from '../helpers/compare.ts';
 import { runAndRead } from '../helpers/split.ts';
 import { WeightLoader } from '../../src/models/loader.ts';
 import { PlanLimitError } from '../../src/errors.ts';
-import { hasF16, input, randn, runtime, withGemmFeed } from '../helpers/gpu.ts';
+import { hasF16, input, randn, runtime, withGemmFeed, withRuntime } from '../helpers/gpu.ts';
 import { runtimeWithoutF16 } from '../helpers/weights.ts';
 
 /** values ([N, K] row-major) uploaded 'n4' in `dtype`. */
@@ -130,18 +130,17 @@ describe("'n4' weights", () => {
     const plain = new Graph(rt, 'plain');
     const [ref] = await runAndRead(rt, plain, [conv2d(plain, 'c', x, rows, { bias, padding: 1 })]);
     const w = uploadN4(rt, wv, [12, 3, 3, 3], 'f32');
-    const prev = rt.planLimits;
-    rt.planLimits = limits;
     const owned: GPUBuffer[] = [];
     try {
-      const g = new Graph(rt, 'split');
-      const out = splitConv(g, new WeightSlices(rt, (b) => owned.push(b)), 'c', single(x), { weight: w, bias }, { groups: 6, padding: 1 });
-      expect(out.starts).toEqual([0, 4, 8]);
-      const [got] = await runAndRead(rt, g, [out]);
-      const c = compare(got!, ref!, 1e-5, 1e-5);
-      expect(c.ok, c.report).toBe(true);
+      await withRuntime(rt, { planLimits: limits }, async () => {
+        const g = new Graph(rt, 'split');
+        const out = splitConv(g, new WeightSlices(rt, (b) => owned.push(b)), 'c', single(x), { weight: w, bias }, { groups: 6, padding: 1 });
+        expect(out.starts).toEqual([0, 4, 8]);
+        const [got] = await runAndRead(rt, g, [out]);
+        const c = compare(got!, ref!, 1e-5, 1e-5);
+        expect(c.ok, c.report).toBe(true);
+      });
     } finally {
-      rt.planLimits = prev;
       for (const b of [...owned, w.buffer]) rt.destroyBuffer(b);
     }
   });

@@ -9,7 +9,7 @@ import { guidanceRescale } from '../../src/kernels/guidance_rescale.ts';
 import { layerNorm } from '../../src/kernels/layer_norm.ts';
 import { reduceParams } from '../../src/kernels/reduce.ts';
 import type { Runtime } from '../../src/gpu/runtime.ts';
-import { input, randn, runtime } from '../helpers/gpu.ts';
+import { input, randn, runtime, withRuntime } from '../helpers/gpu.ts';
 
 describe('workgroup reductions', () => {
   it('use subgroups by default on CPU adapters that have them, and the tree when told not to', async () => {
@@ -17,19 +17,15 @@ describe('workgroup reductions', () => {
     expect(rt.subgroupReduce).toBe(isCpuAdapter(rt.gpu.adapterName) && canReduceBySubgroup(rt.gpu));
     // Both CPU adapters CI runs on offer subgroups and WGSL's subgroup_id.
     if (/llvmpipe|swiftshader/i.test(rt.gpu.adapterName)) expect(rt.subgroupReduce).toBe(true);
-    const prev = rt.subgroupReduce;
-    const minHead = rt.attentionGemmMinHead;
-    try {
-      for (const sub of canReduceBySubgroup(rt.gpu) ? [true, false] : [false]) {
-        rt.subgroupReduce = sub;
+    for (const sub of canReduceBySubgroup(rt.gpu) ? [true, false] : [false]) {
+      // A d128 head through the GEMM path, whose row softmax reduces.
+      await withRuntime(rt, { subgroupReduce: sub, attentionGemmMinHead: 1 }, async () => {
         const g = new Graph(rt, 'reduce-form');
         const p = input(rt, randn(64), [64]);
         groupNorm(g, 'gn', input(rt, randn(2 * 64 * 16), [2, 64, 4, 4]), p, p, { groups: 32, eps: 1e-5 });
         layerNorm(g, 'ln', input(rt, randn(3 * 64), [3, 64]), p, p, 1e-5);
         guidanceRescale(g, 'rescale', input(rt, randn(2 * 16), [2, 4, 2, 2], 'eps', 'f32'), 3, 0.7);
         const q = input(rt, randn(2 * 4 * 128), [2, 4, 128]);
-        // A d128 head through the GEMM path, whose row softmax reduces.
-        rt.attentionGemmMinHead = 1;
         attention(g, 'attn', q, q, q, 1);
         g.finalize();
         const reducing = g.ops.filter((o) => /subgroupAdd|wg_part/.test(o.kernel.code)).map((o) => o.label);
@@ -37,10 +33,7 @@ describe('workgroup reductions', () => {
         expect(reducing).toEqual([rt.fuseGroupNorm ? 'gn' : 'gn/stats', 'ln', 'rescale', 'attn/softmax']);
         for (const o of g.ops.filter((o) => reducing.includes(o.label))) expect(o.kernel.code.includes('subgroupAdd(')).toBe(sub);
         g.destroy();
-      }
-    } finally {
-      rt.subgroupReduce = prev;
-      rt.attentionGemmMinHead = minHead;
+      });
     }
   });
 
