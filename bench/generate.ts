@@ -4,7 +4,7 @@
 // speed: it runs on any adapter.
 //   node scripts/bundle-shaders.mjs && npx tsx bench/generate.ts [--steps 25] [--batch 1] [--repeat 10]
 //   (or: npm run bench -- [options]; more: --gen-repeat N, --gemm-feed auto|direct|tiled|sized
-//   (bench/core/gemm_feed.ts), --profile-runs N (0: no per-kernel
+//   (bench/core/gemm_feed.ts), --winograd on|off|auto, --profile-runs N (0: no per-kernel
 //   profile), --guidance G, --class N, --seed N, --model DIR)
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -12,7 +12,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { getGpu } from '../src/gpu/device.ts';
 import { Runtime } from '../src/gpu/runtime.ts';
-import { applyGemmFeedArg } from './core/gemm_feed.ts';
+import { applyGemmFeedArg, applyWinogradArg } from './core/gemm_feed.ts';
 import { readJson } from '../src/io/model_folder.ts';
 import { loadLdmFolder } from '../src/pipelines/ldm_folder.ts';
 import { adapterSlug, markdown, ortStepMs, roundJson, runGenerateBench } from './core/generate_bench.ts';
@@ -60,7 +60,8 @@ const gpu = await getGpu();
 const deviceMs = performance.now() - tStart;
 const rt = new Runtime(gpu);
 const feed = applyGemmFeedArg(rt);
-console.error(`adapter: ${gpu.adapterName}; GEMM feed: ${feed.name}`);
+const winograd = applyWinogradArg(rt);
+console.error(`adapter: ${gpu.adapterName}; GEMM feed: ${feed.name}; Winograd convs: ${winograd.on ? 'on' : 'off'}`);
 
 const core = await runGenerateBench(
   {
@@ -76,7 +77,7 @@ const core = await runGenerateBench(
   opts,
 );
 const host = { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, platform: `${process.platform}-${process.arch}` };
-const result = { ...core, node: process.version, config: { ...core.config, gemmFeed: feed.name, driverShaderCache: driverCacheNote, dawnFlags: process.env.FRESCO_DAWN_FLAGS, host } };
+const result = { ...core, node: process.version, config: { ...core.config, gemmFeed: feed.name, winograd: winograd.on, driverShaderCache: driverCacheNote, dawnFlags: process.env.FRESCO_DAWN_FLAGS, host } };
 
 const slug = adapterSlug(gpu.adapterName);
 const day = result.date.slice(0, 10);
@@ -91,7 +92,7 @@ if (existsSync(ortFile)) {
 console.log(markdown(result, `${host.cores} × ${host.cpu}; driver shader cache ${driverCacheNote}`));
 mkdirSync(outDir, { recursive: true });
 // A forced --gemm-feed is a comparison run: it must not replace the adapter's default result.
-const outFile = join(outDir, `${slug}-${day}${feed.forced ? `-${feed.name}` : ''}.json`);
+const outFile = join(outDir, `${slug}-${day}${feed.forced ? `-${feed.name}` : ''}${winograd.forced ? `-winograd-${winograd.on ? 'on' : 'off'}` : ''}.json`);
 writeFileSync(outFile, `${JSON.stringify(result, roundJson, 2)}\n`);
 console.error(`wrote ${relative(process.cwd(), outFile)}`);
 process.exit(0);

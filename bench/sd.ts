@@ -2,18 +2,19 @@
 // with random weights in the real component shapes (bench/sd-configs/), within WebGPU's default
 // limits (the 512×512 decode holds 256 MiB activations; the plan splits them into chunks).
 //   npx tsx bench/sd.ts [--config sd15|sd21] [--precision auto|f16|f32] [--runs 3] [--size 512]
-//                       [--stages text,unet,decode] [--gemm-feed auto|direct|tiled|sized] [--gemm-math f32|f16] [--profile]
+//                       [--stages text,unet,decode] [--gemm-feed auto|direct|tiled|sized] [--gemm-math f32|f16] [--winograd on|off|auto] [--profile]
 // --profile: per-kernel GPU time of the U-Net step and the decode (timestamp queries, one timed
 // pass per dispatch), by kind and the ten slowest dispatches.
 // --gemm-feed: how the GEMM core runs (bench/core/gemm_feed.ts), so one machine can time each way.
 // --gemm-math f16: the tiled feed multiplies f16 activations in f16 (Runtime.gemmMath; needs --precision f16).
+// --winograd on: stride-1 3x3 convs as Winograd F(2x2, 3x3) (Runtime.winograd; default: on CPU adapters only).
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { getGpu } from '../src/gpu/device.ts';
 import { profileGraph, summarizeByKind } from '../src/gpu/profiler.ts';
 import { Runtime } from '../src/gpu/runtime.ts';
-import { applyGemmFeedArg, applyGemmMathArg } from './core/gemm_feed.ts';
+import { applyGemmFeedArg, applyGemmMathArg, applyWinogradArg } from './core/gemm_feed.ts';
 import { Graph } from '../src/graph/graph.ts';
 import { numel, type Tensor } from '../src/graph/tensor.ts';
 import { RandomWeightStore } from '../src/io/random_weights.ts';
@@ -47,8 +48,9 @@ const gpu = await getGpu({ wantF16: precision !== 'f32' });
 const rt = new Runtime(gpu);
 const feed = applyGemmFeedArg(rt);
 const gemmMath = applyGemmMathArg(rt);
-// f16 math is a variant of the tiled feed, named with it (in the table and the result file).
-const feedName = gemmMath === 'f16' ? `${feed.name}, f16 math` : feed.name;
+const winograd = applyWinogradArg(rt);
+// f16 math and Winograd convs are variants of the feed, named with it (in the table and the result file).
+const feedName = `${feed.name}${gemmMath === 'f16' ? ', f16 math' : ''}${winograd.forced ? `, Winograd ${winograd.on ? 'on' : 'off'}` : ''}`;
 console.error(`adapter: ${gpu.adapterName}; GEMM feed: ${feedName}`);
 const s = (x: { firstMs: number; ms: number | null }) => (Number.isNaN(x.firstMs) ? 'not run' : x.ms === null ? `${(x.firstMs / 1000).toFixed(1)} s (first run, compilation included)` : `${(x.ms / 1000).toFixed(2)} s (first ${(x.firstMs / 1000).toFixed(2)} s)`);
 
@@ -159,7 +161,7 @@ console.log(`| VAE decode, 1 image ${size}x${size} | ${s(decodeTime)} |`);
 console.log(`| weights / peak GPU memory | ${mib(weightBytes)} / ${mib(rt.peakBytes)} |`);
 console.log(`| largest binding in the decode (limit ${mib(rt.planLimits.binding)}) | ${mib(gDec.stats.maxBindingBytes)} |`);
 console.log(`\nadapter: ${gpu.adapterName}`);
-const out = join(root, 'bench/results', `${configName}-${unet.precision.dtype}-${[...stages].join('_')}${feed.forced || gemmMath === 'f16' ? `-${feedName.replace(/[^a-z0-9]+/g, '-')}` : ''}-${gpu.adapterName.replace(/[^a-z0-9]+/gi, '-').slice(0, 60).toLowerCase()}-${result.date.slice(0, 10)}.json`);
+const out = join(root, 'bench/results', `${configName}-${unet.precision.dtype}-${[...stages].join('_')}${feed.forced || gemmMath === 'f16' || winograd.forced ? `-${feedName.replace(/[^a-z0-9]+/g, '-')}` : ''}-${gpu.adapterName.replace(/[^a-z0-9]+/gi, '-').slice(0, 60).toLowerCase()}-${result.date.slice(0, 10)}.json`);
 mkdirSync(dirname(out), { recursive: true });
 writeFileSync(out, JSON.stringify(result, null, 2) + '\n');
 console.error(`wrote ${out}`);

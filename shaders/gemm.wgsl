@@ -29,6 +29,11 @@
 // view(z) + k·ldw + n: v, whose n = channel is the contiguous one), OUT_STRIDED (out(m, n) at
 // view(z) + m·ldo + n). The scores stay f32 beside f16 activations: A_F32 (P) and OUT_F32 (S).
 // These never split K (out_index would address the scratch outside its batch·M·N).
+//
+// Winograd convs (src/kernels/winograd.ts, shaders/winograd.wgsl) run their 16 GEMMs here with
+// W_PLANES (z = ξ reads plane z of a 16-plane 'n4' weight) and SPLITK (raw sums to the scratch,
+// on either feed); the WINO_OUT variant of REDUCE then adds the slices, takes each tile's 16 sums
+// through the output transform and stores its 2x2 outputs under the conv's epilogue.
 #include "common"
 
 struct U {
@@ -51,6 +56,14 @@ struct U {
   // W's row stride in elements (K, or a q4 weight's K padded to whole blocks) and, for a quantized
   // W (WQ), the word where its f16 scales start.
   ldw: u32, scaleWord: u32,
+#if W_PLANES
+  // W(z, n, k): plane z of an 'n4' weight starts z·wPlane vec4s in.
+  wPlane: u32,
+#endif
+#if WINO_OUT
+  // Tiles per row and per image of the Winograd conv's output (M here is Hout·Wout, store's).
+  tw: u32, tiles: u32,
+#endif
 #if HEADS
   // view(z) = base + (z / heads)·per batch item + (z % heads)·per head, for A, W and out.
   heads: u32,
@@ -189,7 +202,52 @@ fn store(z: u32, m: u32, n: u32, v: f32) {
 }
 #endif
 
+#if WINO_OUT
+// A row s of four through A (Aᵀ = [1 1 1 0; 0 1 -1 -1]): its two outputs.
+fn at_rows(s: vec4<f32>) -> vec2<f32> {
+  return vec2<f32>(s.x + s.y + s.z, s.y - s.z - s.w);
+}
+#endif
+
 #if REDUCE
+#if WINO_OUT
+// One thread per (tile, output channel), channels fastest: the 16 GEMMs' sums at that tile (each
+// the K slices' sums in slice order), through Aᵀ·M·A to the tile's 2x2 outputs, each stored under
+// the epilogue (outputs past an odd Hout or Wout are not). The scratch is [splits][16][B·tiles][N].
+@compute @workgroup_size(256, 1, 1)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let idx = (wid.y * nwg.x + wid.x) * 256u + lid.x;
+  let per = u.total / 16u;
+  if (idx >= per) { return; }
+  let n = idx % u.N;
+  let mw = idx / u.N;
+  let b = mw / u.tiles;
+  let t = mw % u.tiles;
+  let oy = 2u * (t / u.tw);
+  let ox = 2u * (t % u.tw);
+  // Row r of the tile's 4x4 sums M (element ξ = 4r + c of the 16 GEMMs), each K slice in order.
+  var mr: array<vec4<f32>, 4>;
+  for (var r = 0u; r < 4u; r++) {
+    var s = vec4<f32>(0.0);
+    for (var sl = 0u; sl < u.splits; sl++) {
+      let o = sl * u.total + 4u * r * per + idx;
+      s += vec4<f32>(part[o], part[o + per], part[o + 2u * per], part[o + 3u * per]);
+    }
+    mr[r] = s;
+  }
+  // Aᵀ·M·A: rows of Aᵀ·M, each through A.
+  let y0 = at_rows(mr[0] + mr[1] + mr[2]);
+  let y1 = at_rows(mr[1] - mr[2] - mr[3]);
+  let m = oy * u.Wout + ox;
+  let right = ox + 1u < u.Wout;
+  store(b, m, n, y0.x);
+  if (right) { store(b, m + 1u, n, y0.y); }
+  if (oy + 1u < u.Hout) {
+    store(b, m + u.Wout, n, y1.x);
+    if (right) { store(b, m + u.Wout + 1u, n, y1.y); }
+  }
+}
+#else
 // One thread per output: the K slices' sums in slice order (deterministic), then the epilogue.
 @compute @workgroup_size(256, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
@@ -205,6 +263,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   store(idx / per, r / u.N, r % u.N, sum);
 #endif
 }
+#endif
 #else
 const TM = {{TM}}u;
 // Output columns per thread come in groups of four, each held as one vec4 per row: vector FMAs.
@@ -378,7 +437,12 @@ fn fetch(z: u32, mt: u32, nt: u32, k0: u32, t: u32) {
 #if W_N4
     // n is a multiple of 4, so the group is one stored vec4 (columns past N are never stored).
     var wv = vec4<f32>(0.0);
-    if (n < u.N && k < u.K) { wv = w4((n / 4u) * u.ldw + k); }
+#if W_PLANES
+    let plane = z * u.wPlane;
+#else
+    let plane = 0u;
+#endif
+    if (n < u.N && k < u.K) { wv = w4(plane + (n / 4u) * u.ldw + k); }
     pw[i] = vec4<tile_t>(wv);
 #else
     pw[i] = vec4<tile_t>(vec4<f32>(read_w(z, n, k), read_w(z, n + 1u, k), read_w(z, n + 2u, k), read_w(z, n + 3u, k)));
@@ -394,7 +458,6 @@ fn put() {
 }
 #endif
 
-#if TILED
 // A finished sum: the epilogue and the output, or (SPLITK) this K slice's raw sum in the scratch.
 fn emit(slice: u32, z: u32, m: u32, n: u32, v: f32) {
 #if SPLITK
@@ -404,6 +467,7 @@ fn emit(slice: u32, z: u32, m: u32, n: u32, v: f32) {
 #endif
 }
 
+#if TILED
 @compute @workgroup_size(16, 16, 1)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   // z = (batch·yfold + fold)·splits + K slice.
@@ -482,9 +546,14 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   // bounds) and are never stored, so the loop needs no mask: on a CPU adapter every select in it
   // is paid per k.
 #if W_N4
-  // Interleaved weights: where each group of four columns starts, in vec4s.
+  // Interleaved weights: where each group of four columns starts, in vec4s (in plane z with W_PLANES).
+#if W_PLANES
+  let wp = z * u.wPlane;
+#else
+  let wp = 0u;
+#endif
 #unroll j TN4
-  let wr{{j}} = min(n0 / 4u + {{j}}u, (u.N + 3u) / 4u - 1u) * u.ldw;
+  let wr{{j}} = wp + min(n0 / 4u + {{j}}u, (u.N + 3u) / 4u - 1u) * u.ldw;
 #endunroll
 #else
 #if W_BATCHED
@@ -609,7 +678,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
     if (m >= u.M) { break; }
     for (var j = 0u; j < TN; j++) {
       let n = n0 + j;
-      if (n < u.N) { store(z, m, n, acc[i * TN4 + j / 4u][j % 4u]); }
+      if (n < u.N) { emit(0u, z, m, n, acc[i * TN4 + j / 4u][j % 4u]); }
     }
   }
 }

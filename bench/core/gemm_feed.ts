@@ -34,3 +34,15 @@ export function applyGemmMathArg(rt: Runtime, argv: readonly string[] = process.
   rt.gemmMath = v;
   return v;
 }
+
+/**
+ * Sets Runtime.winograd per `--winograd on|off|auto` in argv (default auto: the runtime's choice
+ * for the adapter) and returns whether stride-1 3x3 convs run as Winograd convs, and whether forced.
+ */
+export function applyWinogradArg(rt: Runtime, argv: readonly string[] = process.argv): { on: boolean; forced: boolean } {
+  const i = argv.indexOf('--winograd');
+  const v = i >= 0 ? argv[i + 1] : 'auto';
+  if (v !== 'auto' && v !== 'on' && v !== 'off') throw new Error(`--winograd must be on, off or auto; got ${JSON.stringify(v)}`);
+  if (v !== 'auto') rt.winograd = v === 'on';
+  return { on: rt.winograd, forced: v !== 'auto' };
+}

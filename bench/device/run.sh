@@ -124,6 +124,12 @@ if [ "$prec" = f16 ] && want sd-f16math; then
   timeout 60 "$NODE" "$KIT/bench/sd.mjs" --precision f16 --gemm-math f16 --stages unet,decode --profile "${sdq[@]}"; keep
 fi
 
+# Stride-1 3x3 convs as Winograd F(2x2, 3x3) (Runtime.winograd: on by default on CPU adapters only).
+if want sd-winograd; then
+  stage "fresco: SD 1.5-shaped U-Net step and decode, $prec, Winograd convs (bench/sd.ts --winograd on)"
+  timeout 60 "$NODE" "$KIT/bench/sd.mjs" --precision "$prec" --winograd on --stages unet,decode --profile "${sdq[@]}"; keep
+fi
+
 if [ "$prec" = f16 ] && want sd-f32; then
   stage "fresco: SD 1.5-shaped U-Net step and decode, f32 (bench/sd.ts)"
   timeout 60 "$NODE" "$KIT/bench/sd.mjs" --precision f32 --stages unet,decode "${sd[@]}"; keep

@@ -109,6 +109,9 @@ export function canReduceBySubgroup(gpu: Pick<GpuContext, 'features' | 'wgslFeat
   return gpu.features.has('subgroups') && gpu.wgslFeatures.has('subgroup_id');
 }
 
+/** Runtime.winogradMinWork's default. */
+export const WINOGRAD_MIN_WORK = 1024;
+
 export class Runtime {
   readonly device: GPUDevice;
   private readonly cache = new Map<string, CompiledKernel>();
@@ -187,6 +190,22 @@ export class Runtime {
    * benches set it to compare or check both forms.
    */
   subgroupReduce: boolean;
+  /**
+   * Stride-1 3x3 convs of model weights as Winograd F(2x2, 3x3) (src/kernels/winograd.ts): an input
+   * transform, 16 GEMMs over channels with 2.25x fewer multiplies than the implicit-GEMM conv, and
+   * an output transform carrying the epilogue. Each such weight gets a transformed copy (16/9 of
+   * its size, kept beside it). On by default on CPU adapters, where it is measured faster
+   * (bench/README.md); opt-in on GPUs until a device run has timed it (bench --winograd).
+   */
+  winograd: boolean;
+  /**
+   * The least GEMM rows (batch · 2x2 output tiles) times input channels a conv needs to take the
+   * Winograd path: below it the two transforms and 16 GEMMs of a few rows each cost more than the
+   * multiplies they save. On both CPU adapters every fashion-ldm-sized conv from this product on ran
+   * at least as fast (0.98-2.3x) and some below it slower (down to 0.44x at 2x2 outputs; bench/winograd.ts,
+   * bench/README.md "Winograd convs"). Tests set 0 to check the path on small shapes.
+   */
+  winogradMinWork = WINOGRAD_MIN_WORK;
 
   constructor(readonly gpu: GpuContext) {
     this.device = gpu.device;
@@ -204,6 +223,7 @@ export class Runtime {
     this.attentionKeyGroups = cpu ? 4 : 1;
     this.attentionUnrollHead = !cpu;
     this.subgroupReduce = cpu && canReduceBySubgroup(gpu);
+    this.winograd = cpu;
     // Errors outside any scope (weight uploads, for one) still reach the next assertHealthy().
     this.device.onuncapturederror = (ev) => {
       this.pendingErrors.push(Promise.resolve(`GPU error: ${ev.error.message}`));

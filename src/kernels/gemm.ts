@@ -5,6 +5,7 @@ import { activationParams, type Activation } from './activation.ts';
 import { commonDType, storageParams, weightParams, type WeightParams } from './dtype.ts';
 import { loraAttachment, type LoraAttachment } from './lora_attach.ts';
 import { expectShape } from './tensor_checks.ts';
+import { winogradInput, winogradTiles, winogradWeightFor } from './winograd.ts';
 import { GpuError, ShapeError } from '../errors.ts';
 
 export type { Activation } from './activation.ts';
@@ -24,7 +25,8 @@ const MIN_SLICE_K = 4 * BK;
 
 /**
  * How one GEMM is cut into workgroups: TM x 4·TN4 outputs per thread, and K in `splits` slices
- * of kChunk. The direct feed (CPU adapters) and Runtime.gemmAdapt = false keep 8 x 8 and one slice;
+ * of kChunk. The direct feed (CPU adapters) keeps 8 x 8 (fewer rows for M under 8) and one slice,
+ * Runtime.gemmAdapt = false 8 x 8 and one slice;
  * the tiled feed takes 4-wide tiles along a dimension of 64 or less (a 128-wide tile would be
  * mostly padding) and splits K until the dispatch has TARGET_WORKGROUPS, within the binding limit
  * for the f32 scratch of partial sums.
@@ -37,8 +39,12 @@ export interface GemmTiling {
 }
 
 export function gemmTiling(g: Graph, M: number, N: number, K: number, batch: number): GemmTiling {
+  // The direct feed computes all TM rows of a thread whatever M (rows past it repeat row M - 1):
+  // fewer rows where M is smaller (a 1-4 row GEMM: a time embedding's, a Winograd conv's at 2x2 or
+  // 4x4 outputs) stop it doing up to 8x the work (bench/README.md, "Winograd convs").
+  if (g.rt.gemmFeed !== 'tiled') return { TM: M <= 1 ? 1 : M <= 2 ? 2 : M <= 4 ? 4 : 8, TN4: 2, splits: 1, kChunk: K };
   const whole = { TM: 8, TN4: 2, splits: 1, kChunk: K };
-  if (g.rt.gemmFeed !== 'tiled' || !g.rt.gemmAdapt) return whole;
+  if (!g.rt.gemmAdapt) return whole;
   const TM = M <= 64 ? 4 : 8;
   const TN4 = N <= 64 ? 1 : 2;
   const tiles = Math.ceil(M / (WG * TM)) * Math.ceil(N / (WG * 4 * TN4)) * batch;
@@ -64,7 +70,7 @@ function feedParams(g: Graph, t: GemmTiling, d: GemmDispatch) {
   // q8 weights reach the FMAs as the raw integers (their row scale comes in store()): a slice of
   // 16 f16 products could overflow where activations are in the tens; q4's values arrive scaled.
   const f16Math = tiled && g.rt.gemmMath === 'f16' && d.dtype === 'f16' && !d.layout.OUT_F32 && d.w.quant?.format !== 'q8';
-  return { TM: t.TM, TN4: t.TN4, ...(tiled ? { TILED: true, BK } : {}), ...(f16Math ? { F16_MATH: true } : {}), ...(t.splits > 1 ? { SPLITK: true } : {}) };
+  return { TM: t.TM, TN4: t.TN4, ...(tiled ? { TILED: true, BK } : {}), ...(f16Math ? { F16_MATH: true } : {}), ...(t.splits > 1 || d.winograd ? { SPLITK: true } : {}) };
 }
 
 /**
@@ -144,6 +150,12 @@ interface GemmDispatch {
   geometry: Record<string, number>;
   /** W's row stride in either order, when not K (HEADS' views; a quantized W has its own). */
   ldw?: number;
+  /**
+   * A Winograd conv's 16 GEMMs (z = ξ, W_PLANES: plane z of the transformed weight, wPlane vec4s
+   * apart): raw sums to the scratch whatever the split, then the output transform (WINO_OUT) with
+   * the epilogue into the conv's [B, N, Hout, Wout] output.
+   */
+  winograd?: { wPlane: number; tw: number; tiles: number; Hout: number; Wout: number };
 }
 
 /**
@@ -167,7 +179,8 @@ function dispatchGemm(g: Graph, d: GemmDispatch): void {
   const uniforms = { M, N, K, ...d.geometry, scale: e.scale ?? 1, yfold: gemmFold(M, batch, t), ...tembUniforms(e, N), splits: t.splits, kChunk: t.kChunk, total: batch * M * N, lora_rank: R, ldw: q ? q.ldw : d.ldw ?? K, scaleWord: q ? q.scaleWord : 0 };
   const flops = 2 * M * N * K * batch + 2 * M * N * R * batch;
   const extras = Object.values(epilogueBindings(e));
-  if (t.splits === 1) {
+  const wino = d.winograd;
+  if (t.splits === 1 && !wino) {
     g.dispatch(
       label,
       { shader: 'gemm', params: { ...feedParams(g, t, d), ...d.layout, ...epilogueParams(e), ...storageParams(d.dtype), ...d.weights, ...wq, ...wl } },
@@ -181,12 +194,27 @@ function dispatchGemm(g: Graph, d: GemmDispatch): void {
   const part = g.alloc([t.splits, batch * M * N], `${label}/partial sums`, 'f32');
   g.dispatch(
     label,
-    { shader: 'gemm', params: { ...feedParams(g, t, d), ...d.layout, ...storageParams(d.dtype), ...d.weights, ...wq, ...wl } },
+    { shader: 'gemm', params: { ...feedParams(g, t, d), ...d.layout, ...storageParams(d.dtype), ...d.weights, ...wq, ...wl, ...(wino ? { W_PLANES: true } : {}) } },
     { a: d.a, w: d.w, part },
-    uniforms,
+    wino ? { ...uniforms, wPlane: wino.wPlane } : uniforms,
     gemmGrid(N, M, batch, t),
     { flops, bytes: trafficBytes(d.a, d.w, part) },
   );
+  if (wino) {
+    // The output transform reads the 16 planes' sums of each tile and writes the conv's pixels:
+    // its M is the output's Hout·Wout, where store() indexes.
+    const per = (batch * M * N) / 16;
+    g.dispatch(
+      `${label}/winograd output`,
+      { shader: 'gemm', params: { REDUCE: true, WINO_OUT: true, OUT_COLMAJOR: true, ...epilogueParams(e), ...storageParams(d.dtype), ...(e.bias ? d.weights : {}) } },
+      { part, out: d.out, ...epilogueBindings(e) },
+      { ...uniforms, M: wino.Hout * wino.Wout, Hout: wino.Hout, Wout: wino.Wout, tw: wino.tw, tiles: wino.tiles },
+      fold1d(Math.ceil(per / 256)),
+      { flops: 24 * per, bytes: trafficBytes(part, d.out, ...extras) },
+    );
+    g.release(part);
+    return;
+  }
   // The reduce reads no weight values: the weights' storage matters to it through the bias, and a
   // q8 weight's row scales (applied to the slices' sum).
   const q8 = q?.format === 'q8';
@@ -419,6 +447,19 @@ export function conv2d(g: Graph, label: string, x: Tensor, weight: Tensor, opts:
   const { dtype, weights } = gemmDTypes(g, label, x, weight, e);
   const out = g.alloc(outShape, label, dtype);
   const M = Hout * Wout;
+  const wino = winogradWeightFor(g, weight, { kh, kw, stride, B, Cin, Hout, Wout, dtype });
+  if (wino) {
+    const v = winogradInput(g, label, x, { padT, padL, upH, upW, upsample: !!opts.upsample, Hout, Wout });
+    const { tw, tiles, Mw } = winogradTiles(B, Hout, Wout);
+    dispatchGemm(g, {
+      label, M: Mw, N: Cout, K: Cin, batch: 16, layout: { A_COLMAJOR: true },
+      dtype, weights, a: v, w: wino, out, epilogue: e, geometry: noConv,
+      winograd: { wPlane: (Math.ceil(Cout / 4) * Cin), tw, tiles, Hout, Wout },
+    });
+    g.release(v);
+    if (t) g.release(t);
+    return out;
+  }
   const pointwise = kh === 1 && kw === 1 && stride === 1 && padT + padL + padB + padR === 0 && !opts.upsample;
   // Padding taps are multiplied as zeros by the kernel, so they count in the cost: the work done.
   dispatchGemm(g, {

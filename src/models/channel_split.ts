@@ -12,6 +12,7 @@ import { bytesFor, bytesOf, dtypeOf, elementBytes, shapeStr, type DType, type Te
 import { conv2d, conv2dGeometry, type Conv2dOptions, type LoraTerm } from '../kernels/gemm.ts';
 import { groupNorm, type GroupNormOptions } from '../kernels/group_norm.ts';
 import { loraAttachment, type LoraAttachment } from '../kernels/lora_attach.ts';
+import { isConv3x3, makeWinogradWeight, registerDerived } from '../kernels/winograd.ts';
 import { GpuError, LoraError, PlanLimitError } from '../errors.ts';
 
 /** A [B, C, H, W] activation as parts [B, c_i, H, W] covering channels [starts[i], starts[i] + c_i). */
@@ -89,6 +90,9 @@ function ends(starts: number[], C: number): number[] {
  * Sub-tensors of weights for chunked convs and norms, copied once on the GPU and kept with the
  * model (a slice of input channels is not contiguous in [Cout, Cin, kh, kw]).
  */
+/** The cache key of a weight's Winograd transform beside its slices' ranges. */
+const WINOGRAD = 'winograd';
+
 export class WeightSlices {
   /** Each weight's slices by range, with the copy that fills one (run again when the weight changes). */
   private readonly cache = new WeakMap<Tensor, Map<string, { t: Tensor; copy: () => void }>>();
@@ -154,12 +158,34 @@ export class WeightSlices {
     copy();
     const t: Tensor = { buffer, shape: [o1 - o0, i1 - i0, ...rest].slice(0, w.shape.length), label, ...(w.dtype ? { dtype: w.dtype } : {}), ...(w.layout ? { layout: w.layout } : {}) };
     m.set(key, { t, copy });
+    if (isConv3x3(t)) registerDerived(t, this);
     return t;
   }
 
-  /** Copies every slice of `w` again (its values changed on the GPU: a LoRA merged into it). */
+  /**
+   * w's Winograd transform (src/kernels/winograd.ts), made at the first conv that takes it and kept
+   * with the model's weights (a larger plan wants the same one, so an abandoned plan leaves it).
+   */
+  winograd(w: Tensor): Tensor {
+    let m = this.cache.get(w);
+    if (!m) this.cache.set(w, (m = new Map()));
+    const hit = m.get(WINOGRAD);
+    if (hit) return hit.t;
+    const { t, fill } = makeWinogradWeight(this.rt, w);
+    this.own(t.buffer);
+    m.set(WINOGRAD, { t, copy: fill });
+    return t;
+  }
+
+  /**
+   * Makes every slice and transform of `w` again (its values changed on the GPU: a LoRA merged
+   * into it), and those of the slices after them.
+   */
   refresh(w: Tensor): void {
-    for (const { copy } of this.cache.get(w)?.values() ?? []) copy();
+    for (const { t, copy } of this.cache.get(w)?.values() ?? []) {
+      copy();
+      this.refresh(t);
+    }
   }
 }
 

@@ -11,6 +11,7 @@ import { toFloat32, type HostTensor } from '../io/safetensors.ts';
 import { dequantize, packForGpu, quantize, quantLayout, SCALE_SUFFIX, type QuantFormat, type QuantizedHost } from '../io/quant.ts';
 import type { WeightStore } from '../io/weights.ts';
 import { WeightSlices } from './channel_split.ts';
+import { isConv3x3, registerDerived } from '../kernels/winograd.ts';
 import { PlanLimitError, WeightError } from '../errors.ts';
 export { ConfigError } from '../errors.ts';
 
@@ -92,7 +93,12 @@ export class WeightLoader {
     const key = this.key(name);
     const stored = this.store.quantFormat(key);
     const format = this.quant === 'float' ? null : (this.quant ?? stored);
-    if (!format) return this.gemmLayout === 'n4' || (this.gemmLayout === 'auto' && this.rt.gemmFeed === 'direct') ? this.interleaved(key, shape) : this.tensor(name, shape);
+    if (!format) {
+      const t = this.gemmLayout === 'n4' || (this.gemmLayout === 'auto' && this.rt.gemmFeed === 'direct') ? this.interleaved(key, shape) : this.tensor(name, shape);
+      // A 3x3 conv's weight may run as a Winograd conv, whose transform the slices cache keeps.
+      if (isConv3x3(t)) registerDerived(t, this.slices);
+      return t;
+    }
     const N = shape[0]!;
     const K = numel(shape) / N;
     const layout = quantLayout(format, N, K);

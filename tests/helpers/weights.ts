@@ -11,7 +11,8 @@ import { f16Bits, f16Value, toF16Array } from '../../src/io/f16.ts';
 import { interleaveN4 } from '../../src/io/weight_layout.ts';
 import { dequantize, quantize, type QuantFormat } from '../../src/io/quant.ts';
 import { uploadQuantized } from '../../src/kernels/cast.ts';
-import { input, storageType } from './gpu.ts';
+import { isConv3x3, makeWinogradWeight, registerDerived } from '../../src/kernels/winograd.ts';
+import { input, storageType, withRuntime } from './gpu.ts';
 
 /**
  * 'activations': weights stored like the activations (input()'s storage type, the f32 and f16 rows);
@@ -69,8 +70,51 @@ function inputN4(rt: Runtime, arr: Float32Array, shape: number[], label: string,
   return { buffer: rt.upload(new Uint32Array(bytes.buffer), label), shape: [...shape], label, dtype, layout: 'n4' };
 }
 
+let winograd = false;
+let transforms = 0;
+
+/**
+ * Runs fn on `rt` with Runtime.winograd on for convs of any size and weight() registering each float 3x3 conv weight for
+ * Winograd convs, as WeightLoader.gemmWeight does (its transform made on first use, once, by
+ * src/kernels/winograd.ts as a model's WeightSlices makes it). Says how many weights fn's convs
+ * transformed, so a row cannot pass on the implicit-GEMM conv.
+ */
+export async function withWinogradWeights<T>(rt: Runtime, fn: () => Promise<T>): Promise<{ result: T; transforms: number }> {
+  const prev = [winograd, transforms] as const;
+  [winograd, transforms] = [true, 0];
+  try {
+    // Every eligible conv, however small (Runtime.winogradMinWork keeps small ones off it in models).
+    const result = await withRuntime(rt, { winograd: true, winogradMinWork: 0 }, fn);
+    return { result, transforms };
+  } finally {
+    winograd = prev[0];
+    transforms = prev[1] + transforms;
+  }
+}
+
+/** Registers t for Winograd convs when withWinogradWeights is on; its transform is made on the weight's own runtime. */
+function registered(rt: Runtime, t: Tensor): Tensor {
+  if (winograd && isConv3x3(t)) {
+    let made: Tensor | null = null;
+    registerDerived(t, {
+      winograd(w) {
+        if (!made) {
+          transforms++;
+          made = makeWinogradWeight(rt, w).t;
+        }
+        return made;
+      },
+    });
+  }
+  return t;
+}
+
 /** A model weight uploaded as the current mode says. */
 export function weight(rt: Runtime, data: Float32Array | number[], shape: number[], label = 'weight'): Tensor {
+  return registered(rt, uploadWeight(rt, data, shape, label));
+}
+
+function uploadWeight(rt: Runtime, data: Float32Array | number[], shape: number[], label: string): Tensor {
   const arr = data instanceof Float32Array ? data : new Float32Array(data);
   uploads++;
   const gemm = layout === 'n4' && shape.length >= 2;

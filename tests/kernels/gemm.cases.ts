@@ -285,5 +285,8 @@ function bothFeeds(cases: OpCase[]): OpCase[] {
 
 export const gemmCases: OpCase[] = bothFeeds([...linearCases, ...channelCases, ...convCases, ...loraLinearCases, ...loraConvCases]);
 
+/** The unfused-LoRA conv cases by name (the Winograd rows rerun the stride-1 3x3 ones). */
+export const loraConvCasesByName: ReadonlyMap<string, OpCase> = new Map(loraConvCases.map((c) => [`${c.op}: ${c.name}`, c]));
+
 /** The f32 cases by name (the interleaved-weight rows rerun a few of them). */
 export const plainGemmCases: ReadonlyMap<string, OpCase> = new Map([...linearCases, ...channelCases, ...convCases].map((c) => [`${c.op}: ${c.name}`, c]));

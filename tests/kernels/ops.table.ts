@@ -19,6 +19,7 @@ import { clipTextCases } from './clip_text.cases.ts';
 import { guidanceRescaleCases } from './guidance_rescale.cases.ts';
 import { weightLayoutCases } from './weight_layout.cases.ts';
 import { treeReduceRows } from './wg_reduce.cases.ts';
+import { winogradCases } from './winograd.cases.ts';
 
 const f32Table: OpCase[] = [...gemmCases, ...attentionCases, ...groupNormCases, ...elementwiseCases, ...embeddingCases, ...rngCases, ...noiseAddCases, ...schedulerStepCases, ...quantizeCases, ...layerNormCases, ...posteriorSampleCases, ...clipTextCases, ...guidanceRescaleCases];
 
@@ -28,4 +29,4 @@ const f32Table: OpCase[] = [...gemmCases, ...attentionCases, ...groupNormCases, 
 // workgroup reductions again without subgroups; a few GEMMs with their weights interleaved for the
 // direct feed (weight_layout.cases.ts).
 const f16Table = f16Rows(f32Table);
-export const opTable: OpCase[] = [...f32Table, ...f16Table, ...f16OnlyCases, ...f16MathRows(f16Table), ...f16WeightRows(f32Table), ...quantWeightRows(f32Table), ...quantSmallWeightRows(), ...treeReduceRows(f32Table), ...weightLayoutCases];
+export const opTable: OpCase[] = [...f32Table, ...f16Table, ...f16OnlyCases, ...f16MathRows(f16Table), ...f16WeightRows(f32Table), ...quantWeightRows(f32Table), ...quantSmallWeightRows(), ...treeReduceRows(f32Table), ...weightLayoutCases, ...winogradCases];
