@@ -1,8 +1,8 @@
 // Winograd F(2x2, 3x3) convs against the implicit-GEMM conv on the same shapes: 3x3 stride-1 convs
 // at the fashion-ldm U-Net's channel counts and latent sizes (8x8 down to 2x2), batch 1 and 2 (the
 // guidance batch), each timed both ways on one weight (stored as models load it for this adapter's
-// feed), with GPU timestamps where the adapter has them. Marks the convs that conv2d() sends down
-// the Winograd path (src/kernels/winograd.ts). Prints a table; writes
+// feed), with GPU timestamps where the adapter has them, and which way conv2d() takes by default
+// (Runtime.winogradMinWork, src/kernels/winograd.ts). Prints a table; writes
 // bench/results/winograd-<adapter>-<date>.json.
 //   node scripts/bundle-shaders.mjs && npx tsx bench/winograd.ts [--channels 64,128,256] [--sizes 8,4,2]
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -53,8 +53,9 @@ async function time(g: Graph): Promise<number> {
   return ms(await timeGraph(rt, g, repeat, 1));
 }
 
+const minWork = rt.winogradMinWork;
 const rows: { B: number; C: number; H: number; im2colMs: number; winogradMs: number; taken: boolean }[] = [];
-console.log('| conv | implicit GEMM | Winograd | speed-up | conv2d() takes |\n|---|---:|---:|---:|---|');
+console.log('| conv | implicit GEMM | Winograd | speed-up | conv2d() takes by default |\n|---|---:|---:|---:|---|');
 for (const H of sizes) for (const C of channels) for (const B of [1, 2]) {
   const x = uploadTensor(rt, randn(B * C * H * H, H * 1000 + C + B), [B, C, H, H], 'x');
   const w = convWeight(C, C + H);
@@ -63,8 +64,10 @@ for (const H of sizes) for (const C of channels) for (const B of [1, 2]) {
   for (const on of [false, true]) {
     rt.winograd = on;
     const g = new Graph(rt, 'conv');
-    conv2d(g, 'conv', x, w, { padding: 1 });
+    // Whether conv2d() takes the Winograd path by default (Runtime.winogradMinWork), then time it forced.
     if (on) taken = winogradWeightFor(g, w, { kh: 3, kw: 3, stride: 1, B, Cin: C, Hout: H, Wout: H, dtype: 'f32' }) !== null;
+    rt.winogradMinWork = on ? 0 : minWork;
+    conv2d(g, 'conv', x, w, { padding: 1 });
     g.finalize();
     ms.push(await time(g));
     g.destroy();
