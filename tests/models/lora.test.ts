@@ -156,6 +156,28 @@ describe('LoRA merged on the GPU', () => {
     }
   });
 
+  it("a conv's Winograd transform follows a merge: a LoRA loaded after a generation gives the image of one loaded before any", async () => {
+    const gpu = (await runtime()).gpu;
+    const opts = { prompt: 'a red boat', steps: 2, guidance: 5, seed: 3, scheduler: 'ddim' as const };
+    const late = await loadModel(SD, { gpu, precision: 'f32' });
+    const early = await loadModel(SD, { gpu, precision: 'f32' });
+    try {
+      const { w, conv } = pick(late);
+      const lora = kohyaFile([pairFor('unet', conv, w.unet.get(`${conv}.weight`)!, 4, 17, 4)]);
+      // `late` makes its transforms from the plain weights, then merges; `early` merges first.
+      const before = await generate(late, opts);
+      await late.loadLora(lora);
+      const afterMerge = await generate(late, opts);
+      await early.loadLora(lora);
+      const fresh = await generate(early, opts);
+      expect(Math.max(...Array.from(afterMerge.raw, (v, i) => Math.abs(v - before.raw[i]!)))).toBeGreaterThan(1e-3);
+      expect(Array.from(afterMerge.raw)).toEqual(Array.from(fresh.raw));
+    } finally {
+      late.destroy();
+      early.destroy();
+    }
+  });
+
   it('changes the image, and unloading gives the image back', async () => {
     const gpu = (await runtime()).gpu;
     const model = await loadModel(SD, { gpu, precision: 'f32' });
