@@ -14,7 +14,7 @@ import { Graph } from '../src/graph/graph.ts';
 import type { Tensor } from '../src/graph/tensor.ts';
 import { conv2d } from '../src/kernels/gemm.ts';
 import { uploadTensor } from '../src/kernels/cast.ts';
-import { makeWinogradWeight, registerDerived, winogradWeightFor } from '../src/kernels/winograd.ts';
+import { registerDerived, transformOnce, winogradPlan } from '../src/kernels/winograd.ts';
 import { interleaveN4 } from '../src/io/weight_layout.ts';
 import { randn } from '../tests/helpers/gpu.ts';
 import { adapterSlug, roundJson } from './core/generate_bench.ts';
@@ -41,8 +41,7 @@ function convWeight(C: number, seed: number): Tensor {
   const n4 = rt.gemmFeed === 'direct';
   const data = n4 ? new Float32Array(interleaveN4(new Uint8Array(v.buffer), C, C * 9, 4).buffer) : v;
   const w: Tensor = { ...uploadTensor(rt, data, [C, C, 3, 3], 'weight'), ...(n4 ? { layout: 'n4' as const } : {}) };
-  let made: Tensor | null = null;
-  registerDerived(w, { winograd: (t) => (made ??= makeWinogradWeight(rt, t).t) });
+  registerDerived(w, transformOnce(rt));
   return w;
 }
 
@@ -65,7 +64,7 @@ for (const H of sizes) for (const C of channels) for (const B of [1, 2]) {
     rt.winograd = on;
     const g = new Graph(rt, 'conv');
     // Whether conv2d() takes the Winograd path by default (Runtime.winogradMinWork), then time it forced.
-    if (on) taken = winogradWeightFor(g, w, { kh: 3, kw: 3, stride: 1, B, Cin: C, Hout: H, Wout: H, dtype: 'f32' }) !== null;
+    if (on) taken = winogradPlan(g, w, { stride: 1, B, Hout: H, Wout: H, dtype: 'f32' }) !== null;
     rt.winogradMinWork = on ? 0 : minWork;
     conv2d(g, 'conv', x, w, { padding: 1 });
     g.finalize();

@@ -113,6 +113,14 @@ fn w4(i: u32) -> vec4<f32> { let p = w[i]; return vec4<f32>(unpack2x16float(p.x)
 @group(0) @binding(2) var<storage, read> w: array<vec4<wst>>;
 fn w4(i: u32) -> vec4<f32> { return vec4<f32>(w[i]); }
 #endif
+// Where batch item z's weight starts, in vec4s: plane z with W_PLANES, else the one shared weight.
+fn w_plane(z: u32) -> u32 {
+#if W_PLANES
+  return z * u.wPlane;
+#else
+  return 0u;
+#endif
+}
 #else
 // w and bias are model weights: stored as wst (common.wgsl), read as f32 by wval.
 @group(0) @binding(2) var<storage, read> w: array<wst>;
@@ -210,6 +218,13 @@ fn at_rows(s: vec4<f32>) -> vec2<f32> {
 #endif
 
 #if REDUCE
+// Output i's raw sum: its K slices' sums in slice order (deterministic).
+fn slice_sum(i: u32) -> f32 {
+  var sum = 0.0;
+  for (var s = 0u; s < u.splits; s++) { sum += part[s * u.total + i]; }
+  return sum;
+}
+
 #if WINO_OUT
 // One thread per (tile, output channel), channels fastest: the 16 GEMMs' sums at that tile (each
 // the K slices' sums in slice order), through Aᵀ·M·A to the tile's 2x2 outputs, each stored under
@@ -225,15 +240,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   let t = mw % u.tiles;
   let oy = 2u * (t / u.tw);
   let ox = 2u * (t % u.tw);
-  // Row r of the tile's 4x4 sums M (element ξ = 4r + c of the 16 GEMMs), each K slice in order.
+  // Row r of the tile's 4x4 sums M (element ξ = 4r + c of the 16 GEMMs).
   var mr: array<vec4<f32>, 4>;
   for (var r = 0u; r < 4u; r++) {
-    var s = vec4<f32>(0.0);
-    for (var sl = 0u; sl < u.splits; sl++) {
-      let o = sl * u.total + 4u * r * per + idx;
-      s += vec4<f32>(part[o], part[o + per], part[o + 2u * per], part[o + 3u * per]);
-    }
-    mr[r] = s;
+    let o = 4u * r * per + idx;
+    mr[r] = vec4<f32>(slice_sum(o), slice_sum(o + per), slice_sum(o + 2u * per), slice_sum(o + 3u * per));
   }
   // Aᵀ·M·A: rows of Aᵀ·M, each through A.
   let y0 = at_rows(mr[0] + mr[1] + mr[2]);
@@ -248,13 +259,12 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   }
 }
 #else
-// One thread per output: the K slices' sums in slice order (deterministic), then the epilogue.
+// One thread per output: its slices' sum, then the epilogue.
 @compute @workgroup_size(256, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let idx = (wid.y * nwg.x + wid.x) * 256u + lid.x;
   if (idx >= u.total) { return; }
-  var sum = 0.0;
-  for (var s = 0u; s < u.splits; s++) { sum += part[s * u.total + idx]; }
+  let sum = slice_sum(idx);
   let per = u.M * u.N;
   let r = idx % per;
 #if OUT_COLMAJOR
@@ -437,12 +447,7 @@ fn fetch(z: u32, mt: u32, nt: u32, k0: u32, t: u32) {
 #if W_N4
     // n is a multiple of 4, so the group is one stored vec4 (columns past N are never stored).
     var wv = vec4<f32>(0.0);
-#if W_PLANES
-    let plane = z * u.wPlane;
-#else
-    let plane = 0u;
-#endif
-    if (n < u.N && k < u.K) { wv = w4(plane + (n / 4u) * u.ldw + k); }
+    if (n < u.N && k < u.K) { wv = w4(w_plane(z) + (n / 4u) * u.ldw + k); }
     pw[i] = vec4<tile_t>(wv);
 #else
     pw[i] = vec4<tile_t>(vec4<f32>(read_w(z, n, k), read_w(z, n + 1u, k), read_w(z, n + 2u, k), read_w(z, n + 3u, k)));
@@ -547,11 +552,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   // is paid per k.
 #if W_N4
   // Interleaved weights: where each group of four columns starts, in vec4s (in plane z with W_PLANES).
-#if W_PLANES
-  let wp = z * u.wPlane;
-#else
-  let wp = 0u;
-#endif
+  let wp = w_plane(z);
 #unroll j TN4
   let wr{{j}} = wp + min(n0 / 4u + {{j}}u, (u.N + 3u) / 4u - 1u) * u.ldw;
 #endunroll

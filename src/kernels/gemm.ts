@@ -5,7 +5,7 @@ import { activationParams, type Activation } from './activation.ts';
 import { commonDType, storageParams, weightParams, type WeightParams } from './dtype.ts';
 import { loraAttachment, type LoraAttachment } from './lora_attach.ts';
 import { expectShape } from './tensor_checks.ts';
-import { winogradInput, winogradTiles, winogradWeightFor } from './winograd.ts';
+import { winogradInput, winogradPlan, type WinogradPlan } from './winograd.ts';
 import { GpuError, ShapeError } from '../errors.ts';
 
 export type { Activation } from './activation.ts';
@@ -155,7 +155,7 @@ interface GemmDispatch {
    * apart): raw sums to the scratch whatever the split, then the output transform (WINO_OUT) with
    * the epilogue into the conv's [B, N, Hout, Wout] output.
    */
-  winograd?: { wPlane: number; tw: number; tiles: number; Hout: number; Wout: number };
+  winograd?: WinogradPlan & { Hout: number; Wout: number };
 }
 
 /**
@@ -200,31 +200,19 @@ function dispatchGemm(g: Graph, d: GemmDispatch): void {
     gemmGrid(N, M, batch, t),
     { flops, bytes: trafficBytes(d.a, d.w, part) },
   );
-  if (wino) {
-    // The output transform reads the 16 planes' sums of each tile and writes the conv's pixels:
-    // its M is the output's Hout·Wout, where store() indexes.
-    const per = (batch * M * N) / 16;
-    g.dispatch(
-      `${label}/winograd output`,
-      { shader: 'gemm', params: { REDUCE: true, WINO_OUT: true, OUT_COLMAJOR: true, ...epilogueParams(e), ...storageParams(d.dtype), ...(e.bias ? d.weights : {}) } },
-      { part, out: d.out, ...epilogueBindings(e) },
-      { ...uniforms, M: wino.Hout * wino.Wout, Hout: wino.Hout, Wout: wino.Wout, tw: wino.tw, tiles: wino.tiles },
-      fold1d(Math.ceil(per / 256)),
-      { flops: 24 * per, bytes: trafficBytes(part, d.out, ...extras) },
-    );
-    g.release(part);
-    return;
-  }
-  // The reduce reads no weight values: the weights' storage matters to it through the bias, and a
-  // q8 weight's row scales (applied to the slices' sum).
+  // The second pass reads no weight values: the weights' storage matters to it through the bias,
+  // and a q8 weight's row scales (applied to the slices' sum). A Winograd conv's (WINO_OUT) reads
+  // each tile's 16 planes of sums and writes its pixels: its M is the output's Hout·Wout, where
+  // store() indexes, and it takes a thread per tile and channel.
   const q8 = q?.format === 'q8';
+  const threads = wino ? (batch * M * N) / 16 : batch * M * N;
   g.dispatch(
-    `${label}/reduce`,
-    { shader: 'gemm', params: { REDUCE: true, OUT_COLMAJOR: !!d.layout.OUT_COLMAJOR, ...epilogueParams(e), ...storageParams(d.dtype), ...(e.bias ? d.weights : {}), ...(q8 ? { WQ: true, WQ8: true } : {}) } },
+    wino ? `${label}/winograd output` : `${label}/reduce`,
+    { shader: 'gemm', params: { REDUCE: true, ...(wino ? { WINO_OUT: true } : {}), OUT_COLMAJOR: !!wino || !!d.layout.OUT_COLMAJOR, ...epilogueParams(e), ...storageParams(d.dtype), ...(e.bias ? d.weights : {}), ...(q8 ? { WQ: true, WQ8: true } : {}) } },
     { part, out: d.out, ...epilogueBindings(e), ...(q8 ? { w: d.w } : {}) },
-    uniforms,
-    fold1d(Math.ceil((batch * M * N) / 256)),
-    { bytes: trafficBytes(part, d.out, ...extras) },
+    wino ? { ...uniforms, M: wino.Hout * wino.Wout, Hout: wino.Hout, Wout: wino.Wout, tw: wino.tw, tiles: wino.tiles } : uniforms,
+    fold1d(Math.ceil(threads / 256)),
+    { ...(wino ? { flops: 24 * threads } : {}), bytes: trafficBytes(part, d.out, ...extras) },
   );
   g.release(part);
 }
@@ -446,28 +434,25 @@ export function conv2d(g: Graph, label: string, x: Tensor, weight: Tensor, opts:
   checkEpilogue(label, e, B, Cout, outShape);
   const { dtype, weights } = gemmDTypes(g, label, x, weight, e);
   const out = g.alloc(outShape, label, dtype);
-  const M = Hout * Wout;
-  const wino = winogradWeightFor(g, weight, { kh, kw, stride, B, Cin, Hout, Wout, dtype });
+  const wino = winogradPlan(g, weight, { stride, B, Hout, Wout, dtype });
   if (wino) {
-    const v = winogradInput(g, label, x, { padT, padL, upH, upW, upsample: !!opts.upsample, Hout, Wout });
-    const { tw, tiles, Mw } = winogradTiles(B, Hout, Wout);
+    // The input's transform, the 16 GEMMs over channels, and the output transform with the epilogue.
+    const v = winogradInput(g, label, x, wino, { padT, padL, upH, upW, upsample: !!opts.upsample });
     dispatchGemm(g, {
-      label, M: Mw, N: Cout, K: Cin, batch: 16, layout: { A_COLMAJOR: true },
-      dtype, weights, a: v, w: wino, out, epilogue: e, geometry: noConv,
-      winograd: { wPlane: (Math.ceil(Cout / 4) * Cin), tw, tiles, Hout, Wout },
+      label, M: wino.Mw, N: Cout, K: Cin, batch: 16, layout: { A_COLMAJOR: true },
+      dtype, weights, a: v, w: wino.w, out, epilogue: e, geometry: noConv, winograd: { ...wino, Hout, Wout },
     });
     g.release(v);
-    if (t) g.release(t);
-    return out;
+  } else {
+    const pointwise = kh === 1 && kw === 1 && stride === 1 && padT + padL + padB + padR === 0 && !opts.upsample;
+    // Padding taps are multiplied as zeros by the kernel, so they count in the cost: the work done.
+    dispatchGemm(g, {
+      label, M: Hout * Wout, N: Cout, K: Cin * kh * kw, batch: B,
+      layout: { A_COLMAJOR: pointwise, A_IM2COL: !pointwise, UPSAMPLE: !!opts.upsample, OUT_COLMAJOR: true },
+      dtype, weights, a: x, w: weight, out, epilogue: e,
+      geometry: { Cin, H, W, kh, kw, stride, padT, padL, Hout, Wout, upH, upW },
+    });
   }
-  const pointwise = kh === 1 && kw === 1 && stride === 1 && padT + padL + padB + padR === 0 && !opts.upsample;
-  // Padding taps are multiplied as zeros by the kernel, so they count in the cost: the work done.
-  dispatchGemm(g, {
-    label, M, N: Cout, K: Cin * kh * kw, batch: B,
-    layout: { A_COLMAJOR: pointwise, A_IM2COL: !pointwise, UPSAMPLE: !!opts.upsample, OUT_COLMAJOR: true },
-    dtype, weights, a: x, w: weight, out, epilogue: e,
-    geometry: { Cin, H, W, kh, kw, stride, padT, padL, Hout, Wout, upH, upW },
-  });
   if (t) g.release(t);
   return out;
 }

@@ -2,19 +2,19 @@
 // transforms, and which convs take it. conv2d() (src/kernels/gemm.ts) runs the 16 GEMMs and the
 // output transform on the GEMM core.
 import { fold1d, Graph } from '../graph/graph.ts';
-import { bytesFor, dtypeOf, shapeStr, isN4, type Tensor } from '../graph/tensor.ts';
+import { bytesFor, dtypeOf, shapeStr, isN4, type DType, type Tensor } from '../graph/tensor.ts';
 import type { Runtime } from '../gpu/runtime.ts';
 import { storageParams, weightParams } from './dtype.ts';
 import { GpuError } from '../errors.ts';
 
 const WG = 256;
 
-
 /**
  * Who makes and keeps a weight's transformed copy: the model's WeightSlices (src/models/channel_split.ts),
  * which owns it with the model's weights and transforms it again when a LoRA merge changes the
- * weight. Only weights registered here run as Winograd convs: a weight without an owner (a
- * kernel test's, an attached LoRA's) would need its transform made per graph.
+ * weight, or transformOnce() for weights no model holds (kernel tests, benches). Only weights
+ * registered here run as Winograd convs: one without an owner (an attached LoRA's down) would need
+ * its transform made per graph.
  */
 export interface DerivedWeights {
   winograd(w: Tensor): Tensor;
@@ -32,13 +32,6 @@ export function isConv3x3(w: Tensor): boolean {
   return w.shape.length === 4 && w.shape[2] === 3 && w.shape[3] === 3 && !w.quant;
 }
 
-/** Output tiles of a Winograd conv: tw per row, tiles per image, and the GEMMs' rows (batch · tiles). */
-export function winogradTiles(B: number, Hout: number, Wout: number): { tw: number; tiles: number; Mw: number } {
-  const tw = Math.ceil(Wout / 2);
-  const tiles = Math.ceil(Hout / 2) * tw;
-  return { tw, tiles, Mw: B * tiles };
-}
-
 /** Rows per plane of a transformed weight: Cout padded to a multiple of 4 ('n4'). */
 function paddedN(N: number): number {
   return Math.ceil(N / 4) * 4;
@@ -51,27 +44,42 @@ export function winogradWeightBytes(w: Tensor): number {
 }
 
 /**
- * The transformed weight for a conv, or null when the conv does not take the Winograd path:
- * Runtime.winograd off, not a 3x3 stride-1 conv, too few rows times channels (Runtime.winogradMinWork), a quantized weight, a weight no model owns, or a
- * transform (its weight, the input's V or the GEMMs' scratch) over the plan's binding limit, where
- * the implicit-GEMM conv needs no scratch.
+ * How a conv runs as a Winograd conv: its transformed weight `w`, whose planes are `wPlane` vec4s
+ * apart, and its 2x2 output tiles (tw per row, `tiles` per image, Mw = batch · tiles: the GEMMs' rows).
  */
-export function winogradWeightFor(g: Graph, weight: Tensor, o: { kh: number; kw: number; stride: number; B: number; Cin: number; Hout: number; Wout: number; dtype: 'f32' | 'f16' }): Tensor | null {
-  if (!g.rt.winograd || o.kh !== 3 || o.kw !== 3 || o.stride !== 1 || weight.quant) return null;
+export interface WinogradPlan {
+  w: Tensor;
+  wPlane: number;
+  tw: number;
+  tiles: number;
+  Mw: number;
+}
+
+/**
+ * The plan for a conv of `weight` ([Cout, Cin, kh, kw]) over a batch of B giving Hout x Wout, or
+ * null when it does not take the Winograd path: Runtime.winograd off, not a float 3x3 stride-1 conv,
+ * too few rows times channels (Runtime.winogradMinWork), a weight no model owns, or a transform (its
+ * weight, the input's V or the GEMMs' scratch) over the plan's binding limit, where the
+ * implicit-GEMM conv needs no scratch.
+ */
+export function winogradPlan(g: Graph, weight: Tensor, o: { stride: number; B: number; Hout: number; Wout: number; dtype: DType }): WinogradPlan | null {
+  if (!g.rt.winograd || o.stride !== 1 || !isConv3x3(weight)) return null;
   const owner = owners.get(weight);
   if (!owner) return null;
-  const N = weight.shape[0]!;
-  const { Mw } = winogradTiles(o.B, o.Hout, o.Wout);
-  if (Mw * o.Cin < g.rt.winogradMinWork) return null;
+  const [N = 1, Cin = 1] = weight.shape;
+  const tw = Math.ceil(o.Wout / 2);
+  const tiles = Math.ceil(o.Hout / 2) * tw;
+  const Mw = o.B * tiles;
+  if (Mw * Cin < g.rt.winogradMinWork) return null;
   const limit = g.limits.binding;
-  if (winogradWeightBytes(weight) > limit || bytesFor(16 * o.Cin * Mw, o.dtype) > limit || 4 * 16 * Mw * N > limit) return null;
-  return owner.winograd(weight);
+  if (winogradWeightBytes(weight) > limit || bytesFor(16 * Cin * Mw, o.dtype) > limit || 4 * 16 * Mw * N > limit) return null;
+  return { w: owner.winograd(weight), wPlane: (paddedN(N) / 4) * Cin, tw, tiles, Mw };
 }
 
 /** The input's transform V: [16, Cin, B·tiles] (see shaders/winograd.wgsl INPUT), in x's storage type. */
-export function winogradInput(g: Graph, label: string, x: Tensor, o: { padT: number; padL: number; upH: number; upW: number; upsample: boolean; Hout: number; Wout: number }): Tensor {
+export function winogradInput(g: Graph, label: string, x: Tensor, p: WinogradPlan, o: { padT: number; padL: number; upH: number; upW: number; upsample: boolean }): Tensor {
   const [B, Cin, H, W] = x.shape as [number, number, number, number];
-  const { tw, tiles, Mw } = winogradTiles(B, o.Hout, o.Wout);
+  const { tw, tiles, Mw } = p;
   const v = g.alloc([16, Cin, Mw], `${label}/winograd input`, dtypeOf(x));
   g.dispatch(
     `${label}/winograd input`,
@@ -90,9 +98,8 @@ export function winogradInput(g: Graph, label: string, x: Tensor, o: { padT: num
  * 'n4' (16 planes of [ceil(N / 4)·4, Cin]), which both GEMM feeds read.
  */
 export function makeWinogradWeight(rt: Runtime, w: Tensor): { t: Tensor; fill: () => void } {
-  const [N = 0, Cin = 0, kh, kw] = w.shape;
-  if (w.shape.length !== 4 || kh !== 3 || kw !== 3) throw new GpuError(`${w.label}: a Winograd weight transform needs a [Cout, Cin, 3, 3] weight, not ${shapeStr(w.shape)}`);
-  if (w.quant) throw new GpuError(`${w.label}: a quantized (${w.quant.format}) weight has no Winograd transform`);
+  if (!isConv3x3(w)) throw new GpuError(`${w.label}: a Winograd weight transform needs a float [Cout, Cin, 3, 3] weight, not ${w.quant ? `a ${w.quant.format} one` : shapeStr(w.shape)}`);
+  const [N = 0, Cin = 0] = w.shape;
   const label = `${w.label} (winograd)`;
   const Np = paddedN(N);
   // Shaped as what it holds (bindings are sized from the shape): 16 planes of Np rows, an [16·Np, Cin] 'n4' matrix.
@@ -109,4 +116,21 @@ export function makeWinogradWeight(rt: Runtime, w: Tensor): { t: Tensor; fill: (
   };
   fill();
   return { t, fill };
+}
+
+/**
+ * An owner for weights no model holds (kernel tests, benches): the transform made at first use
+ * and kept, never made again (`made` is told each time one is made).
+ */
+export function transformOnce(rt: Runtime, made: () => void = () => {}): DerivedWeights {
+  let t: Tensor | null = null;
+  return {
+    winograd(w) {
+      if (!t) {
+        made();
+        t = makeWinogradWeight(rt, w).t;
+      }
+      return t;
+    },
+  };
 }

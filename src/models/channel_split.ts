@@ -86,13 +86,14 @@ function ends(starts: number[], C: number): number[] {
   return starts.map((s, i) => starts[i + 1] ?? C).map((e, i) => e - starts[i]!);
 }
 
-/**
- * Sub-tensors of weights for chunked convs and norms, copied once on the GPU and kept with the
- * model (a slice of input channels is not contiguous in [Cout, Cin, kh, kw]).
- */
 /** The cache key of a weight's Winograd transform beside its slices' ranges. */
 const WINOGRAD = 'winograd';
 
+/**
+ * Sub-tensors of weights for chunked convs and norms, copied once on the GPU and kept with the
+ * model (a slice of input channels is not contiguous in [Cout, Cin, kh, kw]), and the Winograd
+ * transforms of its 3x3 conv weights.
+ */
 export class WeightSlices {
   /** Each weight's slices by range, with the copy that fills one (run again when the weight changes). */
   private readonly cache = new WeakMap<Tensor, Map<string, { t: Tensor; copy: () => void }>>();

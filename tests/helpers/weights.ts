@@ -11,7 +11,7 @@ import { f16Bits, f16Value, toF16Array } from '../../src/io/f16.ts';
 import { interleaveN4 } from '../../src/io/weight_layout.ts';
 import { dequantize, quantize, type QuantFormat } from '../../src/io/quant.ts';
 import { uploadQuantized } from '../../src/kernels/cast.ts';
-import { isConv3x3, makeWinogradWeight, registerDerived } from '../../src/kernels/winograd.ts';
+import { isConv3x3, registerDerived, transformOnce } from '../../src/kernels/winograd.ts';
 import { input, storageType, withRuntime } from './gpu.ts';
 
 /**
@@ -94,18 +94,7 @@ export async function withWinogradWeights<T>(rt: Runtime, fn: () => Promise<T>):
 
 /** Registers t for Winograd convs when withWinogradWeights is on; its transform is made on the weight's own runtime. */
 function registered(rt: Runtime, t: Tensor): Tensor {
-  if (winograd && isConv3x3(t)) {
-    let made: Tensor | null = null;
-    registerDerived(t, {
-      winograd(w) {
-        if (!made) {
-          transforms++;
-          made = makeWinogradWeight(rt, w).t;
-        }
-        return made;
-      },
-    });
-  }
+  if (winograd && isConv3x3(t)) registerDerived(t, transformOnce(rt, () => transforms++));
   return t;
 }
 
