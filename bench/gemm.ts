@@ -18,8 +18,6 @@ import { conv2d, linear } from '../src/kernels/gemm.ts';
 import { shaderSources } from '../src/kernels/shaders.gen.ts';
 import { uploadQuantized, uploadTensor } from '../src/kernels/cast.ts';
 import { quantize } from '../src/io/quant.ts';
-import { toF16Array } from '../src/io/f16.ts';
-import { interleaveN4 } from '../src/io/weight_layout.ts';
 import { randn } from '../tests/helpers/gpu.ts';
 import { adapterSlug, roundJson } from './core/generate_bench.ts';
 import { gemmFeedName } from './core/gemm_feed.ts';
@@ -130,13 +128,7 @@ function uploadWeight(shape: number[], label: string, seed: number, quantizable 
   const values = randn(shape.reduce((a, b) => a * b, 1), seed, 0.1);
   // Float weights (and a quantized weight's bias) are f16 beside f16 activations, as models keep them.
   const dtype = weights === 'f16' || activations === 'f16' ? 'f16' : 'f32';
-  if (layout === 'n4' && quantizable && (weights === 'f32' || weights === 'f16')) {
-    const N = shape[0]!;
-    const K = values.length / N;
-    const host = dtype === 'f16' ? toF16Array(values) : values;
-    const bytes = interleaveN4(new Uint8Array(host.buffer, host.byteOffset, host.byteLength), N, K, dtype === 'f16' ? 2 : 4);
-    return { buffer: rt.upload(new Uint32Array(bytes.buffer), label), shape, label, dtype, layout: 'n4' };
-  }
+  if (layout === 'n4' && quantizable && (weights === 'f32' || weights === 'f16')) return uploadTensor(rt, values, shape, label, dtype, 'n4');
   if (weights === 'f32' || weights === 'f16' || !quantizable) return uploadTensor(rt, values, shape, label, dtype);
   const q = quantize(weights, values, shape[0]!, values.length / shape[0]!);
   return uploadQuantized(rt, q, shape, label);

@@ -15,7 +15,6 @@ import type { Tensor } from '../src/graph/tensor.ts';
 import { conv2d } from '../src/kernels/gemm.ts';
 import { uploadTensor } from '../src/kernels/cast.ts';
 import { registerDerived, transformOnce, winogradPlan } from '../src/kernels/winograd.ts';
-import { interleaveN4 } from '../src/io/weight_layout.ts';
 import { randn } from '../tests/helpers/gpu.ts';
 import { adapterSlug, roundJson } from './core/generate_bench.ts';
 import { gemmFeedName } from './core/gemm_feed.ts';
@@ -38,9 +37,7 @@ console.error(`adapter: ${gpu.adapterName}; GEMM feed: ${gemmFeedName(rt)}; timi
 /** A [C, C, 3, 3] weight stored as WeightLoader.gemmWeight would on this runtime, registered for Winograd convs. */
 function convWeight(C: number, seed: number): Tensor {
   const v = randn(C * C * 9, seed, 0.05);
-  const n4 = rt.gemmFeed === 'direct';
-  const data = n4 ? new Float32Array(interleaveN4(new Uint8Array(v.buffer), C, C * 9, 4).buffer) : v;
-  const w: Tensor = { ...uploadTensor(rt, data, [C, C, 3, 3], 'weight'), ...(n4 ? { layout: 'n4' as const } : {}) };
+  const w = uploadTensor(rt, v, [C, C, 3, 3], 'weight', 'f32', rt.gemmFeed === 'direct' ? 'n4' : undefined);
   registerDerived(w, transformOnce(rt));
   return w;
 }

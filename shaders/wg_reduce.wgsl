@@ -17,10 +17,10 @@ struct Lane {
 #endif
 }
 
-#if SUBGROUPS
-// One slot per subgroup (num_subgroups <= WG).
+// The subgroup form's one slot per subgroup (num_subgroups <= WG), the tree's one per thread.
 var<workgroup> wg_part: array<f32, WG>;
 
+#if SUBGROUPS
 fn wg_reduce(v: f32, t: Lane, take_max: bool) -> f32 {
   var s: f32;
   if (take_max) { s = subgroupMax(v); } else { s = subgroupAdd(v); }
@@ -36,7 +36,6 @@ fn wg_reduce(v: f32, t: Lane, take_max: bool) -> f32 {
 #else
 // The halving below reaches every value only for a power of two.
 const_assert (WG & (WG - 1u)) == 0u;
-var<workgroup> wg_part: array<f32, WG>;
 
 fn wg_reduce(v: f32, t: Lane, take_max: bool) -> f32 {
   wg_part[t.lid] = v;

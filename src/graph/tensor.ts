@@ -53,7 +53,6 @@ export function bytesOf(t: Tensor): number {
   return bytesFor(numel(t.shape), t.dtype);
 }
 
-/** Elements an 'n4' weight of this shape stores: its [N, K] with N padded to a multiple of 4. */
 /**
  * Whether t is stored 'n4' (row-major otherwise); a layout this code does not know is an error
  * naming `what` needed it, never a misread.
@@ -64,6 +63,7 @@ export function isN4(t: Tensor, what: string): boolean {
   throw new DTypeError(`${what}: ${t.label} has unknown layout '${String(t.layout)}'`);
 }
 
+/** Elements an 'n4' weight of this shape stores: its [N, K] with N padded to a multiple of 4. */
 export function n4Elements(shape: readonly number[]): number {
   const N = shape[0] ?? 1;
   return Math.ceil(N / 4) * 4 * (numel(shape) / N);

@@ -1,5 +1,6 @@
 // Host-side reordering of GEMM weights into the storage orders of Tensor.layout
 // (src/graph/tensor.ts), on raw element bytes so f32 and f16 weights need no conversion.
+import { elementBytes, type DType } from '../graph/tensor.ts';
 import { ShapeError } from '../errors.ts';
 
 /** Where element (n, k) of an [N, K] weight with K columns lies in its 'n4' storage. */
@@ -8,10 +9,11 @@ function n4Index(n: number, k: number, K: number): number {
 }
 
 /**
- * A row-major [N, K] weight of `elem`-byte elements reordered to 'n4': element (n, k) at
+ * A row-major [N, K] weight stored in `dtype` reordered to 'n4': element (n, k) at
  * ((n / 4)·K + k)·4 + n % 4, with N padded up to a multiple of 4 by zero rows.
  */
-export function interleaveN4(bytes: Uint8Array, N: number, K: number, elem: 2 | 4): Uint8Array {
+export function interleaveN4(bytes: Uint8Array, N: number, K: number, dtype: DType): Uint8Array {
+  const elem = elementBytes(dtype);
   if (bytes.byteLength < N * K * elem) throw new ShapeError(`interleaveN4: ${bytes.byteLength} bytes do not hold a ${N} x ${K} weight of ${elem}-byte elements`);
   const out = new Uint8Array(Math.ceil(N / 4) * 4 * K * elem);
   // Whole elements moved as integers (a copy of the source, which may sit at any byte offset).

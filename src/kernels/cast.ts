@@ -2,8 +2,8 @@
 // of tensors in either storage type.
 import type { Runtime } from '../gpu/runtime.ts';
 import { fold1d, type Graph } from '../graph/graph.ts';
-import { bytesFor, dtypeOf, n4Elements, numel, type DType, type Tensor, isN4 } from '../graph/tensor.ts';
-import { deinterleaveN4 } from '../io/weight_layout.ts';
+import { bytesFor, dtypeOf, n4Elements, numel, type DType, type Tensor, type WeightLayout, isN4 } from '../graph/tensor.ts';
+import { deinterleaveN4, interleaveN4 } from '../io/weight_layout.ts';
 import { DTypeError } from '../errors.ts';
 import { fromF16Array, toF16Array } from '../io/f16.ts';
 import { packForGpu, type QuantizedHost } from '../io/quant.ts';
@@ -36,10 +36,16 @@ export function inStorage(g: Graph, dtype: DType, input: Tensor, f: (x: Tensor) 
   return out32;
 }
 
-/** Host f32 values uploaded as a tensor stored in `dtype` (f16 rounds to nearest even). */
-export function uploadTensor(rt: Runtime, data: Float32Array, shape: readonly number[], label: string, dtype: DType = 'f32'): Tensor {
+/**
+ * Host f32 values uploaded as a tensor stored in `dtype` (f16 rounds to nearest even), row-major
+ * or, for a GEMM weight ([N, ...]), in `layout` (Tensor.layout; readTensor undoes it).
+ */
+export function uploadTensor(rt: Runtime, data: Float32Array, shape: readonly number[], label: string, dtype: DType = 'f32', layout?: WeightLayout): Tensor {
   const host = dtype === 'f16' ? new Uint32Array(toF16Array(data).buffer) : data;
-  return { buffer: rt.upload(host, label), shape: [...shape], label, dtype };
+  if (!layout) return { buffer: rt.upload(host, label), shape: [...shape], label, dtype };
+  const N = shape[0] ?? 1;
+  const bytes = interleaveN4(new Uint8Array(host.buffer, host.byteOffset, host.byteLength), N, data.length / N, dtype);
+  return { buffer: rt.upload(new Uint32Array(bytes.buffer), label), shape: [...shape], label, dtype, layout };
 }
 
 /** A quantized weight (src/io/quant.ts) as the GEMM core binds it: one buffer of values and scales. */

@@ -115,7 +115,7 @@ export class WeightLoader {
     const dtype = this.weightDtype;
     const N = shape[0]!;
     const t: Tensor = { ...this.alloc(shape, key, dtype, bytesFor(n4Elements(shape), dtype)), layout: 'n4' };
-    this.claimFloat(key, shape, (host) => writeBytes(this.rt, t.buffer, interleaveN4(storageBytes(host, dtype), N, numel(shape) / N, dtype === 'f16' ? 2 : 4)));
+    this.claimFloat(key, shape, (host) => writeBytes(this.rt, t.buffer, interleaveN4(storageBytes(host, dtype), N, numel(shape) / N, dtype)));
     this.weights.set(key, t);
     return t;
   }

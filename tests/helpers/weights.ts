@@ -7,10 +7,9 @@
 import { createGpu } from '../../src/gpu/device.ts';
 import { Runtime } from '../../src/gpu/runtime.ts';
 import type { DType, Tensor, WeightLayout } from '../../src/graph/tensor.ts';
-import { f16Bits, f16Value, toF16Array } from '../../src/io/f16.ts';
-import { interleaveN4 } from '../../src/io/weight_layout.ts';
+import { f16Bits, f16Value } from '../../src/io/f16.ts';
 import { dequantize, quantize, type QuantFormat } from '../../src/io/quant.ts';
-import { uploadQuantized } from '../../src/kernels/cast.ts';
+import { uploadQuantized, uploadTensor } from '../../src/kernels/cast.ts';
 import { isConv3x3, registerDerived, transformOnce } from '../../src/kernels/winograd.ts';
 import { input, storageType, withRuntime } from './gpu.ts';
 
@@ -64,10 +63,7 @@ export async function withGemmLayout<T>(l: 'rows' | WeightLayout, fn: () => Prom
 /** input() of a GEMM weight stored 'n4': four output channels interleaved per k. */
 function inputN4(rt: Runtime, arr: Float32Array, shape: number[], label: string, dtype: DType): Tensor {
   n4Uploads++;
-  const N = shape[0]!;
-  const host = dtype === 'f16' ? toF16Array(arr) : arr;
-  const bytes = interleaveN4(new Uint8Array(host.buffer, host.byteOffset, host.byteLength), N, arr.length / N, dtype === 'f16' ? 2 : 4);
-  return { buffer: rt.upload(new Uint32Array(bytes.buffer), label), shape: [...shape], label, dtype, layout: 'n4' };
+  return uploadTensor(rt, arr, shape, label, dtype, 'n4');
 }
 
 let winograd = false;

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import type { Runtime } from '../../src/gpu/runtime.ts';
 import { Graph } from '../../src/graph/graph.ts';
 import type { DType, Tensor } from '../../src/graph/tensor.ts';
-import { f16Bits, f16Value, toF16Array } from '../../src/io/f16.ts';
+import { toF16Array } from '../../src/io/f16.ts';
 import type { HostTensor } from '../../src/io/safetensors.ts';
 import { deinterleaveN4, interleaveN4 } from '../../src/io/weight_layout.ts';
 import { WeightStore } from '../../src/io/weights.ts';
@@ -19,29 +19,22 @@ import { runAndRead } from '../helpers/split.ts';
 import { WeightLoader } from '../../src/models/loader.ts';
 import { PlanLimitError } from '../../src/errors.ts';
 import { hasF16, input, randn, runtime, withGemmFeed, withRuntime } from '../helpers/gpu.ts';
-import { runtimeWithoutF16 } from '../helpers/weights.ts';
+import { roundF16, runtimeWithoutF16 } from '../helpers/weights.ts';
 
 /** values ([N, K] row-major) uploaded 'n4' in `dtype`. */
-function uploadN4(rt: Runtime, values: Float32Array, shape: number[], dtype: DType): Tensor {
-  const N = shape[0]!;
-  const host = dtype === 'f16' ? toF16Array(values) : values;
-  const bytes = interleaveN4(new Uint8Array(host.buffer, host.byteOffset, host.byteLength), N, values.length / N, dtype === 'f16' ? 2 : 4);
-  return { buffer: rt.upload(new Uint32Array(bytes.buffer), 'w'), shape, label: 'w', dtype, layout: 'n4' };
-}
-
-const roundF16 = (v: Float32Array) => v.map((x) => f16Value(f16Bits(x)));
+const uploadN4 = (rt: Runtime, values: Float32Array, shape: number[], dtype: DType): Tensor => uploadTensor(rt, values, shape, 'w', dtype, 'n4');
 
 describe("'n4' weights", () => {
   it('interleave four output channels per k, N padded with zero rows, and back', () => {
     const N = 6;
     const K = 3;
     const v = Float32Array.from({ length: N * K }, (_, i) => i + 1);
-    const out = new Float32Array(interleaveN4(new Uint8Array(v.buffer), N, K, 4).buffer);
+    const out = new Float32Array(interleaveN4(new Uint8Array(v.buffer), N, K, 'f32').buffer);
     // (n, k) at ((n / 4)·K + k)·4 + n % 4
     expect(Array.from(out)).toEqual([1, 4, 7, 10, 2, 5, 8, 11, 3, 6, 9, 12, 13, 16, 0, 0, 14, 17, 0, 0, 15, 18, 0, 0]);
     expect(Array.from(deinterleaveN4(out, N, K))).toEqual(Array.from(v));
     const h = toF16Array(v);
-    const h4 = new Uint16Array(interleaveN4(new Uint8Array(h.buffer), N, K, 2).buffer);
+    const h4 = new Uint16Array(interleaveN4(new Uint8Array(h.buffer), N, K, 'f16').buffer);
     expect(Array.from(h4)).toEqual(Array.from(out).map((x) => (x === 0 ? 0 : h[x - 1]!)));
   });
 
