@@ -6,6 +6,8 @@
 // Run `node scripts/bundle-shaders.mjs` first if shaders/ changed.
 //   npx tsx bench/attention.ts            default shapes
 //   npx tsx bench/attention.ts --big      adds 64x64 latents (4096 tokens)
+//   npx tsx bench/attention.ts --tiles 1024,Infinity   the flash kernel at each key-tile budget
+//                                         (Runtime.attentionTileFloats; default: the runtime's)
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -31,6 +33,7 @@ const shapes: Shape[] = [
   { B: 2, Tq: 16, Tk: 16, C: 128, heads: 4, note: "fashion 4x4 level" },
   { B: 2, Tq: 4, Tk: 4, C: 128, heads: 4, note: "fashion 2x2 level and mid-block" },
   { B: 2, Tq: 64, Tk: 64, C: 128, heads: 4, note: "8x8 latent" },
+  { B: 2, Tq: 64, Tk: 64, C: 64, heads: 1, note: "fashion VAE mid-block, d64" },
   { B: 2, Tq: 256, Tk: 256, C: 128, heads: 4, note: '16x16 latent' },
   { B: 1, Tq: 1024, Tk: 1024, C: 320, heads: 8, note: '32x32 latent, SD d40' },
   { B: 2, Tq: 1024, Tk: 77, C: 320, heads: 8, note: 'cross-attn on 77 tokens' },
@@ -77,6 +80,9 @@ async function time(rt: Runtime, g: Graph, reps: number): Promise<number> {
 }
 
 const rt = new Runtime(await getGpu());
+const tilesArg = process.argv.indexOf('--tiles');
+const tiles = tilesArg >= 0 ? process.argv[tilesArg + 1]!.split(',').map(Number) : [rt.attentionTileFloats];
+if (!tiles.every((t) => t >= 4)) throw new Error(`--tiles takes floats per key tile (Infinity: the kernel's 16 KiB), got ${process.argv[tilesArg + 1]}`);
 console.log(`adapter: ${rt.gpu.adapterName} (GEMM feed ${rt.gemmFeed}; attention() takes the GEMM path from head dim ${rt.attentionGemmMinHead})`);
 // The naive version's score matrix is one tensor: it must fit what graphs plan within.
 const maxScores = Math.min(rt.planLimits.binding, rt.planLimits.buffer);
@@ -87,17 +93,21 @@ for (const s of shapes) {
   const flops = 4 * s.B * s.Tq * s.Tk * s.C;
   const head = `B${s.B} Tq${s.Tq} Tk${s.Tk} C${s.C} heads${s.heads} (${s.note})`;
   // attention() with its path forced (a threshold of 1 takes every head dim to the GEMM path).
-  const forced = (minHead: number) => (g: Graph, q: Tensor, k: Tensor, v: Tensor) => {
-    const prev = rt.attentionGemmMinHead;
+  const forced = (minHead: number, tileFloats = rt.attentionTileFloats) => (g: Graph, q: Tensor, k: Tensor, v: Tensor) => {
+    const prev = [rt.attentionGemmMinHead, rt.attentionTileFloats] as const;
     rt.attentionGemmMinHead = minHead;
+    rt.attentionTileFloats = tileFloats;
     try {
       return attention(g, 'attn', q, k, v, s.heads);
     } finally {
-      rt.attentionGemmMinHead = prev;
+      [rt.attentionGemmMinHead, rt.attentionTileFloats] = prev;
     }
   };
   const versions: [string, (g: Graph, q: Tensor, k: Tensor, v: Tensor) => Tensor][] = [['gemm', forced(1)]];
-  if (attentionKeyTile(s.C / s.heads) >= 4) versions.unshift(['flash', forced(Infinity)]);
+  const d = s.C / s.heads;
+  if (attentionKeyTile(d) >= 4) {
+    versions.unshift(...tiles.map((t): (typeof versions)[number] => [tiles.length > 1 ? `flash@${t === Infinity ? '16KiB' : t}` : 'flash', forced(Infinity, t)]));
+  }
   const scoreBytes = s.B * s.heads * s.Tq * s.Tk * 4;
   const naiveFits = scoreBytes <= maxScores;
   if (naiveFits) versions.unshift(['naive', (g, q, k, v) => naive(g, q, k, v, s)]);
@@ -129,7 +139,7 @@ for (const s of shapes) {
     let extra = name === 'naive' ? `, scores ${(scoreBytes / 2 ** 20).toFixed(1)} MiB` : '';
     const plan = attentionPath(s.C / s.heads, s.B, s.heads, s.Tq, s.Tk, 1, Math.min(g.limits.binding, g.limits.buffer));
     if (name === 'gemm' && plan.path === 'gemm') extra = `, scores ${((s.B * s.heads * plan.rows * s.Tk * 4) / 2 ** 20).toFixed(1)} MiB x ${Math.ceil(s.Tq / plan.rows)} chunk(s)`;
-    console.log(`  ${name.padEnd(6)} ${ms.toFixed(2).padStart(9)} ms  ${(flops / ms / 1e6).toFixed(1).padStart(8)} GFLOP/s  ${verdict}${extra}`);
+    console.log(`  ${name.padEnd(11)} ${ms.toFixed(2).padStart(9)} ms  ${(flops / ms / 1e6).toFixed(1).padStart(8)} GFLOP/s  ${verdict}${extra}`);
     g.destroy();
   }
 }

@@ -167,6 +167,14 @@ export class Runtime {
    */
   attentionUnrollHead: boolean;
   /**
+   * Floats of workgroup memory the flash attention kernel stages per key tile (K and V one tile
+   * each), down to 4 keys whatever the head: no cap but the kernel's 16 KiB on GPUs (Infinity); 512 (4 KiB both) on CPU
+   * adapters, where Dawn's zero-initialisation of workgroup memory costs SwiftShader's compiler
+   * time that grows faster than the memory (a d64 kernel at 32 keys 1.4 s per pipeline, in
+   * Chromium too, 0.15 s at 8 keys; bench/README.md "Compile time") at the same speed.
+   */
+  attentionTileFloats: number;
+  /**
    * Head dims from which attention() runs as two GEMMs and a row softmax (src/kernels/attention.ts
    * attentionPath) instead of the flash kernel, whose per-thread d-wide accumulator spills at large
    * heads. Tests and benches set it to force a path (1: every head; Infinity: none that flash can take).
@@ -222,6 +230,7 @@ export class Runtime {
     this.fuseGroupNorm = cpu;
     this.attentionKeyGroups = cpu ? 4 : 1;
     this.attentionUnrollHead = !cpu;
+    this.attentionTileFloats = cpu ? 1024 : Infinity;
     this.subgroupReduce = cpu && canReduceBySubgroup(gpu);
     this.winograd = cpu;
     // Errors outside any scope (weight uploads, for one) still reach the next assertHealthy().

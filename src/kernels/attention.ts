@@ -32,10 +32,15 @@ export interface AttentionOptions {
   causal?: boolean;
 }
 
-/** Keys per tile for head dim d, so that 2 · BK · d floats fit the 16 KiB budget. */
-export function attentionKeyTile(d: number): number {
+/**
+ * Keys per tile for head dim d, so that 2 · BK · d floats fit the 16 KiB budget (0: d too wide for
+ * the flash kernel), and BK · d fit `tileFloats` (Runtime.attentionTileFloats) down to 4 keys.
+ */
+export function attentionKeyTile(d: number, tileFloats = Infinity): number {
   // A multiple of 4: the kernel scores and accumulates four keys at a time.
-  return Math.min(MAX_BK, Math.floor(TILE_FLOATS / d / 4) * 4);
+  const keys = (floats: number) => Math.floor(floats / d / 4) * 4;
+  const most = Math.min(MAX_BK, keys(TILE_FLOATS));
+  return most < 4 ? most : Math.min(most, Math.max(4, keys(tileFloats)));
 }
 
 /**
@@ -43,10 +48,10 @@ export function attentionKeyTile(d: number): number {
  * clamped rows only to mask them (at 16 tokens, three quarters of the work), so short key sets
  * get a tile of their own length, rounded up to 4 to keep the pipeline variants few.
  */
-export function attentionTiles(d: number, Tq: number, Tk: number): { BQ: number; BK: number } {
+export function attentionTiles(d: number, Tq: number, Tk: number, tileFloats = Infinity): { BQ: number; BK: number } {
   return {
     BQ: Tq <= BQ_SMALL ? BQ_SMALL : BQ_LARGE,
-    BK: Math.min(attentionKeyTile(d), Math.ceil(Tk / 4) * 4),
+    BK: Math.min(attentionKeyTile(d, tileFloats), Math.ceil(Tk / 4) * 4),
   };
 }
 
@@ -115,7 +120,7 @@ export function attention(
     gemmAttention(g, label, q, k, v, out, heads, plan.rows, scale, !!opts.causal);
     return out;
   }
-  const { BQ, BK } = attentionTiles(d, Tq, Tk);
+  const { BQ, BK } = attentionTiles(d, Tq, Tk, g.rt.attentionTileFloats);
   expectShape(attentionKeyTile(d) >= 4, `${label}: head dim ${d} is over ${TILE_FLOATS / 4}, too large to stage four keys in 16 KiB`);
   const qTiles = Math.ceil(Tq / BQ);
   const total = qTiles * heads * B;

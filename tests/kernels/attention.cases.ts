@@ -100,14 +100,19 @@ const oneWay = rows.map((r, i): OpCase & { path: 'flash' | 'gemm'; d: number; Tk
 }));
 
 /**
- * Flash rows with one group of four keys per scoring step and with up to four
- * (Runtime.attentionKeyGroups: GPUs' and CPU adapters' defaults), the head-dim loops to a uniform
- * bound (CPU adapters') and, on some shapes, to the constant D (GPUs'); GEMM-path rows under both
- * feeds of the GEMM core (Runtime.gemmFeed: CPU adapters' direct one, GPUs' tiled one).
+ * Flash rows as GPUs run them (one group of four keys per scoring step, key tiles up to the whole
+ * 16 KiB) and as CPU adapters do (up to four groups, 1024-float tiles: Runtime.attentionKeyGroups
+ * and attentionTileFloats), the head-dim loops to a uniform bound (CPU adapters') and, on some
+ * shapes, to the constant D (GPUs'); GEMM-path rows under both feeds of the GEMM core
+ * (Runtime.gemmFeed: CPU adapters' direct one, GPUs' tiled one). The rows' tile notes are the GPUs' tiles.
  */
 export const attentionCases: OpCase[] = [
-  ...[1, 4].flatMap((kg) =>
-    oneWay.filter((c) => c.path === 'flash').map((c) => ({ ...c, name: `${c.name} [key groups <= ${kg}]`, run: (rt: Runtime) => withRuntime(rt, { attentionKeyGroups: kg, attentionUnrollHead: false }, () => c.run(rt)) })),
+  ...([[1, Infinity], [4, 1024]] as const).flatMap(([kg, tile]) =>
+    oneWay.filter((c) => c.path === 'flash').map((c) => ({
+      ...c,
+      name: `${c.name} [key groups <= ${kg}]${tile === Infinity ? '' : ` [${tile}-float tiles]`}`,
+      run: (rt: Runtime) => withRuntime(rt, { attentionKeyGroups: kg, attentionTileFloats: tile, attentionUnrollHead: false }, () => c.run(rt)),
+    })),
   ),
   // GPUs' form of the flash kernel: head-dim loops to the constant D (Runtime.attentionUnrollHead).
   // lavapipe compiles it in seconds only for a head of 40 or more, or at most 16 keys (d16 aside):
@@ -118,7 +123,7 @@ export const attentionCases: OpCase[] = [
       ...c,
       name: `${c.name} [key groups <= 1] [head unrolled]`,
       ...(c.d >= 40 || (c.Tk <= 16 && c.d !== 16) ? {} : { gpuOnly: 'lavapipe takes 20-99 s to compile this shape with the head unrolled' }),
-      run: (rt: Runtime) => withRuntime(rt, { attentionKeyGroups: 1, attentionUnrollHead: true }, () => c.run(rt)),
+      run: (rt: Runtime) => withRuntime(rt, { attentionKeyGroups: 1, attentionTileFloats: Infinity, attentionUnrollHead: true }, () => c.run(rt)),
     })),
   ...(['direct', 'tiled'] as const).flatMap((feed) =>
     oneWay.filter((c) => c.path === 'gemm').map((c) => ({ ...c, name: `${c.name} [${feed}]`, run: (rt: Runtime) => withGemmFeed(rt, feed, () => c.run(rt)) })),

@@ -38,6 +38,16 @@ describe('attention', () => {
     expect(attentionKeyTile(513)).toBe(0);
   });
 
+  it('shrinks the key tile to a smaller budget (CPU adapters) down to four keys, never changing which heads fit', () => {
+    // d -> keys at 1024 floats a tile (Runtime.attentionTileFloats on CPU adapters) and at the whole 16 KiB
+    const cases: [number, number, number][] = [[8, 64, 64], [32, 32, 64], [40, 24, 48], [64, 16, 32], [128, 8, 16], [160, 4, 12], [512, 4, 4], [513, 0, 0]];
+    for (const [d, capped, whole] of cases) {
+      expect(attentionKeyTile(d, 1024), `d ${d}`).toBe(capped);
+      expect(attentionKeyTile(d), `d ${d}`).toBe(whole);
+      expect(attentionKeyTile(d, Infinity), `d ${d}`).toBe(whole);
+    }
+  });
+
   it('plans 4096 tokens, 8 heads of 64 within the dispatch limits', async () => {
     const rt = await runtime();
     const g = new Graph(rt, 'attn-4096');
