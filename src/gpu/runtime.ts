@@ -168,10 +168,11 @@ export class Runtime {
   attentionUnrollHead: boolean;
   /**
    * Floats of workgroup memory the flash attention kernel stages per key tile (K and V one tile
-   * each), down to 4 keys whatever the head: no cap but the kernel's 16 KiB on GPUs (Infinity); 512 (4 KiB both) on CPU
-   * adapters, where Dawn's zero-initialisation of workgroup memory costs SwiftShader's compiler
-   * time that grows faster than the memory (a d64 kernel at 32 keys 1.4 s per pipeline, in
-   * Chromium too, 0.15 s at 8 keys; bench/README.md "Compile time") at the same speed.
+   * each), down to 4 keys whatever the head. GPUs: no cap but the kernel's 16 KiB (Infinity). CPU
+   * adapters: 1024 (8 KiB both), because SwiftShader's compile time for Dawn's zeroing of
+   * workgroup memory grows faster than the memory (a d64 kernel at 32 keys 1.4 s per pipeline, in
+   * Chromium too; 0.56 s at 16 keys), at the same speed on small shapes and 7-21% slower on
+   * SD-sized key sets (bench/README.md "Compile time").
    */
   attentionTileFloats: number;
   /**
