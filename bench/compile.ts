@@ -20,6 +20,8 @@ import { adapterSlug } from './core/generate_bench.ts';
 // Set before any device exists (see bench/generate.ts): Mesa drivers would otherwise answer from
 // the disk cache that the child's run, or any earlier one, filled.
 process.env.MESA_SHADER_CACHE_DISABLE ??= 'true';
+// NVIDIA's driver keeps one too (its Vulkan pipelines included).
+process.env.__GL_SHADER_DISK_CACHE ??= '0';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const arg = (name: string): string | undefined => {

@@ -19,7 +19,7 @@ execFileSync(process.execPath, [join(root, 'scripts/bundle-shaders.mjs')], { std
 // Each bench resolves the repository as its own folder's parent, so the bundles sit in
 // .device-kit/bench/ and run.sh links weights/ and bench/sd-configs/ in beside them.
 await build({
-  entryPoints: ['generate', 'sd', 'gemm', 'attention', 'reduce'].map((n) => join(root, 'bench', `${n}.ts`)),
+  entryPoints: ['generate', 'compile', 'sd', 'gemm', 'attention', 'reduce'].map((n) => join(root, 'bench', `${n}.ts`)),
   outdir: join(kit, 'bench'),
   outExtension: { '.js': '.mjs' },
   bundle: true,

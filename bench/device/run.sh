@@ -4,8 +4,8 @@
 # then the same models in PyTorch on the same GPU. Everything worth keeping lands in $OUT.
 #   bench/device/run.sh [quick]      (quick: small sizes and few repeats, to check the kit on a CPU adapter;
 #                                    SKIP_TORCH=1 leaves PyTorch out, e.g. when an earlier call measured it;
-#                                    STAGES="fashion sd gemm" runs only those: fashion fashion-tiled sd
-#                                    gemm attention sd-feeds sd-f16math sd-f32 torch)
+#                                    STAGES="fashion sd gemm" runs only those: fashion compile fashion-tiled
+#                                    sd gemm attention reduce sd-feeds sd-f16math sd-winograd sd-f32 torch)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/fresco-out}
@@ -81,6 +81,11 @@ prec=f32
 if want fashion; then
   stage "fresco: fashion-ldm (bench/generate.ts)"
   timeout 90 "$NODE" "$KIT/bench/generate.mjs" "${gen[@]}"; keep
+fi
+
+if want compile; then
+  stage "fresco: what the shipped model's first run compiles, pipeline by pipeline (bench/compile.ts)"
+  timeout 60 "$NODE" "$KIT/bench/compile.mjs"; keep
 fi
 
 if want fashion-tiled; then
