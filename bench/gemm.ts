@@ -33,7 +33,7 @@ shaderSources['fma_peak'] = readFileSync(join(here, 'kernels', 'fma_peak.wgsl'),
 const ai = process.argv.indexOf('--activations');
 const activations = ai >= 0 ? process.argv[ai + 1] : 'f32';
 if (activations !== 'f32' && activations !== 'f16') throw new Error(`--activations must be f32 or f16; got ${JSON.stringify(activations)}`);
-const gpu = await getGpu({ wantF16: activations === 'f16' });
+const gpu = await getGpu();
 if (activations === 'f16' && !gpu.features.has('shader-f16')) throw new Error(`--activations f16: this adapter (${gpu.adapterName}) has no shader-f16`);
 const rt = new Runtime(gpu);
 const useGpuTime = gpu.features.has('timestamp-query');

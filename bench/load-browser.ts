@@ -142,7 +142,7 @@ async function runModel(model: BenchModel): Promise<ModelRun> {
       if (v === 1) await page.goto(`${server.origin}/load.html`);
       else await page.reload();
       await page.waitForFunction(() => typeof window.__load === 'function', { polling: 100 });
-      const init = await page.evaluate((p) => window.__loadInit!(p), a.precision);
+      const init = await page.evaluate(() => window.__loadInit!());
       sampler.mark(`visit ${v}: idle`);
       await sleep(idleMs);
       sampler.mark(`visit ${v}: load`);

@@ -53,7 +53,7 @@ async function child(req: ChildRequest): Promise<void> {
   const { nodeFolderReader } = await import('../src/io/model_folder.ts');
   const { urlFolderReader } = await import('../src/io/url_reader.ts');
   const { loadUnetFrom } = await import('./core/load_unet.ts');
-  const gpu = await getGpu({ wantF16: req.precision !== 'f32' });
+  const gpu = await getGpu();
   const rssBeforeBytes = procStatus('VmRSS');
   const base = { adapter: gpu.adapterName, rssBeforeBytes, node: process.version };
   const t0 = performance.now();

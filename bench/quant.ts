@@ -82,7 +82,7 @@ const FORMATS: Format[] = [
 ];
 const REF = 'float';
 
-const gpu = await getGpu({ wantF16: true });
+const gpu = await getGpu();
 console.error(`adapter: ${gpu.adapterName}`);
 const log = (m: string) => console.error(m);
 

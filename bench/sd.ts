@@ -44,7 +44,7 @@ const size = Number(arg('size', String((configs.vae!.sample_size as number) ?? 5
 
 // Exact timestamps for --profile (Dawn rounds them to 100 µs unless told otherwise).
 if (process.argv.includes('--profile')) process.env.FRESCO_DAWN_FLAGS ??= 'disable-dawn-features=timestamp_quantization';
-const gpu = await getGpu({ wantF16: precision !== 'f32' });
+const gpu = await getGpu();
 const rt = new Runtime(gpu);
 const feed = applyGemmFeedArg(rt);
 const gemmMath = applyGemmMathArg(rt);

@@ -29,7 +29,7 @@ const list = (name: string, fallback: number[]) => {
 const channels = list('channels', [64, 128, 256]);
 const sizes = list('sizes', [8, 4, 2]);
 
-const gpu = await getGpu({});
+const gpu = await getGpu();
 const rt = new Runtime(gpu);
 const gpuTime = gpu.features.has('timestamp-query');
 console.error(`adapter: ${gpu.adapterName}; GEMM feed: ${gemmFeedName(rt)}; timing: ${gpuTime ? 'GPU timestamps' : 'wall time'}`);

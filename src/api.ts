@@ -344,7 +344,7 @@ export async function loadModel(source: string | FolderReader, opts: LoadModelOp
   // A folder that is not a supported model (or a ControlNet that does not fit it) fails here, before the GPU is asked for.
   const info = await readModelInfo(reader, { repo, preset: opts.preset, controlnets: controlnets.map((c) => c.reader) });
   const precision = opts.precision ?? 'auto';
-  const gpu = opts.gpu ?? (await getGpu({ wantF16: precision !== 'f32' }));
+  const gpu = opts.gpu ?? (await getGpu());
   const rt = runtimeFor(gpu);
   // Before any weight is read: f16 on a device without shader-f16 fails here.
   resolvePrecision(gpu.features, precision);
@@ -400,8 +400,7 @@ export interface GenerateResult {
  * use instead of the shared one.
  */
 export async function cannyEdges(image: RgbaPixels, opts: CannyOptions & { gpu?: GpuContext } = {}): Promise<RgbaPixels> {
-  // The shared device as loadModel asks for it by default (with shader-f16 where there is one), whichever comes first.
-  const gpu = opts.gpu ?? (await getGpu({ wantF16: true }));
+  const gpu = opts.gpu ?? (await getGpu());
   return cannyOnGpu(runtimeFor(gpu), image, opts);
 }
 

@@ -33,7 +33,7 @@ export interface PageLoadResult {
 
 declare global {
   interface Window {
-    __loadInit?: (precision: Precision) => Promise<{ adapter: string; features: string[] }>;
+    __loadInit?: () => Promise<{ adapter: string; features: string[] }>;
     __load?: (r: PageLoadRequest) => Promise<PageLoadResult>;
   }
 }
@@ -46,14 +46,14 @@ const message = (e: unknown) => (e instanceof Error ? `${e.name}: ${e.message}` 
 
 let gpu: GpuContext | null = null;
 
-window.__loadInit = async (precision) => {
-  gpu = await getGpu({ wantF16: precision !== 'f32' });
+window.__loadInit = async () => {
+  gpu = await getGpu();
   log(`adapter: ${gpu.adapterName}`);
   return { adapter: gpu.adapterName, features: [...gpu.features] };
 };
 
 window.__load = async (r) => {
-  gpu ??= await getGpu({ wantF16: r.precision !== 'f32' });
+  gpu ??= await getGpu();
   const cacheHits: string[] = [];
   const progress: Record<string, [number, number]> = {};
   const reported = new Set<string>();

@@ -58,7 +58,7 @@ async function main(): Promise<void> {
     if (skipped.length) console.error(`not run with --weights (no weights it quantizes): ${skipped.join(', ')}`);
     if (!cases.length) usage(`no model or pipeline cases in ${dir} to run with --weights ${weights}`);
   }
-  const gpu = await getGpu({ wantF16: true });
+  const gpu = await getGpu();
   const rt = new Runtime(gpu);
   console.log(`adapter: ${gpu.adapterName}`);
   if (weights) return runQuantized(rt, dir, cases, weights);

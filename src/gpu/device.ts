@@ -71,15 +71,19 @@ function describe(adapter: GPUAdapter): string {
 
 export interface DeviceOptions {
   powerPreference?: GPUPowerPreference;
-  /** Ask for shader-f16 when present (the f16 path). */
+  /** createGpu: ask for shader-f16 when present (the f16 path). getGpu's device always does. */
   wantF16?: boolean;
 }
 
 let shared: Promise<GpuContext> | null = null;
 
-/** The process-wide device; created on first use. */
-export function getGpu(options: DeviceOptions = {}): Promise<GpuContext> {
-  shared ??= createGpu(options).catch((e) => {
+/**
+ * The process-wide device; created on first use, with shader-f16 wherever the adapter has it: it
+ * serves every model and precision loaded later, so the first caller's precision must not decide
+ * for the rest (an f32 load first once left every later 'auto' load, and a test run's f16 cases, without it).
+ */
+export function getGpu(options: Omit<DeviceOptions, 'wantF16'> = {}): Promise<GpuContext> {
+  shared ??= createGpu({ ...options, wantF16: true }).catch((e) => {
     shared = null;
     throw e;
   });

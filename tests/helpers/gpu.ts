@@ -11,7 +11,7 @@ let rt: Promise<Runtime> | null = null;
  * shader-f16 enabled where the adapter offers it so the f16 rows can run.
  */
 export function runtime(): Promise<Runtime> {
-  rt ??= getGpu({ wantF16: true }).then((gpu) => new Runtime(gpu));
+  rt ??= getGpu().then((gpu) => new Runtime(gpu));
   return rt;
 }
 

@@ -1,5 +1,9 @@
 // The library facade in Node: loading by folder and by URL (streamed progress), both model kinds,
 // option errors, cancel within one step, and previews.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -193,12 +197,32 @@ describe('generate: img2img and inpainting from RGBA pixels', () => {
 
 describe('loadModel precision', () => {
   it("defaults to 'auto' as the CLI does, and never reports 'asked for' when nothing was", async () => {
-    const shared = await getGpu({ wantF16: true });
+    const shared = await getGpu();
     const m = keep(await loadModel('weights/fashion-ldm'));
     expect(m.precision).toBe(shared.features.has('shader-f16') ? 'f16 (shader-f16)' : 'f32 compute, f16 weights (adapter has no shader-f16)');
     m.destroy();
     expect(keep(await loadModel('weights/fashion-ldm', { precision: 'f32' })).precision).toBe('f32 (asked for)');
     expect(keep(await loadModel('weights/fashion-ldm', { precision: 'f32', weights: 'q4' })).precision).toBe('f32 (asked for); U-Net Linear and conv weights q4');
+  });
+
+  it("keeps shader-f16 on the shared device whatever the first load asked: an f32 load first leaves a later 'auto' load its f16", async () => {
+    // A fresh process, so that this load creates the shared device (in this worker an earlier test has).
+    const script = [
+      `import { loadModel } from ${JSON.stringify(resolve('src/api.ts'))};`,
+      `import { createGpu } from ${JSON.stringify(resolve('src/gpu/device.ts'))};`,
+      "const f32 = await loadModel('weights/fashion-ldm', { precision: 'f32' });",
+      "const auto = await loadModel('weights/fashion-ldm');",
+      'const probe = await createGpu({ wantF16: true });',
+      "console.log(JSON.stringify({ f32: f32.precision, auto: auto.precision, adapterF16: probe.features.has('shader-f16') }));",
+      'process.exit(0);',
+    ].join('\n');
+    const file = join(mkdtempSync(join(tmpdir(), 'fresco-')), 'first-load.mts');
+    writeFileSync(file, script);
+    const r = spawnSync(process.execPath, ['--import', 'tsx', file], { encoding: 'utf8', timeout: 120_000 });
+    expect(r.status, r.stderr).toBe(0);
+    const got = JSON.parse(r.stdout.trim().split('\n').pop()!) as { f32: string; auto: string; adapterF16: boolean };
+    expect(got.f32).toBe('f32 (asked for)');
+    expect(got.auto).toBe(got.adapterF16 ? 'f16 (shader-f16)' : 'f32 compute, f16 weights (adapter has no shader-f16)');
   });
 
   it("on a device without shader-f16: 'auto' is f32 compute beside f16 weights and says why, 'f16' is a PrecisionError in library terms", async () => {
