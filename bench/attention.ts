@@ -83,7 +83,7 @@ const rt = new Runtime(await getGpu());
 const tilesArg = process.argv.indexOf('--tiles');
 const tiles = tilesArg >= 0 ? process.argv[tilesArg + 1]!.split(',').map(Number) : [rt.attentionTileFloats];
 if (!tiles.every((t) => t >= 4)) throw new Error(`--tiles takes floats per key tile (Infinity: the kernel's 16 KiB), got ${process.argv[tilesArg + 1]}`);
-console.log(`adapter: ${rt.gpu.adapterName} (GEMM feed ${rt.gemmFeed}; attention() takes the GEMM path from head dim ${rt.attentionGemmMinHead})`);
+console.log(`adapter: ${rt.gpu.adapterName} (GEMM feed ${rt.gemmFeed}; attention() takes the GEMM path from head dim ${rt.attentionGemmMinHead} or ${rt.attentionGemmMinKeys} keys)`);
 // The naive version's score matrix is one tensor: it must fit what graphs plan within.
 const maxScores = Math.min(rt.planLimits.binding, rt.planLimits.buffer);
 for (const s of shapes) {
@@ -94,13 +94,14 @@ for (const s of shapes) {
   const head = `B${s.B} Tq${s.Tq} Tk${s.Tk} C${s.C} heads${s.heads} (${s.note})`;
   // attention() with its path forced (a threshold of 1 takes every head dim to the GEMM path).
   const forced = (minHead: number, tileFloats = rt.attentionTileFloats) => (g: Graph, q: Tensor, k: Tensor, v: Tensor) => {
-    const prev = [rt.attentionGemmMinHead, rt.attentionTileFloats] as const;
+    const prev = [rt.attentionGemmMinHead, rt.attentionGemmMinKeys, rt.attentionTileFloats] as const;
     rt.attentionGemmMinHead = minHead;
+    rt.attentionGemmMinKeys = Infinity;
     rt.attentionTileFloats = tileFloats;
     try {
       return attention(g, 'attn', q, k, v, s.heads);
     } finally {
-      [rt.attentionGemmMinHead, rt.attentionTileFloats] = prev;
+      [rt.attentionGemmMinHead, rt.attentionGemmMinKeys, rt.attentionTileFloats] = prev;
     }
   };
   const versions: [string, (g: Graph, q: Tensor, k: Tensor, v: Tensor) => Tensor][] = [['gemm', forced(1)]];

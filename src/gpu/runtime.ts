@@ -80,7 +80,8 @@ export const DEFAULT_PLAN_LIMITS: Readonly<PlanLimits> = { binding: 128 * 1024 *
  * tokens 3.2x (lavapipe) and 3.9x (SwiftShader) faster than the flash kernel, d512 4.4x and 7.1x;
  * below d128 it wins only some shapes (SD's d40 self-attention, not its cross-attention or small
  * latents), and SD's 4096-token d40 self-attention would need 1 GiB of scores in chunks, so small
- * heads stay on flash (bench/README.md, "Attention for large heads"; unmeasured on a GPU yet).
+ * heads stay on flash (bench/README.md, "Attention for large heads"; unmeasured on a GPU yet) but
+ * for long key sets on CPU adapters (Runtime.attentionGemmMinKeys).
  */
 export const ATTENTION_GEMM_MIN_HEAD = 128;
 
@@ -182,6 +183,14 @@ export class Runtime {
    */
   attentionGemmMinHead = ATTENTION_GEMM_MIN_HEAD;
   /**
+   * Key counts from which attention() takes the GEMM path whatever the head dim. CPU adapters:
+   * 256, where it measured 0.62-0.76x the flash kernel's time at 256 keys of d32, 0.36-0.51x at
+   * 1024 of d40 and 0.35x at SD's 4096 (lavapipe 4.5 s against 12.8 s, scores in 8 chunks of
+   * 128 MiB), and lost at 64 keys (bench/README.md "Compile time"). GPUs: Infinity until a device
+   * run compares them. Tests and benches set it with attentionGemmMinHead to force a path.
+   */
+  attentionGemmMinKeys: number;
+  /**
    * 'f16': the tiled GEMM feed multiplies f16 activations with f16 FMAs, summing each K slice in
    * f16 before the f32 accumulators (F16_MATH in shaders/gemm.wgsl). Opt-in until measured on a
    * GPU (bench --gemm-math f16): packed half math doubles the FMA rate where a GPU has it, and
@@ -232,6 +241,7 @@ export class Runtime {
     this.attentionKeyGroups = cpu ? 4 : 1;
     this.attentionUnrollHead = !cpu;
     this.attentionTileFloats = cpu ? 1024 : Infinity;
+    this.attentionGemmMinKeys = cpu ? 256 : Infinity;
     this.subgroupReduce = cpu && canReduceBySubgroup(gpu);
     this.winograd = cpu;
     // Errors outside any scope (weight uploads, for one) still reach the next assertHealthy().

@@ -68,17 +68,17 @@ export function attentionKeyGroups(most: number, BK: number): number {
 export type AttentionPath = { path: 'flash' } | { path: 'gemm'; rows: number };
 
 /**
- * Which way attention() runs a head dim d: the flash kernel below `minHead` (and wherever the
- * GEMM path's score chunks would be thinner than MIN_CHUNK_ROWS query rows), else the GEMM path
- * with `rows` query rows of every (batch, head) per chunk, its [B·heads·rows, Tk] f32 scores
- * within `maxBytes` (the binding limit). Heads too wide for the flash kernel take the GEMM path
- * whatever the limit (one row per chunk at worst; a limit even that exceeds is the planner's to
- * report).
+ * Which way attention() runs a head dim d over Tk keys: the flash kernel below `minHead` and
+ * `minKeys` (and wherever the GEMM path's score chunks would be thinner than MIN_CHUNK_ROWS query
+ * rows), else the GEMM path with `rows` query rows of every (batch, head) per chunk, its
+ * [B·heads·rows, Tk] f32 scores within `maxBytes` (the binding limit). Heads too wide for the
+ * flash kernel take the GEMM path whatever the limit (one row per chunk at worst; a limit even
+ * that exceeds is the planner's to report).
  */
-export function attentionPath(d: number, B: number, heads: number, Tq: number, Tk: number, minHead: number, maxBytes: number): AttentionPath {
+export function attentionPath(d: number, B: number, heads: number, Tq: number, Tk: number, minHead: number, maxBytes: number, minKeys = Infinity): AttentionPath {
   const flash = attentionKeyTile(d) >= 4;
   // The GEMMs' z runs over batch·heads in one dispatch dimension.
-  if (flash && (d < minHead || B * heads > MAX_WG)) return { path: 'flash' };
+  if (flash && ((d < minHead && Tk < minKeys) || B * heads > MAX_WG)) return { path: 'flash' };
   const fit = Math.floor(maxBytes / (4 * B * heads * Tk));
   if (flash && fit < Math.min(Tq, MIN_CHUNK_ROWS)) return { path: 'flash' };
   const { chunk } = evenChunks(Tq, Math.ceil(Tq / Math.max(1, fit)));
@@ -115,7 +115,7 @@ export function attention(
   expectShape(Number.isFinite(scale), `${label}: scale ${scale} is not finite`);
   const dtype = commonDType(label, { q, k, v });
   const out = g.alloc([B, Tq, C], label, dtype);
-  const plan = attentionPath(d, B, heads, Tq, Tk, g.rt.attentionGemmMinHead, Math.min(g.limits.binding, g.limits.buffer));
+  const plan = attentionPath(d, B, heads, Tq, Tk, g.rt.attentionGemmMinHead, Math.min(g.limits.binding, g.limits.buffer), g.rt.attentionGemmMinKeys);
   if (plan.path === 'gemm') {
     gemmAttention(g, label, q, k, v, out, heads, plan.rows, scale, !!opts.causal);
     return out;

@@ -16,7 +16,7 @@ interface AttnRow {
   /** Multiplies q and k (not v): the logits grow with its square. */
   qkScale?: number;
   note?: string;
-  /** Forces a path (Runtime.attentionGemmMinHead 1 or Infinity); by head dim when absent. */
+  /** Forces a path (Runtime.attentionGemmMinHead 1 or Infinity, attentionGemmMinKeys Infinity); by head dim when absent. */
   path?: 'flash' | 'gemm';
   /** Runtime.planLimits.binding while the row runs: the GEMM path's scores in query-row chunks. */
   binding?: number;
@@ -89,7 +89,7 @@ const oneWay = rows.map((r, i): OpCase & { path: 'flash' | 'gemm'; d: number; Tk
     const v = randn(r.B * r.Tk * r.C, 400 + seed);
     const opts = { scale: r.scale, causal: r.causal };
     const choices = {
-      ...(r.path ? { attentionGemmMinHead: r.path === 'gemm' ? 1 : Infinity } : {}),
+      ...(r.path ? { attentionGemmMinHead: r.path === 'gemm' ? 1 : Infinity, attentionGemmMinKeys: Infinity } : {}),
       ...(r.binding ? { planLimits: { ...rt.planLimits, binding: r.binding } } : {}),
     };
     const got = await withRuntime(rt, choices, () =>

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { Graph } from '../../src/graph/graph.ts';
 import { attention, attentionKeyGroups, attentionKeyTile, attentionPath } from '../../src/kernels/attention.ts';
-import { runtime } from '../helpers/gpu.ts';
+import { runtime, withRuntime } from '../helpers/gpu.ts';
 import type { Tensor } from '../../src/graph/tensor.ts';
 import { ShapeError } from '../../src/errors.ts';
 
@@ -50,14 +50,17 @@ describe('attention', () => {
 
   it('plans 4096 tokens, 8 heads of 64 within the dispatch limits', async () => {
     const rt = await runtime();
-    const g = new Graph(rt, 'attn-4096');
-    const x = g.alloc([2, 4096, 512], 'x');
-    const out = attention(g, 'a', x, x, x, 8);
-    g.finalize();
-    expect(out.shape).toEqual([2, 4096, 512]);
-    // 64 query tiles x 8 heads x 2 batches, one workgroup each
-    expect(g.ops.map((o) => o.workgroups)).toEqual([[1024, 1, 1]]);
-    g.destroy();
+    // The flash kernel's launch, which CPU adapters leave for the GEMM path at this many keys.
+    await withRuntime(rt, { attentionGemmMinKeys: Infinity }, async () => {
+      const g = new Graph(rt, 'attn-4096');
+      const x = g.alloc([2, 4096, 512], 'x');
+      const out = attention(g, 'a', x, x, x, 8);
+      g.finalize();
+      expect(out.shape).toEqual([2, 4096, 512]);
+      // 64 query tiles x 8 heads x 2 batches, one workgroup each
+      expect(g.ops.map((o) => o.workgroups)).toEqual([[1024, 1, 1]]);
+      g.destroy();
+    });
   });
 });
 
@@ -74,6 +77,19 @@ describe('attentionPath', () => {
     // the runtime's threshold forces either way
     expect(attentionPath(8, 1, 1, 100, 100, 1, 128 * MiB)).toEqual({ path: 'gemm', rows: 100 });
     expect(attentionPath(512, 1, 1, 100, 100, Infinity, 128 * MiB)).toEqual({ path: 'flash' });
+  });
+
+  it('takes long key sets to the GEMM path from minKeys (CPU adapters: Runtime.attentionGemmMinKeys), whatever the head', () => {
+    // SD 1.5's d40 self-attention at 64x64 latents: 1 GiB of scores, 512 rows (128 MiB) a chunk
+    expect(attentionPath(40, 2, 8, 4096, 4096, 128, 128 * MiB, 256)).toEqual({ path: 'gemm', rows: 512 });
+    expect(attentionPath(32, 2, 4, 256, 256, 128, 128 * MiB, 256)).toEqual({ path: 'gemm', rows: 256 });
+    // below it, and cross-attention over 77 keys, stay on the flash kernel
+    expect(attentionPath(32, 2, 4, 255, 255, 128, 128 * MiB, 256)).toEqual({ path: 'flash' });
+    expect(attentionPath(40, 2, 8, 4096, 77, 128, 128 * MiB, 256)).toEqual({ path: 'flash' });
+    // the default (GPUs) never takes it by key count
+    expect(attentionPath(40, 2, 8, 4096, 4096, 128, 128 * MiB)).toEqual({ path: 'flash' });
+    // a chunk thinner than 64 rows still falls back to the flash kernel
+    expect(attentionPath(40, 2, 8, 4096, 4096, 128, 4 * MiB, 256)).toEqual({ path: 'flash' });
   });
 
   it('cuts the scores into even query-row chunks that fit the binding limit', () => {
