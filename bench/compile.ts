@@ -6,11 +6,11 @@
 //   node scripts/bundle-shaders.mjs && npx tsx bench/compile.ts [--batch 2] [--winograd on|off|auto]
 //   [--gemm-feed auto|direct|tiled|sized] [--model DIR] [--top 20]
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { getGpu } from '../src/gpu/device.ts';
+import { getGpu, type GpuContext } from '../src/gpu/device.ts';
 import { kernelKey, type KernelSpec, Runtime } from '../src/gpu/runtime.ts';
 import { loadLdmFolder } from '../src/pipelines/ldm_folder.ts';
 import { generateClassConditional } from '../src/pipelines/class_conditional.ts';
@@ -35,7 +35,7 @@ if (!Number.isInteger(batch) || batch < 1) throw new Error(`--batch must be a po
 if (!Number.isInteger(top) || top < 1) throw new Error(`--top must be a positive integer, got ${arg('top')}`);
 
 /** Runtime choices the flags make, applied the same way in the child and here. */
-function runtimeFor(gpu: Awaited<ReturnType<typeof getGpu>>): Runtime {
+function runtimeFor(gpu: GpuContext): Runtime {
   const rt = new Runtime(gpu);
   applyGemmFeedArg(rt);
   applyWinogradArg(rt);
@@ -62,6 +62,7 @@ if (captureTo) {
 const listFile = join(tmpdir(), `fresco-compile-${process.pid}.json`);
 execFileSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), ...process.argv.slice(2), '--capture', listFile], { stdio: ['ignore', 'ignore', 'inherit'] });
 const specs = JSON.parse(readFileSync(listFile, 'utf8')) as KernelSpec[];
+rmSync(listFile);
 
 const gpu = await getGpu();
 const rt = runtimeFor(gpu);
