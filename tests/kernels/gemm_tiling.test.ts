@@ -1,5 +1,5 @@
 // How the GEMM core cuts a GEMM into workgroups (gemmTiling): decisions only; the op table
-// (ops.test.ts, '[tiled]' rows) checks the results of each cut against the CPU.
+// (the op table's '[tiled]' rows) checks the results of each cut against the CPU.
 import { describe, expect, it } from 'vitest';
 import type { Graph } from '../../src/graph/graph.ts';
 import { gemmTiling } from '../../src/kernels/gemm.ts';
