@@ -114,8 +114,9 @@ for (const r of rows) {
   byShader.set(s, { n: e.n + 1, ms: e.ms + total(r) });
 }
 const ms = (v: number) => v.toFixed(0);
+const date = new Date().toISOString().slice(0, 10);
 const lines = [
-  `**${gpu.adapterName}**, ${new Date().toISOString().slice(0, 10)}: ${rows.length} pipelines, ${ms(sum(total))} ms (creation ${ms(sum((r) => r.createMs))} ms, first dispatch ${ms(sum((r) => r.firstDispatchMs))} ms)`,
+  `**${gpu.adapterName}**, ${date}: ${rows.length} pipelines, ${ms(sum(total))} ms (creation ${ms(sum((r) => r.createMs))} ms, first dispatch ${ms(sum((r) => r.firstDispatchMs))} ms)`,
   '',
   '| shader | pipelines | ms |',
   '|---|---:|---:|',
@@ -128,7 +129,7 @@ const lines = [
 console.log(lines.join('\n'));
 const outDir = join(root, 'bench/results');
 mkdirSync(outDir, { recursive: true });
-const out = join(outDir, `compile-${adapterSlug(gpu.adapterName)}-${new Date().toISOString().slice(0, 10)}.json`);
+const out = join(outDir, `compile-${adapterSlug(gpu.adapterName)}-${date}.json`);
 writeFileSync(out, JSON.stringify({ adapter: gpu.adapterName, model: modelDir.startsWith(root) ? modelDir.slice(root.length + 1) : modelDir, batch, winograd: rt.winograd, gemmFeed: rt.gemmFeed, rows }, null, 1));
 console.error(`wrote ${out}`);
 process.exit(0);

@@ -1,7 +1,7 @@
 // The library facade in Node: loading by folder and by URL (streamed progress), both model kinds,
 // option errors, cancel within one step, and previews.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createServer, type Server } from 'node:http';
@@ -216,9 +216,11 @@ describe('loadModel precision', () => {
       "console.log(JSON.stringify({ f32: f32.precision, auto: auto.precision, adapterF16: probe.features.has('shader-f16') }));",
       'process.exit(0);',
     ].join('\n');
-    const file = join(mkdtempSync(join(tmpdir(), 'fresco-')), 'first-load.mts');
+    const dir = mkdtempSync(join(tmpdir(), 'fresco-'));
+    const file = join(dir, 'first-load.mts');
     writeFileSync(file, script);
     const r = spawnSync(process.execPath, ['--import', 'tsx', file], { encoding: 'utf8', timeout: 120_000 });
+    rmSync(dir, { recursive: true });
     expect(r.status, r.stderr).toBe(0);
     const got = JSON.parse(r.stdout.trim().split('\n').pop()!) as { f32: string; auto: string; adapterF16: boolean };
     expect(got.f32).toBe('f32 (asked for)');
