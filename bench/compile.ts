@@ -80,6 +80,8 @@ const scratch: GPUBuffer[] = [];
 for (const spec of specs) {
   const t0 = performance.now();
   const k = rt.kernel(spec);
+  // Made at first use (Runtime.compilePending makes them all at once): here, one at a time.
+  void k.pipeline;
   const createMs = performance.now() - t0;
   // Zero uniforms: every loop bound is a shape, so one workgroup does (next to) nothing but make
   // the driver finish the pipeline.

@@ -229,6 +229,7 @@ export async function runModelCase(rt: Runtime, dir: string, precision: Precisio
     const weightBytes = folder.weights.gpuBytes;
     const outs: Record<string, Tensor> = isTensor(built.out) ? { out: built.out } : built.out;
     g.finalize();
+    await rt.compilePending();
     g.submit(cls);
     await rt.assertHealthy();
     const keys = Object.keys(outs);

@@ -172,6 +172,7 @@ export async function denoise(rt: Runtime, job: DenoiseJob, opts: DenoiseOptions
   let initLatents: Tensor | undefined;
   let epsNoise: Tensor | undefined;
   let maskT: Tensor | undefined;
+  let recordInit: (enc: GPUCommandEncoder) => void = () => {};
   try {
     // Initial latents: given (as diffusers' prepare_latents takes them, before init_noise_sigma),
     // or drawn on the GPU from the seed (stream 0). x = latents·init_noise_sigma; the first U-Net
@@ -201,22 +202,20 @@ export async function denoise(rt: Runtime, job: DenoiseJob, opts: DenoiseOptions
       }
       const in0 = scale(init, 'scale-model-input', x0, sched.modelInputScale(start));
       init.finalize();
-      const enc = device.createCommandEncoder();
-      init.record(enc);
       // The encoded image and ε outlive this graph: the blend reads them at every step.
-      if (encoded) {
-        initLatents = { buffer: own(rt.createBuffer(n * 4, 'init-latents')), shape: latentShape, label: 'init-latents' };
-        enc.copyBufferToBuffer(encoded.buffer, 0, initLatents.buffer, 0, n * 4);
-      }
+      if (encoded) initLatents = { buffer: own(rt.createBuffer(n * 4, 'init-latents')), shape: latentShape, label: 'init-latents' };
       if (masked) {
         epsNoise = { buffer: own(rt.createBuffer(n * 4, 'img2img-noise')), shape: latentShape, label: 'img2img-noise' };
-        enc.copyBufferToBuffer(drawn.buffer, 0, epsNoise.buffer, 0, n * 4);
         const m = latentMask(opts.mask!, B, imageH, imageW, h, w);
         maskT = { buffer: own(rt.upload(m, 'latent-mask')), shape: [B, 1, h, w], label: 'latent-mask' };
       }
-      enc.copyBufferToBuffer(x0.buffer, 0, x.buffer, 0, n * 4);
-      for (let h = 0; h < (cfg ? 2 : 1); h++) enc.copyBufferToBuffer(in0.buffer, 0, unetIn.buffer, h * n * 4, n * 4);
-      rt.watch('initial latents', () => device.queue.submit([enc.finish()]));
+      recordInit = (enc) => {
+        init.record(enc);
+        if (encoded) enc.copyBufferToBuffer(encoded.buffer, 0, initLatents!.buffer, 0, n * 4);
+        if (epsNoise) enc.copyBufferToBuffer(drawn.buffer, 0, epsNoise.buffer, 0, n * 4);
+        enc.copyBufferToBuffer(x0.buffer, 0, x.buffer, 0, n * 4);
+        for (let h = 0; h < (cfg ? 2 : 1); h++) enc.copyBufferToBuffer(in0.buffer, 0, unetIn.buffer, h * n * 4, n * 4);
+      };
     }
 
     // Multistep solvers (DPM-Solver++ 2M) keep the previous step's x0 on the GPU between steps, so
@@ -247,6 +246,12 @@ export async function denoise(rt: Runtime, job: DenoiseJob, opts: DenoiseOptions
       }),
     );
     graphs.push(g);
+
+    // Both graphs' pipelines at once (a browser compiles them in parallel), then the first recording.
+    await rt.compilePending();
+    const enc = device.createCommandEncoder({ label: 'initial latents' });
+    recordInit(enc);
+    rt.watch('initial latents', () => device.queue.submit([enc.finish()]));
 
     const stepMs = await runSteps(rt, g, { tableBuf, rowBuf, rowBytes, start, steps, sched, opts, traced: epsOut ? { eps: epsOut, x } : null, x });
 
@@ -370,6 +375,7 @@ async function decodeLatents(rt: Runtime, vae: AutoencoderKL, x: Tensor, graphs:
     planGraph(rt, 'decode', (d) => vae.decode(d, scale(d, 'unscale-latents', x, 1 / vae.scalingFactor))),
   );
   graphs.push(d);
+  await rt.compilePending();
   d.submit('decode');
   await rt.assertHealthy();
   const image = await rt.read(out.buffer, numel(out.shape) * 4);

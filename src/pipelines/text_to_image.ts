@@ -265,6 +265,7 @@ async function encodeSd(rt: Runtime, text: Graph, owned: GPUBuffer[], model: SdM
   const { lastHiddenState: context, penultimate } = textEncoder.encode(text, { ...ids, shape: [rows.length, T] }, { clipSkip: opts.clipSkip ?? 0 });
   text.release(penultimate);
   text.finalize();
+  await rt.compilePending();
   text.submit('text encoder');
   await rt.assertHealthy();
   if (opts.traceText) {
@@ -372,6 +373,7 @@ async function encodeXl(rt: Runtime, text: Graph, owned: GPUBuffer[], model: SdM
   owned.push(timeIdsT.buffer);
 
   text.finalize();
+  await rt.compilePending();
   text.submit('text encoders');
   await rt.assertHealthy();
   if (opts.traceText) {
