@@ -28,17 +28,23 @@ export async function cannyEdges(rt: Runtime, image: RgbaPixels, opts: CannyOpti
   const graphs: Graph[] = [];
   try {
     rt.device.queue.writeBuffer(b.image, 0, data.buffer, data.byteOffset, data.byteLength);
+    // All three graphs planned first, so their pipelines are made at once (Runtime.compilePending).
     const first = new Graph(rt, 'canny');
     graphs.push(first);
     cannyGradient(first, 'canny-gradient', b);
     cannySuppress(first, 'canny-suppress', b, Math.floor(low), Math.floor(high));
     first.finalize();
-    first.submit('canny');
-    await rt.assertHealthy();
     const pass = new Graph(rt, 'canny-hysteresis');
     graphs.push(pass);
     for (let i = 0; i < PASSES; i++) cannyHysteresis(pass, `canny-hysteresis-${i}`, b);
     pass.finalize();
+    const last = new Graph(rt, 'canny-output');
+    graphs.push(last);
+    cannyOutput(last, 'canny-output', b);
+    last.finalize();
+    await rt.compilePending();
+    first.submit('canny');
+    await rt.assertHealthy();
     // A chain of n candidates needs at most n passes; the flag says when a batch added nothing.
     for (let i = 0; i * PASSES <= width * height; i++) {
       const enc = rt.device.createCommandEncoder({ label: 'canny-hysteresis' });
@@ -48,10 +54,6 @@ export async function cannyEdges(rt: Runtime, image: RgbaPixels, opts: CannyOpti
       const flag = await rt.read(b.changed, 4);
       if (new Uint32Array(flag.buffer, flag.byteOffset, 1)[0] === 0) break;
     }
-    const last = new Graph(rt, 'canny-output');
-    graphs.push(last);
-    cannyOutput(last, 'canny-output', b);
-    last.finalize();
     last.submit('canny output');
     await rt.assertHealthy();
     const out = await rt.read(b.out, 4 * width * height);
