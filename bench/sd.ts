@@ -75,6 +75,20 @@ async function time(g: Graph): Promise<{ firstMs: number; ms: number | null }> {
   return r;
 }
 
+/**
+ * The pipelines a graph adds, made all at once as a generation makes them (Runtime.compilePending)
+ * before its first run: how many, and how long they took (a driver that compiles at first
+ * dispatch, as lavapipe does, spends that in the first run instead).
+ */
+const pipelines: Record<string, { count: number; ms: number }> = {};
+async function compile(g: Graph): Promise<void> {
+  const count = rt.pipelinesPending;
+  const t0 = performance.now();
+  await rt.compilePending();
+  pipelines[g.label] = { count, ms: performance.now() - t0 };
+  console.error(`${g.label}: ${count} new pipelines made in ${pipelines[g.label]!.ms.toFixed(0)} ms`);
+}
+
 const stages = new Set(arg('stages', 'text,unet,decode').split(','));
 for (const st of stages) if (!['text', 'unet', 'decode'].includes(st)) throw new Error(`--stages takes text, unet, decode; got ${st}`);
 const skipped = { firstMs: NaN, ms: null };
@@ -98,6 +112,7 @@ own.push(ids.buffer);
 const gText = new Graph(rt, 'text-encoder');
 const states = text.encode(gText, { ...ids, shape: [2, T] });
 gText.finalize();
+await compile(gText);
 const textTime = stages.has('text') ? await time(gText) : skipped;
 
 // One U-Net step of the guidance batch at the model's latent size.
@@ -107,6 +122,7 @@ const sample = f32(noise(2 * 4 * latent * latent, 1), [2, 4, latent, latent], 's
 const tstep = f32(new Float32Array([500, 500]), [2], 'timestep');
 unet.forward(gUnet, sample, { timesteps: tstep, broadcast: false }, states.lastHiddenState);
 gUnet.finalize();
+await compile(gUnet);
 const unetTime = stages.has('unet') ? await time(gUnet) : skipped;
 const profiles: Record<string, unknown> = {};
 /** --profile: where a graph's GPU time goes, by kind of kernel and by dispatch. */
@@ -131,6 +147,7 @@ const gDec = new Graph(rt, 'vae-decode');
 const z = f32(noise(4 * latent * latent, 2), [1, 4, latent, latent], 'latents');
 const image = vae.decode(gDec, z);
 gDec.finalize();
+await compile(gDec);
 const decodeTime = stages.has('decode') ? await time(gDec) : skipped;
 if (stages.has('decode')) await profile(gDec);
 if (stages.has('decode')) {
@@ -150,6 +167,7 @@ const result = {
   unetStepMs: unetTime,
   decodeMs: decodeTime,
   decodeLargestBindingBytes: gDec.stats.maxBindingBytes,
+  pipelines,
   planLimits: rt.planLimits,
   profiles,
 };
@@ -158,6 +176,7 @@ console.log(`| ${result.model}, ${result.precision}, GEMM feed ${feedName} | |\n
 console.log(`| text encoding, batch 2 × 77 tokens | ${s(textTime)} |`);
 console.log(`| U-Net step, batch 2 (guidance), ${latent}x${latent} latents | ${s(unetTime)} |`);
 console.log(`| VAE decode, 1 image ${size}x${size} | ${s(decodeTime)} |`);
+console.log(`| pipelines made before the first run (text / U-Net / decode: new ones, all at once) | ${[gText, gUnet, gDec].map((g) => `${pipelines[g.label]!.count} in ${pipelines[g.label]!.ms.toFixed(0)} ms`).join(' / ')} |`);
 console.log(`| weights / peak GPU memory | ${mib(weightBytes)} / ${mib(rt.peakBytes)} |`);
 console.log(`| largest binding in the decode (limit ${mib(rt.planLimits.binding)}) | ${mib(gDec.stats.maxBindingBytes)} |`);
 console.log(`\nadapter: ${gpu.adapterName}`);
