@@ -83,6 +83,9 @@ async function time(g: Graph): Promise<{ firstMs: number; ms: number | null }> {
 const pipelines: Record<string, { count: number; ms: number }> = {};
 async function compile(g: Graph): Promise<void> {
   const count = rt.pipelinesPending;
+  // Dawn completes an async pipeline creation only once the queue has done what came before it
+  // (here the planning's weight transforms and slices), so that is waited for first.
+  await done(rt);
   const t0 = performance.now();
   await rt.compilePending();
   pipelines[g.label] = { count, ms: performance.now() - t0 };
