@@ -83,8 +83,9 @@ async function time(g: Graph): Promise<{ firstMs: number; ms: number | null }> {
 const pipelines: Record<string, { count: number; ms: number }> = {};
 async function compile(g: Graph): Promise<void> {
   const count = rt.pipelinesPending;
-  // Dawn completes an async pipeline creation only once the queue has done what came before it
-  // (here the planning's weight transforms and slices), so that is waited for first.
+  // dawn.node may report an async pipeline creation done only after the queue's earlier work
+  // (seen behind a 0.4 s dispatch on lavapipe; here the planning's weight transforms and
+  // slices), so that is waited for first.
   await done(rt);
   const t0 = performance.now();
   await rt.compilePending();
