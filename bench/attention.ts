@@ -8,6 +8,8 @@
 //   npx tsx bench/attention.ts --big      adds 64x64 latents (4096 tokens)
 //   npx tsx bench/attention.ts --tiles 1024,Infinity   the flash kernel at each key-tile budget
 //                                         (Runtime.attentionTileFloats; default: the runtime's)
+//   npx tsx bench/attention.ts --stage on,off   the flash kernel with K/V tiles staged in workgroup
+//                                         memory and read from the inputs (Runtime.attentionStageKV)
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -83,6 +85,21 @@ const rt = new Runtime(await getGpu());
 const tilesArg = process.argv.indexOf('--tiles');
 const tiles = tilesArg >= 0 ? process.argv[tilesArg + 1]!.split(',').map(Number) : [rt.attentionTileFloats];
 if (!tiles.every((t) => t >= 4)) throw new Error(`--tiles takes floats per key tile (Infinity: the kernel's 16 KiB), got ${process.argv[tilesArg + 1]}`);
+const stageArg = process.argv.indexOf('--stage');
+const stagings = stageArg >= 0 ? process.argv[stageArg + 1]!.split(',').map((x) => x === 'on') : [rt.attentionStageKV];
+/** The flash variants to time: every tile budget with every staging. */
+const flashForms = tiles.flatMap((t) => stagings.map((stage) => ({ t, stage })));
+/** Sets the runtime's attention choices for one synchronous build, then puts back what was there. */
+function withChoices<T>(choices: Partial<Pick<Runtime, 'attentionGemmMinHead' | 'attentionGemmMinKeys' | 'attentionTileFloats' | 'attentionStageKV'>>, fn: () => T): T {
+  const r = rt as unknown as Record<string, unknown>;
+  const prev = Object.fromEntries(Object.keys(choices).map((k) => [k, r[k]]));
+  Object.assign(rt, choices);
+  try {
+    return fn();
+  } finally {
+    Object.assign(rt, prev);
+  }
+}
 console.log(`adapter: ${rt.gpu.adapterName} (GEMM feed ${rt.gemmFeed}; attention() takes the GEMM path from head dim ${rt.attentionGemmMinHead} or ${rt.attentionGemmMinKeys} keys)`);
 // The naive version's score matrix is one tensor: it must fit what graphs plan within.
 const maxScores = Math.min(rt.planLimits.binding, rt.planLimits.buffer);
@@ -93,21 +110,16 @@ for (const s of shapes) {
   const flops = 4 * s.B * s.Tq * s.Tk * s.C;
   const head = `B${s.B} Tq${s.Tq} Tk${s.Tk} C${s.C} heads${s.heads} (${s.note})`;
   // attention() with its path forced (a threshold of 1 takes every head dim to the GEMM path).
-  const forced = (minHead: number, tileFloats = rt.attentionTileFloats) => (g: Graph, q: Tensor, k: Tensor, v: Tensor) => {
-    const prev = [rt.attentionGemmMinHead, rt.attentionGemmMinKeys, rt.attentionTileFloats] as const;
-    rt.attentionGemmMinHead = minHead;
-    rt.attentionGemmMinKeys = Infinity;
-    rt.attentionTileFloats = tileFloats;
-    try {
-      return attention(g, 'attn', q, k, v, s.heads);
-    } finally {
-      [rt.attentionGemmMinHead, rt.attentionGemmMinKeys, rt.attentionTileFloats] = prev;
-    }
-  };
+  const forced =
+    (minHead: number, tileFloats = rt.attentionTileFloats, stage = rt.attentionStageKV) =>
+    (g: Graph, q: Tensor, k: Tensor, v: Tensor) =>
+      withChoices({ attentionGemmMinHead: minHead, attentionGemmMinKeys: Infinity, attentionTileFloats: tileFloats, attentionStageKV: stage }, () => attention(g, 'attn', q, k, v, s.heads));
   const versions: [string, (g: Graph, q: Tensor, k: Tensor, v: Tensor) => Tensor][] = [['gemm', forced(1)]];
   const d = s.C / s.heads;
   if (attentionKeyTile(d) >= 4) {
-    versions.unshift(...tiles.map((t): (typeof versions)[number] => [tiles.length > 1 ? `flash@${t === Infinity ? '16KiB' : t}` : 'flash', forced(Infinity, t)]));
+    const name = (t: number, stage: boolean) =>
+      `flash${tiles.length > 1 ? `@${t === Infinity ? '16KiB' : t}` : ''}${stagings.length > 1 ? (stage ? '+wg' : '+direct') : ''}`;
+    versions.unshift(...flashForms.map(({ t, stage }): (typeof versions)[number] => [name(t, stage), forced(Infinity, t, stage)]));
   }
   const scoreBytes = s.B * s.heads * s.Tq * s.Tk * 4;
   const naiveFits = scoreBytes <= maxScores;
@@ -140,7 +152,7 @@ for (const s of shapes) {
     let extra = name === 'naive' ? `, scores ${(scoreBytes / 2 ** 20).toFixed(1)} MiB` : '';
     const plan = attentionPath(s.C / s.heads, s.B, s.heads, s.Tq, s.Tk, 1, Math.min(g.limits.binding, g.limits.buffer));
     if (name === 'gemm' && plan.path === 'gemm') extra = `, scores ${((s.B * s.heads * plan.rows * s.Tk * 4) / 2 ** 20).toFixed(1)} MiB x ${Math.ceil(s.Tq / plan.rows)} chunk(s)`;
-    console.log(`  ${name.padEnd(11)} ${ms.toFixed(2).padStart(9)} ms  ${(flops / ms / 1e6).toFixed(1).padStart(8)} GFLOP/s  ${verdict}${extra}`);
+    console.log(`  ${name.padEnd(18)} ${ms.toFixed(2).padStart(9)} ms  ${(flops / ms / 1e6).toFixed(1).padStart(8)} GFLOP/s  ${verdict}${extra}`);
     g.destroy();
   }
 }

@@ -3,10 +3,13 @@
 // [B, Tq, C]; head h owns channels [h·D, (h+1)·D) in all four (torch's view(B, T, heads, D)).
 //
 // One workgroup handles BQ query rows of one (batch, head), one thread per row. The workgroup
-// walks the keys in tiles of BK rows: it stages the K and V tiles in workgroup memory (every
-// thread reads the same element at the same time, so the reads broadcast), each thread scores
-// its row against the tile, and folds the tile into its running max m, denominator l and D-wide
-// accumulator with the online-softmax rescale. Statistics and accumulation are f32 (diffusers'
+// walks the keys in tiles of BK rows: with STAGE_KV it stages the K and V tiles in workgroup
+// memory (every thread reads the same element at the same time, so the reads broadcast; GPUs),
+// without it every thread reads them from the inputs itself (CPU adapters, whose caches do the
+// sharing and whose workgroup memory is emulated, and costs SwiftShader compile time: Dawn zeroes
+// it, and compiling that grows faster than the memory). Each thread scores its row against the
+// tile, and folds the tile into its running max m, denominator l and D-wide accumulator with the
+// online-softmax rescale. Statistics and accumulation are f32 (diffusers'
 // upcast_softmax). The softmax runs in base 2: scale·log2(e) is folded into the q row once, so
 // each weight is one exp2.
 //
@@ -15,7 +18,7 @@
 // D 160 -> 12, D 512 -> 4; shorter when the keys are few, always a multiple of 4).
 //
 // Params: D (head dim), BQ (query rows per workgroup = threads), BK (keys per tile), KG (groups of
-// four keys scored per step; BK is a multiple of 4·KG), CAUSAL (query i sees keys j <= i),
+// four keys scored per step; BK is a multiple of 4·KG), STAGE_KV (above), CAUSAL (query i sees keys j <= i),
 // UNROLL_D (the head-dim loops run to the constant D; without it to the same value read from the
 // uniforms, see `dh` below).
 // Workgroups are (q tile, head, batch) flattened and folded over x/y.
@@ -47,8 +50,25 @@ const NEG = -3.0e38;
 // key-major scalars, four loads, and a GPU's shared-memory load rate bounds the kernel).
 const BK4 = BK / 4u;
 const KG = {{KG}}u;
+#if STAGE_KV
 var<workgroup> kt: array<vec4<f32>, TILE / 4u>;
 var<workgroup> vt: array<vec4<f32>, TILE / 4u>;
+
+// Channel c of the four keys at slot (keys 4·slot .. 4·slot + 3 of the tile); `rows` is the
+// direct form's and unused here.
+fn k4(c: u32, slot: u32, rows: vec4<u32>) -> vec4<f32> { return kt[c * BK4 + slot]; }
+fn v4(c: u32, slot: u32, rows: vec4<u32>) -> vec4<f32> { return vt[c * BK4 + slot]; }
+#else
+// The same values read from the inputs: `rows` holds the four keys' offsets (key_rows).
+fn k4(c: u32, slot: u32, rows: vec4<u32>) -> vec4<f32> { return vec4<f32>(f32(k[rows.x + c]), f32(k[rows.y + c]), f32(k[rows.z + c]), f32(k[rows.w + c])); }
+fn v4(c: u32, slot: u32, rows: vec4<u32>) -> vec4<f32> { return vec4<f32>(f32(v[rows.x + c]), f32(v[rows.y + c]), f32(v[rows.z + c]), f32(v[rows.w + c])); }
+#endif
+
+// Where keys j .. j + 3 of this (batch, head) start; rows past Tk read a real row (clamped) and
+// are masked out of the scores.
+fn key_rows(kvbase: u32, j: u32) -> vec4<u32> {
+  return kvbase + min(vec4<u32>(j) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(u.Tk - 1u)) * u.C;
+}
 
 @compute @workgroup_size({{BQ}}, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -87,6 +107,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
 #endif
   let kvbase = b * u.Tk * u.C + h * D;
   for (var j0 = 0u; j0 < k_end; j0 += BK) {
+#if STAGE_KV
     // Everyone is done with the previous tile before it is overwritten.
     workgroupBarrier();
     // Each thread writes whole vec4s (never one component: a component store may rewrite the
@@ -95,15 +116,12 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     for (var e = lid; e < TILE / 4u; e += BQ) {
       let c = e % D;
       let r = (e / D) * 4u;
-      // Rows past Tk load a real row (clamped) and are masked out of the scores below.
-      let i0 = kvbase + min(j0 + r, u.Tk - 1u) * u.C + c;
-      let i1 = kvbase + min(j0 + r + 1u, u.Tk - 1u) * u.C + c;
-      let i2 = kvbase + min(j0 + r + 2u, u.Tk - 1u) * u.C + c;
-      let i3 = kvbase + min(j0 + r + 3u, u.Tk - 1u) * u.C + c;
-      kt[c * BK4 + r / 4u] = vec4<f32>(f32(k[i0]), f32(k[i1]), f32(k[i2]), f32(k[i3]));
-      vt[c * BK4 + r / 4u] = vec4<f32>(f32(v[i0]), f32(v[i1]), f32(v[i2]), f32(v[i3]));
+      let i = key_rows(kvbase, j0 + r) + vec4<u32>(c);
+      kt[c * BK4 + r / 4u] = vec4<f32>(f32(k[i.x]), f32(k[i.y]), f32(k[i.z]), f32(k[i.w]));
+      vt[c * BK4 + r / 4u] = vec4<f32>(f32(v[i.x]), f32(v[i.y]), f32(v[i.z]), f32(v[i.w]));
     }
     workgroupBarrier();
+#endif
 
     var s: array<f32, BK>;
     var mt = m;
@@ -114,11 +132,17 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
       // Zeroed explicitly: a bare declaration inside the loop was seen keeping the last
       // iteration's values (Dawn on lavapipe), though WGSL zero-initializes it each time.
       var dots: array<vec4<f32>, KG>;
-      for (var g = 0u; g < KG; g++) { dots[g] = vec4<f32>(0.0); }
+      var rows: array<vec4<u32>, KG>;
+      for (var g = 0u; g < KG; g++) {
+        dots[g] = vec4<f32>(0.0);
+#if !STAGE_KV
+        rows[g] = key_rows(kvbase, j0 + r + 4u * g);
+#endif
+      }
       for (var c = 0u; c < dh; c++) {
         let qc = vec4<f32>(qr[c]);
         for (var g = 0u; g < KG; g++) {
-          dots[g] = fma(qc, kt[c * BK4 + r / 4u + g], dots[g]);
+          dots[g] = fma(qc, k4(c, r / 4u + g, rows[g]), dots[g]);
         }
       }
       for (var e = 0u; e < 4u * KG; e++) {
@@ -141,11 +165,17 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     for (var r = 0u; r < BK; r += 4u * KG) {
       var p: array<vec4<f32>, KG>;
       for (var e = 0u; e < 4u * KG; e++) { p[e / 4u][e % 4u] = select(0.0, exp2(s[r + e] - mt), s[r + e] > NEG); }
-      for (var g = 0u; g < KG; g++) { l += p[g].x + p[g].y + p[g].z + p[g].w; }
+      var rows: array<vec4<u32>, KG>;
+      for (var g = 0u; g < KG; g++) {
+        l += p[g].x + p[g].y + p[g].z + p[g].w;
+#if !STAGE_KV
+        rows[g] = key_rows(kvbase, j0 + r + 4u * g);
+#endif
+      }
       // One read-modify-write of each accumulator per 4·KG keys.
       for (var c = 0u; c < dh; c++) {
         var a = acc[c];
-        for (var g = 0u; g < KG; g++) { a += dot(p[g], vt[c * BK4 + r / 4u + g]); }
+        for (var g = 0u; g < KG; g++) { a += dot(p[g], v4(c, r / 4u + g, rows[g])); }
         acc[c] = a;
       }
     }

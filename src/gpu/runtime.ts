@@ -176,14 +176,23 @@ export class Runtime {
    */
   attentionUnrollHead: boolean;
   /**
-   * Floats of workgroup memory the flash attention kernel stages per key tile (K and V one tile
-   * each), down to 4 keys whatever the head. GPUs: no cap but the kernel's 16 KiB (Infinity). CPU
-   * adapters: 1024 (8 KiB both), because SwiftShader's compile time for Dawn's zeroing of
-   * workgroup memory grows faster than the memory (a d64 kernel at 32 keys 1.4 s per pipeline, in
-   * Chromium too; 0.56 s at 16 keys), at the same speed on small shapes and 7-21% slower on
-   * SD-sized key sets (bench/README.md "Compile time").
+   * Floats per key tile of the flash attention kernel (keys·head dim, K and V one tile each), down
+   * to 4 keys whatever the head. GPUs: no cap but the 16 KiB of workgroup memory the staged tiles
+   * may take (Infinity). CPU adapters: 1024. It was chosen when they staged the tiles too, because
+   * SwiftShader's compile time for Dawn's zeroing of workgroup memory grows faster than the memory
+   * (a d64 kernel at 32 keys 1.4 s per pipeline, in Chromium too; 0.56 s at 16 keys); now that they
+   * read K and V directly (attentionStageKV) it only sizes each thread's tile of scores, and the
+   * whole budget measured no better on the shapes CPU adapters send to the flash kernel
+   * (bench/README.md "Compile time").
    */
   attentionTileFloats: number;
+  /**
+   * Whether the flash attention kernel stages each K and V tile in workgroup memory for its
+   * threads to share (STAGE_KV in shaders/attention.wgsl): on GPUs. CPU adapters read them from
+   * the inputs, where caches share them: no workgroup memory, which they emulate and SwiftShader
+   * pays compile time to zero (bench/README.md "Compile time").
+   */
+  attentionStageKV: boolean;
   /**
    * Head dims from which attention() runs as two GEMMs and a row softmax (src/kernels/attention.ts
    * attentionPath) instead of the flash kernel, whose per-thread d-wide accumulator spills at large
@@ -249,6 +258,7 @@ export class Runtime {
     this.attentionKeyGroups = cpu ? 4 : 1;
     this.attentionUnrollHead = !cpu;
     this.attentionTileFloats = cpu ? 1024 : Infinity;
+    this.attentionStageKV = !cpu;
     this.attentionGemmMinKeys = cpu ? 256 : Infinity;
     this.subgroupReduce = cpu && canReduceBySubgroup(gpu);
     this.winograd = cpu;

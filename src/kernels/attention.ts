@@ -126,7 +126,7 @@ export function attention(
   const total = qTiles * heads * B;
   g.dispatch(
     label,
-    { shader: 'attention', params: { D: d, BQ, BK, KG: attentionKeyGroups(g.rt.attentionKeyGroups, BK), CAUSAL: !!opts.causal, UNROLL_D: g.rt.attentionUnrollHead, ...storageParams(dtype) } },
+    { shader: 'attention', params: { D: d, BQ, BK, KG: attentionKeyGroups(g.rt.attentionKeyGroups, BK), STAGE_KV: g.rt.attentionStageKV, CAUSAL: !!opts.causal, UNROLL_D: g.rt.attentionUnrollHead, ...storageParams(dtype) } },
     { q, k, v, out },
     { Tq, Tk, C, heads, q_tiles: qTiles, total, scale_log2: scale * Math.LOG2E },
     total === 0 ? [0] : fold1d(total),

@@ -38,7 +38,7 @@ export function storageType(): DType {
 }
 
 /** The Runtime's kernel choices a test or an op-table row sets for one run. */
-export type RuntimeChoices = Partial<Pick<Runtime, 'gemmFeed' | 'gemmAdapt' | 'gemmMath' | 'splitNormStats' | 'fuseGroupNorm' | 'subgroupReduce' | 'attentionKeyGroups' | 'attentionUnrollHead' | 'attentionTileFloats' | 'attentionGemmMinHead' | 'attentionGemmMinKeys' | 'winograd' | 'winogradMinWork' | 'planLimits'>>;
+export type RuntimeChoices = Partial<Pick<Runtime, 'gemmFeed' | 'gemmAdapt' | 'gemmMath' | 'splitNormStats' | 'fuseGroupNorm' | 'subgroupReduce' | 'attentionKeyGroups' | 'attentionUnrollHead' | 'attentionTileFloats' | 'attentionStageKV' | 'attentionGemmMinHead' | 'attentionGemmMinKeys' | 'winograd' | 'winogradMinWork' | 'planLimits'>>;
 
 /** Runs fn with `choices` set on the runtime, then puts back what was there (cases run one at a time, so the switch is theirs alone). */
 export async function withRuntime<T>(rt: Runtime, choices: RuntimeChoices, fn: () => Promise<T>): Promise<T> {

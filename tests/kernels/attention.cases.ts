@@ -101,17 +101,18 @@ const oneWay = rows.map((r, i): OpCase & { path: 'flash' | 'gemm'; d: number; Tk
 
 /**
  * Flash rows as GPUs run them (one group of four keys per scoring step, key tiles up to the whole
- * 16 KiB) and as CPU adapters do (up to four groups, 1024-float tiles: Runtime.attentionKeyGroups
- * and attentionTileFloats), the head-dim loops to a uniform bound (CPU adapters') and, on some
- * shapes, to the constant D (GPUs'); GEMM-path rows under both feeds of the GEMM core
- * (Runtime.gemmFeed: CPU adapters' direct one, GPUs' tiled one). The rows' tile notes are the GPUs' tiles.
+ * 16 KiB, staged in workgroup memory) and as CPU adapters do (up to four groups, 1024-float tiles
+ * read from the inputs: Runtime.attentionKeyGroups, attentionTileFloats and attentionStageKV),
+ * the head-dim loops to a uniform bound (CPU adapters') and, on some shapes, to the constant D
+ * (GPUs'); GEMM-path rows under both feeds of the GEMM core (Runtime.gemmFeed: CPU adapters'
+ * direct one, GPUs' tiled one). The rows' tile notes are the GPUs' tiles.
  */
 export const attentionCases: OpCase[] = [
-  ...([[1, Infinity], [4, 1024]] as const).flatMap(([kg, tile]) =>
+  ...([[1, Infinity, true], [4, 1024, false]] as const).flatMap(([kg, tile, stage]) =>
     oneWay.filter((c) => c.path === 'flash').map((c) => ({
       ...c,
-      name: `${c.name} [key groups <= ${kg}]${tile === Infinity ? '' : ` [${tile}-float tiles]`}`,
-      run: (rt: Runtime) => withRuntime(rt, { attentionKeyGroups: kg, attentionTileFloats: tile, attentionUnrollHead: false }, () => c.run(rt)),
+      name: `${c.name} [key groups <= ${kg}]${tile === Infinity ? '' : ` [${tile}-float tiles]`} [K/V ${stage ? 'staged' : 'direct'}]`,
+      run: (rt: Runtime) => withRuntime(rt, { attentionKeyGroups: kg, attentionTileFloats: tile, attentionStageKV: stage, attentionUnrollHead: false }, () => c.run(rt)),
     })),
   ),
   // GPUs' form of the flash kernel: head-dim loops to the constant D (Runtime.attentionUnrollHead).
@@ -121,9 +122,9 @@ export const attentionCases: OpCase[] = [
     .filter((c) => c.path === 'flash')
     .map((c) => ({
       ...c,
-      name: `${c.name} [key groups <= 1] [head unrolled]`,
+      name: `${c.name} [key groups <= 1] [K/V staged] [head unrolled]`,
       ...(c.d >= 40 || (c.Tk <= 16 && c.d !== 16) ? {} : { gpuOnly: 'lavapipe takes 20-99 s to compile this shape with the head unrolled' }),
-      run: (rt: Runtime) => withRuntime(rt, { attentionKeyGroups: 1, attentionTileFloats: Infinity, attentionUnrollHead: true }, () => c.run(rt)),
+      run: (rt: Runtime) => withRuntime(rt, { attentionKeyGroups: 1, attentionTileFloats: Infinity, attentionStageKV: true, attentionUnrollHead: true }, () => c.run(rt)),
     })),
   ...(['direct', 'tiled'] as const).flatMap((feed) =>
     oneWay.filter((c) => c.path === 'gemm').map((c) => ({ ...c, name: `${c.name} [${feed}]`, run: (rt: Runtime) => withGemmFeed(rt, feed, () => c.run(rt)) })),

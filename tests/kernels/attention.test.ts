@@ -2,6 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { Graph } from '../../src/graph/graph.ts';
 import { attention, attentionKeyGroups, attentionKeyTile, attentionPath } from '../../src/kernels/attention.ts';
+import { generateWgsl, isCpuAdapter } from '../../src/gpu/runtime.ts';
 import { runtime, withRuntime } from '../helpers/gpu.ts';
 import type { Tensor } from '../../src/graph/tensor.ts';
 import { ShapeError } from '../../src/errors.ts';
@@ -46,6 +47,14 @@ describe('attention', () => {
       expect(attentionKeyTile(d), `d ${d}`).toBe(whole);
       expect(attentionKeyTile(d, Infinity), `d ${d}`).toBe(whole);
     }
+  });
+
+  it('stages K and V in workgroup memory on GPUs only: the direct form declares none', async () => {
+    const rt = await runtime();
+    expect(rt.attentionStageKV).toBe(!isCpuAdapter(rt.gpu.adapterName));
+    const params = { D: 64, BQ: 64, BK: 16, KG: 4, CAUSAL: false, UNROLL_D: false, F16: false };
+    expect(generateWgsl({ shader: 'attention', params: { ...params, STAGE_KV: true } })).toMatch(/var<workgroup>/);
+    expect(generateWgsl({ shader: 'attention', params: { ...params, STAGE_KV: false } })).not.toMatch(/var<workgroup>|workgroupBarrier/);
   });
 
   it('plans 4096 tokens, 8 heads of 64 within the dispatch limits', async () => {
