@@ -108,8 +108,8 @@ if want gemm; then
 fi
 
 if want attention; then
-  stage "fresco: attention kernels vs a naive three-pass version, up to 4096 tokens (bench/attention.ts --big)"
-  timeout 60 "$NODE" "$KIT/bench/attention.mjs" --big
+  stage "fresco: attention kernels vs a naive three-pass version, up to 4096 tokens, K/V tiles staged and read directly (bench/attention.ts --big --stage on,off)"
+  timeout 60 "$NODE" "$KIT/bench/attention.mjs" --big --stage on,off
 fi
 
 if want reduce; then
