@@ -79,6 +79,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let h = bh % u.heads;
   let b = bh / u.heads;
   let i = q0 + lid;
+#if !STAGE_KV
+  // No tile to help stage: a row past Tq has nothing to do.
+  if (i >= u.Tq) { return; }
+#endif
 #if UNROLL_D
   let dh = D;
 #else
@@ -88,7 +92,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let dh = u.C / u.heads;
 #endif
 
-  // Rows past Tq still run: they help stage every tile and pass every barrier, and never store.
+  // Rows past Tq still run when staging: they help stage every tile and pass every barrier, and never store.
   let qbase = (b * u.Tq + min(i, u.Tq - 1u)) * u.C + h * D;
   var qr: array<f32, D>;
   var acc: array<f32, D>;
@@ -116,9 +120,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     for (var e = lid; e < TILE / 4u; e += BQ) {
       let c = e % D;
       let r = (e / D) * 4u;
-      let i = key_rows(kvbase, j0 + r) + vec4<u32>(c);
-      kt[c * BK4 + r / 4u] = vec4<f32>(f32(k[i.x]), f32(k[i.y]), f32(k[i.z]), f32(k[i.w]));
-      vt[c * BK4 + r / 4u] = vec4<f32>(f32(v[i.x]), f32(v[i.y]), f32(v[i.z]), f32(v[i.w]));
+      let at = key_rows(kvbase, j0 + r) + vec4<u32>(c);
+      kt[c * BK4 + r / 4u] = vec4<f32>(f32(k[at.x]), f32(k[at.y]), f32(k[at.z]), f32(k[at.w]));
+      vt[c * BK4 + r / 4u] = vec4<f32>(f32(v[at.x]), f32(v[at.y]), f32(v[at.z]), f32(v[at.w]));
     }
     workgroupBarrier();
 #endif

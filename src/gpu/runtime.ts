@@ -122,8 +122,15 @@ export class Runtime {
   private readonly cache = new Map<string, CompiledKernel>();
   /** Pipelines made so far, by kernel key. */
   private readonly pipelines = new Map<string, GPUComputePipeline>();
-  /** Kernels whose pipeline is not made yet, and (once compilePending started it) its creation. */
-  private readonly unmade = new Map<string, { descriptor: GPUComputePipelineDescriptor; module: GPUShaderModule; creating?: Promise<string | null> | undefined }>();
+  /**
+   * Kernels whose pipeline is not made yet, with (once compilePending started it) its creation,
+   * or whether it failed there: compilePending reports a failure once and leaves the kernel to
+   * a recording, whose synchronous creation reports it again through its error scope.
+   */
+  private readonly unmade = new Map<
+    string,
+    { descriptor: GPUComputePipelineDescriptor; module: GPUShaderModule; moduleError: Promise<string | null>; creating?: Promise<string | null>; failed?: true }
+  >();
   /** Bytes currently held in buffers this runtime created (for peak-memory reports). */
   liveBytes = 0;
   private pendingErrors: Promise<string | null>[] = [];
@@ -298,6 +305,7 @@ export class Runtime {
     return peak;
   }
 
+  /** Kernels asked for so far (each gets its pipeline at first use or from compilePending). */
   get kernelsCompiled(): number {
     return this.cache.size;
   }
@@ -349,13 +357,14 @@ export class Runtime {
       label: key,
       entries: bindings.map((b) => ({ binding: b.binding, visibility: GPUShaderStage.COMPUTE, buffer: { type: b.kind } })),
     });
-    this.pendingErrors.push(device.popErrorScope().then((err) => (err ? this.compileMessage(key, err.message, module) : null)));
     const descriptor: GPUComputePipelineDescriptor = {
       label: key,
       layout: device.createPipelineLayout({ bindGroupLayouts: [layout] }),
       compute: { module, entryPoint: entry },
     };
-    this.unmade.set(key, { descriptor, module });
+    const moduleError = device.popErrorScope().then((err) => (err ? this.compileMessage(key, err.message, module) : null));
+    this.pendingErrors.push(moduleError);
+    this.unmade.set(key, { descriptor, module, moduleError });
     const rt = this;
     return {
       key,
@@ -406,11 +415,20 @@ export class Runtime {
    * compiles them on its worker threads in parallel instead of one after another as each is first
    * recorded (Chromium, SwiftShader, 2 cores: the shipped model's 42 in 3.0 -> 2.7 s; dawn.node
    * makes them one at a time either way). Planning a run's graphs, then awaiting this, then
-   * recording is what Fresco's pipelines do. Rejects with a GpuError naming every kernel that
-   * failed to compile, or with the device-lost reason.
+   * recording is what Fresco's pipelines do. Rejects with a GpuError: an error already queued
+   * (what assertHealthy would throw), every kernel whose pipeline failed (each reported once
+   * here, not tried again: a recording of it makes it synchronously and reports it again), or
+   * the device-lost reason.
    */
   async compilePending(): Promise<void> {
-    const creations = [...this.unmade].map(([key, pending]) => {
+    // A shader that did not compile is not made into a pipeline; its error (queued since kernel())
+    // is reported now with anything else queued, not left for the next run's check.
+    const waiting = [...this.unmade.values()].filter((p) => !p.failed);
+    const moduleErrors = await Promise.all(waiting.map((p) => p.moduleError));
+    waiting.forEach((p, i) => moduleErrors[i] && (p.failed = true));
+    await this.assertHealthy();
+    const creations = [...this.unmade].flatMap(([key, pending]) => {
+      if (pending.failed) return [];
       pending.creating ??= this.device.createComputePipelineAsync(pending.descriptor).then(
         (pipeline) => {
           // A synchronous creation may have made it meanwhile (pipelineOf); keep that one.
@@ -421,18 +439,18 @@ export class Runtime {
           return null;
         },
         (e: unknown) => {
-          // Left unmade: the next call tries again, and a recording makes it synchronously, its
-          // error scope reporting the same failure.
-          pending.creating = undefined;
+          pending.failed = true;
           return this.compileMessage(key, (e as Error).message, pending.module);
         },
       );
-      return pending.creating;
+      return [pending.creating];
     });
     let failures: (string | null)[] = [];
     await this.orLost(Promise.all(creations).then((r) => void (failures = r)));
     const messages = failures.filter((m): m is string => m !== null);
     if (messages.length) throw new GpuError(messages.join('\n'));
+    // A lost device resolves its creations with invalid pipelines.
+    if (this.gpu.isLost()) throw new GpuError(await this.gpu.lost);
   }
 
   createBuffer(bytes: number, label: string, usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST): GPUBuffer {

@@ -39,7 +39,7 @@ describe('Runtime.compilePending', () => {
     }
   });
 
-  it('a pipeline that fails to be made is named with the reason, and recording it reports the same', async () => {
+  it('a pipeline that fails to be made is named once, leaves later runs alone, and recording it reports it again', async () => {
     const rt = await runtime();
     await rt.compilePending();
     // Valid WGSL, but its workgroup memory is past every adapter's maxComputeWorkgroupStorageSize:
@@ -47,22 +47,54 @@ describe('Runtime.compilePending', () => {
     shaderSources['pending_too_big'] = `var<workgroup> big: array<vec4<f32>, 16384>;
 @group(0) @binding(0) var<storage, read_write> o: array<f32>;
 @compute @workgroup_size(64) fn main(@builtin(local_invocation_index) i: u32) { big[i] = vec4<f32>(1.0); workgroupBarrier(); o[i] = big[63u - i].x; }`;
-    const g = new Graph(rt, 'too big');
+    shaderSources['pending_fine'] = scaled;
+    const bad = new Graph(rt, 'too big');
+    const good = new Graph(rt, 'fine');
     try {
-      const o = g.alloc([64], 'o');
-      g.dispatch('too big', { shader: 'pending_too_big' }, { o }, {}, [1]);
-      g.finalize();
+      const o = bad.alloc([64], 'o');
+      bad.dispatch('too big', { shader: 'pending_too_big' }, { o }, {}, [1]);
+      bad.finalize();
       await rt.assertHealthy();
-      await expect(rt.compilePending()).rejects.toThrow(GpuError);
-      await expect(rt.compilePending()).rejects.toThrow(/pending_too_big.*failed to compile[\s\S]*(workgroup|storage)/i);
+      const err = await rt.compilePending().then(() => null, (e: unknown) => e);
+      expect(err).toBeInstanceOf(GpuError);
+      expect((err as Error).message).toMatch(/pending_too_big.*failed to compile[\s\S]*(workgroup|storage)/i);
+      // A later run's kernels are made; the failed one is not tried (nor reported) again.
+      const o2 = good.alloc([64], 'o2');
+      good.dispatch('fine', { shader: 'pending_fine', params: { MUL: 7 } }, { o: o2 }, {}, [1]);
+      good.finalize();
+      expect(rt.pipelinesPending).toBe(2);
+      await rt.compilePending();
       expect(rt.pipelinesPending).toBe(1);
-      // Recording makes it synchronously: the error comes back from the next check.
-      g.submit();
+      good.submit();
+      await rt.assertHealthy();
+      expect(Array.from(await rt.read(o2.buffer, 64 * 4))).toEqual(Array.from({ length: 64 }, (_, i) => i * 7));
+      // Recording the failed one makes it synchronously: the error comes back from the next check.
+      bad.submit();
       await expect(rt.assertHealthy()).rejects.toThrow(/pending_too_big/);
       expect(rt.pipelinesPending).toBe(0);
     } finally {
-      g.destroy();
+      bad.destroy();
+      good.destroy();
       delete shaderSources['pending_too_big'];
+      delete shaderSources['pending_fine'];
+    }
+  });
+
+  it('reports a shader that does not compile before making anything, so no stale error is left queued', async () => {
+    const rt = await runtime();
+    await rt.compilePending();
+    shaderSources['pending_broken'] = `@group(0) @binding(0) var<storage, read_write> o: array<f32>;
+@compute @workgroup_size(1) fn main() { o[0] = not_defined; }`;
+    const g = new Graph(rt, 'broken');
+    try {
+      const o = g.alloc([1], 'o');
+      g.dispatch('broken', { shader: 'pending_broken' }, { o }, {}, [1]);
+      g.finalize();
+      await expect(rt.compilePending()).rejects.toThrow(/pending_broken.*failed to compile[\s\S]*not_defined/);
+      await rt.assertHealthy();
+    } finally {
+      g.destroy();
+      delete shaderSources['pending_broken'];
     }
   });
 });
