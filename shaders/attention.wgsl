@@ -50,6 +50,9 @@ const NEG = -3.0e38;
 // key-major scalars, four loads, and a GPU's shared-memory load rate bounds the kernel).
 const BK4 = BK / 4u;
 const KG = {{KG}}u;
+// Named here so that a spec without STAGE_KV fails to expand (as for D, BQ, BK, KG) instead of
+// quietly getting the CPU adapters' form.
+const STAGED = {{STAGE_KV}};
 #if STAGE_KV
 var<workgroup> kt: array<vec4<f32>, TILE / 4u>;
 var<workgroup> vt: array<vec4<f32>, TILE / 4u>;
