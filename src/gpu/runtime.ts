@@ -424,7 +424,8 @@ export class Runtime {
     // A shader that did not compile is not made into a pipeline; its error (queued since kernel())
     // is reported now with anything else queued, not left for the next run's check.
     const waiting = [...this.unmade.values()].filter((p) => !p.failed);
-    const moduleErrors = await Promise.all(waiting.map((p) => p.moduleError));
+    let moduleErrors: (string | null)[] = [];
+    await this.orLost(Promise.all(waiting.map((p) => p.moduleError)).then((r) => void (moduleErrors = r)));
     waiting.forEach((p, i) => moduleErrors[i] && (p.failed = true));
     await this.assertHealthy();
     const creations = [...this.unmade].flatMap(([key, pending]) => {
