@@ -679,6 +679,9 @@ function onMessage(msg: FromWorker): void {
       );
       return void refreshStored();
     }
+    case 'compile':
+      ui.status.textContent = `Compiling ${msg.pipelines} shader${msg.pipelines === 1 ? '' : 's'} for the ${msg.stage} (first run only)…`;
+      return;
     case 'step': {
       demo.steps++;
       // Steps as asked for: the library folds PNDM's extra U-Net call into its first step.

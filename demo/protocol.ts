@@ -70,6 +70,8 @@ export type FromWorker =
   /** A file that could not be stored; the load goes on from the network. */
   | { type: 'storage-warning'; warning: StorageWarningInfo }
   | { type: 'loaded'; info: ModelInfo }
+  /** Shaders about to be compiled for a stage (the library's CompileEvent): a first run's wait before step 1. */
+  | { type: 'compile'; stage: string; pipelines: number }
   /** One denoising step of `total`, the steps asked for (the library's StepEvent). */
   | { type: 'step'; index: number; total: number; timestep: number; ms: number; preview?: RgbaImage }
   /** Images (and previews) come laid out as the page shows them: gridColumns(count) per row. */

@@ -88,6 +88,7 @@ async function handle(msg: ToWorker): Promise<void> {
       columns,
       signal: ctl.signal,
       onStep: (e) => post({ type: 'step', ...e }, e.preview ? [e.preview.data.buffer as ArrayBuffer] : []),
+      onCompile: (e) => post({ type: 'compile', ...e }),
     });
     post({ type: 'done', image: r.image, steps: r.steps, stepMs: r.stepMs, totalMs: r.totalMs, seed: r.seed }, [r.image.data.buffer as ArrayBuffer]);
   } finally {

@@ -32,7 +32,7 @@ import { addTextualInversion } from './pipelines/textual_inversion.ts';
 import { LoraSet, type LoraInfo, type LoraTargets } from './models/lora.ts';
 
 export type { ModelDefaults, ModelInfo, ModelKind };
-export { randomSeed, resolveGenerateOptions, type GenerateOptions, type ResolvedOptions, type StepEvent, type RgbaPixels } from './generate_options.ts';
+export { randomSeed, resolveGenerateOptions, type GenerateOptions, type ResolvedOptions, type StepEvent, type CompileEvent, type RgbaPixels } from './generate_options.ts';
 
 export interface LoadModelOptions {
   /**
@@ -424,7 +424,7 @@ async function generateNow(model: Model, opts: GenerateOptions): Promise<Generat
   const { rt, loaded } = model;
   const init = initTensors(opts, o, model.info.imageChannels);
   const control = o.control ? controlTensors(opts, o).map((image, k) => ({ image, ...o.control!.weights[k]! })) : undefined;
-  const common = { seed: o.seed, steps: o.steps, guidanceScale: o.guidance, scheduler: o.scheduler, eta: o.eta, signal: opts.signal, latentsEvery: o.previewEvery, ...init };
+  const common = { seed: o.seed, steps: o.steps, guidanceScale: o.guidance, scheduler: o.scheduler, eta: o.eta, signal: opts.signal, latentsEvery: o.previewEvery, ...(opts.onCompile ? { onCompile: opts.onCompile } : {}), ...init };
   const { inChannels } = loaded.kind === 'class' ? loaded.ldm.unet : loaded.sd.unet;
   const f = model.info.scaleFactor;
   const latentShape = [o.batch, inChannels, o.height / f, o.width / f];

@@ -10,9 +10,10 @@ import { img2imgStartStep } from './pipelines/img2img.ts';
 import type { ModelInfo } from './pipelines/model_info.ts';
 import { SDXL_OPTIONS, type SdxlSizeOptions, type Size } from './pipelines/text_to_image.ts';
 import type { RgbaImage } from './preview.ts';
+import type { CompileEvent } from './pipelines/denoise.ts';
 import type { SchedulerName } from './schedulers/registry.ts';
 
-export type { RgbaPixels };
+export type { RgbaPixels, CompileEvent };
 
 export interface StepEvent {
   index: number;
@@ -55,6 +56,12 @@ export interface GenerateOptions extends SdxlSizeOptions {
   /** Checked before every step: a cancel rejects with CancelledError within one step. */
   signal?: AbortSignal;
   onStep?: (e: StepEvent) => void;
+  /**
+   * Told before shaders are compiled: how many pipelines, for which stage. A model's first run (and
+   * a first run at a new size or batch) compiles its pipelines before the first step, which can take
+   * seconds on a GPU in a browser; a page can say so instead of showing step 0 for that long.
+   */
+  onCompile?: (e: CompileEvent) => void;
   /** Read back and map the latents to RGB every N steps (0 or absent: no previews). */
   previewEvery?: number;
   /**

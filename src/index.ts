@@ -1,7 +1,7 @@
 // Fresco's public API, the same in a page, a Web Worker and Node: loadModel(url | folder) and
 // generate(model, options). Nothing here imports Node modules at load time (Node-only paths are
 // dynamic imports behind checks), so bundlers can ship it to browsers; PNG files are in 'fresco/node'.
-export { loadModel, inspectModel, generate, randomSeed, cannyEdges, Model, type LoadModelOptions, type GenerateOptions, type GenerateResult, type StepEvent, type ModelKind, type ModelDefaults, type ModelInfo, type RgbaPixels } from './api.ts';
+export { loadModel, inspectModel, generate, randomSeed, cannyEdges, Model, type LoadModelOptions, type GenerateOptions, type GenerateResult, type StepEvent, type CompileEvent, type ModelKind, type ModelDefaults, type ModelInfo, type RgbaPixels } from './api.ts';
 export { latentPreview, imageToRgba, parsePreviewFactors, SD_LATENT_RGB, type RgbaImage, type PreviewMode, type PreviewFactors } from './preview.ts';
 export { urlFolderReader, DEFAULT_CACHE_NAME, type UrlReaderOptions, type UrlFolderReader } from './io/url_reader.ts';
 export { listStoredModels, deleteStoredModel, clearStoredModels, type StorageWarning, type StoredModel, type StoredFile } from './io/model_cache.ts';

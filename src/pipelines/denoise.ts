@@ -60,11 +60,31 @@ export interface DenoiseOptions {
   /** Inpainting mask [B, 1, H, W], 1 = repaint (binarized at 0.5); needs initImage. */
   mask?: Float32Array;
   onStep?: (info: StepInfo) => void;
+  /** Told before pipelines are compiled (see CompileEvent). */
+  onCompile?: (e: CompileEvent) => void;
   /** Reads the latents back into onStep's info every N steps (and after the last), for previews. */
   latentsEvery?: number;
   signal?: AbortSignal;
   /** Reads back the guided eps and the latents after every step (slow; for checks only). */
   trace?: (i: number, eps: Float32Array, latents: Float32Array) => void;
+}
+
+/**
+ * Shaders about to be compiled, before a stage's first recording: a model's first run (at a size
+ * or batch not run before) compiles its pipelines before the first step, which can take seconds on
+ * a GPU in a browser, and the decode compiles the few of its own after the last step.
+ */
+export interface CompileEvent {
+  stage: 'text encoder' | 'denoising' | 'decode';
+  /** Pipelines to make (all at once: Runtime.compilePending). */
+  pipelines: number;
+}
+
+/** The pipelines a stage's planned graphs still need, made all at once, with onCompile told first when there are any. */
+export async function compileStage(rt: Runtime, stage: CompileEvent['stage'], onCompile?: (e: CompileEvent) => void): Promise<void> {
+  const pipelines = rt.pipelinesPending;
+  if (pipelines > 0) onCompile?.({ stage, pipelines });
+  await rt.compilePending();
 }
 
 export interface GenerationResult {
@@ -248,14 +268,14 @@ export async function denoise(rt: Runtime, job: DenoiseJob, opts: DenoiseOptions
     graphs.push(g);
 
     // Both graphs' pipelines at once (a browser compiles them in parallel), then the first recording.
-    await rt.compilePending();
+    await compileStage(rt, 'denoising', opts.onCompile);
     const enc = device.createCommandEncoder({ label: 'initial latents' });
     recordInit(enc);
     rt.watch('initial latents', () => device.queue.submit([enc.finish()]));
 
     const stepMs = await runSteps(rt, g, { tableBuf, rowBuf, rowBytes, start, steps, sched, opts, traced: epsOut ? { eps: epsOut, x } : null, x });
 
-    const { image, imageShape } = await decodeLatents(rt, vae, x, graphs);
+    const { image, imageShape } = await decodeLatents(rt, vae, x, graphs, opts.onCompile);
     const latents = await rt.read(x.buffer, n * 4);
     const initLatentsData = initLatents ? await rt.read(initLatents.buffer, n * 4) : undefined;
     return {
@@ -369,13 +389,13 @@ async function runSteps(rt: Runtime, g: Graph, l: StepLoop): Promise<number[]> {
 }
 
 /** vae.decode(latents / scaling_factor), read back and checked for NaN/Inf. */
-async function decodeLatents(rt: Runtime, vae: AutoencoderKL, x: Tensor, graphs: Graph[]): Promise<{ image: Float32Array; imageShape: [number, number, number, number] }> {
+async function decodeLatents(rt: Runtime, vae: AutoencoderKL, x: Tensor, graphs: Graph[], onCompile?: (e: CompileEvent) => void): Promise<{ image: Float32Array; imageShape: [number, number, number, number] }> {
   const [, , h, w] = x.shape as [number, number, number, number];
   const { g: d, out } = plan(`${w * vae.scaleFactor}x${h * vae.scaleFactor} images`, () =>
     planGraph(rt, 'decode', (d) => vae.decode(d, scale(d, 'unscale-latents', x, 1 / vae.scalingFactor))),
   );
   graphs.push(d);
-  await rt.compilePending();
+  await compileStage(rt, 'decode', onCompile);
   d.submit('decode');
   await rt.assertHealthy();
   const image = await rt.read(out.buffer, numel(out.shape) * 4);

@@ -21,7 +21,7 @@ import { numel, type Tensor } from '../graph/tensor.ts';
 import { concatChannels } from '../kernels/elementwise.ts';
 import { uploadIds } from '../kernels/embedding.ts';
 import type { CLIPTokenizer, Encoded } from '../text/clip_tokenizer.ts';
-import { denoise, type DenoiseOptions, type GenerationResult } from './denoise.ts';
+import { compileStage, denoise, type DenoiseOptions, type GenerationResult } from './denoise.ts';
 import { SDXL_TIME_IDS, type SdModel, type SdxlParts } from './sd_folder.ts';
 import { checkWeighting, controlKeep } from './controlnet.ts';
 import type { ControlResiduals } from '../models/unet_2d_condition.ts';
@@ -265,7 +265,7 @@ async function encodeSd(rt: Runtime, text: Graph, owned: GPUBuffer[], model: SdM
   const { lastHiddenState: context, penultimate } = textEncoder.encode(text, { ...ids, shape: [rows.length, T] }, { clipSkip: opts.clipSkip ?? 0 });
   text.release(penultimate);
   text.finalize();
-  await rt.compilePending();
+  await compileStage(rt, 'text encoder', opts.onCompile);
   text.submit('text encoder');
   await rt.assertHealthy();
   if (opts.traceText) {
@@ -373,7 +373,7 @@ async function encodeXl(rt: Runtime, text: Graph, owned: GPUBuffer[], model: SdM
   owned.push(timeIdsT.buffer);
 
   text.finalize();
-  await rt.compilePending();
+  await compileStage(rt, 'text encoder', opts.onCompile);
   text.submit('text encoders');
   await rt.assertHealthy();
   if (opts.traceText) {

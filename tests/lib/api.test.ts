@@ -8,7 +8,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { modelsMiddleware } from '../../demo/models_server.ts';
-import { generate, loadModel, type Model, type StepEvent } from '../../src/api.ts';
+import { generate, loadModel, type CompileEvent, type Model, type StepEvent } from '../../src/api.ts';
 import { createGpu, getGpu } from '../../src/gpu/device.ts';
 import { generateClassConditional } from '../../src/pipelines/class_conditional.ts';
 import { tensorToImage } from '../../src/io/image.ts';
@@ -147,6 +147,43 @@ describe('loadModel + generate (class-conditional)', () => {
     expect([row[2]!.preview!.width, row[2]!.preview!.height]).toEqual([32, 8]);
     expect(wide.raw).toEqual(r.raw);
     await expect(generate(m, { class: 0, columns: 0 })).rejects.toThrow(/columns must be a whole number >= 1, got 0/);
+  });
+});
+
+describe('generate: onCompile', () => {
+  it('tells a fresh device\'s first run how many pipelines each stage compiles, and a repeat run nothing', async () => {
+    const gpu = await createGpu({ wantF16: true });
+    try {
+      const m = await loadModel('weights/fashion-ldm', { gpu, precision: 'f32' });
+      // What a page hears, in order: compile events between the steps they come before or after.
+      const run = async () => {
+        const heard: (CompileEvent | 'step')[] = [];
+        await generate(m, { class: 1, steps: 2, seed: 5, onStep: () => heard.push('step'), onCompile: (e) => heard.push(e) });
+        return heard;
+      };
+      const first = await run();
+      expect(first.map((e) => (e === 'step' ? e : e.stage))).toEqual(['denoising', 'step', 'step', 'decode']);
+      const [denoising, , , decode] = first as [CompileEvent, 'step', 'step', CompileEvent];
+      expect(denoising.pipelines).toBeGreaterThan(10);
+      expect(decode.pipelines).toBeGreaterThan(0);
+      expect(await run()).toEqual(['step', 'step']);
+      m.destroy();
+    } finally {
+      gpu.device.destroy();
+    }
+  });
+
+  it('names the text encoder as a stage of its own on a text model', async () => {
+    const gpu = await createGpu({ wantF16: true });
+    try {
+      const m = await loadModel('tests/fixtures/sd-tiny', { gpu, precision: 'f32' });
+      const heard: string[] = [];
+      await generate(m, { prompt: 'a boat', steps: 1, seed: 1, onStep: () => heard.push('step'), onCompile: (e) => heard.push(`${e.stage}${e.pipelines > 0 ? '' : ' (none)'}`) });
+      expect(heard).toEqual(['text encoder', 'denoising', 'step', 'decode']);
+      m.destroy();
+    } finally {
+      gpu.device.destroy();
+    }
   });
 });
 
