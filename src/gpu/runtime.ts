@@ -424,8 +424,7 @@ export class Runtime {
     // A shader that did not compile is not made into a pipeline; its error (queued since kernel())
     // is reported now with anything else queued, not left for the next run's check.
     const waiting = [...this.unmade.values()].filter((p) => !p.failed);
-    let moduleErrors: (string | null)[] = [];
-    await this.orLost(Promise.all(waiting.map((p) => p.moduleError)).then((r) => void (moduleErrors = r)));
+    const moduleErrors = await this.orLost(Promise.all(waiting.map((p) => p.moduleError)));
     waiting.forEach((p, i) => moduleErrors[i] && (p.failed = true));
     await this.assertHealthy();
     const creations = [...this.unmade].flatMap(([key, pending]) => {
@@ -446,8 +445,7 @@ export class Runtime {
       );
       return [pending.creating];
     });
-    let failures: (string | null)[] = [];
-    await this.orLost(Promise.all(creations).then((r) => void (failures = r)));
+    const failures = await this.orLost(Promise.all(creations));
     const messages = failures.filter((m): m is string => m !== null);
     if (messages.length) throw new GpuError(messages.join('\n'));
     // A lost device resolves its creations with invalid pipelines.
@@ -497,8 +495,10 @@ export class Runtime {
     return this.orLost(this.device.queue.onSubmittedWorkDone());
   }
 
-  private orLost(p: Promise<void>): Promise<void> {
-    const lost = this.gpu.lost.then((msg) => Promise.reject(new GpuError(msg)));
+  private orLost<T>(p: Promise<T>): Promise<T> {
+    const lost = this.gpu.lost.then((msg): never => {
+      throw new GpuError(msg);
+    });
     // Whichever side loses the race settles later; it must not become an unhandled rejection.
     lost.catch(() => undefined);
     return Promise.race([p, lost]);
