@@ -20,7 +20,7 @@ import type { Tensor } from '../src/graph/tensor.ts';
 import { attention, attentionKeyTile, attentionPath } from '../src/kernels/attention.ts';
 import { shaderSources } from '../src/kernels/shaders.gen.ts';
 import { compare } from '../tests/helpers/compare.ts';
-import { randn } from '../tests/helpers/gpu.ts';
+import { randn, withRuntime } from '../tests/helpers/gpu.ts';
 import { attentionRef } from '../tests/ref/attention.ts';
 
 // Bench-only shaders sit beside the bundled ones so they go through the same runtime.
@@ -89,17 +89,6 @@ const stageArg = process.argv.indexOf('--stage');
 const stagings = stageArg >= 0 ? process.argv[stageArg + 1]!.split(',').map((x) => x === 'on') : [rt.attentionStageKV];
 /** The flash variants to time: every tile budget with every staging. */
 const flashForms = tiles.flatMap((t) => stagings.map((stage) => ({ t, stage })));
-/** Sets the runtime's attention choices for one synchronous build, then puts back what was there. */
-function withChoices<T>(choices: Partial<Pick<Runtime, 'attentionGemmMinHead' | 'attentionGemmMinKeys' | 'attentionTileFloats' | 'attentionStageKV'>>, fn: () => T): T {
-  const r = rt as unknown as Record<string, unknown>;
-  const prev = Object.fromEntries(Object.keys(choices).map((k) => [k, r[k]]));
-  Object.assign(rt, choices);
-  try {
-    return fn();
-  } finally {
-    Object.assign(rt, prev);
-  }
-}
 console.log(`adapter: ${rt.gpu.adapterName} (GEMM feed ${rt.gemmFeed}; attention() takes the GEMM path from head dim ${rt.attentionGemmMinHead} or ${rt.attentionGemmMinKeys} keys)`);
 // The naive version's score matrix is one tensor: it must fit what graphs plan within.
 const maxScores = Math.min(rt.planLimits.binding, rt.planLimits.buffer);
@@ -110,11 +99,12 @@ for (const s of shapes) {
   const flops = 4 * s.B * s.Tq * s.Tk * s.C;
   const head = `B${s.B} Tq${s.Tq} Tk${s.Tk} C${s.C} heads${s.heads} (${s.note})`;
   // attention() with its path forced (a threshold of 1 takes every head dim to the GEMM path).
+  // The runtime's choices are set while the version's graph is built (withRuntime puts them back).
   const forced =
     (minHead: number, tileFloats = rt.attentionTileFloats, stage = rt.attentionStageKV) =>
     (g: Graph, q: Tensor, k: Tensor, v: Tensor) =>
-      withChoices({ attentionGemmMinHead: minHead, attentionGemmMinKeys: Infinity, attentionTileFloats: tileFloats, attentionStageKV: stage }, () => attention(g, 'attn', q, k, v, s.heads));
-  const versions: [string, (g: Graph, q: Tensor, k: Tensor, v: Tensor) => Tensor][] = [['gemm', forced(1)]];
+      withRuntime(rt, { attentionGemmMinHead: minHead, attentionGemmMinKeys: Infinity, attentionTileFloats: tileFloats, attentionStageKV: stage }, async () => attention(g, 'attn', q, k, v, s.heads));
+  const versions: [string, (g: Graph, q: Tensor, k: Tensor, v: Tensor) => Tensor | Promise<Tensor>][] = [['gemm', forced(1)]];
   const d = s.C / s.heads;
   if (attentionKeyTile(d) >= 4) {
     const name = (t: number, stage: boolean) =>
@@ -138,7 +128,7 @@ for (const s of shapes) {
       rt.device.queue.writeBuffer(t.buffer, 0, x);
       return t;
     }) as [Tensor, Tensor, Tensor];
-    const out = build(g, ...ins);
+    const out = await build(g, ...ins);
     g.finalize();
     const ms = await time(rt, g, 3);
     const got = await rt.read(out.buffer, s.B * s.Tq * s.C * 4);
